@@ -1,0 +1,83 @@
+"""Kassa: the Flask application factory."""
+from pathlib import Path
+
+from flask import Flask, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException
+
+from app.config import load_config
+from app.extensions import csrf, db, htmx, init_redis, limiter, login_manager, migrate
+from app.observability import configure_logging, init_observability
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def create_app(config: dict | None = None) -> Flask:
+    """Build a Kassa app; ``config`` overrides what the environment says."""
+    app = Flask(
+        __name__,
+        template_folder=str(ROOT / "templates"),
+        static_folder=str(ROOT / "static"),
+    )
+    app.config.from_mapping(load_config())
+    if config:
+        app.config.update(config)
+    if not app.config.get("SQLALCHEMY_DATABASE_URI"):
+        raise RuntimeError("DATABASE_URL is not set (start Kassa with `python3 kassa.py run`)")
+
+    configure_logging()
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(ROOT / "migrations"))
+    csrf.init_app(app)
+    login_manager.init_app(app)
+    htmx.init_app(app)
+    limiter.init_app(app)
+    init_redis(app)
+    init_observability(app)
+
+    from app import models  # noqa: F401  (registers every model on the metadata)
+    from app.accounts import login  # noqa: F401  (user loader)
+    from app.admin import bp as admin_bp
+    from app.api import bp as api_bp
+    from app.checkout import bp as checkout_bp
+    from app.dashboard import bp as dashboard_bp
+    from app.hooks import bp as hooks_bp
+
+    # API keys and PSP signatures authenticate these; cookies never do, so CSRF tokens do not apply.
+    csrf.exempt(api_bp)
+    csrf.exempt(hooks_bp)
+    for blueprint in (api_bp, checkout_bp, dashboard_bp, admin_bp, hooks_bp):
+        app.register_blueprint(blueprint)
+
+    _register_error_pages(app)
+    _register_cli(app)
+    return app
+
+
+def _wants_json() -> bool:
+    return request.path.startswith(("/v1", "/hooks")) or request.accept_mimetypes.best == "application/json"
+
+
+def _register_error_pages(app: Flask) -> None:
+    from app.api.errors import error_body
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException):
+        if _wants_json():
+            return jsonify(error_body(error)), error.code
+        template = f"errors/{error.code}.html" if error.code in (403, 404, 500) else "errors/generic.html"
+        return render_template(template, error=error), error.code
+
+    @app.errorhandler(Exception)
+    def unexpected_error(error: Exception):
+        app.logger.exception("unhandled error")
+        db.session.rollback()
+        if _wants_json():
+            return jsonify({"error": {"type": "api_error", "code": "internal_error",
+                                      "message": "An unexpected error occurred.", "param": None}}), 500
+        return render_template("errors/500.html", error=error), 500
+
+
+def _register_cli(app: Flask) -> None:
+    from app.cli import register_commands
+
+    register_commands(app)

@@ -1,0 +1,1 @@
+"""Merchants, users, memberships and roles."""

@@ -1,0 +1,64 @@
+"""Tenancy core: merchants (tenants), users, and memberships with a role."""
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, String, UniqueConstraint, text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.models_base import Base, utcnow
+
+
+class Merchant(Base):
+    """A tenant: a business taking payments, with its own books in test and live mode."""
+
+    __tablename__ = "merchants"
+
+    id: Mapped[str] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    # Branding shown on the hosted checkout page.
+    display_name: Mapped[str | None] = mapped_column(String(200))
+    accent_color: Mapped[str] = mapped_column(String(7), server_default=text("'#4f46e5'"))
+    logo_url: Mapped[str | None] = mapped_column(String(2000))
+    timezone: Mapped[str] = mapped_column(String(64), server_default=text("'UTC'"))
+    live_enabled: Mapped[bool] = mapped_column(server_default=text("false"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=text("now()"))
+
+    memberships: Mapped[list["Membership"]] = relationship(back_populates="merchant")
+
+
+class User(Base):
+    """A person who signs in to the dashboard; may belong to several merchants."""
+
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    password_hash: Mapped[str] = mapped_column(String(300))
+    is_platform_admin: Mapped[bool] = mapped_column(server_default=text("false"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=text("now()"))
+
+    memberships: Mapped[list["Membership"]] = relationship(back_populates="user")
+
+    # The protocol Flask-Login expects of a user object (plain attributes, no Flask import).
+    is_authenticated = True
+    is_active = True
+    is_anonymous = False
+
+    def get_id(self) -> str:
+        return self.id
+
+
+class Membership(Base):
+    """A user's role in one merchant."""
+
+    __tablename__ = "memberships"
+    __table_args__ = (UniqueConstraint("user_id", "merchant_id", name="uq_memberships_user_merchant"),)
+
+    id: Mapped[str] = mapped_column(primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    merchant_id: Mapped[str] = mapped_column(ForeignKey("merchants.id"), index=True)
+    role: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=text("now()"))
+
+    user: Mapped[User] = relationship(back_populates="memberships")
+    merchant: Mapped[Merchant] = relationship(back_populates="memberships")

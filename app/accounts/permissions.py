@@ -1,0 +1,47 @@
+"""The one permission table: which role may do what. Later features add rows here, never checks elsewhere."""
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    OWNER = "owner"
+    ADMIN = "admin"
+    DEVELOPER = "developer"
+    ANALYST = "analyst"
+
+
+class Action(StrEnum):
+    VIEW = "view"                      # payments, balances, ledger, events, logs; export
+    MOVE_MONEY = "move_money"          # refund, capture, cancel
+    MANAGE_DEVELOPERS = "manage_developers"  # API keys, webhook endpoints
+    MANAGE_TEAM = "manage_team"        # invite, change role, remove member
+    MANAGE_SETTINGS = "manage_settings"  # branding, settings
+    VIEW_AUDIT_LOG = "view_audit_log"
+
+
+_EVERYONE = frozenset(Role)
+
+PERMISSIONS: dict[Action, frozenset[Role]] = {
+    Action.VIEW: _EVERYONE,
+    Action.MOVE_MONEY: frozenset({Role.OWNER, Role.ADMIN}),
+    Action.MANAGE_DEVELOPERS: frozenset({Role.OWNER, Role.ADMIN, Role.DEVELOPER}),
+    Action.MANAGE_TEAM: frozenset({Role.OWNER, Role.ADMIN}),
+    Action.MANAGE_SETTINGS: frozenset({Role.OWNER, Role.ADMIN}),
+    Action.VIEW_AUDIT_LOG: frozenset({Role.OWNER, Role.ADMIN}),
+}
+
+
+def can(role: str | Role | None, action: Action) -> bool:
+    """Whether a member with this role may perform the action."""
+    if role is None:
+        return False
+    try:
+        return Role(role) in PERMISSIONS[action]
+    except ValueError:
+        return False
+
+
+def can_manage_member(actor_role: str, target_role: str) -> bool:
+    """Team rule: admins cannot change or remove the owner; only owners and admins manage the team."""
+    if not can(actor_role, Action.MANAGE_TEAM):
+        return False
+    return not (target_role == Role.OWNER and actor_role != Role.OWNER)

@@ -1,0 +1,4 @@
+"""Hosted checkout (/c/<session id>) for shoppers."""
+from flask import Blueprint
+
+bp = Blueprint("checkout", __name__, url_prefix="/c")

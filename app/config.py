@@ -1,0 +1,70 @@
+"""Configuration from the environment (twelve-factor); nothing is read at import time."""
+import os
+import secrets
+
+
+def _postgres_url(url: str | None) -> str | None:
+    """Point plain postgresql:// URLs at the psycopg 3 driver."""
+    if url and url.startswith("postgresql://"):
+        return "postgresql+psycopg://" + url[len("postgresql://"):]
+    if url and url.startswith("postgres://"):
+        return "postgresql+psycopg://" + url[len("postgres://"):]
+    return url
+
+
+def _float(env, name: str, default: float) -> float:
+    value = env.get(name)
+    return float(value) if value else default
+
+
+def load_config(env=os.environ) -> dict:
+    """Build the Flask config mapping from environment variables."""
+    kassa_env = env.get("KASSA_ENV", "production")
+    secret_key = env.get("SECRET_KEY")
+    if not secret_key:
+        if kassa_env == "production":
+            raise RuntimeError("SECRET_KEY must be set in production")
+        secret_key = secrets.token_hex(32)
+    database_url = _postgres_url(env.get("DATABASE_URL"))
+    redis_url = env.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    return {
+        "KASSA_ENV": kassa_env,
+        "SECRET_KEY": secret_key,
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "DATABASE_OWNER_URL": _postgres_url(env.get("DATABASE_OWNER_URL")) or database_url,
+        "SQLALCHEMY_ENGINE_OPTIONS": {
+            "pool_pre_ping": True,
+            # Bound waits so an overloaded pool surfaces as an error instead of a hung request.
+            "pool_timeout": 10,
+            "pool_size": int(env.get("DB_POOL_SIZE", "10")),
+            "max_overflow": int(env.get("DB_MAX_OVERFLOW", "10")),
+        },
+        "REDIS_URL": redis_url,
+        "RATELIMIT_STORAGE_URI": redis_url,
+        "RATELIMIT_HEADERS_ENABLED": True,
+        "RATELIMIT_KEY_PREFIX": "kassa-rl",
+        "KASSA_ENCRYPTION_KEYS": env.get("KASSA_ENCRYPTION_KEYS", ""),
+        "LEDGER_HMAC_KEY": env.get("LEDGER_HMAC_KEY", ""),
+        "API_KEY_HMAC_KEY": env.get("API_KEY_HMAC_KEY", ""),
+        "METRICS_TOKEN": env.get("METRICS_TOKEN", ""),
+        "SANDBOX_PSP_URL": env.get("SANDBOX_PSP_URL", "http://127.0.0.1:8200"),
+        "SANDBOX_ACQUIRER_URLS": env.get(
+            "SANDBOX_ACQUIRER_URLS", "sandbox=http://127.0.0.1:8201,sandbox_b=http://127.0.0.1:8202"
+        ),
+        "SANDBOX_PSP_SECRET": env.get("SANDBOX_PSP_SECRET", ""),
+        "SANDBOX_WEBHOOK_SECRET": env.get("SANDBOX_WEBHOOK_SECRET", ""),
+        # Connect 1 s: a healthy PSP on the same continent accepts a TCP connection in tens of
+        # milliseconds; longer means it is down, and failing fast lets failover act.
+        # Read 5 s: card authorizations at acquirers take up to a few seconds at p99.
+        "PSP_CONNECT_TIMEOUT": _float(env, "PSP_CONNECT_TIMEOUT", 1.0),
+        "PSP_READ_TIMEOUT": _float(env, "PSP_READ_TIMEOUT", 5.0),
+        "MAX_CONTENT_LENGTH": 1024 * 1024,
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": kassa_env == "production",
+        "REMEMBER_COOKIE_HTTPONLY": True,
+        "REMEMBER_COOKIE_SAMESITE": "Lax",
+        "REMEMBER_COOKIE_SECURE": kassa_env == "production",
+        "WTF_CSRF_TIME_LIMIT": None,
+        "PUBLIC_BASE_URL": env.get("PUBLIC_BASE_URL", ""),
+    }

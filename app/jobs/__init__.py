@@ -1,0 +1,91 @@
+"""RQ plumbing: jobs take ids, run inside the worker's one app, and are enqueued only after commit."""
+import functools
+import logging
+from typing import Callable
+
+from flask import Flask, current_app, has_app_context
+from rq import Queue, get_current_job
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from app.observability import request_id_var
+
+log = logging.getLogger(__name__)
+
+QUEUES = ("psp", "webhooks", "default")
+
+_worker_app: Flask | None = None
+
+
+def set_worker_app(app: Flask) -> None:
+    """The worker process builds its app once and hands it here."""
+    global _worker_app
+    _worker_app = app
+
+
+def _app() -> Flask:
+    global _worker_app
+    if has_app_context():
+        return current_app._get_current_object()
+    if _worker_app is None:
+        from app import create_app
+
+        _worker_app = create_app()
+    return _worker_app
+
+
+def job(func: Callable) -> Callable:
+    """Run an RQ job inside the app context, with the enqueuing request's id on every log line."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        current = get_current_job()
+        token = request_id_var.set((current.meta.get("request_id") if current else None) or request_id_var.get())
+        app = _app()
+        try:
+            if has_app_context():
+                return func(*args, **kwargs)
+            with app.app_context():
+                from app.extensions import db
+
+                try:
+                    return func(*args, **kwargs)
+                finally:
+                    db.session.remove()
+        finally:
+            request_id_var.reset(token)
+
+    return wrapper
+
+
+def queue(name: str = "default") -> Queue:
+    """An RQ queue on the app's Redis."""
+    from app.extensions import redis_client
+
+    return Queue(name, connection=redis_client())
+
+
+def enqueue(func: Callable | str, *args, queue_name: str = "default", **options):
+    """Enqueue now. Never call inside an open transaction that the job depends on: use enqueue_after_commit."""
+    meta = {"request_id": request_id_var.get()}
+    return queue(queue_name).enqueue(func, *args, meta=meta, **options)
+
+
+def enqueue_after_commit(session: Session, func: Callable | str, *args, queue_name: str = "default", **options):
+    """Enqueue once the session's transaction commits (never from inside it); dropped on rollback.
+
+    The database row that the job works on is the durable record; a lost enqueue is picked up by a sweep.
+    """
+    app = _app()
+
+    def _after_commit(_session):
+        try:
+            with app.app_context():
+                enqueue(func, *args, queue_name=queue_name, **options)
+        except Exception:  # noqa: BLE001 - Redis down: the scheduled sweep finds the row later
+            log.exception("enqueue after commit failed; the sweep will retry")
+
+    event.listen(session, "after_commit", _after_commit, once=True)
+    event.listen(session, "after_rollback",
+                 lambda _s: event.contains(session, "after_commit", _after_commit)
+                 and event.remove(session, "after_commit", _after_commit), once=True)

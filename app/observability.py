@@ -1,0 +1,121 @@
+"""JSON logs with a request id on every line, Prometheus metrics, and the health check."""
+import contextvars
+import hmac
+import logging
+import os
+import re
+import sys
+import time
+import uuid
+
+from flask import Flask, Response, abort, g, jsonify, request
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import multiprocess
+from pythonjsonlogger.json import JsonFormatter
+from sqlalchemy import text
+
+# Jobs and requests both set this, so every log line names the request that caused it.
+request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+
+_SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+REQUEST_DURATION = Histogram(
+    "kassa_http_request_duration_seconds",
+    "HTTP request duration by endpoint, method and status.",
+    ["endpoint", "method", "status"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1, 2.5, 5, 10),
+)
+REQUESTS_TOTAL = Counter(
+    "kassa_http_requests_total", "HTTP requests by endpoint, method and status.", ["endpoint", "method", "status"]
+)
+
+
+class RequestIdFilter(logging.Filter):
+    """Stamp each record with the current request id."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = request_id_var.get()
+        return True
+
+
+def configure_logging(level: str | None = None) -> None:
+    """One JSON line per log record on stderr, with the request id."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter(
+        "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s",
+        rename_fields={"levelname": "level", "asctime": "time"},
+    ))
+    handler.addFilter(RequestIdFilter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level or os.environ.get("LOG_LEVEL", "INFO"))
+
+
+def _metrics_registry() -> CollectorRegistry | None:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return registry
+    return None
+
+
+def init_observability(app: Flask) -> None:
+    """Request ids, access logging, metrics and /healthz, /metrics."""
+    access_log = logging.getLogger("kassa.access")
+
+    @app.before_request
+    def _start_request():
+        incoming = request.headers.get("X-Request-ID", "")
+        g.request_id = incoming if _SAFE_REQUEST_ID.match(incoming) else f"req_{uuid.uuid4().hex}"
+        g.request_started = time.perf_counter()
+        request_id_var.set(g.request_id)
+
+    @app.after_request
+    def _finish_request(response: Response):
+        request_id = g.get("request_id")
+        if request_id:
+            response.headers["X-Request-ID"] = request_id
+        started = g.get("request_started")
+        if started is not None:
+            elapsed = time.perf_counter() - started
+            endpoint = request.url_rule.rule if request.url_rule else "<unmatched>"
+            labels = (endpoint, request.method, str(response.status_code))
+            REQUEST_DURATION.labels(*labels).observe(elapsed)
+            REQUESTS_TOTAL.labels(*labels).inc()
+            if endpoint not in ("/healthz", "/metrics") and not request.path.startswith("/static/"):
+                access_log.info("request", extra={
+                    "method": request.method, "path": request.path, "status": response.status_code,
+                    "duration_ms": round(elapsed * 1000, 2),
+                })
+        return response
+
+    @app.get("/healthz")
+    def healthz():
+        from app.extensions import db, redis_client
+
+        checks = {}
+        try:
+            db.session.execute(text("SELECT 1"))
+            checks["database"] = "ok"
+        except Exception as exc:  # noqa: BLE001 - a health check reports any failure
+            checks["database"] = f"error: {type(exc).__name__}"
+        finally:
+            db.session.remove()
+        try:
+            redis_client().ping()
+            checks["redis"] = "ok"
+        except Exception as exc:  # noqa: BLE001
+            checks["redis"] = f"error: {type(exc).__name__}"
+        healthy = all(value == "ok" for value in checks.values())
+        return jsonify(status="ok" if healthy else "degraded", checks=checks), (200 if healthy else 503)
+
+    @app.get("/metrics")
+    def metrics():
+        token = app.config.get("METRICS_TOKEN")
+        supplied = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        # Not public: without a configured token the endpoint does not exist.
+        if not token or not hmac.compare_digest(supplied.encode(), token.encode()):
+            abort(404)
+        registry = _metrics_registry()
+        payload = generate_latest(registry) if registry else generate_latest()
+        return Response(payload, mimetype=CONTENT_TYPE_LATEST)

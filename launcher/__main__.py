@@ -1,0 +1,35 @@
+"""`python -m launcher run | test [pytest args] | servers-only [--ephemeral]` (kassa.py execs this in .venv)."""
+import argparse
+import sys
+
+from launcher import LauncherError
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="kassa.py", description="Run or test Kassa with embedded servers.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("run", help="start Kassa with demo data (data kept in .kassa/ or $KASSA_DATA_DIR)")
+    sub.add_parser("test", help="run pytest against ephemeral servers; extra arguments go to pytest",
+                   add_help=False)
+    servers = sub.add_parser("servers-only", help="start and provision PostgreSQL + Redis, print the environment")
+    servers.add_argument("--ephemeral", action="store_true", help="temporary data, removed on exit")
+    if argv[:1] == ["test"]:  # everything after `test` belongs to pytest, --help included
+        args, rest = argparse.Namespace(command="test"), argv[1:]
+    else:
+        args, rest = parser.parse_args(argv), []
+
+    from launcher import commands
+
+    try:
+        if args.command == "run":
+            return commands.cmd_run()
+        if args.command == "test":
+            return commands.cmd_test(rest)
+        return commands.cmd_servers_only(args.ephemeral)
+    except LauncherError as exc:
+        print(f"kassa: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,355 @@
+"""Flask apps of the sandbox PSP: the public app and one acquirer app per acquirer.
+
+Views are thin: parse, check, call ``operations`` inside a transaction, answer JSON.
+Card numbers only pass through ``create_token`` and are never logged or stored.
+"""
+import datetime as dt
+import hmac
+import json
+import logging
+import re
+import time
+
+from flask import Flask, Response, redirect, render_template, request
+from werkzeug.exceptions import HTTPException
+
+from . import operations as ops
+from . import store as store_mod
+from .callbacks import callback_object
+from .cards import CardError, validate_card
+from .core import Sandbox
+from .operations import SandboxError
+from .settlement import settlement_csv, settlement_days
+
+log = logging.getLogger(__name__)
+
+DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# Browsers may cache a CORS preflight answer this long (seconds); the allowed origins
+# only change on a restart.
+CORS_MAX_AGE = "600"
+# Most callbacks /_admin/callbacks lists, newest first: enough to debug a test run.
+ADMIN_CALLBACK_LIMIT = 200
+
+
+def json_response(body, status: int = 200, headers: dict | None = None) -> Response:
+    """A JSON response (serialised here so stored idempotent replies are byte-identical)."""
+    text = body if isinstance(body, str) else json.dumps(body)
+    return Response(text, status=status, headers=headers, mimetype="application/json")
+
+
+def _install_error_handlers(app: Flask) -> None:
+    @app.errorhandler(SandboxError)
+    def sandbox_error(exc: SandboxError):
+        return json_response(exc.body(), exc.status)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.code, "invalid_request")
+        return json_response({"error": {"code": code, "message": exc.description, "param": None}}, exc.code)
+
+    @app.errorhandler(Exception)
+    def unexpected_error(exc: Exception):
+        # A plain 500 is ambiguous by contract (API.md): the caller must query the status.
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return json_response({"error": {"code": "internal_error", "message": "Internal error.", "param": None}}, 500)
+
+
+def _json_body() -> dict:
+    """The request's JSON object (an empty body counts as ``{}``)."""
+    if not request.get_data():
+        return {}
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise SandboxError(400, "invalid_request", "The body must be a JSON object.")
+    return body
+
+
+# ====================================================================== public app
+
+
+def create_public_app(sandbox: Sandbox) -> Flask:
+    """The public listener: token vault (CORS), 3-D Secure pages, admin, health."""
+    app = Flask(__name__)
+    _install_error_handlers(app)
+    allowed_origins = set(sandbox.config.cors_origins)
+
+    @app.after_request
+    def add_cors_headers(response: Response) -> Response:
+        """Grant CORS on the vault (every answer, errors too) to configured origins only."""
+        if request.path == "/v1/tokens":
+            response.vary.add("Origin")
+            origin = request.headers.get("Origin")
+            if origin and origin in allowed_origins:
+                response.headers["Access-Control-Allow-Origin"] = origin
+                if request.method == "OPTIONS":
+                    response.headers["Access-Control-Allow-Methods"] = "POST, OPTIONS"
+                    response.headers["Access-Control-Allow-Headers"] = "Content-Type"
+                    response.headers["Access-Control-Max-Age"] = CORS_MAX_AGE
+        return response
+
+    @app.get("/healthz")
+    def healthz():
+        return json_response({"status": "ok"})
+
+    # ------------------------------------------------------------------ vault
+
+    @app.route("/v1/tokens", methods=["OPTIONS"])
+    def tokens_preflight():
+        """CORS preflight; add_cors_headers grants it to allowed origins only."""
+        return Response(status=204)
+
+    @app.post("/v1/tokens")
+    def create_token():
+        """Tokenize a card (JSON or form). Browsers from other origins are refused."""
+        origin = request.headers.get("Origin")
+        if origin is not None and origin not in allowed_origins:
+            raise SandboxError(403, "origin_not_allowed", "This origin may not tokenize cards.")
+        data = request.form.to_dict() if request.form else _json_body()
+        today = sandbox.clock.today()
+        try:
+            card = validate_card(data, sandbox.vault_key, today.year, today.month)
+        except CardError as exc:
+            raise SandboxError(400, exc.code, exc.message, exc.param) from None
+        with sandbox.write() as conn:
+            token = ops.create_token(conn, card, sandbox.clock.now())
+        return json_response(token, 201)
+
+    # ------------------------------------------------------------------ 3-D Secure
+
+    @app.get("/challenge/<auth_id>")
+    def challenge(auth_id):
+        """The challenge page: Approve / Fail buttons in a plain form (no JS needed)."""
+        with sandbox.store.read() as conn:
+            auth, _ = ops.challenge_details(conn, auth_id)
+        return render_template("challenge.html", auth=auth, pending=auth["status"] == "requires_action")
+
+    @app.post("/challenge/<auth_id>")
+    def challenge_answer(auth_id):
+        """Approve or fail the challenge, then go back to the merchant's return_url."""
+        result = request.form.get("result")
+        if result not in ("approve", "fail"):
+            raise SandboxError(400, "invalid_request", "result must be approve or fail", "result")
+        with sandbox.write() as conn:
+            auth = ops.complete_challenge(conn, auth_id, result == "approve", sandbox.clock.now())
+            _, return_url = ops.challenge_details(conn, auth_id)
+        if return_url:
+            return redirect(return_url, code=303)
+        return render_template("challenge.html", auth=auth, pending=False)
+
+    # ------------------------------------------------------------------ admin
+
+    @app.get("/_admin/faults")
+    def get_faults():
+        return json_response(sandbox.get_faults())
+
+    @app.post("/_admin/faults")
+    def set_faults():
+        """Set some of latency_ms, error_rate, refuse_connections for one acquirer."""
+        body = _json_body()
+        acquirer = body.get("acquirer")
+        if acquirer not in sandbox.config.acquirers:
+            raise SandboxError(400, "invalid_request", "Unknown acquirer.", "acquirer")
+        latency_ms = body.get("latency_ms")
+        if latency_ms is not None and (isinstance(latency_ms, bool) or not isinstance(latency_ms, int)
+                                       or latency_ms < 0):
+            raise SandboxError(400, "invalid_request", "latency_ms must be an integer >= 0", "latency_ms")
+        error_rate = body.get("error_rate")
+        if error_rate is not None and (isinstance(error_rate, bool) or not isinstance(error_rate, (int, float))
+                                       or not 0 <= error_rate <= 1):
+            raise SandboxError(400, "invalid_request", "error_rate must be between 0 and 1", "error_rate")
+        refuse = body.get("refuse_connections")
+        if refuse is not None and not isinstance(refuse, bool):
+            raise SandboxError(400, "invalid_request", "refuse_connections must be a boolean",
+                               "refuse_connections")
+        faults = sandbox.set_faults(acquirer, latency_ms, error_rate, refuse)
+        return json_response({"acquirer": acquirer, **faults})
+
+    def clock_body(now: int) -> dict:
+        return {"now": now, "offset": sandbox.clock.offset, "date": sandbox.clock.today().isoformat()}
+
+    @app.get("/_admin/clock")
+    def get_clock():
+        return json_response(clock_body(sandbox.clock.now()))
+
+    @app.post("/_admin/clock")
+    def set_clock():
+        """Advance (``advance_seconds``), set (``now``) or ``reset`` the sandbox clock."""
+        body = _json_body()
+        for name in ("advance_seconds", "now"):
+            value = body.get(name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise SandboxError(400, "invalid_request", f"{name} must be an integer", name)
+        if body.get("reset") is True:
+            now = sandbox.move_clock(reset=True)
+        elif body.get("now") is not None:
+            now = sandbox.move_clock(now=body["now"])
+        elif body.get("advance_seconds") is not None:
+            now = sandbox.move_clock(advance_seconds=body["advance_seconds"])
+        else:
+            raise SandboxError(400, "invalid_request", "Give advance_seconds, now or reset.")
+        return json_response(clock_body(now))
+
+    @app.get("/_admin/stats")
+    def stats():
+        """Counts per acquirer; ``?idempotency_key=K`` narrows ``authorizations`` to one key."""
+        return json_response(sandbox.stats(request.args.get("idempotency_key")))
+
+    @app.post("/_admin/reset")
+    def reset():
+        sandbox.reset()
+        return json_response({"status": "ok"})
+
+    @app.get("/_admin/callbacks")
+    def list_callbacks():
+        """Recent callbacks and their delivery state, newest first (debugging, tests)."""
+        with sandbox.store.read() as conn:
+            rows = conn.execute(
+                "SELECT * FROM callbacks ORDER BY rowid DESC LIMIT ?", (ADMIN_CALLBACK_LIMIT,)
+            ).fetchall()
+        return json_response({"data": [callback_object(row) for row in rows]})
+
+    @app.post("/_admin/disputes/<dispute_id>/close")
+    def close_dispute(dispute_id):
+        """Decide a dispute: ``{"status": "won"|"lost"}``; sends ``dispute.closed``."""
+        status = _json_body().get("status")
+        with sandbox.write() as conn:
+            dispute = ops.close_dispute(conn, dispute_id, status, sandbox.clock.now())
+        return json_response(dispute)
+
+    return app
+
+
+# ====================================================================== acquirer app
+
+
+def create_acquirer_app(sandbox: Sandbox, acquirer: str) -> Flask:
+    """The API of one acquirer (Bearer secret, JSON, idempotent POSTs)."""
+    app = Flask(__name__)
+    _install_error_handlers(app)
+    expected_auth = f"Bearer {sandbox.config.secret}".encode("utf-8")
+
+    @app.before_request
+    def guard():
+        """Health is open; everything else needs the secret, then faults apply."""
+        if request.path == "/healthz":
+            return None
+        given = request.headers.get("Authorization", "").encode("utf-8")
+        if not hmac.compare_digest(given, expected_auth):
+            raise SandboxError(401, "unauthorized", "Missing or wrong Bearer secret.")
+        if sandbox.before_acquirer_call(acquirer, request.method):
+            raise SandboxError(503, "processing_error", "Injected fault: not processed.", processed=False)
+        return None
+
+    @app.get("/healthz")
+    def healthz():
+        return json_response({"status": "ok", "acquirer": acquirer})
+
+    def run_post(operation) -> tuple[Response, bool]:
+        """Run a POST once per Idempotency-Key; replay the stored answer to repeats.
+
+        Only successful answers are stored: a 4xx or 503 means nothing happened, so a
+        retry with the same key runs again. Returns (response, replayed).
+        """
+        body = _json_body()
+        key = request.headers.get("Idempotency-Key") or None
+        req_hash = store_mod.request_hash(request.method, request.path, body)
+        with sandbox.write() as conn:
+            if key is not None:
+                stored = store_mod.find_idempotent(conn, acquirer, key)
+                if stored is not None:
+                    if stored["request_hash"] != req_hash:
+                        raise SandboxError(409, "idempotency_mismatch",
+                                           "This Idempotency-Key was used with a different request.")
+                    return json_response(stored["body"], stored["status"], {"Idempotent-Replayed": "true"}), True
+            result = json.dumps(operation(conn, body, key))
+            if key is not None:
+                store_mod.save_idempotent(conn, acquirer, key, req_hash, 200, result, sandbox.clock.now())
+        return json_response(result), False
+
+    @app.post("/v1/authorizations")
+    def create_authorization():
+        outcome = {}
+
+        def operation(conn, body, key):
+            auth, outcome["card"] = ops.authorize(conn, acquirer, body, key, sandbox.clock.now(),
+                                                  sandbox.config.public_url)
+            return auth
+
+        response, _ = run_post(operation)
+        if outcome.get("card") == "timeout":
+            # Authorized and committed; now stall the answer so that a client with a
+            # shorter read timeout cannot tell what happened (the ambiguous case).
+            time.sleep(sandbox.config.timeout_delay)
+        return response
+
+    @app.post("/v1/authorizations/<auth_id>/capture")
+    def capture(auth_id):
+        return run_post(lambda conn, body, key: ops.capture(conn, acquirer, auth_id, body, sandbox.clock.now()))[0]
+
+    @app.post("/v1/authorizations/<auth_id>/void")
+    def void(auth_id):
+        return run_post(lambda conn, body, key: ops.void(conn, acquirer, auth_id, sandbox.clock.now()))[0]
+
+    @app.post("/v1/refunds")
+    def create_refund():
+        return run_post(lambda conn, body, key: ops.refund(conn, acquirer, body, sandbox.clock.now()))[0]
+
+    @app.get("/v1/authorizations/<auth_id>")
+    def get_authorization(auth_id):
+        with sandbox.store.read() as conn:
+            return json_response(ops.get_authorization(conn, acquirer, auth_id))
+
+    @app.get("/v1/authorizations")
+    def find_authorizations():
+        key = request.args.get("idempotency_key")
+        if not key:
+            raise SandboxError(400, "invalid_request", "idempotency_key is required", "idempotency_key")
+        with sandbox.store.read() as conn:
+            return json_response({"data": ops.find_authorizations(conn, acquirer, key)})
+
+    @app.get("/v1/refunds/<refund_id>")
+    def get_refund(refund_id):
+        with sandbox.store.read() as conn:
+            return json_response(ops.get_refund(conn, acquirer, refund_id))
+
+    @app.get("/v1/tokens/<token_id>")
+    def get_token(token_id):
+        """Card details behind a token (shared vault), for risk checks before authorizing."""
+        with sandbox.store.read() as conn:
+            return json_response(ops.get_token(conn, token_id))
+
+    @app.get("/v1/disputes")
+    def list_disputes():
+        sandbox.open_due_disputes()
+        with sandbox.store.read() as conn:
+            return json_response({"data": ops.list_disputes(conn, acquirer, request.args.get("authorization"))})
+
+    @app.get("/v1/disputes/<dispute_id>")
+    def get_dispute(dispute_id):
+        sandbox.open_due_disputes()
+        with sandbox.store.read() as conn:
+            return json_response(ops.get_dispute(conn, acquirer, dispute_id))
+
+    @app.get("/v1/settlements")
+    def list_settlements():
+        """Days that have settlement lines for this acquirer."""
+        sandbox.open_due_disputes()
+        with sandbox.store.read() as conn:
+            days = settlement_days(conn, acquirer)
+        return json_response({"data": [{"date": day, "url": f"/v1/settlements/{day}.csv"} for day in days]})
+
+    @app.get("/v1/settlements/<day>.csv")
+    def get_settlement(day):
+        """One UTC day's settlement report as CSV (what is known so far for today)."""
+        try:
+            date = dt.date.fromisoformat(day) if DATE_RE.match(day) else None
+        except ValueError:
+            date = None
+        if date is None:
+            raise SandboxError(404, "not_found", "Settlement dates look like YYYY-MM-DD.", "date")
+        sandbox.open_due_disputes()
+        with sandbox.store.read() as conn:
+            text = settlement_csv(conn, acquirer, date)
+        return Response(text, mimetype="text/csv")
+
+    return app

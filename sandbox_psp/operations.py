@@ -1,0 +1,429 @@
+"""What the acquirer does: tokens, authorizations, captures, voids, refunds, disputes.
+
+Plain functions over a SQLite connection (inside the caller's transaction) and a
+sandbox time ``now``; no Flask. Business failures raise ``SandboxError``, which the
+web layer turns into the JSON error of API.md.
+"""
+import json
+import re
+import secrets
+
+from . import callbacks
+from .cards import CardDetails
+
+# A dispute opens this long (sandbox clock) after the dispute card is captured.
+DISPUTE_DELAY_SECONDS = 86400
+DISPUTE_REASON = "fraudulent"
+CURRENCY_RE = re.compile(r"^[A-Z]{3}$")
+# Merchant references and URLs are echoed back; cap them so a bad client cannot bloat storage.
+MAX_TEXT_LENGTH = 500
+
+
+class SandboxError(Exception):
+    """An API error: HTTP status, error code, message, optional param and extra fields."""
+
+    def __init__(self, status: int, code: str, message: str, param: str | None = None, **extra):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.param = param
+        self.extra = extra
+
+    def body(self) -> dict:
+        """The JSON error body."""
+        error = {"code": self.code, "message": self.message, "param": self.param}
+        error.update(self.extra)
+        return {"error": error}
+
+
+def new_id(prefix: str) -> str:
+    """A random object id such as ``auth_3f...``."""
+    return f"{prefix}_{secrets.token_hex(12)}"
+
+
+# ---------------------------------------------------------------- input checks
+
+
+def _amount(params: dict, name: str = "amount", required: bool = True) -> int | None:
+    value = params.get(name)
+    if value is None and not required:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise SandboxError(400, "invalid_request", f"{name} must be a positive integer (minor units)", name)
+    return value
+
+
+def _text(params: dict, name: str, required: bool = True) -> str | None:
+    value = params.get(name)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value or len(value) > MAX_TEXT_LENGTH:
+        raise SandboxError(400, "invalid_request", f"{name} must be a non-empty string", name)
+    return value
+
+
+def _currency(params: dict) -> str:
+    value = params.get("currency")
+    if not isinstance(value, str) or not CURRENCY_RE.match(value.upper()):
+        raise SandboxError(400, "invalid_request", "currency must be an ISO 4217 code", "currency")
+    return value.upper()
+
+
+def _return_url(params: dict) -> str | None:
+    value = _text(params, "return_url", required=False)
+    if value is not None and not value.startswith(("http://", "https://")):
+        raise SandboxError(400, "invalid_request", "return_url must be an http(s) URL", "return_url")
+    return value
+
+
+# ---------------------------------------------------------------- serialisation
+
+
+def card_object(card: CardDetails | dict) -> dict:
+    """The public card object (no number, no CVC)."""
+    if isinstance(card, CardDetails):
+        card = card.__dict__
+    return {
+        "brand": card["brand"],
+        "last4": card["last4"],
+        "exp_month": card["exp_month"],
+        "exp_year": card["exp_year"],
+        "fingerprint": card["fingerprint"],
+        "risk_hint": card["risk_hint"],
+    }
+
+
+def token_object(row) -> dict:
+    """The token object of API.md."""
+    return {"id": row["id"], "card": card_object(dict(row)), "created": row["created"]}
+
+
+def authorization_object(row) -> dict:
+    """The authorization object of API.md."""
+    return {
+        "id": row["id"],
+        "acquirer": row["acquirer"],
+        "status": row["status"],
+        "amount": row["amount"],
+        "currency": row["currency"],
+        "captured_amount": row["captured_amount"],
+        "refunded_amount": row["refunded_amount"],
+        "decline_code": row["decline_code"],
+        "action_url": row["action_url"],
+        "reference": row["reference"],
+        "idempotency_key": row["idempotency_key"],
+        "card": json.loads(row["card"]),
+        "created": row["created"],
+    }
+
+
+def refund_object(row) -> dict:
+    """The refund object of API.md."""
+    return {
+        "id": row["id"],
+        "authorization": row["authorization_id"],
+        "amount": row["amount"],
+        "currency": row["currency"],
+        "status": row["status"],
+        "failure_code": row["failure_code"],
+        "created": row["created"],
+    }
+
+
+def dispute_object(row) -> dict:
+    """The dispute object of API.md."""
+    return {
+        "id": row["id"],
+        "authorization": row["authorization_id"],
+        "amount": row["amount"],
+        "currency": row["currency"],
+        "reason": row["reason"],
+        "status": row["status"],
+        "created": row["created"],
+    }
+
+
+# ---------------------------------------------------------------- vault
+
+
+def create_token(conn, card: CardDetails, now: int) -> dict:
+    """Store a tokenized card; return the token object."""
+    token_id = new_id("tok")
+    conn.execute(
+        "INSERT INTO tokens (id, brand, last4, exp_month, exp_year, fingerprint, outcome, risk_hint, created) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (token_id, card.brand, card.last4, card.exp_month, card.exp_year, card.fingerprint,
+         card.outcome, card.risk_hint, now),
+    )
+    return token_object(conn.execute("SELECT * FROM tokens WHERE id = ?", (token_id,)).fetchone())
+
+
+def get_token(conn, token_id: str) -> dict:
+    """A token object; 404 if unknown."""
+    row = conn.execute("SELECT * FROM tokens WHERE id = ?", (token_id,)).fetchone()
+    if row is None:
+        raise SandboxError(404, "not_found", "No such token.", "id")
+    return token_object(row)
+
+
+# ---------------------------------------------------------------- authorizations
+
+
+def _load_authorization(conn, acquirer: str | None, auth_id: str):
+    """The authorization row (of this acquirer, if given); 404 if unknown."""
+    row = conn.execute("SELECT * FROM authorizations WHERE id = ?", (auth_id,)).fetchone()
+    if row is None or (acquirer is not None and row["acquirer"] != acquirer):
+        raise SandboxError(404, "not_found", "No such authorization.", "id")
+    return row
+
+
+def get_authorization(conn, acquirer: str, auth_id: str) -> dict:
+    """An authorization object of this acquirer; 404 if unknown."""
+    return authorization_object(_load_authorization(conn, acquirer, auth_id))
+
+
+def find_authorizations(conn, acquirer: str, idempotency_key: str) -> list[dict]:
+    """Authorizations made with an idempotency key (0 or 1)."""
+    rows = conn.execute(
+        "SELECT * FROM authorizations WHERE acquirer = ? AND idempotency_key = ? ORDER BY created, id",
+        (acquirer, idempotency_key),
+    ).fetchall()
+    return [authorization_object(row) for row in rows]
+
+
+def authorize(conn, acquirer: str, params: dict, idempotency_key: str | None, now: int,
+              public_url: str) -> tuple[dict, str]:
+    """Authorize a tokenized card; return (authorization object, the card's outcome).
+
+    The outcome comes from the test card behind the token. ``processing_error`` raises a
+    503 that is guaranteed not processed, so nothing is written.
+    """
+    token_id = _text(params, "token")
+    amount = _amount(params)
+    currency = _currency(params)
+    reference = _text(params, "reference")
+    return_url = _return_url(params)
+    token = conn.execute("SELECT * FROM tokens WHERE id = ?", (token_id,)).fetchone()
+    if token is None:
+        raise SandboxError(400, "invalid_token", "No such token.", "token")
+
+    outcome = token["outcome"]
+    if outcome == "processing_error":
+        raise SandboxError(503, "processing_error", "The acquirer could not process the request.",
+                           processed=False)
+    auth_id = new_id("auth")
+    status, decline_code, action_url = "authorized", None, None
+    if outcome.startswith("decline_"):
+        status, decline_code = "declined", outcome.removeprefix("decline_")
+    elif outcome == "three_d_secure":
+        status, action_url = "requires_action", f"{public_url}/challenge/{auth_id}"
+    conn.execute(
+        "INSERT INTO authorizations (id, acquirer, token, outcome, status, amount, currency, decline_code, "
+        "action_url, return_url, reference, idempotency_key, card, created) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (auth_id, acquirer, token_id, outcome, status, amount, currency, decline_code, action_url,
+         return_url, reference, idempotency_key, json.dumps(card_object(dict(token))), now),
+    )
+    return get_authorization(conn, acquirer, auth_id), outcome
+
+
+def _invalid_state(row, action: str) -> SandboxError:
+    return SandboxError(400, "invalid_state", f"Cannot {action} an authorization that is {row['status']}.",
+                        current_status=row["status"])
+
+
+def capture(conn, acquirer: str, auth_id: str, params: dict, now: int) -> dict:
+    """Capture an authorization once, fully or partially (``amount`` optional)."""
+    row = _load_authorization(conn, acquirer, auth_id)
+    amount = _amount(params, required=False)
+    if row["status"] != "authorized":
+        raise _invalid_state(row, "capture")
+    if amount is None:
+        amount = row["amount"]
+    if amount > row["amount"]:
+        raise SandboxError(400, "amount_too_large", "Cannot capture more than was authorized.", "amount")
+    status = "captured" if amount == row["amount"] else "partially_captured"
+    conn.execute(
+        "UPDATE authorizations SET status = ?, captured_amount = ?, captured_at = ? WHERE id = ?",
+        (status, amount, now, auth_id),
+    )
+    return get_authorization(conn, acquirer, auth_id)
+
+
+def void(conn, acquirer: str, auth_id: str, now: int) -> dict:
+    """Release an authorization that has not been captured."""
+    row = _load_authorization(conn, acquirer, auth_id)
+    if row["status"] not in ("authorized", "requires_action"):
+        raise _invalid_state(row, "void")
+    conn.execute("UPDATE authorizations SET status = 'voided' WHERE id = ?", (auth_id,))
+    return get_authorization(conn, acquirer, auth_id)
+
+
+def complete_challenge(conn, auth_id: str, approve: bool, now: int) -> dict:
+    """Finish a 3-D Secure challenge; announce the result with ``authorization.updated``.
+
+    A challenge that is no longer pending is left as it is (a double click, a back
+    button): the current authorization is returned and no callback is sent.
+    """
+    row = _load_authorization(conn, None, auth_id)
+    if row["status"] != "requires_action":
+        return authorization_object(row)
+    if approve:
+        conn.execute("UPDATE authorizations SET status = 'authorized' WHERE id = ?", (auth_id,))
+    else:
+        conn.execute(
+            "UPDATE authorizations SET status = 'declined', decline_code = 'authentication_failed' "
+            "WHERE id = ?",
+            (auth_id,),
+        )
+    auth = authorization_object(_load_authorization(conn, None, auth_id))
+    callbacks.enqueue(conn, "authorization.updated", auth, now)
+    return auth
+
+
+def challenge_details(conn, auth_id: str) -> tuple[dict, str | None]:
+    """An authorization (any acquirer) and its return URL, for the challenge page."""
+    row = _load_authorization(conn, None, auth_id)
+    return authorization_object(row), row["return_url"]
+
+
+# ---------------------------------------------------------------- refunds
+
+
+def refund(conn, acquirer: str, params: dict, now: int) -> dict:
+    """Refund (part of) a captured authorization; ``amount`` defaults to what is left.
+
+    Several partial refunds may add up to the captured amount. While the authorization
+    has a dispute that is not won, the refund is recorded as failed (``charge_disputed``).
+    """
+    row = _load_authorization(conn, acquirer, _text(params, "authorization"))
+    amount = _amount(params, required=False)
+    if row["status"] not in ("captured", "partially_captured"):
+        raise _invalid_state(row, "refund")
+    refundable = row["captured_amount"] - row["refunded_amount"]
+    if amount is None:
+        amount = refundable
+    if amount > refundable or amount <= 0:
+        raise SandboxError(400, "amount_too_large",
+                           f"Only {refundable} minor units are left to refund.", "amount")
+    disputed = conn.execute(
+        "SELECT 1 FROM disputes WHERE authorization_id = ? AND status != 'won'", (row["id"],)
+    ).fetchone()
+    refund_id = new_id("rf")
+    status, failure_code = ("failed", "charge_disputed") if disputed else ("succeeded", None)
+    conn.execute(
+        "INSERT INTO refunds (id, acquirer, authorization_id, amount, currency, status, failure_code, created) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (refund_id, acquirer, row["id"], amount, row["currency"], status, failure_code, now),
+    )
+    if status == "succeeded":
+        conn.execute(
+            "UPDATE authorizations SET refunded_amount = refunded_amount + ? WHERE id = ?",
+            (amount, row["id"]),
+        )
+    return get_refund(conn, acquirer, refund_id)
+
+
+def get_refund(conn, acquirer: str, refund_id: str) -> dict:
+    """A refund object of this acquirer; 404 if unknown."""
+    row = conn.execute(
+        "SELECT * FROM refunds WHERE id = ? AND acquirer = ?", (refund_id, acquirer)
+    ).fetchone()
+    if row is None:
+        raise SandboxError(404, "not_found", "No such refund.", "id")
+    return refund_object(row)
+
+
+# ---------------------------------------------------------------- disputes
+
+
+def open_due_disputes(conn, now: int) -> list[dict]:
+    """Open the disputes that fell due by ``now``; send ``dispute.created`` for each.
+
+    The dispute card opens a dispute for what is captured and not refunded, dated one
+    sandbox-day after the capture (not "now"), so that a clock jumped several days
+    still files it on the right settlement day.
+    """
+    rows = conn.execute(
+        "SELECT * FROM authorizations a WHERE a.outcome = 'dispute' AND a.captured_at IS NOT NULL "
+        "AND a.captured_at + ? <= ? AND a.captured_amount > a.refunded_amount "
+        "AND NOT EXISTS (SELECT 1 FROM disputes d WHERE d.authorization_id = a.id) ORDER BY a.captured_at",
+        (DISPUTE_DELAY_SECONDS, now),
+    ).fetchall()
+    opened = []
+    for row in rows:
+        dispute_id = new_id("dp")
+        conn.execute(
+            "INSERT INTO disputes (id, acquirer, authorization_id, amount, currency, reason, status, created) "
+            "VALUES (?, ?, ?, ?, ?, ?, 'needs_response', ?)",
+            (dispute_id, row["acquirer"], row["id"], row["captured_amount"] - row["refunded_amount"],
+             row["currency"], DISPUTE_REASON, row["captured_at"] + DISPUTE_DELAY_SECONDS),
+        )
+        dispute = _dispute(conn, dispute_id)
+        callbacks.enqueue(conn, "dispute.created", dispute, now)
+        opened.append(dispute)
+    return opened
+
+
+def _dispute(conn, dispute_id: str, acquirer: str | None = None) -> dict:
+    row = conn.execute("SELECT * FROM disputes WHERE id = ?", (dispute_id,)).fetchone()
+    if row is None or (acquirer is not None and row["acquirer"] != acquirer):
+        raise SandboxError(404, "not_found", "No such dispute.", "id")
+    return dispute_object(row)
+
+
+def get_dispute(conn, acquirer: str, dispute_id: str) -> dict:
+    """A dispute object of this acquirer; 404 if unknown."""
+    return _dispute(conn, dispute_id, acquirer)
+
+
+def list_disputes(conn, acquirer: str, authorization_id: str | None = None) -> list[dict]:
+    """Disputes of this acquirer, oldest first, optionally for one authorization."""
+    sql = "SELECT * FROM disputes WHERE acquirer = ?"
+    args: list = [acquirer]
+    if authorization_id:
+        sql += " AND authorization_id = ?"
+        args.append(authorization_id)
+    rows = conn.execute(sql + " ORDER BY created, id", args).fetchall()
+    return [dispute_object(row) for row in rows]
+
+
+def close_dispute(conn, dispute_id: str, status: str, now: int) -> dict:
+    """Decide an open dispute (``won`` or ``lost``); send ``dispute.closed``."""
+    if status not in ("won", "lost"):
+        raise SandboxError(400, "invalid_request", "status must be won or lost", "status")
+    dispute = _dispute(conn, dispute_id)
+    if dispute["status"] != "needs_response":
+        raise SandboxError(400, "invalid_state", f"The dispute is already {dispute['status']}.",
+                           current_status=dispute["status"])
+    conn.execute("UPDATE disputes SET status = ?, closed_at = ? WHERE id = ?", (status, now, dispute_id))
+    dispute = _dispute(conn, dispute_id)
+    callbacks.enqueue(conn, "dispute.closed", dispute, now)
+    return dispute
+
+
+# ---------------------------------------------------------------- stats
+
+
+def stats(conn, acquirer: str, idempotency_key: str | None = None) -> dict:
+    """Counts of what an acquirer did (tests prove "exactly one authorization" with it)."""
+    auth_sql = "SELECT COUNT(*) FROM authorizations WHERE acquirer = ?"
+    auth_args: list = [acquirer]
+    if idempotency_key is not None:
+        auth_sql += " AND idempotency_key = ?"
+        auth_args.append(idempotency_key)
+
+    def count(sql: str, args) -> int:
+        return conn.execute(sql, args).fetchone()[0]
+
+    return {
+        "authorizations": count(auth_sql, auth_args),
+        "captures": count("SELECT COUNT(*) FROM authorizations WHERE acquirer = ? AND captured_at IS NOT NULL",
+                          (acquirer,)),
+        "voids": count("SELECT COUNT(*) FROM authorizations WHERE acquirer = ? AND status = 'voided'",
+                       (acquirer,)),
+        "refunds": count("SELECT COUNT(*) FROM refunds WHERE acquirer = ? AND status = 'succeeded'",
+                         (acquirer,)),
+        "disputes": count("SELECT COUNT(*) FROM disputes WHERE acquirer = ?", (acquirer,)),
+    }

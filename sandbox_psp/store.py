@@ -1,0 +1,207 @@
+"""SQLite storage of the sandbox PSP: schema, transactions, idempotency records.
+
+One database file in ``--data DIR``. Every write runs in one ``BEGIN IMMEDIATE``
+transaction taken under a process-wide lock, so two requests with the same
+idempotency key are strictly serialised: the second one sees the first one's stored
+response (no "check then insert" race). The sandbox is a single process, so the lock
+is cheap and spares SQLite's busy-waiting; BEGIN IMMEDIATE still protects the file if a
+second process (a debugging shell) writes to it.
+"""
+import contextlib
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+-- What the vault keeps of a card: never the number or the CVC. ``outcome`` is the
+-- test behaviour derived from the number at tokenization time.
+CREATE TABLE IF NOT EXISTS tokens (
+    id TEXT PRIMARY KEY,
+    brand TEXT NOT NULL,
+    last4 TEXT NOT NULL,
+    exp_month INTEGER NOT NULL,
+    exp_year INTEGER NOT NULL,
+    fingerprint TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    risk_hint TEXT,
+    created INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS authorizations (
+    id TEXT PRIMARY KEY,
+    acquirer TEXT NOT NULL,
+    token TEXT NOT NULL REFERENCES tokens(id),
+    outcome TEXT NOT NULL,
+    status TEXT NOT NULL,
+    amount INTEGER NOT NULL CHECK (amount > 0),
+    currency TEXT NOT NULL,
+    captured_amount INTEGER NOT NULL DEFAULT 0,
+    refunded_amount INTEGER NOT NULL DEFAULT 0 CHECK (refunded_amount <= captured_amount),
+    decline_code TEXT,
+    action_url TEXT,
+    return_url TEXT,
+    reference TEXT NOT NULL,
+    idempotency_key TEXT,
+    card TEXT NOT NULL,
+    created INTEGER NOT NULL,
+    captured_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS authorizations_by_key ON authorizations (acquirer, idempotency_key);
+CREATE INDEX IF NOT EXISTS authorizations_by_capture ON authorizations (captured_at);
+CREATE TABLE IF NOT EXISTS refunds (
+    id TEXT PRIMARY KEY,
+    acquirer TEXT NOT NULL,
+    authorization_id TEXT NOT NULL REFERENCES authorizations(id),
+    amount INTEGER NOT NULL CHECK (amount > 0),
+    currency TEXT NOT NULL,
+    status TEXT NOT NULL,
+    failure_code TEXT,
+    created INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS disputes (
+    id TEXT PRIMARY KEY,
+    acquirer TEXT NOT NULL,
+    authorization_id TEXT NOT NULL UNIQUE REFERENCES authorizations(id),
+    amount INTEGER NOT NULL,
+    currency TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created INTEGER NOT NULL,
+    closed_at INTEGER
+);
+-- The stored first response of every acquirer POST that carried an Idempotency-Key.
+CREATE TABLE IF NOT EXISTS idempotency_keys (
+    acquirer TEXT NOT NULL,
+    key TEXT NOT NULL,
+    request_hash TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    created INTEGER NOT NULL,
+    PRIMARY KEY (acquirer, key)
+);
+-- Outbox of callbacks to Kassa, written in the transaction of the change they announce.
+CREATE TABLE IF NOT EXISTS callbacks (
+    id TEXT PRIMARY KEY,
+    type TEXT NOT NULL,
+    body TEXT NOT NULL,
+    created INTEGER NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL,
+    last_error TEXT,
+    delivered_at REAL
+);
+CREATE INDEX IF NOT EXISTS callbacks_due ON callbacks (state, next_attempt_at);
+"""
+
+# Tables emptied by a reset; ``meta`` keeps the vault key so fingerprints stay stable.
+DATA_TABLES = ("callbacks", "idempotency_keys", "disputes", "refunds", "authorizations", "tokens")
+
+# How long a connection waits for SQLite's file lock before failing. Writers in this
+# process are already serialised by a lock, so this only matters if an outside process
+# holds the file; 30 s is far beyond any sandbox transaction.
+BUSY_TIMEOUT_SECONDS = 30
+
+
+class Store:
+    """The sandbox database: one file, short-lived connections per operation."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._write_lock = threading.Lock()
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        # Kept open for the life of the store: while one connection stays open, SQLite does
+        # not checkpoint and delete the WAL file each time a short-lived connection closes.
+        self._keeper = self._connect()
+        # WAL lets readers (GET requests, the callback thread) run while a write is open.
+        self._keeper.execute("PRAGMA journal_mode=WAL")
+        self._keeper.executescript(SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves, nothing implicit.
+        conn = sqlite3.connect(
+            self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False
+        )
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA foreign_keys=ON")
+        # NORMAL is durable across application crashes in WAL mode; only a power cut can
+        # lose the last commits, which is acceptable for a sandbox.
+        conn.execute("PRAGMA synchronous=NORMAL")
+        return conn
+
+    @contextlib.contextmanager
+    def write(self):
+        """A write transaction (BEGIN IMMEDIATE), committed on success, rolled back on error."""
+        with self._write_lock:
+            conn = self._connect()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+            finally:
+                conn.close()
+
+    @contextlib.contextmanager
+    def read(self):
+        """A connection for reads (each statement sees committed data)."""
+        conn = self._connect()
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    def wipe(self) -> None:
+        """Delete all payment data (tests); the vault key survives."""
+        with self.write() as conn:
+            for table in DATA_TABLES:
+                conn.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
+            conn.execute("DELETE FROM meta WHERE key != 'vault_key'")
+
+
+def get_meta(conn: sqlite3.Connection, key: str) -> str | None:
+    """A value from the meta table, or None."""
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    return row["value"] if row else None
+
+
+def set_meta(conn: sqlite3.Connection, key: str, value: str) -> None:
+    """Insert or replace a value in the meta table."""
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?, ?) "
+        "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        (key, value),
+    )
+
+
+def request_hash(method: str, path: str, body: dict) -> str:
+    """Fingerprint of a request for idempotency: same method, path and JSON body."""
+    canonical = json.dumps([method, path, body], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def find_idempotent(conn: sqlite3.Connection, acquirer: str, key: str) -> sqlite3.Row | None:
+    """The stored response for an idempotency key of an acquirer, if any."""
+    return conn.execute(
+        "SELECT request_hash, status, body FROM idempotency_keys WHERE acquirer = ? AND key = ?",
+        (acquirer, key),
+    ).fetchone()
+
+
+def save_idempotent(
+    conn: sqlite3.Connection, acquirer: str, key: str, req_hash: str, status: int, body: str, now: int
+) -> None:
+    """Store the response of the first request made with an idempotency key."""
+    conn.execute(
+        "INSERT INTO idempotency_keys (acquirer, key, request_hash, status, body, created) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        (acquirer, key, req_hash, status, body, now),
+    )

@@ -1,0 +1,125 @@
+"""Shared fixtures: each test module gets its own database cloned from the migrated template.
+
+Run through `python3 kassa.py test`, which migrates the template and provides the environment.
+"""
+import os
+import re
+import uuid
+
+import psycopg
+import pytest
+from sqlalchemy.engine import make_url
+
+from app import create_app
+from app.extensions import db as _db
+from app.scoping import Scope
+from tests import factories
+
+
+def _env(name: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        pytest.exit(f"{name} is not set: run the suite with `python3 kassa.py test`", returncode=3)
+    return value
+
+
+def _libpq(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def _with_database(url: str, name: str) -> str:
+    return make_url(url).set(database=name).render_as_string(hide_password=False)
+
+
+def create_test_database(label: str) -> dict[str, str]:
+    """CREATE DATABASE ... TEMPLATE <migrated template>: milliseconds, and the triggers come along."""
+    name = f"t_{re.sub(r'[^a-z0-9]', '_', label.lower())[-30:]}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(_libpq(_env("DATABASE_ADMIN_URL")), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{_env("KASSA_TEMPLATE_DB")}" OWNER kassa_owner')
+    return {
+        "name": name,
+        "app_url": _with_database(_env("DATABASE_URL"), name),
+        "owner_url": _with_database(_env("DATABASE_OWNER_URL"), name),
+        "admin_url": _with_database(_env("DATABASE_ADMIN_URL"), name),
+    }
+
+
+def drop_test_database(name: str) -> None:
+    with psycopg.connect(_libpq(_env("DATABASE_ADMIN_URL")), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def database(request):
+    """A fresh database at Alembic head for this test module (URLs for the app, owner and admin roles)."""
+    info = create_test_database(request.module.__name__)
+    yield info
+    drop_test_database(info["name"])
+
+
+def app_config(database: dict, **overrides) -> dict:
+    """Config for an app bound to a test database."""
+    config = {
+        "TESTING": True,
+        "KASSA_ENV": "test",
+        "SQLALCHEMY_DATABASE_URI": database["app_url"].replace("postgresql://", "postgresql+psycopg://", 1),
+        "DATABASE_OWNER_URL": database["owner_url"],
+        "RATELIMIT_ENABLED": True,
+        "SERVER_NAME": None,
+    }
+    config.update(overrides)
+    return config
+
+
+@pytest.fixture(scope="module")
+def app(database):
+    """The Kassa app bound to this module's database (pytest-flask pushes a request context per test)."""
+    application = create_app(app_config(database))
+    with application.app_context():
+        application.extensions["redis"].flushdb()
+    yield application
+    with application.app_context():
+        _db.session.remove()
+        _db.engine.dispose()
+
+
+@pytest.fixture
+def db_session(app):
+    """The app's SQLAlchemy session; rolled back after the test (what a test commits stays)."""
+    yield _db.session
+    _db.session.rollback()
+    _db.session.remove()
+
+
+@pytest.fixture
+def redis(app):
+    return app.extensions["redis"]
+
+
+@pytest.fixture
+def merchant(db_session):
+    """A committed merchant with an owner."""
+    merchant = factories.merchant(db_session)
+    db_session.commit()
+    return merchant
+
+
+@pytest.fixture
+def scope(merchant) -> Scope:
+    """The test-mode book of the `merchant` fixture."""
+    return Scope(merchant.id, livemode=False)
+
+
+def admin_connect(database: dict) -> psycopg.Connection:
+    """A superuser connection to the test database (tamper tests only)."""
+    return psycopg.connect(_libpq(database["admin_url"]))
+
+
+def app_connect(database: dict) -> psycopg.Connection:
+    """A connection as the application role (raw-SQL tests of what the database refuses)."""
+    return psycopg.connect(_libpq(database["app_url"]))
+
+
+def owner_connect(database: dict) -> psycopg.Connection:
+    """A connection as the table owner (what triggers still refuse even to the owner)."""
+    return psycopg.connect(_libpq(database["owner_url"]))

@@ -1,0 +1,58 @@
+"""Daily settlement CSV: charges on capture, refunds, disputes and their fee."""
+import csv
+import io
+import uuid
+
+DAY = 86400
+HEADER = ["reference", "type", "gross", "fee", "net", "currency"]
+SATURDAY = 1893801600  # 2030-01-05T00:00:00Z; a fixed day keeps the report deterministic
+
+
+def report(acquirer, day: str) -> list[list[str]]:
+    response = acquirer.get(f"/v1/settlements/{day}.csv")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("text/csv")
+    return list(csv.reader(io.StringIO(response.text)))
+
+
+def test_settlement_report(sandbox):
+    sandbox.admin("/_admin/clock", {"now": SATURDAY + 3600})
+    # One sandbox minute between events: lines of the same second are ordered by id.
+    full = sandbox.captured(amount=10000)
+    sandbox.admin("/_admin/clock", {"advance_seconds": 60})
+    partial = sandbox.a.authorize(sandbox.tokenize()["id"], 8000, "EUR").json()
+    sandbox.a.post(f"/v1/authorizations/{partial['id']}/capture", {"amount": 500}, key=str(uuid.uuid4()))
+    sandbox.a.authorize(sandbox.tokenize()["id"], 999)  # authorized only: not settled
+    voided = sandbox.a.authorize(sandbox.tokenize()["id"], 999).json()
+    sandbox.a.post(f"/v1/authorizations/{voided['id']}/void")
+    sandbox.a.authorize(sandbox.tokenize("4000000000009995")["id"], 999)  # declined: not settled
+    sandbox.captured(amount=777, acquirer=sandbox.b)  # the other acquirer's report
+    sandbox.admin("/_admin/clock", {"advance_seconds": 60})
+    disputed = sandbox.captured("4000000000000259", amount=3000)
+    sandbox.admin("/_admin/clock", {"advance_seconds": 60})
+    refund = sandbox.a.post("/v1/refunds", {"authorization": full["id"], "amount": 2500}).json()
+
+    assert report(sandbox.a, "2030-01-05") == [
+        HEADER,
+        [full["id"], "charge", "10000", "320", "9680", "USD"],
+        [partial["id"], "charge", "500", "45", "455", "EUR"],  # 14.5 rounds half up
+        [disputed["id"], "charge", "3000", "117", "2883", "USD"],
+        [refund["id"], "refund", "-2500", "0", "-2500", "USD"],
+    ]
+    assert report(sandbox.b, "2030-01-05")[1][1:] == ["charge", "777", "53", "724", "USD"]
+
+    sandbox.admin("/_admin/clock", {"advance_seconds": DAY})  # the dispute opens on 2030-01-06
+    dispute = sandbox.a.get("/v1/disputes").json()["data"][0]
+    assert report(sandbox.a, "2030-01-06") == [
+        HEADER,
+        [dispute["id"], "dispute", "-3000", "0", "-3000", "USD"],
+        [dispute["id"], "fee", "0", "1500", "-1500", "USD"],
+    ]
+    sandbox.admin(f"/_admin/disputes/{dispute['id']}/close", {"status": "won"})
+    assert report(sandbox.a, "2030-01-06")[-1] == [dispute["id"], "dispute", "3000", "0", "3000", "USD"]
+
+    assert report(sandbox.a, "2030-01-04") == [HEADER]
+    days = sandbox.a.get("/v1/settlements").json()["data"]
+    assert [day["date"] for day in days] == ["2030-01-05", "2030-01-06"]
+    assert days[0]["url"] == "/v1/settlements/2030-01-05.csv"
+    assert sandbox.a.get("/v1/settlements/2030-13-01.csv").status_code == 404
