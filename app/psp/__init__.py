@@ -1,0 +1,1 @@
+"""PSP layer: connectors to payment service providers, routing with failover, circuit breakers."""

@@ -1,0 +1,96 @@
+"""The connector contract every PSP integration implements, and the dataclasses it speaks.
+
+A decline or an error is a result, never an exception that escapes: callers branch on ``outcome``.
+"""
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+
+class Outcome(StrEnum):
+    SUCCEEDED = "succeeded"            # authorized / captured / voided / refunded as asked
+    DECLINED = "declined"              # definite refusal; ``decline_code`` says why
+    REQUIRES_ACTION = "requires_action"  # 3-D Secure: send the shopper to ``action_url``
+    PENDING = "pending"                # accepted, result arrives later (callback or status query)
+    UNKNOWN = "unknown"                # ambiguous (timeout, dropped connection, 5xx): ask, never guess
+    NOT_PROCESSED = "not_processed"    # the PSP surely did nothing (connection refused, defined error): failover allowed
+
+
+@dataclass(frozen=True)
+class CardToken:
+    """A token from one PSP vault plus the card facts Kassa may keep (never the number or CVC)."""
+
+    token: str
+    vault: str                 # which vault issued it; routing only picks connectors on this vault
+    brand: str | None = None
+    last4: str | None = None
+    exp_month: int | None = None
+    exp_year: int | None = None
+    fingerprint: str | None = None
+
+
+@dataclass(frozen=True)
+class AuthorizeRequest:
+    amount: int
+    currency: str
+    token: str
+    idempotency_key: str       # derived from our attempt id: the same attempt never charges twice
+    reference: str             # our attempt id
+    return_url: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PspResult:
+    """A normalized answer from a PSP operation."""
+
+    outcome: Outcome
+    connector: str
+    psp_reference: str | None = None      # the PSP's id for the authorization or refund
+    decline_code: str | None = None
+    message: str | None = None
+    action_url: str | None = None
+    amount: int | None = None
+    status: str | None = None             # the PSP's own status word, for the attempt log
+    raw: dict[str, Any] = field(default_factory=dict)
+    latency_ms: float | None = None
+    retryable: bool = False
+
+
+@dataclass(frozen=True)
+class CallbackEvent:
+    """A verified inbound PSP callback, normalized."""
+
+    id: str                    # the PSP's callback id (deduplication key)
+    type: str                  # e.g. authorization.updated, dispute.created
+    psp_reference: str | None
+    data: dict[str, Any]
+
+
+class CallbackRejected(Exception):
+    """An inbound callback whose signature is missing, wrong or stale."""
+
+
+class Connector(Protocol):
+    """What Kassa needs from a PSP. Every write carries an idempotency key derived from our attempt id."""
+
+    name: str
+    vault: str
+
+    def authorize(self, request: AuthorizeRequest) -> PspResult: ...
+
+    def capture(self, psp_reference: str, amount: int, currency: str, idempotency_key: str) -> PspResult: ...
+
+    def void(self, psp_reference: str, idempotency_key: str) -> PspResult: ...
+
+    def refund(self, psp_reference: str, amount: int, currency: str, idempotency_key: str) -> PspResult: ...
+
+    def retrieve(self, psp_reference: str | None = None, idempotency_key: str | None = None) -> PspResult:
+        """Status query by the PSP's reference or by our idempotency key: resolves UNKNOWN outcomes."""
+        ...
+
+    def retrieve_refund(self, psp_refund_reference: str) -> PspResult: ...
+
+    def parse_callback(self, headers: dict[str, str], body: bytes) -> CallbackEvent:
+        """Verify the signature (raise CallbackRejected) and normalize the callback."""
+        ...
