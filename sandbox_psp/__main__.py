@@ -64,8 +64,11 @@ class Listener:
             return
         # werkzeug's server sets SO_REUSEADDR, so the port can be bound again right
         # after stop(); in-flight requests keep running in their own daemon threads.
-        self._server = make_server(self.host, self.port, self.app, threaded=True,
-                                   request_handler=self.request_handler)
+        try:
+            self._server = make_server(self.host, self.port, self.app, threaded=True,
+                                       request_handler=self.request_handler)
+        except SystemExit:  # werkzeug prints why (e.g. port in use) and calls sys.exit(1)
+            raise OSError(f"cannot listen on {self.host}:{self.port} ({self.name})") from None
         self._thread = threading.Thread(target=self._server.serve_forever, args=(SHUTDOWN_POLL_SECONDS,),
                                         name=f"listener-{self.name}", daemon=True)
         self._thread.start()
@@ -151,8 +154,8 @@ def main(argv=None) -> int:
     for listener in listeners:
         try:
             listener.start()
-        except (OSError, SystemExit):  # werkzeug reports a busy port and calls sys.exit(1)
-            log.error("cannot listen on %s:%s (%s)", listener.host, listener.port, listener.name)
+        except OSError as exc:
+            log.error("%s", exc)
             for started in listeners:
                 started.stop()
             return 1

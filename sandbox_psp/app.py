@@ -17,6 +17,7 @@ from . import operations as ops
 from . import store as store_mod
 from .callbacks import callback_object
 from .cards import CardError, validate_card
+from .clock import utc_date
 from .core import Sandbox
 from .operations import SandboxError
 from .settlement import settlement_csv, settlement_days
@@ -29,12 +30,22 @@ DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 CORS_MAX_AGE = "600"
 # Most callbacks /_admin/callbacks lists, newest first: enough to debug a test run.
 ADMIN_CALLBACK_LIMIT = 200
+# Largest request body accepted: every request of API.md fits in well under 1 KB.
+MAX_BODY_BYTES = 64 * 1024
 
 
 def json_response(body, status: int = 200, headers: dict | None = None) -> Response:
     """A JSON response (serialised here so stored idempotent replies are byte-identical)."""
     text = body if isinstance(body, str) else json.dumps(body)
     return Response(text, status=status, headers=headers, mimetype="application/json")
+
+
+def _new_app() -> Flask:
+    """A Flask app with the sandbox's body limit and JSON error handlers."""
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    _install_error_handlers(app)
+    return app
 
 
 def _install_error_handlers(app: Flask) -> None:
@@ -69,8 +80,7 @@ def _json_body() -> dict:
 
 def create_public_app(sandbox: Sandbox) -> Flask:
     """The public listener: token vault (CORS), 3-D Secure pages, admin, health."""
-    app = Flask(__name__)
-    _install_error_handlers(app)
+    app = _new_app()
     allowed_origins = set(sandbox.config.cors_origins)
 
     @app.after_request
@@ -165,7 +175,7 @@ def create_public_app(sandbox: Sandbox) -> Flask:
         return json_response({"acquirer": acquirer, **faults})
 
     def clock_body(now: int) -> dict:
-        return {"now": now, "offset": sandbox.clock.offset, "date": sandbox.clock.today().isoformat()}
+        return {"now": now, "offset": sandbox.clock.offset, "date": utc_date(now).isoformat()}
 
     @app.get("/_admin/clock")
     def get_clock():
@@ -224,21 +234,19 @@ def create_public_app(sandbox: Sandbox) -> Flask:
 
 def create_acquirer_app(sandbox: Sandbox, acquirer: str) -> Flask:
     """The API of one acquirer (Bearer secret, JSON, idempotent POSTs)."""
-    app = Flask(__name__)
-    _install_error_handlers(app)
-    expected_auth = f"Bearer {sandbox.config.secret}".encode("utf-8")
+    app = _new_app()
+    expected_auth = f"Bearer {sandbox.config.secret}".encode()
 
     @app.before_request
     def guard():
         """Health is open; everything else needs the secret, then faults apply."""
         if request.path == "/healthz":
-            return None
+            return
         given = request.headers.get("Authorization", "").encode("utf-8")
         if not hmac.compare_digest(given, expected_auth):
             raise SandboxError(401, "unauthorized", "Missing or wrong Bearer secret.")
         if sandbox.before_acquirer_call(acquirer, request.method):
             raise SandboxError(503, "processing_error", "Injected fault: not processed.", processed=False)
-        return None
 
     @app.get("/healthz")
     def healthz():

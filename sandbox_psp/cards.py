@@ -76,7 +76,7 @@ def card_brand(number: str) -> str:
         return "amex"
     if 51 <= int(number[:2]) <= 55 or 2221 <= int(number[:4]) <= 2720:
         return "mastercard"
-    if number.startswith("6011") or number.startswith("65"):
+    if number.startswith(("6011", "65")):
         return "discover"
     return "unknown"
 

@@ -53,10 +53,10 @@ class Clock:
 
 def utc_date(timestamp: int) -> dt.date:
     """The UTC calendar date of a unix timestamp."""
-    return dt.datetime.fromtimestamp(timestamp, dt.timezone.utc).date()
+    return dt.datetime.fromtimestamp(timestamp, dt.UTC).date()
 
 
 def day_bounds(day: dt.date) -> tuple[int, int]:
     """Unix seconds [start, end) of a UTC calendar day."""
-    start = int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc).timestamp())
+    start = int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp())
     return start, start + 86400

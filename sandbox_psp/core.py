@@ -101,8 +101,9 @@ class Sandbox:
         self.callbacks.start()
 
     def stop(self) -> None:
-        """Stop background work."""
+        """Stop background work and close the store."""
         self.callbacks.stop()
+        self.store.close()
 
     @contextlib.contextmanager
     def write(self):

@@ -122,6 +122,10 @@ class Store:
         self._keeper.execute("PRAGMA journal_mode=WAL")
         self._keeper.executescript(SCHEMA)
 
+    def close(self) -> None:
+        """Close the long-lived connection (SQLite then checkpoints the WAL)."""
+        self._keeper.close()
+
     def _connect(self) -> sqlite3.Connection:
         # isolation_level=None: we issue BEGIN/COMMIT ourselves, nothing implicit.
         conn = sqlite3.connect(
@@ -163,7 +167,7 @@ class Store:
         """Delete all payment data (tests); the vault key survives."""
         with self.write() as conn:
             for table in DATA_TABLES:
-                conn.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
+                conn.execute(f"DELETE FROM {table}")
             conn.execute("DELETE FROM meta WHERE key != 'vault_key'")
 
 

@@ -16,22 +16,29 @@ for path in (str(HERE), str(HERE.parents[1])):
     if path not in sys.path:
         sys.path.insert(0, path)
 
-from sbx_helpers import (  # noqa: E402
-    WAIT_SECONDS, Acquirer, HookReceiver, Sandbox, new_session, start_sandbox, wait_ready,
+from sbx_helpers import (  # noqa: E402 - needs the sys.path set-up above
+    WAIT_SECONDS,
+    Acquirer,
+    HookReceiver,
+    Sandbox,
+    new_session,
+    start_sandbox,
+    wait_ready,
 )
 
 
 @pytest.fixture(scope="session")
 def hook_receiver():
+    """The local callback receiver the sandbox is pointed at (--hook-url)."""
     receiver = HookReceiver()
-    receiver._thread.start()
+    receiver.start()
     yield receiver
-    receiver.server.shutdown()
-    receiver.server.server_close()
+    receiver.stop()
 
 
 @pytest.fixture(scope="session")
 def sandbox_process(hook_receiver, tmp_path_factory):
+    """One sandbox subprocess for the session; stopped with SIGTERM, which must exit 0."""
     base = tmp_path_factory.mktemp("sandbox_psp")
     data_dir, log_path = base / "data", base / "sandbox.log"
     process, log_file, ports = start_sandbox(data_dir, log_path, hook_receiver.url)

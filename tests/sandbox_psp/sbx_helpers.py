@@ -96,7 +96,17 @@ class HookReceiver:
         self.url = f"http://127.0.0.1:{self.server.server_port}/hooks/sandbox"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
+    def start(self):
+        """Serve in a background thread."""
+        self._thread.start()
+
+    def stop(self):
+        """Stop serving and close the socket."""
+        self.server.shutdown()
+        self.server.server_close()
+
     def clear(self):
+        """Forget received callbacks and stop failing."""
         with self._lock:
             self.received.clear()
             self.fail_next = 0
@@ -110,7 +120,11 @@ class HookReceiver:
 
     def wait_for(self, type_: str, count: int = 1) -> list:
         """Wait until ``count`` callbacks of a type arrived; return them."""
-        return wait_until(lambda: (lambda found: found if len(found) >= count else None)(self.events(type_)))
+        def enough():
+            found = self.events(type_)
+            return found if len(found) >= count else None
+
+        return wait_until(enough)
 
 
 class Acquirer:
@@ -123,10 +137,12 @@ class Acquirer:
         self.http = new_session({"Authorization": f"Bearer {SECRET}"})
 
     def post(self, path: str, body: dict | None = None, key: str | None = None, **kwargs):
+        """POST JSON, with an Idempotency-Key if given."""
         headers = {"Idempotency-Key": key} if key else {}
         return self.http.post(self.url + path, json=body or {}, headers=headers, **kwargs)
 
     def get(self, path: str, **kwargs):
+        """GET a path of this acquirer."""
         return self.http.get(self.url + path, **kwargs)
 
     def authorize(self, token: str, amount: int = 1000, currency: str = "USD", key: str | None = None,
@@ -150,22 +166,26 @@ class Sandbox:
         self.log_path = log_path
 
     def close(self):
+        """Close the HTTP sessions."""
         self.public.close()
         for acquirer in self.acquirers.values():
             acquirer.http.close()
 
     def tokenize(self, number: str = "4242424242424242", cvc: str = "123") -> dict:
+        """A token for a card number (must succeed)."""
         response = self.public.post(self.public_url + "/v1/tokens",
                                     json={"number": number, "exp_month": 12, "exp_year": FUTURE_YEAR, "cvc": cvc})
         assert response.status_code == 201, response.text
         return response.json()
 
     def admin(self, path: str, body: dict | None = None) -> dict:
+        """POST to an admin endpoint (must succeed); return its JSON."""
         response = self.public.post(self.public_url + path, json=body or {})
         assert response.status_code == 200, response.text
         return response.json()
 
     def stats(self, **params) -> dict:
+        """GET /_admin/stats."""
         return self.public.get(self.public_url + "/_admin/stats", params=params).json()
 
     def captured(self, number: str = "4242424242424242", amount: int = 1000, acquirer=None) -> dict:

@@ -3,7 +3,6 @@ import concurrent.futures
 import uuid
 
 import pytest
-
 from sbx_helpers import SECRET, new_session
 
 

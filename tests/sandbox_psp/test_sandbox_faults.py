@@ -3,7 +3,6 @@ import socket
 
 import pytest
 import requests
-
 from sbx_helpers import wait_until
 
 

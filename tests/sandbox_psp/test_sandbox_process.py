@@ -2,9 +2,10 @@
 import signal
 import socket
 
-from sbx_helpers import WAIT_SECONDS, new_session, start_sandbox, wait_ready
+import sbx_helpers
+from sbx_helpers import FUTURE_YEAR, WAIT_SECONDS, new_session, start_sandbox, wait_ready
 
-CARD = {"number": "4242424242424242", "exp_month": 12, "exp_year": 2040, "cvc": "123"}
+CARD = {"number": "4242424242424242", "exp_month": 12, "exp_year": FUTURE_YEAR, "cvc": "123"}
 
 
 def run_once(data_dir, log_path):
@@ -35,7 +36,6 @@ def test_port_in_use_fails_fast(tmp_path, monkeypatch):
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        import sbx_helpers
         monkeypatch.setattr(sbx_helpers, "free_port", lambda: port)
         process, log_file, _ = start_sandbox(tmp_path / "data", tmp_path / "busy.log", hook_url=None)
         returncode = process.wait(timeout=WAIT_SECONDS)

@@ -1,7 +1,6 @@
 """The timeout card: authorized for real, answered too late for a short read timeout."""
 import pytest
 import requests
-
 from sbx_helpers import TIMEOUT_DELAY_SECONDS
 
 # The client gives up after 1 s; the sandbox (started with --timeout-delay 2) answers later.
