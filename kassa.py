@@ -11,6 +11,7 @@ Stdlib-only bootstrap: creates `.venv` with this interpreter, installs Kassa int
 as `.venv/bin/python -m launcher ...`. DATABASE_URL (an admin URL) and REDIS_URL use existing
 servers instead of embedded ones.
 """
+import fcntl
 import hashlib
 import json
 import os
@@ -89,6 +90,14 @@ def ensure_installed():
     digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
     if STAMP.exists() and STAMP.read_text().strip() == digest:
         return
+    # One pip at a time per venv: concurrent runs after a pyproject.toml change would collide.
+    with open(VENV / ".kassa-install.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (STAMP.exists() and STAMP.read_text().strip() == digest):
+            install(digest)
+
+
+def install(digest):
     say("installing Kassa and its dependencies into .venv (the first time takes a few minutes)")
     STAMP.unlink(missing_ok=True)
     env = dict(os.environ, PIP_ROOT_USER_ACTION="ignore", PIP_DISABLE_PIP_VERSION_CHECK="1")

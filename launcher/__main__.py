@@ -1,5 +1,6 @@
 """`python -m launcher run | test [pytest args] | servers-only [--ephemeral]` (kassa.py execs this in .venv)."""
 import argparse
+import os
 import sys
 
 from launcher import LauncherError
@@ -19,6 +20,8 @@ def main(argv: list[str]) -> int:
         args, rest = parser.parse_args(argv), []
 
     from launcher import commands
+
+    os.umask(0o077)  # data, logs and secrets that the launcher and its children write stay private
 
     try:
         if args.command == "run":

@@ -32,7 +32,7 @@ PYTEST_NO_TESTS = 5
 
 
 class Interrupted(BaseException):
-    """SIGINT or SIGTERM arrived; unwinding stops everything that was started."""
+    """SIGINT, SIGTERM or SIGHUP arrived; unwinding stops everything that was started."""
 
 
 _stopping = False
@@ -82,8 +82,9 @@ class Backing:
 
 @contextmanager
 def backing_services(data_dir: Path, secret_values: dict[str, str], dbname: str, ephemeral: bool,
-                     defaults: dict[str, str], forced: dict[str, str]):
-    """Start (or reach) PostgreSQL and Redis, provision `dbname`, yield a `Backing`; stop on exit."""
+                     defaults: dict[str, str], forced: dict[str, str], recreate_db: bool = False):
+    """Start (or reach) PostgreSQL and Redis, provision `dbname` (dropped first if `recreate_db`),
+    yield a `Backing`; stop them on exit. `ephemeral` servers trade durability for speed."""
     with ExitStack() as stack:
         logs = data_dir / "logs"
         postgres = redis = None
@@ -107,7 +108,7 @@ def backing_services(data_dir: Path, secret_values: dict[str, str], dbname: str,
             redis_url = redis.url
             print(f"kassa: embedded Redis on 127.0.0.1:{redis.port}")
         urls = provision(admin_url, dbname, secret_values["KASSA_DB_OWNER_PASSWORD"],
-                         secret_values["KASSA_DB_APP_PASSWORD"], recreate=ephemeral)
+                         secret_values["KASSA_DB_APP_PASSWORD"], recreate=recreate_db)
         env = child_env(secret_values, urls.app, urls.owner, urls.admin, redis_url, defaults, forced)
         yield Backing(env, postgres, redis)
 
@@ -205,6 +206,8 @@ def pytest_exit_status(returncode: int) -> int:
     if returncode == PYTEST_NO_TESTS:
         print("kassa: pytest collected no tests; treating that as a failure", file=sys.stderr)
         return 1
+    if returncode < 0:  # killed by a signal: the shell's convention, 128 + signal number
+        return 128 - returncode
     return returncode
 
 
@@ -283,14 +286,22 @@ def cmd_test(pytest_args: list[str]) -> int:
             "PSP_CONNECT_TIMEOUT": "0.5", "PSP_READ_TIMEOUT": "1",
             "PROMETHEUS_MULTIPROC_DIR": str(_fresh_dir(tmp / "prometheus")),
         }
+        secret_values = load_secrets(None)
+        if os.environ.get("DATABASE_URL"):
+            # Roles are server-wide: keep the passwords that `run` uses against the same server.
+            stored = load_secrets(_data_dir() / "secrets.env")
+            secret_values.update({k: stored[k] for k in ("KASSA_DB_OWNER_PASSWORD", "KASSA_DB_APP_PASSWORD")})
         _become_subreaper()
-        with backing_services(tmp, load_secrets(None), "kassa_template", True, defaults, forced) as backing:
+        # The template is recreated: on an external server it may hold an older run's schema.
+        with backing_services(tmp, secret_values, "kassa_template", True, defaults, forced,
+                              recreate_db=True) as backing:
             migrate(backing.env)
             print(f"kassa: running pytest {' '.join(pytest_args or ['tests'])}", flush=True)
             try:
                 return pytest_exit_status(run_pytest(backing.env, pytest_args or ["tests"]))
             finally:
-                _stop_strays({s.child.pid for s in (backing.postgres, backing.redis) if s and s.child})
+                keep = {s.child.pid for s in (backing.postgres, backing.redis) if s and s.child}
+                shielded(lambda: _stop_strays(keep))()
     except Interrupted:
         print("kassa: test run interrupted", file=sys.stderr)
         return 130

@@ -12,10 +12,12 @@ API:
         services.dead()                         # the first Child that exited, or None
     # on leaving the block every process is stopped (see `stop_children`)
 
-`Services(...).start()` / `.stop()` do the same without `with`. `env` must hold what the conventions
-table lists (DATABASE_URL, REDIS_URL, secrets, SANDBOX_PSP_SECRET, SANDBOX_WEBHOOK_SECRET, ...);
-the sandbox PSP stores its data in `data_dir/sandbox`. With `log_dir`, each process writes
-`<log_dir>/<name>.log`; without it they inherit stdout/stderr.
+`Services(...).start()` / `.stop()` do the same without `with`. Options: `web_workers=2`,
+`web_threads=8`, `with_scheduler=True`, `sandbox_args=["--timeout-delay", "2"]` (extra flags).
+`env` must hold what the conventions table lists (DATABASE_URL, REDIS_URL, the secrets,
+SANDBOX_PSP_SECRET, SANDBOX_WEBHOOK_SECRET, ...); the sandbox PSP stores its data in
+`data_dir/sandbox`. With `log_dir`, each process writes `<log_dir>/<name>.log`; without it they
+inherit stdout/stderr. Processes run with cwd = the repository root.
 
 Lower level: `spawn(name, argv, env, log_path)` -> `Child` (own process group, no stdin),
 `wait_healthy(child, url)`, `stop_children(children)`, `free_port()`, `port_is_free(port)`.
@@ -226,13 +228,14 @@ class Services:
 
     def __init__(self, env: dict[str, str], ports: Ports, data_dir: Path, log_dir: Path | None = None,
                  web_workers: int = 2, web_threads: int = 8, with_scheduler: bool = True,
-                 python: str = sys.executable) -> None:
+                 sandbox_args: list[str] = (), python: str = sys.executable) -> None:
         self.env = service_env(env, ports)
         self.ports = ports
         self.data_dir = Path(data_dir)
         self.log_dir = Path(log_dir) if log_dir else None
         self.web_workers, self.web_threads = web_workers, web_threads
         self.with_scheduler = with_scheduler
+        self.sandbox_args = list(sandbox_args)
         self.python = python
         self.children: list[Child] = []
 
@@ -268,9 +271,9 @@ class Services:
                 "--data", str(sandbox_data),
                 "--secret", self.env["SANDBOX_PSP_SECRET"], "--webhook-secret", self.env["SANDBOX_WEBHOOK_SECRET"],
                 "--hook-url", f"{web}/hooks/sandbox",
-                "--cors-origin", web, "--cors-origin", f"http://localhost:{p.web}",
+                "--cors-origin", web, "--cors-origin", f"http://localhost:{p.web}", *self.sandbox_args,
             ])
-            worker = self._spawn("worker", [self.python, "worker.py"] + (["--with-scheduler"] if self.with_scheduler else []))
+            self._spawn("worker", [self.python, "worker.py"] + (["--with-scheduler"] if self.with_scheduler else []))
             web_child = self._spawn("web", [
                 self.python, "-m", "gunicorn", "wsgi:app", "--bind", f"127.0.0.1:{p.web}",
                 "--worker-class", "gthread", "--workers", str(self.web_workers), "--threads", str(self.web_threads),

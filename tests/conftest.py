@@ -27,6 +27,11 @@ def _libpq(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+# Raw connections in tests give up on a lock after 10 s, so a test that forgot an open transaction
+# fails with a clear LockNotAvailable instead of hanging the suite.
+_RAW_OPTIONS = "-c lock_timeout=10s"
+
+
 def _with_database(url: str, name: str) -> str:
     return make_url(url).set(database=name).render_as_string(hide_password=False)
 
@@ -112,14 +117,14 @@ def scope(merchant) -> Scope:
 
 def admin_connect(database: dict) -> psycopg.Connection:
     """A superuser connection to the test database (tamper tests only)."""
-    return psycopg.connect(_libpq(database["admin_url"]))
+    return psycopg.connect(_libpq(database["admin_url"]), options=_RAW_OPTIONS)
 
 
 def app_connect(database: dict) -> psycopg.Connection:
     """A connection as the application role (raw-SQL tests of what the database refuses)."""
-    return psycopg.connect(_libpq(database["app_url"]))
+    return psycopg.connect(_libpq(database["app_url"]), options=_RAW_OPTIONS)
 
 
 def owner_connect(database: dict) -> psycopg.Connection:
     """A connection as the table owner (what triggers still refuse even to the owner)."""
-    return psycopg.connect(_libpq(database["owner_url"]))
+    return psycopg.connect(_libpq(database["owner_url"]), options=_RAW_OPTIONS)

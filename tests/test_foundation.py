@@ -53,16 +53,17 @@ def test_scope_never_reads_another_merchants_rows(db_session):
 
 def test_events_are_append_only_in_the_database(database, db_session):
     merchant = factories.merchant(db_session)
-    event = record_event(db_session, Scope(merchant.id, False), "test.happened", "thing", "t1", {})
+    event_id = record_event(db_session, Scope(merchant.id, False), "test.happened", "thing", "t1", {}).id
     db_session.commit()
+    db_session.close()  # hold no lock on events while other connections try to change it
     with app_connect(database) as conn:
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="permission denied"):
-            conn.execute("UPDATE events SET type = 'x' WHERE id = %s", (event.id,))
+            conn.execute("UPDATE events SET type = 'x' WHERE id = %s", (event_id,))
     # Even the owner, who has every privilege, is stopped by the trigger.
     with owner_connect(database) as conn:
         for statement in ("UPDATE events SET type = 'x' WHERE id = %s", "DELETE FROM events WHERE id = %s"):
             with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
-                conn.execute(statement, (event.id,))
+                conn.execute(statement, (event_id,))
             conn.rollback()
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
             conn.execute("TRUNCATE events CASCADE")

@@ -31,6 +31,7 @@ def test_no_tests_collected_is_a_failure():
     assert pytest_exit_status(5) != 0
     assert pytest_exit_status(0) == 0
     assert pytest_exit_status(1) == 1
+    assert pytest_exit_status(-9) == 137
 
 
 def _healthy(url: str) -> bool:
