@@ -4,7 +4,7 @@ A decline or an error is a result, never an exception that escapes: callers bran
 """
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 
 class Outcome(StrEnum):
@@ -38,6 +38,16 @@ class AuthorizeRequest:
     reference: str             # our attempt id
     return_url: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    # Whose payment, in which mode: routing picks per merchant and currency, live mode never reaches the
+    # sandbox, and per-merchant credentials (Stripe) are looked up with these.
+    merchant_id: str | None = None
+    livemode: bool = False
+    # Two-step PSPs (Stripe: create the PaymentIntent, then confirm it): an intent created earlier for
+    # this attempt, to confirm instead of creating another.
+    psp_reference: str | None = None
+    # Called as on_prepared(connector, psp_reference) after a two-step PSP created its intent and before
+    # it is confirmed, so the caller can store the id durably; if it raises, nothing is confirmed.
+    on_prepared: Callable[[str, str], None] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -55,6 +65,13 @@ class PspResult:
     raw: dict[str, Any] = field(default_factory=dict)
     latency_ms: float | None = None
     retryable: bool = False
+    # Why a call failed (None when the PSP answered normally): connect_refused, connect_timeout,
+    # read_timeout, dropped, server_error, not_processed, rate_limited, auth, client_error, not_found,
+    # idempotency_mismatch, circuit_open, no_route, not_configured, exception. The circuit breaker
+    # counts the transport and server kinds (app/psp/breaker.py FAILURE_ERRORS).
+    error: str | None = None
+    # Connectors the router tried for this result, in order (the last one answered).
+    tried: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -65,6 +82,9 @@ class CallbackEvent:
     type: str                  # e.g. authorization.updated, dispute.created
     psp_reference: str | None
     data: dict[str, Any]
+    created: int | None = None           # the PSP's event time (unix), orders callbacks about one object
+    connector: str | None = None         # the acquirer that sent it, when the PSP says (sandbox: data.acquirer)
+    livemode: bool | None = None         # when the PSP says (Stripe events carry it)
 
 
 class CallbackRejected(Exception):

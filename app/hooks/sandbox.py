@@ -1,0 +1,85 @@
+"""PSP callbacks: /hooks/sandbox and /hooks/stripe (and /hooks/stripe/<merchant_id> for a merchant's own
+Stripe account). Thin: verify the signature first, store the callback (deduplicated), answer 2xx.
+
+The answer only waits for the callback to be durable: it is committed before processing starts, and
+processing (a few indexed queries and the registered handler) runs after in its own transaction; if it
+fails, the row stays due and the sweep (app/jobs/psp.py) retries it. A PSP that does not get a 2xx
+retries the callback, which deduplicates on (psp, callback id).
+"""
+import logging
+
+from flask import current_app, jsonify, request
+
+from app.crypto import SecretBox
+from app.extensions import db
+from app.hooks import bp
+from app.jobs.psp import process_stored_callback
+from app.psp import callbacks
+from app.psp.credentials import load_credentials
+from app.psp.interfaces import CallbackEvent, CallbackRejected
+from app.psp.sandbox import parse_sandbox_callback
+from app.psp.stripe_connector import StripeConnector
+from app.scoping import Scope
+
+log = logging.getLogger(__name__)
+
+
+def _rejected(exc: CallbackRejected):
+    log.warning("callback rejected on %s: %s", request.path, exc)
+    return jsonify({"error": {"type": "invalid_request_error", "code": "signature_invalid",
+                              "message": "The callback signature is missing, wrong or stale.", "param": None}}), 400
+
+
+def _accept(psp: str, event: CallbackEvent):
+    """Store the verified callback, commit, then process it (once) and answer 200."""
+    session = db.session
+    row_id, is_new = callbacks.store_callback(session, psp, event)
+    session.commit()
+    if is_new:
+        process_stored_callback(session, row_id)
+    return jsonify({"received": True, "duplicate": not is_new}), 200
+
+
+@bp.post("/sandbox")
+def sandbox_callback():
+    """Callbacks from the sandbox PSP (both acquirers share one webhook secret)."""
+    body = request.get_data(cache=False)
+    try:
+        event = parse_sandbox_callback(request.headers, body, current_app.config.get("SANDBOX_WEBHOOK_SECRET", ""))
+    except CallbackRejected as exc:
+        return _rejected(exc)
+    return _accept("sandbox", event)
+
+
+@bp.post("/stripe")
+def stripe_callback():
+    """Stripe events for the platform's account (STRIPE_WEBHOOK_SECRET)."""
+    body = request.get_data(cache=False)
+    connector = StripeConnector(api_key=None, webhook_secret=current_app.config.get("STRIPE_WEBHOOK_SECRET"))
+    try:
+        event = connector.parse_callback(dict(request.headers), body)
+    except CallbackRejected as exc:
+        return _rejected(exc)
+    return _accept("stripe", event)
+
+
+@bp.post("/stripe/<merchant_id>")
+def stripe_merchant_callback(merchant_id: str):
+    """Stripe events from a merchant's own account, signed with the webhook secret it stored with us."""
+    body = request.get_data(cache=False)
+    box = SecretBox(current_app.config.get("KASSA_ENCRYPTION_KEYS", ""))
+    for livemode in (False, True):
+        credentials = load_credentials(db.session, Scope(merchant_id, livemode), box, "stripe")
+        if not credentials or not credentials.get("webhook_secret"):
+            continue
+        connector = StripeConnector(api_key=None, webhook_secret=credentials["webhook_secret"])
+        try:
+            event = connector.parse_callback(dict(request.headers), body)
+        except CallbackRejected:
+            continue
+        if event.livemode != livemode:
+            continue  # a test-mode secret never vouches for a live event, nor the other way round
+        db.session.rollback()  # end the credentials read before the store transaction
+        return _accept("stripe", event)
+    db.session.rollback()
+    return _rejected(CallbackRejected("no stored Stripe webhook secret of this merchant matches"))

@@ -1,0 +1,282 @@
+"""Inbound PSP callbacks after their signature was verified: store (deduplicated), then process.
+
+Storing and processing are separate steps with a commit in between (the hook view owns both
+transactions), so a callback is acknowledged as soon as it is durable; processing that fails is
+retried by the sweep (app/jobs/psp.py) from the row's ``next_attempt_at`` — the database is the
+schedule.
+
+Processing a callback:
+
+1. find which merchant it belongs to, from the PSP reference (``REFERENCE_RESOLVERS``; the last,
+   built-in one asks the disputes table and then the payments tables, when they exist);
+2. disputes (``dispute.*``) are recorded in the ``disputes`` table (an older callback never
+   overwrites a newer one);
+3. the handler registered for its type in ``CALLBACK_HANDLERS`` runs (payments registers
+   ``authorization.updated`` and applies the late result through its state machine);
+4. an Event is recorded for the merchant (``dispute.created`` / ``dispute.closed`` / ..., or
+   ``psp.<type>`` for the rest) in the same transaction.
+
+A service: never imports Flask, never commits.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Callable
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from app.events import record_event
+from app.ids import new_id
+from app.models_base import utcnow
+from app.psp.interfaces import CallbackEvent
+from app.psp.models import Dispute, PspCallback
+from app.scoping import Scope
+
+log = logging.getLogger(__name__)
+
+# handler(session, event): runs inside the processing transaction; raise to have it retried later.
+CALLBACK_HANDLERS: dict[str, Callable[[Session, CallbackEvent], None]] = {}
+
+
+@dataclass(frozen=True)
+class CallbackOwner:
+    """The merchant (and mode) a callback is about, and the Kassa object it concerns if known."""
+
+    merchant_id: str
+    livemode: bool
+    object_type: str | None = None   # e.g. "payment"
+    object_id: str | None = None
+    connector: str | None = None     # the connector holding the authorization, when known
+
+
+# resolver(session, psp, event) -> CallbackOwner | None. Registered resolvers are asked first, in order;
+# the built-in one (_builtin_owner) last.
+REFERENCE_RESOLVERS: list[Callable[[Session, str, CallbackEvent], CallbackOwner | None]] = []
+
+# Processing is retried with exponential backoff (10 s, 20 s, 40 s ... capped at one hour) for about
+# a day; after that the row is marked failed and stays for an operator. A handler that keeps failing
+# is a bug, and retrying it forever would hide it.
+RETRY_BASE_SECONDS = 10
+RETRY_MAX_SECONDS = 3600
+MAX_ATTEMPTS = 30
+# Rows one sweep claims: small enough to hold few row locks at a time.
+SWEEP_BATCH_SIZE = 50
+
+
+def store_callback(session: Session, psp: str, event: CallbackEvent) -> tuple[str, bool]:
+    """Insert a verified callback unless (psp, callback id) is stored already; returns (row id, is_new)."""
+    row_id = new_id("pcb")
+    inserted = session.execute(
+        insert(PspCallback).values(
+            id=row_id, psp=psp, callback_id=event.id, type=event.type, connector=event.connector,
+            psp_reference=event.psp_reference, psp_created=event.created, livemode=event.livemode,
+            payload=event.data, received_at=utcnow(), next_attempt_at=utcnow(),
+        ).on_conflict_do_nothing(constraint="uq_psp_callbacks_psp_callback_id").returning(PspCallback.id)
+    ).scalar_one_or_none()
+    if inserted is not None:
+        return inserted, True
+    existing = session.scalar(select(PspCallback.id).where(PspCallback.psp == psp,
+                                                           PspCallback.callback_id == event.id))
+    return existing, False
+
+
+def as_event(row: PspCallback) -> CallbackEvent:
+    """The stored callback as the connector normalized it."""
+    return CallbackEvent(id=row.callback_id, type=row.type, psp_reference=row.psp_reference, data=row.payload,
+                         created=row.psp_created, connector=row.connector, livemode=row.livemode)
+
+
+def process_callback(session: Session, row_id: str, *, now: datetime | None = None) -> str | None:
+    """Process one stored callback if it is still unprocessed and nobody else holds it.
+
+    Returns its result (``applied`` / ``unmatched``), or None when there was nothing to do.
+    """
+    row = session.scalars(
+        select(PspCallback).where(PspCallback.id == row_id, PspCallback.processed_at.is_(None))
+        .with_for_update(skip_locked=True)
+    ).one_or_none()
+    if row is None:
+        return None
+    return _process(session, row, now or utcnow())
+
+
+def _process(session: Session, row: PspCallback, now: datetime) -> str:
+    event = as_event(row)
+    owner = resolve_owner(session, row.psp, event)
+    dispute = None
+    if event.type.startswith("dispute.") and owner is not None:
+        dispute = record_dispute(session, row.psp, event, owner, now=now)
+    handler = CALLBACK_HANDLERS.get(event.type)
+    if handler is not None:
+        handler(session, event)
+    if owner is not None:
+        scope = Scope(owner.merchant_id, owner.livemode)
+        if dispute is not None:
+            recorded = record_event(session, scope, event.type, "dispute", dispute.id, dispute_payload(dispute))
+        else:
+            recorded = record_event(session, scope, f"psp.{event.type}", "psp_callback", row.id, {
+                "id": row.id, "object": "psp_callback", "psp": row.psp, "connector": row.connector,
+                "type": event.type, "psp_reference": event.psp_reference,
+                "related_object": {"type": owner.object_type, "id": owner.object_id},
+                "data": event.data,
+            })
+        row.event_id = recorded.id
+        row.merchant_id = owner.merchant_id
+        row.livemode = owner.livemode
+    row.result = "applied" if owner is not None else "unmatched"
+    if owner is None:
+        log.warning("callback %s %s (%s) matches no merchant", row.psp, row.callback_id, event.psp_reference)
+    row.processed_at = now
+    row.attempts += 1
+    row.last_error = None
+    session.flush()
+    return row.result
+
+
+def record_failure(session: Session, row_id: str, error: str, *, now: datetime | None = None) -> None:
+    """Note a failed processing try (in a fresh transaction after the rollback) and schedule the next."""
+    now = now or utcnow()
+    row = session.get(PspCallback, row_id, with_for_update=True)
+    if row is None or row.processed_at is not None:
+        return
+    row.attempts += 1
+    row.last_error = error[:2000]
+    if row.attempts >= MAX_ATTEMPTS:
+        row.result = "failed"
+        row.processed_at = now
+        log.error("callback %s %s failed %d times; giving up", row.psp, row.callback_id, row.attempts)
+    else:
+        delay = min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2 ** (row.attempts - 1))
+        row.next_attempt_at = now + timedelta(seconds=delay)
+    session.flush()
+
+
+def due_callbacks(session: Session, *, now: datetime | None = None, limit: int = SWEEP_BATCH_SIZE) -> list[str]:
+    """Ids of unprocessed callbacks whose next try is due, oldest first (for the sweep)."""
+    return list(session.scalars(
+        select(PspCallback.id).where(PspCallback.processed_at.is_(None),
+                                     PspCallback.next_attempt_at <= (now or utcnow()))
+        .order_by(PspCallback.next_attempt_at).limit(limit)
+    ))
+
+
+# -- owners ---------------------------------------------------------------------------------------------
+
+def resolve_owner(session: Session, psp: str, event: CallbackEvent) -> CallbackOwner | None:
+    """The merchant a callback belongs to: registered resolvers first, then the built-in lookup."""
+    for resolver in (*REFERENCE_RESOLVERS, _builtin_owner):
+        owner = resolver(session, psp, event)
+        if owner is not None:
+            return owner
+    return None
+
+
+def _builtin_owner(session: Session, psp: str, event: CallbackEvent) -> CallbackOwner | None:
+    """A dispute we know already, else a payment or attempt holding the PSP reference (if payments exists).
+
+    Cross-merchant by nature: the PSP reference is what tells us the merchant.
+    """
+    if event.type.startswith("dispute.") and event.data.get("id"):
+        known = session.scalars(select(Dispute).where(Dispute.psp == psp,
+                                                      Dispute.psp_reference == event.data["id"])).one_or_none()
+        if known is not None:
+            return CallbackOwner(known.merchant_id, known.livemode, "payment" if known.payment_id else None,
+                                 known.payment_id, known.connector)
+    if not event.psp_reference:
+        return None
+    try:
+        from app.payments.models import Payment, PaymentAttempt
+    except ImportError:  # payments not installed: nothing else to ask
+        return None
+    payment = session.execute(
+        select(Payment.id, Payment.merchant_id, Payment.livemode, Payment.connector)
+        .where(Payment.psp_reference == event.psp_reference).limit(1)
+    ).one_or_none()
+    if payment is not None:
+        return CallbackOwner(payment.merchant_id, payment.livemode, "payment", payment.id, payment.connector)
+    columns = (PaymentAttempt.payment_id, PaymentAttempt.merchant_id, PaymentAttempt.livemode,
+               PaymentAttempt.connector)
+    attempt = session.execute(
+        select(*columns).where(PaymentAttempt.psp_reference == event.psp_reference).limit(1)
+    ).one_or_none()
+    if attempt is None and isinstance(event.data.get("reference"), str):
+        # The sandbox echoes our attempt id as the authorization's reference.
+        attempt = session.execute(
+            select(*columns).where(PaymentAttempt.id == event.data["reference"]).limit(1)
+        ).one_or_none()
+    if attempt is not None:
+        return CallbackOwner(attempt.merchant_id, attempt.livemode, "payment", attempt.payment_id, attempt.connector)
+    return None
+
+
+# -- disputes -------------------------------------------------------------------------------------------
+
+def record_dispute(session: Session, psp: str, event: CallbackEvent, owner: CallbackOwner, *,
+                   now: datetime | None = None) -> Dispute:
+    """Create or update the dispute a callback describes; an older callback never overwrites a newer one."""
+    now = now or utcnow()
+    data: dict[str, Any] = event.data
+    reference = data.get("id")
+    if not reference:
+        raise ValueError("dispute callback without a dispute id")
+    dispute = session.scalars(select(Dispute).where(Dispute.psp == psp, Dispute.psp_reference == reference)
+                              .with_for_update()).one_or_none()
+    amount = data.get("amount")
+    currency = (data.get("currency") or "").upper()
+    if dispute is None:
+        dispute = Scope(owner.merchant_id, owner.livemode).new(
+            Dispute, id=new_id("dsp"), psp=psp, connector=event.connector or owner.connector, psp_reference=reference,
+            authorization_reference=event.psp_reference,
+            payment_id=owner.object_id if owner.object_type == "payment" else None,
+            amount=int(amount or 0), currency=currency, reason=data.get("reason"),
+            status=data.get("status") or "needs_response", psp_created=data.get("created"),
+            last_event_at=event.created, created_at=now, updated_at=now,
+        )
+        session.add(dispute)
+    elif _is_newer(dispute, event, data.get("status")):
+        dispute.status = data.get("status") or dispute.status
+        if amount is not None:
+            dispute.amount = int(amount)
+        dispute.reason = data.get("reason") or dispute.reason
+        dispute.last_event_at = event.created if event.created is not None else dispute.last_event_at
+        dispute.updated_at = now
+    session.flush()
+    return dispute
+
+
+# Dispute statuses after which nothing reopens a dispute (the sandbox's won/lost, Stripe's closed ones).
+CLOSED_DISPUTE_STATUSES = frozenset({"won", "lost", "warning_closed", "charge_refunded", "prevented"})
+
+
+def _is_newer(dispute: Dispute, event: CallbackEvent, status: str | None) -> bool:
+    """Whether a callback should overwrite the stored dispute.
+
+    PSP event times have one-second resolution, so "created" and "closed" can carry the same time:
+    a closed dispute is therefore never turned back into an open one, and otherwise the later (or
+    equal) event time wins.
+    """
+    if dispute.status in CLOSED_DISPUTE_STATUSES and status not in CLOSED_DISPUTE_STATUSES:
+        return False
+    return event.created is None or dispute.last_event_at is None or event.created >= dispute.last_event_at
+
+
+def dispute_payload(dispute: Dispute) -> dict[str, Any]:
+    """The public JSON shape of a dispute (events, API)."""
+    return {
+        "id": dispute.id,
+        "object": "dispute",
+        "livemode": dispute.livemode,
+        "amount": dispute.amount,
+        "currency": dispute.currency,
+        "reason": dispute.reason,
+        "status": dispute.status,
+        "payment": dispute.payment_id,
+        "psp": dispute.psp,
+        "psp_reference": dispute.psp_reference,
+        "authorization_reference": dispute.authorization_reference,
+        "created": int(dispute.created_at.timestamp()) if dispute.created_at else None,
+    }

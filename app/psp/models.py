@@ -1,0 +1,105 @@
+"""PSP-side tables: inbound callbacks (deduplicated), disputes, per-merchant PSP credentials.
+
+Payment attempts and their PSP references belong to payments (app/payments/models.py); the PSP layer
+stores what PSPs tell it and the secrets it needs to talk to them.
+"""
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, UniqueConstraint, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.crypto import register_encrypted_column
+from app.models_base import Base, MerchantOwned, utcnow
+
+
+class PspCallback(Base):
+    """One verified inbound callback, stored as received; (psp, callback_id) is unique, so retries dedupe.
+
+    Not merchant-owned when it arrives: the merchant is found from the PSP reference while processing
+    (and stays NULL for callbacks about objects Kassa does not know).
+    """
+
+    __tablename__ = "psp_callbacks"
+    __table_args__ = (
+        UniqueConstraint("psp", "callback_id", name="uq_psp_callbacks_psp_callback_id"),
+        # The sweep's claim: unprocessed rows that are due, oldest first.
+        Index("ix_psp_callbacks_pending", "next_attempt_at", postgresql_where=text("processed_at IS NULL")),
+        Index("ix_psp_callbacks_psp_reference", "psp_reference"),
+    )
+
+    id: Mapped[str] = mapped_column(primary_key=True)
+    psp: Mapped[str] = mapped_column(String(64))                 # the hook: sandbox | stripe
+    callback_id: Mapped[str] = mapped_column(String(255))        # the PSP's id of the callback
+    type: Mapped[str] = mapped_column(String(100))
+    connector: Mapped[str | None] = mapped_column(String(64))
+    psp_reference: Mapped[str | None] = mapped_column(String(255))
+    psp_created: Mapped[int | None]                              # the PSP's event time (unix seconds)
+    livemode: Mapped[bool | None]
+    payload: Mapped[dict[str, Any]]
+    merchant_id: Mapped[str | None] = mapped_column(ForeignKey("merchants.id"), index=True)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=text("now()"))
+    processed_at: Mapped[datetime | None]
+    # unprocessed | applied | unmatched (no merchant owns the reference) | failed (gave up)
+    result: Mapped[str] = mapped_column(String(20), server_default=text("'unprocessed'"))
+    attempts: Mapped[int] = mapped_column(server_default=text("0"))
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=text("now()"))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    event_id: Mapped[str | None] = mapped_column(String(64))
+
+
+class Dispute(MerchantOwned, Base):
+    """A chargeback the PSP told us about; shown until the dispute workflow is built."""
+
+    __tablename__ = "disputes"
+    __table_args__ = (
+        UniqueConstraint("psp", "psp_reference", name="uq_disputes_psp_psp_reference"),
+        CheckConstraint("amount >= 0", name="amount_not_negative"),
+        Index("ix_disputes_scope_created", "merchant_id", "livemode", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(primary_key=True)
+    psp: Mapped[str] = mapped_column(String(64))
+    connector: Mapped[str | None] = mapped_column(String(64))
+    psp_reference: Mapped[str] = mapped_column(String(255))                     # the PSP's dispute id
+    authorization_reference: Mapped[str | None] = mapped_column(String(255))    # the disputed authorization
+    payment_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    amount: Mapped[int]
+    currency: Mapped[str] = mapped_column(String(3))
+    reason: Mapped[str | None] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(40))                             # needs_response | won | lost | ...
+    psp_created: Mapped[int | None]
+    # The PSP event time of the latest callback applied: an older callback arriving late never
+    # turns a closed dispute back into an open one.
+    last_event_at: Mapped[int | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=text("now()"))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=text("now()"))
+
+
+class PspCredential(MerchantOwned, Base):
+    """A merchant's own credentials at one PSP in one mode, secrets sealed with app/crypto.py SecretBox."""
+
+    __tablename__ = "psp_credentials"
+    __table_args__ = (
+        UniqueConstraint("merchant_id", "livemode", "psp", name="uq_psp_credentials_scope_psp"),
+    )
+
+    id: Mapped[str] = mapped_column(primary_key=True)
+    psp: Mapped[str] = mapped_column(String(64))
+    secret_key_encrypted: Mapped[str] = mapped_column(Text)
+    webhook_secret_encrypted: Mapped[str | None] = mapped_column(Text)
+    publishable_key: Mapped[str | None] = mapped_column(String(255))   # public by design: sent to browsers
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=text("now()"))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=text("now()"))
+
+
+def credential_aad(row: PspCredential, column: str) -> str:
+    """Associated data of a sealed credential: binds the ciphertext to its row and column."""
+    return f"psp_credentials:{row.id}:{column}"
+
+
+# `flask secrets rotate` re-seals these under the newest key (app/crypto.py).
+register_encrypted_column(PspCredential, "secret_key_encrypted",
+                          associated_data=lambda row: credential_aad(row, "secret_key"))
+register_encrypted_column(PspCredential, "webhook_secret_encrypted",
+                          associated_data=lambda row: credential_aad(row, "webhook_secret"))

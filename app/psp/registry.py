@@ -1,0 +1,113 @@
+"""Which connectors exist and how to build them, chosen by configuration.
+
+``PSP_CONNECTORS`` (app config or environment, a dict or its JSON) maps a connector name to a factory,
+either a dotted path (``"app.psp.sandbox:SandboxConnector"`` or ``"app.psp.sandbox.SandboxConnector"``)
+or a dict ``{"factory": "<dotted path>", ...options}``. It is merged over the defaults: one sandbox
+connector per entry of ``SANDBOX_ACQUIRER_URLS`` and ``stripe``. A factory is a class with a
+``from_config(name, config, options, credentials)`` classmethod, or any callable with that signature.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from app.psp.interfaces import Connector
+from app.psp.sandbox import parse_acquirer_urls
+
+SANDBOX_FACTORY = "app.psp.sandbox:SandboxConnector"
+STRIPE_FACTORY = "app.psp.stripe_connector:StripeConnector"
+
+
+@dataclass(frozen=True)
+class ConnectorSpec:
+    """A configured connector: its name, factory, vault and options (no instance yet)."""
+
+    name: str
+    factory: str
+    vault: str
+    test_only: bool
+    # Connectors that take per-merchant credentials (Stripe) are built per merchant and mode.
+    needs_credentials: bool = False
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+def import_string(path: str) -> Any:
+    """Import ``package.module:attr`` or ``package.module.attr``."""
+    module_name, sep, attr = path.partition(":")
+    if not sep:
+        module_name, _, attr = path.rpartition(".")
+    if not module_name or not attr:
+        raise ValueError(f"not a dotted path: {path!r}")
+    target: Any = importlib.import_module(module_name)
+    for part in attr.split("."):
+        target = getattr(target, part)
+    return target
+
+
+def config_value(config: Mapping[str, Any], name: str, default: Any = None) -> Any:
+    """A setting from the app config, else the environment (the launcher's processes), else ``default``."""
+    value = config.get(name)
+    if value in (None, ""):
+        value = os.environ.get(name)
+    return default if value in (None, "") else value
+
+
+def _json_setting(config: Mapping[str, Any], name: str) -> Any:
+    value = config_value(config, name)
+    if isinstance(value, str):
+        return json.loads(value)
+    return value
+
+
+def connector_specs(config: Mapping[str, Any]) -> dict[str, ConnectorSpec]:
+    """Every configured connector by name, in configuration order (sandbox acquirers first)."""
+    raw: dict[str, dict[str, Any]] = {}
+    for name, url in parse_acquirer_urls(config_value(config, "SANDBOX_ACQUIRER_URLS", "")).items():
+        raw[name] = {"factory": SANDBOX_FACTORY, "base_url": url}
+    raw["stripe"] = {"factory": STRIPE_FACTORY}
+    for name, value in (_json_setting(config, "PSP_CONNECTORS") or {}).items():
+        if value is None:
+            raw.pop(name, None)  # `"stripe": null` removes a default connector
+            continue
+        raw[name] = {"factory": value} if isinstance(value, str) else dict(value)
+    specs = {}
+    for name, options in raw.items():
+        factory_path = options.pop("factory")
+        factory = import_string(factory_path)
+        specs[name] = ConnectorSpec(
+            name=name, factory=factory_path,
+            vault=options.pop("vault", None) or getattr(factory, "vault", name),
+            test_only=bool(options.pop("test_only", getattr(factory, "test_only", False))),
+            needs_credentials=bool(options.pop("needs_credentials", getattr(factory, "needs_credentials", False))),
+            options=options,
+        )
+    return specs
+
+
+def connector_for(name: str, config: Mapping[str, Any], *, credentials: Mapping[str, Any] | None = None,
+                  specs: Mapping[str, ConnectorSpec] | None = None) -> Connector:
+    """Build the connector called ``name`` from the configuration (and a merchant's credentials if any)."""
+    specs = specs if specs is not None else connector_specs(config)
+    spec = specs.get(name)
+    if spec is None:
+        raise KeyError(f"no PSP connector named {name!r} is configured")
+    factory = import_string(spec.factory)
+    settings = _ConfigView(config)
+    build = getattr(factory, "from_config", factory)
+    return build(name, settings, spec.options, credentials)
+
+
+class _ConfigView(dict):
+    """The app config with the environment as fallback, as one mapping for connector factories."""
+
+    def __init__(self, config: Mapping[str, Any]):
+        super().__init__(config)
+
+    def get(self, key, default=None):
+        value = dict.get(self, key)
+        if value in (None, ""):
+            value = os.environ.get(key)
+        return default if value in (None, "") else value

@@ -1,0 +1,417 @@
+"""Routing with failover, bounded retries with backoff, and a circuit breaker around every PSP call.
+
+**Routes.** A card token belongs to one vault, so an authorization may only go to connectors on that
+vault. ``PSP_ROUTES`` (a list, or its JSON) orders them per merchant, currency and mode::
+
+    [{"merchant": "mer_01...", "currency": "EUR", "mode": "test", "connectors": ["sandbox_b", "sandbox"]},
+     {"mode": "test", "connectors": ["sandbox", "sandbox_b"]},
+     {"mode": "live", "connectors": ["stripe"]}]
+
+``*`` (or a missing key) matches anything; the most specific matching rule that names a connector of
+the token's vault wins; with none, every connector of the vault in configuration order. Live mode never
+routes to a test-only connector (the sandbox): a live rule naming one is refused at start-up, and such
+connectors are filtered out of every live route anyway.
+
+**Failover** happens only on NOT_PROCESSED (the PSP surely did nothing: connection refused, the
+sandbox's 503 ``processed: false``, an open breaker). UNKNOWN (a timeout, a dropped connection, another
+5xx) stops at once: it is resolved later by a status query (``retrieve``), never by charging elsewhere.
+
+**Retries.** A retryable NOT_PROCESSED is tried again after the whole route was tried, up to
+``PSP_MAX_TRIES`` rounds, sleeping with exponential backoff and full jitter between rounds (the sleep
+and the random source are injectable). Capture, void and refund go to the connector that holds the
+authorization, with the same bounded retries and no failover. Status queries may also retry an
+ambiguous answer: reading twice is harmless.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Mapping, Sequence
+
+from prometheus_client import Histogram
+
+from app.psp.breaker import FAILURE_ERRORS, BreakerRegistry, BreakerSettings, CircuitBreaker
+from app.psp.interfaces import AuthorizeRequest, Connector, Outcome, PspResult
+from app.psp.registry import ConnectorSpec, config_value, connector_for, connector_specs
+
+log = logging.getLogger(__name__)
+
+PSP_CALL_DURATION = Histogram(
+    "kassa_psp_call_duration_seconds", "PSP calls by connector, operation and normalized outcome.",
+    ["connector", "operation", "outcome"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10),
+)
+
+# (psp/vault, merchant_id, livemode) -> the merchant's decrypted credentials, or None.
+CredentialsLoader = Callable[[str, str, bool], Mapping[str, Any] | None]
+
+# Credentialed connectors built per merchant and mode are kept this many at a time (least recently used
+# dropped): building a Stripe client loads TLS roots, which is worth skipping on every call.
+CONNECTOR_CACHE_SIZE = 256
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Bounded retries with exponential backoff and full jitter (config PSP_MAX_TRIES, PSP_RETRY_*)."""
+
+    # Three tries of the route: a refused connection or a 503 is often a restart or a blip that
+    # clears in a fraction of a second; more tries would only stretch a job's worst case
+    # (app/payments/deps.py worst_case_call_seconds counts on this bound).
+    max_tries: int = 3
+    # 0.2 s, then 0.4 s, capped at 1 s, each drawn uniformly from [0, cap] ("full jitter") so that
+    # many workers failing together do not retry in lockstep. Worst case of all sleeps: 0.6 s.
+    base_delay: float = 0.2
+    max_delay: float = 1.0
+
+    def backoff(self, retry_number: int, rng: random.Random) -> float:
+        """Seconds to sleep before retry ``retry_number`` (0 for the first retry)."""
+        return rng.uniform(0, min(self.max_delay, self.base_delay * (2 ** retry_number)))
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> "RetryPolicy":
+        defaults = cls()
+        return cls(
+            max_tries=max(1, int(config_value(config, "PSP_MAX_TRIES", defaults.max_tries))),
+            base_delay=float(config_value(config, "PSP_RETRY_BASE_DELAY", defaults.base_delay)),
+            max_delay=float(config_value(config, "PSP_RETRY_MAX_DELAY", defaults.max_delay)),
+        )
+
+
+@dataclass(frozen=True)
+class RouteRule:
+    """An ordered list of connectors for the payments it matches (``*`` matches anything)."""
+
+    connectors: tuple[str, ...]
+    merchant: str = "*"
+    currency: str = "*"
+    mode: str = "*"          # test | live | *
+
+    def matches(self, merchant_id: str | None, currency: str | None, mode: str) -> bool:
+        return ((self.merchant == "*" or self.merchant == merchant_id)
+                and (self.currency == "*" or (currency or "").upper() == self.currency.upper())
+                and (self.mode == "*" or self.mode == mode))
+
+    @property
+    def specificity(self) -> int:
+        return (4 if self.merchant != "*" else 0) + (2 if self.currency != "*" else 0) + (self.mode != "*")
+
+    @classmethod
+    def parse(cls, item: Mapping[str, Any]) -> "RouteRule":
+        connectors = item.get("connectors")
+        if not connectors or isinstance(connectors, str):
+            raise ValueError(f"route {item!r} needs a list of connectors")
+        mode = item.get("mode") or "*"
+        if mode not in ("test", "live", "*"):
+            raise ValueError(f"route mode must be test, live or *: {item!r}")
+        return cls(tuple(connectors), merchant=item.get("merchant") or "*", currency=item.get("currency") or "*",
+                   mode=mode)
+
+
+DEFAULT_ROUTES = (
+    RouteRule(("sandbox", "sandbox_b"), mode="test"),
+    RouteRule(("stripe",), mode="live"),
+)
+
+
+def routes_from_config(config: Mapping[str, Any]) -> tuple[RouteRule, ...]:
+    """PSP_ROUTES from the app config or environment (a list or its JSON), else the defaults."""
+    value = config_value(config, "PSP_ROUTES")
+    if value is None:
+        return DEFAULT_ROUTES
+    if isinstance(value, str):
+        value = json.loads(value)
+    return tuple(item if isinstance(item, RouteRule) else RouteRule.parse(item) for item in value)
+
+
+class ConnectorProvider:
+    """Connector instances: one per name, or per merchant and mode for connectors with credentials."""
+
+    def __init__(self, specs: Mapping[str, ConnectorSpec], config: Mapping[str, Any], *,
+                 credentials: CredentialsLoader | None = None, instances: Mapping[str, Connector] | None = None):
+        self.specs = dict(specs)
+        self.config = config
+        self.credentials = credentials
+        self._instances: dict[str, Connector] = dict(instances or {})
+        self._per_merchant: OrderedDict[tuple, Connector] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, name: str, merchant_id: str | None = None, livemode: bool | None = None) -> Connector:
+        """The connector ``name`` (with the merchant's credentials where it takes them)."""
+        spec = self.specs.get(name)
+        if spec is None:
+            raise KeyError(f"no PSP connector named {name!r} is configured")
+        if name in self._instances:
+            return self._instances[name]
+        creds = None
+        if spec.needs_credentials and merchant_id and self.credentials is not None:
+            creds = self.credentials(spec.vault, merchant_id, bool(livemode))
+        with self._lock:
+            if not creds:
+                instance = self._instances.get(name)
+                if instance is None:
+                    instance = self._instances[name] = connector_for(name, self.config, specs=self.specs)
+                return instance
+            fingerprint = hashlib.sha256(json.dumps(dict(creds), sort_keys=True, default=str).encode()).hexdigest()
+            key = (name, merchant_id, bool(livemode), fingerprint)
+            instance = self._per_merchant.get(key)
+            if instance is None:
+                instance = connector_for(name, self.config, credentials=creds, specs=self.specs)
+                self._per_merchant[key] = instance
+                while len(self._per_merchant) > CONNECTOR_CACHE_SIZE:
+                    self._per_merchant.popitem(last=False)
+            else:
+                self._per_merchant.move_to_end(key)
+            return instance
+
+
+    def close(self) -> None:
+        """Close every connector built so far (their HTTP connection pools)."""
+        with self._lock:
+            instances = list(self._instances.values()) + list(self._per_merchant.values())
+            self._per_merchant.clear()
+        for instance in instances:
+            close = getattr(instance, "close", None)
+            if close is not None:
+                close()
+
+
+class Router:
+    """Sends PSP calls to the right connector, through its breaker, with failover and retries."""
+
+    def __init__(self, provider: ConnectorProvider, *, rules: Sequence[RouteRule] = DEFAULT_ROUTES,
+                 breakers: BreakerRegistry | None = None, retry: RetryPolicy | None = None,
+                 sleep: Callable[[float], None] = time.sleep, rng: random.Random | None = None):
+        self.provider = provider
+        self.specs = provider.specs
+        self.rules = tuple(rules)
+        self.breakers = breakers
+        self.retry = retry or RetryPolicy()
+        self.sleep = sleep
+        self.rng = rng or random.Random()
+        self._validate_rules()
+
+    @classmethod
+    def from_connectors(cls, connectors: Mapping[str, Connector], **kwargs) -> "Router":
+        """A router over ready-made connector instances (tests, scripts)."""
+        specs = {name: ConnectorSpec(name=name, factory=f"{type(c).__module__}:{type(c).__qualname__}",
+                                     vault=c.vault, test_only=bool(getattr(c, "test_only", False)))
+                 for name, c in connectors.items()}
+        return cls(ConnectorProvider(specs, {}, instances=connectors), **kwargs)
+
+    def _validate_rules(self) -> None:
+        for rule in self.rules:
+            for name in rule.connectors:
+                spec = self.specs.get(name)
+                if spec is None:
+                    log.warning("PSP route %s names connector %r, which is not configured", rule, name)
+                elif rule.mode == "live" and spec.test_only:
+                    raise ValueError(f"live mode never routes to the sandbox: route {rule} names {name!r}")
+
+    # -- routes ----------------------------------------------------------------------------------------
+
+    def connector_names(self, vault: str | None = None) -> list[str]:
+        """Every configured connector (of one vault), in configuration order."""
+        return [name for name, spec in self.specs.items() if vault is None or spec.vault == vault]
+
+    def route(self, vault: str, *, merchant_id: str | None = None, currency: str | None = None,
+              livemode: bool = False) -> list[str]:
+        """The ordered connectors an authorization with a token of ``vault`` may try."""
+        mode = "live" if livemode else "test"
+        candidates = [name for name, spec in self.specs.items()
+                      if spec.vault == vault and not (livemode and spec.test_only)]
+        best: RouteRule | None = None
+        for rule in self.rules:
+            if not rule.matches(merchant_id, currency, mode):
+                continue
+            if not any(name in candidates for name in rule.connectors):
+                continue
+            if best is None or rule.specificity > best.specificity:
+                best = rule
+        if best is None:
+            return candidates
+        return [name for name in best.connectors if name in candidates]
+
+    def close(self) -> None:
+        """Close the connectors' HTTP connections (tests, scripts; the app's router lives as long as the app)."""
+        self.provider.close()
+
+    def breaker(self, name: str) -> CircuitBreaker | None:
+        """The circuit breaker of a connector (None when the router runs without breakers)."""
+        return self.breakers.get(name) if self.breakers else None
+
+    def connector(self, name: str, *, merchant_id: str | None = None, livemode: bool | None = None) -> Connector:
+        """The connector instance (e.g. to parse a callback)."""
+        return self.provider.get(name, merchant_id, livemode)
+
+    # -- operations ------------------------------------------------------------------------------------
+
+    def authorize(self, vault: str, request: AuthorizeRequest) -> PspResult:
+        """Authorize along the route, failing over only on NOT_PROCESSED; UNKNOWN stops at once."""
+        names = self.route(vault, merchant_id=request.merchant_id, currency=request.currency,
+                           livemode=request.livemode)
+        if not names:
+            mode = "live" if request.livemode else "test"
+            return PspResult(outcome=Outcome.NOT_PROCESSED, connector="", error="no_route",
+                             message=f"no connector for vault {vault!r} in {mode} mode")
+        tried: list[str] = []
+        last: PspResult | None = None
+        given_up: set[str] = set()
+        for round_number in range(self.retry.max_tries):
+            if round_number:
+                self.sleep(self.retry.backoff(round_number - 1, self.rng))
+            for name in names:
+                if name in given_up:
+                    continue
+                result = self._call(name, "authorize", lambda c: c.authorize(request),
+                                    merchant_id=request.merchant_id, livemode=request.livemode)
+                tried.append(name)
+                if result.outcome != Outcome.NOT_PROCESSED:
+                    return replace(result, tried=tuple(tried))
+                last = result
+                if not result.retryable:
+                    given_up.add(name)
+                log.info("authorize %s: %s not processed (%s), trying the next connector",
+                         request.reference, name, result.error)
+            if all(name in given_up for name in names):
+                break
+        assert last is not None
+        return replace(last, tried=tuple(tried))
+
+    def capture(self, connector: str, psp_reference: str, amount: int, currency: str, idempotency_key: str,
+                *, merchant_id: str | None = None, livemode: bool | None = None) -> PspResult:
+        """Capture at the connector holding the authorization (retries, no failover)."""
+        return self._single(connector, "capture",
+                            lambda c: c.capture(psp_reference, amount, currency, idempotency_key),
+                            merchant_id=merchant_id, livemode=livemode)
+
+    def void(self, connector: str, psp_reference: str, idempotency_key: str, *, merchant_id: str | None = None,
+             livemode: bool | None = None) -> PspResult:
+        """Void at the connector holding the authorization."""
+        return self._single(connector, "void", lambda c: c.void(psp_reference, idempotency_key),
+                            merchant_id=merchant_id, livemode=livemode)
+
+    def refund(self, connector: str, psp_reference: str, amount: int, currency: str, idempotency_key: str,
+               *, merchant_id: str | None = None, livemode: bool | None = None) -> PspResult:
+        """Refund at the connector holding the (captured) authorization."""
+        return self._single(connector, "refund",
+                            lambda c: c.refund(psp_reference, amount, currency, idempotency_key),
+                            merchant_id=merchant_id, livemode=livemode)
+
+    def retrieve(self, connector: str, *, psp_reference: str | None = None, idempotency_key: str | None = None,
+                 merchant_id: str | None = None, livemode: bool | None = None) -> PspResult:
+        """Status query (resolves UNKNOWN). Could-not-ask is UNKNOWN, never NOT_PROCESSED."""
+        return self._single(connector, "retrieve",
+                            lambda c: c.retrieve(psp_reference=psp_reference, idempotency_key=idempotency_key),
+                            merchant_id=merchant_id, livemode=livemode, read_only=True)
+
+    def retrieve_refund(self, connector: str, psp_refund_reference: str, *, merchant_id: str | None = None,
+                        livemode: bool | None = None) -> PspResult:
+        """Status of a refund."""
+        return self._single(connector, "retrieve_refund", lambda c: c.retrieve_refund(psp_refund_reference),
+                            merchant_id=merchant_id, livemode=livemode, read_only=True)
+
+    # -- plumbing --------------------------------------------------------------------------------------
+
+    def _single(self, name: str, operation: str, fn: Callable[[Connector], PspResult], *,
+                merchant_id: str | None, livemode: bool | None, read_only: bool = False) -> PspResult:
+        spec = self.specs.get(name)
+        if spec is None or (livemode and spec.test_only):
+            return PspResult(outcome=Outcome.UNKNOWN if read_only else Outcome.NOT_PROCESSED, connector=name,
+                             error="no_route", message=f"connector {name!r} is not available in this mode",
+                             tried=(name,))
+        tried: list[str] = []
+        result: PspResult | None = None
+        for try_number in range(self.retry.max_tries):
+            if try_number:
+                self.sleep(self.retry.backoff(try_number - 1, self.rng))
+            result = self._call(name, operation, fn, merchant_id=merchant_id, livemode=livemode,
+                                read_only=read_only)
+            tried.append(name)
+            if not result.retryable:
+                break
+        assert result is not None
+        return replace(result, tried=tuple(tried))
+
+    def _call(self, name: str, operation: str, fn: Callable[[Connector], PspResult], *,
+              merchant_id: str | None, livemode: bool | None, read_only: bool = False) -> PspResult:
+        """One call through the connector's breaker; the result always names the connector."""
+        breaker = self.breaker(name)
+        permit = breaker.allow() if breaker else None
+        if permit is not None and not permit.allowed:
+            PSP_CALL_DURATION.labels(name, operation, "circuit_open").observe(0)
+            return PspResult(outcome=Outcome.UNKNOWN if read_only else Outcome.NOT_PROCESSED, connector=name,
+                             error="circuit_open", message=f"the circuit breaker of {name} is {permit.state}")
+        try:
+            connector = self.provider.get(name, merchant_id, livemode)
+        except Exception as exc:  # noqa: BLE001 - misconfiguration: nothing was sent
+            log.exception("cannot build connector %s", name)
+            return PspResult(outcome=Outcome.UNKNOWN if read_only else Outcome.NOT_PROCESSED, connector=name,
+                             error="not_configured", message=f"{type(exc).__name__}: {exc}")
+        started = time.perf_counter()
+        try:
+            result = fn(connector)
+        except ValueError:
+            raise  # a programming error (e.g. a write without an idempotency key), not a PSP answer
+        except Exception as exc:  # noqa: BLE001 - a connector bug must not escape as an exception
+            log.exception("connector %s raised during %s", name, operation)
+            result = PspResult(outcome=Outcome.UNKNOWN, connector=name, error="exception",
+                               message=f"{type(exc).__name__}: {exc}")
+        elapsed = time.perf_counter() - started
+        if result.connector != name:
+            result = replace(result, connector=name)
+        if result.latency_ms is None:
+            result = replace(result, latency_ms=round(elapsed * 1000, 2))
+        PSP_CALL_DURATION.labels(name, operation, result.outcome.value).observe(elapsed)
+        if breaker is not None:
+            if result.error in FAILURE_ERRORS:
+                breaker.record_failure(permit)
+            else:
+                breaker.record_success(permit)
+        return result
+
+
+def build_router(config: Mapping[str, Any], *, redis=None, credentials: CredentialsLoader | None = None,
+                 clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
+                 rng: random.Random | None = None) -> Router:
+    """A router from configuration (PSP_CONNECTORS, PSP_ROUTES, PSP_MAX_TRIES, PSP_RETRY_*, PSP_BREAKER_*)."""
+    specs = connector_specs(config)
+    breakers = BreakerRegistry(redis, BreakerSettings.from_config(config), clock=clock) if redis is not None else None
+    return Router(ConnectorProvider(specs, config, credentials=credentials), rules=routes_from_config(config),
+                  breakers=breakers, retry=RetryPolicy.from_config(config), sleep=sleep, rng=rng)
+
+
+def router_for_app(app) -> Router:
+    """The app's router (its config, its Redis, merchants' credentials from the database), built once."""
+    router = app.extensions.get("psp_router")
+    if router is None:
+        router = app.extensions["psp_router"] = build_router(
+            app.config, redis=app.extensions.get("redis"), credentials=app_credentials_loader(app))
+    return router
+
+
+def app_credentials_loader(app) -> CredentialsLoader:
+    """Load a merchant's PSP credentials in a short session of its own (never the caller's transaction)."""
+    engine_holder: list = []
+
+    def load(psp: str, merchant_id: str, livemode: bool) -> Mapping[str, Any] | None:
+        from sqlalchemy.orm import Session
+
+        from app.crypto import SecretBox
+        from app.extensions import db
+        from app.psp.credentials import load_credentials
+        from app.scoping import Scope
+
+        if not engine_holder:
+            with app.app_context():
+                engine_holder.append(db.engine)
+        with Session(engine_holder[0]) as session:
+            return load_credentials(session, Scope(merchant_id, livemode),
+                                    SecretBox(app.config.get("KASSA_ENCRYPTION_KEYS", "")), psp)
+
+    return load

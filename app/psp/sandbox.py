@@ -1,0 +1,328 @@
+"""The sandbox connector: Kassa's client of the sandbox PSP's acquirer API over HTTP (sandbox_psp/API.md).
+
+The sandbox runs two acquirers (``sandbox``, ``sandbox_b``) over one card vault ("sandbox"); each is
+a connector instance with its own base URL, so the router can fail over between them.
+
+Outcome rules (ARCHITECTURE.md "PSPs"): a decline is a result, never an exception; NOT_PROCESSED only
+when the request surely did nothing (the connection was never made, or the acquirer's 503
+``processing_error`` with ``processed: false``); everything ambiguous (a read timeout, a dropped
+connection, any other 5xx) is UNKNOWN and is resolved with ``retrieve``, never by sending elsewhere.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import time
+from typing import Any, Callable, Mapping
+
+import httpx
+
+from app.psp.interfaces import AuthorizeRequest, CallbackEvent, CallbackRejected, Outcome, PspResult
+
+log = logging.getLogger(__name__)
+
+VAULT = "sandbox"
+SIGNATURE_HEADER = "Sandbox-Signature"
+# A signature whose timestamp is further than this from our clock is refused (API.md): long enough for
+# clock skew and a slow delivery, short enough that a captured callback cannot be replayed later.
+SIGNATURE_TOLERANCE_SECONDS = 300
+# Connect 1 s: the acquirer is on the same network; a TCP handshake that takes longer means it is down,
+# and giving up quickly lets the router fail over while the shopper still waits.
+# Read 5 s: acquirer authorizations take up to a few seconds at p99; beyond that we stop waiting and
+# treat the answer as unknown (resolved by a status query), so one slow PSP cannot pin a worker.
+# Both come from the config (PSP_CONNECT_TIMEOUT / PSP_READ_TIMEOUT); these are only the defaults.
+DEFAULT_CONNECT_TIMEOUT = 1.0
+DEFAULT_READ_TIMEOUT = 5.0
+
+# Authorization statuses and what they mean as the outcome of an authorization (or a status query).
+AUTHORIZATION_OUTCOMES = {
+    "authorized": Outcome.SUCCEEDED,
+    "captured": Outcome.SUCCEEDED,
+    "partially_captured": Outcome.SUCCEEDED,
+    "voided": Outcome.SUCCEEDED,
+    "declined": Outcome.DECLINED,
+    "requires_action": Outcome.REQUIRES_ACTION,
+}
+
+
+def parse_acquirer_urls(spec: str) -> dict[str, str]:
+    """``sandbox=http://...,sandbox_b=http://...`` -> {"sandbox": "http://...", ...} (order kept)."""
+    urls: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in (spec or "").split(","))):
+        name, sep, url = item.partition("=")
+        if not sep or not name.strip() or not url.strip():
+            raise ValueError(f"SANDBOX_ACQUIRER_URLS item {item!r} must be name=url")
+        urls[name.strip()] = url.strip().rstrip("/")
+    return urls
+
+
+def verify_signature(header: str | None, body: bytes, secret: str, *, now: float,
+                     tolerance: int = SIGNATURE_TOLERANCE_SECONDS) -> int:
+    """Check a ``Sandbox-Signature: t=<unix>,v1=<hex>`` header; returns t or raises CallbackRejected."""
+    if not secret:
+        raise CallbackRejected("no webhook secret is configured")  # never accept unsigned callbacks
+    if not header:
+        raise CallbackRejected(f"missing {SIGNATURE_HEADER} header")
+    timestamp: int | None = None
+    signatures: list[str] = []
+    for part in header.split(","):
+        key, _, value = part.strip().partition("=")
+        if key == "t":
+            try:
+                timestamp = int(value)
+            except ValueError:
+                raise CallbackRejected("malformed signature timestamp") from None
+        elif key == "v1":
+            signatures.append(value)
+    if timestamp is None or not signatures:
+        raise CallbackRejected("malformed signature header")
+    expected = hmac.new(secret.encode(), str(timestamp).encode() + b"." + body, hashlib.sha256).hexdigest()
+    if not any(hmac.compare_digest(expected, candidate) for candidate in signatures):
+        raise CallbackRejected("signature does not match")
+    if abs(now - timestamp) > tolerance:
+        raise CallbackRejected("signature timestamp is stale")
+    return timestamp
+
+
+def parse_sandbox_callback(headers: Mapping[str, str], body: bytes, secret: str, *,
+                           now: float | None = None) -> CallbackEvent:
+    """Verify and normalize a sandbox callback (API.md "Callbacks to Kassa")."""
+    header = next((value for key, value in headers.items() if key.lower() == SIGNATURE_HEADER.lower()), None)
+    verify_signature(header, body, secret, now=time.time() if now is None else now)
+    try:
+        payload = json.loads(body)
+        callback_id, type_, data = payload["id"], payload["type"], payload.get("data") or {}
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CallbackRejected(f"malformed callback body: {exc}") from None
+    if not isinstance(callback_id, str) or not isinstance(type_, str) or not isinstance(data, dict):
+        raise CallbackRejected("malformed callback body")
+    if type_.startswith("dispute."):
+        reference = data.get("authorization")  # the disputed authorization: what maps to a payment
+    else:
+        reference = data.get("id")
+    created = payload.get("created")
+    return CallbackEvent(id=callback_id, type=type_, psp_reference=reference, data=data,
+                         created=created if isinstance(created, int) else None,
+                         connector=data.get("acquirer"), livemode=False)
+
+
+class SandboxConnector:
+    """One sandbox acquirer. Thread-safe (an httpx.Client is); create once per process and reuse."""
+
+    vault = VAULT
+    test_only = True  # the router never uses it for live-mode payments
+
+    def __init__(self, name: str, base_url: str, secret: str, *, webhook_secret: str = "",
+                 connect_timeout: float = DEFAULT_CONNECT_TIMEOUT, read_timeout: float = DEFAULT_READ_TIMEOUT,
+                 transport: httpx.BaseTransport | None = None, clock: Callable[[], float] = time.time):
+        self.name = name
+        self.base_url = base_url.rstrip("/")
+        self.webhook_secret = webhook_secret
+        self.clock = clock
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            headers={"Authorization": f"Bearer {secret}", "Accept": "application/json"},
+            # The write timeout bounds sending the (small) body; the pool timeout waiting for a free
+            # connection of our own pool: neither should ever come near the connect timeout.
+            timeout=httpx.Timeout(connect=connect_timeout, read=read_timeout, write=read_timeout,
+                                  pool=connect_timeout),
+            transport=transport,
+            # The acquirer is configured by URL; proxies from the environment must not reroute it.
+            trust_env=False,
+            follow_redirects=False,
+        )
+
+    @classmethod
+    def from_config(cls, name: str, config: Mapping[str, Any], options: Mapping[str, Any],
+                    credentials: Mapping[str, Any] | None = None) -> "SandboxConnector":
+        """Build from the app config: base URL from SANDBOX_ACQUIRER_URLS (or options["base_url"])."""
+        base_url = options.get("base_url") or parse_acquirer_urls(config.get("SANDBOX_ACQUIRER_URLS", "")).get(name)
+        if not base_url:
+            raise ValueError(f"no URL for sandbox acquirer {name!r} in SANDBOX_ACQUIRER_URLS")
+        return cls(
+            name, base_url, options.get("secret") or config.get("SANDBOX_PSP_SECRET", ""),
+            webhook_secret=config.get("SANDBOX_WEBHOOK_SECRET", ""),
+            connect_timeout=float(config.get("PSP_CONNECT_TIMEOUT") or DEFAULT_CONNECT_TIMEOUT),
+            read_timeout=float(config.get("PSP_READ_TIMEOUT") or DEFAULT_READ_TIMEOUT),
+        )
+
+    def close(self) -> None:
+        """Close the HTTP connection pool."""
+        self._http.close()
+
+    # -- operations ------------------------------------------------------------------------------------
+
+    def authorize(self, request: AuthorizeRequest) -> PspResult:
+        """POST /v1/authorizations with the attempt's idempotency key."""
+        body: dict[str, Any] = {"token": request.token, "amount": request.amount,
+                                "currency": request.currency, "reference": request.reference}
+        if request.return_url:
+            body["return_url"] = request.return_url
+        return self._write("/v1/authorizations", body, request.idempotency_key, self._authorization_result)
+
+    def capture(self, psp_reference: str, amount: int, currency: str, idempotency_key: str) -> PspResult:
+        """Capture ``amount`` (partial allowed once) of an authorization."""
+        return self._write(f"/v1/authorizations/{psp_reference}/capture", {"amount": amount}, idempotency_key,
+                           self._authorization_result)
+
+    def void(self, psp_reference: str, idempotency_key: str) -> PspResult:
+        """Void an authorization (releases the shopper's funds)."""
+        return self._write(f"/v1/authorizations/{psp_reference}/void", {}, idempotency_key,
+                           self._authorization_result)
+
+    def refund(self, psp_reference: str, amount: int, currency: str, idempotency_key: str) -> PspResult:
+        """Refund ``amount`` of a captured authorization; the result's psp_reference is the refund id."""
+        return self._write("/v1/refunds", {"authorization": psp_reference, "amount": amount}, idempotency_key,
+                           self._refund_result)
+
+    def retrieve(self, psp_reference: str | None = None, idempotency_key: str | None = None) -> PspResult:
+        """Status query by authorization id or by our idempotency key (resolves UNKNOWN).
+
+        When the acquirer answers that it has no such authorization, the outcome is NOT_PROCESSED with
+        error ``not_found`` and no psp_reference; a query that could not be answered (connection, timeout,
+        5xx) is UNKNOWN, never NOT_PROCESSED, so that nobody mistakes "could not ask" for "not there".
+        """
+        if psp_reference:
+            return self._read(f"/v1/authorizations/{psp_reference}", None, self._authorization_result)
+        if not idempotency_key:
+            raise ValueError("retrieve needs a psp_reference or an idempotency_key")
+
+        def first(payload: dict, status_code: int, latency: float) -> PspResult:
+            found = payload.get("data") or []
+            if not found:
+                return self._not_found(latency, "no authorization with this idempotency key")
+            return self._authorization_result(found[0], status_code, latency)
+
+        return self._read("/v1/authorizations", {"idempotency_key": idempotency_key}, first)
+
+    def retrieve_refund(self, psp_refund_reference: str) -> PspResult:
+        """Status of a refund by its id."""
+        return self._read(f"/v1/refunds/{psp_refund_reference}", None, self._refund_result)
+
+    def parse_callback(self, headers: dict[str, str], body: bytes) -> CallbackEvent:
+        """Verify the Sandbox-Signature (raise CallbackRejected) and normalize the callback."""
+        return parse_sandbox_callback(headers, body, self.webhook_secret, now=self.clock())
+
+    # -- HTTP ------------------------------------------------------------------------------------------
+
+    def _write(self, path: str, body: dict, idempotency_key: str, on_ok) -> PspResult:
+        if not idempotency_key:
+            # A write without a key could charge twice on a retry: a programming error, not a PSP result.
+            raise ValueError("every PSP write needs an idempotency key")
+        started = time.perf_counter()
+        try:
+            response = self._http.post(path, json=body, headers={"Idempotency-Key": idempotency_key})
+        except httpx.HTTPError as exc:
+            return self._transport_error(exc, started, write=True)
+        return self._answer(response, started, on_ok)
+
+    def _read(self, path: str, params: dict | None, on_ok) -> PspResult:
+        started = time.perf_counter()
+        try:
+            response = self._http.get(path, params=params)
+        except httpx.HTTPError as exc:
+            return self._transport_error(exc, started, write=False)
+        return self._answer(response, started, on_ok, read=True)
+
+    def _latency(self, started: float) -> float:
+        return round((time.perf_counter() - started) * 1000, 2)
+
+    def _transport_error(self, exc: httpx.HTTPError, started: float, *, write: bool) -> PspResult:
+        latency = self._latency(started)
+        if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)):
+            # No connection was ever made, so no byte of the request reached the acquirer: surely not
+            # processed (connection refused is the textbook case; a connect timeout is the same fact).
+            timed_out = isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout))
+            error = "connect_timeout" if timed_out else "connect_refused"
+            outcome = Outcome.NOT_PROCESSED if write else Outcome.UNKNOWN
+        elif isinstance(exc, httpx.TimeoutException):
+            # Read or write timeout: the acquirer may have acted on it. Ambiguous.
+            error, outcome = "read_timeout", Outcome.UNKNOWN
+        else:
+            # Dropped connection, reset, protocol error: the request may have been processed.
+            error, outcome = "dropped", Outcome.UNKNOWN
+        log.warning("sandbox %s: %s (%s)", self.name, error, type(exc).__name__)
+        return PspResult(outcome=outcome, connector=self.name, message=f"{error}: {type(exc).__name__}",
+                         latency_ms=latency, error=error,
+                         # Writes retry only what surely did nothing; reads are always safe to repeat.
+                         retryable=(outcome == Outcome.NOT_PROCESSED) or not write)
+
+    def _answer(self, response: httpx.Response, started: float, on_ok, *, read: bool = False) -> PspResult:
+        latency = self._latency(started)
+        try:
+            payload = response.json()
+        except ValueError:
+            payload = {}
+        if not isinstance(payload, dict):
+            payload = {}
+        status_code = response.status_code
+        if status_code == 200:
+            return on_ok(payload, status_code, latency)
+        error = payload.get("error") if isinstance(payload.get("error"), dict) else {}
+        code = error.get("code")
+        message = error.get("message") or f"HTTP {status_code}"
+
+        def result(outcome: Outcome, kind: str, *, retryable: bool = False, decline_code: str | None = None):
+            return PspResult(outcome=outcome, connector=self.name, decline_code=decline_code, message=message,
+                             raw=payload, latency_ms=latency, error=kind, retryable=retryable,
+                             status=code)
+
+        if status_code == 503 and code == "processing_error" and error.get("processed") is False:
+            # The acquirer guarantees nothing happened (API.md): safe to retry and to fail over.
+            return result(Outcome.NOT_PROCESSED, "not_processed", retryable=True)
+        if status_code >= 500:
+            # Any other 5xx may or may not have been processed. Reads may simply be asked again.
+            return result(Outcome.UNKNOWN, "server_error", retryable=read)
+        if status_code == 404:
+            return result(Outcome.NOT_PROCESSED, "not_found")
+        if status_code == 409:
+            # Same key, different request: the key was used before. Whatever it did stands; ask by key.
+            return result(Outcome.UNKNOWN, "idempotency_mismatch")
+        if status_code == 429:
+            return result(Outcome.NOT_PROCESSED, "rate_limited", retryable=True)
+        if status_code in (401, 403):
+            log.error("sandbox %s refused our credentials (HTTP %s)", self.name, status_code)
+            return result(Outcome.NOT_PROCESSED, "auth")
+        if status_code in (400, 422) and not read:
+            # A definite refusal of this request (bad token, wrong state, amount too large): nothing
+            # happened, and sending it anywhere else would be refused the same way.
+            return result(Outcome.DECLINED, "client_error", decline_code=code or "invalid_request")
+        return result(Outcome.NOT_PROCESSED, "client_error")
+
+    def _not_found(self, latency: float, message: str) -> PspResult:
+        return PspResult(outcome=Outcome.NOT_PROCESSED, connector=self.name, message=message,
+                         latency_ms=latency, error="not_found", status="not_found")
+
+    # -- objects ---------------------------------------------------------------------------------------
+
+    def _authorization_result(self, auth: dict, status_code: int, latency: float) -> PspResult:
+        status = auth.get("status")
+        outcome = AUTHORIZATION_OUTCOMES.get(status)
+        if outcome is None:
+            # A status this connector does not know: do not guess what happened.
+            return PspResult(outcome=Outcome.UNKNOWN, connector=self.name, psp_reference=auth.get("id"),
+                             status=status, raw=auth, latency_ms=latency, error="server_error",
+                             message=f"unexpected authorization status {status!r}")
+        amount = auth.get("amount")
+        if status in ("captured", "partially_captured"):
+            amount = auth.get("captured_amount", amount)
+        return PspResult(
+            outcome=outcome, connector=self.name, psp_reference=auth.get("id"),
+            decline_code=auth.get("decline_code") if outcome == Outcome.DECLINED else None,
+            action_url=auth.get("action_url") if outcome == Outcome.REQUIRES_ACTION else None,
+            amount=amount, status=status, raw=auth, latency_ms=latency,
+        )
+
+    def _refund_result(self, refund: dict, status_code: int, latency: float) -> PspResult:
+        status = refund.get("status")
+        if status == "succeeded":
+            outcome, decline_code = Outcome.SUCCEEDED, None
+        elif status == "failed":
+            outcome, decline_code = Outcome.DECLINED, refund.get("failure_code") or "refund_failed"
+        else:
+            outcome, decline_code = Outcome.UNKNOWN, None
+        return PspResult(outcome=outcome, connector=self.name, psp_reference=refund.get("id"),
+                         decline_code=decline_code, amount=refund.get("amount"), status=status, raw=refund,
+                         latency_ms=latency)

@@ -1,0 +1,384 @@
+"""The Stripe connector: PaymentIntents with manual capture, refunds, status queries and webhook verification,
+through the official ``stripe`` library (a ``StripeClient`` per set of credentials).
+
+Two things differ from the library's defaults, on purpose:
+
+* **No hidden retries.** The library retries network errors and 409/5xx twice by default. Retrying is
+  the router's decision (app/psp/router.py: only what surely did nothing, with backoff, under the
+  circuit breaker), so the client is built with ``max_network_retries=0``.
+* **Our timeouts.** Its default HTTP timeout is 80 s; ours are connect 1 s / read 5 s (config
+  ``PSP_CONNECT_TIMEOUT`` / ``PSP_READ_TIMEOUT``, see app/psp/sandbox.py for why), given to the
+  library's httpx-based HTTP client.
+
+Stripe cannot look a request up by idempotency key, so an authorization is two calls: create the
+PaymentIntent (``capture_method=manual``), hand its id to ``AuthorizeRequest.on_prepared`` so the caller
+stores it, then confirm it. Each call carries its own key derived from the attempt's key
+(``<key>:create``, ``<key>:confirm``); an UNKNOWN confirm carries the PaymentIntent id, and ``retrieve``
+by that id resolves it.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import replace
+from typing import Any, Callable, Mapping
+
+import httpx
+import stripe
+
+from app.psp.interfaces import AuthorizeRequest, CallbackEvent, CallbackRejected, Outcome, PspResult
+from app.psp.sandbox import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, SIGNATURE_TOLERANCE_SECONDS
+
+log = logging.getLogger(__name__)
+
+VAULT = "stripe"
+
+# PaymentIntent statuses read as the outcome of an authorization (or of a status query about one).
+INTENT_OUTCOMES = {
+    "requires_capture": Outcome.SUCCEEDED,       # authorized, waiting for our capture
+    "succeeded": Outcome.SUCCEEDED,              # captured
+    "requires_action": Outcome.REQUIRES_ACTION,  # 3-D Secure
+    "processing": Outcome.PENDING,               # Stripe answers later (webhook or status query)
+    "requires_payment_method": Outcome.DECLINED,  # the confirmation failed; last_payment_error says why
+    "requires_confirmation": Outcome.NOT_PROCESSED,  # created, never confirmed: no money moved
+    "canceled": Outcome.DECLINED,
+}
+
+# Stripe event types and the normalized callback types Kassa handles.
+EVENT_TYPES = {
+    "payment_intent.amount_capturable_updated": "authorization.updated",
+    "payment_intent.succeeded": "authorization.updated",
+    "payment_intent.payment_failed": "authorization.updated",
+    "payment_intent.canceled": "authorization.updated",
+    "payment_intent.requires_action": "authorization.updated",
+    "payment_intent.processing": "authorization.updated",
+    "charge.dispute.created": "dispute.created",
+    "charge.dispute.updated": "dispute.updated",
+    "charge.dispute.closed": "dispute.closed",
+}
+
+
+class _HTTPXClient(stripe.HTTPXClient):
+    """The library's httpx-based client, sending the encoded form as ``content=``.
+
+    stripe 16 hands its already-encoded body to httpx as ``data=``, which httpx deprecates for raw
+    bytes/text (a DeprecationWarning on every call, an error under ``-W error``). Same bytes on the wire.
+    """
+
+    def _get_request_args_kwargs(self, method, url, headers, post_data):
+        args, kwargs = super()._get_request_args_kwargs(method, url, headers, post_data)
+        data = kwargs.pop("data", None)
+        if data:
+            kwargs["content"] = data
+        return args, kwargs
+
+
+def _stripe_http_client(connect_timeout: float, read_timeout: float) -> stripe.HTTPClient:
+    """The library's httpx client with our timeouts (sync calls enabled; proxies from the environment are
+    honoured, since reaching api.stripe.com may legitimately need one)."""
+    timeout = httpx.Timeout(connect=connect_timeout, read=read_timeout, write=read_timeout, pool=connect_timeout)
+    return _HTTPXClient(timeout=timeout, allow_sync_methods=True)
+
+
+def _as_dict(obj: Any) -> dict:
+    if obj is None:
+        return {}
+    if hasattr(obj, "to_dict"):
+        return obj.to_dict()
+    return dict(obj)
+
+
+class StripeConnector:
+    """Stripe for one set of credentials (a merchant's own, or the platform's)."""
+
+    vault = VAULT
+    test_only = False
+    needs_credentials = True  # built per merchant and mode from psp_credentials (else the platform's keys)
+
+    def __init__(self, name: str = "stripe", *, api_key: str | None, webhook_secret: str | None = None,
+                 connect_timeout: float = DEFAULT_CONNECT_TIMEOUT, read_timeout: float = DEFAULT_READ_TIMEOUT,
+                 api_base: str | None = None, http_client: stripe.HTTPClient | None = None,
+                 clock: Callable[[], float] = time.time):
+        self.name = name
+        self.api_key = api_key
+        self.webhook_secret = webhook_secret
+        self.clock = clock
+        self._client: stripe.StripeClient | None = None
+        if api_key:
+            self._client = stripe.StripeClient(
+                api_key,
+                # Zero: retries are the router's (module docstring). The library's own default is 2.
+                max_network_retries=0,
+                http_client=http_client or _stripe_http_client(connect_timeout, read_timeout),
+                base_addresses={"api": api_base} if api_base else None,
+            )
+
+    @classmethod
+    def from_config(cls, name: str, config: Mapping[str, Any], options: Mapping[str, Any],
+                    credentials: Mapping[str, Any] | None = None) -> "StripeConnector":
+        """Build with a merchant's credentials, else the platform's (STRIPE_API_KEY, STRIPE_WEBHOOK_SECRET)."""
+        credentials = credentials or {}
+        return cls(
+            name,
+            api_key=credentials.get("secret_key") or options.get("api_key") or config.get("STRIPE_API_KEY"),
+            webhook_secret=(credentials.get("webhook_secret") or options.get("webhook_secret")
+                            or config.get("STRIPE_WEBHOOK_SECRET")),
+            connect_timeout=float(config.get("PSP_CONNECT_TIMEOUT") or DEFAULT_CONNECT_TIMEOUT),
+            read_timeout=float(config.get("PSP_READ_TIMEOUT") or DEFAULT_READ_TIMEOUT),
+            api_base=options.get("api_base") or config.get("STRIPE_API_BASE") or None,
+        )
+
+    def close(self) -> None:
+        """Close the HTTP connections of the client."""
+        if self._client is not None:
+            self._client._requestor._client.close()
+
+    # -- operations ------------------------------------------------------------------------------------
+
+    def authorize(self, request: AuthorizeRequest) -> PspResult:
+        """Create the PaymentIntent (manual capture), report its id, then confirm it."""
+        _require_key(request.idempotency_key)
+        if self._client is None:
+            return self._not_configured()
+        intent_id = request.psp_reference
+        if not intent_id:
+            params: dict[str, Any] = {
+                "amount": request.amount,
+                "currency": request.currency.lower(),
+                "payment_method": request.token,
+                # Only cards: no redirect-based methods that would need a return URL we may not have.
+                "payment_method_types": ["card"],
+                "capture_method": "manual",
+                "metadata": {"kassa_reference": request.reference,
+                             **{str(k): str(v) for k, v in request.metadata.items()}},
+            }
+            created = self._call(lambda: self._client.v1.payment_intents.create(
+                params=params, options={"idempotency_key": f"{request.idempotency_key}:create"}))
+            if isinstance(created, PspResult):
+                if created.outcome == Outcome.UNKNOWN:
+                    # Whatever the create did, nothing was confirmed, and an unconfirmed PaymentIntent
+                    # authorizes no money: for the authorization this is "surely not processed". Sending
+                    # the same create again (same key) returns the same PaymentIntent, so it is retryable.
+                    return PspResult(outcome=Outcome.NOT_PROCESSED, connector=self.name,
+                                     message=f"create did not answer ({created.error}); nothing was confirmed",
+                                     latency_ms=created.latency_ms, error=created.error, retryable=True)
+                return created
+            intent_id = created.id
+            if request.on_prepared is not None:
+                try:
+                    request.on_prepared(self.name, intent_id)
+                except Exception as exc:  # noqa: BLE001 - if the id cannot be stored, do not confirm
+                    log.exception("storing PaymentIntent %s failed; not confirming it", intent_id)
+                    return PspResult(outcome=Outcome.NOT_PROCESSED, connector=self.name, psp_reference=intent_id,
+                                     status="requires_confirmation", error="exception",
+                                     message=f"could not store the PaymentIntent id: {type(exc).__name__}")
+        confirm_params: dict[str, Any] = {}
+        if request.return_url:
+            confirm_params["return_url"] = request.return_url
+        confirmed = self._call(lambda: self._client.v1.payment_intents.confirm(
+            intent_id, params=confirm_params, options={"idempotency_key": f"{request.idempotency_key}:confirm"}))
+        if isinstance(confirmed, PspResult):
+            # Keep the intent id on every answer (declines and UNKNOWN alike): retrieve resolves it.
+            return _with_reference(confirmed, intent_id)
+        return self._intent_result(confirmed)
+
+    def capture(self, psp_reference: str, amount: int, currency: str, idempotency_key: str) -> PspResult:
+        """Capture ``amount`` of an authorized PaymentIntent."""
+        _require_key(idempotency_key)
+        if self._client is None:
+            return self._not_configured()
+        answer = self._call(lambda: self._client.v1.payment_intents.capture(
+            psp_reference, params={"amount_to_capture": amount}, options={"idempotency_key": idempotency_key}))
+        if isinstance(answer, PspResult):
+            return _with_reference(answer, psp_reference)
+        intent = _as_dict(answer)
+        succeeded = intent.get("status") == "succeeded"
+        return PspResult(outcome=Outcome.SUCCEEDED if succeeded else Outcome.UNKNOWN, connector=self.name,
+                         psp_reference=intent.get("id"), amount=intent.get("amount_received"),
+                         status=intent.get("status"), raw=intent)
+
+    def void(self, psp_reference: str, idempotency_key: str) -> PspResult:
+        """Cancel the PaymentIntent (releases the authorization)."""
+        _require_key(idempotency_key)
+        if self._client is None:
+            return self._not_configured()
+        answer = self._call(lambda: self._client.v1.payment_intents.cancel(
+            psp_reference, options={"idempotency_key": idempotency_key}))
+        if isinstance(answer, PspResult):
+            return _with_reference(answer, psp_reference)
+        intent = _as_dict(answer)
+        canceled = intent.get("status") == "canceled"
+        return PspResult(outcome=Outcome.SUCCEEDED if canceled else Outcome.UNKNOWN, connector=self.name,
+                         psp_reference=intent.get("id"), amount=intent.get("amount"),
+                         status="voided" if canceled else intent.get("status"), raw=intent)
+
+    def refund(self, psp_reference: str, amount: int, currency: str, idempotency_key: str) -> PspResult:
+        """Refund ``amount`` of a captured PaymentIntent; the result's psp_reference is the refund id."""
+        _require_key(idempotency_key)
+        if self._client is None:
+            return self._not_configured()
+        answer = self._call(lambda: self._client.v1.refunds.create(
+            params={"payment_intent": psp_reference, "amount": amount},
+            options={"idempotency_key": idempotency_key}))
+        if isinstance(answer, PspResult):
+            return answer
+        return self._refund_result(answer)
+
+    def retrieve(self, psp_reference: str | None = None, idempotency_key: str | None = None) -> PspResult:
+        """Status of a PaymentIntent by its id.
+
+        Stripe has no lookup by idempotency key: without an id the answer is NOT_PROCESSED with error
+        ``not_found`` and status ``lookup_unsupported``. Sending the authorization again with the same
+        key is then safe for 24 hours (Stripe's idempotency window): both the create and the confirm
+        carry keys derived from it, so Stripe replays whatever it did the first time.
+        """
+        if not psp_reference:
+            if not idempotency_key:
+                raise ValueError("retrieve needs a psp_reference or an idempotency_key")
+            return PspResult(outcome=Outcome.NOT_PROCESSED, connector=self.name, error="not_found",
+                             status="lookup_unsupported",
+                             message="Stripe cannot look up by idempotency key; store the PaymentIntent id")
+        if self._client is None:
+            return self._not_configured(read=True)
+        answer = self._call(lambda: self._client.v1.payment_intents.retrieve(psp_reference), read=True)
+        if isinstance(answer, PspResult):
+            return _with_reference(answer, psp_reference)
+        return self._intent_result(answer)
+
+    def retrieve_refund(self, psp_refund_reference: str) -> PspResult:
+        """Status of a refund by its id."""
+        if self._client is None:
+            return self._not_configured(read=True)
+        answer = self._call(lambda: self._client.v1.refunds.retrieve(psp_refund_reference), read=True)
+        if isinstance(answer, PspResult):
+            return _with_reference(answer, psp_refund_reference)
+        return self._refund_result(answer)
+
+    def parse_callback(self, headers: dict[str, str], body: bytes) -> CallbackEvent:
+        """Verify ``Stripe-Signature`` with ``stripe.Webhook.construct_event`` and normalize the event."""
+        if not self.webhook_secret:
+            raise CallbackRejected("no Stripe webhook secret is configured")
+        header = next((value for key, value in headers.items() if key.lower() == "stripe-signature"), None)
+        if not header:
+            raise CallbackRejected("missing Stripe-Signature header")
+        try:
+            payload = body.decode("utf-8")
+            stripe.Webhook.construct_event(payload, header, self.webhook_secret,
+                                           tolerance=SIGNATURE_TOLERANCE_SECONDS, api_key=self.api_key or "")
+            event = json.loads(payload)
+        except (stripe.SignatureVerificationError, ValueError, IndexError) as exc:
+            # IndexError: the library's header parser on a header without "t=".
+            raise CallbackRejected(f"Stripe signature rejected: {type(exc).__name__}") from None
+        obj = ((event.get("data") or {}).get("object")) or {}
+        stripe_type = event.get("type") or ""
+        type_ = EVENT_TYPES.get(stripe_type, stripe_type)
+        if stripe_type.startswith("charge.dispute."):
+            reference = obj.get("payment_intent")
+        else:
+            reference = obj.get("id")
+        return CallbackEvent(id=event.get("id") or "", type=type_, psp_reference=reference,
+                             data={**obj, "stripe_event_type": stripe_type}, created=event.get("created"),
+                             connector=self.name, livemode=bool(event.get("livemode")))
+
+    # -- helpers ---------------------------------------------------------------------------------------
+
+    def _not_configured(self, read: bool = False) -> PspResult:
+        return PspResult(outcome=Outcome.UNKNOWN if read else Outcome.NOT_PROCESSED, connector=self.name,
+                         error="not_configured", message="no Stripe credentials for this merchant and mode")
+
+    def _call(self, fn: Callable[[], Any], *, read: bool = False) -> Any:
+        """Run one library call; a StripeError becomes a PspResult (declines included)."""
+        started = time.perf_counter()
+        try:
+            return fn()
+        except stripe.StripeError as exc:
+            return self._error_result(exc, round((time.perf_counter() - started) * 1000, 2), read=read)
+
+    def _error_result(self, exc: stripe.StripeError, latency: float, *, read: bool) -> PspResult:
+        body = exc.json_body if isinstance(exc.json_body, dict) else {}
+        error = body.get("error") if isinstance(body.get("error"), dict) else {}
+        message = error.get("message") or str(exc)
+
+        def result(outcome: Outcome, kind: str | None, *, retryable: bool = False, decline_code: str | None = None,
+                   reference: str | None = None, status: str | None = None) -> PspResult:
+            return PspResult(outcome=outcome, connector=self.name, psp_reference=reference,
+                             decline_code=decline_code, message=message, latency_ms=latency, raw=body,
+                             error=kind, retryable=retryable, status=status)
+
+        if isinstance(exc, stripe.APIConnectionError):
+            cause = exc.__cause__
+            if isinstance(cause, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)) and not read:
+                # The connection was never made: Stripe surely did nothing.
+                kind = "connect_refused" if isinstance(cause, httpx.ConnectError) else "connect_timeout"
+                return result(Outcome.NOT_PROCESSED, kind, retryable=True)
+            kind = "read_timeout" if isinstance(cause, httpx.TimeoutException) else "dropped"
+            if isinstance(cause, (httpx.ConnectError, httpx.ConnectTimeout)):
+                kind = "connect_refused"
+            return result(Outcome.UNKNOWN, kind, retryable=read)
+        if isinstance(exc, stripe.CardError):
+            # A decline (402): the PaymentIntent stays, back in requires_payment_method.
+            intent = error.get("payment_intent") or {}
+            return result(Outcome.DECLINED, None, decline_code=error.get("decline_code") or exc.code or "card_declined",
+                          reference=intent.get("id") if isinstance(intent, dict) else None,
+                          status="requires_payment_method")
+        if isinstance(exc, stripe.RateLimitError):
+            return result(Outcome.NOT_PROCESSED, "rate_limited", retryable=True)
+        if isinstance(exc, stripe.IdempotencyError):
+            # The key was used for another request: what it did stands. Ask by the PaymentIntent id.
+            return result(Outcome.UNKNOWN, "idempotency_mismatch")
+        if isinstance(exc, (stripe.AuthenticationError, stripe.PermissionError)):
+            log.error("Stripe refused the credentials of connector %s (HTTP %s)", self.name, exc.http_status)
+            return result(Outcome.NOT_PROCESSED, "auth")
+        if isinstance(exc, stripe.InvalidRequestError):
+            if exc.http_status == 404:
+                return result(Outcome.NOT_PROCESSED, "not_found", status="not_found")
+            return result(Outcome.DECLINED, "client_error", decline_code=exc.code or "invalid_request",
+                          status=exc.code)
+        if exc.http_status == 409:
+            # A concurrent request with the same idempotency key is still running at Stripe.
+            return result(Outcome.UNKNOWN, "server_error", retryable=read)
+        # 5xx: Stripe may or may not have done it.
+        return result(Outcome.UNKNOWN, "server_error", retryable=read)
+
+    def _intent_result(self, obj: Any) -> PspResult:
+        intent = _as_dict(obj)
+        status = intent.get("status")
+        outcome = INTENT_OUTCOMES.get(status, Outcome.UNKNOWN)
+        decline_code = None
+        if outcome == Outcome.DECLINED:
+            last_error = intent.get("last_payment_error") or {}
+            decline_code = (last_error.get("decline_code") or last_error.get("code")
+                            or intent.get("cancellation_reason") or status)
+        action_url = None
+        if outcome == Outcome.REQUIRES_ACTION:
+            redirect = (intent.get("next_action") or {}).get("redirect_to_url") or {}
+            action_url = redirect.get("url")
+        amount = intent.get("amount_received") if status == "succeeded" else intent.get("amount")
+        return PspResult(outcome=outcome, connector=self.name, psp_reference=intent.get("id"),
+                         decline_code=decline_code, action_url=action_url, amount=amount, status=status,
+                         raw=intent, error=None if outcome != Outcome.UNKNOWN else "server_error")
+
+    def _refund_result(self, obj: Any) -> PspResult:
+        refund = _as_dict(obj)
+        status = refund.get("status")
+        outcome = {"succeeded": Outcome.SUCCEEDED, "pending": Outcome.PENDING, "requires_action": Outcome.PENDING,
+                   "failed": Outcome.DECLINED, "canceled": Outcome.DECLINED}.get(status, Outcome.UNKNOWN)
+        return PspResult(outcome=outcome, connector=self.name, psp_reference=refund.get("id"),
+                         decline_code=(refund.get("failure_reason") or status) if outcome == Outcome.DECLINED else None,
+                         amount=refund.get("amount"), status=status, raw=refund)
+
+
+def _require_key(idempotency_key: str) -> None:
+    if not idempotency_key:
+        raise ValueError("every PSP write needs an idempotency key")
+
+
+def _with_reference(result: PspResult, reference: str) -> PspResult:
+    """The same result, naming the object it is about when the error did not.
+
+    Never for ``not_found``: a status query that found nothing must not look as if it found something.
+    """
+    if result.psp_reference or result.error == "not_found":
+        return result
+    return replace(result, psp_reference=reference)

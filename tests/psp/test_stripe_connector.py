@@ -1,0 +1,243 @@
+"""The Stripe connector against a local server standing in for Stripe's API (the SDK's api_base points at
+it): the exact requests the official library sends (form fields, Idempotency-Key), no hidden retries,
+our timeouts, outcome normalization, and webhook signature verification. Live Stripe was not reachable
+from the test environment (docs/psp.md)."""
+import hashlib
+import hmac
+import json
+import socket
+import time
+
+import httpx
+import pytest
+
+from app.psp.interfaces import AuthorizeRequest, CallbackRejected, Outcome
+from app.psp.stripe_connector import StripeConnector
+from tests.psp.fake_stripe import FakeStripe, payment_intent, refund, stripe_fixture
+
+API_KEY = "sk_test_kassa_merchant"
+WEBHOOK_SECRET = "whsec_kassa_test"
+TIMEOUT = 0.5
+
+
+@pytest.fixture
+def fake():
+    server = FakeStripe()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def stripe_connector(fake):
+    connector = StripeConnector(api_key=API_KEY, webhook_secret=WEBHOOK_SECRET, connect_timeout=TIMEOUT,
+                                read_timeout=TIMEOUT, api_base=fake.url)
+    yield connector
+    connector.close()
+
+
+def authorize_request(**extra) -> AuthorizeRequest:
+    values = {"amount": 2500, "currency": "EUR", "token": "pm_card_visa", "idempotency_key": "att_1",
+              "reference": "att_1", "return_url": "https://shop.example/return"}
+    values.update(extra)
+    return AuthorizeRequest(**values)
+
+
+CREATE = ("POST", "/v1/payment_intents")
+CONFIRM = ("POST", "/v1/payment_intents/pi_kassa_1/confirm")
+
+
+def test_authorize_creates_the_intent_reports_its_id_then_confirms(fake, stripe_connector):
+    fake.answer(*CREATE, (200, payment_intent()))
+    fake.answer(*CONFIRM, (200, payment_intent(status="requires_capture", amount_capturable=2500)))
+    prepared = []
+    result = stripe_connector.authorize(authorize_request(
+        on_prepared=lambda connector, ref: prepared.append((connector, ref, len(fake.requests)))))
+
+    assert result.outcome == Outcome.SUCCEEDED and result.status == "requires_capture", result
+    assert result.psp_reference == "pi_kassa_1" and result.amount == 2500 and result.connector == "stripe"
+    # The id was handed over after the create and before the confirm was sent.
+    assert prepared == [("stripe", "pi_kassa_1", 1)]
+
+    create, confirm = fake.requests
+    assert (create.method, create.path) == CREATE
+    assert create.headers["Idempotency-Key"] == "att_1:create"
+    assert create.headers["Authorization"] == f"Bearer {API_KEY}"
+    assert create.headers["Content-Type"] == "application/x-www-form-urlencoded"
+    assert create.fields == {
+        "amount": "2500", "currency": "eur", "payment_method": "pm_card_visa",
+        "payment_method_types[0]": "card", "capture_method": "manual",
+        "metadata[kassa_reference]": "att_1",
+    }
+    assert (confirm.method, confirm.path) == CONFIRM
+    assert confirm.headers["Idempotency-Key"] == "att_1:confirm"
+    assert confirm.fields == {"return_url": "https://shop.example/return"}
+
+
+def test_an_intent_created_earlier_is_only_confirmed(fake, stripe_connector):
+    fake.answer(*CONFIRM, (200, payment_intent(status="requires_capture")))
+    result = stripe_connector.authorize(authorize_request(psp_reference="pi_kassa_1", return_url=None))
+    assert result.outcome == Outcome.SUCCEEDED
+    assert [(r.method, r.path) for r in fake.requests] == [CONFIRM]
+    assert fake.requests[0].fields == {}
+
+
+def test_card_decline_is_a_result_with_the_decline_code(fake, stripe_connector):
+    fake.answer(*CREATE, (200, payment_intent()))
+    fake.answer(*CONFIRM, (402, {"error": {
+        "type": "card_error", "code": "card_declined", "decline_code": "insufficient_funds",
+        "message": "Your card has insufficient funds.",
+        "payment_intent": payment_intent(status="requires_payment_method")}}))
+    result = stripe_connector.authorize(authorize_request())
+    assert result.outcome == Outcome.DECLINED and result.decline_code == "insufficient_funds"
+    assert result.psp_reference == "pi_kassa_1"
+
+
+def test_three_d_secure_requires_action_with_the_redirect(fake, stripe_connector):
+    fake.answer(*CREATE, (200, payment_intent()))
+    fake.answer(*CONFIRM, (200, payment_intent(status="requires_action", next_action={
+        "type": "redirect_to_url",
+        "redirect_to_url": {"url": "https://hooks.stripe.com/3d_secure_2/x",
+                            "return_url": "https://shop.example/return"}})))
+    result = stripe_connector.authorize(authorize_request())
+    assert result.outcome == Outcome.REQUIRES_ACTION
+    assert result.action_url == "https://hooks.stripe.com/3d_secure_2/x"
+
+
+@pytest.mark.parametrize("status", [500, 503, 409])
+def test_no_hidden_retries_and_an_ambiguous_error_is_unknown(fake, stripe_connector, status):
+    fake.answer(*CREATE, (200, payment_intent()))
+    fake.answer(*CONFIRM, (status, {"error": {"type": "api_error", "message": "Something went wrong."}}))
+    result = stripe_connector.authorize(authorize_request())
+    assert result.outcome == Outcome.UNKNOWN and result.error == "server_error" and not result.retryable
+    assert result.psp_reference == "pi_kassa_1"  # retrieve resolves it
+    # The library's default would have sent the confirm three times; ours sends it once.
+    assert [(r.method, r.path) for r in fake.requests] == [CREATE, CONFIRM]
+
+
+def test_client_is_built_without_retries_and_with_our_timeouts(stripe_connector):
+    requestor = stripe_connector._client._requestor
+    assert requestor._options.max_network_retries == 0
+    timeout = requestor._client._timeout
+    assert isinstance(timeout, httpx.Timeout) and timeout.connect == TIMEOUT and timeout.read == TIMEOUT
+
+
+def test_read_timeout_is_unknown_then_retrieve_resolves_it(fake, stripe_connector):
+    fake.answer(*CREATE, (200, payment_intent()))
+    fake.hold.clear()
+    fake.answer(*CONFIRM, "hold")
+    result = stripe_connector.authorize(authorize_request())
+    fake.hold.set()
+    assert result.outcome == Outcome.UNKNOWN and result.error == "read_timeout"
+    assert result.psp_reference == "pi_kassa_1"
+    fake.answer("GET", "/v1/payment_intents/pi_kassa_1", (200, payment_intent(status="requires_capture")))
+    resolved = stripe_connector.retrieve(psp_reference=result.psp_reference)
+    assert resolved.outcome == Outcome.SUCCEEDED and resolved.status == "requires_capture"
+    assert fake.requests[-1].method == "GET" and fake.requests[-1].form == []
+
+
+def test_a_create_that_did_not_answer_confirmed_nothing(fake, stripe_connector):
+    fake.hold.clear()
+    fake.answer(*CREATE, "hold")
+    result = stripe_connector.authorize(authorize_request())
+    fake.hold.set()
+    assert result.outcome == Outcome.NOT_PROCESSED and result.retryable
+    assert [(r.method, r.path) for r in fake.requests] == [CREATE]
+
+
+def test_connection_refused_is_not_processed():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed again: nothing listens there
+    connector = StripeConnector(api_key=API_KEY, connect_timeout=TIMEOUT, read_timeout=TIMEOUT,
+                                api_base=f"http://127.0.0.1:{port}")
+    try:
+        result = connector.authorize(authorize_request())
+        assert result.outcome == Outcome.NOT_PROCESSED and result.error == "connect_refused" and result.retryable
+        assert connector.retrieve(psp_reference="pi_x").outcome == Outcome.UNKNOWN
+    finally:
+        connector.close()
+
+
+def test_capture_void_refund_request_shapes(fake, stripe_connector):
+    fake.answer("POST", "/v1/payment_intents/pi_kassa_1/capture",
+                (200, payment_intent(status="succeeded", amount_received=1500)))
+    fake.answer("POST", "/v1/payment_intents/pi_kassa_1/cancel", (200, payment_intent(status="canceled")))
+    fake.answer("POST", "/v1/refunds", (200, refund()))
+    fake.answer("GET", "/v1/refunds/re_kassa_1", (200, refund()))
+
+    captured = stripe_connector.capture("pi_kassa_1", 1500, "EUR", "cap_1")
+    assert captured.outcome == Outcome.SUCCEEDED and captured.amount == 1500
+    voided = stripe_connector.void("pi_kassa_1", "void_1")
+    assert voided.outcome == Outcome.SUCCEEDED and voided.status == "voided"
+    refunded = stripe_connector.refund("pi_kassa_1", 700, "EUR", "rf_1")
+    assert refunded.outcome == Outcome.SUCCEEDED and refunded.psp_reference == "re_kassa_1" and refunded.amount == 700
+    assert stripe_connector.retrieve_refund("re_kassa_1").outcome == Outcome.SUCCEEDED
+
+    capture, cancel, create_refund, get_refund = fake.requests
+    assert capture.fields == {"amount_to_capture": "1500"} and capture.headers["Idempotency-Key"] == "cap_1"
+    assert cancel.fields == {} and cancel.headers["Idempotency-Key"] == "void_1"
+    assert create_refund.fields == {"payment_intent": "pi_kassa_1", "amount": "700"}
+    assert create_refund.headers["Idempotency-Key"] == "rf_1"
+    assert get_refund.method == "GET" and "Idempotency-Key" not in get_refund.headers
+
+
+def test_failed_refund_is_declined_and_missing_objects_are_not_found(fake, stripe_connector):
+    fake.answer("POST", "/v1/refunds", (200, refund(status="failed", failure_reason="expired_or_canceled_card")))
+    result = stripe_connector.refund("pi_kassa_1", 700, "EUR", "rf_2")
+    assert result.outcome == Outcome.DECLINED and result.decline_code == "expired_or_canceled_card"
+    missing = stripe_connector.retrieve(psp_reference="pi_missing")  # the fake answers 404
+    assert missing.outcome == Outcome.NOT_PROCESSED and missing.error == "not_found" and missing.psp_reference is None
+    # Stripe has no lookup by idempotency key: said plainly, without a request.
+    count = len(fake.requests)
+    by_key = stripe_connector.retrieve(idempotency_key="att_1")
+    assert by_key.error == "not_found" and by_key.status == "lookup_unsupported" and len(fake.requests) == count
+
+
+def test_without_credentials_nothing_is_sent():
+    connector = StripeConnector(api_key=None)
+    assert connector.authorize(authorize_request()).error == "not_configured"
+    assert connector.retrieve(psp_reference="pi_1").outcome == Outcome.UNKNOWN
+
+
+def stripe_signature(payload: bytes, secret: str, timestamp: int) -> str:
+    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + payload, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={digest}"
+
+
+def stripe_event(type_: str, obj: dict, event_id: str = "evt_kassa_1") -> bytes:
+    event = stripe_fixture("event")
+    event.update({"id": event_id, "type": type_, "created": int(time.time()), "livemode": False,
+                  "data": {"object": obj}})
+    return json.dumps(event).encode()
+
+
+def test_webhook_verified_with_construct_event_and_normalized(stripe_connector):
+    body = stripe_event("payment_intent.amount_capturable_updated", payment_intent(status="requires_capture"))
+    signature = stripe_signature(body, WEBHOOK_SECRET, int(time.time()))
+    event = stripe_connector.parse_callback({"Stripe-Signature": signature}, body)
+    assert event.id == "evt_kassa_1" and event.type == "authorization.updated"
+    assert event.psp_reference == "pi_kassa_1" and event.livemode is False
+
+    dispute = stripe_fixture("dispute")
+    dispute.update({"id": "dp_kassa_1", "payment_intent": "pi_kassa_1"})
+    body = stripe_event("charge.dispute.created", dispute, "evt_kassa_2")
+    signature = stripe_signature(body, WEBHOOK_SECRET, int(time.time()))
+    event = stripe_connector.parse_callback({"stripe-signature": signature}, body)
+    assert event.type == "dispute.created" and event.psp_reference == "pi_kassa_1" and event.data["id"] == "dp_kassa_1"
+
+
+@pytest.mark.parametrize("case", ["wrong_secret", "stale", "tampered", "missing", "garbage"])
+def test_webhook_rejected_when_wrong_or_stale(stripe_connector, case):
+    body = stripe_event("payment_intent.succeeded", payment_intent(status="succeeded"))
+    now = int(time.time())
+    headers = {
+        "wrong_secret": {"Stripe-Signature": stripe_signature(body, "whsec_other", now)},
+        "stale": {"Stripe-Signature": stripe_signature(body, WEBHOOK_SECRET, now - 301)},
+        "tampered": {"Stripe-Signature": stripe_signature(body, WEBHOOK_SECRET, now)},
+        "missing": {},
+        "garbage": {"Stripe-Signature": "nonsense"},
+    }[case]
+    if case == "tampered":
+        body = body.replace(b'"succeeded"', b'"canceled"')
+    with pytest.raises(CallbackRejected):
+        stripe_connector.parse_callback(headers, body)
