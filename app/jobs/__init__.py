@@ -6,7 +6,7 @@ from typing import Callable
 from flask import Flask, current_app, has_app_context
 from rq import Queue, get_current_job
 from sqlalchemy import event
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, scoped_session
 
 from app.observability import request_id_var
 
@@ -76,6 +76,11 @@ def enqueue_after_commit(session: Session, func: Callable | str, *args, queue_na
 
     The database row that the job works on is the durable record; a lost enqueue is picked up by a sweep.
     """
+    if isinstance(session, scoped_session):
+        # Listening on the thread-shared proxy would hook every thread's session: bind to this thread's own.
+        session = session()
+    if not session.in_transaction():
+        session.begin()  # the job's fate is this transaction's: commit enqueues, rollback drops
     app = _app()
 
     def _after_commit(_session):
@@ -84,8 +89,16 @@ def enqueue_after_commit(session: Session, func: Callable | str, *args, queue_na
                 enqueue(func, *args, queue_name=queue_name, **options)
         except Exception:  # noqa: BLE001 - Redis down: the scheduled sweep finds the row later
             log.exception("enqueue after commit failed; the sweep will retry")
+        finally:
+            if event.contains(session, "after_soft_rollback", _after_rollback):
+                event.remove(session, "after_soft_rollback", _after_rollback)
+
+    def _after_rollback(_session, previous_transaction):
+        if previous_transaction.nested:
+            return  # a savepoint rolled back; the outer transaction may still commit
+        if event.contains(session, "after_commit", _after_commit):
+            event.remove(session, "after_commit", _after_commit)
+        event.remove(session, "after_soft_rollback", _after_rollback)
 
     event.listen(session, "after_commit", _after_commit, once=True)
-    event.listen(session, "after_rollback",
-                 lambda _s: event.contains(session, "after_commit", _after_commit)
-                 and event.remove(session, "after_commit", _after_commit), once=True)
+    event.listen(session, "after_soft_rollback", _after_rollback)
