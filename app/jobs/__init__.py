@@ -79,26 +79,36 @@ def enqueue_after_commit(session: Session, func: Callable | str, *args, queue_na
     if isinstance(session, scoped_session):
         # Listening on the thread-shared proxy would hook every thread's session: bind to this thread's own.
         session = session()
+    _prune_spent_listeners(session)
     if not session.in_transaction():
         session.begin()  # the job's fate is this transaction's: commit enqueues, rollback drops
     app = _app()
+    pending = {"live": True}
 
     def _after_commit(_session):
+        if not pending["live"]:
+            return
+        pending["live"] = False
         try:
             with app.app_context():
                 enqueue(func, *args, queue_name=queue_name, **options)
         except Exception:  # noqa: BLE001 - Redis down: the scheduled sweep finds the row later
             log.exception("enqueue after commit failed; the sweep will retry")
-        finally:
-            if event.contains(session, "after_soft_rollback", _after_rollback):
-                event.remove(session, "after_soft_rollback", _after_rollback)
 
     def _after_rollback(_session, previous_transaction):
-        if previous_transaction.nested:
-            return  # a savepoint rolled back; the outer transaction may still commit
-        if event.contains(session, "after_commit", _after_commit):
-            event.remove(session, "after_commit", _after_commit)
-        event.remove(session, "after_soft_rollback", _after_rollback)
+        if not previous_transaction.nested:  # a savepoint rollback leaves the outer transaction alive
+            pending["live"] = False
 
-    event.listen(session, "after_commit", _after_commit, once=True)
+    event.listen(session, "after_commit", _after_commit)
     event.listen(session, "after_soft_rollback", _after_rollback)
+    session.info.setdefault("kassa_enqueue_listeners", []).append((pending, _after_commit, _after_rollback))
+
+
+def _prune_spent_listeners(session: Session) -> None:
+    """Remove listeners whose job was enqueued or dropped (never during dispatch, which forbids it)."""
+    listeners = session.info.get("kassa_enqueue_listeners", [])
+    for entry in [entry for entry in listeners if not entry[0]["live"]]:
+        _, on_commit, on_rollback = entry
+        event.remove(session, "after_commit", on_commit)
+        event.remove(session, "after_soft_rollback", on_rollback)
+        listeners.remove(entry)
