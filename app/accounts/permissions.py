@@ -16,6 +16,7 @@ class Action(StrEnum):
     MANAGE_TEAM = "manage_team"        # invite, change role, remove member
     MANAGE_SETTINGS = "manage_settings"  # branding, settings
     VIEW_AUDIT_LOG = "view_audit_log"
+    VIEW_LEDGER = "view_ledger"        # balances, ledger account statements (developers see payments, not books)
 
 
 _EVERYONE = frozenset(Role)
@@ -27,6 +28,7 @@ PERMISSIONS: dict[Action, frozenset[Role]] = {
     Action.MANAGE_TEAM: frozenset({Role.OWNER, Role.ADMIN}),
     Action.MANAGE_SETTINGS: frozenset({Role.OWNER, Role.ADMIN}),
     Action.VIEW_AUDIT_LOG: frozenset({Role.OWNER, Role.ADMIN}),
+    Action.VIEW_LEDGER: frozenset({Role.OWNER, Role.ADMIN, Role.ANALYST}),
 }
 
 
@@ -45,3 +47,21 @@ def can_manage_member(actor_role: str, target_role: str) -> bool:
     if not can(actor_role, Action.MANAGE_TEAM):
         return False
     return not (target_role == Role.OWNER and actor_role != Role.OWNER)
+
+
+# Which roles a team manager may give (by invitation or role change). Ownership is not handed out from the
+# team page: a merchant's owner is who signed it up (an ownership transfer would be its own, audited flow).
+ASSIGNABLE_ROLES: dict[Role, frozenset[Role]] = {
+    Role.OWNER: frozenset({Role.ADMIN, Role.DEVELOPER, Role.ANALYST}),
+    Role.ADMIN: frozenset({Role.ADMIN, Role.DEVELOPER, Role.ANALYST}),
+    Role.DEVELOPER: frozenset(),
+    Role.ANALYST: frozenset(),
+}
+
+
+def can_assign_role(actor_role: str | Role | None, new_role: str | Role) -> bool:
+    """Whether a member with actor_role may invite someone as, or change someone to, new_role."""
+    try:
+        return can(actor_role, Action.MANAGE_TEAM) and Role(new_role) in ASSIGNABLE_ROLES[Role(actor_role)]
+    except ValueError:
+        return False

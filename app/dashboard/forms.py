@@ -1,0 +1,139 @@
+"""WTForms for the dashboard's own pages (sign-in, sign-up, passwords, team, branding).
+
+Every form carries Flask-WTF's CSRF token; validation messages are written for the person at the form.
+"""
+import re
+from urllib.parse import urlsplit
+
+from flask_wtf import FlaskForm
+from wtforms import (
+    EmailField,
+    HiddenField,
+    PasswordField,
+    SelectField,
+    StringField,
+    URLField,
+)
+from wtforms.validators import DataRequired, EqualTo, Length, Optional, ValidationError
+
+from app.accounts.passwords import MIN_PASSWORD_LENGTH
+
+try:  # WTForms 3.3 deprecates (value, label) tuples in favour of SelectChoice
+    from wtforms import SelectChoice
+except ImportError:  # pragma: no cover - older WTForms
+    SelectChoice = None
+
+# Argon2 accepts any length, but hashing megabytes on request would be a denial-of-service lever.
+MAX_PASSWORD_LENGTH = 256
+ROLE_CHOICES = [("admin", "Admin"), ("developer", "Developer"), ("analyst", "Analyst")]
+
+
+def select_choices(pairs) -> list:
+    """(value, label) pairs in the shape this WTForms version wants for SelectField choices."""
+    if SelectChoice is None:
+        return list(pairs)
+    return [SelectChoice(value, label) for value, label in pairs]
+HEX_COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
+
+
+# Deliberately simple: one @, something before it, a dotted domain after it, no spaces. The email link
+# proves the address; stricter syntax rules (or email_validator's refusal of .test domains) would only
+# turn away real addresses and the demo's.
+EMAIL_SHAPE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
+
+
+def _email_shape(_form, field):
+    if field.data and not EMAIL_SHAPE.match(field.data.strip()):
+        raise ValidationError("Enter a valid email address, like name@example.com.")
+
+
+def _email_field(label="Email"):
+    return EmailField(label, validators=[
+        DataRequired("Enter your email address."), Length(max=320, message="This email address is too long."),
+        _email_shape])
+
+
+def _new_password(label="Password"):
+    return PasswordField(label, validators=[
+        DataRequired("Choose a password."),
+        Length(min=MIN_PASSWORD_LENGTH, max=MAX_PASSWORD_LENGTH,
+               message=f"Use at least {MIN_PASSWORD_LENGTH} characters (and at most {MAX_PASSWORD_LENGTH}).")])
+
+
+def _confirm(target: str):
+    return PasswordField("Repeat the password", validators=[
+        DataRequired("Repeat the password."), EqualTo(target, message="The two passwords do not match.")])
+
+
+class LoginForm(FlaskForm):
+    email = _email_field()
+    password = PasswordField("Password", validators=[
+        DataRequired("Enter your password."), Length(max=MAX_PASSWORD_LENGTH, message="This password is too long.")])
+    next = HiddenField()
+
+
+class SignupForm(FlaskForm):
+    name = StringField("Your name", validators=[DataRequired("Enter your name."), Length(max=200)])
+    business_name = StringField("Business name", validators=[
+        DataRequired("Enter the name of your business."), Length(max=200, message="Use at most 200 characters.")])
+    email = _email_field("Work email")
+    password = _new_password()
+    confirm = _confirm("password")
+
+
+class ForgotPasswordForm(FlaskForm):
+    email = _email_field()
+
+
+class ResetPasswordForm(FlaskForm):
+    password = _new_password("New password")
+    confirm = _confirm("password")
+
+
+class ChangePasswordForm(FlaskForm):
+    current_password = PasswordField("Current password", validators=[
+        DataRequired("Enter your current password."), Length(max=MAX_PASSWORD_LENGTH)])
+    new_password = _new_password("New password")
+    confirm = _confirm("new_password")
+
+
+class AcceptInvitationSignupForm(FlaskForm):
+    """A new user accepting an invitation: the email is the invited one, so only name and password."""
+
+    name = StringField("Your name", validators=[DataRequired("Enter your name."), Length(max=200)])
+    password = _new_password()
+    confirm = _confirm("password")
+
+
+class AcceptInvitationForm(FlaskForm):
+    """A signed-in user joining the team (the CSRF token is the whole form)."""
+
+
+class InviteForm(FlaskForm):
+    email = _email_field("Email of the person to invite")
+    role = SelectField("Role", choices=select_choices(ROLE_CHOICES), default="developer",
+                       validators=[DataRequired("Choose a role.")])
+
+
+class RoleForm(FlaskForm):
+    role = SelectField("Role", choices=select_choices(ROLE_CHOICES), validators=[DataRequired("Choose a role.")])
+
+
+class ConfirmForm(FlaskForm):
+    """A button that changes something (remove, revoke): only the CSRF token."""
+
+
+class BrandingForm(FlaskForm):
+    display_name = StringField("Display name", validators=[
+        DataRequired("Enter the name shoppers see."), Length(max=200, message="Use at most 200 characters.")])
+    accent_color = StringField("Accent colour", validators=[DataRequired("Enter a colour like #4f46e5.")])
+    logo_url = URLField("Logo URL", validators=[Optional(), Length(max=2000, message="Use at most 2000 characters.")])
+
+    def validate_accent_color(self, field):
+        if not HEX_COLOUR.match(field.data.strip()):
+            raise ValidationError("Use a hex colour with six digits, like #4f46e5.")
+
+    def validate_logo_url(self, field):
+        parts = urlsplit(field.data.strip())
+        if parts.scheme != "https" or not parts.hostname:
+            raise ValidationError("Use an https:// address, like https://example.com/logo.png.")
