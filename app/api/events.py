@@ -1,0 +1,42 @@
+"""/v1/events: the append-only record of state changes, each with the object as it was."""
+from flask import g, jsonify
+
+from app.api import bp
+from app.api.auth import api_view
+from app.api.errors import ApiError
+from app.api.payments import list_body, page_args, request_params
+from app.events import Event, event_payload
+from app.extensions import db
+from app.payments.service import list_page
+
+
+@bp.get("/events/<event_id>")
+@api_view
+def retrieve_event(event_id: str):
+    request_params(allowed=())
+    event = g.scope.get(db.session, Event, event_id)
+    if event is None:
+        raise ApiError(404, "invalid_request_error", "resource_missing", f"No such event: '{event_id}'.", "id")
+    body = event_payload(event)
+    db.session.commit()
+    return jsonify(body)
+
+
+@bp.get("/events")
+@api_view
+def list_events():
+    """Events, newest first; filter by ``type`` (e.g. payment.succeeded) or ``object`` id."""
+    p = request_params()
+    page = page_args(p)
+    event_type = p.string("type", max_length=100)
+    object_id = p.string("object", max_length=100)
+    p.done()
+    statement = g.scope.select(Event)
+    if event_type:
+        statement = statement.where(Event.type == event_type)
+    if object_id:
+        statement = statement.where(Event.object_id == object_id)
+    rows, has_more = list_page(db.session, statement, Event, **page)
+    body = list_body("/v1/events", [event_payload(e) for e in rows], has_more)
+    db.session.commit()
+    return jsonify(body)

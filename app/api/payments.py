@@ -1,0 +1,253 @@
+"""/v1/payments: create, retrieve, list, confirm, capture, cancel.
+
+Views parse and check types (app.api.params), then hand a plain dict to an idempotent operation of the
+payments service (app/payments/service.py), which owns the transactions phase by phase. The response
+of a write is the stored one when the ``Idempotency-Key`` was seen before (``Idempotent-Replayed: true``).
+
+    curl -u sk_test_...: http://localhost:5000/v1/payments -d amount=2000 -d currency=usd
+    curl -u sk_test_...: http://localhost:5000/v1/payments/pay_.../confirm -d payment_method=tok_...
+"""
+from datetime import datetime, timezone
+
+from flask import current_app, g, jsonify, request
+
+from app.api import bp
+from app.api.auth import api_view
+from app.api.errors import ApiError
+from app.api.params import Params
+from app.extensions import db
+from app.payments import idempotency
+from app.payments.deps import PaymentsDeps, deps_from_app
+from app.payments.errors import PaymentError
+from app.payments.models import Payment, PaymentStatus
+from app.payments.serializers import payment_object
+from app.payments.service import (
+    CANCELLATION_REASONS,
+    MAX_AMOUNT,
+    MAX_SPLIT_SELLERS,
+    get_payment,
+    list_page,
+    payments_query,
+)
+
+LIST_LIMIT_DEFAULT = 10
+LIST_LIMIT_MAX = 100
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+
+def payments_deps() -> PaymentsDeps:
+    """The payments service's collaborators for this app, built once."""
+    app = current_app._get_current_object()
+    deps = app.extensions.get("payments_deps")
+    if deps is None:
+        deps = app.extensions["payments_deps"] = deps_from_app(app)
+    return deps
+
+
+@bp.errorhandler(PaymentError)
+def handle_payment_error(error: PaymentError):
+    """A refusal of the payments service, in the API's error shape (nothing was changed)."""
+    db.session.rollback()
+    response = jsonify(error.to_dict())
+    response.status_code = error.status
+    return response
+
+
+def _unsafe(value) -> str | None:
+    """The path (a.b[0]) of the first string PostgreSQL cannot store (NUL, lone surrogates), if any."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            return ""
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return ""
+        return None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        problem = _unsafe(key) if isinstance(key, str) else None
+        if problem is None:
+            problem = _unsafe(item)
+        if problem is not None:
+            return f"[{key}]{problem}"
+    return None
+
+
+def request_params(allowed=None) -> Params:
+    """The request's Params, after refusing text the database cannot hold (400, or 404 for a path id).
+
+    NUL characters and unpaired surrogates are valid in JSON strings but not in PostgreSQL text: let
+    through, they would fail a query with a 500 instead of a clear 400.
+    """
+    for name, value in (request.view_args or {}).items():
+        if _unsafe(value) is not None:
+            raise ApiError(404, "invalid_request_error", "resource_missing", f"No such object: {name}.", name)
+    data = g.get("api_params") or {}
+    problem = _unsafe(data)
+    if problem:
+        name = problem[1:].split("]", 1)
+        param = name[0] + (name[1] if len(name) > 1 else "")
+        raise ApiError(400, "invalid_request_error", "parameter_invalid",
+                       f"{param} contains characters that are not allowed (NUL or unpaired surrogates).", param)
+    return Params.from_request(allowed=allowed)
+
+
+def idempotency_key() -> str | None:
+    """The request's Idempotency-Key header (None when absent); 400 when it is too long or empty."""
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    if key is None:
+        return None
+    if not key.strip() or len(key) > idempotency.MAX_KEY_LENGTH:
+        raise ApiError(400, "invalid_request_error", "idempotency_key_invalid",
+                       f"The Idempotency-Key header must be 1 to {idempotency.MAX_KEY_LENGTH} characters.",
+                       IDEMPOTENCY_HEADER)
+    return key
+
+
+def run_operation(operation: str, params: dict):
+    """Run an idempotent operation for this request and render its (fresh or replayed) response."""
+    result = idempotency.execute(
+        db.session, g.scope, operation, params, key=idempotency_key(), deps=payments_deps(),
+        method=request.method, path=request.path, request_id=g.get("request_id"))
+    response = jsonify(result.body)
+    response.status_code = result.status
+    if result.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response
+
+
+def page_args(p: Params) -> dict:
+    """limit / starting_after / ending_before of a list endpoint."""
+    args = {
+        "limit": p.integer("limit", default=LIST_LIMIT_DEFAULT, min_value=1, max_value=LIST_LIMIT_MAX),
+        "starting_after": p.string("starting_after", max_length=100),
+        "ending_before": p.string("ending_before", max_length=100),
+    }
+    if args["starting_after"] and args["ending_before"]:
+        raise ApiError(400, "invalid_request_error", "parameter_invalid",
+                       "Use either starting_after or ending_before, not both.", "ending_before")
+    return args
+
+
+def created_range(p: Params) -> dict:
+    """created[gte|gt|lte|lt] (unix seconds) as datetimes for payments_query."""
+    created = p.object("created")
+    if created is None:
+        return {}
+    bounds = {op: created.integer(op, min_value=0, max_value=2**32) for op in ("gte", "gt", "lte", "lt")}
+    created.done()
+
+    def moment(seconds):
+        return datetime.fromtimestamp(seconds, timezone.utc)
+
+    result = {}
+    if bounds["gte"] is not None or bounds["gt"] is not None:
+        result["created_gte"] = moment(bounds["gte"] if bounds["gte"] is not None else bounds["gt"] + 1)
+    if bounds["lte"] is not None or bounds["lt"] is not None:
+        result["created_lte"] = moment(bounds["lte"] if bounds["lte"] is not None else bounds["lt"] - 1)
+    return result
+
+
+def list_body(url: str, data: list[dict], has_more: bool) -> dict:
+    return {"object": "list", "url": url, "data": data, "has_more": has_more}
+
+
+def _split_param(p: Params) -> list[dict] | None:
+    if not p.has("split"):
+        p.objects("split")
+        return None
+    parts = []
+    for item in p.objects("split", required=True, max_items=MAX_SPLIT_SELLERS):
+        parts.append({
+            "seller": item.string("seller", required=True, max_length=100),
+            "amount": item.integer("amount", required=True, min_value=1, max_value=MAX_AMOUNT),
+            "fee": item.integer("fee", default=0, min_value=0, max_value=MAX_AMOUNT),
+        })
+        item.done()
+    return parts
+
+
+@bp.post("/payments")
+@api_view
+def create_payment():
+    """Create a payment; with ``confirm=true`` and a ``payment_method`` also authorize it."""
+    p = request_params()
+    params = {
+        "amount": p.integer("amount", required=True, min_value=1, max_value=MAX_AMOUNT),
+        "currency": p.currency("currency", required=True),
+        "capture_method": p.enum("capture_method", ("automatic", "manual"), default="automatic"),
+        "split": _split_param(p),
+        "customer_email": p.email("customer_email"),
+        "description": p.string("description", max_length=1000),
+        "metadata": p.metadata(),
+        "payment_method": p.string("payment_method", max_length=255),
+        "confirm": p.boolean("confirm", default=False),
+        "return_url": p.string("return_url", max_length=2000),
+    }
+    p.done()
+    return run_operation("payment.create", params)
+
+
+@bp.get("/payments/<payment_id>")
+@api_view
+def retrieve_payment(payment_id: str):
+    """One payment of the key's merchant and mode (404 for anyone else's)."""
+    request_params(allowed=())
+    body = payment_object(db.session, get_payment(db.session, g.scope, payment_id, param="id"))
+    db.session.commit()
+    return jsonify(body)
+
+
+@bp.get("/payments")
+@api_view
+def list_payments():
+    """Payments, newest first, filtered by status, created range, customer email or seller."""
+    p = request_params()
+    page = page_args(p)
+    filters = {
+        "status": p.enum("status", tuple(PaymentStatus)),
+        "customer_email": p.string("customer_email", max_length=320),
+        "seller": p.string("seller", max_length=100),
+        **created_range(p),
+    }
+    p.done()
+    rows, has_more = list_page(db.session, payments_query(g.scope, **filters), Payment, **page)
+    body = list_body("/v1/payments", [payment_object(db.session, row) for row in rows], has_more)
+    db.session.commit()
+    return jsonify(body)
+
+
+@bp.post("/payments/<payment_id>/confirm")
+@api_view
+def confirm_payment(payment_id: str):
+    """Confirm with a card token from the PSP's tokenization; answers once the outcome is known or
+    after the confirm wait with ``processing``."""
+    p = request_params()
+    params = {
+        "payment": payment_id,
+        "payment_method": p.string("payment_method", max_length=255),
+        "return_url": p.string("return_url", max_length=2000),
+    }
+    p.done()
+    return run_operation("payment.confirm", params)
+
+
+@bp.post("/payments/<payment_id>/capture")
+@api_view
+def capture_payment(payment_id: str):
+    """Capture an authorized payment in full, or partially with ``amount`` (the rest is released)."""
+    p = request_params()
+    params = {"payment": payment_id, "amount": p.integer("amount", min_value=1, max_value=MAX_AMOUNT)}
+    p.done()
+    return run_operation("payment.capture", params)
+
+
+@bp.post("/payments/<payment_id>/cancel")
+@api_view
+def cancel_payment(payment_id: str):
+    """Cancel a payment that is not captured; an authorization is voided at the PSP."""
+    p = request_params()
+    params = {"payment": payment_id,
+              "cancellation_reason": p.enum("cancellation_reason", CANCELLATION_REASONS)}
+    p.done()
+    return run_operation("payment.cancel", params)

@@ -1,0 +1,43 @@
+"""/v1/sellers: a marketplace's sub-accounts that receive split funds (every book has a default one)."""
+from flask import g, jsonify
+
+from app.api import bp
+from app.api.auth import api_view
+from app.api.payments import list_body, page_args, request_params, run_operation
+from app.extensions import db
+from app.payments.models import Seller
+from app.payments.serializers import seller_object
+from app.payments.service import default_seller, get_seller, list_page
+
+
+@bp.post("/sellers")
+@api_view
+def create_seller():
+    p = request_params()
+    params = {"name": p.string("name", required=True, max_length=200),
+              "email": p.email("email"), "metadata": p.metadata()}
+    p.done()
+    return run_operation("seller.create", params)
+
+
+@bp.get("/sellers/<seller_id>")
+@api_view
+def retrieve_seller(seller_id: str):
+    request_params(allowed=())
+    body = seller_object(get_seller(db.session, g.scope, seller_id))
+    db.session.commit()
+    return jsonify(body)
+
+
+@bp.get("/sellers")
+@api_view
+def list_sellers():
+    """Sellers, newest first; the default seller is created on first sight so it is always listed."""
+    p = request_params()
+    page = page_args(p)
+    p.done()
+    default_seller(db.session, g.scope)
+    rows, has_more = list_page(db.session, g.scope.select(Seller), Seller, **page)
+    body = list_body("/v1/sellers", [seller_object(s) for s in rows], has_more)
+    db.session.commit()
+    return jsonify(body)

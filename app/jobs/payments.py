@@ -1,0 +1,244 @@
+"""RQ entry points of payments: drive attempts and refunds at the PSP, plus the periodic sweeps.
+
+Jobs take ids and own their transactions (app/payments/processing.py never commits):
+
+    claim the row (lease, commit) -> PSP call with no transaction and no connection held
+    -> apply the outcome (payment row lock, Event, ledger; commit) -> wake the waiting request
+
+A row lock is never held across the network call: a slow PSP would otherwise stall every request
+touching the payment and pin a pool connection for seconds. Retries and the circuit breaker live in
+the PSP router; an ambiguous answer (timeout) leaves the attempt ``unknown`` for the janitor, which
+asks the PSP by our idempotency key before it would ever send again.
+"""
+import logging
+
+from flask import current_app
+from sqlalchemy import update
+
+from app.extensions import db
+from app.jobs import enqueue_after_commit, job
+from app.payments import processing
+from app.payments.deps import PaymentsDeps, deps_from_app, real_session
+from app.payments.gateway import Gateway, gateway_for_app
+from app.payments.models import AttemptOperation, AttemptStatus, PaymentAttempt
+from app.payments.service import notify_outcome
+from app.psp.interfaces import AuthorizeRequest, Outcome, PspResult
+
+log = logging.getLogger(__name__)
+
+PSP_QUEUE = "psp"
+
+
+def payments_deps() -> PaymentsDeps:
+    """The current app's PaymentsDeps, built once per process."""
+    app = current_app._get_current_object()
+    deps = app.extensions.get("payments_deps")
+    if deps is None:
+        deps = app.extensions["payments_deps"] = deps_from_app(app)
+    return deps
+
+
+# -- attempts --------------------------------------------------------------------------------------------
+
+@job
+def run_attempt(attempt_id: str) -> str:
+    """Carry out one attempt (authorize, capture or void) and whatever follows from it (auto capture)."""
+    return _run_attempt(attempt_id, payments_deps(), gateway_for_app(current_app))
+
+
+def _run_attempt(attempt_id: str, deps: PaymentsDeps, gateway: Gateway) -> str:
+    session = db.session
+    pending: list = [attempt_id]   # attempt ids to claim, or claims already leased to us
+    outcome = "skipped"
+    while pending:
+        current = pending.pop(0)
+        if isinstance(current, processing.AttemptClaim):
+            claim = current
+        else:
+            try:
+                claim = processing.claim_attempt(session, current, deps)
+                session.commit()
+            except Exception:
+                session.rollback()
+                raise
+            if claim is None:
+                continue  # resolved already, or another runner holds the lease
+        # No transaction is open here: the commit above returned the connection to the pool.
+        result = call_attempt(gateway, claim)
+        try:
+            applied = processing.apply_attempt_result(session, claim.id, result, deps, lease_follow_ups=True,
+                                                      payment_id=claim.payment_id)
+            session.commit()
+        except Exception:
+            session.rollback()
+            log.exception("could not apply the outcome of attempt %s; the janitor retries it", claim.id)
+            raise
+        notify_outcome(deps.redis, applied.notify)
+        # Follow-ups (the automatic capture, a void) run right here, already leased to this run: no
+        # queue hop and no claim transaction while the confirm request waits.
+        pending.extend(applied.claims)
+        outcome = result.outcome.value
+    return outcome
+
+
+def call_attempt(gateway: Gateway, claim: processing.AttemptClaim) -> PspResult:
+    """The PSP call for a claimed attempt. Retries of an attempt reuse its idempotency key."""
+    owner = {"merchant_id": claim.merchant_id, "livemode": claim.livemode}
+    if claim.operation == AttemptOperation.AUTHORIZE:
+        if claim.status == AttemptStatus.REQUIRES_ACTION:
+            # 3-D Secure pending: poll its status at the connector that holds it.
+            answer = gateway.retrieve(claim.connector, psp_reference=claim.psp_reference, **owner)
+            return processing.as_authorization_result(answer)
+        if claim.tries > 1 or claim.status == AttemptStatus.UNKNOWN:
+            # An earlier try may have reached a PSP: ask before sending anything (never charge blindly).
+            found = find_authorization(gateway, claim)
+            if found is not None:
+                return found
+        return gateway.authorize(claim.vault, AuthorizeRequest(
+            amount=claim.amount, currency=claim.currency, token=claim.token or "",
+            idempotency_key=claim.idempotency_key, reference=claim.id, return_url=claim.return_url,
+            merchant_id=claim.merchant_id, livemode=claim.livemode, psp_reference=claim.psp_reference,
+            on_prepared=record_prepared(claim.id)))
+    if claim.operation == AttemptOperation.CAPTURE:
+        # Capture and void go to the connector holding the authorization (no failover), and re-sending
+        # with the same key is safe: the PSP replays its stored answer.
+        return gateway.capture(claim.connector, claim.psp_reference, claim.amount, claim.currency,
+                               claim.idempotency_key, **owner)
+    return gateway.void(claim.connector, claim.psp_reference, claim.idempotency_key, **owner)
+
+
+def record_prepared(attempt_id: str):
+    """on_prepared for two-step PSPs: store the intent id at once, in a tiny transaction of its own
+    (no lock outlives it), so that a crash before the confirmation leaves a reference to ask about."""
+
+    def record(connector: str, psp_reference: str) -> None:
+        with db.engine.begin() as connection:
+            connection.execute(update(PaymentAttempt).where(PaymentAttempt.id == attempt_id)
+                               .values(connector=connector, psp_reference=psp_reference))
+
+    return record
+
+
+def find_authorization(gateway: Gateway, claim: processing.AttemptClaim) -> PspResult | None:
+    """Look the attempt up at the PSP: by its reference if one is known, else by its idempotency key at
+    its connector or at every connector of its vault.
+
+    None when no connector has it (nothing was authorized, so sending again is safe) or when a
+    lookup itself was ambiguous (then the result is UNKNOWN, and the janitor asks again later).
+    """
+    owner = {"merchant_id": claim.merchant_id, "livemode": claim.livemode}
+    if claim.psp_reference and claim.connector:
+        result = gateway.retrieve(claim.connector, psp_reference=claim.psp_reference, **owner)
+        return result if result.outcome == Outcome.UNKNOWN else processing.as_authorization_result(result)
+    names = [claim.connector] if claim.connector else gateway.connector_names(claim.vault)
+    for name in names:
+        result = gateway.retrieve(name, idempotency_key=claim.idempotency_key, **owner)
+        if result.outcome == Outcome.UNKNOWN:
+            return result
+        if result.psp_reference:
+            return processing.as_authorization_result(result)
+    return None
+
+
+# -- refunds ---------------------------------------------------------------------------------------------
+
+@job
+def run_refund(refund_id: str) -> str:
+    """Send one refund to the PSP (again with the same key on retries) and book it if it succeeded."""
+    return _run_refund(refund_id, payments_deps(), gateway_for_app(current_app))
+
+
+def _run_refund(refund_id: str, deps: PaymentsDeps, gateway: Gateway) -> str:
+    session = db.session
+    try:
+        claim = processing.claim_refund(session, refund_id, deps)
+        session.commit()
+    except Exception:
+        session.rollback()
+        raise
+    if claim is None:
+        return "skipped"
+    owner = {"merchant_id": claim.merchant_id, "livemode": claim.livemode}
+    if claim.refund_reference:
+        result = gateway.retrieve_refund(claim.connector, claim.refund_reference, **owner)
+    else:
+        result = gateway.refund(claim.connector, claim.psp_reference, claim.amount, claim.currency,
+                                claim.idempotency_key, **owner)
+    try:
+        applied = processing.apply_refund_result(session, refund_id, result, deps)
+        session.commit()
+    except Exception:
+        session.rollback()
+        log.exception("could not apply the outcome of refund %s; the janitor retries it", refund_id)
+        raise
+    notify_outcome(deps.redis, applied.notify)
+    return result.outcome.value
+
+
+# -- sweeps (app/jobs/schedule.py) -----------------------------------------------------------------------
+
+@job
+def janitor() -> dict:
+    """Hand attempts and refunds that are overdue (stuck processing, unknown, 3-D Secure pending) to jobs."""
+    deps = payments_deps()
+    session = db.session
+    try:
+        attempts = processing.due_attempts(session, deps)
+        refunds = processing.due_refunds(session, deps)
+        for attempt_id in attempts:
+            enqueue_after_commit(real_session(session), "app.jobs.payments.run_attempt", attempt_id,
+                                 queue_name=PSP_QUEUE)
+        for refund_id in refunds:
+            enqueue_after_commit(real_session(session), "app.jobs.payments.run_refund", refund_id,
+                                 queue_name=PSP_QUEUE)
+        session.commit()
+    except Exception:
+        session.rollback()
+        raise
+    if attempts or refunds:
+        log.info("janitor handed out %d attempts and %d refunds", len(attempts), len(refunds))
+    return {"attempts": attempts, "refunds": refunds}
+
+
+@job
+def expire_authorizations() -> list[str]:
+    """Cancel (and void) authorizations not captured within the configured expiry (7 days by default)."""
+    deps = payments_deps()
+    session = db.session
+    try:
+        expired = processing.expire_authorizations(session, deps)
+        session.commit()
+    except Exception:
+        session.rollback()
+        raise
+    return expired
+
+
+@job
+def complete_idempotency_keys() -> list[str]:
+    """The completer: finish requests left between atomic phases by a web process that died."""
+    from app.payments import idempotency
+
+    return idempotency.complete_stuck(db.session, payments_deps())
+
+
+@job
+def reap_idempotency_keys() -> int:
+    """Delete idempotency keys older than 24 hours."""
+    from app.payments import idempotency
+
+    return idempotency.reap(db.session)
+
+
+# Periodic sweeps, registered in app/jobs/schedule.py as (dotted path, interval in seconds).
+SWEEPS = (
+    # Every 2 s: an ambiguous authorization (timeout) is asked about within seconds, and the query is
+    # an index scan on a partial index of open attempts, so an idle run costs next to nothing.
+    ("app.jobs.payments.janitor", 2.0),
+    # Every 30 s: a request dies between phases rarely; its key waits LOCK_TIMEOUT (60 s) anyway.
+    ("app.jobs.payments.complete_idempotency_keys", 30.0),
+    # Every 5 min: authorizations expire after days; minutes of slack are irrelevant.
+    ("app.jobs.payments.expire_authorizations", 300.0),
+    # Hourly: keys live 24 h; an hour more of retention harms nobody and keeps deletes batched.
+    ("app.jobs.payments.reap_idempotency_keys", 3600.0),
+)

@@ -1,0 +1,97 @@
+"""Collaborators of the payments service, built once from the app's config (the glue; no Flask import).
+
+Services take a ``PaymentsDeps`` instead of reading ``current_app``, so that a view, a job, the
+completer and a test call them the same way.
+"""
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Callable
+
+from app.models_base import utcnow
+
+# How long confirm (and capture, refund) waits for the worker's outcome before answering `processing`.
+# Two seconds covers a sandbox or acquirer authorization plus an automatic capture at p99 in normal
+# operation; a longer wait would only tie up web threads when a PSP is slow.
+DEFAULT_CONFIRM_WAIT_SECONDS = 2.0
+# Card networks let an authorization lapse after about 7 days; voiding it ourselves first releases
+# the shopper's funds and keeps the payment's state honest (ARCHITECTURE.md).
+DEFAULT_AUTHORIZATION_EXPIRY = timedelta(days=7)
+# How often the router tries one connector, and at most how many connectors share a vault (the
+# sandbox runs two acquirers over one vault): with the backoff this bounds one job's PSP call.
+DEFAULT_PSP_TRIES = 3
+DEFAULT_VAULT_CONNECTORS = 2
+DEFAULT_BACKOFF_TOTAL_SECONDS = 2.0
+# Margin on top of the worst case: a busy worker's scheduling, a slow commit.
+STUCK_MARGIN_SECONDS = 2.0
+
+
+def worst_case_call_seconds(config: dict) -> float:
+    """Longest a job's PSP call may take: timeouts x tries x connectors + backoff (ARCHITECTURE.md)."""
+    per_call = float(config.get("PSP_CONNECT_TIMEOUT", 1.0)) + float(config.get("PSP_READ_TIMEOUT", 5.0))
+    tries = int(config.get("PSP_MAX_TRIES", DEFAULT_PSP_TRIES))
+    return per_call * tries * DEFAULT_VAULT_CONNECTORS + DEFAULT_BACKOFF_TOTAL_SECONDS
+
+
+@dataclass
+class PaymentsDeps:
+    """What the payments service needs from the outside world."""
+
+    ledger_hmac_key: bytes
+    # enqueue(session, "dotted.path", *args): run a job once the session's transaction commits.
+    enqueue: Callable[..., None] | None = None
+    redis: Any = None
+    confirm_wait_seconds: float = DEFAULT_CONFIRM_WAIT_SECONDS
+    # An open attempt older than this has outlived any job run: the janitor resolves it.
+    attempt_stuck_after: timedelta = timedelta(seconds=40)
+    authorization_expiry: timedelta = DEFAULT_AUTHORIZATION_EXPIRY
+    test_vault: str = "sandbox"
+    live_vault: str = "stripe"
+    now: Callable[[], datetime] = field(default=utcnow)
+
+    def vault_for(self, livemode: bool) -> str:
+        """The PSP vault whose tokens this mode accepts (live mode never routes to the sandbox)."""
+        return self.live_vault if livemode else self.test_vault
+
+
+def real_session(session):
+    """The thread's own Session behind a scoped_session (Flask-SQLAlchemy's db.session).
+
+    Session events registered on a scoped_session go to its sessionmaker, i.e. to every session of
+    every thread: an after-commit hook would fire on another request's commit (enqueueing a job
+    before our row is committed) and threads would mutate one listener list concurrently. Hooks
+    must be registered on the Session instance itself.
+    """
+    from sqlalchemy.orm import scoped_session
+
+    return session() if isinstance(session, scoped_session) else session
+
+
+def deps_from_app(app) -> PaymentsDeps:
+    """PaymentsDeps for a Flask app (its config, its Redis, enqueue-after-commit on the psp queue)."""
+    from app.jobs import enqueue_after_commit
+
+    def setting(name: str, default=None):
+        # App config first (tests inject it), then the environment (the launcher's processes).
+        value = app.config.get(name)
+        return value if value not in (None, "") else os.environ.get(name) or default
+
+    config = app.config
+
+    def enqueue(session, func: str, *args) -> None:
+        enqueue_after_commit(real_session(session), func, *args, queue_name="psp")
+
+    stuck = setting("PAYMENTS_ATTEMPT_STUCK_SECONDS")
+    stuck_seconds = float(stuck) if stuck else worst_case_call_seconds(config) + STUCK_MARGIN_SECONDS
+    expiry = setting("PAYMENTS_AUTHORIZATION_EXPIRY_SECONDS")
+    hmac_key = config.get("LEDGER_HMAC_KEY") or ""
+    return PaymentsDeps(
+        ledger_hmac_key=hmac_key.encode() if isinstance(hmac_key, str) else bytes(hmac_key),
+        enqueue=enqueue,
+        redis=app.extensions.get("redis"),
+        confirm_wait_seconds=float(setting("CONFIRM_WAIT_SECONDS", DEFAULT_CONFIRM_WAIT_SECONDS)),
+        attempt_stuck_after=timedelta(seconds=stuck_seconds),
+        authorization_expiry=timedelta(seconds=float(expiry)) if expiry else DEFAULT_AUTHORIZATION_EXPIRY,
+        test_vault=setting("PAYMENTS_TEST_VAULT", "sandbox"),
+        live_vault=setting("PAYMENTS_LIVE_VAULT", "stripe"),
+    )

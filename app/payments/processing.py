@@ -1,0 +1,520 @@
+"""Applying PSP outcomes to payments, and the sweeps that find owed work (no Flask, never commits).
+
+The jobs in app/jobs/payments.py own the transactions around these functions:
+
+    claim (commit) -> PSP call, no transaction open -> apply outcome (commit) -> notify waiters
+
+``claim_*`` takes a lease on an attempt or refund with a conditional UPDATE, so two runners (a job and
+the janitor, or a duplicate enqueue) never drive the same row at once; the PSP's idempotency key makes
+even an overlap after a lease expiry harmless. ``apply_*`` locks the payment row, then the attempt or
+refund (the payments lock order), and does nothing when the outcome was already applied: outcomes
+arrive at least once (job, janitor, late PSP callback), so applying is idempotent and writes events
+only for real changes.
+"""
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session
+
+from app.events import record_event
+from app.payments import booking, state
+from app.payments.deps import PaymentsDeps
+from app.payments.errors import InvalidTransition
+from app.payments.idempotency import relaxed_commit
+from app.payments.models import (
+    AttemptOperation,
+    AttemptStatus,
+    CaptureMethod,
+    Payment,
+    PaymentAttempt,
+    PaymentOrder,
+    PaymentStatus,
+    Refund,
+    RefundStatus,
+)
+from app.payments.serializers import refund_object
+from app.psp.interfaces import Outcome, PspResult
+from app.scoping import Scope
+
+log = logging.getLogger(__name__)
+
+# Ambiguous answers are asked about again with exponential backoff: 1 s, 2 s, 4 s ... capped at 5 min,
+# quick enough that a timed-out authorization resolves within seconds, gentle on a PSP that is down.
+UNKNOWN_BACKOFF_BASE_SECONDS = 1.0
+UNKNOWN_BACKOFF_CAP_SECONDS = 300.0
+# A pending 3-D Secure challenge is polled in case its callback is lost; shoppers take a minute or so.
+REQUIRES_ACTION_POLL_SECONDS = 60.0
+# ...for a day at most: a shopper who has not answered by then has left; the payment stays
+# requires_action until the merchant cancels it (which voids it at the PSP).
+REQUIRES_ACTION_POLL_FOR = timedelta(hours=24)
+# A refund the PSP surely did not process (503 after the router's own retries) is tried again later,
+# this many times, before it is marked failed.
+REFUND_MAX_TRIES = 8
+# Sweep batch: enough to drain a backlog quickly, small enough to keep each claim transaction short.
+SWEEP_BATCH = 100
+# After the janitor hands an attempt to a job it leaves it alone this long (the job's own lease
+# takes over as soon as it starts).
+SWEEP_RESCHEDULE_SECONDS = 30.0
+
+OPEN_FOR_CLAIM = (AttemptStatus.PROCESSING, AttemptStatus.UNKNOWN, AttemptStatus.REQUIRES_ACTION)
+
+
+@dataclass(frozen=True)
+class AttemptClaim:
+    """A snapshot of a claimed attempt: everything the job needs for its PSP call, no ORM rows."""
+
+    id: str
+    payment_id: str
+    operation: str
+    status: str              # before this claim
+    tries: int               # including this one
+    amount: int
+    currency: str
+    vault: str | None
+    token: str | None
+    connector: str | None
+    psp_reference: str | None
+    idempotency_key: str
+    return_url: str | None
+    merchant_id: str
+    livemode: bool
+
+
+@dataclass(frozen=True)
+class RefundClaim:
+    id: str
+    payment_id: str
+    merchant_id: str
+    livemode: bool
+    amount: int
+    currency: str
+    connector: str | None
+    psp_reference: str | None   # the authorization being refunded
+    refund_reference: str | None
+    idempotency_key: str
+    tries: int
+
+
+@dataclass
+class Applied:
+    """What applying an outcome did: whether anything changed, attempts to run next, waiters to wake."""
+
+    changed: bool = False
+    lease: bool = False
+    follow_ups: list[str] = field(default_factory=list)
+    notify: list[str] = field(default_factory=list)
+    # With lease_follow_ups: the follow-ups, already leased to the caller, who runs them at once.
+    claims: list[AttemptClaim] = field(default_factory=list)
+
+
+def unknown_backoff(tries: int) -> timedelta:
+    return timedelta(seconds=min(UNKNOWN_BACKOFF_BASE_SECONDS * 2 ** max(tries - 1, 0), UNKNOWN_BACKOFF_CAP_SECONDS))
+
+
+# PSP status words and what they mean for an authorization attempt.
+_AUTHORIZATION_STATUS = {
+    "authorized": Outcome.SUCCEEDED, "captured": Outcome.SUCCEEDED, "partially_captured": Outcome.SUCCEEDED,
+    "voided": Outcome.SUCCEEDED, "requires_capture": Outcome.SUCCEEDED, "succeeded": Outcome.SUCCEEDED,
+    "declined": Outcome.DECLINED, "requires_action": Outcome.REQUIRES_ACTION,
+}
+
+
+def as_authorization_result(result: PspResult) -> PspResult:
+    """A status query's answer read as the outcome of the authorization it describes."""
+    outcome = _AUTHORIZATION_STATUS.get(result.status or "")
+    if outcome is None or result.outcome in (Outcome.UNKNOWN, Outcome.NOT_PROCESSED):
+        return result
+    return PspResult(outcome=outcome, connector=result.connector, psp_reference=result.psp_reference,
+                     decline_code=result.decline_code, message=result.message, action_url=result.action_url,
+                     amount=result.amount, status=result.status, raw=result.raw, latency_ms=result.latency_ms)
+
+
+
+def authorization_result(data: dict[str, Any], connector: str | None) -> PspResult:
+    """A PSP's authorization object (e.g. a callback's data) read as an authorization outcome."""
+    status = data.get("status")
+    outcome = _AUTHORIZATION_STATUS.get(status or "", Outcome.UNKNOWN)
+    return PspResult(outcome=outcome, connector=connector or data.get("acquirer") or "",
+                     psp_reference=data.get("id"), status=status, raw=data,
+                     decline_code=data.get("decline_code") if outcome == Outcome.DECLINED else None,
+                     action_url=data.get("action_url") if outcome == Outcome.REQUIRES_ACTION else None)
+
+
+# -- claims ----------------------------------------------------------------------------------------------
+
+def claim_attempt(session: Session, attempt_id: str, deps: PaymentsDeps) -> AttemptClaim | None:
+    """Lease an open attempt for one run; None when it is resolved or another runner holds it.
+
+    One conditional UPDATE ... RETURNING (the claim does not change the status, so the status it
+    returns is the one the attempt had): the row lock lasts only for this statement's transaction.
+    """
+    now = deps.now()
+    lease = now + deps.attempt_stuck_after
+    # A lease lost in a crash only lets another runner send the same request again, with the same PSP
+    # idempotency key (the PSP answers it once): no need to wait for the WAL flush here.
+    relaxed_commit(session)
+    return_url = select(Payment.return_url).where(Payment.id == PaymentAttempt.payment_id).scalar_subquery()
+    row = session.execute(
+        update(PaymentAttempt)
+        .where(PaymentAttempt.id == attempt_id, PaymentAttempt.status.in_(OPEN_FOR_CLAIM),
+               or_(PaymentAttempt.lease_until.is_(None), PaymentAttempt.lease_until < now))
+        .values(lease_until=lease, next_attempt_at=lease, tries=PaymentAttempt.tries + 1,
+                started_at=func.coalesce(PaymentAttempt.started_at, now), updated_at=now)
+        .returning(PaymentAttempt.id, PaymentAttempt.payment_id, PaymentAttempt.operation, PaymentAttempt.status,
+                   PaymentAttempt.tries, PaymentAttempt.amount, PaymentAttempt.currency, PaymentAttempt.vault,
+                   PaymentAttempt.payment_method_token, PaymentAttempt.connector, PaymentAttempt.psp_reference,
+                   PaymentAttempt.idempotency_key, PaymentAttempt.merchant_id, PaymentAttempt.livemode,
+                   return_url.label("return_url"))
+    ).one_or_none()
+    if row is None:
+        return None
+    return AttemptClaim(
+        id=row.id, payment_id=row.payment_id, operation=row.operation, status=row.status, tries=row.tries,
+        amount=row.amount, currency=row.currency, vault=row.vault, token=row.payment_method_token,
+        connector=row.connector, psp_reference=row.psp_reference, idempotency_key=row.idempotency_key,
+        return_url=row.return_url, merchant_id=row.merchant_id, livemode=row.livemode)
+
+
+def claim_refund(session: Session, refund_id: str, deps: PaymentsDeps) -> RefundClaim | None:
+    """Lease a pending refund for one run; None when it is done or another runner holds it."""
+    now = deps.now()
+    lease = now + deps.attempt_stuck_after
+    relaxed_commit(session)  # as in claim_attempt: a lost lease means a re-send under the same key
+    row = session.execute(
+        update(Refund)
+        .where(Refund.id == refund_id, Refund.status == RefundStatus.PENDING,
+               or_(Refund.lease_until.is_(None), Refund.lease_until < now))
+        .values(lease_until=lease, next_attempt_at=lease, tries=Refund.tries + 1, updated_at=now)
+        .returning(Refund.id, Refund.payment_id, Refund.amount, Refund.currency, Refund.connector,
+                   Refund.psp_reference, Refund.idempotency_key, Refund.tries, Refund.merchant_id, Refund.livemode)
+    ).one_or_none()
+    if row is None:
+        return None
+    authorization = session.scalar(select(Payment.psp_reference).where(Payment.id == row.payment_id))
+    return RefundClaim(id=row.id, payment_id=row.payment_id, merchant_id=row.merchant_id, livemode=row.livemode,
+                       amount=row.amount, currency=row.currency,
+                       connector=row.connector, psp_reference=authorization, refund_reference=row.psp_reference,
+                       idempotency_key=row.idempotency_key, tries=row.tries)
+
+
+# -- applying outcomes -----------------------------------------------------------------------------------
+
+def _locked(session: Session, model, row_id: str):
+    return session.scalars(select(model).where(model.id == row_id).with_for_update()
+                           .execution_options(populate_existing=True)).one()
+
+
+def _latency(result: PspResult) -> int | None:
+    return int(result.latency_ms) if result.latency_ms is not None else None
+
+
+def _card_facts(payment: Payment, raw: dict[str, Any]) -> None:
+    card = raw.get("card") if isinstance(raw, dict) else None
+    if not isinstance(card, dict):
+        return
+    payment.card_brand = card.get("brand") or payment.card_brand
+    payment.card_last4 = card.get("last4") or payment.card_last4
+    payment.card_exp_month = card.get("exp_month") or payment.card_exp_month
+    payment.card_exp_year = card.get("exp_year") or payment.card_exp_year
+    payment.card_fingerprint = card.get("fingerprint") or payment.card_fingerprint
+
+
+def _error(result: PspResult, declined: bool) -> dict[str, Any]:
+    if declined:
+        return {"type": "card_error", "code": "card_declined", "decline_code": result.decline_code,
+                "message": result.message or f"The card was declined ({result.decline_code})."}
+    return {"type": "api_error", "code": result.decline_code or "processing_error", "decline_code": None,
+            "message": result.message or "The payment processor could not process this payment."}
+
+
+def _schedule_unknown(attempt: PaymentAttempt, result: PspResult, now: datetime) -> None:
+    attempt.status = AttemptStatus.UNKNOWN
+    attempt.connector = result.connector or attempt.connector
+    attempt.psp_reference = result.psp_reference or attempt.psp_reference
+    attempt.error_message = (result.message or "ambiguous answer from the PSP")[:1000]
+    attempt.next_attempt_at = now + unknown_backoff(attempt.tries)
+
+
+def apply_attempt_result(session: Session, attempt_id: str, result: PspResult, deps: PaymentsDeps, *,
+                         request_id: str | None = None, lease_follow_ups: bool = False,
+                         payment_id: str | None = None) -> Applied:
+    """Apply one PSP answer to an attempt and its payment, once; a repeat changes nothing.
+
+    ``lease_follow_ups``: the caller (a job) runs the follow-ups itself right after the commit, so
+    they are created already leased to it (``Applied.claims``), saving a claim transaction each.
+    """
+    if payment_id is None:
+        payment_id = session.scalar(select(PaymentAttempt.payment_id).where(PaymentAttempt.id == attempt_id))
+    payment = _locked(session, Payment, payment_id)
+    attempt = _locked(session, PaymentAttempt, attempt_id)
+    applied = Applied(lease=lease_follow_ups)
+    if attempt.status not in OPEN_FOR_CLAIM:
+        return applied  # already resolved: the outcome arrived before (job, janitor or callback)
+    now = deps.now()
+    attempt.lease_until = None
+    attempt.latency_ms = _latency(result) or attempt.latency_ms
+    attempt.psp_status = (result.status or attempt.psp_status)
+    scope = Scope(payment.merchant_id, payment.livemode)
+    handler = {AttemptOperation.AUTHORIZE: _apply_authorize, AttemptOperation.CAPTURE: _apply_capture,
+               AttemptOperation.VOID: _apply_void}[AttemptOperation(attempt.operation)]
+    before = (attempt.status, payment.status)
+    handler(session, scope, payment, attempt, result, deps, applied, now, request_id)
+    if attempt.status not in OPEN_FOR_CLAIM:
+        if not (attempt.operation == AttemptOperation.AUTHORIZE and applied.follow_ups):
+            # With an automatic capture to follow, the confirm wait goes on until the capture's outcome
+            # (which wakes the authorization's waiter too): its answer is then the final status.
+            applied.notify.append(attempt.id)
+        if attempt.operation == AttemptOperation.CAPTURE and payment.latest_attempt_id:
+            applied.notify.append(payment.latest_attempt_id)  # confirm waits on the authorization
+    elif result.outcome in (Outcome.UNKNOWN, Outcome.PENDING) and attempt.operation == AttemptOperation.AUTHORIZE:
+        applied.notify.append(attempt.id)  # stop the confirm wait early: it answers `processing`
+    applied.changed = (attempt.status, payment.status) != before or applied.changed
+    session.flush()
+    return applied
+
+
+def _apply_authorize(session, scope, payment, attempt, result, deps, applied, now, request_id) -> None:
+    outcome = result.outcome
+    attempt.connector = result.connector or attempt.connector
+    if outcome == Outcome.SUCCEEDED:
+        attempt.status = AttemptStatus.SUCCEEDED
+        attempt.finished_at, attempt.next_attempt_at = now, None
+        attempt.psp_reference = result.psp_reference or attempt.psp_reference
+        attempt.action_url = None
+        payment.connector, payment.psp_reference = attempt.connector, attempt.psp_reference
+        payment.amount_capturable = payment.amount
+        payment.authorized_at = now
+        payment.next_action_url = None
+        payment.last_error = None
+        _card_facts(payment, result.raw)
+        if payment.status == PaymentStatus.CANCELED:
+            # Authorized after the payment was canceled (3-D Secure approved late): release the hold.
+            _ensure_void(session, payment, deps, applied)
+            return
+        if payment.capture_method == CaptureMethod.AUTOMATIC:
+            if payment.status == PaymentStatus.REQUIRES_ACTION:
+                state.transition(session, payment, PaymentStatus.PROCESSING, request_id=request_id)
+            _new_follow_up(session, payment, AttemptOperation.CAPTURE, payment.amount, deps, applied)
+        else:
+            state.transition(session, payment, PaymentStatus.REQUIRES_CAPTURE, request_id=request_id)
+    elif outcome == Outcome.REQUIRES_ACTION:
+        first_time = attempt.status != AttemptStatus.REQUIRES_ACTION
+        attempt.status = AttemptStatus.REQUIRES_ACTION
+        attempt.psp_reference = result.psp_reference or attempt.psp_reference
+        attempt.action_url = result.action_url or attempt.action_url
+        attempt.next_attempt_at = now + timedelta(seconds=REQUIRES_ACTION_POLL_SECONDS)
+        if attempt.created_at is not None and attempt.created_at < now - REQUIRES_ACTION_POLL_FOR:
+            attempt.next_attempt_at = None
+        payment.connector, payment.psp_reference = attempt.connector, attempt.psp_reference
+        _card_facts(payment, result.raw)
+        if payment.status == PaymentStatus.CANCELED:
+            _ensure_void(session, payment, deps, applied)
+            return
+        payment.next_action_url = attempt.action_url
+        state.transition(session, payment, PaymentStatus.REQUIRES_ACTION, request_id=request_id)
+        if first_time:
+            applied.notify.append(attempt.id)  # the confirm wait answers requires_action now
+    elif outcome in (Outcome.DECLINED, Outcome.NOT_PROCESSED):
+        declined = outcome == Outcome.DECLINED
+        attempt.status = AttemptStatus.DECLINED if declined else AttemptStatus.FAILED
+        attempt.finished_at, attempt.next_attempt_at = now, None
+        attempt.psp_reference = result.psp_reference or attempt.psp_reference
+        attempt.decline_code = result.decline_code
+        attempt.error_message = (result.message or None) and result.message[:1000]
+        _card_facts(payment, result.raw)
+        if payment.status == PaymentStatus.CANCELED:
+            return
+        payment.last_error = _error(result, declined)
+        payment.next_action_url = None
+        payment.connector = payment.psp_reference = None
+        state.transition(session, payment, PaymentStatus.REQUIRES_PAYMENT_METHOD, request_id=request_id)
+    elif attempt.status == AttemptStatus.REQUIRES_ACTION:
+        # A status poll of a pending challenge that could not be answered: still pending, ask later.
+        attempt.next_attempt_at = now + timedelta(seconds=REQUIRES_ACTION_POLL_SECONDS)
+    else:  # UNKNOWN, PENDING: ask again later (janitor), never guess
+        _schedule_unknown(attempt, result, now)
+
+
+def _apply_capture(session, scope, payment, attempt, result, deps, applied, now, request_id) -> None:
+    outcome = result.outcome
+    if outcome == Outcome.SUCCEEDED:
+        attempt.status = AttemptStatus.SUCCEEDED
+        attempt.finished_at, attempt.next_attempt_at = now, None
+        captured = attempt.amount
+        orders = list(session.scalars(select(PaymentOrder).where(PaymentOrder.payment_id == payment.id)
+                                      .order_by(PaymentOrder.position).with_for_update()))
+        parts = booking.capture_parts(payment, orders, captured)
+        payment.capture_count += 1
+        payment.amount_received += captured
+        payment.amount_capturable = 0  # one capture per authorization: a partial capture releases the rest
+        payment.captured_at = now
+        for part in parts:
+            part.order.amount_captured += part.amount
+            part.order.fee_captured += part.fee
+        state.transition(session, payment, PaymentStatus.SUCCEEDED, request_id=request_id)
+        # The posting comes last: it locks ledger accounts (the platform's revenue account is hot) and
+        # holds them until our commit, which follows right after without any network call.
+        booking.book_capture(session, payment, parts, captured, hmac_key=deps.ledger_hmac_key,
+                             capture_number=payment.capture_count)
+    elif outcome in (Outcome.DECLINED, Outcome.NOT_PROCESSED):
+        attempt.status = AttemptStatus.DECLINED if outcome == Outcome.DECLINED else AttemptStatus.FAILED
+        attempt.finished_at, attempt.next_attempt_at = now, None
+        attempt.decline_code = result.decline_code
+        attempt.error_message = (result.message or None) and result.message[:1000]
+        payment.last_error = _error(result, outcome == Outcome.DECLINED)
+        if payment.status == PaymentStatus.PROCESSING:
+            # Automatic capture failed after a good authorization: hold it for a manual capture or cancel.
+            state.transition(session, payment, PaymentStatus.REQUIRES_CAPTURE, request_id=request_id)
+    else:
+        _schedule_unknown(attempt, result, now)
+
+
+def _apply_void(session, scope, payment, attempt, result, deps, applied, now, request_id) -> None:
+    outcome = result.outcome
+    if outcome == Outcome.SUCCEEDED or (outcome == Outcome.DECLINED and result.status == "voided"):
+        attempt.status = AttemptStatus.SUCCEEDED
+        attempt.finished_at, attempt.next_attempt_at = now, None
+        payment.amount_capturable = 0
+    elif outcome in (Outcome.DECLINED, Outcome.NOT_PROCESSED):
+        attempt.status = AttemptStatus.FAILED
+        attempt.finished_at, attempt.next_attempt_at = now, None
+        attempt.decline_code = result.decline_code
+        attempt.error_message = (result.message or None) and result.message[:1000]
+        log.warning("void of payment %s failed: %s %s", payment.id, result.decline_code, result.message)
+    else:
+        _schedule_unknown(attempt, result, now)
+
+
+def _new_follow_up(session, payment: Payment, operation: str, amount: int, deps: PaymentsDeps,
+                   applied: Applied) -> PaymentAttempt:
+    """An attempt the caller runs next (inline in a job, or enqueued after commit by a callback)."""
+    from app.payments.service import new_attempt
+
+    attempt = new_attempt(session, payment, operation, amount, deps, stage=False)
+    applied.follow_ups.append(attempt.id)
+    if getattr(applied, "lease", False):
+        now = deps.now()
+        attempt.lease_until = attempt.next_attempt_at = now + deps.attempt_stuck_after
+        attempt.tries, attempt.started_at = 1, now
+        applied.claims.append(AttemptClaim(
+            id=attempt.id, payment_id=payment.id, operation=operation, status=attempt.status, tries=1,
+            amount=amount, currency=attempt.currency, vault=attempt.vault, token=attempt.payment_method_token,
+            connector=attempt.connector, psp_reference=attempt.psp_reference,
+            idempotency_key=attempt.idempotency_key, return_url=payment.return_url,
+            merchant_id=payment.merchant_id, livemode=payment.livemode))
+    return attempt
+
+
+def _ensure_void(session, payment: Payment, deps: PaymentsDeps, applied: Applied) -> None:
+    exists = session.scalar(select(func.count()).select_from(PaymentAttempt).where(
+        PaymentAttempt.payment_id == payment.id, PaymentAttempt.operation == AttemptOperation.VOID,
+        PaymentAttempt.status.in_((AttemptStatus.PROCESSING, AttemptStatus.UNKNOWN, AttemptStatus.SUCCEEDED))))
+    if not exists:
+        _new_follow_up(session, payment, AttemptOperation.VOID, payment.amount, deps, applied)
+
+
+def apply_refund_result(session: Session, refund_id: str, result: PspResult, deps: PaymentsDeps, *,
+                        request_id: str | None = None) -> Applied:
+    """Book a succeeded refund, record a failed one, or schedule another try; once."""
+    payment_id = session.scalar(select(Refund.payment_id).where(Refund.id == refund_id))
+    payment = _locked(session, Payment, payment_id)
+    refund = _locked(session, Refund, refund_id)
+    applied = Applied()
+    if refund.status != RefundStatus.PENDING:
+        return applied
+    now = deps.now()
+    scope = Scope(payment.merchant_id, payment.livemode)
+    refund.lease_until = None
+    refund.latency_ms = _latency(result) or refund.latency_ms
+    refund.psp_reference = result.psp_reference or refund.psp_reference
+    refund.connector = result.connector or refund.connector
+    outcome = result.outcome
+    if outcome == Outcome.SUCCEEDED:
+        orders = list(session.scalars(select(PaymentOrder).where(PaymentOrder.payment_id == payment.id)
+                                      .order_by(PaymentOrder.position).with_for_update()))
+        parts = booking.refund_parts(orders, refund)
+        for part in parts:
+            part.order.amount_refunded += part.amount
+            part.order.fee_refunded += part.fee
+        fees = {part.order.id: part.fee for part in parts}
+        refund.allocations = [{**a, "fee": fees.get(a["order"], 0)} for a in refund.allocations]
+        payment.amount_refunded += refund.amount
+        refund.status = RefundStatus.SUCCEEDED
+        event = "refund.succeeded"
+    elif outcome == Outcome.DECLINED or (outcome == Outcome.NOT_PROCESSED and refund.tries >= REFUND_MAX_TRIES):
+        refund.status = RefundStatus.FAILED
+        refund.failure_code = result.decline_code or "processing_error"
+        refund.failure_message = (result.message or "The refund failed at the payment processor.")[:1000]
+        event = "refund.failed"
+    else:  # UNKNOWN / PENDING / NOT_PROCESSED with tries left: again later, with the same key
+        refund.next_attempt_at = now + unknown_backoff(refund.tries)
+        session.flush()
+        return applied
+    refund.finished_at = now
+    refund.next_attempt_at = None
+    refund.updated_at = now
+    session.flush()
+    record_event(session, scope, event, "refund", refund.id, refund_object(refund), request_id=request_id)
+    if refund.status == RefundStatus.SUCCEEDED:
+        # Last in the transaction (ledger account locks are held until the commit that follows).
+        booking.book_refund(session, payment, refund, parts, hmac_key=deps.ledger_hmac_key)
+    applied.changed = True
+    applied.notify.append(refund.id)
+    return applied
+
+
+# -- sweeps ----------------------------------------------------------------------------------------------
+
+def due_attempts(session: Session, deps: PaymentsDeps, *, batch: int = SWEEP_BATCH) -> list[str]:
+    """The janitor's pick: open attempts past their due time and not leased; rescheduled as handed out.
+
+    FOR UPDATE SKIP LOCKED lets two sweeps (two workers' schedulers) share the work without waiting.
+    """
+    now = deps.now()
+    rows = session.scalars(
+        select(PaymentAttempt).where(
+            PaymentAttempt.status.in_(OPEN_FOR_CLAIM), PaymentAttempt.next_attempt_at <= now,
+            or_(PaymentAttempt.lease_until.is_(None), PaymentAttempt.lease_until < now))
+        .order_by(PaymentAttempt.next_attempt_at).limit(batch).with_for_update(skip_locked=True)).all()
+    for row in rows:
+        row.next_attempt_at = now + timedelta(seconds=SWEEP_RESCHEDULE_SECONDS)
+    session.flush()
+    return [row.id for row in rows]
+
+
+def due_refunds(session: Session, deps: PaymentsDeps, *, batch: int = SWEEP_BATCH) -> list[str]:
+    """Pending refunds past their due time and not leased (same rules as due_attempts)."""
+    now = deps.now()
+    rows = session.scalars(
+        select(Refund).where(Refund.status == RefundStatus.PENDING, Refund.next_attempt_at <= now,
+                             or_(Refund.lease_until.is_(None), Refund.lease_until < now))
+        .order_by(Refund.next_attempt_at).limit(batch).with_for_update(skip_locked=True)).all()
+    for row in rows:
+        row.next_attempt_at = now + timedelta(seconds=SWEEP_RESCHEDULE_SECONDS)
+    session.flush()
+    return [row.id for row in rows]
+
+
+def expire_authorizations(session: Session, deps: PaymentsDeps, *, batch: int = SWEEP_BATCH) -> list[str]:
+    """Cancel payments authorized longer ago than the configured expiry; their void jobs are staged."""
+    from app.payments.service import cancel_payment
+
+    cutoff = deps.now() - deps.authorization_expiry
+    payments = session.scalars(
+        select(Payment).where(Payment.status == PaymentStatus.REQUIRES_CAPTURE, Payment.authorized_at < cutoff)
+        .order_by(Payment.authorized_at).limit(batch).with_for_update(skip_locked=True)).all()
+    expired = []
+    for payment in payments:
+        if state.has_open_attempt(session, payment.id):
+            continue  # a capture is running; its outcome decides
+        try:
+            with session.begin_nested():
+                cancel_payment(session, Scope(payment.merchant_id, payment.livemode), payment.id, deps,
+                               reason="expired", payment=payment)
+            expired.append(payment.id)
+        except InvalidTransition:
+            log.warning("could not expire payment %s", payment.id, exc_info=True)
+    return expired

@@ -1,0 +1,589 @@
+"""The payments service: sellers, create / confirm / capture / cancel, refunds (no Flask).
+
+Every write is an idempotent ``Operation`` (app/payments/idempotency.py) made of atomic phases: the
+API, the checkout page and dashboard forms call ``idempotency.execute(..., "payment.confirm", params,
+key=...)`` and get the same semantics. The first phase validates, takes the payment's row lock and does
+all database work in one transaction (state move + Event + attempt row + job staged after commit);
+the PSP call itself happens in a worker (app/jobs/payments.py), never under a row lock. The last
+phase waits (outside any transaction) up to ``confirm_wait_seconds`` for the worker's outcome and
+answers with the payment as it is then.
+
+Parameters arrive as plain dicts of already type-checked values (the API checks types with
+app.api.params; checkout and dashboard build them directly); this module checks the domain rules.
+
+Lock order, everywhere in payments: idempotency key row -> payment row -> its attempts, orders and
+refunds -> ledger accounts (the ledger locks those in sorted order itself). Holding the payment row
+``FOR UPDATE`` makes each check-then-act (status, capturable and refundable amounts) atomic under
+READ COMMITTED without needing SERIALIZABLE retries.
+"""
+import logging
+import re
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from app.events import record_event
+from app.ids import new_id
+from app.money import MoneyError, allocate, normalize_currency
+from app.payments import idempotency, state
+from app.payments.deps import PaymentsDeps
+from app.payments.errors import AmountTooLarge, InvalidRequest, InvalidTransition, NotFound
+from app.payments.idempotency import STARTED, Next, Operation, Phase, PhaseContext, Response
+from app.payments.models import (
+    AttemptOperation,
+    AttemptStatus,
+    CaptureMethod,
+    Payment,
+    PaymentAttempt,
+    PaymentOrder,
+    PaymentStatus,
+    Refund,
+    RefundStatus,
+    Seller,
+)
+from app.payments.serializers import payment_object, refund_object, seller_object
+from app.scoping import Scope
+
+log = logging.getLogger(__name__)
+
+# Stripe's ceiling for one payment (eight digits of minor units); it also keeps sums far from bigint limits.
+MAX_AMOUNT = 99_999_999
+# A split names at most this many sellers: a marketplace basket, not a payroll.
+MAX_SPLIT_SELLERS = 50
+METADATA_MAX_KEYS = 50
+METADATA_KEY_MAX = 40
+METADATA_VALUE_MAX = 500
+CANCELLATION_REASONS = ("duplicate", "fraudulent", "requested_by_customer", "abandoned")
+# Reasons only Kassa itself gives (the expiry sweep), never accepted from a client.
+SYSTEM_CANCELLATION_REASONS = ("expired",)
+REFUND_REASONS = ("duplicate", "fraudulent", "requested_by_customer")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_URL = re.compile(r"^https?://[^\s]+$")
+OUTCOME_KEY = "kassa:payments:outcome:{}"
+# Outcome notifications outlive any waiter (at most a few seconds) and then vanish by themselves.
+OUTCOME_TTL_SECONDS = 60
+# BLPOP must return before the Redis client's 5 s socket timeout (app/extensions.py).
+MAX_WAIT_SECONDS = 4.0
+
+
+# -- waiting for the worker ------------------------------------------------------------------------------
+
+def outcome_key(object_id: str) -> str:
+    """Redis list a job pushes to once the outcome of an attempt or refund is committed."""
+    return OUTCOME_KEY.format(object_id)
+
+
+def notify_outcome(redis, object_ids: list[str]) -> None:
+    """Wake whoever waits for these attempts or refunds; call only after the commit (best effort)."""
+    if redis is None or not object_ids:
+        return
+    try:
+        pipe = redis.pipeline(transaction=False)
+        for object_id in object_ids:
+            pipe.rpush(outcome_key(object_id), "1")
+            pipe.expire(outcome_key(object_id), OUTCOME_TTL_SECONDS)
+        pipe.execute()
+    except Exception:  # noqa: BLE001 - a lost wake-up only means the waiter answers `processing`
+        log.warning("could not publish payment outcome", exc_info=True)
+
+
+def wait_for_outcome(deps: PaymentsDeps, object_id: str) -> bool:
+    """Block (no database connection, no lock held) until the job signals or the wait times out."""
+    seconds = min(deps.confirm_wait_seconds, MAX_WAIT_SECONDS)
+    if deps.redis is None or seconds <= 0:
+        return False
+    try:
+        return deps.redis.blpop([outcome_key(object_id)], timeout=seconds) is not None
+    except Exception:  # noqa: BLE001 - Redis trouble must not fail a payment that is already under way
+        log.warning("could not wait for payment outcome", exc_info=True)
+        return False
+
+
+# -- validation helpers ----------------------------------------------------------------------------------
+
+def _amount(value: Any, param: str, *, required: bool = True) -> int | None:
+    if value is None:
+        if required:
+            raise InvalidRequest(f"Missing required parameter: {param}.", param=param, code="parameter_missing")
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidRequest(f"{param} must be an integer number of minor units.", param=param)
+    if value < 1:
+        raise InvalidRequest(f"{param} must be at least 1.", param=param)
+    if value > MAX_AMOUNT:
+        raise InvalidRequest(f"{param} must be at most {MAX_AMOUNT}.", param=param)
+    return value
+
+
+def _currency(value: Any) -> str:
+    try:
+        return normalize_currency(value)
+    except MoneyError:
+        raise InvalidRequest("currency must be a supported ISO 4217 currency code.", param="currency",
+                             code="currency_unsupported") from None
+
+
+def _text(value: Any, param: str, max_length: int) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > max_length:
+        raise InvalidRequest(f"{param} must be a string of at most {max_length} characters.", param=param)
+    return value
+
+
+def _metadata(value: Any) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or len(value) > METADATA_MAX_KEYS:
+        raise InvalidRequest(f"metadata must be an object with at most {METADATA_MAX_KEYS} keys.", param="metadata")
+    for key, item in value.items():
+        if not isinstance(key, str) or not 0 < len(key) <= METADATA_KEY_MAX:
+            raise InvalidRequest(f"metadata keys are 1 to {METADATA_KEY_MAX} characters.", param="metadata")
+        if not isinstance(item, str) or len(item) > METADATA_VALUE_MAX:
+            raise InvalidRequest(f"metadata values are strings of at most {METADATA_VALUE_MAX} characters.",
+                                 param=f"metadata[{key}]")
+    return dict(value)
+
+
+def _email(value: Any) -> str | None:
+    value = _text(value, "customer_email", 320)
+    if value is not None and not _EMAIL.match(value):
+        raise InvalidRequest("customer_email must be a valid email address.", param="customer_email")
+    return value
+
+
+def _url(value: Any, param: str) -> str | None:
+    value = _text(value, param, 2000)
+    if value is not None and not _URL.match(value):
+        raise InvalidRequest(f"{param} must be an http(s) URL.", param=param)
+    return value
+
+
+def _token(value: Any) -> str | None:
+    value = _text(value, "payment_method", 255)
+    if value is not None and not value:
+        raise InvalidRequest("payment_method must not be empty.", param="payment_method")
+    return value
+
+
+# -- sellers ---------------------------------------------------------------------------------------------
+
+def default_seller(session: Session, scope: Scope) -> Seller:
+    """The book's default seller, created on first use (concurrent first uses create exactly one)."""
+    statement = scope.select(Seller, Seller.is_default.is_(True))
+    seller = session.scalars(statement).one_or_none()
+    if seller is not None:
+        return seller
+    # The partial unique index on (merchant_id, livemode) WHERE is_default makes a concurrent creator
+    # wait for our commit and then insert nothing; its next SELECT sees our row.
+    session.execute(insert(Seller).values(
+        id=new_id("sel"), merchant_id=scope.merchant_id, livemode=scope.livemode, name="Default seller",
+        is_default=True, metadata_={},
+    ).on_conflict_do_nothing(index_elements=["merchant_id", "livemode"], index_where=Seller.is_default))
+    return session.scalars(statement).one()
+
+
+def create_seller(session: Session, scope: Scope, *, name: str, email: str | None = None,
+                  metadata: dict | None = None) -> Seller:
+    """A new (non-default) seller of the book."""
+    name = _text(name, "name", 200)
+    if not name:
+        raise InvalidRequest("Missing required parameter: name.", param="name", code="parameter_missing")
+    seller = scope.new(Seller, id=new_id("sel"), name=name, email=_text(email, "email", 320),
+                       is_default=False, metadata_=_metadata(metadata))
+    session.add(seller)
+    session.flush()
+    return seller
+
+
+def get_seller(session: Session, scope: Scope, seller_id: str) -> Seller:
+    """The scope's seller, or NotFound."""
+    seller = scope.get(session, Seller, seller_id) if isinstance(seller_id, str) else None
+    if seller is None:
+        raise NotFound(f"No such seller: '{seller_id}'.", param="seller")
+    return seller
+
+
+# -- payments --------------------------------------------------------------------------------------------
+
+def get_payment(session: Session, scope: Scope, payment_id: str, *, for_update: bool = False,
+                param: str = "payment") -> Payment:
+    """The scope's payment, or NotFound (also when it belongs to another merchant or mode)."""
+    payment = scope.get(session, Payment, payment_id, for_update=for_update) if isinstance(payment_id, str) else None
+    if payment is None:
+        raise NotFound(f"No such payment: '{payment_id}'.", param=param)
+    return payment
+
+
+def _split(session: Session, scope: Scope, amount: int, split: Any) -> list[tuple[str, int, int]]:
+    """[(seller_id, amount, fee)] from the request's split, or everything to the default seller."""
+    if split is None:
+        return [(default_seller(session, scope).id, amount, 0)]
+    if not isinstance(split, list) or not split:
+        raise InvalidRequest("split must be a non-empty list of {seller, amount, fee}.", param="split")
+    if len(split) > MAX_SPLIT_SELLERS:
+        raise InvalidRequest(f"split can name at most {MAX_SPLIT_SELLERS} sellers.", param="split")
+    parts, seen = [], set()
+    for index, item in enumerate(split):
+        name = f"split[{index}]"
+        if not isinstance(item, dict):
+            raise InvalidRequest(f"{name} must be an object.", param=name)
+        seller_id = item.get("seller")
+        if seller_id in seen:
+            raise InvalidRequest(f"{name}[seller] names a seller twice.", param=f"{name}[seller]")
+        seen.add(seller_id)
+        get_seller_or_param = scope.get(session, Seller, seller_id) if isinstance(seller_id, str) else None
+        if get_seller_or_param is None:
+            raise InvalidRequest(f"No such seller: '{seller_id}'.", param=f"{name}[seller]", code="resource_missing")
+        part = _amount(item.get("amount"), f"{name}[amount]")
+        fee = item.get("fee") or 0
+        if isinstance(fee, bool) or not isinstance(fee, int) or fee < 0:
+            raise InvalidRequest(f"{name}[fee] must be a non-negative integer.", param=f"{name}[fee]")
+        if fee > part:
+            raise InvalidRequest(f"{name}[fee] cannot exceed {name}[amount].", param=f"{name}[fee]")
+        parts.append((seller_id, part, fee))
+    total = sum(p[1] for p in parts)
+    if total != amount:
+        raise InvalidRequest(f"The split's amounts add up to {total}, not to the payment's amount {amount}.",
+                             param="split", code="split_mismatch")
+    return parts
+
+
+def create_payment(session: Session, scope: Scope, params: dict[str, Any], deps: PaymentsDeps, *,
+                   request_id: str | None = None) -> Payment:
+    """A new payment with its orders (one per seller) and its payment.created event."""
+    amount = _amount(params.get("amount"), "amount")
+    currency = _currency(params.get("currency"))
+    capture_method = params.get("capture_method") or CaptureMethod.AUTOMATIC
+    if capture_method not in tuple(CaptureMethod):
+        raise InvalidRequest("capture_method must be automatic or manual.", param="capture_method")
+    token = _token(params.get("payment_method"))
+    if params.get("confirm") and token is None:
+        raise InvalidRequest("confirm=true needs a payment_method.", param="payment_method",
+                             code="parameter_missing")
+    parts = _split(session, scope, amount, params.get("split"))
+    now = deps.now()
+    payment = scope.new(
+        Payment, id=new_id("pay"), amount=amount, currency=currency,
+        status=PaymentStatus.REQUIRES_CONFIRMATION if token else PaymentStatus.REQUIRES_PAYMENT_METHOD,
+        capture_method=capture_method, amount_capturable=0, amount_received=0, amount_refunded=0,
+        customer_email=_email(params.get("customer_email")),
+        description=_text(params.get("description"), "description", 1000),
+        metadata_=_metadata(params.get("metadata")),
+        payment_method_token=token, payment_method_vault=deps.vault_for(scope.livemode) if token else None,
+        return_url=_url(params.get("return_url"), "return_url"), capture_count=0,
+        created_at=now, updated_at=now,
+    )
+    session.add(payment)
+    session.flush()
+    for position, (seller_id, part, fee) in enumerate(parts):
+        session.add(scope.new(PaymentOrder, id=new_id("po"), payment_id=payment.id, seller_id=seller_id,
+                              position=position, amount=part, fee=fee, amount_captured=0, fee_captured=0,
+                              amount_refunded=0, fee_refunded=0))
+    session.flush()
+    record_event(session, scope, "payment.created", "payment", payment.id, payment_object(session, payment),
+                 request_id=request_id)
+    return payment
+
+
+def new_attempt(session: Session, payment: Payment, operation: str, amount: int, deps: PaymentsDeps, *,
+                stage: bool = True) -> PaymentAttempt:
+    """An attempt row in ``processing`` with its PSP idempotency key; its job staged after commit.
+
+    ``next_attempt_at`` is the janitor's backstop: if the job is lost (Redis down, worker killed) the
+    attempt is resolved once it has outlived any job run. ``stage=False`` when the caller runs the
+    attempt itself (a job continuing with the automatic capture).
+    """
+    now = deps.now()
+    attempt_id = new_id("att")
+    attempt = PaymentAttempt(
+        id=attempt_id, merchant_id=payment.merchant_id, livemode=payment.livemode, payment_id=payment.id,
+        operation=operation, status=AttemptStatus.PROCESSING, amount=amount, currency=payment.currency,
+        vault=payment.payment_method_vault,
+        payment_method_token=payment.payment_method_token if operation == AttemptOperation.AUTHORIZE else None,
+        connector=None if operation == AttemptOperation.AUTHORIZE else payment.connector,
+        psp_reference=None if operation == AttemptOperation.AUTHORIZE else payment.psp_reference,
+        # Derived from the attempt id: every try of this attempt, at any connector, carries it.
+        idempotency_key=f"kassa-{attempt_id}", tries=0,
+        next_attempt_at=now + deps.attempt_stuck_after, created_at=now, updated_at=now,
+    )
+    session.add(attempt)
+    session.flush()
+    if stage and deps.enqueue is not None:
+        deps.enqueue(session, "app.jobs.payments.run_attempt", attempt.id)
+    return attempt
+
+
+def confirm_payment(session: Session, scope: Scope, payment_id: str, deps: PaymentsDeps, *,
+                    payment_method: str | None = None, return_url: str | None = None,
+                    request_id: str | None = None, payment: Payment | None = None) -> PaymentAttempt:
+    """Attach the card token and start an authorization attempt (payment -> processing).
+
+    ``payment``: the row, when the caller holds it locked already (created in this transaction).
+    """
+    if payment is None:
+        payment = get_payment(session, scope, payment_id, for_update=True)
+    token = _token(payment_method)
+    return_url = _url(return_url, "return_url")
+    if payment.status not in (PaymentStatus.REQUIRES_PAYMENT_METHOD, PaymentStatus.REQUIRES_CONFIRMATION):
+        raise InvalidTransition(f"This payment's status is {payment.status}; only a payment that requires a "
+                                "payment method or confirmation can be confirmed.")
+    if token is None and (payment.status == PaymentStatus.REQUIRES_PAYMENT_METHOD or not payment.payment_method_token):
+        raise InvalidRequest("Missing required parameter: payment_method.", param="payment_method",
+                             code="parameter_missing")
+    if token is not None and token != payment.payment_method_token:
+        payment.payment_method_token = token
+        payment.payment_method_vault = deps.vault_for(scope.livemode)
+        # The card facts come with the authorization answer (the PSP resolves the token).
+        payment.card_brand = payment.card_last4 = payment.card_fingerprint = None
+        payment.card_exp_month = payment.card_exp_year = None
+    if return_url:
+        payment.return_url = return_url
+    payment.last_error = None
+    payment.next_action_url = None
+    attempt = new_attempt(session, payment, AttemptOperation.AUTHORIZE, payment.amount, deps)
+    payment.latest_attempt_id = attempt.id
+    state.transition(session, payment, PaymentStatus.PROCESSING, request_id=request_id)
+    return attempt
+
+
+def start_capture(session: Session, scope: Scope, payment_id: str, deps: PaymentsDeps, *,
+                  amount: int | None = None, request_id: str | None = None) -> PaymentAttempt:
+    """Stage a (full or partial) capture of an authorized payment; the worker books it on success."""
+    payment = get_payment(session, scope, payment_id, for_update=True)
+    amount = _amount(amount, "amount", required=False)
+    if payment.status != PaymentStatus.REQUIRES_CAPTURE:
+        raise InvalidTransition(f"This payment's status is {payment.status}; only a payment that requires "
+                                "capture can be captured.")
+    if state.has_open_attempt(session, payment.id):
+        raise InvalidTransition("A capture of this payment is already in progress.",
+                                code="payment_capture_in_progress")
+    amount = amount if amount is not None else payment.amount_capturable
+    if amount > payment.amount_capturable:
+        raise AmountTooLarge(f"amount {amount} exceeds the capturable amount {payment.amount_capturable}.",
+                             param="amount")
+    return new_attempt(session, payment, AttemptOperation.CAPTURE, amount, deps)
+
+
+def cancel_payment(session: Session, scope: Scope, payment_id: str, deps: PaymentsDeps, *,
+                   reason: str | None = None, request_id: str | None = None,
+                   payment: Payment | None = None) -> Payment:
+    """Cancel; an authorization (or a pending 3-D Secure one) is voided at the PSP by a staged job."""
+    if payment is None:
+        payment = get_payment(session, scope, payment_id, for_update=True)
+    if reason is not None and reason not in CANCELLATION_REASONS + SYSTEM_CANCELLATION_REASONS:
+        raise InvalidRequest(f"cancellation_reason must be one of: {', '.join(CANCELLATION_REASONS)}.",
+                             param="cancellation_reason")
+    needs_void = payment.status in (PaymentStatus.REQUIRES_CAPTURE, PaymentStatus.REQUIRES_ACTION)
+    if needs_void and payment.status == PaymentStatus.REQUIRES_ACTION and not payment.psp_reference:
+        latest = session.get(PaymentAttempt, payment.latest_attempt_id) if payment.latest_attempt_id else None
+        if latest is not None and latest.psp_reference:
+            payment.connector, payment.psp_reference = latest.connector, latest.psp_reference
+        else:
+            needs_void = False
+    payment.cancellation_reason = reason
+    payment.next_action_url = None
+    state.transition(session, payment, PaymentStatus.CANCELED, request_id=request_id)
+    if needs_void:
+        new_attempt(session, payment, AttemptOperation.VOID, payment.amount, deps)
+    return payment
+
+
+# -- refunds ---------------------------------------------------------------------------------------------
+
+def get_refund(session: Session, scope: Scope, refund_id: str) -> Refund:
+    """The scope's refund, or NotFound."""
+    refund = scope.get(session, Refund, refund_id) if isinstance(refund_id, str) else None
+    if refund is None:
+        raise NotFound(f"No such refund: '{refund_id}'.", param="refund")
+    return refund
+
+
+def pending_refunds_by_order(session: Session, payment_id: str) -> dict[str, int]:
+    """Per order id: the amount of this payment's refunds still waiting for the PSP."""
+    pending: dict[str, int] = {}
+    for allocations in session.scalars(select(Refund.allocations).where(
+            Refund.payment_id == payment_id, Refund.status == RefundStatus.PENDING)):
+        for part in allocations:
+            pending[part["order"]] = pending.get(part["order"], 0) + part["amount"]
+    return pending
+
+
+def create_refund(session: Session, scope: Scope, params: dict[str, Any], deps: PaymentsDeps, *,
+                  request_id: str | None = None) -> Refund:
+    """A pending refund of a captured payment, allocated per seller (given, or pro rata by what is left)."""
+    payment = get_payment(session, scope, params.get("payment"), for_update=True)
+    amount = _amount(params.get("amount"), "amount", required=False)
+    reason = params.get("reason")
+    if reason is not None and reason not in REFUND_REASONS:
+        raise InvalidRequest(f"reason must be one of: {', '.join(REFUND_REASONS)}.", param="reason")
+    if payment.status != PaymentStatus.SUCCEEDED or payment.amount_received <= 0:
+        raise InvalidTransition(f"This payment's status is {payment.status}; only captured payments can be refunded.",
+                                param="payment")
+    orders = session.scalars(select(PaymentOrder).where(PaymentOrder.payment_id == payment.id)
+                             .order_by(PaymentOrder.position)).all()
+    pending = pending_refunds_by_order(session, payment.id)
+    left = {o.id: o.amount_captured - o.amount_refunded - pending.get(o.id, 0) for o in orders}
+    refundable = sum(left.values())
+    if refundable <= 0:
+        raise AmountTooLarge("This payment has already been refunded in full.", param="payment",
+                             code="charge_already_refunded")
+    by_seller = {o.seller_id: o for o in orders}
+    requested = params.get("sellers")
+    if requested:
+        if not isinstance(requested, list):
+            raise InvalidRequest("sellers must be a list of {seller, amount}.", param="sellers")
+        parts: dict[str, int] = {}
+        for index, item in enumerate(requested):
+            name = f"sellers[{index}]"
+            seller_id = item.get("seller") if isinstance(item, dict) else None
+            order = by_seller.get(seller_id)
+            if order is None:
+                raise InvalidRequest(f"{name}[seller] is not part of this payment's split.", param=f"{name}[seller]")
+            if order.id in parts:
+                raise InvalidRequest(f"{name}[seller] names a seller twice.", param=f"{name}[seller]")
+            part = _amount(item.get("amount"), f"{name}[amount]")
+            if part > left[order.id]:
+                raise AmountTooLarge(f"{name}[amount] {part} exceeds what is refundable for this seller "
+                                     f"({left[order.id]}).", param=f"{name}[amount]")
+            parts[order.id] = part
+        total = sum(parts.values())
+        if amount is not None and amount != total:
+            raise InvalidRequest(f"The sellers' amounts add up to {total}, not to amount {amount}.",
+                                 param="sellers", code="split_mismatch")
+        amount = total
+    else:
+        amount = amount if amount is not None else refundable
+        if amount > refundable:
+            raise AmountTooLarge(f"amount {amount} exceeds the refundable amount {refundable}.", param="amount")
+        weights = [max(left[o.id], 0) for o in orders]
+        parts = {o.id: share for o, share in zip(orders, allocate(amount, weights), strict=True) if share}
+    now = deps.now()
+    refund_id = new_id("re")
+    refund = scope.new(
+        Refund, id=refund_id, payment_id=payment.id, amount=amount, currency=payment.currency,
+        status=RefundStatus.PENDING, reason=reason, metadata_=_metadata(params.get("metadata")),
+        allocations=[{"order": o.id, "seller": o.seller_id, "amount": parts[o.id], "fee": None}
+                     for o in orders if parts.get(o.id)],
+        connector=payment.connector, psp_reference=None, idempotency_key=f"kassa-{refund_id}", tries=0,
+        next_attempt_at=now + deps.attempt_stuck_after, created_at=now, updated_at=now,
+    )
+    session.add(refund)
+    session.flush()
+    record_event(session, scope, "refund.created", "refund", refund.id, refund_object(refund), request_id=request_id)
+    if deps.enqueue is not None:
+        deps.enqueue(session, "app.jobs.payments.run_refund", refund.id)
+    return refund
+
+
+# -- listing ---------------------------------------------------------------------------------------------
+
+def list_page(session: Session, statement, model, *, limit: int, starting_after: str | None = None,
+              ending_before: str | None = None) -> tuple[list, bool]:
+    """Keyset pagination, newest first by id (ULIDs sort by creation): (rows, has_more)."""
+    if starting_after:
+        statement = statement.where(model.id < starting_after)
+    if ending_before:
+        rows = session.scalars(statement.where(model.id > ending_before).order_by(model.id.asc())
+                               .limit(limit + 1)).all()
+        has_more = len(rows) > limit
+        return list(reversed(rows[:limit])), has_more
+    rows = session.scalars(statement.order_by(model.id.desc()).limit(limit + 1)).all()
+    return list(rows[:limit]), len(rows) > limit
+
+
+def payments_query(scope: Scope, *, status: str | None = None, customer_email: str | None = None,
+                   seller: str | None = None, created_gte: datetime | None = None,
+                   created_lte: datetime | None = None):
+    """The scope's payments filtered as the list endpoint allows."""
+    statement = scope.select(Payment)
+    if status:
+        statement = statement.where(Payment.status == status)
+    if customer_email:
+        statement = statement.where(func.lower(Payment.customer_email) == customer_email.lower())
+    if seller:
+        statement = statement.where(Payment.id.in_(
+            select(PaymentOrder.payment_id).where(PaymentOrder.merchant_id == scope.merchant_id,
+                                                  PaymentOrder.livemode == scope.livemode,
+                                                  PaymentOrder.seller_id == seller)))
+    if created_gte:
+        statement = statement.where(Payment.created_at >= created_gte)
+    if created_lte:
+        statement = statement.where(Payment.created_at <= created_lte)
+    return statement
+
+
+# -- idempotent operations (phases) ----------------------------------------------------------------------
+
+def _payment_response(ctx: PhaseContext, status: int = 200) -> Response:
+    payment = get_payment(ctx.session, ctx.scope, ctx.state["payment_id"])
+    return Response(status, payment_object(ctx.session, payment))
+
+
+def _wait_attempt(ctx: PhaseContext) -> None:
+    wait_for_outcome(ctx.deps, ctx.state["attempt_id"])
+
+
+def _create_started(ctx: PhaseContext):
+    payment = create_payment(ctx.session, ctx.scope, ctx.params, ctx.deps, request_id=ctx.request_id)
+    if not ctx.params.get("confirm"):
+        return Response(200, payment_object(ctx.session, payment))
+    attempt = confirm_payment(ctx.session, ctx.scope, payment.id, ctx.deps, request_id=ctx.request_id,
+                              payment=payment)  # inserted in this transaction: no other can see or lock it
+    return Next("attempt_created", {"payment_id": payment.id, "attempt_id": attempt.id})
+
+
+def _confirm_started(ctx: PhaseContext):
+    attempt = confirm_payment(ctx.session, ctx.scope, ctx.params.get("payment"), ctx.deps,
+                              payment_method=ctx.params.get("payment_method"),
+                              return_url=ctx.params.get("return_url"), request_id=ctx.request_id)
+    return Next("attempt_created", {"payment_id": attempt.payment_id, "attempt_id": attempt.id})
+
+
+def _capture_started(ctx: PhaseContext):
+    attempt = start_capture(ctx.session, ctx.scope, ctx.params.get("payment"), ctx.deps,
+                            amount=ctx.params.get("amount"), request_id=ctx.request_id)
+    return Next("attempt_created", {"payment_id": attempt.payment_id, "attempt_id": attempt.id})
+
+
+def _cancel_started(ctx: PhaseContext):
+    payment = cancel_payment(ctx.session, ctx.scope, ctx.params.get("payment"), ctx.deps,
+                             reason=ctx.params.get("cancellation_reason"), request_id=ctx.request_id)
+    return Response(200, payment_object(ctx.session, payment))
+
+
+def _refund_started(ctx: PhaseContext):
+    refund = create_refund(ctx.session, ctx.scope, ctx.params, ctx.deps, request_id=ctx.request_id)
+    return Next("refund_created", {"refund_id": refund.id})
+
+
+def _wait_refund(ctx: PhaseContext) -> None:
+    wait_for_outcome(ctx.deps, ctx.state["refund_id"])
+
+
+def _refund_response(ctx: PhaseContext) -> Response:
+    return Response(200, refund_object(get_refund(ctx.session, ctx.scope, ctx.state["refund_id"])))
+
+
+def _seller_started(ctx: PhaseContext):
+    seller = create_seller(ctx.session, ctx.scope, name=ctx.params.get("name"), email=ctx.params.get("email"),
+                           metadata=ctx.params.get("metadata"))
+    return Response(200, seller_object(seller))
+
+
+# The last phases only read the outcome and store the response: recomputable, so not flushed to disk.
+_AFTER_ATTEMPT = Phase(run=_payment_response, wait=_wait_attempt, durable=False)
+
+CREATE_PAYMENT = idempotency.register(Operation("payment.create", {
+    STARTED: Phase(run=_create_started), "attempt_created": _AFTER_ATTEMPT}))
+CONFIRM_PAYMENT = idempotency.register(Operation("payment.confirm", {
+    STARTED: Phase(run=_confirm_started), "attempt_created": _AFTER_ATTEMPT}))
+CAPTURE_PAYMENT = idempotency.register(Operation("payment.capture", {
+    STARTED: Phase(run=_capture_started), "attempt_created": _AFTER_ATTEMPT}))
+CANCEL_PAYMENT = idempotency.register(Operation("payment.cancel", {STARTED: Phase(run=_cancel_started)}))
+CREATE_REFUND = idempotency.register(Operation("refund.create", {
+    STARTED: Phase(run=_refund_started), "refund_created": Phase(run=_refund_response, wait=_wait_refund, durable=False)}))
+CREATE_SELLER = idempotency.register(Operation("seller.create", {STARTED: Phase(run=_seller_started)}))

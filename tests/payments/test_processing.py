@@ -1,0 +1,378 @@
+"""Payment flows in-process: the service's operations, the jobs' logic and the ledger, with a scripted PSP.
+
+The PSP here is an in-process script (tests/payments/helpers.py): these tests pin the state machine,
+the bookings and idempotent outcome application. The same flows over HTTP against the real sandbox
+PSP, web server and worker are in test_e2e.py.
+"""
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from app.ids import new_id
+from app.jobs.payments import _run_attempt, _run_refund
+from app.payments import idempotency, processing
+from app.payments.errors import AmountTooLarge, InvalidRequest, InvalidTransition
+from app.payments.models import Payment, PaymentAttempt, Refund, Seller
+from app.payments.service import create_seller
+from app.psp.interfaces import Outcome, PspResult
+from tests.payments.helpers import (
+    ScriptedGateway,
+    assert_ledger_balanced,
+    authorized,
+    event_types,
+    ledger_balances,
+    make_deps,
+    result,
+)
+
+
+@pytest.fixture
+def enqueued():
+    return []
+
+
+@pytest.fixture
+def deps(enqueued):
+    return make_deps(enqueued=enqueued)
+
+
+def run(db_session, scope, deps, operation, params, key=None):
+    return idempotency.execute(db_session, scope, operation, params, key=key, deps=deps, path="/test")
+
+
+def create(db_session, scope, deps, **params):
+    body = {"amount": 1000, "currency": "USD", "capture_method": "automatic", **params}
+    return run(db_session, scope, deps, "payment.create", body).body
+
+
+def payment_row(db_session, payment_id) -> Payment:
+    db_session.expire_all()
+    return db_session.get(Payment, payment_id)
+
+
+def test_create_then_confirm_stages_one_authorization(db_session, scope, deps, enqueued):
+    created = create(db_session, scope, deps)
+    assert created["status"] == "requires_payment_method"
+    assert created["split"][0]["amount"] == 1000
+    confirmed = run(db_session, scope, deps, "payment.confirm", {"payment": created["id"], "payment_method": "tok_1"})
+    assert confirmed.body["status"] == "processing"
+    [attempt] = confirmed.body["attempts"]
+    assert attempt["operation"] == "authorize" and attempt["status"] == "processing"
+    assert enqueued == [("app.jobs.payments.run_attempt", (attempt["id"],))]
+    assert event_types(db_session, scope, created["id"]) == ["payment.created", "payment.processing"]
+
+
+def test_automatic_capture_books_the_split(db_session, scope, deps):
+    seller_a = create_seller(db_session, scope, name="A")
+    seller_b = create_seller(db_session, scope, name="B")
+    db_session.commit()
+    body = create(db_session, scope, deps, amount=10000, payment_method="tok_1", confirm=True,
+                  split=[{"seller": seller_a.id, "amount": 6000, "fee": 180},
+                         {"seller": seller_b.id, "amount": 4000, "fee": 120}])
+    gateway = ScriptedGateway()
+    _run_attempt(body["attempts"][0]["id"], deps, gateway)
+    payment = payment_row(db_session, body["id"])
+    assert payment.status == "succeeded" and payment.amount_received == 10000
+    assert payment.card_last4 == "4242" and payment.connector == "sandbox"
+    assert [c[0] for c in gateway.calls] == ["authorize", "capture"]
+    assert event_types(db_session, scope, payment.id) == ["payment.created", "payment.processing", "payment.succeeded"]
+    balances = ledger_balances(db_session, scope)
+    assert balances == {"psp_receivable:sandbox:USD": 10000, f"seller_payable:{seller_a.id}:USD": 5820,
+                        f"seller_payable:{seller_b.id}:USD": 3880, "merchant_revenue:USD": 300}
+    assert_ledger_balanced(db_session, scope)
+
+
+def test_applying_an_outcome_twice_changes_nothing(db_session, scope, deps):
+    body = create(db_session, scope, deps, capture_method="manual", payment_method="tok_1", confirm=True)
+    attempt_id = body["attempts"][0]["id"]
+    applied = processing.apply_attempt_result(db_session, attempt_id, authorized(), deps)
+    db_session.commit()
+    assert applied.changed
+    events = event_types(db_session, scope, body["id"])
+    again = processing.apply_attempt_result(db_session, attempt_id, authorized(), deps)
+    db_session.commit()
+    assert not again.changed and again.notify == []
+    # A contradicting late answer for a resolved attempt changes nothing either.
+    processing.apply_attempt_result(db_session, attempt_id, result(Outcome.DECLINED, decline_code="x"), deps)
+    db_session.commit()
+    assert event_types(db_session, scope, body["id"]) == events
+    assert payment_row(db_session, body["id"]).status == "requires_capture"
+
+
+def test_manual_capture_partial_allocates_pro_rata(db_session, scope, deps):
+    sellers = [create_seller(db_session, scope, name=n) for n in "ABC"]
+    db_session.commit()
+    body = create(db_session, scope, deps, amount=300, capture_method="manual", payment_method="tok_1",
+                  confirm=True, split=[{"seller": s.id, "amount": 100, "fee": 10} for s in sellers])
+    _run_attempt(body["attempts"][0]["id"], deps, ScriptedGateway())
+    assert payment_row(db_session, body["id"]).status == "requires_capture"
+    with pytest.raises(AmountTooLarge):
+        run(db_session, scope, deps, "payment.capture", {"payment": body["id"], "amount": 301})
+    captured = run(db_session, scope, deps, "payment.capture", {"payment": body["id"], "amount": 100})
+    capture_attempt = captured.body["attempts"][-1]
+    assert capture_attempt["operation"] == "capture" and capture_attempt["amount"] == 100
+    # A second capture while one is in flight is refused.
+    with pytest.raises(InvalidTransition):
+        run(db_session, scope, deps, "payment.capture", {"payment": body["id"]})
+    _run_attempt(capture_attempt["id"], deps, ScriptedGateway())
+    payment = payment_row(db_session, body["id"])
+    assert (payment.status, payment.amount_received, payment.amount_capturable) == ("succeeded", 100, 0)
+    balances = ledger_balances(db_session, scope)
+    # 100 over [100, 100, 100] is 34, 33, 33; fees 10 scaled: 3, 3, 3.
+    assert [balances[f"seller_payable:{s.id}:USD"] for s in sellers] == [31, 30, 30]
+    assert balances["merchant_revenue:USD"] == 9 and balances["psp_receivable:sandbox:USD"] == 100
+
+
+def test_decline_then_retry_with_another_card(db_session, scope, deps):
+    body = create(db_session, scope, deps, payment_method="tok_bad", confirm=True)
+    gateway = ScriptedGateway(authorize_results=[result(Outcome.DECLINED, decline_code="insufficient_funds",
+                                                        psp_reference="auth_d", status="declined")])
+    _run_attempt(body["attempts"][0]["id"], deps, gateway)
+    payment = payment_row(db_session, body["id"])
+    assert payment.status == "requires_payment_method"
+    assert payment.last_error["decline_code"] == "insufficient_funds"
+    retried = run(db_session, scope, deps, "payment.confirm", {"payment": body["id"], "payment_method": "tok_good"})
+    _run_attempt(retried.body["attempts"][-1]["id"], deps, gateway)
+    payment = payment_row(db_session, body["id"])
+    assert payment.status == "succeeded" and payment.last_error is None
+    attempts = db_session.scalars(select(PaymentAttempt).where(PaymentAttempt.payment_id == payment.id)
+                                  .order_by(PaymentAttempt.id)).all()
+    assert [(a.operation, a.status, a.decline_code) for a in attempts] == [
+        ("authorize", "declined", "insufficient_funds"), ("authorize", "succeeded", None),
+        ("capture", "succeeded", None)]
+    # Each attempt has its own PSP idempotency key derived from its id.
+    assert len({a.idempotency_key for a in attempts}) == 3
+    assert all(a.idempotency_key == f"kassa-{a.id}" for a in attempts)
+    assert event_types(db_session, scope, payment.id) == [
+        "payment.created", "payment.processing", "payment.failed", "payment.processing", "payment.succeeded"]
+
+
+def test_three_d_secure_then_approved_by_callback(db_session, scope, deps):
+    body = create(db_session, scope, deps, payment_method="tok_3ds", confirm=True)
+    attempt_id = body["attempts"][0]["id"]
+    gateway = ScriptedGateway(authorize_results=[result(Outcome.REQUIRES_ACTION, psp_reference="auth_3",
+                                                        action_url="http://psp/challenge/auth_3",
+                                                        status="requires_action")])
+    _run_attempt(attempt_id, deps, gateway)
+    payment = payment_row(db_session, body["id"])
+    assert payment.status == "requires_action" and payment.next_action_url.endswith("auth_3")
+    # The late outcome (a callback, or the janitor's status query) completes it.
+    applied = processing.apply_attempt_result(db_session, attempt_id, authorized("auth_3"), deps)
+    db_session.commit()
+    assert len(applied.follow_ups) == 1
+    _run_attempt(applied.follow_ups[0], deps, gateway)
+    assert payment_row(db_session, body["id"]).status == "succeeded"
+    assert event_types(db_session, scope, body["id"]) == [
+        "payment.created", "payment.processing", "payment.requires_action", "payment.processing", "payment.succeeded"]
+
+
+def test_cancel_voids_the_authorization(db_session, scope, deps, enqueued):
+    body = create(db_session, scope, deps, capture_method="manual", payment_method="tok_1", confirm=True)
+    # While the authorization is processing, cancel is refused.
+    with pytest.raises(InvalidTransition):
+        run(db_session, scope, deps, "payment.cancel", {"payment": body["id"]})
+    _run_attempt(body["attempts"][0]["id"], deps, ScriptedGateway())
+    canceled = run(db_session, scope, deps, "payment.cancel",
+                   {"payment": body["id"], "cancellation_reason": "requested_by_customer"}).body
+    assert canceled["status"] == "canceled"
+    void = canceled["attempts"][-1]
+    assert void["operation"] == "void" and ("app.jobs.payments.run_attempt", (void["id"],)) in enqueued
+    gateway = ScriptedGateway()
+    _run_attempt(void["id"], deps, gateway)
+    payment = payment_row(db_session, body["id"])
+    assert payment.amount_capturable == 0 and gateway.calls[0][0] == "void"
+    assert ledger_balances(db_session, scope) == {}  # authorization alone moves no money
+
+
+def test_unknown_is_resolved_by_lookup_not_by_charging_again(db_session, scope, deps):
+    body = create(db_session, scope, deps, payment_method="tok_timeout", confirm=True)
+    attempt_id = body["attempts"][0]["id"]
+    gateway = ScriptedGateway(authorize_results=[result(Outcome.UNKNOWN, message="read timeout")])
+    _run_attempt(attempt_id, deps, gateway)
+    attempt = db_session.get(PaymentAttempt, attempt_id)
+    assert attempt.status == "unknown" and payment_row(db_session, body["id"]).status == "processing"
+    # The janitor picks it up once due...
+    attempt.next_attempt_at = deps.now() - timedelta(seconds=1)
+    db_session.commit()
+    assert processing.due_attempts(db_session, deps) == [attempt_id]
+    db_session.commit()
+    # ...and the job asks by idempotency key before sending anything.
+    gateway.retrieve_results = [PspResult(Outcome.SUCCEEDED, "sandbox", "auth_t", status="authorized")]
+    _run_attempt(attempt_id, deps, gateway)
+    assert [c[0] for c in gateway.calls] == ["authorize", "retrieve", "capture"]
+    assert gateway.calls[1][3] == f"kassa-{attempt_id}"
+    assert payment_row(db_session, body["id"]).status == "succeeded"
+    assert_ledger_balanced(db_session, scope)
+
+
+def test_refunds_partial_and_multiple_per_seller(db_session, scope, deps):
+    seller_a = create_seller(db_session, scope, name="A")
+    seller_b = create_seller(db_session, scope, name="B")
+    db_session.commit()
+    body = create(db_session, scope, deps, amount=10000, payment_method="tok_1", confirm=True,
+                  split=[{"seller": seller_a.id, "amount": 6000, "fee": 180},
+                         {"seller": seller_b.id, "amount": 4000, "fee": 120}])
+    gateway = ScriptedGateway()
+    _run_attempt(body["attempts"][0]["id"], deps, gateway)
+    # 30.00 of A's part: A's payable -29.10, revenue -0.90 (ARCHITECTURE.md's example).
+    refund = run(db_session, scope, deps, "refund.create",
+                 {"payment": body["id"], "sellers": [{"seller": seller_a.id, "amount": 3000}]}).body
+    assert refund["status"] == "pending"
+    _run_refund(refund["id"], deps, gateway)
+    balances = ledger_balances(db_session, scope)
+    assert balances[f"seller_payable:{seller_a.id}:USD"] == 5820 - 2910
+    assert balances["merchant_revenue:USD"] == 300 - 90
+    # A second partial refund without sellers goes pro rata over what is left (3000 A, 4000 B).
+    second = run(db_session, scope, deps, "refund.create", {"payment": body["id"], "amount": 700}).body
+    assert [s["amount"] for s in second["sellers"]] == [300, 400]
+    _run_refund(second["id"], deps, gateway)
+    # Beyond what is refundable: refused, nothing created.
+    with pytest.raises(AmountTooLarge):
+        run(db_session, scope, deps, "refund.create", {"payment": body["id"], "amount": 6301})
+    last = run(db_session, scope, deps, "refund.create", {"payment": body["id"]}).body
+    assert last["amount"] == 6300
+    _run_refund(last["id"], deps, gateway)
+    payment = payment_row(db_session, body["id"])
+    assert payment.amount_refunded == 10000
+    balances = ledger_balances(db_session, scope)
+    assert balances == {"psp_receivable:sandbox:USD": 0, f"seller_payable:{seller_a.id}:USD": 0,
+                        f"seller_payable:{seller_b.id}:USD": 0, "merchant_revenue:USD": 0}
+    assert_ledger_balanced(db_session, scope)
+    with pytest.raises(AmountTooLarge):
+        run(db_session, scope, deps, "refund.create", {"payment": body["id"]})
+
+
+def test_failed_refund_books_nothing_and_frees_the_amount(db_session, scope, deps):
+    body = create(db_session, scope, deps, payment_method="tok_1", confirm=True)
+    _run_attempt(body["attempts"][0]["id"], deps, ScriptedGateway())
+    refund = run(db_session, scope, deps, "refund.create", {"payment": body["id"]}).body
+    # While it is pending, the amount is reserved.
+    with pytest.raises(AmountTooLarge):
+        run(db_session, scope, deps, "refund.create", {"payment": body["id"], "amount": 1})
+    gateway = ScriptedGateway(refund_results=[result(Outcome.DECLINED, decline_code="charge_disputed",
+                                                     status="failed")])
+    _run_refund(refund["id"], deps, gateway)
+    row = db_session.get(Refund, refund["id"])
+    assert row.status == "failed" and row.failure_code == "charge_disputed"
+    assert ledger_balances(db_session, scope)["psp_receivable:sandbox:USD"] == 1000
+    assert event_types(db_session, scope, refund["id"]) == ["refund.created", "refund.failed"]
+    again = run(db_session, scope, deps, "refund.create", {"payment": body["id"]}).body
+    assert again["amount"] == 1000
+
+
+def test_split_must_add_up_and_name_known_sellers(db_session, scope, deps):
+    seller = create_seller(db_session, scope, name="A")
+    db_session.commit()
+    with pytest.raises(InvalidRequest) as mismatch:
+        create(db_session, scope, deps, split=[{"seller": seller.id, "amount": 999}])
+    assert mismatch.value.code == "split_mismatch"
+    with pytest.raises(InvalidRequest) as unknown:
+        create(db_session, scope, deps, split=[{"seller": "sel_nope", "amount": 1000}])
+    assert unknown.value.param == "split[0][seller]"
+    with pytest.raises(InvalidRequest):
+        create(db_session, scope, deps, split=[{"seller": seller.id, "amount": 1000, "fee": 1001}])
+    with pytest.raises(InvalidRequest):
+        create(db_session, scope, deps, currency="XXX")
+    with pytest.raises(InvalidRequest):
+        create(db_session, scope, deps, amount=0)
+    assert db_session.scalars(scope.select(Payment)).all() == []
+
+
+def test_default_seller_is_created_once(db_session, scope, deps):
+    create(db_session, scope, deps)
+    create(db_session, scope, deps)
+    defaults = db_session.scalars(scope.select(Seller, Seller.is_default.is_(True))).all()
+    assert len(defaults) == 1
+
+
+def test_expiry_sweep_cancels_old_authorizations(db_session, scope, deps, enqueued):
+    body = create(db_session, scope, deps, capture_method="manual", payment_method="tok_1", confirm=True)
+    _run_attempt(body["attempts"][0]["id"], deps, ScriptedGateway())
+    fresh = create(db_session, scope, deps, capture_method="manual", payment_method="tok_1", confirm=True)
+    _run_attempt(fresh["attempts"][0]["id"], deps, ScriptedGateway())
+    old = payment_row(db_session, body["id"])
+    old.authorized_at = deps.now() - timedelta(days=8)
+    db_session.commit()
+    assert processing.expire_authorizations(db_session, deps) == [body["id"]]
+    db_session.commit()
+    old = payment_row(db_session, body["id"])
+    assert (old.status, old.cancellation_reason) == ("canceled", "expired")
+    assert payment_row(db_session, fresh["id"]).status == "requires_capture"
+    void = db_session.scalars(select(PaymentAttempt).where(PaymentAttempt.payment_id == old.id,
+                                                           PaymentAttempt.operation == "void")).one()
+    assert ("app.jobs.payments.run_attempt", (void.id,)) in enqueued
+
+
+def test_a_second_runner_does_not_get_the_lease(db_session, scope, deps):
+    body = create(db_session, scope, deps, payment_method="tok_1", confirm=True)
+    attempt_id = body["attempts"][0]["id"]
+    assert processing.claim_attempt(db_session, attempt_id, deps) is not None
+    db_session.commit()
+    assert processing.claim_attempt(db_session, attempt_id, deps) is None
+    db_session.commit()
+    # Once the lease is over (a killed worker), a new runner may take it, as the next try.
+    attempt = db_session.get(PaymentAttempt, attempt_id)
+    attempt.lease_until = deps.now() - timedelta(seconds=1)
+    db_session.commit()
+    claim = processing.claim_attempt(db_session, attempt_id, deps)
+    assert claim is not None and claim.tries == 2
+    db_session.commit()
+
+
+def test_unknown_refund_is_sent_again_with_the_same_key(db_session, scope, deps):
+    body = create(db_session, scope, deps, payment_method="tok_1", confirm=True)
+    _run_attempt(body["attempts"][0]["id"], deps, ScriptedGateway())
+    refund = run(db_session, scope, deps, "refund.create", {"payment": body["id"], "amount": 400}).body
+    gateway = ScriptedGateway(refund_results=[result(Outcome.UNKNOWN)])
+    _run_refund(refund["id"], deps, gateway)
+    row = db_session.get(Refund, refund["id"])
+    assert row.status == "pending"
+    row.next_attempt_at = deps.now() - timedelta(seconds=1)
+    db_session.commit()
+    assert processing.due_refunds(db_session, deps) == [refund["id"]]
+    db_session.commit()
+    _run_refund(refund["id"], deps, gateway)
+    assert db_session.get(Refund, refund["id"]).status == "succeeded"
+    keys = [c[1] for c in gateway.calls if c[0] == "refund"]
+    assert keys == [f"kassa-{refund['id']}"] * 2
+
+
+def test_other_merchants_payments_are_invisible(db_session, scope, deps):
+    from app.payments.errors import NotFound
+    from app.scoping import Scope
+    from tests import factories
+
+    body = create(db_session, scope, deps)
+    other = Scope(factories.merchant(db_session, name="Other").id, False)
+    db_session.commit()
+    for operation, params in [("payment.confirm", {"payment": body["id"], "payment_method": "tok"}),
+                              ("payment.capture", {"payment": body["id"]}),
+                              ("payment.cancel", {"payment": body["id"]}),
+                              ("refund.create", {"payment": body["id"]})]:
+        with pytest.raises(NotFound):
+            run(db_session, other, deps, operation, params, key=new_id("k"))
+    # Test and live mode are separate books, too.
+    with pytest.raises(NotFound):
+        run(db_session, Scope(scope.merchant_id, True), deps, "payment.cancel", {"payment": body["id"]})
+    assert payment_row(db_session, body["id"]).status == "requires_payment_method"
+
+
+def test_cancel_during_three_d_secure_voids_and_a_late_approval_changes_nothing(db_session, scope, deps, enqueued):
+    body = create(db_session, scope, deps, payment_method="tok_3ds", confirm=True)
+    attempt_id = body["attempts"][0]["id"]
+    gateway = ScriptedGateway(authorize_results=[result(Outcome.REQUIRES_ACTION, psp_reference="auth_c",
+                                                        action_url="http://psp/challenge/auth_c",
+                                                        status="requires_action")])
+    _run_attempt(attempt_id, deps, gateway)
+    canceled = run(db_session, scope, deps, "payment.cancel", {"payment": body["id"]}).body
+    assert canceled["status"] == "canceled" and canceled["next_action"] is None
+    voids = [a for a in canceled["attempts"] if a["operation"] == "void"]
+    assert len(voids) == 1
+    # The shopper approves the challenge anyway: the late outcome is recorded, no second void, no event.
+    events_before = event_types(db_session, scope, body["id"])
+    applied = processing.apply_attempt_result(db_session, attempt_id, authorized("auth_c"), deps)
+    db_session.commit()
+    assert applied.follow_ups == []
+    assert event_types(db_session, scope, body["id"]) == events_before
+    assert payment_row(db_session, body["id"]).status == "canceled"
