@@ -12,7 +12,6 @@ import asyncio
 import concurrent.futures
 import functools
 import ssl
-import sys
 import time
 from datetime import datetime
 
@@ -24,14 +23,6 @@ from app.webhooks.models import RESPONSE_EXCERPT_MAX
 from app.webhooks.service import AttemptResult, OutgoingWebhook
 from app.webhooks.settings import WebhookSettings
 from app.webhooks.ssrf import BlockedAddress, ResolutionFailed, Target, resolve_target
-
-try:
-    import sniffio  # noqa: F401
-except ImportError:
-    # httpcore 1.0.x imports sniffio inside every request (encode/httpcore#1102, fix pending in #1103);
-    # without it (anyio >= 4.11 no longer installs it) each failed import searches sys.path again, a tenth
-    # of a delivery's CPU time. A None entry makes that import fail at once, exactly as it would anyway.
-    sys.modules.setdefault("sniffio", None)
 
 USER_AGENT = "Kassa-Webhooks/1.0 (+https://www.standardwebhooks.com/)"
 # DNS lookups run on threads of their own pool, not the event loop's default executor: asyncio.run() waits
