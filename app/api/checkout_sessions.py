@@ -11,15 +11,13 @@ from flask import current_app, g, jsonify, request
 from app.api import bp
 from app.api.auth import api_view
 from app.api.errors import ApiError, invalid_param
+from app.api.pagination import list_response, page_args
 from app.api.params import Params
 from app.checkout import flow
 from app.checkout.models import SessionStatus
 from app.checkout.routes import deps
 from app.checkout.service import CheckoutError, create_session, get_session, list_sessions, session_payload
 from app.extensions import db
-
-LIST_LIMIT_DEFAULT = 10
-LIST_LIMIT_MAX = 100
 
 
 def page_url(session_id: str) -> str:
@@ -110,18 +108,14 @@ def retrieve_checkout_session(session_id: str):
 def list_checkout_sessions():
     """Newest first; ``starting_after`` pages on, ``status``/``client_reference_id``/``payment`` filter."""
     p = Params.from_request(allowed={"limit", "starting_after", "status", "client_reference_id", "payment"})
-    limit = p.integer("limit", default=LIST_LIMIT_DEFAULT, min_value=1, max_value=LIST_LIMIT_MAX)
-    starting_after = p.string("starting_after", max_length=100)
+    page = page_args(p, ending_before=False)
     status = p.enum("status", tuple(SessionStatus))
     reference = p.string("client_reference_id", max_length=200)
     payment = p.string("payment", max_length=100)
     p.done()
-    rows, has_more = list_sessions(db.session, g.scope, limit=limit, starting_after=starting_after,
-                                   status=status, client_reference_id=reference, payment_id=payment)
-    payload = {"object": "list", "url": "/v1/checkout/sessions", "has_more": has_more,
-               "data": [_payload(cs) for cs in rows]}
-    db.session.commit()
-    return jsonify(payload)
+    rows, has_more = list_sessions(db.session, g.scope, **page, status=status, client_reference_id=reference,
+                                   payment_id=payment)
+    return list_response("/v1/checkout/sessions", rows, has_more, _payload)
 
 
 @bp.post("/checkout/sessions/<session_id>/expire")

@@ -4,10 +4,10 @@ from flask import g, jsonify
 from app.api import bp
 from app.api.auth import api_view
 from app.api.errors import ApiError
-from app.api.payments import list_body, page_args, request_params
+from app.api.pagination import list_page, list_response, page_args
+from app.api.payments import request_params
 from app.events import Event, event_payload
 from app.extensions import db
-from app.payments.service import list_page
 
 
 @bp.get("/events/<event_id>")
@@ -37,6 +37,4 @@ def list_events():
     if object_id:
         statement = statement.where(Event.object_id == object_id)
     rows, has_more = list_page(db.session, statement, Event, **page)
-    body = list_body("/v1/events", [event_payload(e) for e in rows], has_more)
-    db.session.commit()
-    return jsonify(body)
+    return list_response("/v1/events", rows, has_more, event_payload)

@@ -8,12 +8,14 @@ of a write is the stored one when the ``Idempotency-Key`` was seen before (``Ide
     curl -u sk_test_...: http://localhost:5000/v1/payments/pay_.../confirm -d payment_method=tok_...
 """
 from datetime import datetime, timezone
+from functools import partial
 
 from flask import current_app, g, jsonify, request
 
 from app.api import bp
 from app.api.auth import api_view
 from app.api.errors import ApiError
+from app.api.pagination import list_page, list_response, page_args
 from app.api.params import Params
 from app.extensions import db
 from app.payments import idempotency
@@ -26,12 +28,9 @@ from app.payments.service import (
     MAX_AMOUNT,
     MAX_SPLIT_SELLERS,
     get_payment,
-    list_page,
     payments_query,
 )
 
-LIST_LIMIT_DEFAULT = 10
-LIST_LIMIT_MAX = 100
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 
@@ -116,19 +115,6 @@ def run_operation(operation: str, params: dict):
     return response
 
 
-def page_args(p: Params) -> dict:
-    """limit / starting_after / ending_before of a list endpoint."""
-    args = {
-        "limit": p.integer("limit", default=LIST_LIMIT_DEFAULT, min_value=1, max_value=LIST_LIMIT_MAX),
-        "starting_after": p.string("starting_after", max_length=100),
-        "ending_before": p.string("ending_before", max_length=100),
-    }
-    if args["starting_after"] and args["ending_before"]:
-        raise ApiError(400, "invalid_request_error", "parameter_invalid",
-                       "Use either starting_after or ending_before, not both.", "ending_before")
-    return args
-
-
 def created_range(p: Params) -> dict:
     """created[gte|gt|lte|lt] (unix seconds) as datetimes for payments_query."""
     created = p.object("created")
@@ -146,10 +132,6 @@ def created_range(p: Params) -> dict:
     if bounds["lte"] is not None or bounds["lt"] is not None:
         result["created_lte"] = moment(bounds["lte"] if bounds["lte"] is not None else bounds["lt"] - 1)
     return result
-
-
-def list_body(url: str, data: list[dict], has_more: bool) -> dict:
-    return {"object": "list", "url": url, "data": data, "has_more": has_more}
 
 
 def _split_param(p: Params) -> list[dict] | None:
@@ -212,9 +194,7 @@ def list_payments():
     }
     p.done()
     rows, has_more = list_page(db.session, payments_query(g.scope, **filters), Payment, **page)
-    body = list_body("/v1/payments", [payment_object(db.session, row) for row in rows], has_more)
-    db.session.commit()
-    return jsonify(body)
+    return list_response("/v1/payments", rows, has_more, partial(payment_object, db.session))
 
 
 @bp.post("/payments/<payment_id>/confirm")

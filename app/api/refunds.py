@@ -7,11 +7,12 @@ from flask import g, jsonify
 
 from app.api import bp
 from app.api.auth import api_view
-from app.api.payments import list_body, page_args, request_params, run_operation
+from app.api.pagination import list_page, list_response, page_args
+from app.api.payments import request_params, run_operation
 from app.extensions import db
 from app.payments.models import Refund
 from app.payments.serializers import refund_object
-from app.payments.service import MAX_AMOUNT, MAX_SPLIT_SELLERS, REFUND_REASONS, get_refund, list_page
+from app.payments.service import MAX_AMOUNT, MAX_SPLIT_SELLERS, REFUND_REASONS, get_refund
 
 
 @bp.post("/refunds")
@@ -60,6 +61,4 @@ def list_refunds():
     if payment:
         statement = statement.where(Refund.payment_id == payment)
     rows, has_more = list_page(db.session, statement, Refund, **page)
-    body = list_body("/v1/refunds", [refund_object(r) for r in rows], has_more)
-    db.session.commit()
-    return jsonify(body)
+    return list_response("/v1/refunds", rows, has_more, refund_object)

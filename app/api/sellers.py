@@ -3,11 +3,12 @@ from flask import g, jsonify
 
 from app.api import bp
 from app.api.auth import api_view
-from app.api.payments import list_body, page_args, request_params, run_operation
+from app.api.pagination import list_page, list_response, page_args
+from app.api.payments import request_params, run_operation
 from app.extensions import db
 from app.payments.models import Seller
 from app.payments.serializers import seller_object
-from app.payments.service import default_seller, get_seller, list_page
+from app.payments.service import default_seller, get_seller
 
 
 @bp.post("/sellers")
@@ -38,6 +39,4 @@ def list_sellers():
     p.done()
     default_seller(db.session, g.scope)
     rows, has_more = list_page(db.session, g.scope.select(Seller), Seller, **page)
-    body = list_body("/v1/sellers", [seller_object(s) for s in rows], has_more)
-    db.session.commit()
-    return jsonify(body)
+    return list_response("/v1/sellers", rows, has_more, seller_object)

@@ -12,9 +12,9 @@ from app.accounts.audit import audit
 from app.api import bp
 from app.api.auth import api_view
 from app.api.errors import ApiError, invalid_param
-from app.api.payments import list_body, page_args, request_params
+from app.api.pagination import list_page, list_response, page_args
+from app.api.payments import request_params
 from app.extensions import db
-from app.payments.service import list_page
 from app.webhooks import service
 from app.webhooks.models import WebhookEndpoint
 from app.webhooks.settings import settings_for
@@ -83,9 +83,7 @@ def list_webhook_endpoints():
     p.done()
     statement = g.scope.select(WebhookEndpoint, WebhookEndpoint.deleted_at.is_(None))
     rows, has_more = list_page(db.session, statement, WebhookEndpoint, **page)
-    body = list_body("/v1/webhook_endpoints", [endpoint_object(row) for row in rows], has_more)
-    db.session.commit()
-    return jsonify(body)
+    return list_response("/v1/webhook_endpoints", rows, has_more, endpoint_object)
 
 
 @bp.get("/webhook_endpoints/<endpoint_id>")

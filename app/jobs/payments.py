@@ -17,6 +17,7 @@ from sqlalchemy import update
 
 from app.extensions import db
 from app.jobs import enqueue_after_commit, job
+from app.jobs.transactions import commit_or_rollback
 from app.payments import processing
 from app.payments.deps import PaymentsDeps, deps_from_app, real_session
 from app.payments.gateway import Gateway, gateway_for_app
@@ -55,22 +56,17 @@ def _run_attempt(attempt_id: str, deps: PaymentsDeps, gateway: Gateway) -> str:
         if isinstance(current, processing.AttemptClaim):
             claim = current
         else:
-            try:
+            with commit_or_rollback(session):
                 claim = processing.claim_attempt(session, current, deps)
-                session.commit()
-            except Exception:
-                session.rollback()
-                raise
             if claim is None:
                 continue  # resolved already, or another runner holds the lease
         # No transaction is open here: the commit above returned the connection to the pool.
         result = call_attempt(gateway, claim)
         try:
-            applied = processing.apply_attempt_result(session, claim.id, result, deps, lease_follow_ups=True,
-                                                      payment_id=claim.payment_id)
-            session.commit()
+            with commit_or_rollback(session):
+                applied = processing.apply_attempt_result(session, claim.id, result, deps, lease_follow_ups=True,
+                                                          payment_id=claim.payment_id)
         except Exception:
-            session.rollback()
             log.exception("could not apply the outcome of attempt %s; the janitor retries it", claim.id)
             raise
         notify_outcome(deps.redis, applied.notify)
@@ -150,12 +146,8 @@ def run_refund(refund_id: str) -> str:
 
 def _run_refund(refund_id: str, deps: PaymentsDeps, gateway: Gateway) -> str:
     session = db.session
-    try:
+    with commit_or_rollback(session):
         claim = processing.claim_refund(session, refund_id, deps)
-        session.commit()
-    except Exception:
-        session.rollback()
-        raise
     if claim is None:
         return "skipped"
     owner = {"merchant_id": claim.merchant_id, "livemode": claim.livemode}
@@ -165,10 +157,9 @@ def _run_refund(refund_id: str, deps: PaymentsDeps, gateway: Gateway) -> str:
         result = gateway.refund(claim.connector, claim.psp_reference, claim.amount, claim.currency,
                                 claim.idempotency_key, **owner)
     try:
-        applied = processing.apply_refund_result(session, refund_id, result, deps)
-        session.commit()
+        with commit_or_rollback(session):
+            applied = processing.apply_refund_result(session, refund_id, result, deps)
     except Exception:
-        session.rollback()
         log.exception("could not apply the outcome of refund %s; the janitor retries it", refund_id)
         raise
     notify_outcome(deps.redis, applied.notify)
@@ -182,7 +173,7 @@ def janitor() -> dict:
     """Hand attempts and refunds that are overdue (stuck processing, unknown, 3-D Secure pending) to jobs."""
     deps = payments_deps()
     session = db.session
-    try:
+    with commit_or_rollback(session):
         attempts = processing.due_attempts(session, deps)
         refunds = processing.due_refunds(session, deps)
         for attempt_id in attempts:
@@ -191,10 +182,6 @@ def janitor() -> dict:
         for refund_id in refunds:
             enqueue_after_commit(real_session(session), "app.jobs.payments.run_refund", refund_id,
                                  queue_name=PSP_QUEUE)
-        session.commit()
-    except Exception:
-        session.rollback()
-        raise
     if attempts or refunds:
         log.info("janitor handed out %d attempts and %d refunds", len(attempts), len(refunds))
     return {"attempts": attempts, "refunds": refunds}
@@ -205,12 +192,8 @@ def expire_authorizations() -> list[str]:
     """Cancel (and void) authorizations not captured within the configured expiry (7 days by default)."""
     deps = payments_deps()
     session = db.session
-    try:
+    with commit_or_rollback(session):
         expired = processing.expire_authorizations(session, deps)
-        session.commit()
-    except Exception:
-        session.rollback()
-        raise
     return expired
 
 

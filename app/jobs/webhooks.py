@@ -24,6 +24,7 @@ from flask import current_app
 
 from app.extensions import db
 from app.jobs import enqueue, job, queue
+from app.jobs.transactions import commit_or_rollback
 from app.webhooks import service
 from app.webhooks.delivery import send_all
 from app.webhooks.service import AttemptResult
@@ -83,6 +84,15 @@ def enqueue_batches(delivery_ids: list[str], token: str) -> None:
             return
 
 
+def _lease_due(session, settings: WebhookSettings, limit: int,
+               ids: list[str] | None = None) -> tuple[str, list[str]]:
+    """Lease up to ``limit`` due rows (of ``ids``, if given) to a new token and commit: (token, leased ids)."""
+    token = new_token()
+    with commit_or_rollback(session):
+        leased = service.claim_due(session, settings, token, limit=limit, ids=ids)
+    return token, leased
+
+
 # -- fan-out ---------------------------------------------------------------------------------------------
 
 def run_fanout(session, settings: WebhookSettings, *, dispatch: Dispatch | None = None,
@@ -92,12 +102,8 @@ def run_fanout(session, settings: WebhookSettings, *, dispatch: Dispatch | None 
     events = 0
     while True:
         token = new_token() if dispatch is not None and room > 0 else None
-        try:
+        with commit_or_rollback(session):
             result = service.fan_out(session, settings, claim_token=token)
-            session.commit()
-        except Exception:
-            session.rollback()
-            raise
         events += len(result.event_ids)
         if token and result.delivery_ids:
             dispatch(result.delivery_ids, token)
@@ -120,13 +126,7 @@ def run_due_sweep(session, settings: WebhookSettings, *, dispatch: Dispatch, roo
     started = time.monotonic()
     claimed = 0
     while room > 0:
-        token = new_token()
-        try:
-            ids = service.claim_due(session, settings, token, limit=room * DELIVER_BATCH)
-            session.commit()
-        except Exception:
-            session.rollback()
-            raise
+        token, ids = _lease_due(session, settings, room * DELIVER_BATCH)
         if not ids:
             break
         dispatch(ids, token)
@@ -142,12 +142,8 @@ def sweep_due_deliveries() -> int:
     """Periodic: send what is due (retries, and anything whose worker or queue was lost); resume bulk resends."""
     session, settings = db.session, _settings()
     claimed = run_due_sweep(session, settings, dispatch=enqueue_batches, room=queue_room())
-    try:
+    with commit_or_rollback(session):
         stale = service.stale_resend_jobs(session, settings, queued_grace=RESEND_QUEUED_GRACE)
-        session.commit()
-    except Exception:
-        session.rollback()
-        raise
     for job_id in stale:
         try:
             enqueue(run_bulk_resend, job_id, queue_name=WEBHOOKS_QUEUE)
@@ -161,19 +157,11 @@ def sweep_due_deliveries() -> int:
 
 def run_deliver(session, settings: WebhookSettings, delivery_ids: list[str], token: str) -> list[AttemptResult]:
     """Send the rows leased to ``token``: renew leases (commit), HTTP with no transaction, record (commit)."""
-    try:
+    with commit_or_rollback(session):
         outgoing = service.prepare(session, settings, delivery_ids, token)
-        session.commit()
-    except Exception:
-        session.rollback()
-        raise
     results = send_all(outgoing, settings)
-    try:
+    with commit_or_rollback(session):
         service.record_results(session, settings, results)
-        session.commit()
-    except Exception:
-        session.rollback()
-        raise
     return results
 
 
@@ -187,13 +175,7 @@ def run_batch_and_continue(session, settings: WebhookSettings, delivery_ids: lis
     started = time.monotonic()
     attempted = len(run_deliver(session, settings, delivery_ids, token))
     while time.monotonic() - started < budget:
-        token = new_token()
-        try:
-            ids = service.claim_due(session, settings, token, limit=DELIVER_BATCH)
-            session.commit()
-        except Exception:
-            session.rollback()
-            raise
+        token, ids = _lease_due(session, settings, DELIVER_BATCH)
         if not ids:
             break
         attempted += len(run_deliver(session, settings, ids, token))
@@ -210,13 +192,7 @@ def deliver_batch(delivery_ids: list[str], token: str) -> int:
 def deliver_now(delivery_id: str) -> int:
     """Send one delivery at once if it is due and free (dashboard resend, test event)."""
     session, settings = db.session, _settings()
-    token = new_token()
-    try:
-        ids = service.claim_due(session, settings, token, limit=1, ids=[delivery_id])
-        session.commit()
-    except Exception:
-        session.rollback()
-        raise
+    token, ids = _lease_due(session, settings, 1, ids=[delivery_id])
     return len(run_deliver(session, settings, ids, token)) if ids else 0
 
 
@@ -225,13 +201,7 @@ def run_due(session, settings: WebhookSettings, *, limit: int = 10_000) -> list[
     run_fanout(session, settings)
     results: list[AttemptResult] = []
     while len(results) < limit:
-        token = new_token()
-        try:
-            ids = service.claim_due(session, settings, token, limit=min(DELIVER_BATCH * 4, limit - len(results)))
-            session.commit()
-        except Exception:
-            session.rollback()
-            raise
+        token, ids = _lease_due(session, settings, min(DELIVER_BATCH * 4, limit - len(results)))
         if not ids:
             break
         results.extend(run_deliver(session, settings, ids, token))
@@ -242,21 +212,13 @@ def run_due(session, settings: WebhookSettings, *, limit: int = 10_000) -> list[
 
 def run_resend(session, settings: WebhookSettings, job_id: str) -> bool:
     """Run a bulk resend to the end (committing each batch, which is the progress bar's step)."""
-    try:
+    with commit_or_rollback(session):
         claimed = service.claim_resend_job(session, settings, job_id)
-        session.commit()
-    except Exception:
-        session.rollback()
-        raise
     if claimed is None:
         return False
     while True:
-        try:
+        with commit_or_rollback(session):
             done = service.resend_batch(session, settings, job_id)
-            session.commit()
-        except Exception:
-            session.rollback()
-            raise
         if done:
             return True
 

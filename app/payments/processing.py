@@ -473,25 +473,20 @@ def due_attempts(session: Session, deps: PaymentsDeps, *, batch: int = SWEEP_BAT
 
     FOR UPDATE SKIP LOCKED lets two sweeps (two workers' schedulers) share the work without waiting.
     """
-    now = deps.now()
-    rows = session.scalars(
-        select(PaymentAttempt).where(
-            PaymentAttempt.status.in_(OPEN_FOR_CLAIM), PaymentAttempt.next_attempt_at <= now,
-            or_(PaymentAttempt.lease_until.is_(None), PaymentAttempt.lease_until < now))
-        .order_by(PaymentAttempt.next_attempt_at).limit(batch).with_for_update(skip_locked=True)).all()
-    for row in rows:
-        row.next_attempt_at = now + timedelta(seconds=SWEEP_RESCHEDULE_SECONDS)
-    session.flush()
-    return [row.id for row in rows]
+    return _hand_out_due(session, PaymentAttempt, PaymentAttempt.status.in_(OPEN_FOR_CLAIM), deps.now(), batch)
 
 
 def due_refunds(session: Session, deps: PaymentsDeps, *, batch: int = SWEEP_BATCH) -> list[str]:
     """Pending refunds past their due time and not leased (same rules as due_attempts)."""
-    now = deps.now()
+    return _hand_out_due(session, Refund, Refund.status == RefundStatus.PENDING, deps.now(), batch)
+
+
+def _hand_out_due(session: Session, model, is_open, now: datetime, batch: int) -> list[str]:
+    """Ids of ``model`` rows matching ``is_open``, due and not leased; each rescheduled as it is handed out."""
     rows = session.scalars(
-        select(Refund).where(Refund.status == RefundStatus.PENDING, Refund.next_attempt_at <= now,
-                             or_(Refund.lease_until.is_(None), Refund.lease_until < now))
-        .order_by(Refund.next_attempt_at).limit(batch).with_for_update(skip_locked=True)).all()
+        select(model).where(is_open, model.next_attempt_at <= now,
+                            or_(model.lease_until.is_(None), model.lease_until < now))
+        .order_by(model.next_attempt_at).limit(batch).with_for_update(skip_locked=True)).all()
     for row in rows:
         row.next_attempt_at = now + timedelta(seconds=SWEEP_RESCHEDULE_SECONDS)
     session.flush()

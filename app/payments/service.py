@@ -19,7 +19,7 @@ READ COMMITTED without needing SERIALIZABLE retries.
 import logging
 import re
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
@@ -48,6 +48,7 @@ from app.payments.serializers import payment_object, refund_object, seller_objec
 from app.scoping import Scope
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Stripe's ceiling for one payment (eight digits of minor units); it also keeps sums far from bigint limits.
 MAX_AMOUNT = 99_999_999
@@ -169,6 +170,15 @@ def _token(value: Any) -> str | None:
     return value
 
 
+def _get_or_not_found(session: Session, scope: Scope, model: type[T], row_id: Any, *, name: str, param: str,
+                      for_update: bool = False) -> T:
+    """The scope's row by id, or NotFound (also for another merchant's or mode's row, or an id that is no string)."""
+    row = scope.get(session, model, row_id, for_update=for_update) if isinstance(row_id, str) else None
+    if row is None:
+        raise NotFound(f"No such {name}: '{row_id}'.", param=param)
+    return row
+
+
 # -- sellers ---------------------------------------------------------------------------------------------
 
 def default_seller(session: Session, scope: Scope) -> Seller:
@@ -201,10 +211,7 @@ def create_seller(session: Session, scope: Scope, *, name: str, email: str | Non
 
 def get_seller(session: Session, scope: Scope, seller_id: str) -> Seller:
     """The scope's seller, or NotFound."""
-    seller = scope.get(session, Seller, seller_id) if isinstance(seller_id, str) else None
-    if seller is None:
-        raise NotFound(f"No such seller: '{seller_id}'.", param="seller")
-    return seller
+    return _get_or_not_found(session, scope, Seller, seller_id, name="seller", param="seller")
 
 
 # -- payments --------------------------------------------------------------------------------------------
@@ -212,10 +219,7 @@ def get_seller(session: Session, scope: Scope, seller_id: str) -> Seller:
 def get_payment(session: Session, scope: Scope, payment_id: str, *, for_update: bool = False,
                 param: str = "payment") -> Payment:
     """The scope's payment, or NotFound (also when it belongs to another merchant or mode)."""
-    payment = scope.get(session, Payment, payment_id, for_update=for_update) if isinstance(payment_id, str) else None
-    if payment is None:
-        raise NotFound(f"No such payment: '{payment_id}'.", param=param)
-    return payment
+    return _get_or_not_found(session, scope, Payment, payment_id, name="payment", param=param, for_update=for_update)
 
 
 def _split(session: Session, scope: Scope, amount: int, split: Any) -> list[tuple[str, int, int]]:
@@ -396,10 +400,7 @@ def cancel_payment(session: Session, scope: Scope, payment_id: str, deps: Paymen
 
 def get_refund(session: Session, scope: Scope, refund_id: str) -> Refund:
     """The scope's refund, or NotFound."""
-    refund = scope.get(session, Refund, refund_id) if isinstance(refund_id, str) else None
-    if refund is None:
-        raise NotFound(f"No such refund: '{refund_id}'.", param="refund")
-    return refund
+    return _get_or_not_found(session, scope, Refund, refund_id, name="refund", param="refund")
 
 
 def pending_refunds_by_order(session: Session, payment_id: str) -> dict[str, int]:
@@ -480,20 +481,6 @@ def create_refund(session: Session, scope: Scope, params: dict[str, Any], deps: 
 
 
 # -- listing ---------------------------------------------------------------------------------------------
-
-def list_page(session: Session, statement, model, *, limit: int, starting_after: str | None = None,
-              ending_before: str | None = None) -> tuple[list, bool]:
-    """Keyset pagination, newest first by id (ULIDs sort by creation): (rows, has_more)."""
-    if starting_after:
-        statement = statement.where(model.id < starting_after)
-    if ending_before:
-        rows = session.scalars(statement.where(model.id > ending_before).order_by(model.id.asc())
-                               .limit(limit + 1)).all()
-        has_more = len(rows) > limit
-        return list(reversed(rows[:limit])), has_more
-    rows = session.scalars(statement.order_by(model.id.desc()).limit(limit + 1)).all()
-    return list(rows[:limit]), len(rows) > limit
-
 
 def payments_query(scope: Scope, *, status: str | None = None, customer_email: str | None = None,
                    seller: str | None = None, created_gte: datetime | None = None,
