@@ -380,7 +380,7 @@ def report(result: dict) -> str:
         f"`bench/webhooks.py` on {date.today().isoformat()}: {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} CPUs shared by everything below, PostgreSQL {result['server_version']} (the machine's "
         "system server), a redis-server of the bench's own, a receiver process on 127.0.0.1 (a minimal asyncio HTTP/1.1 server "
-        "answering 200 at once), event bodies of {result['body_bytes']} bytes. Kassa's workers are "
+        f"answering 200 at once), event bodies of {result['body_bytes']} bytes. Kassa's workers are "
         "`worker.py --queues webhooks` processes (RQ SimpleWorker; the first runs the scheduler), each keeping "
         f"up to {CONCURRENCY} requests in flight; every delivery is signed at send time, resolved and checked "
         "(SSRF guard), posted, and recorded (attempt row, delivery row) in PostgreSQL.",
