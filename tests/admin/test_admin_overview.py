@@ -1,0 +1,27 @@
+"""The platform admin area: only platform admins reach it, merchants never do."""
+from tests import factories
+from tests.accounts.conftest import login_as
+
+
+def test_platform_admin_sees_the_overview_with_links(client, db_session):
+    admin = factories.user(db_session, is_platform_admin=True)
+    factories.merchant(db_session)
+    login_as(client, db_session, admin)
+    response = client.get("/admin/")
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    assert 'id="merchant-count">' in html
+    assert 'href="/admin/psp"' in html and 'href="/admin/ledger"' in html
+
+
+def test_merchant_owner_cannot_reach_admin(client, db_session):
+    merchant = factories.merchant(db_session)
+    owner = factories.member(db_session, merchant, role="owner")
+    login_as(client, db_session, owner)
+    for path in ("/admin/", "/admin/psp", "/admin/ledger"):
+        assert client.get(path).status_code == 404, path
+
+
+def test_anonymous_is_sent_to_login(client):
+    response = client.get("/admin/")
+    assert response.status_code in (302, 401)
