@@ -46,7 +46,9 @@ def load_config(env=os.environ) -> dict:
         "KASSA_ENCRYPTION_KEYS": env.get("KASSA_ENCRYPTION_KEYS", ""),
         "LEDGER_HMAC_KEY": env.get("LEDGER_HMAC_KEY", ""),
         "API_KEY_HMAC_KEY": env.get("API_KEY_HMAC_KEY", ""),
+        "API_RATE_LIMIT": env.get("API_RATE_LIMIT", "100/second"),  # per API key (app/api/auth.py)
         "METRICS_TOKEN": env.get("METRICS_TOKEN", ""),
+        "WEBHOOKS_ALLOW_PRIVATE": env.get("WEBHOOKS_ALLOW_PRIVATE", "true" if kassa_env == "development" else ""),  # app/webhooks/ssrf.py
         "SANDBOX_PSP_URL": env.get("SANDBOX_PSP_URL", "http://127.0.0.1:8200"),
         "SANDBOX_ACQUIRER_URLS": env.get(
             "SANDBOX_ACQUIRER_URLS", "sandbox=http://127.0.0.1:8201,sandbox_b=http://127.0.0.1:8202"
@@ -67,4 +69,5 @@ def load_config(env=os.environ) -> dict:
         "REMEMBER_COOKIE_SECURE": kassa_env == "production",
         "WTF_CSRF_TIME_LIMIT": None,
         "PUBLIC_BASE_URL": env.get("PUBLIC_BASE_URL", ""),
+        "CHECKOUT_LIMITS": env.get("CHECKOUT_LIMITS", ""),  # card-testing limits (app/checkout/limits.py)
     }

@@ -58,3 +58,12 @@ def seed_demo_command():
     click.echo("Demo logins:")
     for line in lines:
         click.echo(line)
+
+
+from app.accounts.api_keys_cli import seed_api_keys  # noqa: E402
+
+SEED_STEPS.append(seed_api_keys)
+
+from app.checkout.service import seed_demo_session  # noqa: E402
+
+SEED_STEPS.append(seed_demo_session)

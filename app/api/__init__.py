@@ -4,3 +4,8 @@ from flask import Blueprint
 bp = Blueprint("api", __name__, url_prefix="/v1")
 
 from app.api import errors  # noqa: E402,F401
+from app.api import account  # noqa: E402,F401
+from app.api import checkout_sessions  # noqa: E402,F401
+from app.api import balance, events, openapi, payments, refunds, sellers  # noqa: E402,F401
+from app.api import request_log  # noqa: E402,F401  (Developers > Logs: app/api/request_log.py)
+from app.api import webhook_endpoints  # noqa: E402,F401  (issue 7: app/api/webhook_endpoints.py)

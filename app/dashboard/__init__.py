@@ -2,3 +2,11 @@
 from flask import Blueprint
 
 bp = Blueprint("dashboard", __name__, url_prefix="/dashboard")
+
+from app.dashboard import auth_views, mail_views, settings_views, shell_views, team_views  # noqa: E402,F401
+from app.dashboard import developers  # noqa: E402,F401  (Developers > API keys)
+# Home, Payments, Refunds, exports and Developers > Logs (issue 8).
+from app.dashboard import exports_views, logs_views, payment_actions, payments_views, reporting_helpers  # noqa: E402,F401
+from app.dashboard import webhook_views  # noqa: E402,F401  (Developers > Webhooks, issue 7)
+from app.dashboard import api_reference  # noqa: E402,F401  (Developers > API reference, issue 5)
+from app.dashboard import ledger_views  # noqa: E402,F401  (Balances, ledger statements, issue 3)

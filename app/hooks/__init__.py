@@ -2,3 +2,5 @@
 from flask import Blueprint
 
 bp = Blueprint("hooks", __name__, url_prefix="/hooks")
+
+from app.hooks import sandbox  # noqa: E402,F401  (/hooks/sandbox, /hooks/stripe)

@@ -211,17 +211,3 @@ def reap_idempotency_keys() -> int:
     from app.payments import idempotency
 
     return idempotency.reap(db.session)
-
-
-# Periodic sweeps, registered in app/jobs/schedule.py as (dotted path, interval in seconds).
-SWEEPS = (
-    # Every 2 s: an ambiguous authorization (timeout) is asked about within seconds, and the query is
-    # an index scan on a partial index of open attempts, so an idle run costs next to nothing.
-    ("app.jobs.payments.janitor", 2.0),
-    # Every 30 s: a request dies between phases rarely; its key waits LOCK_TIMEOUT (60 s) anyway.
-    ("app.jobs.payments.complete_idempotency_keys", 30.0),
-    # Every 5 min: authorizations expire after days; minutes of slack are irrelevant.
-    ("app.jobs.payments.expire_authorizations", 300.0),
-    # Hourly: keys live 24 h; an hour more of retention harms nobody and keeps deletes batched.
-    ("app.jobs.payments.reap_idempotency_keys", 3600.0),
-)

@@ -16,8 +16,32 @@ class Periodic:
     queue_name: str = "default"
 
 
-# Features append their sweeps here (janitor, completer, reaper, webhook sweep, ...).
-PERIODIC: list[Periodic] = []
+# Every periodic sweep, in one place. Each sweep finds its own due rows, so a missed or doubled tick is harmless.
+PERIODIC: list[Periodic] = [
+    # Every second, on the webhooks queue: new events reach endpoints and due retries go out promptly.
+    Periodic("app.jobs.webhooks.fan_out_events", 1, "webhooks"),
+    Periodic("app.jobs.webhooks.sweep_due_deliveries", 1, "webhooks"),
+    # Every 2 s: an ambiguous authorization (timeout) is asked about within seconds, and the query is
+    # an index scan on a partial index of open attempts, so an idle run costs next to nothing.
+    Periodic("app.jobs.payments.janitor", 2),
+    # Every 5 s: keeps the rollup delta table a few seconds deep, so Home's read of it stays small.
+    Periodic("app.jobs.dashboard.fold_rollups", 5),
+    # Every 30 s: a request dies between phases rarely; its key waits LOCK_TIMEOUT (60 s) anyway.
+    Periodic("app.jobs.payments.complete_idempotency_keys", 30),
+    # Every 30 s: an expired checkout page refuses to pay by itself; the sweep only records it.
+    Periodic("app.jobs.checkout.sweep_checkout_sessions", 30),
+    # Every 30 s: PSP callbacks whose handler failed are retried.
+    Periodic("app.jobs.psp.process_due_callbacks", 30),
+    # Every minute: expired exports go soon after their day is up; a lost export job is re-run.
+    Periodic("app.jobs.exports.sweep_exports", 60),
+    # Every 5 min: authorizations expire after days; minutes of slack are irrelevant.
+    Periodic("app.jobs.payments.expire_authorizations", 300),
+    # Hourly: idempotency keys live 24 h and API request logs 30 days; an hour of slack keeps deletes batched.
+    Periodic("app.jobs.payments.reap_idempotency_keys", 3600),
+    Periodic("app.jobs.dashboard.sweep_request_logs", 3600),
+    # Hourly: recompute every ledger account's hash chain and balance (the admin page shows the result).
+    Periodic("app.ledger.jobs.verify_ledger", 3600),
+]
 
 # One second is fine-grained enough for the shortest sweep interval and costs nothing when idle.
 TICK_SECONDS = 1.0
@@ -34,7 +58,7 @@ def run_once(app, last_run: dict[str, float], now: float | None = None) -> list[
             if now - last_run.get(periodic.func, float("-inf")) >= periodic.seconds:
                 try:
                     enqueue(periodic.func, queue_name=periodic.queue_name,
-                            job_id=f"periodic:{periodic.func}:{int(now // periodic.seconds)}")
+                            job_id=f"periodic-{periodic.func.replace('.', '_')}-{int(now // periodic.seconds)}")
                     last_run[periodic.func] = now
                     started.append(periodic.func)
                 except Exception:  # noqa: BLE001 - Redis down: try again next tick

@@ -1,6 +1,6 @@
 """RQ entry point: a platform-wide verify whose result the admin page shows.
 
-Schedule it with ``Periodic("app.ledger.jobs.verify_ledger", 3600)`` in app/jobs/schedule.py (hourly: a
+Scheduled hourly in app/jobs/schedule.py (a
 verify reads every entry once, which on a large ledger is minutes of sequential reading), or enqueue it
 from /admin/ledger.
 """

@@ -1,0 +1,98 @@
+"""Developers › Logs: API requests recorded after the response, outside its transaction, redacted, 30 days."""
+import json
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from app.accounts.api_keys import SECRET, create_key
+from app.api.auth import hmac_key
+from app.ids import new_id
+from app.jobs.dashboard import sweep_request_logs
+from app.models_base import utcnow
+from app.reporting.models import ApiRequestLog
+from app.reporting.request_logs import body_text, redact
+from tests.dashboard.conftest import login_as
+
+
+def _key(db_session, scope) -> str:
+    new = create_key(db_session, scope, SECRET, hmac_key=hmac_key())
+    db_session.commit()
+    return new.plaintext
+
+
+def _logs(db_session, merchant_id: str) -> list[ApiRequestLog]:
+    db_session.rollback()
+    return list(db_session.scalars(select(ApiRequestLog).where(ApiRequestLog.merchant_id == merchant_id)
+                                   .order_by(ApiRequestLog.created_at, ApiRequestLog.id)))
+
+
+def test_api_requests_are_logged_redacted_and_shown(client, db_session, shop, jobs):
+    s = shop()
+    key = _key(db_session, s.scope)
+    response = client.post("/v1/payments", headers={"Authorization": f"Bearer {key}", "Idempotency-Key": "order-77"},
+                           json={"amount": 1500, "currency": "usd", "customer_email": "log@example.com",
+                                 "payment_method": "tok_visa_123456789", "description": f"key {key}",
+                                 "metadata": {"card": "4242 4242 4242 4242", "password": "hunter2"}})
+    assert response.status_code == 200
+    response.close()  # the row is written once the response has been sent (call_on_close)
+    bad = client.post("/v1/payments", headers={"Authorization": f"Bearer {key}"}, json={"amount": -1})
+    assert bad.status_code == 400
+    bad.close()
+    client.get("/v1/payments", headers={"Authorization": "Bearer sk_test_not_a_key"}).close()  # no merchant: not logged
+
+    created, refused = _logs(db_session, s.merchant.id)
+    assert (created.method, created.path, created.status, created.idempotency_key) == \
+        ("POST", "/v1/payments", 200, "order-77")
+    assert created.request_id and created.request_id.startswith("req_") and created.latency_ms >= 0
+    request_body = json.loads(created.request_body)
+    assert request_body["amount"] == 1500 and request_body["metadata"]["password"] == "[redacted]"
+    assert request_body["metadata"]["card"] == "[card number redacted]"
+    assert request_body["payment_method"] == "tok_visa…"
+    assert key not in created.request_body and "hunter2" not in created.request_body
+    assert json.loads(created.response_body)["id"].startswith("pay_")
+    assert refused.status == 400 and "parameter" in refused.response_body
+
+    login_as(client, db_session, s.users["developer"])
+    page = client.get(s.url("developers/logs")).get_data(as_text=True)
+    assert "POST /v1/payments" in page and created.request_id in page
+    assert page.index(refused.id) < page.index(created.id)  # newest first
+    assert client.get(s.url("developers/logs?status=4xx")).get_data(as_text=True).count("/developers/logs/log_") == 1
+    assert created.id in client.get(s.url("developers/logs?q=order-77")).get_data(as_text=True)
+    detail = client.get(s.url(f"developers/logs/{created.id}")).get_data(as_text=True)
+    assert "order-77" in detail and "[redacted]" in detail and "hunter2" not in detail
+
+    other = shop(name="Other")
+    login_as(client, db_session, other.users["owner"])
+    assert client.get(other.url(f"developers/logs/{created.id}")).status_code == 404
+    assert "No API requests yet" in client.get(other.url("developers/logs")).get_data(as_text=True)
+
+
+def test_a_request_whose_transaction_failed_is_still_logged(client, db_session, shop):
+    s = shop()
+    key = _key(db_session, s.scope)
+    response = client.post("/v1/payments/pay_missing/capture", headers={"Authorization": f"Bearer {key}"})
+    assert response.status_code == 404
+    response.close()
+    [row] = _logs(db_session, s.merchant.id)
+    assert row.status == 404 and row.path == "/v1/payments/pay_missing/capture"
+
+
+def test_logs_older_than_30_days_are_swept(db_session, shop):
+    s = shop()
+    for age in (31, 29):
+        db_session.add(ApiRequestLog(id=new_id("log"), merchant_id=s.merchant.id, livemode=False, method="GET",
+                                     path="/v1/payments", status=200, latency_ms=3,
+                                     created_at=utcnow() - timedelta(days=age)))
+    db_session.commit()
+    assert sweep_request_logs() == 1
+    assert [round((utcnow() - row.created_at).days) for row in _logs(db_session, s.merchant.id)] == [29]
+
+
+def test_redaction_rules():
+    assert redact({"client_secret": "x", "nested": [{"api_key": "k"}], "last4": "4242", "amount": 12}) == \
+        {"client_secret": "[redacted]", "nested": [{"api_key": "[redacted]"}], "last4": "4242", "amount": 12}
+    assert redact("rolled sk_live_abcdefghij1234 and whsec_abcdefgh") == "rolled sk_live_…1234 and whsec_…"
+    assert redact({"payment_method": {"brand": "visa", "last4": "4242"}}) == \
+        {"payment_method": {"brand": "visa", "last4": "4242"}}
+    assert body_text(b"not json sk_test_abcdefghijkl") == "not json sk_test_…ijkl"
+    assert len(body_text({"x": "y" * 50_000})) < 16_100
