@@ -164,8 +164,9 @@ def main(argv=None) -> int:
              ", ".join(f"{name}=:{port}" for name, port in config.acquirers.items()))
     print("sandbox_psp ready", flush=True)
 
-    while not stop.wait(MAIN_LOOP_SECONDS):
-        pass
+    # Wake periodically so signal handlers run promptly even where a plain wait() would block them.
+    while not stop.is_set():
+        stop.wait(MAIN_LOOP_SECONDS)
     log.info("stopping")
     for listener in listeners:
         listener.stop()
