@@ -1,5 +1,6 @@
 """Demo data for `python3 kassa.py run`: a platform admin and a demo merchant with a team. Idempotent."""
 import click
+from flask import current_app
 from flask.cli import with_appcontext
 from sqlalchemy import select
 
@@ -18,11 +19,12 @@ DEMO_USERS = [
     ("analyst@demo.test", "Ana Lyst", Role.ANALYST, False),
 ]
 
-# Later features register extra seeding steps here: functions (session, merchant) -> list of lines to print.
+# Later features register extra seeding steps here: functions (session, merchant, web_url) -> lines to print.
 SEED_STEPS: list = []
+DEFAULT_WEB_URL = "http://127.0.0.1:5000"
 
 
-def seed_demo(session) -> tuple[Merchant, list[str]]:
+def seed_demo(session, web_url: str = DEFAULT_WEB_URL) -> tuple[Merchant, list[str]]:
     """Create (or find) the demo merchant and users; returns the merchant and lines to print."""
     merchant = session.scalars(select(Merchant).where(Merchant.name == DEMO_MERCHANT_NAME)).first()
     if merchant is None:
@@ -44,7 +46,7 @@ def seed_demo(session) -> tuple[Merchant, list[str]]:
                 session.add(Membership(id=new_id("mem"), user_id=user.id, merchant_id=merchant.id, role=role))
         lines.append(f"  {email:<22} {DEMO_PASSWORD}   ({'platform admin' if is_admin else role})")
     for step in SEED_STEPS:
-        lines.extend(step(session, merchant))
+        lines.extend(step(session, merchant, web_url))
     return merchant, lines
 
 
@@ -52,7 +54,7 @@ def seed_demo(session) -> tuple[Merchant, list[str]]:
 @with_appcontext
 def seed_demo_command():
     """Create the demo merchant, its team and a platform admin (safe to run again)."""
-    merchant, lines = seed_demo(db.session)
+    merchant, lines = seed_demo(db.session, current_app.config.get("PUBLIC_BASE_URL") or DEFAULT_WEB_URL)
     db.session.commit()
     click.echo(f"Demo merchant: {merchant.name} ({merchant.id})")
     click.echo("Demo logins:")

@@ -173,8 +173,10 @@ def cmd_run() -> int:
     try:
         with backing_services(data_dir, secret_values, "kassa", False, defaults, {}) as backing:
             migrate(backing.env)
-            demo = flask(backing.env, "seed-demo", timeout=SEED_TIMEOUT, capture=True).stdout
             ports = Ports.pick(web=_port("KASSA_PORT", 5000), sandbox=_port("KASSA_SANDBOX_PORT", 8200))
+            # Links in mails and seed output name the address the web server will listen on.
+            backing.env.setdefault("PUBLIC_BASE_URL", f"http://127.0.0.1:{ports.web}")
+            demo = flask(backing.env, "seed-demo", timeout=SEED_TIMEOUT, capture=True).stdout
             services = Services(backing.env, ports, data_dir, log_dir=data_dir / "logs")
             with ExitStack() as stack:
                 stack.callback(shielded(services.stop))

@@ -16,7 +16,7 @@ def _hmac_key() -> bytes:
     return value.encode() if isinstance(value, str) else bytes(value)
 
 
-def seed_api_keys(session, merchant: Merchant) -> list[str]:
+def seed_api_keys(session, merchant: Merchant, web_url: str) -> list[str]:
     """Demo seed step: test-mode secret and publishable keys for the demo merchant, created once.
 
     The secret is printed only when it is created (it is never stored); on later runs the lines say how
@@ -30,7 +30,7 @@ def seed_api_keys(session, merchant: Merchant) -> list[str]:
     if SECRET not in kinds:
         new = create_key(session, scope, SECRET, hmac_key=_hmac_key(), name="Demo secret key", ctx=ctx)
         lines.append(f"Demo test-mode secret API key (shown once, store it now): {new.plaintext}")
-        lines.append(f"  try it: curl -u {new.plaintext}: <Kassa web URL>/v1/account")
+        lines.append(f"  try it: curl -u {new.plaintext}: {web_url}/v1/account")
     else:
         lines.append("Demo API keys exist; roll the secret key in the dashboard (Developers > API keys) or run "
                      f"`flask --app wsgi api-key create --merchant {merchant.id}` to see a new secret.")

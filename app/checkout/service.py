@@ -321,7 +321,7 @@ def mark_expired(session: Session, cs: CheckoutSession, now: datetime | None = N
     return True
 
 
-def seed_demo_session(session: Session, merchant) -> list[str]:
+def seed_demo_session(session: Session, merchant, web_url: str) -> list[str]:
     """SEED_STEPS entry: an open test-mode session of the demo merchant to try the page (reused while open)."""
     scope = Scope(merchant.id, False)
     cs = session.scalars(scope.select(CheckoutSession, CheckoutSession.status == SessionStatus.OPEN,
@@ -335,4 +335,4 @@ def seed_demo_session(session: Session, merchant) -> list[str]:
             success_url="https://example.com/thanks", cancel_url="https://example.com/cart",
             client_reference_id="demo",
         )
-    return [f"Demo checkout (test mode, card 4242 4242 4242 4242): <web URL>/c/{cs.id}"]
+    return [f"Demo checkout (test mode, card 4242 4242 4242 4242): {web_url}/c/{cs.id}"]

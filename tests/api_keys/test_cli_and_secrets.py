@@ -151,7 +151,7 @@ def test_cli_refuses_an_unknown_merchant(app):
 
 def test_seed_step_creates_test_keys_once(db_session, merchant):
     assert seed_api_keys in SEED_STEPS
-    first = seed_api_keys(db_session, merchant)
+    first = seed_api_keys(db_session, merchant, "http://kassa.test")
     db_session.commit()
     secret_line = next(line for line in first if "secret API key" in line)
     plaintext = secret_line.rsplit(" ", 1)[1]
@@ -160,7 +160,7 @@ def test_seed_step_creates_test_keys_once(db_session, merchant):
     assert sorted(k.kind for k in keys) == ["publishable", "secret"]
     assert all(not k.livemode for k in keys)
 
-    second = seed_api_keys(db_session, merchant)
+    second = seed_api_keys(db_session, merchant, "http://kassa.test")
     db_session.commit()
     assert any("keys exist" in line for line in second)
     assert not any("sk_test_" in line for line in second)
