@@ -5,7 +5,7 @@ from flask import Flask, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from app.config import load_config
-from app.extensions import csrf, db, htmx, init_redis, limiter, login_manager, migrate
+from app.extensions import csrf, db, htmx, init_redis, limiter, login_manager, migrate, ping_idle_connections
 from app.observability import configure_logging, init_observability
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,6 +26,9 @@ def create_app(config: dict | None = None) -> Flask:
 
     configure_logging()
     db.init_app(app)
+    with app.app_context():
+        for engine in db.engines.values():
+            ping_idle_connections(engine)
     migrate.init_app(app, db, directory=str(ROOT / "migrations"))
     csrf.init_app(app)
     login_manager.init_app(app)

@@ -33,7 +33,12 @@ def load_config(env=os.environ) -> dict:
         "SQLALCHEMY_DATABASE_URI": database_url,
         "DATABASE_OWNER_URL": _postgres_url(env.get("DATABASE_OWNER_URL")) or database_url,
         "SQLALCHEMY_ENGINE_OPTIONS": {
-            "pool_pre_ping": True,
+            # No pool_pre_ping: it costs a round trip (SELECT 1) on every checkout, i.e. every
+            # transaction, five per API payment. app.extensions.ping_idle_connections pings only
+            # connections that sat idle in the pool (where a dead one is likely: server restart,
+            # a firewall dropping idle TCP); pool_recycle replaces connections older than this, so
+            # none outlives server-side or middlebox idle limits.
+            "pool_recycle": 300,
             # Bound waits so an overloaded pool surfaces as an error instead of a hung request.
             "pool_timeout": 10,
             "pool_size": int(env.get("DB_POOL_SIZE", "10")),

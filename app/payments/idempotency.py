@@ -132,6 +132,26 @@ def register(operation: Operation) -> Operation:
     return operation
 
 
+@dataclass(frozen=True)
+class _Held:
+    """A key this request holds, as ``_drive`` needs it: read from the row while it was locked anyway,
+    so that driving it does not take a transaction just to read the row again."""
+
+    key_id: str
+    operation: str
+    recovery_point: str
+    state: dict[str, Any]
+    scope: Scope
+    params: dict[str, Any]
+    key: str
+    request_id: str | None
+
+    @classmethod
+    def of(cls, row: IdempotencyKey) -> "_Held":
+        return cls(row.id, row.operation, row.recovery_point, dict(row.state), Scope(row.merchant_id, row.livemode),
+                   dict(row.request_params), row.key, row.request_id)
+
+
 def fingerprint(operation: str, target: str, params: dict[str, Any]) -> str:
     """SHA-256 of the canonical request: operation, target path and parameters (key order ignored)."""
     canonical = json.dumps({"op": operation, "target": target, "params": params},
@@ -163,7 +183,7 @@ def execute(session: Session, scope: Scope, operation: Operation | str, params: 
 
 
 def _claim(session: Session, scope: Scope, op: Operation, key: str, params: dict[str, Any], method: str,
-           path: str, token: str, request_id: str | None, now: datetime) -> "str | Response":
+           path: str, token: str, request_id: str | None, now: datetime) -> "_Held | Response":
     """Phase zero, its own transaction: insert the key locked by us, or judge the existing one.
 
     INSERT ... ON CONFLICT DO NOTHING makes concurrent first requests safe: the unique index lets one
@@ -186,7 +206,9 @@ def _claim(session: Session, scope: Scope, op: Operation, key: str, params: dict
         ).scalar_one_or_none()
         if inserted is not None:
             session.commit()
-            return inserted
+            # The row as inserted. The params go through JSON as the stored copy did, so the phases
+            # see exactly what a resumed request (the completer, a retry) reads back from the row.
+            return _Held(inserted, op.name, STARTED, {}, scope, json.loads(json.dumps(params)), key, request_id)
         row = session.scalars(select(IdempotencyKey).where(
             IdempotencyKey.merchant_id == scope.merchant_id, IdempotencyKey.livemode == scope.livemode,
             IdempotencyKey.key == key).with_for_update()).one()
@@ -212,25 +234,30 @@ def _claim(session: Session, scope: Scope, op: Operation, key: str, params: dict
         # Unlocked (an earlier try failed unexpectedly) or its lock is stale (that request died):
         # this retry takes over and resumes from the recovery point.
         row.locked_at, row.locked_by, row.last_run_at = now, token, now
+        held = _Held.of(row)  # before the commit expires the row's attributes
         session.commit()
-        return row.id
+        return held
     except BaseException:
         session.rollback()
         raise
 
 
-def _drive(session: Session, key_id: str, token: str, deps: Any, may_wait: bool) -> Response:
-    """Run the key's remaining phases, one committed transaction each, until a response is stored."""
-    row = session.get(IdempotencyKey, key_id)
-    op = OPERATIONS[row.operation]
-    point, state = row.recovery_point, dict(row.state)
-    scope = Scope(row.merchant_id, row.livemode)
-    request = (dict(row.request_params), row.key, row.request_id)
-    if point == FINISHED:
-        response = Response(row.response_status, row.response_body)
-        session.commit()
-        return response
-    session.commit()  # end the read above: nothing may be held open while a phase waits
+def _drive(session: Session, held: "_Held | str", token: str, deps: Any, may_wait: bool) -> Response:
+    """Run the key's remaining phases, one committed transaction each, until a response is stored.
+
+    ``held``: the key as _claim saw it, or the id of a key to read first (the completer).
+    """
+    if isinstance(held, str):
+        row = session.get(IdempotencyKey, held)
+        if row.recovery_point == FINISHED:
+            response = Response(row.response_status, row.response_body)
+            session.commit()
+            return response
+        held = _Held.of(row)
+        session.commit()  # end the read above: nothing may be held open while a phase waits
+    key_id, op = held.key_id, OPERATIONS[held.operation]
+    point, state, scope = held.recovery_point, held.state, held.scope
+    request = (held.params, held.key, held.request_id)
     while True:
         ctx = PhaseContext(session=session, scope=scope, params=dict(request[0]), state=dict(state), deps=deps,
                            may_wait=may_wait, key=request[1], request_id=request[2])

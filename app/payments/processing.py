@@ -354,7 +354,8 @@ def _apply_capture(session, scope, payment, attempt, result, deps, applied, now,
         for part in parts:
             part.order.amount_captured += part.amount
             part.order.fee_captured += part.fee
-        state.transition(session, payment, PaymentStatus.SUCCEEDED, request_id=request_id)
+        # The orders are locked and current (just read FOR UPDATE): the event need not read them again.
+        state.transition(session, payment, PaymentStatus.SUCCEEDED, request_id=request_id, orders=orders)
         # The posting comes last: it locks ledger accounts (the platform's revenue account is hot) and
         # holds them until our commit, which follows right after without any network call.
         booking.book_capture(session, payment, parts, captured, hmac_key=deps.ledger_hmac_key,
@@ -393,12 +394,10 @@ def _new_follow_up(session, payment: Payment, operation: str, amount: int, deps:
     """An attempt the caller runs next (inline in a job, or enqueued after commit by a callback)."""
     from app.payments.service import new_attempt
 
-    attempt = new_attempt(session, payment, operation, amount, deps, stage=False)
+    leased = bool(getattr(applied, "lease", False))
+    attempt = new_attempt(session, payment, operation, amount, deps, stage=False, leased=leased)
     applied.follow_ups.append(attempt.id)
-    if getattr(applied, "lease", False):
-        now = deps.now()
-        attempt.lease_until = attempt.next_attempt_at = now + deps.attempt_stuck_after
-        attempt.tries, attempt.started_at = 1, now
+    if leased:
         applied.claims.append(AttemptClaim(
             id=attempt.id, payment_id=payment.id, operation=operation, status=attempt.status, tries=1,
             amount=amount, currency=attempt.currency, vault=attempt.vault, token=attempt.payment_method_token,

@@ -47,12 +47,19 @@ def order_object(order: PaymentOrder) -> dict[str, Any]:
     }
 
 
-def payment_object(session: Session, payment: Payment) -> dict[str, Any]:
-    """The payment as the API shows it, with its split and its attempts (oldest first)."""
-    orders = session.scalars(select(PaymentOrder).where(PaymentOrder.payment_id == payment.id)
-                             .order_by(PaymentOrder.position)).all()
-    attempts = session.scalars(select(PaymentAttempt).where(PaymentAttempt.payment_id == payment.id)
-                               .order_by(PaymentAttempt.id)).all()
+def payment_object(session: Session, payment: Payment, *, orders: list[PaymentOrder] | None = None,
+                   attempts: list[PaymentAttempt] | None = None) -> dict[str, Any]:
+    """The payment as the API shows it, with its split and its attempts (oldest first).
+
+    ``orders``/``attempts``: the complete lists (in that order) when the caller has them already, e.g.
+    for a payment created in this very transaction; otherwise they are read.
+    """
+    if orders is None:
+        orders = session.scalars(select(PaymentOrder).where(PaymentOrder.payment_id == payment.id)
+                                 .order_by(PaymentOrder.position)).all()
+    if attempts is None:
+        attempts = session.scalars(select(PaymentAttempt).where(PaymentAttempt.payment_id == payment.id)
+                                   .order_by(PaymentAttempt.id)).all()
     card = None
     if payment.payment_method_token:
         card = {

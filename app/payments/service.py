@@ -259,6 +259,12 @@ def _split(session: Session, scope: Scope, amount: int, split: Any) -> list[tupl
 def create_payment(session: Session, scope: Scope, params: dict[str, Any], deps: PaymentsDeps, *,
                    request_id: str | None = None) -> Payment:
     """A new payment with its orders (one per seller) and its payment.created event."""
+    return _create_payment(session, scope, params, deps, request_id=request_id)[0]
+
+
+def _create_payment(session: Session, scope: Scope, params: dict[str, Any], deps: PaymentsDeps, *,
+                    request_id: str | None = None) -> tuple[Payment, list[PaymentOrder]]:
+    """create_payment, also returning the new orders (by position)."""
     amount = _amount(params.get("amount"), "amount")
     currency = _currency(params.get("currency"))
     capture_method = params.get("capture_method") or CaptureMethod.AUTOMATIC
@@ -283,25 +289,30 @@ def create_payment(session: Session, scope: Scope, params: dict[str, Any], deps:
     )
     session.add(payment)
     session.flush()
-    for position, (seller_id, part, fee) in enumerate(parts):
-        session.add(scope.new(PaymentOrder, id=new_id("po"), payment_id=payment.id, seller_id=seller_id,
-                              position=position, amount=part, fee=fee, amount_captured=0, fee_captured=0,
-                              amount_refunded=0, fee_refunded=0))
+    orders = [scope.new(PaymentOrder, id=new_id("po"), payment_id=payment.id, seller_id=seller_id,
+                        position=position, amount=part, fee=fee, amount_captured=0, fee_captured=0,
+                        amount_refunded=0, fee_refunded=0)
+              for position, (seller_id, part, fee) in enumerate(parts)]
+    session.add_all(orders)
     session.flush()
-    record_event(session, scope, "payment.created", "payment", payment.id, payment_object(session, payment),
-                 request_id=request_id)
-    return payment
+    # A payment inserted in this transaction has exactly these orders and no attempts yet: no need
+    # to read them back.
+    record_event(session, scope, "payment.created", "payment", payment.id,
+                 payment_object(session, payment, orders=orders, attempts=[]), request_id=request_id)
+    return payment, orders
 
 
 def new_attempt(session: Session, payment: Payment, operation: str, amount: int, deps: PaymentsDeps, *,
-                stage: bool = True) -> PaymentAttempt:
+                stage: bool = True, leased: bool = False) -> PaymentAttempt:
     """An attempt row in ``processing`` with its PSP idempotency key; its job staged after commit.
 
     ``next_attempt_at`` is the janitor's backstop: if the job is lost (Redis down, worker killed) the
     attempt is resolved once it has outlived any job run. ``stage=False`` when the caller runs the
-    attempt itself (a job continuing with the automatic capture).
+    attempt itself (a job continuing with the automatic capture); ``leased`` then inserts it already
+    leased to the caller for its first try (in the INSERT, rather than an UPDATE right after it).
     """
     now = deps.now()
+    lease = now + deps.attempt_stuck_after
     attempt_id = new_id("att")
     attempt = PaymentAttempt(
         id=attempt_id, merchant_id=payment.merchant_id, livemode=payment.livemode, payment_id=payment.id,
@@ -311,8 +322,9 @@ def new_attempt(session: Session, payment: Payment, operation: str, amount: int,
         connector=None if operation == AttemptOperation.AUTHORIZE else payment.connector,
         psp_reference=None if operation == AttemptOperation.AUTHORIZE else payment.psp_reference,
         # Derived from the attempt id: every try of this attempt, at any connector, carries it.
-        idempotency_key=f"kassa-{attempt_id}", tries=0,
-        next_attempt_at=now + deps.attempt_stuck_after, created_at=now, updated_at=now,
+        idempotency_key=f"kassa-{attempt_id}", tries=1 if leased else 0,
+        lease_until=lease if leased else None, started_at=now if leased else None,
+        next_attempt_at=lease, created_at=now, updated_at=now,
     )
     session.add(attempt)
     session.flush()
@@ -323,10 +335,13 @@ def new_attempt(session: Session, payment: Payment, operation: str, amount: int,
 
 def confirm_payment(session: Session, scope: Scope, payment_id: str, deps: PaymentsDeps, *,
                     payment_method: str | None = None, return_url: str | None = None,
-                    request_id: str | None = None, payment: Payment | None = None) -> PaymentAttempt:
+                    request_id: str | None = None, payment: Payment | None = None,
+                    new_orders: list[PaymentOrder] | None = None) -> PaymentAttempt:
     """Attach the card token and start an authorization attempt (payment -> processing).
 
     ``payment``: the row, when the caller holds it locked already (created in this transaction).
+    ``new_orders``: its orders, when it was created in this transaction: then they and the attempt made
+    here are all it has, and its event need not read them back.
     """
     if payment is None:
         payment = get_payment(session, scope, payment_id, for_update=True)
@@ -346,11 +361,16 @@ def confirm_payment(session: Session, scope: Scope, payment_id: str, deps: Payme
         payment.card_exp_month = payment.card_exp_year = None
     if return_url:
         payment.return_url = return_url
-    payment.last_error = None
-    payment.next_action_url = None
+    # Clear only what is set: assigning None to a payment created in this transaction would cost an
+    # UPDATE of its own (new_attempt flushes before the status UPDATE below).
+    if payment.last_error is not None:
+        payment.last_error = None
+    if payment.next_action_url is not None:
+        payment.next_action_url = None
     attempt = new_attempt(session, payment, AttemptOperation.AUTHORIZE, payment.amount, deps)
     payment.latest_attempt_id = attempt.id
-    state.transition(session, payment, PaymentStatus.PROCESSING, request_id=request_id)
+    state.transition(session, payment, PaymentStatus.PROCESSING, request_id=request_id, orders=new_orders,
+                     attempts=[attempt] if new_orders is not None else None)
     return attempt
 
 
@@ -515,11 +535,11 @@ def _wait_attempt(ctx: PhaseContext) -> None:
 
 
 def _create_started(ctx: PhaseContext):
-    payment = create_payment(ctx.session, ctx.scope, ctx.params, ctx.deps, request_id=ctx.request_id)
+    payment, orders = _create_payment(ctx.session, ctx.scope, ctx.params, ctx.deps, request_id=ctx.request_id)
     if not ctx.params.get("confirm"):
-        return Response(200, payment_object(ctx.session, payment))
+        return Response(200, payment_object(ctx.session, payment, orders=orders, attempts=[]))
     attempt = confirm_payment(ctx.session, ctx.scope, payment.id, ctx.deps, request_id=ctx.request_id,
-                              payment=payment)  # inserted in this transaction: no other can see or lock it
+                              payment=payment, new_orders=orders)  # inserted in this transaction: no other can see or lock it
     return Next("attempt_created", {"payment_id": payment.id, "attempt_id": attempt.id})
 
 

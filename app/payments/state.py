@@ -55,11 +55,14 @@ def has_open_attempt(session: Session, payment_id: str) -> bool:
 
 
 def transition(session: Session, payment: Payment, to_status: str, event_type: str | None = None, *,
-               request_id: str | None = None) -> Event | None:
+               request_id: str | None = None, orders: list | None = None,
+               attempts: list | None = None) -> Event | None:
     """Move ``payment`` to ``to_status`` and record its event; None (and no event) if it is already there.
 
     The caller holds the payment row lock (SELECT ... FOR UPDATE), so the check and the move are one
     step. InvalidTransition when the table forbids the move, or when canceling while an attempt is open.
+    ``orders``/``attempts``: all of the payment's orders (by position) / attempts (oldest first), when
+    the caller has them current in this transaction (spares reading them for the event).
     """
     from app.payments.serializers import payment_object
 
@@ -80,4 +83,5 @@ def transition(session: Session, payment: Payment, to_status: str, event_type: s
     session.flush()
     scope = Scope(payment.merchant_id, payment.livemode)
     return record_event(session, scope, event_type or table_event, "payment", payment.id,
-                        payment_object(session, payment), request_id=request_id)
+                        payment_object(session, payment, orders=orders, attempts=attempts),
+                        request_id=request_id)
