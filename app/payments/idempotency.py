@@ -211,7 +211,12 @@ def _claim(session: Session, scope: Scope, op: Operation, key: str, params: dict
             return _Held(inserted, op.name, STARTED, {}, scope, json.loads(json.dumps(params)), key, request_id)
         row = session.scalars(select(IdempotencyKey).where(
             IdempotencyKey.merchant_id == scope.merchant_id, IdempotencyKey.livemode == scope.livemode,
-            IdempotencyKey.key == key).with_for_update()).one()
+            IdempotencyKey.key == key).with_for_update()).one_or_none()
+        if row is None:
+            # The conflicting request was refused before any work and released its key in between:
+            # the key is free again, so this request claims it afresh.
+            session.rollback()
+            return _claim(session, scope, op, key, params, method, path, token, request_id, now)
         if row.created_at < now - RETENTION:
             # Expired but not yet reaped: the key starts afresh, as if it had been reaped.
             session.delete(row)

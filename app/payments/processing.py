@@ -53,6 +53,9 @@ REQUIRES_ACTION_POLL_FOR = timedelta(hours=24)
 # A refund the PSP surely did not process (503 after the router's own retries) is tried again later,
 # this many times, before it is marked failed.
 REFUND_MAX_TRIES = 8
+# Likewise a capture the PSP surely did not process (circuit open, 503): the authorization is good, so
+# giving up at once would leave an automatic-capture payment uncollected until someone captures it.
+CAPTURE_MAX_TRIES = 8
 # Sweep batch: enough to drain a backlog quickly, small enough to keep each claim transaction short.
 SWEEP_BATCH = 100
 # After the janitor hands an attempt to a job it leaves it alone this long (the job's own lease
@@ -360,6 +363,9 @@ def _apply_capture(session, scope, payment, attempt, result, deps, applied, now,
         # holds them until our commit, which follows right after without any network call.
         booking.book_capture(session, payment, parts, captured, hmac_key=deps.ledger_hmac_key,
                              capture_number=payment.capture_count)
+    elif outcome == Outcome.NOT_PROCESSED and attempt.tries < CAPTURE_MAX_TRIES:
+        # Nothing happened at the PSP: send the same capture again later with the same key.
+        _schedule_unknown(attempt, result, now)
     elif outcome in (Outcome.DECLINED, Outcome.NOT_PROCESSED):
         attempt.status = AttemptStatus.DECLINED if outcome == Outcome.DECLINED else AttemptStatus.FAILED
         attempt.finished_at, attempt.next_attempt_at = now, None
@@ -367,7 +373,10 @@ def _apply_capture(session, scope, payment, attempt, result, deps, applied, now,
         attempt.error_message = (result.message or None) and result.message[:1000]
         payment.last_error = _error(result, outcome == Outcome.DECLINED)
         if payment.status == PaymentStatus.PROCESSING:
-            # Automatic capture failed after a good authorization: hold it for a manual capture or cancel.
+            # Automatic capture failed for good after a good authorization: hold it for a manual capture
+            # or cancel, and say so loudly, since the shopper was told the payment went through.
+            log.error("automatic capture of payment %s failed for good (%s); it awaits a manual capture",
+                      payment.id, result.decline_code or result.error or outcome.value)
             state.transition(session, payment, PaymentStatus.REQUIRES_CAPTURE, request_id=request_id)
     else:
         _schedule_unknown(attempt, result, now)

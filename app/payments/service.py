@@ -401,6 +401,8 @@ def cancel_payment(session: Session, scope: Scope, payment_id: str, deps: Paymen
     if reason is not None and reason not in CANCELLATION_REASONS + SYSTEM_CANCELLATION_REASONS:
         raise InvalidRequest(f"cancellation_reason must be one of: {', '.join(CANCELLATION_REASONS)}.",
                              param="cancellation_reason")
+    if payment.status == PaymentStatus.CANCELED:
+        return payment  # already applied: keep the first cancellation's reason, write no event
     needs_void = payment.status in (PaymentStatus.REQUIRES_CAPTURE, PaymentStatus.REQUIRES_ACTION)
     if needs_void and payment.status == PaymentStatus.REQUIRES_ACTION and not payment.psp_reference:
         latest = session.get(PaymentAttempt, payment.latest_attempt_id) if payment.latest_attempt_id else None

@@ -376,3 +376,33 @@ def test_cancel_during_three_d_secure_voids_and_a_late_approval_changes_nothing(
     assert applied.follow_ups == []
     assert event_types(db_session, scope, body["id"]) == events_before
     assert payment_row(db_session, body["id"]).status == "canceled"
+
+
+def test_automatic_capture_not_processed_is_sent_again_not_parked(db_session, scope, deps):
+    body = create(db_session, scope, deps, payment_method="tok_1", confirm=True)
+    gateway = ScriptedGateway(capture_results=[PspResult(Outcome.NOT_PROCESSED, "sandbox", error="circuit_open")])
+    _run_attempt(body["attempts"][0]["id"], deps, gateway)
+    payment = payment_row(db_session, body["id"])
+    # The authorization is good and the PSP did nothing with the capture: the payment is not parked in
+    # requires_capture (which expires into a void); the same capture is owed again.
+    assert payment.status == "processing"
+    capture = db_session.scalars(select(PaymentAttempt).where(
+        PaymentAttempt.payment_id == payment.id, PaymentAttempt.operation == "capture")).one()
+    assert capture.status == "unknown" and capture.next_attempt_at is not None
+    first_key = capture.idempotency_key
+    capture.next_attempt_at = capture.lease_until = None  # due now (drive time through the row)
+    db_session.commit()
+    retry = ScriptedGateway()
+    _run_attempt(capture.id, deps, retry)
+    payment = payment_row(db_session, body["id"])
+    assert payment.status == "succeeded" and payment.amount_received == 1000
+    assert retry.calls == [("capture", first_key, 1000)]
+    assert_ledger_balanced(db_session, scope)
+
+
+def test_canceling_a_canceled_payment_changes_nothing(db_session, scope, deps):
+    body = create(db_session, scope, deps)
+    run(db_session, scope, deps, "payment.cancel", {"payment": body["id"], "cancellation_reason": "duplicate"})
+    again = run(db_session, scope, deps, "payment.cancel", {"payment": body["id"]}).body
+    assert again["status"] == "canceled" and again["cancellation_reason"] == "duplicate"
+    assert event_types(db_session, scope, body["id"]).count("payment.canceled") == 1
