@@ -25,6 +25,7 @@ Lower level: `spawn(name, argv, env, log_path)` -> `Child` (own process group, n
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -153,14 +154,23 @@ def port_is_free(port: int) -> bool:
     return True
 
 
+# Listening ports are drawn below Linux's ephemeral range (32768-60999 by default): a port the OS
+# hands out for bind(0) may be taken by an outgoing connection's local port before our server binds it.
+LISTEN_PORT_RANGE = (20000, 32000)
+
+
 def free_port(exclude: set[int] = frozenset()) -> int:
-    """A port the OS reports free on 127.0.0.1 (there is a small window before the user binds it)."""
+    """A port free on 127.0.0.1 a moment ago (there is a small window before the user binds it)."""
     while True:
+        port = random.randint(*LISTEN_PORT_RANGE)
+        if port in RESERVED_PORTS or port in exclude:
+            continue
         with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port not in RESERVED_PORTS and port not in exclude:
-            return port
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
 
 
 @dataclass(frozen=True)

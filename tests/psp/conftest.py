@@ -25,8 +25,7 @@ from sbx_helpers import (  # noqa: E402 - needs the sys.path set-up above
     HookReceiver,
     Sandbox,
     new_session,
-    start_sandbox,
-    wait_ready,
+    start_ready_sandbox,
 )
 
 from app import create_app  # noqa: E402
@@ -68,9 +67,8 @@ def psp_hook_receiver():
 def psp_sandbox_process(psp_hook_receiver, tmp_path_factory):
     """One sandbox subprocess for the PSP tests (both acquirers, callbacks to the local receiver)."""
     base = tmp_path_factory.mktemp("psp_sandbox")
-    process, log_file, ports = start_sandbox(base / "data", base / "sandbox.log", psp_hook_receiver.url)
+    process, log_file, ports = start_ready_sandbox(base / "data", base / "sandbox.log", psp_hook_receiver.url)
     try:
-        wait_ready(process)
         acquirers = {name: Acquirer(name, f"http://127.0.0.1:{ports[name]}", ports[name])
                      for name in ("sandbox", "sandbox_b")}
         handle = Sandbox(f"http://127.0.0.1:{ports['public']}", acquirers, psp_hook_receiver, base / "data",

@@ -22,8 +22,7 @@ from sbx_helpers import (  # noqa: E402 - needs the sys.path set-up above
     HookReceiver,
     Sandbox,
     new_session,
-    start_sandbox,
-    wait_ready,
+    start_ready_sandbox,
 )
 
 
@@ -41,9 +40,8 @@ def sandbox_process(hook_receiver, tmp_path_factory):
     """One sandbox subprocess for the session; stopped with SIGTERM, which must exit 0."""
     base = tmp_path_factory.mktemp("sandbox_psp")
     data_dir, log_path = base / "data", base / "sandbox.log"
-    process, log_file, ports = start_sandbox(data_dir, log_path, hook_receiver.url)
+    process, log_file, ports = start_ready_sandbox(data_dir, log_path, hook_receiver.url)
     try:
-        wait_ready(process)
         with new_session() as http:  # the launcher's way: every listener answers /healthz
             for port in ports.values():
                 assert http.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200

@@ -9,7 +9,6 @@ import hmac
 import json
 import os
 import select
-import socket
 import subprocess
 import sys
 import threading
@@ -19,6 +18,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import requests
+
+from launcher.processes import free_port as launcher_free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,10 +35,8 @@ FUTURE_YEAR = datetime.date.today().year + 10  # comfortably valid, well inside 
 
 
 def free_port() -> int:
-    """A TCP port that was free a moment ago (bind to 0, read it, release it)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A TCP port that was free a moment ago (the launcher's choice, below the ephemeral range)."""
+    return launcher_free_port()
 
 
 def new_session(headers: dict | None = None) -> requests.Session:
@@ -226,3 +225,24 @@ def wait_ready(process: subprocess.Popen) -> None:
     assert ready, "sandbox printed nothing in time"
     line = process.stdout.readline()  # the ready line, or "" if the process died
     assert line.strip() == "sandbox_psp ready", f"sandbox did not start: {line!r}"
+
+
+# Free ports are picked before the sandbox binds them, so another process may take one in between;
+# the sandbox then exits at once (code 1) and a new set of ports is tried.
+START_ATTEMPTS = 5
+
+
+def start_ready_sandbox(data_dir: Path, log_path: Path, hook_url: str | None):
+    """start_sandbox + wait_ready, on fresh ports again when a port was taken meanwhile."""
+    for attempt in range(1, START_ATTEMPTS + 1):
+        process, log_file, ports = start_sandbox(data_dir, log_path, hook_url)
+        try:
+            wait_ready(process)
+            return process, log_file, ports
+        except AssertionError:
+            exited = process.wait(timeout=WAIT_SECONDS) if process.poll() is None else process.returncode
+            process.stdout.close()
+            log_file.close()
+            if exited != 1 or attempt == START_ATTEMPTS or "in use" not in log_path.read_text():
+                raise
+    raise AssertionError("unreachable")

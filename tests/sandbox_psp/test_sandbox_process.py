@@ -3,16 +3,15 @@ import signal
 import socket
 
 import sbx_helpers
-from sbx_helpers import FUTURE_YEAR, WAIT_SECONDS, new_session, start_sandbox, wait_ready
+from sbx_helpers import FUTURE_YEAR, WAIT_SECONDS, new_session, start_ready_sandbox, start_sandbox
 
 CARD = {"number": "4242424242424242", "exp_month": 12, "exp_year": FUTURE_YEAR, "cvc": "123"}
 
 
 def run_once(data_dir, log_path):
     """Start a sandbox, tokenize a card, stop it with SIGINT; return (token, exit status)."""
-    process, log_file, ports = start_sandbox(data_dir, log_path, hook_url=None)
+    process, log_file, ports = start_ready_sandbox(data_dir, log_path, hook_url=None)
     try:
-        wait_ready(process)
         with new_session() as http:
             token = http.post(f"http://127.0.0.1:{ports['public']}/v1/tokens", json=CARD).json()
     finally:
