@@ -288,15 +288,16 @@ def _apply_authorize(session, scope, payment, attempt, result, deps, applied, no
         attempt.psp_reference = result.psp_reference or attempt.psp_reference
         attempt.action_url = None
         payment.connector, payment.psp_reference = attempt.connector, attempt.psp_reference
+        _card_facts(payment, result.raw)
+        if payment.status == PaymentStatus.CANCELED:
+            # Authorized after the payment was canceled (3-D Secure approved late, or a poll reading the
+            # void as authorized): release the hold; a canceled payment has nothing to capture.
+            _ensure_void(session, payment, deps, applied)
+            return
         payment.amount_capturable = payment.amount
         payment.authorized_at = now
         payment.next_action_url = None
         payment.last_error = None
-        _card_facts(payment, result.raw)
-        if payment.status == PaymentStatus.CANCELED:
-            # Authorized after the payment was canceled (3-D Secure approved late): release the hold.
-            _ensure_void(session, payment, deps, applied)
-            return
         if payment.capture_method == CaptureMethod.AUTOMATIC:
             if payment.status == PaymentStatus.REQUIRES_ACTION:
                 state.transition(session, payment, PaymentStatus.PROCESSING, request_id=request_id)

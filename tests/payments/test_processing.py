@@ -375,7 +375,9 @@ def test_cancel_during_three_d_secure_voids_and_a_late_approval_changes_nothing(
     db_session.commit()
     assert applied.follow_ups == []
     assert event_types(db_session, scope, body["id"]) == events_before
-    assert payment_row(db_session, body["id"]).status == "canceled"
+    payment = payment_row(db_session, body["id"])
+    assert payment.status == "canceled"
+    assert payment.amount_capturable == 0 and payment.authorized_at is None
 
 
 def test_automatic_capture_not_processed_is_sent_again_not_parked(db_session, scope, deps):
