@@ -223,9 +223,18 @@ def test_double_click_pays_once(app, page, checkout, shop, live):
     session = checkout()
     before = authorizations(live)
     fill_card(page, SUCCESS_CARD)
+    # The button must turn disabled while submitting; the page may already have moved on by the time a
+    # locator could look, so the page reports the change itself.
+    disabled_seen = []
+    page.expose_function("kassaPayButtonDisabled", lambda: disabled_seen.append(True))
+    page.evaluate("""() => {
+        const button = document.getElementById("pay-button");
+        new MutationObserver(() => { if (button.disabled) window.kassaPayButtonDisabled(); })
+            .observe(button, {attributes: true, attributeFilter: ["disabled"]});
+    }""")
     pay_button(page).dblclick()
-    expect(pay_button(page)).to_be_disabled()
     expect_success(page, shop, session)
+    assert disabled_seen, "the Pay button was never disabled while submitting"
     row = session_row(app, session["id"])
     attempts = [a for a in attempts_of(app, row.payment_id) if a.operation == "authorize"]
     assert len(attempts) == 1
