@@ -19,7 +19,7 @@ from app.api.pagination import list_page, list_response, page_args
 from app.api.params import Params
 from app.extensions import db
 from app.payments import idempotency
-from app.payments.deps import PaymentsDeps, deps_from_app
+from app.payments.deps import PaymentsDeps, deps_for
 from app.payments.errors import PaymentError
 from app.payments.models import Payment, PaymentStatus
 from app.payments.serializers import payment_object
@@ -36,11 +36,7 @@ IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 def payments_deps() -> PaymentsDeps:
     """The payments service's collaborators for this app, built once."""
-    app = current_app._get_current_object()
-    deps = app.extensions.get("payments_deps")
-    if deps is None:
-        deps = app.extensions["payments_deps"] = deps_from_app(app)
-    return deps
+    return deps_for(current_app._get_current_object())
 
 
 @bp.errorhandler(PaymentError)

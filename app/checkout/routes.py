@@ -18,7 +18,7 @@ from app.checkout.models import CheckoutSession
 from app.checkout.page import BRAND_NAMES, branding, money, negotiate_locale
 from app.checkout.service import get_public, success_redirect_url
 from app.extensions import csrf, db, redis_client
-from app.payments.deps import deps_from_app
+from app.payments.deps import deps_for
 
 # A session id: "cs_" + 26 ULID characters + 24 URL-safe random ones. Anything else is a 404 without a query.
 _SESSION_ID = re.compile(r"^cs_[0-9A-Z]{26}[A-Za-z0-9_-]{24}$")
@@ -96,11 +96,7 @@ def guard() -> CardTestingGuard:
 
 def deps():
     """The payments service's collaborators, built once per app."""
-    app = current_app._get_current_object()
-    # The same cache as the payments API (app/api/payments.py), so both share one PaymentsDeps.
-    if app.extensions.get("payments_deps") is None:
-        app.extensions["payments_deps"] = deps_from_app(app)
-    return app.extensions["payments_deps"]
+    return deps_for(current_app._get_current_object())
 
 
 def client_ip() -> str | None:

@@ -13,6 +13,6 @@ def sweep_checkout_sessions() -> dict:
     """
     from app.checkout.flow import sweep
     from app.extensions import db
-    from app.payments.deps import deps_from_app
+    from app.payments.deps import deps_for
 
-    return sweep(db.session, deps=deps_from_app(current_app))
+    return sweep(db.session, deps=deps_for(current_app._get_current_object()))

@@ -19,7 +19,7 @@ from app.extensions import db
 from app.jobs import enqueue_after_commit, job
 from app.jobs.transactions import commit_or_rollback
 from app.payments import processing
-from app.payments.deps import PaymentsDeps, deps_from_app, real_session
+from app.payments.deps import PaymentsDeps, deps_for, real_session
 from app.payments.gateway import Gateway, gateway_for_app
 from app.payments.models import AttemptOperation, AttemptStatus, PaymentAttempt
 from app.payments.service import notify_outcome
@@ -32,11 +32,7 @@ PSP_QUEUE = "psp"
 
 def payments_deps() -> PaymentsDeps:
     """The current app's PaymentsDeps, built once per process."""
-    app = current_app._get_current_object()
-    deps = app.extensions.get("payments_deps")
-    if deps is None:
-        deps = app.extensions["payments_deps"] = deps_from_app(app)
-    return deps
+    return deps_for(current_app._get_current_object())
 
 
 # -- attempts --------------------------------------------------------------------------------------------

@@ -24,13 +24,9 @@ def _deps():
     # Glue: the handler registry passes no collaborators, so take the running app's (web or worker).
     from flask import current_app
 
-    from app.payments.deps import deps_from_app
+    from app.payments.deps import deps_for
 
-    app = current_app._get_current_object()
-    deps = app.extensions.get("payments_deps")
-    if deps is None:
-        deps = app.extensions["payments_deps"] = deps_from_app(app)
-    return deps
+    return deps_for(current_app._get_current_object())
 
 
 def find_attempt(session: Session, event: CallbackEvent) -> PaymentAttempt | None:

@@ -95,3 +95,11 @@ def deps_from_app(app) -> PaymentsDeps:
         test_vault=setting("PAYMENTS_TEST_VAULT", "sandbox"),
         live_vault=setting("PAYMENTS_LIVE_VAULT", "stripe"),
     )
+
+
+def deps_for(app) -> PaymentsDeps:
+    """The app's PaymentsDeps, built once per process and kept in ``app.extensions``."""
+    deps = app.extensions.get("payments_deps")
+    if deps is None:
+        deps = app.extensions["payments_deps"] = deps_from_app(app)
+    return deps
