@@ -57,11 +57,14 @@ def _run_attempt(attempt_id: str, deps: PaymentsDeps, gateway: Gateway) -> str:
             if claim is None:
                 continue  # resolved already, or another runner holds the lease
         # No transaction is open here: the commit above returned the connection to the pool.
-        result = call_attempt(gateway, claim)
+        result = call_attempt(gateway, claim, renew_lease=lease_renewer(session, claim, deps))
+        if result is None:
+            log.warning("attempt %s: lease lost before sending; the runner holding it goes on", claim.id)
+            continue
         try:
             with commit_or_rollback(session):
                 applied = processing.apply_attempt_result(session, claim.id, result, deps, lease_follow_ups=True,
-                                                          payment_id=claim.payment_id)
+                                                          payment_id=claim.payment_id, claim_tries=claim.tries)
         except Exception:
             log.exception("could not apply the outcome of attempt %s; the janitor retries it", claim.id)
             raise
@@ -73,8 +76,20 @@ def _run_attempt(attempt_id: str, deps: PaymentsDeps, gateway: Gateway) -> str:
     return outcome
 
 
-def call_attempt(gateway: Gateway, claim: processing.AttemptClaim) -> PspResult:
-    """The PSP call for a claimed attempt. Retries of an attempt reuse its idempotency key."""
+def lease_renewer(session, claim: processing.AttemptClaim, deps: PaymentsDeps):
+    def renew() -> bool:
+        with commit_or_rollback(session):
+            return processing.renew_lease(session, claim, deps)
+
+    return renew
+
+
+def call_attempt(gateway: Gateway, claim: processing.AttemptClaim, *,
+                 renew_lease=lambda: True) -> PspResult | None:
+    """The PSP call for a claimed attempt. Retries of an attempt reuse its idempotency key.
+
+    None when the claim's lease was lost while asking the PSP about earlier tries (nothing was sent).
+    """
     owner = {"merchant_id": claim.merchant_id, "livemode": claim.livemode}
     if claim.operation == AttemptOperation.AUTHORIZE:
         if claim.status == AttemptStatus.REQUIRES_ACTION:
@@ -86,6 +101,8 @@ def call_attempt(gateway: Gateway, claim: processing.AttemptClaim) -> PspResult:
             found = find_authorization(gateway, claim)
             if found is not None:
                 return found
+            if not renew_lease():
+                return None
         return gateway.authorize(claim.vault, AuthorizeRequest(
             amount=claim.amount, currency=claim.currency, token=claim.token or "",
             idempotency_key=claim.idempotency_key, reference=claim.id, return_url=claim.return_url,

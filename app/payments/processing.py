@@ -12,7 +12,7 @@ arrive at least once (job, janitor, late PSP callback), so applying is idempoten
 only for real changes.
 """
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -153,12 +153,13 @@ def claim_attempt(session: Session, attempt_id: str, deps: PaymentsDeps) -> Atte
 
     One conditional UPDATE ... RETURNING (the claim does not change the status, so the status it
     returns is the one the attempt had): the row lock lasts only for this statement's transaction.
+    The new ``tries`` is the claim's token: results and lease renewals count only for the current one.
+    The commit is durable: a claim lost in a database crash would let the next runner take the attempt
+    for a first try, which sends without asking the PSP first, and a router failing over could then
+    authorize at a second acquirer while the first still holds the original request.
     """
     now = deps.now()
     lease = now + deps.attempt_stuck_after
-    # A lease lost in a crash only lets another runner send the same request again, with the same PSP
-    # idempotency key (the PSP answers it once): no need to wait for the WAL flush here.
-    relaxed_commit(session)
     return_url = select(Payment.return_url).where(Payment.id == PaymentAttempt.payment_id).scalar_subquery()
     row = session.execute(
         update(PaymentAttempt)
@@ -181,11 +182,31 @@ def claim_attempt(session: Session, attempt_id: str, deps: PaymentsDeps) -> Atte
         return_url=row.return_url, merchant_id=row.merchant_id, livemode=row.livemode)
 
 
+def renew_lease(session: Session, claim: AttemptClaim, deps: PaymentsDeps) -> bool:
+    """Extend the lease of a claim that is still current, right before a send; False if it was lost.
+
+    The lease is sized for one send (every timeout, try and failover). A runner that first asked the
+    PSP about earlier tries has used part of it, so it renews before sending: another runner can then
+    never take the attempt while this one's request may still be on its way to an acquirer.
+    """
+    now = deps.now()
+    lease = now + deps.attempt_stuck_after
+    renewed = session.execute(
+        update(PaymentAttempt)
+        .where(PaymentAttempt.id == claim.id, PaymentAttempt.tries == claim.tries,
+               PaymentAttempt.status.in_(OPEN_FOR_CLAIM))
+        .values(lease_until=lease, next_attempt_at=lease, updated_at=now)
+        .returning(PaymentAttempt.id)).one_or_none()
+    return renewed is not None
+
+
 def claim_refund(session: Session, refund_id: str, deps: PaymentsDeps) -> RefundClaim | None:
     """Lease a pending refund for one run; None when it is done or another runner holds it."""
     now = deps.now()
     lease = now + deps.attempt_stuck_after
-    relaxed_commit(session)  # as in claim_attempt: a lost lease means a re-send under the same key
+    # A refund never fails over (it goes to the connector holding the payment), so a claim lost in a
+    # crash only means the same request sent there again under the same key: no WAL flush needed.
+    relaxed_commit(session)
     row = session.execute(
         update(Refund)
         .where(Refund.id == refund_id, Refund.status == RefundStatus.PENDING,
@@ -243,11 +264,14 @@ def _schedule_unknown(attempt: PaymentAttempt, result: PspResult, now: datetime)
 
 def apply_attempt_result(session: Session, attempt_id: str, result: PspResult, deps: PaymentsDeps, *,
                          request_id: str | None = None, lease_follow_ups: bool = False,
-                         payment_id: str | None = None) -> Applied:
+                         payment_id: str | None = None, claim_tries: int | None = None) -> Applied:
     """Apply one PSP answer to an attempt and its payment, once; a repeat changes nothing.
 
     ``lease_follow_ups``: the caller (a job) runs the follow-ups itself right after the commit, so
     they are created already leased to it (``Applied.claims``), saving a claim transaction each.
+    ``claim_tries``: the caller's claim (a job's); None for answers that hold no claim (callbacks).
+    A claim overtaken by a newer one (its runner stalled past its lease) may still report a definite
+    outcome, which is a fact; an ambiguous answer of its is left to the current runner.
     """
     if payment_id is None:
         payment_id = session.scalar(select(PaymentAttempt.payment_id).where(PaymentAttempt.id == attempt_id))
@@ -255,7 +279,14 @@ def apply_attempt_result(session: Session, attempt_id: str, result: PspResult, d
     attempt = _locked(session, PaymentAttempt, attempt_id)
     applied = Applied(lease=lease_follow_ups)
     if attempt.status not in OPEN_FOR_CLAIM:
-        return applied  # already resolved: the outcome arrived before (job, janitor or callback)
+        # Already resolved: the outcome arrived before (job, janitor or callback). An authorization
+        # other than the one recorded (overlapping runners, a failover) holds shopper funds: void it.
+        _void_orphan_authorization(session, payment, attempt, result, deps, applied)
+        session.flush()
+        return applied
+    current = claim_tries is None or attempt.tries == claim_tries
+    if not current and result.outcome in (Outcome.UNKNOWN, Outcome.PENDING, Outcome.NOT_PROCESSED):
+        return applied
     now = deps.now()
     attempt.lease_until = None
     attempt.latency_ms = _latency(result) or attempt.latency_ms
@@ -388,7 +419,8 @@ def _apply_void(session, scope, payment, attempt, result, deps, applied, now, re
     if outcome == Outcome.SUCCEEDED or (outcome == Outcome.DECLINED and result.status == "voided"):
         attempt.status = AttemptStatus.SUCCEEDED
         attempt.finished_at, attempt.next_attempt_at = now, None
-        payment.amount_capturable = 0
+        if attempt.psp_reference == payment.psp_reference:  # not the void of an orphan authorization
+            payment.amount_capturable = 0
     elif outcome in (Outcome.DECLINED, Outcome.NOT_PROCESSED):
         attempt.status = AttemptStatus.FAILED
         attempt.finished_at, attempt.next_attempt_at = now, None
@@ -420,9 +452,30 @@ def _new_follow_up(session, payment: Payment, operation: str, amount: int, deps:
 def _ensure_void(session, payment: Payment, deps: PaymentsDeps, applied: Applied) -> None:
     exists = session.scalar(select(func.count()).select_from(PaymentAttempt).where(
         PaymentAttempt.payment_id == payment.id, PaymentAttempt.operation == AttemptOperation.VOID,
+        PaymentAttempt.psp_reference.is_not_distinct_from(payment.psp_reference),
         PaymentAttempt.status.in_((AttemptStatus.PROCESSING, AttemptStatus.UNKNOWN, AttemptStatus.SUCCEEDED))))
     if not exists:
         _new_follow_up(session, payment, AttemptOperation.VOID, payment.amount, deps, applied)
+
+
+def _void_orphan_authorization(session, payment: Payment, attempt: PaymentAttempt, result: PspResult,
+                               deps: PaymentsDeps, applied: Applied) -> None:
+    """Void an authorization this attempt reported that is not the one it resolved with (once per reference)."""
+    if (attempt.operation != AttemptOperation.AUTHORIZE or result.outcome != Outcome.SUCCEEDED
+            or not result.psp_reference or result.psp_reference == attempt.psp_reference):
+        return
+    already = session.scalar(select(func.count()).select_from(PaymentAttempt).where(
+        PaymentAttempt.payment_id == payment.id, PaymentAttempt.operation == AttemptOperation.VOID,
+        PaymentAttempt.psp_reference == result.psp_reference))
+    if already:
+        return
+    log.error("attempt %s of payment %s was also authorized as %s at %s; voiding that authorization",
+              attempt.id, payment.id, result.psp_reference, result.connector)
+    void = _new_follow_up(session, payment, AttemptOperation.VOID, payment.amount, deps, applied)
+    void.connector, void.psp_reference = result.connector, result.psp_reference
+    if applied.claims:
+        applied.claims[-1] = replace(applied.claims[-1], connector=result.connector,
+                                     psp_reference=result.psp_reference)
 
 
 def apply_refund_result(session: Session, refund_id: str, result: PspResult, deps: PaymentsDeps, *,

@@ -3,7 +3,7 @@ import threading
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import delete as sa_delete, event, func, select
 
 from app.extensions import db
 from app.ids import new_id
@@ -263,3 +263,32 @@ def test_completer_finishes_a_refund_left_at_its_recovery_point(db_session, scop
     assert replay.replayed and replay.body["id"] == first.body["id"]
     from app.payments.models import Refund
     assert count(db_session, Refund, scope) == 1
+
+
+def test_a_key_released_between_the_conflict_and_the_read_is_claimed_afresh(db_session, scope, deps):
+    # Another request holds the key; it is refused by validation and releases the key right after our
+    # INSERT ... ON CONFLICT saw it and before our read: the key is free, so this request claims it.
+    in_flight = IdempotencyKey(
+        id=new_id("idk"), merchant_id=scope.merchant_id, livemode=scope.livemode, key="key-1",
+        operation="payment.create", request_method="POST", request_path="/v1/payments", request_params=PARAMS,
+        request_fingerprint=idempotency.fingerprint("payment.create", "/v1/payments", PARAMS),
+        recovery_point=STARTED, state={}, locked_at=utcnow(), locked_by="other", created_at=utcnow(),
+        last_run_at=utcnow())
+    db_session.add(in_flight)
+    db_session.commit()
+    released = []
+
+    def release_after_conflict(conn, cursor, statement, parameters, context, executemany):
+        if not released and statement.startswith("INSERT INTO idempotency_keys"):
+            released.append(True)
+            with db.engine.begin() as other:
+                other.execute(sa_delete(IdempotencyKey).where(IdempotencyKey.id == in_flight.id))
+
+    event.listen(db.engine, "after_cursor_execute", release_after_conflict)
+    try:
+        response = execute(db_session, scope, deps)
+    finally:
+        event.remove(db.engine, "after_cursor_execute", release_after_conflict)
+    assert released and response.status == 200 and not response.replayed
+    assert count(db_session, Payment, scope) == 1
+    assert key_row(db_session, scope).recovery_point == "finished"

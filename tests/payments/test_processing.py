@@ -7,7 +7,7 @@ PSP, web server and worker are in test_e2e.py.
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from app.ids import new_id
 from app.jobs.payments import _run_attempt, _run_refund
@@ -408,3 +408,104 @@ def test_canceling_a_canceled_payment_changes_nothing(db_session, scope, deps):
     again = run(db_session, scope, deps, "payment.cancel", {"payment": body["id"]}).body
     assert again["status"] == "canceled" and again["cancellation_reason"] == "duplicate"
     assert event_types(db_session, scope, body["id"]).count("payment.canceled") == 1
+
+
+def _overdue(db_session, attempt_id, deps):
+    """Let the attempt's lease run out (its runner stalled or died)."""
+    db_session.execute(update(PaymentAttempt).where(PaymentAttempt.id == attempt_id)
+                       .values(lease_until=deps.now() - timedelta(seconds=1),
+                               next_attempt_at=deps.now() - timedelta(seconds=1)))
+    db_session.commit()
+
+
+def test_a_runner_that_loses_its_lease_while_asking_the_psp_sends_nothing(db_session, scope, deps):
+    body = create(db_session, scope, deps, payment_method="tok_1", confirm=True)
+    attempt_id = body["attempts"][0]["id"]
+    _run_attempt(attempt_id, deps, ScriptedGateway(authorize_results=[result(Outcome.UNKNOWN, message="timeout")]))
+    _overdue(db_session, attempt_id, deps)
+    overtaken = []
+
+    class StallingGateway(ScriptedGateway):
+        def retrieve(self, connector, **lookup):
+            answer = super().retrieve(connector, **lookup)
+            if not overtaken:  # this runner stalls mid-lookup; a janitor-started runner takes the attempt
+                _overdue(db_session, attempt_id, deps)
+                overtaken.append(processing.claim_attempt(db_session, attempt_id, deps))
+                db_session.commit()
+            return answer
+
+    gateway = StallingGateway()
+    assert _run_attempt(attempt_id, deps, gateway) == "skipped"
+    assert "authorize" not in [call[0] for call in gateway.calls]
+    attempt = db_session.get(PaymentAttempt, attempt_id)
+    db_session.refresh(attempt)
+    # The newer runner's lease stands untouched, and it alone sends.
+    assert overtaken[0].tries == 3 and attempt.tries == 3 and attempt.status == "unknown"
+    assert attempt.lease_until > deps.now()
+
+
+def test_a_lease_is_renewed_before_a_retry_is_sent(db_session, scope, deps):
+    body = create(db_session, scope, deps, payment_method="tok_1", confirm=True)
+    attempt_id = body["attempts"][0]["id"]
+    _run_attempt(attempt_id, deps, ScriptedGateway(authorize_results=[result(Outcome.UNKNOWN, message="timeout")]))
+    _overdue(db_session, attempt_id, deps)
+    claim = processing.claim_attempt(db_session, attempt_id, deps)
+    db_session.commit()
+    assert processing.renew_lease(db_session, claim, deps)
+    db_session.commit()
+    _overdue(db_session, attempt_id, deps)
+    newer = processing.claim_attempt(db_session, attempt_id, deps)
+    db_session.commit()
+    assert newer.tries == claim.tries + 1
+    assert not processing.renew_lease(db_session, claim, deps)
+    db_session.commit()
+
+
+def test_an_overtaken_runner_reports_facts_but_not_doubts(db_session, scope, deps):
+    body = create(db_session, scope, deps, capture_method="manual", payment_method="tok_1", confirm=True)
+    attempt_id = body["attempts"][0]["id"]
+    stale = processing.claim_attempt(db_session, attempt_id, deps)
+    db_session.commit()
+    _overdue(db_session, attempt_id, deps)
+    current = processing.claim_attempt(db_session, attempt_id, deps)
+    db_session.commit()
+    lease = db_session.get(PaymentAttempt, attempt_id).lease_until
+    # An ambiguous answer of the stale claim does not touch the current runner's attempt...
+    applied = processing.apply_attempt_result(db_session, attempt_id, result(Outcome.UNKNOWN), deps,
+                                              claim_tries=stale.tries)
+    db_session.commit()
+    attempt = db_session.get(PaymentAttempt, attempt_id)
+    db_session.refresh(attempt)
+    assert not applied.changed and attempt.status == "processing" and attempt.lease_until == lease
+    # ...but an authorization it obtained is a fact, and is recorded.
+    processing.apply_attempt_result(db_session, attempt_id, authorized("auth_s"), deps, claim_tries=stale.tries)
+    db_session.commit()
+    payment = payment_row(db_session, body["id"])
+    assert payment.status == "requires_capture" and payment.psp_reference == "auth_s"
+    assert current.tries == stale.tries + 1
+
+
+def test_a_second_authorization_of_one_attempt_is_voided_once(db_session, scope, deps, enqueued):
+    body = create(db_session, scope, deps, capture_method="manual", payment_method="tok_1", confirm=True)
+    attempt_id = body["attempts"][0]["id"]
+    _run_attempt(attempt_id, deps, ScriptedGateway(authorize_results=[authorized("auth_a")]))
+    # Overlapping runners: the other one's request reached the second acquirer.
+    applied = processing.apply_attempt_result(db_session, attempt_id, authorized("auth_b", connector="sandbox_b"),
+                                              deps)
+    db_session.commit()
+    [void_id] = applied.follow_ups
+    again = processing.apply_attempt_result(db_session, attempt_id, authorized("auth_b", connector="sandbox_b"), deps)
+    db_session.commit()
+    assert again.follow_ups == []
+    void = db_session.get(PaymentAttempt, void_id)
+    assert (void.operation, void.connector, void.psp_reference) == ("void", "sandbox_b", "auth_b")
+    gateway = ScriptedGateway()
+    _run_attempt(void_id, deps, gateway)
+    assert gateway.calls == [("void", void.idempotency_key)]
+    payment = payment_row(db_session, body["id"])
+    # The payment keeps its own authorization, still capturable, and can still be canceled (voided).
+    assert (payment.status, payment.psp_reference, payment.amount_capturable) == ("requires_capture", "auth_a", 1000)
+    canceled = run(db_session, scope, deps, "payment.cancel", {"payment": body["id"]}).body
+    voids = [a for a in canceled["attempts"] if a["operation"] == "void" and a["status"] == "processing"]
+    assert len(voids) == 1
+    assert db_session.get(PaymentAttempt, voids[0]["id"]).psp_reference == "auth_a"
