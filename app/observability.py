@@ -49,6 +49,9 @@ def configure_logging(level: str | None = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level or os.environ.get("LOG_LEVEL", "INFO"))
+    # httpx logs every request at INFO; PSP calls are recorded on their attempts (outcome, latency)
+    # and webhook sends on their delivery attempts, so those lines only cost a JSON record each.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def _metrics_registry() -> CollectorRegistry | None:

@@ -16,18 +16,16 @@ from flask import current_app
 from sqlalchemy import update
 
 from app.extensions import db
-from app.jobs import enqueue_after_commit, job
+from app.jobs import job
 from app.jobs.transactions import commit_or_rollback
 from app.payments import processing
-from app.payments.deps import PaymentsDeps, deps_for, real_session
+from app.payments.deps import PaymentsDeps, deps_for
 from app.payments.gateway import Gateway, gateway_for_app
 from app.payments.models import AttemptOperation, AttemptStatus, PaymentAttempt
 from app.payments.service import notify_outcome
 from app.psp.interfaces import AuthorizeRequest, Outcome, PspResult
 
 log = logging.getLogger(__name__)
-
-PSP_QUEUE = "psp"
 
 
 def payments_deps() -> PaymentsDeps:
@@ -190,11 +188,9 @@ def janitor() -> dict:
         attempts = processing.due_attempts(session, deps)
         refunds = processing.due_refunds(session, deps)
         for attempt_id in attempts:
-            enqueue_after_commit(real_session(session), "app.jobs.payments.run_attempt", attempt_id,
-                                 queue_name=PSP_QUEUE)
+            deps.enqueue(session, "app.jobs.payments.run_attempt", attempt_id)
         for refund_id in refunds:
-            enqueue_after_commit(real_session(session), "app.jobs.payments.run_refund", refund_id,
-                                 queue_name=PSP_QUEUE)
+            deps.enqueue(session, "app.jobs.payments.run_refund", refund_id)
     if attempts or refunds:
         log.info("janitor handed out %d attempts and %d refunds", len(attempts), len(refunds))
     return {"attempts": attempts, "refunds": refunds}

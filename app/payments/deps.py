@@ -79,7 +79,9 @@ def deps_from_app(app) -> PaymentsDeps:
     config = app.config
 
     def enqueue(session, func: str, *args) -> None:
-        enqueue_after_commit(real_session(session), func, *args, queue_name="psp")
+        # result_ttl=0: RQ deletes the job once it succeeded instead of storing its result; outcomes
+        # live on the payment's rows, and nobody reads a PSP job's return value.
+        enqueue_after_commit(real_session(session), func, *args, queue_name="psp", result_ttl=0)
 
     stuck = setting("PAYMENTS_ATTEMPT_STUCK_SECONDS")
     stuck_seconds = float(stuck) if stuck else worst_case_call_seconds(config) + STUCK_MARGIN_SECONDS

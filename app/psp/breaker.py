@@ -250,6 +250,10 @@ class CircuitBreaker:
 
     def record_success(self, permit: Permit | None = None) -> BreakerState:
         """The call answered normally; a probe's success may close the breaker."""
+        if permit is not None and permit.probe_token is None:
+            # Only a half-open probe's success changes anything (the script would just read the state):
+            # this saves a Redis round trip per PSP call while the breaker is closed.
+            return permit.state
         try:
             answer = self._success(keys=self.keys, args=[self.settings.half_open_probes,
                                                          (permit.probe_token if permit else None) or ""])
