@@ -1,13 +1,14 @@
 """The hosted checkout page (/c/<session id>): thin views over app.checkout.flow.
 
 Security on every response of this blueprint: a Content-Security-Policy with a fresh nonce per
-response and no inline script, the vault's origin as the only foreign connect-src, no framing, no
-caching, no referrer. The card number never arrives here: /confirm takes a vault token.
+response and no inline script, the tokenizer's origins as the only foreign sources (the sandbox vault
+for connect-src; in Stripe mode Stripe.js's origin for script-src and frame-src and Stripe's API for
+connect-src), no framing, no caching, no referrer. The card number never arrives here: /confirm takes
+a vault token or a Stripe PaymentMethod id.
 """
 import re
 import secrets
 import time
-from urllib.parse import urlsplit
 
 from flask import abort, current_app, g, jsonify, make_response, redirect, render_template, request, url_for
 
@@ -16,7 +17,8 @@ from app.checkout import bp, flow
 from app.checkout.limits import CardTestingGuard, Limits, Subject
 from app.checkout.models import CheckoutSession
 from app.checkout.page import BRAND_NAMES, branding, money, negotiate_locale
-from app.checkout.service import get_public, success_redirect_url
+from app.checkout.service import get_public, scope_of, success_redirect_url
+from app.checkout.tokenization import Tokenizer, tokenizer_for
 from app.extensions import csrf, db, redis_client
 from app.payments.deps import deps_for
 
@@ -24,22 +26,6 @@ from app.payments.deps import deps_for
 _SESSION_ID = re.compile(r"^cs_[0-9A-Z]{26}[A-Za-z0-9_-]{24}$")
 # Long enough to read "Payment successful" (and for a screen reader to say it), short enough not to bore.
 SUCCESS_REDIRECT_SECONDS = 3
-
-
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
-
-
-def vault_url(livemode: bool = False) -> str | None:
-    """The PSP vault the browser tokenizes cards with: the sandbox's public listener, in test mode only.
-
-    Live mode never touches the sandbox; its tokenization (Stripe.js against the merchant's Stripe
-    account) is not built yet, so live sessions show a page that takes no card (None here).
-    """
-    if livemode:
-        return None
-    return current_app.config["SANDBOX_PSP_URL"].rstrip("/")
 
 
 @bp.before_request
@@ -56,18 +42,21 @@ def _template_globals():
 def _security_headers(response):
     nonce = g.get("csp_nonce", "")
     logo_origin = g.get("logo_origin")
+    card: Tokenizer | None = g.get("tokenizer")
     policy = [
         "default-src 'none'",
-        f"script-src 'nonce-{nonce}'",
+        " ".join([f"script-src 'nonce-{nonce}'", *(card.script_origins if card else [])]),
         f"style-src 'self' 'nonce-{nonce}'",
         "img-src 'self' data:" + (f" {logo_origin}" if logo_origin else ""),
-        # The browser posts the card to the vault itself; nothing else leaves the page.
-        "connect-src 'self'" + (f" {_origin(g.vault_url)}" if g.get("vault_url") else ""),
+        # The browser sends the card to the vault (or Stripe) itself; nothing else leaves the page.
+        " ".join(["connect-src 'self'", *(card.connect_origins if card else [])]),
         "font-src 'self'",
         "form-action 'self'",
         "frame-ancestors 'none'",
         "base-uri 'none'",
     ]
+    if card and card.frame_origins:
+        policy.append(" ".join(["frame-src", *card.frame_origins]))
     headers = response.headers
     headers["Content-Security-Policy"] = "; ".join(policy)
     headers["Cache-Control"] = "no-store"
@@ -97,6 +86,11 @@ def guard() -> CardTestingGuard:
 def deps():
     """The payments service's collaborators, built once per app."""
     return deps_for(current_app._get_current_object())
+
+
+def tokenizer(cs: CheckoutSession) -> Tokenizer | None:
+    """How this session's page tokenizes cards (app/checkout/tokenization.py); None: it takes no card."""
+    return tokenizer_for(db.session, scope_of(cs), deps().vault_for(cs.livemode), current_app.config)
 
 
 def client_ip() -> str | None:
@@ -146,15 +140,15 @@ def page(session_id: str):
                        returned=_returned())
     if view.state == flow.REQUIRES_ACTION:
         return _render("checkout/action.html", cs, action_url=view.action_url)
-    g.vault_url = vault_url(cs.livemode)
-    if g.vault_url is None:
+    g.tokenizer = tokenizer(cs)
+    if g.tokenizer is None:
         return _render("checkout/unavailable.html", cs, status=503)
     refused = guard().refused(Subject(cs.id, client_ip(), None), time.time())
     if refused:
         # The decline that reached the limit is still worth reading (without the "try another card").
         last = view.message.removesuffix(" Please try another card.") if view.message else None
         return _render("checkout/refused.html", cs, status=429, message=last)
-    return _render("checkout/pay.html", cs, vault_url=g.vault_url, message=view.message)
+    return _render("checkout/pay.html", cs, tokenizer=g.tokenizer, message=view.message)
 
 
 @bp.get("/<session_id>/status")
@@ -193,18 +187,22 @@ def _json_error(status: int, message: str, param: str | None = None, code: str =
 @bp.post("/<session_id>/confirm")
 @csrf.exempt
 def confirm(session_id: str):
-    """Pay with a vault token (JSON from checkout.js); answers where the browser goes next, or an error.
+    """Pay with a vault token or a Stripe PaymentMethod id (JSON from checkout.js); answers where the
+    browser goes next, or an error.
 
     No CSRF token: the unguessable session id in the URL is the only credential, no cookie is involved
     (the page sets none), so a forged cross-site request could do nothing its sender could not do
     directly. JSON bodies also force a CORS preflight, which this route never answers.
     """
     cs = _load(session_id)
-    if vault_url(cs.livemode) is None:
+    card_tokenizer = tokenizer(cs)
+    if card_tokenizer is None:
         return _json_error(503, "Card payments are not available on this page.", None, "unavailable")
     body = request.get_json(silent=True)
     if not isinstance(body, dict) or not isinstance(body.get("token"), str) or not body["token"].strip():
         return _json_error(400, "The card could not be read. Please enter it again.", "card", "token_missing")
+    if not card_tokenizer.accepts(body["token"].strip()):
+        return _json_error(400, "The card could not be read. Please enter it again.", "card", "token_invalid")
     card = body.get("card") if isinstance(body.get("card"), dict) else {}
     page_url = url_for("checkout.page", session_id=cs.id)
     return_url = url_for("checkout.three_d_secure_return", session_id=cs.id, _external=True)

@@ -1,14 +1,16 @@
 /*
- * Kassa hosted checkout: the only script of the payment page (no framework, no inline code).
+ * Kassa hosted checkout: the page's own script (no framework, no inline code).
  *
- * The card number, expiry and CVC never reach Kassa: the inputs have no name, the form is never
- * submitted natively, and this script sends them straight from the browser to the PSP vault
- * (POST {vault}/v1/tokens, allowed by the page's CSP connect-src). Kassa receives only the token
- * and what the vault says about the card (brand, last 4, expiry, fingerprint).
+ * The card number, expiry and CVC never reach Kassa. In test mode the inputs have no name, the form
+ * is never submitted natively, and this script sends them straight from the browser to the PSP vault
+ * (POST {vault}/v1/tokens, allowed by the page's CSP connect-src). In Stripe mode Stripe.js (loaded
+ * before this script) mounts its card Element, a frame of Stripe's own, and creates a PaymentMethod.
+ * Kassa receives only the token or PaymentMethod id and what the vault says about the card (brand,
+ * last 4, expiry, fingerprint).
  *
- * Also: client-side checks (Luhn, expiry, CVC length by brand, brand detection), errors beside each
- * field (aria-describedby) and announced (aria-live), one submission at a time, and the delayed
- * return to the merchant on the success page.
+ * Also: client-side checks (Luhn, expiry, CVC length by brand, brand detection; Stripe.js's own in
+ * Stripe mode), errors beside each field (aria-describedby) and announced (aria-live), one submission
+ * at a time, and the delayed return to the merchant on the success page.
  */
 (function () {
   "use strict";
@@ -137,13 +139,9 @@
     return "";
   }
 
+  // The page's part of a card form: button, alert, announcements, errors beside fields, the confirmation.
+  // Where the card is typed and turned into a token is the card source's business (vaultCard, stripeCard).
   function initPayForm(form) {
-    var fields = {
-      number: document.getElementById("card-number"),
-      expiry: document.getElementById("card-expiry"),
-      cvc: document.getElementById("card-cvc")
-    };
-    var brandLabel = document.getElementById("card-brand");
     var button = document.getElementById("pay-button");
     var buttonLabel = button.querySelector(".pay-label");
     var idleLabel = buttonLabel.textContent;
@@ -151,28 +149,129 @@
     var alertBox = document.getElementById("form-alert");
     var submitting = false;
 
+    var ui = {
+      // An error beside a field (an input, or the container Stripe.js mounts its card frame in).
+      setError: function (element, message) {
+        var box = document.getElementById(element.id + "-error");
+        box.textContent = message;
+        box.hidden = !message;
+        if (element.tagName === "INPUT") {
+          element.setAttribute("aria-invalid", message ? "true" : "false");
+        }
+        element.closest(".field").classList.toggle("has-error", !!message);
+      },
+      showAlert: function (message) {
+        alertBox.textContent = message;
+        alertBox.hidden = !message;
+      },
+      announce: function (message) {
+        // Clearing first makes screen readers announce the same message twice in a row, too.
+        status.textContent = "";
+        window.setTimeout(function () { status.textContent = message; }, 50);
+      }
+    };
+
+    function setBusy(busy) {
+      submitting = busy;
+      button.disabled = busy;
+      button.setAttribute("aria-busy", busy ? "true" : "false");
+      buttonLabel.textContent = busy ? "Processing…" : idleLabel;
+      form.classList.toggle("is-busy", busy);
+    }
+
+    var card = form.hasAttribute("data-stripe-key") ? stripeCard(form, ui) : vaultCard(form, ui);
+    if (!card) {
+      ui.showAlert("The card form could not be loaded, so nothing was charged. Please reload the page.");
+      button.disabled = true;
+      return;
+    }
+
+    function fail(message, field) {
+      setBusy(false);
+      if (field) {
+        ui.setError(field, message);
+        card.focus(field);
+      } else {
+        ui.showAlert(message);
+        alertBox.focus();
+      }
+      ui.announce(message);
+    }
+
+    form.addEventListener("submit", function (event) {
+      event.preventDefault();
+      if (submitting) {
+        return;  // a second click while the first is on its way does nothing
+      }
+      ui.showAlert("");
+      if (!card.check()) {
+        return;
+      }
+      setBusy(true);
+      ui.announce("Processing your payment. Please wait.");
+      card.tokenize().then(function (tokenized) {
+        if (tokenized.error) {
+          fail(tokenized.error, tokenized.field);
+          return null;
+        }
+        return postJson(form.getAttribute("data-confirm-url"), { token: tokenized.token, card: tokenized.card })
+          .then(function (result) {
+            if (result.data.redirect) {
+              // Keep the button disabled: the next page (3-D Secure, processing or result) takes over.
+              window.location.assign(result.data.redirect);
+              return;
+            }
+            var problem = result.data.error || {};
+            fail(problem.message || "Something went wrong. Please try again.",
+              problem.param === "card" ? card.mainField : null);
+          });
+      }).catch(function () {
+        fail("We could not reach the payment service. Check your connection and try again.", null);
+      });
+    });
+
+    // Coming back with the browser's Back button restores the page as it was: busy. Make it usable again.
+    window.addEventListener("pageshow", function (event) {
+      if (event.persisted) {
+        setBusy(false);
+      }
+    });
+
+    // A server-side message (e.g. a decline) shown on load: move focus there so it is read out.
+    if (!alertBox.hidden && alertBox.textContent.trim()) {
+      alertBox.focus();
+    }
+  }
+
+  function postJson(url, body, headers) {
+    var allHeaders = { "Content-Type": "application/json", "Accept": "application/json" };
+    Object.keys(headers || {}).forEach(function (key) { allHeaders[key] = headers[key]; });
+    return fetch(url, {
+      method: "POST",
+      headers: allHeaders,
+      body: JSON.stringify(body),
+      credentials: url.indexOf("/") === 0 ? "same-origin" : "omit",
+      // The vault is another origin: no referrer, no cookies, no redirects to follow.
+      referrerPolicy: "no-referrer",
+      redirect: "error"
+    }).then(function (response) {
+      return response.json().catch(function () { return {}; }).then(function (data) {
+        return { status: response.status, data: data };
+      });
+    });
+  }
+
+  // Test mode: our own inputs, checked here, sent straight to the sandbox vault (POST {vault}/v1/tokens).
+  function vaultCard(form, ui) {
+    var fields = {
+      number: document.getElementById("card-number"),
+      expiry: document.getElementById("card-expiry"),
+      cvc: document.getElementById("card-cvc")
+    };
+    var brandLabel = document.getElementById("card-brand");
+
     function currentBrand() {
       return detectBrand(digitsOf(fields.number.value));
-    }
-
-    function setError(name, message) {
-      var input = fields[name];
-      var box = document.getElementById(input.id + "-error");
-      box.textContent = message;
-      box.hidden = !message;
-      input.setAttribute("aria-invalid", message ? "true" : "false");
-      input.closest(".field").classList.toggle("has-error", !!message);
-    }
-
-    function showAlert(message) {
-      alertBox.textContent = message;
-      alertBox.hidden = !message;
-    }
-
-    function announce(message) {
-      // Clearing first makes screen readers announce the same message twice in a row, too.
-      status.textContent = "";
-      window.setTimeout(function () { status.textContent = message; }, 50);
     }
 
     function validate(name) {
@@ -184,16 +283,8 @@
       } else {
         message = checkCvc(fields.cvc.value, currentBrand());
       }
-      setError(name, message);
+      ui.setError(fields[name], message);
       return message;
-    }
-
-    function setBusy(busy) {
-      submitting = busy;
-      button.disabled = busy;
-      button.setAttribute("aria-busy", busy ? "true" : "false");
-      buttonLabel.textContent = busy ? "Processing…" : idleLabel;
-      form.classList.toggle("is-busy", busy);
     }
 
     fields.number.addEventListener("input", function () {
@@ -241,108 +332,121 @@
     });
 
     function fieldForVaultParam(param) {
-      if (param === "number") { return "number"; }
-      if (param === "exp_month" || param === "exp_year") { return "expiry"; }
-      if (param === "cvc") { return "cvc"; }
+      if (param === "number") { return fields.number; }
+      if (param === "exp_month" || param === "exp_year") { return fields.expiry; }
+      if (param === "cvc") { return fields.cvc; }
       return null;
     }
 
-    function fail(message, fieldName) {
-      setBusy(false);
-      if (fieldName) {
-        setError(fieldName, message);
-        fields[fieldName].focus();
-      } else {
-        showAlert(message);
-        alertBox.focus();
-      }
-      announce(message);
-    }
-
-    function postJson(url, body, headers) {
-      var allHeaders = { "Content-Type": "application/json", "Accept": "application/json" };
-      Object.keys(headers || {}).forEach(function (key) { allHeaders[key] = headers[key]; });
-      return fetch(url, {
-        method: "POST",
-        headers: allHeaders,
-        body: JSON.stringify(body),
-        credentials: url.indexOf("/") === 0 ? "same-origin" : "omit",
-        // The vault is another origin: no referrer, no cookies, no redirects to follow.
-        referrerPolicy: "no-referrer",
-        redirect: "error"
-      }).then(function (response) {
-        return response.json().catch(function () { return {}; }).then(function (data) {
-          return { status: response.status, data: data };
-        });
-      });
-    }
-
-    form.addEventListener("submit", function (event) {
-      event.preventDefault();
-      if (submitting) {
-        return;  // a second click while the first is on its way does nothing
-      }
-      showAlert("");
-      var errors = ["number", "expiry", "cvc"].filter(function (name) { return validate(name) !== ""; });
-      if (errors.length) {
-        fields[errors[0]].focus();
-        announce(errors.length === 1 ? "Please correct the highlighted field." :
-          "Please correct the " + errors.length + " highlighted fields.");
-        return;
-      }
-      setBusy(true);
-      announce("Processing your payment. Please wait.");
-      var expiry = parseExpiry(fields.expiry.value);
-      var card = {
-        number: digitsOf(fields.number.value),
-        exp_month: expiry.month,
-        exp_year: expiry.year,
-        cvc: fields.cvc.value.trim()
-      };
-      postJson(form.getAttribute("data-vault-url") + "/v1/tokens", card).then(function (vault) {
-        card = null;  // the number and CVC are not kept around once the vault has them
-        if (vault.status !== 201 || !vault.data.id) {
-          var error = vault.data.error || {};
-          var field = fieldForVaultParam(error.param);
-          fail(error.message || "The card could not be checked. Please try again.", field);
-          return null;
+    return {
+      mainField: fields.number,
+      focus: function (field) { field.focus(); },
+      check: function () {
+        var errors = ["number", "expiry", "cvc"].filter(function (name) { return validate(name) !== ""; });
+        if (errors.length) {
+          fields[errors[0]].focus();
+          ui.announce(errors.length === 1 ? "Please correct the highlighted field." :
+            "Please correct the " + errors.length + " highlighted fields.");
+          return false;
         }
-        var token = vault.data;
-        return postJson(form.getAttribute("data-confirm-url"), {
-          token: token.id,
-          card: {
-            brand: token.card.brand,
-            last4: token.card.last4,
-            exp_month: token.card.exp_month,
-            exp_year: token.card.exp_year,
-            fingerprint: token.card.fingerprint
+        return true;
+      },
+      tokenize: function () {
+        var expiry = parseExpiry(fields.expiry.value);
+        var details = {
+          number: digitsOf(fields.number.value),
+          exp_month: expiry.month,
+          exp_year: expiry.year,
+          cvc: fields.cvc.value.trim()
+        };
+        return postJson(form.getAttribute("data-vault-url") + "/v1/tokens", details).then(function (vault) {
+          details = null;  // the number and CVC are not kept around once the vault has them
+          if (vault.status !== 201 || !vault.data.id) {
+            var error = vault.data.error || {};
+            return { error: error.message || "The card could not be checked. Please try again.",
+                     field: fieldForVaultParam(error.param) };
           }
-        }).then(function (result) {
-          if (result.data.redirect) {
-            // Keep the button disabled: the next page (3-D Secure, processing or result) takes over.
-            window.location.assign(result.data.redirect);
-            return;
-          }
-          var problem = result.data.error || {};
-          var target = problem.param === "card" ? "number" : null;
-          fail(problem.message || "Something went wrong. Please try again.", target);
+          var token = vault.data;
+          return {
+            token: token.id,
+            card: {
+              brand: token.card.brand,
+              last4: token.card.last4,
+              exp_month: token.card.exp_month,
+              exp_year: token.card.exp_year,
+              fingerprint: token.card.fingerprint
+            }
+          };
         });
-      }).catch(function () {
-        fail("We could not reach the payment service. Check your connection and try again.", null);
-      });
-    });
+      }
+    };
+  }
 
-    // Coming back with the browser's Back button restores the page as it was: busy. Make it usable again.
-    window.addEventListener("pageshow", function (event) {
-      if (event.persisted) {
-        setBusy(false);
+  // Stripe mode: Stripe.js mounts its card Element (a frame of Stripe's origin) and creates a
+  // PaymentMethod; only its id comes to Kassa. Null when Stripe.js did not load.
+  function stripeCard(form, ui) {
+    if (typeof window.Stripe !== "function") {
+      return null;
+    }
+    var stripe;
+    try {
+      stripe = window.Stripe(form.getAttribute("data-stripe-key"));
+    } catch (error) {
+      return null;
+    }
+    var container = document.getElementById("card-element");
+    var brandLabel = document.getElementById("card-brand");
+    var styles = window.getComputedStyle(document.body);
+    var element = stripe.elements().create("card", {
+      hidePostalCode: true,
+      style: {
+        base: { color: "#111827", fontFamily: styles.fontFamily, fontSize: "17px",
+                "::placeholder": { color: "#6b7280" } },
+        invalid: { color: "#b91c1c" }
+      }
+    });
+    element.mount(container);
+
+    var shown = "";
+    element.on("change", function (event) {
+      var brand = BRANDS.filter(function (b) { return b.id === event.brand; })[0];
+      brandLabel.textContent = brand ? brand.name : "";
+      var message = event.error ? event.error.message : "";
+      if (message !== shown) {
+        shown = message;
+        ui.setError(container, message);
+        // The inputs are in Stripe's frame, out of reach of aria-describedby: say it out loud instead.
+        if (message) {
+          ui.announce(message);
+        }
       }
     });
 
-    // A server-side message (e.g. a decline) shown on load: move focus there so it is read out.
-    if (!alertBox.hidden && alertBox.textContent.trim()) {
-      alertBox.focus();
-    }
+    return {
+      mainField: container,
+      focus: function () { element.focus(); },
+      check: function () { return true; },  // Stripe.js checks the card when it creates the PaymentMethod
+      tokenize: function () {
+        return stripe.createPaymentMethod({ type: "card", card: element }).then(function (result) {
+          if (result.error) {
+            var error = result.error;
+            // Validation and card errors are written for the shopper; the others are for developers.
+            if (error.type === "validation_error" || error.type === "card_error") {
+              shown = error.message;
+              return { error: error.message, field: container };
+            }
+            return { error: "Your card could not be checked, so nothing was charged. Please try again.", field: null };
+          }
+          var method = result.paymentMethod;
+          var details = method.card || {};
+          return {
+            token: method.id,
+            card: { brand: details.brand, last4: details.last4, exp_month: details.exp_month,
+                    exp_year: details.exp_year, fingerprint: details.fingerprint }
+          };
+        });
+      }
+    };
   }
 
   function initRedirect(element) {

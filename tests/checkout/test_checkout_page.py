@@ -134,7 +134,7 @@ def test_test_mode_banner_and_branding(client, db_session):
     assert "--on-accent:#000000" in html
     live_page = client.get(f"/c/{live_cs.id}")
     assert "Test mode" not in live_page.get_data(as_text=True)
-    # Live mode never tokenizes at the sandbox; its Stripe.js page is not built, so it takes no card.
+    # Live mode never tokenizes at the sandbox; without a Stripe publishable key it takes no card.
     assert live_page.status_code == 503 and b"not available" in live_page.data and b"pay-form" not in live_page.data
     assert client.application.config["SANDBOX_PSP_URL"] not in live_page.headers["Content-Security-Policy"]
 
