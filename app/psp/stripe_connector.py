@@ -15,6 +15,10 @@ PaymentIntent (``capture_method=manual``), hand its id to ``AuthorizeRequest.on_
 stores it, then confirm it. Each call carries its own key derived from the attempt's key
 (``<key>:create``, ``<key>:confirm``); an UNKNOWN confirm carries the PaymentIntent id, and ``retrieve``
 by that id resolves it.
+
+The confirm and the status query ask Stripe to expand the PaymentIntent's ``payment_method``, so that
+the answer names the card: its brand, last 4, expiry and fingerprint go to ``PspResult.raw["card"]``,
+the shape the sandbox connector's answers have (what the payments service stores on the payment).
 """
 from __future__ import annotations
 
@@ -57,6 +61,12 @@ EVENT_TYPES = {
     "charge.dispute.updated": "dispute.updated",
     "charge.dispute.closed": "dispute.closed",
 }
+
+# Expanded in the confirm's and the status query's answer: the PaymentMethod object instead of its id,
+# the only place a PaymentIntent names the card.
+EXPAND = ["payment_method"]
+# What Kassa keeps of a card (the sandbox's card object, app/psp/sandbox.py); Stripe never sends the number.
+CARD_FIELDS = ("brand", "last4", "exp_month", "exp_year", "fingerprint")
 
 
 class _HTTPXClient(stripe.HTTPXClient):
@@ -173,7 +183,7 @@ class StripeConnector:
                     return PspResult(outcome=Outcome.NOT_PROCESSED, connector=self.name, psp_reference=intent_id,
                                      status="requires_confirmation", error="exception",
                                      message=f"could not store the PaymentIntent id: {type(exc).__name__}")
-        confirm_params: dict[str, Any] = {}
+        confirm_params: dict[str, Any] = {"expand": EXPAND}
         if request.return_url:
             confirm_params["return_url"] = request.return_url
         confirmed = self._call(lambda: self._client.v1.payment_intents.confirm(
@@ -241,7 +251,8 @@ class StripeConnector:
                              message="Stripe cannot look up by idempotency key; store the PaymentIntent id")
         if self._client is None:
             return self._not_configured(read=True)
-        answer = self._call(lambda: self._client.v1.payment_intents.retrieve(psp_reference), read=True)
+        answer = self._call(lambda: self._client.v1.payment_intents.retrieve(
+            psp_reference, params={"expand": EXPAND}), read=True)
         if isinstance(answer, PspResult):
             return _with_reference(answer, psp_reference)
         return self._intent_result(answer)
@@ -317,8 +328,12 @@ class StripeConnector:
                 kind = "connect_refused"
             return result(Outcome.UNKNOWN, kind, retryable=read)
         if isinstance(exc, stripe.CardError):
-            # A decline (402): the PaymentIntent stays, back in requires_payment_method.
+            # A decline (402): the PaymentIntent stays, back in requires_payment_method. The error carries
+            # the declined PaymentMethod: its card is what the card-testing limits count the decline against.
             intent = error.get("payment_intent") or {}
+            card = _card(error.get("payment_method"))
+            if card:
+                body = {**body, "card": card}
             return result(Outcome.DECLINED, None, decline_code=error.get("decline_code") or exc.code or "card_declined",
                           reference=intent.get("id") if isinstance(intent, dict) else None,
                           status="requires_payment_method")
@@ -355,9 +370,15 @@ class StripeConnector:
             redirect = (intent.get("next_action") or {}).get("redirect_to_url") or {}
             action_url = redirect.get("url")
         amount = intent.get("amount_received") if status == "succeeded" else intent.get("amount")
+        method = intent.get("payment_method")
+        if not isinstance(method, dict):
+            # A failed attempt may unset payment_method; its error keeps the PaymentMethod that was declined.
+            method = (intent.get("last_payment_error") or {}).get("payment_method")
+        card = _card(method)
         return PspResult(outcome=outcome, connector=self.name, psp_reference=intent.get("id"),
                          decline_code=decline_code, action_url=action_url, amount=amount, status=status,
-                         raw=intent, error=None if outcome != Outcome.UNKNOWN else "server_error")
+                         raw={**intent, "card": card} if card else intent,
+                         error=None if outcome != Outcome.UNKNOWN else "server_error")
 
     def _refund_result(self, obj: Any) -> PspResult:
         refund = _as_dict(obj)
@@ -367,6 +388,14 @@ class StripeConnector:
         return PspResult(outcome=outcome, connector=self.name, psp_reference=refund.get("id"),
                          decline_code=(refund.get("failure_reason") or status) if outcome == Outcome.DECLINED else None,
                          amount=refund.get("amount"), status=status, raw=refund)
+
+
+def _card(method: Any) -> dict | None:
+    """The card facts of an expanded card PaymentMethod (None for an id or another kind of method)."""
+    card = method.get("card") if isinstance(method, dict) else None
+    if not isinstance(card, dict):
+        return None
+    return {name: card.get(name) for name in CARD_FIELDS}
 
 
 def _require_key(idempotency_key: str) -> None:

@@ -4,11 +4,13 @@ same payments service as the sandbox path, then authorized, declined or sent to 
 Stripe connector against the local stand-in of Stripe's API (tests/psp/fake_stripe.py). The browser side
 is test_checkout_stripe_browser.py."""
 import re
+import time
 
 import pytest
 from sqlalchemy import select
 
 from app.checkout import service
+from app.checkout.limits import Limits
 from app.checkout.models import CheckoutSession
 from app.checkout.tokenization import tokenizer_for
 from app.crypto import SecretBox
@@ -20,7 +22,7 @@ from app.psp.credentials import set_credentials
 from app.scoping import Scope
 from tests import factories
 from tests.conftest import app_config
-from tests.psp.fake_stripe import FakeStripe, payment_intent
+from tests.psp.fake_stripe import FakeStripe, card_declined, payment_intent, payment_method
 
 SECRET_KEY = "sk_live_kassa_merchant"
 PUBLISHABLE_KEY = "pk_live_kassa_merchant"
@@ -223,7 +225,7 @@ def test_a_payment_method_id_pays_through_the_payments_service(app, client, db_s
     assert (create.fields["amount"], create.fields["currency"], create.fields["capture_method"]) == \
         ("15800", "eur", "manual")
     assert confirm.path == "/v1/payment_intents/pi_cs_paid/confirm"
-    assert confirm.fields == {"return_url": f"http://localhost/c/{cs.id}/return"}
+    assert confirm.fields == {"return_url": f"http://localhost/c/{cs.id}/return", "expand[0]": "payment_method"}
     assert capture.path == "/v1/payment_intents/pi_cs_paid/capture" and capture.fields == {"amount_to_capture": "15800"}
 
     html = client.get(f"/c/{cs.id}").get_data(as_text=True)
@@ -280,3 +282,54 @@ def test_stripe_three_d_secure_goes_to_the_action_url_and_back(app, client, db_s
     run_latest_attempt(app, db_session, cs)
     assert "Payment successful" in client.get(f"/c/{cs.id}").get_data(as_text=True)
     assert [a.status for a in attempts(db_session, cs.payment_id) if a.operation == "authorize"] == ["succeeded"]
+
+
+def test_a_stripe_payment_stores_the_card_stripe_names(app, client, db_session, live_scope, fake):
+    """The confirm expands the PaymentMethod: the payment keeps Stripe's brand, last 4, expiry and
+    fingerprint (what the browser said about the card is not used), and the success page names the card."""
+    cs = new_session(db_session, live_scope)
+    fake.payment_methods["pm_1CardFacts"] = payment_method(
+        id="pm_1CardFacts", brand="mastercard", last4="4444", exp_month=9, exp_year=2031, fingerprint="Kx3mFpStripe01")
+    fake.answer(*CREATE, (200, payment_intent(id="pi_cs_card", amount=15800, payment_method="pm_1CardFacts")))
+    fake.answer("POST", "/v1/payment_intents/pi_cs_card/confirm",
+                (200, payment_intent(id="pi_cs_card", amount=15800, payment_method="pm_1CardFacts",
+                                     status="requires_capture", amount_capturable=15800)))
+    fake.answer("POST", "/v1/payment_intents/pi_cs_card/capture",
+                (200, payment_intent(id="pi_cs_card", amount=15800, payment_method="pm_1CardFacts",
+                                     status="succeeded", amount_received=15800)))
+    client.post(f"/c/{cs.id}/confirm", json={"token": "pm_1CardFacts", "card": {"brand": "visa", "last4": "4242"}})
+    run_latest_attempt(app, db_session, cs)
+
+    payment = db_session.get(Payment, cs.payment_id, populate_existing=True)
+    assert payment.status == "succeeded"
+    assert (payment.card_brand, payment.card_last4, payment.card_exp_month, payment.card_exp_year,
+            payment.card_fingerprint) == ("mastercard", "4444", 9, 2031, "Kx3mFpStripe01")
+    html = client.get(f"/c/{cs.id}").get_data(as_text=True)
+    assert "Payment successful" in html and "Mastercard ending in 4444" in html
+
+
+def test_a_declined_stripe_card_counts_against_its_stripe_fingerprint(app, client, db_session, live_scope, fake,
+                                                                      redis):
+    """Stripe.js gives the page no fingerprint (Stripe sends it only to secret keys), so the browser names
+    none; the decline's 402 carries the PaymentMethod, and its fingerprint is what the decline counts against."""
+    cs = new_session(db_session, live_scope)
+    declined = payment_method(id="pm_1Stolen", brand="visa", last4="0002", exp_month=4, exp_year=2030,
+                              fingerprint="StolenCardFp001")
+    fake.answer(*CREATE, (200, payment_intent(id="pi_cs_stolen", amount=15800, payment_method="pm_1Stolen")))
+    fake.answer("POST", "/v1/payment_intents/pi_cs_stolen/confirm",
+                (402, card_declined("pi_cs_stolen", "stolen_card", "Your card was declined.", method=declined)))
+    client.post(f"/c/{cs.id}/confirm", json={"token": "pm_1Stolen", "card": {"brand": "visa", "last4": "0002"}})
+    run_latest_attempt(app, db_session, cs)
+
+    payment = db_session.get(Payment, cs.payment_id, populate_existing=True)
+    assert payment.status == "requires_payment_method"
+    assert (payment.card_last4, payment.card_fingerprint) == ("0002", "StolenCardFp001")
+    html = client.get(f"/c/{cs.id}").get_data(as_text=True)  # the page moves to attempt 2 and counts
+    assert 'id="card-element"' in html
+    db_session.refresh(cs)
+    assert cs.attempt_number == 2
+    window = int(time.time() // Limits().window_seconds)
+    assert redis.get(f"kassa:checkout:declines:fingerprint:StolenCardFp001:{window}") == b"1"
+    assert redis.get(f"kassa:checkout:declines:session:{cs.id}:{window}") == b"1"
+    # The browser named no fingerprint, so this is no lie: the page takes the next card.
+    assert client.get(f"/c/{cs.id}").status_code == 200

@@ -1,6 +1,10 @@
 """A local HTTP server standing in for Stripe's API: it records exactly what the SDK sends (method, path,
 headers, form fields) and answers with objects shaped like Stripe's, taken from Stripe's own example
-file (/work/shared/fixtures/stripe/fixtures3.json, from the public stripe/openapi repository)."""
+file (/work/shared/fixtures/stripe/fixtures3.json, from the public stripe/openapi repository).
+
+As Stripe does, it expands an answer's ``payment_method`` id into the PaymentMethod object only when the
+request asks for it (``expand[0]=payment_method``, in the form or the query); the object is the one
+registered for that id in ``FakeStripe.payment_methods``, else Stripe's example card with that id."""
 import copy
 import json
 import threading
@@ -36,6 +40,7 @@ class FakeStripe:
     def __init__(self):
         self.requests: list[Recorded] = []
         self.answers: dict[tuple[str, str], list] = {}
+        self.payment_methods: dict[str, dict] = {}  # id -> PaymentMethod object, for expansion
         self.hold = threading.Event()   # set by the test to release a held answer
         self.hold.set()
         outer = self
@@ -46,9 +51,10 @@ class FakeStripe:
             def _handle(self):
                 parts = urlsplit(self.path)
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0) or 0)).decode()
-                outer.requests.append(Recorded(self.command, parts.path, dict(self.headers),
-                                               parse_qsl(body, keep_blank_values=True),
-                                               parse_qsl(parts.query, keep_blank_values=True)))
+                recorded = Recorded(self.command, parts.path, dict(self.headers),
+                                    parse_qsl(body, keep_blank_values=True),
+                                    parse_qsl(parts.query, keep_blank_values=True))
+                outer.requests.append(recorded)
                 queue = outer.answers.get((self.command, parts.path)) or []
                 if not queue:
                     status, payload = 404, {"error": {"type": "invalid_request_error", "code": "resource_missing",
@@ -60,6 +66,7 @@ class FakeStripe:
                         status, payload = 200, {}
                     else:
                         status, payload = answer
+                payload = outer._expanded(payload, recorded)
                 data = json.dumps(payload).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -78,6 +85,16 @@ class FakeStripe:
         self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
                                         daemon=True)
         self._thread.start()
+
+    def _expanded(self, payload: dict, request: Recorded) -> dict:
+        """The answer with its payment_method id replaced by the object, when the request expands it."""
+        expand = {value for name, value in request.form + request.query
+                  if name == "expand" or name.startswith("expand[")}
+        method = payload.get("payment_method")
+        if "payment_method" not in expand or not isinstance(method, str):
+            return payload
+        return {**payload, "payment_method": copy.deepcopy(self.payment_methods.get(method))
+                or payment_method(id=method)}
 
     def answer(self, method: str, path: str, *answers) -> None:
         """Queue answers for a route; the last one repeats."""
@@ -107,3 +124,26 @@ def refund(**overrides) -> dict:
                  "status": "succeeded"})
     body.update(overrides)
     return body
+
+
+def payment_method(**card) -> dict:
+    """Stripe's example card PaymentMethod with our values: ``id`` and the card's fields (brand, last4,
+    exp_month, exp_year, fingerprint, ...)."""
+    method = stripe_fixture("payment_method")
+    method.update({"id": card.pop("id", "pm_card_visa"), "metadata": {}})
+    method["card"].update({"wallet": None, **card})
+    return method
+
+
+def card_declined(intent_id: str = "pi_kassa_1", decline_code: str = "insufficient_funds",
+                  message: str = "Your card has insufficient funds.", method: dict | None = None) -> dict:
+    """Stripe's 402 body for a declined confirmation: the error names the PaymentIntent (back in
+    requires_payment_method, its payment_method unset and its last_payment_error the same error) and
+    carries the PaymentMethod that was declined."""
+    method = method or payment_method()
+    error = {"type": "card_error", "code": "card_declined", "decline_code": decline_code, "message": message,
+             "charge": "ch_kassa_declined", "doc_url": "https://stripe.com/docs/error-codes/card-declined",
+             "payment_method": method}
+    intent = payment_intent(id=intent_id, status="requires_payment_method", payment_method=None,
+                            last_payment_error=copy.deepcopy(error))
+    return {"error": {**error, "payment_intent": intent}}

@@ -13,7 +13,7 @@ import pytest
 
 from app.psp.interfaces import AuthorizeRequest, CallbackRejected, Outcome
 from app.psp.stripe_connector import StripeConnector
-from tests.psp.fake_stripe import FakeStripe, payment_intent, refund, stripe_fixture
+from tests.psp.fake_stripe import FakeStripe, card_declined, payment_intent, payment_method, refund, stripe_fixture
 
 API_KEY = "sk_test_kassa_merchant"
 WEBHOOK_SECRET = "whsec_kassa_test"
@@ -44,6 +44,9 @@ def authorize_request(**extra) -> AuthorizeRequest:
 
 CREATE = ("POST", "/v1/payment_intents")
 CONFIRM = ("POST", "/v1/payment_intents/pi_kassa_1/confirm")
+RETRIEVE = ("GET", "/v1/payment_intents/pi_kassa_1")
+# How the SDK sends expand=["payment_method"] (a list, indexed like payment_method_types).
+EXPAND = ("expand[0]", "payment_method")
 
 
 def test_authorize_creates_the_intent_reports_its_id_then_confirms(fake, stripe_connector):
@@ -70,7 +73,10 @@ def test_authorize_creates_the_intent_reports_its_id_then_confirms(fake, stripe_
     }
     assert (confirm.method, confirm.path) == CONFIRM
     assert confirm.headers["Idempotency-Key"] == "att_1:confirm"
-    assert confirm.fields == {"return_url": "https://shop.example/return"}
+    assert confirm.fields == {"return_url": "https://shop.example/return", "expand[0]": "payment_method"}
+    # The expanded PaymentMethod names the card, in the shape of the sandbox's card object.
+    assert result.raw["card"] == {"brand": "visa", "last4": "4242", "exp_month": 8, "exp_year": 2030,
+                                  "fingerprint": "AOB934RVNwzk6xtn"}
 
 
 def test_an_intent_created_earlier_is_only_confirmed(fake, stripe_connector):
@@ -78,18 +84,41 @@ def test_an_intent_created_earlier_is_only_confirmed(fake, stripe_connector):
     result = stripe_connector.authorize(authorize_request(psp_reference="pi_kassa_1", return_url=None))
     assert result.outcome == Outcome.SUCCEEDED
     assert [(r.method, r.path) for r in fake.requests] == [CONFIRM]
-    assert fake.requests[0].fields == {}
+    assert fake.requests[0].form == [EXPAND]
 
 
-def test_card_decline_is_a_result_with_the_decline_code(fake, stripe_connector):
+def test_card_decline_is_a_result_with_the_decline_code_and_the_card(fake, stripe_connector):
     fake.answer(*CREATE, (200, payment_intent()))
-    fake.answer(*CONFIRM, (402, {"error": {
-        "type": "card_error", "code": "card_declined", "decline_code": "insufficient_funds",
-        "message": "Your card has insufficient funds.",
-        "payment_intent": payment_intent(status="requires_payment_method")}}))
+    declined_card = payment_method(id="pm_card_visa", brand="mastercard", last4="4444", exp_month=3, exp_year=2031,
+                                   fingerprint="Xt5EWLLDS7FJjR1c")
+    fake.answer(*CONFIRM, (402, card_declined(method=declined_card)))
     result = stripe_connector.authorize(authorize_request())
     assert result.outcome == Outcome.DECLINED and result.decline_code == "insufficient_funds"
     assert result.psp_reference == "pi_kassa_1"
+    # The error carries the declined PaymentMethod: its card is what the card-testing limits count.
+    assert result.raw["card"] == {"brand": "mastercard", "last4": "4444", "exp_month": 3, "exp_year": 2031,
+                                  "fingerprint": "Xt5EWLLDS7FJjR1c"}
+    assert result.raw["error"]["decline_code"] == "insufficient_funds"
+
+
+def test_a_declined_intent_read_later_names_the_declined_card(fake, stripe_connector):
+    # After a failed attempt Stripe unsets payment_method; last_payment_error keeps the PaymentMethod.
+    fake.answer(*RETRIEVE, (200, card_declined()["error"]["payment_intent"]))
+    result = stripe_connector.retrieve(psp_reference="pi_kassa_1")
+    assert result.outcome == Outcome.DECLINED and result.decline_code == "insufficient_funds"
+    assert result.raw["card"]["fingerprint"] == "AOB934RVNwzk6xtn" and result.raw["card"]["last4"] == "4242"
+
+
+def test_an_answer_without_the_payment_method_object_has_no_card(fake, stripe_connector):
+    # Capture does not expand (nothing reads its card); an id alone names no card.
+    fake.answer("POST", "/v1/payment_intents/pi_kassa_1/capture", (200, payment_intent(status="succeeded")))
+    captured = stripe_connector.capture("pi_kassa_1", 2500, "EUR", "cap_no_card")
+    assert captured.outcome == Outcome.SUCCEEDED and captured.raw["payment_method"] == "pm_card_visa"
+    assert "card" not in captured.raw
+    # A PaymentMethod of another kind than a card has no card facts either.
+    fake.answer(*RETRIEVE, (200, payment_intent(status="requires_capture")))
+    fake.payment_methods["pm_card_visa"] = {**payment_method(), "type": "sepa_debit", "card": None}
+    assert "card" not in stripe_connector.retrieve(psp_reference="pi_kassa_1").raw
 
 
 def test_three_d_secure_requires_action_with_the_redirect(fake, stripe_connector):
@@ -129,10 +158,15 @@ def test_read_timeout_is_unknown_then_retrieve_resolves_it(fake, stripe_connecto
     fake.hold.set()
     assert result.outcome == Outcome.UNKNOWN and result.error == "read_timeout"
     assert result.psp_reference == "pi_kassa_1"
-    fake.answer("GET", "/v1/payment_intents/pi_kassa_1", (200, payment_intent(status="requires_capture")))
+    fake.answer(*RETRIEVE, (200, payment_intent(status="requires_capture")))
+    fake.payment_methods["pm_card_visa"] = payment_method(brand="amex", last4="8431", exp_month=11, exp_year=2029,
+                                                          fingerprint="fpAmexKassa0001")
     resolved = stripe_connector.retrieve(psp_reference=result.psp_reference)
     assert resolved.outcome == Outcome.SUCCEEDED and resolved.status == "requires_capture"
-    assert fake.requests[-1].method == "GET" and fake.requests[-1].form == []
+    query = fake.requests[-1]
+    assert (query.method, query.path) == RETRIEVE and query.form == [] and query.query == [EXPAND]
+    assert resolved.raw["card"] == {"brand": "amex", "last4": "8431", "exp_month": 11, "exp_year": 2029,
+                                    "fingerprint": "fpAmexKassa0001"}
 
 
 def test_a_create_that_did_not_answer_confirmed_nothing(fake, stripe_connector):
