@@ -7,6 +7,10 @@ back to ``requires_payment_method`` after a definite outcome (a decline, or a no
 a double click, a reload or a resubmission with the same attempt number replays the first
 confirmation instead of paying twice.
 
+In Stripe mode the browser knows no card fingerprint (Stripe.js gives it none), so ``confirm`` asks the
+PSP for the card behind the PaymentMethod before checking the limits (``psp_card``): a card that has
+reached its decline limit is refused before it is sent to Stripe again, from any session or address.
+
 ``refresh`` brings a session up to date with its payment whenever the page, the status poll, the API or
 the sweep looks at it: completes it once the payment is authorized, bumps the attempt number after a
 decline (counting the decline against the card-testing limits) and expires it when it is past due.
@@ -16,7 +20,7 @@ Lock order: checkout session row, then the payment row (taken inside the payment
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Callable
 
 from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session, scoped_session
@@ -37,6 +41,8 @@ from app.payments.deps import PaymentsDeps
 from app.payments.errors import IdempotencyInFlight, IdempotencyMismatch, PaymentError
 from app.payments.models import AttemptOperation, AttemptStatus, Payment, PaymentAttempt, PaymentStatus
 from app.payments.service import cancel_payment, create_payment
+from app.psp.interfaces import CardToken
+from app.psp.router import Router
 
 log = logging.getLogger(__name__)
 
@@ -273,10 +279,36 @@ def _ensure_payment(session: Session, cs: CheckoutSession, deps: PaymentsDeps,
     return payment_id
 
 
+def psp_card(router: Router, cs: CheckoutSession, vault: str, token: str) -> CardToken | None:
+    """The card behind ``token`` as the PSP that will charge it knows it (Stripe: the PaymentMethod, read
+    with the merchant's secret key), or None when its connector cannot tell or could not be asked.
+
+    The connector is the first of the session's route, built with the merchant's credentials by the
+    router's own provider, as the authorization's will be.
+    """
+    try:
+        names = router.route(vault, merchant_id=cs.merchant_id, currency=cs.currency, livemode=cs.livemode)
+        if not names:
+            return None
+        connector = router.connector(names[0], merchant_id=cs.merchant_id, livemode=cs.livemode)
+        card_of = getattr(connector, "card_of", None)
+        return card_of(token) if card_of is not None else None
+    except Exception:  # noqa: BLE001 - a lookup that cannot be made is one that failed: the caller goes on
+        log.warning("checkout: could not ask the PSP for the card", exc_info=True,
+                    extra={"checkout_session": cs.id})
+        return None
+
+
 def confirm(session: Session, cs: CheckoutSession, guard: CardTestingGuard, *, deps: PaymentsDeps,
             token: str, fingerprint: str | None, ip: str | None, return_url: str,
-            request_id: str | None = None, now: float | None = None) -> ConfirmResult:
+            request_id: str | None = None, now: float | None = None,
+            lookup_card: Callable[[str], CardToken | None] | None = None) -> ConfirmResult:
     """Pay the session with a vault token: check the limits, then confirm through the payments service.
+
+    ``fingerprint`` is the card's as the browser relays it from the vault. With ``lookup_card`` (Stripe
+    mode) it is ignored: the card is asked of the PSP instead, and when that fails the confirmation goes
+    on without a fingerprint (limited per session and address; the decline, if any, still counts against
+    the card's fingerprint afterwards, from the PSP's answer).
 
     Owns its transactions (the idempotent confirmation commits phase by phase).
     """
@@ -287,6 +319,16 @@ def confirm(session: Session, cs: CheckoutSession, guard: CardTestingGuard, *, d
     if view.state != FORM:
         # Already paying, paid or expired: a second submission only shows the page as it is.
         return ConfirmResult()
+    if lookup_card is not None:
+        # Asked after the commit above: no transaction (nor row lock) is open across the PSP call.
+        # Not finding out does not refuse the shopper: a lookup fails when the PSP is slow or down (its
+        # connector's timeouts bound the wait), not because of anything a card tester controls, and a
+        # PaymentMethod the PSP cannot read is not charged either.
+        card = lookup_card(token)
+        fingerprint = card.fingerprint if card is not None else None
+        if fingerprint is None:
+            log.warning("checkout: card unknown to the PSP's lookup; limiting this confirmation per session "
+                        "and address only", extra={"checkout_session": cs.id})
     stamp = now if now is not None else utcnow().timestamp()
     subject = Subject(cs.id, ip, fingerprint)
     if guard.refused(subject, stamp):

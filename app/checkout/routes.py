@@ -9,6 +9,7 @@ a vault token or a Stripe PaymentMethod id.
 import re
 import secrets
 import time
+from functools import partial
 
 from flask import abort, current_app, g, jsonify, make_response, redirect, render_template, request, url_for
 
@@ -21,6 +22,7 @@ from app.checkout.service import get_public, scope_of, success_redirect_url
 from app.checkout.tokenization import Tokenizer, tokenizer_for
 from app.extensions import csrf, db, redis_client
 from app.payments.deps import deps_for
+from app.psp.router import router_for_app
 
 # A session id: "cs_" + 26 ULID characters + 24 URL-safe random ones. Anything else is a 404 without a query.
 _SESSION_ID = re.compile(r"^cs_[0-9A-Z]{26}[A-Za-z0-9_-]{24}$")
@@ -210,9 +212,17 @@ def confirm(session_id: str):
         return_url = current_app.config["PUBLIC_BASE_URL"].rstrip("/") + \
             url_for("checkout.three_d_secure_return", session_id=cs.id)
     fingerprint = card.get("fingerprint")[:128] if isinstance(card.get("fingerprint"), str) else None
+    lookup_card = None
+    if card_tokenizer.stripe:
+        # Stripe.js gives the page no fingerprint, and what the browser says is not trusted anyway: the
+        # card's facts come from Stripe, through the router's connector for this merchant and mode.
+        fingerprint = None
+        lookup_card = partial(flow.psp_card, router_for_app(current_app._get_current_object()), cs,
+                              card_tokenizer.vault)
     result = flow.confirm(
         db.session, cs, guard(), deps=deps(), token=body["token"].strip()[:255], fingerprint=fingerprint,
         ip=client_ip(), return_url=return_url, request_id=g.get("request_id"), now=time.time(),
+        lookup_card=lookup_card,
     )
     if result.refused:
         return _json_error(429, "For your security, this page does not accept more payment attempts for now. "

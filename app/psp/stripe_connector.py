@@ -19,6 +19,8 @@ by that id resolves it.
 The confirm and the status query ask Stripe to expand the PaymentIntent's ``payment_method``, so that
 the answer names the card: its brand, last 4, expiry and fingerprint go to ``PspResult.raw["card"]``,
 the shape the sandbox connector's answers have (what the payments service stores on the payment).
+``card_of`` reads a PaymentMethod before anything is confirmed: Stripe.js gives the browser no
+fingerprint, so the hosted checkout asks for it with the secret key to apply its per-card limits.
 """
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ from typing import Any, Callable, Mapping
 import httpx
 import stripe
 
-from app.psp.interfaces import AuthorizeRequest, CallbackEvent, CallbackRejected, Outcome, PspResult
+from app.psp.interfaces import AuthorizeRequest, CallbackEvent, CallbackRejected, CardToken, Outcome, PspResult
 from app.psp.sandbox import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, SIGNATURE_TOLERANCE_SECONDS
 
 log = logging.getLogger(__name__)
@@ -265,6 +267,23 @@ class StripeConnector:
         if isinstance(answer, PspResult):
             return _with_reference(answer, psp_refund_reference)
         return self._refund_result(answer)
+
+    def card_of(self, token: str) -> CardToken | None:
+        """The card of PaymentMethod ``token`` as Stripe knows it (brand, last 4, expiry, fingerprint), read
+        with this connector's secret key; None when it is not a card or Stripe could not be asked.
+
+        A read (``GET /v1/payment_methods/<id>``) under the connector's timeouts and without retries, like
+        every call here; it confirms nothing, so its failures are the caller's to weigh (the hosted
+        checkout goes on without the fingerprint, app/checkout/flow.py).
+        """
+        if self._client is None:
+            return None
+        answer = self._call(lambda: self._client.v1.payment_methods.retrieve(token), read=True)
+        if isinstance(answer, PspResult):
+            log.warning("Stripe connector %s could not read a PaymentMethod: %s", self.name, answer.error)
+            return None
+        card = _card(_as_dict(answer))
+        return CardToken(token=token, vault=self.vault, **card) if card else None
 
     def parse_callback(self, headers: dict[str, str], body: bytes) -> CallbackEvent:
         """Verify ``Stripe-Signature`` with ``stripe.Webhook.construct_event`` and normalize the event."""

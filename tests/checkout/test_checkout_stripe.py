@@ -1,8 +1,8 @@
 """The hosted page in Stripe mode, in-process: which tokenizer a session gets (publishable key rules), the
 page and its Content-Security-Policy, and the server side of a PaymentMethod id: confirmed through the
 same payments service as the sandbox path, then authorized, declined or sent to 3-D Secure by the real
-Stripe connector against the local stand-in of Stripe's API (tests/psp/fake_stripe.py). The browser side
-is test_checkout_stripe_browser.py."""
+Stripe connector against the local stand-in of Stripe's API (tests/psp/fake_stripe.py), after the card
+was read from Stripe for the card-testing limits. The browser side is test_checkout_stripe_browser.py."""
 import re
 import time
 
@@ -27,6 +27,8 @@ from tests.psp.fake_stripe import FakeStripe, card_declined, payment_intent, pay
 SECRET_KEY = "sk_live_kassa_merchant"
 PUBLISHABLE_KEY = "pk_live_kassa_merchant"
 CREATE = ("POST", "/v1/payment_intents")
+# Stripe's API error for a request it could not handle (5xx).
+API_ERROR = {"error": {"type": "api_error", "message": "Something went wrong on Stripe's end."}}
 
 
 @pytest.fixture(scope="module")
@@ -218,7 +220,10 @@ def test_a_payment_method_id_pays_through_the_payments_service(app, client, db_s
     assert "Processing your payment" in client.get(f"/c/{cs.id}").get_data(as_text=True)
 
     run_latest_attempt(app, db_session, cs)
-    create, confirm, capture = fake.requests[before:]
+    lookup, create, confirm, capture = fake.requests[before:]
+    # Before confirming, the card was read from the merchant's own account for the card-testing limits.
+    assert (lookup.method, lookup.path) == ("GET", "/v1/payment_methods/pm_1ShopperCard")
+    assert lookup.headers["Authorization"] == f"Bearer {SECRET_KEY}"
     assert (create.method, create.path) == CREATE
     assert create.headers["Authorization"] == f"Bearer {SECRET_KEY}"  # the merchant's own account
     assert create.fields["payment_method"] == "pm_1ShopperCard"
@@ -315,6 +320,7 @@ def test_a_declined_stripe_card_counts_against_its_stripe_fingerprint(app, clien
     cs = new_session(db_session, live_scope)
     declined = payment_method(id="pm_1Stolen", brand="visa", last4="0002", exp_month=4, exp_year=2030,
                               fingerprint="StolenCardFp001")
+    fake.payment_methods["pm_1Stolen"] = declined
     fake.answer(*CREATE, (200, payment_intent(id="pi_cs_stolen", amount=15800, payment_method="pm_1Stolen")))
     fake.answer("POST", "/v1/payment_intents/pi_cs_stolen/confirm",
                 (402, card_declined("pi_cs_stolen", "stolen_card", "Your card was declined.", method=declined)))
@@ -331,5 +337,93 @@ def test_a_declined_stripe_card_counts_against_its_stripe_fingerprint(app, clien
     window = int(time.time() // Limits().window_seconds)
     assert redis.get(f"kassa:checkout:declines:fingerprint:StolenCardFp001:{window}") == b"1"
     assert redis.get(f"kassa:checkout:declines:session:{cs.id}:{window}") == b"1"
-    # The browser named no fingerprint, so this is no lie: the page takes the next card.
+    # The fingerprint read before the confirmation is the decline's: no lie, the page takes the next card.
     assert client.get(f"/c/{cs.id}").status_code == 200
+
+
+def decline_once(app, client, db_session, scope, fake, token: str, intent_id: str, **browser) -> CheckoutSession:
+    """A new session pays with PaymentMethod ``token`` (registered in the stand-in) and Stripe declines it;
+    the page then moves on and counts the decline."""
+    cs = new_session(db_session, scope)
+    fake.answer(*CREATE, (200, payment_intent(id=intent_id, amount=15800, payment_method=token)))
+    fake.answer("POST", f"/v1/payment_intents/{intent_id}/confirm", (402, card_declined(
+        intent_id, "stolen_card", "Your card was declined.", method=fake.payment_methods[token])))
+    assert client.post(f"/c/{cs.id}/confirm", json={"token": token, "card": browser}).status_code == 200
+    run_latest_attempt(app, db_session, cs)
+    client.get(f"/c/{cs.id}")
+    return cs
+
+
+def test_a_stripe_card_at_its_decline_limit_is_refused_before_it_reaches_stripe(app, client, db_session, live_scope,
+                                                                                 fake, redis):
+    """Stripe.js names no fingerprint; the server reads the PaymentMethod with the merchant's secret key and
+    limits by Stripe's fingerprint, so a card declined up to its limit is refused from a new session and a
+    new address before Stripe is asked to charge it again. What the browser claims about the card is ignored."""
+    app.config["CHECKOUT_LIMITS"] = "fingerprint_declines=2"
+    try:
+        for number in (1, 2):  # a new PaymentMethod of the same card each time, as Stripe.js makes them
+            token = f"pm_1StolenAgain{number}"
+            fake.payment_methods[token] = payment_method(id=token, last4="0002", fingerprint="StolenCardFp002")
+            decline_once(app, client, db_session, live_scope, fake, token, f"pi_cs_stolen_{number}",
+                         fingerprint="fp_made_up_by_the_browser")
+        window = int(time.time() // Limits().window_seconds)
+        assert redis.get(f"kassa:checkout:declines:fingerprint:StolenCardFp002:{window}") == b"2"
+        assert not list(redis.scan_iter("kassa:checkout:*:fingerprint:fp_made_up_by_the_browser:*"))
+
+        cs = new_session(db_session, live_scope)
+        fake.payment_methods["pm_1StolenAgain3"] = payment_method(id="pm_1StolenAgain3", last4="0002",
+                                                                  fingerprint="StolenCardFp002")
+        before = len(fake.requests)
+        response = client.post(f"/c/{cs.id}/confirm", json={"token": "pm_1StolenAgain3", "card": {}},
+                               environ_base={"REMOTE_ADDR": "203.0.113.7"})
+        assert response.status_code == 429 and response.json["error"]["code"] == "too_many_attempts"
+        # Stripe was only asked what the card is: no PaymentIntent was created, nothing was confirmed.
+        [lookup] = fake.requests[before:]
+        assert (lookup.method, lookup.path) == ("GET", "/v1/payment_methods/pm_1StolenAgain3")
+        assert lookup.headers["Authorization"] == f"Bearer {SECRET_KEY}"
+        db_session.refresh(cs)
+        assert cs.payment_id is None
+
+        # The limit is the card's: another card pays on the same page from the same address.
+        fake.payment_methods["pm_1OtherCard"] = payment_method(id="pm_1OtherCard", fingerprint="OtherCardFp003")
+        fake.answer(*CREATE, (200, payment_intent(id="pi_cs_other_card", amount=15800, payment_method="pm_1OtherCard")))
+        fake.answer("POST", "/v1/payment_intents/pi_cs_other_card/confirm",
+                    (200, payment_intent(id="pi_cs_other_card", amount=15800, status="requires_capture")))
+        fake.answer("POST", "/v1/payment_intents/pi_cs_other_card/capture",
+                    (200, payment_intent(id="pi_cs_other_card", amount=15800, status="succeeded",
+                                         amount_received=15800)))
+        response = client.post(f"/c/{cs.id}/confirm", json={"token": "pm_1OtherCard", "card": {}},
+                               environ_base={"REMOTE_ADDR": "203.0.113.7"})
+        assert response.status_code == 200 and response.json == {"redirect": f"/c/{cs.id}"}
+        run_latest_attempt(app, db_session, cs)
+        [create] = [r for r in fake.requests[before:] if (r.method, r.path) == CREATE]
+        assert create.fields["payment_method"] == "pm_1OtherCard"
+        assert "Payment successful" in client.get(f"/c/{cs.id}").get_data(as_text=True)
+    finally:
+        app.config.pop("CHECKOUT_LIMITS")
+
+
+def test_a_failed_card_lookup_still_lets_a_good_card_pay(app, client, db_session, live_scope, fake, redis):
+    """When Stripe cannot say what the card is, the shopper is not held up: the confirmation goes on, limited
+    per session and address only (a decline would still count against the fingerprint Stripe reports)."""
+    cs = new_session(db_session, live_scope)
+    fake.answer("GET", "/v1/payment_methods/pm_1GoodCard", (500, API_ERROR))
+    fake.answer(*CREATE, (200, payment_intent(id="pi_cs_unread", amount=15800, payment_method="pm_1GoodCard")))
+    fake.answer("POST", "/v1/payment_intents/pi_cs_unread/confirm",
+                (200, payment_intent(id="pi_cs_unread", amount=15800, status="requires_capture")))
+    fake.answer("POST", "/v1/payment_intents/pi_cs_unread/capture",
+                (200, payment_intent(id="pi_cs_unread", amount=15800, status="succeeded", amount_received=15800)))
+    before = len(fake.requests)
+
+    response = client.post(f"/c/{cs.id}/confirm", json={"token": "pm_1GoodCard", "card": {"fingerprint": "fp_x"}})
+    assert response.status_code == 200 and response.json == {"redirect": f"/c/{cs.id}"}
+    run_latest_attempt(app, db_session, cs)
+    # One lookup (no retries by the library), then the payment as usual.
+    assert [(r.method, r.path) for r in fake.requests[before:]] == [
+        ("GET", "/v1/payment_methods/pm_1GoodCard"), CREATE, ("POST", "/v1/payment_intents/pi_cs_unread/confirm"),
+        ("POST", "/v1/payment_intents/pi_cs_unread/capture")]
+    assert "Payment successful" in client.get(f"/c/{cs.id}").get_data(as_text=True)
+    window = int(time.time() // Limits().window_seconds)
+    assert redis.get(f"kassa:checkout:confirmations:session:{cs.id}:{window}") == b"1"
+    # Neither Stripe's fingerprint (unknown) nor the browser's claim was counted.
+    assert not list(redis.scan_iter("kassa:checkout:*:fingerprint:*"))

@@ -4,7 +4,8 @@ file (/work/shared/fixtures/stripe/fixtures3.json, from the public stripe/openap
 
 As Stripe does, it expands an answer's ``payment_method`` id into the PaymentMethod object only when the
 request asks for it (``expand[0]=payment_method``, in the form or the query); the object is the one
-registered for that id in ``FakeStripe.payment_methods``, else Stripe's example card with that id."""
+registered for that id in ``FakeStripe.payment_methods``, else Stripe's example card with that id.
+``GET /v1/payment_methods/<id>`` answers with the same object, unless answers are queued for that path."""
 import copy
 import json
 import threading
@@ -14,6 +15,7 @@ from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 FIXTURES = Path("/work/shared/fixtures/stripe/fixtures3.json")
+PAYMENT_METHODS = "/v1/payment_methods/"
 
 
 def stripe_fixture(resource: str) -> dict:
@@ -56,7 +58,9 @@ class FakeStripe:
                                     parse_qsl(parts.query, keep_blank_values=True))
                 outer.requests.append(recorded)
                 queue = outer.answers.get((self.command, parts.path)) or []
-                if not queue:
+                if not queue and self.command == "GET" and parts.path.startswith(PAYMENT_METHODS):
+                    status, payload = 200, outer.payment_method_object(parts.path.removeprefix(PAYMENT_METHODS))
+                elif not queue:
                     status, payload = 404, {"error": {"type": "invalid_request_error", "code": "resource_missing",
                                                       "message": f"No such route {parts.path}"}}
                 else:
@@ -93,8 +97,11 @@ class FakeStripe:
         method = payload.get("payment_method")
         if "payment_method" not in expand or not isinstance(method, str):
             return payload
-        return {**payload, "payment_method": copy.deepcopy(self.payment_methods.get(method))
-                or payment_method(id=method)}
+        return {**payload, "payment_method": self.payment_method_object(method)}
+
+    def payment_method_object(self, method_id: str) -> dict:
+        """The PaymentMethod registered for ``method_id``, else Stripe's example card with that id."""
+        return copy.deepcopy(self.payment_methods.get(method_id)) or payment_method(id=method_id)
 
     def answer(self, method: str, path: str, *answers) -> None:
         """Queue answers for a route; the last one repeats."""

@@ -11,7 +11,7 @@ import time
 import httpx
 import pytest
 
-from app.psp.interfaces import AuthorizeRequest, CallbackRejected, Outcome
+from app.psp.interfaces import AuthorizeRequest, CallbackRejected, CardToken, Outcome
 from app.psp.stripe_connector import StripeConnector
 from tests.psp.fake_stripe import FakeStripe, card_declined, payment_intent, payment_method, refund, stripe_fixture
 
@@ -119,6 +119,44 @@ def test_an_answer_without_the_payment_method_object_has_no_card(fake, stripe_co
     fake.answer(*RETRIEVE, (200, payment_intent(status="requires_capture")))
     fake.payment_methods["pm_card_visa"] = {**payment_method(), "type": "sepa_debit", "card": None}
     assert "card" not in stripe_connector.retrieve(psp_reference="pi_kassa_1").raw
+
+
+def test_card_of_reads_the_payment_method_with_the_secret_key(fake, stripe_connector):
+    fake.payment_methods["pm_1Shopper"] = payment_method(id="pm_1Shopper", brand="mastercard", last4="4444",
+                                                         exp_month=3, exp_year=2031, fingerprint="Xt5EWLLDS7FJjR1c")
+    card = stripe_connector.card_of("pm_1Shopper")
+    assert card == CardToken(token="pm_1Shopper", vault="stripe", brand="mastercard", last4="4444", exp_month=3,
+                             exp_year=2031, fingerprint="Xt5EWLLDS7FJjR1c")
+    [lookup] = fake.requests
+    assert (lookup.method, lookup.path) == ("GET", "/v1/payment_methods/pm_1Shopper")
+    assert lookup.form == [] and lookup.query == []
+    assert lookup.headers["Authorization"] == f"Bearer {API_KEY}" and "Idempotency-Key" not in lookup.headers
+    # A PaymentMethod of another kind than a card names no card.
+    fake.payment_methods["pm_1Sepa"] = {**payment_method(id="pm_1Sepa"), "type": "sepa_debit", "card": None}
+    assert stripe_connector.card_of("pm_1Sepa") is None
+
+
+@pytest.mark.parametrize("answer", [
+    (404, {"error": {"type": "invalid_request_error", "code": "resource_missing",
+                     "message": "No such PaymentMethod: 'pm_1Other'"}}),
+    (500, {"error": {"type": "api_error", "message": "Something went wrong."}}),
+    (401, {"error": {"type": "invalid_request_error", "message": "Invalid API Key provided."}}),
+    "hold",
+])
+def test_card_of_is_none_when_stripe_cannot_tell_and_asks_once(fake, stripe_connector, answer):
+    if answer == "hold":
+        fake.hold.clear()  # answered after our read timeout
+    fake.answer("GET", "/v1/payment_methods/pm_1Other", answer)
+    started = time.monotonic()
+    assert stripe_connector.card_of("pm_1Other") is None
+    fake.hold.set()
+    assert time.monotonic() - started < TIMEOUT + 1
+    assert [(r.method, r.path) for r in fake.requests] == [("GET", "/v1/payment_methods/pm_1Other")]
+
+
+def test_card_of_without_credentials_sends_nothing(fake):
+    assert StripeConnector(api_key=None, api_base=fake.url).card_of("pm_1Shopper") is None
+    assert fake.requests == []
 
 
 def test_three_d_secure_requires_action_with_the_redirect(fake, stripe_connector):
