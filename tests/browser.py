@@ -17,7 +17,8 @@ then, in a test::
   an absolute URL; ``live_server.app`` the app (the same names as pytest-flask's fixture, which this one
   replaces: pytest-flask pushes its request context from ``live_server.app``).
   The test's own ``db_session`` and the server see the same database, so rows a test commits are visible
-  to the browser and the other way round.
+  to the browser and the other way round. Stopping it waits for every request thread, so nothing the
+  server started still holds a database connection when the module's engine is disposed.
 - ``browser`` (module scope): one headless Chromium (Debian's /usr/bin/chromium when present, else the one
   Playwright installed).
 - ``page`` (function scope): a fresh browser context (no cookies) and page per test, 1280x800 unless the
@@ -26,10 +27,12 @@ then, in a test::
 """
 import logging
 import os
+import socket
 import threading
+from contextlib import suppress
 
 import pytest
-from werkzeug.serving import make_server
+from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
 
 CHROMIUM = "/usr/bin/chromium"
 # No sandbox: CI runs as root in a container, where Chromium's sandbox cannot start. The rest turns off
@@ -42,15 +45,81 @@ CHROMIUM_ARGS = [
 # take seconds; a passing test never waits this long.
 DEFAULT_TIMEOUT_MS = 15_000
 BLOCKING_IMPACTS = ("serious", "critical")
+class _RequestHandler(WSGIRequestHandler):
+    """werkzeug's handler, telling the server while its connection is still waiting for a request line."""
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.waiting_for_request(self.connection, True)
+
+    def parse_request(self) -> bool:
+        # Called once the request line has been read: from here on the connection is serving a request.
+        self.server.waiting_for_request(self.connection, False)
+        return super().parse_request()
+
+    def finish(self) -> None:
+        self.server.waiting_for_request(self.connection, False)
+        super().finish()
+
+
+class _JoiningServer(ThreadedWSGIServer):
+    """werkzeug's threaded server, whose ``server_close()`` waits for its request threads.
+
+    werkzeug makes request threads daemons, and socketserver neither tracks nor joins daemon threads, so
+    ``server_close()`` returned while a request could still be running, or werkzeug, in the same thread
+    once the body was sent, could still be running the response's ``call_on_close`` callbacks (the API
+    request log and the key's last-use time are written there, on a pooled connection of their own). The
+    module's engine was then disposed under them, and the connection they returned to the discarded pool
+    was later closed by the garbage collector, with psycopg's "deleted while still open" warning.
+    Non-daemon threads are tracked, and ``server_close()`` joins them (socketserver's ``block_on_close``).
+    """
+
+    daemon_threads = False
+
+    def __init__(self, host: str, port: int, app):
+        self._lock = threading.Lock()
+        self._idle: set[socket.socket] = set()
+        self._closing = False
+        super().__init__(host, port, app, handler=_RequestHandler)
+
+    def waiting_for_request(self, connection: socket.socket, waiting: bool) -> None:
+        with self._lock:
+            if not waiting:
+                self._idle.discard(connection)
+            elif self._closing:  # accepted just before the server stopped: end it at once
+                _end(connection)
+            else:
+                self._idle.add(connection)
+
+    def server_close(self) -> None:
+        """Close the listening socket and wait for the request threads, ending idle connections first.
+
+        werkzeug's ``serve_forever`` calls this itself once its loop has stopped (``shutdown()``)."""
+        self.close_idle_connections()
+        super().server_close()
+
+    def close_idle_connections(self) -> None:
+        """End connections that have not sent a request (a browser's preconnect, a context a failed test left
+        open), now and from now on: their threads would otherwise wait for a request line until the client
+        closed them, and ``server_close()`` would wait for those threads."""
+        with self._lock:
+            self._closing = True
+            for connection in self._idle:
+                _end(connection)
+
+
+def _end(connection: socket.socket) -> None:
+    with suppress(OSError):  # already closed by the client
+        connection.shutdown(socket.SHUT_RDWR)  # a thread blocked reading it gets b"" (end of stream)
 
 
 class LiveServer:
-    """A werkzeug server for a Flask app in a daemon thread."""
+    """A werkzeug server for a Flask app, accepting in a background thread, a thread per request."""
 
     def __init__(self, app, host: str = "127.0.0.1"):
         self.app = app
         # Port 0: the OS picks a free port, so parallel runs and other servers never collide.
-        self._server = make_server(host, 0, app, threaded=True)
+        self._server = _JoiningServer(host, 0, app)
         self.base_url = f"http://{host}:{self._server.server_port}"
         self._thread = threading.Thread(target=self._server.serve_forever, name="live-server", daemon=True)
 
@@ -63,14 +132,19 @@ class LiveServer:
         return self.base_url + path
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=10)
+        """Stop accepting, then wait for every request, and what runs after its response, to finish."""
+        self._server.shutdown()  # ends serve_forever's loop: no connection is accepted after this
+        # serve_forever then calls server_close() in that thread, which returns once every request thread
+        # has finished.
+        self._thread.join()
 
 
 @pytest.fixture(scope="module")
 def live_server(app):
-    """The module's app, served for the whole module (``live_server.url("/login")``)."""
+    """The module's app, served for the whole module (``live_server.url("/login")``).
+
+    Stopped before the ``app`` fixture's teardown disposes the engine (this fixture depends on ``app``),
+    and stopping joins the request threads: no server thread holds a pooled connection by then."""
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request drowns test output
     server = LiveServer(app).start()
     yield server
@@ -82,14 +156,17 @@ def browser():
     """One headless Chromium for the module."""
     from playwright.sync_api import sync_playwright
 
-    playwright = sync_playwright().start()
-    options = {"headless": True, "args": CHROMIUM_ARGS}
-    if os.path.exists(CHROMIUM):
-        options["executable_path"] = CHROMIUM
-    instance = playwright.chromium.launch(**options)
-    yield instance
-    instance.close()
-    playwright.stop()
+    # The context manager stops Playwright (its driver process) even when the launch fails, so that the
+    # next module gets a clear launch error instead of "Sync API inside the asyncio loop".
+    with sync_playwright() as playwright:
+        options = {"headless": True, "args": CHROMIUM_ARGS}
+        if os.path.exists(CHROMIUM):
+            options["executable_path"] = CHROMIUM
+        instance = playwright.chromium.launch(**options)
+        try:
+            yield instance
+        finally:
+            instance.close()
 
 
 @pytest.fixture
@@ -119,3 +196,4 @@ def assert_accessible(page, impacts=BLOCKING_IMPACTS) -> None:
             targets = ", ".join(str(node.get("target")) for node in violation.get("nodes", [])[:5])
             lines.append(f"- [{violation['impact']}] {violation['id']}: {violation['help']} ({targets})")
         raise AssertionError("\n".join(lines))
+

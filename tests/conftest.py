@@ -83,6 +83,10 @@ def app(database):
     with application.app_context():
         application.extensions["redis"].flushdb()
     yield application
+    # No other thread may hold a pooled connection past this point: one returned to the pool after
+    # dispose() is never closed, and psycopg warns when the garbage collector finds it. The live server
+    # (tests/browser.py), which depends on this fixture and so stops first, joins its request threads, in
+    # which werkzeug also runs the after-response writers (call_on_close: API request log, key last use).
     with application.app_context():
         _db.session.remove()
         _db.engine.dispose()
