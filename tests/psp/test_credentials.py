@@ -101,3 +101,30 @@ def test_router_talks_to_stripe_with_the_merchants_own_key(app, db_session, merc
     finally:
         router.close()
         fake.close()
+
+
+def test_cli_stores_a_merchants_own_stripe_account_encrypted_and_audited(app, db_session, merchant, box):
+    runner = app.test_cli_runner()
+    # The secret is asked at a hidden prompt when not given on the command line, and never echoed.
+    result = runner.invoke(args=["psp-credentials", "set", "--merchant", merchant.id,
+                                 "--publishable-key", "pk_test_cli"], input="sk_test_from_prompt\n")
+    assert result.exit_code == 0, result.output
+    assert "sk_test_from_prompt" not in result.output
+    db_session.expire_all()
+    assert load_credentials(db_session, Scope(merchant.id, False), box, "stripe") == {
+        "secret_key": "sk_test_from_prompt", "webhook_secret": None, "publishable_key": "pk_test_cli"}
+    # A key of the other mode, or an unknown merchant, is refused and changes nothing.
+    wrong = runner.invoke(args=["psp-credentials", "set", "--merchant", merchant.id, "--live",
+                                "--secret-key", "sk_test_not_live"])
+    assert wrong.exit_code != 0 and "--secret-key" in wrong.output
+    unknown = runner.invoke(args=["psp-credentials", "set", "--merchant", "mer_nobody", "--secret-key", "sk_test_x"])
+    assert unknown.exit_code != 0 and "no merchant" in unknown.output
+    db_session.expire_all()
+    assert load_credentials(db_session, Scope(merchant.id, True), box, "stripe") is None
+    deleted = runner.invoke(args=["psp-credentials", "delete", "--merchant", merchant.id])
+    assert deleted.exit_code == 0, deleted.output
+    db_session.expire_all()
+    assert load_credentials(db_session, Scope(merchant.id, False), box, "stripe") is None
+    actions = db_session.scalars(text("SELECT action FROM audit_log WHERE merchant_id = :m ORDER BY created_at")
+                                 .bindparams(m=merchant.id)).all()
+    assert actions == ["psp_credentials.set", "psp_credentials.deleted"]

@@ -1,0 +1,80 @@
+"""`flask psp-credentials set|delete`: a merchant's own PSP account (Flask/click glue around app.psp.credentials).
+
+The secret key is asked for at a hidden prompt when not given, so that it need not appear in the shell's
+history or the process list; it is stored encrypted (KASSA_ENCRYPTION_KEYS) and never printed.
+"""
+import click
+from flask import current_app
+from flask.cli import with_appcontext
+from sqlalchemy import select
+
+from app.accounts.audit import audit
+from app.accounts.models import Merchant
+from app.crypto import SecretBox
+from app.psp.credentials import delete_credentials, set_credentials
+from app.scoping import Scope
+
+PSPS = ("stripe",)
+PUBLISHABLE_PREFIX = {False: "pk_test_", True: "pk_live_"}
+SECRET_PREFIXES = {False: ("sk_test_", "rk_test_"), True: ("sk_live_", "rk_live_")}
+
+
+def _scope(merchant_id: str, live: bool) -> Scope:
+    from app.extensions import db
+
+    if db.session.scalars(select(Merchant.id).where(Merchant.id == merchant_id)).first() is None:
+        raise click.ClickException(f"no merchant {merchant_id!r}")
+    return Scope(merchant_id, livemode=live)
+
+
+@click.group("psp-credentials")
+def psp_credentials_group():
+    """A merchant's own PSP account (else the platform's, from the configuration, is used)."""
+
+
+@psp_credentials_group.command("set")
+@click.option("--merchant", "merchant_id", required=True, help="Merchant id (mer_...).")
+@click.option("--live", is_flag=True, help="Live-mode credentials (default: test mode).")
+@click.option("--psp", type=click.Choice(PSPS), default="stripe", show_default=True)
+@click.option("--secret-key", prompt=True, hide_input=True, help="Secret (or restricted) key; asked when omitted.")
+@click.option("--publishable-key", default=None, help="Publishable key, for the checkout page's Stripe.js.")
+@click.option("--webhook-secret", default=None, help="Signing secret of the account's webhook endpoint.")
+@with_appcontext
+def set_command(merchant_id: str, live: bool, psp: str, secret_key: str, publishable_key: str | None,
+                webhook_secret: str | None):
+    """Store (or replace) the merchant's credentials at a PSP for one mode."""
+    from app.extensions import db
+
+    scope = _scope(merchant_id, live)
+    mode = "live" if live else "test"
+    if not secret_key.startswith(SECRET_PREFIXES[live]):
+        raise click.BadParameter(f"a {mode}-mode key starts with {' or '.join(SECRET_PREFIXES[live])}",
+                                 param_hint="--secret-key")
+    if publishable_key and not publishable_key.startswith(PUBLISHABLE_PREFIX[live]):
+        raise click.BadParameter(f"a {mode}-mode publishable key starts with {PUBLISHABLE_PREFIX[live]}",
+                                 param_hint="--publishable-key")
+    box = SecretBox(current_app.config.get("KASSA_ENCRYPTION_KEYS", ""))
+    row = set_credentials(db.session, scope, box, psp, secret_key=secret_key, webhook_secret=webhook_secret,
+                          publishable_key=publishable_key)
+    audit(db.session, "psp_credentials.set", merchant_id=scope.merchant_id, livemode=scope.livemode,
+          actor_label="cli", target=row.id, details={"psp": psp, "publishable_key": publishable_key})
+    db.session.commit()
+    click.echo(f"{psp} credentials stored for {merchant_id} ({mode} mode)")
+
+
+@psp_credentials_group.command("delete")
+@click.option("--merchant", "merchant_id", required=True, help="Merchant id (mer_...).")
+@click.option("--live", is_flag=True, help="Live-mode credentials (default: test mode).")
+@click.option("--psp", type=click.Choice(PSPS), default="stripe", show_default=True)
+@with_appcontext
+def delete_command(merchant_id: str, live: bool, psp: str):
+    """Forget the merchant's credentials at a PSP for one mode (the platform's account is used again)."""
+    from app.extensions import db
+
+    scope = _scope(merchant_id, live)
+    if not delete_credentials(db.session, scope, psp):
+        raise click.ClickException(f"{merchant_id} has no {psp} credentials in this mode")
+    audit(db.session, "psp_credentials.deleted", merchant_id=scope.merchant_id, livemode=scope.livemode,
+          actor_label="cli", details={"psp": psp})
+    db.session.commit()
+    click.echo(f"{psp} credentials deleted for {merchant_id}")
