@@ -12,7 +12,7 @@ arrive at least once (job, janitor, late PSP callback), so applying is idempoten
 only for real changes.
 """
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -432,12 +432,18 @@ def _apply_void(session, scope, payment, attempt, result, deps, applied, now, re
 
 
 def _new_follow_up(session, payment: Payment, operation: str, amount: int, deps: PaymentsDeps,
-                   applied: Applied) -> PaymentAttempt:
-    """An attempt the caller runs next (inline in a job, or enqueued after commit by a callback)."""
+                   applied: Applied, *, connector: str | None = None,
+                   psp_reference: str | None = None) -> PaymentAttempt:
+    """An attempt the caller runs next (inline in a job, or enqueued after commit by a callback).
+
+    ``connector``/``psp_reference``: the authorization it acts on, when not the payment's own.
+    """
     from app.payments.service import new_attempt
 
     leased = bool(getattr(applied, "lease", False))
     attempt = new_attempt(session, payment, operation, amount, deps, stage=False, leased=leased)
+    if psp_reference is not None:
+        attempt.connector, attempt.psp_reference = connector, psp_reference
     applied.follow_ups.append(attempt.id)
     if leased:
         applied.claims.append(AttemptClaim(
@@ -449,13 +455,22 @@ def _new_follow_up(session, payment: Payment, operation: str, amount: int, deps:
     return attempt
 
 
-def _ensure_void(session, payment: Payment, deps: PaymentsDeps, applied: Applied) -> None:
+def _ensure_void(session, payment: Payment, deps: PaymentsDeps, applied: Applied, *,
+                 connector: str | None = None, psp_reference: str | None = None) -> bool:
+    """Void an authorization (the payment's own unless named) unless a void of it runs or succeeded.
+
+    True when a void was added.
+    """
+    reference = psp_reference if psp_reference is not None else payment.psp_reference
     exists = session.scalar(select(func.count()).select_from(PaymentAttempt).where(
         PaymentAttempt.payment_id == payment.id, PaymentAttempt.operation == AttemptOperation.VOID,
-        PaymentAttempt.psp_reference.is_not_distinct_from(payment.psp_reference),
+        PaymentAttempt.psp_reference.is_not_distinct_from(reference),
         PaymentAttempt.status.in_((AttemptStatus.PROCESSING, AttemptStatus.UNKNOWN, AttemptStatus.SUCCEEDED))))
-    if not exists:
-        _new_follow_up(session, payment, AttemptOperation.VOID, payment.amount, deps, applied)
+    if exists:
+        return False
+    _new_follow_up(session, payment, AttemptOperation.VOID, payment.amount, deps, applied,
+                   connector=connector, psp_reference=psp_reference)
+    return True
 
 
 def _void_orphan_authorization(session, payment: Payment, attempt: PaymentAttempt, result: PspResult,
@@ -464,18 +479,10 @@ def _void_orphan_authorization(session, payment: Payment, attempt: PaymentAttemp
     if (attempt.operation != AttemptOperation.AUTHORIZE or result.outcome != Outcome.SUCCEEDED
             or not result.psp_reference or result.psp_reference == attempt.psp_reference):
         return
-    already = session.scalar(select(func.count()).select_from(PaymentAttempt).where(
-        PaymentAttempt.payment_id == payment.id, PaymentAttempt.operation == AttemptOperation.VOID,
-        PaymentAttempt.psp_reference == result.psp_reference))
-    if already:
-        return
-    log.error("attempt %s of payment %s was also authorized as %s at %s; voiding that authorization",
-              attempt.id, payment.id, result.psp_reference, result.connector)
-    void = _new_follow_up(session, payment, AttemptOperation.VOID, payment.amount, deps, applied)
-    void.connector, void.psp_reference = result.connector, result.psp_reference
-    if applied.claims:
-        applied.claims[-1] = replace(applied.claims[-1], connector=result.connector,
-                                     psp_reference=result.psp_reference)
+    if _ensure_void(session, payment, deps, applied, connector=result.connector,
+                    psp_reference=result.psp_reference):
+        log.error("attempt %s of payment %s was also authorized as %s at %s; voiding that authorization",
+                  attempt.id, payment.id, result.psp_reference, result.connector)
 
 
 def apply_refund_result(session: Session, refund_id: str, result: PspResult, deps: PaymentsDeps, *,
