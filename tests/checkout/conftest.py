@@ -38,19 +38,19 @@ THREE_DS_CARD = "4000000000003220"
 TEST_CARDS = (SUCCESS_CARD, MASTERCARD, DECLINE_CARD, THREE_DS_CARD)
 
 
-class Shop(http.server.ThreadingHTTPServer):
-    """The merchant's website: answers every GET with a small page naming the path it was asked for."""
+class PageServer(http.server.ThreadingHTTPServer):
+    """A tiny local website: ``answer(path)`` gives (content type, body) for each GET, 404 when the body is empty."""
 
     daemon_threads = True
 
-    def __init__(self):
+    def __init__(self, answer):
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self):  # noqa: N802 - http.server's naming
-                body = (f"<!doctype html><html lang='en'><head><title>Shop</title></head><body><main>"
-                        f"<h1>Shop page</h1><p id='path'>{self.path}</p></main></body></html>").encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/html; charset=utf-8")
+                content_type, body = answer(self.path)
+                self.send_response(200 if body else 404)
+                self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(body)))
+                self.send_header("Cache-Control", "no-store")
                 self.end_headers()
                 self.wfile.write(body)
 
@@ -61,14 +61,27 @@ class Shop(http.server.ThreadingHTTPServer):
         self.url = f"http://127.0.0.1:{self.server_address[1]}"
 
 
-@pytest.fixture(scope="module")
-def shop():
-    server = Shop()
+def serving(server: PageServer):
+    """Run ``server`` in a thread for a fixture's lifetime (use with ``yield from``)."""
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def shop_page(path: str) -> tuple[str, bytes]:
+    """The merchant's website: a small page naming the path it was asked for."""
+    return "text/html; charset=utf-8", (
+        f"<!doctype html><html lang='en'><head><title>Shop</title></head><body><main>"
+        f"<h1>Shop page</h1><p id='path'>{path}</p></main></body></html>").encode()
+
+
+@pytest.fixture(scope="module")
+def shop():
+    yield from serving(PageServer(shop_page))
 
 
 @pytest.fixture(scope="module")

@@ -13,11 +13,9 @@ The merchant's shop (https://shop.example, live mode wants https) and Stripe's 3
 (https://hooks.stripe.com) are answered by the browser context's request routing. Screenshots go to
 test-artifacts/checkout/stripe-*.png.
 """
-import http.server
 import json
 import os
 import re
-import threading
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
@@ -33,7 +31,16 @@ from app.scoping import Scope
 from launcher.processes import Ports, Services
 from tests import factories
 from tests.browser import assert_accessible, browser  # noqa: F401  (pytest fixture)
-from tests.checkout.conftest import LIVE_LIMITS, SUCCESS_CARD, Api, screenshot, text_columns
+from tests.checkout.conftest import (
+    LIVE_LIMITS,
+    SUCCESS_CARD,
+    Api,
+    PageServer,
+    screenshot,
+    serving,
+    shop_page,
+    text_columns,
+)
 from tests.conftest import admin_connect
 from tests.psp.fake_stripe import FakeStripe, payment_intent
 
@@ -55,40 +62,16 @@ EXPIRY_LABEL = "Credit or debit card expiration date"
 CVC_LABEL = "Credit or debit card CVC/CVV"
 
 
-class StripeJsStandin(http.server.ThreadingHTTPServer):
-    """Serves the Stripe.js stand-in at /v3/ and its card frame at /v3/elements-inner-card.html."""
-
-    daemon_threads = True
-
-    def __init__(self):
-        files = {"/v3/": ("text/javascript", STANDIN.read_bytes()),
-                 "/v3/elements-inner-card.html": ("text/html; charset=utf-8", INNER_PAGE.encode())}
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 - http.server's naming
-                content_type, body = files.get(urlsplit(self.path).path, ("text/plain", b""))
-                self.send_response(200 if body else 404)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.send_header("Cache-Control", "no-store")
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        super().__init__(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server_address[1]}"
+def stripe_js_files(path: str) -> tuple[str, bytes]:
+    """The Stripe.js stand-in at /v3/ and its card frame at /v3/elements-inner-card.html."""
+    files = {"/v3/": ("text/javascript", STANDIN.read_bytes()),
+             "/v3/elements-inner-card.html": ("text/html; charset=utf-8", INNER_PAGE.encode())}
+    return files.get(urlsplit(path).path, ("text/plain", b""))
 
 
 @pytest.fixture(scope="module")
 def stripe_js():
-    server = StripeJsStandin()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    yield from serving(PageServer(stripe_js_files))
 
 
 @pytest.fixture(scope="module")
@@ -146,12 +129,11 @@ def posted_to_kassa():
 @pytest.fixture
 def checkout(page, context, api, live, posted_to_kassa):
     """Open a new live session's page; the shop's pages are answered by the browser context."""
-    def shop_page(route):
-        body = (f"<!doctype html><html lang='en'><head><title>Shop</title></head><body><main><h1>Shop page</h1>"
-                f"<p id='path'>{urlsplit(route.request.url).path}</p></main></body></html>")
-        route.fulfill(status=200, content_type="text/html; charset=utf-8", body=body)
+    def answer_shop(route):
+        content_type, body = shop_page(urlsplit(route.request.url).path)
+        route.fulfill(status=200, content_type=content_type, body=body)
 
-    context.route(f"{SHOP}/**", shop_page)
+    context.route(f"{SHOP}/**", answer_shop)
     page.on("request", lambda request: request.url.startswith(live.web_url)
             and posted_to_kassa.append((request.url, request.post_data or "")))
 
