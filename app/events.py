@@ -1,8 +1,8 @@
 """Events: the append-only record of every state change, written in the caller's transaction (the outbox)."""
 from datetime import datetime
-from typing import Any
+from typing import Any, Callable
 
-from sqlalchemy import ForeignKey, Index, text
+from sqlalchemy import ForeignKey, Index, Insert, insert, literal, text
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from app.ids import new_id
@@ -34,19 +34,45 @@ class PendingFanout(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=text("now()"))
 
 
+# Rows other modules keep in step with events (reporting's rollup deltas): each hook gets the new event's
+# column values and returns the model and values of a row to insert with it, or None.
+EventRowHook = Callable[[dict[str, Any]], tuple[type, dict[str, Any]] | None]
+_row_hooks: list[EventRowHook] = []
+
+
+def on_event_recorded(hook: EventRowHook) -> EventRowHook:
+    """Register ``hook`` (at import time): its row is inserted by every event's own statement."""
+    _row_hooks.append(hook)
+    return hook
+
+
+def _insert(model: type, values: dict[str, Any]) -> Insert:
+    # Anonymous bind parameters: several INSERTs in one statement share column names (id, created_at).
+    columns = model.__table__.c
+    return insert(model).values({name: literal(value, type_=columns[name].type) for name, value in values.items()})
+
+
 def record_event(
     session: Session, scope: Scope, event_type: str, object_type: str, object_id: str,
     data: dict[str, Any], request_id: str | None = None,
 ) -> Event:
-    """Append an Event and its pending fan-out row in the caller's transaction."""
-    event = scope.new(
-        Event, id=new_id("evt"), type=event_type, object_type=object_type,
-        object_id=object_id, data=data, request_id=request_id, created_at=utcnow(),
-    )
-    session.add(event)
-    session.flush()
-    session.add(PendingFanout(event_id=event.id))
-    return event
+    """Append an Event and its pending fan-out row in the caller's transaction.
+
+    One statement (data-modifying CTEs) writes the event, its fan-out row and the hooks' rows: an event
+    is written on every state change, so its round trips count. The Event returned is not attached to
+    the session; the row is in the database.
+    """
+    values = {"id": new_id("evt"), "merchant_id": scope.merchant_id, "livemode": scope.livemode,
+              "type": event_type, "object_type": object_type, "object_id": object_id, "data": data,
+              "request_id": request_id, "created_at": utcnow()}
+    statement = _insert(PendingFanout, {"event_id": values["id"], "created_at": values["created_at"]})
+    statement = statement.add_cte(_insert(Event, values).cte("new_event"))
+    for position, hook in enumerate(_row_hooks):
+        row = hook(values)
+        if row is not None:
+            statement = statement.add_cte(_insert(*row).cte(f"event_row_{position}"))
+    session.execute(statement)
+    return Event(**values)
 
 
 def event_payload(event: Event) -> dict[str, Any]:

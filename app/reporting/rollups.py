@@ -1,7 +1,7 @@
 """Payment rollups: Home's figures, maintained from the event stream in the same transaction (no Flask).
 
-Every Event is written in the transaction of the state change it records (app/events.py). A mapper
-listener on Event inserts, on the same connection and so in the same transaction, a
+Every Event is written in the transaction of the state change it records (app/events.py). A hook of
+``record_event`` adds to the event's own INSERT statement, and so to its transaction, a
 ``payment_rollup_deltas`` row for the events that move a figure:
 
 | event | figure |
@@ -23,10 +23,10 @@ from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import event, func, insert, literal_column, select, text, union_all
+from sqlalchemy import func, literal_column, select, text, union_all
 from sqlalchemy.orm import Session
 
-from app.events import Event
+from app.events import on_event_recorded
 from app.ids import new_id
 from app.reporting.models import ROLLUP_FIELDS, PaymentRollup, PaymentRollupDelta
 from app.scoping import Scope
@@ -62,18 +62,18 @@ def deltas_for(event_type: str, data: dict[str, Any]) -> dict[str, int] | None:
     return None
 
 
-@event.listens_for(Event, "after_insert")
-def _event_inserted(_mapper, connection, target: Event) -> None:
-    """Write the event's rollup delta on the event's own connection, i.e. in its transaction."""
-    data = target.data or {}
-    figures = deltas_for(target.type, data)
+@on_event_recorded
+def _rollup_delta(event: dict[str, Any]):
+    """An event's rollup delta row, written by the event's own statement; None when it moves no figure."""
+    data = event["data"] or {}
+    figures = deltas_for(event["type"], data)
     if not figures or not data.get("currency"):
-        return
-    created = target.created_at or datetime.now(timezone.utc)
-    connection.execute(insert(PaymentRollupDelta).values(
-        id=new_id("rud"), merchant_id=target.merchant_id, livemode=bool(target.livemode),
-        bucket=bucket_of(created), currency=str(data["currency"]).upper(), event_id=target.id,
-        **{name: figures.get(name, 0) for name in ROLLUP_FIELDS}))
+        return None
+    return PaymentRollupDelta, {
+        "id": new_id("rud"), "merchant_id": event["merchant_id"], "livemode": bool(event["livemode"]),
+        "bucket": bucket_of(event["created_at"]), "currency": str(data["currency"]).upper(),
+        "event_id": event["id"], "created_at": event["created_at"],
+        **{name: figures.get(name, 0) for name in ROLLUP_FIELDS}}
 
 
 _FOLD_SQL = text(f"""
