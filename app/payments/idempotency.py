@@ -272,23 +272,26 @@ def _drive(session: Session, held: "_Held | str", token: str, deps: Any, may_wai
         try:
             if not phase.durable:
                 relaxed_commit(session)
-            # The key row lock serialises this phase against a takeover by a retry or the completer.
-            row = session.scalars(select(IdempotencyKey).where(IdempotencyKey.id == key_id)
-                                  .with_for_update()).one()
-            if row.locked_by != token or row.recovery_point != point:
+            result = phase.run(ctx)
+            now = utcnow()
+            if isinstance(result, Response):
+                moved = {"recovery_point": FINISHED, "response_status": result.status,
+                         "response_body": result.body, "locked_at": None, "locked_by": None, "finished_at": now}
+            else:
+                state = {**state, **result.state}
+                moved = {"recovery_point": result.recovery_point, "state": state}
+            # The phase commits only if this request still holds the key at the point it started from:
+            # a retry or the completer that took the key over meanwhile wins, and this phase's work is
+            # rolled back. The key row is locked last (after the payment row), as everywhere else.
+            held_still = session.execute(
+                update(IdempotencyKey)
+                .where(IdempotencyKey.id == key_id, IdempotencyKey.locked_by == token,
+                       IdempotencyKey.recovery_point == point)
+                .values(last_run_at=now, **moved).returning(IdempotencyKey.id)).first()
+            if held_still is None:
                 raise IdempotencyInFlight(
                     "Another request took over this idempotency key; retry to get its result.",
                     param="Idempotency-Key")
-            result = phase.run(ctx)
-            now = utcnow()
-            row.last_run_at = now
-            if isinstance(result, Response):
-                row.recovery_point, row.response_status, row.response_body = FINISHED, result.status, result.body
-                row.locked_at = row.locked_by = None
-                row.finished_at = now
-            else:
-                state = {**state, **result.state}
-                row.recovery_point, row.state = result.recovery_point, state
             session.commit()
         except IdempotencyInFlight:
             session.rollback()

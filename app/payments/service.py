@@ -11,8 +11,9 @@ answers with the payment as it is then.
 Parameters arrive as plain dicts of already type-checked values (the API checks types with
 app.api.params; checkout and dashboard build them directly); this module checks the domain rules.
 
-Lock order, everywhere in payments: idempotency key row -> payment row -> its attempts, orders and
-refunds -> ledger accounts (the ledger locks those in sorted order itself). Holding the payment row
+Lock order, everywhere in payments: payment row -> its attempts, orders and refunds -> ledger accounts
+(the ledger locks those in sorted order itself) -> idempotency key row (a phase locks it last, with
+the UPDATE that records its recovery point; claims and takeovers lock it alone). Holding the payment row
 ``FOR UPDATE`` makes each check-then-act (status, capturable and refundable amounts) atomic under
 READ COMMITTED without needing SERIALIZABLE retries.
 """
