@@ -501,6 +501,8 @@ def main() -> int:
     parser.add_argument("--write", action="store_true", help="write the Payments section of bench/RESULTS.md")
     parser.add_argument("--save", help="also store the raw results as JSON in this file")
     parser.add_argument("--from-json", help="render (and --write) results saved by --save instead of running")
+    parser.add_argument("--quick", action="store_true",
+                        help="only end-to-end throughput with 1 worker and the baseline (while optimising)")
     args = parser.parse_args()
     if args.from_json:
         results = json.loads(Path(args.from_json).read_text())
@@ -519,6 +521,9 @@ def main() -> int:
         print("throughput, 1 worker ...", flush=True)
         one = bench.throughput(1)
         print(json.dumps(one), flush=True)
+        if args.quick:
+            print(json.dumps(bench.baseline()), flush=True)
+            return 0
         print("throughput, 2 workers ...", flush=True)
         two = bench.throughput(2)
         print(json.dumps(two), flush=True)
