@@ -53,6 +53,8 @@ def load_config(env=os.environ) -> dict:
         "API_KEY_HMAC_KEY": env.get("API_KEY_HMAC_KEY", ""),
         "API_RATE_LIMIT": env.get("API_RATE_LIMIT", "100/second"),  # per API key (app/api/auth.py)
         "METRICS_TOKEN": env.get("METRICS_TOKEN", ""),
+        # API request log rows are written in batches this often (app/reporting/request_logs.py); 0: at once.
+        "REQUEST_LOG_FLUSH_SECONDS": _float(env, "REQUEST_LOG_FLUSH_SECONDS", 0.2),
         "WEBHOOKS_ALLOW_PRIVATE": env.get("WEBHOOKS_ALLOW_PRIVATE", "true" if kassa_env == "development" else ""),  # app/webhooks/ssrf.py
         "SANDBOX_PSP_URL": env.get("SANDBOX_PSP_URL", "http://127.0.0.1:8200"),
         "SANDBOX_ACQUIRER_URLS": env.get(

@@ -2,7 +2,7 @@
 from datetime import datetime
 from typing import Any, Callable
 
-from sqlalchemy import ForeignKey, Index, Insert, insert, literal, text
+from sqlalchemy import ForeignKey, Index, Insert, bindparam, insert, text
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from app.ids import new_id
@@ -46,10 +46,29 @@ def on_event_recorded(hook: EventRowHook) -> EventRowHook:
     return hook
 
 
-def _insert(model: type, values: dict[str, Any]) -> Insert:
-    # Anonymous bind parameters: several INSERTs in one statement share column names (id, created_at).
-    columns = model.__table__.c
-    return insert(model).values({name: literal(value, type_=columns[name].type) for name, value in values.items()})
+def _insert(model: type, columns: tuple[str, ...]) -> Insert:
+    # Bind parameters named after the table: several INSERTs in one statement share column names.
+    table = model.__table__
+    return insert(model).values({name: bindparam(f"{table.name}_{name}", type_=table.c[name].type)
+                                 for name in columns})
+
+
+_EVENT_COLUMNS = ("id", "merchant_id", "livemode", "type", "object_type", "object_id", "data", "request_id",
+                  "created_at")
+# Built once per combination of hook rows: constructing and cache-keying a statement costs more CPU
+# than executing a prepared one.
+_statements: dict[tuple, Insert] = {}
+
+
+def _event_statement(rows: tuple[tuple[type, tuple[str, ...]], ...]) -> Insert:
+    statement = _statements.get(rows)
+    if statement is None:
+        statement = _insert(PendingFanout, ("event_id", "created_at")).add_cte(
+            _insert(Event, _EVENT_COLUMNS).cte("new_event"))
+        for position, (model, columns) in enumerate(rows):
+            statement = statement.add_cte(_insert(model, columns).cte(f"event_row_{position}"))
+        _statements[rows] = statement
+    return statement
 
 
 def record_event(
@@ -65,13 +84,17 @@ def record_event(
     values = {"id": new_id("evt"), "merchant_id": scope.merchant_id, "livemode": scope.livemode,
               "type": event_type, "object_type": object_type, "object_id": object_id, "data": data,
               "request_id": request_id, "created_at": utcnow()}
-    statement = _insert(PendingFanout, {"event_id": values["id"], "created_at": values["created_at"]})
-    statement = statement.add_cte(_insert(Event, values).cte("new_event"))
-    for position, hook in enumerate(_row_hooks):
+    params = {f"events_{name}": value for name, value in values.items()}
+    params["event_fanout_pending_event_id"] = values["id"]
+    params["event_fanout_pending_created_at"] = values["created_at"]
+    rows = []
+    for hook in _row_hooks:
         row = hook(values)
         if row is not None:
-            statement = statement.add_cte(_insert(*row).cte(f"event_row_{position}"))
-    session.execute(statement)
+            model, row_values = row
+            rows.append((model, tuple(row_values)))
+            params.update({f"{model.__tablename__}_{name}": value for name, value in row_values.items()})
+    session.execute(_event_statement(tuple(rows)), params)
     return Event(**values)
 
 

@@ -71,6 +71,9 @@ def app_config(database: dict, **overrides) -> dict:
         "DATABASE_OWNER_URL": database["owner_url"],
         "RATELIMIT_ENABLED": True,
         "SERVER_NAME": None,
+        # Request log rows written as the response closes, so tests can read them at once
+        # (the batching itself: tests/dashboard/test_request_logs.py).
+        "REQUEST_LOG_FLUSH_SECONDS": 0,
     }
     config.update(overrides)
     return config

@@ -2,9 +2,10 @@
 
 Registered on the api blueprint (one import in app/api/__init__.py). The row is built from the
 finished response in ``after_request`` (method, path, status, request id, idempotency key, latency,
-redacted bodies) and written once the WSGI server has sent the body (``call_on_close``), on its own
-connection and transaction, so that logging neither delays the response nor rides on (or is rolled
-back with) the request's transaction. Requests whose key did not authenticate belong to no merchant
+redacted bodies) and handed, once the WSGI server has sent the body (``call_on_close``), to a batch
+writer that inserts it on a connection and in a transaction of its own (app/reporting/request_logs.py),
+so that logging neither delays the response nor rides on (or is rolled back with) the request's
+transaction. Requests whose key did not authenticate belong to no merchant
 and are not logged. A failed write is logged and dropped: the log is a debugging aid, not a record
 anything depends on. Rows are kept 30 days (app/jobs/dashboard.py sweeps them).
 """
@@ -12,7 +13,7 @@ import logging
 import time
 
 from flask import current_app, g, request
-from sqlalchemy import inspect, text
+from sqlalchemy import inspect
 
 from app.api import bp
 from app.extensions import db
@@ -68,7 +69,7 @@ def capture_request(response):
         return response
     started = g.get("request_started")
     try:
-        row = dict(
+        row = request_logs.log_row(
             merchant_id=scope.merchant_id, livemode=scope.livemode,
             api_key_id=_key_id(g.get("api_key")), method=request.method, path=request.path,
             status=response.status_code, request_id=g.get("request_id"),
@@ -79,18 +80,17 @@ def capture_request(response):
     except Exception:  # noqa: BLE001 - logging must never break the API response
         log.warning("could not build the API request log row", exc_info=True)
         return response
-    app = current_app._get_current_object()
-
-    def write() -> None:
-        try:
-            with app.app_context():
-                # A separate connection and a tiny transaction of its own, never the request's.
-                with db.engine.begin() as connection:
-                    # A log row is not worth waiting for: give up rather than pile up behind a stall.
-                    connection.execute(text("SET LOCAL statement_timeout = '2s'"))
-                    request_logs.write(connection, **row)
-        except Exception:  # noqa: BLE001 - best effort (see the module docstring)
-            log.warning("could not write the API request log", exc_info=True)
-
-    response.call_on_close(write)
+    writer = batch_writer(current_app._get_current_object())
+    response.call_on_close(lambda: writer.add(row))
     return response
+
+
+def batch_writer(app) -> request_logs.BatchWriter:
+    """The app's request-log writer, made on first use (REQUEST_LOG_FLUSH_SECONDS: 0 writes at once)."""
+    writer = app.extensions.get("request_log_writer")
+    if writer is None:
+        with app.app_context():
+            engine = db.engine
+        interval = float(app.config.get("REQUEST_LOG_FLUSH_SECONDS") or 0)
+        writer = app.extensions.setdefault("request_log_writer", request_logs.BatchWriter(engine, interval=interval))
+    return writer

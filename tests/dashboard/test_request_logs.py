@@ -1,16 +1,18 @@
 """Developers › Logs: API requests recorded after the response, outside its transaction, redacted, 30 days."""
 import json
+import time
 from datetime import timedelta
 
 from sqlalchemy import select
 
 from app.accounts.api_keys import SECRET, create_key
 from app.api.auth import hmac_key
+from app.extensions import db
 from app.ids import new_id
 from app.jobs.dashboard import sweep_request_logs
 from app.models_base import utcnow
 from app.reporting.models import ApiRequestLog
-from app.reporting.request_logs import body_text, redact
+from app.reporting.request_logs import BatchWriter, body_text, log_row, redact
 from tests.dashboard.conftest import login_as
 
 
@@ -75,6 +77,56 @@ def test_a_request_whose_transaction_failed_is_still_logged(client, db_session, 
     response.close()
     [row] = _logs(db_session, s.merchant.id)
     assert row.status == 404 and row.path == "/v1/payments/pay_missing/capture"
+
+
+def _row(merchant_id: str, path: str) -> dict:
+    return log_row(merchant_id=merchant_id, livemode=False, api_key_id=None, method="GET", path=path, status=200,
+                   request_id=None, idempotency_key=None, latency_ms=3, ip="127.0.0.1",
+                   request_body={"card_number": "4242424242424242"}, response_body=None, created_at=utcnow())
+
+
+def test_the_batch_writer_writes_waiting_rows_together_and_in_the_background(app, db_session, shop):
+    s = shop()
+    with app.app_context():
+        engine = db.engine
+    writer = BatchWriter(engine, interval=3600)   # no background write during the first part
+    inserts = []
+
+    def count(_conn, _cursor, statement, *_args):
+        if statement.startswith("INSERT"):
+            inserts.append(statement)
+
+    from sqlalchemy import event
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        for number in range(3):
+            writer.add(_row(s.merchant.id, f"/v1/payments/{number}"))
+        assert _logs(db_session, s.merchant.id) == []      # waiting for the next flush
+        assert writer.flush() == 3
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    rows = _logs(db_session, s.merchant.id)
+    assert [row.path for row in rows] == ["/v1/payments/0", "/v1/payments/1", "/v1/payments/2"]
+    assert "4242424242424242" not in rows[0].request_body          # redacted before it was queued
+    assert len(inserts) == 1                                     # one multi-row INSERT
+
+    background = BatchWriter(engine, interval=0.05)
+    background.add(_row(s.merchant.id, "/v1/background"))
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and len(_logs(db_session, s.merchant.id)) < 4:
+        time.sleep(0.05)
+    assert _logs(db_session, s.merchant.id)[-1].path == "/v1/background"
+
+
+def test_the_batch_writer_drops_rows_beyond_its_bound(app, db_session, shop):
+    s = shop()
+    with app.app_context():
+        writer = BatchWriter(db.engine, interval=3600, max_pending=2)
+    for number in range(5):
+        writer.add(_row(s.merchant.id, f"/v1/{number}"))
+    assert writer.dropped == 3
+    assert writer.flush() == 2
+    assert len(_logs(db_session, s.merchant.id)) == 2
 
 
 def test_logs_older_than_30_days_are_swept(db_session, shop):
