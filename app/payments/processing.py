@@ -226,6 +226,20 @@ def claim_refund(session: Session, refund_id: str, deps: PaymentsDeps) -> Refund
 
 # -- applying outcomes -----------------------------------------------------------------------------------
 
+def _locked_with_attempts(session: Session, payment_id: str) -> tuple[Payment, list[PaymentAttempt]]:
+    """The payment row and all its attempts (oldest first), locked, current, in one statement.
+
+    The transitions' events show the attempts, so reading them all here spares a query per event;
+    each row locks the payment first (the payments lock order). Every apply creates its new attempts
+    after its transition, so this list is complete for the events it writes.
+    """
+    rows = session.execute(
+        select(Payment, PaymentAttempt).join(PaymentAttempt, PaymentAttempt.payment_id == Payment.id)
+        .where(Payment.id == payment_id).order_by(PaymentAttempt.id)
+        .with_for_update().execution_options(populate_existing=True)).all()
+    return rows[0][0], [row[1] for row in rows]
+
+
 def _locked(session: Session, model, row_id: str):
     return session.scalars(select(model).where(model.id == row_id).with_for_update()
                            .execution_options(populate_existing=True)).one()
@@ -275,8 +289,8 @@ def apply_attempt_result(session: Session, attempt_id: str, result: PspResult, d
     """
     if payment_id is None:
         payment_id = session.scalar(select(PaymentAttempt.payment_id).where(PaymentAttempt.id == attempt_id))
-    payment = _locked(session, Payment, payment_id)
-    attempt = _locked(session, PaymentAttempt, attempt_id)
+    payment, attempts = _locked_with_attempts(session, payment_id)
+    attempt = next(a for a in attempts if a.id == attempt_id)
     applied = Applied(lease=lease_follow_ups)
     if attempt.status not in OPEN_FOR_CLAIM:
         # Already resolved: the outcome arrived before (job, janitor or callback). An authorization
@@ -295,7 +309,7 @@ def apply_attempt_result(session: Session, attempt_id: str, result: PspResult, d
     handler = {AttemptOperation.AUTHORIZE: _apply_authorize, AttemptOperation.CAPTURE: _apply_capture,
                AttemptOperation.VOID: _apply_void}[AttemptOperation(attempt.operation)]
     before = (attempt.status, payment.status)
-    handler(session, scope, payment, attempt, result, deps, applied, now, request_id)
+    handler(session, scope, payment, attempt, result, deps, applied, now, request_id, attempts)
     if attempt.status not in OPEN_FOR_CLAIM:
         if not (attempt.operation == AttemptOperation.AUTHORIZE and applied.follow_ups):
             # With an automatic capture to follow, the confirm wait goes on until the capture's outcome
@@ -310,7 +324,7 @@ def apply_attempt_result(session: Session, attempt_id: str, result: PspResult, d
     return applied
 
 
-def _apply_authorize(session, scope, payment, attempt, result, deps, applied, now, request_id) -> None:
+def _apply_authorize(session, scope, payment, attempt, result, deps, applied, now, request_id, attempts) -> None:
     outcome = result.outcome
     attempt.connector = result.connector or attempt.connector
     if outcome == Outcome.SUCCEEDED:
@@ -331,10 +345,10 @@ def _apply_authorize(session, scope, payment, attempt, result, deps, applied, no
         payment.last_error = None
         if payment.capture_method == CaptureMethod.AUTOMATIC:
             if payment.status == PaymentStatus.REQUIRES_ACTION:
-                state.transition(session, payment, PaymentStatus.PROCESSING, request_id=request_id)
+                state.transition(session, payment, PaymentStatus.PROCESSING, request_id=request_id, attempts=attempts)
             _new_follow_up(session, payment, AttemptOperation.CAPTURE, payment.amount, deps, applied)
         else:
-            state.transition(session, payment, PaymentStatus.REQUIRES_CAPTURE, request_id=request_id)
+            state.transition(session, payment, PaymentStatus.REQUIRES_CAPTURE, request_id=request_id, attempts=attempts)
     elif outcome == Outcome.REQUIRES_ACTION:
         first_time = attempt.status != AttemptStatus.REQUIRES_ACTION
         attempt.status = AttemptStatus.REQUIRES_ACTION
@@ -349,7 +363,7 @@ def _apply_authorize(session, scope, payment, attempt, result, deps, applied, no
             _ensure_void(session, payment, deps, applied)
             return
         payment.next_action_url = attempt.action_url
-        state.transition(session, payment, PaymentStatus.REQUIRES_ACTION, request_id=request_id)
+        state.transition(session, payment, PaymentStatus.REQUIRES_ACTION, request_id=request_id, attempts=attempts)
         if first_time:
             applied.notify.append(attempt.id)  # the confirm wait answers requires_action now
     elif outcome in (Outcome.DECLINED, Outcome.NOT_PROCESSED):
@@ -365,7 +379,8 @@ def _apply_authorize(session, scope, payment, attempt, result, deps, applied, no
         payment.last_error = _error(result, declined)
         payment.next_action_url = None
         payment.connector = payment.psp_reference = None
-        state.transition(session, payment, PaymentStatus.REQUIRES_PAYMENT_METHOD, request_id=request_id)
+        state.transition(session, payment, PaymentStatus.REQUIRES_PAYMENT_METHOD, request_id=request_id,
+                         attempts=attempts)
     elif attempt.status == AttemptStatus.REQUIRES_ACTION:
         # A status poll of a pending challenge that could not be answered: still pending, ask later.
         attempt.next_attempt_at = now + timedelta(seconds=REQUIRES_ACTION_POLL_SECONDS)
@@ -373,7 +388,7 @@ def _apply_authorize(session, scope, payment, attempt, result, deps, applied, no
         _schedule_unknown(attempt, result, now)
 
 
-def _apply_capture(session, scope, payment, attempt, result, deps, applied, now, request_id) -> None:
+def _apply_capture(session, scope, payment, attempt, result, deps, applied, now, request_id, attempts) -> None:
     outcome = result.outcome
     if outcome == Outcome.SUCCEEDED:
         attempt.status = AttemptStatus.SUCCEEDED
@@ -390,7 +405,8 @@ def _apply_capture(session, scope, payment, attempt, result, deps, applied, now,
             part.order.amount_captured += part.amount
             part.order.fee_captured += part.fee
         # The orders are locked and current (just read FOR UPDATE): the event need not read them again.
-        state.transition(session, payment, PaymentStatus.SUCCEEDED, request_id=request_id, orders=orders)
+        state.transition(session, payment, PaymentStatus.SUCCEEDED, request_id=request_id, orders=orders,
+                         attempts=attempts)
         # The posting comes last: it locks ledger accounts (the platform's revenue account is hot) and
         # holds them until our commit, which follows right after without any network call.
         booking.book_capture(session, payment, parts, captured, hmac_key=deps.ledger_hmac_key,
@@ -409,12 +425,12 @@ def _apply_capture(session, scope, payment, attempt, result, deps, applied, now,
             # or cancel, and say so loudly, since the shopper was told the payment went through.
             log.error("automatic capture of payment %s failed for good (%s); it awaits a manual capture",
                       payment.id, result.decline_code or result.error or outcome.value)
-            state.transition(session, payment, PaymentStatus.REQUIRES_CAPTURE, request_id=request_id)
+            state.transition(session, payment, PaymentStatus.REQUIRES_CAPTURE, request_id=request_id, attempts=attempts)
     else:
         _schedule_unknown(attempt, result, now)
 
 
-def _apply_void(session, scope, payment, attempt, result, deps, applied, now, request_id) -> None:
+def _apply_void(session, scope, payment, attempt, result, deps, applied, now, request_id, attempts) -> None:
     outcome = result.outcome
     if outcome == Outcome.SUCCEEDED or (outcome == Outcome.DECLINED and result.status == "voided"):
         attempt.status = AttemptStatus.SUCCEEDED

@@ -1,8 +1,9 @@
 """The API request log behind Developers › Logs: redaction, writing, the 30-day sweep (no Flask).
 
 Rows are handed by app/api/request_log.py, once the response has been sent, to a ``BatchWriter`` that
-inserts them in batches on a connection and in transactions of their own: a failed or slow log write never touches the API request's transaction or
-its latency, and a rolled-back request is still logged (that is when a developer needs the log most).
+inserts them in batches on a connection and in transactions of their own: a failed or slow log write
+never touches the API request's transaction or its latency, and a rolled-back request is still logged
+(that is when a developer needs the log most).
 
 Bodies are stored redacted: values under secret-looking keys (secrets, passwords, tokens, card data)
 and anything shaped like an API key, webhook secret or card number are replaced before the row is
