@@ -48,8 +48,20 @@ def sign(secret: str, body: bytes, timestamp: int) -> str:
     return f"t={timestamp},v1={digest}"
 
 
+_enqueued = 0
+_enqueued_lock = threading.Lock()
+
+
+def enqueued_count() -> int:
+    """How many callbacks were enqueued so far (in any thread): a write that raised it wakes the sender."""
+    return _enqueued
+
+
 def enqueue(conn, type_: str, data: dict, created: int) -> str:
     """Add a callback to the outbox inside the caller's transaction; return its id."""
+    global _enqueued
+    with _enqueued_lock:
+        _enqueued += 1
     callback_id = "cb_" + secrets.token_hex(12)
     body = json.dumps({"id": callback_id, "type": type_, "created": created, "data": data})
     conn.execute(

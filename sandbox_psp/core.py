@@ -14,6 +14,7 @@ import threading
 import time
 from collections import Counter
 
+from . import callbacks as callbacks_mod
 from . import operations
 from . import store as store_mod
 from .callbacks import CallbackSender
@@ -107,10 +108,15 @@ class Sandbox:
 
     @contextlib.contextmanager
     def write(self):
-        """A write transaction; wakes the callback sender after the commit (it may have work)."""
+        """A write transaction; wakes the callback sender after the commit if a callback was enqueued.
+
+        Only then: waking it after every authorization and capture made it query its outbox for nothing.
+        """
+        before = callbacks_mod.enqueued_count()
         with self.store.write() as conn:
             yield conn
-        self.callbacks.wake()
+        if callbacks_mod.enqueued_count() != before:
+            self.callbacks.wake()
 
     # -------------------------------------------------------------- clock
 

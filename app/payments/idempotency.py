@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Callable
 
-from sqlalchemy import delete, select, text, update
+from sqlalchemy import bindparam, delete, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -152,6 +152,28 @@ class _Held:
                    dict(row.request_params), row.key, row.request_id)
 
 
+def _bound(*names: str) -> dict:
+    columns = IdempotencyKey.__table__.c
+    return {name: bindparam(name, type_=columns[name].type) for name in names}
+
+
+# The statements of every keyed request, built once (building and cache-keying them per request costs
+# more CPU than running them).
+_INSERT_KEY = (
+    insert(IdempotencyKey)
+    .values(_bound("id", "merchant_id", "livemode", "key", "operation", "request_method", "request_path",
+                   "request_params", "request_fingerprint", "recovery_point", "state", "locked_at", "locked_by",
+                   "request_id", "created_at", "last_run_at"))
+    .on_conflict_do_nothing(index_elements=["merchant_id", "livemode", "key"])
+    .returning(IdempotencyKey.id))
+_HELD_BY_US = update(IdempotencyKey).where(
+    IdempotencyKey.id == bindparam("key_id"), IdempotencyKey.locked_by == bindparam("token"),
+    IdempotencyKey.recovery_point == bindparam("point")).returning(IdempotencyKey.id)
+_ADVANCE_KEY = _HELD_BY_US.values(_bound("recovery_point", "state", "last_run_at"))
+_FINISH_KEY = _HELD_BY_US.values(recovery_point=FINISHED, locked_at=None, locked_by=None,
+                                 **_bound("response_status", "response_body", "finished_at", "last_run_at"))
+
+
 def fingerprint(operation: str, target: str, params: dict[str, Any]) -> str:
     """SHA-256 of the canonical request: operation, target path and parameters (key order ignored)."""
     canonical = json.dumps({"op": operation, "target": target, "params": params},
@@ -195,15 +217,12 @@ def _claim(session: Session, scope: Scope, op: Operation, key: str, params: dict
         # The key row alone records no work: lost in a crash before the first phase commits (durably,
         # flushing this one too), the request simply had not started.
         relaxed_commit(session)
-        inserted = session.execute(
-            insert(IdempotencyKey).values(
-                id=new_id("idk"), merchant_id=scope.merchant_id, livemode=scope.livemode, key=key,
-                operation=op.name, request_method=method, request_path=path, request_params=params,
-                request_fingerprint=print_, recovery_point=STARTED, state={}, locked_at=now,
-                locked_by=token, request_id=request_id, created_at=now, last_run_at=now,
-            ).on_conflict_do_nothing(index_elements=["merchant_id", "livemode", "key"])
-            .returning(IdempotencyKey.id)
-        ).scalar_one_or_none()
+        inserted = session.execute(_INSERT_KEY, dict(
+            id=new_id("idk"), merchant_id=scope.merchant_id, livemode=scope.livemode, key=key,
+            operation=op.name, request_method=method, request_path=path, request_params=params,
+            request_fingerprint=print_, recovery_point=STARTED, state={}, locked_at=now,
+            locked_by=token, request_id=request_id, created_at=now, last_run_at=now,
+        )).scalar_one_or_none()
         if inserted is not None:
             session.commit()
             # The row as inserted. The params go through JSON as the stored copy did, so the phases
@@ -274,20 +293,17 @@ def _drive(session: Session, held: "_Held | str", token: str, deps: Any, may_wai
                 relaxed_commit(session)
             result = phase.run(ctx)
             now = utcnow()
-            if isinstance(result, Response):
-                moved = {"recovery_point": FINISHED, "response_status": result.status,
-                         "response_body": result.body, "locked_at": None, "locked_by": None, "finished_at": now}
-            else:
-                state = {**state, **result.state}
-                moved = {"recovery_point": result.recovery_point, "state": state}
+            held = {"key_id": key_id, "token": token, "point": point, "last_run_at": now}
             # The phase commits only if this request still holds the key at the point it started from:
             # a retry or the completer that took the key over meanwhile wins, and this phase's work is
             # rolled back. The key row is locked last (after the payment row), as everywhere else.
-            held_still = session.execute(
-                update(IdempotencyKey)
-                .where(IdempotencyKey.id == key_id, IdempotencyKey.locked_by == token,
-                       IdempotencyKey.recovery_point == point)
-                .values(last_run_at=now, **moved).returning(IdempotencyKey.id)).first()
+            if isinstance(result, Response):
+                held_still = session.execute(_FINISH_KEY, {**held, "response_status": result.status,
+                                                           "response_body": result.body, "finished_at": now}).first()
+            else:
+                state = {**state, **result.state}
+                held_still = session.execute(_ADVANCE_KEY, {**held, "recovery_point": result.recovery_point,
+                                                            "state": state}).first()
             if held_still is None:
                 raise IdempotencyInFlight(
                     "Another request took over this idempotency key; retry to get its result.",
