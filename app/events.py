@@ -48,8 +48,10 @@ def on_event_recorded(hook: EventRowHook) -> EventRowHook:
 
 def _insert(model: type, columns: tuple[str, ...]) -> Insert:
     # Bind parameters named after the table: several INSERTs in one statement share column names.
+    # A Core INSERT of the table, not of the ORM entity: the ORM's bulk-insert path would cost more
+    # than the statement.
     table = model.__table__
-    return insert(model).values({name: bindparam(f"{table.name}_{name}", type_=table.c[name].type)
+    return insert(table).values({name: bindparam(f"{table.name}_{name}", type_=table.c[name].type)
                                  for name in columns})
 
 

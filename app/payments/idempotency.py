@@ -152,23 +152,25 @@ class _Held:
                    dict(row.request_params), row.key, row.request_id)
 
 
+_KEYS = IdempotencyKey.__table__
+
+
 def _bound(*names: str) -> dict:
-    columns = IdempotencyKey.__table__.c
-    return {name: bindparam(name, type_=columns[name].type) for name in names}
+    return {name: bindparam(name, type_=_KEYS.c[name].type) for name in names}
 
 
-# The statements of every keyed request, built once (building and cache-keying them per request costs
-# more CPU than running them).
+# The statements of every keyed request, built once as Core statements of the table: building and
+# cache-keying them per request, or running them through the ORM, costs more CPU than running them.
 _INSERT_KEY = (
-    insert(IdempotencyKey)
+    insert(_KEYS)
     .values(_bound("id", "merchant_id", "livemode", "key", "operation", "request_method", "request_path",
                    "request_params", "request_fingerprint", "recovery_point", "state", "locked_at", "locked_by",
                    "request_id", "created_at", "last_run_at"))
     .on_conflict_do_nothing(index_elements=["merchant_id", "livemode", "key"])
-    .returning(IdempotencyKey.id))
-_HELD_BY_US = update(IdempotencyKey).where(
-    IdempotencyKey.id == bindparam("key_id"), IdempotencyKey.locked_by == bindparam("token"),
-    IdempotencyKey.recovery_point == bindparam("point")).returning(IdempotencyKey.id)
+    .returning(_KEYS.c.id))
+_HELD_BY_US = update(_KEYS).where(
+    _KEYS.c.id == bindparam("key_id"), _KEYS.c.locked_by == bindparam("token"),
+    _KEYS.c.recovery_point == bindparam("point")).returning(_KEYS.c.id)
 _ADVANCE_KEY = _HELD_BY_US.values(_bound("recovery_point", "state", "last_run_at"))
 _FINISH_KEY = _HELD_BY_US.values(recovery_point=FINISHED, locked_at=None, locked_by=None,
                                  **_bound("response_status", "response_body", "finished_at", "last_run_at"))

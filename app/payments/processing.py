@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.events import record_event
@@ -148,6 +148,22 @@ def authorization_result(data: dict[str, Any], connector: str | None) -> PspResu
 
 # -- claims ----------------------------------------------------------------------------------------------
 
+_ATTEMPTS = PaymentAttempt.__table__
+# Built once (a claim runs for every attempt): a Core statement of the table with bound parameters.
+_CLAIM_ATTEMPT = (
+    update(_ATTEMPTS)
+    .where(_ATTEMPTS.c.id == bindparam("attempt_id"), _ATTEMPTS.c.status.in_(OPEN_FOR_CLAIM),
+           or_(_ATTEMPTS.c.lease_until.is_(None), _ATTEMPTS.c.lease_until < bindparam("now")))
+    .values(lease_until=bindparam("lease"), next_attempt_at=bindparam("lease"), tries=_ATTEMPTS.c.tries + 1,
+            started_at=func.coalesce(_ATTEMPTS.c.started_at, bindparam("now")), updated_at=bindparam("now"))
+    .returning(_ATTEMPTS.c.id, _ATTEMPTS.c.payment_id, _ATTEMPTS.c.operation, _ATTEMPTS.c.status,
+               _ATTEMPTS.c.tries, _ATTEMPTS.c.amount, _ATTEMPTS.c.currency, _ATTEMPTS.c.vault,
+               _ATTEMPTS.c.payment_method_token, _ATTEMPTS.c.connector, _ATTEMPTS.c.psp_reference,
+               _ATTEMPTS.c.idempotency_key, _ATTEMPTS.c.merchant_id, _ATTEMPTS.c.livemode,
+               select(Payment.__table__.c.return_url).where(Payment.__table__.c.id == _ATTEMPTS.c.payment_id)
+               .scalar_subquery().label("return_url")))
+
+
 def claim_attempt(session: Session, attempt_id: str, deps: PaymentsDeps) -> AttemptClaim | None:
     """Lease an open attempt for one run; None when it is resolved or another runner holds it.
 
@@ -159,20 +175,8 @@ def claim_attempt(session: Session, attempt_id: str, deps: PaymentsDeps) -> Atte
     authorize at a second acquirer while the first still holds the original request.
     """
     now = deps.now()
-    lease = now + deps.attempt_stuck_after
-    return_url = select(Payment.return_url).where(Payment.id == PaymentAttempt.payment_id).scalar_subquery()
-    row = session.execute(
-        update(PaymentAttempt)
-        .where(PaymentAttempt.id == attempt_id, PaymentAttempt.status.in_(OPEN_FOR_CLAIM),
-               or_(PaymentAttempt.lease_until.is_(None), PaymentAttempt.lease_until < now))
-        .values(lease_until=lease, next_attempt_at=lease, tries=PaymentAttempt.tries + 1,
-                started_at=func.coalesce(PaymentAttempt.started_at, now), updated_at=now)
-        .returning(PaymentAttempt.id, PaymentAttempt.payment_id, PaymentAttempt.operation, PaymentAttempt.status,
-                   PaymentAttempt.tries, PaymentAttempt.amount, PaymentAttempt.currency, PaymentAttempt.vault,
-                   PaymentAttempt.payment_method_token, PaymentAttempt.connector, PaymentAttempt.psp_reference,
-                   PaymentAttempt.idempotency_key, PaymentAttempt.merchant_id, PaymentAttempt.livemode,
-                   return_url.label("return_url"))
-    ).one_or_none()
+    row = session.execute(_CLAIM_ATTEMPT, {"attempt_id": attempt_id, "now": now,
+                                           "lease": now + deps.attempt_stuck_after}).one_or_none()
     if row is None:
         return None
     return AttemptClaim(
