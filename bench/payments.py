@@ -15,9 +15,10 @@ What it measures (issue 5), each against a fresh database cloned from the templa
    ``--duration`` seconds, on payments created beforehand, sent on schedule whether or not earlier
    ones have answered; p50/p95/p99 and the share that answered ``processing`` (the wait ran out).
 3. Latency of a replayed idempotent request (same key, same body).
-4. Baseline: the same rows each payment leaves (idempotency key, payment, order, two attempts, three
-   events with their fan-out rows, the ledger posting through ``ledger_post``) inserted by plain SQL
-   from the same number of Python threads, one transaction per payment.
+4. Baseline: the same rows each payment leaves (idempotency key with its stored response, payment,
+   order, two attempts, three events with their fan-out rows, two rollup deltas, the API request log
+   row, the ledger posting through ``ledger_post``), with payloads shaped like the real ones, inserted
+   by plain SQL from the same number of Python threads, one transaction per payment.
 
 ``--write`` replaces the "Payments" section of bench/RESULTS.md with the figures.
 """
@@ -101,6 +102,27 @@ def cpu_by_component(services: Services) -> dict[str, float]:
             add("redis (shared server)", process)
     add("load generator", psutil.Process())
     return totals
+
+
+def baseline_payment(pay: str, authorize: str, capture: str, seller: str, created: int) -> dict:
+    """A payment object shaped like the API's (app/payments/serializers.py), for the baseline's JSON columns:
+    the same rows means the same payloads, not a stub."""
+    def attempt(attempt_id: str, operation: str) -> dict:
+        return {"id": attempt_id, "object": "payment_attempt", "operation": operation, "status": "succeeded",
+                "amount": 1999, "currency": "USD", "connector": "sandbox", "psp_reference": "auth_" + pay,
+                "decline_code": None, "error_message": None, "tries": 1, "created": created, "started": created,
+                "finished": created, "latency_ms": 2}
+
+    return {"id": pay, "object": "payment", "livemode": False, "created": created, "amount": 1999, "currency": "USD",
+            "status": "succeeded", "capture_method": "automatic", "amount_capturable": 0, "amount_received": 1999,
+            "amount_refunded": 0, "customer_email": None, "description": None, "metadata": {},
+            "payment_method": {"vault": "sandbox", "brand": "visa", "last4": "4242", "exp_month": 12,
+                               "exp_year": FUTURE_YEAR, "fingerprint": "fp_" + "0" * 24},
+            "connector": "sandbox", "next_action": None, "return_url": None, "last_payment_error": None,
+            "cancellation_reason": None, "canceled_at": None,
+            "split": [{"seller": seller, "amount": 1999, "fee": 0, "amount_captured": 1999, "fee_captured": 0,
+                       "amount_refunded": 0, "fee_refunded": 0}],
+            "attempts": [attempt(authorize, "authorize"), attempt(capture, "capture")]}
 
 
 def http() -> requests.Session:
@@ -353,14 +375,17 @@ class Bench:
         def one(conn) -> None:
             pay, att1, att2 = new_id("pay"), new_id("att"), new_id("att")
             now = datetime.now(timezone.utc)
-            payment_json = json.dumps({"id": pay, "object": "payment", "amount": 1999, "currency": "USD"})
+            params = {"amount": 1999, "currency": "usd", "payment_method": "tok_baseline", "confirm": True}
+            payment_json = json.dumps(baseline_payment(pay, att1, att2, seller_id, int(now.timestamp())))
+            bucket = now.replace(minute=now.minute - now.minute % 15, second=0, microsecond=0)
             with conn.transaction():
                 conn.execute(
                     "INSERT INTO idempotency_keys (id, merchant_id, livemode, key, operation, request_method, "
                     "request_path, request_params, request_fingerprint, recovery_point, state, response_status, "
                     "response_body, created_at, last_run_at, finished_at) VALUES (%s, %s, false, %s, 'payment.create', "
-                    "'POST', '/v1/payments', '{}', %s, 'finished', '{}', 200, %s, %s, %s, %s)",
-                    (new_id("idk"), merchant_id, uuid.uuid4().hex, uuid.uuid4().hex, payment_json, now, now, now))
+                    "'POST', '/v1/payments', %s, %s, 'finished', %s, 200, %s, %s, %s, %s)",
+                    (new_id("idk"), merchant_id, uuid.uuid4().hex, json.dumps(params), uuid.uuid4().hex,
+                     json.dumps({"payment_id": pay, "attempt_id": att1}), payment_json, now, now, now))
                 conn.execute(
                     "INSERT INTO payments (id, merchant_id, livemode, amount, currency, status, capture_method, "
                     "amount_capturable, amount_received, amount_refunded, metadata, payment_method_token, "
@@ -387,6 +412,19 @@ class Bench:
                                  (event, merchant_id, kind, pay, payment_json, now))
                     conn.execute("INSERT INTO event_fanout_pending (event_id, created_at) VALUES (%s, %s)",
                                  (event, now))
+                    if kind != "payment.created":  # the two events that move Home's figures
+                        conn.execute(
+                            "INSERT INTO payment_rollup_deltas (id, merchant_id, livemode, bucket, currency, event_id, "
+                            "created_at, attempted_count, succeeded_count, gross_amount, refund_count, refund_amount) "
+                            "VALUES (%s, %s, false, %s, 'USD', %s, %s, %s, %s, %s, 0, 0)",
+                            (new_id("rud"), merchant_id, bucket, event, now, int(kind == "payment.processing"),
+                             int(kind == "payment.succeeded"), 1999 if kind == "payment.succeeded" else 0))
+                conn.execute(
+                    "INSERT INTO api_request_logs (id, merchant_id, livemode, api_key_id, method, path, status, "
+                    "request_id, idempotency_key, latency_ms, ip, request_body, response_body, created_at) "
+                    "VALUES (%s, %s, false, NULL, 'POST', '/v1/payments', 200, %s, %s, 30, '127.0.0.1', %s, %s, %s)",
+                    (new_id("log"), merchant_id, uuid.uuid4().hex, uuid.uuid4().hex, json.dumps(params, indent=2),
+                     json.dumps(json.loads(payment_json), indent=2), now))
                 conn.execute(post_sql, {
                     "merchant_id": merchant_id, "livemode": False, "transaction_id": new_id("ltxn"),
                     "business_key": f"capture:{pay}", "kind": "capture", "description": "", "reference": pay,
