@@ -197,6 +197,26 @@ def default_seller(session: Session, scope: Scope) -> Seller:
     return session.scalars(statement).one()
 
 
+# A book's default seller never changes once it exists (nothing updates is_default or deletes sellers):
+# its id is remembered per process, saving a query per payment. Only ids read as already there are
+# kept, never one this transaction inserted (a rollback would take the row away again).
+_default_seller_ids: dict[Scope, str] = {}
+DEFAULT_SELLER_IDS_KEPT = 10_000
+
+
+def default_seller_id(session: Session, scope: Scope) -> str:
+    """The id of the book's default seller (created on first use, as default_seller does)."""
+    seller_id = _default_seller_ids.get(scope)
+    if seller_id is not None:
+        return seller_id
+    existing = session.scalar(scope.select(Seller, Seller.is_default.is_(True)).with_only_columns(Seller.id))
+    if existing is None:
+        return default_seller(session, scope).id
+    if len(_default_seller_ids) < DEFAULT_SELLER_IDS_KEPT:
+        _default_seller_ids[scope] = existing
+    return existing
+
+
 def create_seller(session: Session, scope: Scope, *, name: str, email: str | None = None,
                   metadata: dict | None = None) -> Seller:
     """A new (non-default) seller of the book."""
@@ -226,7 +246,7 @@ def get_payment(session: Session, scope: Scope, payment_id: str, *, for_update: 
 def _split(session: Session, scope: Scope, amount: int, split: Any) -> list[tuple[str, int, int]]:
     """[(seller_id, amount, fee)] from the request's split, or everything to the default seller."""
     if split is None:
-        return [(default_seller(session, scope).id, amount, 0)]
+        return [(default_seller_id(session, scope), amount, 0)]
     if not isinstance(split, list) or not split:
         raise InvalidRequest("split must be a non-empty list of {seller, amount, fee}.", param="split")
     if len(split) > MAX_SPLIT_SELLERS:

@@ -7,14 +7,14 @@ PSP, web server and worker are in test_e2e.py.
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 
 from app.ids import new_id
 from app.jobs.payments import _run_attempt, _run_refund
 from app.payments import idempotency, processing
 from app.payments.errors import AmountTooLarge, InvalidRequest, InvalidTransition
 from app.payments.models import Payment, PaymentAttempt, Refund, Seller
-from app.payments.service import create_seller
+from app.payments.service import create_seller, default_seller_id
 from app.psp.interfaces import Outcome, PspResult
 from tests.payments.helpers import (
     ScriptedGateway,
@@ -284,6 +284,32 @@ def test_default_seller_is_created_once(db_session, scope, deps):
     create(db_session, scope, deps)
     defaults = db_session.scalars(scope.select(Seller, Seller.is_default.is_(True))).all()
     assert len(defaults) == 1
+
+
+def test_default_seller_id_is_remembered_only_once_committed(db_session, scope):
+    from app.payments import service
+
+    created = default_seller_id(db_session, scope)       # inserted by this transaction
+    assert scope not in service._default_seller_ids
+    db_session.rollback()                                   # ... and gone again
+    assert db_session.get(Seller, created) is None
+    committed = default_seller_id(db_session, scope)
+    db_session.commit()
+    assert committed != created and scope not in service._default_seller_ids
+    assert default_seller_id(db_session, scope) == committed  # read as already there: remembered
+    db_session.rollback()
+    statements = []
+
+    def record(_conn, _cursor, statement, *_args):
+        statements.append(statement)
+
+    engine = db_session.get_bind()
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        assert default_seller_id(db_session, scope) == committed
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert statements == []                                 # no query for it any more
 
 
 def test_expiry_sweep_cancels_old_authorizations(db_session, scope, deps, enqueued):
