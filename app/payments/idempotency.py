@@ -307,20 +307,25 @@ def _drive(session: Session, held: "_Held | str", token: str, deps: Any, may_wai
                 held_still = session.execute(_ADVANCE_KEY, {**held, "recovery_point": result.recovery_point,
                                                             "state": state}).first()
             if held_still is None:
-                raise IdempotencyInFlight(
-                    "Another request took over this idempotency key; retry to get its result.",
-                    param="Idempotency-Key")
+                raise _taken_over()
             session.commit()
         except IdempotencyInFlight:
             session.rollback()
             raise
         except PaymentError as error:
             session.rollback()
+            # A phase takes the key row only at its end, so a refusal may come from state that a request
+            # which took the key over (this one having outlived LOCK_TIMEOUT) has already moved on: then
+            # the key's answer is that request's, and this one is told to retry for it.
             if point == STARTED:
-                _release(session, key_id, token)   # refused before any work: nothing is stored
+                if not _release(session, key_id, token):   # refused before any work: nothing is stored
+                    raise _taken_over() from error
                 raise
             # Work was committed by an earlier phase: the refusal is this request's answer, stored.
-            return _finish_with(session, key_id, token, Response(error.status, error.to_dict()))
+            response = _finish_with(session, key_id, token, Response(error.status, error.to_dict()))
+            if response is None:
+                raise _taken_over() from error
+            return response
         except BaseException:
             session.rollback()
             _unlock(session, key_id, token)
@@ -356,15 +361,28 @@ def _drive_transient(session: Session, scope: Scope, op: Operation, params: dict
         point, state = result.recovery_point, {**state, **result.state}
 
 
-def _release(session: Session, key_id: str, token: str) -> None:
-    """Delete a key whose request did nothing, so that it is not stored (if we still own it)."""
+def _taken_over() -> IdempotencyInFlight:
+    return IdempotencyInFlight("Another request took over this idempotency key; retry to get its result.",
+                               param="Idempotency-Key")
+
+
+def _release(session: Session, key_id: str, token: str) -> bool:
+    """Delete a key whose request did nothing, so that it is not stored, if we still own it.
+
+    False when another request took the key over (it is there, not ours to delete). A failed delete
+    counts as released: the completer deletes stale started keys anyway.
+    """
     try:
-        session.execute(delete(IdempotencyKey).where(IdempotencyKey.id == key_id, IdempotencyKey.locked_by == token,
-                                                     IdempotencyKey.recovery_point == STARTED))
+        deleted = session.execute(delete(IdempotencyKey).where(
+            IdempotencyKey.id == key_id, IdempotencyKey.locked_by == token,
+            IdempotencyKey.recovery_point == STARTED)).rowcount
+        held = deleted > 0 or session.scalar(select(IdempotencyKey.id).where(IdempotencyKey.id == key_id)) is None
         session.commit()
+        return held
     except Exception:  # noqa: BLE001 - the completer deletes stale started keys anyway
         session.rollback()
         log.exception("could not release idempotency key %s", key_id)
+        return True
 
 
 def _unlock(session: Session, key_id: str, token: str) -> None:
@@ -378,14 +396,15 @@ def _unlock(session: Session, key_id: str, token: str) -> None:
         log.exception("could not unlock idempotency key %s", key_id)
 
 
-def _finish_with(session: Session, key_id: str, token: str, response: Response) -> Response:
+def _finish_with(session: Session, key_id: str, token: str, response: Response) -> Response | None:
+    """Store ``response`` as the key's answer; None when another request took the key over."""
     now = utcnow()
-    session.execute(update(IdempotencyKey).where(IdempotencyKey.id == key_id, IdempotencyKey.locked_by == token)
-                    .values(recovery_point=FINISHED, response_status=response.status,
-                            response_body=response.body, locked_at=None, locked_by=None,
-                            finished_at=now, last_run_at=now))
+    stored = session.execute(
+        update(IdempotencyKey).where(IdempotencyKey.id == key_id, IdempotencyKey.locked_by == token)
+        .values(recovery_point=FINISHED, response_status=response.status, response_body=response.body,
+                locked_at=None, locked_by=None, finished_at=now, last_run_at=now)).rowcount
     session.commit()
-    return response
+    return response if stored else None
 
 
 def complete_stuck(session: Session, deps: Any, *, now: datetime | None = None,

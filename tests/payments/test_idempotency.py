@@ -185,6 +185,35 @@ def test_a_stale_lock_is_taken_over_by_the_retry(db_session, scope, deps):
     assert resumed.body["id"] == first.body["id"] and count(db_session, Payment, scope) == 1
 
 
+def _take_over(key: str):
+    """What a retry does once this request outlived LOCK_TIMEOUT: take the key, in a transaction of its own."""
+    with db.engine.begin() as other:
+        other.execute(IdempotencyKey.__table__.update().where(IdempotencyKey.__table__.c.key == key)
+                      .values(locked_by="retry", locked_at=utcnow()))
+
+
+def test_a_phase_whose_key_was_taken_over_meanwhile_rolls_its_work_back(app, db_session, scope, deps):
+    op = idempotency.register(Operation("test.overtaken", {
+        STARTED: Phase(run=lambda ctx: _add_seller(ctx) or _take_over(ctx.key) or Next("second")),
+        "second": Phase(run=lambda ctx: Response(200, {}))}))
+    with app.app_context(), pytest.raises(IdempotencyInFlight):
+        execute(db_session, scope, deps, operation=op.name, params={}, key="overtaken")
+    assert count(db_session, Seller, scope) == 0          # the phase's work went with its transaction
+    row = key_row(db_session, scope, "overtaken")
+    assert (row.recovery_point, row.locked_by) == (STARTED, "retry")
+
+
+def test_a_refusal_after_a_takeover_tells_the_client_to_retry_and_leaves_the_key(app, db_session, scope, deps):
+    def refuse(ctx):
+        _take_over(ctx.key)
+        raise InvalidRequest("state moved on", param=None)
+
+    op = idempotency.register(Operation("test.overtaken_refusal", {STARTED: Phase(run=refuse)}))
+    with app.app_context(), pytest.raises(IdempotencyInFlight):
+        execute(db_session, scope, deps, operation=op.name, params={}, key="overtaken-refusal")
+    assert key_row(db_session, scope, "overtaken-refusal").locked_by == "retry"   # not deleted: not ours
+
+
 def test_reaper_removes_keys_after_24_hours(db_session, scope, deps):
     execute(db_session, scope, deps, key="old")
     execute(db_session, scope, deps, key="new")
