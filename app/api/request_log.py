@@ -86,11 +86,11 @@ def capture_request(response):
 
 
 def batch_writer(app) -> request_logs.BatchWriter:
-    """The app's request-log writer, made on first use (REQUEST_LOG_FLUSH_SECONDS: 0 writes at once)."""
+    """The app's request-log writer, made on first use in a request (REQUEST_LOG_FLUSH_SECONDS: 0 writes
+    at once)."""
     writer = app.extensions.get("request_log_writer")
     if writer is None:
-        with app.app_context():
-            engine = db.engine
         interval = float(app.config.get("REQUEST_LOG_FLUSH_SECONDS") or 0)
-        writer = app.extensions.setdefault("request_log_writer", request_logs.BatchWriter(engine, interval=interval))
+        writer = app.extensions.setdefault("request_log_writer",
+                                           request_logs.BatchWriter(db.engine, interval=interval))
     return writer

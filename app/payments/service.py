@@ -184,17 +184,22 @@ def _get_or_not_found(session: Session, scope: Scope, model: type[T], row_id: An
 
 def default_seller(session: Session, scope: Scope) -> Seller:
     """The book's default seller, created on first use (concurrent first uses create exactly one)."""
+    return _default_seller(session, scope)[0]
+
+
+def _default_seller(session: Session, scope: Scope) -> tuple[Seller, bool]:
+    """default_seller, and whether it was there already (False: this transaction inserted it)."""
     statement = scope.select(Seller, Seller.is_default.is_(True))
     seller = session.scalars(statement).one_or_none()
     if seller is not None:
-        return seller
+        return seller, True
     # The partial unique index on (merchant_id, livemode) WHERE is_default makes a concurrent creator
     # wait for our commit and then insert nothing; its next SELECT sees our row.
     session.execute(insert(Seller).values(
         id=new_id("sel"), merchant_id=scope.merchant_id, livemode=scope.livemode, name="Default seller",
         is_default=True, metadata_={},
     ).on_conflict_do_nothing(index_elements=["merchant_id", "livemode"], index_where=Seller.is_default))
-    return session.scalars(statement).one()
+    return session.scalars(statement).one(), False
 
 
 # A book's default seller never changes once it exists (nothing updates is_default or deletes sellers):
@@ -207,14 +212,12 @@ DEFAULT_SELLER_IDS_KEPT = 10_000
 def default_seller_id(session: Session, scope: Scope) -> str:
     """The id of the book's default seller (created on first use, as default_seller does)."""
     seller_id = _default_seller_ids.get(scope)
-    if seller_id is not None:
-        return seller_id
-    existing = session.scalar(scope.select(Seller, Seller.is_default.is_(True)).with_only_columns(Seller.id))
-    if existing is None:
-        return default_seller(session, scope).id
-    if len(_default_seller_ids) < DEFAULT_SELLER_IDS_KEPT:
-        _default_seller_ids[scope] = existing
-    return existing
+    if seller_id is None:
+        seller, already_there = _default_seller(session, scope)
+        seller_id = seller.id
+        if already_there and len(_default_seller_ids) < DEFAULT_SELLER_IDS_KEPT:
+            _default_seller_ids[scope] = seller_id
+    return seller_id
 
 
 def create_seller(session: Session, scope: Scope, *, name: str, email: str | None = None,

@@ -3,7 +3,7 @@ import json
 import time
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from app.accounts.api_keys import SECRET, create_key
 from app.api.auth import hmac_key
@@ -96,7 +96,6 @@ def test_the_batch_writer_writes_waiting_rows_together_and_in_the_background(app
         if statement.startswith("INSERT"):
             inserts.append(statement)
 
-    from sqlalchemy import event
     event.listen(engine, "before_cursor_execute", count)
     try:
         for number in range(3):
