@@ -197,13 +197,18 @@ def authorize(conn, acquirer: str, params: dict, idempotency_key: str | None, no
     """Authorize a tokenized card; return (authorization object, the card's outcome).
 
     The outcome comes from the test card behind the token. ``processing_error`` raises a
-    503 that is guaranteed not processed, so nothing is written.
+    503 that is guaranteed not processed, so nothing is written. With ``capture: true`` an
+    authorization granted at once is also captured in full (a sale); one that needs 3-D Secure
+    or is declined is not, and says so by its status.
     """
     token_id = _text(params, "token")
     amount = _amount(params)
     currency = _currency(params)
     reference = _text(params, "reference")
     return_url = _return_url(params)
+    capture_now = params.get("capture", False)
+    if not isinstance(capture_now, bool):
+        raise SandboxError(400, "invalid_request", "capture must be true or false", "capture")
     token = conn.execute("SELECT * FROM tokens WHERE id = ?", (token_id,)).fetchone()
     if token is None:
         raise SandboxError(400, "invalid_token", "No such token.", "token")
@@ -218,12 +223,16 @@ def authorize(conn, acquirer: str, params: dict, idempotency_key: str | None, no
         status, decline_code = "declined", outcome.removeprefix("decline_")
     elif outcome == "three_d_secure":
         status, action_url = "requires_action", f"{public_url}/challenge/{auth_id}"
+    captured_amount, captured_at = 0, None
+    if capture_now and status == "authorized":
+        status, captured_amount, captured_at = "captured", amount, now
     conn.execute(
         "INSERT INTO authorizations (id, acquirer, token, outcome, status, amount, currency, decline_code, "
-        "action_url, return_url, reference, idempotency_key, card, created) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "action_url, return_url, reference, idempotency_key, card, created, captured_amount, captured_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (auth_id, acquirer, token_id, outcome, status, amount, currency, decline_code, action_url,
-         return_url, reference, idempotency_key, json.dumps(card_object(dict(token))), now),
+         return_url, reference, idempotency_key, json.dumps(card_object(dict(token))), now,
+         captured_amount, captured_at),
     )
     return get_authorization(conn, acquirer, auth_id), outcome
 

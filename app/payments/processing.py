@@ -84,6 +84,12 @@ class AttemptClaim:
     return_url: str | None
     merchant_id: str
     livemode: bool
+    capture_method: str = CaptureMethod.AUTOMATIC
+
+    @property
+    def sale(self) -> bool:
+        """An authorization of an automatically captured payment: the PSP may capture in the same call."""
+        return self.operation == AttemptOperation.AUTHORIZE and self.capture_method == CaptureMethod.AUTOMATIC
 
 
 @dataclass(frozen=True)
@@ -117,6 +123,8 @@ def unknown_backoff(tries: int) -> timedelta:
     return timedelta(seconds=min(UNKNOWN_BACKOFF_BASE_SECONDS * 2 ** max(tries - 1, 0), UNKNOWN_BACKOFF_CAP_SECONDS))
 
 
+# PSP status words that say an authorization was also captured (the sandbox's, Stripe's "succeeded").
+CAPTURED_STATUSES = frozenset({"captured", "partially_captured", "succeeded"})
 # PSP status words and what they mean for an authorization attempt.
 _AUTHORIZATION_STATUS = {
     "authorized": Outcome.SUCCEEDED, "captured": Outcome.SUCCEEDED, "partially_captured": Outcome.SUCCEEDED,
@@ -149,10 +157,12 @@ def authorization_result(data: dict[str, Any], connector: str | None) -> PspResu
 # -- claims ----------------------------------------------------------------------------------------------
 
 _ATTEMPTS = PaymentAttempt.__table__
+_PAYMENTS = Payment.__table__
 # Built once (a claim runs for every attempt): a Core statement of the table with bound parameters.
 _CLAIM_ATTEMPT = (
     update(_ATTEMPTS)
-    .where(_ATTEMPTS.c.id == bindparam("attempt_id"), _ATTEMPTS.c.status.in_(OPEN_FOR_CLAIM),
+    .where(_ATTEMPTS.c.id == bindparam("attempt_id"), _PAYMENTS.c.id == _ATTEMPTS.c.payment_id,
+           _ATTEMPTS.c.status.in_(OPEN_FOR_CLAIM),
            or_(_ATTEMPTS.c.lease_until.is_(None), _ATTEMPTS.c.lease_until < bindparam("now")))
     .values(lease_until=bindparam("lease"), next_attempt_at=bindparam("lease"), tries=_ATTEMPTS.c.tries + 1,
             started_at=func.coalesce(_ATTEMPTS.c.started_at, bindparam("now")), updated_at=bindparam("now"))
@@ -160,8 +170,7 @@ _CLAIM_ATTEMPT = (
                _ATTEMPTS.c.tries, _ATTEMPTS.c.amount, _ATTEMPTS.c.currency, _ATTEMPTS.c.vault,
                _ATTEMPTS.c.payment_method_token, _ATTEMPTS.c.connector, _ATTEMPTS.c.psp_reference,
                _ATTEMPTS.c.idempotency_key, _ATTEMPTS.c.merchant_id, _ATTEMPTS.c.livemode,
-               select(Payment.__table__.c.return_url).where(Payment.__table__.c.id == _ATTEMPTS.c.payment_id)
-               .scalar_subquery().label("return_url")))
+               _PAYMENTS.c.return_url, _PAYMENTS.c.capture_method))
 
 
 def claim_attempt(session: Session, attempt_id: str, deps: PaymentsDeps) -> AttemptClaim | None:
@@ -183,7 +192,8 @@ def claim_attempt(session: Session, attempt_id: str, deps: PaymentsDeps) -> Atte
         id=row.id, payment_id=row.payment_id, operation=row.operation, status=row.status, tries=row.tries,
         amount=row.amount, currency=row.currency, vault=row.vault, token=row.payment_method_token,
         connector=row.connector, psp_reference=row.psp_reference, idempotency_key=row.idempotency_key,
-        return_url=row.return_url, merchant_id=row.merchant_id, livemode=row.livemode)
+        return_url=row.return_url, merchant_id=row.merchant_id, livemode=row.livemode,
+        capture_method=row.capture_method)
 
 
 def renew_lease(session: Session, claim: AttemptClaim, deps: PaymentsDeps) -> bool:
@@ -347,7 +357,16 @@ def _apply_authorize(session, scope, payment, attempt, result, deps, applied, no
         payment.authorized_at = now
         payment.next_action_url = None
         payment.last_error = None
-        if payment.capture_method == CaptureMethod.AUTOMATIC:
+        if result.status in CAPTURED_STATUSES:
+            # A sale (AuthorizeRequest.capture): the PSP captured with the authorization. The capture is
+            # recorded as an attempt carried out by that same call, and booked at once.
+            if payment.status == PaymentStatus.REQUIRES_ACTION:
+                state.transition(session, payment, PaymentStatus.PROCESSING, request_id=request_id, attempts=attempts)
+            captured = min(result.amount or payment.amount, payment.amount)
+            capture = _new_attempt(session, payment, AttemptOperation.CAPTURE, captured, deps, stage=False,
+                                   done=(now, result.status))
+            _book_capture(session, payment, captured, deps, now, request_id, [*attempts, capture])
+        elif payment.capture_method == CaptureMethod.AUTOMATIC:
             if payment.status == PaymentStatus.REQUIRES_ACTION:
                 state.transition(session, payment, PaymentStatus.PROCESSING, request_id=request_id, attempts=attempts)
             _new_follow_up(session, payment, AttemptOperation.CAPTURE, payment.amount, deps, applied)
@@ -397,24 +416,7 @@ def _apply_capture(session, scope, payment, attempt, result, deps, applied, now,
     if outcome == Outcome.SUCCEEDED:
         attempt.status = AttemptStatus.SUCCEEDED
         attempt.finished_at, attempt.next_attempt_at = now, None
-        captured = attempt.amount
-        orders = list(session.scalars(select(PaymentOrder).where(PaymentOrder.payment_id == payment.id)
-                                      .order_by(PaymentOrder.position).with_for_update()))
-        parts = booking.capture_parts(payment, orders, captured)
-        payment.capture_count += 1
-        payment.amount_received += captured
-        payment.amount_capturable = 0  # one capture per authorization: a partial capture releases the rest
-        payment.captured_at = now
-        for part in parts:
-            part.order.amount_captured += part.amount
-            part.order.fee_captured += part.fee
-        # The orders are locked and current (just read FOR UPDATE): the event need not read them again.
-        state.transition(session, payment, PaymentStatus.SUCCEEDED, request_id=request_id, orders=orders,
-                         attempts=attempts)
-        # The posting comes last: it locks ledger accounts (the platform's revenue account is hot) and
-        # holds them until our commit, which follows right after without any network call.
-        booking.book_capture(session, payment, parts, captured, hmac_key=deps.ledger_hmac_key,
-                             capture_number=payment.capture_count)
+        _book_capture(session, payment, attempt.amount, deps, now, request_id, attempts)
     elif outcome == Outcome.NOT_PROCESSED and attempt.tries < CAPTURE_MAX_TRIES:
         # Nothing happened at the PSP: send the same capture again later with the same key.
         _schedule_unknown(attempt, result, now)
@@ -434,6 +436,28 @@ def _apply_capture(session, scope, payment, attempt, result, deps, applied, now,
         _schedule_unknown(attempt, result, now)
 
 
+def _book_capture(session, payment: Payment, captured: int, deps: PaymentsDeps, now: datetime,
+                  request_id: str | None, attempts: list[PaymentAttempt]) -> None:
+    """A succeeded capture of ``captured``: the orders' shares, the payment's totals, its event, the posting."""
+    orders = list(session.scalars(select(PaymentOrder).where(PaymentOrder.payment_id == payment.id)
+                                  .order_by(PaymentOrder.position).with_for_update()))
+    parts = booking.capture_parts(payment, orders, captured)
+    payment.capture_count += 1
+    payment.amount_received += captured
+    payment.amount_capturable = 0  # one capture per authorization: a partial capture releases the rest
+    payment.captured_at = now
+    for part in parts:
+        part.order.amount_captured += part.amount
+        part.order.fee_captured += part.fee
+    # The orders are locked and current (just read FOR UPDATE): the event need not read them again.
+    state.transition(session, payment, PaymentStatus.SUCCEEDED, request_id=request_id, orders=orders,
+                     attempts=attempts)
+    # The posting comes last: it locks ledger accounts (the platform's revenue account is hot) and
+    # holds them until our commit, which follows right after without any network call.
+    booking.book_capture(session, payment, parts, captured, hmac_key=deps.ledger_hmac_key,
+                         capture_number=payment.capture_count)
+
+
 def _apply_void(session, scope, payment, attempt, result, deps, applied, now, request_id, attempts) -> None:
     outcome = result.outcome
     if outcome == Outcome.SUCCEEDED or (outcome == Outcome.DECLINED and result.status == "voided"):
@@ -451,6 +475,12 @@ def _apply_void(session, scope, payment, attempt, result, deps, applied, now, re
         _schedule_unknown(attempt, result, now)
 
 
+def _new_attempt(*args, **kwargs) -> PaymentAttempt:
+    from app.payments.service import new_attempt  # the service imports this module
+
+    return new_attempt(*args, **kwargs)
+
+
 def _new_follow_up(session, payment: Payment, operation: str, amount: int, deps: PaymentsDeps,
                    applied: Applied, *, connector: str | None = None,
                    psp_reference: str | None = None) -> PaymentAttempt:
@@ -458,10 +488,8 @@ def _new_follow_up(session, payment: Payment, operation: str, amount: int, deps:
 
     ``connector``/``psp_reference``: the authorization it acts on, when not the payment's own.
     """
-    from app.payments.service import new_attempt
-
     leased = bool(getattr(applied, "lease", False))
-    attempt = new_attempt(session, payment, operation, amount, deps, stage=False, leased=leased)
+    attempt = _new_attempt(session, payment, operation, amount, deps, stage=False, leased=leased)
     if psp_reference is not None:
         attempt.connector, attempt.psp_reference = connector, psp_reference
     applied.follow_ups.append(attempt.id)
@@ -471,7 +499,7 @@ def _new_follow_up(session, payment: Payment, operation: str, amount: int, deps:
             amount=amount, currency=attempt.currency, vault=attempt.vault, token=attempt.payment_method_token,
             connector=attempt.connector, psp_reference=attempt.psp_reference,
             idempotency_key=attempt.idempotency_key, return_url=payment.return_url,
-            merchant_id=payment.merchant_id, livemode=payment.livemode))
+            merchant_id=payment.merchant_id, livemode=payment.livemode, capture_method=payment.capture_method))
     return attempt
 
 

@@ -327,28 +327,37 @@ def _create_payment(session: Session, scope: Scope, params: dict[str, Any], deps
 
 
 def new_attempt(session: Session, payment: Payment, operation: str, amount: int, deps: PaymentsDeps, *,
-                stage: bool = True, leased: bool = False) -> PaymentAttempt:
+                stage: bool = True, leased: bool = False,
+                done: tuple[datetime, str] | None = None) -> PaymentAttempt:
     """An attempt row in ``processing`` with its PSP idempotency key; its job staged after commit.
 
     ``next_attempt_at`` is the janitor's backstop: if the job is lost (Redis down, worker killed) the
     attempt is resolved once it has outlived any job run. ``stage=False`` when the caller runs the
     attempt itself (a job continuing with the automatic capture); ``leased`` then inserts it already
     leased to the caller for its first try (in the INSERT, rather than an UPDATE right after it).
+    ``done=(when, psp_status)``: an attempt another call already carried out (the capture of a sale),
+    inserted as succeeded.
     """
     now = deps.now()
     lease = now + deps.attempt_stuck_after
     attempt_id = new_id("att")
+    if done is not None:
+        finished_at, psp_status = done
+        status, tries, lease, started_at = AttemptStatus.SUCCEEDED, 1, None, finished_at
+    else:
+        finished_at = psp_status = None
+        status, tries, started_at = AttemptStatus.PROCESSING, (1 if leased else 0), (now if leased else None)
     attempt = PaymentAttempt(
         id=attempt_id, merchant_id=payment.merchant_id, livemode=payment.livemode, payment_id=payment.id,
-        operation=operation, status=AttemptStatus.PROCESSING, amount=amount, currency=payment.currency,
+        operation=operation, status=status, amount=amount, currency=payment.currency,
         vault=payment.payment_method_vault,
         payment_method_token=payment.payment_method_token if operation == AttemptOperation.AUTHORIZE else None,
         connector=None if operation == AttemptOperation.AUTHORIZE else payment.connector,
         psp_reference=None if operation == AttemptOperation.AUTHORIZE else payment.psp_reference,
         # Derived from the attempt id: every try of this attempt, at any connector, carries it.
-        idempotency_key=f"kassa-{attempt_id}", tries=1 if leased else 0,
-        lease_until=lease if leased else None, started_at=now if leased else None,
-        next_attempt_at=lease, created_at=now, updated_at=now,
+        idempotency_key=f"kassa-{attempt_id}", tries=tries,
+        lease_until=lease if leased else None, started_at=started_at, finished_at=finished_at,
+        psp_status=psp_status, next_attempt_at=lease, created_at=now, updated_at=now,
     )
     session.add(attempt)
     session.flush()

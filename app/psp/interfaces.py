@@ -38,6 +38,9 @@ class AuthorizeRequest:
     reference: str             # our attempt id
     return_url: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    # Automatic capture: ask the PSP to capture in full in the same call if it authorizes at once (a
+    # sale). A connector may ignore it; the result's status says whether the money was captured.
+    capture: bool = False
     # Whose payment, in which mode: routing picks per merchant and currency, live mode never reaches the
     # sandbox, and per-merchant credentials (Stripe) are looked up with these.
     merchant_id: str | None = None

@@ -155,11 +155,13 @@ class SandboxConnector:
     # -- operations ------------------------------------------------------------------------------------
 
     def authorize(self, request: AuthorizeRequest) -> PspResult:
-        """POST /v1/authorizations with the attempt's idempotency key."""
+        """POST /v1/authorizations with the attempt's idempotency key (a sale with ``request.capture``)."""
         body: dict[str, Any] = {"token": request.token, "amount": request.amount,
                                 "currency": request.currency, "reference": request.reference}
         if request.return_url:
             body["return_url"] = request.return_url
+        if request.capture:
+            body["capture"] = True
         return self._write("/v1/authorizations", body, request.idempotency_key, self._authorization_result)
 
     def capture(self, psp_reference: str, amount: int, currency: str, idempotency_key: str) -> PspResult:

@@ -10,6 +10,10 @@ Two things differ from the library's defaults, on purpose:
   ``PSP_CONNECT_TIMEOUT`` / ``PSP_READ_TIMEOUT``, see app/psp/sandbox.py for why), given to the
   library's httpx-based HTTP client.
 
+``AuthorizeRequest.capture`` (a sale) is not used: with ``capture_method=automatic`` Stripe also captures
+on its own once a 3-D Secure challenge is passed, and a cancellation racing that challenge could then
+leave money captured on a canceled payment. Kassa captures with a second call after the authorization.
+
 Stripe cannot look a request up by idempotency key, so an authorization is two calls: create the
 PaymentIntent (``capture_method=manual``), hand its id to ``AuthorizeRequest.on_prepared`` so the caller
 stores it, then confirm it. Each call carries its own key derived from the attempt's key

@@ -29,7 +29,7 @@ def authorized(reference: str = "auth_1", connector: str = "sandbox", **values) 
     raw = values.pop("raw", {"card": {"brand": "visa", "last4": "4242", "exp_month": 12, "exp_year": 2035,
                                       "fingerprint": "fp_1"}})
     return PspResult(outcome=Outcome.SUCCEEDED, connector=connector, psp_reference=reference,
-                     status="authorized", raw=raw, **values)
+                     raw=raw, **{"status": "authorized", **values})
 
 
 @dataclass
@@ -42,6 +42,7 @@ class ScriptedGateway:
     refund_results: list = field(default_factory=list)
     retrieve_results: list = field(default_factory=list)
     calls: list = field(default_factory=list)
+    authorize_requests: list = field(default_factory=list)
     names: tuple = ("sandbox", "sandbox_b")
 
     def _next(self, queue: list, default: PspResult) -> PspResult:
@@ -49,6 +50,7 @@ class ScriptedGateway:
 
     def authorize(self, vault, request):
         self.calls.append(("authorize", request.idempotency_key))
+        self.authorize_requests.append(request)
         return self._next(self.authorize_results, authorized(f"auth_{request.reference}"))
 
     def capture(self, connector, psp_reference, amount, currency, idempotency_key, **owner):

@@ -83,6 +83,67 @@ def test_automatic_capture_books_the_split(db_session, scope, deps):
     assert_ledger_balanced(db_session, scope)
 
 
+def sold(reference: str, amount: int) -> PspResult:
+    """An authorization the PSP captured in the same call (a sale)."""
+    return authorized(reference, status="captured", amount=amount)
+
+
+def test_sale_books_the_capture_with_the_authorization(db_session, scope, deps):
+    seller_a = create_seller(db_session, scope, name="A")
+    seller_b = create_seller(db_session, scope, name="B")
+    db_session.commit()
+    body = create(db_session, scope, deps, amount=10000, payment_method="tok_1", confirm=True,
+                  split=[{"seller": seller_a.id, "amount": 6000, "fee": 180},
+                         {"seller": seller_b.id, "amount": 4000, "fee": 120}])
+    gateway = ScriptedGateway(authorize_results=[sold("auth_s", 10000)])
+    _run_attempt(body["attempts"][0]["id"], deps, gateway)
+    assert [c[0] for c in gateway.calls] == ["authorize"]  # no second call for the capture
+    assert gateway.authorize_requests[0].capture is True
+    payment = payment_row(db_session, body["id"])
+    assert (payment.status, payment.amount_received, payment.amount_capturable, payment.capture_count) == (
+        "succeeded", 10000, 0, 1)
+    attempts = db_session.scalars(select(PaymentAttempt).where(PaymentAttempt.payment_id == payment.id)
+                                  .order_by(PaymentAttempt.id)).all()
+    assert [(a.operation, a.status, a.psp_reference, a.amount) for a in attempts] == [
+        ("authorize", "succeeded", "auth_s", 10000), ("capture", "succeeded", "auth_s", 10000)]
+    assert attempts[1].finished_at is not None and attempts[1].next_attempt_at is None
+    assert event_types(db_session, scope, payment.id) == ["payment.created", "payment.processing", "payment.succeeded"]
+    assert ledger_balances(db_session, scope) == {
+        "psp_receivable:sandbox:USD": 10000, f"seller_payable:{seller_a.id}:USD": 5820,
+        f"seller_payable:{seller_b.id}:USD": 3880, "merchant_revenue:USD": 300}
+    # The same answer again (a late callback, the janitor) books nothing more.
+    again = processing.apply_attempt_result(db_session, attempts[0].id, sold("auth_s", 10000), deps)
+    db_session.commit()
+    assert not again.changed and ledger_balances(db_session, scope)["psp_receivable:sandbox:USD"] == 10000
+    assert_ledger_balanced(db_session, scope)
+
+
+def test_manual_capture_asks_for_no_sale(db_session, scope, deps):
+    body = create(db_session, scope, deps, capture_method="manual", payment_method="tok_1", confirm=True)
+    gateway = ScriptedGateway()
+    _run_attempt(body["attempts"][0]["id"], deps, gateway)
+    assert gateway.authorize_requests[0].capture is False
+    assert payment_row(db_session, body["id"]).status == "requires_capture"
+
+
+def test_unknown_sale_found_captured_is_booked_once(db_session, scope, deps):
+    body = create(db_session, scope, deps, payment_method="tok_timeout", confirm=True)
+    attempt_id = body["attempts"][0]["id"]
+    gateway = ScriptedGateway(authorize_results=[result(Outcome.UNKNOWN, message="read timeout")])
+    _run_attempt(attempt_id, deps, gateway)
+    db_session.execute(update(PaymentAttempt).where(PaymentAttempt.id == attempt_id)
+                       .values(next_attempt_at=deps.now() - timedelta(seconds=1)))
+    db_session.commit()
+    # The lookup by idempotency key finds the sale captured: booked, and nothing is sent again.
+    gateway.retrieve_results = [PspResult(Outcome.SUCCEEDED, "sandbox", "auth_t", status="captured", amount=1000)]
+    _run_attempt(attempt_id, deps, gateway)
+    assert [c[0] for c in gateway.calls] == ["authorize", "retrieve"]
+    payment = payment_row(db_session, body["id"])
+    assert (payment.status, payment.amount_received) == ("succeeded", 1000)
+    assert ledger_balances(db_session, scope)["psp_receivable:sandbox:USD"] == 1000
+    assert_ledger_balanced(db_session, scope)
+
+
 def test_applying_an_outcome_twice_changes_nothing(db_session, scope, deps):
     body = create(db_session, scope, deps, capture_method="manual", payment_method="tok_1", confirm=True)
     attempt_id = body["attempts"][0]["id"]

@@ -185,3 +185,30 @@ def test_refunds_need_a_capture_on_the_same_acquirer(sandbox):
     captured = sandbox.captured()
     other = sandbox.b.post("/v1/refunds", {"authorization": captured["id"], "amount": 100})
     assert other.status_code == 404
+
+
+def test_sale_captures_with_the_authorization(sandbox):
+    token = sandbox.tokenize()["id"]
+    sale = sandbox.a.post("/v1/authorizations", {"token": token, "amount": 2500, "currency": "usd",
+                                                 "reference": "att_sale", "capture": True}, key="sale-1")
+    assert sale.status_code == 200
+    auth = sale.json()
+    assert (auth["status"], auth["captured_amount"]) == ("captured", 2500)
+    assert sandbox.stats()["sandbox"]["captures"] == 1
+    assert capture(sandbox, auth["id"]).json()["error"]["code"] == "invalid_state"
+    assert sandbox.a.post("/v1/refunds", {"authorization": auth["id"], "amount": 500}).json()["status"] == "succeeded"
+
+
+@pytest.mark.parametrize("number, status", [("4000000000003220", "requires_action"),
+                                            ("4000000000009995", "declined")])
+def test_sale_captures_only_what_is_authorized_at_once(sandbox, number, status):
+    auth = sandbox.a.post("/v1/authorizations", {"token": sandbox.tokenize(number)["id"], "amount": 2500,
+                                                 "currency": "usd", "reference": "att_sale", "capture": True}).json()
+    assert (auth["status"], auth["captured_amount"]) == (status, 0)
+    assert sandbox.stats()["sandbox"]["captures"] == 0
+
+
+def test_sale_flag_must_be_a_boolean(sandbox):
+    response = sandbox.a.post("/v1/authorizations", {"token": sandbox.tokenize()["id"], "amount": 2500,
+                                                     "currency": "usd", "reference": "att_x", "capture": "yes"})
+    assert response.status_code == 400 and response.json()["error"]["param"] == "capture"
