@@ -66,7 +66,7 @@ def _run_attempt(attempt_id: str, deps: PaymentsDeps, gateway: Gateway) -> str:
         except Exception:
             log.exception("could not apply the outcome of attempt %s; the janitor retries it", claim.id)
             raise
-        notify_outcome(deps.redis, applied.notify)
+        notify_outcome(deps.redis, applied.notify, applied.snapshot)
         # Follow-ups (the automatic capture, a void) run right here, already leased to this run: no
         # queue hop and no claim transaction while the confirm request waits.
         pending.extend(applied.claims)
@@ -174,7 +174,7 @@ def _run_refund(refund_id: str, deps: PaymentsDeps, gateway: Gateway) -> str:
     except Exception:
         log.exception("could not apply the outcome of refund %s; the janitor retries it", refund_id)
         raise
-    notify_outcome(deps.redis, applied.notify)
+    notify_outcome(deps.redis, applied.notify, applied.snapshot)
     return result.outcome.value
 
 

@@ -64,7 +64,7 @@ def on_authorization_updated(session: Session, event: CallbackEvent) -> None:
         from app.payments.service import notify_outcome
 
         sa_event.listen(real_session(session), "after_commit",
-                        lambda _s: notify_outcome(deps.redis, applied.notify), once=True)
+                        lambda _s: notify_outcome(deps.redis, applied.notify, applied.snapshot), once=True)
 
 
 CALLBACK_HANDLERS["authorization.updated"] = on_authorization_updated

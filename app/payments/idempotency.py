@@ -87,6 +87,7 @@ class PhaseContext:
     may_wait: bool = True          # False for the completer: never wait for a worker there
     key: str | None = None
     request_id: str | None = None
+    waited: Any = None             # what the phase's wait returned (the worker's snapshot of the object)
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,7 @@ class Phase:
     """
 
     run: Callable[[PhaseContext], "Next | Response"]
-    wait: Callable[[PhaseContext], None] | None = None
+    wait: Callable[[PhaseContext], Any] | None = None
     durable: bool = True
 
 
@@ -289,7 +290,7 @@ def _drive(session: Session, held: "_Held | str", token: str, deps: Any, may_wai
                            may_wait=may_wait, key=request[1], request_id=request[2])
         phase = op.phases[point]
         if phase.wait is not None and may_wait:
-            phase.wait(ctx)
+            ctx.waited = phase.wait(ctx)
         try:
             if not phase.durable:
                 relaxed_commit(session)
@@ -344,7 +345,7 @@ def _drive_transient(session: Session, scope: Scope, op: Operation, params: dict
                            may_wait=may_wait, request_id=request_id)
         phase = op.phases[point]
         if phase.wait is not None and may_wait:
-            phase.wait(ctx)
+            ctx.waited = phase.wait(ctx)
         try:
             result = phase.run(ctx)
             session.commit()

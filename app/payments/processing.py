@@ -117,6 +117,9 @@ class Applied:
     notify: list[str] = field(default_factory=list)
     # With lease_follow_ups: the follow-ups, already leased to the caller, who runs them at once.
     claims: list[AttemptClaim] = field(default_factory=list)
+    # The payment object as this apply leaves it (its last event's), when it moved the payment: sent to
+    # the waiters with the wake-up, so that the confirm answers without reading the payment back.
+    snapshot: dict[str, Any] | None = None
 
 
 def unknown_backoff(tries: int) -> timedelta:
@@ -338,6 +341,17 @@ def apply_attempt_result(session: Session, attempt_id: str, result: PspResult, d
     return applied
 
 
+def _move(applied: Applied, session: Session, payment: Payment, to_status: str, **kwargs) -> None:
+    """state.transition, keeping the payment object its event shows for the waiters (``Applied.snapshot``).
+
+    Every handler moves the payment last, after its changes to the payment and its attempts, so that
+    object is the payment as the commit leaves it; a follow-up attempt created afterwards drops it.
+    """
+    event = state.transition(session, payment, to_status, **kwargs)
+    if event is not None:
+        applied.snapshot = event.data
+
+
 def _apply_authorize(session, scope, payment, attempt, result, deps, applied, now, request_id, attempts) -> None:
     outcome = result.outcome
     attempt.connector = result.connector or attempt.connector
@@ -361,17 +375,17 @@ def _apply_authorize(session, scope, payment, attempt, result, deps, applied, no
             # A sale (AuthorizeRequest.capture): the PSP captured with the authorization. The capture is
             # recorded as an attempt carried out by that same call, and booked at once.
             if payment.status == PaymentStatus.REQUIRES_ACTION:
-                state.transition(session, payment, PaymentStatus.PROCESSING, request_id=request_id, attempts=attempts)
+                _move(applied, session, payment, PaymentStatus.PROCESSING, request_id=request_id, attempts=attempts)
             captured = min(result.amount or payment.amount, payment.amount)
             capture = _new_attempt(session, payment, AttemptOperation.CAPTURE, captured, deps, stage=False,
                                    done=(now, result.status))
-            _book_capture(session, payment, captured, deps, now, request_id, [*attempts, capture])
+            _book_capture(session, payment, captured, deps, now, request_id, [*attempts, capture], applied)
         elif payment.capture_method == CaptureMethod.AUTOMATIC:
             if payment.status == PaymentStatus.REQUIRES_ACTION:
-                state.transition(session, payment, PaymentStatus.PROCESSING, request_id=request_id, attempts=attempts)
+                _move(applied, session, payment, PaymentStatus.PROCESSING, request_id=request_id, attempts=attempts)
             _new_follow_up(session, payment, AttemptOperation.CAPTURE, payment.amount, deps, applied)
         else:
-            state.transition(session, payment, PaymentStatus.REQUIRES_CAPTURE, request_id=request_id, attempts=attempts)
+            _move(applied, session, payment, PaymentStatus.REQUIRES_CAPTURE, request_id=request_id, attempts=attempts)
     elif outcome == Outcome.REQUIRES_ACTION:
         first_time = attempt.status != AttemptStatus.REQUIRES_ACTION
         attempt.status = AttemptStatus.REQUIRES_ACTION
@@ -386,7 +400,7 @@ def _apply_authorize(session, scope, payment, attempt, result, deps, applied, no
             _ensure_void(session, payment, deps, applied)
             return
         payment.next_action_url = attempt.action_url
-        state.transition(session, payment, PaymentStatus.REQUIRES_ACTION, request_id=request_id, attempts=attempts)
+        _move(applied, session, payment, PaymentStatus.REQUIRES_ACTION, request_id=request_id, attempts=attempts)
         if first_time:
             applied.notify.append(attempt.id)  # the confirm wait answers requires_action now
     elif outcome in (Outcome.DECLINED, Outcome.NOT_PROCESSED):
@@ -402,7 +416,7 @@ def _apply_authorize(session, scope, payment, attempt, result, deps, applied, no
         payment.last_error = _error(result, declined)
         payment.next_action_url = None
         payment.connector = payment.psp_reference = None
-        state.transition(session, payment, PaymentStatus.REQUIRES_PAYMENT_METHOD, request_id=request_id,
+        _move(applied, session, payment, PaymentStatus.REQUIRES_PAYMENT_METHOD, request_id=request_id,
                          attempts=attempts)
     elif attempt.status == AttemptStatus.REQUIRES_ACTION:
         # A status poll of a pending challenge that could not be answered: still pending, ask later.
@@ -416,7 +430,7 @@ def _apply_capture(session, scope, payment, attempt, result, deps, applied, now,
     if outcome == Outcome.SUCCEEDED:
         attempt.status = AttemptStatus.SUCCEEDED
         attempt.finished_at, attempt.next_attempt_at = now, None
-        _book_capture(session, payment, attempt.amount, deps, now, request_id, attempts)
+        _book_capture(session, payment, attempt.amount, deps, now, request_id, attempts, applied)
     elif outcome == Outcome.NOT_PROCESSED and attempt.tries < CAPTURE_MAX_TRIES:
         # Nothing happened at the PSP: send the same capture again later with the same key.
         _schedule_unknown(attempt, result, now)
@@ -431,13 +445,13 @@ def _apply_capture(session, scope, payment, attempt, result, deps, applied, now,
             # or cancel, and say so loudly, since the shopper was told the payment went through.
             log.error("automatic capture of payment %s failed for good (%s); it awaits a manual capture",
                       payment.id, result.decline_code or result.error or outcome.value)
-            state.transition(session, payment, PaymentStatus.REQUIRES_CAPTURE, request_id=request_id, attempts=attempts)
+            _move(applied, session, payment, PaymentStatus.REQUIRES_CAPTURE, request_id=request_id, attempts=attempts)
     else:
         _schedule_unknown(attempt, result, now)
 
 
 def _book_capture(session, payment: Payment, captured: int, deps: PaymentsDeps, now: datetime,
-                  request_id: str | None, attempts: list[PaymentAttempt]) -> None:
+                  request_id: str | None, attempts: list[PaymentAttempt], applied: Applied) -> None:
     """A succeeded capture of ``captured``: the orders' shares, the payment's totals, its event, the posting."""
     orders = list(session.scalars(select(PaymentOrder).where(PaymentOrder.payment_id == payment.id)
                                   .order_by(PaymentOrder.position).with_for_update()))
@@ -450,7 +464,7 @@ def _book_capture(session, payment: Payment, captured: int, deps: PaymentsDeps, 
         part.order.amount_captured += part.amount
         part.order.fee_captured += part.fee
     # The orders are locked and current (just read FOR UPDATE): the event need not read them again.
-    state.transition(session, payment, PaymentStatus.SUCCEEDED, request_id=request_id, orders=orders,
+    _move(applied, session, payment, PaymentStatus.SUCCEEDED, request_id=request_id, orders=orders,
                      attempts=attempts)
     # The posting comes last: it locks ledger accounts (the platform's revenue account is hot) and
     # holds them until our commit, which follows right after without any network call.
@@ -488,6 +502,7 @@ def _new_follow_up(session, payment: Payment, operation: str, amount: int, deps:
 
     ``connector``/``psp_reference``: the authorization it acts on, when not the payment's own.
     """
+    applied.snapshot = None  # the payment has one more attempt than its last event shows
     leased = bool(getattr(applied, "lease", False))
     attempt = _new_attempt(session, payment, operation, amount, deps, stage=False, leased=leased)
     if psp_reference is not None:

@@ -17,6 +17,7 @@ the UPDATE that records its recovery point; claims and takeovers lock it alone).
 ``FOR UPDATE`` makes each check-then-act (status, capturable and refundable amounts) atomic under
 READ COMMITTED without needing SERIALIZABLE retries.
 """
+import json
 import logging
 import re
 from datetime import datetime
@@ -78,30 +79,44 @@ def outcome_key(object_id: str) -> str:
     return OUTCOME_KEY.format(object_id)
 
 
-def notify_outcome(redis, object_ids: list[str]) -> None:
-    """Wake whoever waits for these attempts or refunds; call only after the commit (best effort)."""
+def notify_outcome(redis, object_ids: list[str], snapshot: dict[str, Any] | None = None) -> None:
+    """Wake whoever waits for these attempts or refunds; call only after the commit (best effort).
+
+    ``snapshot``: the object as the committed outcome left it, handed to the waiter (see wait_for_outcome).
+    """
     if redis is None or not object_ids:
         return
+    message = json.dumps(snapshot) if snapshot is not None else "1"
     try:
         pipe = redis.pipeline(transaction=False)
         for object_id in object_ids:
-            pipe.rpush(outcome_key(object_id), "1")
+            pipe.rpush(outcome_key(object_id), message)
             pipe.expire(outcome_key(object_id), OUTCOME_TTL_SECONDS)
         pipe.execute()
     except Exception:  # noqa: BLE001 - a lost wake-up only means the waiter answers `processing`
         log.warning("could not publish payment outcome", exc_info=True)
 
 
-def wait_for_outcome(deps: PaymentsDeps, object_id: str) -> bool:
-    """Block (no database connection, no lock held) until the job signals or the wait times out."""
+def wait_for_outcome(deps: PaymentsDeps, object_id: str) -> dict[str, Any] | None:
+    """Block (no database connection, no lock held) until the job signals or the wait times out.
+
+    Returns the object's snapshot when the job sent one with its wake-up, else None (then read it).
+    """
     seconds = min(deps.confirm_wait_seconds, MAX_WAIT_SECONDS)
     if deps.redis is None or seconds <= 0:
-        return False
+        return None
     try:
-        return deps.redis.blpop([outcome_key(object_id)], timeout=seconds) is not None
+        popped = deps.redis.blpop([outcome_key(object_id)], timeout=seconds)
     except Exception:  # noqa: BLE001 - Redis trouble must not fail a payment that is already under way
         log.warning("could not wait for payment outcome", exc_info=True)
-        return False
+        return None
+    if popped is None or popped[1] in (b"1", "1"):
+        return None
+    try:
+        return json.loads(popped[1])
+    except ValueError:
+        log.warning("unreadable payment outcome for %s", object_id)
+        return None
 
 
 # -- validation helpers ----------------------------------------------------------------------------------
@@ -561,12 +576,15 @@ def payments_query(scope: Scope, *, status: str | None = None, customer_email: s
 # -- idempotent operations (phases) ----------------------------------------------------------------------
 
 def _payment_response(ctx: PhaseContext, status: int = 200) -> Response:
+    snapshot = ctx.waited
+    if isinstance(snapshot, dict) and snapshot.get("id") == ctx.state["payment_id"]:
+        return Response(status, snapshot)  # the payment as the worker's commit left it
     payment = get_payment(ctx.session, ctx.scope, ctx.state["payment_id"])
     return Response(status, payment_object(ctx.session, payment))
 
 
-def _wait_attempt(ctx: PhaseContext) -> None:
-    wait_for_outcome(ctx.deps, ctx.state["attempt_id"])
+def _wait_attempt(ctx: PhaseContext) -> dict[str, Any] | None:
+    return wait_for_outcome(ctx.deps, ctx.state["attempt_id"])
 
 
 def _create_started(ctx: PhaseContext):

@@ -56,6 +56,7 @@ def test_automatic_capture(api, sandbox, world):
     # The confirm wait (about 2 s) covers authorization and capture on an idle system: the answer is final.
     assert body["status"] == "succeeded", body
     payment = api.wait_for(body["id"], "succeeded")
+    assert body == payment  # the answer (the worker's snapshot) is the payment as stored
     assert payment["amount_received"] == 2500
     assert payment["payment_method"]["last4"] == "4242" and payment["payment_method"]["brand"]
     assert [a["operation"] for a in payment["attempts"]] == ["authorize", "capture"]

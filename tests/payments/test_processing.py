@@ -14,7 +14,8 @@ from app.jobs.payments import _run_attempt, _run_refund
 from app.payments import idempotency, processing
 from app.payments.errors import AmountTooLarge, InvalidRequest, InvalidTransition
 from app.payments.models import Payment, PaymentAttempt, Refund, Seller
-from app.payments.service import create_seller, default_seller_id
+from app.payments.serializers import payment_object
+from app.payments.service import create_seller, default_seller_id, notify_outcome, wait_for_outcome
 from app.psp.interfaces import Outcome, PspResult
 from tests.payments.helpers import (
     ScriptedGateway,
@@ -116,6 +117,37 @@ def test_sale_books_the_capture_with_the_authorization(db_session, scope, deps):
     db_session.commit()
     assert not again.changed and ledger_balances(db_session, scope)["psp_receivable:sandbox:USD"] == 10000
     assert_ledger_balanced(db_session, scope)
+
+
+@pytest.mark.parametrize("capture_method, answer", [
+    ("automatic", sold("auth_s", 1000)),
+    ("manual", authorized("auth_m")),
+    ("automatic", result(Outcome.DECLINED, decline_code="card_declined", psp_reference="auth_d", status="declined")),
+    ("automatic", result(Outcome.REQUIRES_ACTION, psp_reference="auth_3", status="requires_action",
+                         action_url="https://acs.example/challenge")),
+])
+def test_the_waiters_snapshot_is_the_payment_as_committed(db_session, scope, deps, capture_method, answer):
+    body = create(db_session, scope, deps, capture_method=capture_method, payment_method="tok_1", confirm=True)
+    applied = processing.apply_attempt_result(db_session, body["attempts"][0]["id"], answer, deps)
+    db_session.commit()
+    assert applied.notify == [body["attempts"][0]["id"]]
+    db_session.expire_all()
+    assert applied.snapshot == payment_object(db_session, db_session.get(Payment, body["id"]))
+
+
+def test_no_snapshot_once_a_follow_up_was_added(db_session, scope, deps):
+    body = create(db_session, scope, deps, payment_method="tok_1", confirm=True)
+    applied = processing.apply_attempt_result(db_session, body["attempts"][0]["id"], authorized(), deps)
+    db_session.commit()
+    assert applied.follow_ups and applied.notify == [] and applied.snapshot is None
+
+
+def test_the_wake_up_carries_the_snapshot(redis):
+    deps = make_deps(redis=redis, confirm_wait_seconds=1)
+    notify_outcome(redis, ["att_x"], {"id": "pay_x", "status": "succeeded"})
+    assert wait_for_outcome(deps, "att_x") == {"id": "pay_x", "status": "succeeded"}
+    notify_outcome(redis, ["att_y"])  # a wake-up without a snapshot: the waiter reads the payment
+    assert wait_for_outcome(deps, "att_y") is None
 
 
 def test_manual_capture_asks_for_no_sale(db_session, scope, deps):
