@@ -34,7 +34,7 @@ import string
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import CheckConstraint, Connection, ForeignKey, Index, String, select, text, update
+from sqlalchemy import CheckConstraint, Connection, ForeignKey, Index, String, bindparam, select, text, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from app.accounts.audit import audit
@@ -269,17 +269,27 @@ def revoke_key(session: Session, scope: Scope, key_id: str, *, ctx: AuditContext
     return row
 
 
-def authenticate(session: Session, presented: str, *, hmac_key: bytes, now: datetime | None = None) -> ApiKey:
+# Built once (every API request runs it): the key's columns by keyed hash, and their attribute names.
+_KEY_BY_HASH = select(ApiKey.__table__).where(ApiKey.__table__.c.key_hash == bindparam("key_hash"))
+_KEY_ATTRIBUTES = [(ApiKey.__mapper__.get_property_by_column(column).key, column.name)
+                   for column in ApiKey.__table__.columns]
+
+
+def authenticate(connection: Connection | Session, presented: str, *, hmac_key: bytes,
+                 now: datetime | None = None) -> ApiKey:
     """The usable key matching a presented plaintext, else AuthenticationFailed with an API error code.
 
     The lookup is by keyed hash on a unique index, so no secret is compared byte by byte and the
-    response time does not depend on how much of a guess was right.
+    response time does not depend on how much of a guess was right. One statement on the caller's
+    connection (API requests use an autocommit one: no transaction to open and end for a read); the
+    ApiKey returned belongs to no session.
     """
     if parse_key(presented) is None:
         raise AuthenticationFailed("api_key_invalid", "Invalid API key provided.")
-    row = session.scalars(select(ApiKey).where(ApiKey.key_hash == hash_key(presented, hmac_key))).one_or_none()
-    if row is None:
+    found = connection.execute(_KEY_BY_HASH, {"key_hash": hash_key(presented, hmac_key)}).one_or_none()
+    if found is None:
         raise AuthenticationFailed("api_key_invalid", "Invalid API key provided.")
+    row = ApiKey(**{attribute: found._mapping[column] for attribute, column in _KEY_ATTRIBUTES})
     status = row.status(now)
     if status == "revoked":
         raise AuthenticationFailed("api_key_invalid", "This API key has been revoked.")

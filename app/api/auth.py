@@ -159,7 +159,8 @@ def _record_last_used_after_response(key_id: str) -> None:
 def _authenticate(publishable_ok: bool) -> ApiKey:
     presented = _presented_key()
     try:
-        key = authenticate(db.session, presented, hmac_key=hmac_key())
+        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            key = authenticate(connection, presented, hmac_key=hmac_key())
     except AuthenticationFailed as failure:
         raise authentication_error(failure.code, failure.message) from None
     if key.kind == PUBLISHABLE and not publishable_ok:

@@ -5,7 +5,9 @@ Modelled on brandur/rocket-rides-atomic. A request with an idempotency key runs 
 ``recovery_point`` forward, so a crash between phases leaves a key that says exactly where to resume;
 the scheduled completer (``complete_stuck``) drives such keys to ``finished``, never repeating a phase
 that committed. A phase may also wait first, outside any transaction (``Phase.wait``: confirm waiting
-for the worker's outcome), holding neither a database connection nor a row lock.
+for the worker's outcome), holding neither a database connection nor a row lock. A new key is inserted
+in the first phase's own transaction (before its work: a concurrent request with the same key waits at
+the INSERT until that commits), so it exists exactly when the first phase committed.
 
 Semantics (docs: API "Idempotency"):
 
@@ -15,7 +17,8 @@ Semantics (docs: API "Idempotency"):
 * the same key with a different request is 400 ``idempotency_error``;
 * a retry while the first request still runs gets 409 (the key is locked);
 * a request refused before any work (validation, or a state the machine forbids, raised in the first
-  phase whose transaction then rolls back) is not stored: the key is released and may be used again;
+  phase whose transaction then rolls back) is not stored: the key goes with the rollback (a key that
+  was resumed is released) and may be used again;
 * an unexpected error unlocks the key at its last recovery point, so a retry (or the completer)
   resumes from there.
 
@@ -146,6 +149,9 @@ class _Held:
     params: dict[str, Any]
     key: str
     request_id: str | None
+    # Inserted by this request in the transaction still open: the first phase runs in that transaction,
+    # so a refusal or a crash before its commit leaves no key behind.
+    fresh: bool = False
 
     @classmethod
     def of(cls, row: IdempotencyKey) -> "_Held":
@@ -217,9 +223,6 @@ def _claim(session: Session, scope: Scope, op: Operation, key: str, params: dict
     """
     print_ = fingerprint(op.name, path, params)
     try:
-        # The key row alone records no work: lost in a crash before the first phase commits (durably,
-        # flushing this one too), the request simply had not started.
-        relaxed_commit(session)
         inserted = session.execute(_INSERT_KEY, dict(
             id=new_id("idk"), merchant_id=scope.merchant_id, livemode=scope.livemode, key=key,
             operation=op.name, request_method=method, request_path=path, request_params=params,
@@ -227,10 +230,13 @@ def _claim(session: Session, scope: Scope, op: Operation, key: str, params: dict
             locked_by=token, request_id=request_id, created_at=now, last_run_at=now,
         )).scalar_one_or_none()
         if inserted is not None:
-            session.commit()
-            # The row as inserted. The params go through JSON as the stored copy did, so the phases
-            # see exactly what a resumed request (the completer, a retry) reads back from the row.
-            return _Held(inserted, op.name, STARTED, {}, scope, json.loads(json.dumps(params)), key, request_id)
+            # Not committed: the first phase goes on in this transaction (a concurrent request with the
+            # key waits at its INSERT until then). The params go through JSON as the stored copy did, so
+            # the phases see exactly what a resumed request (the completer, a retry) reads back.
+            return _Held(inserted, op.name, STARTED, {}, scope, json.loads(json.dumps(params)), key, request_id,
+                         fresh=True)
+        # What follows changes no money: a crash that loses it leaves the key as it was before.
+        relaxed_commit(session)
         row = session.scalars(select(IdempotencyKey).where(
             IdempotencyKey.merchant_id == scope.merchant_id, IdempotencyKey.livemode == scope.livemode,
             IdempotencyKey.key == key).with_for_update()).one_or_none()
@@ -285,6 +291,7 @@ def _drive(session: Session, held: "_Held | str", token: str, deps: Any, may_wai
     key_id, op = held.key_id, OPERATIONS[held.operation]
     point, state, scope = held.recovery_point, held.state, held.scope
     request = (held.params, held.key, held.request_id)
+    fresh = held.fresh  # the key's INSERT is still uncommitted, in the first phase's transaction
     while True:
         ctx = PhaseContext(session=session, scope=scope, params=dict(request[0]), state=dict(state), deps=deps,
                            may_wait=may_wait, key=request[1], request_id=request[2])
@@ -319,7 +326,8 @@ def _drive(session: Session, held: "_Held | str", token: str, deps: Any, may_wai
             # which took the key over (this one having outlived LOCK_TIMEOUT) has already moved on: then
             # the key's answer is that request's, and this one is told to retry for it.
             if point == STARTED:
-                if not _release(session, key_id, token):   # refused before any work: nothing is stored
+                # Refused before any work: nothing is stored (a fresh key went with the rollback).
+                if not fresh and not _release(session, key_id, token):
                     raise _taken_over() from error
                 raise
             # Work was committed by an earlier phase: the refusal is this request's answer, stored.
@@ -329,11 +337,12 @@ def _drive(session: Session, held: "_Held | str", token: str, deps: Any, may_wai
             return response
         except BaseException:
             session.rollback()
-            _unlock(session, key_id, token)
+            if not fresh:
+                _unlock(session, key_id, token)
             raise
         if isinstance(result, Response):
             return result
-        point = result.recovery_point
+        point, fresh = result.recovery_point, False
 
 
 def _drive_transient(session: Session, scope: Scope, op: Operation, params: dict[str, Any], deps: Any,

@@ -375,7 +375,10 @@ def new_attempt(session: Session, payment: Payment, operation: str, amount: int,
         psp_status=psp_status, next_attempt_at=lease, created_at=now, updated_at=now,
     )
     session.add(attempt)
-    session.flush()
+    if done is None:
+        # Inserted now: the payment's latest_attempt_id and the staged job refer to it. A done attempt is
+        # referred to by nothing, so it goes with the caller's next flush (one UPDATE of the payment).
+        session.flush()
     if stage and deps.enqueue is not None:
         deps.enqueue(session, "app.jobs.payments.run_attempt", attempt.id)
     return attempt

@@ -1,5 +1,6 @@
 """Idempotency keys: replay, mismatch, in flight, not stored on refusal, recovery points, completer, reaper."""
 import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -194,13 +195,14 @@ def _take_over(key: str):
 
 def test_a_phase_whose_key_was_taken_over_meanwhile_rolls_its_work_back(app, db_session, scope, deps):
     op = idempotency.register(Operation("test.overtaken", {
-        STARTED: Phase(run=lambda ctx: _add_seller(ctx) or _take_over(ctx.key) or Next("second")),
-        "second": Phase(run=lambda ctx: Response(200, {}))}))
+        STARTED: Phase(run=lambda ctx: Next("second")),
+        "second": Phase(run=lambda ctx: _add_seller(ctx) or _take_over(ctx.key) or Next("third")),
+        "third": Phase(run=lambda ctx: Response(200, {}))}))
     with app.app_context(), pytest.raises(IdempotencyInFlight):
         execute(db_session, scope, deps, operation=op.name, params={}, key="overtaken")
     assert count(db_session, Seller, scope) == 0          # the phase's work went with its transaction
     row = key_row(db_session, scope, "overtaken")
-    assert (row.recovery_point, row.locked_by) == (STARTED, "retry")
+    assert (row.recovery_point, row.locked_by) == ("second", "retry")
 
 
 def test_a_refusal_after_a_takeover_tells_the_client_to_retry_and_leaves_the_key(app, db_session, scope, deps):
@@ -208,10 +210,46 @@ def test_a_refusal_after_a_takeover_tells_the_client_to_retry_and_leaves_the_key
         _take_over(ctx.key)
         raise InvalidRequest("state moved on", param=None)
 
-    op = idempotency.register(Operation("test.overtaken_refusal", {STARTED: Phase(run=refuse)}))
+    op = idempotency.register(Operation("test.overtaken_refusal", {
+        STARTED: Phase(run=lambda ctx: Next("second")), "second": Phase(run=refuse)}))
     with app.app_context(), pytest.raises(IdempotencyInFlight):
         execute(db_session, scope, deps, operation=op.name, params={}, key="overtaken-refusal")
-    assert key_row(db_session, scope, "overtaken-refusal").locked_by == "retry"   # not deleted: not ours
+    row = key_row(db_session, scope, "overtaken-refusal")
+    assert (row.recovery_point, row.locked_by) == ("second", "retry")   # not finished with our refusal
+
+
+def test_a_new_key_is_there_only_once_its_first_phase_committed(app, db_session, scope, deps):
+    """The key's INSERT is part of the first phase's transaction: a concurrent request with the key waits
+    at its own INSERT until that phase commits, and only then finds the key in flight."""
+    first_phase_running, other_answered = threading.Event(), threading.Event()
+    times = {}
+
+    def first(ctx):
+        first_phase_running.set()
+        time.sleep(0.3)  # the other request reaches its INSERT of the key meanwhile
+        times["first_phase_done"] = time.monotonic()
+        return Next("second")
+
+    def other_request():
+        first_phase_running.wait(5)
+        with app.app_context():
+            try:
+                execute(db.session, scope, deps, operation=op.name, params={}, key="contended")
+            except IdempotencyInFlight:
+                times["other_in_flight"] = time.monotonic()
+            finally:
+                db.session.remove()
+                other_answered.set()
+
+    op = idempotency.register(Operation("test.contended", {
+        STARTED: Phase(run=first),
+        "second": Phase(run=lambda ctx: Response(200, {"ok": True}), wait=lambda ctx: other_answered.wait(5))}))
+    other = threading.Thread(target=other_request)
+    other.start()
+    response = execute(db_session, scope, deps, operation=op.name, params={}, key="contended")
+    other.join(5)
+    assert response.body == {"ok": True}
+    assert times["other_in_flight"] > times["first_phase_done"]
 
 
 def test_reaper_removes_keys_after_24_hours(db_session, scope, deps):
