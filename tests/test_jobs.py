@@ -1,8 +1,11 @@
-"""Job plumbing: enqueue only after commit, on the committing thread's own session."""
+"""Job plumbing: enqueue only after commit, on the committing thread's own session; the worker class."""
 import threading
 
+from rq import Queue
+from rq.registry import FailedJobRegistry
+
 from app.extensions import db
-from app.jobs import enqueue_after_commit, queue
+from app.jobs import IDLE_HEARTBEAT_EVERY, KassaWorker, enqueue_after_commit, queue
 
 
 def test_enqueue_waits_for_commit_and_is_dropped_on_rollback(app, redis):
@@ -36,3 +39,30 @@ def test_another_threads_commit_does_not_fire_my_enqueue(app, redis):
     db.session.commit()
     assert q.count == 1
     q.empty()
+
+
+def test_kassa_worker_runs_jobs_and_keeps_rqs_bookkeeping(app, redis):
+    q = Queue("kassa-worker-test", connection=redis)
+    q.empty()
+    ok = q.enqueue("builtins.len", [1, 2, 3], result_ttl=60)
+    bad = q.enqueue("builtins.int", "not a number")
+    worker = KassaWorker([q], connection=redis)
+    worker.work(burst=True, logging_level="WARNING")
+    assert ok.get_status(refresh=True) == "finished" and ok.return_value() == 3
+    assert bad.get_status(refresh=True) == "failed" and bad.id in FailedJobRegistry(queue=q).get_job_ids()
+
+
+def test_kassa_worker_renews_its_idle_heartbeat_at_most_every_few_seconds(app, redis):
+    worker = KassaWorker([Queue("kassa-worker-test", connection=redis)], connection=redis)
+    worker.register_birth()
+    try:
+        worker.heartbeat()
+        first = redis.hget(worker.key, "last_heartbeat")
+        worker.heartbeat()  # moments later: nothing sent
+        assert redis.hget(worker.key, "last_heartbeat") == first
+        worker.last_heartbeat -= IDLE_HEARTBEAT_EVERY
+        worker.heartbeat()
+        assert redis.hget(worker.key, "last_heartbeat") != first
+        assert redis.ttl(worker.key) > 0
+    finally:
+        worker.register_death()

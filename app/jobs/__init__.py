@@ -3,8 +3,11 @@ import functools
 import logging
 from typing import Callable
 
+from datetime import timedelta
+
 from flask import Flask, current_app, has_app_context
-from rq import Queue, get_current_job
+from rq import Queue, SimpleWorker, get_current_job
+from rq.utils import now
 from sqlalchemy import event
 from sqlalchemy.orm import Session, scoped_session
 
@@ -15,6 +18,31 @@ log = logging.getLogger(__name__)
 QUEUES = ("psp", "webhooks", "default")
 
 _worker_app: Flask | None = None
+# Between jobs the worker renews its liveness key at most this often (RQ's worker TTL is minutes).
+IDLE_HEARTBEAT_EVERY = timedelta(seconds=5)
+
+
+class KassaWorker(SimpleWorker):
+    """RQ's SimpleWorker (jobs run in this process: no fork per job) with fewer Redis round trips per job.
+
+    RQ renews the worker's liveness key three times per job and writes its state twice, each a round
+    trip of its own: together about 0.4 ms of CPU and 0.6 ms of wall time per job, a third of RQ's
+    own cost for a short PSP job. Here the between-jobs heartbeat is sent at most every
+    IDLE_HEARTBEAT_EVERY and an unchanged state is not written again. Heartbeats that RQ sends with a
+    job (its own TTL, in the job's pipeline) and all job bookkeeping (status, registries, executions,
+    failures) are RQ's, untouched.
+    """
+
+    def heartbeat(self, timeout: int | None = None, pipeline=None):
+        recent = self.last_heartbeat is not None and now() - self.last_heartbeat < IDLE_HEARTBEAT_EVERY
+        if timeout is None and pipeline is None and recent:
+            return
+        super().heartbeat(timeout, pipeline)
+
+    def set_state(self, state: str, pipeline=None):
+        if pipeline is None and state == getattr(self, "_state", None):
+            return
+        super().set_state(state, pipeline)
 
 
 def set_worker_app(app: Flask) -> None:

@@ -67,6 +67,10 @@ def real_session(session):
     return session() if isinstance(session, scoped_session) else session
 
 
+# Seconds RQ keeps a finished PSP job (its hash and result) before Redis expires them.
+PSP_JOB_RESULT_TTL = 60
+
+
 def deps_from_app(app) -> PaymentsDeps:
     """PaymentsDeps for a Flask app (its config, its Redis, enqueue-after-commit on the psp queue)."""
     from app.jobs import enqueue_after_commit
@@ -79,9 +83,10 @@ def deps_from_app(app) -> PaymentsDeps:
     config = app.config
 
     def enqueue(session, func: str, *args) -> None:
-        # result_ttl=0: RQ deletes the job once it succeeded instead of storing its result; outcomes
-        # live on the payment's rows, and nobody reads a PSP job's return value.
-        enqueue_after_commit(real_session(session), func, *args, queue_name="psp", result_ttl=0)
+        # Outcomes live on the payment's rows; nobody reads a PSP job's return value, so it is kept only
+        # briefly. Not 0: RQ then deletes the job at once, walking its registries (about 0.6 ms of CPU
+        # and a millisecond more per job than letting the job's keys expire).
+        enqueue_after_commit(real_session(session), func, *args, queue_name="psp", result_ttl=PSP_JOB_RESULT_TTL)
 
     stuck = setting("PAYMENTS_ATTEMPT_STUCK_SECONDS")
     stuck_seconds = float(stuck) if stuck else worst_case_call_seconds(config) + STUCK_MARGIN_SECONDS
