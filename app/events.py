@@ -96,7 +96,8 @@ def record_event(
             model, row_values = row
             rows.append((model, tuple(row_values)))
             params.update({f"{model.__tablename__}_{name}": value for name, value in row_values.items()})
-    session.execute(_event_statement(tuple(rows)), params)
+    with session.no_autoflush:  # the event needs no other row written first; pending changes wait for their flush
+        session.execute(_event_statement(tuple(rows)), params)
     return Event(**values)
 
 

@@ -453,8 +453,9 @@ def _apply_capture(session, scope, payment, attempt, result, deps, applied, now,
 def _book_capture(session, payment: Payment, captured: int, deps: PaymentsDeps, now: datetime,
                   request_id: str | None, attempts: list[PaymentAttempt], applied: Applied) -> None:
     """A succeeded capture of ``captured``: the orders' shares, the payment's totals, its event, the posting."""
-    orders = list(session.scalars(select(PaymentOrder).where(PaymentOrder.payment_id == payment.id)
-                                  .order_by(PaymentOrder.position).with_for_update()))
+    with session.no_autoflush:  # the changes so far go with the transition's flush: one UPDATE per row
+        orders = list(session.scalars(select(PaymentOrder).where(PaymentOrder.payment_id == payment.id)
+                                      .order_by(PaymentOrder.position).with_for_update()))
     parts = booking.capture_parts(payment, orders, captured)
     payment.capture_count += 1
     payment.amount_received += captured

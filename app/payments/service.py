@@ -302,8 +302,15 @@ def create_payment(session: Session, scope: Scope, params: dict[str, Any], deps:
 
 
 def _create_payment(session: Session, scope: Scope, params: dict[str, Any], deps: PaymentsDeps, *,
-                    request_id: str | None = None) -> tuple[Payment, list[PaymentOrder]]:
-    """create_payment, also returning the new orders (by position)."""
+                    request_id: str | None = None, flush: bool = True) -> tuple[Payment, list[PaymentOrder]]:
+    """create_payment, also returning the new orders (by position).
+
+    ``flush=False``: the rows go with the caller's next flush, together with what it adds (a confirm: its
+    attempt and status), one INSERT each. With no relationship() between the models, the unit of work
+    orders one flush's rows by class name: Payment before PaymentAttempt and PaymentOrder, as their
+    foreign keys need, but not before rows of other areas (a checkout session naming the payment), so
+    only a caller that adds nothing else may defer (test_create_and_confirm_write_each_row_once).
+    """
     amount = _amount(params.get("amount"), "amount")
     currency = _currency(params.get("currency"))
     capture_method = params.get("capture_method") or CaptureMethod.AUTOMATIC
@@ -326,16 +333,16 @@ def _create_payment(session: Session, scope: Scope, params: dict[str, Any], deps
         return_url=_url(params.get("return_url"), "return_url"), capture_count=0,
         created_at=now, updated_at=now,
     )
-    session.add(payment)
-    session.flush()
     orders = [scope.new(PaymentOrder, id=new_id("po"), payment_id=payment.id, seller_id=seller_id,
                         position=position, amount=part, fee=fee, amount_captured=0, fee_captured=0,
                         amount_refunded=0, fee_refunded=0)
               for position, (seller_id, part, fee) in enumerate(parts)]
+    session.add(payment)
     session.add_all(orders)
-    session.flush()
-    # A payment inserted in this transaction has exactly these orders and no attempts yet: no need
-    # to read them back.
+    if flush:
+        session.flush()
+    # A payment created in this transaction has exactly these orders and no attempts yet: the event
+    # shows them as they are in memory.
     record_event(session, scope, "payment.created", "payment", payment.id,
                  payment_object(session, payment, orders=orders, attempts=[]), request_id=request_id)
     return payment, orders
@@ -374,11 +381,7 @@ def new_attempt(session: Session, payment: Payment, operation: str, amount: int,
         lease_until=lease if leased else None, started_at=started_at, finished_at=finished_at,
         psp_status=psp_status, next_attempt_at=lease, created_at=now, updated_at=now,
     )
-    session.add(attempt)
-    if done is None:
-        # Inserted now: the payment's latest_attempt_id and the staged job refer to it. A done attempt is
-        # referred to by nothing, so it goes with the caller's next flush (one UPDATE of the payment).
-        session.flush()
+    session.add(attempt)  # inserted by the next flush (the job is staged until the commit)
     if stage and deps.enqueue is not None:
         deps.enqueue(session, "app.jobs.payments.run_attempt", attempt.id)
     return attempt
@@ -591,7 +594,8 @@ def _wait_attempt(ctx: PhaseContext) -> dict[str, Any] | None:
 
 
 def _create_started(ctx: PhaseContext):
-    payment, orders = _create_payment(ctx.session, ctx.scope, ctx.params, ctx.deps, request_id=ctx.request_id)
+    payment, orders = _create_payment(ctx.session, ctx.scope, ctx.params, ctx.deps, request_id=ctx.request_id,
+                                      flush=False)
     if not ctx.params.get("confirm"):
         return Response(200, payment_object(ctx.session, payment, orders=orders, attempts=[]))
     attempt = confirm_payment(ctx.session, ctx.scope, payment.id, ctx.deps, request_id=ctx.request_id,

@@ -4,6 +4,7 @@ The PSP here is an in-process script (tests/payments/helpers.py): these tests pi
 the bookings and idempotent outcome application. The same flows over HTTP against the real sandbox
 PSP, web server and worker are in test_e2e.py.
 """
+from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
@@ -391,6 +392,14 @@ def test_default_seller_id_is_remembered_only_once_committed(db_session, scope):
     assert committed != created and scope not in service._default_seller_ids
     assert default_seller_id(db_session, scope) == committed  # read as already there: remembered
     db_session.rollback()
+    with statements_sent(db_session) as statements:
+        assert default_seller_id(db_session, scope) == committed
+    assert statements == []                                 # no query for it any more
+
+
+@contextmanager
+def statements_sent(db_session):
+    """The SQL statements sent to the database inside the block."""
     statements = []
 
     def record(_conn, _cursor, statement, *_args):
@@ -399,10 +408,20 @@ def test_default_seller_id_is_remembered_only_once_committed(db_session, scope):
     engine = db_session.get_bind()
     event.listen(engine, "before_cursor_execute", record)
     try:
-        assert default_seller_id(db_session, scope) == committed
+        yield statements
     finally:
         event.remove(engine, "before_cursor_execute", record)
-    assert statements == []                                 # no query for it any more
+
+
+def test_create_and_confirm_write_each_row_once(db_session, scope, deps):
+    """One flush inserts the payment as confirmed, then its attempt and orders (foreign keys first)."""
+    default_seller_id(db_session, scope)
+    db_session.commit()
+    with statements_sent(db_session) as statements:
+        create(db_session, scope, deps, payment_method="tok_1", confirm=True)
+    writes = [" ".join(statement.split()[:3]) for statement in statements]
+    assert [w for w in writes if w.startswith(("INSERT", "UPDATE")) and "payment" in w] == [
+        "INSERT INTO payments", "INSERT INTO payment_attempts", "INSERT INTO payment_orders"]
 
 
 def test_expiry_sweep_cancels_old_authorizations(db_session, scope, deps, enqueued):
