@@ -109,14 +109,15 @@ BUSY_TIMEOUT_SECONDS = 30
 
 
 class Store:
-    """The sandbox database: one file, short-lived connections per operation."""
+    """The sandbox database: one file; writes on one long-lived connection, reads on short-lived ones."""
 
     def __init__(self, path: str):
         self.path = path
         self._write_lock = threading.Lock()
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        # Kept open for the life of the store: while one connection stays open, SQLite does
-        # not checkpoint and delete the WAL file each time a short-lived connection closes.
+        # Kept open for the life of the store, and the connection of every write (they take turns
+        # under the lock): while one connection stays open, SQLite does not checkpoint and delete the
+        # WAL file each time a short-lived connection closes, and a write opens no connection.
         self._keeper = self._connect()
         # WAL lets readers (GET requests, the callback thread) run while a write is open.
         self._keeper.execute("PRAGMA journal_mode=WAL")
@@ -142,17 +143,14 @@ class Store:
     def write(self):
         """A write transaction (BEGIN IMMEDIATE), committed on success, rolled back on error."""
         with self._write_lock:
-            conn = self._connect()
+            conn = self._keeper
+            conn.execute("BEGIN IMMEDIATE")
             try:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    yield conn
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-                conn.execute("COMMIT")
-            finally:
-                conn.close()
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
 
     @contextlib.contextmanager
     def read(self):
