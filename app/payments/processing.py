@@ -250,11 +250,18 @@ def _locked_with_attempts(session: Session, payment_id: str) -> tuple[Payment, l
     each row locks the payment first (the payments lock order). Every apply creates its new attempts
     after its transition, so this list is complete for the events it writes.
     """
-    rows = session.execute(
-        select(Payment, PaymentAttempt).join(PaymentAttempt, PaymentAttempt.payment_id == Payment.id)
-        .where(Payment.id == payment_id).order_by(PaymentAttempt.id)
-        .with_for_update().execution_options(populate_existing=True)).all()
+    rows = session.execute(_LOCKED_WITH_ATTEMPTS, {"payment_id": payment_id}).all()
     return rows[0][0], [row[1] for row in rows]
+
+
+# Built once, as the claim is: every outcome runs them.
+_LOCKED_WITH_ATTEMPTS = (
+    select(Payment, PaymentAttempt).join(PaymentAttempt, PaymentAttempt.payment_id == Payment.id)
+    .where(Payment.id == bindparam("payment_id")).order_by(PaymentAttempt.id)
+    .with_for_update().execution_options(populate_existing=True))
+_LOCKED_ORDERS = (
+    select(PaymentOrder).where(PaymentOrder.payment_id == bindparam("payment_id"))
+    .order_by(PaymentOrder.position).with_for_update())
 
 
 def _locked(session: Session, model, row_id: str):
@@ -454,8 +461,7 @@ def _book_capture(session, payment: Payment, captured: int, deps: PaymentsDeps, 
                   request_id: str | None, attempts: list[PaymentAttempt], applied: Applied) -> None:
     """A succeeded capture of ``captured``: the orders' shares, the payment's totals, its event, the posting."""
     with session.no_autoflush:  # the changes so far go with the transition's flush: one UPDATE per row
-        orders = list(session.scalars(select(PaymentOrder).where(PaymentOrder.payment_id == payment.id)
-                                      .order_by(PaymentOrder.position).with_for_update()))
+        orders = list(session.scalars(_LOCKED_ORDERS, {"payment_id": payment.id}))
     parts = booking.capture_parts(payment, orders, captured)
     payment.capture_count += 1
     payment.amount_received += captured
@@ -566,8 +572,7 @@ def apply_refund_result(session: Session, refund_id: str, result: PspResult, dep
     refund.connector = result.connector or refund.connector
     outcome = result.outcome
     if outcome == Outcome.SUCCEEDED:
-        orders = list(session.scalars(select(PaymentOrder).where(PaymentOrder.payment_id == payment.id)
-                                      .order_by(PaymentOrder.position).with_for_update()))
+        orders = list(session.scalars(_LOCKED_ORDERS, {"payment_id": payment.id}))
         parts = booking.refund_parts(orders, refund)
         for part in parts:
             part.order.amount_refunded += part.amount
