@@ -9,7 +9,7 @@ What it measures (issue 5), each against a fresh database cloned from the templa
 
 1. End-to-end payments per second, create + confirm + automatic capture in one API call
    (``POST /v1/payments`` with ``confirm=true``), sandbox PSP with no added latency, with 1 and then 2
-   worker processes (RQ SimpleWorker, as worker.py runs it), closed loop from ``--clients`` threads.
+   worker processes (KassaWorker, as worker.py runs it), closed loop from ``--clients`` threads.
    The rate counts payments that reached ``succeeded``, up to the moment the last one did.
 2. Confirm latency at a fixed (open-loop) arrival rate: ``--rate`` confirms per second for
    ``--duration`` seconds, on payments created beforehand, sent on schedule whether or not earlier
@@ -471,7 +471,7 @@ def render(results: dict) -> str:
 
 `bench/payments.py` ({results['when']}, {results['machine']}, load average {results['load_before'][0]} before
 and {results['load_after'][0]} after the run); Kassa as `kassa.py run` serves it:
-gunicorn gthread (2 processes x 8 threads), RQ `SimpleWorker` processes (worker.py), the sandbox PSP with no
+gunicorn gthread (2 processes x 8 threads), `KassaWorker` processes (worker.py: RQ's SimpleWorker), the sandbox PSP with no
 added latency, PostgreSQL (durable: fsync on) and Redis on the same machine as the load generator.
 
 **End-to-end throughput** (create + confirm + automatic capture in one `POST /v1/payments` with
