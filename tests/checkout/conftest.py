@@ -19,6 +19,7 @@ from app.api.auth import hmac_key
 from app.scoping import Scope
 from launcher.processes import Ports, Services
 from tests import factories
+from tests.psp.fake_stripe import FakeStripe
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "checkout"
@@ -90,14 +91,29 @@ def live(app, database, tmp_path_factory):
 
     Depends on ``app`` so that its start-of-module Redis flush happens before the worker registers.
     """
-    base = tmp_path_factory.mktemp("checkout-live")
+    yield from live_services(database, tmp_path_factory.mktemp("checkout-live"))
+
+
+def live_services(database, base: Path, **env_overrides):
+    """Start sandbox PSP, web and worker on ``database`` (logs under ``base``) for a fixture's lifetime
+    (use with ``yield from``); ``env_overrides`` adds to their environment."""
     env = dict(os.environ)
     env.update(DATABASE_URL=database["app_url"], DATABASE_OWNER_URL=database["owner_url"],
-               CHECKOUT_LIMITS=LIVE_LIMITS, LOG_LEVEL="DEBUG")
+               CHECKOUT_LIMITS=LIVE_LIMITS, LOG_LEVEL="DEBUG", **env_overrides)
     services = Services(env, Ports.pick(), base / "data", log_dir=base / "logs", web_workers=1, web_threads=8)
     services.start()
-    yield services
-    services.stop()
+    try:
+        yield services
+    finally:
+        services.stop()
+
+
+@pytest.fixture(scope="module")
+def fake_stripe():
+    """The Stripe API stand-in (tests/psp/fake_stripe.py) for a module."""
+    server = FakeStripe()
+    yield server
+    server.close()
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,8 @@ from app.scoping import Scope
 from tests import factories
 from tests.conftest import app_config
 
+pytestmark = pytest.mark.usefixtures("clear_limits")
+
 
 @pytest.fixture(scope="module")
 def app(database):
@@ -36,12 +38,6 @@ def app(database):
     with application.app_context():
         db.session.remove()
         db.engine.dispose()
-
-
-@pytest.fixture(autouse=True)
-def clear_counters(redis):
-    for key in redis.scan_iter("kassa:checkout:*"):
-        redis.delete(key)
 
 
 @pytest.fixture

@@ -22,7 +22,9 @@ from app.psp.credentials import set_credentials
 from app.scoping import Scope
 from tests import factories
 from tests.conftest import app_config
-from tests.psp.fake_stripe import FakeStripe, card_declined, payment_intent, payment_method
+from tests.psp.fake_stripe import card_declined, payment_intent, payment_method
+
+pytestmark = pytest.mark.usefixtures("clear_limits")
 
 SECRET_KEY = "sk_live_kassa_merchant"
 PUBLISHABLE_KEY = "pk_live_kassa_merchant"
@@ -32,19 +34,12 @@ API_ERROR = {"error": {"type": "api_error", "message": "Something went wrong on 
 
 
 @pytest.fixture(scope="module")
-def fake():
-    server = FakeStripe()
-    yield server
-    server.close()
-
-
-@pytest.fixture(scope="module")
-def app(database, fake):
+def app(database, fake_stripe):
     from app import create_app
     from app.extensions import db
 
     # No worker runs here: confirmations answer at once (processing); the tests run the attempt job.
-    application = create_app(app_config(database, CONFIRM_WAIT_SECONDS=0, STRIPE_API_BASE=fake.url,
+    application = create_app(app_config(database, CONFIRM_WAIT_SECONDS=0, STRIPE_API_BASE=fake_stripe.url,
                                         STRIPE_JS_URL=None, STRIPE_JS_API_URL=None))
     with application.app_context():
         application.extensions["redis"].flushdb()
@@ -55,12 +50,6 @@ def app(database, fake):
     with application.app_context():
         db.session.remove()
         db.engine.dispose()
-
-
-@pytest.fixture(autouse=True)
-def clear_counters(redis):
-    for key in redis.scan_iter("kassa:checkout:*"):
-        redis.delete(key)
 
 
 def box(app) -> SecretBox:
@@ -187,27 +176,27 @@ def test_without_a_usable_key_the_live_page_takes_no_card(client, db_session):
     assert confirm.status_code == 503 and confirm.json["error"]["code"] == "unavailable"
 
 
-def test_stripe_mode_takes_only_payment_method_ids(client, db_session, live_scope, fake):
+def test_stripe_mode_takes_only_payment_method_ids(client, db_session, live_scope, fake_stripe):
     cs = new_session(db_session, live_scope)
-    before = len(fake.requests)
+    before = len(fake_stripe.requests)
     for token in ("tok_sandbox_1", "card_123", "pm_", "pm_with space", "pm_x" + "y" * 300):
         response = client.post(f"/c/{cs.id}/confirm", json={"token": token, "card": {}})
         assert response.status_code == 400, token
         assert response.json["error"] == {"code": "token_invalid", "param": "card",
                                           "message": "The card could not be read. Please enter it again."}
     db_session.refresh(cs)
-    assert cs.payment_id is None and len(fake.requests) == before
+    assert cs.payment_id is None and len(fake_stripe.requests) == before
 
 
-def test_a_payment_method_id_pays_through_the_payments_service(app, client, db_session, live_scope, fake):
+def test_a_payment_method_id_pays_through_the_payments_service(app, client, db_session, live_scope, fake_stripe):
     cs = new_session(db_session, live_scope)
-    fake.answer(*CREATE, (200, payment_intent(id="pi_cs_paid", amount=15800, payment_method="pm_1ShopperCard")))
-    fake.answer("POST", "/v1/payment_intents/pi_cs_paid/confirm",
+    fake_stripe.answer(*CREATE, (200, payment_intent(id="pi_cs_paid", amount=15800, payment_method="pm_1ShopperCard")))
+    fake_stripe.answer("POST", "/v1/payment_intents/pi_cs_paid/confirm",
                 (200, payment_intent(id="pi_cs_paid", amount=15800, status="requires_capture",
                                      amount_capturable=15800)))
-    fake.answer("POST", "/v1/payment_intents/pi_cs_paid/capture",
+    fake_stripe.answer("POST", "/v1/payment_intents/pi_cs_paid/capture",
                 (200, payment_intent(id="pi_cs_paid", amount=15800, status="succeeded", amount_received=15800)))
-    before = len(fake.requests)
+    before = len(fake_stripe.requests)
 
     response = client.post(f"/c/{cs.id}/confirm", json={"token": "pm_1ShopperCard",
                                                         "card": {"brand": "visa", "last4": "4242"}})
@@ -220,7 +209,7 @@ def test_a_payment_method_id_pays_through_the_payments_service(app, client, db_s
     assert "Processing your payment" in client.get(f"/c/{cs.id}").get_data(as_text=True)
 
     run_latest_attempt(app, db_session, cs)
-    lookup, create, confirm, capture = fake.requests[before:]
+    lookup, create, confirm, capture = fake_stripe.requests[before:]
     # Before confirming, the card was read from the merchant's own account for the card-testing limits.
     assert (lookup.method, lookup.path) == ("GET", "/v1/payment_methods/pm_1ShopperCard")
     assert lookup.headers["Authorization"] == f"Bearer {SECRET_KEY}"
@@ -241,10 +230,10 @@ def test_a_payment_method_id_pays_through_the_payments_service(app, client, db_s
     assert payment.connector == "stripe"
 
 
-def test_a_stripe_decline_shows_the_reason_and_the_form_again(app, client, db_session, live_scope, fake):
+def test_a_stripe_decline_shows_the_reason_and_the_form_again(app, client, db_session, live_scope, fake_stripe):
     cs = new_session(db_session, live_scope)
-    fake.answer(*CREATE, (200, payment_intent(id="pi_cs_declined", amount=15800)))
-    fake.answer("POST", "/v1/payment_intents/pi_cs_declined/confirm", (402, {"error": {
+    fake_stripe.answer(*CREATE, (200, payment_intent(id="pi_cs_declined", amount=15800)))
+    fake_stripe.answer("POST", "/v1/payment_intents/pi_cs_declined/confirm", (402, {"error": {
         "type": "card_error", "code": "card_declined", "decline_code": "insufficient_funds",
         "message": "Your card has insufficient funds.",
         "payment_intent": payment_intent(id="pi_cs_declined", status="requires_payment_method")}}))
@@ -260,11 +249,11 @@ def test_a_stripe_decline_shows_the_reason_and_the_form_again(app, client, db_se
     assert [a.status for a in attempts(db_session, cs.payment_id)] == ["declined"]
 
 
-def test_stripe_three_d_secure_goes_to_the_action_url_and_back(app, client, db_session, live_scope, fake):
+def test_stripe_three_d_secure_goes_to_the_action_url_and_back(app, client, db_session, live_scope, fake_stripe):
     cs = new_session(db_session, live_scope)
     action = "https://hooks.stripe.com/redirect/authenticate/src_1Kassa?client_secret=src_client_secret_x"
-    fake.answer(*CREATE, (200, payment_intent(id="pi_cs_3ds", amount=15800)))
-    fake.answer("POST", "/v1/payment_intents/pi_cs_3ds/confirm", (200, payment_intent(
+    fake_stripe.answer(*CREATE, (200, payment_intent(id="pi_cs_3ds", amount=15800)))
+    fake_stripe.answer("POST", "/v1/payment_intents/pi_cs_3ds/confirm", (200, payment_intent(
         id="pi_cs_3ds", amount=15800, status="requires_action",
         next_action={"type": "redirect_to_url", "redirect_to_url": {
             "url": action, "return_url": f"http://localhost/c/{cs.id}/return"}})))
@@ -277,9 +266,9 @@ def test_stripe_three_d_secure_goes_to_the_action_url_and_back(app, client, db_s
     assert "Confirm the payment with your bank" in html and 'href="' + action.replace("&", "&amp;") + '"' in html
 
     # Stripe sends the shopper back to return_url; the status query then finds the intent authorized.
-    fake.answer("GET", "/v1/payment_intents/pi_cs_3ds",
+    fake_stripe.answer("GET", "/v1/payment_intents/pi_cs_3ds",
                 (200, payment_intent(id="pi_cs_3ds", amount=15800, status="requires_capture")))
-    fake.answer("POST", "/v1/payment_intents/pi_cs_3ds/capture",
+    fake_stripe.answer("POST", "/v1/payment_intents/pi_cs_3ds/capture",
                 (200, payment_intent(id="pi_cs_3ds", amount=15800, status="succeeded", amount_received=15800)))
     back = client.get(f"/c/{cs.id}/return?payment_intent=pi_cs_3ds&redirect_status=succeeded")
     assert back.status_code == 303 and back.headers["Location"] == f"/c/{cs.id}?returned=1"
@@ -289,17 +278,17 @@ def test_stripe_three_d_secure_goes_to_the_action_url_and_back(app, client, db_s
     assert [a.status for a in attempts(db_session, cs.payment_id) if a.operation == "authorize"] == ["succeeded"]
 
 
-def test_a_stripe_payment_stores_the_card_stripe_names(app, client, db_session, live_scope, fake):
+def test_a_stripe_payment_stores_the_card_stripe_names(app, client, db_session, live_scope, fake_stripe):
     """The confirm expands the PaymentMethod: the payment keeps Stripe's brand, last 4, expiry and
     fingerprint (what the browser said about the card is not used), and the success page names the card."""
     cs = new_session(db_session, live_scope)
-    fake.payment_methods["pm_1CardFacts"] = payment_method(
+    fake_stripe.payment_methods["pm_1CardFacts"] = payment_method(
         id="pm_1CardFacts", brand="mastercard", last4="4444", exp_month=9, exp_year=2031, fingerprint="Kx3mFpStripe01")
-    fake.answer(*CREATE, (200, payment_intent(id="pi_cs_card", amount=15800, payment_method="pm_1CardFacts")))
-    fake.answer("POST", "/v1/payment_intents/pi_cs_card/confirm",
+    fake_stripe.answer(*CREATE, (200, payment_intent(id="pi_cs_card", amount=15800, payment_method="pm_1CardFacts")))
+    fake_stripe.answer("POST", "/v1/payment_intents/pi_cs_card/confirm",
                 (200, payment_intent(id="pi_cs_card", amount=15800, payment_method="pm_1CardFacts",
                                      status="requires_capture", amount_capturable=15800)))
-    fake.answer("POST", "/v1/payment_intents/pi_cs_card/capture",
+    fake_stripe.answer("POST", "/v1/payment_intents/pi_cs_card/capture",
                 (200, payment_intent(id="pi_cs_card", amount=15800, payment_method="pm_1CardFacts",
                                      status="succeeded", amount_received=15800)))
     client.post(f"/c/{cs.id}/confirm", json={"token": "pm_1CardFacts", "card": {"brand": "visa", "last4": "4242"}})
@@ -313,16 +302,16 @@ def test_a_stripe_payment_stores_the_card_stripe_names(app, client, db_session, 
     assert "Payment successful" in html and "Mastercard ending in 4444" in html
 
 
-def test_a_declined_stripe_card_counts_against_its_stripe_fingerprint(app, client, db_session, live_scope, fake,
+def test_a_declined_stripe_card_counts_against_its_stripe_fingerprint(app, client, db_session, live_scope, fake_stripe,
                                                                       redis):
     """Stripe.js gives the page no fingerprint (Stripe sends it only to secret keys), so the browser names
     none; the decline's 402 carries the PaymentMethod, and its fingerprint is what the decline counts against."""
     cs = new_session(db_session, live_scope)
     declined = payment_method(id="pm_1Stolen", brand="visa", last4="0002", exp_month=4, exp_year=2030,
                               fingerprint="StolenCardFp001")
-    fake.payment_methods["pm_1Stolen"] = declined
-    fake.answer(*CREATE, (200, payment_intent(id="pi_cs_stolen", amount=15800, payment_method="pm_1Stolen")))
-    fake.answer("POST", "/v1/payment_intents/pi_cs_stolen/confirm",
+    fake_stripe.payment_methods["pm_1Stolen"] = declined
+    fake_stripe.answer(*CREATE, (200, payment_intent(id="pi_cs_stolen", amount=15800, payment_method="pm_1Stolen")))
+    fake_stripe.answer("POST", "/v1/payment_intents/pi_cs_stolen/confirm",
                 (402, card_declined("pi_cs_stolen", "stolen_card", "Your card was declined.", method=declined)))
     client.post(f"/c/{cs.id}/confirm", json={"token": "pm_1Stolen", "card": {"brand": "visa", "last4": "0002"}})
     run_latest_attempt(app, db_session, cs)
@@ -341,13 +330,13 @@ def test_a_declined_stripe_card_counts_against_its_stripe_fingerprint(app, clien
     assert client.get(f"/c/{cs.id}").status_code == 200
 
 
-def decline_once(app, client, db_session, scope, fake, token: str, intent_id: str, **browser) -> CheckoutSession:
+def decline_once(app, client, db_session, scope, fake_stripe, token: str, intent_id: str, **browser) -> CheckoutSession:
     """A new session pays with PaymentMethod ``token`` (registered in the stand-in) and Stripe declines it;
     the page then moves on and counts the decline."""
     cs = new_session(db_session, scope)
-    fake.answer(*CREATE, (200, payment_intent(id=intent_id, amount=15800, payment_method=token)))
-    fake.answer("POST", f"/v1/payment_intents/{intent_id}/confirm", (402, card_declined(
-        intent_id, "stolen_card", "Your card was declined.", method=fake.payment_methods[token])))
+    fake_stripe.answer(*CREATE, (200, payment_intent(id=intent_id, amount=15800, payment_method=token)))
+    fake_stripe.answer("POST", f"/v1/payment_intents/{intent_id}/confirm", (402, card_declined(
+        intent_id, "stolen_card", "Your card was declined.", method=fake_stripe.payment_methods[token])))
     assert client.post(f"/c/{cs.id}/confirm", json={"token": token, "card": browser}).status_code == 200
     run_latest_attempt(app, db_session, cs)
     client.get(f"/c/{cs.id}")
@@ -355,7 +344,7 @@ def decline_once(app, client, db_session, scope, fake, token: str, intent_id: st
 
 
 def test_a_stripe_card_at_its_decline_limit_is_refused_before_it_reaches_stripe(app, client, db_session, live_scope,
-                                                                                 fake, redis):
+                                                                                 fake_stripe, redis):
     """Stripe.js names no fingerprint; the server reads the PaymentMethod with the merchant's secret key and
     limits by Stripe's fingerprint, so a card declined up to its limit is refused from a new session and a
     new address before Stripe is asked to charge it again. What the browser claims about the card is ignored."""
@@ -363,63 +352,63 @@ def test_a_stripe_card_at_its_decline_limit_is_refused_before_it_reaches_stripe(
     try:
         for number in (1, 2):  # a new PaymentMethod of the same card each time, as Stripe.js makes them
             token = f"pm_1StolenAgain{number}"
-            fake.payment_methods[token] = payment_method(id=token, last4="0002", fingerprint="StolenCardFp002")
-            decline_once(app, client, db_session, live_scope, fake, token, f"pi_cs_stolen_{number}",
+            fake_stripe.payment_methods[token] = payment_method(id=token, last4="0002", fingerprint="StolenCardFp002")
+            decline_once(app, client, db_session, live_scope, fake_stripe, token, f"pi_cs_stolen_{number}",
                          fingerprint="fp_made_up_by_the_browser")
         window = int(time.time() // Limits().window_seconds)
         assert redis.get(f"kassa:checkout:declines:fingerprint:StolenCardFp002:{window}") == b"2"
         assert not list(redis.scan_iter("kassa:checkout:*:fingerprint:fp_made_up_by_the_browser:*"))
 
         cs = new_session(db_session, live_scope)
-        fake.payment_methods["pm_1StolenAgain3"] = payment_method(id="pm_1StolenAgain3", last4="0002",
+        fake_stripe.payment_methods["pm_1StolenAgain3"] = payment_method(id="pm_1StolenAgain3", last4="0002",
                                                                   fingerprint="StolenCardFp002")
-        before = len(fake.requests)
+        before = len(fake_stripe.requests)
         response = client.post(f"/c/{cs.id}/confirm", json={"token": "pm_1StolenAgain3", "card": {}},
                                environ_base={"REMOTE_ADDR": "203.0.113.7"})
         assert response.status_code == 429 and response.json["error"]["code"] == "too_many_attempts"
         # Stripe was only asked what the card is: no PaymentIntent was created, nothing was confirmed.
-        [lookup] = fake.requests[before:]
+        [lookup] = fake_stripe.requests[before:]
         assert (lookup.method, lookup.path) == ("GET", "/v1/payment_methods/pm_1StolenAgain3")
         assert lookup.headers["Authorization"] == f"Bearer {SECRET_KEY}"
         db_session.refresh(cs)
         assert cs.payment_id is None
 
         # The limit is the card's: another card pays on the same page from the same address.
-        fake.payment_methods["pm_1OtherCard"] = payment_method(id="pm_1OtherCard", fingerprint="OtherCardFp003")
-        fake.answer(*CREATE, (200, payment_intent(id="pi_cs_other_card", amount=15800, payment_method="pm_1OtherCard")))
-        fake.answer("POST", "/v1/payment_intents/pi_cs_other_card/confirm",
+        fake_stripe.payment_methods["pm_1OtherCard"] = payment_method(id="pm_1OtherCard", fingerprint="OtherCardFp003")
+        fake_stripe.answer(*CREATE, (200, payment_intent(id="pi_cs_other_card", amount=15800, payment_method="pm_1OtherCard")))
+        fake_stripe.answer("POST", "/v1/payment_intents/pi_cs_other_card/confirm",
                     (200, payment_intent(id="pi_cs_other_card", amount=15800, status="requires_capture")))
-        fake.answer("POST", "/v1/payment_intents/pi_cs_other_card/capture",
+        fake_stripe.answer("POST", "/v1/payment_intents/pi_cs_other_card/capture",
                     (200, payment_intent(id="pi_cs_other_card", amount=15800, status="succeeded",
                                          amount_received=15800)))
         response = client.post(f"/c/{cs.id}/confirm", json={"token": "pm_1OtherCard", "card": {}},
                                environ_base={"REMOTE_ADDR": "203.0.113.7"})
         assert response.status_code == 200 and response.json == {"redirect": f"/c/{cs.id}"}
         run_latest_attempt(app, db_session, cs)
-        [create] = [r for r in fake.requests[before:] if (r.method, r.path) == CREATE]
+        [create] = [r for r in fake_stripe.requests[before:] if (r.method, r.path) == CREATE]
         assert create.fields["payment_method"] == "pm_1OtherCard"
         assert "Payment successful" in client.get(f"/c/{cs.id}").get_data(as_text=True)
     finally:
         app.config.pop("CHECKOUT_LIMITS")
 
 
-def test_a_failed_card_lookup_still_lets_a_good_card_pay(app, client, db_session, live_scope, fake, redis):
+def test_a_failed_card_lookup_still_lets_a_good_card_pay(app, client, db_session, live_scope, fake_stripe, redis):
     """When Stripe cannot say what the card is, the shopper is not held up: the confirmation goes on, limited
     per session and address only (a decline would still count against the fingerprint Stripe reports)."""
     cs = new_session(db_session, live_scope)
-    fake.answer("GET", "/v1/payment_methods/pm_1GoodCard", (500, API_ERROR))
-    fake.answer(*CREATE, (200, payment_intent(id="pi_cs_unread", amount=15800, payment_method="pm_1GoodCard")))
-    fake.answer("POST", "/v1/payment_intents/pi_cs_unread/confirm",
+    fake_stripe.answer("GET", "/v1/payment_methods/pm_1GoodCard", (500, API_ERROR))
+    fake_stripe.answer(*CREATE, (200, payment_intent(id="pi_cs_unread", amount=15800, payment_method="pm_1GoodCard")))
+    fake_stripe.answer("POST", "/v1/payment_intents/pi_cs_unread/confirm",
                 (200, payment_intent(id="pi_cs_unread", amount=15800, status="requires_capture")))
-    fake.answer("POST", "/v1/payment_intents/pi_cs_unread/capture",
+    fake_stripe.answer("POST", "/v1/payment_intents/pi_cs_unread/capture",
                 (200, payment_intent(id="pi_cs_unread", amount=15800, status="succeeded", amount_received=15800)))
-    before = len(fake.requests)
+    before = len(fake_stripe.requests)
 
     response = client.post(f"/c/{cs.id}/confirm", json={"token": "pm_1GoodCard", "card": {"fingerprint": "fp_x"}})
     assert response.status_code == 200 and response.json == {"redirect": f"/c/{cs.id}"}
     run_latest_attempt(app, db_session, cs)
     # One lookup (no retries by the library), then the payment as usual.
-    assert [(r.method, r.path) for r in fake.requests[before:]] == [
+    assert [(r.method, r.path) for r in fake_stripe.requests[before:]] == [
         ("GET", "/v1/payment_methods/pm_1GoodCard"), CREATE, ("POST", "/v1/payment_intents/pi_cs_unread/confirm"),
         ("POST", "/v1/payment_intents/pi_cs_unread/capture")]
     assert "Payment successful" in client.get(f"/c/{cs.id}").get_data(as_text=True)

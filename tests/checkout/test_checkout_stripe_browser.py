@@ -14,7 +14,6 @@ The merchant's shop (https://shop.example, live mode wants https) and Stripe's 3
 test-artifacts/checkout/stripe-*.png.
 """
 import json
-import os
 import re
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
@@ -28,21 +27,20 @@ from app.api.auth import hmac_key
 from app.crypto import SecretBox
 from app.psp.credentials import set_credentials
 from app.scoping import Scope
-from launcher.processes import Ports, Services
 from tests import factories
 from tests.browser import assert_accessible, browser  # noqa: F401  (pytest fixture)
 from tests.checkout.conftest import (
-    LIVE_LIMITS,
     SUCCESS_CARD,
     Api,
     PageServer,
+    live_services,
     screenshot,
     serving,
     shop_page,
     text_columns,
 )
 from tests.conftest import admin_connect
-from tests.psp.fake_stripe import FakeStripe, payment_intent
+from tests.psp.fake_stripe import payment_intent
 
 pytestmark = pytest.mark.usefixtures("clear_limits")
 
@@ -75,25 +73,11 @@ def stripe_js():
 
 
 @pytest.fixture(scope="module")
-def fake_stripe():
-    server = FakeStripe()
-    yield server
-    server.close()
-
-
-@pytest.fixture(scope="module")
 def live(app, database, tmp_path_factory, fake_stripe, stripe_js):
     """Sandbox PSP + web + worker on this module's database, talking to the Stripe stand-ins."""
-    base = tmp_path_factory.mktemp("checkout-stripe-live")
-    env = dict(os.environ)
-    env.update(DATABASE_URL=database["app_url"], DATABASE_OWNER_URL=database["owner_url"],
-               CHECKOUT_LIMITS=LIVE_LIMITS, LOG_LEVEL="DEBUG",
-               STRIPE_API_BASE=fake_stripe.url, STRIPE_JS_URL=f"{stripe_js.url}/v3/", STRIPE_JS_API_URL=stripe_js.url,
-               STRIPE_API_KEY="", STRIPE_PUBLISHABLE_KEY="")
-    services = Services(env, Ports.pick(), base / "data", log_dir=base / "logs", web_workers=1, web_threads=8)
-    services.start()
-    yield services
-    services.stop()
+    yield from live_services(database, tmp_path_factory.mktemp("checkout-stripe-live"),
+                             STRIPE_API_BASE=fake_stripe.url, STRIPE_JS_URL=f"{stripe_js.url}/v3/",
+                             STRIPE_JS_API_URL=stripe_js.url, STRIPE_API_KEY="", STRIPE_PUBLISHABLE_KEY="")
 
 
 @pytest.fixture(scope="module")

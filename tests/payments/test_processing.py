@@ -65,13 +65,20 @@ def test_create_then_confirm_stages_one_authorization(db_session, scope, deps, e
     assert event_types(db_session, scope, created["id"]) == ["payment.created", "payment.processing"]
 
 
-def test_automatic_capture_books_the_split(db_session, scope, deps):
+def split_payment(db_session, scope, deps) -> tuple[dict, dict[str, int]]:
+    """A confirmed 100.00 payment split A 60.00 (fee 1.80) / B 40.00 (fee 1.20), and its capture's balances."""
     seller_a = create_seller(db_session, scope, name="A")
     seller_b = create_seller(db_session, scope, name="B")
     db_session.commit()
     body = create(db_session, scope, deps, amount=10000, payment_method="tok_1", confirm=True,
                   split=[{"seller": seller_a.id, "amount": 6000, "fee": 180},
                          {"seller": seller_b.id, "amount": 4000, "fee": 120}])
+    return body, {"psp_receivable:sandbox:USD": 10000, f"seller_payable:{seller_a.id}:USD": 5820,
+                  f"seller_payable:{seller_b.id}:USD": 3880, "merchant_revenue:USD": 300}
+
+
+def test_automatic_capture_books_the_split(db_session, scope, deps):
+    body, booked = split_payment(db_session, scope, deps)
     gateway = ScriptedGateway()
     _run_attempt(body["attempts"][0]["id"], deps, gateway)
     payment = payment_row(db_session, body["id"])
@@ -79,9 +86,7 @@ def test_automatic_capture_books_the_split(db_session, scope, deps):
     assert payment.card_last4 == "4242" and payment.connector == "sandbox"
     assert [c[0] for c in gateway.calls] == ["authorize", "capture"]
     assert event_types(db_session, scope, payment.id) == ["payment.created", "payment.processing", "payment.succeeded"]
-    balances = ledger_balances(db_session, scope)
-    assert balances == {"psp_receivable:sandbox:USD": 10000, f"seller_payable:{seller_a.id}:USD": 5820,
-                        f"seller_payable:{seller_b.id}:USD": 3880, "merchant_revenue:USD": 300}
+    assert ledger_balances(db_session, scope) == booked
     assert_ledger_balanced(db_session, scope)
 
 
@@ -91,12 +96,7 @@ def sold(reference: str, amount: int) -> PspResult:
 
 
 def test_sale_books_the_capture_with_the_authorization(db_session, scope, deps):
-    seller_a = create_seller(db_session, scope, name="A")
-    seller_b = create_seller(db_session, scope, name="B")
-    db_session.commit()
-    body = create(db_session, scope, deps, amount=10000, payment_method="tok_1", confirm=True,
-                  split=[{"seller": seller_a.id, "amount": 6000, "fee": 180},
-                         {"seller": seller_b.id, "amount": 4000, "fee": 120}])
+    body, booked = split_payment(db_session, scope, deps)
     gateway = ScriptedGateway(authorize_results=[sold("auth_s", 10000)])
     _run_attempt(body["attempts"][0]["id"], deps, gateway)
     assert [c[0] for c in gateway.calls] == ["authorize"]  # no second call for the capture
@@ -110,9 +110,7 @@ def test_sale_books_the_capture_with_the_authorization(db_session, scope, deps):
         ("authorize", "succeeded", "auth_s", 10000), ("capture", "succeeded", "auth_s", 10000)]
     assert attempts[1].finished_at is not None and attempts[1].next_attempt_at is None
     assert event_types(db_session, scope, payment.id) == ["payment.created", "payment.processing", "payment.succeeded"]
-    assert ledger_balances(db_session, scope) == {
-        "psp_receivable:sandbox:USD": 10000, f"seller_payable:{seller_a.id}:USD": 5820,
-        f"seller_payable:{seller_b.id}:USD": 3880, "merchant_revenue:USD": 300}
+    assert ledger_balances(db_session, scope) == booked
     # The same answer again (a late callback, the janitor) books nothing more.
     again = processing.apply_attempt_result(db_session, attempts[0].id, sold("auth_s", 10000), deps)
     db_session.commit()
@@ -301,21 +299,17 @@ def test_unknown_is_resolved_by_lookup_not_by_charging_again(db_session, scope, 
 
 
 def test_refunds_partial_and_multiple_per_seller(db_session, scope, deps):
-    seller_a = create_seller(db_session, scope, name="A")
-    seller_b = create_seller(db_session, scope, name="B")
-    db_session.commit()
-    body = create(db_session, scope, deps, amount=10000, payment_method="tok_1", confirm=True,
-                  split=[{"seller": seller_a.id, "amount": 6000, "fee": 180},
-                         {"seller": seller_b.id, "amount": 4000, "fee": 120}])
+    body, _ = split_payment(db_session, scope, deps)
+    seller_a, seller_b = (part["seller"] for part in body["split"])
     gateway = ScriptedGateway()
     _run_attempt(body["attempts"][0]["id"], deps, gateway)
     # 30.00 of A's part: A's payable -29.10, revenue -0.90 (ARCHITECTURE.md's example).
     refund = run(db_session, scope, deps, "refund.create",
-                 {"payment": body["id"], "sellers": [{"seller": seller_a.id, "amount": 3000}]}).body
+                 {"payment": body["id"], "sellers": [{"seller": seller_a, "amount": 3000}]}).body
     assert refund["status"] == "pending"
     _run_refund(refund["id"], deps, gateway)
     balances = ledger_balances(db_session, scope)
-    assert balances[f"seller_payable:{seller_a.id}:USD"] == 5820 - 2910
+    assert balances[f"seller_payable:{seller_a}:USD"] == 5820 - 2910
     assert balances["merchant_revenue:USD"] == 300 - 90
     # A second partial refund without sellers goes pro rata over what is left (3000 A, 4000 B).
     second = run(db_session, scope, deps, "refund.create", {"payment": body["id"], "amount": 700}).body
@@ -330,8 +324,8 @@ def test_refunds_partial_and_multiple_per_seller(db_session, scope, deps):
     payment = payment_row(db_session, body["id"])
     assert payment.amount_refunded == 10000
     balances = ledger_balances(db_session, scope)
-    assert balances == {"psp_receivable:sandbox:USD": 0, f"seller_payable:{seller_a.id}:USD": 0,
-                        f"seller_payable:{seller_b.id}:USD": 0, "merchant_revenue:USD": 0}
+    assert balances == {"psp_receivable:sandbox:USD": 0, f"seller_payable:{seller_a}:USD": 0,
+                        f"seller_payable:{seller_b}:USD": 0, "merchant_revenue:USD": 0}
     assert_ledger_balanced(db_session, scope)
     with pytest.raises(AmountTooLarge):
         run(db_session, scope, deps, "refund.create", {"payment": body["id"]})
