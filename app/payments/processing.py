@@ -378,21 +378,20 @@ def _apply_authorize(session, scope, payment, attempt, result, deps, applied, no
         payment.authorized_at = now
         payment.next_action_url = None
         payment.last_error = None
-        if result.status in CAPTURED_STATUSES:
-            # A sale (AuthorizeRequest.capture): the PSP captured with the authorization. The capture is
-            # recorded as an attempt carried out by that same call, and booked at once.
-            if payment.status == PaymentStatus.REQUIRES_ACTION:
-                _move(applied, session, payment, PaymentStatus.PROCESSING, request_id=request_id, attempts=attempts)
+        sold = result.status in CAPTURED_STATUSES  # a sale (AuthorizeRequest.capture): captured as well
+        if not sold and payment.capture_method == CaptureMethod.MANUAL:
+            _move(applied, session, payment, PaymentStatus.REQUIRES_CAPTURE, request_id=request_id, attempts=attempts)
+            return
+        if payment.status == PaymentStatus.REQUIRES_ACTION:
+            _move(applied, session, payment, PaymentStatus.PROCESSING, request_id=request_id, attempts=attempts)
+        if sold:
+            # The capture is recorded as an attempt carried out by the same call, and booked at once.
             captured = min(result.amount or payment.amount, payment.amount)
             capture = _new_attempt(session, payment, AttemptOperation.CAPTURE, captured, deps, stage=False,
                                    done=(now, result.status))
             _book_capture(session, payment, captured, deps, now, request_id, [*attempts, capture], applied)
-        elif payment.capture_method == CaptureMethod.AUTOMATIC:
-            if payment.status == PaymentStatus.REQUIRES_ACTION:
-                _move(applied, session, payment, PaymentStatus.PROCESSING, request_id=request_id, attempts=attempts)
-            _new_follow_up(session, payment, AttemptOperation.CAPTURE, payment.amount, deps, applied)
         else:
-            _move(applied, session, payment, PaymentStatus.REQUIRES_CAPTURE, request_id=request_id, attempts=attempts)
+            _new_follow_up(session, payment, AttemptOperation.CAPTURE, payment.amount, deps, applied)
     elif outcome == Outcome.REQUIRES_ACTION:
         first_time = attempt.status != AttemptStatus.REQUIRES_ACTION
         attempt.status = AttemptStatus.REQUIRES_ACTION
@@ -472,7 +471,7 @@ def _book_capture(session, payment: Payment, captured: int, deps: PaymentsDeps, 
         part.order.fee_captured += part.fee
     # The orders are locked and current (just read FOR UPDATE): the event need not read them again.
     _move(applied, session, payment, PaymentStatus.SUCCEEDED, request_id=request_id, orders=orders,
-                     attempts=attempts)
+          attempts=attempts)
     # The posting comes last: it locks ledger accounts (the platform's revenue account is hot) and
     # holds them until our commit, which follows right after without any network call.
     booking.book_capture(session, payment, parts, captured, hmac_key=deps.ledger_hmac_key,

@@ -110,13 +110,14 @@ def wait_for_outcome(deps: PaymentsDeps, object_id: str) -> dict[str, Any] | Non
     except Exception:  # noqa: BLE001 - Redis trouble must not fail a payment that is already under way
         log.warning("could not wait for payment outcome", exc_info=True)
         return None
-    if popped is None or popped[1] in (b"1", "1"):
+    if popped is None:
         return None
     try:
-        return json.loads(popped[1])
+        snapshot = json.loads(popped[1])
     except ValueError:
         log.warning("unreadable payment outcome for %s", object_id)
         return None
+    return snapshot if isinstance(snapshot, dict) else None  # "1": a wake-up without a snapshot
 
 
 # -- validation helpers ----------------------------------------------------------------------------------
@@ -583,7 +584,7 @@ def payments_query(scope: Scope, *, status: str | None = None, customer_email: s
 
 def _payment_response(ctx: PhaseContext, status: int = 200) -> Response:
     snapshot = ctx.waited
-    if isinstance(snapshot, dict) and snapshot.get("id") == ctx.state["payment_id"]:
+    if snapshot is not None and snapshot.get("id") == ctx.state["payment_id"]:
         return Response(status, snapshot)  # the payment as the worker's commit left it
     payment = get_payment(ctx.session, ctx.scope, ctx.state["payment_id"])
     return Response(status, payment_object(ctx.session, payment))
