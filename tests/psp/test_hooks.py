@@ -47,7 +47,7 @@ def owners(monkeypatch):
     """A reference -> merchant map, registered the way payments registers its resolver."""
     mapping: dict[str, psp_callbacks.CallbackOwner] = {}
 
-    def resolve(session, psp, event):
+    def resolve(session, scope, event):
         return mapping.get(event.psp_reference)
 
     monkeypatch.setattr(psp_callbacks, "REFERENCE_RESOLVERS", [resolve])
@@ -77,7 +77,7 @@ def test_real_sandbox_callback_is_accepted_once_and_deduplicated(sbx, client, db
     headers, payload, raw = sbx.receiver.wait_for("authorization.updated")[0]
     owners[auth["id"]] = psp_callbacks.CallbackOwner(merchant.id, False, "payment", "pay_test_1")
     seen = []
-    handlers["authorization.updated"] = lambda session, event: seen.append(event)
+    handlers["authorization.updated"] = lambda session, event, owner: seen.append(event)
 
     first = post_hook(client, raw, headers["Sandbox-Signature"])
     assert first.status_code == 200 and first.json == {"received": True, "duplicate": False}
@@ -168,7 +168,7 @@ def test_a_failing_handler_is_acknowledged_and_retried_by_the_sweep(client, db_s
     owners["auth_flaky"] = psp_callbacks.CallbackOwner(merchant.id, False)
     failures = ["boom"]
 
-    def flaky(session, event):
+    def flaky(session, event, owner):
         if failures:
             raise RuntimeError(failures.pop())
 
