@@ -226,6 +226,14 @@ def create_public_app(sandbox: Sandbox) -> Flask:
             dispute = ops.close_dispute(conn, dispute_id, status, sandbox.clock.now())
         return json_response(dispute)
 
+    @app.post("/_admin/refunds/<refund_id>/fail")
+    def fail_refund(refund_id):
+        """Fail a succeeded refund after the fact: ``{"failure_code"?}``; sends ``refund.updated``."""
+        failure_code = _json_body().get("failure_code")
+        with sandbox.write() as conn:
+            refund = ops.fail_refund(conn, refund_id, failure_code, sandbox.clock.now())
+        return json_response(refund)
+
     return app
 
 

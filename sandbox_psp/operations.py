@@ -122,6 +122,7 @@ def refund_object(row) -> dict:
     """The refund object of API.md."""
     return {
         "id": row["id"],
+        "acquirer": row["acquirer"],
         "authorization": row["authorization_id"],
         "amount": row["amount"],
         "currency": row["currency"],
@@ -135,6 +136,7 @@ def dispute_object(row) -> dict:
     """The dispute object of API.md."""
     return {
         "id": row["id"],
+        "acquirer": row["acquirer"],
         "authorization": row["authorization_id"],
         "amount": row["amount"],
         "currency": row["currency"],
@@ -342,6 +344,33 @@ def get_refund(conn, acquirer: str, refund_id: str) -> dict:
     if row is None:
         raise SandboxError(404, "not_found", "No such refund.", "id")
     return refund_object(row)
+
+
+# Why a refund fails after it succeeded when the admin call names no reason: the card account was closed
+# (Stripe's failure_reason of the same name).
+REFUND_FAILURE_CODE = "expired_or_canceled_card"
+
+
+def fail_refund(conn, refund_id: str, failure_code: str | None, now: int) -> dict:
+    """A succeeded refund fails after all (the card's issuer sent it back): nothing was refunded.
+
+    The authorization's refunded amount drops back (it can be refunded again) and ``refund.updated``
+    is sent with the failed refund.
+    """
+    row = conn.execute("SELECT * FROM refunds WHERE id = ?", (refund_id,)).fetchone()
+    if row is None:
+        raise SandboxError(404, "not_found", "No such refund.", "id")
+    if row["status"] != "succeeded":
+        raise SandboxError(400, "invalid_state", f"The refund is {row['status']}.", current_status=row["status"])
+    if failure_code is not None and (not isinstance(failure_code, str) or not failure_code):
+        raise SandboxError(400, "invalid_request", "failure_code must be a non-empty string", "failure_code")
+    conn.execute("UPDATE refunds SET status = 'failed', failure_code = ?, failed_at = ? WHERE id = ?",
+                 (failure_code or REFUND_FAILURE_CODE, now, refund_id))
+    conn.execute("UPDATE authorizations SET refunded_amount = refunded_amount - ? WHERE id = ?",
+                 (row["amount"], row["authorization_id"]))
+    refund = get_refund(conn, row["acquirer"], refund_id)
+    callbacks.enqueue(conn, "refund.updated", refund, now)
+    return refund
 
 
 # ---------------------------------------------------------------- disputes

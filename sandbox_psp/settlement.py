@@ -7,6 +7,7 @@ every line. ``reference`` is the sandbox's id of what the line is about.
 |---------|-----------|------------------|--------------------|-----------------------|
 | charge  | auth_...  | captured amount  | 2.9 % + 30         | day of the capture    |
 | refund  | rf_...    | -refund amount   | 0                  | day of the refund     |
+| refund_failure | rf_... | +refund amount | 0                  | day a refund failed after it succeeded |
 | dispute | dp_...    | -disputed amount | 0                  | day the dispute opens |
 | fee     | dp_...    | 0                | dispute fee (1500) | day the dispute opens |
 | dispute | dp_...    | +disputed amount | 0                  | day a dispute is won  |
@@ -18,6 +19,8 @@ import io
 from .clock import day_bounds, utc_date
 
 HEADER = ("reference", "type", "gross", "fee", "net", "currency")
+# Refunds that moved money on their day: succeeded, or succeeded and failed later.
+REFUNDED = "(status = 'succeeded' OR failed_at IS NOT NULL)"
 # The acquirer keeps this flat fee per dispute, won or lost (the 15.00 of ARCHITECTURE.md);
 # the same number of minor units in every currency keeps the sandbox simple.
 DISPUTE_FEE = 1500
@@ -43,12 +46,18 @@ def settlement_lines(conn, acquirer: str, day: dt.date) -> list[tuple]:
     ):
         gross = row["captured_amount"]
         lines.append((row["captured_at"], row["id"], "charge", gross, charge_fee(gross), row["currency"]))
+    # A refund that failed later was paid out on its day all the same; its failure comes back on its own day.
     for row in conn.execute(
         "SELECT id, amount, currency, created FROM refunds "
-        "WHERE acquirer = ? AND status = 'succeeded' AND created >= ? AND created < ?",
+        f"WHERE acquirer = ? AND {REFUNDED} AND created >= ? AND created < ?",
         (acquirer, start, end),
     ):
         lines.append((row["created"], row["id"], "refund", -row["amount"], 0, row["currency"]))
+    for row in conn.execute(
+        "SELECT id, amount, currency, failed_at FROM refunds WHERE acquirer = ? AND failed_at >= ? AND failed_at < ?",
+        (acquirer, start, end),
+    ):
+        lines.append((row["failed_at"], row["id"], "refund_failure", row["amount"], 0, row["currency"]))
     for row in conn.execute(
         "SELECT id, amount, currency, created FROM disputes WHERE acquirer = ? AND created >= ? AND created < ?",
         (acquirer, start, end),
@@ -62,7 +71,7 @@ def settlement_lines(conn, acquirer: str, day: dt.date) -> list[tuple]:
     ):
         lines.append((row["closed_at"], row["id"], "dispute", row["amount"], 0, row["currency"]))
     # Stable order: by time, then reference; a dispute's own line comes before its fee.
-    type_order = {"charge": 0, "refund": 1, "dispute": 2, "fee": 3}
+    type_order = {"charge": 0, "refund": 1, "refund_failure": 2, "dispute": 3, "fee": 4}
     lines.sort(key=lambda line: (line[0], line[1], type_order[line[2]]))
     return [(ref, type_, gross, fee, gross - fee, currency) for _, ref, type_, gross, fee, currency in lines]
 
@@ -81,7 +90,8 @@ def settlement_days(conn, acquirer: str) -> list[str]:
     timestamps = set()
     queries = (
         "SELECT captured_at FROM authorizations WHERE acquirer = ? AND captured_at IS NOT NULL",
-        "SELECT created FROM refunds WHERE acquirer = ? AND status = 'succeeded'",
+        f"SELECT created FROM refunds WHERE acquirer = ? AND {REFUNDED}",
+        "SELECT failed_at FROM refunds WHERE acquirer = ? AND failed_at IS NOT NULL",
         "SELECT created FROM disputes WHERE acquirer = ?",
         "SELECT closed_at FROM disputes WHERE acquirer = ? AND status = 'won'",
     )

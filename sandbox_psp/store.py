@@ -61,7 +61,8 @@ CREATE TABLE IF NOT EXISTS refunds (
     currency TEXT NOT NULL,
     status TEXT NOT NULL,
     failure_code TEXT,
-    created INTEGER NOT NULL
+    created INTEGER NOT NULL,
+    failed_at INTEGER  -- a refund that succeeded and failed later (POST /_admin/refunds/<id>/fail)
 );
 CREATE TABLE IF NOT EXISTS disputes (
     id TEXT PRIMARY KEY,
@@ -99,6 +100,9 @@ CREATE TABLE IF NOT EXISTS callbacks (
 CREATE INDEX IF NOT EXISTS callbacks_due ON callbacks (state, next_attempt_at);
 """
 
+# (table, column, type) added to SCHEMA since its first version, for data folders made before.
+ADDED_COLUMNS = (("refunds", "failed_at", "INTEGER"),)
+
 # Tables emptied by a reset; ``meta`` keeps the vault key so fingerprints stay stable.
 DATA_TABLES = ("callbacks", "idempotency_keys", "disputes", "refunds", "authorizations", "tokens")
 
@@ -122,6 +126,14 @@ class Store:
         # WAL lets readers (GET requests, the callback thread) run while a write is open.
         self._keeper.execute("PRAGMA journal_mode=WAL")
         self._keeper.executescript(SCHEMA)
+        self._add_missing_columns()
+
+    def _add_missing_columns(self) -> None:
+        """Columns added after a data folder was created (CREATE TABLE IF NOT EXISTS leaves its tables as they were)."""
+        for table, column, kind in ADDED_COLUMNS:
+            names = {row["name"] for row in self._keeper.execute(f"PRAGMA table_info({table})")}
+            if column not in names:
+                self._keeper.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
     def close(self) -> None:
         """Close the long-lived connection (SQLite then checkpoints the WAL)."""

@@ -1,6 +1,11 @@
 """PSP callbacks: /hooks/sandbox and /hooks/stripe (and /hooks/stripe/<merchant_id> for a merchant's own
 Stripe account). Thin: verify the signature first, store the callback (deduplicated), answer 2xx.
 
+Each route names the callback's scope (app/psp/callbacks.py CallbackScope) from the secret that verified
+it: the platform's secrets speak for the merchants served by the platform's account (the sandbox for
+test mode only), a merchant's stored secret for that merchant in the mode of that secret. The scope is
+stored with the callback, and processing acts on nothing outside it.
+
 The answer only waits for the callback to be durable: it is committed before processing starts, and
 processing (a few indexed queries and the registered handler) runs after in its own transaction; if it
 fails, the row stays due and the sweep (app/jobs/psp.py) retries it. A PSP that does not get a 2xx
@@ -15,6 +20,7 @@ from app.extensions import db
 from app.hooks import bp
 from app.jobs.psp import process_stored_callback
 from app.psp import callbacks
+from app.psp.callbacks import PLATFORM, CallbackScope
 from app.psp.credentials import load_credentials
 from app.psp.interfaces import CallbackEvent, CallbackRejected
 from app.psp.sandbox import parse_sandbox_callback
@@ -30,10 +36,10 @@ def _rejected(exc: CallbackRejected):
                               "message": "The callback signature is missing, wrong or stale.", "param": None}}), 400
 
 
-def _accept(psp: str, event: CallbackEvent):
-    """Store the verified callback, commit, then process it (once) and answer 200."""
+def _accept(scope: CallbackScope, event: CallbackEvent):
+    """Store the verified callback with its scope, commit, then process it (once) and answer 200."""
     session = db.session
-    row_id, is_new = callbacks.store_callback(session, psp, event)
+    row_id, is_new = callbacks.store_callback(session, scope, event)
     session.commit()
     if is_new:
         process_stored_callback(session, row_id)
@@ -42,13 +48,13 @@ def _accept(psp: str, event: CallbackEvent):
 
 @bp.post("/sandbox")
 def sandbox_callback():
-    """Callbacks from the sandbox PSP (both acquirers share one webhook secret)."""
+    """Callbacks from the sandbox PSP (both acquirers share one webhook secret); test mode only."""
     body = request.get_data(cache=False)
     try:
         event = parse_sandbox_callback(request.headers, body, current_app.config.get("SANDBOX_WEBHOOK_SECRET", ""))
     except CallbackRejected as exc:
         return _rejected(exc)
-    return _accept("sandbox", event)
+    return _accept(CallbackScope("sandbox", False, PLATFORM), event)
 
 
 @bp.post("/stripe")
@@ -60,7 +66,7 @@ def stripe_callback():
         event = connector.parse_callback(dict(request.headers), body)
     except CallbackRejected as exc:
         return _rejected(exc)
-    return _accept("stripe", event)
+    return _accept(CallbackScope("stripe", bool(event.livemode), PLATFORM), event)
 
 
 @bp.post("/stripe/<merchant_id>")
@@ -80,6 +86,6 @@ def stripe_merchant_callback(merchant_id: str):
         if event.livemode != livemode:
             continue  # a test-mode secret never vouches for a live event, nor the other way round
         db.session.rollback()  # end the credentials read before the store transaction
-        return _accept("stripe", event)
+        return _accept(CallbackScope("stripe", livemode, credentials["id"], merchant_id), event)
     db.session.rollback()
     return _rejected(CallbackRejected("no stored Stripe webhook secret of this merchant matches"))

@@ -1,8 +1,10 @@
-"""Ledger postings of payments: a capture books the split, a succeeded refund books its reversal.
+"""Ledger postings of payments: a capture books the split, a succeeded refund books its reversal, and a
+refund the PSP later reports failed is un-booked.
 
 Accounts (docs/conventions.md): ``psp_receivable:<connector>:<CUR>``, ``seller_payable:<seller>:<CUR>``,
 ``merchant_revenue:<CUR>``. Each posting carries a business key (``capture:<payment_id>`` then
-``capture:<payment_id>:<n>`` for later captures, ``refund:<refund_id>``), so a repeated outcome posts nothing.
+``capture:<payment_id>:<n>`` for later captures, ``refund:<refund_id>``, ``refund_reversal:<refund_id>``),
+so a repeated outcome posts nothing.
 
 Capture of C with orders (a_i, fee f_i): seller i's captured part c_i is a_i for a full capture, else
 C allocated pro rata over a_i by largest remainder; its fee is f_i scaled by c_i / a_i (half up).
@@ -51,6 +53,12 @@ def refund_parts(orders: list[PaymentOrder], refund: Refund) -> list[Part]:
     return parts
 
 
+def booked_refund_parts(orders: list[PaymentOrder], refund: Refund) -> list[Part]:
+    """Each seller's part of a booked refund and the fee it returned, as booked (kept in its allocations)."""
+    by_id = {o.id: o for o in orders}
+    return [Part(by_id[a["order"]], a["amount"], a["fee"]) for a in refund.allocations]
+
+
 def _legs(parts: list[Part], connector: str, currency: str, total: int, *, reverse: bool):
     from app.ledger.service import Leg
 
@@ -86,3 +94,19 @@ def book_refund(session: Session, payment: Payment, refund: Refund, parts: list[
         session, Scope(payment.merchant_id, payment.livemode), f"refund:{refund.id}", "refund",
         _legs(parts, refund.connector or payment.connector, payment.currency, refund.amount, reverse=True),
         hmac_key=hmac_key, description=f"Refund {refund.id} of payment {payment.id}", reference=refund.id)
+
+
+def book_refund_reversal(session: Session, payment: Payment, refund: Refund, parts: list[Part], *,
+                         hmac_key: bytes):
+    """Post the un-booking of a refund the PSP reported failed after it succeeded: its legs mirrored.
+
+    ``parts`` are the refund's booked parts (booked_refund_parts), so the legs are exactly book_refund's,
+    each on the other side: a correction is a new posting, never an edit of the first.
+    """
+    from app.ledger.service import post_transaction
+
+    return post_transaction(
+        session, Scope(payment.merchant_id, payment.livemode), f"refund_reversal:{refund.id}", "refund_reversal",
+        _legs(parts, refund.connector or payment.connector, payment.currency, refund.amount, reverse=False),
+        hmac_key=hmac_key, description=f"Reversal of failed refund {refund.id} of payment {payment.id}",
+        reference=refund.id)

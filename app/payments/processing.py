@@ -157,6 +157,24 @@ def authorization_result(data: dict[str, Any], connector: str | None) -> PspResu
                      action_url=data.get("action_url") if outcome == Outcome.REQUIRES_ACTION else None)
 
 
+# PSP refund status words and what they mean (the sandbox's succeeded/failed, Stripe's five).
+_REFUND_STATUS = {"succeeded": Outcome.SUCCEEDED, "pending": Outcome.PENDING, "requires_action": Outcome.PENDING,
+                  "failed": Outcome.DECLINED, "canceled": Outcome.DECLINED}
+# The refund status words that undo a refund the PSP reported succeeded before.
+REFUND_UNDONE_STATUSES = frozenset({"failed", "canceled"})
+
+
+def refund_result(data: dict[str, Any], connector: str | None) -> PspResult:
+    """A PSP's refund object (e.g. a callback's data) read as the refund's outcome."""
+    status = data.get("status")
+    outcome = _REFUND_STATUS.get(status or "", Outcome.UNKNOWN)
+    # Stripe says why in failure_reason, the sandbox in failure_code.
+    code = (data.get("failure_reason") or data.get("failure_code") or status) if outcome == Outcome.DECLINED else None
+    return PspResult(outcome=outcome, connector=connector or data.get("acquirer") or "", psp_reference=data.get("id"),
+                     decline_code=code, amount=data.get("amount"), status=status, raw=data,
+                     message=f"The payment processor reports the refund {status} ({code})." if code else None)
+
+
 # -- claims ----------------------------------------------------------------------------------------------
 
 _ATTEMPTS = PaymentAttempt.__table__
@@ -556,11 +574,16 @@ def _void_orphan_authorization(session, payment: Payment, attempt: PaymentAttemp
 
 def apply_refund_result(session: Session, refund_id: str, result: PspResult, deps: PaymentsDeps, *,
                         request_id: str | None = None) -> Applied:
-    """Book a succeeded refund, record a failed one, or schedule another try; once."""
+    """Book a succeeded refund, record a failed one, or schedule another try; un-book a succeeded refund
+    the PSP now reports failed or canceled. Once: a repeated answer changes nothing."""
     payment_id = session.scalar(select(Refund.payment_id).where(Refund.id == refund_id))
     payment = _locked(session, Payment, payment_id)
     refund = _locked(session, Refund, refund_id)
     applied = Applied()
+    if (refund.status == RefundStatus.SUCCEEDED and result.outcome == Outcome.DECLINED
+            and result.status in REFUND_UNDONE_STATUSES):
+        _reverse_refund(session, payment, refund, result, deps, applied, request_id)
+        return applied
     if refund.status != RefundStatus.PENDING:
         return applied
     now = deps.now()
@@ -601,6 +624,34 @@ def apply_refund_result(session: Session, refund_id: str, result: PspResult, dep
     applied.changed = True
     applied.notify.append(refund.id)
     return applied
+
+
+def _reverse_refund(session: Session, payment: Payment, refund: Refund, result: PspResult, deps: PaymentsDeps,
+                    applied: Applied, request_id: str | None) -> None:
+    """A booked refund the PSP reports failed after all: failed, its amount refundable again, un-booked.
+
+    The payment keeps its status (a refund is no move of the state machine); its and its orders'
+    refunded totals drop by what the refund added, so the amount can be refunded again.
+    """
+    now = deps.now()
+    orders = list(session.scalars(_LOCKED_ORDERS, {"payment_id": payment.id}))
+    parts = booking.booked_refund_parts(orders, refund)
+    for part in parts:
+        part.order.amount_refunded -= part.amount
+        part.order.fee_refunded -= part.fee
+    payment.amount_refunded -= refund.amount
+    refund.status = RefundStatus.FAILED
+    refund.failure_code = result.decline_code or result.status
+    refund.failure_message = (result.message or "The payment processor reports the refund failed.")[:1000]
+    refund.updated_at = now
+    session.flush()
+    log.warning("refund %s of payment %s was reported %s after it succeeded (%s); un-booked",
+                refund.id, payment.id, result.status, refund.failure_code)
+    record_event(session, Scope(payment.merchant_id, payment.livemode), "refund.failed", "refund", refund.id,
+                 refund_object(refund), request_id=request_id)
+    # Last in the transaction (ledger account locks are held until the commit that follows).
+    booking.book_refund_reversal(session, payment, refund, parts, hmac_key=deps.ledger_hmac_key)
+    applied.changed = True
 
 
 # -- sweeps ----------------------------------------------------------------------------------------------

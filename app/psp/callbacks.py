@@ -5,15 +5,25 @@ transactions), so a callback is acknowledged as soon as it is durable; processin
 retried by the sweep (app/jobs/psp.py) from the row's ``next_attempt_at`` — the database is the
 schedule.
 
+Every callback carries a ``CallbackScope``, fixed where it enters (app/hooks) from the secret that
+verified its signature and stored on its row: the PSP, the mode, and which merchants that secret
+speaks for. A PSP reference is only a name, and a name can be copied: a merchant who signs with its
+own Stripe secret an event naming another merchant's PaymentIntent (a shopper sees it in the 3-D
+Secure return URL) must not move that payment. So nothing below acts outside the scope.
+
 Processing a callback:
 
-1. find which merchant it belongs to, from the PSP reference (``REFERENCE_RESOLVERS``; the last,
-   built-in one asks the disputes table and then the payments tables, when they exist);
-2. disputes (``dispute.*``) are recorded in the ``disputes`` table (an older callback never
+1. find which merchant it belongs to, from the PSP reference (a dispute we know first, then
+   ``REFERENCE_RESOLVERS``, then the built-in lookup in the payments tables, when they exist);
+2. admit it only inside its scope (``CallbackScope.refusal``, the one check every resolver's answer
+   goes through): an owner outside it, or in the other mode, makes the callback ``rejected`` (with
+   the reason in ``last_error``) and nothing else happens: no handler, no dispute, no event;
+3. disputes (``dispute.*``) are recorded in the ``disputes`` table (an older callback never
    overwrites a newer one);
-3. the handler registered for its type in ``CALLBACK_HANDLERS`` runs (payments registers
-   ``authorization.updated`` and applies the late result through its state machine);
-4. an Event is recorded for the merchant (``dispute.created`` / ``dispute.closed`` / ..., or
+4. the handler registered for its type in ``CALLBACK_HANDLERS`` runs with the admitted owner and
+   looks only inside that owner's book (payments registers ``authorization.updated`` and
+   ``refund.updated`` and applies the late result through its state machine);
+5. an Event is recorded for the merchant (``dispute.created`` / ``dispute.closed`` / ..., or
    ``psp.<type>`` for the rest) in the same transaction.
 
 A service: never imports Flask, never commits.
@@ -25,7 +35,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Callable
 
-from sqlalchemy import select
+from sqlalchemy import exists, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -33,13 +43,56 @@ from app.events import record_event
 from app.ids import new_id
 from app.models_base import utcnow
 from app.psp.interfaces import CallbackEvent
-from app.psp.models import Dispute, PspCallback
+from app.psp.models import Dispute, PspCallback, PspCredential
 from app.scoping import Scope
 
 log = logging.getLogger(__name__)
 
-# handler(session, event): runs inside the processing transaction; raise to have it retried later.
-CALLBACK_HANDLERS: dict[str, Callable[[Session, CallbackEvent], None]] = {}
+# What ``CallbackScope.verified_with`` says for the platform's own secrets (STRIPE_WEBHOOK_SECRET,
+# SANDBOX_WEBHOOK_SECRET); a merchant's stored secret is named by its psp_credentials id.
+PLATFORM = "platform"
+
+
+@dataclass(frozen=True)
+class CallbackScope:
+    """What a verified callback may act on: decided where it enters, by the secret that verified it.
+
+    The platform's account at a PSP (``merchant_id`` None) serves the merchants that have no
+    credentials of their own at that PSP in that mode; a merchant's own account (its stored webhook
+    secret) serves that merchant only. Either way one mode: the one the verifying secret belongs to
+    (the sandbox is test mode only), so a test-mode secret never vouches for a live payment.
+    """
+
+    psp: str                          # the hook it came through: sandbox | stripe
+    livemode: bool
+    verified_with: str                # PLATFORM, or the psp_credentials id of the merchant's secret
+    merchant_id: str | None = None    # set: a merchant's own account, that merchant only
+
+    @classmethod
+    def of(cls, row: PspCallback) -> "CallbackScope":
+        """The scope a stored callback was verified for."""
+        return cls(row.psp, row.livemode, row.verified_with, row.scope_merchant_id)
+
+    def refusal(self, session: Session, owner: "CallbackOwner") -> str | None:
+        """Why this scope may not act on ``owner``; None when it may."""
+        if owner.livemode != self.livemode:
+            return (f"the object is in {_mode(owner.livemode)} mode; the callback was verified for "
+                    f"{_mode(self.livemode)} mode")
+        if self.merchant_id is not None:
+            if owner.merchant_id != self.merchant_id:
+                return f"the object belongs to another merchant than {self.merchant_id}, whose secret verified it"
+            return None
+        has_own_account = session.scalar(select(exists().where(
+            PspCredential.merchant_id == owner.merchant_id, PspCredential.livemode == owner.livemode,
+            PspCredential.psp == self.psp)))
+        if has_own_account:
+            return (f"the object's merchant has its own {self.psp} account in this mode; the platform's "
+                    "account does not serve it")
+        return None
+
+
+def _mode(livemode: bool) -> str:
+    return "live" if livemode else "test"
 
 
 @dataclass(frozen=True)
@@ -52,10 +105,20 @@ class CallbackOwner:
     object_id: str | None = None
     connector: str | None = None     # the connector holding the authorization, when known
 
+    @property
+    def scope(self) -> Scope:
+        """The owner's book: where a handler may look."""
+        return Scope(self.merchant_id, self.livemode)
 
-# resolver(session, psp, event) -> CallbackOwner | None. Registered resolvers are asked first, in order;
-# the built-in one (_builtin_owner) last.
-REFERENCE_RESOLVERS: list[Callable[[Session, str, CallbackEvent], CallbackOwner | None]] = []
+
+# handler(session, event, owner): runs inside the processing transaction, only for a callback whose
+# owner its scope admitted, and reads and writes only inside ``owner.scope``; raise to be retried later.
+CALLBACK_HANDLERS: dict[str, Callable[[Session, CallbackEvent, CallbackOwner], None]] = {}
+
+# resolver(session, scope, event) -> CallbackOwner | None. Registered resolvers are asked after a known
+# dispute and before the built-in lookup (_builtin_owner), in order. Whatever they answer goes through
+# CallbackScope.refusal.
+REFERENCE_RESOLVERS: list[Callable[[Session, CallbackScope, CallbackEvent], CallbackOwner | None]] = []
 
 # Processing is retried with exponential backoff (10 s, 20 s, 40 s ... capped at one hour) for about
 # a day; after that the row is marked failed and stays for an operator. A handler that keeps failing
@@ -67,19 +130,25 @@ MAX_ATTEMPTS = 30
 SWEEP_BATCH_SIZE = 50
 
 
-def store_callback(session: Session, psp: str, event: CallbackEvent) -> tuple[str, bool]:
-    """Insert a verified callback unless (psp, callback id) is stored already; returns (row id, is_new)."""
+def store_callback(session: Session, scope: CallbackScope, event: CallbackEvent) -> tuple[str, bool]:
+    """Insert a verified callback with its scope unless (psp, callback id) is stored already.
+
+    Returns (row id, is_new).
+    """
+    if event.livemode is not None and event.livemode != scope.livemode:
+        raise ValueError("a callback's scope must be in the mode of the event it verified")
     row_id = new_id("pcb")
     inserted = session.execute(
         insert(PspCallback).values(
-            id=row_id, psp=psp, callback_id=event.id, type=event.type, connector=event.connector,
-            psp_reference=event.psp_reference, psp_created=event.created, livemode=event.livemode,
+            id=row_id, psp=scope.psp, callback_id=event.id, type=event.type, connector=event.connector,
+            psp_reference=event.psp_reference, psp_created=event.created, livemode=scope.livemode,
+            scope_merchant_id=scope.merchant_id, verified_with=scope.verified_with,
             payload=event.data, received_at=utcnow(), next_attempt_at=utcnow(),
         ).on_conflict_do_nothing(constraint="uq_psp_callbacks_psp_callback_id").returning(PspCallback.id)
     ).scalar_one_or_none()
     if inserted is not None:
         return inserted, True
-    existing = session.scalar(select(PspCallback.id).where(PspCallback.psp == psp,
+    existing = session.scalar(select(PspCallback.id).where(PspCallback.psp == scope.psp,
                                                            PspCallback.callback_id == event.id))
     return existing, False
 
@@ -93,7 +162,7 @@ def as_event(row: PspCallback) -> CallbackEvent:
 def process_callback(session: Session, row_id: str, *, now: datetime | None = None) -> str | None:
     """Process one stored callback if it is still unprocessed and nobody else holds it.
 
-    Returns its result (``applied`` / ``unmatched``), or None when there was nothing to do.
+    Returns its result (``applied`` / ``unmatched`` / ``rejected``), or None when there was nothing to do.
     """
     row = session.scalars(
         select(PspCallback).where(PspCallback.id == row_id, PspCallback.processed_at.is_(None))
@@ -106,19 +175,30 @@ def process_callback(session: Session, row_id: str, *, now: datetime | None = No
 
 def _process(session: Session, row: PspCallback, now: datetime) -> str:
     event = as_event(row)
-    owner = resolve_owner(session, row.psp, event)
-    dispute = None
-    if event.type.startswith("dispute.") and owner is not None:
-        dispute = record_dispute(session, row.psp, event, owner, now=now)
-    handler = CALLBACK_HANDLERS.get(event.type)
-    if handler is not None:
-        handler(session, event)
-    if owner is not None:
-        scope = Scope(owner.merchant_id, owner.livemode)
+    scope = CallbackScope.of(row)
+    owner = resolve_owner(session, scope, event)
+    refusal = scope.refusal(session, owner) if owner is not None else None
+    row.last_error = None
+    if owner is None:
+        row.result = "unmatched"
+        log.warning("callback %s %s (%s) matches no merchant", row.psp, row.callback_id, event.psp_reference)
+    elif refusal is not None:
+        row.result = "rejected"
+        row.last_error = refusal
+        log.warning("callback %s %s (%s) rejected: %s", row.psp, row.callback_id, event.psp_reference, refusal)
+    else:
+        row.result = "applied"
+        dispute = None
+        if event.type.startswith("dispute."):
+            dispute = record_dispute(session, row.psp, event, owner, now=now)
+        handler = CALLBACK_HANDLERS.get(event.type)
+        if handler is not None:
+            handler(session, event, owner)
         if dispute is not None:
-            recorded = record_event(session, scope, event.type, "dispute", dispute.id, dispute_payload(dispute))
+            recorded = record_event(session, owner.scope, event.type, "dispute", dispute.id,
+                                    dispute_payload(dispute))
         else:
-            recorded = record_event(session, scope, f"psp.{event.type}", "psp_callback", row.id, {
+            recorded = record_event(session, owner.scope, f"psp.{event.type}", "psp_callback", row.id, {
                 "id": row.id, "object": "psp_callback", "psp": row.psp, "connector": row.connector,
                 "type": event.type, "psp_reference": event.psp_reference,
                 "related_object": {"type": owner.object_type, "id": owner.object_id},
@@ -126,13 +206,8 @@ def _process(session: Session, row: PspCallback, now: datetime) -> str:
             })
         row.event_id = recorded.id
         row.merchant_id = owner.merchant_id
-        row.livemode = owner.livemode
-    row.result = "applied" if owner is not None else "unmatched"
-    if owner is None:
-        log.warning("callback %s %s (%s) matches no merchant", row.psp, row.callback_id, event.psp_reference)
     row.processed_at = now
     row.attempts += 1
-    row.last_error = None
     session.flush()
     return row.result
 
@@ -166,26 +241,36 @@ def due_callbacks(session: Session, *, now: datetime | None = None, limit: int =
 
 # -- owners ---------------------------------------------------------------------------------------------
 
-def resolve_owner(session: Session, psp: str, event: CallbackEvent) -> CallbackOwner | None:
-    """The merchant a callback belongs to: registered resolvers first, then the built-in lookup."""
-    for resolver in (*REFERENCE_RESOLVERS, _builtin_owner):
-        owner = resolver(session, psp, event)
+def resolve_owner(session: Session, scope: CallbackScope, event: CallbackEvent) -> CallbackOwner | None:
+    """Whom the object a callback names belongs to: a dispute we know, registered resolvers, the built-in lookup.
+
+    Not yet an admission: the caller asks ``scope.refusal`` about the answer.
+    """
+    for resolver in (_known_dispute_owner, *REFERENCE_RESOLVERS, _builtin_owner):
+        owner = resolver(session, scope, event)
         if owner is not None:
             return owner
     return None
 
 
-def _builtin_owner(session: Session, psp: str, event: CallbackEvent) -> CallbackOwner | None:
-    """A dispute we know already, else a payment or attempt holding the PSP reference (if payments exists).
+def _known_dispute_owner(session: Session, scope: CallbackScope, event: CallbackEvent) -> CallbackOwner | None:
+    """The owner of a dispute we know already: a dispute id names its merchant whatever else the callback says."""
+    if not (event.type.startswith("dispute.") and event.data.get("id")):
+        return None
+    known = session.scalars(select(Dispute).where(Dispute.psp == scope.psp,
+                                                  Dispute.psp_reference == event.data["id"])).one_or_none()
+    if known is None:
+        return None
+    return CallbackOwner(known.merchant_id, known.livemode, "payment" if known.payment_id else None,
+                         known.payment_id, known.connector)
 
-    Cross-merchant by nature: the PSP reference is what tells us the merchant.
+
+def _builtin_owner(session: Session, scope: CallbackScope, event: CallbackEvent) -> CallbackOwner | None:
+    """A payment or attempt holding the PSP reference (if payments exists).
+
+    Looked up across merchants on purpose: the PSP reference is what tells us the merchant, and an
+    owner outside the callback's scope must be found to be refused (``rejected``, not ``unmatched``).
     """
-    if event.type.startswith("dispute.") and event.data.get("id"):
-        known = session.scalars(select(Dispute).where(Dispute.psp == psp,
-                                                      Dispute.psp_reference == event.data["id"])).one_or_none()
-        if known is not None:
-            return CallbackOwner(known.merchant_id, known.livemode, "payment" if known.payment_id else None,
-                                 known.payment_id, known.connector)
     if not event.psp_reference:
         return None
     try:
@@ -223,12 +308,13 @@ def record_dispute(session: Session, psp: str, event: CallbackEvent, owner: Call
     reference = data.get("id")
     if not reference:
         raise ValueError("dispute callback without a dispute id")
-    dispute = session.scalars(select(Dispute).where(Dispute.psp == psp, Dispute.psp_reference == reference)
+    scope = owner.scope
+    dispute = session.scalars(scope.select(Dispute, Dispute.psp == psp, Dispute.psp_reference == reference)
                               .with_for_update()).one_or_none()
     amount = data.get("amount")
     currency = (data.get("currency") or "").upper()
     if dispute is None:
-        dispute = Scope(owner.merchant_id, owner.livemode).new(
+        dispute = scope.new(
             Dispute, id=new_id("dsp"), psp=psp, connector=event.connector or owner.connector, psp_reference=reference,
             authorization_reference=event.psp_reference,
             payment_id=owner.object_id if owner.object_type == "payment" else None,

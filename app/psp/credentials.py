@@ -27,11 +27,12 @@ def set_credentials(session: Session, scope: Scope, box: SecretBox, psp: str, *,
 
 
 def load_credentials(session: Session, scope: Scope, box: SecretBox, psp: str) -> dict[str, str | None] | None:
-    """The merchant's decrypted credentials at ``psp`` in this mode, or None when it has none."""
+    """The merchant's decrypted credentials at ``psp`` in this mode (and their row's id), or None."""
     row = session.scalars(scope.select(PspCredential, PspCredential.psp == psp)).one_or_none()
     if row is None:
         return None
     return {
+        "id": row.id,
         "secret_key": box.decrypt(row.secret_key_encrypted, credential_aad(row, "secret_key")),
         "webhook_secret": (box.decrypt(row.webhook_secret_encrypted, credential_aad(row, "webhook_secret"))
                            if row.webhook_secret_encrypted else None),

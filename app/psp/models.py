@@ -17,7 +17,9 @@ class PspCallback(Base):
     """One verified inbound callback, stored as received; (psp, callback_id) is unique, so retries dedupe.
 
     Not merchant-owned when it arrives: the merchant is found from the PSP reference while processing
-    (and stays NULL for callbacks about objects Kassa does not know).
+    (and stays NULL for callbacks about objects Kassa does not know, or outside the callback's scope).
+    The scope (app/psp/callbacks.py CallbackScope) is what the verifying secret speaks for: ``psp``,
+    ``livemode``, ``verified_with`` and ``scope_merchant_id``.
     """
 
     __tablename__ = "psp_callbacks"
@@ -35,16 +37,22 @@ class PspCallback(Base):
     connector: Mapped[str | None] = mapped_column(String(64))
     psp_reference: Mapped[str | None] = mapped_column(String(255))
     psp_created: Mapped[int | None]                              # the PSP's event time (unix seconds)
-    livemode: Mapped[bool | None]
+    livemode: Mapped[bool]                                       # the one mode the verifying secret vouches for
+    # "platform" (the platform's own secret at the PSP) or the psp_credentials id of a merchant's secret.
+    verified_with: Mapped[str] = mapped_column(String(64))
+    # A merchant's own account: the only merchant the callback may act on. NULL: the platform's account,
+    # which serves the merchants without credentials of their own at this PSP in this mode.
+    scope_merchant_id: Mapped[str | None] = mapped_column(ForeignKey("merchants.id"))
     payload: Mapped[dict[str, Any]]
     merchant_id: Mapped[str | None] = mapped_column(ForeignKey("merchants.id"), index=True)
     received_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=text("now()"))
     processed_at: Mapped[datetime | None]
-    # unprocessed | applied | unmatched (no merchant owns the reference) | failed (gave up)
+    # unprocessed | applied | unmatched (no merchant owns the reference) | rejected (the object is outside
+    # the callback's scope; nothing was changed) | failed (gave up)
     result: Mapped[str] = mapped_column(String(20), server_default=text("'unprocessed'"))
     attempts: Mapped[int] = mapped_column(server_default=text("0"))
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=text("now()"))
-    last_error: Mapped[str | None] = mapped_column(Text)
+    last_error: Mapped[str | None] = mapped_column(Text)          # why the last try failed, or why it was rejected
     event_id: Mapped[str | None] = mapped_column(String(64))
 
 

@@ -98,8 +98,8 @@ def parse_sandbox_callback(headers: Mapping[str, str], body: bytes, secret: str,
         raise CallbackRejected(f"malformed callback body: {exc}") from None
     if not isinstance(callback_id, str) or not isinstance(type_, str) or not isinstance(data, dict):
         raise CallbackRejected("malformed callback body")
-    if type_.startswith("dispute."):
-        reference = data.get("authorization")  # the disputed authorization: what maps to a payment
+    if type_.startswith(("dispute.", "refund.")):
+        reference = data.get("authorization")  # the disputed or refunded authorization: what maps to a payment
     else:
         reference = data.get("id")
     created = payload.get("created")

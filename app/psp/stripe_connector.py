@@ -66,6 +66,11 @@ EVENT_TYPES = {
     "charge.dispute.created": "dispute.created",
     "charge.dispute.updated": "dispute.updated",
     "charge.dispute.closed": "dispute.closed",
+    # A refund's later news (a refund that succeeded may still fail, or be canceled, days later); the
+    # object is the Refund in all three.
+    "charge.refund.updated": "refund.updated",
+    "refund.updated": "refund.updated",
+    "refund.failed": "refund.updated",
 }
 
 # Expanded in the confirm's and the status query's answer: the PaymentMethod object instead of its id,
@@ -307,8 +312,8 @@ class StripeConnector:
         obj = ((event.get("data") or {}).get("object")) or {}
         stripe_type = event.get("type") or ""
         type_ = EVENT_TYPES.get(stripe_type, stripe_type)
-        if stripe_type.startswith("charge.dispute."):
-            reference = obj.get("payment_intent")
+        if type_.startswith(("dispute.", "refund.")):
+            reference = obj.get("payment_intent")  # the disputed or refunded payment: what maps to a merchant
         else:
             reference = obj.get("id")
         return CallbackEvent(id=event.get("id") or "", type=type_, psp_reference=reference,

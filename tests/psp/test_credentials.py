@@ -29,7 +29,7 @@ def test_secrets_are_encrypted_at_rest_and_round_trip(db_session, merchant, box)
     assert "sk_test_secret_value" not in stored[0] and "whsec_secret_value" not in stored[1]
     assert stored[0].startswith(box.keys[0][0] + "$")
     assert load_credentials(db_session, scope, box, "stripe") == {
-        "secret_key": "sk_test_secret_value", "webhook_secret": "whsec_secret_value",
+        "id": row.id, "secret_key": "sk_test_secret_value", "webhook_secret": "whsec_secret_value",
         "publishable_key": "pk_test_public"}
     # Other mode, other merchant: nothing.
     assert load_credentials(db_session, Scope(merchant.id, True), box, "stripe") is None
@@ -111,7 +111,8 @@ def test_cli_stores_a_merchants_own_stripe_account_encrypted_and_audited(app, db
     assert result.exit_code == 0, result.output
     assert "sk_test_from_prompt" not in result.output
     db_session.expire_all()
-    assert load_credentials(db_session, Scope(merchant.id, False), box, "stripe") == {
+    loaded = load_credentials(db_session, Scope(merchant.id, False), box, "stripe")
+    assert loaded.pop("id").startswith("pcr_") and loaded == {
         "secret_key": "sk_test_from_prompt", "webhook_secret": None, "publishable_key": "pk_test_cli"}
     # A key of the other mode, or an unknown merchant, is refused and changes nothing.
     wrong = runner.invoke(args=["psp-credentials", "set", "--merchant", merchant.id, "--live",

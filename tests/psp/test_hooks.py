@@ -14,10 +14,12 @@ from app.events import Event
 from app.models_base import utcnow
 from app.psp import callbacks as psp_callbacks
 from app.psp.credentials import set_credentials
+from app.psp.interfaces import CallbackEvent
 from app.crypto import SecretBox
 from app.jobs.psp import process_stored_callback
 from app.psp.models import Dispute, PspCallback
 from app.scoping import Scope
+from tests import factories
 from tests.psp.conftest import STRIPE_WEBHOOK_SECRET, WEBHOOK_SECRET
 from tests.psp.fake_stripe import payment_intent, stripe_fixture
 
@@ -47,7 +49,7 @@ def owners(monkeypatch):
     """A reference -> merchant map, registered the way payments registers its resolver."""
     mapping: dict[str, psp_callbacks.CallbackOwner] = {}
 
-    def resolve(session, psp, event):
+    def resolve(session, scope, event):
         return mapping.get(event.psp_reference)
 
     monkeypatch.setattr(psp_callbacks, "REFERENCE_RESOLVERS", [resolve])
@@ -77,7 +79,7 @@ def test_real_sandbox_callback_is_accepted_once_and_deduplicated(sbx, client, db
     headers, payload, raw = sbx.receiver.wait_for("authorization.updated")[0]
     owners[auth["id"]] = psp_callbacks.CallbackOwner(merchant.id, False, "payment", "pay_test_1")
     seen = []
-    handlers["authorization.updated"] = lambda session, event: seen.append(event)
+    handlers["authorization.updated"] = lambda session, event, owner: seen.append(event)
 
     first = post_hook(client, raw, headers["Sandbox-Signature"])
     assert first.status_code == 200 and first.json == {"received": True, "duplicate": False}
@@ -168,7 +170,7 @@ def test_a_failing_handler_is_acknowledged_and_retried_by_the_sweep(client, db_s
     owners["auth_flaky"] = psp_callbacks.CallbackOwner(merchant.id, False)
     failures = ["boom"]
 
-    def flaky(session, event):
+    def flaky(session, event, owner):
         if failures:
             raise RuntimeError(failures.pop())
 
@@ -229,3 +231,89 @@ def test_stripe_merchant_hook_uses_the_merchants_own_secret(app, client, db_sess
                      "Stripe-Signature").status_code == 400
     assert post_hook(client, body, sandbox_signature(body, "whsec_merchant_test"), "/hooks/stripe/mer_nobody",
                      "Stripe-Signature").status_code == 400
+
+
+# -- the scope of a callback -----------------------------------------------------------------------------
+
+def test_every_resolvers_answer_goes_through_the_callbacks_scope(client, db_session, merchant, owners, handlers):
+    """A registered resolver naming an owner outside the scope (here: live mode, for the test-only sandbox)
+    gets the callback rejected: no handler, no event."""
+    owners["auth_live"] = psp_callbacks.CallbackOwner(merchant.id, True, "payment", "pay_live")
+    seen = []
+    handlers["authorization.updated"] = lambda session, event, owner: seen.append(event)
+    body = json.dumps({"id": "cb_live", "type": "authorization.updated", "created": int(time.time()),
+                       "data": {"id": "auth_live", "status": "authorized"}}).encode()
+    assert post_hook(client, body, sandbox_signature(body)).status_code == 200
+    row = db_session.scalars(select(PspCallback).where(PspCallback.callback_id == "cb_live")).one()
+    assert (row.result, row.livemode, row.verified_with, row.scope_merchant_id) == ("rejected", False, "platform",
+                                                                                     None)
+    assert "live mode" in row.last_error and row.merchant_id is None and row.event_id is None
+    assert seen == [] and count(db_session, Event, Event.merchant_id == merchant.id) == 0
+
+
+def test_a_known_dispute_keeps_its_merchant_whatever_a_resolver_says(db_session, merchant, owners, handlers):
+    """A dispute id names its merchant: a callback about it is refused for any other scope."""
+    other = factories.merchant(db_session, name="Other")
+    db_session.commit()
+    event = CallbackEvent(id="cb_dsp", type="dispute.updated", psp_reference="auth_d",
+                          data={"id": "dp_known", "amount": 100, "currency": "usd", "status": "needs_response"},
+                          created=1)
+    psp_callbacks.record_dispute(db_session, "sandbox", event, psp_callbacks.CallbackOwner(merchant.id, False))
+    owners["auth_d"] = psp_callbacks.CallbackOwner(other.id, False)
+    scope = psp_callbacks.CallbackScope("sandbox", False, "platform")
+    assert psp_callbacks.resolve_owner(db_session, scope, event).merchant_id == merchant.id
+    merchant_scope = psp_callbacks.CallbackScope("sandbox", False, "pcr_x", other.id)
+    row_id, _ = psp_callbacks.store_callback(db_session, merchant_scope, event)
+    assert psp_callbacks.process_callback(db_session, row_id) == "rejected"
+    assert db_session.scalars(Scope(merchant.id, False).select(Dispute)).one().status == "needs_response"
+    assert db_session.scalars(Scope(other.id, False).select(Dispute)).all() == []
+    db_session.rollback()
+
+
+def test_a_refund_the_sandbox_fails_after_it_succeeded_is_unbooked(app, sbx, router, client, db_session, merchant,
+                                                                   monkeypatch):
+    """End to end with the real sandbox: capture and refund at the acquirer, the acquirer fails the refund
+    later and says so in a signed refund.updated; Kassa un-books it and the ledger still verifies."""
+    from app.jobs.payments import _run_attempt, _run_refund
+    from app.ledger.integration import ledger_hmac_key
+    from app.payments import idempotency
+    from app.payments.gateway import RouterGateway
+    from app.payments.models import Payment, Refund
+    from tests.payments.helpers import event_types, ledger_balances, make_deps
+
+    deps = make_deps(ledger_hmac_key=ledger_hmac_key(app))
+    monkeypatch.setitem(app.extensions, "payments_deps", deps)  # what the callback handler runs with
+    gateway = RouterGateway(router)
+    scope = Scope(merchant.id, False)
+
+    def run(operation, params):
+        return idempotency.execute(db_session, scope, operation, params, key=None, deps=deps, path="/test").body
+
+    payment = run("payment.create", {"amount": 2500, "currency": "USD", "payment_method": sbx.tokenize()["id"],
+                                     "confirm": True})
+    _run_attempt(payment["attempts"][0]["id"], deps, gateway)
+    captured = ledger_balances(db_session, scope)
+    refund_id = run("refund.create", {"payment": payment["id"], "amount": 1000})["id"]
+    _run_refund(refund_id, deps, gateway)
+    db_session.rollback()
+    refund = db_session.get(Refund, refund_id)
+    assert refund.status == "succeeded" and db_session.get(Payment, payment["id"]).amount_refunded == 1000
+
+    sbx.admin(f"/_admin/refunds/{refund.psp_reference}/fail", {"failure_code": "expired_or_canceled_card"})
+    headers, callback, raw = sbx.receiver.wait_for("refund.updated")[0]
+    assert callback["data"]["status"] == "failed" and callback["data"]["acquirer"] == refund.connector
+    assert post_hook(client, raw, headers["Sandbox-Signature"]).json == {"received": True, "duplicate": False}
+
+    db_session.rollback()
+    refund = db_session.get(Refund, refund_id)
+    assert (refund.status, refund.failure_code) == ("failed", "expired_or_canceled_card")
+    assert db_session.get(Payment, payment["id"]).amount_refunded == 0
+    assert ledger_balances(db_session, scope) == captured
+    assert event_types(db_session, scope, refund_id) == ["refund.created", "refund.succeeded", "refund.failed"]
+    verified = app.test_cli_runner().invoke(args=["ledger", "verify"])
+    assert verified.exit_code == 0 and "ledger OK" in verified.output, verified.output
+    assert post_hook(client, raw, headers["Sandbox-Signature"]).json["duplicate"] is True
+    assert event_types(db_session, scope, refund_id)[-1] == "refund.failed"
+    # The acquirer too lets the amount be refunded again.
+    reference = db_session.get(Payment, payment["id"]).psp_reference
+    assert sbx.acquirers[refund.connector].get(f"/v1/authorizations/{reference}").json()["refunded_amount"] == 0

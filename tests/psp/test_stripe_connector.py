@@ -298,6 +298,17 @@ def test_webhook_verified_with_construct_event_and_normalized(stripe_connector):
     assert event.type == "dispute.created" and event.psp_reference == "pi_kassa_1" and event.data["id"] == "dp_kassa_1"
 
 
+@pytest.mark.parametrize("stripe_type", ["charge.refund.updated", "refund.updated", "refund.failed"])
+def test_refund_events_name_the_refunded_payment(stripe_connector, stripe_type):
+    failed = refund(status="failed", failure_reason="expired_or_canceled_card")
+    body = stripe_event(stripe_type, failed, f"evt_{stripe_type}")
+    event = stripe_connector.parse_callback({"Stripe-Signature": stripe_signature(body, WEBHOOK_SECRET,
+                                                                                 int(time.time()))}, body)
+    assert (event.type, event.psp_reference) == ("refund.updated", "pi_kassa_1")
+    assert (event.data["id"], event.data["status"], event.data["stripe_event_type"]) == ("re_kassa_1", "failed",
+                                                                                         stripe_type)
+
+
 @pytest.mark.parametrize("case", ["wrong_secret", "stale", "tampered", "missing", "garbage"])
 def test_webhook_rejected_when_wrong_or_stale(stripe_connector, case):
     body = stripe_event("payment_intent.succeeded", payment_intent(status="succeeded"))

@@ -76,3 +76,22 @@ def test_clock_admin(sandbox):
     token = sandbox.tokenize()
     assert token["created"] >= 1893456000 + DAY
     assert sandbox.admin("/_admin/clock", {"reset": True})["offset"] == 0
+
+
+def test_a_succeeded_refund_can_fail_later_and_says_so(sandbox):
+    auth = sandbox.captured(amount=3000)
+    refund = sandbox.a.post("/v1/refunds", {"authorization": auth["id"], "amount": 1200}).json()
+    assert refund["status"] == "succeeded" and refund["acquirer"] == "sandbox"
+
+    failed = sandbox.admin(f"/_admin/refunds/{refund['id']}/fail", {"failure_code": "lost_or_stolen_card"})
+    assert (failed["id"], failed["status"], failed["failure_code"]) == (refund["id"], "failed", "lost_or_stolen_card")
+    assert sandbox.a.get(f"/v1/refunds/{refund['id']}").json() == failed
+    assert sandbox.a.get(f"/v1/authorizations/{auth['id']}").json()["refunded_amount"] == 0
+    headers, event, raw = sandbox.receiver.wait_for("refund.updated")[0]
+    assert verify_signature(headers["Sandbox-Signature"], raw) and event["data"] == failed
+
+    # Only a succeeded refund fails later; the amount may be refunded again.
+    again = sandbox.public.post(f"{sandbox.public_url}/_admin/refunds/{refund['id']}/fail", json={})
+    assert again.status_code == 400 and again.json()["error"]["code"] == "invalid_state"
+    assert sandbox.public.post(f"{sandbox.public_url}/_admin/refunds/rf_nope/fail", json={}).status_code == 404
+    assert sandbox.a.post("/v1/refunds", {"authorization": auth["id"]}).json()["amount"] == 3000

@@ -50,9 +50,31 @@ def test_settlement_report(sandbox):
     ]
     sandbox.admin(f"/_admin/disputes/{dispute['id']}/close", {"status": "won"})
     assert report(sandbox.a, "2030-01-06")[-1] == [dispute["id"], "dispute", "3000", "0", "3000", "USD"]
+    # A refund that fails after it succeeded stays on its own day and comes back on the day it failed.
+    sandbox.admin(f"/_admin/refunds/{refund['id']}/fail")
+    assert report(sandbox.a, "2030-01-05")[-1] == [refund["id"], "refund", "-2500", "0", "-2500", "USD"]
+    assert report(sandbox.a, "2030-01-06")[-1] == [refund["id"], "refund_failure", "2500", "0", "2500", "USD"]
 
     assert report(sandbox.a, "2030-01-04") == [HEADER]
     days = sandbox.a.get("/v1/settlements").json()["data"]
     assert [day["date"] for day in days] == ["2030-01-05", "2030-01-06"]
     assert days[0]["url"] == "/v1/settlements/2030-01-05.csv"
     assert sandbox.a.get("/v1/settlements/2030-13-01.csv").status_code == 404
+
+
+def test_a_data_folder_from_before_late_refund_failures_gets_the_column(tmp_path):
+    import sqlite3
+
+    from sandbox_psp.store import Store
+
+    path = tmp_path / "old.sqlite3"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE refunds (id TEXT PRIMARY KEY, acquirer TEXT NOT NULL, authorization_id TEXT "
+                     "NOT NULL, amount INTEGER NOT NULL, currency TEXT NOT NULL, status TEXT NOT NULL, "
+                     "failure_code TEXT, created INTEGER NOT NULL)")
+    conn.close()
+    for _ in range(2):  # and opening it again changes nothing
+        store = Store(str(path))
+        with store.read() as conn:
+            assert "failed_at" in {row["name"] for row in conn.execute("PRAGMA table_info(refunds)")}
+        store.close()
