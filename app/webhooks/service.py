@@ -5,7 +5,8 @@ and never commit: the view or the job owns the transaction. The HTTP side lives 
 app/jobs/webhooks.py strings the phases together, one short transaction each, never one held across a
 network call:
 
-    fan_out          event_fanout_pending -> webhook_deliveries (one transaction per batch)
+    fan_out          event_fanout_pending -> webhook_deliveries (one transaction per batch; a disabled
+                     endpoint's row is "missed", scheduled later only by send_missed_events)
     claim_due        pending rows due now -> leased to a token (FOR UPDATE SKIP LOCKED)
     prepare          renew the lease, build the signed-at-send-time requests
     (send)           HTTP, no transaction open
