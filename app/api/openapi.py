@@ -134,6 +134,15 @@ EVENT = {
                    "request": {"type": "object", "properties": {"id": _nullable(STRING)}}},
 }
 
+WEBHOOK_MISSED_EVENTS = {
+    "type": "object", "required": ["object", "webhook_endpoint", "livemode", "since", "scheduled"],
+    "properties": {"object": {"const": "webhook_missed_events"},
+                   "webhook_endpoint": {"type": "string", "pattern": "^we_"}, "livemode": {"type": "boolean"},
+                   "since": {**UNIX, "description": "Events raised from this time on (30 days ago) were included."},
+                   "scheduled": {"type": "integer", "minimum": 0,
+                                 "description": "Missed events scheduled for delivery by this call."}},
+}
+
 BALANCE = {
     "type": "object", "required": ["object", "livemode", "sellers", "platform_fees"],
     "properties": {
@@ -282,6 +291,16 @@ def build_document() -> dict:
             {"name": "object", "in": "query", "schema": ID}]),
         "/v1/events/{event_id}": _read("Retrieve an event", "Event", "retrieveEvent", "event_id"),
         "/v1/balance": _read("Seller balances and platform fees from the ledger", "Balance", "retrieveBalance"),
+        "/v1/webhook_endpoints/{endpoint_id}/send_missed_events": {"post": {
+            "operationId": "sendMissedWebhookEvents",
+            "summary": "Send a re-enabled endpoint the events it missed while disabled (last 30 days)",
+            "description": "Schedules each event of the last 30 days that was raised while the endpoint was "
+                           "disabled and is of a type it subscribes to, with the event's id as webhook-id. "
+                           "Idempotent: a second call schedules nothing new. 400 `webhook_endpoint_disabled` "
+                           "while the endpoint is still disabled.",
+            "parameters": [{"name": "endpoint_id", **PATH_ID}],
+            "responses": {**_ok("WebhookMissedEvents"), **_errors(*(s for s in WRITE_ERRORS if s != "409"))},
+        }},
     }
     return {
         "openapi": "3.1.0",
@@ -301,6 +320,7 @@ def build_document() -> dict:
             "schemas": {
                 "Error": ERROR, "Payment": PAYMENT, "PaymentAttempt": ATTEMPT, "SplitPart": SPLIT_PART,
                 "Refund": REFUND, "Seller": SELLER, "Event": EVENT, "Balance": BALANCE,
+                "WebhookMissedEvents": WEBHOOK_MISSED_EVENTS,
                 "PaymentList": _list_of("Payment"), "RefundList": _list_of("Refund"),
                 "SellerList": _list_of("Seller"), "EventList": _list_of("Event"),
             },

@@ -1,4 +1,5 @@
-"""/v1/webhook_endpoints: create, list, retrieve, update, delete the endpoints of the key's merchant and mode.
+"""/v1/webhook_endpoints: create, list, retrieve, update, delete the endpoints of the key's merchant and mode,
+and send a re-enabled endpoint the events it missed while disabled (send_missed_events).
 
 The signing secret is in the response to the create call only (``secret``); the dashboard reveals it later
 to permitted roles. Live-mode endpoints need https://; test mode also takes http:// for local receivers.
@@ -137,3 +138,23 @@ def delete_webhook_endpoint(endpoint_id: str):
     _audit("webhook_endpoint.deleted", endpoint)
     db.session.commit()
     return jsonify({"id": endpoint_id, "object": "webhook_endpoint", "deleted": True})
+
+
+@bp.post("/webhook_endpoints/<endpoint_id>/send_missed_events")
+@api_view
+def send_missed_webhook_events(endpoint_id: str):
+    """Schedule the events the (re-enabled) endpoint missed while disabled, of the last 30 days, each once."""
+    request_params(allowed=())
+    try:
+        endpoint, missed = service.send_missed_events(db.session, g.scope, settings_for(current_app), endpoint_id)
+    except service.NotFound:
+        raise _missing(endpoint_id) from None
+    except service.NotResendable:
+        raise ApiError(400, "invalid_request_error", "webhook_endpoint_disabled",
+                       "The endpoint is disabled: enable it first (POST /v1/webhook_endpoints/"
+                       f"{endpoint_id} with disabled=false), then send its missed events.") from None
+    _audit("webhook_endpoint.missed_events_sent", endpoint, scheduled=missed.count, since=missed.since.isoformat())
+    body = {"object": "webhook_missed_events", "webhook_endpoint": endpoint.id, "livemode": endpoint.livemode,
+            "since": int(missed.since.timestamp()), "scheduled": missed.count}
+    db.session.commit()
+    return jsonify(body)

@@ -6,7 +6,8 @@ gets the secret, not even in the HTML. A revealed or new secret is only in the r
 with ``Cache-Control: no-store``; every reveal and change is in the audit log.
 
 Sending happens in the worker: "Resend" and "Send test event" queue the delivery (the row is the record,
-a job is enqueued after commit to send it at once) and the attempt appears in the log.
+a job is enqueued after commit to send it at once) and the attempt appears in the log. "Send missed
+events" and the bulk resend make rows due; the due sweep (every second) sends them.
 """
 import json
 from datetime import datetime, timedelta, timezone
@@ -168,9 +169,11 @@ def _endpoint_page(endpoint: WebhookEndpoint, *, revealed_secret: str | None = N
         default_since = (utcnow() - timedelta(days=1)).astimezone(timezone.utc).replace(second=0, microsecond=0,
                                                                                          tzinfo=None)
         resend_form = ResendFailedForm(formdata=None, since=default_since)
+    missed = service.count_missed_events(db.session, g.scope, _settings(), endpoint)
     headers = NO_STORE if revealed_secret else None
     return _render("dashboard/webhooks/endpoint.html", status, headers, endpoint=endpoint, attempts=attempts,
-                   rate=rate, counts=counts, job=job, revealed_secret=revealed_secret, resend_form=resend_form,
+                   rate=rate, counts=counts, missed=missed, job=job, revealed_secret=revealed_secret,
+                   resend_form=resend_form,
                    rotate_form=rotate_form or RotateForm(formdata=None), confirm_form=ConfirmForm(formdata=None),
                    before=before, page_size=ATTEMPTS_PAGE, now=utcnow())
 
@@ -326,6 +329,31 @@ def webhook_bulk_resend(endpoint_id: str):
     db.session.commit()
     return redirect(dash_url("dashboard.webhook_endpoint", endpoint_id=endpoint.id, resend_job=job.id)
                     + "#resend", code=303)
+
+
+@bp.route("/<merchant_id>/<mode>/developers/webhooks/<endpoint_id>/missed-events", methods=["GET", "POST"])
+@merchant_view(Action.MANAGE_DEVELOPERS)
+def webhook_send_missed(endpoint_id: str):
+    """Confirm, then schedule the events the endpoint missed while it was disabled (the last 30 days)."""
+    endpoint = _endpoint_or_404(endpoint_id)
+    form = ConfirmForm() if request.method == "POST" else ConfirmForm(formdata=None)
+    if request.method == "GET":
+        missed = service.count_missed_events(db.session, g.scope, _settings(), endpoint)
+        return _render("dashboard/webhooks/send_missed.html", form=form, endpoint=endpoint, missed=missed)
+    if not form.validate():
+        abort(400)
+    try:
+        endpoint, missed = service.send_missed_events(db.session, g.scope, _settings(), endpoint.id)
+    except service.NotResendable as error:
+        db.session.rollback()
+        flash(f"Not sent: {error}", "error")
+    else:
+        _audit("webhook_endpoint.missed_events_sent", endpoint.id, scheduled=missed.count,
+               since=missed.since.isoformat())
+        db.session.commit()
+        flash(f"{missed.count} missed event{'s' if missed.count != 1 else ''} scheduled: "
+              "they are sent within seconds and appear in the attempts below.", "success")
+    return redirect(dash_url("dashboard.webhook_endpoint", endpoint_id=endpoint.id), code=303)
 
 
 @bp.route("/<merchant_id>/<mode>/developers/webhooks/resends/<job_id>")

@@ -37,6 +37,9 @@ class DeliveryStatus(StrEnum):
     PENDING = "pending"        # owed: next_attempt_at says when
     SUCCEEDED = "succeeded"    # a 2xx answer
     FAILED = "failed"          # retries exhausted, or the endpoint was disabled or deleted meanwhile
+    # Not sent: the endpoint was disabled when the event was fanned out. Not scheduled; "send missed
+    # events" makes it pending (app/webhooks/service.py, send_missed_events).
+    MISSED = "missed"
 
 
 class ResendStatus(StrEnum):
@@ -95,7 +98,11 @@ class WebhookEndpoint(MerchantOwned, Base):
 
 
 class WebhookDelivery(MerchantOwned, Base):
-    """What one endpoint is owed of one event; retried until a 2xx or the schedule runs out."""
+    """What one endpoint is owed of one event; retried until a 2xx or the schedule runs out.
+
+    Fan-out writes one row for every endpoint of the event's book that subscribes to its type, a disabled
+    one included (status ``missed``), so that what an endpoint did not get is a row, not an absence.
+    """
 
     __tablename__ = "webhook_deliveries"
     __table_args__ = (
@@ -103,6 +110,9 @@ class WebhookDelivery(MerchantOwned, Base):
         # The due sweep: pending rows by time. Partial, so finished rows (the vast majority) cost nothing.
         Index("ix_webhook_deliveries_due", "next_attempt_at", postgresql_where=text("status = 'pending'")),
         Index("ix_webhook_deliveries_endpoint", "endpoint_id", "id"),
+        # An endpoint's missed events (its page shows their count). Partial: the rows that were sent cost nothing.
+        Index("ix_webhook_deliveries_missed", "merchant_id", "endpoint_id", "id",
+              postgresql_where=text("status = 'missed'")),
         CheckConstraint(f"status IN ({_in(DeliveryStatus)})", name="status"),
         CheckConstraint("status <> 'pending' OR next_attempt_at IS NOT NULL", name="pending_is_scheduled"),
         CheckConstraint("attempt_count >= 0", name="attempt_count"),

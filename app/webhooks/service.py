@@ -5,7 +5,8 @@ and never commit: the view or the job owns the transaction. The HTTP side lives 
 app/jobs/webhooks.py strings the phases together, one short transaction each, never one held across a
 network call:
 
-    fan_out          event_fanout_pending -> webhook_deliveries (one transaction per batch)
+    fan_out          event_fanout_pending -> webhook_deliveries (one transaction per batch; a disabled
+                     endpoint's row is "missed", scheduled later only by send_missed_events)
     claim_due        pending rows due now -> leased to a token (FOR UPDATE SKIP LOCKED)
     prepare          renew the lease, build the signed-at-send-time requests
     (send)           HTTP, no transaction open
@@ -69,6 +70,10 @@ FANOUT_BATCH = 500
 RESEND_BATCH = 200
 # Roles told by mail when an endpoint is disabled: those who can fix it.
 NOTIFY_ROLES = ("owner", "admin", "developer")
+# How far back "send missed events" reaches (by the event's time), as Stripe lets a merchant resend the
+# events of the last 30 days: older news is rarely still actionable, and the bound caps the burst a
+# re-enabled endpoint receives after a long outage. Older missed rows stay, visible on the event's page.
+MISSED_EVENTS_WINDOW = timedelta(days=30)
 
 
 class WebhookError(Exception):
@@ -284,7 +289,9 @@ def fan_out(session: Session, settings: WebhookSettings, *, batch: int = FANOUT_
     deliveries are written: an event whose transaction commits late simply shows up in a later batch (no
     ``id > last_seen`` cursor to skip it), concurrent fan-outs never take the same event, and a crash
     rolls both back. With ``claim_token`` the new deliveries are born leased to it, so the caller can
-    send them at once instead of waiting for the due sweep.
+    send them at once instead of waiting for the due sweep. A disabled endpoint that subscribes to the
+    event gets its row too, ``missed`` and unscheduled: what it did not get can be sent later
+    (send_missed_events). The result lists the pending (to be sent) deliveries only.
     """
     event_ids = list(session.scalars(
         select(PendingFanout.event_id).order_by(PendingFanout.event_id).limit(batch)
@@ -296,9 +303,9 @@ def fan_out(session: Session, settings: WebhookSettings, *, batch: int = FANOUT_
     books = {(e.merchant_id, e.livemode) for e in events}
     endpoints = session.execute(
         select(WebhookEndpoint.id, WebhookEndpoint.merchant_id, WebhookEndpoint.livemode,
-               WebhookEndpoint.enabled_events)
+               WebhookEndpoint.enabled_events, WebhookEndpoint.status)
         .where(tuple_(WebhookEndpoint.merchant_id, WebhookEndpoint.livemode).in_(books),
-               WebhookEndpoint.status == EndpointStatus.ENABLED, WebhookEndpoint.deleted_at.is_(None))
+               WebhookEndpoint.deleted_at.is_(None))
     ).all()
     by_book: dict[tuple[str, bool], list] = {}
     for endpoint in endpoints:
@@ -308,20 +315,25 @@ def fan_out(session: Session, settings: WebhookSettings, *, batch: int = FANOUT_
     for event in events:
         # Only the event's own merchant and mode: another book's endpoints never see it.
         for endpoint in by_book.get((event.merchant_id, event.livemode), ()):
-            if ALL_EVENTS in endpoint.enabled_events or event.type in endpoint.enabled_events:
-                rows.append({
-                    "id": new_id("whd"), "merchant_id": event.merchant_id, "livemode": event.livemode,
-                    "event_id": event.id, "endpoint_id": endpoint.id, "event_type": event.type,
-                    "status": DeliveryStatus.PENDING, "attempt_count": 0, "next_attempt_at": now,
-                    "next_trigger": AttemptTrigger.AUTOMATIC, "created_at": now,
-                    "lease_until": now + settings.lease if claim_token else None, "locked_by": claim_token,
-                })
+            if not (ALL_EVENTS in endpoint.enabled_events or event.type in endpoint.enabled_events):
+                continue
+            owed = endpoint.status == EndpointStatus.ENABLED
+            leased = owed and claim_token is not None
+            rows.append({
+                "id": new_id("whd"), "merchant_id": event.merchant_id, "livemode": event.livemode,
+                "event_id": event.id, "endpoint_id": endpoint.id, "event_type": event.type,
+                "status": DeliveryStatus.PENDING if owed else DeliveryStatus.MISSED, "attempt_count": 0,
+                "next_attempt_at": now if owed else None, "next_trigger": AttemptTrigger.AUTOMATIC,
+                "created_at": now, "lease_until": now + settings.lease if leased else None,
+                "locked_by": claim_token if leased else None,
+            })
     delivery_ids: list[str] = []
     if rows:
         # ON CONFLICT: an event fanned out twice (a row re-inserted by hand) still gets one delivery per endpoint.
-        delivery_ids = list(session.scalars(
+        written = session.execute(
             insert(WebhookDelivery).on_conflict_do_nothing(constraint="uq_webhook_deliveries_event_endpoint")
-            .returning(WebhookDelivery.id), rows))
+            .returning(WebhookDelivery.id, WebhookDelivery.status), rows).all()
+        delivery_ids = [row.id for row in written if row.status == DeliveryStatus.PENDING]
     session.execute(delete(PendingFanout).where(PendingFanout.event_id.in_(event_ids)))
     return FanoutResult(event_ids, delivery_ids)
 
@@ -566,9 +578,10 @@ def notify_disabled(session: Session, endpoint: WebhookEndpoint) -> None:
     body = (
         f"Kassa stopped sending webhooks to your {mode}-mode endpoint\n\n    {endpoint.url}\n\n"
         f"because {reason}.\n\n{endpoint.disabled_detail or ''}\n\n"
-        "Events that happen while it is disabled are not sent to it. When the endpoint works again, "
-        "enable it in the dashboard (Developers > Webhooks) and use \"Resend failed deliveries\" to send "
-        "what it missed.\n"
+        "Events that happen while it is disabled are not sent to it, but they are kept for it. When the "
+        "endpoint works again, enable it in the dashboard (Developers > Webhooks), then use \"Send missed "
+        f"events\" (those of the last {MISSED_EVENTS_WINDOW.days} days it did not get) and \"Resend failed "
+        "deliveries\" (those that failed before it was disabled).\n"
     )
     for address in recipients:
         queue_mail(session, kind="webhook_endpoint_disabled", to=address,
@@ -708,6 +721,60 @@ def get_resend_job(session: Session, scope: Scope, job_id: str) -> WebhookResend
     if job_row is None:
         raise NotFound(f"No such resend job: '{job_id}'.")
     return job_row
+
+
+# -- missed events ----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class MissedEvents:
+    """An endpoint's missed events: how many (counted, or just scheduled) of those raised from ``since`` on."""
+
+    count: int
+    since: datetime
+
+
+def _missed(scope: Scope, endpoint: WebhookEndpoint, since: datetime) -> tuple:
+    """Criteria of the endpoint's missed deliveries of events from ``since`` on, of types it subscribes to now."""
+    criteria = [
+        WebhookDelivery.merchant_id == scope.merchant_id, WebhookDelivery.livemode == scope.livemode,
+        WebhookDelivery.endpoint_id == endpoint.id, WebhookDelivery.status == DeliveryStatus.MISSED,
+        Event.id == WebhookDelivery.event_id, Event.merchant_id == scope.merchant_id,
+        Event.livemode == scope.livemode, Event.created_at >= since,
+    ]
+    if ALL_EVENTS not in endpoint.enabled_events:
+        criteria.append(WebhookDelivery.event_type.in_(endpoint.enabled_events))
+    return tuple(criteria)
+
+
+def count_missed_events(session: Session, scope: Scope, settings: WebhookSettings,
+                        endpoint: WebhookEndpoint) -> MissedEvents:
+    """How many events the endpoint missed while disabled that send_missed_events would send now."""
+    since = settings.clock() - MISSED_EVENTS_WINDOW
+    count = session.scalar(select(func.count()).select_from(WebhookDelivery).join(
+        Event, Event.id == WebhookDelivery.event_id).where(*_missed(scope, endpoint, since)))
+    return MissedEvents(count or 0, since)
+
+
+def send_missed_events(session: Session, scope: Scope, settings: WebhookSettings,
+                       endpoint_id: str) -> tuple[WebhookEndpoint, MissedEvents]:
+    """Schedule, now, the events the endpoint missed while disabled in the last MISSED_EVENTS_WINDOW.
+
+    Each missed row becomes an ordinary pending delivery (the due sweep sends it with the retry schedule,
+    signed with its event's id as webhook-id), so a second call finds nothing left to schedule. The rows
+    were written by fan-out for this endpoint's own merchant and mode only; the endpoint's current
+    subscription filters them once more. Refused (NotResendable) while the endpoint is disabled.
+    """
+    endpoint = get_endpoint(session, scope, endpoint_id, for_update=True)  # concurrent calls take turns
+    if endpoint.status != EndpointStatus.ENABLED:
+        raise NotResendable("The endpoint is disabled: enable it first.")
+    now = settings.clock()
+    since = now - MISSED_EVENTS_WINDOW
+    scheduled = session.execute(
+        update(WebhookDelivery).where(*_missed(scope, endpoint, since))
+        .values(status=DeliveryStatus.PENDING, next_attempt_at=now, next_trigger=AttemptTrigger.AUTOMATIC,
+                lease_until=None, locked_by=None)
+        .execution_options(synchronize_session=False)).rowcount
+    return endpoint, MissedEvents(scheduled, since)
 
 
 # -- reading (dashboard) ---------------------------------------------------------------------------------
