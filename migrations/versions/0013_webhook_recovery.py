@@ -6,15 +6,15 @@ partial index serves the count on the endpoint's page and the send.
 
 Downgrade: 'missed' rows become 'failed' (never sent, not retried), which the old status list allows.
 
-Revision ID: 0012_webhook_recovery
-Revises: 0011_merge_areas
+Revision ID: 0013_webhook_recovery
+Revises: 0012_callback_scope
 Create Date: 2026-11-20
 """
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0012_webhook_recovery"
-down_revision = "0011_merge_areas"
+revision = "0013_webhook_recovery"
+down_revision = "0012_callback_scope"
 branch_labels = None
 depends_on = None
 
