@@ -428,7 +428,7 @@ def confirm_payment(session: Session, scope: Scope, payment_id: str, deps: Payme
                              code="parameter_missing")
     new_method = token is not None and token != payment.payment_method_token
     check_wire_amount(deps, deps.vault_for(scope.livemode) if new_method else payment.payment_method_vault,
-                payment.amount, payment.currency)
+                      payment.amount, payment.currency)
     if new_method:
         payment.payment_method_token = token
         payment.payment_method_vault = deps.vault_for(scope.livemode)
@@ -562,7 +562,7 @@ def create_refund(session: Session, scope: Scope, params: dict[str, Any], deps: 
         weights = [max(left[o.id], 0) for o in orders]
         parts = {o.id: share for o, share in zip(orders, allocate(amount, weights), strict=True) if share}
     check_wire_amount(deps, payment.payment_method_vault, amount, payment.currency,
-                param="sellers" if requested and params.get("amount") is None else "amount")
+                      param="sellers" if requested and params.get("amount") is None else "amount")
     now = deps.now()
     refund_id = new_id("re")
     refund = scope.new(
