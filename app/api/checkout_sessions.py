@@ -82,6 +82,7 @@ def create_checkout_session():
     p.done()
     try:
         cs = create_session(db.session, g.scope, **values)
+        flow.validate_amount(cs, deps())
         flow.validate_split(db.session, g.scope, cs)
     except CheckoutError as error:
         raise _api_error(error) from None

@@ -43,6 +43,7 @@ from app.payments.models import AttemptOperation, AttemptStatus, Payment, Paymen
 from app.payments.service import cancel_payment, create_payment
 from app.psp.interfaces import CardToken
 from app.psp.router import Router
+from app.psp.wire import AMOUNT_NOT_REPRESENTABLE, CURRENCY_NOT_SUPPORTED
 
 log = logging.getLogger(__name__)
 
@@ -256,6 +257,19 @@ def validate_split(session: Session, scope, cs: CheckoutSession) -> None:
         raise CheckoutError(error.message, error.param, error.code) from None
 
 
+def validate_amount(cs: CheckoutSession, deps: PaymentsDeps) -> None:
+    """Check that the PSP of the session's mode can take its total exactly (Stripe takes no BHD amount
+    whose last digit is not 0, ...), so that the merchant hears of it when creating the session, not the
+    shopper when paying. Raises CheckoutError naming ``amount`` (or ``line_items``, when they make the total)."""
+    from app.payments.service import check_wire_amount
+
+    try:
+        check_wire_amount(deps, deps.vault_for(cs.livemode), cs.amount_total, cs.currency,
+                          param="line_items" if cs.line_items else "amount")
+    except PaymentError as error:
+        raise CheckoutError(error.message, error.param, error.code) from None
+
+
 def _ensure_payment(session: Session, cs: CheckoutSession, deps: PaymentsDeps,
                     request_id: str | None) -> str:
     """The session's payment, created (once, under the session's row lock) on the first confirmation."""
@@ -363,6 +377,11 @@ def confirm(session: Session, cs: CheckoutSession, guard: CardTestingGuard, *, d
         log.info("checkout confirmation refused: %s", error.code, extra={"checkout_session": cs.id})
         if error.code == "payment_unexpected_state":
             return ConfirmResult()
+        if error.code in (AMOUNT_NOT_REPRESENTABLE, CURRENCY_NOT_SUPPORTED):
+            # The order, not the card: the PSP cannot take this amount (validate_amount refused it when the
+            # session was made, so the merchant's PSP settings changed since).
+            return ConfirmResult(error="This order cannot be paid at the moment. Please contact the shop.",
+                                 status=409)
         return ConfirmResult(error="This card could not be used. Please check it or try another card.",
                              param="card", status=400)
     body: dict[str, Any] = response.body or {}

@@ -3,10 +3,14 @@
 Services take a ``PaymentsDeps`` instead of reading ``current_app``, so that a view, a job, the
 completer and a test call them the same way.
 """
+import functools
 import os
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+if TYPE_CHECKING:
+    from app.psp.wire import WireRules
 
 from app.models_base import utcnow
 
@@ -33,6 +37,15 @@ def worst_case_call_seconds(config: dict) -> float:
     return per_call * tries * DEFAULT_VAULT_CONNECTORS + DEFAULT_BACKOFF_TOTAL_SECONDS
 
 
+def configured_wire_rules(config: Mapping[str, Any]) -> Callable[[str], tuple["WireRules", ...]]:
+    """vault -> the currency rules of its configured connectors (PSP_CONNECTORS, SANDBOX_ACQUIRER_URLS, from
+    ``config`` or else the environment), for refusing an amount the PSP cannot take before it is staged."""
+    from app.psp.registry import connector_specs, wire_rules
+
+    specs = connector_specs(config)
+    return functools.cache(lambda vault: wire_rules(specs, vault))
+
+
 @dataclass
 class PaymentsDeps:
     """What the payments service needs from the outside world."""
@@ -48,6 +61,8 @@ class PaymentsDeps:
     test_vault: str = "sandbox"
     live_vault: str = "stripe"
     now: Callable[[], datetime] = field(default=utcnow)
+    # vault -> how its PSP writes amounts (app/psp/wire.py); the environment's connectors unless given.
+    wire_rules: Callable[[str], tuple["WireRules", ...]] = field(default_factory=lambda: configured_wire_rules({}))
 
     def vault_for(self, livemode: bool) -> str:
         """The PSP vault whose tokens this mode accepts (live mode never routes to the sandbox)."""
@@ -101,6 +116,7 @@ def deps_from_app(app) -> PaymentsDeps:
         authorization_expiry=timedelta(seconds=float(expiry)) if expiry else DEFAULT_AUTHORIZATION_EXPIRY,
         test_vault=setting("PAYMENTS_TEST_VAULT", "sandbox"),
         live_vault=setting("PAYMENTS_LIVE_VAULT", "stripe"),
+        wire_rules=configured_wire_rules(config),
     )
 
 

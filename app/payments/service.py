@@ -47,6 +47,7 @@ from app.payments.models import (
     Seller,
 )
 from app.payments.serializers import payment_object, refund_object, seller_object
+from app.psp.wire import WireError
 from app.scoping import Scope
 
 log = logging.getLogger(__name__)
@@ -142,6 +143,23 @@ def _currency(value: Any) -> str:
     except MoneyError:
         raise InvalidRequest("currency must be a supported ISO 4217 currency code.", param="currency",
                              code="currency_unsupported") from None
+
+
+def check_wire_amount(deps: PaymentsDeps, vault: str | None, amount: int, currency: str, *,
+                      param: str = "amount") -> None:
+    """Refuse (400, nothing changed) an amount or currency the PSP behind ``vault`` cannot take exactly.
+
+    Asked wherever Kassa knows which PSP an amount goes to: at confirmation (the payment method's vault),
+    and for each capture and refund. The connector would refuse it too, but only once it was staged.
+    """
+    if vault is None:
+        return
+    for rules in deps.wire_rules(vault):
+        try:
+            rules.check(amount, currency)
+        except WireError as error:
+            raise InvalidRequest(str(error), param=param if error.param == "amount" else error.param,
+                                 code=error.code) from None
 
 
 def _text(value: Any, param: str, max_length: int) -> str | None:
@@ -408,7 +426,10 @@ def confirm_payment(session: Session, scope: Scope, payment_id: str, deps: Payme
     if token is None and (payment.status == PaymentStatus.REQUIRES_PAYMENT_METHOD or not payment.payment_method_token):
         raise InvalidRequest("Missing required parameter: payment_method.", param="payment_method",
                              code="parameter_missing")
-    if token is not None and token != payment.payment_method_token:
+    new_method = token is not None and token != payment.payment_method_token
+    check_wire_amount(deps, deps.vault_for(scope.livemode) if new_method else payment.payment_method_vault,
+                      payment.amount, payment.currency)
+    if new_method:
         payment.payment_method_token = token
         payment.payment_method_vault = deps.vault_for(scope.livemode)
         # The card facts come with the authorization answer (the PSP resolves the token).
@@ -444,6 +465,7 @@ def start_capture(session: Session, scope: Scope, payment_id: str, deps: Payment
     if amount > payment.amount_capturable:
         raise AmountTooLarge(f"amount {amount} exceeds the capturable amount {payment.amount_capturable}.",
                              param="amount")
+    check_wire_amount(deps, payment.payment_method_vault, amount, payment.currency)
     return new_attempt(session, payment, AttemptOperation.CAPTURE, amount, deps)
 
 
@@ -539,6 +561,8 @@ def create_refund(session: Session, scope: Scope, params: dict[str, Any], deps: 
             raise AmountTooLarge(f"amount {amount} exceeds the refundable amount {refundable}.", param="amount")
         weights = [max(left[o.id], 0) for o in orders]
         parts = {o.id: share for o, share in zip(orders, allocate(amount, weights), strict=True) if share}
+    check_wire_amount(deps, payment.payment_method_vault, amount, payment.currency,
+                      param="sellers" if requested and params.get("amount") is None else "amount")
     now = deps.now()
     refund_id = new_id("re")
     refund = scope.new(

@@ -4,7 +4,10 @@ A decline or an error is a result, never an exception that escapes: callers bran
 """
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
+
+if TYPE_CHECKING:
+    from app.psp.wire import WireRules
 
 
 class Outcome(StrEnum):
@@ -95,10 +98,16 @@ class CallbackRejected(Exception):
 
 
 class Connector(Protocol):
-    """What Kassa needs from a PSP. Every write carries an idempotency key derived from our attempt id."""
+    """What Kassa needs from a PSP. Every write carries an idempotency key derived from our attempt id.
+
+    Amounts in and out are Kassa's ISO 4217 minor units; the connector converts them to and from its
+    PSP's with ``wire`` (app/psp/wire.py), and answers an amount its PSP cannot take as DECLINED
+    ``client_error`` without sending anything.
+    """
 
     name: str
     vault: str
+    wire: "WireRules"
 
     def authorize(self, request: AuthorizeRequest) -> PspResult: ...
 

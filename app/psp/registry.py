@@ -16,6 +16,7 @@ from typing import Any, Mapping
 
 from app.psp.interfaces import Connector
 from app.psp.sandbox import parse_acquirer_urls
+from app.psp.wire import ISO_MINOR_UNITS, WireRules
 
 SANDBOX_FACTORY = "app.psp.sandbox:SandboxConnector"
 STRIPE_FACTORY = "app.psp.stripe_connector:StripeConnector"
@@ -98,6 +99,21 @@ def connector_for(name: str, config: Mapping[str, Any], *, credentials: Mapping[
     settings = _ConfigView(config)
     build = getattr(factory, "from_config", factory)
     return build(name, settings, spec.options, credentials)
+
+
+def wire_rules(specs: Mapping[str, ConnectorSpec], vault: str) -> tuple[WireRules, ...]:
+    """The currency rules of every connector on ``vault`` (its factory's ``wire``; a factory naming none
+    speaks ISO 4217 minor units, as the Connector protocol says), one per distinct set of rules.
+
+    All of them, not only those a route picks: an authorization may fail over to any connector of its
+    vault, and every connector of one vault is the same PSP anyway.
+    """
+    found: list[WireRules] = []
+    for spec in specs.values():
+        rules = getattr(import_string(spec.factory), "wire", ISO_MINOR_UNITS) if spec.vault == vault else None
+        if rules is not None and rules not in found:
+            found.append(rules)
+    return tuple(found)
 
 
 class _ConfigView(dict):

@@ -7,6 +7,10 @@ Outcome rules (ARCHITECTURE.md "PSPs"): a decline is a result, never an exceptio
 when the request surely did nothing (the connection was never made, or the acquirer's 503
 ``processing_error`` with ``processed: false``); everything ambiguous (a read timeout, a dropped
 connection, any other 5xx) is UNKNOWN and is resolved with ``retrieve``, never by sending elsewhere.
+
+Amounts: the sandbox takes and sends ISO 4217 minor units, Kassa's own (API.md), so its wire rules are the
+identity (``ISO_MINOR_UNITS``, app/psp/wire.py); they are still applied at every boundary, like any
+connector's, and callbacks' amounts are Kassa's as they arrive.
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ from typing import Any, Callable, Mapping
 import httpx
 
 from app.psp.interfaces import AuthorizeRequest, CallbackEvent, CallbackRejected, Outcome, PspResult
+from app.psp.wire import ISO_MINOR_UNITS, WireError, read_amount, refused
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +118,7 @@ class SandboxConnector:
 
     vault = VAULT
     test_only = True  # the router never uses it for live-mode payments
+    wire = ISO_MINOR_UNITS
 
     def __init__(self, name: str, base_url: str, secret: str, *, webhook_secret: str = "",
                  connect_timeout: float = DEFAULT_CONNECT_TIMEOUT, read_timeout: float = DEFAULT_READ_TIMEOUT,
@@ -156,7 +162,11 @@ class SandboxConnector:
 
     def authorize(self, request: AuthorizeRequest) -> PspResult:
         """POST /v1/authorizations with the attempt's idempotency key (a sale with ``request.capture``)."""
-        body: dict[str, Any] = {"token": request.token, "amount": request.amount,
+        try:
+            amount = self.wire.to_wire(request.amount, request.currency)
+        except WireError as error:
+            return refused(self.name, error)
+        body: dict[str, Any] = {"token": request.token, "amount": amount,
                                 "currency": request.currency, "reference": request.reference}
         if request.return_url:
             body["return_url"] = request.return_url
@@ -166,7 +176,11 @@ class SandboxConnector:
 
     def capture(self, psp_reference: str, amount: int, currency: str, idempotency_key: str) -> PspResult:
         """Capture ``amount`` (partial allowed once) of an authorization."""
-        return self._write(f"/v1/authorizations/{psp_reference}/capture", {"amount": amount}, idempotency_key,
+        try:
+            wire_amount = self.wire.to_wire(amount, currency)
+        except WireError as error:
+            return refused(self.name, error)
+        return self._write(f"/v1/authorizations/{psp_reference}/capture", {"amount": wire_amount}, idempotency_key,
                            self._authorization_result)
 
     def void(self, psp_reference: str, idempotency_key: str) -> PspResult:
@@ -176,7 +190,11 @@ class SandboxConnector:
 
     def refund(self, psp_reference: str, amount: int, currency: str, idempotency_key: str) -> PspResult:
         """Refund ``amount`` of a captured authorization; the result's psp_reference is the refund id."""
-        return self._write("/v1/refunds", {"authorization": psp_reference, "amount": amount}, idempotency_key,
+        try:
+            wire_amount = self.wire.to_wire(amount, currency)
+        except WireError as error:
+            return refused(self.name, error)
+        return self._write("/v1/refunds", {"authorization": psp_reference, "amount": wire_amount}, idempotency_key,
                            self._refund_result)
 
     def retrieve(self, psp_reference: str | None = None, idempotency_key: str | None = None) -> PspResult:
@@ -310,6 +328,7 @@ class SandboxConnector:
         amount = auth.get("amount")
         if status in ("captured", "partially_captured"):
             amount = auth.get("captured_amount", amount)
+        amount = read_amount(self.wire, self.name, amount, auth.get("currency"))
         return PspResult(
             outcome=outcome, connector=self.name, psp_reference=auth.get("id"),
             decline_code=auth.get("decline_code") if outcome == Outcome.DECLINED else None,
@@ -326,5 +345,7 @@ class SandboxConnector:
         else:
             outcome, decline_code = Outcome.UNKNOWN, None
         return PspResult(outcome=outcome, connector=self.name, psp_reference=refund.get("id"),
-                         decline_code=decline_code, amount=refund.get("amount"), status=status, raw=refund,
+                         decline_code=decline_code,
+                         amount=read_amount(self.wire, self.name, refund.get("amount"), refund.get("currency")),
+                         status=status, raw=refund,
                          latency_ms=latency)

@@ -25,6 +25,12 @@ the answer names the card: its brand, last 4, expiry and fingerprint go to ``Psp
 the shape the sandbox connector's answers have (what the payments service stores on the payment).
 ``card_of`` reads a PaymentMethod before anything is confirmed: Stripe.js gives the browser no
 fingerprint, so the hosted checkout asks for it with the secret key to apply its per-card limits.
+
+Amounts are converted at every boundary with Stripe's currency rules (``wire``, app/psp/wire.py: ISK as a
+two-decimal amount ending in 00, three-decimal currencies ending in 0, ...): what is sent, what the answers
+and status queries say (``PspResult.amount``), and the amounts of a callback's object (``CallbackEvent.data``),
+which are Kassa's minor units once parsed. An amount Stripe cannot take is answered DECLINED
+``client_error`` before anything is sent.
 """
 from __future__ import annotations
 
@@ -39,6 +45,7 @@ import stripe
 
 from app.psp.interfaces import AuthorizeRequest, CallbackEvent, CallbackRejected, CardToken, Outcome, PspResult
 from app.psp.sandbox import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, SIGNATURE_TOLERANCE_SECONDS
+from app.psp.wire import STRIPE, WireError, read_amount, refused
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +85,9 @@ EVENT_TYPES = {
 EXPAND = ["payment_method"]
 # What Kassa keeps of a card (the sandbox's card object, app/psp/sandbox.py); Stripe never sends the number.
 CARD_FIELDS = ("brand", "last4", "exp_month", "exp_year", "fingerprint")
+# The amount fields of the objects a callback carries (PaymentIntent, Charge, Dispute, Refund), all in the
+# minor units of the object's ``currency`` as Stripe writes them.
+AMOUNT_FIELDS = ("amount", "amount_capturable", "amount_received", "amount_captured", "amount_refunded")
 
 
 class _HTTPXClient(stripe.HTTPXClient):
@@ -115,6 +125,7 @@ class StripeConnector:
 
     vault = VAULT
     test_only = False
+    wire = STRIPE
     needs_credentials = True  # built per merchant and mode from psp_credentials (else the platform's keys)
 
     def __init__(self, name: str = "stripe", *, api_key: str | None, webhook_secret: str | None = None,
@@ -164,8 +175,12 @@ class StripeConnector:
             return self._not_configured()
         intent_id = request.psp_reference
         if not intent_id:
+            try:
+                amount = self.wire.to_wire(request.amount, request.currency)
+            except WireError as error:
+                return refused(self.name, error)
             params: dict[str, Any] = {
-                "amount": request.amount,
+                "amount": amount,
                 "currency": request.currency.lower(),
                 "payment_method": request.token,
                 # Only cards: no redirect-based methods that would need a return URL we may not have.
@@ -209,14 +224,18 @@ class StripeConnector:
         _require_key(idempotency_key)
         if self._client is None:
             return self._not_configured()
+        try:
+            wire_amount = self.wire.to_wire(amount, currency)
+        except WireError as error:
+            return refused(self.name, error)
         answer = self._call(lambda: self._client.v1.payment_intents.capture(
-            psp_reference, params={"amount_to_capture": amount}, options={"idempotency_key": idempotency_key}))
+            psp_reference, params={"amount_to_capture": wire_amount}, options={"idempotency_key": idempotency_key}))
         if isinstance(answer, PspResult):
             return _with_reference(answer, psp_reference)
         intent = _as_dict(answer)
         succeeded = intent.get("status") == "succeeded"
         return PspResult(outcome=Outcome.SUCCEEDED if succeeded else Outcome.UNKNOWN, connector=self.name,
-                         psp_reference=intent.get("id"), amount=intent.get("amount_received"),
+                         psp_reference=intent.get("id"), amount=self._amount(intent, "amount_received"),
                          status=intent.get("status"), raw=intent)
 
     def void(self, psp_reference: str, idempotency_key: str) -> PspResult:
@@ -231,7 +250,7 @@ class StripeConnector:
         intent = _as_dict(answer)
         canceled = intent.get("status") == "canceled"
         return PspResult(outcome=Outcome.SUCCEEDED if canceled else Outcome.UNKNOWN, connector=self.name,
-                         psp_reference=intent.get("id"), amount=intent.get("amount"),
+                         psp_reference=intent.get("id"), amount=self._amount(intent, "amount"),
                          status="voided" if canceled else intent.get("status"), raw=intent)
 
     def refund(self, psp_reference: str, amount: int, currency: str, idempotency_key: str) -> PspResult:
@@ -239,8 +258,12 @@ class StripeConnector:
         _require_key(idempotency_key)
         if self._client is None:
             return self._not_configured()
+        try:
+            wire_amount = self.wire.to_wire(amount, currency)
+        except WireError as error:
+            return refused(self.name, error)
         answer = self._call(lambda: self._client.v1.refunds.create(
-            params={"payment_intent": psp_reference, "amount": amount},
+            params={"payment_intent": psp_reference, "amount": wire_amount},
             options={"idempotency_key": idempotency_key}))
         if isinstance(answer, PspResult):
             return answer
@@ -317,7 +340,8 @@ class StripeConnector:
         else:
             reference = obj.get("id")
         return CallbackEvent(id=event.get("id") or "", type=type_, psp_reference=reference,
-                             data={**obj, "stripe_event_type": stripe_type}, created=event.get("created"),
+                             data={**self._kassa_amounts(obj), "stripe_event_type": stripe_type},
+                             created=event.get("created"),
                              connector=self.name, livemode=bool(event.get("livemode")))
 
     # -- helpers ---------------------------------------------------------------------------------------
@@ -397,7 +421,7 @@ class StripeConnector:
         if outcome == Outcome.REQUIRES_ACTION:
             redirect = (intent.get("next_action") or {}).get("redirect_to_url") or {}
             action_url = redirect.get("url")
-        amount = intent.get("amount_received") if status == "succeeded" else intent.get("amount")
+        amount = self._amount(intent, "amount_received" if status == "succeeded" else "amount")
         method = intent.get("payment_method")
         if not isinstance(method, dict):
             # A failed attempt may unset payment_method; its error keeps the PaymentMethod that was declined.
@@ -415,7 +439,15 @@ class StripeConnector:
                    "failed": Outcome.DECLINED, "canceled": Outcome.DECLINED}.get(status, Outcome.UNKNOWN)
         return PspResult(outcome=outcome, connector=self.name, psp_reference=refund.get("id"),
                          decline_code=(refund.get("failure_reason") or status) if outcome == Outcome.DECLINED else None,
-                         amount=refund.get("amount"), status=status, raw=refund)
+                         amount=self._amount(refund, "amount"), status=status, raw=refund)
+
+    def _amount(self, obj: dict, field: str) -> int | None:
+        """One amount of a Stripe object, in Kassa's minor units of the object's currency."""
+        return read_amount(self.wire, self.name, obj.get(field), obj.get("currency"))
+
+    def _kassa_amounts(self, obj: dict) -> dict:
+        """A callback's object with its amounts in Kassa's minor units (what callback handlers read)."""
+        return {**obj, **{field: self._amount(obj, field) for field in AMOUNT_FIELDS if obj.get(field) is not None}}
 
 
 def _card(method: Any) -> dict | None:

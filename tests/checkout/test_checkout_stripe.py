@@ -416,3 +416,19 @@ def test_a_failed_card_lookup_still_lets_a_good_card_pay(app, client, db_session
     assert redis.get(f"kassa:checkout:confirmations:session:{cs.id}:{window}") == b"1"
     # Neither Stripe's fingerprint (unknown) nor the browser's claim was counted.
     assert not list(redis.scan_iter("kassa:checkout:*:fingerprint:*"))
+
+
+def test_an_order_stripe_cannot_take_is_not_sent_to_stripe(app, client, db_session, live_scope, fake_stripe):
+    """A session whose total Stripe cannot take (the API refuses to create one, tests/payments/
+    test_wire_amounts.py; this one was made before the PSP changed) tells the shopper the order cannot be
+    paid, without blaming the card, and creates no PaymentIntent."""
+    cs = service.create_session(db_session, live_scope, currency="BHD", amount=1235,
+                                success_url="https://shop.example/thanks")
+    db_session.commit()
+    before = len(fake_stripe.requests)
+    response = client.post(f"/c/{cs.id}/confirm", json={"token": "pm_1Dinar", "card": {}})
+    assert response.status_code == 409
+    assert response.json["error"]["message"] == "This order cannot be paid at the moment. Please contact the shop."
+    assert [(r.method, r.path) for r in fake_stripe.requests[before:]] == [("GET", "/v1/payment_methods/pm_1Dinar")]
+    payment = db_session.get(Payment, cs.payment_id, populate_existing=True)
+    assert payment.status == "requires_payment_method" and not attempts(db_session, payment.id)
