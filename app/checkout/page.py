@@ -6,12 +6,9 @@ import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from babel import Locale, UnknownLocaleError
-
 from app.money import format_money
 
 DEFAULT_ACCENT = "#4f46e5"
-DEFAULT_LOCALE = "en_US"
 _HEX_COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
 # WCAG 2.1 AA for normal text.
 MIN_CONTRAST = 4.5
@@ -35,33 +32,27 @@ DECLINE_MESSAGES = {
 }
 GENERIC_DECLINE = "Your card was declined."
 
-
 def decline_message(code: str | None) -> str:
     """A sentence a shopper understands, for a PSP decline code."""
     return DECLINE_MESSAGES.get(code or "", GENERIC_DECLINE)
 
-
 def _channel(value: int) -> float:
     c = value / 255
     return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
-
 
 def luminance(colour: str) -> float:
     """WCAG relative luminance of #rrggbb."""
     r, g, b = (int(colour[i:i + 2], 16) for i in (1, 3, 5))
     return 0.2126 * _channel(r) + 0.7152 * _channel(g) + 0.0722 * _channel(b)
 
-
 def contrast(a: str, b: str) -> float:
     """WCAG contrast ratio of two #rrggbb colours (1 to 21)."""
     la, lb = sorted((luminance(a), luminance(b)), reverse=True)
     return (la + 0.05) / (lb + 0.05)
 
-
 def _darken(colour: str, factor: float) -> str:
     r, g, b = (int(colour[i:i + 2], 16) for i in (1, 3, 5))
     return f"#{int(r * factor):02x}{int(g * factor):02x}{int(b * factor):02x}"
-
 
 @dataclass(frozen=True)
 class Branding:
@@ -86,7 +77,6 @@ class Branding:
         return (f":root{{--accent:{self.accent};--on-accent:{self.on_accent};"
                 f"--accent-text:{self.accent_text};}}")
 
-
 def branding(merchant) -> Branding:
     """Branding for a Merchant row; invalid colours or logo URLs fall back to defaults."""
     accent = merchant.accent_color if merchant.accent_color and _HEX_COLOUR.match(merchant.accent_color) \
@@ -107,20 +97,6 @@ def branding(merchant) -> Branding:
         name=merchant.display_name or merchant.name, logo_url=logo, accent=accent,
         on_accent=on_accent, accent_text=accent_text,
     )
-
-
-def negotiate_locale(accept_language: list[tuple[str, float]]) -> str:
-    """The first language of Accept-Language (by quality) that Babel knows, e.g. ``de_DE``; else en_US."""
-    for tag, _quality in sorted(accept_language, key=lambda pair: -pair[1]):
-        if tag == "*":
-            continue
-        try:
-            locale = Locale.parse(tag.replace("-", "_"))
-        except (UnknownLocaleError, ValueError, TypeError):
-            continue
-        return str(locale)
-    return DEFAULT_LOCALE
-
 
 def money(amount: int, currency: str, locale: str) -> str:
     """Minor units formatted for the shopper's locale and the currency's exponent."""

@@ -17,10 +17,11 @@ from app.accounts.models import Merchant
 from app.checkout import bp, flow
 from app.checkout.limits import CardTestingGuard, Limits, Subject
 from app.checkout.models import CheckoutSession
-from app.checkout.page import BRAND_NAMES, branding, money, negotiate_locale
+from app.checkout.page import BRAND_NAMES, branding, money
 from app.checkout.service import get_public, scope_of, success_redirect_url
 from app.checkout.tokenization import Tokenizer, tokenizer_for
 from app.extensions import csrf, db, redis_client
+from app.money import negotiate_locale
 from app.payments.deps import deps_for
 from app.psp.router import router_for_app
 

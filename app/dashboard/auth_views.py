@@ -112,6 +112,12 @@ def csrf_error(error: CSRFError):
 
 # --- log in, log out ---------------------------------------------------------------------------------------
 
+@_route("/", "root")
+def root():
+    """The site's front door: the dashboard for someone signed in (admins without a team: the console), else login."""
+    return redirect(url_for("dashboard.index" if current_user.is_authenticated else "dashboard.login"))
+
+
 @_route("/login", "login", methods=["GET", "POST"])
 def login():
     form = LoginForm()

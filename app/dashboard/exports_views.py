@@ -11,7 +11,7 @@ from app.accounts.audit import audit
 from app.accounts.permissions import Action
 from app.dashboard import bp
 from app.dashboard.context import merchant_view
-from app.dashboard.helpers import dash_url, request_meta
+from app.dashboard.helpers import dash_url, request_meta, user_locale
 from app.dashboard.reporting_helpers import render, row_or_404, zone
 from app.extensions import db, htmx
 from app.jobs import enqueue_after_commit
@@ -28,7 +28,7 @@ def export_create():
     if kind not in exports.KINDS:
         abort(400)
     export = exports.create_export(db.session, g.scope, kind, request.form, timezone=zone().key,
-                                   user_id=current_user.id, now=utcnow())
+                                   user_id=current_user.id, now=utcnow(), locale=user_locale())
     enqueue_after_commit(db.session, "app.jobs.exports.build_export", export.id, queue_name="default")
     # Who took a copy of which customer data, and when.
     audit(db.session, "dashboard.export_created", merchant_id=g.merchant.id, livemode=g.scope.livemode,

@@ -9,6 +9,7 @@ from app.accounts.models import Membership, Merchant
 from app.accounts.permissions import Action, can
 from app.dashboard.context import may_open
 from app.extensions import db
+from app.money import negotiate_locale
 
 logger = logging.getLogger(__name__)
 
@@ -22,6 +23,14 @@ def request_meta() -> dict:
         "user_agent": request.headers.get("User-Agent"),
         "request_id": g.get("request_id"),
     }
+
+
+def user_locale() -> str:
+    """The person's locale from their browser's languages (amounts are shown and typed in it)."""
+    cached = request.environ.get("kassa.user_locale")  # per request: g may outlive one in tests
+    if cached is None:
+        cached = request.environ["kassa.user_locale"] = negotiate_locale(list(request.accept_languages))
+    return cached
 
 
 def dev_mail_enabled() -> bool:

@@ -11,10 +11,10 @@ from flask import abort, g, render_template, request, url_for
 from app.accounts.permissions import Action
 from app.dashboard import bp
 from app.dashboard.context import merchant_view
+from app.dashboard.reporting_helpers import Formatter, sellers_by_id
 from app.extensions import db
 from app.ledger.models import LedgerAccount
 from app.ledger.queries import STATEMENT_PAGE, all_seller_balances, book_accounts, statement, transaction_legs
-from app.money import format_money
 
 
 def _zone() -> ZoneInfo:
@@ -42,7 +42,7 @@ def balances():
     sellers = all_seller_balances(db.session, g.scope)
     accounts = [a for a in book_accounts(db.session, g.scope) if a.account_type != "seller_payable"]
     html = render_template("dashboard/ledger/balances.html", sellers=sellers, accounts=accounts,
-                           money=format_money)
+                           names=sellers_by_id(row.seller_id for row in sellers), money=Formatter.money)
     db.session.rollback()  # read-only: end the transaction
     return html
 
@@ -70,6 +70,8 @@ def ledger_account(account_id: str):
     page = statement(db.session, g.scope, account.id, start=start, end=end, after_version=after,
                      limit=STATEMENT_PAGE)
     legs = transaction_legs(db.session, g.scope, {line.transaction_id for line in page.lines})
+    names = sellers_by_id(leg.code.split(":")[1] for lines in legs.values() for leg in lines
+                          if leg.code.startswith("seller_payable:"))
     next_url = None
     if page.next_after is not None:
         kept = {k: v for k, v in (("from", request.args.get("from")), ("to", request.args.get("to"))) if v}
@@ -78,6 +80,7 @@ def ledger_account(account_id: str):
     html = render_template(
         "dashboard/ledger/statement.html", account=account, page=page, legs=legs, errors=errors, next_url=next_url,
         first=request.args.get("from", ""), last=request.args.get("to", ""), zone=zone,
-        money=format_money, filtered=bool(first or last))
+        seller=sellers_by_id([account.subject]).get(account.subject) if account.account_type == "seller_payable"
+        else None, names=names, money=Formatter.money, filtered=bool(first or last))
     db.session.rollback()
     return html

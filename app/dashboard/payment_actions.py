@@ -23,16 +23,15 @@ from app.accounts.permissions import Action
 from app.api.payments import payments_deps
 from app.dashboard import bp
 from app.dashboard.context import merchant_view
-from app.dashboard.helpers import dash_url, request_meta
+from app.dashboard.helpers import dash_url, request_meta, user_locale
 from app.dashboard.payments_views import payment_context
 from app.dashboard.reporting_helpers import render, row_or_404
 from app.extensions import db
-from app.money import exponent, format_money
+from app.money import AmountInputError, format_amount_input, format_money, parse_amount_input
 from app.payments import idempotency
 from app.payments.errors import IdempotencyInFlight, IdempotencyMismatch, PaymentError
 from app.payments.models import Payment, PaymentStatus
 from app.payments.service import CANCELLATION_REASONS, REFUND_REASONS
-from app.reporting.listing import parse_amount
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +49,6 @@ ACTIONS = {
     "cancel": {"title": "Cancel payment", "operation": "payment.cancel", "audit": "payment.canceled",
                "verb": "cancellation"},
 }
-
-
-def _major(amount: int, currency: str) -> str:
-    """Minor units as the plain decimal a person types (1234 USD -> "12.34")."""
-    digits = exponent(currency)
-    if not digits:
-        return str(amount)
-    return f"{amount // 10 ** digits}.{amount % 10 ** digits:0{digits}d}"
 
 
 def _limits(action: str, payment: Payment, context: dict) -> tuple[int, str]:
@@ -87,12 +78,13 @@ def payment_action(payment_id: str, action: str):
         return redirect(dash_url("dashboard.payment_detail", payment_id=payment.id), code=303)
     limit, limit_name = _limits(action, payment, context)
     values = {
-        "amount": request.form.get("amount", _major(limit, payment.currency) if limit else "").strip(),
+        "amount": request.form.get("amount", format_amount_input(limit, payment.currency, user_locale())
+                                   if limit else "").strip(),
         "reason": request.form.get("reason", "").strip(),
     }
     base = dict(payment=payment, action=action, spec=ACTIONS[action], limit=limit, limit_name=limit_name,
                 values=values, refund_reasons=REFUND_REASON_LABELS, cancel_reasons=CANCEL_REASON_LABELS,
-                major=_major, context=context)
+                context=context)
     if request.method == "GET":
         return render("dashboard/payments/action.html", step="form", errors={}, **base)
     params, errors = _params(action, payment, values, limit)
@@ -124,13 +116,13 @@ def _params(action: str, payment: Payment, values: dict, limit: int) -> tuple[di
         if reason is not None and reason not in CANCELLATION_REASONS:
             errors["reason"] = "Choose a reason from the list."
         return {"payment": payment.id, "cancellation_reason": reason}, errors
-    minor = parse_amount(values["amount"], payment.currency) if values["amount"] else None
-    if minor is None or minor <= 0:
-        digits = exponent(payment.currency)
-        errors["amount"] = (f"Enter an amount in {payment.currency}, like "
-                            f"{_major(10 ** digits * 12 + (5 * 10 ** (digits - 1) if digits else 0), payment.currency)}.")
-    elif minor > limit:
-        errors["amount"] = f"The most you can {action} is {format_money(limit, payment.currency)}."
+    minor = None
+    try:
+        minor = parse_amount_input(values["amount"], payment.currency, user_locale())
+    except AmountInputError as error:
+        errors["amount"] = error.message
+    if minor is not None and minor > limit:
+        errors["amount"] = f"The most you can {action} is {format_money(limit, payment.currency, user_locale())}."
     if action == "capture":
         return {"payment": payment.id, "amount": minor}, errors
     reason = values["reason"] or None
@@ -188,7 +180,7 @@ def _audit(action: str, payment: Payment, params: dict, body: dict) -> None:
 
 def _success_message(action: str, payment: Payment, body: dict) -> str:
     if action == "refund":
-        amount = format_money(body.get("amount") or 0, payment.currency)
+        amount = format_money(body.get("amount") or 0, payment.currency, user_locale())
         if body.get("status") == "succeeded":
             return f"Refunded {amount}."
         if body.get("status") == "failed":
@@ -196,7 +188,7 @@ def _success_message(action: str, payment: Payment, body: dict) -> str:
         return f"Refund of {amount} created; it completes when the payment processor confirms it."
     if action == "capture":
         if body.get("status") == "succeeded":
-            return f"Captured {format_money(body.get('amount_received') or 0, payment.currency)}."
+            return f"Captured {format_money(body.get('amount_received') or 0, payment.currency, user_locale())}."
         return "Capture started; the payment updates when the payment processor confirms it."
     return "Payment canceled; any authorization on the card is released."
 

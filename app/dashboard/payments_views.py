@@ -15,8 +15,8 @@ from app.accounts.permissions import Action, can
 from app.dashboard import bp
 from app.dashboard.charts import Point, bar_chart
 from app.dashboard.context import may_open, merchant_view
-from app.dashboard.helpers import dash_url
-from app.dashboard.reporting_helpers import page_size, render, row_or_404, zone
+from app.dashboard.helpers import dash_url, user_locale
+from app.dashboard.reporting_helpers import page_size, render, row_or_404, sellers_by_id, zone
 from app.events import Event
 from app.extensions import db, htmx
 from app.ledger.models import Entry, JournalTransaction, LedgerAccount
@@ -95,13 +95,13 @@ def _chart(summary: rollups.CurrencySummary, period: rollups.Period) -> dict:
     for slot in rollups.slots(period):
         value = summary.series.get(slot, 0)
         label = f"{slot:%H}:00" if period.hourly else f"{slot:%b} {slot.day}"
-        points.append(Point(slot, label, value, format_money(value, summary.currency)))
+        points.append(Point(slot, label, value, format_money(value, summary.currency, user_locale())))
     top = max((p.value for p in points), default=0)
     title = (f"Gross volume in {summary.currency} per {'hour' if period.hourly else 'day'}, "
              f"{period.first_day:%b} {period.first_day.day} to {period.last_day:%b} {period.last_day.day}: "
-             f"{format_money(summary.gross_amount, summary.currency)} in total")
+             f"{format_money(summary.gross_amount, summary.currency, user_locale())} in total")
     return {"summary": summary, "points": points,
-            "svg": bar_chart(points, title=title, max_text=format_money(top, summary.currency))}
+            "svg": bar_chart(points, title=title, max_text=format_money(top, summary.currency, user_locale()))}
 
 
 def _balances() -> list[dict]:
@@ -168,7 +168,7 @@ def _sellers_for_filter():
 @merchant_view(Action.VIEW)
 def payments():
     """Filtered, searchable, keyset-paged payments, newest first; new ones announced by polling."""
-    filters = PaymentFilters.parse(request.args)
+    filters = PaymentFilters.parse(request.args, user_locale())
     statement = filters.statement(g.scope, zone())
     limit = page_size()
     result = listing.page(db.session, g.scope, statement, Payment, after=request.args.get("after"),
@@ -195,7 +195,7 @@ def _book_has(model) -> bool:
 @merchant_view(Action.VIEW)
 def payments_updates():
     """htmx poll: how many payments matching the filters arrived since the list was shown."""
-    filters = PaymentFilters.parse(request.args)
+    filters = PaymentFilters.parse(request.args, user_locale())
     since = request.args.get("since") or None
     count = listing.count_newer(db.session, g.scope, filters.statement(g.scope, zone()), Payment, since)
     return render("dashboard/payments/_updates.html", count=count, cap=listing.NEW_COUNT_CAP,
@@ -216,7 +216,7 @@ def payment_context(payment: Payment) -> dict:
     session = db.session
     orders = session.scalars(scope.select(PaymentOrder, PaymentOrder.payment_id == payment.id)
                              .order_by(PaymentOrder.position)).all()
-    sellers = {s.id: s for s in session.scalars(scope.select(Seller, Seller.id.in_([o.seller_id for o in orders])))}
+    sellers = sellers_by_id(o.seller_id for o in orders)
     attempts = session.scalars(scope.select(PaymentAttempt, PaymentAttempt.payment_id == payment.id)
                                .order_by(PaymentAttempt.created_at, PaymentAttempt.id)).all()
     refunds = session.scalars(scope.select(Refund, Refund.payment_id == payment.id)
@@ -291,7 +291,7 @@ def _detail_helpers() -> dict:
 @merchant_view(Action.VIEW)
 def refunds():
     """Refunds with the same filtering and paging as payments."""
-    filters = RefundFilters.parse(request.args)
+    filters = RefundFilters.parse(request.args, user_locale())
     limit = page_size()
     result = listing.page(db.session, g.scope, filters.statement(g.scope, zone()), Refund,
                           after=request.args.get("after"), before=request.args.get("before"), limit=limit)

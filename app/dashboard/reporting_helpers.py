@@ -6,6 +6,7 @@ from zoneinfo import ZoneInfo
 from flask import abort, g, render_template, request
 
 from app.dashboard import bp
+from app.dashboard.helpers import user_locale
 from app.extensions import db
 from app.money import format_money
 from app.reporting.exports import payment_status_label
@@ -63,6 +64,14 @@ def row_or_404(model, row_id: str):
     return row
 
 
+def sellers_by_id(seller_ids) -> dict:
+    """The current book's sellers with these ids (pages show sellers by name, never by id alone)."""
+    from app.payments.models import Seller
+
+    ids = list(set(seller_ids))
+    return {s.id: s for s in db.session.scalars(g.scope.select(Seller, Seller.id.in_(ids)))} if ids else {}
+
+
 def zone() -> ZoneInfo:
     """The current merchant's time zone (dates in filters and on screen are its local dates)."""
     return merchant_zone(g.merchant.timezone if g.get("merchant") else None)
@@ -86,7 +95,8 @@ class Formatter:
 
     @staticmethod
     def money(amount: int | None, currency: str) -> str:
-        return format_money(int(amount or 0), currency)
+        """In the person's locale, as they also type amounts (app.dashboard.helpers.user_locale)."""
+        return format_money(int(amount or 0), currency, user_locale())
 
     @staticmethod
     def local(moment: datetime | None) -> datetime | None:

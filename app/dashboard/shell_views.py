@@ -31,6 +31,8 @@ def index():
     """/dashboard/: the user's first merchant in test mode (login_required sends strangers to /login)."""
     merchants = user_merchants(current_user.id)
     if not merchants:
+        if current_user.is_platform_admin:
+            return redirect(url_for("admin.index"))  # an operator without a team of their own
         return render_template("dashboard/no_merchant.html")
     return redirect(url_for("dashboard.home", merchant_id=merchants[0].id, mode="test"))
 

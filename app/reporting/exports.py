@@ -22,7 +22,7 @@ from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.ids import new_id
-from app.money import format_money
+from app.money import DEFAULT_LOCALE, format_money
 from app.payments.models import Payment, PaymentOrder, Refund
 from app.reporting.listing import PaymentFilters, RefundFilters
 from app.reporting.models import DashboardExport, DashboardExportChunk, ExportStatus
@@ -46,18 +46,25 @@ def csv_safe(value: Any) -> Any:
     return value
 
 
-def filters_for(kind: str, args: dict[str, Any]):
-    return (PaymentFilters if kind == "payments" else RefundFilters).parse(args)
+# The key under which an export keeps the locale its amount filters were typed in.
+LOCALE_KEY = "locale"
+
+
+def filters_for(kind: str, args: dict[str, Any], locale: str | None = None):
+    """The list filters of an export: from the form (with the person's locale) or as the export stored them."""
+    locale = locale or args.get(LOCALE_KEY) or DEFAULT_LOCALE
+    return (PaymentFilters if kind == "payments" else RefundFilters).parse(args, locale)
 
 
 def create_export(session: Session, scope: Scope, kind: str, args: dict[str, Any], *, timezone: str,
-                  user_id: str | None, now: datetime) -> DashboardExport:
+                  user_id: str | None, now: datetime, locale: str = DEFAULT_LOCALE) -> DashboardExport:
     """A queued export of the filtered list (the caller enqueues the job after commit)."""
     if kind not in KINDS:
         raise ValueError(f"unknown export kind {kind!r}")
     export = DashboardExport(
         id=new_id("exp"), merchant_id=scope.merchant_id, livemode=scope.livemode, kind=kind,
-        filters=filters_for(kind, args).to_args(), timezone=timezone, status=ExportStatus.QUEUED,
+        filters={**filters_for(kind, args, locale).to_args(), LOCALE_KEY: locale}, timezone=timezone,
+        status=ExportStatus.QUEUED,
         rows_done=0, byte_size=0, chunks=0, created_by=user_id, created_at=now,
         # Until it is built the row expires a day after creation; a finished file gets a day from then.
         expires_at=now + RETENTION)

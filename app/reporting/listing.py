@@ -12,14 +12,22 @@ named by its id, so pages never shift when new payments arrive, and page 1,000 c
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, Iterable, Mapping
 from zoneinfo import ZoneInfo
 
+from babel.numbers import get_group_symbol
 from sqlalchemy import Select, and_, func, or_, select, tuple_
 from sqlalchemy.orm import Session
 
-from app.money import CURRENCY_EXPONENTS, exponent
+from app.money import (
+    CURRENCY_EXPONENTS,
+    DEFAULT_LOCALE,
+    AmountInputError,
+    amount_example,
+    parse_amount_input,
+    parse_decimal_input,
+)
 from app.payments.models import Payment, PaymentAttempt, PaymentOrder, PaymentStatus, Refund, RefundStatus
 from app.scoping import Scope
 
@@ -65,39 +73,44 @@ def _date(text: str) -> date | None:
         return None
 
 
-def parse_amount(text: str, currency: str) -> int | None:
-    """'12.34' in a currency's major units -> 1234 minor units; None if not a valid amount for it."""
-    try:
-        value = Decimal(text.replace(",", "").replace(" ", ""))
-    except (InvalidOperation, ValueError):
-        return None
-    if not value.is_finite() or value < 0:
-        return None
-    minor = value.scaleb(exponent(currency))
+def minor_units(value: Decimal, digits: int) -> int | None:
+    """A major-unit amount as minor units of a currency with ``digits`` decimals; None if not exact or too big."""
+    minor = value.scaleb(digits)
     if minor != minor.to_integral_value() or minor > MAX_MINOR:
         return None
     return int(minor)
 
 
-def _amount_clause(column, currency_column, text: str, currency: str | None, op: str):
+def _amount_clause(column, currency_column, value: Decimal, currency: str | None, op: str):
     """amount >= / <= a major-unit amount: exact in the chosen currency, else per currency exponent."""
     compare = (lambda c, v: c >= v) if op == ">=" else (lambda c, v: c <= v)
     if currency:
-        minor = parse_amount(text, currency)
+        minor = minor_units(value, CURRENCY_EXPONENTS[currency])
         return None if minor is None else compare(column, minor)
     clauses = []
     for digits in sorted(set(CURRENCY_EXPONENTS.values())):
         codes = [code for code, e in CURRENCY_EXPONENTS.items() if e == digits]
-        minor = parse_amount(text, codes[0])
+        minor = minor_units(value, digits)
         if minor is not None:
             clauses.append(and_(currency_column.in_(codes), compare(column, minor)))
     return or_(*clauses) if clauses else None
 
 
-def _valid_amount(text: str, currency: str | None) -> bool:
-    if currency:
-        return parse_amount(text, currency) is not None
-    return any(parse_amount(text, code) is not None for code in ("JPY", "USD", "KWD"))
+def _amount_filter(text: str, currency: str | None, locale: str) -> Decimal | None:
+    """The filter's amount read in the person's locale as the forms read it (never guessed); None when it is
+    not one. Without a currency, an amount with three decimals must be one in some currency (KWD)."""
+    try:
+        if currency:
+            return Decimal(parse_amount_input(text, currency, locale, allow_zero=True)).scaleb(
+                -CURRENCY_EXPONENTS[currency])
+        value = parse_decimal_input(text, locale)
+    except AmountInputError:
+        return None
+    if value < 0 or -value.as_tuple().exponent > max(CURRENCY_EXPONENTS.values()):
+        return None
+    if -value.as_tuple().exponent == 3 and get_group_symbol(locale) not in text:
+        return None  # "1,000" in German: one or one thousand? Choose a currency, or write 1.000,00
+    return value
 
 
 @dataclass
@@ -112,14 +125,16 @@ class ListFilters:
     currency: str = ""
     q: str = ""
     errors: dict[str, str] = field(default_factory=dict)
+    # The locale the amounts were typed in (the person's; an export keeps it with its filters).
+    locale: str = DEFAULT_LOCALE
 
     # Class constants (not dataclass fields: no annotation).
     ALLOWED_STATUSES = ()
     URL_FIELDS = ("status", "date_from", "date_to", "amount_min", "amount_max", "currency", "q")
 
     @classmethod
-    def parse(cls, args: Mapping) -> "ListFilters":
-        """Filters from query arguments; invalid values are dropped and explained in ``errors``."""
+    def parse(cls, args: Mapping, locale: str = DEFAULT_LOCALE) -> "ListFilters":
+        """Filters from query arguments, amounts in ``locale``; invalid values are dropped and explained in ``errors``."""
         values: dict[str, Any] = {}
         errors: dict[str, str] = {}
         for name in cls.URL_FIELDS:
@@ -134,12 +149,13 @@ class ListFilters:
                 errors[name] = "Use a date like 2026-01-31."
                 values[name] = ""
         for name in ("amount_min", "amount_max"):
-            if values[name] and not _valid_amount(values[name], values["currency"] or None):
-                errors[name] = "Enter an amount like 12.50" + (
+            if values[name] and _amount_filter(values[name], values["currency"] or None, locale) is None:
+                example = amount_example(values["currency"] or "EUR", locale)
+                errors[name] = f"Enter an amount like {example}" + (
                     f" (in {values['currency']})" if values["currency"] else "") + "."
                 values[name] = ""
         values = cls._parse_more(args, values, errors)
-        return cls(**values, errors=errors)
+        return cls(**values, errors=errors, locale=locale)
 
     @classmethod
     def _parse_more(cls, args, values: dict, errors: dict) -> dict:
@@ -182,8 +198,9 @@ class ListFilters:
         if self.currency:
             clauses.append(model.currency == self.currency)
         for text, op in ((self.amount_min, ">="), (self.amount_max, "<=")):
-            if text:
-                clause = _amount_clause(model.amount, model.currency, text, self.currency or None, op)
+            value = _amount_filter(text, self.currency or None, self.locale) if text else None
+            if value is not None:
+                clause = _amount_clause(model.amount, model.currency, value, self.currency or None, op)
                 if clause is not None:
                     clauses.append(clause)
         return clauses
@@ -216,10 +233,13 @@ class PaymentFilters(ListFilters):
     def statement(self, scope: Scope, zone: ZoneInfo) -> Select:
         """SELECT of the book's payments matching every filter (not yet ordered or paged)."""
         clauses = self._common(Payment, zone)
-        statuses = [s for s in self.status if s != REFUNDED]
+        statuses = [s for s in self.status if s not in (REFUNDED, PaymentStatus.SUCCEEDED)]
         status_clauses = []
         if statuses:
             status_clauses.append(Payment.status.in_(statuses) if len(statuses) > 1 else Payment.status == statuses[0])
+        if PaymentStatus.SUCCEEDED in self.status:
+            # As the list labels them: a payment refunded in full or in part is under "Refunded".
+            status_clauses.append(and_(Payment.status == PaymentStatus.SUCCEEDED, Payment.amount_refunded == 0))
         if REFUNDED in self.status:
             status_clauses.append(and_(Payment.status == PaymentStatus.SUCCEEDED, Payment.amount_refunded > 0))
         if status_clauses:

@@ -11,9 +11,10 @@ from sqlalchemy import func, select, update
 from app.checkout import flow, service
 from app.checkout.limits import CardTestingGuard, Limits, Subject
 from app.checkout.models import CheckoutSession
-from app.checkout.page import branding, contrast, negotiate_locale
+from app.checkout.page import branding, contrast
 from app.events import Event
 from app.models_base import utcnow
+from app.money import negotiate_locale
 from app.payments.deps import deps_from_app
 from app.payments.models import IdempotencyKey, Payment, PaymentAttempt
 from app.payments.processing import apply_attempt_result

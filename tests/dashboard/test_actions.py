@@ -177,7 +177,41 @@ def test_refund_form_explains_bad_amounts(client, db_session, shop, jobs):
     assert too_much.status_code == 422
     assert "The most you can refund is ¥1,000." in too_much.get_data(as_text=True)
     fractional = client.post(url, data={"csrf_token": token, "step": "review", "amount": "10.5"})
-    assert fractional.status_code == 422 and "Enter an amount in JPY" in fractional.get_data(as_text=True)
+    assert fractional.status_code == 422 and "JPY amounts have no decimals" in fractional.get_data(as_text=True)
+    assert refunds_of(db_session, payment_id) == []
+
+
+GERMAN = {"Accept-Language": "de-DE,de;q=0.9,en;q=0.5"}
+
+
+def test_amounts_are_typed_in_the_persons_locale(client, db_session, shop, jobs):
+    """"0,5" in a German browser refunds 0,50 € (it refunded 5.00 € when commas were dropped)."""
+    s = shop()
+    payment_id = paid(db_session, s.scope, jobs, amount=10000, currency="EUR")
+    login_as(client, db_session, s.users["owner"])
+    url = s.url(f"payments/{payment_id}/refund")
+    form = client.get(url, headers=GERMAN).get_data(as_text=True)
+    assert 'value="100,00"' in form  # prefilled as a German types it
+    token = csrf(form)
+    page = client.post(url, headers=GERMAN, data={"csrf_token": token, "step": "review", "amount": "0,5"})
+    assert page.status_code == 200 and "0,50\xa0€" in page.get_data(as_text=True)
+    response = client.post(url, headers=GERMAN, data=confirm_fields(page.get_data(as_text=True), amount="0,5"))
+    assert response.status_code == 303
+    assert [r.amount for r in refunds_of(db_session, payment_id)] == [50]
+
+
+def test_an_ambiguous_amount_is_refused_never_guessed(client, db_session, shop, jobs):
+    s = shop()
+    payment_id = paid(db_session, s.scope, jobs, amount=500000, currency="EUR")
+    login_as(client, db_session, s.users["owner"])
+    url = s.url(f"payments/{payment_id}/refund")
+    token = csrf(client.get(url, headers=GERMAN).get_data(as_text=True))
+    response = client.post(url, headers=GERMAN, data={"csrf_token": token, "step": "review", "amount": "1,000"})
+    text = response.get_data(as_text=True)
+    assert response.status_code == 422
+    assert "ambiguous" in text and "1.000,00" in text and "1,00" in text
+    english = client.post(url, data={"csrf_token": token, "step": "review", "amount": "1,000"})
+    assert english.status_code == 200 and "€1,000.00" in english.get_data(as_text=True), re.findall("field-error[^<]*<", english.get_data(as_text=True))
     assert refunds_of(db_session, payment_id) == []
 
 

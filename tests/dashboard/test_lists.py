@@ -2,6 +2,7 @@
 pages stay stable while payments arrive, new ones are announced, and tenancy holds."""
 import re
 from datetime import datetime, timezone
+from urllib.parse import urlencode
 
 import pytest
 
@@ -15,11 +16,11 @@ _REFUND_ROW = re.compile(r'data-refund-id="([^"]+)"')
 _NEXT = re.compile(r'rel="next" href="([^"]+)"')
 
 
-def listed(client, url: str, pattern=_ROW) -> list[str]:
+def listed(client, url: str, pattern=_ROW, headers=None) -> list[str]:
     """Every id the list shows for a URL, following the "Older" links to the last page."""
     ids = []
     while url:
-        response = client.get(url)
+        response = client.get(url, headers=headers)
         assert response.status_code == 200, url
         html = response.get_data(as_text=True)
         ids += pattern.findall(html)
@@ -80,8 +81,12 @@ CASES = {
     "last 4 and brand": ({"last4": "4242", "brand": "visa"}, lambda p: p.card_last4 == "4242" and p.card_brand == "visa"),
     "date range (UTC merchant)": ({"date_from": "2026-03-02", "date_to": "2026-03-02"},
                                   lambda p: p.created_at.date() == datetime(2026, 3, 2).date()),
+    # "Succeeded" means as listed: refunded payments (fully or partly) are under their own filter.
+    "succeeded": ({"status": "succeeded"}, lambda p: p.status == "succeeded" and p.amount_refunded == 0),
     "status and date": ({"status": "succeeded", "date_from": "2026-03-02"},
-                        lambda p: p.status == "succeeded" and p.created_at >= datetime(2026, 3, 2, tzinfo=timezone.utc)),
+                        lambda p: p.status == "succeeded" and p.amount_refunded == 0
+                        and p.created_at >= datetime(2026, 3, 2, tzinfo=timezone.utc)),
+    "succeeded or refunded": ({"status": ["succeeded", "refunded"]}, lambda p: p.status == "succeeded"),
 }
 
 
@@ -90,10 +95,20 @@ def test_filters_return_exactly_the_matching_payments(client, db_session, catalo
     s, rows, _seller = catalogue
     login_as(client, db_session, s.users["analyst"])
     args, predicate = CASES[case]
-    query = "&".join(f"{k}={v}" for k, v in args.items())
     expected = _newest_first([p for p in rows if predicate(p)])
     assert expected, "the case must match something"
-    assert listed(client, s.url(f"payments?limit=10&{query}")) == expected
+    assert listed(client, s.url(f"payments?limit=10&{urlencode(args, doseq=True)}")) == expected
+
+
+def test_amount_filters_read_the_persons_locale(client, db_session, catalogue):
+    s, rows, _seller = catalogue
+    login_as(client, db_session, s.users["analyst"])
+    german = {"Accept-Language": "de-DE"}
+    expected = _newest_first([p for p in rows if p.currency == "EUR" and 1050 <= p.amount <= 5000])
+    query = urlencode({"currency": "EUR", "amount_min": "10,50", "amount_max": "50,00", "limit": 100})
+    assert listed(client, s.url(f"payments?{query}"), headers=german) == expected
+    page = client.get(s.url(f"payments?{urlencode({'amount_min': '1,000', 'currency': 'EUR'})}"), headers=german)
+    assert "Enter an amount like 12,50 (in EUR)." in page.get_data(as_text=True)
 
 
 def test_seller_filter(client, db_session, catalogue):
