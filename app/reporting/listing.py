@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Select, and_, func, or_, select, tuple_
 from sqlalchemy.orm import Session
 
+from app import pan
 from app.money import CURRENCY_EXPONENTS, exponent
 from app.payments.models import Payment, PaymentAttempt, PaymentOrder, PaymentStatus, Refund, RefundStatus
 from app.scoping import Scope
@@ -139,6 +140,12 @@ class ListFilters:
                     f" (in {values['currency']})" if values["currency"] else "") + "."
                 values[name] = ""
         values = cls._parse_more(args, values, errors)
+        for name, value in values.items():
+            # A card number typed into the search box is neither searched for nor kept (an export stores
+            # its filters): Kassa has none to find.
+            if isinstance(value, str) and pan.find_card_number(value) is not None:
+                errors[name] = "Kassa keeps no card numbers: search by the card's last 4 digits instead."
+                values[name] = ""
         return cls(**values, errors=errors)
 
     @classmethod
