@@ -9,6 +9,7 @@ import io
 import json
 import logging
 import re
+import threading
 import zlib
 
 import pytest
@@ -229,6 +230,39 @@ def test_the_same_payment_may_use_its_token_again_after_a_decline(client, auth, 
     assert again.status_code == 200 and again.json["status"] == "processing"
     _run_attempts(db_session, created["id"], ScriptedGateway())
     assert client.get(f"/v1/payments/{created['id']}", headers=auth).json["status"] == "requires_capture"
+
+
+def test_two_payments_racing_for_one_token_bind_it_once(app, scope):
+    """Concurrent first uses: the binding's INSERT ... ON CONFLICT lets one payment have the token."""
+    from sqlalchemy.orm import Session
+
+    from app.extensions import db
+    from app.payments import idempotency
+    from app.payments.errors import InvalidRequest
+    from tests.payments.helpers import make_deps
+
+    deps = make_deps()
+    with Session(db.engine) as session:
+        ids = [idempotency.execute(session, scope, "payment.create", {"amount": 100, "currency": "USD"}, key=None,
+                                   deps=deps).body["id"] for _ in range(2)]
+    barrier, outcomes = threading.Barrier(2), []
+
+    def confirm(payment_id: str) -> None:
+        with app.app_context(), Session(db.engine) as session:
+            barrier.wait()
+            try:
+                idempotency.execute(session, scope, "payment.confirm",
+                                    {"payment": payment_id, "payment_method": "tok_race"}, key=None, deps=deps)
+                outcomes.append("confirmed")
+            except InvalidRequest as refused:
+                outcomes.append(refused.code)
+
+    threads = [threading.Thread(target=confirm, args=(payment_id,)) for payment_id in ids]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == ["confirmed", "payment_method_token_used"]
 
 
 # -- the logs' last line of defence ----------------------------------------------------------------------
