@@ -185,7 +185,8 @@ def _url(value: Any, param: str) -> str | None:
 def check_payment_method(deps: PaymentsDeps, livemode: bool, value: Any) -> str | None:
     """``value`` when it is a token of the vault this mode's payments go to (or None); else InvalidRequest
     ``invalid_payment_method``, which says so when it is a card number (refused like Stripe refuses raw
-    card numbers sent to its API). The API and the checkout call it before anything is stored or logged."""
+    card numbers sent to its API). The API calls it before anything is stored or logged, as the checkout
+    checks the same vault format (``PaymentsDeps.is_token``) before it confirms."""
     value = _text(value, "payment_method", 255)
     if value is None:
         return None
@@ -215,8 +216,8 @@ def bind_token(session: Session, payment: Payment) -> None:
     key = dict(merchant_id=payment.merchant_id, livemode=payment.livemode, vault=payment.payment_method_vault,
                token=payment.payment_method_token)
     with session.no_autoflush:
-        bound = session.execute(insert(PaymentTokenBinding).values(**key, payment_id=payment.id)
-                                .on_conflict_do_nothing().returning(PaymentTokenBinding.payment_id)).scalar_one_or_none()
+        bound = session.scalar(insert(PaymentTokenBinding).values(**key, payment_id=payment.id)
+                               .on_conflict_do_nothing().returning(PaymentTokenBinding.payment_id))
         if bound is None:
             bound = session.scalar(select(PaymentTokenBinding.payment_id).filter_by(**key))
     if bound != payment.id:

@@ -96,7 +96,8 @@ def body_text(value: Any) -> str | None:
                 text = decoded   # a form body whose card number is URL-encoded ("4242+4242+...")
             return _cut(_redact_text(text))
     # The text once more: a card number sent as a JSON number is no string for redact().
-    return _cut(pan.redact(json.dumps(redact(value), ensure_ascii=False, indent=2, sort_keys=False, default=str)))
+    text = json.dumps(redact(value), ensure_ascii=False, indent=2, sort_keys=False, default=str)
+    return _cut(pan.redact(text))
 
 
 def _cut(text: str) -> str:
