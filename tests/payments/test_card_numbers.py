@@ -63,18 +63,19 @@ def error(response) -> dict:
     (AMEX, "American Express"), (DISCOVER, "Discover"), (JCB, "JCB"), ("30569309025904", "Diners Club"),
     ("6200000000000005", "UnionPay"), ("2223003122003222", "Mastercard"), ("4222222222222", "Visa"),
     (f"order 12, card {grouped(VISA)} exp 12/30", "Visa"), (f"tok_{VISA}", "Visa"), (f"({VISA})", "Visa"),
+    (f"{MASTERCARD} 1", "Mastercard"),  # more digits after a space: the card number is still there
 ])
 def test_card_numbers_are_found_by_range_length_and_luhn(text, brand):
     match = pan.find_card_number(text)
     assert match is not None and match.brand == brand
-    assert VISA not in pan.redact(text) and pan.REDACTED in pan.redact(text)
+    redacted = pan.redact(text)
+    assert pan.REDACTED in redacted and pan.find_card_number(redacted) is None
 
 
 @pytest.mark.parametrize("text", [
     "4242424242424241",          # fails Luhn
     "1234567812345670",          # passes Luhn, in no brand's range
     "3411111111111110",          # American Express's range, but 16 digits (Amex has 15)
-    "5555555555554444 1",        # (a card number followed by more digits is still one: see above) -> control below
     "1Z999AA10123456784",        # a UPS tracking number
     "+49 151 2345 6789",         # a phone number
     "DE89 3704 0044 0532 0130 00",  # an IBAN
@@ -82,9 +83,6 @@ def test_card_numbers_are_found_by_range_length_and_luhn(text, brand):
     "tok_" + "1" * 24,           # a sandbox-shaped token of digits only: 24 digits are no card number
 ])
 def test_other_numbers_are_not_card_numbers(text):
-    if text.startswith("5555"):
-        assert pan.find_card_number(text) is not None
-        return
     assert pan.find_card_number(text) is None
     assert pan.redact(text) == text
 
