@@ -161,6 +161,11 @@ def _list_of(item: str) -> dict:
                            "has_more": {"type": "boolean"}}}
 
 
+PAYMENT_METHOD = {"type": "string", "minLength": 1, "maxLength": 255,
+                  "description": "A token of the PSP vault this mode pays with (sandbox: `tok_...`, Stripe: `pm_...`), "
+                                 "good for this payment only. Never a card number: that is refused (400 "
+                                 "`invalid_payment_method`), as is any card number in a text field (400 "
+                                 "`card_number_in_field`)."}
 CREATE_PAYMENT = {
     "type": "object", "required": ["amount", "currency"], "additionalProperties": False,
     "properties": {
@@ -174,15 +179,14 @@ CREATE_PAYMENT = {
         "customer_email": {"type": "string", "format": "email", "maxLength": 320},
         "description": {"type": "string", "minLength": 1, "maxLength": 1000},
         "metadata": METADATA,
-        "payment_method": {"type": "string", "minLength": 1, "maxLength": 255,
-                           "description": "A card token from the PSP vault's tokenization."},
+        "payment_method": PAYMENT_METHOD,
         "confirm": {"type": "boolean", "default": False},
         "return_url": {"type": "string", "format": "uri", "maxLength": 2000},
     },
 }
 
 CONFIRM = {"type": "object", "additionalProperties": False, "properties": {
-    "payment_method": {"type": "string", "minLength": 1, "maxLength": 255},
+    "payment_method": PAYMENT_METHOD,
     "return_url": {"type": "string", "format": "uri", "maxLength": 2000}}}
 CAPTURE = {"type": "object", "additionalProperties": False, "properties": {"amount": AMOUNT}}
 CANCEL = {"type": "object", "additionalProperties": False,

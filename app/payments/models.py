@@ -8,7 +8,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, UniqueConstraint, text
+from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, PrimaryKeyConstraint, String, UniqueConstraint, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -285,3 +285,24 @@ class IdempotencyKey(MerchantOwned, Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=text("now()"))
     last_run_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=text("now()"))
     finished_at: Mapped[datetime | None]
+
+
+class PaymentTokenBinding(Base):
+    """Which payment first used a vault token: a token pays for that payment only (its retries and its
+    failover among the vault's connectors included), never for another one.
+
+    Keyed by book, vault and token, so the binding lives on the merchant's shard (ARCHITECTURE, Citus).
+    No foreign key to ``payments``: its key is the id alone, and a key between distributed tables must
+    include ``merchant_id``; the row is written in the transaction that attaches the token to its payment.
+    """
+
+    __tablename__ = "payment_token_bindings"
+    __table_args__ = (PrimaryKeyConstraint("merchant_id", "livemode", "vault", "token",
+                                           name="pk_payment_token_bindings"),)
+
+    merchant_id: Mapped[str] = mapped_column(ForeignKey("merchants.id"))
+    livemode: Mapped[bool]
+    vault: Mapped[str] = mapped_column(String(64))
+    token: Mapped[str] = mapped_column(String(255))
+    payment_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=text("now()"))

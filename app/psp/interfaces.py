@@ -2,6 +2,7 @@
 
 A decline or an error is a result, never an exception that escapes: callers branch on ``outcome``.
 """
+import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Callable, Protocol
@@ -108,6 +109,9 @@ class Connector(Protocol):
     name: str
     vault: str
     wire: "WireRules"
+    # The format of the vault's token ids (a class attribute, read without building the connector): a
+    # payment_method that does not match is refused before anything is stored (app/payments/service.py).
+    token_pattern: "re.Pattern[str]"
 
     def authorize(self, request: AuthorizeRequest) -> PspResult: ...
 

@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import time
 from typing import Any, Callable, Mapping
 
@@ -29,6 +30,10 @@ from app.psp.wire import ISO_MINOR_UNITS, WireError, read_amount, refused
 log = logging.getLogger(__name__)
 
 VAULT = "sandbox"
+# The sandbox vault's token ids are "tok_" and 24 hex digits; the in-process connectors of the tests stand
+# in for it with readable ids (tok_declined). A card number is never one of them (app/pan.py refuses it
+# before this format is looked at).
+TOKEN_PATTERN = re.compile(r"^tok_[A-Za-z0-9_]{1,64}$")
 SIGNATURE_HEADER = "Sandbox-Signature"
 # A signature whose timestamp is further than this from our clock is refused (API.md): long enough for
 # clock skew and a slow delivery, short enough that a captured callback cannot be replayed later.
@@ -117,6 +122,7 @@ class SandboxConnector:
     """One sandbox acquirer. Thread-safe (an httpx.Client is); create once per process and reuse."""
 
     vault = VAULT
+    token_pattern = TOKEN_PATTERN
     test_only = True  # the router never uses it for live-mode payments
     wire = ISO_MINOR_UNITS
 

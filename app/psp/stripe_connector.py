@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from dataclasses import replace
 from typing import Any, Callable, Mapping
@@ -50,6 +51,9 @@ from app.psp.wire import STRIPE, WireError, read_amount, refused
 log = logging.getLogger(__name__)
 
 VAULT = "stripe"
+# What Stripe.js's createPaymentMethod answers with: a PaymentMethod id. PaymentIntents take nothing else
+# from us (a legacy tok_ token would need payment_method_data, which this connector does not send).
+TOKEN_PATTERN = re.compile(r"^pm_[A-Za-z0-9_]{1,250}$")
 
 # PaymentIntent statuses read as the outcome of an authorization (or of a status query about one).
 INTENT_OUTCOMES = {
@@ -124,6 +128,7 @@ class StripeConnector:
     """Stripe for one set of credentials (a merchant's own, or the platform's)."""
 
     vault = VAULT
+    token_pattern = TOKEN_PATTERN
     test_only = False
     wire = STRIPE
     needs_credentials = True  # built per merchant and mode from psp_credentials (else the platform's keys)

@@ -20,6 +20,7 @@ from babel.numbers import get_group_symbol
 from sqlalchemy import Select, and_, func, or_, select, tuple_
 from sqlalchemy.orm import Session
 
+from app import pan
 from app.money import (
     CURRENCY_EXPONENTS,
     DEFAULT_LOCALE,
@@ -155,6 +156,12 @@ class ListFilters:
                     f" (in {values['currency']})" if values["currency"] else "") + "."
                 values[name] = ""
         values = cls._parse_more(args, values, errors)
+        for name, value in values.items():
+            # A card number typed into the search box is neither searched for nor kept (an export stores
+            # its filters): Kassa has none to find.
+            if isinstance(value, str) and pan.find_card_number(value) is not None:
+                errors[name] = "Kassa keeps no card numbers: search by the card's last 4 digits instead."
+                values[name] = ""
         return cls(**values, errors=errors, locale=locale)
 
     @classmethod

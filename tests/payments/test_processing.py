@@ -408,20 +408,22 @@ def statements_sent(db_session):
 
 
 def test_create_and_confirm_write_each_row_once(db_session, scope, deps):
-    """One flush inserts the payment as confirmed, then its attempt and orders (foreign keys first)."""
+    """One flush inserts the payment as confirmed, then its attempt and orders (foreign keys first); the
+    token's binding to the payment is one INSERT before them."""
     default_seller_id(db_session, scope)
     db_session.commit()
     with statements_sent(db_session) as statements:
         create(db_session, scope, deps, payment_method="tok_1", confirm=True)
     writes = [" ".join(statement.split()[:3]) for statement in statements]
     assert [w for w in writes if w.startswith(("INSERT", "UPDATE")) and "payment" in w] == [
-        "INSERT INTO payments", "INSERT INTO payment_attempts", "INSERT INTO payment_orders"]
+        "INSERT INTO payment_token_bindings", "INSERT INTO payments", "INSERT INTO payment_attempts",
+        "INSERT INTO payment_orders"]
 
 
 def test_expiry_sweep_cancels_old_authorizations(db_session, scope, deps, enqueued):
     body = create(db_session, scope, deps, capture_method="manual", payment_method="tok_1", confirm=True)
     _run_attempt(body["attempts"][0]["id"], deps, ScriptedGateway())
-    fresh = create(db_session, scope, deps, capture_method="manual", payment_method="tok_1", confirm=True)
+    fresh = create(db_session, scope, deps, capture_method="manual", payment_method="tok_2", confirm=True)
     _run_attempt(fresh["attempts"][0]["id"], deps, ScriptedGateway())
     old = payment_row(db_session, body["id"])
     old.authorized_at = deps.now() - timedelta(days=8)
@@ -478,7 +480,7 @@ def test_other_merchants_payments_are_invisible(db_session, scope, deps):
     body = create(db_session, scope, deps)
     other = Scope(factories.merchant(db_session, name="Other").id, False)
     db_session.commit()
-    for operation, params in [("payment.confirm", {"payment": body["id"], "payment_method": "tok"}),
+    for operation, params in [("payment.confirm", {"payment": body["id"], "payment_method": "tok_1"}),
                               ("payment.capture", {"payment": body["id"]}),
                               ("payment.cancel", {"payment": body["id"]}),
                               ("refund.create", {"payment": body["id"]})]:
