@@ -4,15 +4,15 @@
 ARCHITECTURE.md). The application inserts and reads it; a binding is never changed or removed, so
 kassa_app gets neither UPDATE nor DELETE.
 
-Revision ID: 0012_token_binding
-Revises: 0011_merge_areas
+Revision ID: 0014_token_binding
+Revises: 0013_webhook_recovery
 Create Date: 2026-11-22
 """
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0012_token_binding"
-down_revision = "0011_merge_areas"
+revision = "0014_token_binding"
+down_revision = "0013_webhook_recovery"
 branch_labels = None
 depends_on = None
 
