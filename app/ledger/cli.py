@@ -33,8 +33,8 @@ def verify_command(merchant: str | None, mode: str | None) -> None:
     click.echo(f"checked {report.accounts} accounts, {report.entries} entries, "
                f"{report.transactions} transactions ({report.scope})")
     if report.unsealed_transactions:
-        click.echo(f"{report.unsealed_transactions} transactions were posted before migration 0012 and carry no "
-                   "seal: their kind, description and reference are not covered (their business key is)")
+        click.echo(f"unsealed (posted before migration 0012): {report.unsealed_transactions} transactions; their "
+                   "kind, description and reference are not covered, their business key is")
     if report.ok:
         click.echo("ledger OK")
         return

@@ -7,9 +7,11 @@ from app/ledger/accounts.py, not from the database being checked), an entry in t
 a transaction altered in any column (its seal), a transaction that does not balance or lacks a side.
 Transactions posted before migration 0012 have no seal (the key never reaches the database, so the
 migration could not add one): they are counted as ``unsealed_transactions``, and only their business key
-is covered, through their entries. What a hash chain alone cannot catch: the *last* entries of every touched account removed
-together with their transactions and the account rows rolled back to match; anchoring the chain heads
-outside the database (e.g. exporting them with each verify) would close that gap.
+is covered, through their entries.
+
+What a hash chain alone cannot catch: the *last* entries of every touched account removed together with
+their transactions and the account rows rolled back to match; anchoring the chain heads outside the
+database (e.g. exporting them with each verify) would close that gap.
 
 Run it in a transaction of its own: the CLI and the job use REPEATABLE READ, so that accounts and entries
 come from one snapshot while postings go on.

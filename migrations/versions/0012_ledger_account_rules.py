@@ -178,8 +178,8 @@ BEGIN
                  ORDER BY x.id
                    FOR UPDATE) a;
         IF cardinality(v_ids) IS DISTINCT FROM (SELECT count(DISTINCT c) FROM unnest(p_codes) AS c) THEN
-            RAISE EXCEPTION 'ledger_post: could not open or lock every account of % (is each type in ledger_account_types?)',
-                p_codes;
+            -- An account type missing from ledger_account_types opens no account.
+            RAISE EXCEPTION 'ledger_post: could not open or lock every account of % (unknown type?)', p_codes;
         END IF;
 
         -- 4. Balances and versions leg by leg (an account may appear in several legs), then the checks.
