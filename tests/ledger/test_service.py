@@ -103,8 +103,9 @@ def test_the_returned_transaction_is_a_usable_orm_object(db_session, book, hmac_
                                                                             "Capture of pay_1", "pay_1")
     assert [(e.account.code, e.direction, e.amount) for e in txn.entries] == [
         (leg.account_code, leg.direction, leg.amount) for leg in capture_legs()]
+    stored = db_session.execute(text("SELECT posted_at FROM ledger_transactions WHERE id = :id"), {"id": txn.id})
+    assert txn.posted_at == stored.scalar_one()  # the transaction's own time (its seal covers it), not its entries'
     db_session.commit()
-    assert db_session.get(JournalTransaction, txn.id).posted_at == txn.posted_at
 
 
 def test_each_entry_records_balance_version_and_a_chained_hmac(db_session, book, hmac_key):
