@@ -458,7 +458,6 @@ class Bench:
                     "directions": ["debit", "credit"], "amounts": [1999, 1999], "currencies": ["USD", "USD"],
                     "account_ids": [new_id("lacc"), new_id("lacc")],
                     "account_types": ["psp_receivable", "seller_payable"], "subjects": ["sandbox", seller_id],
-                    "kinds": ["asset", "liability"], "allow_negative": [True, True],
                     "mac_inner": inner, "mac_outer": outer}).fetchone()
 
         def worker() -> None:
