@@ -1,7 +1,7 @@
 """Account codes: what an account is, read from its code. Accounts open on first use from the code alone.
 
 The rules of a type (its kind and whether its accounts may go negative) live in the database table
-``ledger_account_types`` (migrations/versions/0012_ledger_account_rules.py): every account row refers to
+``ledger_account_types`` (migrations/versions/0015_ledger_account_rules.py): every account row refers to
 its type's row with its own kind and overdraft flag (a composite foreign key), so no writer, the
 application role included, can open a ``cash`` account that may go negative. ACCOUNT_TYPES below says the
 same thing in Python (tests/ledger/test_db_rules.py compares them), for the friendly checks before

@@ -33,7 +33,7 @@ def verify_command(merchant: str | None, mode: str | None) -> None:
     click.echo(f"checked {report.accounts} accounts, {report.entries} entries, "
                f"{report.transactions} transactions ({report.scope})")
     if report.unsealed_transactions:
-        click.echo(f"unsealed (posted before migration 0012): {report.unsealed_transactions} transactions; their "
+        click.echo(f"unsealed (posted before migration 0015): {report.unsealed_transactions} transactions; their "
                    "kind, description and reference are not covered, their business key is")
     if report.ok:
         click.echo("ledger OK")

@@ -2,7 +2,7 @@
 
 A posting is validated here first (friendly LedgerError subclasses, nothing touched), then done by the
 database function ``ledger_post`` in a single round trip (migrations/versions/0005_ledger.py, replaced by
-0012_ledger_account_rules.py): seal the transaction and claim its business key, open missing accounts,
+0015_ledger_account_rules.py): seal the transaction and claim its business key, open missing accounts,
 lock the accounts in id order, update balances and versions, insert the entries with their chained HMACs.
 
 Why one round trip: an account's row lock is held from the moment it is taken until the transaction

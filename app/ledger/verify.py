@@ -5,7 +5,7 @@ account's history (the version sequence and the chain break), an account row who
 disagrees with its entries, an account whose kind or overdraft flag is not its type's (the rules are taken
 from app/ledger/accounts.py, not from the database being checked), an entry in the wrong currency or book,
 a transaction altered in any column (its seal), a transaction that does not balance or lacks a side.
-Transactions posted before migration 0012 have no seal (the key never reaches the database, so the
+Transactions posted before migration 0015 have no seal (the key never reaches the database, so the
 migration could not add one): they are counted as ``unsealed_transactions``, and only their business key
 is covered, through their entries.
 
@@ -55,7 +55,7 @@ class VerifyReport:
     accounts: int = 0
     entries: int = 0
     transactions: int = 0
-    unsealed_transactions: int = 0  # posted before migration 0012: kind, description, reference not covered
+    unsealed_transactions: int = 0  # posted before migration 0015: kind, description, reference not covered
     discrepancies: list[Discrepancy] = field(default_factory=list)
     discrepancy_count: int = 0
     finished_at: datetime | None = None
@@ -176,7 +176,7 @@ def verify(session: Session, hmac_key: bytes, scope: Scope | None = None) -> Ver
             balance_after=e.balance_after, version_after=e.version_after, posted_at=e.posted_at,
             previous_hmac=previous)
         if not hmac_module.compare_digest(expected, bytes(e.hmac)):
-            unsealed = "" if seal else (" (checked as posted before migration 0012: its transaction has no seal, "
+            unsealed = "" if seal else (" (checked as posted before migration 0015: its transaction has no seal, "
                                         "or its seal was removed)")
             report.add(Discrepancy("hmac_mismatch", f"account {current.code}: entry {e.id} (version "
                                    f"{e.version_after}) does not match its HMAC: altered, or a previous "
@@ -198,7 +198,7 @@ def verify(session: Session, hmac_key: bytes, scope: Scope | None = None) -> Ver
 
 
 def _check_seals(session: Session, hmac_key: bytes, scope: Scope | None, report: VerifyReport) -> None:
-    """Every transaction's columns match its seal; those posted before migration 0012 are counted, unsealed."""
+    """Every transaction's columns match its seal; those posted before migration 0015 are counted, unsealed."""
     transactions = session.execute(
         select(JournalTransaction.id, JournalTransaction.merchant_id, JournalTransaction.livemode,
                JournalTransaction.business_key, JournalTransaction.kind, JournalTransaction.description,

@@ -125,7 +125,7 @@ def test_a_transaction_changed_in_any_column_is_caught(database, db_session, boo
 
 
 def test_a_removed_seal_breaks_the_transactions_entries(database, db_session, book, hmac_key, history):
-    """Without its seal a transaction would be checked as posted before 0012, which covers no kind."""
+    """Without its seal a transaction would be checked as posted before 0015, which covers no kind."""
     txn_id = history["entries"][1][1]
     tamper(database, "UPDATE ledger_transactions SET hmac = NULL, kind = 'payout' WHERE id = %s", params=(txn_id,))
     report = run_verify(db_session, hmac_key, book)

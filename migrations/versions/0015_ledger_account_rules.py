@@ -17,8 +17,8 @@
    ``ledger_account_types`` instead of from its caller (it loses its p_kinds and p_allow_negative
    arguments).
 
-Revision ID: 0012_ledger_account_rules
-Revises: 0011_merge_areas
+Revision ID: 0015_ledger_account_rules
+Revises: 0014_token_binding
 Create Date: 2026-11-24
 """
 import importlib.util
@@ -27,8 +27,8 @@ from pathlib import Path
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0012_ledger_account_rules"
-down_revision = "0011_merge_areas"
+revision = "0015_ledger_account_rules"
+down_revision = "0014_token_binding"
 branch_labels = None
 depends_on = None
 

@@ -1,4 +1,4 @@
-"""Migration 0012 on a ledger that 0005 wrote: what old transactions get, and the way back.
+"""Migration 0015 on a ledger that 0005 wrote: what old transactions get, and the way back.
 
 A module of its own: it moves its database down and up again.
 """
@@ -13,8 +13,8 @@ from tests.conftest import app_connect
 from tests.ledger.conftest import capture_legs, post
 from tests.ledger.test_tamper import tamper
 
-REVISION = "0012_ledger_account_rules"
-# 0005's ledger_post, as Kassa called it before 0012 (kinds and overdraft flags from the caller).
+REVISION = "0015_ledger_account_rules"
+# 0005's ledger_post, as Kassa called it before 0015 (kinds and overdraft flags from the caller).
 OLD_POST = (
     "SELECT outcome FROM ledger_post(%(merchant_id)s, false, %(transaction_id)s, %(business_key)s, 'capture', '', "
     "NULL, %(entry_ids)s, %(codes)s, %(directions)s, %(amounts)s, %(currencies)s, %(account_ids)s, "
@@ -22,7 +22,7 @@ OLD_POST = (
 )
 
 
-def post_as_before_0012(database, book, business_key: str, hmac_key: bytes) -> str:
+def post_as_before_0015(database, book, business_key: str, hmac_key: bytes) -> str:
     legs = capture_legs()
     inner, outer = chain.key_pads(hmac_key)
     transaction_id = new_id("ltxn")
@@ -41,13 +41,13 @@ def post_as_before_0012(database, book, business_key: str, hmac_key: bytes) -> s
     return transaction_id
 
 
-def test_transactions_posted_before_0012_verify_unsealed_and_keep_their_business_key(
+def test_transactions_posted_before_0015_verify_unsealed_and_keep_their_business_key(
         app, database, db_session, book, hmac_key):
     down = ScriptDirectory.from_config(current_app.extensions["migrate"].migrate.get_config()) \
         .get_revision(REVISION).down_revision
     db_session.remove()
     flask_migrate.downgrade(revision=down)
-    old_txn = post_as_before_0012(database, book, "capture:old", hmac_key)
+    old_txn = post_as_before_0015(database, book, "capture:old", hmac_key)
     flask_migrate.upgrade(revision="heads")
 
     post(db_session, book, "capture:new", capture_legs(), hmac_key, kind="capture")  # on the same accounts
@@ -55,7 +55,7 @@ def test_transactions_posted_before_0012_verify_unsealed_and_keep_their_business
     assert report.ok, report.discrepancies
     assert (report.transactions, report.unsealed_transactions) == (2, 1)
     result = app.test_cli_runner().invoke(args=["ledger", "verify", "--merchant", book.merchant_id])
-    assert result.exit_code == 0 and "unsealed (posted before migration 0012): 1 transactions" in result.output
+    assert result.exit_code == 0 and "unsealed (posted before migration 0015): 1 transactions" in result.output
 
     # Their entries' old message still covers the business key (not the kind, description or reference).
     tamper(database, "UPDATE ledger_transactions SET business_key = 'capture:other' WHERE id = %s",
