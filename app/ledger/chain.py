@@ -17,7 +17,7 @@ make the encoding unambiguous whatever a business key or a description contains.
   recomputing them needs the key. The seal inside the entries means that removing a transaction's seal
   breaks its entries.
 
-Entries of transactions posted before migration 0012 have no seal to include: they were written with
+Entries of transactions posted before migration 0015 have no seal to include: they were written with
 LEGACY_ENTRY_PREFIX over LEGACY_ENTRY_FIELDS (the business key but not the kind, description or reference)
 and are verified that way. A seal cannot be removed to get a sealed transaction's entries checked the
 legacy way: an HMAC computed over one message does not match another.

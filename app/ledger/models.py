@@ -1,4 +1,4 @@
-"""Ledger tables: account types, accounts, journal transactions and their entries (migrations 0005 and 0012).
+"""Ledger tables: account types, accounts, journal transactions and their entries (migrations 0005 and 0015).
 
 Rows are written by the database function ``ledger_post`` (called by app/ledger/service.py), never through
 the ORM: these models are for reading. Entries and transactions are append-only (triggers); accounts
@@ -101,7 +101,7 @@ class JournalTransaction(Base):
     """A balanced movement of money inside one book, posted at most once per business key.
 
     ``hmac`` seals every column (app/ledger/chain.py) and each entry's hmac covers it; NULL only on
-    transactions posted before migration 0012, which could not be sealed without the key.
+    transactions posted before migration 0015, which could not be sealed without the key.
     """
 
     __tablename__ = "ledger_transactions"
