@@ -4,6 +4,8 @@ A decline or an error is a result, never an exception that escapes: callers bran
 """
 import re
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
@@ -74,11 +76,31 @@ class PspResult:
     retryable: bool = False
     # Why a call failed (None when the PSP answered normally): connect_refused, connect_timeout,
     # read_timeout, dropped, server_error, not_processed, rate_limited, auth, client_error, not_found,
-    # idempotency_mismatch, circuit_open, no_route, not_configured, exception. The circuit breaker
-    # counts the transport and server kinds (app/psp/breaker.py FAILURE_ERRORS).
+    # idempotency_mismatch, circuit_open, rate_limited_backoff, no_route, not_configured, exception. The
+    # circuit breaker counts the transport and server kinds (app/psp/breaker.py FAILURE_ERRORS); a
+    # rate limit backs the credential off instead.
     error: str | None = None
+    # Seconds a rate-limited PSP asked us to wait (its Retry-After), when it said.
+    retry_after: float | None = None
     # Connectors the router tried for this result, in order (the last one answered).
     tried: tuple[str, ...] = ()
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """An HTTP Retry-After header (delta-seconds or an HTTP-date) in seconds from now, or None."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
 
 
 @dataclass(frozen=True)

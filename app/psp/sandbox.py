@@ -24,7 +24,14 @@ from typing import Any, Callable, Mapping
 
 import httpx
 
-from app.psp.interfaces import AuthorizeRequest, CallbackEvent, CallbackRejected, Outcome, PspResult
+from app.psp.interfaces import (
+    AuthorizeRequest,
+    CallbackEvent,
+    CallbackRejected,
+    Outcome,
+    PspResult,
+    retry_after_seconds,
+)
 from app.psp.wire import ISO_MINOR_UNITS, WireError, read_amount, refused
 
 log = logging.getLogger(__name__)
@@ -290,10 +297,11 @@ class SandboxConnector:
         code = error.get("code")
         message = error.get("message") or f"HTTP {status_code}"
 
-        def result(outcome: Outcome, kind: str, *, retryable: bool = False, decline_code: str | None = None):
+        def result(outcome: Outcome, kind: str, *, retryable: bool = False, decline_code: str | None = None,
+                   retry_after: float | None = None):
             return PspResult(outcome=outcome, connector=self.name, decline_code=decline_code, message=message,
                              raw=payload, latency_ms=latency, error=kind, retryable=retryable,
-                             status=code)
+                             status=code, retry_after=retry_after)
 
         if status_code == 503 and code == "processing_error" and error.get("processed") is False:
             # The acquirer guarantees nothing happened (API.md): safe to retry and to fail over.
@@ -307,7 +315,8 @@ class SandboxConnector:
             # Same key, different request: the key was used before. Whatever it did stands; ask by key.
             return result(Outcome.UNKNOWN, "idempotency_mismatch")
         if status_code == 429:
-            return result(Outcome.NOT_PROCESSED, "rate_limited", retryable=True)
+            return result(Outcome.NOT_PROCESSED, "rate_limited", retryable=True,
+                          retry_after=retry_after_seconds(response.headers.get("Retry-After")))
         if status_code in (401, 403):
             log.error("sandbox %s refused our credentials (HTTP %s)", self.name, status_code)
             return result(Outcome.NOT_PROCESSED, "auth")

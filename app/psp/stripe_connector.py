@@ -44,7 +44,15 @@ from typing import Any, Callable, Mapping
 import httpx
 import stripe
 
-from app.psp.interfaces import AuthorizeRequest, CallbackEvent, CallbackRejected, CardToken, Outcome, PspResult
+from app.psp.interfaces import (
+    AuthorizeRequest,
+    CallbackEvent,
+    CallbackRejected,
+    CardToken,
+    Outcome,
+    PspResult,
+    retry_after_seconds,
+)
 from app.psp.sandbox import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, SIGNATURE_TOLERANCE_SECONDS
 from app.psp.wire import STRIPE, WireError, read_amount, refused
 
@@ -369,10 +377,11 @@ class StripeConnector:
         message = error.get("message") or str(exc)
 
         def result(outcome: Outcome, kind: str | None, *, retryable: bool = False, decline_code: str | None = None,
-                   reference: str | None = None, status: str | None = None) -> PspResult:
+                   reference: str | None = None, status: str | None = None,
+                   retry_after: float | None = None) -> PspResult:
             return PspResult(outcome=outcome, connector=self.name, psp_reference=reference,
                              decline_code=decline_code, message=message, latency_ms=latency, raw=body,
-                             error=kind, retryable=retryable, status=status)
+                             error=kind, retryable=retryable, status=status, retry_after=retry_after)
 
         if isinstance(exc, stripe.APIConnectionError):
             cause = exc.__cause__
@@ -395,7 +404,9 @@ class StripeConnector:
                           reference=intent.get("id") if isinstance(intent, dict) else None,
                           status="requires_payment_method")
         if isinstance(exc, stripe.RateLimitError):
-            return result(Outcome.NOT_PROCESSED, "rate_limited", retryable=True)
+            headers = {name.lower(): value for name, value in (exc.headers or {}).items()}
+            return result(Outcome.NOT_PROCESSED, "rate_limited", retryable=True,
+                          retry_after=retry_after_seconds(headers.get("retry-after")))
         if isinstance(exc, stripe.IdempotencyError):
             # The key was used for another request: what it did stands. Ask by the PaymentIntent id.
             return result(Outcome.UNKNOWN, "idempotency_mismatch")

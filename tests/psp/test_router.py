@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from app.psp.breaker import BreakerState
+from app.psp.breaker import BreakerRegistry, BreakerSettings, BreakerState
 from app.psp.interfaces import AuthorizeRequest, Outcome
 from app.psp.registry import connector_for, connector_specs
 from app.psp.router import DEFAULT_ROUTES, RetryPolicy, Router, RouteRule, build_router, routes_from_config
@@ -114,12 +114,42 @@ def test_an_open_breaker_fails_over_at_once(sbx, router):
     assert sbx.stats()["sandbox"]["calls"] == 0
 
 
-def test_declines_and_timeouts_count_correctly_for_the_breaker(sbx, router):
-    for number in ("4000000000009995", "4000000000009979", "4000000000000069"):
-        router.authorize("sandbox", authorize_request(sbx.tokenize(number)["id"]))
-    assert router.breaker("sandbox").snapshot().failures == 0  # declines are answers, not outages
+def test_declines_three_d_secure_and_card_errors_are_calls_never_failures(sbx, router):
+    for number in ("4000000000009995", "4000000000009979", "4000000000000069", "4000000000003220"):
+        assert router.authorize("sandbox", authorize_request(sbx.tokenize(number)["id"])).error is None
+    assert router.authorize("sandbox", authorize_request("tok_unknown")).outcome == Outcome.DECLINED
+    snap = router.breaker("sandbox").snapshot()
+    assert (snap.calls, snap.failures) == (5, 0)  # answers, not outages
     router.authorize("sandbox", authorize_request(sbx.tokenize("4000000000000341")["id"]))
-    assert router.breaker("sandbox").snapshot().failures == 1
+    snap = router.breaker("sandbox").snapshot()
+    assert (snap.calls, snap.failures) == (6, 1)
+
+
+def test_six_timeout_card_payments_among_normal_traffic_open_no_breaker(sbx, redis_conn, clock, breaker_prefix,
+                                                                        sleeps):
+    # Issue 14: six payments with the timeout card opened both sandbox acquirers' breakers (a flat five
+    # failures in 30 s, each retry counted) and failed healthy payments. The default failure-rate rule (half
+    # of at least 20 calls in 60 s) sees 6 timeouts among 20 calls and opens nothing.
+    made = {name: SandboxConnector(name, sbx.acquirers[name].url, SECRET, connect_timeout=0.5,
+                                   read_timeout=0.5)  # the sandbox stalls the timeout card for 2 s
+            for name in ("sandbox", "sandbox_b")}
+    breakers = BreakerRegistry(redis_conn, BreakerSettings(), clock=clock, prefix=breaker_prefix)
+    router = Router.from_connectors(made, breakers=breakers, retry=RetryPolicy(max_tries=3), sleep=sleeps)
+    good, slow = sbx.tokenize()["id"], sbx.tokenize("4000000000000341")["id"]
+    timeout_turns = {1, 4, 7, 10, 13, 16}  # six of the twenty payments, spread out
+    try:
+        outcomes = []
+        for n in range(20):
+            result = router.authorize("sandbox", authorize_request(slow if n in timeout_turns else good))
+            outcomes.append((result.outcome, result.connector))
+            clock.advance(1)
+    finally:
+        router.close()
+    assert outcomes.count((Outcome.UNKNOWN, "sandbox")) == 6
+    assert outcomes.count((Outcome.SUCCEEDED, "sandbox")) == 14  # no healthy payment failed over or failed
+    snap = router.breaker("sandbox").snapshot()
+    assert snap.state == BreakerState.CLOSED and (snap.calls, snap.failures) == (20, 6)
+    assert router.breaker("sandbox_b").state() == BreakerState.CLOSED
 
 
 def test_live_mode_never_routes_to_the_sandbox(sbx, router):
@@ -193,10 +223,10 @@ def test_registry_builds_connectors_from_configuration(sbx):
 
 def test_build_router_from_configuration(sbx, redis_conn, clock, sleeps):
     config = {"SANDBOX_ACQUIRER_URLS": f"sandbox={sbx.a.url},sandbox_b={sbx.b.url}", "SANDBOX_PSP_SECRET": SECRET,
-              "PSP_READ_TIMEOUT": 1, "PSP_BREAKER_FAILURES": 2, "PSP_MAX_TRIES": 2}
+              "PSP_READ_TIMEOUT": 1, "PSP_BREAKER_MINIMUM_CALLS": 2, "PSP_MAX_TRIES": 2}
     router = build_router(config, redis=redis_conn, clock=clock, sleep=sleeps)
     assert router.connector_names("sandbox") == ["sandbox", "sandbox_b"]
-    assert router.breakers.settings.failure_threshold == 2 and router.retry.max_tries == 2
+    assert router.breakers.settings.minimum_calls == 2 and router.retry.max_tries == 2
     result = router.authorize("sandbox", authorize_request(sbx.tokenize()["id"]))
     assert result.outcome == Outcome.SUCCEEDED and result.connector == "sandbox"
     router.breaker("sandbox").reset()

@@ -170,8 +170,13 @@ class _Misbehaving:
                     self.connection.shutdown(socket.SHUT_RDWR)
                     self.close_connection = True
                     return
-                body = b'{"error": {"code": "internal_error", "message": "boom"}}'
-                self.send_response(500)
+                if outer.mode == "429":
+                    body = b'{"error": {"code": "rate_limited", "message": "slow down"}}'
+                    self.send_response(429)
+                    self.send_header("Retry-After", "7")
+                else:
+                    body = b'{"error": {"code": "internal_error", "message": "boom"}}'
+                    self.send_response(500)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -202,3 +207,16 @@ def test_other_5xx_and_dropped_connections_are_unknown(mode, error):
     assert result.outcome == Outcome.UNKNOWN and result.error == error
     assert not result.retryable  # an ambiguous write is never simply sent again
     assert server.requests == 1
+
+
+def test_a_rate_limit_is_not_processed_and_carries_the_retry_after():
+    server = _Misbehaving("429")
+    connector = SandboxConnector("sandbox", server.url, SECRET, connect_timeout=CONNECT_TIMEOUT,
+                                 read_timeout=READ_TIMEOUT)
+    try:
+        result = connector.authorize(request_for("tok_x"))
+    finally:
+        connector.close()
+        server.close()
+    assert result.outcome == Outcome.NOT_PROCESSED and result.error == "rate_limited"
+    assert result.retry_after == 7.0 and server.requests == 1

@@ -181,6 +181,16 @@ def test_no_hidden_retries_and_an_ambiguous_error_is_unknown(fake, stripe_connec
     assert [(r.method, r.path) for r in fake.requests] == [CREATE, CONFIRM]
 
 
+def test_a_rate_limit_is_not_processed_and_carries_stripes_retry_after(fake, stripe_connector):
+    fake.answer(*CREATE, (429, {"error": {"type": "invalid_request_error", "code": "rate_limit",
+                                          "message": "Too many requests hit the API too quickly."}},
+                          {"Retry-After": "3"}))
+    result = stripe_connector.authorize(authorize_request())
+    assert result.outcome == Outcome.NOT_PROCESSED and result.error == "rate_limited"
+    assert result.retry_after == 3.0  # the router backs this credential off for that long (app/psp/breaker.py)
+    assert [(r.method, r.path) for r in fake.requests] == [CREATE]
+
+
 def test_client_is_built_without_retries_and_with_our_timeouts(stripe_connector):
     requestor = stripe_connector._client._requestor
     assert requestor._options.max_network_retries == 0
