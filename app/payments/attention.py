@@ -10,7 +10,7 @@ rows; ``needing_attention`` lists them, across merchants for the operators.
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, select, union
+from sqlalchemy import CompoundSelect, select, union
 from sqlalchemy.orm import Session
 
 from app.payments.models import PaymentAttempt, Refund
@@ -84,7 +84,7 @@ def needing_attention(session: Session, scope: Scope | None = None, *, payment_i
     return items[:limit]
 
 
-def payment_ids_needing_attention(scope: Scope) -> Select:
+def payment_ids_needing_attention(scope: Scope) -> CompoundSelect:
     """SELECT of the book's payment ids with a marked attempt or refund (on the partial attention indexes)."""
     return union(
         scope.select(PaymentAttempt, PaymentAttempt.attention_since.is_not(None))
