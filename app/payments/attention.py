@@ -43,8 +43,9 @@ def note_undecided(row: PaymentAttempt | Refund, what: str, result: PspResult, s
 
 def clear(row: PaymentAttempt | Refund) -> None:
     """A definite answer arrived: nothing left to look at."""
-    row.attention_reason = None
-    row.attention_since = None
+    if row.attention_since is not None or row.attention_reason is not None:  # no UPDATE of unmarked rows
+        row.attention_reason = None
+        row.attention_since = None
 
 
 @dataclass(frozen=True)

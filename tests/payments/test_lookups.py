@@ -347,3 +347,14 @@ def test_a_refund_retried_within_the_window_is_sent_again_without_a_lookup(db_se
     _run_refund(created["id"], deps, gateway)
     assert [c[0] for c in gateway.calls] == ["refund", "refund"]
     assert db_session.scalar(select(Refund.status).where(Refund.id == created["id"])) == "succeeded"
+
+
+def test_the_attention_threshold_comes_from_the_configuration(app):
+    from app.payments.deps import DEFAULT_ATTENTION_AFTER, deps_from_app
+
+    assert deps_from_app(app).attention_after == DEFAULT_ATTENTION_AFTER == timedelta(minutes=30)
+    app.config["PSP_UNKNOWN_ATTENTION_AFTER"] = "600"
+    try:
+        assert deps_from_app(app).attention_after == timedelta(minutes=10)
+    finally:
+        del app.config["PSP_UNKNOWN_ATTENTION_AFTER"]
