@@ -45,10 +45,18 @@ ERROR = {
     }},
 }
 
+ATTENTION = _nullable({
+    "type": "object", "required": ["reason", "since"],
+    "description": "Set while the payment processor has given no definite outcome for longer than Kassa's "
+                   "threshold (30 minutes by default): Kassa keeps asking; look at it. Null otherwise.",
+    "properties": {"reason": STRING, "since": UNIX},
+})
+
 ATTEMPT = {
     "type": "object",
     "required": ["id", "object", "operation", "status", "amount", "currency", "connector", "psp_reference",
-                 "decline_code", "error_message", "tries", "created", "started", "finished", "latency_ms"],
+                 "decline_code", "error_message", "tries", "created", "started", "finished", "latency_ms",
+                 "attention"],
     "properties": {
         "id": STRING, "object": {"const": "payment_attempt"},
         "operation": {"enum": ["authorize", "capture", "void"]},
@@ -56,6 +64,7 @@ ATTEMPT = {
         "amount": INT, "currency": STRING, "connector": _nullable(STRING), "psp_reference": _nullable(STRING),
         "decline_code": _nullable(STRING), "error_message": _nullable(STRING), "tries": INT,
         "created": UNIX, "started": _nullable(INT), "finished": _nullable(INT), "latency_ms": _nullable(INT),
+        "attention": ATTENTION,
     },
 }
 
@@ -103,7 +112,8 @@ PAYMENT = {
 REFUND = {
     "type": "object",
     "required": ["id", "object", "livemode", "created", "payment", "amount", "currency", "status", "reason",
-                 "metadata", "sellers", "failure_code", "failure_message", "connector", "psp_reference"],
+                 "metadata", "sellers", "failure_code", "failure_message", "connector", "psp_reference",
+                 "attention"],
     "properties": {
         "id": {"type": "string", "pattern": "^re_"}, "object": {"const": "refund"}, "livemode": {"type": "boolean"},
         "created": UNIX, "payment": STRING, "amount": INT, "currency": STRING,
@@ -115,7 +125,7 @@ REFUND = {
                            "fee": _nullable({"type": "integer", "description": "Platform fee returned; "
                                              "null until the refund is booked."})}}},
         "failure_code": _nullable(STRING), "failure_message": _nullable(STRING),
-        "connector": _nullable(STRING), "psp_reference": _nullable(STRING),
+        "connector": _nullable(STRING), "psp_reference": _nullable(STRING), "attention": ATTENTION,
     },
 }
 

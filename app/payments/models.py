@@ -183,6 +183,9 @@ class PaymentAttempt(MerchantOwned, Base):
               postgresql_where=text("status IN ('processing', 'unknown', 'requires_action')")),
         # Late PSP callbacks find their attempt by the PSP's reference.
         Index("ix_payment_attempts_psp_reference", "psp_reference"),
+        # "Needs attention" (dashboard, operators): the few rows marked, per book.
+        Index("ix_payment_attempts_attention", "merchant_id", "livemode", "payment_id",
+              postgresql_where=text("attention_since IS NOT NULL")),
     )
 
     id: Mapped[str] = mapped_column(primary_key=True)
@@ -208,6 +211,10 @@ class PaymentAttempt(MerchantOwned, Base):
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     latency_ms: Mapped[int | None] = mapped_column(Integer)
+    # Marked when the PSP gave no definite answer for longer than PSP_UNKNOWN_ATTENTION_AFTER: why, and
+    # since when; cleared by a definite answer (app/payments/attention.py).
+    attention_reason: Mapped[str | None] = mapped_column(String(500))
+    attention_since: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=text("now()"))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow, server_default=text("now()"))
 
@@ -226,6 +233,8 @@ class Refund(MerchantOwned, Base):
         Index("ix_refunds_scope_id", "merchant_id", "livemode", "id"),
         Index("ix_refunds_scope_payment_id", "merchant_id", "livemode", "payment_id", "id"),
         Index("ix_refunds_due", "next_attempt_at", postgresql_where=text("status = 'pending'")),
+        Index("ix_refunds_attention", "merchant_id", "livemode", "payment_id",
+              postgresql_where=text("attention_since IS NOT NULL")),
     )
 
     id: Mapped[str] = mapped_column(primary_key=True)
@@ -245,6 +254,9 @@ class Refund(MerchantOwned, Base):
     lease_until: Mapped[datetime | None]
     next_attempt_at: Mapped[datetime | None]
     latency_ms: Mapped[int | None] = mapped_column(Integer)
+    # As on PaymentAttempt: no definite answer from the PSP for too long, why and since when.
+    attention_reason: Mapped[str | None] = mapped_column(String(500))
+    attention_since: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=text("now()"))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow, server_default=text("now()"))
     finished_at: Mapped[datetime | None]

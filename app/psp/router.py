@@ -30,6 +30,10 @@ outcome per connector when it ends: retries never count twice. A rate limit (429
 backs that credential off (Retry-After, bounded), and its calls are refused locally with
 ``rate_limited_backoff`` meanwhile (NOT_PROCESSED, so an authorization fails over; a status query says
 UNKNOWN).
+
+**Lookups** (``retrieve``, ``retrieve_refund``, ``find_refund``) answer a ``Lookup``: FOUND, ABSENT (the
+PSP said it has no such object) or UNKNOWN (it could not be asked or did not tell: a 429, refused
+credentials, a 5xx, a timeout, an open breaker). Only ABSENT may lead to sending a request again.
 """
 from __future__ import annotations
 
@@ -41,6 +45,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import Any, Callable, Mapping, Sequence
 
 from prometheus_client import Histogram
@@ -55,8 +60,8 @@ from app.psp.breaker import (
     Permit,
     credential_id,
 )
-from app.psp.interfaces import AuthorizeRequest, Connector, Outcome, PspResult
-from app.psp.registry import ConnectorSpec, config_value, connector_for, connector_specs
+from app.psp.interfaces import AuthorizeRequest, Connector, Lookup, Outcome, PspResult
+from app.psp.registry import ConnectorSpec, config_value, connector_for, connector_specs, import_string
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +77,9 @@ CredentialsLoader = Callable[[str, str, bool], Mapping[str, Any] | None]
 # Credentialed connectors built per merchant and mode are kept this many at a time (least recently used
 # dropped): building a Stripe client loads TLS roots, which is worth skipping on every call.
 CONNECTOR_CACHE_SIZE = 256
+# A connector that does not declare how long its PSP keeps idempotency keys is taken to keep them a day,
+# the shortest among the PSPs Kassa knows (Stripe's 24 hours): a late retry then looks up first.
+DEFAULT_IDEMPOTENCY_WINDOW = timedelta(hours=24)
 
 
 @dataclass(frozen=True)
@@ -333,19 +341,41 @@ class Router:
                             merchant_id=merchant_id, livemode=livemode)
 
     def retrieve(self, connector: str, *, psp_reference: str | None = None, idempotency_key: str | None = None,
-                 merchant_id: str | None = None, livemode: bool | None = None) -> PspResult:
-        """Status query (resolves UNKNOWN). Could-not-ask is UNKNOWN, never NOT_PROCESSED."""
-        return self._single(connector, "retrieve",
+                 merchant_id: str | None = None, livemode: bool | None = None) -> Lookup:
+        """Status query of an authorization: FOUND, ABSENT or UNKNOWN (could not ask is never "absent")."""
+        return self._lookup(connector, "retrieve",
                             lambda c: c.retrieve(psp_reference=psp_reference, idempotency_key=idempotency_key),
-                            merchant_id=merchant_id, livemode=livemode, read_only=True)
+                            merchant_id=merchant_id, livemode=livemode)
 
     def retrieve_refund(self, connector: str, psp_refund_reference: str, *, merchant_id: str | None = None,
-                        livemode: bool | None = None) -> PspResult:
-        """Status of a refund."""
-        return self._single(connector, "retrieve_refund", lambda c: c.retrieve_refund(psp_refund_reference),
-                            merchant_id=merchant_id, livemode=livemode, read_only=True)
+                        livemode: bool | None = None) -> Lookup:
+        """Status query of a refund."""
+        return self._lookup(connector, "retrieve_refund", lambda c: c.retrieve_refund(psp_refund_reference),
+                            merchant_id=merchant_id, livemode=livemode)
+
+    def find_refund(self, connector: str, psp_reference: str, idempotency_key: str, *,
+                    merchant_id: str | None = None, livemode: bool | None = None) -> Lookup:
+        """The refund of an authorization sent with ``idempotency_key``, looked up at its connector."""
+        return self._lookup(connector, "find_refund", lambda c: c.find_refund(psp_reference, idempotency_key),
+                            merchant_id=merchant_id, livemode=livemode)
+
+    def idempotency_window(self, name: str) -> timedelta | None:
+        """How long connector ``name``'s PSP keeps an idempotency key (None: for ever); a connector that
+        does not say is taken to keep it DEFAULT_IDEMPOTENCY_WINDOW."""
+        spec = self.specs.get(name)
+        if spec is None:
+            return DEFAULT_IDEMPOTENCY_WINDOW
+        return getattr(import_string(spec.factory), "idempotency_window", DEFAULT_IDEMPOTENCY_WINDOW)
 
     # -- plumbing --------------------------------------------------------------------------------------
+
+    def _lookup(self, name: str, operation: str, ask: Callable[[Connector], Lookup], *,
+                merchant_id: str | None, livemode: bool | None) -> Lookup:
+        """A status query through the same breaker and bounded retries as every call (a Lookup has the
+        fields _call and _single read); what never reached a connector (no route, open breaker, not
+        configured, a connector bug) comes back as a PspResult and is UNKNOWN."""
+        answer = self._single(name, operation, ask, merchant_id=merchant_id, livemode=livemode, read_only=True)
+        return answer if isinstance(answer, Lookup) else Lookup.could_not_tell(answer)
 
     def _single(self, name: str, operation: str, fn: Callable[[Connector], PspResult], *,
                 merchant_id: str | None, livemode: bool | None, read_only: bool = False) -> PspResult:

@@ -17,7 +17,7 @@ from app.payments.errors import AmountTooLarge, InvalidRequest, InvalidTransitio
 from app.payments.models import Payment, PaymentAttempt, Refund, Seller
 from app.payments.serializers import payment_object
 from app.payments.service import create_seller, default_seller_id, notify_outcome, wait_for_outcome
-from app.psp.interfaces import Outcome, PspResult
+from app.psp.interfaces import Lookup, Outcome, PspResult
 from tests.payments.helpers import (
     ScriptedGateway,
     assert_ledger_balanced,
@@ -166,7 +166,8 @@ def test_unknown_sale_found_captured_is_booked_once(db_session, scope, deps):
                        .values(next_attempt_at=deps.now() - timedelta(seconds=1)))
     db_session.commit()
     # The lookup by idempotency key finds the sale captured: booked, and nothing is sent again.
-    gateway.retrieve_results = [PspResult(Outcome.SUCCEEDED, "sandbox", "auth_t", status="captured", amount=1000)]
+    gateway.retrieve_results = [Lookup.of(PspResult(Outcome.SUCCEEDED, "sandbox", "auth_t", status="captured",
+                                                    amount=1000))]
     _run_attempt(attempt_id, deps, gateway)
     assert [c[0] for c in gateway.calls] == ["authorize", "retrieve"]
     payment = payment_row(db_session, body["id"])
@@ -290,7 +291,7 @@ def test_unknown_is_resolved_by_lookup_not_by_charging_again(db_session, scope, 
     assert processing.due_attempts(db_session, deps) == [attempt_id]
     db_session.commit()
     # ...and the job asks by idempotency key before sending anything.
-    gateway.retrieve_results = [PspResult(Outcome.SUCCEEDED, "sandbox", "auth_t", status="authorized")]
+    gateway.retrieve_results = [Lookup.of(PspResult(Outcome.SUCCEEDED, "sandbox", "auth_t", status="authorized"))]
     _run_attempt(attempt_id, deps, gateway)
     assert [c[0] for c in gateway.calls] == ["authorize", "retrieve", "capture"]
     assert gateway.calls[1][3] == f"kassa-{attempt_id}"

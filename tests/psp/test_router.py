@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from app.psp.breaker import BreakerRegistry, BreakerSettings, BreakerState
-from app.psp.interfaces import AuthorizeRequest, Outcome
+from app.psp.interfaces import AuthorizeRequest, LookupOutcome, Outcome
 from app.psp.registry import connector_for, connector_specs
 from app.psp.router import DEFAULT_ROUTES, RetryPolicy, Router, RouteRule, build_router, routes_from_config
 from app.psp.sandbox import SandboxConnector
@@ -51,7 +51,8 @@ def test_timeout_does_not_fail_over_and_is_resolved_by_a_status_query(sbx, route
     stats = sbx.stats()
     assert stats["sandbox_b"]["calls"] == 0 and stats["sandbox_b"]["authorizations"] == 0
     resolved = router.retrieve("sandbox", idempotency_key=key)
-    assert resolved.outcome == Outcome.SUCCEEDED and resolved.status == "authorized"
+    assert resolved.outcome == LookupOutcome.FOUND and resolved.tried == ("sandbox",)
+    assert resolved.found.outcome == Outcome.SUCCEEDED and resolved.found.status == "authorized"
     assert sbx.stats(idempotency_key=key)["sandbox"]["authorizations"] == 1
 
 
@@ -96,7 +97,8 @@ def test_repeated_failures_open_the_breaker_calls_short_circuit_and_a_probe_clos
     short = router.authorize("sandbox", authorize_request(token))
     assert short.outcome == Outcome.NOT_PROCESSED and short.error == "circuit_open"
     # Status queries short-circuit too, and say "unknown", never "not there".
-    assert router.retrieve("sandbox", idempotency_key="x").outcome == Outcome.UNKNOWN
+    lookup = router.retrieve("sandbox", idempotency_key="x")
+    assert lookup.outcome == LookupOutcome.UNKNOWN and lookup.error == "circuit_open"
     assert sbx.stats()["sandbox"]["calls"] == calls  # nothing reached the acquirer
 
     sbx.admin("/_admin/faults", {"acquirer": "sandbox", "error_rate": 0.0})
@@ -161,7 +163,8 @@ def test_live_mode_never_routes_to_the_sandbox(sbx, router):
     for outcome in (router.capture("sandbox", auth.psp_reference, 100, "EUR", "cap_live", livemode=True),
                     router.refund("sandbox", auth.psp_reference, 100, "EUR", "rf_live", livemode=True)):
         assert outcome.error == "no_route"
-    assert router.retrieve("sandbox", psp_reference=auth.psp_reference, livemode=True).outcome == Outcome.UNKNOWN
+    lookup = router.retrieve("sandbox", psp_reference=auth.psp_reference, livemode=True)
+    assert lookup.outcome == LookupOutcome.UNKNOWN and lookup.error == "no_route"
     assert sbx.stats()["sandbox"]["captures"] == 0
     # A configuration that would send live payments to the sandbox is refused outright.
     with pytest.raises(ValueError, match="live mode never routes to the sandbox"):
@@ -232,3 +235,29 @@ def test_build_router_from_configuration(sbx, redis_conn, clock, sleeps):
     router.breaker("sandbox").reset()
     router.breaker("sandbox_b").reset()
     router.close()
+
+
+def test_a_lookup_that_could_not_tell_is_retried_then_unknown_never_absent(sbx, router, sleeps, clock):
+    key = f"att_{uuid.uuid4().hex}"
+    router.authorize("sandbox", authorize_request(sbx.tokenize()["id"], key))
+    sbx.admin("/_admin/faults", {"acquirer": "sandbox", "read_error_status": 429})
+    lookup = router.retrieve("sandbox", idempotency_key=key)
+    # Asked three times with backoff (reading again is harmless), then "could not tell".
+    assert lookup.outcome == LookupOutcome.UNKNOWN and lookup.error == "rate_limited"
+    assert lookup.tried == ("sandbox",) * 3 and len(sleeps.calls) == 2
+    # A rate limit counts as an outage: the breaker opens, and a lookup it stops is unknown as well.
+    assert router.breaker("sandbox").state() == BreakerState.OPEN
+    sbx.admin("/_admin/faults", {"acquirer": "sandbox", "read_error_status": None})
+    stopped = router.retrieve("sandbox", idempotency_key=key)
+    assert stopped.outcome == LookupOutcome.UNKNOWN and stopped.error == "circuit_open"
+    clock.advance(30)  # open period over: the probe asks, and finds it
+    assert router.retrieve("sandbox", idempotency_key=key).outcome == LookupOutcome.FOUND
+
+
+def test_each_connector_says_how_long_its_psp_keeps_idempotency_keys(connectors):
+    from datetime import timedelta
+
+    router = Router.from_connectors({**connectors, "stripe": StripeConnector(api_key=None)})
+    assert router.idempotency_window("sandbox") is None  # kept until reset
+    assert router.idempotency_window("stripe") == timedelta(hours=24)
+    assert router.idempotency_window("unknown") == timedelta(hours=24)  # not said: assume the shortest
