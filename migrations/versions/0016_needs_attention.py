@@ -5,15 +5,15 @@ path when the PSP gave no definite answer for longer than PSP_UNKNOWN_ATTENTION_
 open and is still asked about), cleared by a definite answer (app/payments/attention.py). A partial
 index per table lists the few marked rows of a book.
 
-Revision ID: 0012_needs_attention
-Revises: 0011_merge_areas
+Revision ID: 0016_needs_attention
+Revises: 0015_ledger_account_rules
 Create Date: 2026-11-22
 """
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0012_needs_attention"
-down_revision = "0011_merge_areas"
+revision = "0016_needs_attention"
+down_revision = "0015_ledger_account_rules"
 branch_labels = None
 depends_on = None
 
