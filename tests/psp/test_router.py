@@ -240,17 +240,20 @@ def test_build_router_from_configuration(sbx, redis_conn, clock, sleeps):
 def test_a_lookup_that_could_not_tell_is_retried_then_unknown_never_absent(sbx, router, sleeps, clock):
     key = f"att_{uuid.uuid4().hex}"
     router.authorize("sandbox", authorize_request(sbx.tokenize()["id"], key))
-    sbx.admin("/_admin/faults", {"acquirer": "sandbox", "read_error_status": 429})
+    sbx.admin("/_admin/faults", {"acquirer": "sandbox", "read_error_status": 500})
     lookup = router.retrieve("sandbox", idempotency_key=key)
     # Asked three times with backoff (reading again is harmless), then "could not tell".
-    assert lookup.outcome == LookupOutcome.UNKNOWN and lookup.error == "rate_limited"
+    assert lookup.outcome == LookupOutcome.UNKNOWN and lookup.error == "server_error"
     assert lookup.tried == ("sandbox",) * 3 and len(sleeps.calls) == 2
-    # A rate limit counts as an outage: the breaker opens, and a lookup it stops is unknown as well.
-    assert router.breaker("sandbox").state() == BreakerState.OPEN
+    # A rate limit is not asked again at once: the credential backs off, and a lookup it holds back is
+    # unknown as well, never absent.
+    sbx.admin("/_admin/faults", {"acquirer": "sandbox", "read_error_status": 429})
+    limited = router.retrieve("sandbox", idempotency_key=key)
+    assert (limited.outcome, limited.error, limited.tried) == (LookupOutcome.UNKNOWN, "rate_limited", ("sandbox",))
     sbx.admin("/_admin/faults", {"acquirer": "sandbox", "read_error_status": None})
-    stopped = router.retrieve("sandbox", idempotency_key=key)
-    assert stopped.outcome == LookupOutcome.UNKNOWN and stopped.error == "circuit_open"
-    clock.advance(30)  # open period over: the probe asks, and finds it
+    held = router.retrieve("sandbox", idempotency_key=key)
+    assert held.outcome == LookupOutcome.UNKNOWN and held.error == "rate_limited_backoff"
+    clock.advance(30)  # the backoff is over: asked again, and found
     assert router.retrieve("sandbox", idempotency_key=key).outcome == LookupOutcome.FOUND
 
 
