@@ -83,6 +83,12 @@ def _run_once(env: dict, web_port: int, log_path, while_running=lambda: None) ->
             assert launcher.poll() is None, f"launcher exited ({launcher.returncode}):\n{log_path.read_text()}"
             assert time.monotonic() < deadline, f"not healthy in {START_TIMEOUT} s:\n{log_path.read_text()}"
             time.sleep(0.2)  # polling for start-up; no test outcome depends on this
+        # The web answers before the launcher has finished starting (run.env, the printed hints): wait for
+        # its last line, which it prints when everything is up.
+        while "Press Ctrl-C to stop." not in log_path.read_text():
+            assert launcher.poll() is None, f"launcher exited ({launcher.returncode}):\n{log_path.read_text()}"
+            assert time.monotonic() < deadline, f"not ready in {START_TIMEOUT} s:\n{log_path.read_text()}"
+            time.sleep(0.2)  # polling for start-up; no test outcome depends on this
         seen |= _tree(root)
         names = {p.name() for p in _alive(seen)}
         assert {"postgres", "redis-server"} <= names, names
