@@ -70,6 +70,7 @@ def _alive(procs) -> list[psutil.Process]:
 
 
 def _run_once(env: dict, web_port: int, log_path, while_running=lambda: None) -> None:
+    start = log_path.stat().st_size if log_path.exists() else 0  # this run's lines follow
     with open(log_path, "ab") as log:
         launcher = subprocess.Popen([sys.executable, str(ROOT / "kassa.py"), "run"], env=env, cwd=ROOT,
                                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
@@ -85,7 +86,7 @@ def _run_once(env: dict, web_port: int, log_path, while_running=lambda: None) ->
             time.sleep(0.2)  # polling for start-up; no test outcome depends on this
         # The web answers before the launcher has finished starting (run.env, the printed hints): wait for
         # its last line, which it prints when everything is up.
-        while "Press Ctrl-C to stop." not in log_path.read_text():
+        while "Press Ctrl-C to stop." not in log_path.read_text()[start:]:
             assert launcher.poll() is None, f"launcher exited ({launcher.returncode}):\n{log_path.read_text()}"
             assert time.monotonic() < deadline, f"not ready in {START_TIMEOUT} s:\n{log_path.read_text()}"
             time.sleep(0.2)  # polling for start-up; no test outcome depends on this
