@@ -20,6 +20,7 @@ from app.payments.service import CANCELLATION_REASONS, MAX_AMOUNT, MAX_SPLIT_SEL
 from app.webhooks import service as webhooks
 from app.webhooks.models import ALL_EVENTS, DisabledReason, EndpointStatus
 
+VERSION = "2026-11-20"
 CURRENCIES = sorted(CURRENCY_EXPONENTS) + sorted(c.lower() for c in CURRENCY_EXPONENTS)
 
 
@@ -620,8 +621,9 @@ def _paths() -> dict:
         "/v1/openapi.json": {"get": {
             "operationId": "getOpenApiDocument", "summary": "This document (public: no API key needed)",
             "security": [], "parameters": [],
-            "responses": {"200": {"description": "OK", "content": {"application/json": {
-                "schema": _ref("OpenApiDocument")}}}}}},
+            "responses": {"200": {"description": "OK", "content": _json(_ref("OpenApiDocument"), {
+                "openapi": "3.1.0", "info": {"title": "Kassa API", "version": VERSION},
+                "paths": {"/v1/balance": {"get": {"operationId": "retrieveBalance", "summary": "..."}}}})}}}},
     }
 
 
@@ -629,7 +631,7 @@ def build_document() -> dict:
     """The OpenAPI document (a fresh dict each call)."""
     return {
         "openapi": "3.1.0",
-        "info": {"title": "Kassa API", "version": "2026-11-20",
+        "info": {"title": "Kassa API", "version": VERSION,
                  "description": "Payments, refunds, sellers, events, balances, hosted checkout sessions and "
                                 "webhook endpoints. Amounts are integers in minor units (2000 = 20.00 EUR); ids "
                                 "are prefixed (`pay_`, `re_`, `sel_`, `evt_`, `cs_`, `we_`). POST parameters go "

@@ -77,13 +77,20 @@ def _type(schema: dict) -> dict:
     return _described(kind + (f", {', '.join(bounds)}" if bounds else ""))
 
 
-def _fields(schema: dict, components: dict) -> list[dict]:
+def _fields(schema: dict, components: dict, prefix: str = "") -> list[dict]:
+    """One row per field; the fields of a list of objects follow it as ``split[i][seller]``."""
     if "$ref" in schema:
         schema = components[schema["$ref"].rsplit("/", 1)[-1]]
     required = set(schema.get("required", ()))
-    return [{"name": name, "type": _type(prop), "required": name in required,
-             "description": inline_code(prop.get("description"))}
-            for name, prop in schema.get("properties", {}).items()]
+    rows = []
+    for name, prop in schema.get("properties", {}).items():
+        full = f"{prefix}[{name}]" if prefix else name
+        rows.append({"name": full, "type": _type(prop), "required": name in required,
+                     "description": inline_code(prop.get("description"))})
+        items = prop.get("items", {})
+        if prop.get("type") == "array" and "properties" in items:
+            rows += _fields(items, components, f"{full}[i]")
+    return rows
 
 
 def form_fields(value, prefix: str = "") -> list[tuple[str, str]]:
