@@ -449,15 +449,26 @@ IDEMPOTENCY = {"name": "Idempotency-Key", "in": "header", "required": False,
                               "Visible ASCII without spaces."}
 PATH_ID = {"in": "path", "required": True, "schema": {"type": "string", "minLength": 1, "maxLength": 100,
                                                       "pattern": r"^[A-Za-z0-9_-]+$"}}
-LIMIT = {"name": "limit", "in": "query", "example": 3,
-         "schema": {"type": "integer", "minimum": 1, "maximum": LIST_LIMIT_MAX, "default": LIST_LIMIT_DEFAULT}}
-STARTING_AFTER = {"name": "starting_after", "in": "query", "schema": ID,
-                  "description": "The id of an object of this list (else 400 naming it): the page after it, "
-                                 "older. Not together with `ending_before`."}
-ENDING_BEFORE = {"name": "ending_before", "in": "query", "schema": ID,
-                 "description": "The id of an object of this list (else 400 naming it): the page before it, "
-                                "newer. Not together with `starting_after`."}
-PAGE = [LIMIT, STARTING_AFTER, ENDING_BEFORE]
+LIMIT = {"type": "integer", "minimum": 1, "maximum": LIST_LIMIT_MAX, "default": LIST_LIMIT_DEFAULT}
+CURSOR = {**ID, "description": "The id of an object of this list (else 400 naming the parameter)."}
+
+
+def _page(*, backward: bool = True) -> list[dict]:
+    """The paging parameters, as one exploded query object (``?limit=3&starting_after=pay_...``), so that the
+    schema itself says ``starting_after`` and ``ending_before`` do not go together."""
+    properties = {"limit": LIMIT,
+                  "starting_after": {**CURSOR, "description": CURSOR["description"] + " The page after it (older)."}}
+    schema = {"type": "object", "additionalProperties": False, "properties": properties}
+    if backward:
+        properties["ending_before"] = {**CURSOR, "description": CURSOR["description"] + " The page before it "
+                                                                                       "(newer)."}
+        schema["not"] = {"required": ["starting_after", "ending_before"]}
+        schema["description"] = "`starting_after` or `ending_before`, not both."
+    return [{"name": "page", "in": "query", "style": "form", "explode": True, "schema": schema,
+             "example": {"limit": 3}}]
+
+
+PAGE = _page()
 
 
 def _json(schema: dict, example=None) -> dict:
@@ -569,8 +580,7 @@ def _paths() -> dict:
             "get": _operation(
                 "listCheckoutSessions", "List checkout sessions, newest first", "CheckoutSessionList",
                 _list_example("/v1/checkout/sessions", CHECKOUT_SESSION_EXAMPLE), query=[
-                    LIMIT, {**STARTING_AFTER, "description": "The id of a session of this list (else 400 naming "
-                                                             "it): the page after it, older."},
+                    *_page(backward=False),
                     {"name": "status", "in": "query", "schema": {"enum": [s.value for s in SessionStatus]}},
                     {"name": "client_reference_id", "in": "query", "schema": {"type": "string", "maxLength": 200}},
                     {"name": "payment", "in": "query", "schema": ID}]),

@@ -93,6 +93,25 @@ def _fields(schema: dict, components: dict, prefix: str = "") -> list[dict]:
     return rows
 
 
+def _parameters(parameters: list[dict]) -> list[dict]:
+    """Rows of the parameters table; an exploded query object (the paging parameters) shows as its fields."""
+    rows = []
+    for parameter in parameters:
+        schema = parameter["schema"]
+        if parameter.get("explode") and schema.get("type") == "object":
+            exclusive = set(schema.get("not", {}).get("required", ()))
+            for name, prop in schema["properties"].items():
+                note = " ".join(filter(None, [prop.get("description"),
+                                              schema.get("description") if name in exclusive else None]))
+                rows.append({"name": name, "in": parameter["in"], "type": _type(prop), "required": False,
+                             "description": inline_code(note)})
+        else:
+            rows.append({"name": parameter["name"], "in": parameter["in"], "type": _type(schema),
+                         "required": parameter.get("required", False),
+                         "description": inline_code(parameter.get("description"))})
+    return rows
+
+
 def form_fields(value, prefix: str = "") -> list[tuple[str, str]]:
     """A JSON body as form fields in the API's bracket syntax (app/api/params.py: ``metadata[order]``,
     ``line_items[0][name]``, ``enabled_events[]``)."""
@@ -114,7 +133,8 @@ def curl_command(base_url: str, method: str, path: str, parameters: list[dict], 
     for parameter in parameters:
         if parameter["in"] == "path":
             path = path.replace("{" + parameter["name"] + "}", parameter["example"])
-    fields = [(p["name"], str(p["example"])) for p in parameters if p["in"] == "query" and "example" in p]
+    fields = [field for p in parameters if p["in"] == "query" and "example" in p
+              for field in (form_fields(p["example"]) if p.get("explode") else [(p["name"], str(p["example"]))])]
     fields += form_fields(body or {})
     # curl sends -d fields as a POST body, or with -G in a GET's query string; other cases name the method.
     if method == "GET":
@@ -144,9 +164,7 @@ def reference(base_url: str) -> dict:
                 "id": operation["operationId"], "method": method.upper(), "path": path,
                 "summary": inline_code(operation["summary"]),
                 "description": inline_code(operation.get("description")),
-                "parameters": [{"name": p["name"], "in": p["in"], "type": _type(p["schema"]),
-                                "required": p.get("required", False), "description": inline_code(p.get("description"))}
-                               for p in parameters],
+                "parameters": _parameters(parameters),
                 "body": _fields(body["schema"], components) if body else [],
                 "body_note": inline_code(body.get("schema", {}).get("description")) if body else "",
                 "request_example": json.dumps(body["example"], indent=2) if "example" in body else None,

@@ -135,8 +135,7 @@ def test_the_constraints_the_server_enforces_are_documented(client, auth):
                                json={"amount": 100, "currency": "usd"})
         assert (response.status_code, response.json["error"]["param"]) == (400, "Idempotency-Key"), bad
     listing = {p["name"]: p for p in document["paths"]["/v1/payments"]["get"]["parameters"]}
-    assert "Not together with `ending_before`" in listing["starting_after"]["description"]
-    assert "Not together with `starting_after`" in listing["ending_before"]["description"]
+    assert listing["page"]["schema"]["not"] == {"required": ["starting_after", "ending_before"]}
     both = client.get("/v1/payments?starting_after=pay_a&ending_before=pay_b", headers=auth)
     assert (both.status_code, both.json["error"]["param"]) == (400, "ending_before")
     checkout = document["paths"]["/v1/checkout/sessions"]["post"]["requestBody"]["content"]["application/json"]
