@@ -20,8 +20,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, insert, select, text
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from app.ids import new_id
@@ -110,7 +110,7 @@ def log_row(*, merchant_id: str, livemode: bool, api_key_id: str | None, method:
 
 
 def storable(row: dict[str, Any]) -> dict[str, Any]:
-    """The row with what PostgreSQL text cannot hold written as escapes, each text still within its column.
+    r"""The row with what PostgreSQL text cannot hold written as escapes, each text still within its column.
 
     A request may carry a NUL (``%00`` in its path, ``\u0000`` in its JSON) or text that is not UTF-8
     (unpaired surrogates from JSON escapes, raw bytes); stored as ``\u0000`` / ``\udc80`` they stay
@@ -154,7 +154,8 @@ class BatchWriter:
     the rows of a busy second share one multi-row INSERT. Rows still waiting when a process is killed
     are lost, which a debugging aid can afford; ``max_pending`` bounds memory if the database stalls
     (rows beyond it are dropped and counted). ``interval=0`` writes each row at once, on the caller's
-    thread (tests, and anyone who wants no delay).
+    thread (tests, and anyone who wants no delay). A batch the database refuses is written again row by row
+    (``write_each``): one bad row costs only itself.
     """
 
     def __init__(self, engine, *, interval: float = 0.2, max_pending: int = 10_000):
