@@ -67,10 +67,12 @@ def _register_error_pages(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):
+        # The error's own headers (a 405's Allow, a 401's WWW-Authenticate), without its HTML Content-Type.
+        headers = [(name, value) for name, value in error.get_headers() if name.lower() != "content-type"]
         if _wants_json():
-            return jsonify(error_body(error)), error.code
+            return jsonify(error_body(error)), error.code, headers
         template = f"errors/{error.code}.html" if error.code in (403, 404, 500) else "errors/generic.html"
-        return render_template(template, error=error), error.code
+        return render_template(template, error=error), error.code, headers
 
     @app.errorhandler(Exception)
     def unexpected_error(error: Exception):

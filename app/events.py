@@ -2,12 +2,37 @@
 from datetime import datetime
 from typing import Any, Callable
 
-from sqlalchemy import ForeignKey, Index, Insert, bindparam, insert, text
+from sqlalchemy import ColumnElement, ForeignKey, Index, Insert, and_, bindparam, insert, text
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from app.ids import new_id
 from app.models_base import Base, MerchantOwned, utcnow
 from app.scoping import Scope
+
+
+# Every event type a merchant can receive, on GET /v1/events and at webhook endpoints (docs/webhooks.md
+# lists them): a type written anywhere is on this list or internal (tests/webhooks/test_event_types.py).
+MERCHANT_EVENT_TYPES = (
+    "payment.created", "payment.updated", "payment.processing", "payment.requires_action",
+    "payment.requires_capture", "payment.succeeded", "payment.failed", "payment.canceled",
+    "refund.created", "refund.succeeded", "refund.failed",
+    "dispute.created", "dispute.updated", "dispute.closed",
+    "checkout.session.completed", "checkout.session.expired",
+    "webhook.test",
+)
+# Events Kassa records for itself (the dashboard's timeline, operators): a PSP callback as received carries
+# the PSP's idempotency keys and action URLs, which are not for the merchant's servers.
+INTERNAL_EVENT_PREFIXES = ("psp.",)
+
+
+def is_internal_event(event_type: str) -> bool:
+    """True for types never shown on /v1/events nor sent to webhook endpoints."""
+    return event_type.startswith(INTERNAL_EVENT_PREFIXES)
+
+
+def merchant_visible(type_column) -> ColumnElement[bool]:
+    """SQL criterion: the event type in ``type_column`` is not internal."""
+    return and_(*(~type_column.startswith(prefix, autoescape=True) for prefix in INTERNAL_EVENT_PREFIXES))
 
 
 class Event(MerchantOwned, Base):

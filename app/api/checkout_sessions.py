@@ -11,12 +11,21 @@ from flask import current_app, g, jsonify, request
 from app.api import bp
 from app.api.auth import api_view
 from app.api.errors import ApiError, invalid_param
-from app.api.pagination import list_response, page_args
-from app.api.params import Params
+from app.api.pagination import list_response, page_args, require_cursors
+from app.api.payments import request_params
 from app.checkout import flow
-from app.checkout.models import SessionStatus
+from app.checkout.models import CheckoutSession, SessionStatus
 from app.checkout.routes import deps
-from app.checkout.service import CheckoutError, create_session, get_session, list_sessions, session_payload
+from app.checkout.service import (
+    MAX_AMOUNT,
+    MAX_EXPIRES_AT,
+    MAX_QUANTITY,
+    CheckoutError,
+    create_session,
+    get_session,
+    list_sessions,
+    session_payload,
+)
 from app.extensions import db
 
 
@@ -42,7 +51,7 @@ def _api_error(error: CheckoutError) -> ApiError:
 @api_view
 def create_checkout_session():
     """A new open session; 400 naming the parameter when the order is not valid."""
-    p = Params.from_request(allowed={
+    p = request_params(allowed={
         "currency", "amount", "line_items", "description", "split", "success_url", "cancel_url",
         "customer_email", "client_reference_id", "metadata", "expires_at",
     })
@@ -52,8 +61,8 @@ def create_checkout_session():
         for item in p.objects("line_items", max_items=100):
             line_items.append({
                 "name": item.string("name", required=True, max_length=200),
-                "quantity": item.integer("quantity", default=1, min_value=1),
-                "unit_amount": item.integer("unit_amount", required=True, min_value=0),
+                "quantity": item.integer("quantity", default=1, min_value=1, max_value=MAX_QUANTITY),
+                "unit_amount": item.integer("unit_amount", required=True, min_value=0, max_value=MAX_AMOUNT),
             })
             item.done()
     split = None
@@ -62,13 +71,13 @@ def create_checkout_session():
         for part in p.objects("split", max_items=100):
             split.append({
                 "seller": part.string("seller", required=True, max_length=100),
-                "amount": part.integer("amount", required=True, min_value=1),
-                "fee": part.integer("fee", default=0, min_value=0),
+                "amount": part.integer("amount", required=True, min_value=1, max_value=MAX_AMOUNT),
+                "fee": part.integer("fee", default=0, min_value=0, max_value=MAX_AMOUNT),
             })
             part.done()
     values = {
         "currency": p.currency("currency", required=True),
-        "amount": p.integer("amount", min_value=1),
+        "amount": p.integer("amount", min_value=1, max_value=MAX_AMOUNT),
         "line_items": line_items,
         "description": p.string("description", max_length=500),
         "split": split,
@@ -77,7 +86,7 @@ def create_checkout_session():
         "customer_email": p.email("customer_email"),
         "client_reference_id": p.string("client_reference_id", max_length=200),
         "metadata": p.metadata(),
-        "expires_at": p.integer("expires_at", min_value=0),
+        "expires_at": p.integer("expires_at", min_value=0, max_value=MAX_EXPIRES_AT),
     }
     p.done()
     try:
@@ -94,7 +103,7 @@ def create_checkout_session():
 @bp.get("/checkout/sessions/<session_id>")
 @api_view
 def retrieve_checkout_session(session_id: str):
-    Params.from_request(allowed=())
+    request_params(allowed=())
     cs = get_session(db.session, g.scope, session_id)
     if cs is None:
         raise ApiError(404, "invalid_request_error", "resource_missing",
@@ -108,12 +117,13 @@ def retrieve_checkout_session(session_id: str):
 @api_view
 def list_checkout_sessions():
     """Newest first; ``starting_after`` pages on, ``status``/``client_reference_id``/``payment`` filter."""
-    p = Params.from_request(allowed={"limit", "starting_after", "status", "client_reference_id", "payment"})
+    p = request_params(allowed={"limit", "starting_after", "status", "client_reference_id", "payment"})
     page = page_args(p, ending_before=False)
     status = p.enum("status", tuple(SessionStatus))
     reference = p.string("client_reference_id", max_length=200)
     payment = p.string("payment", max_length=100)
     p.done()
+    require_cursors(db.session, CheckoutSession, **page)
     rows, has_more = list_sessions(db.session, g.scope, **page, status=status, client_reference_id=reference,
                                    payment_id=payment)
     return list_response("/v1/checkout/sessions", rows, has_more, _payload)
@@ -123,7 +133,7 @@ def list_checkout_sessions():
 @api_view
 def expire_checkout_session(session_id: str):
     """Close an open session now (its page stops taking payments); 400 when it is complete or paying."""
-    Params.from_request(allowed=()).done()
+    request_params(allowed=()).done()
     cs = get_session(db.session, g.scope, session_id)
     if cs is None:
         raise ApiError(404, "invalid_request_error", "resource_missing",

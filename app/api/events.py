@@ -1,4 +1,8 @@
-"""/v1/events: the append-only record of state changes, each with the object as it was."""
+"""/v1/events: the append-only record of state changes, each with the object as it was.
+
+Only the types a merchant can receive (app.events.MERCHANT_EVENT_TYPES); internal ones (``psp.*``) are
+neither listed nor retrievable.
+"""
 from flask import g, jsonify
 
 from app.api import bp
@@ -6,7 +10,7 @@ from app.api.auth import api_view
 from app.api.errors import ApiError
 from app.api.pagination import list_page, list_response, page_args
 from app.api.payments import request_params
-from app.events import Event, event_payload
+from app.events import Event, event_payload, is_internal_event, merchant_visible
 from app.extensions import db
 
 
@@ -15,7 +19,7 @@ from app.extensions import db
 def retrieve_event(event_id: str):
     request_params(allowed=())
     event = g.scope.get(db.session, Event, event_id)
-    if event is None:
+    if event is None or is_internal_event(event.type):
         raise ApiError(404, "invalid_request_error", "resource_missing", f"No such event: '{event_id}'.", "id")
     body = event_payload(event)
     db.session.commit()
@@ -31,7 +35,7 @@ def list_events():
     event_type = p.string("type", max_length=100)
     object_id = p.string("object", max_length=100)
     p.done()
-    statement = g.scope.select(Event)
+    statement = g.scope.select(Event, merchant_visible(Event.type))
     if event_type:
         statement = statement.where(Event.type == event_type)
     if object_id:

@@ -1,16 +1,26 @@
-"""The OpenAPI 3.1 document of the payments API, served at /v1/openapi.json.
+"""The OpenAPI 3.1 document of the /v1 API, served at /v1/openapi.json.
 
-Hand-written next to the routes it describes (app/api/payments.py, refunds.py, sellers.py, events.py,
-balance.py) and kept in step with them: tests/payments/test_openapi.py runs schemathesis against it and
-checks that every route of those modules is documented.
+Hand-written next to the routes it describes (every module of app/api) and kept in step with them:
+tests/payments/test_openapi.py checks that the document and the app's URL map list the same operations,
+that every example matches its schema, and runs schemathesis against the app. Each operation carries
+a request example (writes) and a response example, which the dashboard's API reference shows and turns
+into a curl command (app/dashboard/api_reference.py).
 """
 from flask import jsonify
 
 from app.api import bp
+from app.api.pagination import LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX
+from app.api.payments import IDEMPOTENCY_KEY_PATTERN
+from app.checkout import service as checkout
+from app.checkout.models import SessionStatus
+from app.events import MERCHANT_EVENT_TYPES
 from app.money import CURRENCY_EXPONENTS
 from app.payments.models import PaymentStatus
 from app.payments.service import CANCELLATION_REASONS, MAX_AMOUNT, MAX_SPLIT_SELLERS, REFUND_REASONS
+from app.webhooks import service as webhooks
+from app.webhooks.models import ALL_EVENTS, DisabledReason, EndpointStatus
 
+VERSION = "2026-11-20"
 CURRENCIES = sorted(CURRENCY_EXPONENTS) + sorted(c.lower() for c in CURRENCY_EXPONENTS)
 
 
@@ -138,7 +148,9 @@ SELLER = {
 
 EVENT = {
     "type": "object", "required": ["id", "object", "type", "livemode", "created", "data", "request"],
-    "properties": {"id": {"type": "string", "pattern": "^evt_"}, "object": {"const": "event"}, "type": STRING,
+    "properties": {"id": {"type": "string", "pattern": "^evt_"}, "object": {"const": "event"},
+                   "type": {"enum": list(MERCHANT_EVENT_TYPES),
+                            "description": "Every type a merchant can receive, here and at webhook endpoints."},
                    "livemode": {"type": "boolean"}, "created": UNIX,
                    "data": {"type": "object", "required": ["object"], "properties": {"object": {"type": "object"}}},
                    "request": {"type": "object", "properties": {"id": _nullable(STRING)}}},
@@ -163,6 +175,69 @@ BALANCE = {
                                                      "properties": {"currency": STRING, "amount": INT}}},
     },
 }
+
+
+CHECKOUT_SESSION = {
+    "type": "object",
+    "required": ["id", "object", "livemode", "status", "payment_status", "url", "amount_total", "currency",
+                 "line_items", "description", "split", "success_url", "cancel_url", "customer_email",
+                 "client_reference_id", "metadata", "payment", "attempt_number", "expires_at", "created",
+                 "completed_at", "expired_at"],
+    "properties": {
+        "id": {"type": "string", "pattern": "^cs_"}, "object": {"const": "checkout.session"},
+        "livemode": {"type": "boolean"}, "status": {"enum": [s.value for s in SessionStatus]},
+        "payment_status": {"enum": ["paid", "unpaid"]},
+        "url": _nullable({"type": "string", "description": "The page to send the shopper to; null once the "
+                                                          "session is no longer open."}),
+        "amount_total": INT, "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
+        "line_items": _nullable({"type": "array", "items": {
+            "type": "object", "required": ["name", "quantity", "unit_amount", "amount"],
+            "properties": {"name": STRING, "quantity": INT, "unit_amount": INT, "amount": INT}}}),
+        "description": _nullable(STRING),
+        "split": _nullable({"type": "array", "items": {"type": "object", "required": ["seller", "amount"],
+                                                       "properties": {"seller": STRING, "amount": INT,
+                                                                      "fee": INT}}}),
+        "success_url": STRING, "cancel_url": _nullable(STRING), "customer_email": _nullable(STRING),
+        "client_reference_id": _nullable(STRING), "metadata": {"type": "object", "additionalProperties": STRING},
+        "payment": _nullable({"type": "string", "description": "The payment, once the shopper has paid."}),
+        "attempt_number": INT, "expires_at": UNIX, "created": UNIX,
+        "completed_at": _nullable(INT), "expired_at": _nullable(INT),
+    },
+}
+
+WEBHOOK_ENDPOINT = {
+    "type": "object",
+    "required": ["id", "object", "url", "description", "enabled_events", "status", "disabled_reason",
+                 "disabled_detail", "livemode", "created"],
+    "properties": {
+        "id": {"type": "string", "pattern": "^we_"}, "object": {"const": "webhook_endpoint"}, "url": STRING,
+        "description": _nullable(STRING), "enabled_events": {"type": "array", "items": STRING},
+        "status": {"enum": [s.value for s in EndpointStatus]},
+        "disabled_reason": _nullable({"enum": [r.value for r in DisabledReason]}),
+        "disabled_detail": _nullable(STRING), "livemode": {"type": "boolean"}, "created": UNIX,
+        "secret": {"type": "string", "pattern": "^whsec_",
+                   "description": "The signing secret: in the response to the create call only."},
+    },
+}
+WEBHOOK_ENDPOINT_DELETED = {
+    "type": "object", "required": ["id", "object", "deleted"],
+    "properties": {"id": STRING, "object": {"const": "webhook_endpoint"}, "deleted": {"const": True}},
+}
+
+ACCOUNT = {
+    "type": "object", "required": ["object", "id", "name", "livemode", "live_enabled", "created", "settings"],
+    "properties": {
+        "object": {"const": "account"}, "id": {"type": "string", "pattern": "^mer_"}, "name": STRING,
+        "livemode": {"type": "boolean", "description": "The mode of the key that asked."},
+        "live_enabled": {"type": "boolean"}, "created": UNIX,
+        "settings": {"type": "object", "required": ["display_name", "accent_color", "logo_url", "timezone"],
+                     "properties": {"display_name": STRING, "accent_color": STRING, "logo_url": _nullable(STRING),
+                                    "timezone": STRING}},
+    },
+}
+
+OPENAPI_DOCUMENT = {"type": "object", "required": ["openapi", "info", "paths"],
+                    "properties": {"openapi": STRING, "info": {"type": "object"}, "paths": {"type": "object"}}}
 
 
 def _list_of(item: str) -> dict:
@@ -214,9 +289,57 @@ CREATE_SELLER = {"type": "object", "required": ["name"], "additionalProperties":
     "name": {"type": "string", "minLength": 1, "maxLength": 200},
     "email": {"type": "string", "format": "email", "maxLength": 320}, "metadata": METADATA}}
 
+
+URL = {"type": "string", "format": "uri", "maxLength": 2000}
+CREATE_CHECKOUT_SESSION = {
+    "type": "object", "required": ["currency", "success_url"], "additionalProperties": False,
+    "oneOf": [{"required": ["amount"]}, {"required": ["line_items"]}],
+    "description": "Either `amount` or `line_items` (whose amounts make the total), not both.",
+    "properties": {
+        "currency": {"enum": CURRENCIES},
+        "amount": {"type": "integer", "minimum": 1, "maximum": checkout.MAX_AMOUNT},
+        "line_items": {"type": "array", "minItems": 1, "maxItems": checkout.MAX_LINE_ITEMS, "items": {
+            "type": "object", "required": ["name", "unit_amount"], "additionalProperties": False,
+            "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 200},
+                           "quantity": {"type": "integer", "minimum": 1, "maximum": checkout.MAX_QUANTITY,
+                                        "default": 1},
+                           "unit_amount": {"type": "integer", "minimum": 0, "maximum": checkout.MAX_AMOUNT}}}},
+        "description": {"type": "string", "maxLength": 500},
+        "split": {"type": "array", "minItems": 1, "maxItems": 100, "items": {
+            "type": "object", "required": ["seller", "amount"], "additionalProperties": False,
+            "properties": {"seller": ID, "amount": {"type": "integer", "minimum": 1, "maximum": checkout.MAX_AMOUNT},
+                           "fee": {"type": "integer", "minimum": 0, "maximum": checkout.MAX_AMOUNT}}},
+            "description": "Each seller's amount and platform fee; the amounts add up to the total."},
+        "success_url": {**URL, "description": "Where the shopper lands after paying (`session_id` is added). "
+                                              "https:// in live mode."},
+        "cancel_url": URL,
+        "customer_email": {"type": "string", "format": "email", "maxLength": 320},
+        "client_reference_id": {"type": "string", "maxLength": 200},
+        "metadata": METADATA,
+        "expires_at": {**UNIX, "minimum": 0, "maximum": checkout.MAX_EXPIRES_AT,
+                       "description": "Unix time 30 minutes to 24 hours from now (default: 24 hours)."},
+    },
+}
+
+EVENT_TYPE_CHOICE = {"anyOf": [{"const": ALL_EVENTS}, {
+    "type": "string", "maxLength": 100, "pattern": webhooks.EVENT_TYPE_PATTERN.pattern,
+    "description": "One of the event types of the Event object (internal types are refused)."}]}
+WEBHOOK_ENDPOINT_FIELDS = {
+    "url": {"type": "string", "minLength": 1, "maxLength": webhooks.URL_MAX,
+            "description": "https:// (test mode also takes http://), not a private or loopback address."},
+    "enabled_events": {"type": "array", "minItems": 1, "maxItems": webhooks.MAX_EVENT_TYPES,
+                       "items": EVENT_TYPE_CHOICE, "description": "Event types to send, or `[\"*\"]` for all."},
+    "description": {"type": "string", "maxLength": webhooks.DESCRIPTION_MAX},
+}
+CREATE_WEBHOOK_ENDPOINT = {"type": "object", "required": ["url", "enabled_events"], "additionalProperties": False,
+                           "properties": WEBHOOK_ENDPOINT_FIELDS}
+UPDATE_WEBHOOK_ENDPOINT = {"type": "object", "additionalProperties": False, "properties": {
+    **WEBHOOK_ENDPOINT_FIELDS,
+    "disabled": {"type": "boolean", "description": "true switches the endpoint off; false back on."}}}
+
 ERROR_STATUSES = {
-    "400": "Invalid request: a parameter, a state the payment cannot leave this way, or an idempotency key "
-           "reused with another request.",
+    "400": "Invalid request: a parameter (`param` names it), a state the object cannot leave this way, or an "
+           "idempotency key reused with another request.",
     "401": "No valid API key.",
     "403": "A publishable key where a secret key is needed.",
     "404": "No such object for this merchant and mode.",
@@ -225,48 +348,172 @@ ERROR_STATUSES = {
     "415": "Unsupported content type.",
     "429": "Rate limited.",
 }
-
-
-def _errors(*statuses: str) -> dict:
-    return {s: {"description": ERROR_STATUSES[s], "content": {"application/json": {"schema": _ref("Error")}}}
-            for s in statuses}
-
-
-def _ok(schema: str, description: str = "OK") -> dict:
-    return {"200": {"description": description, "content": {"application/json": {"schema": _ref(schema)}}}}
-
-
-IDEMPOTENCY = {"name": "Idempotency-Key", "in": "header", "required": False,
-               "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": r"^[\x21-\x7e]+$"},
-               "description": "Makes a retry safe: the same key and request replay the first response (24 h)."}
-PATH_ID = {"in": "path", "required": True, "schema": {"type": "string", "minLength": 1, "maxLength": 100,
-                                                      "pattern": r"^[A-Za-z0-9_]+$"}}
-PAGE = [
-    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 10}},
-    {"name": "starting_after", "in": "query", "schema": ID, "description": "An id: the page after it (older)."},
-    {"name": "ending_before", "in": "query", "schema": ID, "description": "An id: the page before it (newer)."},
-]
-WRITE_ERRORS = ("400", "401", "403", "404", "409", "413", "415", "429")
+WRITE_ERRORS = ("400", "401", "403", "404", "413", "415", "429")
 READ_ERRORS = ("400", "401", "403", "404", "429")
 
 
-def _write(summary: str, body: dict, result: str, operation_id: str, path_id: str | None = None) -> dict:
-    params = [IDEMPOTENCY] + ([{"name": path_id, **PATH_ID}] if path_id else [])
-    return {"post": {
-        "operationId": operation_id, "summary": summary, "parameters": params,
-        "requestBody": {"required": False, "content": {"application/json": {"schema": body}}},
-        "responses": {**_ok(result), **_errors(*WRITE_ERRORS)},
-    }}
+# -- examples: what a request and its answer look like (the dashboard shows them and builds curl from them) --
+
+def _id(prefix: str, ulid: str) -> str:
+    return f"{prefix}_{ulid}"
 
 
-def _read(summary: str, result: str, operation_id: str, path_id: str | None = None, query=()) -> dict:
-    params = ([{"name": path_id, **PATH_ID}] if path_id else []) + list(query)
-    return {"get": {"operationId": operation_id, "summary": summary, "parameters": params,
-                    "responses": {**_ok(result), **_errors(*READ_ERRORS)}}}
+PAYMENT_ID = _id("pay", "01JD3XK2M8Q4V7T9R6N5B2C1ZA")
+ATTEMPT_ID = _id("att", "01JD3XK2N1W5Y8S3P7H4D6F9EB")
+SELLER_ID = _id("sel", "01JD3XJZ7K2M4P6R8T0V2X4Z6C")
+REFUND_ID = _id("re", "01JD3XM5A2C4E6G8J0K2M4P6RD")
+EVENT_ID = _id("evt", "01JD3XK3B5D7F9H1K3M5P7R9TE")
+ENDPOINT_ID = _id("we", "01JD3XH8C1E3G5J7L9N1Q3S5UF")
+SESSION_ID = _id("cs", "01JD3XN6D8F0H2K4M6P8R0T2VG") + "q2Vh8JmT0rXyLp4WnB7sKd1FzC9aEoUi"
+CREATED = 1732104000  # 2024-11-20 12:00:00 UTC
+
+EXAMPLE_IDS = {"payment_id": PAYMENT_ID, "refund_id": REFUND_ID, "seller_id": SELLER_ID, "event_id": EVENT_ID,
+               "endpoint_id": ENDPOINT_ID, "session_id": SESSION_ID}
 
 
-def build_document() -> dict:
-    """The OpenAPI document (a fresh dict each call)."""
+def payment_example(**changes) -> dict:
+    """A card payment of 20.00 EUR as the API answers it, with ``changes`` applied."""
+    payment = {
+        "id": PAYMENT_ID, "object": "payment", "livemode": False, "created": CREATED, "amount": 2000,
+        "currency": "EUR", "status": "requires_payment_method", "capture_method": "automatic",
+        "amount_capturable": 0, "amount_received": 0, "amount_refunded": 0, "customer_email": "ann@example.com",
+        "description": None, "metadata": {"order": "1001"}, "payment_method": None, "connector": None,
+        "next_action": None, "return_url": None, "last_payment_error": None, "cancellation_reason": None,
+        "canceled_at": None, "split": [{"seller": SELLER_ID, "amount": 2000, "fee": 0, "amount_captured": 0,
+                                        "fee_captured": 0, "amount_refunded": 0, "fee_refunded": 0}],
+        "attempts": [],
+    }
+    payment.update(changes)
+    return payment
+
+
+CARD = {"vault": "sandbox", "brand": "visa", "last4": "4242", "exp_month": 12, "exp_year": 2030,
+        "fingerprint": "fp_3kq9Zt2M"}
+
+
+def _attempt(operation: str, status: str, amount: int = 2000) -> dict:
+    return {"id": ATTEMPT_ID, "object": "payment_attempt", "operation": operation, "status": status,
+            "amount": amount, "currency": "EUR", "connector": "sandbox", "psp_reference": "auth_7Hc2Lq",
+            "decline_code": None, "error_message": None, "tries": 1, "created": CREATED + 60,
+            "started": CREATED + 60, "finished": CREATED + 61, "latency_ms": 412}
+
+
+def _split_part(captured: int) -> list[dict]:
+    return [{"seller": SELLER_ID, "amount": 2000, "fee": 0, "amount_captured": captured, "fee_captured": 0,
+             "amount_refunded": 0, "fee_refunded": 0}]
+
+
+PAYMENT_SUCCEEDED = payment_example(
+    status="succeeded", amount_received=2000, payment_method=CARD, connector="sandbox", split=_split_part(2000),
+    attempts=[_attempt("authorize", "succeeded")])
+PAYMENT_AUTHORIZED = payment_example(
+    status="requires_capture", capture_method="manual", amount_capturable=2000, payment_method=CARD,
+    connector="sandbox", attempts=[_attempt("authorize", "succeeded")])
+PAYMENT_CAPTURED = payment_example(
+    status="succeeded", capture_method="manual", amount_received=1500, payment_method=CARD, connector="sandbox",
+    split=_split_part(1500), attempts=[_attempt("authorize", "succeeded"), _attempt("capture", "succeeded", 1500)])
+PAYMENT_CANCELED = payment_example(
+    status="canceled", capture_method="manual", payment_method=CARD, connector="sandbox",
+    cancellation_reason="requested_by_customer", canceled_at=CREATED + 120,
+    attempts=[_attempt("authorize", "succeeded"), {**_attempt("void", "processing"), "finished": None,
+                                                   "latency_ms": None, "psp_reference": "auth_7Hc2Lq"}])
+REFUND_EXAMPLE = {
+    "id": REFUND_ID, "object": "refund", "livemode": False, "created": CREATED + 300, "payment": PAYMENT_ID,
+    "amount": 500, "currency": "EUR", "status": "succeeded", "reason": "requested_by_customer", "metadata": {},
+    "sellers": [{"seller": SELLER_ID, "amount": 500, "fee": 0}], "failure_code": None, "failure_message": None,
+    "connector": "sandbox", "psp_reference": "rf_2Mx8Qa",
+}
+SELLER_EXAMPLE = {"id": SELLER_ID, "object": "seller", "livemode": False, "created": CREATED - 600,
+                  "name": "Ann's Pottery", "email": "ann@example.com", "default": False, "metadata": {}}
+EVENT_EXAMPLE = {"id": EVENT_ID, "object": "event", "type": "payment.succeeded", "livemode": False,
+                 "created": CREATED + 61, "data": {"object": PAYMENT_SUCCEEDED}, "request": {"id": None}}
+BALANCE_EXAMPLE = {"object": "balance", "livemode": False,
+                   "sellers": [{"seller": SELLER_ID, "currency": "EUR", "amount": 1500}],
+                   "platform_fees": [{"currency": "EUR", "amount": 0}]}
+CHECKOUT_SESSION_EXAMPLE = {
+    "id": SESSION_ID, "object": "checkout.session", "livemode": False, "status": "open", "payment_status": "unpaid",
+    "url": f"https://kassa.example/c/{SESSION_ID}", "amount_total": 3000, "currency": "EUR",
+    "line_items": [{"name": "T-shirt", "quantity": 2, "unit_amount": 1500, "amount": 3000}], "description": None,
+    "split": None, "success_url": "https://shop.example/thanks", "cancel_url": None, "customer_email": None,
+    "client_reference_id": "order-1002", "metadata": {}, "payment": None, "attempt_number": 1,
+    "expires_at": CREATED + 86400, "created": CREATED, "completed_at": None, "expired_at": None,
+}
+ENDPOINT_EXAMPLE = {
+    "id": ENDPOINT_ID, "object": "webhook_endpoint", "url": "https://shop.example/hooks/kassa",
+    "description": None, "enabled_events": ["payment.succeeded", "refund.succeeded"], "status": "enabled",
+    "disabled_reason": None, "disabled_detail": None, "livemode": False, "created": CREATED,
+}
+ACCOUNT_EXAMPLE = {
+    "object": "account", "id": "mer_01JD3XG1A3C5E7G9J1L3N5Q7SA", "name": "Ann's Pottery Market",
+    "livemode": False, "live_enabled": False, "created": CREATED - 86400,
+    "settings": {"display_name": "Ann's Pottery Market", "accent_color": "#4f46e5", "logo_url": None,
+                 "timezone": "Europe/Berlin"},
+}
+
+
+def _list_example(url: str, item: dict) -> dict:
+    return {"object": "list", "url": url, "data": [item], "has_more": False}
+
+
+# -- operations -------------------------------------------------------------------------------------------
+
+IDEMPOTENCY = {"name": "Idempotency-Key", "in": "header", "required": False,
+               "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": IDEMPOTENCY_KEY_PATTERN},
+               "description": "Makes a retry safe: the same key and request replay the first response (24 h). "
+                              "Visible ASCII without spaces."}
+PATH_ID = {"in": "path", "required": True, "schema": {"type": "string", "minLength": 1, "maxLength": 100,
+                                                      "pattern": r"^[A-Za-z0-9_-]+$"}}
+LIMIT = {"type": "integer", "minimum": 1, "maximum": LIST_LIMIT_MAX, "default": LIST_LIMIT_DEFAULT}
+CURSOR = {**ID, "description": "The id of an object of this list (else 400 naming the parameter)."}
+
+
+def _page(*, backward: bool = True) -> list[dict]:
+    """The paging parameters, as one exploded query object (``?limit=3&starting_after=pay_...``), so that the
+    schema itself says ``starting_after`` and ``ending_before`` do not go together."""
+    properties = {"limit": LIMIT,
+                  "starting_after": {**CURSOR, "description": CURSOR["description"] + " The page after it (older)."}}
+    schema = {"type": "object", "additionalProperties": False, "properties": properties}
+    if backward:
+        properties["ending_before"] = {**CURSOR, "description": CURSOR["description"] + " The page before it "
+                                                                                       "(newer)."}
+        schema["not"] = {"required": ["starting_after", "ending_before"]}
+        schema["description"] = "`starting_after` or `ending_before`, not both."
+    return [{"name": "page", "in": "query", "style": "form", "explode": True, "schema": schema,
+             "example": {"limit": 3}}]
+
+
+PAGE = _page()
+
+
+def _json(schema: dict, example=None) -> dict:
+    return {"application/json": {"schema": schema, **({"example": example} if example is not None else {})}}
+
+
+def _operation(operation_id: str, summary: str, result: str, example: dict, *, description: str | None = None,
+               path_id: str | None = None, query=(), body: dict | None = None, body_example: dict | None = None,
+               idempotency_key: str | None = None, errors=READ_ERRORS) -> dict:
+    """One operation: parameters, the JSON body (when it takes one), its 200 and its error answers.
+
+    ``idempotency_key``: the operation honours the Idempotency-Key header (this is the example's key).
+    """
+    parameters = ([{**IDEMPOTENCY, "example": idempotency_key}] if idempotency_key else []) + list(query)
+    if path_id:
+        parameters.append({"name": path_id, **PATH_ID, "example": EXAMPLE_IDS[path_id]})
+    operation = {"operationId": operation_id, "summary": summary}
+    if description:
+        operation["description"] = description
+    operation["parameters"] = parameters
+    if body is not None:
+        operation["requestBody"] = {"required": False, "content": _json(body, body_example)}
+    statuses = errors + (("409",) if idempotency_key else ())
+    operation["responses"] = {
+        "200": {"description": "OK", "content": _json(_ref(result), example)},
+        **{s: {"description": ERROR_STATUSES[s], "content": _json(_ref("Error"))} for s in sorted(statuses)},
+    }
+    return operation
+
+
+def _paths() -> dict:
     payment_filters = PAGE + [
         {"name": "status", "in": "query", "schema": {"enum": [s.value for s in PaymentStatus]}},
         {"name": "customer_email", "in": "query", "schema": {"type": "string", "maxLength": 320}},
@@ -274,57 +521,152 @@ def build_document() -> dict:
         *({"name": f"created[{op}]", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 2**32}}
           for op in ("gte", "gt", "lte", "lt")),
     ]
-    paths = {
+    write = {"errors": WRITE_ERRORS}
+    return {
         "/v1/payments": {
-            **_write("Create a payment (and confirm it with confirm=true)", CREATE_PAYMENT, "Payment",
-                     "createPayment"),
-            **_read("List payments, newest first", "PaymentList", "listPayments", query=payment_filters),
+            "post": _operation(
+                "createPayment", "Create a payment (and confirm it with `confirm=true`)", "Payment",
+                payment_example(), body=CREATE_PAYMENT, idempotency_key="order-1001", **write,
+                body_example={"amount": 2000, "currency": "eur", "customer_email": "ann@example.com",
+                              "metadata": {"order": "1001"}}),
+            "get": _operation("listPayments", "List payments, newest first", "PaymentList",
+                              _list_example("/v1/payments", PAYMENT_SUCCEEDED), query=payment_filters),
         },
-        "/v1/payments/{payment_id}": _read("Retrieve a payment", "Payment", "retrievePayment", "payment_id"),
-        "/v1/payments/{payment_id}/confirm": _write(
-            "Confirm with a card token; waits briefly for the outcome, else answers `processing`",
-            CONFIRM, "Payment", "confirmPayment", "payment_id"),
-        "/v1/payments/{payment_id}/capture": _write("Capture in full or partially", CAPTURE, "Payment",
-                                                    "capturePayment", "payment_id"),
-        "/v1/payments/{payment_id}/cancel": _write("Cancel (voids an authorization)", CANCEL, "Payment",
-                                                   "cancelPayment", "payment_id"),
+        "/v1/payments/{payment_id}": {
+            "get": _operation("retrievePayment", "Retrieve a payment", "Payment", PAYMENT_SUCCEEDED,
+                              path_id="payment_id")},
+        "/v1/payments/{payment_id}/confirm": {
+            "post": _operation("confirmPayment", "Confirm with a card token; waits briefly for the outcome, "
+                                                 "else answers `processing`", "Payment", PAYMENT_SUCCEEDED,
+                               path_id="payment_id", body=CONFIRM, body_example={"payment_method": "tok_4eC39HqLyjWD"},
+                               idempotency_key="order-1001-confirm", **write)},
+        "/v1/payments/{payment_id}/capture": {
+            "post": _operation("capturePayment", "Capture in full or partially (the rest is released)", "Payment",
+                               PAYMENT_CAPTURED, path_id="payment_id", body=CAPTURE, body_example={"amount": 1500},
+                               idempotency_key="order-1001-capture", **write)},
+        "/v1/payments/{payment_id}/cancel": {
+            "post": _operation("cancelPayment", "Cancel (voids an authorization)", "Payment", PAYMENT_CANCELED,
+                               description="The answer shows the payment canceled, with nothing left to capture "
+                                           "(`amount_capturable` 0), while the void reaches the PSP.",
+                               path_id="payment_id", body=CANCEL,
+                               body_example={"cancellation_reason": "requested_by_customer"},
+                               idempotency_key="order-1001-cancel", **write)},
         "/v1/refunds": {
-            **_write("Refund a captured payment (partially, per seller or pro rata)", CREATE_REFUND, "Refund",
-                     "createRefund"),
-            **_read("List refunds", "RefundList", "listRefunds",
-                    query=PAGE + [{"name": "payment", "in": "query", "schema": ID}]),
+            "post": _operation("createRefund", "Refund a captured payment (partially, per seller or pro rata)",
+                               "Refund", REFUND_EXAMPLE, body=CREATE_REFUND,
+                               body_example={"payment": PAYMENT_ID, "amount": 500, "reason": "requested_by_customer"},
+                               idempotency_key="order-1001-refund", **write),
+            "get": _operation("listRefunds", "List refunds, newest first", "RefundList",
+                              _list_example("/v1/refunds", REFUND_EXAMPLE),
+                              query=PAGE + [{"name": "payment", "in": "query", "schema": ID}]),
         },
-        "/v1/refunds/{refund_id}": _read("Retrieve a refund", "Refund", "retrieveRefund", "refund_id"),
+        "/v1/refunds/{refund_id}": {
+            "get": _operation("retrieveRefund", "Retrieve a refund", "Refund", REFUND_EXAMPLE, path_id="refund_id")},
         "/v1/sellers": {
-            **_write("Create a seller", CREATE_SELLER, "Seller", "createSeller"),
-            **_read("List sellers", "SellerList", "listSellers", query=PAGE),
+            "post": _operation("createSeller", "Create a seller", "Seller", SELLER_EXAMPLE, body=CREATE_SELLER,
+                               body_example={"name": "Ann's Pottery", "email": "ann@example.com"},
+                               idempotency_key="seller-ann", **write),
+            "get": _operation("listSellers", "List sellers, newest first", "SellerList",
+                              _list_example("/v1/sellers", SELLER_EXAMPLE), query=PAGE),
         },
-        "/v1/sellers/{seller_id}": _read("Retrieve a seller", "Seller", "retrieveSeller", "seller_id"),
-        "/v1/events": _read("List events", "EventList", "listEvents", query=PAGE + [
-            {"name": "type", "in": "query", "schema": {"type": "string", "maxLength": 100}},
-            {"name": "object", "in": "query", "schema": ID}]),
-        "/v1/events/{event_id}": _read("Retrieve an event", "Event", "retrieveEvent", "event_id"),
-        "/v1/balance": _read("Seller balances and platform fees from the ledger", "Balance", "retrieveBalance"),
-        "/v1/webhook_endpoints/{endpoint_id}/send_missed_events": {"post": {
-            "operationId": "sendMissedWebhookEvents",
-            "summary": "Send a re-enabled endpoint the events it missed while disabled (last 30 days)",
-            "description": "Schedules each event of the last 30 days that was raised while the endpoint was "
-                           "disabled and is of a type it subscribes to, with the event's id as webhook-id. "
-                           "Idempotent: a second call schedules nothing new. 400 `webhook_endpoint_disabled` "
-                           "while the endpoint is still disabled.",
-            "parameters": [{"name": "endpoint_id", **PATH_ID}],
-            "responses": {**_ok("WebhookMissedEvents"), **_errors(*(s for s in WRITE_ERRORS if s != "409"))},
-        }},
+        "/v1/sellers/{seller_id}": {
+            "get": _operation("retrieveSeller", "Retrieve a seller", "Seller", SELLER_EXAMPLE, path_id="seller_id")},
+        "/v1/events": {
+            "get": _operation("listEvents", "List events, newest first", "EventList",
+                              _list_example("/v1/events", EVENT_EXAMPLE), query=PAGE + [
+                                  {"name": "type", "in": "query", "schema": {"type": "string", "maxLength": 100}},
+                                  {"name": "object", "in": "query", "schema": ID}])},
+        "/v1/events/{event_id}": {
+            "get": _operation("retrieveEvent", "Retrieve an event", "Event", EVENT_EXAMPLE, path_id="event_id")},
+        "/v1/balance": {
+            "get": _operation("retrieveBalance", "Seller balances and platform fees from the ledger", "Balance",
+                              BALANCE_EXAMPLE)},
+        "/v1/account": {
+            "get": _operation("retrieveAccount", "The merchant the API key belongs to, in the key's mode",
+                              "Account", ACCOUNT_EXAMPLE)},
+        "/v1/checkout/sessions": {
+            "post": _operation(
+                "createCheckoutSession", "Create a hosted checkout session; send the shopper to its `url`",
+                "CheckoutSession", CHECKOUT_SESSION_EXAMPLE, body=CREATE_CHECKOUT_SESSION, **write,
+                body_example={"currency": "eur", "success_url": "https://shop.example/thanks",
+                              "line_items": [{"name": "T-shirt", "quantity": 2, "unit_amount": 1500}],
+                              "client_reference_id": "order-1002"}),
+            "get": _operation(
+                "listCheckoutSessions", "List checkout sessions, newest first", "CheckoutSessionList",
+                _list_example("/v1/checkout/sessions", CHECKOUT_SESSION_EXAMPLE), query=[
+                    *_page(backward=False),
+                    {"name": "status", "in": "query", "schema": {"enum": [s.value for s in SessionStatus]}},
+                    {"name": "client_reference_id", "in": "query", "schema": {"type": "string", "maxLength": 200}},
+                    {"name": "payment", "in": "query", "schema": ID}]),
+        },
+        "/v1/checkout/sessions/{session_id}": {
+            "get": _operation("retrieveCheckoutSession", "Retrieve a checkout session", "CheckoutSession",
+                              CHECKOUT_SESSION_EXAMPLE, path_id="session_id")},
+        "/v1/checkout/sessions/{session_id}/expire": {
+            "post": _operation("expireCheckoutSession", "Expire an open session now (its page stops taking "
+                                                        "payments)", "CheckoutSession",
+                               {**CHECKOUT_SESSION_EXAMPLE, "status": "expired", "url": None,
+                                "expired_at": CREATED + 600},
+                               description="400 when the session is complete or its payment is in progress.",
+                               path_id="session_id", **write)},
+        "/v1/webhook_endpoints": {
+            "post": _operation(
+                "createWebhookEndpoint", "Create a webhook endpoint; the answer has its signing secret, this once",
+                "WebhookEndpoint", {**ENDPOINT_EXAMPLE, "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"},
+                body=CREATE_WEBHOOK_ENDPOINT, **write,
+                body_example={"url": "https://shop.example/hooks/kassa",
+                              "enabled_events": ["payment.succeeded", "refund.succeeded"]}),
+            "get": _operation("listWebhookEndpoints", "List webhook endpoints, newest first", "WebhookEndpointList",
+                              _list_example("/v1/webhook_endpoints", ENDPOINT_EXAMPLE), query=PAGE),
+        },
+        "/v1/webhook_endpoints/{endpoint_id}": {
+            "get": _operation("retrieveWebhookEndpoint", "Retrieve a webhook endpoint", "WebhookEndpoint",
+                              ENDPOINT_EXAMPLE, path_id="endpoint_id"),
+            "post": _operation("updateWebhookEndpoint", "Update a webhook endpoint; `disabled` switches it off or "
+                                                        "back on", "WebhookEndpoint", ENDPOINT_EXAMPLE,
+                               path_id="endpoint_id", body=UPDATE_WEBHOOK_ENDPOINT, body_example={"disabled": False},
+                               **write),
+            "delete": _operation("deleteWebhookEndpoint", "Delete a webhook endpoint (its attempt log stays)",
+                                 "WebhookEndpointDeleted",
+                                 {"id": ENDPOINT_ID, "object": "webhook_endpoint", "deleted": True},
+                                 path_id="endpoint_id"),
+        },
+        "/v1/webhook_endpoints/{endpoint_id}/send_missed_events": {
+            "post": _operation(
+                "sendMissedWebhookEvents", "Send a re-enabled endpoint the events it missed while disabled "
+                                           "(last 30 days)", "WebhookMissedEvents",
+                {"object": "webhook_missed_events", "webhook_endpoint": ENDPOINT_ID, "livemode": False,
+                 "since": CREATED - 30 * 86400, "scheduled": 12},
+                description="Schedules each event of the last 30 days that was raised while the endpoint was "
+                            "disabled and is of a type it subscribes to, with the event's id as webhook-id. "
+                            "Idempotent: a second call schedules nothing new. 400 `webhook_endpoint_disabled` "
+                            "while the endpoint is still disabled.",
+                path_id="endpoint_id", **write)},
+        "/v1/openapi.json": {"get": {
+            "operationId": "getOpenApiDocument", "summary": "This document (public: no API key needed)",
+            "security": [], "parameters": [],
+            "responses": {"200": {"description": "OK", "content": _json(_ref("OpenApiDocument"), {
+                "openapi": "3.1.0", "info": {"title": "Kassa API", "version": VERSION},
+                "paths": {"/v1/balance": {"get": {"operationId": "retrieveBalance", "summary": "..."}}}})}}}},
     }
+
+
+def build_document() -> dict:
+    """The OpenAPI document (a fresh dict each call)."""
     return {
         "openapi": "3.1.0",
-        "info": {"title": "Kassa payments API", "version": "2026-11-20",
-                 "description": "Payments, refunds, sellers, events and balances. Amounts are integers in "
-                                "minor units; ids are prefixed (pay_, re_, sel_, evt_). Errors are "
-                                '{"error": {"type", "code", "message", "param"}}.'},
+        "info": {"title": "Kassa API", "version": VERSION,
+                 "description": "Payments, refunds, sellers, events, balances, hosted checkout sessions and "
+                                "webhook endpoints. Amounts are integers in minor units (2000 = 20.00 EUR); ids "
+                                "are prefixed (`pay_`, `re_`, `sel_`, `evt_`, `cs_`, `we_`). POST parameters go "
+                                "in the body, as JSON (`Content-Type: application/json`) or form fields "
+                                "(`metadata[order]=1001`, `split[0][amount]=500`, `enabled_events[]=...`), never "
+                                "in the query string. Lists are newest first and paged with `limit` and "
+                                "`starting_after` or `ending_before` (one of the two). Errors are "
+                                '`{"error": {"type", "code", "message", "param"}}`.'},
         "servers": [{"url": "/"}],
         "security": [{"bearerAuth": []}, {"basicAuth": []}],
-        "paths": paths,
+        "paths": _paths(),
         "components": {
             "securitySchemes": {
                 "bearerAuth": {"type": "http", "scheme": "bearer",
@@ -333,10 +675,13 @@ def build_document() -> dict:
             },
             "schemas": {
                 "Error": ERROR, "Payment": PAYMENT, "PaymentAttempt": ATTEMPT, "SplitPart": SPLIT_PART,
-                "Refund": REFUND, "Seller": SELLER, "Event": EVENT, "Balance": BALANCE,
-                "WebhookMissedEvents": WEBHOOK_MISSED_EVENTS,
+                "Refund": REFUND, "Seller": SELLER, "Event": EVENT, "Balance": BALANCE, "Account": ACCOUNT,
+                "CheckoutSession": CHECKOUT_SESSION, "WebhookEndpoint": WEBHOOK_ENDPOINT,
+                "WebhookEndpointDeleted": WEBHOOK_ENDPOINT_DELETED, "WebhookMissedEvents": WEBHOOK_MISSED_EVENTS,
+                "OpenApiDocument": OPENAPI_DOCUMENT,
                 "PaymentList": _list_of("Payment"), "RefundList": _list_of("Refund"),
                 "SellerList": _list_of("Seller"), "EventList": _list_of("Event"),
+                "CheckoutSessionList": _list_of("CheckoutSession"), "WebhookEndpointList": _list_of("WebhookEndpoint"),
             },
         },
     }

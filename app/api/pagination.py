@@ -9,10 +9,10 @@ Every /v1 list is newest first and keyset-paged by id (ids sort by creation, app
 """
 from typing import Any, Callable
 
-from flask import Response, jsonify
+from flask import Response, g, jsonify
 from sqlalchemy.orm import Session
 
-from app.api.errors import ApiError
+from app.api.errors import ApiError, invalid_param
 from app.api.params import Params
 from app.extensions import db
 
@@ -38,9 +38,23 @@ def page_args(p: Params, *, ending_before: bool = True) -> dict:
     return args
 
 
+def require_cursors(session: Session, model, **page) -> None:
+    """400 naming ``starting_after`` or ``ending_before`` when it is not the id of one of the key's ``model``
+    rows: a mistyped id would otherwise page from wherever it happens to sort, often the whole list."""
+    for param in ("starting_after", "ending_before"):
+        cursor = page.get(param)
+        if cursor and g.scope.get(session, model, cursor) is None:
+            raise invalid_param(param, f"{param} must be the id of an object of this list; there is no "
+                                       f"{cursor!r}.", "resource_missing")
+
+
 def list_page(session: Session, statement, model, *, limit: int, starting_after: str | None = None,
               ending_before: str | None = None) -> tuple[list, bool]:
-    """Keyset pagination, newest first by id (ULIDs sort by creation): (rows, has_more)."""
+    """Keyset pagination, newest first by id (ULIDs sort by creation): (rows, has_more).
+
+    The cursors must be ids of the key's ``model`` rows (``require_cursors``).
+    """
+    require_cursors(session, model, starting_after=starting_after, ending_before=ending_before)
     if starting_after:
         statement = statement.where(model.id < starting_after)
     if ending_before:

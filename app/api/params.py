@@ -17,13 +17,16 @@ Where parameters come from (``load_request_params``):
     POST/PUT/PATCH  body: ``application/json`` (an object) or ``application/x-www-form-urlencoded``
                     (Stripe-style brackets: ``metadata[order]=1``, ``splits[0][amount]=500``, ``tags[]=a``);
                     an empty body is an empty parameter set; any other content type -> 415;
-                    malformed JSON or a non-object -> 400 ``invalid_json``; over MAX_CONTENT_LENGTH -> 413.
+                    malformed JSON or a non-object -> 400 ``invalid_json``; over MAX_CONTENT_LENGTH -> 413;
+                    a JSON body sent as another content type -> 400 ``json_content_type_missing``;
+                    anything in the query string -> 400 ``parameter_in_query``.
     GET/DELETE/...  the query string, with the same bracket syntax.
 Form and query values are strings, so ``integer``/``boolean`` accept "42"/"true" there; in JSON they must be
 real JSON integers/booleans (``true`` is not an integer, ``1.0`` is not an integer).
 
 Error codes (``param`` names the parameter, in bracket form for nested ones):
-    parameter_missing, parameter_invalid, parameter_unknown, card_number_in_field.
+    parameter_missing, parameter_invalid, parameter_unknown, card_number_in_field (and parameter_in_query,
+    above). A number out of range says the range ("amount must be at most 99999999") whatever its size or form.
 
 Card numbers: every string read here (``string``, ``strings``, ``email``, metadata keys and values) is
 free text, refused with 400 ``card_number_in_field`` when it holds a card number (app/pan.py), before the
@@ -53,7 +56,10 @@ METADATA_VALUE_MAX = 500
 STRING_MAX_DEFAULT = 5000
 # PostgreSQL bigint: a larger integer would fail in the database instead of here.
 INT64_MAX = 2**63 - 1
-_INT_STRING = re.compile(r"^-?[0-9]{1,19}$")
+_INT_STRING = re.compile(r"^-?[0-9]+$")
+# Python refuses to turn more than 4300 digits into an int (CVE-2020-10735); any number that long is out
+# of every range, so it is read as a float (infinity at worst) and refused by the range check.
+_LONGEST_INT_TEXT = 4000
 _BODY_METHODS = ("POST", "PUT", "PATCH")
 MISSING = object()
 
@@ -69,19 +75,40 @@ def _reject_constant(name: str):
     raise ValueError(f"{name} is not valid JSON")
 
 
+def whole_number(text: str) -> int | float:
+    """The number a string of digits (optionally signed) writes; beyond ``_LONGEST_INT_TEXT`` a float."""
+    return int(text) if len(text) < _LONGEST_INT_TEXT else float(text)
+
+
+def refuse_misplaced_parameters(raw: bytes) -> None:
+    """400 for parameters a body-method request put where they are not read: in the query string, or in a
+    JSON body sent as another content type (each would otherwise surface as a puzzling "missing amount")."""
+    if request.args:
+        name = next(iter(request.args))
+        raise invalid_param(name, f"{request.method} parameters go in the request body, not in the query "
+                                  f"string (received {name} in the URL).", "parameter_in_query")
+    mimetype = request.mimetype
+    if mimetype != "application/json" and not mimetype.endswith("+json") and raw.lstrip()[:1] in (b"{", b"["):
+        sent = mimetype or "no Content-Type"
+        raise ApiError(400, "invalid_request_error", "json_content_type_missing",
+                       f"The request body is JSON but was sent as {sent}: add the header "
+                       "'Content-Type: application/json' (or send form fields, as curl -d amount=2000 does).")
+
+
 def load_request_params() -> dict[str, Any]:
     """The request's parameters as a dict (see the module docstring for the rules)."""
     if request.method not in _BODY_METHODS:
         return parse_form(request.args)
     # get_data() enforces MAX_CONTENT_LENGTH (werkzeug raises 413, answered as JSON on /v1).
     raw = request.get_data(cache=True)
+    refuse_misplaced_parameters(raw)
     if not raw:
         return {}
     mimetype = request.mimetype
     if mimetype == "application/json" or mimetype.endswith("+json"):
         try:
             # NaN and Infinity are not JSON; Python would accept them by default.
-            data = json.loads(raw, parse_constant=_reject_constant)
+            data = json.loads(raw, parse_constant=_reject_constant, parse_int=whole_number)
         except (ValueError, UnicodeDecodeError) as exc:
             raise ApiError(400, "invalid_request_error", "invalid_json",
                            f"The request body is not valid JSON: {exc}") from None
@@ -232,21 +259,26 @@ class Params:
 
     def integer(self, key: str, *, required: bool = False, default: int | None = None,
                 min_value: int | None = None, max_value: int | None = None) -> int | None:
-        """A whole number (never a boolean or a float), within the bounds and a PostgreSQL bigint."""
+        """A whole number (never a boolean or a float), within the bounds and a PostgreSQL bigint.
+
+        A number out of range is named with the range ("must be at most 99999999") however large it is.
+        """
         value = self._get(key, required)
         if value is MISSING:
             return default
         name = self.name(key)
         if isinstance(value, str) and self._strings and _INT_STRING.match(value):
-            value = int(value)
-        if isinstance(value, bool) or not isinstance(value, int):
+            value = whole_number(value)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise invalid_param(name, f"{name} must be an integer.")
-        if abs(value) > INT64_MAX:
-            raise invalid_param(name, f"{name} is too large.")
-        if min_value is not None and value < min_value:
-            raise invalid_param(name, f"{name} must be at least {min_value}.")
-        if max_value is not None and value > max_value:
-            raise invalid_param(name, f"{name} must be at most {max_value}.")
+        highest = INT64_MAX if max_value is None else min(max_value, INT64_MAX)
+        lowest = -INT64_MAX if min_value is None else max(min_value, -INT64_MAX)
+        if value > highest:
+            raise invalid_param(name, f"{name} must be at most {highest}.")
+        if value < lowest:
+            raise invalid_param(name, f"{name} must be at least {lowest}.")
+        if not isinstance(value, int):
+            raise invalid_param(name, f"{name} must be an integer.")
         return value
 
     def boolean(self, key: str, *, required: bool = False, default: bool | None = None) -> bool | None:

@@ -7,6 +7,7 @@ of a write is the stored one when the ``Idempotency-Key`` was seen before (``Ide
     curl -u sk_test_...: http://localhost:5000/v1/payments -d amount=2000 -d currency=usd
     curl -u sk_test_...: http://localhost:5000/v1/payments/pay_.../confirm -d payment_method=tok_...
 """
+import re
 from datetime import datetime, timezone
 from functools import partial
 
@@ -33,6 +34,8 @@ from app.payments.service import (
 )
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+# Visible ASCII, no spaces: what survives every HTTP stack unchanged, and what the OpenAPI document states.
+IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]+$"
 
 
 def payments_deps() -> PaymentsDeps:
@@ -89,14 +92,15 @@ def request_params(allowed=None) -> Params:
 
 
 def idempotency_key() -> str | None:
-    """The request's Idempotency-Key header (None when absent); 400 when it is too long or empty."""
+    """The request's Idempotency-Key header (None when absent); 400 when it is empty, too long or not
+    visible ASCII."""
     key = request.headers.get(IDEMPOTENCY_HEADER)
     if key is None:
         return None
-    if not key.strip() or len(key) > idempotency.MAX_KEY_LENGTH:
+    if len(key) > idempotency.MAX_KEY_LENGTH or not re.fullmatch(IDEMPOTENCY_KEY_PATTERN, key):
         raise ApiError(400, "invalid_request_error", "idempotency_key_invalid",
-                       f"The Idempotency-Key header must be 1 to {idempotency.MAX_KEY_LENGTH} characters.",
-                       IDEMPOTENCY_HEADER)
+                       f"The Idempotency-Key header must be 1 to {idempotency.MAX_KEY_LENGTH} visible ASCII "
+                       "characters, without spaces.", IDEMPOTENCY_HEADER)
     refuse_card_number(IDEMPOTENCY_HEADER, key)   # the key is stored (idempotency_keys, the request log)
     return key
 

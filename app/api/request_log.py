@@ -42,12 +42,16 @@ def _response_body(response):
 
 
 def _key_id(api_key) -> str | None:
-    """The key's id from its identity: reading ``api_key.id`` after the view's commit would reload the
-    expired row, opening a transaction on the request's session just for the log."""
+    """The id of the key that made the request, read without touching the database.
+
+    api_view's key belongs to no session (app.accounts.api_keys.authenticate), so it has no identity and
+    its id is in its loaded state; a key some view attached to the session has an identity (reading
+    ``api_key.id`` after that view's commit would reload the expired row, for the log's sake).
+    """
     if api_key is None:
         return None
-    identity = inspect(api_key).identity
-    return identity[0] if identity else None
+    state = inspect(api_key)
+    return state.identity[0] if state.identity else state.dict.get("id")
 
 
 @bp.before_request

@@ -29,6 +29,8 @@ MAX_QUANTITY = 1_000_000
 # ten billion dollars); real limits per merchant belong to risk rules.
 MAX_AMOUNT = 10**12
 MAX_METADATA_KEYS = 50
+# expires_at is checked against now + 30 minutes .. 24 hours; this bound only keeps the timestamp a timestamp.
+MAX_EXPIRES_AT = 2**40
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
 
 EVENT_COMPLETED = "checkout.session.completed"
@@ -186,7 +188,7 @@ def create_session(
     if expires_at is None:
         expires = now + DEFAULT_EXPIRY
     else:
-        stamp = _integer(expires_at, "expires_at", minimum=0, maximum=2**40)
+        stamp = _integer(expires_at, "expires_at", minimum=0, maximum=MAX_EXPIRES_AT)
         expires = datetime.fromtimestamp(stamp, tz=now.tzinfo)
         if not now + MIN_EXPIRY - timedelta(seconds=1) <= expires <= now + MAX_EXPIRY + timedelta(seconds=1):
             raise CheckoutError("expires_at must be between 30 minutes and 24 hours from now.", "expires_at")

@@ -531,6 +531,9 @@ def cancel_payment(session: Session, scope: Scope, payment_id: str, deps: Paymen
             needs_void = False
     payment.cancellation_reason = reason
     payment.next_action_url = None
+    # Nothing is capturable from here on, whether or not the void has reached the PSP yet: the response, the
+    # event and every later read agree.
+    payment.amount_capturable = 0
     state.transition(session, payment, PaymentStatus.CANCELED, request_id=request_id)
     if needs_void:
         new_attempt(session, payment, AttemptOperation.VOID, payment.amount, deps)

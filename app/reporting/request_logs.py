@@ -24,6 +24,7 @@ from urllib.parse import unquote_plus
 
 from sqlalchemy import delete, insert, select, text
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from app import pan
@@ -90,7 +91,7 @@ def body_text(value: Any) -> str | None:
         try:
             value = json.loads(value)
         except (ValueError, UnicodeDecodeError):
-            text = bytes(value[: MAX_BODY_CHARS * 2]).decode("utf-8", "replace")
+            text = bytes(value[: MAX_BODY_CHARS * 2]).decode("utf-8", "backslashreplace")
             decoded = unquote_plus(text)
             if decoded != text and pan.find_card_number(decoded) is not None:
                 text = decoded   # a form body whose card number is URL-encoded ("4242+4242+...")
@@ -118,10 +119,42 @@ def log_row(*, merchant_id: str, livemode: bool, api_key_id: str | None, method:
         created_at=created_at)
 
 
+def storable(row: dict[str, Any]) -> dict[str, Any]:
+    r"""The row with what PostgreSQL text cannot hold written as escapes, each text still within its column.
+
+    A request may carry a NUL (``%00`` in its path, ``\u0000`` in its JSON) or text that is not UTF-8
+    (unpaired surrogates from JSON escapes, raw bytes); stored as ``\u0000`` / ``\udc80`` they stay
+    readable in Developers › Logs instead of failing the insert.
+    """
+    columns = ApiRequestLog.__table__.c
+    result = {}
+    for name, value in row.items():
+        if isinstance(value, str):
+            value = value.replace("\x00", "\\u0000").encode("utf-8", "backslashreplace").decode("utf-8")
+            value = value[:columns[name].type.length] if columns[name].type.length else value
+        result[name] = value
+    return result
+
+
 def write(connection: Connection, rows: list[dict[str, Any]]) -> None:
     """Insert log rows (from ``log_row``) on ``connection``, in the caller's own short transaction."""
     if rows:
-        connection.execute(insert(ApiRequestLog), rows)
+        connection.execute(insert(ApiRequestLog), [storable(row) for row in rows])
+
+
+def write_each(connection: Connection, rows: list[dict[str, Any]]) -> int:
+    """Insert rows one by one, each in a savepoint, skipping (and logging) any the database refuses: a
+    batch that failed as a whole loses only its bad rows, not every other merchant's. Returns how many."""
+    written = 0
+    for row in rows:
+        try:
+            with connection.begin_nested():
+                write(connection, [row])
+            written += 1
+        except Exception:  # noqa: BLE001 - whatever was wrong with this row, the next may be fine
+            log.warning("API request log row refused (merchant %s, %s %s)", row.get("merchant_id"),
+                        row.get("method"), row.get("path"), exc_info=True)
+    return written
 
 
 class BatchWriter:
@@ -131,7 +164,8 @@ class BatchWriter:
     the rows of a busy second share one multi-row INSERT. Rows still waiting when a process is killed
     are lost, which a debugging aid can afford; ``max_pending`` bounds memory if the database stalls
     (rows beyond it are dropped and counted). ``interval=0`` writes each row at once, on the caller's
-    thread (tests, and anyone who wants no delay).
+    thread (tests, and anyone who wants no delay). A batch the database refuses is written again row by row
+    (``write_each``): one bad row costs only itself.
     """
 
     def __init__(self, engine, *, interval: float = 0.2, max_pending: int = 10_000):
@@ -172,13 +206,26 @@ class BatchWriter:
         if not rows:
             return 0
         try:
-            with self._engine.begin() as connection:
-                # Log rows are not worth waiting for: give up rather than pile up behind a stall.
-                connection.execute(text("SET LOCAL statement_timeout = '2s'"))
-                write(connection, rows)
+            return self._insert(rows, one_by_one=False)
+        except OperationalError:  # a stall or a lost connection: row by row would fare no better
+            log.warning("could not write %d API request log rows", len(rows), exc_info=True)
+            return 0
+        except Exception:  # noqa: BLE001 - a row the database refused: keep the others
+            log.warning("a batch of %d API request log rows failed; writing them one by one", len(rows),
+                        exc_info=True)
+        try:
+            return self._insert(rows, one_by_one=True)
         except Exception:  # noqa: BLE001 - best effort: the log is a debugging aid
             log.warning("could not write %d API request log rows", len(rows), exc_info=True)
             return 0
+
+    def _insert(self, rows: list[dict[str, Any]], *, one_by_one: bool) -> int:
+        with self._engine.begin() as connection:
+            # Log rows are not worth waiting for: give up rather than pile up behind a stall.
+            connection.execute(text("SET LOCAL statement_timeout = '2s'"))
+            if one_by_one:
+                return write_each(connection, rows)
+            write(connection, rows)
         return len(rows)
 
 

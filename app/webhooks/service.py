@@ -24,7 +24,7 @@ from sqlalchemy import and_, bindparam, delete, func, or_, select, tuple_, updat
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from app.events import Event, PendingFanout, event_payload
+from app.events import MERCHANT_EVENT_TYPES, Event, PendingFanout, event_payload, is_internal_event, merchant_visible
 from app.ids import new_id
 from app.scoping import Scope
 from app.webhooks.models import (
@@ -54,15 +54,10 @@ DESCRIPTION_MAX = 500
 MAX_EVENT_TYPES = 100
 # What an event type looks like ("payment.succeeded", "checkout.session.completed").
 EVENT_TYPE_PATTERN = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
-# Shown as choices in the dashboard; the API accepts any well-formed type (features add types over time).
-KNOWN_EVENT_TYPES = (
-    "payment.created", "payment.processing", "payment.requires_action", "payment.requires_capture",
-    "payment.succeeded", "payment.failed", "payment.canceled",
-    "refund.created", "refund.succeeded", "refund.failed",
-    "dispute.created", "dispute.updated", "dispute.closed",
-    "checkout.session.completed", "checkout.session.expired",
-)
 TEST_EVENT_TYPE = "webhook.test"
+# Shown as choices in the dashboard (the test event goes to one endpoint on request, whatever it subscribes
+# to); the API accepts any well-formed type that is not internal (features add types over time).
+KNOWN_EVENT_TYPES = tuple(t for t in MERCHANT_EVENT_TYPES if t != TEST_EVENT_TYPE)
 # Fan-out batch: one transaction inserts the deliveries of this many events; small enough to keep the
 # transaction short, large enough that a burst of events costs few round trips.
 FANOUT_BATCH = 500
@@ -150,6 +145,9 @@ def validate_events(events: list[str] | None) -> list[str]:
             return [ALL_EVENTS]
         if not EVENT_TYPE_PATTERN.match(event_type) or len(event_type) > 100:
             raise EndpointInvalid("enabled_events", f"{event_type!r} is not an event type (like payment.succeeded).")
+        if is_internal_event(event_type):
+            raise EndpointInvalid("enabled_events", f"{event_type!r} is internal to Kassa and never sent to "
+                                                    "endpoints.")
         if event_type not in result:
             result.append(event_type)
     return result
@@ -313,6 +311,8 @@ def fan_out(session: Session, settings: WebhookSettings, *, batch: int = FANOUT_
     now = settings.clock()
     rows = []
     for event in events:
+        if is_internal_event(event.type):
+            continue  # not the merchant's: even an endpoint subscribed to "*" never gets it
         # Only the event's own merchant and mode: another book's endpoints never see it.
         for endpoint in by_book.get((event.merchant_id, event.livemode), ()):
             if not (ALL_EVENTS in endpoint.enabled_events or event.type in endpoint.enabled_events):
@@ -660,7 +660,7 @@ def start_bulk_resend(session: Session, scope: Scope, settings: WebhookSettings,
 
 def _failed_since(endpoint_id: str, since: datetime):
     return (WebhookDelivery.endpoint_id == endpoint_id, WebhookDelivery.status == DeliveryStatus.FAILED,
-            WebhookDelivery.created_at >= since)
+            WebhookDelivery.created_at >= since, merchant_visible(WebhookDelivery.event_type))
 
 
 def claim_resend_job(session: Session, settings: WebhookSettings, job_id: str) -> WebhookResendJob | None:
@@ -740,6 +740,7 @@ def _missed(scope: Scope, endpoint: WebhookEndpoint, since: datetime) -> tuple:
         WebhookDelivery.endpoint_id == endpoint.id, WebhookDelivery.status == DeliveryStatus.MISSED,
         Event.id == WebhookDelivery.event_id, Event.merchant_id == scope.merchant_id,
         Event.livemode == scope.livemode, Event.created_at >= since,
+        merchant_visible(WebhookDelivery.event_type),  # rows fanned out before internal events were held back
     ]
     if ALL_EVENTS not in endpoint.enabled_events:
         criteria.append(WebhookDelivery.event_type.in_(endpoint.enabled_events))

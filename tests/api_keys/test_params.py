@@ -1,9 +1,12 @@
 """app/api/params.py: typed parameter access with errors that name the parameter."""
 import pytest
+from sqlalchemy import func, select
 from werkzeug.datastructures import MultiDict
 
 from app.api.errors import ApiError
 from app.api.params import METADATA_KEY_MAX, METADATA_MAX_KEYS, METADATA_VALUE_MAX, Params, parse_form
+from app.payments.models import Payment
+from tests.api_keys.conftest import bearer
 
 
 def _error(call):
@@ -117,3 +120,69 @@ def test_form_brackets():
     assert _error(lambda: parse_form(MultiDict([("a[b", "1")])))[0] == "a[b"
     assert _error(lambda: parse_form(MultiDict([("s[0][x]", "1"), ("s[2][x]", "1")])))[0] == "s"
     assert parse_form(MultiDict([("0", "x")])) == {"0": "x"}  # top level stays an object
+
+
+def _message(call) -> str:
+    with pytest.raises(ApiError) as caught:
+        call()
+    return caught.value.message
+
+
+@pytest.mark.parametrize("value", [100_000_000, 10**19, 10**30, 10**5000, 1e30, float("inf")],
+                         ids=["1e8", "1e19", "1e30", "1e5000", "float-1e30", "infinity"])
+def test_a_json_number_out_of_range_names_the_range_whatever_its_size(value):
+    p = Params({"amount": value})
+    assert _message(lambda: p.integer("amount", min_value=1, max_value=99_999_999)) == \
+        "amount must be at most 99999999."
+    assert _message(lambda: Params({"n": -value}).integer("n", min_value=1)) == "n must be at least 1."
+
+
+@pytest.mark.parametrize("digits", [9, 19, 20, 25, 5000])
+def test_a_form_number_out_of_range_names_the_range_whatever_its_length(digits):
+    p = Params({"amount": "9" * digits}, strings=True)
+    assert _message(lambda: p.integer("amount", max_value=99_999_999)) == "amount must be at most 99999999."
+    assert _message(lambda: Params({"n": "9" * 25}, strings=True).integer("n")) == \
+        "n must be at most 9223372036854775807."
+
+
+def _payments(db_session) -> int:
+    db_session.rollback()
+    return db_session.scalar(select(func.count()).select_from(Payment))
+
+
+def test_over_http_a_huge_amount_is_refused_with_the_range(client, db_session, secret_key):
+    before = _payments(db_session)
+    headers = {**bearer(secret_key.plaintext), "Content-Type": "application/json"}
+    for digits in ("1" + "0" * 30, "9" * 5000):
+        raw = '{"amount": ' + digits + ', "currency": "usd"}'
+        response = client.post("/v1/payments", headers=headers, data=raw)
+        assert response.status_code == 400
+        assert (response.json["error"]["param"], response.json["error"]["message"]) == \
+            ("amount", "amount must be at most 99999999.")
+    form = client.post("/v1/payments", headers=bearer(secret_key.plaintext),
+                       data={"amount": "9" * 40, "currency": "usd"})
+    assert form.json["error"]["message"] == "amount must be at most 99999999."
+    assert _payments(db_session) == before
+
+
+@pytest.mark.parametrize("content_type", ["application/x-www-form-urlencoded", "text/plain", None])
+def test_a_json_body_without_a_json_content_type_is_refused_saying_so(client, db_session, secret_key, content_type):
+    before = _payments(db_session)
+    headers = bearer(secret_key.plaintext) | ({"Content-Type": content_type} if content_type else {})
+    response = client.post("/v1/payments", headers=headers, data=' {"amount": 2000, "currency": "usd"}')
+    assert response.status_code == 400
+    error = response.json["error"]
+    assert error["code"] == "json_content_type_missing" and "Content-Type: application/json" in error["message"]
+    assert _payments(db_session) == before
+
+
+def test_post_parameters_in_the_query_string_are_refused_saying_so(client, db_session, secret_key):
+    before = _payments(db_session)
+    response = client.post("/v1/payments?amount=2000&currency=usd", headers=bearer(secret_key.plaintext))
+    assert response.status_code == 400
+    error = response.json["error"]
+    assert (error["code"], error["param"]) == ("parameter_in_query", "amount")
+    assert "request body, not in the query string" in error["message"]
+    with_body = client.post("/v1/payments?currency=usd", headers=bearer(secret_key.plaintext), data={"amount": "1"})
+    assert with_body.json["error"]["param"] == "currency"
+    assert _payments(db_session) == before

@@ -150,3 +150,40 @@ def test_redaction_rules():
         {"payment_method": {"brand": "visa", "last4": "4242"}}
     assert body_text(b"not json sk_test_abcdefghijkl") == "not json sk_test_…ijkl"
     assert len(body_text({"x": "y" * 50_000})) < 16_100
+
+
+def test_each_row_records_the_api_key_that_made_the_request(client, db_session, shop):
+    s = shop()
+    new = create_key(db_session, s.scope, SECRET, hmac_key=hmac_key())
+    db_session.commit()
+    client.get("/v1/payments", headers={"Authorization": f"Bearer {new.plaintext}"}).close()
+    client.post("/v1/payments", headers={"Authorization": f"Bearer {new.plaintext}"}, json={"amount": 1}).close()
+    assert [row.api_key_id for row in _logs(db_session, s.merchant.id)] == [new.row.id, new.row.id]
+
+
+def test_text_postgresql_cannot_store_is_logged_escaped(client, db_session, shop):
+    s = shop()
+    auth = {"Authorization": f"Bearer {_key(db_session, s.scope)}"}
+    client.post("/v1/payments", headers=auth, json={"amount": 100, "currency": "usd",
+                                                    "description": "nul \x00 and lone \ud800"}).close()
+    client.post("/v1/payments", headers={**auth, "Content-Type": "text/plain"}, data=b"bad \xff\xfe utf-8 \x00").close()
+    client.get("/v1/payments/pay_%00x", headers=auth).close()
+    rows = _logs(db_session, s.merchant.id)
+    assert [row.status for row in rows] == [400, 415, 404]
+    nul_json, raw, nul_path = rows
+    assert "nul \\u0000 and lone \\ud800" in nul_json.request_body
+    assert raw.request_body == "bad \\xff\\xfe utf-8 \\u0000"
+    assert nul_path.path == "/v1/payments/pay_\\u0000x"
+
+
+def test_a_row_the_database_refuses_does_not_cost_the_rest_of_its_batch(app, db_session, shop):
+    first, second = shop(), shop(name="Second")
+    with app.app_context():
+        writer = BatchWriter(db.engine, interval=3600)
+    writer.add(_row(first.merchant.id, "/v1/payments/a"))
+    writer.add(_row("mer_gone", "/v1/payments/no-such-merchant"))   # refused: no such merchant
+    writer.add(_row(second.merchant.id, "/v1/payments/b"))
+    writer.add({**_row(second.merchant.id, "/v1/payments/c"), "request_body": "\x00\ud800"})
+    assert writer.flush() == 3
+    assert [row.path for row in _logs(db_session, first.merchant.id)] == ["/v1/payments/a"]
+    assert [row.path for row in _logs(db_session, second.merchant.id)] == ["/v1/payments/b", "/v1/payments/c"]

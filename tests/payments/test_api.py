@@ -205,3 +205,46 @@ def test_text_the_database_cannot_hold_is_a_400_not_a_500(client, auth):
     assert client.get("/v1/payments?customer_email=a%00b", headers=auth).status_code == 400
     assert client.get("/v1/payments/pay_%00", headers=auth).status_code == 404
     assert client.get("/v1/openapi.json").json["openapi"].startswith("3.")
+
+
+def test_a_cancel_answers_the_payment_as_a_later_get_shows_it(client, auth, db_session):
+    created = post(client, "/v1/payments", auth, amount=1000, currency="usd", capture_method="manual",
+                   payment_method="tok_visa", confirm=True).json
+    drain(db_session)
+    canceled = post(client, f"/v1/payments/{created['id']}/cancel", auth, cancellation_reason="abandoned").json
+    assert (canceled["status"], canceled["amount_capturable"], canceled["cancellation_reason"]) == \
+        ("canceled", 0, "abandoned")
+    assert client.get(f"/v1/payments/{created['id']}", headers=auth).json == canceled
+    drain(db_session)  # the void reaches the PSP
+    later = client.get(f"/v1/payments/{created['id']}", headers=auth).json
+    assert {k: v for k, v in later.items() if k != "attempts"} == {k: v for k, v in canceled.items() if k != "attempts"}
+    [event] = client.get(f"/v1/events?object={created['id']}&type=payment.canceled", headers=auth).json["data"]
+    assert event["data"]["object"]["amount_capturable"] == 0
+
+
+@pytest.mark.parametrize("path", ["/v1/payments", "/v1/refunds", "/v1/sellers", "/v1/events",
+                                  "/v1/webhook_endpoints", "/v1/checkout/sessions"])
+def test_an_unknown_page_cursor_is_a_400_naming_it(client, auth, other_auth, path):
+    theirs = post(client, "/v1/payments", other_auth, amount=100, currency="usd").json["id"]
+    for param in ("starting_after", "ending_before"):
+        if path == "/v1/checkout/sessions" and param == "ending_before":
+            continue  # this list pages forward only
+        for cursor in ("pay_doesnotexist", theirs):
+            response = client.get(f"{path}?{param}={cursor}", headers=auth)
+            assert response.status_code == 400, (path, param, response.json)
+            assert (err(response)["param"], err(response)["code"]) == (param, "resource_missing")
+
+
+def test_a_known_page_cursor_pages(client, auth):
+    ids = [post(client, "/v1/payments", auth, amount=100, currency="usd").json["id"] for _ in range(3)]
+    after = client.get(f"/v1/payments?starting_after={ids[2]}&limit=1", headers=auth).json
+    before = client.get(f"/v1/payments?ending_before={ids[0]}&limit=1", headers=auth).json
+    assert ([p["id"] for p in after["data"]], [p["id"] for p in before["data"]]) == ([ids[1]], [ids[1]])
+
+
+def test_a_method_the_route_does_not_take_is_405_with_allow(client, auth):
+    response = client.delete("/v1/payments", headers=auth)
+    assert response.status_code == 405 and err(response)["code"] == "method_not_allowed"
+    assert set(response.headers["Allow"].split(", ")) >= {"GET", "POST"}
+    page = client.put("/login")
+    assert page.status_code == 405 and "GET" in page.headers["Allow"]
