@@ -395,7 +395,7 @@ def _attempt(operation: str, status: str, amount: int = 2000) -> dict:
     return {"id": ATTEMPT_ID, "object": "payment_attempt", "operation": operation, "status": status,
             "amount": amount, "currency": "EUR", "connector": "sandbox", "psp_reference": "auth_7Hc2Lq",
             "decline_code": None, "error_message": None, "tries": 1, "created": CREATED + 60,
-            "started": CREATED + 60, "finished": CREATED + 61, "latency_ms": 412}
+            "started": CREATED + 60, "finished": CREATED + 61, "latency_ms": 412, "attention": None}
 
 
 def _split_part(captured: int) -> list[dict]:
@@ -421,7 +421,7 @@ REFUND_EXAMPLE = {
     "id": REFUND_ID, "object": "refund", "livemode": False, "created": CREATED + 300, "payment": PAYMENT_ID,
     "amount": 500, "currency": "EUR", "status": "succeeded", "reason": "requested_by_customer", "metadata": {},
     "sellers": [{"seller": SELLER_ID, "amount": 500, "fee": 0}], "failure_code": None, "failure_message": None,
-    "connector": "sandbox", "psp_reference": "rf_2Mx8Qa",
+    "connector": "sandbox", "psp_reference": "rf_2Mx8Qa", "attention": None,
 }
 SELLER_EXAMPLE = {"id": SELLER_ID, "object": "seller", "livemode": False, "created": CREATED - 600,
                   "name": "Ann's Pottery", "email": "ann@example.com", "default": False, "metadata": {}}

@@ -97,11 +97,12 @@ def idempotency_key() -> str | None:
     key = request.headers.get(IDEMPOTENCY_HEADER)
     if key is None:
         return None
+    # A card number first: that refusal says why (and a spaced one would only fail the pattern below).
+    refuse_card_number(IDEMPOTENCY_HEADER, key)   # the key is stored (idempotency_keys, the request log)
     if len(key) > idempotency.MAX_KEY_LENGTH or not re.fullmatch(IDEMPOTENCY_KEY_PATTERN, key):
         raise ApiError(400, "invalid_request_error", "idempotency_key_invalid",
                        f"The Idempotency-Key header must be 1 to {idempotency.MAX_KEY_LENGTH} visible ASCII "
                        "characters, without spaces.", IDEMPOTENCY_HEADER)
-    refuse_card_number(IDEMPOTENCY_HEADER, key)   # the key is stored (idempotency_keys, the request log)
     return key
 
 
