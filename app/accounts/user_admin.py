@@ -49,7 +49,7 @@ def memberships_of(session: Session, user_id: str) -> list[tuple[Membership, Mer
     """The user's memberships with their merchants, oldest first."""
     return list(session.execute(
         select(Membership, Merchant).join(Merchant, Merchant.id == Membership.merchant_id)
-        .where(Membership.user_id == user_id).order_by(Membership.created_at)).tuples())
+        .where(Membership.user_id == user_id).order_by(Membership.created_at)).all())
 
 
 def active_session_count(session: Session, user_id: str, *, now: datetime | None = None) -> int:

@@ -104,9 +104,13 @@ def reprocess_callback(callback_id: str):
         return _callback_page(callback_id, {"reprocess": form}, INVALID_FORM)
     try:
         callbacks.reopen_failed(db.session, callback_id, operator=operator(), reason=form.reason.data, meta=meta())
-    except (callbacks.CallbackActionError, ReasonRequired) as error:
+    except ReasonRequired as error:
         db.session.rollback()
         form.reason.errors = [*form.reason.errors, error.message]
+        return _callback_page(callback_id, {"reprocess": form}, INVALID_FORM)
+    except callbacks.CallbackActionError as error:
+        db.session.rollback()
+        flash(error.message, "error")  # above the page: this action's form may not be on it
         return _callback_page(callback_id, {"reprocess": form}, INVALID_FORM)
     db.session.commit()
     result = process_stored_callback(db.session, callback_id)  # its own transactions, as the sweep's
@@ -126,9 +130,13 @@ def dismiss_callback(callback_id: str):
         return _callback_page(callback_id, {"dismiss": form}, INVALID_FORM)
     try:
         callbacks.dismiss(db.session, callback_id, operator=operator(), reason=form.reason.data, meta=meta())
-    except (callbacks.CallbackActionError, ReasonRequired) as error:
+    except ReasonRequired as error:
         db.session.rollback()
         form.reason.errors = [*form.reason.errors, error.message]
+        return _callback_page(callback_id, {"dismiss": form}, INVALID_FORM)
+    except callbacks.CallbackActionError as error:
+        db.session.rollback()
+        flash(error.message, "error")  # above the page: this action's form may not be on it
         return _callback_page(callback_id, {"dismiss": form}, INVALID_FORM)
     db.session.commit()
     flash("The callback is dismissed.", "success")

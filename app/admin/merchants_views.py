@@ -131,11 +131,16 @@ def _act(merchant_id: str, name: str):
         return _merchant_page(merchant_id, {name: form}, INVALID_FORM)
     try:
         action(db.session, merchant_id, operator=operator(), reason=form.reason.data, meta=meta())
-    except (lifecycle.LifecycleError, ReasonRequired) as error:
+    except ReasonRequired as error:
+        db.session.rollback()
+        form.reason.errors = [*form.reason.errors, error.message]
+        return _merchant_page(merchant_id, {name: form}, INVALID_FORM)
+    except lifecycle.LifecycleError as error:
+        # Shown above the page: this action's form may not be on it (the state changed meanwhile).
         db.session.rollback()
         if db.session.get(Merchant, merchant_id) is None:
             abort(404)
-        form.reason.errors = [*form.reason.errors, error.message]
+        flash(error.message, "error")
         return _merchant_page(merchant_id, {name: form}, INVALID_FORM)
     db.session.commit()
     flash(done, "success")

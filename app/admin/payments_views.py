@@ -146,9 +146,14 @@ def _act(payment_id: str, object_id: str, key: tuple, form, action, done: str):
         return _payment_page(payment_id, {key: form}, INVALID_FORM, audited=False)
     try:
         action()
-    except (payment_operator.OperatorActionError, ReasonRequired) as error:
+    except ReasonRequired as error:
         db.session.rollback()
         form.reason.errors = [*form.reason.errors, error.message]
+        return _payment_page(payment_id, {key: form}, INVALID_FORM, audited=False)
+    except payment_operator.OperatorActionError as error:
+        # Shown above the page: the form may be gone (the row got its outcome meanwhile).
+        db.session.rollback()
+        flash(error.message, "error")
         return _payment_page(payment_id, {key: form}, INVALID_FORM, audited=False)
     db.session.commit()
     flash(done, "success")

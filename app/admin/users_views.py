@@ -69,9 +69,14 @@ def _act(user_id: str, name: str):
         return _user_page(user_id, {name: form}, INVALID_FORM)
     try:
         action(db.session, user_id, operator=operator(), reason=form.reason.data, meta=meta())
-    except (user_admin.UserAdminError, ReasonRequired) as error:
+    except ReasonRequired as error:
         db.session.rollback()
         form.reason.errors = [*form.reason.errors, error.message]
+        return _user_page(user_id, {name: form}, INVALID_FORM)
+    except user_admin.UserAdminError as error:
+        # Shown above the page: this action's form may not be on it (the state changed meanwhile).
+        db.session.rollback()
+        flash(error.message, "error")
         return _user_page(user_id, {name: form}, INVALID_FORM)
     db.session.commit()
     flash(done, "success")

@@ -136,7 +136,8 @@ def test_a_suspended_merchant_takes_no_new_payment_yet_refunds_and_reads(client,
     assert [m.to_address for m in _mails(db_session, "merchant_suspended")] == [owner.email]
 
     login_as(client, db_session, admin)
-    assert act(client, f"/admin/merchants/{merchant.id}/suspend", "suspend", reason="again").status_code == 422
+    again = act(client, f"/admin/merchants/{merchant.id}/suspend", "suspend", reason="again")
+    assert again.status_code == 422 and "already suspended" in again.get_data(as_text=True)
     assert act(client, f"/admin/merchants/{merchant.id}/reinstate", "reinstate", reason="Resolved").status_code == 303
     assert client.post("/v1/payments", json={"amount": 700, "currency": "usd"}, headers=auth).status_code == 200
     assert [e.details["reason"] for e in audit_rows(db_session, "merchant.suspended", merchant.id)] == \
