@@ -28,6 +28,7 @@ from app.accounts.permissions import Role
 from app.accounts.service import Meta
 from app.models_base import utcnow
 from app.payments.errors import PaymentError
+from app.webhooks.models import EndpointStatus, WebhookEndpoint
 
 BUSINESS_FIELDS = ("legal_name", "address_line1", "address_line2", "postal_code", "city", "country",
                    "support_email", "support_url")
@@ -58,8 +59,6 @@ def business_details_item(_session: Session, merchant: Merchant) -> ChecklistIte
 
 def webhooks_item(session: Session, merchant: Merchant) -> ChecklistItem:
     """A live-mode webhook endpoint that is enabled, or the merchant's word that it needs none."""
-    from app.webhooks.models import EndpointStatus, WebhookEndpoint
-
     has_endpoint = merchant.webhooks_not_needed or session.scalar(
         select(WebhookEndpoint.id).where(
             WebhookEndpoint.merchant_id == merchant.id, WebhookEndpoint.livemode.is_(True),
