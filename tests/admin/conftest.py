@@ -3,13 +3,17 @@ PSP, as in the dashboard tests), a signed-in platform admin, merchants with API 
 import re
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from app import create_app
 from app.accounts.api_keys import SECRET, create_key
 from app.accounts.audit import AuditEntry
 from app.accounts.sessions import start_session
 from app.api.auth import hmac_key
+from app.psp import callbacks
+from app.psp.callbacks import CallbackScope
+from app.psp.interfaces import CallbackEvent
+from app.psp.models import PspCallback
 from app.extensions import db as _db
 from app.scoping import Scope
 from tests import factories
@@ -73,6 +77,17 @@ def mint_key(session, merchant_id: str, livemode: bool = False) -> dict:
     new = create_key(session, Scope(merchant_id, livemode), SECRET, hmac_key=hmac_key())
     session.commit()
     return {"Authorization": f"Bearer {new.plaintext}"}
+
+
+def failed_callback(session, event: CallbackEvent, scope: CallbackScope | None = None) -> str:
+    """A callback whose processing failed until Kassa gave up (the sweep's last record_failure)."""
+    row_id, _new = callbacks.store_callback(session, scope or CallbackScope("sandbox", False, callbacks.PLATFORM),
+                                            event)
+    session.execute(update(PspCallback).where(PspCallback.id == row_id)
+                    .values(attempts=callbacks.MAX_ATTEMPTS - 1))
+    callbacks.record_failure(session, row_id, "RuntimeError: handler crashed")
+    session.commit()
+    return row_id
 
 
 @pytest.fixture

@@ -8,9 +8,10 @@ from playwright.sync_api import expect
 from sqlalchemy import select
 
 from app.accounts.models import Merchant, User
+from app.psp.interfaces import CallbackEvent
 from app.psp.models import PspCallback
 from app.seed import DEMO_CALLBACK_ID, seed_demo
-from tests.admin.conftest import audit_rows
+from tests.admin.conftest import audit_rows, failed_callback
 from tests.browser import assert_accessible
 from tests.dashboard.conftest import browser_login
 
@@ -115,30 +116,41 @@ def test_the_inbox_worked_from_end_to_end_and_every_console_page_accessible(page
                                                                              signed_in, jobs):
     merchant, _lines = seed_demo(db_session)
     db_session.commit()
+    crashed = failed_callback(db_session, CallbackEvent(id="evt_browser", type="refund.updated",
+                                                         psp_reference=None, data={}, livemode=False))
     signed_in(admin)
     page.goto(live_server.url("/admin/"))
     assert_accessible(page)
     open_inbox(page)
     items = page.locator("#inbox-items tbody tr")
-    expect(items).to_have_count(4)
+    expect(items).to_have_count(5)
     assert_accessible(page)
 
-    # Claim the callback, then dismiss it from its page.
-    callback = db_session.scalars(select(PspCallback).where(PspCallback.callback_id == DEMO_CALLBACK_ID)).one()
-    row = page.locator(f'[data-item="psp_callback:{callback.id}"]')
+    # Claim a callback, then dismiss it from its page.
+    row = page.locator(f'[data-item="psp_callback:{crashed}"]')
     row.get_by_role("button", name=re.compile("^Claim")).click()
     expect(row).to_contain_text(admin.email)
     row.get_by_role("link").click()
     expect(page.get_by_role("heading", name=re.compile("PSP callback"))).to_be_visible()
     assert_accessible(page)
-    _act(page, "Dismiss with a note", "Demo data; nothing to replay", "Dismiss")
-    expect(page.locator("#callback-dismissed")).to_contain_text("Demo data; nothing to replay")
+    _act(page, "Dismiss with a note", "Test event from the PSP's console; nothing to replay", "Dismiss")
+    expect(page.locator("#callback-dismissed")).to_contain_text("nothing to replay")
 
-    # The stuck authorization: the PSP says it never happened.
+    # The demo's failed callback: its cause is fixed, so it is processed again (it names nothing Kassa knows).
+    demo = db_session.scalars(select(PspCallback).where(PspCallback.callback_id == DEMO_CALLBACK_ID)).one()
+    open_inbox(page)
+    page.locator(f'[data-item="psp_callback:{demo.id}"]').get_by_role("link").click()
+    _act(page, "Process again", "Database is back", "Process again now")
+    expect(page.locator("#callback-result")).to_contain_text("unmatched")
+
+    # The stuck authorization: asked again, then recorded as never having happened at the PSP.
     open_inbox(page)
     expect(items).to_have_count(3)
     page.get_by_role("link", name="Authorization outcome unknown at the PSP").click()
     assert_accessible(page)
+    _act(page, "Ask the PSP again", "Sandbox was restarted", "Ask the PSP again")
+    expect(page.get_by_role("status")).to_contain_text("The PSP is being asked again")
+    assert [job for job, _args in jobs.staged] == ["app.jobs.payments.run_attempt"]
     form = page.get_by_role("form", name="Record the PSP's outcome")
     form.get_by_label("Did not happen at the PSP").check()
     form.get_by_label("Note").fill("No such authorization in the sandbox's records")
@@ -160,6 +172,11 @@ def test_the_inbox_worked_from_end_to_end_and_every_console_page_accessible(page
     assert_accessible(page)
     page.goto(live_server.url("/admin/users"))
     assert_accessible(page)
-    db_session.rollback()
-    assert [e.details["outcome"] for e in audit_rows(db_session, "payment.outcome_recorded", merchant.id)] == \
-        ["did_not_happen"]
+
+    mine = {action: [e.target for e in audit_rows(db_session, action) if e.actor_user_id == admin.id]
+            for action in ("inbox.claimed", "psp_callback.dismissed", "psp_callback.reprocessed",
+                           "payment.psp_asked_again", "payment.outcome_recorded")}
+    assert mine["inbox.claimed"] == [f"psp_callback:{crashed}"]
+    assert (mine["psp_callback.dismissed"], mine["psp_callback.reprocessed"]) == ([crashed], [demo.id])
+    assert len(mine["payment.psp_asked_again"]) == 1
+    assert mine["payment.outcome_recorded"] == mine["payment.psp_asked_again"]

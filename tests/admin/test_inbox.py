@@ -19,7 +19,7 @@ from app.webhooks.models import WebhookEndpoint
 from app.webhooks.service import create_endpoint, update_endpoint
 from app.webhooks.settings import settings_for
 from tests import factories
-from tests.admin.conftest import act, audit_rows, csrf_of, login_as
+from tests.admin.conftest import act, audit_rows, csrf_of, failed_callback, login_as
 from tests.dashboard.conftest import paid, stored_payment
 from tests.payments.helpers import assert_ledger_balanced, authorized, event_types, result
 
@@ -120,19 +120,8 @@ def test_a_pending_refund_is_listed_and_a_recorded_success_books_it(client, db_s
     assert refund.id not in open_items(db_session)
 
 
-def _failed_callback(session, event: CallbackEvent, scope: CallbackScope | None = None) -> str:
-    """A callback whose processing failed until Kassa gave up (the sweep's last record_failure)."""
-    row_id, _new = callbacks.store_callback(session, scope or CallbackScope("sandbox", False, callbacks.PLATFORM),
-                                            event)
-    session.execute(update(PspCallback).where(PspCallback.id == row_id)
-                    .values(attempts=callbacks.MAX_ATTEMPTS - 1))
-    callbacks.record_failure(session, row_id, "RuntimeError: handler crashed")
-    session.commit()
-    return row_id
-
-
 def test_a_failed_callback_is_listed_until_processed_again(client, db_session, admin):
-    row_id = _failed_callback(db_session, CallbackEvent(id="evt_fail_1", type="authorization.updated",
+    row_id = failed_callback(db_session, CallbackEvent(id="evt_fail_1", type="authorization.updated",
                                                         psp_reference="auth_nobody", data={}, livemode=False))
     assert row_id in open_items(db_session, "psp_callback")
     login_as(client, db_session, admin)
@@ -223,10 +212,10 @@ def test_claims_filters_and_the_count_in_the_navigation(client, db_session, admi
     merchant, _owner, _developer = shop
     other = factories.merchant(db_session, name="Other Shop")
     db_session.commit()
-    mine = _failed_callback(db_session, CallbackEvent(id="evt_c1", type="x.y", psp_reference=None, data={},
+    mine = failed_callback(db_session, CallbackEvent(id="evt_c1", type="x.y", psp_reference=None, data={},
                                                       livemode=False),
                             CallbackScope("sandbox", False, "cred_m", merchant.id))
-    theirs = _failed_callback(db_session, CallbackEvent(id="evt_c2", type="x.y", psp_reference=None, data={},
+    theirs = failed_callback(db_session, CallbackEvent(id="evt_c2", type="x.y", psp_reference=None, data={},
                                                         livemode=False),
                               CallbackScope("sandbox", False, "cred_o", other.id))
     db_session.execute(update(PspCallback).where(PspCallback.id == theirs)
