@@ -4,7 +4,8 @@
     python3 kassa.py run                  # Kassa with demo data, embedded PostgreSQL + Redis, until Ctrl-C
     python3 kassa.py test [pytest args]   # the test suite against ephemeral servers
 
-(and `python3 kassa.py servers-only [--ephemeral]`: just PostgreSQL + Redis, provisioned).
+(and `python3 kassa.py servers-only [--ephemeral]`: just PostgreSQL + Redis, provisioned; and
+`python3 kassa.py flask <command>`: a flask command in the environment of the running `run`).
 
 Stdlib-only bootstrap: creates `.venv` with this interpreter, installs Kassa into it
 (`pip install -e '.[dev]'`, skipped while pyproject.toml is unchanged), then re-executes itself
@@ -28,7 +29,7 @@ VENV = ROOT / ".venv"
 VENV_PYTHON = VENV / "bin" / "python"
 STAMP = VENV / ".kassa-installed"  # sha256 of the pyproject.toml last installed
 PIP_JSON_URL = "https://pypi.org/pypi/pip/json"
-COMMANDS = ("run", "test", "servers-only")
+COMMANDS = ("run", "test", "servers-only", "flask")
 
 
 def say(message):
@@ -118,7 +119,8 @@ def main(argv):
     if not venv_usable():
         create_venv()
     ensure_installed()
-    os.chdir(ROOT)
+    if argv[0] != "flask":  # a flask command keeps the caller's directory, for the paths it is given
+        os.chdir(ROOT)
     python = str(VENV_PYTHON)
     os.execv(python, [python, "-m", "launcher", *argv])
 

@@ -6,6 +6,7 @@ from werkzeug.exceptions import HTTPException
 
 from app.config import load_config
 from app.extensions import csrf, db, htmx, init_redis, limiter, login_manager, migrate, ping_idle_connections
+from app.headers import init_security_headers
 from app.observability import configure_logging, init_observability
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,6 +37,7 @@ def create_app(config: dict | None = None) -> Flask:
     limiter.init_app(app)
     init_redis(app)
     init_observability(app)
+    init_security_headers(app)
 
     from app import models  # noqa: F401  (registers every model on the metadata)
     from app.accounts import login  # noqa: F401  (user loader)

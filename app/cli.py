@@ -1,4 +1,4 @@
-"""Flask CLI commands (``flask --app wsgi <command>``)."""
+"""Flask CLI commands: ``python3 kassa.py flask <command>`` (``flask --app wsgi <command>`` in Kassa's environment)."""
 from flask import Flask
 
 

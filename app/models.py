@@ -5,8 +5,10 @@ from app.events import Event, PendingFanout  # noqa: F401
 from app.accounts.api_keys import ApiKey  # noqa: F401
 from app.accounts.auth_models import Invitation, MailMessage, PasswordResetToken, UserSession  # noqa: F401
 from app.checkout.models import CheckoutSession  # noqa: F401
-from app.payments.models import IdempotencyKey, Payment, PaymentAttempt, PaymentOrder, Refund, Seller  # noqa: F401
-from app.ledger.models import Entry, JournalTransaction, LedgerAccount  # noqa: F401
+from app.payments.models import (  # noqa: F401
+    IdempotencyKey, Payment, PaymentAttempt, PaymentOrder, PaymentTokenBinding, Refund, Seller,
+)
+from app.ledger.models import Entry, JournalTransaction, LedgerAccount, LedgerAccountType  # noqa: F401
 from app.psp.models import Dispute, PspCallback, PspCredential  # noqa: F401
 from app.reporting.models import ApiRequestLog, DashboardExport, DashboardExportChunk, PaymentRollup, PaymentRollupDelta  # noqa: F401,E501
 from app.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookResendJob  # noqa: F401

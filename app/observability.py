@@ -14,6 +14,8 @@ from prometheus_client import multiprocess
 from pythonjsonlogger.json import JsonFormatter
 from sqlalchemy import text
 
+from app import pan
+
 # Jobs and requests both set this, so every log line names the request that caused it.
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
@@ -38,16 +40,55 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+# What a LogRecord has of its own; anything else on it came in as ``extra=``.
+_RECORD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+
+
+class CardNumberFilter(logging.Filter):
+    """The last line of defence: a card number that reached a log record anyway (in its message, its
+    arguments, an ``extra`` field, an exception's or a stack's text) is redacted before a handler writes
+    it. Kassa refuses card numbers where they come in (app/pan.py); this catches what a bug lets by."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if pan.find_card_number(message) is not None:
+            record.msg, record.args = pan.redact(message), ()
+        for name, value in list(vars(record).items()):
+            if name not in _RECORD_ATTRIBUTES and isinstance(value, (str, dict, list, tuple)):
+                setattr(record, name, pan.redact_value(value))
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text and pan.find_card_number(record.exc_text) is not None:
+            # Formatters format exc_info afresh when it is set: keep only the redacted text.
+            record.exc_text, record.exc_info = pan.redact(record.exc_text), None
+        if record.stack_info:
+            record.stack_info = pan.redact(record.stack_info)
+        return True
+
+
+def redact_card_numbers_in(logger: logging.Logger) -> None:
+    """Add CardNumberFilter to each of ``logger``'s handlers (once)."""
+    for handler in logger.handlers:
+        if not any(isinstance(f, CardNumberFilter) for f in handler.filters):
+            handler.addFilter(CardNumberFilter())
+
+
 def configure_logging(level: str | None = None) -> None:
-    """One JSON line per log record on stderr, with the request id."""
+    """One JSON line per log record on stderr, with the request id; card numbers redacted in every line,
+    gunicorn's access log included."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter(
         "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s",
         rename_fields={"levelname": "level", "asctime": "time"},
     ))
     handler.addFilter(RequestIdFilter())
+    handler.addFilter(CardNumberFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
+    # Gunicorn's own loggers do not propagate to the root; its access log carries each request's path
+    # and query string.
+    for name in ("gunicorn.access", "gunicorn.error"):
+        redact_card_numbers_in(logging.getLogger(name))
     root.setLevel(level or os.environ.get("LOG_LEVEL", "INFO"))
     # httpx logs every request at INFO; PSP calls are recorded on their attempts (outcome, latency)
     # and webhook sends on their delivery attempts, so those lines only cost a JSON record each.
@@ -69,7 +110,9 @@ def init_observability(app: Flask) -> None:
     @app.before_request
     def _start_request():
         incoming = request.headers.get("X-Request-ID", "")
-        g.request_id = incoming if _SAFE_REQUEST_ID.match(incoming) else f"req_{uuid.uuid4().hex}"
+        # Kept on events, keys and log lines: a client's id only when it is safe, and never a card number.
+        safe = _SAFE_REQUEST_ID.match(incoming) and pan.find_card_number(incoming) is None
+        g.request_id = incoming if safe else f"req_{uuid.uuid4().hex}"
         g.request_started = time.perf_counter()
         request_id_var.set(g.request_id)
 

@@ -115,6 +115,10 @@ def seed_demo_inbox(session, merchant: Merchant, _web_url: str) -> list[str]:
                               payment_method_token="tok_demo_stuck", connector="sandbox",
                               idempotency_key=f"kassa-{attempt_id}", tries=3,
                               error_message="read timeout after 5 s", next_attempt_at=now + timedelta(days=7),
+                              started_at=created, attention_since=created + timedelta(minutes=30),
+                              attention_reason=f"No definite outcome of this authorize since {created:%Y-%m-%d %H:%M} "
+                                               "UTC; last answer: sandbox could not tell (read_timeout). "
+                                               "Kassa keeps asking.",
                               created_at=created, updated_at=created))
         payment.latest_attempt_id = attempt_id
     session.execute(insert(PspCallback).values(

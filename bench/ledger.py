@@ -132,11 +132,15 @@ class PlainSqlPoster:
     def post(self, scope: Scope, business_key: str, legs: list[Leg]) -> None:
         conn = self.conn
         txn_id = new_id("ltxn")
+        claimed_at = datetime.now(timezone.utc)
+        seal = chain.transaction_hmac(
+            self.key, transaction_id=txn_id, merchant_id=scope.merchant_id, livemode=scope.livemode,
+            business_key=business_key, kind="transfer", description="", reference=None, posted_at=claimed_at)
         claimed = conn.execute(
-            "INSERT INTO ledger_transactions (id, merchant_id, livemode, business_key, kind, posted_at) "
-            "VALUES (%s, %s, %s, %s, 'transfer', clock_timestamp()) "
+            "INSERT INTO ledger_transactions (id, merchant_id, livemode, business_key, kind, posted_at, hmac) "
+            "VALUES (%s, %s, %s, %s, 'transfer', %s, %s) "
             "ON CONFLICT (merchant_id, livemode, business_key) DO NOTHING RETURNING id",
-            (txn_id, scope.merchant_id, scope.livemode, business_key)).fetchone()
+            (txn_id, scope.merchant_id, scope.livemode, business_key, claimed_at, seal)).fetchone()
         if claimed is None:
             conn.rollback()
             return
@@ -155,7 +159,7 @@ class PlainSqlPoster:
             s[2] += 1
             entry_id = new_id("lent")
             mac = chain.entry_hmac(
-                self.key, entry_id=entry_id, transaction_id=txn_id, business_key=business_key,
+                self.key, entry_id=entry_id, transaction_id=txn_id, transaction_hmac=seal, business_key=business_key,
                 merchant_id=scope.merchant_id, livemode=scope.livemode, account_id=s[0], direction=leg.direction,
                 amount=leg.amount, currency=leg.currency, balance_after=s[1], version_after=s[2],
                 posted_at=posted_at, previous_hmac=s[5])

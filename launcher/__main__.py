@@ -1,4 +1,5 @@
-"""`python -m launcher run | test [pytest args] | servers-only [--ephemeral]` (kassa.py execs this in .venv)."""
+"""`python -m launcher run | test [pytest args] | servers-only [--ephemeral] | flask [flask args]` (kassa.py execs
+this in .venv)."""
 import argparse
 import os
 import sys
@@ -14,8 +15,10 @@ def main(argv: list[str]) -> int:
                    add_help=False)
     servers = sub.add_parser("servers-only", help="start and provision PostgreSQL + Redis, print the environment")
     servers.add_argument("--ephemeral", action="store_true", help="temporary data, removed on exit")
-    if argv[:1] == ["test"]:  # everything after `test` belongs to pytest, --help included
-        args, rest = argparse.Namespace(command="test"), argv[1:]
+    sub.add_parser("flask", help="a flask command in Kassa's environment (that of the running `run`); "
+                   "extra arguments go to flask", add_help=False)
+    if argv[:1] in (["test"], ["flask"]):  # everything after belongs to pytest or flask, --help included
+        args, rest = argparse.Namespace(command=argv[0]), argv[1:]
     else:
         args, rest = parser.parse_args(argv), []
 
@@ -24,6 +27,8 @@ def main(argv: list[str]) -> int:
     os.umask(0o077)  # data, logs and secrets that the launcher and its children write stay private
 
     try:
+        if args.command == "flask":
+            return commands.cmd_flask(rest)
         if args.command == "run":
             return commands.cmd_run()
         if args.command == "test":

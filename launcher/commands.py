@@ -1,9 +1,12 @@
-"""The launcher's commands: `run`, `test` and `servers-only`.
+"""The launcher's commands: `run`, `test`, `servers-only` and `flask`.
 
-Each sets up PostgreSQL and Redis (embedded unless DATABASE_URL / REDIS_URL are set; DATABASE_URL
-is then an admin URL of an external server), provisions roles and the database, builds the
+Each of the first three sets up PostgreSQL and Redis (embedded unless DATABASE_URL / REDIS_URL are set;
+DATABASE_URL is then an admin URL of an external server), provisions roles and the database, builds the
 child environment, migrates, and then runs Kassa (`run`) or pytest (`test`). Whatever happens,
 everything started is stopped again, children first, then Redis and PostgreSQL.
+
+`run` leaves the environment of its processes in `.kassa/run.env` while it runs; `flask` runs a Flask
+command in that environment (or, without a running `run`, in the caller's own, e.g. in production).
 """
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ from pathlib import Path
 
 from launcher import ROOT, LauncherError
 from launcher.embedded import EmbeddedPostgres, EmbeddedRedis, ensure_traversable
-from launcher.environment import child_env, load_secrets
+from launcher.environment import child_env, load_secrets, read_run_env, write_run_env
 from launcher.processes import STOP_TIMEOUT, Ports, Services
 from launcher.provision import provision
 
@@ -138,17 +141,40 @@ def flask(env: dict[str, str], *args: str, timeout: float, capture: bool = False
 
 
 def migrate(env: dict[str, str]) -> None:
-    """Upgrade to every head (area branches until the integrator merges them), then fail on drift."""
-    print("kassa: migrating (flask db upgrade heads)")
-    flask(env, "db", "upgrade", "heads", timeout=MIGRATE_TIMEOUT)
+    """Upgrade to the head (there is one: tests/test_launcher.py), then fail on drift."""
+    print("kassa: migrating (flask db upgrade)")
+    flask(env, "db", "upgrade", timeout=MIGRATE_TIMEOUT)
     flask(env, "db", "check", timeout=MIGRATE_TIMEOUT)
 
 
+def _data_dir_path() -> Path:
+    # Relative to the repository, whatever the caller's directory (`flask` keeps the caller's).
+    return (ROOT / (os.environ.get("KASSA_DATA_DIR") or ".kassa")).resolve()
+
+
 def _data_dir() -> Path:
-    path = Path(os.environ.get("KASSA_DATA_DIR") or ROOT / ".kassa").resolve()
+    path = _data_dir_path()
     path.mkdir(parents=True, exist_ok=True)
     os.chmod(path, 0o700)
     return path
+
+
+RUN_ENV = "run.env"  # in the data folder while `run` runs: the environment `flask` uses
+_TRUE = ("1", "true", "yes", "on")  # the words app/webhooks/settings.py reads as true
+
+
+def development_notice(env: dict[str, str]) -> str | None:
+    """What this environment relaxes for a developer's machine, said when `run` starts; None in production."""
+    kassa_env = env.get("KASSA_ENV") or "production"
+    if kassa_env == "production":
+        return None
+    relaxed = ["insecure cookies (no Secure flag, so plain http works)"]
+    private = env.get("WEBHOOKS_ALLOW_PRIVATE", "true" if kassa_env == "development" else "")
+    if private.strip().lower() in _TRUE:
+        relaxed.append("private webhook targets allowed (localhost and private networks)")
+    relaxed.append("the mail outbox open to anyone at /dashboard/dev/mail")
+    return (f"{kassa_env} mode (KASSA_ENV={kassa_env}), for this machine only: {'; '.join(relaxed)}. "
+            "Never expose it to a network; for production see README.md, 'Running in production'.")
 
 
 def _fresh_dir(path: Path) -> Path:
@@ -181,6 +207,9 @@ def cmd_run() -> int:
             with ExitStack() as stack:
                 stack.callback(shielded(services.stop))
                 services.start()
+                run_env = data_dir / RUN_ENV
+                stack.callback(os.close, write_run_env(run_env, services.env))
+                stack.callback(run_env.unlink, missing_ok=True)
                 web = services.web_url
                 print(f"\nKassa is running (logs in {data_dir / 'logs'}):\n"
                       f"  dashboard    {web}/dashboard/\n"
@@ -188,6 +217,11 @@ def cmd_run() -> int:
                       f"  API          {web}/v1/\n"
                       f"  sandbox PSP  {services.sandbox_url}/\n")
                 print(demo.rstrip())
+                print("\nFlask commands run in this environment with `python3 kassa.py flask <command>` "
+                      "(e.g. `python3 kassa.py flask ledger verify`).")
+                notice = development_notice(services.env)
+                if notice:
+                    print(f"\nkassa: {notice}")
                 print("\nPress Ctrl-C to stop.", flush=True)
                 while True:
                     child = services.dead()
@@ -338,3 +372,24 @@ def cmd_servers_only(ephemeral: bool) -> int:
     finally:
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def cmd_flask(args: list[str]) -> int:
+    """`flask <args>` (Kassa's app, wsgi.py) in the environment of the running `kassa.py run`, else in the
+    caller's own environment if it names a database; the caller's working directory is kept."""
+    run_env_path = _data_dir_path() / RUN_ENV
+    run_env = read_run_env(run_env_path)
+    if run_env is not None:
+        env = {**os.environ, **run_env}
+        print(f"kassa: using the environment of the running `kassa.py run` ({run_env_path})", file=sys.stderr)
+    elif os.environ.get("DATABASE_URL"):
+        env = dict(os.environ)
+    else:
+        raise LauncherError(
+            "Kassa is not running, and DATABASE_URL is not set. Start it with `python3 kassa.py run` (in another "
+            "terminal) and run this again, or set Kassa's environment (DATABASE_URL, SECRET_KEY, ...: README.md, "
+            "'Running in production') to use your own servers.")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, "-m", "flask", "--app", str(ROOT / "wsgi.py"), *args], env)
+    return 0  # not reached: execve replaces this process

@@ -5,6 +5,7 @@ Values already in the launcher's own environment always win over generated ones.
 from __future__ import annotations
 
 import base64
+import fcntl
 import os
 import secrets
 from pathlib import Path
@@ -84,3 +85,33 @@ def child_env(secret_values: dict[str, str], database_url: str, owner_url: str, 
         env[key] = ",".join(filter(None, [env.get(key), "127.0.0.1", "localhost"]))
     env.setdefault("PYTHONUNBUFFERED", "1")  # logs reach the log files as they happen
     return env
+
+
+def write_run_env(path: Path, env: dict[str, str]) -> int:
+    """Write the environment of a running `kassa.py run` (what the launcher set or generated, and its managed
+    variables) to `path`, mode 0600, locked for as long as the returned descriptor stays open: the lock, not
+    the file's presence, says the run is alive (a killed launcher leaves the file but not the lock)."""
+    own = {k: v for k, v in env.items() if os.environ.get(k) != v or k in MANAGED}
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # the lock stays with the file when it is renamed below
+    with open(fd, "w", closefd=False) as f:
+        f.write("# The environment of the running `kassa.py run`, for `kassa.py flask`; removed when it stops.\n")
+        f.writelines(f"{k}={v}\n" for k, v in sorted(own.items()))
+    os.replace(tmp, path)
+    return fd
+
+
+def read_run_env(path: Path) -> dict[str, str] | None:
+    """The environment a running `kassa.py run` wrote to `path`, or None when no run holds it."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return None  # nobody holds the lock: left behind by a run that was killed
+    except BlockingIOError:
+        return _read_env_file(path)
+    finally:
+        os.close(fd)

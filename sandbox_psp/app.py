@@ -34,6 +34,26 @@ ADMIN_CALLBACK_LIMIT = 200
 MAX_BODY_BYTES = 64 * 1024
 
 
+# What an injected failure answers, per HTTP status: (code, message). 503 is the acquirer's "not
+# processed" error (API.md); to a status query it means the question was not answered.
+INJECTABLE_ERRORS = {
+    401: ("unauthorized", "Injected fault: credentials refused."),
+    403: ("forbidden", "Injected fault: not allowed."),
+    429: ("rate_limited", "Injected fault: too many requests."),
+    500: ("internal_error", "Injected fault: internal error."),
+    502: ("bad_gateway", "Injected fault: bad gateway."),
+    503: ("processing_error", "Injected fault: not processed."),
+    504: ("gateway_timeout", "Injected fault: gateway timeout."),
+}
+
+
+def injected_error(status: int) -> SandboxError:
+    """The error an injected fault answers with."""
+    code, message = INJECTABLE_ERRORS[status]
+    extra = {"processed": False} if status == 503 else {}
+    return SandboxError(status, code, message, **extra)
+
+
 def json_response(body, status: int = 200, headers: dict | None = None) -> Response:
     """A JSON response (serialised here so stored idempotent replies are byte-identical)."""
     text = body if isinstance(body, str) else json.dumps(body)
@@ -171,7 +191,13 @@ def create_public_app(sandbox: Sandbox) -> Flask:
         if refuse is not None and not isinstance(refuse, bool):
             raise SandboxError(400, "invalid_request", "refuse_connections must be a boolean",
                                "refuse_connections")
-        faults = sandbox.set_faults(acquirer, latency_ms, error_rate, refuse)
+        read_error_status = None
+        if "read_error_status" in body:  # null clears it (as does 0)
+            read_error_status = body["read_error_status"] or 0
+            if read_error_status not in (0, *INJECTABLE_ERRORS):
+                raise SandboxError(400, "invalid_request", "read_error_status must be null or one of "
+                                   + ", ".join(map(str, INJECTABLE_ERRORS)), "read_error_status")
+        faults = sandbox.set_faults(acquirer, latency_ms, error_rate, refuse, read_error_status)
         return json_response({"acquirer": acquirer, **faults})
 
     def clock_body(now: int) -> dict:
@@ -253,8 +279,9 @@ def create_acquirer_app(sandbox: Sandbox, acquirer: str) -> Flask:
         given = request.headers.get("Authorization", "").encode("utf-8")
         if not hmac.compare_digest(given, expected_auth):
             raise SandboxError(401, "unauthorized", "Missing or wrong Bearer secret.")
-        if sandbox.before_acquirer_call(acquirer, request.method):
-            raise SandboxError(503, "processing_error", "Injected fault: not processed.", processed=False)
+        failure = sandbox.before_acquirer_call(acquirer, request.method)
+        if failure:
+            raise injected_error(failure)
 
     @app.get("/healthz")
     def healthz():
@@ -325,6 +352,7 @@ def create_acquirer_app(sandbox: Sandbox, acquirer: str) -> Flask:
 
     @app.get("/v1/refunds/<refund_id>")
     def get_refund(refund_id):
+        sandbox.open_due_disputes()  # settles pending refunds that fell due
         with sandbox.store.read() as conn:
             return json_response(ops.get_refund(conn, acquirer, refund_id))
 

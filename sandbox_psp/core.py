@@ -46,6 +46,7 @@ class Faults:
     latency_ms: int = 0
     error_rate: fractions.Fraction = fractions.Fraction(0)
     refuse_connections: bool = False
+    read_error_status: int | None = None  # every GET (status query) answers this HTTP status
     posts_seen: int = 0  # POSTs counted since error_rate was last set
 
     def public(self) -> dict:
@@ -54,6 +55,7 @@ class Faults:
             "latency_ms": self.latency_ms,
             "error_rate": float(self.error_rate),
             "refuse_connections": self.refuse_connections,
+            "read_error_status": self.read_error_status,
         }
 
     def next_post_fails(self) -> bool:
@@ -134,11 +136,12 @@ class Sandbox:
         return value
 
     def open_due_disputes(self) -> list[dict]:
-        """Open the disputes due at the current sandbox time."""
+        """Open the disputes due at the current sandbox time (and settle the pending refunds due)."""
         # store.write(), not self.write(): the callback thread calls this on every loop,
         # and waking itself each time would make it spin. Wake only if there is news.
         with self.store.write() as conn:
             opened = operations.open_due_disputes(conn, self.clock.now())
+            operations.settle_pending_refunds(conn, self.clock.now())
         if opened:
             self.callbacks.wake()
         return opened
@@ -150,8 +153,10 @@ class Sandbox:
         with self._lock:
             return {name: faults.public() for name, faults in self.faults.items()}
 
-    def set_faults(self, acquirer: str, latency_ms=None, error_rate=None, refuse_connections=None) -> dict:
-        """Change some fault settings of one acquirer; return all of its settings."""
+    def set_faults(self, acquirer: str, latency_ms=None, error_rate=None, refuse_connections=None,
+                   read_error_status=None) -> dict:
+        """Change some fault settings of one acquirer (None keeps one; ``read_error_status`` 0 clears it);
+        return all of its settings."""
         if refuse_connections is not None:
             with self._listener_lock:
                 listener = self.listeners.get(acquirer)
@@ -173,15 +178,21 @@ class Sandbox:
                 # Exact fractions: the every-Nth rule must not drift with float rounding.
                 faults.error_rate = fractions.Fraction(str(error_rate)).limit_denominator(10**6)
                 faults.posts_seen = 0
+            if read_error_status is not None:
+                faults.read_error_status = read_error_status or None
             return faults.public()
 
-    def before_acquirer_call(self, acquirer: str, method: str) -> bool:
-        """Count a call and apply latency; True when this call must fail with 503."""
+    def before_acquirer_call(self, acquirer: str, method: str) -> int | None:
+        """Count a call and apply latency; the HTTP status this call must fail with, if any (503 for an
+        injected POST error, ``read_error_status`` for a GET)."""
         with self._lock:
             faults = self.faults[acquirer]
             self.calls[acquirer] += 1
             latency_ms = faults.latency_ms
-            fails = method == "POST" and faults.next_post_fails()
+            if method == "POST":
+                fails = 503 if faults.next_post_fails() else None
+            else:
+                fails = faults.read_error_status
             if fails:
                 self.injected_errors[acquirer] += 1
         if latency_ms:
@@ -207,7 +218,7 @@ class Sandbox:
         self.store.wipe()
         self.clock.reset()
         for name in self.config.acquirers:
-            self.set_faults(name, latency_ms=0, error_rate=0, refuse_connections=False)
+            self.set_faults(name, latency_ms=0, error_rate=0, refuse_connections=False, read_error_status=0)
         with self._lock:
             self.calls.clear()
             self.injected_errors.clear()

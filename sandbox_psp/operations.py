@@ -13,6 +13,9 @@ from .cards import CardDetails
 
 # A dispute opens this long (sandbox clock) after the dispute card is captured.
 DISPUTE_DELAY_SECONDS = 86400
+# Refunds of the pending-refund card stay pending this long (sandbox clock) before they succeed, as
+# Stripe's test card of the same number does "some time later"; tests move the clock past it.
+REFUND_PENDING_SECONDS = 3600
 DISPUTE_REASON = "fraudulent"
 CURRENCY_RE = re.compile(r"^[A-Z]{3}$")
 # Merchant references and URLs are echoed back; cap them so a bad client cannot bloat storage.
@@ -307,6 +310,8 @@ def refund(conn, acquirer: str, params: dict, now: int) -> dict:
 
     Several partial refunds may add up to the captured amount. While the authorization
     has a dispute that is not won, the refund is recorded as failed (``charge_disputed``).
+    Refunds of the pending-refund card are ``pending`` until ``settle_pending_refunds``; their
+    amount is set aside at once, so it cannot be refunded twice meanwhile.
     """
     row = _load_authorization(conn, acquirer, _text(params, "authorization"))
     amount = _amount(params, required=False)
@@ -322,18 +327,27 @@ def refund(conn, acquirer: str, params: dict, now: int) -> dict:
         "SELECT 1 FROM disputes WHERE authorization_id = ? AND status != 'won'", (row["id"],)
     ).fetchone()
     refund_id = new_id("rf")
-    status, failure_code = ("failed", "charge_disputed") if disputed else ("succeeded", None)
+    if disputed:
+        status, failure_code = "failed", "charge_disputed"
+    else:
+        status, failure_code = ("pending" if row["outcome"] == "refund_pending" else "succeeded"), None
     conn.execute(
         "INSERT INTO refunds (id, acquirer, authorization_id, amount, currency, status, failure_code, created) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         (refund_id, acquirer, row["id"], amount, row["currency"], status, failure_code, now),
     )
-    if status == "succeeded":
+    if status != "failed":
         conn.execute(
             "UPDATE authorizations SET refunded_amount = refunded_amount + ? WHERE id = ?",
             (amount, row["id"]),
         )
     return get_refund(conn, acquirer, refund_id)
+
+
+def settle_pending_refunds(conn, now: int) -> int:
+    """Pending refunds older than REFUND_PENDING_SECONDS succeed; returns how many."""
+    return conn.execute("UPDATE refunds SET status = 'succeeded' WHERE status = 'pending' AND created + ? <= ?",
+                        (REFUND_PENDING_SECONDS, now)).rowcount
 
 
 def get_refund(conn, acquirer: str, refund_id: str) -> dict:

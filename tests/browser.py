@@ -24,6 +24,8 @@ then, in a test::
 - ``page`` (function scope): a fresh browser context (no cookies) and page per test, 1280x800 unless the
   test asks for another size with ``page.set_viewport_size``.
 - ``assert_accessible(page)``: runs axe-core (shipped with axe-playwright-python) on the current page.
+- ``record_csp_violations(page)`` before navigating, then ``csp_violations(page)``: the current document's
+  Content-Security-Policy violations (``securitypolicyviolation`` events), as readable lines.
 """
 import logging
 import os
@@ -197,3 +199,22 @@ def assert_accessible(page, impacts=BLOCKING_IMPACTS) -> None:
             lines.append(f"- [{violation['impact']}] {violation['id']}: {violation['help']} ({targets})")
         raise AssertionError("\n".join(lines))
 
+
+
+# Registered before any page script on every navigation (Playwright's init scripts are not subject to the CSP).
+_RECORD_VIOLATIONS = """
+window.__cspViolations = [];
+document.addEventListener("securitypolicyviolation", (e) => {
+  window.__cspViolations.push(`${e.violatedDirective} blocked ${e.blockedURI || "inline"} at ${e.sourceFile}:${e.lineNumber}`);
+});
+"""
+
+
+def record_csp_violations(page) -> None:
+    """From the next navigation on, record every document's CSP violations for ``csp_violations``."""
+    page.add_init_script(_RECORD_VIOLATIONS)
+
+
+def csp_violations(page) -> list[str]:
+    """The CSP violations of the current document (``record_csp_violations`` must have been called first)."""
+    return page.evaluate("window.__cspViolations")

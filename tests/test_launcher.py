@@ -1,5 +1,8 @@
-"""The launcher: `python kassa.py run` starts everything, serves, and leaves nothing behind on Ctrl-C."""
+"""The launcher: `python kassa.py run` starts everything, serves, says it is in development mode, and leaves
+nothing behind on Ctrl-C; `kassa.py flask` runs flask commands in its environment (or fails clearly); the
+migrations have one head, so that a plain `flask db upgrade` takes a fresh database to it."""
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -12,11 +15,16 @@ from pathlib import Path
 
 import psutil
 import pytest
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import make_url
 
 from launcher import ROOT
-from launcher.commands import pytest_exit_status
+from launcher.commands import development_notice, pytest_exit_status
 from launcher.environment import MANAGED
 from launcher.processes import free_port
+from launcher.provision import provision
+from tests.conftest import drop_test_database
 
 # A first `run` on an empty data folder does initdb, migrations and demo seeding, then starts
 # three processes that import the whole app; slow CI machines need tens of seconds. This bounds a hang.
@@ -61,7 +69,7 @@ def _alive(procs) -> list[psutil.Process]:
     return alive
 
 
-def _run_once(env: dict, web_port: int, log_path) -> None:
+def _run_once(env: dict, web_port: int, log_path, while_running=lambda: None) -> None:
     with open(log_path, "ab") as log:
         launcher = subprocess.Popen([sys.executable, str(ROOT / "kassa.py"), "run"], env=env, cwd=ROOT,
                                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
@@ -79,6 +87,7 @@ def _run_once(env: dict, web_port: int, log_path) -> None:
         names = {p.name() for p in _alive(seen)}
         assert {"postgres", "redis-server"} <= names, names
         assert len(seen) >= 8, "postgres, redis, sandbox, worker, gunicorn master + 2 workers, ..."
+        while_running()
 
         launcher.send_signal(signal.SIGINT)
         assert launcher.wait(timeout=STOP_TIMEOUT) == 0, log_path.read_text()
@@ -103,12 +112,91 @@ def data_dir():
     shutil.rmtree(path, ignore_errors=True)
 
 
-def test_run_starts_serves_and_stops_without_leftovers(data_dir):
+def _plain_env(**values) -> dict:
+    """The test's environment without anything Kassa's launcher manages: a user's plain shell."""
     env = {k: v for k, v in os.environ.items() if k not in MANAGED and not k.startswith("KASSA_")}
+    env.update(values)
+    return env
+
+
+def _shell(command: str, env: dict, cwd=ROOT) -> subprocess.CompletedProcess:
+    # 300 s bounds a hang; a flask command starts in seconds (the first may compile the app's .pyc files).
+    return subprocess.run(command, shell=True, env=env, cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_run_starts_serves_and_stops_without_leftovers(data_dir):
     web_port = free_port()
-    env.update(KASSA_DATA_DIR=str(data_dir / "data"), KASSA_PORT=str(web_port),
-               KASSA_SANDBOX_PORT=str(free_port({web_port})))
-    # Twice on the same data folder: the second run reuses the database, secrets and demo data.
-    for _ in range(2):
-        _run_once(env, web_port, data_dir / "launcher.log")
+    env = _plain_env(KASSA_DATA_DIR=str(data_dir / "data"), KASSA_PORT=str(web_port),
+                     KASSA_SANDBOX_PORT=str(free_port({web_port})))
+    log_path = data_dir / "launcher.log"
+    run_env = data_dir / "data" / "run.env"
+
+    def use_the_printed_commands():
+        assert oct(run_env.stat().st_mode & 0o777) == "0o600"
+        # What the launcher suggests works pasted into a plain shell (no DATABASE_URL, no secrets).
+        [hint] = re.findall(r"`(python3 kassa\.py flask api-key create --merchant mer_\w+)`", log_path.read_text())
+        created = _shell(hint, env)
+        assert created.returncode == 0, created.stderr
+        assert created.stdout.strip().startswith("sk_test_")
+        current = _shell("python3 kassa.py flask db current", env)
+        assert current.returncode == 0, current.stderr
+        assert "(head)" in current.stdout
+
+    # Twice on the same data folder: the second run reuses the database, secrets and demo data (and prints
+    # how to mint another key instead of the first one).
+    _run_once(env, web_port, log_path)
+    _run_once(env, web_port, log_path, while_running=use_the_printed_commands)
     assert oct((data_dir / "data" / "secrets.env").stat().st_mode & 0o777) == "0o600"
+    assert not run_env.exists()  # removed when the run stopped
+    log = log_path.read_text()
+    assert "development mode (KASSA_ENV=development)" in log and "insecure cookies" in log
+
+
+def test_development_notice_names_what_is_relaxed():
+    notice = development_notice({"KASSA_ENV": "development"})
+    for relaxed in ("insecure cookies", "private webhook targets allowed", "mail outbox open",
+                    "Running in production"):
+        assert relaxed in notice
+    assert "private webhook" not in development_notice({"KASSA_ENV": "development", "WEBHOOKS_ALLOW_PRIVATE": "false"})
+    assert development_notice({"KASSA_ENV": "production"}) is None
+    assert development_notice({}) is None  # production is the default
+
+
+def test_kassa_flask_fails_clearly_when_kassa_is_not_running(data_dir):
+    env = _plain_env(KASSA_DATA_DIR=str(data_dir))
+    (data_dir / "run.env").write_text("DATABASE_URL=postgresql://gone@127.0.0.1:1/kassa\n")  # a killed run's, unlocked
+    result = _shell(f"python3 {ROOT / 'kassa.py'} flask ledger trial-balance", env, cwd=data_dir)
+    assert result.returncode == 1
+    assert "Kassa is not running, and DATABASE_URL is not set" in result.stderr
+    assert "python3 kassa.py run" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def _alembic() -> ScriptDirectory:
+    config = Config(str(ROOT / "migrations" / "alembic.ini"))
+    config.set_main_option("script_location", str(ROOT / "migrations"))
+    return ScriptDirectory.from_config(config)
+
+
+def test_migrations_have_one_head():
+    heads = _alembic().get_heads()
+    assert len(heads) == 1, (f"migrations have {len(heads)} heads {heads}: chain the new revision on the head "
+                             "(or add a merge revision), so that a plain `flask db upgrade` works")
+
+
+def test_plain_flask_db_upgrade_takes_a_fresh_database_to_the_head(data_dir):
+    """`kassa.py flask db upgrade` as an operator types it, in their own environment (DATABASE_URL set)."""
+    app_url, owner_url = make_url(os.environ["DATABASE_URL"]), make_url(os.environ["DATABASE_OWNER_URL"])
+    name = f"fresh_{data_dir.name[-8:].lower().replace('-', '_')}"
+    urls = provision(os.environ["DATABASE_ADMIN_URL"], name, owner_url.password, app_url.password)
+    try:
+        env = {**_plain_env(KASSA_DATA_DIR=str(data_dir)), "DATABASE_URL": urls.app, "DATABASE_OWNER_URL": urls.owner,
+               **{k: os.environ[k] for k in ("REDIS_URL", "SECRET_KEY", "KASSA_ENCRYPTION_KEYS", "LEDGER_HMAC_KEY",
+                                             "API_KEY_HMAC_KEY", "KASSA_ENV")}}
+        upgraded = _shell("python3 kassa.py flask db upgrade", env)
+        assert upgraded.returncode == 0, upgraded.stderr
+        current = _shell("python3 kassa.py flask db current", env)
+        assert f"{_alembic().get_current_head()} (head)" in current.stdout, current.stderr
+    finally:
+        drop_test_database(name)

@@ -33,7 +33,7 @@ def seed_api_keys(session, merchant: Merchant, web_url: str) -> list[str]:
         lines.append(f"  try it: curl -u {new.plaintext}: {web_url}/v1/account")
     else:
         lines.append("Demo API keys exist; roll the secret key in the dashboard (Developers > API keys) or run "
-                     f"`flask --app wsgi api-key create --merchant {merchant.id}` to see a new secret.")
+                     f"`python3 kassa.py flask api-key create --merchant {merchant.id}` to see a new secret.")
     if PUBLISHABLE not in kinds:
         new = create_key(session, scope, PUBLISHABLE, hmac_key=_hmac_key(), name="Demo publishable key", ctx=ctx)
         lines.append(f"Demo test-mode publishable key: {new.plaintext}")

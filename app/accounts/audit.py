@@ -5,6 +5,7 @@ from typing import Any
 from sqlalchemy import ForeignKey, Index, String, text
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from app import pan
 from app.ids import new_id
 from app.models_base import Base, utcnow
 
@@ -39,7 +40,8 @@ def audit(
     entry = AuditEntry(
         id=new_id("aud"), merchant_id=merchant_id, livemode=livemode, actor_user_id=actor_user_id,
         actor_label=actor_label, action=action, target=target, ip=ip,
-        user_agent=(user_agent or "")[:400] or None, request_id=request_id, details=details or {},
+        # A header is whatever the client sends: never keep a card number from it (app/pan.py).
+        user_agent=pan.redact(user_agent or "")[:400] or None, request_id=request_id, details=details or {},
     )
     session.add(entry)
     return entry

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import ForeignKey, String, select, text, update
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
+from app import pan
 from app.accounts.models import User
 from app.accounts.tokens import hash_token, new_token
 from app.ids import new_id
@@ -53,7 +54,7 @@ def start_session(session: Session, user: User, *, ip: str | None = None, user_a
     now = now or utcnow()
     token = new_token()
     row = UserSession(id=new_id("ses"), token_hash=hash_token(token), user_id=user.id, created_at=now,
-                      last_seen_at=now, ip=ip, user_agent=(user_agent or "")[:400] or None)
+                      last_seen_at=now, ip=ip, user_agent=pan.redact(user_agent or "")[:400] or None)
     session.add(row)
     session.flush()
     return row, token

@@ -41,7 +41,7 @@ def ledger_verify():
         enqueue("app.ledger.jobs.verify_ledger")
     except Exception:  # noqa: BLE001 - Redis down: say so, nothing was promised
         log.exception("could not enqueue the ledger verify")
-        flash("Could not queue the verify: the job queue is unavailable. Try `flask ledger verify`.", "error")
+        flash("Could not queue the verify: the job queue is unavailable. Try `python3 kassa.py flask ledger verify`.", "error")
         return redirect(url_for("admin.ledger"), code=303)
     audit(db.session, "ledger.verify_requested", actor_user_id=current_user.id, actor_label=current_user.email,
           **request_meta())

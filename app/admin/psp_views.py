@@ -1,6 +1,9 @@
-"""/admin/psp: each connector's circuit breaker (state, recent failures) with a manual override, and the
-latest disputes PSPs reported. Platform admins only (everyone else gets 404)."""
+"""/admin/psp: the circuit breaker of each connector and credential (state, the window's figures, any
+rate-limit backoff) with a manual override, and the latest disputes PSPs reported. Platform admins only
+(everyone else gets 404)."""
 import logging
+import re
+from datetime import datetime, timezone
 
 from flask import current_app, flash, g, redirect, render_template, request, url_for
 from flask_login import current_user
@@ -8,9 +11,11 @@ from redis import RedisError
 from sqlalchemy import select
 
 from app.accounts.audit import audit
+from app.accounts.models import Merchant
 from app.admin import bp
 from app.dashboard.context import platform_admin_required
 from app.extensions import db
+from app.psp.breaker import PLATFORM_CREDENTIAL, BreakerSnapshot
 from app.psp.models import Dispute
 from app.psp.router import router_for_app
 
@@ -23,25 +28,41 @@ ACTIONS = {
 }
 # Disputes shown on the page: the latest ones; the dispute workflow (a later issue) will page them.
 RECENT_DISPUTES = 20
+# Merchants' credential breakers shown, the most recently used first: enough for an incident (the
+# breakers that matter are the ones in use), bounded so that the page stays fast on a large platform.
+MERCHANT_BREAKERS_SHOWN = 100
+# A merchant's own credential, as app/psp/breaker.py credential_id names it.
+MERCHANT_CREDENTIAL = re.compile(r"^(?P<merchant>mer_[A-Za-z0-9]+):(?P<mode>test|live)$")
 
 
 @bp.get("/psp")
 @platform_admin_required
 def psp_status():
-    """Breaker state of every configured connector, plus recent disputes."""
+    """Breaker of every configured connector (the platform's credential) and of every merchant credential
+    used lately, with its window's figures; plus recent disputes."""
     router = router_for_app(current_app)
     rows, redis_error = [], None
-    for name in router.connector_names():
-        spec = router.specs[name]
-        breaker = router.breaker(name)
+    keys = [(name, PLATFORM_CREDENTIAL) for name in router.connector_names()]
+    if router.breakers is not None:
+        try:
+            merchant_keys = [(connector, credential) for connector, credential in router.breakers.known()
+                             if credential != PLATFORM_CREDENTIAL and connector in router.specs]
+            keys += merchant_keys[:MERCHANT_BREAKERS_SHOWN]
+        except RedisError as exc:
+            redis_error = type(exc).__name__
+    labels = _credential_labels([credential for _, credential in keys])
+    for connector, credential in keys:
+        spec = router.specs[connector]
+        breaker = router.breaker(connector, credential)
         snapshot = None
-        if breaker is not None:
+        if breaker is not None and redis_error is None:
             try:
                 snapshot = breaker.snapshot()
             except RedisError as exc:
-                redis_error = f"{type(exc).__name__}"
-        rows.append({"name": name, "vault": spec.vault, "test_only": spec.test_only, "snapshot": snapshot,
-                     "settings": breaker.settings if breaker else None})
+                redis_error = type(exc).__name__
+        rows.append({"connector": connector, "credential": credential, "label": labels.get(credential, credential),
+                     "vault": spec.vault, "test_only": spec.test_only, "snapshot": snapshot,
+                     "times": _times(snapshot), "settings": breaker.settings if breaker else None})
     # Cross-merchant on purpose: the platform operator's view.
     disputes = db.session.scalars(select(Dispute).order_by(Dispute.created_at.desc()).limit(RECENT_DISPUTES)).all()
     return render_template("admin/psp.html", rows=rows, redis_error=redis_error, disputes=disputes,
@@ -51,21 +72,49 @@ def psp_status():
 @bp.post("/psp/<connector>/breaker")
 @platform_admin_required
 def psp_breaker_override(connector: str):
-    """Force a connector's breaker open or closed, or hand it back to automatic control."""
+    """Force the breaker of a connector and credential (form field ``credential``, the platform's by
+    default) open or closed, or hand it back to automatic control."""
     router = router_for_app(current_app)
     action = request.form.get("action", "")
-    breaker = router.breaker(connector) if connector in router.specs else None
+    credential = request.form.get("credential") or PLATFORM_CREDENTIAL
+    known_credential = credential == PLATFORM_CREDENTIAL or (
+        (match := MERCHANT_CREDENTIAL.match(credential)) is not None
+        and db.session.get(Merchant, match["merchant"]) is not None)
+    breaker = router.breaker(connector, credential) if connector in router.specs and known_credential else None
     if breaker is None or action not in ACTIONS:
         return render_template("errors/404.html", error=None), 404
     try:
         state = getattr(breaker, action)()
     except RedisError:
-        log.exception("breaker override of %s failed", connector)
-        flash(f"Could not change the breaker of {connector}: Redis is unavailable.", "error")
+        log.exception("breaker override of %s failed", breaker.name)
+        flash(f"Could not change the breaker of {breaker.name}: Redis is unavailable.", "error")
         return redirect(url_for("admin.psp_status"))
     audit(db.session, f"psp.breaker.{action}", actor_user_id=current_user.id, actor_label=current_user.email,
-          target=connector, ip=request.remote_addr, user_agent=request.user_agent.string,
-          request_id=g.get("request_id"), details={"state": state.value})
+          target=breaker.name, ip=request.remote_addr, user_agent=request.user_agent.string,
+          request_id=g.get("request_id"), details={"state": state.value, "connector": connector,
+                                                   "credential": credential})
     db.session.commit()
-    flash(f"Breaker of {connector} {ACTIONS[action]}; it is now {state.value.replace('_', '-')}.", "success")
+    flash(f"Breaker of {breaker.name} {ACTIONS[action]}; it is now {state.value.replace('_', '-')}.", "success")
     return redirect(url_for("admin.psp_status"))
+
+
+def _credential_labels(credentials: list[str]) -> dict[str, str]:
+    """"platform", or the merchant's name and mode, per credential id."""
+    matches = {credential: m for credential in credentials if (m := MERCHANT_CREDENTIAL.match(credential))}
+    names = dict(db.session.execute(
+        select(Merchant.id, Merchant.name).where(Merchant.id.in_({m["merchant"] for m in matches.values()}))
+    ).all()) if matches else {}
+    labels = {PLATFORM_CREDENTIAL: "platform"}
+    for credential, m in matches.items():
+        labels[credential] = f"{names.get(m['merchant'], m['merchant'])} ({m['mode']})"
+    return labels
+
+
+def _times(snapshot: BreakerSnapshot | None) -> dict[str, str]:
+    """The snapshot's moments as UTC clock times for the page."""
+    if snapshot is None:
+        return {}
+    moments = {"opened_at": snapshot.opened_at, "retry_at": snapshot.retry_at,
+               "backoff_until": snapshot.backoff_until}
+    return {name: datetime.fromtimestamp(value, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+            for name, value in moments.items() if value is not None}

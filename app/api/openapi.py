@@ -45,10 +45,18 @@ ERROR = {
     }},
 }
 
+ATTENTION = _nullable({
+    "type": "object", "required": ["reason", "since"],
+    "description": "Set while the payment processor has given no definite outcome for longer than Kassa's "
+                   "threshold (30 minutes by default): Kassa keeps asking; look at it. Null otherwise.",
+    "properties": {"reason": STRING, "since": UNIX},
+})
+
 ATTEMPT = {
     "type": "object",
     "required": ["id", "object", "operation", "status", "amount", "currency", "connector", "psp_reference",
-                 "decline_code", "error_message", "tries", "created", "started", "finished", "latency_ms"],
+                 "decline_code", "error_message", "tries", "created", "started", "finished", "latency_ms",
+                 "attention"],
     "properties": {
         "id": STRING, "object": {"const": "payment_attempt"},
         "operation": {"enum": ["authorize", "capture", "void"]},
@@ -56,6 +64,7 @@ ATTEMPT = {
         "amount": INT, "currency": STRING, "connector": _nullable(STRING), "psp_reference": _nullable(STRING),
         "decline_code": _nullable(STRING), "error_message": _nullable(STRING), "tries": INT,
         "created": UNIX, "started": _nullable(INT), "finished": _nullable(INT), "latency_ms": _nullable(INT),
+        "attention": ATTENTION,
     },
 }
 
@@ -103,7 +112,8 @@ PAYMENT = {
 REFUND = {
     "type": "object",
     "required": ["id", "object", "livemode", "created", "payment", "amount", "currency", "status", "reason",
-                 "metadata", "sellers", "failure_code", "failure_message", "connector", "psp_reference"],
+                 "metadata", "sellers", "failure_code", "failure_message", "connector", "psp_reference",
+                 "attention"],
     "properties": {
         "id": {"type": "string", "pattern": "^re_"}, "object": {"const": "refund"}, "livemode": {"type": "boolean"},
         "created": UNIX, "payment": STRING, "amount": INT, "currency": STRING,
@@ -115,7 +125,7 @@ REFUND = {
                            "fee": _nullable({"type": "integer", "description": "Platform fee returned; "
                                              "null until the refund is booked."})}}},
         "failure_code": _nullable(STRING), "failure_message": _nullable(STRING),
-        "connector": _nullable(STRING), "psp_reference": _nullable(STRING),
+        "connector": _nullable(STRING), "psp_reference": _nullable(STRING), "attention": ATTENTION,
     },
 }
 
@@ -161,6 +171,11 @@ def _list_of(item: str) -> dict:
                            "has_more": {"type": "boolean"}}}
 
 
+PAYMENT_METHOD = {"type": "string", "minLength": 1, "maxLength": 255,
+                  "description": "A token of the PSP vault this mode pays with (sandbox: `tok_...`, Stripe: `pm_...`), "
+                                 "good for this payment only. Never a card number: that is refused (400 "
+                                 "`invalid_payment_method`), as is any card number in a text field (400 "
+                                 "`card_number_in_field`)."}
 CREATE_PAYMENT = {
     "type": "object", "required": ["amount", "currency"], "additionalProperties": False,
     "properties": {
@@ -174,15 +189,14 @@ CREATE_PAYMENT = {
         "customer_email": {"type": "string", "format": "email", "maxLength": 320},
         "description": {"type": "string", "minLength": 1, "maxLength": 1000},
         "metadata": METADATA,
-        "payment_method": {"type": "string", "minLength": 1, "maxLength": 255,
-                           "description": "A card token from the PSP vault's tokenization."},
+        "payment_method": PAYMENT_METHOD,
         "confirm": {"type": "boolean", "default": False},
         "return_url": {"type": "string", "format": "uri", "maxLength": 2000},
     },
 }
 
 CONFIRM = {"type": "object", "additionalProperties": False, "properties": {
-    "payment_method": {"type": "string", "minLength": 1, "maxLength": 255},
+    "payment_method": PAYMENT_METHOD,
     "return_url": {"type": "string", "format": "uri", "maxLength": 2000}}}
 CAPTURE = {"type": "object", "additionalProperties": False, "properties": {"amount": AMOUNT}}
 CANCEL = {"type": "object", "additionalProperties": False,

@@ -23,7 +23,13 @@ Form and query values are strings, so ``integer``/``boolean`` accept "42"/"true"
 real JSON integers/booleans (``true`` is not an integer, ``1.0`` is not an integer).
 
 Error codes (``param`` names the parameter, in bracket form for nested ones):
-    parameter_missing, parameter_invalid, parameter_unknown.
+    parameter_missing, parameter_invalid, parameter_unknown, card_number_in_field.
+
+Card numbers: every string read here (``string``, ``strings``, ``email``, metadata keys and values) is
+free text, refused with 400 ``card_number_in_field`` when it holds a card number (app/pan.py), before the
+view hands anything to a service, the idempotency record or an event. A parameter that is a number of
+another kind (a tracking number, a bank account number) is read with ``card_number_check=False``. The
+request log keeps a refused request's body only redacted (app/reporting/request_logs.py).
 
 Metadata limits (Stripe's): at most ``METADATA_MAX_KEYS`` (50) keys, keys of 1..40 characters without square
 brackets, values (strings; JSON integers are turned into strings) of at most 500 characters.
@@ -36,6 +42,7 @@ from email_validator import EmailNotValidError, validate_email
 from flask import g, request
 from werkzeug.datastructures import MultiDict
 
+from app import pan
 from app.api.errors import ApiError, invalid_param
 from app.money import MoneyError, normalize_currency
 
@@ -146,6 +153,13 @@ def _join(parts: list[str]) -> str:
     return parts[0] + "".join(f"[{p}]" for p in parts[1:])
 
 
+def refuse_card_number(param: str, value: str) -> None:
+    """400 ``card_number_in_field`` naming ``param`` when ``value`` holds a card number (app/pan.py)."""
+    match = pan.find_card_number(value)
+    if match is not None:
+        raise invalid_param(param, pan.refusal(param, match), "card_number_in_field")
+
+
 class Params:
     """Typed access to one level of parameters, remembering which were read so ``done()`` finds strays."""
 
@@ -199,8 +213,10 @@ class Params:
 
     # -- accessors ---------------------------------------------------------------------------------------
     def string(self, key: str, *, required: bool = False, default: str | None = None,
-               max_length: int = STRING_MAX_DEFAULT, allow_empty: bool = False) -> str | None:
-        """A string of at most ``max_length`` characters (empty only with ``allow_empty``)."""
+               max_length: int = STRING_MAX_DEFAULT, allow_empty: bool = False,
+               card_number_check: bool = True) -> str | None:
+        """A string of at most ``max_length`` characters (empty only with ``allow_empty``) and without a card
+        number (``card_number_check=False`` for numbers of another kind, see the module docstring)."""
         value = self._get(key, required)
         if value is MISSING:
             return default
@@ -210,6 +226,8 @@ class Params:
             raise invalid_param(self.name(key), f"{self.name(key)} must not be empty.")
         if len(value) > max_length:
             raise invalid_param(self.name(key), f"{self.name(key)} must be at most {max_length} characters.")
+        if card_number_check:
+            refuse_card_number(self.name(key), value)
         return value
 
     def integer(self, key: str, *, required: bool = False, default: int | None = None,
@@ -289,12 +307,14 @@ class Params:
             item = f"{name}[{meta_key}]"
             if not meta_key or len(meta_key) > METADATA_KEY_MAX or "[" in meta_key or "]" in meta_key:
                 raise invalid_param(item, f"{name} keys must be 1 to {METADATA_KEY_MAX} characters without brackets.")
+            refuse_card_number(name, meta_key)   # named by the object: the key itself is what must not echo
             if isinstance(meta_value, int) and not isinstance(meta_value, bool):
                 meta_value = str(meta_value)
             if not isinstance(meta_value, str):
                 raise invalid_param(item, f"{item} must be a string.")
             if len(meta_value) > METADATA_VALUE_MAX:
                 raise invalid_param(item, f"{item} must be at most {METADATA_VALUE_MAX} characters.")
+            refuse_card_number(item, meta_value)
             result[meta_key] = meta_value
         return result
 
@@ -327,8 +347,8 @@ class Params:
         return result
 
     def strings(self, key: str, *, required: bool = False, max_items: int = 100,
-                max_length: int = STRING_MAX_DEFAULT) -> list[str]:
-        """A list of strings ([] when absent)."""
+                max_length: int = STRING_MAX_DEFAULT, card_number_check: bool = True) -> list[str]:
+        """A list of strings ([] when absent), none holding a card number (unless ``card_number_check=False``)."""
         value = self._get(key, required)
         if value is MISSING:
             return []
@@ -337,4 +357,7 @@ class Params:
             raise invalid_param(name, f"{name} must be a list of strings of at most {max_length} characters.")
         if len(value) > max_items:
             raise invalid_param(name, f"{name} can have at most {max_items} items.")
+        if card_number_check:
+            for index, item in enumerate(value):
+                refuse_card_number(f"{name}[{index}]", item)
         return list(value)

@@ -16,7 +16,7 @@ from app.api import bp
 from app.api.auth import api_view
 from app.api.errors import ApiError
 from app.api.pagination import list_page, list_response, page_args
-from app.api.params import Params
+from app.api.params import Params, refuse_card_number
 from app.extensions import db
 from app.payments import idempotency
 from app.payments.deps import PaymentsDeps, deps_for
@@ -27,6 +27,7 @@ from app.payments.service import (
     CANCELLATION_REASONS,
     MAX_AMOUNT,
     MAX_SPLIT_SELLERS,
+    check_payment_method,
     get_payment,
     payments_query,
 )
@@ -96,7 +97,15 @@ def idempotency_key() -> str | None:
         raise ApiError(400, "invalid_request_error", "idempotency_key_invalid",
                        f"The Idempotency-Key header must be 1 to {idempotency.MAX_KEY_LENGTH} characters.",
                        IDEMPOTENCY_HEADER)
+    refuse_card_number(IDEMPOTENCY_HEADER, key)   # the key is stored (idempotency_keys, the request log)
     return key
+
+
+def payment_method_param(p: Params) -> str | None:
+    """``payment_method``: a token of the vault this key's mode pays with (400 ``invalid_payment_method``
+    otherwise, saying so when it is a card number), checked before anything is stored or logged."""
+    value = p.string("payment_method", max_length=255, card_number_check=False)
+    return check_payment_method(payments_deps(), g.scope.livemode, value)
 
 
 def run_operation(operation: str, params: dict):
@@ -158,7 +167,7 @@ def create_payment():
         "customer_email": p.email("customer_email"),
         "description": p.string("description", max_length=1000),
         "metadata": p.metadata(),
-        "payment_method": p.string("payment_method", max_length=255),
+        "payment_method": payment_method_param(p),
         "confirm": p.boolean("confirm", default=False),
         "return_url": p.string("return_url", max_length=2000),
     }
@@ -201,7 +210,7 @@ def confirm_payment(payment_id: str):
     p = request_params()
     params = {
         "payment": payment_id,
-        "payment_method": p.string("payment_method", max_length=255),
+        "payment_method": payment_method_param(p),
         "return_url": p.string("return_url", max_length=2000),
     }
     p.done()

@@ -66,16 +66,32 @@ class Branding:
 
     @property
     def logo_origin(self) -> str | None:
+        """The one source the page's img-src adds for the logo: scheme, host and port (no path, no user info)."""
         if not self.logo_url:
             return None
         parts = urlsplit(self.logo_url)
-        return f"{parts.scheme}://{parts.netloc}"
+        host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+        return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
 
     @property
     def css(self) -> str:
         """Custom properties for a nonce'd <style> block (values are validated hex colours only)."""
         return (f":root{{--accent:{self.accent};--on-accent:{self.on_accent};"
                 f"--accent-text:{self.accent_text};}}")
+
+
+def _usable_logo_url(url: str | None) -> bool:
+    """An http(s) URL with a host, a valid port and no user info, and nothing that could end a CSP source or an
+    HTML attribute."""
+    if not url or any(c in url for c in "'\" \\;"):
+        return False
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018  (raises ValueError for a port that is not a number in range)
+    except ValueError:
+        return False
+    return parts.scheme in ("https", "http") and bool(parts.hostname) and "@" not in parts.netloc
+
 
 def branding(merchant) -> Branding:
     """Branding for a Merchant row; invalid colours or logo URLs fall back to defaults."""
@@ -88,11 +104,7 @@ def branding(merchant) -> Branding:
         if contrast(accent_text, "#ffffff") >= MIN_CONTRAST:
             break
         accent_text = _darken(accent_text, 0.9)
-    logo = merchant.logo_url
-    if logo:
-        parts = urlsplit(logo)
-        if parts.scheme not in ("https", "http") or not parts.netloc or any(c in logo for c in "'\" \\;"):
-            logo = None
+    logo = merchant.logo_url if _usable_logo_url(merchant.logo_url) else None
     return Branding(
         name=merchant.display_name or merchant.name, logo_url=logo, accent=accent,
         on_accent=on_accent, accent_text=accent_text,

@@ -13,6 +13,7 @@ from functools import partial
 
 from flask import abort, current_app, g, jsonify, make_response, redirect, render_template, request, url_for
 
+from app import pan
 from app.accounts.models import Merchant
 from app.checkout import bp, flow
 from app.checkout.limits import CardTestingGuard, Limits, Subject
@@ -204,9 +205,12 @@ def confirm(session_id: str):
     body = request.get_json(silent=True)
     if not isinstance(body, dict) or not isinstance(body.get("token"), str) or not body["token"].strip():
         return _json_error(400, "The card could not be read. Please enter it again.", "card", "token_missing")
-    if not card_tokenizer.accepts(body["token"].strip()):
-        return _json_error(400, "The card could not be read. Please enter it again.", "card", "token_invalid")
     card = body.get("card") if isinstance(body.get("card"), dict) else {}
+    # Only a token of the vault this session pays with, and no card number in what the browser relays
+    # (the fingerprint goes to the card-testing counters): checked before anything is kept.
+    if not deps().is_token(cs.livemode, body["token"].strip()) or \
+            pan.find_card_number(str(card.get("fingerprint") or "")) is not None:
+        return _json_error(400, "The card could not be read. Please enter it again.", "card", "token_invalid")
     page_url = url_for("checkout.page", session_id=cs.id)
     return_url = url_for("checkout.three_d_secure_return", session_id=cs.id, _external=True)
     if current_app.config.get("PUBLIC_BASE_URL"):

@@ -4,12 +4,12 @@ The page tokenizes at the vault the payments service routes the session's mode t
 (``PaymentsDeps.vault_for``), so a token is always made where its payment goes. Live mode never uses
 the sandbox. In Stripe mode the browser loads Stripe.js (``STRIPE_JS_URL``) with the publishable key of
 the Stripe account that will charge the card, mounts a card Element (Stripe's own frame: the card never
-touches Kassa's page) and sends Kassa only the PaymentMethod id.
+touches Kassa's page) and sends Kassa only the PaymentMethod id. What the page sends back must have the
+format of that vault's tokens (``PaymentsDeps.is_token``, declared by the vault's connectors).
 
 No Flask here: the views pass in their database session and config.
 """
 import logging
-import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 from urllib.parse import urlsplit
@@ -27,9 +27,6 @@ STRIPE = "stripe"
 DEFAULT_STRIPE_JS_URL = "https://js.stripe.com/v3/"
 # What Stripe.js calls from the page itself (Stripe's CSP guidance: connect-src https://api.stripe.com).
 DEFAULT_STRIPE_JS_API_URL = "https://api.stripe.com"
-# Stripe.js createPaymentMethod answers with a PaymentMethod id; PaymentIntents take nothing else from
-# us (a legacy tok_ token would need payment_method_data, which the connector does not send).
-_PAYMENT_METHOD_ID = re.compile(r"^pm_[A-Za-z0-9_]{1,250}$")
 
 
 def origin(url: str) -> str:
@@ -62,12 +59,6 @@ class Tokenizer:
     @property
     def connect_origins(self) -> list[str]:
         return [origin(self.api_url or DEFAULT_STRIPE_JS_API_URL)] if self.stripe else [origin(self.url)]
-
-    def accepts(self, token: str) -> bool:
-        """Whether ``token`` looks like what this vault hands out (the PSP checks the rest)."""
-        if self.stripe:
-            return bool(_PAYMENT_METHOD_ID.match(token))
-        return True
 
 
 def tokenizer_for(session: Session, scope: Scope, vault: str, config: Mapping[str, Any]) -> Tokenizer | None:

@@ -13,7 +13,6 @@ from datetime import datetime, timezone
 
 from flask import abort, flash, g, redirect, render_template, request
 from flask_login import current_user
-from flask_wtf import FlaskForm
 from wtforms import HiddenField, RadioField, StringField
 from wtforms.validators import AnyOf, DataRequired, Length, Optional
 
@@ -22,6 +21,7 @@ from app.accounts.permissions import Action
 from app.api.auth import hmac_key
 from app.dashboard import bp
 from app.dashboard.context import merchant_view
+from app.dashboard.forms import KassaForm
 from app.dashboard.helpers import dash_url, request_meta
 from app.extensions import db, htmx, redis_client
 from app.merchants import lifecycle
@@ -41,21 +41,21 @@ FORM_TOKEN_TTL = 24 * 3600
 _FORM_TOKEN_KEY = "kassa:form-token:api-keys:{}"
 
 
-class CreateKeyForm(FlaskForm):
+class CreateKeyForm(KassaForm):
     kind = HiddenField(validators=[DataRequired(), AnyOf(service.KINDS)])
     name = StringField("Name (optional)", validators=[
         Optional(), Length(max=100, message="Use at most 100 characters.")])
     form_token = HiddenField(validators=[DataRequired()])
 
 
-class RollKeyForm(FlaskForm):
+class RollKeyForm(KassaForm):
     grace = RadioField("When should the old key stop working?", default="24h",
                        choices=[_Choice(value, label) for value, label in service.GRACE_LABELS.items()],
                        validators=[DataRequired("Choose when the old key stops working.")])
     form_token = HiddenField(validators=[DataRequired()])
 
 
-class RevokeKeyForm(FlaskForm):
+class RevokeKeyForm(KassaForm):
     """The confirmation button (the CSRF token is the whole form)."""
 
 

@@ -1,6 +1,8 @@
 """WTForms for the dashboard's own pages (sign-in, sign-up, passwords, team, branding).
 
 Every form carries Flask-WTF's CSRF token; validation messages are written for the person at the form.
+Every dashboard form is a ``KassaForm``: text with a card number in it is refused, field by field, like
+the API refuses it (app/pan.py), so that no card number typed into a form is ever kept.
 """
 import re
 from urllib.parse import urlsplit
@@ -9,6 +11,7 @@ from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
     EmailField,
+    Field,
     HiddenField,
     PasswordField,
     SelectField,
@@ -17,6 +20,7 @@ from wtforms import (
 )
 from wtforms.validators import DataRequired, EqualTo, Length, Optional, ValidationError
 
+from app import pan
 from app.accounts.passwords import MIN_PASSWORD_LENGTH
 
 try:  # WTForms 3.3 deprecates (value, label) tuples in favour of SelectChoice
@@ -35,6 +39,27 @@ def select_choices(pairs) -> list:
         return list(pairs)
     return [SelectChoice(value, label) for value, label in pairs]
 HEX_COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
+CARD_NUMBER_MESSAGE = ("This looks like a card number. Card numbers must never be entered in Kassa: shoppers "
+                       "type them on the checkout page, which sends them straight to the payment processor.")
+
+
+class KassaForm(FlaskForm):
+    """A dashboard form whose text fields refuse card numbers (passwords are only hashed, hidden fields
+    are the page's own: neither is free text anyone keeps)."""
+
+    def validate(self, extra_validators=None) -> bool:
+        valid = super().validate(extra_validators)
+        for field in self:
+            if _holds_card_number(field):
+                field.errors = [*field.errors, CARD_NUMBER_MESSAGE]
+                valid = False
+        return valid
+
+
+def _holds_card_number(field: Field) -> bool:
+    if not isinstance(field, StringField) or isinstance(field, (PasswordField, HiddenField)):
+        return False
+    return isinstance(field.data, str) and pan.find_card_number(field.data) is not None
 
 
 # Deliberately simple: one @, something before it, a dotted domain after it, no spaces. The email link
@@ -66,14 +91,14 @@ def _confirm(target: str):
         DataRequired("Repeat the password."), EqualTo(target, message="The two passwords do not match.")])
 
 
-class LoginForm(FlaskForm):
+class LoginForm(KassaForm):
     email = _email_field()
     password = PasswordField("Password", validators=[
         DataRequired("Enter your password."), Length(max=MAX_PASSWORD_LENGTH, message="This password is too long.")])
     next = HiddenField()
 
 
-class SignupForm(FlaskForm):
+class SignupForm(KassaForm):
     name = StringField("Your name", validators=[DataRequired("Enter your name."), Length(max=200)])
     business_name = StringField("Business name", validators=[
         DataRequired("Enter the name of your business."), Length(max=200, message="Use at most 200 characters.")])
@@ -82,23 +107,23 @@ class SignupForm(FlaskForm):
     confirm = _confirm("password")
 
 
-class ForgotPasswordForm(FlaskForm):
+class ForgotPasswordForm(KassaForm):
     email = _email_field()
 
 
-class ResetPasswordForm(FlaskForm):
+class ResetPasswordForm(KassaForm):
     password = _new_password("New password")
     confirm = _confirm("password")
 
 
-class ChangePasswordForm(FlaskForm):
+class ChangePasswordForm(KassaForm):
     current_password = PasswordField("Current password", validators=[
         DataRequired("Enter your current password."), Length(max=MAX_PASSWORD_LENGTH)])
     new_password = _new_password("New password")
     confirm = _confirm("new_password")
 
 
-class AcceptInvitationSignupForm(FlaskForm):
+class AcceptInvitationSignupForm(KassaForm):
     """A new user accepting an invitation: the email is the invited one, so only name and password."""
 
     name = StringField("Your name", validators=[DataRequired("Enter your name."), Length(max=200)])
@@ -106,25 +131,25 @@ class AcceptInvitationSignupForm(FlaskForm):
     confirm = _confirm("password")
 
 
-class AcceptInvitationForm(FlaskForm):
+class AcceptInvitationForm(KassaForm):
     """A signed-in user joining the team (the CSRF token is the whole form)."""
 
 
-class InviteForm(FlaskForm):
+class InviteForm(KassaForm):
     email = _email_field("Email of the person to invite")
     role = SelectField("Role", choices=select_choices(ROLE_CHOICES), default="developer",
                        validators=[DataRequired("Choose a role.")])
 
 
-class RoleForm(FlaskForm):
+class RoleForm(KassaForm):
     role = SelectField("Role", choices=select_choices(ROLE_CHOICES), validators=[DataRequired("Choose a role.")])
 
 
-class ConfirmForm(FlaskForm):
+class ConfirmForm(KassaForm):
     """A button that changes something (remove, revoke): only the CSRF token."""
 
 
-class BrandingForm(FlaskForm):
+class BrandingForm(KassaForm):
     display_name = StringField("Display name", validators=[
         DataRequired("Enter the name shoppers see."), Length(max=200, message="Use at most 200 characters.")])
     accent_color = StringField("Accent colour", validators=[DataRequired("Enter a colour like #4f46e5.")])

@@ -22,6 +22,8 @@ from app.extensions import db, htmx
 from app.ledger.models import Entry, JournalTransaction, LedgerAccount
 from app.models_base import utcnow
 from app.money import format_money
+from app.payments import attention
+from app.payments.deps import deps_for
 from app.payments.models import (
     OPEN_ATTEMPT_STATUSES,
     Payment,
@@ -120,6 +122,13 @@ def _balances() -> list[dict]:
 def _attention() -> list[dict]:
     """Links to what needs a person: only for what exists and only when there is something."""
     items = []
+    marked = _capped_count(attention.payment_ids_needing_attention(g.scope))
+    if marked:
+        minutes = int(deps_for(current_app._get_current_object()).attention_after.total_seconds() // 60)
+        items.append({"count": marked, "text": (
+            "payment", "payments", f"without a definite answer from the processor for over {minutes} minutes "
+            "(Kassa keeps asking; look at them)"),
+            "url": dash_url("dashboard.payments", attention=listing.ATTENTION_NEEDED)})
     unknown = _capped_count(g.scope.select(PaymentAttempt, PaymentAttempt.status == "unknown")
                             .with_only_columns(PaymentAttempt.payment_id).distinct())
     if unknown:
@@ -231,6 +240,7 @@ def payment_context(payment: Payment) -> dict:
     open_attempt = any(a.status in OPEN_ATTEMPT_STATUSES for a in attempts)
     return dict(
         payment=payment, orders=orders, sellers=sellers, attempts=attempts, refunds=refunds, events=events,
+        needs_attention=attention.needing_attention(session, scope, payment_id=payment.id),
         # The books are for roles that may read the ledger (app/accounts/permissions.py: not developers).
         ledger=_ledger_lines(payment, refunds) if can(g.role, Action.VIEW_LEDGER) else None,
         deliveries=_deliveries([e.id for e in events]),

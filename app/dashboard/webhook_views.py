@@ -14,7 +14,6 @@ from datetime import datetime, timedelta, timezone
 
 from flask import abort, current_app, flash, g, redirect, render_template, request
 from flask_login import current_user
-from flask_wtf import FlaskForm
 from wtforms import DateTimeLocalField, RadioField, SelectField, SelectMultipleField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional
 from wtforms.widgets import CheckboxInput, ListWidget
@@ -23,7 +22,7 @@ from app.accounts.audit import audit
 from app.accounts.permissions import Action
 from app.dashboard import bp
 from app.dashboard.context import merchant_view
-from app.dashboard.forms import select_choices
+from app.dashboard.forms import KassaForm, select_choices
 from app.dashboard.helpers import dash_url, request_meta
 from app.events import Event, event_payload
 from app.extensions import db, htmx
@@ -49,7 +48,7 @@ class MultiCheckboxField(SelectMultipleField):
     option_widget = CheckboxInput()
 
 
-class EndpointForm(FlaskForm):
+class EndpointForm(KassaForm):
     url = StringField("Endpoint URL", validators=[DataRequired("Enter the URL of your endpoint."),
                                                   Length(max=service.URL_MAX)])
     description = StringField("Description (optional)", validators=[Optional(), Length(max=service.DESCRIPTION_MAX)])
@@ -65,16 +64,16 @@ class EndpointForm(FlaskForm):
         return list(self.events.data or []) + [e for e in extra if e]
 
 
-class RotateForm(FlaskForm):
+class RotateForm(KassaForm):
     grace = SelectField("Keep signing with the old secret", default="24h", choices=select_choices(GRACE_CHOICES))
 
 
-class ResendFailedForm(FlaskForm):
+class ResendFailedForm(KassaForm):
     since = DateTimeLocalField("Failed deliveries of events since (UTC)", format="%Y-%m-%dT%H:%M",
                                validators=[DataRequired("Enter a date and time.")])
 
 
-class ConfirmForm(FlaskForm):
+class ConfirmForm(KassaForm):
     """A button (the CSRF token is the whole form)."""
 
 

@@ -8,9 +8,11 @@ Jobs take ids and own their transactions (app/payments/processing.py never commi
 A row lock is never held across the network call: a slow PSP would otherwise stall every request
 touching the payment and pin a pool connection for seconds. Retries and the circuit breaker live in
 the PSP router; an ambiguous answer (timeout) leaves the attempt ``unknown`` for the janitor, which
-asks the PSP by our idempotency key before it would ever send again.
+asks the PSP by our idempotency key before it would ever send again, and sends again only when every
+connector that could hold it answered that it has none (a lookup that could not ask decides nothing).
 """
 import logging
+from dataclasses import replace
 
 from flask import current_app
 from sqlalchemy import update
@@ -23,7 +25,7 @@ from app.payments.deps import PaymentsDeps, deps_for
 from app.payments.gateway import Gateway, gateway_for_app
 from app.payments.models import AttemptOperation, AttemptStatus, PaymentAttempt
 from app.payments.service import notify_outcome
-from app.psp.interfaces import AuthorizeRequest, Outcome, PspResult
+from app.psp.interfaces import AuthorizeRequest, Lookup, LookupOutcome, PspResult
 
 log = logging.getLogger(__name__)
 
@@ -92,13 +94,14 @@ def call_attempt(gateway: Gateway, claim: processing.AttemptClaim, *,
     if claim.operation == AttemptOperation.AUTHORIZE:
         if claim.status == AttemptStatus.REQUIRES_ACTION:
             # 3-D Secure pending: poll its status at the connector that holds it.
-            answer = gateway.retrieve(claim.connector, psp_reference=claim.psp_reference, **owner)
-            return processing.as_authorization_result(answer)
+            return processing.as_authorization_result(
+                gateway.retrieve(claim.connector, psp_reference=claim.psp_reference, **owner))
         if claim.tries > 1 or claim.status == AttemptStatus.UNKNOWN:
             # An earlier try may have reached a PSP: ask before sending anything (never charge blindly).
-            found = find_authorization(gateway, claim)
-            if found is not None:
-                return found
+            # Only "no connector of the vault has it" allows sending again, even elsewhere.
+            lookup = find_authorization(gateway, claim)
+            if lookup.outcome != LookupOutcome.ABSENT:
+                return processing.as_authorization_result(lookup)
             if not renew_lease():
                 return None
         return gateway.authorize(claim.vault, AuthorizeRequest(
@@ -109,7 +112,14 @@ def call_attempt(gateway: Gateway, claim: processing.AttemptClaim, *,
             on_prepared=record_prepared(claim.id)))
     if claim.operation == AttemptOperation.CAPTURE:
         # Capture and void go to the connector holding the authorization (no failover), and re-sending
-        # with the same key is safe: the PSP replays its stored answer.
+        # with the same key is safe while the PSP remembers the key; past its window a resend would be a
+        # new capture, so the authorization is looked up first.
+        if claim.tries > 1 and processing.past_idempotency_window(
+                gateway.idempotency_window(claim.connector), claim.started_at, claim.claimed_at):
+            found = processing.as_capture_result(
+                gateway.retrieve(claim.connector, psp_reference=claim.psp_reference, **owner))
+            if found is not None:
+                return found
         return gateway.capture(claim.connector, claim.psp_reference, claim.amount, claim.currency,
                                claim.idempotency_key, **owner)
     return gateway.void(claim.connector, claim.psp_reference, claim.idempotency_key, **owner)
@@ -127,25 +137,34 @@ def record_prepared(attempt_id: str):
     return record
 
 
-def find_authorization(gateway: Gateway, claim: processing.AttemptClaim) -> PspResult | None:
-    """Look the attempt up at the PSP: by its reference if one is known, else by its idempotency key at
-    its connector or at every connector of its vault.
+def find_authorization(gateway: Gateway, claim: processing.AttemptClaim) -> Lookup:
+    """Look the attempt up at the PSP: by its reference at its connector if one is known, else by its
+    idempotency key at every connector of its vault (a resend goes through the router, which may send it
+    to any of them).
 
-    None when no connector has it (nothing was authorized, so sending again is safe) or when a
-    lookup itself was ambiguous (then the result is UNKNOWN, and the janitor asks again later).
+    FOUND: an authorization (the first found). ABSENT: every connector answered that it has none, so
+    sending again cannot charge twice. UNKNOWN: some connector could not tell and none had it: ask again
+    later, send nothing.
     """
     owner = {"merchant_id": claim.merchant_id, "livemode": claim.livemode}
     if claim.psp_reference and claim.connector:
-        result = gateway.retrieve(claim.connector, psp_reference=claim.psp_reference, **owner)
-        return result if result.outcome == Outcome.UNKNOWN else processing.as_authorization_result(result)
-    names = [claim.connector] if claim.connector else gateway.connector_names(claim.vault)
+        lookup = gateway.retrieve(claim.connector, psp_reference=claim.psp_reference, **owner)
+        if lookup.outcome == LookupOutcome.ABSENT:
+            # A reference the PSP gave us that it does not know (other credentials?) proves nothing.
+            return replace(lookup, outcome=LookupOutcome.UNKNOWN)
+        return lookup
+    names = list(dict.fromkeys([*([claim.connector] if claim.connector else []),
+                                *gateway.connector_names(claim.vault)]))
+    if not names:
+        return Lookup.unknown(claim.connector or "", "no_route", f"no connector of vault {claim.vault!r} to ask")
+    undecided: Lookup | None = None
     for name in names:
-        result = gateway.retrieve(name, idempotency_key=claim.idempotency_key, **owner)
-        if result.outcome == Outcome.UNKNOWN:
-            return result
-        if result.psp_reference:
-            return processing.as_authorization_result(result)
-    return None
+        lookup = gateway.retrieve(name, idempotency_key=claim.idempotency_key, **owner)
+        if lookup.outcome == LookupOutcome.FOUND:
+            return lookup
+        if lookup.outcome == LookupOutcome.UNKNOWN and undecided is None:
+            undecided = lookup  # another connector may still have it: ask them all
+    return undecided or Lookup.absent(names[0], "no connector of the vault has this authorization")
 
 
 # -- refunds ---------------------------------------------------------------------------------------------
@@ -162,12 +181,7 @@ def _run_refund(refund_id: str, deps: PaymentsDeps, gateway: Gateway) -> str:
         claim = processing.claim_refund(session, refund_id, deps)
     if claim is None:
         return "skipped"
-    owner = {"merchant_id": claim.merchant_id, "livemode": claim.livemode}
-    if claim.refund_reference:
-        result = gateway.retrieve_refund(claim.connector, claim.refund_reference, **owner)
-    else:
-        result = gateway.refund(claim.connector, claim.psp_reference, claim.amount, claim.currency,
-                                claim.idempotency_key, **owner)
+    result = call_refund(gateway, claim)
     try:
         with commit_or_rollback(session):
             applied = processing.apply_refund_result(session, refund_id, result, deps)
@@ -176,6 +190,23 @@ def _run_refund(refund_id: str, deps: PaymentsDeps, gateway: Gateway) -> str:
         raise
     notify_outcome(deps.redis, applied.notify, applied.snapshot)
     return result.outcome.value
+
+
+def call_refund(gateway: Gateway, claim: processing.RefundClaim) -> PspResult:
+    """The PSP call for a claimed refund: its status if the PSP gave it an id, else the refund (again, with
+    the same key). A refund retried past the PSP's idempotency window would be a second refund: it is
+    looked up by key first and sent only if the PSP answers that it has none."""
+    owner = {"merchant_id": claim.merchant_id, "livemode": claim.livemode}
+    if claim.refund_reference:
+        # The PSP made it: absent or unknown, its outcome is still to be asked for.
+        return gateway.retrieve_refund(claim.connector, claim.refund_reference, **owner).as_result()
+    if claim.tries > 1 and processing.past_idempotency_window(
+            gateway.idempotency_window(claim.connector), claim.created_at, claim.claimed_at):
+        lookup = gateway.find_refund(claim.connector, claim.psp_reference, claim.idempotency_key, **owner)
+        if lookup.outcome != LookupOutcome.ABSENT:
+            return lookup.as_result()
+    return gateway.refund(claim.connector, claim.psp_reference, claim.amount, claim.currency,
+                          claim.idempotency_key, **owner)
 
 
 # -- sweeps (app/jobs/schedule.py) -----------------------------------------------------------------------

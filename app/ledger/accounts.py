@@ -1,5 +1,12 @@
 """Account codes: what an account is, read from its code. Accounts open on first use from the code alone.
 
+The rules of a type (its kind and whether its accounts may go negative) live in the database table
+``ledger_account_types`` (migrations/versions/0015_ledger_account_rules.py): every account row refers to
+its type's row with its own kind and overdraft flag (a composite foreign key), so no writer, the
+application role included, can open a ``cash`` account that may go negative. ACCOUNT_TYPES below says the
+same thing in Python (tests/ledger/test_db_rules.py compares them), for the friendly checks before
+posting and for verify, which takes its rules from the code rather than from the database it checks.
+
 Which accounts may go negative, and why ("negative" is in the account's normal direction: an asset's
 balance is debits minus credits, a liability's or revenue's credits minus debits):
 
@@ -17,6 +24,16 @@ balance is debits minus credits, a liability's or revenue's credits minus debits
   be returned (dispute won) after that.
 * ``cash:<CUR>`` (asset) may not: it is money actually received; a payout larger than what was settled
   would pay out money that does not exist.
+* ``psp_clearing:<connector>:<CUR>`` (asset: reported settled by the PSP, not yet in the bank) may: a
+  settlement batch whose refunds, disputes and fees exceed its captures is a net debit that the PSP
+  collects from the bank, and refund and dispute lines are booked when they happened, possibly before
+  the captures of the same batch; until the bank movement is booked, below zero means we owe the PSP.
+* ``payouts_in_transit:<CUR>`` (liability: paid out of a seller's payable, not yet left the bank; credited
+  when a payout is created, debited when it is paid) may not: a payout is paid only after it was created,
+  and a failed one is reversed paid-first; below zero would be a payout paid twice or never created.
+* ``suspense:<connector>:<CUR>`` (liability, in a platform book per mode: what belongs to no merchant, a
+  PSP line that matches nothing or a deposit that differs from its batch, per PSP) may: a deposit can be
+  short of its batch as well as over it, and both wait there until an operator moves them.
 """
 import re
 from dataclasses import dataclass
@@ -56,6 +73,10 @@ ACCOUNT_TYPES: dict[str, AccountType] = {
         AccountType("merchant_revenue", "revenue", allow_negative=False),
         AccountType("dispute_fees", "expense", allow_negative=False),
         AccountType("cash", "asset", allow_negative=False),
+        # Opened by the reconciliation and payout issues; their rows are already in ledger_account_types.
+        AccountType("psp_clearing", "asset", allow_negative=True, subject="connector"),
+        AccountType("payouts_in_transit", "liability", allow_negative=False),
+        AccountType("suspense", "liability", allow_negative=True, subject="connector"),
     )
 }
 
@@ -135,3 +156,18 @@ def dispute_fees(currency: str) -> str:
 def cash(currency: str) -> str:
     """Code of the money settled into the bank."""
     return f"cash:{currency}"
+
+
+def psp_clearing(connector: str, currency: str) -> str:
+    """Code of what a PSP reported settled and has not yet paid into the bank."""
+    return f"psp_clearing:{connector}:{currency}"
+
+
+def payouts_in_transit(currency: str) -> str:
+    """Code of the payouts created and not yet paid out of the bank."""
+    return f"payouts_in_transit:{currency}"
+
+
+def suspense(connector: str, currency: str) -> str:
+    """Code of what a PSP's reports or deposits hold that belongs to no merchant yet (a platform book's)."""
+    return f"suspense:{connector}:{currency}"

@@ -1,15 +1,26 @@
-"""The per-account hash chain: what an entry's HMAC covers, byte for byte.
+"""The ledger's MACs, byte for byte: each journal transaction's seal and each entry's link in its account's chain.
 
-The database function ``ledger_post`` computes each entry's HMAC while it holds the account's lock (so
-that a posting is one round trip); ``verify`` recomputes it here in Python. Both build the same message:
+The database function ``ledger_post`` computes them while it holds the account locks (so that a posting
+is one round trip); ``verify`` recomputes them here in Python. Every message is
 
-    b"kassa-ledger-v1" + for each field: b"|" + <length of the field in UTF-8 bytes> + b":" + field
+    <prefix> + for each field: b"|" + <length of the field in UTF-8 bytes> + b":" + field
 
-over the fields of MESSAGE_FIELDS, in that order (the transaction's first: the database builds that part
-once per posting). Length prefixes make the encoding unambiguous whatever
-a business key contains. The previous entry's hmac (hex, empty for an account's first entry) links the
-chain: altering, removing or reordering an entry breaks every later link of its account, and recomputing
-them needs the key.
+(a NULL field, which only a transaction's reference can be, as b"|-"), keyed HMAC-SHA256. Length prefixes
+make the encoding unambiguous whatever a business key or a description contains.
+
+* A transaction's seal (``ledger_transactions.hmac``, prefix TRANSACTION_PREFIX) covers every column of
+  the transaction: TRANSACTION_FIELDS.
+* An entry's hmac (prefix ENTRY_PREFIX) covers the entry's columns, its transaction's seal and the
+  previous entry's hmac on the same account (hex, empty for an account's first entry): ENTRY_FIELDS, the
+  transaction's part first (the database builds that part once per posting). The previous hmac links the
+  chain: altering, removing or reordering an entry breaks every later link of its account, and
+  recomputing them needs the key. The seal inside the entries means that removing a transaction's seal
+  breaks its entries.
+
+Entries of transactions posted before migration 0015 have no seal to include: they were written with
+LEGACY_ENTRY_PREFIX over LEGACY_ENTRY_FIELDS (the business key but not the kind, description or reference)
+and are verified that way. A seal cannot be removed to get a sealed transaction's entries checked the
+legacy way: an HMAC computed over one message does not match another.
 """
 import hashlib
 import hmac as hmac_module
@@ -18,8 +29,18 @@ from functools import lru_cache
 
 from app.ledger.errors import LedgerConfigurationError
 
-MESSAGE_PREFIX = b"kassa-ledger-v1"
-MESSAGE_FIELDS = (
+TRANSACTION_PREFIX = b"kassa-ledger-transaction-v1"
+TRANSACTION_FIELDS = (
+    "transaction_id", "merchant_id", "mode", "business_key", "kind", "description", "reference", "posted_at_us",
+)
+ENTRY_PREFIX = b"kassa-ledger-v2"
+ENTRY_FIELDS = (
+    "transaction_id", "transaction_hmac", "merchant_id", "mode", "posted_at_us",
+    "entry_id", "account_id", "direction", "amount", "currency", "balance_after", "version_after",
+    "previous_hmac",
+)
+LEGACY_ENTRY_PREFIX = b"kassa-ledger-v1"
+LEGACY_ENTRY_FIELDS = (
     "transaction_id", "business_key", "merchant_id", "mode", "posted_at_us",
     "entry_id", "account_id", "direction", "amount", "currency", "balance_after", "version_after",
     "previous_hmac",
@@ -52,20 +73,49 @@ def posted_at_us(posted_at: datetime) -> int:
     return (posted_at - _EPOCH) // timedelta(microseconds=1)
 
 
-def message(*, entry_id: str, transaction_id: str, business_key: str, merchant_id: str, livemode: bool,
-            account_id: str, direction: str, amount: int, currency: str, balance_after: int,
-            version_after: int, posted_at: datetime, previous_hmac: bytes | None) -> bytes:
-    """The bytes an entry's HMAC is computed over (see the module docstring)."""
-    fields = (
-        transaction_id, business_key, merchant_id, "live" if livemode else "test", str(posted_at_us(posted_at)),
+def _encode(prefix: bytes, fields) -> bytes:
+    out = bytearray(prefix)
+    for field in fields:
+        if field is None:
+            out += b"|-"
+        else:
+            data = field.encode("utf-8")
+            out += b"|" + str(len(data)).encode() + b":" + data
+    return bytes(out)
+
+
+def _mode(livemode: bool) -> str:
+    return "live" if livemode else "test"
+
+
+def transaction_message(*, transaction_id: str, merchant_id: str, livemode: bool, business_key: str, kind: str,
+                        description: str, reference: str | None, posted_at: datetime) -> bytes:
+    """The bytes a transaction's seal is computed over (see the module docstring)."""
+    return _encode(TRANSACTION_PREFIX, (
+        transaction_id, merchant_id, _mode(livemode), business_key, kind, description, reference,
+        str(posted_at_us(posted_at)),
+    ))
+
+
+def transaction_hmac(hmac_key: bytes, **content) -> bytes:
+    """HMAC-SHA256 of a transaction's message (keyword arguments as for ``transaction_message``)."""
+    return hmac_module.new(hmac_key, transaction_message(**content), hashlib.sha256).digest()
+
+
+def message(*, entry_id: str, transaction_id: str, transaction_hmac: bytes | None, business_key: str,
+            merchant_id: str, livemode: bool, account_id: str, direction: str, amount: int, currency: str,
+            balance_after: int, version_after: int, posted_at: datetime, previous_hmac: bytes | None) -> bytes:
+    """The bytes an entry's HMAC is computed over: the legacy message when its transaction has no seal."""
+    entry_part = (
         entry_id, account_id, direction, str(amount), currency, str(balance_after), str(version_after),
         previous_hmac.hex() if previous_hmac else "",
     )
-    out = bytearray(MESSAGE_PREFIX)
-    for field in fields:
-        data = field.encode("utf-8")
-        out += b"|" + str(len(data)).encode() + b":" + data
-    return bytes(out)
+    if transaction_hmac is None:
+        return _encode(LEGACY_ENTRY_PREFIX, (
+            transaction_id, business_key, merchant_id, _mode(livemode), str(posted_at_us(posted_at)), *entry_part))
+    return _encode(ENTRY_PREFIX, (
+        transaction_id, transaction_hmac.hex(), merchant_id, _mode(livemode), str(posted_at_us(posted_at)),
+        *entry_part))
 
 
 def entry_hmac(hmac_key: bytes, **content) -> bytes:

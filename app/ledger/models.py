@@ -1,4 +1,4 @@
-"""Ledger tables: accounts, journal transactions and their entries (migrations/versions/0005_ledger.py).
+"""Ledger tables: account types, accounts, journal transactions and their entries (migrations 0005 and 0015).
 
 Rows are written by the database function ``ledger_post`` (called by app/ledger/service.py), never through
 the ORM: these models are for reading. Entries and transactions are append-only (triggers); accounts
@@ -24,12 +24,36 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from app.models_base import Base, utcnow
 
 
+class LedgerAccountType(Base):
+    """One family of accounts and its rules: kind, overdraft, what the code's middle part names.
+
+    Platform-wide reference data, seeded by the migration and read-only to the application role;
+    app/ledger/accounts.py's ACCOUNT_TYPES says the same (a test compares them) and gives the reasons.
+    """
+
+    __tablename__ = "ledger_account_types"
+    __table_args__ = (
+        UniqueConstraint("name", "kind", "allow_negative", name="uq_ledger_account_types_rule"),
+        CheckConstraint("kind IN ('asset', 'liability', 'equity', 'revenue', 'expense')", name="kind"),
+        CheckConstraint("subject IN ('connector', 'seller')", name="subject"),
+    )
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    allow_negative: Mapped[bool]
+    subject: Mapped[str | None] = mapped_column(String(20))
+
+    def __repr__(self) -> str:
+        return f"<LedgerAccountType {self.name} {self.kind}{' may go negative' if self.allow_negative else ''}>"
+
+
 class LedgerAccount(Base):
     """An account of one book (a merchant in one mode), in one currency, with its running balance.
 
     ``balance`` is in the account's normal direction (debits minus credits for assets and expenses,
     credits minus debits otherwise); ``version`` counts its entries, the last one carrying it as
-    ``version_after``; ``last_hmac`` is that entry's hmac.
+    ``version_after``; ``last_hmac`` is that entry's hmac. ``kind`` and ``allow_negative`` are its type's
+    (a foreign key to the type's row with both), so the CHECK below applies the type's overdraft rule.
     """
 
     __tablename__ = "ledger_accounts"
@@ -37,6 +61,11 @@ class LedgerAccount(Base):
         UniqueConstraint("merchant_id", "livemode", "code", name="uq_ledger_accounts_book_code"),
         # Target of the entries' composite foreign key: an entry's book is its account's book.
         UniqueConstraint("id", "merchant_id", "livemode", name="uq_ledger_accounts_id_book"),
+        ForeignKeyConstraint(
+            ["account_type", "kind", "allow_negative"],
+            ["ledger_account_types.name", "ledger_account_types.kind", "ledger_account_types.allow_negative"],
+            name="fk_ledger_accounts_type_rule",
+        ),
         Index("ix_ledger_accounts_book_type_subject", "merchant_id", "livemode", "account_type", "subject"),
         CheckConstraint("allow_negative OR balance >= 0", name="balance_not_negative"),
         CheckConstraint("kind IN ('asset', 'liability', 'equity', 'revenue', 'expense')", name="kind"),
@@ -69,13 +98,18 @@ class LedgerAccount(Base):
 
 
 class JournalTransaction(Base):
-    """A balanced movement of money inside one book, posted at most once per business key."""
+    """A balanced movement of money inside one book, posted at most once per business key.
+
+    ``hmac`` seals every column (app/ledger/chain.py) and each entry's hmac covers it; NULL only on
+    transactions posted before migration 0015, which could not be sealed without the key.
+    """
 
     __tablename__ = "ledger_transactions"
     __table_args__ = (
         UniqueConstraint("merchant_id", "livemode", "business_key", name="uq_ledger_transactions_book_key"),
         UniqueConstraint("id", "merchant_id", "livemode", name="uq_ledger_transactions_id_book"),
         CheckConstraint("business_key <> ''", name="business_key"),
+        CheckConstraint("hmac IS NULL OR octet_length(hmac) = 32", name="hmac_length"),
     )
 
     id: Mapped[str] = mapped_column(primary_key=True)
@@ -87,6 +121,7 @@ class JournalTransaction(Base):
     reference: Mapped[str | None] = mapped_column(String(200))
     # When the business key was claimed (the entries carry the time their accounts were locked).
     posted_at: Mapped[datetime] = mapped_column(server_default=text("now()"))
+    hmac: Mapped[bytes | None]
 
     entries: Mapped[list["Entry"]] = relationship(
         back_populates="transaction", viewonly=True, order_by="Entry.id")
@@ -98,9 +133,9 @@ class JournalTransaction(Base):
 class Entry(Base):
     """One leg of a journal transaction on one account, with the account's state after it and its MAC.
 
-    ``hmac`` is HMAC-SHA256 (keyed by LEDGER_HMAC_KEY) over this entry's content and the previous entry's
-    hmac on the same account (app/ledger/chain.py), so rewriting history needs a key the database does
-    not hold.
+    ``hmac`` is HMAC-SHA256 (keyed by LEDGER_HMAC_KEY) over this entry's content, its transaction's seal
+    and the previous entry's hmac on the same account (app/ledger/chain.py), so rewriting history needs a
+    key the database does not hold.
     """
 
     __tablename__ = "ledger_entries"

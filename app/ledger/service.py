@@ -1,9 +1,9 @@
 """Posting to the ledger: ``post_transaction(session, scope, business_key, kind, legs, hmac_key=...)``.
 
 A posting is validated here first (friendly LedgerError subclasses, nothing touched), then done by the
-database function ``ledger_post`` in a single round trip (migrations/versions/0005_ledger.py): claim the
-business key, open missing accounts, lock the accounts in id order, update balances and versions, insert
-the entries with their chained HMACs.
+database function ``ledger_post`` in a single round trip (migrations/versions/0005_ledger.py, replaced by
+0015_ledger_account_rules.py): seal the transaction and claim its business key, open missing accounts,
+lock the accounts in id order, update balances and versions, insert the entries with their chained HMACs.
 
 Why one round trip: an account's row lock is held from the moment it is taken until the transaction
 ends. Sent as separate statements, a posting holds it across several client/server round trips and, in a
@@ -68,8 +68,7 @@ _POST_CALL = (
     ":merchant_id, :livemode, :transaction_id, :business_key, :kind, :description, :reference, "
     "CAST(:entry_ids AS text[]), CAST(:codes AS text[]), CAST(:directions AS text[]), "
     "CAST(:amounts AS bigint[]), CAST(:currencies AS text[]), CAST(:account_ids AS text[]), "
-    "CAST(:account_types AS text[]), CAST(:subjects AS text[]), CAST(:kinds AS text[]), "
-    "CAST(:allow_negative AS boolean[]), :mac_inner, :mac_outer{strict})"
+    "CAST(:account_types AS text[]), CAST(:subjects AS text[]), :mac_inner, :mac_outer{strict})"
 )
 # Refusals come back as a result row: the caller's transaction stays usable.
 _POST = text(_POST_CALL.format(strict=""))
@@ -212,10 +211,9 @@ def post_transaction(
         "currencies": [c.currency for c in checked],
         # Ids for accounts opened by this posting; the function ignores those of accounts that exist.
         "account_ids": [new_id("lacc") for _ in checked],
+        # A new account takes its kind and overdraft rule from its type's row in ledger_account_types.
         "account_types": [c.spec.type.name for c in checked],
         "subjects": [c.spec.subject for c in checked],
-        "kinds": [c.spec.kind for c in checked],
-        "allow_negative": [c.spec.allow_negative for c in checked],
         "mac_inner": inner,
         "mac_outer": outer,
     }

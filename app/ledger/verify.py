@@ -2,10 +2,16 @@
 
 What it catches: an entry altered in any field the HMAC covers, removed or inserted in the middle of an
 account's history (the version sequence and the chain break), an account row whose balance or version
-disagrees with its entries, an entry in the wrong currency or book, a transaction that does not balance
-or lacks a side. What a hash chain alone cannot catch: the *last* entries of every touched account removed
-together with their transactions and the account rows rolled back to match; anchoring the chain heads
-outside the database (e.g. exporting them with each verify) would close that gap.
+disagrees with its entries, an account whose kind or overdraft flag is not its type's (the rules are taken
+from app/ledger/accounts.py, not from the database being checked), an entry in the wrong currency or book,
+a transaction altered in any column (its seal), a transaction that does not balance or lacks a side.
+Transactions posted before migration 0015 have no seal (the key never reaches the database, so the
+migration could not add one): they are counted as ``unsealed_transactions``, and only their business key
+is covered, through their entries.
+
+What a hash chain alone cannot catch: the *last* entries of every touched account removed together with
+their transactions and the account rows rolled back to match; anchoring the chain heads outside the
+database (e.g. exporting them with each verify) would close that gap.
 
 Run it in a transaction of its own: the CLI and the job use REPEATABLE READ, so that accounts and entries
 come from one snapshot while postings go on.
@@ -17,7 +23,8 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.ledger.chain import entry_hmac, require_key
+from app.ledger.accounts import ACCOUNT_TYPES
+from app.ledger.chain import entry_hmac, require_key, transaction_hmac
 from app.ledger.models import Entry, JournalTransaction, LedgerAccount
 from app.models_base import utcnow
 from app.scoping import Scope
@@ -48,6 +55,7 @@ class VerifyReport:
     accounts: int = 0
     entries: int = 0
     transactions: int = 0
+    unsealed_transactions: int = 0  # posted before migration 0015: kind, description, reference not covered
     discrepancies: list[Discrepancy] = field(default_factory=list)
     discrepancy_count: int = 0
     finished_at: datetime | None = None
@@ -73,6 +81,7 @@ class VerifyReport:
             "started_at": self.started_at.isoformat(),
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,
             "accounts": self.accounts, "entries": self.entries, "transactions": self.transactions,
+            "unsealed_transactions": self.unsealed_transactions,
             "discrepancy_count": self.discrepancy_count,
             "discrepancies": [asdict(d) for d in self.discrepancies],
         }
@@ -92,15 +101,16 @@ def verify(session: Session, hmac_key: bytes, scope: Scope | None = None) -> Ver
                           scope="platform" if scope is None else f"{scope.merchant_id}/{scope.mode}")
     accounts = session.execute(
         select(LedgerAccount.id, LedgerAccount.code, LedgerAccount.merchant_id, LedgerAccount.livemode,
-               LedgerAccount.currency, LedgerAccount.normal_balance, LedgerAccount.allow_negative,
-               LedgerAccount.balance, LedgerAccount.version, LedgerAccount.last_hmac)
+               LedgerAccount.account_type, LedgerAccount.kind, LedgerAccount.currency, LedgerAccount.normal_balance,
+               LedgerAccount.allow_negative, LedgerAccount.balance, LedgerAccount.version, LedgerAccount.last_hmac)
         .where(*_book_filter(LedgerAccount, scope)).order_by(LedgerAccount.id)
     ).all()
     report.accounts = len(accounts)
     entries = session.execute(
         select(Entry.id, Entry.transaction_id, Entry.account_id, Entry.merchant_id, Entry.livemode,
                Entry.direction, Entry.amount, Entry.currency, Entry.balance_after, Entry.version_after,
-               Entry.posted_at, Entry.hmac, JournalTransaction.business_key)
+               Entry.posted_at, Entry.hmac, JournalTransaction.business_key,
+               JournalTransaction.hmac.label("transaction_hmac"))
         .join(JournalTransaction, JournalTransaction.id == Entry.transaction_id, isouter=True)
         .where(*_book_filter(Entry, scope)).order_by(Entry.account_id, Entry.version_after),
         execution_options={"yield_per": STREAM_BATCH},
@@ -120,7 +130,16 @@ def verify(session: Session, hmac_key: bytes, scope: Scope | None = None) -> Ver
                 f"{'' if head == previous else ' with another chain head'}, "
                 f"its entries add up to {balance} at version {version}",
                 account_id=account.id, account_code=account.code))
-        if not account.allow_negative and account.balance < 0:
+        rule = ACCOUNT_TYPES.get(account.account_type)
+        if rule is None or (account.kind, account.allow_negative) != (rule.kind, rule.allow_negative):
+            says = f"{rule.kind}, may{'' if rule.allow_negative else ' not'} go negative" if rule else "no such type"
+            report.add(Discrepancy(
+                "account_rule_mismatch",
+                f"account {account.code} is {account.kind} and may{'' if account.allow_negative else ' not'} go "
+                f"negative, but the code's rule for {account.account_type} is: {says}",
+                account_id=account.id, account_code=account.code))
+        may_go_negative = rule.allow_negative if rule else account.allow_negative
+        if not may_go_negative and account.balance < 0:
             report.add(Discrepancy("negative_balance", f"account {account.code} forbids a negative balance "
                                    f"but is at {account.balance}", account_id=account.id, account_code=account.code))
 
@@ -149,15 +168,19 @@ def verify(session: Session, hmac_key: bytes, scope: Scope | None = None) -> Ver
         if e.balance_after != balance + delta:
             report.add(Discrepancy("balance_mismatch", f"account {current.code}: entry {e.id} says balance "
                                    f"{e.balance_after}, the entries before it give {balance + delta}", **where))
+        seal = bytes(e.transaction_hmac) if e.transaction_hmac is not None else None
         expected = entry_hmac(
-            hmac_key, entry_id=e.id, transaction_id=e.transaction_id, business_key=e.business_key or "",
-            merchant_id=e.merchant_id, livemode=e.livemode, account_id=e.account_id, direction=e.direction,
-            amount=e.amount, currency=e.currency, balance_after=e.balance_after, version_after=e.version_after,
-            posted_at=e.posted_at, previous_hmac=previous)
+            hmac_key, entry_id=e.id, transaction_id=e.transaction_id, transaction_hmac=seal,
+            business_key=e.business_key or "", merchant_id=e.merchant_id, livemode=e.livemode,
+            account_id=e.account_id, direction=e.direction, amount=e.amount, currency=e.currency,
+            balance_after=e.balance_after, version_after=e.version_after, posted_at=e.posted_at,
+            previous_hmac=previous)
         if not hmac_module.compare_digest(expected, bytes(e.hmac)):
+            unsealed = "" if seal else (" (checked as posted before migration 0015: its transaction has no seal, "
+                                        "or its seal was removed)")
             report.add(Discrepancy("hmac_mismatch", f"account {current.code}: entry {e.id} (version "
                                    f"{e.version_after}) does not match its HMAC: altered, or a previous "
-                                   "entry was", **where))
+                                   f"entry was{unsealed}", **where))
         # Carry on from what the entry claims, so one bad entry is reported once, not on every later one.
         balance, version, previous = e.balance_after, e.version_after, bytes(e.hmac)
     if current is not None:
@@ -168,15 +191,40 @@ def verify(session: Session, hmac_key: bytes, scope: Scope | None = None) -> Ver
             balance, version, previous = 0, 0, None
             close(account)
 
+    _check_seals(session, hmac_key, scope, report)
     _check_transactions(session, scope, report)
     report.finished_at = utcnow()
     return report
 
 
+def _check_seals(session: Session, hmac_key: bytes, scope: Scope | None, report: VerifyReport) -> None:
+    """Every transaction's columns match its seal; those posted before migration 0015 are counted, unsealed."""
+    transactions = session.execute(
+        select(JournalTransaction.id, JournalTransaction.merchant_id, JournalTransaction.livemode,
+               JournalTransaction.business_key, JournalTransaction.kind, JournalTransaction.description,
+               JournalTransaction.reference, JournalTransaction.posted_at, JournalTransaction.hmac)
+        .where(*_book_filter(JournalTransaction, scope)).order_by(JournalTransaction.id),
+        execution_options={"yield_per": STREAM_BATCH},
+    )
+    for t in transactions:
+        report.transactions += 1
+        if t.hmac is None:
+            report.unsealed_transactions += 1
+            continue
+        expected = transaction_hmac(
+            hmac_key, transaction_id=t.id, merchant_id=t.merchant_id, livemode=t.livemode,
+            business_key=t.business_key, kind=t.kind, description=t.description, reference=t.reference,
+            posted_at=t.posted_at)
+        if not hmac_module.compare_digest(expected, bytes(t.hmac)):
+            report.add(Discrepancy(
+                "transaction_altered",
+                f"transaction {t.id} ({t.business_key}, {t.kind}) does not match its seal: its kind, description, "
+                "reference, business key, book or time was changed after posting, or its seal was",
+                transaction_id=t.id))
+
+
 def _check_transactions(session: Session, scope: Scope | None, report: VerifyReport) -> None:
     """Every transaction balances per currency and has a debit and a credit; entries share its book."""
-    report.transactions = session.scalar(
-        select(func.count()).select_from(JournalTransaction).where(*_book_filter(JournalTransaction, scope))) or 0
     debits = func.coalesce(func.sum(Entry.amount).filter(Entry.direction == "debit"), 0)
     credits = func.coalesce(func.sum(Entry.amount).filter(Entry.direction == "credit"), 0)
     unbalanced = session.execute(

@@ -5,6 +5,7 @@ completer and a test call them the same way.
 """
 import functools
 import os
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Callable, Mapping
@@ -28,6 +29,17 @@ DEFAULT_VAULT_CONNECTORS = 2
 DEFAULT_BACKOFF_TOTAL_SECONDS = 2.0
 # Margin on top of the worst case: a busy worker's scheduling, a slow commit.
 STUCK_MARGIN_SECONDS = 2.0
+# An attempt or refund without a definite answer from the PSP for this long is marked as needing
+# attention (PSP_UNKNOWN_ATTENTION_AFTER, seconds). The janitor asks at least every 5 minutes meanwhile,
+# so half an hour is several answers that could not tell: past a blip or a restart, short of a shopper
+# or merchant noticing first.
+DEFAULT_ATTENTION_AFTER = timedelta(minutes=30)
+
+
+def _token_patterns_from_environment() -> dict[str, re.Pattern[str]]:
+    from app.psp.registry import token_patterns
+
+    return token_patterns({})
 
 
 def worst_case_call_seconds(config: dict) -> float:
@@ -58,15 +70,24 @@ class PaymentsDeps:
     # An open attempt older than this has outlived any job run: the janitor resolves it.
     attempt_stuck_after: timedelta = timedelta(seconds=40)
     authorization_expiry: timedelta = DEFAULT_AUTHORIZATION_EXPIRY
+    # Still no definite answer from the PSP after this long: the row needs attention (app/payments/attention.py).
+    attention_after: timedelta = DEFAULT_ATTENTION_AFTER
     test_vault: str = "sandbox"
     live_vault: str = "stripe"
     now: Callable[[], datetime] = field(default=utcnow)
     # vault -> how its PSP writes amounts (app/psp/wire.py); the environment's connectors unless given.
     wire_rules: Callable[[str], tuple["WireRules", ...]] = field(default_factory=lambda: configured_wire_rules({}))
+    # Each vault's token format, declared by its connectors (app/psp/registry.py token_patterns).
+    token_patterns: dict[str, re.Pattern[str]] = field(default_factory=_token_patterns_from_environment)
 
     def vault_for(self, livemode: bool) -> str:
         """The PSP vault whose tokens this mode accepts (live mode never routes to the sandbox)."""
         return self.live_vault if livemode else self.test_vault
+
+    def is_token(self, livemode: bool, value: str) -> bool:
+        """Whether ``value`` has the format of a token of the vault this mode's payments go to."""
+        pattern = self.token_patterns.get(self.vault_for(livemode))
+        return pattern is not None and pattern.match(value) is not None
 
 
 def real_session(session):
@@ -96,6 +117,7 @@ def deps_from_app(app) -> PaymentsDeps:
         return value if value not in (None, "") else os.environ.get(name) or default
 
     config = app.config
+    from app.psp.registry import token_patterns
 
     def enqueue(session, func: str, *args) -> None:
         # Outcomes live on the payment's rows; nobody reads a PSP job's return value, so it is kept only
@@ -106,6 +128,7 @@ def deps_from_app(app) -> PaymentsDeps:
     stuck = setting("PAYMENTS_ATTEMPT_STUCK_SECONDS")
     stuck_seconds = float(stuck) if stuck else worst_case_call_seconds(config) + STUCK_MARGIN_SECONDS
     expiry = setting("PAYMENTS_AUTHORIZATION_EXPIRY_SECONDS")
+    attention = setting("PSP_UNKNOWN_ATTENTION_AFTER")
     hmac_key = config.get("LEDGER_HMAC_KEY") or ""
     return PaymentsDeps(
         ledger_hmac_key=hmac_key.encode() if isinstance(hmac_key, str) else bytes(hmac_key),
@@ -114,9 +137,11 @@ def deps_from_app(app) -> PaymentsDeps:
         confirm_wait_seconds=float(setting("CONFIRM_WAIT_SECONDS", DEFAULT_CONFIRM_WAIT_SECONDS)),
         attempt_stuck_after=timedelta(seconds=stuck_seconds),
         authorization_expiry=timedelta(seconds=float(expiry)) if expiry else DEFAULT_AUTHORIZATION_EXPIRY,
+        attention_after=timedelta(seconds=float(attention)) if attention else DEFAULT_ATTENTION_AFTER,
         test_vault=setting("PAYMENTS_TEST_VAULT", "sandbox"),
         live_vault=setting("PAYMENTS_LIVE_VAULT", "stripe"),
         wire_rules=configured_wire_rules(config),
+        token_patterns=token_patterns(config),
     )
 
 

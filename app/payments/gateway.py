@@ -4,10 +4,12 @@ Authorization is the one call that may fail over (only among connectors sharing 
 and only when the first surely did not process it); capture, void, refund and status queries go to
 the connector that holds the authorization. The router owns retries with backoff and the circuit
 breakers (app/psp/router.py); this module only adapts its interface to what payments needs.
+Status queries answer a ``Lookup`` (found, absent, unknown): only "absent" may lead to sending again.
 """
+from datetime import timedelta
 from typing import Protocol
 
-from app.psp.interfaces import AuthorizeRequest, PspResult
+from app.psp.interfaces import AuthorizeRequest, Lookup, PspResult
 
 
 class Gateway(Protocol):
@@ -24,9 +26,13 @@ class Gateway(Protocol):
                **owner) -> PspResult: ...
 
     def retrieve(self, connector: str, *, psp_reference: str | None = None,
-                 idempotency_key: str | None = None, **owner) -> PspResult: ...
+                 idempotency_key: str | None = None, **owner) -> Lookup: ...
 
-    def retrieve_refund(self, connector: str, psp_refund_reference: str, **owner) -> PspResult: ...
+    def retrieve_refund(self, connector: str, psp_refund_reference: str, **owner) -> Lookup: ...
+
+    def find_refund(self, connector: str, psp_reference: str, idempotency_key: str, **owner) -> Lookup: ...
+
+    def idempotency_window(self, connector: str) -> timedelta | None: ...
 
     def connector_names(self, vault: str) -> list[str]: ...
 
@@ -63,12 +69,18 @@ class RouterGateway:
     def refund(self, connector, psp_reference, amount, currency, idempotency_key, **owner) -> PspResult:
         return self.router.refund(connector, psp_reference, amount, currency, idempotency_key, **owner)
 
-    def retrieve(self, connector, *, psp_reference=None, idempotency_key=None, **owner) -> PspResult:
+    def retrieve(self, connector, *, psp_reference=None, idempotency_key=None, **owner) -> Lookup:
         return self.router.retrieve(connector, psp_reference=psp_reference, idempotency_key=idempotency_key,
                                     **owner)
 
-    def retrieve_refund(self, connector, psp_refund_reference, **owner) -> PspResult:
+    def retrieve_refund(self, connector, psp_refund_reference, **owner) -> Lookup:
         return self.router.retrieve_refund(connector, psp_refund_reference, **owner)
+
+    def find_refund(self, connector, psp_reference, idempotency_key, **owner) -> Lookup:
+        return self.router.find_refund(connector, psp_reference, idempotency_key, **owner)
+
+    def idempotency_window(self, connector: str) -> timedelta | None:
+        return self.router.idempotency_window(connector)
 
     def connector_names(self, vault: str) -> list[str]:
         return self.router.connector_names(vault)

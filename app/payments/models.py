@@ -8,7 +8,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, UniqueConstraint, text
+from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, PrimaryKeyConstraint, String, UniqueConstraint, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -183,6 +183,9 @@ class PaymentAttempt(MerchantOwned, Base):
               postgresql_where=text("status IN ('processing', 'unknown', 'requires_action')")),
         # Late PSP callbacks find their attempt by the PSP's reference.
         Index("ix_payment_attempts_psp_reference", "psp_reference"),
+        # "Needs attention" (dashboard, operators): the few rows marked, per book.
+        Index("ix_payment_attempts_attention", "merchant_id", "livemode", "payment_id",
+              postgresql_where=text("attention_since IS NOT NULL")),
     )
 
     id: Mapped[str] = mapped_column(primary_key=True)
@@ -208,6 +211,10 @@ class PaymentAttempt(MerchantOwned, Base):
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     latency_ms: Mapped[int | None] = mapped_column(Integer)
+    # Marked when the PSP gave no definite answer for longer than PSP_UNKNOWN_ATTENTION_AFTER: why, and
+    # since when; cleared by a definite answer (app/payments/attention.py).
+    attention_reason: Mapped[str | None] = mapped_column(String(500))
+    attention_since: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=text("now()"))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow, server_default=text("now()"))
 
@@ -226,6 +233,8 @@ class Refund(MerchantOwned, Base):
         Index("ix_refunds_scope_id", "merchant_id", "livemode", "id"),
         Index("ix_refunds_scope_payment_id", "merchant_id", "livemode", "payment_id", "id"),
         Index("ix_refunds_due", "next_attempt_at", postgresql_where=text("status = 'pending'")),
+        Index("ix_refunds_attention", "merchant_id", "livemode", "payment_id",
+              postgresql_where=text("attention_since IS NOT NULL")),
     )
 
     id: Mapped[str] = mapped_column(primary_key=True)
@@ -245,6 +254,9 @@ class Refund(MerchantOwned, Base):
     lease_until: Mapped[datetime | None]
     next_attempt_at: Mapped[datetime | None]
     latency_ms: Mapped[int | None] = mapped_column(Integer)
+    # As on PaymentAttempt: no definite answer from the PSP for too long, why and since when.
+    attention_reason: Mapped[str | None] = mapped_column(String(500))
+    attention_since: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=text("now()"))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow, server_default=text("now()"))
     finished_at: Mapped[datetime | None]
@@ -285,3 +297,24 @@ class IdempotencyKey(MerchantOwned, Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=text("now()"))
     last_run_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=text("now()"))
     finished_at: Mapped[datetime | None]
+
+
+class PaymentTokenBinding(Base):
+    """Which payment first used a vault token: a token pays for that payment only (its retries and its
+    failover among the vault's connectors included), never for another one.
+
+    Keyed by book, vault and token, so the binding lives on the merchant's shard (ARCHITECTURE, Citus).
+    No foreign key to ``payments``: its key is the id alone, and a key between distributed tables must
+    include ``merchant_id``; the row is written in the transaction that attaches the token to its payment.
+    """
+
+    __tablename__ = "payment_token_bindings"
+    __table_args__ = (PrimaryKeyConstraint("merchant_id", "livemode", "vault", "token",
+                                           name="pk_payment_token_bindings"),)
+
+    merchant_id: Mapped[str] = mapped_column(ForeignKey("merchants.id"))
+    livemode: Mapped[bool]
+    vault: Mapped[str] = mapped_column(String(64))
+    token: Mapped[str] = mapped_column(String(255))
+    payment_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=text("now()"))

@@ -12,7 +12,7 @@ arrive at least once (job, janitor, late PSP callback), so applying is idempoten
 only for real changes.
 """
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,7 +20,7 @@ from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.events import record_event
-from app.payments import booking, state
+from app.payments import attention, booking, state
 from app.payments.deps import PaymentsDeps
 from app.payments.errors import InvalidTransition
 from app.payments.idempotency import relaxed_commit
@@ -36,7 +36,7 @@ from app.payments.models import (
     RefundStatus,
 )
 from app.payments.serializers import refund_object
-from app.psp.interfaces import Outcome, PspResult
+from app.psp.interfaces import Lookup, LookupOutcome, Outcome, PspResult
 from app.scoping import Scope
 
 log = logging.getLogger(__name__)
@@ -85,6 +85,8 @@ class AttemptClaim:
     merchant_id: str
     livemode: bool
     capture_method: str = CaptureMethod.AUTOMATIC
+    started_at: datetime | None = None   # the first try: when the PSP may first have seen the key
+    claimed_at: datetime | None = None   # this claim
 
     @property
     def sale(self) -> bool:
@@ -105,6 +107,8 @@ class RefundClaim:
     refund_reference: str | None
     idempotency_key: str
     tries: int
+    created_at: datetime | None = None   # the first try was sent right after
+    claimed_at: datetime | None = None
 
 
 @dataclass
@@ -136,15 +140,49 @@ _AUTHORIZATION_STATUS = {
 }
 
 
-def as_authorization_result(result: PspResult) -> PspResult:
-    """A status query's answer read as the outcome of the authorization it describes."""
+def as_authorization_result(lookup: Lookup) -> PspResult:
+    """A status query's answer read as the outcome of the authorization it looked up.
+
+    Only a found authorization decides anything; a lookup that found nothing definite is UNKNOWN: the
+    attempt stays open and is asked about again (never failed or declined on an answer that could not tell).
+    """
+    result = lookup.as_result()
     outcome = _AUTHORIZATION_STATUS.get(result.status or "")
-    if outcome is None or result.outcome in (Outcome.UNKNOWN, Outcome.NOT_PROCESSED):
+    if lookup.outcome != LookupOutcome.FOUND or outcome is None or result.outcome in (
+            Outcome.UNKNOWN, Outcome.NOT_PROCESSED):
         return result
     return PspResult(outcome=outcome, connector=result.connector, psp_reference=result.psp_reference,
                      decline_code=result.decline_code, message=result.message, action_url=result.action_url,
                      amount=result.amount, status=result.status, raw=result.raw, latency_ms=result.latency_ms)
 
+
+# Authorization statuses in which a capture has not happened yet and still can.
+CAPTURABLE_STATUSES = frozenset({"authorized", "requires_capture"})
+
+
+def as_capture_result(lookup: Lookup) -> PspResult | None:
+    """The authorization a capture is about, looked up before the capture is sent again past the PSP's
+    idempotency window: its outcome if it tells (captured: succeeded; voided, canceled...: declined),
+    None when it is still only authorized (the capture did not happen: send it), UNKNOWN otherwise."""
+    result = lookup.as_result()
+    if lookup.outcome != LookupOutcome.FOUND or result.outcome == Outcome.UNKNOWN:
+        return result
+    if result.status in CAPTURED_STATUSES:
+        return replace(result, outcome=Outcome.SUCCEEDED)
+    if result.status in CAPTURABLE_STATUSES:
+        return None
+    return replace(result, outcome=Outcome.DECLINED, decline_code=result.status or "not_capturable",
+                   message=f"the authorization is {result.status} at the PSP: nothing to capture")
+
+
+def past_idempotency_window(window: timedelta | None, first_sent: datetime | None, now: datetime | None) -> bool:
+    """Whether a retry now may come after the PSP forgot the key of a request first sent at ``first_sent``
+    (a window of None: the PSP never forgets). Unknown times count as past: then one looks first."""
+    if window is None:
+        return False
+    if first_sent is None or now is None:
+        return True
+    return now - first_sent >= window
 
 
 def authorization_result(data: dict[str, Any], connector: str | None) -> PspResult:
@@ -191,7 +229,7 @@ _CLAIM_ATTEMPT = (
                _ATTEMPTS.c.tries, _ATTEMPTS.c.amount, _ATTEMPTS.c.currency, _ATTEMPTS.c.vault,
                _ATTEMPTS.c.payment_method_token, _ATTEMPTS.c.connector, _ATTEMPTS.c.psp_reference,
                _ATTEMPTS.c.idempotency_key, _ATTEMPTS.c.merchant_id, _ATTEMPTS.c.livemode,
-               _PAYMENTS.c.return_url, _PAYMENTS.c.capture_method))
+               _ATTEMPTS.c.started_at, _PAYMENTS.c.return_url, _PAYMENTS.c.capture_method))
 
 
 def claim_attempt(session: Session, attempt_id: str, deps: PaymentsDeps) -> AttemptClaim | None:
@@ -214,7 +252,7 @@ def claim_attempt(session: Session, attempt_id: str, deps: PaymentsDeps) -> Atte
         amount=row.amount, currency=row.currency, vault=row.vault, token=row.payment_method_token,
         connector=row.connector, psp_reference=row.psp_reference, idempotency_key=row.idempotency_key,
         return_url=row.return_url, merchant_id=row.merchant_id, livemode=row.livemode,
-        capture_method=row.capture_method)
+        capture_method=row.capture_method, started_at=row.started_at, claimed_at=now)
 
 
 def renew_lease(session: Session, claim: AttemptClaim, deps: PaymentsDeps) -> bool:
@@ -248,7 +286,8 @@ def claim_refund(session: Session, refund_id: str, deps: PaymentsDeps) -> Refund
                or_(Refund.lease_until.is_(None), Refund.lease_until < now))
         .values(lease_until=lease, next_attempt_at=lease, tries=Refund.tries + 1, updated_at=now)
         .returning(Refund.id, Refund.payment_id, Refund.amount, Refund.currency, Refund.connector,
-                   Refund.psp_reference, Refund.idempotency_key, Refund.tries, Refund.merchant_id, Refund.livemode)
+                   Refund.psp_reference, Refund.idempotency_key, Refund.tries, Refund.merchant_id, Refund.livemode,
+                   Refund.created_at)
     ).one_or_none()
     if row is None:
         return None
@@ -256,7 +295,8 @@ def claim_refund(session: Session, refund_id: str, deps: PaymentsDeps) -> Refund
     return RefundClaim(id=row.id, payment_id=row.payment_id, merchant_id=row.merchant_id, livemode=row.livemode,
                        amount=row.amount, currency=row.currency,
                        connector=row.connector, psp_reference=authorization, refund_reference=row.psp_reference,
-                       idempotency_key=row.idempotency_key, tries=row.tries)
+                       idempotency_key=row.idempotency_key, tries=row.tries, created_at=row.created_at,
+                       claimed_at=now)
 
 
 # -- applying outcomes -----------------------------------------------------------------------------------
@@ -310,12 +350,15 @@ def _error(result: PspResult, declined: bool) -> dict[str, Any]:
             "message": result.message or "The payment processor could not process this payment."}
 
 
-def _schedule_unknown(attempt: PaymentAttempt, result: PspResult, now: datetime) -> None:
+def _schedule_unknown(attempt: PaymentAttempt, result: PspResult, now: datetime, deps: PaymentsDeps) -> None:
+    """No definite answer: ask again later (capped backoff), and mark the attempt once it waited too long."""
     attempt.status = AttemptStatus.UNKNOWN
     attempt.connector = result.connector or attempt.connector
     attempt.psp_reference = result.psp_reference or attempt.psp_reference
     attempt.error_message = (result.message or "ambiguous answer from the PSP")[:1000]
     attempt.next_attempt_at = now + unknown_backoff(attempt.tries)
+    attention.note_undecided(attempt, attempt.operation, result, attempt.started_at or attempt.created_at, now,
+                             deps)
 
 
 def apply_attempt_result(session: Session, attempt_id: str, result: PspResult, deps: PaymentsDeps, *,
@@ -352,6 +395,8 @@ def apply_attempt_result(session: Session, attempt_id: str, result: PspResult, d
                AttemptOperation.VOID: _apply_void}[AttemptOperation(attempt.operation)]
     before = (attempt.status, payment.status)
     handler(session, scope, payment, attempt, result, deps, applied, now, request_id, attempts)
+    if attempt.status != AttemptStatus.UNKNOWN:
+        attention.clear(attempt)  # a definite answer (even "3-D Secure pending") ends the doubt
     if attempt.status not in OPEN_FOR_CLAIM:
         if not (attempt.operation == AttemptOperation.AUTHORIZE and applied.follow_ups):
             # With an automatic capture to follow, the confirm wait goes on until the capture's outcome
@@ -446,7 +491,7 @@ def _apply_authorize(session, scope, payment, attempt, result, deps, applied, no
         # A status poll of a pending challenge that could not be answered: still pending, ask later.
         attempt.next_attempt_at = now + timedelta(seconds=REQUIRES_ACTION_POLL_SECONDS)
     else:  # UNKNOWN, PENDING: ask again later (janitor), never guess
-        _schedule_unknown(attempt, result, now)
+        _schedule_unknown(attempt, result, now, deps)
 
 
 def _apply_capture(session, scope, payment, attempt, result, deps, applied, now, request_id, attempts) -> None:
@@ -457,7 +502,7 @@ def _apply_capture(session, scope, payment, attempt, result, deps, applied, now,
         _book_capture(session, payment, attempt.amount, deps, now, request_id, attempts, applied)
     elif outcome == Outcome.NOT_PROCESSED and attempt.tries < CAPTURE_MAX_TRIES:
         # Nothing happened at the PSP: send the same capture again later with the same key.
-        _schedule_unknown(attempt, result, now)
+        _schedule_unknown(attempt, result, now, deps)
     elif outcome in (Outcome.DECLINED, Outcome.NOT_PROCESSED):
         attempt.status = AttemptStatus.DECLINED if outcome == Outcome.DECLINED else AttemptStatus.FAILED
         attempt.finished_at, attempt.next_attempt_at = now, None
@@ -471,7 +516,7 @@ def _apply_capture(session, scope, payment, attempt, result, deps, applied, now,
                       payment.id, result.decline_code or result.error or outcome.value)
             _move(applied, session, payment, PaymentStatus.REQUIRES_CAPTURE, request_id=request_id, attempts=attempts)
     else:
-        _schedule_unknown(attempt, result, now)
+        _schedule_unknown(attempt, result, now, deps)
 
 
 def _book_capture(session, payment: Payment, captured: int, deps: PaymentsDeps, now: datetime,
@@ -510,7 +555,7 @@ def _apply_void(session, scope, payment, attempt, result, deps, applied, now, re
         attempt.error_message = (result.message or None) and result.message[:1000]
         log.warning("void of payment %s failed: %s %s", payment.id, result.decline_code, result.message)
     else:
-        _schedule_unknown(attempt, result, now)
+        _schedule_unknown(attempt, result, now, deps)
 
 
 def _new_attempt(*args, **kwargs) -> PaymentAttempt:
@@ -611,8 +656,10 @@ def apply_refund_result(session: Session, refund_id: str, result: PspResult, dep
         event = "refund.failed"
     else:  # UNKNOWN / PENDING / NOT_PROCESSED with tries left: again later, with the same key
         refund.next_attempt_at = now + unknown_backoff(refund.tries)
+        attention.note_undecided(refund, "refund", result, refund.created_at, now, deps)
         session.flush()
         return applied
+    attention.clear(refund)
     refund.finished_at = now
     refund.next_attempt_at = None
     refund.updated_at = now

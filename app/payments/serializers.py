@@ -13,6 +13,13 @@ def unix(moment: datetime | None) -> int | None:
     return int(moment.timestamp()) if moment else None
 
 
+def attention_object(row: PaymentAttempt | Refund) -> dict[str, Any] | None:
+    """Why an attempt or refund needs a person (no definite answer from the PSP for too long), or None."""
+    if row.attention_since is None:
+        return None
+    return {"reason": row.attention_reason, "since": unix(row.attention_since)}
+
+
 def attempt_object(attempt: PaymentAttempt) -> dict[str, Any]:
     """One PSP attempt as the API shows it (never the card token)."""
     return {
@@ -31,6 +38,7 @@ def attempt_object(attempt: PaymentAttempt) -> dict[str, Any]:
         "started": unix(attempt.started_at),
         "finished": unix(attempt.finished_at),
         "latency_ms": attempt.latency_ms,
+        "attention": attention_object(attempt),
     }
 
 
@@ -120,6 +128,7 @@ def refund_object(refund: Refund) -> dict[str, Any]:
         "failure_message": refund.failure_message,
         "connector": refund.connector,
         "psp_reference": refund.psp_reference,
+        "attention": attention_object(refund),
     }
 
 

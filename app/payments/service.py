@@ -27,6 +27,7 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from app import pan
 from app.events import record_event
 from app.ids import new_id
 from app.merchants.lifecycle import refuse_if_suspended
@@ -43,6 +44,7 @@ from app.payments.models import (
     PaymentAttempt,
     PaymentOrder,
     PaymentStatus,
+    PaymentTokenBinding,
     Refund,
     RefundStatus,
     Seller,
@@ -199,11 +201,48 @@ def _url(value: Any, param: str) -> str | None:
     return value
 
 
-def _token(value: Any) -> str | None:
+def check_payment_method(deps: PaymentsDeps, livemode: bool, value: Any) -> str | None:
+    """``value`` when it is a token of the vault this mode's payments go to (or None); else InvalidRequest
+    ``invalid_payment_method``, which says so when it is a card number (refused like Stripe refuses raw
+    card numbers sent to its API). The API calls it before anything is stored or logged, as the checkout
+    checks the same vault format (``PaymentsDeps.is_token``) before it confirms."""
     value = _text(value, "payment_method", 255)
-    if value is not None and not value:
+    if value is None:
+        return None
+    if not value:
         raise InvalidRequest("payment_method must not be empty.", param="payment_method")
+    if pan.find_card_number(value) is not None:
+        raise InvalidRequest(
+            "payment_method looks like a card number. Card numbers must never be sent to Kassa: tokenize the "
+            "card at the PSP's vault (the checkout page, Stripe.js, or the sandbox's POST /v1/tokens in test "
+            "mode) and send the token.", param="payment_method", code="invalid_payment_method")
+    if not deps.is_token(livemode, value):
+        vault = deps.vault_for(livemode)
+        raise InvalidRequest(f"payment_method must be a token of the {vault} vault, where "
+                             f"{'live' if livemode else 'test'} mode payments go.",
+                             param="payment_method", code="invalid_payment_method")
     return value
+
+
+def bind_token(session: Session, payment: Payment) -> None:
+    """Bind the payment's token to it, or InvalidRequest ``payment_method_token_used`` when another payment
+    used the token first. The same payment may use it again (a retry, a new confirmation, failover).
+
+    INSERT ... ON CONFLICT DO NOTHING: a concurrent first use by another payment waits for that one's
+    commit, then finds its row. Without autoflush: the payment's own rows go with the caller's flush, as
+    they would without the binding (no foreign key orders them).
+    """
+    key = dict(merchant_id=payment.merchant_id, livemode=payment.livemode, vault=payment.payment_method_vault,
+               token=payment.payment_method_token)
+    with session.no_autoflush:
+        bound = session.scalar(insert(PaymentTokenBinding).values(**key, payment_id=payment.id)
+                               .on_conflict_do_nothing().returning(PaymentTokenBinding.payment_id))
+        if bound is None:
+            bound = session.scalar(select(PaymentTokenBinding.payment_id).filter_by(**key))
+    if bound != payment.id:
+        raise InvalidRequest("This payment_method was already used for another payment; a token pays for one "
+                             "payment only. Tokenize the card again for this one.",
+                             param="payment_method", code="payment_method_token_used")
 
 
 def _get_or_not_found(session: Session, scope: Scope, model: type[T], row_id: Any, *, name: str, param: str,
@@ -337,7 +376,7 @@ def _create_payment(session: Session, scope: Scope, params: dict[str, Any], deps
     capture_method = params.get("capture_method") or CaptureMethod.AUTOMATIC
     if capture_method not in tuple(CaptureMethod):
         raise InvalidRequest("capture_method must be automatic or manual.", param="capture_method")
-    token = _token(params.get("payment_method"))
+    token = check_payment_method(deps, scope.livemode, params.get("payment_method"))
     if params.get("confirm") and token is None:
         raise InvalidRequest("confirm=true needs a payment_method.", param="payment_method",
                              code="parameter_missing")
@@ -360,6 +399,8 @@ def _create_payment(session: Session, scope: Scope, params: dict[str, Any], deps
               for position, (seller_id, part, fee) in enumerate(parts)]
     session.add(payment)
     session.add_all(orders)
+    if token:
+        bind_token(session, payment)
     if flush:
         session.flush()
     # A payment created in this transaction has exactly these orders and no attempts yet: the event
@@ -421,7 +462,7 @@ def confirm_payment(session: Session, scope: Scope, payment_id: str, deps: Payme
     if payment is None:
         refuse_if_suspended(session, scope.merchant_id)  # a payment created here was checked already
         payment = get_payment(session, scope, payment_id, for_update=True)
-    token = _token(payment_method)
+    token = check_payment_method(deps, scope.livemode, payment_method)
     return_url = _url(return_url, "return_url")
     if payment.status not in (PaymentStatus.REQUIRES_PAYMENT_METHOD, PaymentStatus.REQUIRES_CONFIRMATION):
         raise InvalidTransition(f"This payment's status is {payment.status}; only a payment that requires a "
@@ -435,6 +476,7 @@ def confirm_payment(session: Session, scope: Scope, payment_id: str, deps: Payme
     if new_method:
         payment.payment_method_token = token
         payment.payment_method_vault = deps.vault_for(scope.livemode)
+        bind_token(session, payment)
         # The card facts come with the authorization answer (the PSP resolves the token).
         payment.card_brand = payment.card_last4 = payment.card_fingerprint = None
         payment.card_exp_month = payment.card_exp_year = None

@@ -2,7 +2,10 @@
 
 A decline or an error is a result, never an exception that escapes: callers branch on ``outcome``.
 """
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta, timezone
+from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
@@ -73,11 +76,97 @@ class PspResult:
     retryable: bool = False
     # Why a call failed (None when the PSP answered normally): connect_refused, connect_timeout,
     # read_timeout, dropped, server_error, not_processed, rate_limited, auth, client_error, not_found,
-    # idempotency_mismatch, circuit_open, no_route, not_configured, exception. The circuit breaker
-    # counts the transport and server kinds (app/psp/breaker.py FAILURE_ERRORS).
+    # idempotency_mismatch, circuit_open, rate_limited_backoff, no_route, not_configured, exception. The
+    # circuit breaker counts the transport and server kinds (app/psp/breaker.py FAILURE_ERRORS); a
+    # rate limit backs the credential off instead.
     error: str | None = None
+    # Seconds a rate-limited PSP asked us to wait (its Retry-After), when it said.
+    retry_after: float | None = None
     # Connectors the router tried for this result, in order (the last one answered).
     tried: tuple[str, ...] = ()
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """An HTTP Retry-After header (delta-seconds or an HTTP-date) in seconds from now, or None."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+
+
+class LookupOutcome(StrEnum):
+    """What a status query learned: three answers, never two (ARCHITECTURE.md "PSPs")."""
+
+    FOUND = "found"      # the PSP has the object: ``Lookup.found`` describes it
+    ABSENT = "absent"    # the PSP itself answered that it has no such object (its explicit "no such thing")
+    UNKNOWN = "unknown"  # we could not tell: rate limited, credentials refused, 5xx, timeout, no connection,
+    #                      open breaker, not configured, a lookup the PSP does not offer...
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """The answer to a status query. Only ABSENT says "there is none"; could-not-ask is UNKNOWN, never absent.
+
+    Only ABSENT from every connector that could hold the object allows sending a request again (or
+    failing over) after an ambiguous one. It has the fields the router's breaker and retry loop read on a
+    PspResult (connector, outcome, error, latency_ms, retryable, tried), so one loop serves both.
+    """
+
+    outcome: LookupOutcome
+    connector: str
+    found: PspResult | None = None    # FOUND only: the object, normalized as an operation's result
+    error: str | None = None          # ABSENT: not_found; UNKNOWN: why (the PspResult.error kinds)
+    message: str | None = None
+    latency_ms: float | None = None
+    retryable: bool = False           # asking again may tell (a 429, a 5xx, a timeout)
+    tried: tuple[str, ...] = ()
+    retry_after: float | None = None  # a rate limit's Retry-After, in seconds (the breaker backs off)
+
+    @classmethod
+    def of(cls, found: PspResult) -> "Lookup":
+        """FOUND: the PSP answered with the object."""
+        return cls(LookupOutcome.FOUND, found.connector, found=found, latency_ms=found.latency_ms)
+
+    @classmethod
+    def absent(cls, connector: str, message: str, *, latency_ms: float | None = None) -> "Lookup":
+        """ABSENT: the PSP answered that it has no such object (sandbox 404 / empty list, Stripe 404 resource_missing)."""
+        return cls(LookupOutcome.ABSENT, connector, error="not_found", message=message, latency_ms=latency_ms)
+
+    @classmethod
+    def unknown(cls, connector: str, error: str, message: str, *, latency_ms: float | None = None,
+                retryable: bool = False) -> "Lookup":
+        """UNKNOWN: the PSP could not be asked, or its answer does not tell."""
+        return cls(LookupOutcome.UNKNOWN, connector, error=error, message=message, latency_ms=latency_ms,
+                   retryable=retryable)
+
+    @classmethod
+    def could_not_tell(cls, result: PspResult) -> "Lookup":
+        """UNKNOWN from a call that did not answer the question (an error status, a transport error, an open
+        breaker): whatever its outcome said about a write, about a lookup it says nothing."""
+        return cls(LookupOutcome.UNKNOWN, result.connector, error=result.error or "exception",
+                   message=result.message, latency_ms=result.latency_ms, retryable=result.retryable,
+                   tried=result.tried, retry_after=result.retry_after)
+
+    def as_result(self) -> PspResult:
+        """What an attempt or refund applies: the object found, else UNKNOWN (ask again later, never guess).
+
+        For callers to whom absence proves nothing (a lookup by a reference the PSP gave us).
+        """
+        if self.outcome == LookupOutcome.FOUND and self.found is not None:
+            return replace(self.found, connector=self.connector, latency_ms=self.latency_ms, tried=self.tried)
+        what = "has no such object" if self.outcome == LookupOutcome.ABSENT else "could not be asked"
+        return PspResult(outcome=Outcome.UNKNOWN, connector=self.connector, error=self.error,
+                         message=self.message or f"the PSP {what}", latency_ms=self.latency_ms,
+                         tried=self.tried)
 
 
 @dataclass(frozen=True)
@@ -103,11 +192,18 @@ class Connector(Protocol):
     Amounts in and out are Kassa's ISO 4217 minor units; the connector converts them to and from its
     PSP's with ``wire`` (app/psp/wire.py), and answers an amount its PSP cannot take as DECLINED
     ``client_error`` without sending anything.
+
+    ``idempotency_window``: how long the PSP keeps a key's answer (None: for ever). A write retried later
+    than that may run as a new request, so captures and refunds retried past it look up first.
     """
 
     name: str
     vault: str
     wire: "WireRules"
+    # The format of the vault's token ids (a class attribute, read without building the connector): a
+    # payment_method that does not match is refused before anything is stored (app/payments/service.py).
+    token_pattern: "re.Pattern[str]"
+    idempotency_window: timedelta | None
 
     def authorize(self, request: AuthorizeRequest) -> PspResult: ...
 
@@ -117,11 +213,17 @@ class Connector(Protocol):
 
     def refund(self, psp_reference: str, amount: int, currency: str, idempotency_key: str) -> PspResult: ...
 
-    def retrieve(self, psp_reference: str | None = None, idempotency_key: str | None = None) -> PspResult:
-        """Status query by the PSP's reference or by our idempotency key: resolves UNKNOWN outcomes."""
+    def retrieve(self, psp_reference: str | None = None, idempotency_key: str | None = None) -> Lookup:
+        """Status query of an authorization by the PSP's reference or by our idempotency key."""
         ...
 
-    def retrieve_refund(self, psp_refund_reference: str) -> PspResult: ...
+    def retrieve_refund(self, psp_refund_reference: str) -> Lookup:
+        """Status query of a refund by the PSP's reference."""
+        ...
+
+    def find_refund(self, psp_reference: str, idempotency_key: str) -> Lookup:
+        """The refund of authorization ``psp_reference`` sent with ``idempotency_key``, if the PSP has one."""
+        ...
 
     def parse_callback(self, headers: dict[str, str], body: bytes) -> CallbackEvent:
         """Verify the signature (raise CallbackRejected) and normalize the callback."""

@@ -5,12 +5,16 @@ either a dotted path (``"app.psp.sandbox:SandboxConnector"`` or ``"app.psp.sandb
 or a dict ``{"factory": "<dotted path>", ...options}``. It is merged over the defaults: one sandbox
 connector per entry of ``SANDBOX_ACQUIRER_URLS`` and ``stripe``. A factory is a class with a
 ``from_config(name, config, options, credentials)`` classmethod, or any callable with that signature.
+
+Each vault's token format comes from its connectors' class (``token_pattern``, see
+app/psp/interfaces.py): ``token_patterns`` maps vault names to them for the payments service.
 """
 from __future__ import annotations
 
 import importlib
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -20,6 +24,9 @@ from app.psp.wire import ISO_MINOR_UNITS, WireRules
 
 SANDBOX_FACTORY = "app.psp.sandbox:SandboxConnector"
 STRIPE_FACTORY = "app.psp.stripe_connector:StripeConnector"
+# A vault whose connectors declare no token format: an id of its own kind ("prefix_" and letters, digits
+# or underscores), as every PSP's are. Never a bare number, so never a card number.
+GENERIC_TOKEN_PATTERN = re.compile(r"^[A-Za-z]{1,16}_[A-Za-z0-9_]{1,230}$")
 
 
 @dataclass(frozen=True)
@@ -86,6 +93,19 @@ def connector_specs(config: Mapping[str, Any]) -> dict[str, ConnectorSpec]:
             options=options,
         )
     return specs
+
+
+def token_patterns(config: Mapping[str, Any]) -> dict[str, re.Pattern[str]]:
+    """Each vault's token format, as the first of its connectors' classes declares it (the built-in
+    sandbox and Stripe vaults' always, configured or not)."""
+    patterns: dict[str, re.Pattern[str]] = {}
+    for spec in connector_specs(config).values():
+        declared = getattr(import_string(spec.factory), "token_pattern", None)
+        patterns.setdefault(spec.vault, declared or GENERIC_TOKEN_PATTERN)
+    for factory in (SANDBOX_FACTORY, STRIPE_FACTORY):
+        connector = import_string(factory)
+        patterns.setdefault(connector.vault, connector.token_pattern)
+    return patterns
 
 
 def connector_for(name: str, config: Mapping[str, Any], *, credentials: Mapping[str, Any] | None = None,

@@ -21,6 +21,19 @@ sandbox's 503 ``processed: false``, an open breaker). UNKNOWN (a timeout, a drop
 and the random source are injectable). Capture, void and refund go to the connector that holds the
 authorization, with the same bounded retries and no failover. Status queries may also retry an
 ambiguous answer: reading twice is harmless.
+
+**Breakers.** Every call goes through the circuit breaker of its connector *and credential* (the
+platform's account, or the merchant's own: ConnectorProvider.resolve), so one merchant's failing or
+throttled account never stops another's payments (app/psp/breaker.py). One logical call (an
+authorization with its rounds, a capture with its tries) takes one permit per connector and reports one
+outcome per connector when it ends: retries never count twice. A rate limit (429) is not retried: it
+backs that credential off (Retry-After, bounded), and its calls are refused locally with
+``rate_limited_backoff`` meanwhile (NOT_PROCESSED, so an authorization fails over; a status query says
+UNKNOWN).
+
+**Lookups** (``retrieve``, ``retrieve_refund``, ``find_refund``) answer a ``Lookup``: FOUND, ABSENT (the
+PSP said it has no such object) or UNKNOWN (it could not be asked or did not tell: a 429, refused
+credentials, a 5xx, a timeout, an open breaker). Only ABSENT may lead to sending a request again.
 """
 from __future__ import annotations
 
@@ -32,13 +45,23 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import Any, Callable, Mapping, Sequence
 
 from prometheus_client import Histogram
 
-from app.psp.breaker import FAILURE_ERRORS, BreakerRegistry, BreakerSettings, CircuitBreaker
-from app.psp.interfaces import AuthorizeRequest, Connector, Outcome, PspResult
-from app.psp.registry import ConnectorSpec, config_value, connector_for, connector_specs
+from app.psp.breaker import (
+    FAILURE_ERRORS,
+    PLATFORM_CREDENTIAL,
+    RATE_LIMITED_ERROR,
+    BreakerRegistry,
+    BreakerSettings,
+    CircuitBreaker,
+    Permit,
+    credential_id,
+)
+from app.psp.interfaces import AuthorizeRequest, Connector, Lookup, Outcome, PspResult
+from app.psp.registry import ConnectorSpec, config_value, connector_for, connector_specs, import_string
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +77,9 @@ CredentialsLoader = Callable[[str, str, bool], Mapping[str, Any] | None]
 # Credentialed connectors built per merchant and mode are kept this many at a time (least recently used
 # dropped): building a Stripe client loads TLS roots, which is worth skipping on every call.
 CONNECTOR_CACHE_SIZE = 256
+# A connector that does not declare how long its PSP keeps idempotency keys is taken to keep them a day,
+# the shortest among the PSPs Kassa knows (Stripe's 24 hours): a late retry then looks up first.
+DEFAULT_IDEMPOTENCY_WINDOW = timedelta(hours=24)
 
 
 @dataclass(frozen=True)
@@ -143,11 +169,17 @@ class ConnectorProvider:
 
     def get(self, name: str, merchant_id: str | None = None, livemode: bool | None = None) -> Connector:
         """The connector ``name`` (with the merchant's credentials where it takes them)."""
+        return self.resolve(name, merchant_id, livemode)[0]
+
+    def resolve(self, name: str, merchant_id: str | None = None,
+                livemode: bool | None = None) -> tuple[Connector, str]:
+        """The connector ``name`` and the credential it calls with: ``platform``, or the merchant's own in
+        this mode (app/psp/breaker.py credential_id), which names its circuit breaker."""
         spec = self.specs.get(name)
         if spec is None:
             raise KeyError(f"no PSP connector named {name!r} is configured")
         if name in self._instances:
-            return self._instances[name]
+            return self._instances[name], PLATFORM_CREDENTIAL
         creds = None
         if spec.needs_credentials and merchant_id and self.credentials is not None:
             creds = self.credentials(spec.vault, merchant_id, bool(livemode))
@@ -156,7 +188,7 @@ class ConnectorProvider:
                 instance = self._instances.get(name)
                 if instance is None:
                     instance = self._instances[name] = connector_for(name, self.config, specs=self.specs)
-                return instance
+                return instance, PLATFORM_CREDENTIAL
             fingerprint = hashlib.sha256(json.dumps(dict(creds), sort_keys=True, default=str).encode()).hexdigest()
             key = (name, merchant_id, bool(livemode), fingerprint)
             instance = self._per_merchant.get(key)
@@ -167,8 +199,7 @@ class ConnectorProvider:
                     self._per_merchant.popitem(last=False)
             else:
                 self._per_merchant.move_to_end(key)
-            return instance
-
+            return instance, credential_id(merchant_id, bool(livemode))
 
     def close(self) -> None:
         """Close every connector built so far (their HTTP connection pools)."""
@@ -241,9 +272,10 @@ class Router:
         """Close the connectors' HTTP connections (tests, scripts; the app's router lives as long as the app)."""
         self.provider.close()
 
-    def breaker(self, name: str) -> CircuitBreaker | None:
-        """The circuit breaker of a connector (None when the router runs without breakers)."""
-        return self.breakers.get(name) if self.breakers else None
+    def breaker(self, name: str, credential: str = PLATFORM_CREDENTIAL) -> CircuitBreaker | None:
+        """The circuit breaker of a connector with one credential, the platform's unless told (None when the
+        router runs without breakers)."""
+        return self.breakers.get(name, credential) if self.breakers else None
 
     def connector(self, name: str, *, merchant_id: str | None = None, livemode: bool | None = None) -> Connector:
         """The connector instance (e.g. to parse a callback)."""
@@ -262,24 +294,29 @@ class Router:
         tried: list[str] = []
         last: PspResult | None = None
         given_up: set[str] = set()
-        for round_number in range(self.retry.max_tries):
-            if round_number:
-                self.sleep(self.retry.backoff(round_number - 1, self.rng))
-            for name in names:
-                if name in given_up:
-                    continue
-                result = self._call(name, "authorize", lambda c: c.authorize(request),
-                                    merchant_id=request.merchant_id, livemode=request.livemode)
-                tried.append(name)
-                if result.outcome != Outcome.NOT_PROCESSED:
-                    return replace(result, tried=tuple(tried))
-                last = result
-                if not result.retryable:
-                    given_up.add(name)
-                log.info("authorize %s: %s not processed (%s), trying the next connector",
-                         request.reference, name, result.error)
-            if all(name in given_up for name in names):
-                break
+        legs = {name: _Leg(name) for name in names}
+        try:
+            for round_number in range(self.retry.max_tries):
+                if round_number:
+                    self.sleep(self.retry.backoff(round_number - 1, self.rng))
+                for name in names:
+                    if name in given_up:
+                        continue
+                    result = self._call(legs[name], "authorize", lambda c: c.authorize(request),
+                                        merchant_id=request.merchant_id, livemode=request.livemode)
+                    tried.append(name)
+                    if result.outcome != Outcome.NOT_PROCESSED:
+                        return replace(result, tried=tuple(tried))
+                    last = result
+                    if not result.retryable:
+                        given_up.add(name)
+                    log.info("authorize %s: %s not processed (%s), trying the next connector",
+                             request.reference, name, result.error)
+                if all(name in given_up for name in names):
+                    break
+        finally:
+            for leg in legs.values():
+                leg.finish()
         assert last is not None
         return replace(last, tried=tuple(tried))
 
@@ -304,19 +341,41 @@ class Router:
                             merchant_id=merchant_id, livemode=livemode)
 
     def retrieve(self, connector: str, *, psp_reference: str | None = None, idempotency_key: str | None = None,
-                 merchant_id: str | None = None, livemode: bool | None = None) -> PspResult:
-        """Status query (resolves UNKNOWN). Could-not-ask is UNKNOWN, never NOT_PROCESSED."""
-        return self._single(connector, "retrieve",
+                 merchant_id: str | None = None, livemode: bool | None = None) -> Lookup:
+        """Status query of an authorization: FOUND, ABSENT or UNKNOWN (could not ask is never "absent")."""
+        return self._lookup(connector, "retrieve",
                             lambda c: c.retrieve(psp_reference=psp_reference, idempotency_key=idempotency_key),
-                            merchant_id=merchant_id, livemode=livemode, read_only=True)
+                            merchant_id=merchant_id, livemode=livemode)
 
     def retrieve_refund(self, connector: str, psp_refund_reference: str, *, merchant_id: str | None = None,
-                        livemode: bool | None = None) -> PspResult:
-        """Status of a refund."""
-        return self._single(connector, "retrieve_refund", lambda c: c.retrieve_refund(psp_refund_reference),
-                            merchant_id=merchant_id, livemode=livemode, read_only=True)
+                        livemode: bool | None = None) -> Lookup:
+        """Status query of a refund."""
+        return self._lookup(connector, "retrieve_refund", lambda c: c.retrieve_refund(psp_refund_reference),
+                            merchant_id=merchant_id, livemode=livemode)
+
+    def find_refund(self, connector: str, psp_reference: str, idempotency_key: str, *,
+                    merchant_id: str | None = None, livemode: bool | None = None) -> Lookup:
+        """The refund of an authorization sent with ``idempotency_key``, looked up at its connector."""
+        return self._lookup(connector, "find_refund", lambda c: c.find_refund(psp_reference, idempotency_key),
+                            merchant_id=merchant_id, livemode=livemode)
+
+    def idempotency_window(self, name: str) -> timedelta | None:
+        """How long connector ``name``'s PSP keeps an idempotency key (None: for ever); a connector that
+        does not say is taken to keep it DEFAULT_IDEMPOTENCY_WINDOW."""
+        spec = self.specs.get(name)
+        if spec is None:
+            return DEFAULT_IDEMPOTENCY_WINDOW
+        return getattr(import_string(spec.factory), "idempotency_window", DEFAULT_IDEMPOTENCY_WINDOW)
 
     # -- plumbing --------------------------------------------------------------------------------------
+
+    def _lookup(self, name: str, operation: str, ask: Callable[[Connector], Lookup], *,
+                merchant_id: str | None, livemode: bool | None) -> Lookup:
+        """A status query through the same breaker and bounded retries as every call (a Lookup has the
+        fields _call and _single read); what never reached a connector (no route, open breaker, not
+        configured, a connector bug) comes back as a PspResult and is UNKNOWN."""
+        answer = self._single(name, operation, ask, merchant_id=merchant_id, livemode=livemode, read_only=True)
+        return answer if isinstance(answer, Lookup) else Lookup.could_not_tell(answer)
 
     def _single(self, name: str, operation: str, fn: Callable[[Connector], PspResult], *,
                 merchant_id: str | None, livemode: bool | None, read_only: bool = False) -> PspResult:
@@ -327,35 +386,48 @@ class Router:
                              tried=(name,))
         tried: list[str] = []
         result: PspResult | None = None
-        for try_number in range(self.retry.max_tries):
-            if try_number:
-                self.sleep(self.retry.backoff(try_number - 1, self.rng))
-            result = self._call(name, operation, fn, merchant_id=merchant_id, livemode=livemode,
-                                read_only=read_only)
-            tried.append(name)
-            if not result.retryable:
-                break
+        leg = _Leg(name)
+        try:
+            for try_number in range(self.retry.max_tries):
+                if try_number:
+                    self.sleep(self.retry.backoff(try_number - 1, self.rng))
+                result = self._call(leg, operation, fn, merchant_id=merchant_id, livemode=livemode,
+                                    read_only=read_only)
+                tried.append(name)
+                if not result.retryable:
+                    break
+        finally:
+            leg.finish()
         assert result is not None
         return replace(result, tried=tuple(tried))
 
-    def _call(self, name: str, operation: str, fn: Callable[[Connector], PspResult], *,
+    def _call(self, leg: "_Leg", operation: str, fn: Callable[[Connector], PspResult], *,
               merchant_id: str | None, livemode: bool | None, read_only: bool = False) -> PspResult:
-        """One call through the connector's breaker; the result always names the connector."""
-        breaker = self.breaker(name)
-        permit = breaker.allow() if breaker else None
+        """One try at the leg's connector through its credential's breaker; the result always names the
+        connector. A rate limit puts the credential into backoff and ends the leg's tries."""
+        name = leg.name
+        unavailable = Outcome.UNKNOWN if read_only else Outcome.NOT_PROCESSED
+        if leg.connector is None:
+            try:
+                leg.connector, credential = self.provider.resolve(name, merchant_id, livemode)
+            except Exception as exc:  # noqa: BLE001 - misconfiguration: nothing was sent
+                log.exception("cannot build connector %s", name)
+                return PspResult(outcome=unavailable, connector=name, error="not_configured",
+                                 message=f"{type(exc).__name__}: {exc}")
+            leg.breaker = self.breaker(name, credential)
+            leg.permit = leg.breaker.allow() if leg.breaker else None
+        permit = leg.permit
         if permit is not None and not permit.allowed:
-            PSP_CALL_DURATION.labels(name, operation, "circuit_open").observe(0)
-            return PspResult(outcome=Outcome.UNKNOWN if read_only else Outcome.NOT_PROCESSED, connector=name,
-                             error="circuit_open", message=f"the circuit breaker of {name} is {permit.state}")
-        try:
-            connector = self.provider.get(name, merchant_id, livemode)
-        except Exception as exc:  # noqa: BLE001 - misconfiguration: nothing was sent
-            log.exception("cannot build connector %s", name)
-            return PspResult(outcome=Outcome.UNKNOWN if read_only else Outcome.NOT_PROCESSED, connector=name,
-                             error="not_configured", message=f"{type(exc).__name__}: {exc}")
+            if permit.backoff_until is not None:
+                error, why = "rate_limited_backoff", f"backing off from a rate limit until {permit.backoff_until:.0f}"
+            else:
+                error, why = "circuit_open", f"its circuit breaker is {permit.state}"
+            PSP_CALL_DURATION.labels(name, operation, error).observe(0)
+            return PspResult(outcome=unavailable, connector=name, error=error,
+                             message=f"{leg.breaker.name}: {why}")
         started = time.perf_counter()
         try:
-            result = fn(connector)
+            result = fn(leg.connector)
         except ValueError:
             raise  # a programming error (e.g. a write without an idempotency key), not a PSP answer
         except Exception as exc:  # noqa: BLE001 - a connector bug must not escape as an exception
@@ -368,12 +440,38 @@ class Router:
         if result.latency_ms is None:
             result = replace(result, latency_ms=round(elapsed * 1000, 2))
         PSP_CALL_DURATION.labels(name, operation, result.outcome.value).observe(elapsed)
-        if breaker is not None:
-            if result.error in FAILURE_ERRORS:
-                breaker.record_failure(permit)
-            else:
-                breaker.record_success(permit)
+        if result.error == RATE_LIMITED_ERROR and leg.breaker is not None:
+            # Trying again within this call would only meet the backoff (or hit the limit harder).
+            leg.breaker.back_off(result.retry_after)
+            result = replace(result, retryable=False)
+        leg.result = result
         return result
+
+
+class _Leg:
+    """One logical call's use of one connector (and the credential it calls with).
+
+    The breaker's permit is taken at the first try and kept for the retries, and the outcome is recorded
+    once, when the logical call ends: however often a call is retried, it counts once in the breaker's
+    window. (Counting each try let a handful of slow cards open a breaker for everyone, issue 14.)
+    """
+
+    def __init__(self, name: str):
+        self.name = name
+        self.connector: Connector | None = None
+        self.breaker: CircuitBreaker | None = None
+        self.permit: Permit | None = None
+        self.result: PspResult | None = None    # the last answer at this connector
+
+    def finish(self) -> None:
+        """Record the leg's outcome with its breaker: a failure if its last answer was one; anything else,
+        a decline or a rate limit included, shows the PSP answering."""
+        if self.breaker is None or self.permit is None or not self.permit.allowed or self.result is None:
+            return
+        if self.result.error in FAILURE_ERRORS:
+            self.breaker.record_failure(self.permit)
+        else:
+            self.breaker.record_success(self.permit)
 
 
 def build_router(config: Mapping[str, Any], *, redis=None, credentials: CredentialsLoader | None = None,

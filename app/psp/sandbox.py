@@ -18,17 +18,30 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import time
 from typing import Any, Callable, Mapping
 
 import httpx
 
-from app.psp.interfaces import AuthorizeRequest, CallbackEvent, CallbackRejected, Outcome, PspResult
+from app.psp.interfaces import (
+    AuthorizeRequest,
+    CallbackEvent,
+    CallbackRejected,
+    Lookup,
+    Outcome,
+    PspResult,
+    retry_after_seconds,
+)
 from app.psp.wire import ISO_MINOR_UNITS, WireError, read_amount, refused
 
 log = logging.getLogger(__name__)
 
 VAULT = "sandbox"
+# The sandbox vault's token ids are "tok_" and 24 hex digits; the in-process connectors of the tests stand
+# in for it with readable ids (tok_declined). A card number is never one of them (app/pan.py refuses it
+# before this format is looked at).
+TOKEN_PATTERN = re.compile(r"^tok_[A-Za-z0-9_]{1,64}$")
 SIGNATURE_HEADER = "Sandbox-Signature"
 # A signature whose timestamp is further than this from our clock is refused (API.md): long enough for
 # clock skew and a slow delivery, short enough that a captured callback cannot be replayed later.
@@ -50,6 +63,15 @@ AUTHORIZATION_OUTCOMES = {
     "declined": Outcome.DECLINED,
     "requires_action": Outcome.REQUIRES_ACTION,
 }
+
+
+def _json_object(response: httpx.Response) -> dict:
+    """The answer's JSON object, or {} when it is not one."""
+    try:
+        payload = response.json()
+    except ValueError:
+        return {}
+    return payload if isinstance(payload, dict) else {}
 
 
 def parse_acquirer_urls(spec: str) -> dict[str, str]:
@@ -117,8 +139,12 @@ class SandboxConnector:
     """One sandbox acquirer. Thread-safe (an httpx.Client is); create once per process and reuse."""
 
     vault = VAULT
+    token_pattern = TOKEN_PATTERN
     test_only = True  # the router never uses it for live-mode payments
     wire = ISO_MINOR_UNITS
+    # The sandbox keeps every Idempotency-Key's answer until /_admin/reset (sandbox_psp/store.py): a
+    # retry with the same key is replayed however late it comes.
+    idempotency_window = None
 
     def __init__(self, name: str, base_url: str, secret: str, *, webhook_secret: str = "",
                  connect_timeout: float = DEFAULT_CONNECT_TIMEOUT, read_timeout: float = DEFAULT_READ_TIMEOUT,
@@ -197,29 +223,37 @@ class SandboxConnector:
         return self._write("/v1/refunds", {"authorization": psp_reference, "amount": wire_amount}, idempotency_key,
                            self._refund_result)
 
-    def retrieve(self, psp_reference: str | None = None, idempotency_key: str | None = None) -> PspResult:
-        """Status query by authorization id or by our idempotency key (resolves UNKNOWN).
+    def retrieve(self, psp_reference: str | None = None, idempotency_key: str | None = None) -> Lookup:
+        """Status query by authorization id or by our idempotency key.
 
-        When the acquirer answers that it has no such authorization, the outcome is NOT_PROCESSED with
-        error ``not_found`` and no psp_reference; a query that could not be answered (connection, timeout,
-        5xx) is UNKNOWN, never NOT_PROCESSED, so that nobody mistakes "could not ask" for "not there".
+        ABSENT only when the acquirer answers that it has no such authorization (404, or an empty list
+        for the key); a query it did not answer (429, 401/403, 5xx, a timeout, no connection) is UNKNOWN.
         """
         if psp_reference:
-            return self._read(f"/v1/authorizations/{psp_reference}", None, self._authorization_result)
+            return self._lookup(f"/v1/authorizations/{psp_reference}", None,
+                                lambda auth, latency: Lookup.of(self._authorization_result(auth, 200, latency)))
         if not idempotency_key:
             raise ValueError("retrieve needs a psp_reference or an idempotency_key")
 
-        def first(payload: dict, status_code: int, latency: float) -> PspResult:
-            found = payload.get("data") or []
+        def first(payload: dict, latency: float) -> Lookup:
+            found = payload.get("data")
+            if not isinstance(found, list):
+                return Lookup.unknown(self.name, "server_error", "malformed answer to a lookup by key",
+                                      latency_ms=latency)
             if not found:
-                return self._not_found(latency, "no authorization with this idempotency key")
-            return self._authorization_result(found[0], status_code, latency)
+                return Lookup.absent(self.name, "no authorization with this idempotency key", latency_ms=latency)
+            return Lookup.of(self._authorization_result(found[0], 200, latency))
 
-        return self._read("/v1/authorizations", {"idempotency_key": idempotency_key}, first)
+        return self._lookup("/v1/authorizations", {"idempotency_key": idempotency_key}, first)
 
-    def retrieve_refund(self, psp_refund_reference: str) -> PspResult:
+    def retrieve_refund(self, psp_refund_reference: str) -> Lookup:
         """Status of a refund by its id."""
-        return self._read(f"/v1/refunds/{psp_refund_reference}", None, self._refund_result)
+        return self._lookup(f"/v1/refunds/{psp_refund_reference}", None,
+                            lambda refund, latency: Lookup.of(self._refund_result(refund, 200, latency)))
+
+    def find_refund(self, psp_reference: str, idempotency_key: str) -> Lookup:
+        """UNKNOWN: the acquirer API has no refund lookup by key, and needs none (``idempotency_window``)."""
+        return Lookup.unknown(self.name, "lookup_unsupported", "the sandbox cannot look a refund up by key")
 
     def parse_callback(self, headers: dict[str, str], body: bytes) -> CallbackEvent:
         """Verify the Sandbox-Signature (raise CallbackRejected) and normalize the callback."""
@@ -238,13 +272,21 @@ class SandboxConnector:
             return self._transport_error(exc, started, write=True)
         return self._answer(response, started, on_ok)
 
-    def _read(self, path: str, params: dict | None, on_ok) -> PspResult:
+    def _lookup(self, path: str, params: dict | None, found: Callable[[dict, float], Lookup]) -> Lookup:
+        """GET a status. FOUND or ABSENT only from the acquirer's own answer (200, 404 ``not_found``); any
+        other answer or failure is UNKNOWN, whatever it would mean for a write."""
         started = time.perf_counter()
         try:
             response = self._http.get(path, params=params)
         except httpx.HTTPError as exc:
-            return self._transport_error(exc, started, write=False)
-        return self._answer(response, started, on_ok, read=True)
+            return Lookup.could_not_tell(self._transport_error(exc, started, write=False))
+        if response.status_code == 200:
+            payload = _json_object(response)
+            return found(payload, self._latency(started))
+        answer = self._answer(response, started, None, read=True)  # the error's kind, message, retryable
+        if response.status_code == 404 and answer.status == "not_found":
+            return Lookup.absent(self.name, answer.message or "not found", latency_ms=answer.latency_ms)
+        return Lookup.could_not_tell(answer)
 
     def _latency(self, started: float) -> float:
         return round((time.perf_counter() - started) * 1000, 2)
@@ -271,12 +313,7 @@ class SandboxConnector:
 
     def _answer(self, response: httpx.Response, started: float, on_ok, *, read: bool = False) -> PspResult:
         latency = self._latency(started)
-        try:
-            payload = response.json()
-        except ValueError:
-            payload = {}
-        if not isinstance(payload, dict):
-            payload = {}
+        payload = _json_object(response)
         status_code = response.status_code
         if status_code == 200:
             return on_ok(payload, status_code, latency)
@@ -284,10 +321,11 @@ class SandboxConnector:
         code = error.get("code")
         message = error.get("message") or f"HTTP {status_code}"
 
-        def result(outcome: Outcome, kind: str, *, retryable: bool = False, decline_code: str | None = None):
+        def result(outcome: Outcome, kind: str, *, retryable: bool = False, decline_code: str | None = None,
+                   retry_after: float | None = None):
             return PspResult(outcome=outcome, connector=self.name, decline_code=decline_code, message=message,
                              raw=payload, latency_ms=latency, error=kind, retryable=retryable,
-                             status=code)
+                             status=code, retry_after=retry_after)
 
         if status_code == 503 and code == "processing_error" and error.get("processed") is False:
             # The acquirer guarantees nothing happened (API.md): safe to retry and to fail over.
@@ -301,7 +339,8 @@ class SandboxConnector:
             # Same key, different request: the key was used before. Whatever it did stands; ask by key.
             return result(Outcome.UNKNOWN, "idempotency_mismatch")
         if status_code == 429:
-            return result(Outcome.NOT_PROCESSED, "rate_limited", retryable=True)
+            return result(Outcome.NOT_PROCESSED, "rate_limited", retryable=True,
+                          retry_after=retry_after_seconds(response.headers.get("Retry-After")))
         if status_code in (401, 403):
             log.error("sandbox %s refused our credentials (HTTP %s)", self.name, status_code)
             return result(Outcome.NOT_PROCESSED, "auth")
@@ -310,10 +349,6 @@ class SandboxConnector:
             # happened, and sending it anywhere else would be refused the same way.
             return result(Outcome.DECLINED, "client_error", decline_code=code or "invalid_request")
         return result(Outcome.NOT_PROCESSED, "client_error")
-
-    def _not_found(self, latency: float, message: str) -> PspResult:
-        return PspResult(outcome=Outcome.NOT_PROCESSED, connector=self.name, message=message,
-                         latency_ms=latency, error="not_found", status="not_found")
 
     # -- objects ---------------------------------------------------------------------------------------
 
@@ -342,6 +377,8 @@ class SandboxConnector:
             outcome, decline_code = Outcome.SUCCEEDED, None
         elif status == "failed":
             outcome, decline_code = Outcome.DECLINED, refund.get("failure_code") or "refund_failed"
+        elif status == "pending":
+            outcome, decline_code = Outcome.PENDING, None  # the acquirer answers later (a status query)
         else:
             outcome, decline_code = Outcome.UNKNOWN, None
         return PspResult(outcome=outcome, connector=self.name, psp_reference=refund.get("id"),

@@ -36,20 +36,41 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any, Callable, Mapping
 
 import httpx
 import stripe
 
-from app.psp.interfaces import AuthorizeRequest, CallbackEvent, CallbackRejected, CardToken, Outcome, PspResult
+from app.psp.interfaces import (
+    AuthorizeRequest,
+    CallbackEvent,
+    CallbackRejected,
+    CardToken,
+    Lookup,
+    Outcome,
+    PspResult,
+    retry_after_seconds,
+)
 from app.psp.sandbox import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, SIGNATURE_TOLERANCE_SECONDS
 from app.psp.wire import STRIPE, WireError, read_amount, refused
 
 log = logging.getLogger(__name__)
 
 VAULT = "stripe"
+# What Stripe.js's createPaymentMethod answers with: a PaymentMethod id. PaymentIntents take nothing else
+# from us (a legacy tok_ token would need payment_method_data, which this connector does not send).
+TOKEN_PATTERN = re.compile(r"^pm_[A-Za-z0-9_]{1,250}$")
+# Stripe keeps an idempotency key's answer for 24 hours ("Idempotent requests" in its API reference); a
+# retry after that runs as a new request, so captures and refunds retried later look up first.
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
+# Each refund names the idempotency key it was created with, so that a refund retried past that window
+# can be found among the PaymentIntent's refunds (find_refund); 100 is the most one list call returns.
+REFUND_KEY_METADATA = "kassa_idempotency_key"
+REFUND_LIST_LIMIT = 100
 
 # PaymentIntent statuses read as the outcome of an authorization (or of a status query about one).
 INTENT_OUTCOMES = {
@@ -124,6 +145,8 @@ class StripeConnector:
     """Stripe for one set of credentials (a merchant's own, or the platform's)."""
 
     vault = VAULT
+    token_pattern = TOKEN_PATTERN
+    idempotency_window = IDEMPOTENCY_WINDOW
     test_only = False
     wire = STRIPE
     needs_credentials = True  # built per merchant and mode from psp_credentials (else the platform's keys)
@@ -263,42 +286,49 @@ class StripeConnector:
         except WireError as error:
             return refused(self.name, error)
         answer = self._call(lambda: self._client.v1.refunds.create(
-            params={"payment_intent": psp_reference, "amount": wire_amount},
+            params={"payment_intent": psp_reference, "amount": wire_amount,
+                    "metadata": {REFUND_KEY_METADATA: idempotency_key}},
             options={"idempotency_key": idempotency_key}))
         if isinstance(answer, PspResult):
             return answer
         return self._refund_result(answer)
 
-    def retrieve(self, psp_reference: str | None = None, idempotency_key: str | None = None) -> PspResult:
+    def retrieve(self, psp_reference: str | None = None, idempotency_key: str | None = None) -> Lookup:
         """Status of a PaymentIntent by its id.
 
-        Stripe has no lookup by idempotency key: without an id the answer is NOT_PROCESSED with error
-        ``not_found`` and status ``lookup_unsupported``. Sending the authorization again with the same
-        key is then safe for 24 hours (Stripe's idempotency window): both the create and the confirm
-        carry keys derived from it, so Stripe replays whatever it did the first time.
+        Stripe has no lookup by idempotency key: without an id the answer is UNKNOWN (``lookup_unsupported``),
+        never "absent", so nothing is sent again on its strength. An authorization always stores its
+        PaymentIntent id before confirming it (``AuthorizeRequest.on_prepared``), so an attempt without
+        one confirmed nothing; it stays unknown until someone looks (needs attention).
         """
         if not psp_reference:
             if not idempotency_key:
                 raise ValueError("retrieve needs a psp_reference or an idempotency_key")
-            return PspResult(outcome=Outcome.NOT_PROCESSED, connector=self.name, error="not_found",
-                             status="lookup_unsupported",
-                             message="Stripe cannot look up by idempotency key; store the PaymentIntent id")
-        if self._client is None:
-            return self._not_configured(read=True)
-        answer = self._call(lambda: self._client.v1.payment_intents.retrieve(
-            psp_reference, params={"expand": EXPAND}), read=True)
-        if isinstance(answer, PspResult):
-            return _with_reference(answer, psp_reference)
-        return self._intent_result(answer)
+            return Lookup.unknown(self.name, "lookup_unsupported",
+                                  "Stripe cannot look up by idempotency key; store the PaymentIntent id")
+        return self._lookup(lambda: self._client.v1.payment_intents.retrieve(
+            psp_reference, params={"expand": EXPAND}), lambda intent: Lookup.of(self._intent_result(intent)))
 
-    def retrieve_refund(self, psp_refund_reference: str) -> PspResult:
+    def retrieve_refund(self, psp_refund_reference: str) -> Lookup:
         """Status of a refund by its id."""
-        if self._client is None:
-            return self._not_configured(read=True)
-        answer = self._call(lambda: self._client.v1.refunds.retrieve(psp_refund_reference), read=True)
-        if isinstance(answer, PspResult):
-            return _with_reference(answer, psp_refund_reference)
-        return self._refund_result(answer)
+        return self._lookup(lambda: self._client.v1.refunds.retrieve(psp_refund_reference),
+                            lambda refund: Lookup.of(self._refund_result(refund)))
+
+    def find_refund(self, psp_reference: str, idempotency_key: str) -> Lookup:
+        """The refund of PaymentIntent ``psp_reference`` that ``refund`` created with ``idempotency_key``
+        (it names the key in the refund's metadata): how a refund retried past Stripe's 24 hours is found."""
+
+        def pick(listed: Any) -> Lookup:
+            page = _as_dict(listed)
+            for refund in page.get("data") or []:
+                if (refund.get("metadata") or {}).get(REFUND_KEY_METADATA) == idempotency_key:
+                    return Lookup.of(self._refund_result(refund))
+            if page.get("has_more"):
+                return Lookup.unknown(self.name, "too_many", f"more than {REFUND_LIST_LIMIT} refunds to search")
+            return Lookup.absent(self.name, "no refund of this PaymentIntent carries the idempotency key")
+
+        return self._lookup(lambda: self._client.v1.refunds.list(
+            params={"payment_intent": psp_reference, "limit": REFUND_LIST_LIMIT}), pick)
 
     def card_of(self, token: str) -> CardToken | None:
         """The card of PaymentMethod ``token`` as Stripe knows it (brand, last 4, expiry, fingerprint), read
@@ -350,6 +380,21 @@ class StripeConnector:
         return PspResult(outcome=Outcome.UNKNOWN if read else Outcome.NOT_PROCESSED, connector=self.name,
                          error="not_configured", message="no Stripe credentials for this merchant and mode")
 
+    def _lookup(self, fn: Callable[[], Any], found: Callable[[Any], Lookup]) -> Lookup:
+        """Run one read. ABSENT only on Stripe's 404 ``resource_missing``; every other error is UNKNOWN
+        (a 429, refused credentials, a 400, a 5xx, a timeout), whatever it would mean for a write."""
+        if self._client is None:
+            return Lookup.could_not_tell(self._not_configured(read=True))
+        started = time.perf_counter()
+        try:
+            answer = fn()
+        except stripe.StripeError as exc:
+            failed = self._error_result(exc, round((time.perf_counter() - started) * 1000, 2), read=True)
+            if exc.http_status == 404 and exc.code == "resource_missing":
+                return Lookup.absent(self.name, failed.message or "resource_missing", latency_ms=failed.latency_ms)
+            return Lookup.could_not_tell(failed)
+        return found(answer)
+
     def _call(self, fn: Callable[[], Any], *, read: bool = False) -> Any:
         """Run one library call; a StripeError becomes a PspResult (declines included)."""
         started = time.perf_counter()
@@ -364,10 +409,11 @@ class StripeConnector:
         message = error.get("message") or str(exc)
 
         def result(outcome: Outcome, kind: str | None, *, retryable: bool = False, decline_code: str | None = None,
-                   reference: str | None = None, status: str | None = None) -> PspResult:
+                   reference: str | None = None, status: str | None = None,
+                   retry_after: float | None = None) -> PspResult:
             return PspResult(outcome=outcome, connector=self.name, psp_reference=reference,
                              decline_code=decline_code, message=message, latency_ms=latency, raw=body,
-                             error=kind, retryable=retryable, status=status)
+                             error=kind, retryable=retryable, status=status, retry_after=retry_after)
 
         if isinstance(exc, stripe.APIConnectionError):
             cause = exc.__cause__
@@ -390,7 +436,9 @@ class StripeConnector:
                           reference=intent.get("id") if isinstance(intent, dict) else None,
                           status="requires_payment_method")
         if isinstance(exc, stripe.RateLimitError):
-            return result(Outcome.NOT_PROCESSED, "rate_limited", retryable=True)
+            headers = {name.lower(): value for name, value in (exc.headers or {}).items()}
+            return result(Outcome.NOT_PROCESSED, "rate_limited", retryable=True,
+                          retry_after=retry_after_seconds(headers.get("retry-after")))
         if isinstance(exc, stripe.IdempotencyError):
             # The key was used for another request: what it did stands. Ask by the PaymentIntent id.
             return result(Outcome.UNKNOWN, "idempotency_mismatch")
@@ -466,7 +514,7 @@ def _require_key(idempotency_key: str) -> None:
 def _with_reference(result: PspResult, reference: str) -> PspResult:
     """The same result, naming the object it is about when the error did not.
 
-    Never for ``not_found``: a status query that found nothing must not look as if it found something.
+    Never for ``not_found``: an answer about a missing object must not look as if it named one.
     """
     if result.psp_reference or result.error == "not_found":
         return result

@@ -20,6 +20,7 @@ from babel.numbers import get_group_symbol
 from sqlalchemy import Select, and_, func, or_, select, tuple_
 from sqlalchemy.orm import Session
 
+from app import pan
 from app.money import (
     CURRENCY_EXPONENTS,
     DEFAULT_LOCALE,
@@ -28,6 +29,7 @@ from app.money import (
     parse_amount_input,
     parse_decimal_input,
 )
+from app.payments import attention
 from app.payments.models import Payment, PaymentAttempt, PaymentOrder, PaymentStatus, Refund, RefundStatus
 from app.scoping import Scope
 
@@ -40,6 +42,9 @@ CARD_BRANDS = ("visa", "mastercard", "amex", "discover", "jcb", "diners", "union
 REFUNDED = "refunded"
 PAYMENT_STATUSES = tuple(PaymentStatus) + (REFUNDED,)
 ATTENTION_UNKNOWN = "unknown_attempt"
+# Payments with an attempt or refund the PSP has given no definite answer about for too long
+# (app/payments/attention.py).
+ATTENTION_NEEDED = "needs_attention"
 _LAST4 = re.compile(r"^\d{4}$")
 _ID = re.compile(r"^[A-Za-z0-9_\-]{1,100}$")
 MAX_TEXT = 320
@@ -155,6 +160,12 @@ class ListFilters:
                     f" (in {values['currency']})" if values["currency"] else "") + "."
                 values[name] = ""
         values = cls._parse_more(args, values, errors)
+        for name, value in values.items():
+            # A card number typed into the search box is neither searched for nor kept (an export stores
+            # its filters): Kassa has none to find.
+            if isinstance(value, str) and pan.find_card_number(value) is not None:
+                errors[name] = "Kassa keeps no card numbers: search by the card's last 4 digits instead."
+                values[name] = ""
         return cls(**values, errors=errors, locale=locale)
 
     @classmethod
@@ -227,7 +238,8 @@ class PaymentFilters(ListFilters):
         values["brand"] = values["brand"].lower() if values["brand"].lower() in CARD_BRANDS else ""
         if values["seller"] and not _ID.match(values["seller"]):
             values["seller"] = ""
-        values["attention"] = values["attention"] if values["attention"] == ATTENTION_UNKNOWN else ""
+        values["attention"] = values["attention"] if values["attention"] in (ATTENTION_UNKNOWN, ATTENTION_NEEDED) \
+            else ""
         return values
 
     def statement(self, scope: Scope, zone: ZoneInfo) -> Select:
@@ -258,6 +270,8 @@ class PaymentFilters(ListFilters):
             clauses.append(Payment.id.in_(
                 scope.select(PaymentAttempt, PaymentAttempt.status == "unknown")
                 .with_only_columns(PaymentAttempt.payment_id)))
+        elif self.attention == ATTENTION_NEEDED:
+            clauses.append(Payment.id.in_(attention.payment_ids_needing_attention(scope)))
         if self.q:
             clauses.append(self._search(scope, self.q))
         return scope.select(Payment, *clauses)

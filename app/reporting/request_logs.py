@@ -6,8 +6,10 @@ never touches the API request's transaction or its latency, and a rolled-back re
 (that is when a developer needs the log most).
 
 Bodies are stored redacted: values under secret-looking keys (secrets, passwords, tokens, card data)
-and anything shaped like an API key, webhook secret or card number are replaced before the row is
-built, so the database never holds them. Bodies are capped at ``MAX_BODY_CHARS``.
+and anything shaped like an API key or webhook secret are replaced before the row is built, and card
+numbers wherever they are (keys, values, numbers, the path, a body that did not parse: app/pan.py), so
+the database never holds them, not even for a request the API refused because of one. Bodies are capped
+at ``MAX_BODY_CHARS``.
 """
 import atexit
 import json
@@ -18,11 +20,13 @@ import threading
 import time
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import unquote_plus
 
 from sqlalchemy import delete, insert, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
+from app import pan
 from app.ids import new_id
 from app.reporting.models import ApiRequestLog
 
@@ -40,10 +44,9 @@ REDACTED = "[redacted]"
 _SECRET_KEY_PARTS = ("secret", "password", "passwd", "token", "authorization", "api_key", "apikey", "cvc",
                      "cvv", "card_number", "private", "credential", "signature")
 _SECRET_KEY_EXACT = {"number", "key", "plaintext", "pan"}
-# Values that are secrets whatever key they sit under: API keys (sk_/rk_, test or live), webhook secrets,
-# card-number-like digit runs (13-19 digits, optionally grouped by spaces or dashes).
-_SECRET_VALUE = re.compile(
-    r"\b(?:sk|rk)_(?:test|live)_[A-Za-z0-9]{6,}\b|\bwhsec_[A-Za-z0-9+/=_\-]{6,}|\b(?:\d[ -]?){12,18}\d\b")
+# Values that are secrets whatever key they sit under: API keys (sk_/rk_, test or live), webhook secrets.
+# (Card numbers: app/pan.py, applied to everything.)
+_SECRET_VALUE = re.compile(r"\b(?:sk|rk)_(?:test|live)_[A-Za-z0-9]{6,}\b|\bwhsec_[A-Za-z0-9+/=_\-]{6,}")
 
 
 def _secret_key(name: str) -> bool:
@@ -56,24 +59,26 @@ def _mask_match(match: re.Match) -> str:
     if text.startswith(("sk_", "rk_")):
         prefix = text[: text.index("_", 3) + 1]
         return f"{prefix}…{text[-4:]}"
-    if text.startswith("whsec_"):
-        return "whsec_…"
-    return "[card number redacted]"
+    return "whsec_…"
+
+
+def _redact_text(text: str) -> str:
+    return pan.redact(_SECRET_VALUE.sub(_mask_match, text))
 
 
 def redact(value: Any, key: str | None = None) -> Any:
     """A copy of a JSON-like value with secrets replaced (see the module docstring)."""
     if key is not None and value not in (None, "", [], {}):
-        if key.lower() == "payment_method" and isinstance(value, str):
+        if key.lower() == "payment_method" and isinstance(value, str) and pan.find_card_number(value) is None:
             return value[:8] + "…"   # a vault token: enough to tell two test cards apart, never usable
         if _secret_key(key) and not isinstance(value, (dict, list)):
             return REDACTED
     if isinstance(value, dict):
-        return {k: redact(v, str(k)) for k, v in value.items()}
+        return {_redact_text(str(k)): redact(v, str(k)) for k, v in value.items()}
     if isinstance(value, list):
         return [redact(v) for v in value]
     if isinstance(value, str):
-        return _SECRET_VALUE.sub(_mask_match, value)
+        return _redact_text(value)
     return value
 
 
@@ -86,8 +91,13 @@ def body_text(value: Any) -> str | None:
             value = json.loads(value)
         except (ValueError, UnicodeDecodeError):
             text = bytes(value[: MAX_BODY_CHARS * 2]).decode("utf-8", "replace")
-            return _cut(_SECRET_VALUE.sub(_mask_match, text))
-    return _cut(json.dumps(redact(value), ensure_ascii=False, indent=2, sort_keys=False, default=str))
+            decoded = unquote_plus(text)
+            if decoded != text and pan.find_card_number(decoded) is not None:
+                text = decoded   # a form body whose card number is URL-encoded ("4242+4242+...")
+            return _cut(_redact_text(text))
+    # The text once more: a card number sent as a JSON number is no string for redact().
+    text = json.dumps(redact(value), ensure_ascii=False, indent=2, sort_keys=False, default=str)
+    return _cut(pan.redact(text))
 
 
 def _cut(text: str) -> str:
@@ -102,8 +112,8 @@ def log_row(*, merchant_id: str, livemode: bool, api_key_id: str | None, method:
     """One log row's column values, redacted and capped, ready to insert."""
     return dict(
         id=new_id("log"), merchant_id=merchant_id, livemode=livemode, api_key_id=api_key_id, method=method[:10],
-        path=_SECRET_VALUE.sub(_mask_match, path)[:2000], status=status, request_id=request_id,
-        idempotency_key=(idempotency_key or None) and idempotency_key[:255], latency_ms=max(int(latency_ms), 0),
+        path=_redact_text(path)[:2000], status=status, request_id=request_id,
+        idempotency_key=(idempotency_key or None) and _redact_text(idempotency_key)[:255], latency_ms=max(int(latency_ms), 0),
         ip=(ip or None) and ip[:64], request_body=body_text(request_body), response_body=body_text(response_body),
         created_at=created_at)
 

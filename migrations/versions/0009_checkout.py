@@ -1,8 +1,7 @@
 """Checkout sessions: the hosted payment page's order, expiry, redirect URLs and its one payment.
 
 Revision ID: 0009_checkout
-Revises: 0002_audit_log
-Depends on: 0007_payments (payment_id references payments)
+Revises: 0007_payments (payment_id references payments)
 Create Date: 2026-11-20
 """
 import sqlalchemy as sa
@@ -10,9 +9,12 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = "0009_checkout"
-down_revision = "0002_audit_log"
+# Once 0002_audit_log with depends_on 0007_payments: that left 0007_payments a second head, on which a
+# plain `flask db upgrade` stopped. Databases upgraded before are unaffected (alembic_version holds the
+# merge revision only).
+down_revision = "0007_payments"
 branch_labels = None
-depends_on = ("0007_payments",)
+depends_on = None
 
 
 def upgrade():

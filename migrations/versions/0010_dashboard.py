@@ -12,7 +12,7 @@
   fails there (checked: "extension pg_trgm is not available").
 
 Revision ID: 0010_dashboard
-Revises: 0002_audit_log (depends on 0007_payments)
+Revises: 0007_payments
 Create Date: 2026-11-21
 """
 import sqlalchemy as sa
@@ -20,9 +20,12 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = "0010_dashboard"
-down_revision = "0002_audit_log"
+# Once 0002_audit_log with depends_on 0007_payments: that left 0007_payments a second head, on which a
+# plain `flask db upgrade` stopped. Databases upgraded before are unaffected (alembic_version holds the
+# merge revision only).
+down_revision = "0007_payments"
 branch_labels = None
-depends_on = ("0007_payments",)
+depends_on = None
 
 COUNTS = ("attempted_count", "succeeded_count", "gross_amount", "refund_count", "refund_amount")
 

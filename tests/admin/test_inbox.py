@@ -3,16 +3,18 @@ is resolved (never by hiding it); claims, filters and the count in the navigatio
 kind is worked."""
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select, update
 
 from app.inbox import InboxFilters, collect, total
 from app.inbox.claims import InboxClaim
+from app.jobs.payments import _run_attempt, _run_refund
 from app.models_base import utcnow
 from app.payments.models import Payment, PaymentAttempt, Refund
 from app.payments.service import create_refund
 from app.psp import callbacks
 from app.psp.callbacks import CallbackScope
-from app.psp.interfaces import CallbackEvent, Outcome
+from app.psp.interfaces import CallbackEvent, Lookup, Outcome
 from app.psp.models import Dispute, PspCallback
 from app.scoping import Scope
 from app.webhooks.models import WebhookEndpoint
@@ -30,34 +32,50 @@ def open_items(session, kind: str | None = None, merchant_id: str | None = None)
     return {item.id for item in items}
 
 
-def age(session, model, row_id: str, by: timedelta) -> None:
-    """Move a row's creation back in time (the inbox measures ages from the rows, never by sleeping)."""
-    session.execute(update(model).where(model.id == row_id).values(created_at=utcnow() - by))
-    session.commit()
+RATE_LIMITED = Lookup.unknown("sandbox", "rate_limited", "HTTP 429", retryable=True)
 
 
-def unknown_authorization(session, scope, jobs, **params) -> tuple[str, str]:
-    """A payment whose authorization the PSP answered ambiguously: (payment id, attempt id)."""
+class Clock:
+    """deps.now, moved by the test: the attention threshold, leases and backoff read it (no sleeping)."""
+
+    def __init__(self):
+        self.now = utcnow() - timedelta(hours=3)
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+def clock(jobs) -> Clock:
+    """The payments' clock of this test, three hours back, so that marks made by it are in the past."""
+    jobs.deps.now = Clock()
+    return jobs.deps.now
+
+
+def marked_authorization(session, scope, jobs, clock, **params) -> tuple[str, str]:
+    """A payment whose authorization the PSP has left unknown for longer than the attention threshold:
+    (payment id, attempt id). Before the threshold it is not in the inbox."""
     jobs.gateway.authorize_results.append(result(Outcome.UNKNOWN, error="read_timeout", message="read timeout"))
     payment_id = paid(session, scope, jobs, **params)
     session.rollback()
     attempt = session.scalars(select(PaymentAttempt).where(PaymentAttempt.payment_id == payment_id)).one()
-    assert attempt.status == "unknown"
+    assert attempt.status == "unknown" and attempt.id not in open_items(session)  # not yet
+    clock.now = attempt.started_at + jobs.deps.attention_after
+    jobs.gateway.retrieve_results.append(RATE_LIMITED)  # the janitor's lookup cannot tell either
+    _run_attempt(attempt.id, jobs.deps, jobs.gateway)
     return payment_id, attempt.id
 
 
-def test_an_unknown_authorization_waits_past_the_janitors_window_and_leaves_when_the_psp_answers(
-        client, db_session, admin, shop, jobs):
+def test_an_unknown_authorization_is_listed_once_marked_and_leaves_when_the_psp_answers(
+        client, db_session, admin, shop, jobs, clock):
     merchant, _owner, _developer = shop
     scope = Scope(merchant.id, False)
-    payment_id, attempt_id = unknown_authorization(db_session, scope, jobs, amount=2500)
-    assert attempt_id not in open_items(db_session)  # the janitor's window has not passed yet
-    age(db_session, PaymentAttempt, attempt_id, timedelta(hours=1))
+    payment_id, attempt_id = marked_authorization(db_session, scope, jobs, clock, amount=2500)
     assert attempt_id in open_items(db_session, "payment_outcome", merchant.id)
 
     login_as(client, db_session, admin)
     page = client.get(f"/admin/payments/{payment_id}").get_data(as_text=True)
-    assert f'data-undecided="{attempt_id}"' in page and "Ask the PSP again" in page
+    assert f'data-undecided="{attempt_id}"' in page and "rate_limited" in page
     path = f"/admin/payments/{payment_id}/objects/{attempt_id}/ask-again"
     assert act(client, path, f"ask-{attempt_id}", reason="").status_code == 422
     assert act(client, path, f"ask-{attempt_id}", reason="Stripe status page shows an incident").status_code == 303
@@ -72,11 +90,10 @@ def test_an_unknown_authorization_waits_past_the_janitors_window_and_leaves_when
 
 
 def test_an_outcome_recorded_after_checking_with_the_psp_goes_through_the_state_machine(
-        client, db_session, admin, shop, jobs):
+        client, db_session, admin, shop, jobs, clock):
     merchant, _owner, _developer = shop
     scope = Scope(merchant.id, False)
-    payment_id, attempt_id = unknown_authorization(db_session, scope, jobs, amount=1800)
-    age(db_session, PaymentAttempt, attempt_id, timedelta(hours=2))
+    payment_id, attempt_id = marked_authorization(db_session, scope, jobs, clock, amount=1800)
     login_as(client, db_session, admin)
     path = f"/admin/payments/{payment_id}/objects/{attempt_id}/record-outcome"
     prefix = f"record-{attempt_id}"
@@ -88,7 +105,8 @@ def test_an_outcome_recorded_after_checking_with_the_psp_goes_through_the_state_
     db_session.rollback()
     payment = db_session.get(Payment, payment_id)
     assert payment.status == "requires_payment_method"
-    assert db_session.get(PaymentAttempt, attempt_id).status == "failed"
+    attempt = db_session.get(PaymentAttempt, attempt_id)
+    assert (attempt.status, attempt.attention_since) == ("failed", None)
     assert event_types(db_session, scope, payment_id)[-1] == "payment.failed"
     assert attempt_id not in open_items(db_session)
     [entry] = audit_rows(db_session, "payment.outcome_recorded", merchant.id)
@@ -98,20 +116,24 @@ def test_an_outcome_recorded_after_checking_with_the_psp_goes_through_the_state_
     assert again.status_code == 422 and "has its outcome already" in again.get_data(as_text=True)
 
 
-def test_a_pending_refund_is_listed_and_a_recorded_success_books_it(client, db_session, admin, shop, jobs):
+def test_a_refund_left_pending_is_listed_and_a_recorded_success_books_it(client, db_session, admin, shop, jobs,
+                                                                          clock):
     merchant, _owner, _developer = shop
     scope = Scope(merchant.id, False)
     payment_id = paid(db_session, scope, jobs, amount=5000)
-    jobs.gateway.refund_results.append(result(Outcome.UNKNOWN, error="read_timeout"))
+    jobs.gateway.refund_results.append(result(Outcome.PENDING, psp_reference="rf_slow", status="pending"))
     refund = create_refund(db_session, scope, {"payment": payment_id, "amount": 2000}, jobs.deps)
     db_session.commit()
     jobs.run()
-    age(db_session, Refund, refund.id, timedelta(hours=1))
+    assert refund.id not in open_items(db_session)
+    clock.now += jobs.deps.attention_after + timedelta(minutes=1)
+    jobs.gateway.refund_lookups.append(result(Outcome.PENDING, psp_reference="rf_slow", status="pending"))
+    _run_refund(refund.id, jobs.deps, jobs.gateway)
     assert refund.id in open_items(db_session, "payment_outcome")
 
     login_as(client, db_session, admin)
     response = act(client, f"/admin/payments/{payment_id}/objects/{refund.id}/record-outcome", f"record-{refund.id}",
-                   reason="Refund visible in the PSP dashboard", outcome="succeeded", psp_reference="rf_seen")
+                   reason="Refund visible in the PSP dashboard", outcome="succeeded")
     assert response.status_code == 303
     db_session.rollback()
     assert db_session.get(Refund, refund.id).status == "succeeded"

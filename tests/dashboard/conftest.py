@@ -119,7 +119,8 @@ def paid(session, scope: Scope, jobs: Jobs, *, amount: int = 1000, currency: str
     """A payment created and confirmed through the payments service, its jobs run: succeeded (or uncaptured)."""
     body = idempotency.execute(session, scope, "payment.create", {
         "amount": amount, "currency": currency, "capture_method": "manual" if manual else "automatic",
-        "payment_method": "tok_visa", "confirm": True, **params}, key=None, deps=jobs.deps).body
+        # A token pays for one payment only (payment_token_bindings): each payment gets its own.
+        "payment_method": new_id("tok"), "confirm": True, **params}, key=None, deps=jobs.deps).body
     jobs.run()
     return body["id"]
 

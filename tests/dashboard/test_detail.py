@@ -52,3 +52,45 @@ def test_fold_job_and_timeline_of_refunds(client, db_session, shop, jobs):
     login_as(client, db_session, s.users["owner"])
     html = client.get(s.url(f"payments/{payment_id}")).get_data(as_text=True)
     assert "refund.created" in html and "refund.succeeded" in html and "Partially refunded" in html
+
+
+def test_an_attempt_without_an_answer_for_too_long_needs_attention_on_the_page_and_home(client, db_session, shop,
+                                                                                       jobs):
+    from datetime import timedelta
+
+    from app.jobs.payments import _run_attempt
+    from app.models_base import utcnow
+    from app.payments import idempotency
+    from app.psp.interfaces import Lookup, Outcome, PspResult
+
+    s = shop()
+    jobs.gateway.authorize_results = [PspResult(Outcome.UNKNOWN, "sandbox", error="read_timeout", message="timeout")]
+    body = idempotency.execute(db_session, s.scope, "payment.create", {
+        "amount": 4200, "currency": "USD", "payment_method": "tok_visa", "confirm": True}, key=None,
+        deps=jobs.deps).body
+    jobs.run()
+    attempt_id = body["attempts"][0]["id"]
+    # 31 minutes later (the deps' clock), the acquirer is still rate limiting the status queries.
+    later = utcnow() + timedelta(minutes=31)
+    jobs.deps.now = lambda: later
+    rate_limited = Lookup.unknown("sandbox", "rate_limited", "HTTP 429")
+    jobs.gateway.retrieve_results = [rate_limited, rate_limited]
+    _run_attempt(attempt_id, jobs.deps, jobs.gateway)
+
+    login_as(client, db_session, s.users["analyst"])
+    page = client.get(s.url(f"payments/{body['id']}")).get_data(as_text=True)
+    assert "Needs attention." in page and attempt_id in page and "rate_limited" in page
+    home = client.get(s.url()).get_data(as_text=True)
+    assert "1 payment without a definite answer from the processor for over 30 minutes" in home
+    assert "attention=needs_attention" in home
+    listed = client.get(s.url("payments?attention=needs_attention")).get_data(as_text=True)
+    assert body["id"] in listed and "no definite answer about for too long" in listed
+
+    # The answer arrives: the mark is gone everywhere.
+    jobs.gateway.retrieve_results = [Lookup.of(PspResult(Outcome.SUCCEEDED, "sandbox", "auth_9", status="authorized"))]
+    later += timedelta(minutes=5)
+    _run_attempt(attempt_id, jobs.deps, jobs.gateway)
+    page = client.get(s.url(f"payments/{body['id']}")).get_data(as_text=True)
+    assert "Needs attention." not in page and "Succeeded" in page
+    assert "without a definite answer" not in client.get(s.url()).get_data(as_text=True)
+    assert body["id"] not in client.get(s.url("payments?attention=needs_attention")).get_data(as_text=True)

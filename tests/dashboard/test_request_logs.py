@@ -34,10 +34,12 @@ def test_api_requests_are_logged_redacted_and_shown(client, db_session, shop, jo
     response = client.post("/v1/payments", headers={"Authorization": f"Bearer {key}", "Idempotency-Key": "order-77"},
                            json={"amount": 1500, "currency": "usd", "customer_email": "log@example.com",
                                  "payment_method": "tok_visa_123456789", "description": f"key {key}",
-                                 "metadata": {"card": "4242 4242 4242 4242", "password": "hunter2"}})
+                                 "metadata": {"password": "hunter2"}})
     assert response.status_code == 200
     response.close()  # the row is written once the response has been sent (call_on_close)
-    bad = client.post("/v1/payments", headers={"Authorization": f"Bearer {key}"}, json={"amount": -1})
+    # Refused because of the card number (issue 14): its log row keeps the body, redacted.
+    bad = client.post("/v1/payments", headers={"Authorization": f"Bearer {key}"},
+                      json={"amount": 1500, "currency": "usd", "metadata": {"card": "4242 4242 4242 4242"}})
     assert bad.status_code == 400
     bad.close()
     client.get("/v1/payments", headers={"Authorization": "Bearer sk_test_not_a_key"}).close()  # no merchant: not logged
@@ -48,11 +50,12 @@ def test_api_requests_are_logged_redacted_and_shown(client, db_session, shop, jo
     assert created.request_id and created.request_id.startswith("req_") and created.latency_ms >= 0
     request_body = json.loads(created.request_body)
     assert request_body["amount"] == 1500 and request_body["metadata"]["password"] == "[redacted]"
-    assert request_body["metadata"]["card"] == "[card number redacted]"
     assert request_body["payment_method"] == "tok_visa…"
     assert key not in created.request_body and "hunter2" not in created.request_body
     assert json.loads(created.response_body)["id"].startswith("pay_")
-    assert refused.status == 400 and "parameter" in refused.response_body
+    assert refused.status == 400 and "card_number_in_field" in refused.response_body
+    assert json.loads(refused.request_body)["metadata"]["card"] == "[card number redacted]"
+    assert "4242" not in refused.request_body
 
     login_as(client, db_session, s.users["developer"])
     page = client.get(s.url("developers/logs")).get_data(as_text=True)

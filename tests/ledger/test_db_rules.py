@@ -6,6 +6,7 @@ privilege on the tables and is still stopped by the triggers. Deferred constrain
 import psycopg
 import pytest
 
+from app.ledger.accounts import ACCOUNT_TYPES
 from app.ledger.queries import book_accounts
 from tests.conftest import app_connect, owner_connect
 from tests.ledger.conftest import capture_legs, cr, dr, post
@@ -174,6 +175,64 @@ def test_accounts_that_may_go_negative_can(database, accounts, code):
     with app_connect(database) as conn:
         conn.execute("UPDATE ledger_accounts SET balance = -1 WHERE id = %s", (accounts[code],))
         conn.rollback()  # leave the books as they were
+
+
+def insert_account(conn, book, code: str, account_type: str, kind: str, allow_negative: bool) -> None:
+    normal = "debit" if kind in ("asset", "expense") else "credit"
+    conn.execute(
+        "INSERT INTO ledger_accounts (id, merchant_id, livemode, code, account_type, kind, normal_balance, currency, "
+        "allow_negative) VALUES (%s, %s, %s, %s, %s, %s, %s, 'EUR', %s)",
+        (f"lacc_raw_{code}", book.merchant_id, book.livemode, code, account_type, kind, normal, allow_negative))
+
+
+@pytest.mark.parametrize("account_type, kind, allow_negative", [
+    ("cash", "asset", True),  # the overdraft that the type forbids
+    ("cash", "liability", False),  # another kind than the type's
+    ("merchant_revenue", "revenue", True),
+    ("payouts_in_transit", "liability", True),
+    ("treasure", "asset", False),  # no such type
+])
+def test_an_account_takes_its_types_kind_and_overdraft_rule(database, book, account_type, kind, allow_negative):
+    with app_connect(database) as conn:
+        with pytest.raises(psycopg.errors.ForeignKeyViolation, match="fk_ledger_accounts_type_rule"):
+            insert_account(conn, book, f"{account_type}:EUR", account_type, kind, allow_negative)
+
+
+def test_an_account_with_its_types_rule_is_accepted(database, book):
+    """The control case: the same raw INSERT with the type's own rule goes through."""
+    with app_connect(database) as conn:
+        insert_account(conn, book, "cash:EUR", "cash", "asset", False)
+        conn.rollback()
+
+
+def test_the_database_rules_are_the_codes(database):
+    with app_connect(database) as conn:
+        rows = conn.execute("SELECT name, kind, allow_negative, subject FROM ledger_account_types").fetchall()
+    assert {name: (kind, allow_negative, subject) for name, kind, allow_negative, subject in rows} == {
+        t.name: (t.kind, t.allow_negative, t.subject) for t in ACCOUNT_TYPES.values()}
+
+
+@pytest.mark.parametrize("statement", [
+    "UPDATE ledger_account_types SET allow_negative = true WHERE name = 'cash'",
+    "INSERT INTO ledger_account_types (name, kind, allow_negative) VALUES ('treasure', 'asset', true)",
+    "DELETE FROM ledger_account_types WHERE name = 'payouts_in_transit'",
+])
+def test_the_application_role_may_only_read_the_account_types(database, statement):
+    with app_connect(database) as conn:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="permission denied"):
+            conn.execute(statement)
+
+
+@pytest.mark.parametrize("statement", [
+    "UPDATE ledger_account_types SET allow_negative = true WHERE name = 'payouts_in_transit'",
+    "DELETE FROM ledger_account_types WHERE name = 'suspense'",
+    "TRUNCATE ledger_account_types CASCADE",
+])
+def test_even_the_owner_only_adds_account_types(database, statement):
+    with owner_connect(database) as conn:
+        conn.execute("SET lock_timeout = '10s'")  # a forgotten open transaction fails the test, not hangs it
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="is not allowed: the table is append-only"):
+            conn.execute(statement)
 
 
 # Rule 5: a business key posts at most once per book.

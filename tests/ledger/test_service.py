@@ -2,7 +2,7 @@
 import pytest
 from sqlalchemy import func, select, text
 
-from app.ledger import chain
+from app.ledger import accounts, chain
 from app.ledger.errors import (
     BusinessKeyConflict,
     CurrencyMismatch,
@@ -75,6 +75,27 @@ def test_accounts_open_on_first_use_with_the_codes_rules(db_session, book, hmac_
     }
 
 
+def test_the_accounts_later_issues_post_to_open_from_their_rows(db_session, book, hmac_key):
+    """Settlement, deposit, payout and suspense (ARCHITECTURE.md): the types are there, with their rules."""
+    post(db_session, book, "capture:pay_1", capture_legs(), hmac_key, kind="capture")
+    post(db_session, book, "settlement:s1", [dr(accounts.psp_clearing("sandbox", "USD"), 9710),
+                                             dr("psp_fees:USD", 290), cr("psp_receivable:sandbox:USD", 10000)],
+         hmac_key)
+    post(db_session, book, "deposit:d1", [dr("cash:USD", 9710), cr("psp_clearing:sandbox:USD", 9710)], hmac_key)
+    post(db_session, book, "payout:po_1", [dr("seller_payable:A:USD", 5820),
+                                           cr(accounts.payouts_in_transit("USD"), 5820)], hmac_key)
+    post(db_session, book, "deposit:d2", [dr("cash:USD", 5), cr(accounts.suspense("sandbox", "USD"), 5)], hmac_key)
+    rows = {a.code: (a.kind, a.allow_negative, a.subject, a.balance)
+            for a in db_session.scalars(book.select(LedgerAccount)) if a.account_type in
+            ("psp_clearing", "payouts_in_transit", "suspense")}
+    assert rows == {"psp_clearing:sandbox:USD": ("asset", True, "sandbox", 0),
+                    "payouts_in_transit:USD": ("liability", False, None, 5820),
+                    "suspense:sandbox:USD": ("liability", True, "sandbox", 5)}
+    with pytest.raises(InsufficientBalance, match="payouts_in_transit:USD may not go negative"):
+        post_transaction(db_session, book, "payout_paid:po_1", "payout_paid",
+                         [dr("payouts_in_transit:USD", 5821), cr("cash:USD", 5821)], hmac_key=hmac_key)
+
+
 def test_the_returned_transaction_is_a_usable_orm_object(db_session, book, hmac_key):
     txn = post_transaction(db_session, book, "capture:pay_1", "capture", capture_legs(), hmac_key=hmac_key,
                            description="Capture of pay_1", reference="pay_1")
@@ -82,8 +103,9 @@ def test_the_returned_transaction_is_a_usable_orm_object(db_session, book, hmac_
                                                                             "Capture of pay_1", "pay_1")
     assert [(e.account.code, e.direction, e.amount) for e in txn.entries] == [
         (leg.account_code, leg.direction, leg.amount) for leg in capture_legs()]
+    stored = db_session.execute(text("SELECT posted_at FROM ledger_transactions WHERE id = :id"), {"id": txn.id})
+    assert txn.posted_at == stored.scalar_one()  # the transaction's own time (its seal covers it), not its entries'
     db_session.commit()
-    assert db_session.get(JournalTransaction, txn.id).posted_at == txn.posted_at
 
 
 def test_each_entry_records_balance_version_and_a_chained_hmac(db_session, book, hmac_key):
@@ -96,8 +118,9 @@ def test_each_entry_records_balance_version_and_a_chained_hmac(db_session, book,
     previous = None
     for e in entries:
         expected = chain.entry_hmac(
-            hmac_key, entry_id=e.id, transaction_id=e.transaction_id, business_key=e.transaction.business_key,
-            merchant_id=e.merchant_id, livemode=e.livemode, account_id=e.account_id, direction=e.direction,
+            hmac_key, entry_id=e.id, transaction_id=e.transaction_id, transaction_hmac=e.transaction.hmac,
+            business_key=e.transaction.business_key, merchant_id=e.merchant_id, livemode=e.livemode,
+            account_id=e.account_id, direction=e.direction,
             amount=e.amount, currency=e.currency, balance_after=e.balance_after, version_after=e.version_after,
             posted_at=e.posted_at, previous_hmac=previous)
         assert e.hmac == expected  # the database's HMAC is exactly Python's
@@ -113,9 +136,24 @@ def test_the_database_hmac_matches_python_for_a_long_key_and_separators_in_the_k
     db_session.commit()
     for e in txn.entries:
         assert e.hmac == chain.entry_hmac(
-            key, entry_id=e.id, transaction_id=txn.id, business_key="t:a|3:b|1", merchant_id=book.merchant_id,
-            livemode=False, account_id=e.account_id, direction=e.direction, amount=e.amount, currency="EUR",
-            balance_after=e.balance_after, version_after=1, posted_at=e.posted_at, previous_hmac=None)
+            key, entry_id=e.id, transaction_id=txn.id, transaction_hmac=txn.hmac, business_key="t:a|3:b|1",
+            merchant_id=book.merchant_id, livemode=False, account_id=e.account_id, direction=e.direction,
+            amount=e.amount, currency="EUR", balance_after=e.balance_after, version_after=1,
+            posted_at=e.posted_at, previous_hmac=None)
+
+
+@pytest.mark.parametrize("description, reference", [
+    ("", None), ("Remboursement « partiel » |3:a|-", "|-"), ("-", "ré|f"),
+])
+def test_the_database_seal_of_a_transaction_matches_python(db_session, book, hmac_key, description, reference):
+    """Every column, a NULL reference (b"|-") distinct from the text "|-", non-ASCII counted in bytes."""
+    txn = post_transaction(db_session, book, "refund:re_1", "refund",
+                           [dr("seller_payable:A:USD", 7), cr("psp_receivable:sandbox:USD", 7)], hmac_key=hmac_key,
+                           description=description, reference=reference)
+    db_session.commit()
+    assert txn.hmac == chain.transaction_hmac(
+        hmac_key, transaction_id=txn.id, merchant_id=book.merchant_id, livemode=False, business_key="refund:re_1",
+        kind="refund", description=description, reference=reference, posted_at=txn.posted_at)
 
 
 def test_same_key_same_legs_returns_the_existing_transaction_and_changes_nothing(db_session, book, hmac_key):

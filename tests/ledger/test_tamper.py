@@ -90,9 +90,56 @@ def test_an_account_balance_changed_by_the_owner_is_caught(database, db_session,
     assert (report.first.problem, report.first.account_id) == ("account_mismatch", history["account_id"])
 
 
+def test_an_account_rule_changed_by_a_superuser_is_caught(database, db_session, book, hmac_key, history):
+    """Past the foreign key to its type (DISABLE TRIGGER ALL): verify takes the rule from the code."""
+    with admin_connect(database) as conn:
+        conn.execute("ALTER TABLE ledger_accounts DISABLE TRIGGER ALL")
+        conn.execute("UPDATE ledger_accounts SET allow_negative = false WHERE id = %s", (history["account_id"],))
+        conn.execute("ALTER TABLE ledger_accounts ENABLE TRIGGER ALL")
+        conn.commit()
+    report = run_verify(db_session, hmac_key, book)
+    assert [(d.problem, d.account_id) for d in report.discrepancies] == [
+        ("account_rule_mismatch", history["account_id"])]
+    assert report.first.message == ("account seller_payable:A:USD is liability and may not go negative, but the "
+                                    "code's rule for seller_payable is: liability, may go negative")
+
+
 def test_the_wrong_key_fails_everything(db_session, book, history):
     report = run_verify(db_session, b"not the key", book)
-    assert report.discrepancy_count == report.entries > 0
+    assert report.discrepancy_count == report.entries + report.transactions > 0
+
+
+# A transaction's own columns: its seal.
+
+@pytest.mark.parametrize("assignment", [
+    "kind = 'payout'", "description = 'rewritten'", "reference = 'pay_other'", "business_key = 'capture:other'",
+    "posted_at = posted_at - interval '1 day'",
+])
+def test_a_transaction_changed_in_any_column_is_caught(database, db_session, book, hmac_key, history, assignment):
+    txn_id = history["entries"][1][1]
+    tamper(database, f"UPDATE ledger_transactions SET {assignment} WHERE id = %s", params=(txn_id,))
+    report = run_verify(db_session, hmac_key, book)
+    assert [(d.problem, d.transaction_id) for d in report.discrepancies] == [("transaction_altered", txn_id)]
+    assert report.first.message.startswith(f"transaction {txn_id} (")
+    assert "does not match its seal: its kind, description, reference, business key" in report.first.message
+
+
+def test_a_removed_seal_breaks_the_transactions_entries(database, db_session, book, hmac_key, history):
+    """Without its seal a transaction would be checked as posted before 0015, which covers no kind."""
+    txn_id = history["entries"][1][1]
+    tamper(database, "UPDATE ledger_transactions SET hmac = NULL, kind = 'payout' WHERE id = %s", params=(txn_id,))
+    report = run_verify(db_session, hmac_key, book)
+    broken = {d.entry_id for d in report.discrepancies if d.problem == "hmac_mismatch" and d.transaction_id == txn_id}
+    assert len(broken) == 4  # every entry of the capture
+    assert "its transaction has no seal, or its seal was removed" in report.first.message
+
+
+def test_a_seal_copied_from_another_transaction_is_caught(database, db_session, book, hmac_key, history):
+    first_txn, second_txn = history["entries"][0][1], history["entries"][1][1]
+    tamper(database, "UPDATE ledger_transactions SET hmac = (SELECT hmac FROM ledger_transactions WHERE id = %(a)s), "
+                     "kind = 'payout' WHERE id = %(b)s", params={"a": first_txn, "b": second_txn})
+    problems = {(d.problem, d.transaction_id) for d in run_verify(db_session, hmac_key, book).discrepancies}
+    assert ("transaction_altered", second_txn) in problems and ("hmac_mismatch", second_txn) in problems
 
 
 def test_the_cli_reports_the_first_discrepancy_and_exits_1(app, database, db_session, book, hmac_key, history):
@@ -102,3 +149,12 @@ def test_the_cli_reports_the_first_discrepancy_and_exits_1(app, database, db_ses
     assert result.exit_code == 1
     assert f"FIRST DISCREPANCY [balance_mismatch]: account seller_payable:A:USD: entry {entry_id}" in result.output
     assert app.test_cli_runner().invoke(args=["ledger", "verify"]).exit_code == 1
+
+
+def test_the_cli_reports_a_changed_transaction_kind_and_exits_1(app, database, book, history):
+    txn_id = history["entries"][2][1]
+    tamper(database, "UPDATE ledger_transactions SET kind = 'capture' WHERE id = %s", params=(txn_id,))
+    result = app.test_cli_runner().invoke(args=["ledger", "verify", "--merchant", book.merchant_id])
+    assert result.exit_code == 1
+    assert (f"FIRST DISCREPANCY [transaction_altered]: transaction {txn_id} (refund:1, capture) does not match "
+            "its seal") in result.output

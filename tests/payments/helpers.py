@@ -1,10 +1,11 @@
 """Helpers of the payments tests: deps, a scripted in-process gateway, and ledger checks."""
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from sqlalchemy import func, select
 
 from app.payments.deps import PaymentsDeps
-from app.psp.interfaces import Outcome, PspResult
+from app.psp.interfaces import Lookup, Outcome, PspResult
 
 HMAC_KEY = b"payments-test-ledger-key"
 
@@ -34,16 +35,24 @@ def authorized(reference: str = "auth_1", connector: str = "sandbox", **values) 
 
 @dataclass
 class ScriptedGateway:
-    """An in-process Gateway answering from scripts; records every call."""
+    """An in-process Gateway answering from scripts; records every call.
+
+    Lookups (``retrieve``, ``retrieve_refund``, ``find_refund``) answer Lookups; a PspResult in their
+    scripts stands for "found". Unscripted, an authorization or a refund by key is absent and a refund by
+    its id is found succeeded.
+    """
 
     authorize_results: list = field(default_factory=list)
     capture_results: list = field(default_factory=list)
     void_results: list = field(default_factory=list)
     refund_results: list = field(default_factory=list)
     retrieve_results: list = field(default_factory=list)
+    refund_lookups: list = field(default_factory=list)
+    find_refund_results: list = field(default_factory=list)
     calls: list = field(default_factory=list)
     authorize_requests: list = field(default_factory=list)
     names: tuple = ("sandbox", "sandbox_b")
+    window: timedelta | None = None   # every connector's idempotency window
 
     def _next(self, queue: list, default: PspResult) -> PspResult:
         return queue.pop(0) if queue else default
@@ -67,14 +76,25 @@ class ScriptedGateway:
         return self._next(self.refund_results, PspResult(Outcome.SUCCEEDED, connector, f"rf_{idempotency_key}",
                                                          status="succeeded", amount=amount))
 
+    def _lookup(self, queue: list, default: Lookup) -> Lookup:
+        answer = self._next(queue, default)
+        return Lookup.of(answer) if isinstance(answer, PspResult) else answer
+
     def retrieve(self, connector, *, psp_reference=None, idempotency_key=None, **owner):
         self.calls.append(("retrieve", connector, psp_reference, idempotency_key))
-        return self._next(self.retrieve_results, PspResult(Outcome.NOT_PROCESSED, connector))
+        return self._lookup(self.retrieve_results, Lookup.absent(connector, "no such authorization"))
 
     def retrieve_refund(self, connector, psp_refund_reference, **owner):
         self.calls.append(("retrieve_refund", psp_refund_reference))
-        return self._next(self.refund_results, PspResult(Outcome.SUCCEEDED, connector, psp_refund_reference,
-                                                         status="succeeded"))
+        return self._lookup(self.refund_lookups, Lookup.of(PspResult(
+            Outcome.SUCCEEDED, connector, psp_refund_reference, status="succeeded")))
+
+    def find_refund(self, connector, psp_reference, idempotency_key, **owner):
+        self.calls.append(("find_refund", psp_reference, idempotency_key))
+        return self._lookup(self.find_refund_results, Lookup.absent(connector, "no such refund"))
+
+    def idempotency_window(self, connector):
+        return self.window
 
     def connector_names(self, vault):
         return list(self.names)

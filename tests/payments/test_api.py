@@ -136,7 +136,7 @@ def test_forbidden_transitions_are_400(client, auth, db_session):
 
 
 def test_cancel_is_refused_while_processing(client, auth, db_session):
-    created = post(client, "/v1/payments", auth, amount=1000, currency="usd", payment_method="tok",
+    created = post(client, "/v1/payments", auth, amount=1000, currency="usd", payment_method="tok_1",
                    confirm=True).json
     response = post(client, f"/v1/payments/{created['id']}/cancel", auth)
     assert response.status_code == 400 and err(response)["code"] == "payment_unexpected_state"
@@ -178,13 +178,13 @@ def test_sellers(client, auth):
 
 def test_merchant_b_cannot_see_or_touch_merchant_a(client, auth, other_auth, db_session):
     created = post(client, "/v1/payments", auth, amount=1000, currency="usd", capture_method="manual",
-                   payment_method="tok", confirm=True).json
+                   payment_method="tok_1", confirm=True).json
     drain(db_session)
     pid = created["id"]
     assert client.get(f"/v1/payments/{pid}", headers=other_auth).status_code == 404
     assert pid not in [p["id"] for p in client.get("/v1/payments?limit=100", headers=other_auth).json["data"]]
     for path, body in [(f"/v1/payments/{pid}/capture", {}), (f"/v1/payments/{pid}/cancel", {}),
-                       (f"/v1/payments/{pid}/confirm", {"payment_method": "tok"}), ("/v1/refunds", {"payment": pid})]:
+                       (f"/v1/payments/{pid}/confirm", {"payment_method": "tok_2"}), ("/v1/refunds", {"payment": pid})]:
         response = post(client, path, other_auth, **body)
         assert response.status_code == 404, path
     assert client.get(f"/v1/events?object={pid}", headers=other_auth).json["data"] == []

@@ -8,6 +8,7 @@ with their own; a test-mode secret does not speak for live payments.
 Refunds the PSP reports failed after they succeeded (Stripe's charge.refund.updated / refund.failed, the
 sandbox's refund.updated) are un-booked by a reversing posting, once.
 """
+from dataclasses import replace
 import hashlib
 import hmac
 import json
@@ -113,9 +114,10 @@ def run(db_session, scope, deps, operation, params):
 
 def stripe_payment_in_3ds(db_session, scope, deps, intent_id: str) -> str:
     """A payment of ``scope`` whose Stripe authorization waits for 3-D Secure; its id."""
-    body = run(db_session, scope, deps, "payment.create", {
-        "amount": 1000, "currency": "USD", "capture_method": "manual", "payment_method": "pm_card_visa",
-        "confirm": True}).body
+    stripe_deps = replace(deps, test_vault="stripe")  # test mode charging Stripe too: pm_ tokens
+    body = run(db_session, scope, stripe_deps, "payment.create", {
+        "amount": 1000, "currency": "USD", "capture_method": "manual",
+        "payment_method": f"pm_card_{scope.merchant_id.lower()}", "confirm": True}).body
     _run_attempt(body["attempts"][0]["id"], deps, ScriptedGateway(authorize_results=[result(
         Outcome.REQUIRES_ACTION, connector="stripe", psp_reference=intent_id, status="requires_action",
         action_url=f"https://hooks.stripe.com/3d_secure/{intent_id}")]))

@@ -17,7 +17,7 @@ from app.payments.errors import AmountTooLarge, InvalidRequest, InvalidTransitio
 from app.payments.models import Payment, PaymentAttempt, Refund, Seller
 from app.payments.serializers import payment_object
 from app.payments.service import create_seller, default_seller_id, notify_outcome, wait_for_outcome
-from app.psp.interfaces import Outcome, PspResult
+from app.psp.interfaces import Lookup, Outcome, PspResult
 from tests.payments.helpers import (
     ScriptedGateway,
     assert_ledger_balanced,
@@ -166,7 +166,8 @@ def test_unknown_sale_found_captured_is_booked_once(db_session, scope, deps):
                        .values(next_attempt_at=deps.now() - timedelta(seconds=1)))
     db_session.commit()
     # The lookup by idempotency key finds the sale captured: booked, and nothing is sent again.
-    gateway.retrieve_results = [PspResult(Outcome.SUCCEEDED, "sandbox", "auth_t", status="captured", amount=1000)]
+    gateway.retrieve_results = [Lookup.of(PspResult(Outcome.SUCCEEDED, "sandbox", "auth_t", status="captured",
+                                                    amount=1000))]
     _run_attempt(attempt_id, deps, gateway)
     assert [c[0] for c in gateway.calls] == ["authorize", "retrieve"]
     payment = payment_row(db_session, body["id"])
@@ -290,7 +291,7 @@ def test_unknown_is_resolved_by_lookup_not_by_charging_again(db_session, scope, 
     assert processing.due_attempts(db_session, deps) == [attempt_id]
     db_session.commit()
     # ...and the job asks by idempotency key before sending anything.
-    gateway.retrieve_results = [PspResult(Outcome.SUCCEEDED, "sandbox", "auth_t", status="authorized")]
+    gateway.retrieve_results = [Lookup.of(PspResult(Outcome.SUCCEEDED, "sandbox", "auth_t", status="authorized"))]
     _run_attempt(attempt_id, deps, gateway)
     assert [c[0] for c in gateway.calls] == ["authorize", "retrieve", "capture"]
     assert gateway.calls[1][3] == f"kassa-{attempt_id}"
@@ -408,20 +409,22 @@ def statements_sent(db_session):
 
 
 def test_create_and_confirm_write_each_row_once(db_session, scope, deps):
-    """One flush inserts the payment as confirmed, then its attempt and orders (foreign keys first)."""
+    """One flush inserts the payment as confirmed, then its attempt and orders (foreign keys first); the
+    token's binding to the payment is one INSERT before them."""
     default_seller_id(db_session, scope)
     db_session.commit()
     with statements_sent(db_session) as statements:
         create(db_session, scope, deps, payment_method="tok_1", confirm=True)
     writes = [" ".join(statement.split()[:3]) for statement in statements]
     assert [w for w in writes if w.startswith(("INSERT", "UPDATE")) and "payment" in w] == [
-        "INSERT INTO payments", "INSERT INTO payment_attempts", "INSERT INTO payment_orders"]
+        "INSERT INTO payment_token_bindings", "INSERT INTO payments", "INSERT INTO payment_attempts",
+        "INSERT INTO payment_orders"]
 
 
 def test_expiry_sweep_cancels_old_authorizations(db_session, scope, deps, enqueued):
     body = create(db_session, scope, deps, capture_method="manual", payment_method="tok_1", confirm=True)
     _run_attempt(body["attempts"][0]["id"], deps, ScriptedGateway())
-    fresh = create(db_session, scope, deps, capture_method="manual", payment_method="tok_1", confirm=True)
+    fresh = create(db_session, scope, deps, capture_method="manual", payment_method="tok_2", confirm=True)
     _run_attempt(fresh["attempts"][0]["id"], deps, ScriptedGateway())
     old = payment_row(db_session, body["id"])
     old.authorized_at = deps.now() - timedelta(days=8)
@@ -478,7 +481,7 @@ def test_other_merchants_payments_are_invisible(db_session, scope, deps):
     body = create(db_session, scope, deps)
     other = Scope(factories.merchant(db_session, name="Other").id, False)
     db_session.commit()
-    for operation, params in [("payment.confirm", {"payment": body["id"], "payment_method": "tok"}),
+    for operation, params in [("payment.confirm", {"payment": body["id"], "payment_method": "tok_1"}),
                               ("payment.capture", {"payment": body["id"]}),
                               ("payment.cancel", {"payment": body["id"]}),
                               ("refund.create", {"payment": body["id"]})]:

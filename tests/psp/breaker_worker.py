@@ -17,8 +17,8 @@ from app.psp.breaker import BreakerRegistry, BreakerSettings
 def main() -> None:
     prefix = sys.argv[1]
     now = {"value": 0.0}
-    settings = BreakerSettings(failure_threshold=5, window_seconds=60, open_seconds=30, half_open_probes=1,
-                               probe_timeout_seconds=30)
+    settings = BreakerSettings(failure_rate_threshold=50, minimum_calls=5, window_seconds=60, open_seconds=30,
+                               half_open_probes=1, probe_timeout_seconds=30)
     registry = BreakerRegistry(redis.Redis.from_url(os.environ["REDIS_URL"]), settings,
                                clock=lambda: now["value"], prefix=prefix)
     permits = {}

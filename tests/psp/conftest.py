@@ -131,9 +131,9 @@ def breaker_prefix(redis_conn, request):
 
 @pytest.fixture
 def breakers(redis_conn, clock, breaker_prefix):
-    """Breakers with small thresholds on the driven clock."""
-    settings = BreakerSettings(failure_threshold=3, window_seconds=60, open_seconds=30, half_open_probes=1,
-                               probe_timeout_seconds=30)
+    """Breakers with a small minimum (3 calls, half of them failing) on the driven clock."""
+    settings = BreakerSettings(failure_rate_threshold=50, minimum_calls=3, window_seconds=60, open_seconds=30,
+                               half_open_probes=1, probe_timeout_seconds=30)
     return BreakerRegistry(redis_conn, settings, clock=clock, prefix=breaker_prefix)
 
 

@@ -37,7 +37,8 @@ class Recorded:
 
 
 class FakeStripe:
-    """Answers queued per (method, path): each answer is (status, body dict) or a callable."""
+    """Answers queued per (method, path): each answer is (status, body dict), (status, body dict, headers)
+    or "hold"."""
 
     def __init__(self):
         self.requests: list[Recorded] = []
@@ -53,6 +54,7 @@ class FakeStripe:
             def _handle(self):
                 parts = urlsplit(self.path)
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0) or 0)).decode()
+                headers: dict[str, str] = {}
                 recorded = Recorded(self.command, parts.path, dict(self.headers),
                                     parse_qsl(body, keep_blank_values=True),
                                     parse_qsl(parts.query, keep_blank_values=True))
@@ -69,7 +71,8 @@ class FakeStripe:
                         outer.hold.wait(30)
                         status, payload = 200, {}
                     else:
-                        status, payload = answer
+                        status, payload, *extra = answer
+                        headers = extra[0] if extra else {}
                 payload = outer._expanded(payload, recorded)
                 data = json.dumps(payload).encode()
                 try:
@@ -77,6 +80,8 @@ class FakeStripe:
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Request-Id", f"req_fake_{len(outer.requests)}")
                     self.send_header("Content-Length", str(len(data)))
+                    for name, value in headers.items():
+                        self.send_header(name, value)
                     self.end_headers()
                     self.wfile.write(data)
                 except (BrokenPipeError, ConnectionResetError):

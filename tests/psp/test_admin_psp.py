@@ -1,5 +1,5 @@
-"""/admin/psp: platform admins see every connector's breaker and can override it (CSRF-protected form);
-everyone else gets 404."""
+"""/admin/psp: platform admins see the breaker of every connector and credential with its window's figures
+and can override it (CSRF-protected form); everyone else gets 404."""
 import re
 
 import pytest
@@ -61,7 +61,7 @@ def test_admin_sees_each_connector_and_forces_the_breaker(client, db_session, ad
     html = page.get_data(as_text=True)
     for name in ("sandbox", "sandbox_b", "stripe"):
         assert f'data-connector="{name}"' in html
-    assert html.count('data-state="closed"') == 3
+    assert len(re.findall(r'data-credential="platform">.*?data-state="closed"', html, re.S)) == 3
     assert re.search(r'data-connector="sandbox_b".*?class="breaker-failures">1<', html, re.S)
 
     token = _CSRF.search(html).group(1)
@@ -71,7 +71,7 @@ def test_admin_sees_each_connector_and_forces_the_breaker(client, db_session, ad
     html = client.get("/admin/psp").get_data(as_text=True)
     assert re.search(r'data-connector="sandbox".*?data-state="open"', html, re.S) and "forced" in html
     audit = db_session.scalars(select(AuditEntry).where(AuditEntry.action == "psp.breaker.force_open")).one()
-    assert audit.target == "sandbox" and audit.actor_user_id == admin_user.id
+    assert audit.target == "sandbox:platform" and audit.actor_user_id == admin_user.id
 
     client.post("/admin/psp/sandbox/breaker", data={"action": "force_close", "csrf_token": token})
     snap = router.breaker("sandbox").snapshot()
@@ -87,3 +87,44 @@ def test_override_needs_a_csrf_token_and_a_known_action(client, db_session, admi
     token = _CSRF.search(client.get("/admin/psp").get_data(as_text=True)).group(1)
     assert client.post("/admin/psp/sandbox/breaker", data={"action": "explode", "csrf_token": token}).status_code == 404
     assert client.post("/admin/psp/nope/breaker", data={"action": "reset", "csrf_token": token}).status_code == 404
+
+
+def test_admin_sees_each_credentials_breaker_with_its_window_figures(client, db_session, admin_user, breakers_reset):
+    router = breakers_reset
+    shop = factories.merchant(db_session, name="Acme Books")
+    db_session.commit()
+    credential = f"{shop.id}:live"
+    own = router.breaker("stripe", credential)
+    own.reset()
+    for failed in (True, True, True, False):
+        permit = own.allow()
+        own.record_failure(permit) if failed else own.record_success(permit)
+    own.back_off(20)
+    login_as(client, db_session, admin_user)
+
+    html = client.get("/admin/psp").get_data(as_text=True)
+    row = re.search(rf'<tr data-connector="stripe" data-credential="{credential}">(.*?)</tr>', html, re.S).group(1)
+    assert "Acme Books (live)" in row
+    assert 'class="breaker-calls">4<' in row and 'class="breaker-failures">3<' in row
+    assert 'class="breaker-rate">75 %<' in row and 'data-state="closed"' in row  # 4 calls: below the minimum
+    assert "opens at 50 % failed of at least 20 calls" in row and "in the last 60 s" in row
+    assert "rate limited: backing off until" in row
+    platform = re.search(r'<tr data-connector="stripe" data-credential="platform">(.*?)</tr>', html, re.S).group(1)
+    assert 'class="breaker-calls">0<' in platform and "backing off" not in platform
+
+    # The override acts on that credential's breaker alone.
+    token = _CSRF.search(html).group(1)
+    response = client.post("/admin/psp/stripe/breaker",
+                           data={"action": "force_open", "credential": credential, "csrf_token": token})
+    assert response.status_code == 302
+    assert own.state() == BreakerState.OPEN and router.breaker("stripe").state() == BreakerState.CLOSED
+    audit = db_session.scalars(select(AuditEntry).where(AuditEntry.target == f"stripe:{credential}")).one()
+    assert audit.action == "psp.breaker.force_open" and audit.details["credential"] == credential
+    html = client.get("/admin/psp").get_data(as_text=True)
+    assert re.search(rf'data-credential="{credential}">.*?data-state="open"', html, re.S)
+    own.reset()
+
+    # Only the platform's credential or an existing merchant's own in a mode.
+    for bad in ("mer_01NOSUCHMERCHANT0000000000:live", f"{shop.id}:staging", "kassa:breaker:index"):
+        assert client.post("/admin/psp/stripe/breaker",
+                           data={"action": "reset", "credential": bad, "csrf_token": token}).status_code == 404

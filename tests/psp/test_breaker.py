@@ -1,5 +1,6 @@
-"""The circuit breaker: transitions driven by a hand-moved clock, overrides, metrics and logs, shared
-state between separate worker processes on one Redis, and failing open when Redis is gone."""
+"""The circuit breaker: opening by a failure rate over a minimum of calls in a sliding window, transitions
+driven by a hand-moved clock, rate-limit backoff, overrides, metrics and logs, shared state between
+separate worker processes on one Redis, and failing open when Redis is gone."""
 import json
 import logging
 import os
@@ -14,14 +15,15 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from prometheus_client import REGISTRY
 
-from app.psp.breaker import BreakerSettings, BreakerState, CircuitBreaker
+from app.psp.breaker import BreakerRegistry, BreakerSettings, BreakerState, CircuitBreaker
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-def transitions(connector: str, from_state: str, to_state: str) -> float:
+def transitions(connector: str, from_state: str, to_state: str, credential: str = "platform") -> float:
     value = REGISTRY.get_sample_value("kassa_psp_breaker_transitions_total",
-                                      {"connector": connector, "from_state": from_state, "to_state": to_state})
+                                      {"connector": connector, "credential": credential,
+                                       "from_state": from_state, "to_state": to_state})
     return value or 0.0
 
 
@@ -29,16 +31,83 @@ def gauge(connector: str) -> float | None:
     return REGISTRY.get_sample_value("kassa_psp_breaker_state", {"connector": connector})
 
 
-def test_failures_in_the_window_open_it_and_old_ones_do_not_count(breakers, clock):
-    breaker = breakers.get("acq_window")
-    assert breaker.record_failure() == BreakerState.CLOSED
-    assert breaker.record_failure() == BreakerState.CLOSED
-    clock.advance(61)  # both fell out of the 60 s window
-    assert breaker.record_failure() == BreakerState.CLOSED
-    assert breaker.snapshot().failures == 1
-    assert breaker.record_failure() == BreakerState.CLOSED
-    assert breaker.record_failure() == BreakerState.OPEN
-    assert breaker.snapshot().failures == 3
+def call(breaker: CircuitBreaker, *, failed: bool) -> BreakerState:
+    """One call through the breaker, as the router makes it: a permit, then its outcome once."""
+    permit = breaker.allow()
+    assert permit.allowed
+    return breaker.record_failure(permit) if failed else breaker.record_success(permit)
+
+
+@pytest.fixture
+def default_breakers(redis_conn, clock, breaker_prefix):
+    """Breakers with the production defaults (50 % of at least 20 calls within 60 s)."""
+    return BreakerRegistry(redis_conn, BreakerSettings(), clock=clock, prefix=breaker_prefix)
+
+
+def test_defaults_open_at_half_of_twenty_calls_and_never_below_the_minimum(default_breakers):
+    settings = default_breakers.settings
+    assert (settings.failure_rate_threshold, settings.minimum_calls, settings.window_seconds) == (50, 20, 60)
+    breaker = default_breakers.get("acq_rate")
+    for _ in range(10):
+        call(breaker, failed=False)
+    for _ in range(9):
+        assert call(breaker, failed=True) == BreakerState.CLOSED  # 9 of 19: below the minimum of 20 calls
+    assert call(breaker, failed=True) == BreakerState.OPEN        # 10 of 20: half failed
+    snap = breaker.snapshot()
+    assert (snap.calls, snap.failures, snap.failure_rate) == (20, 10, 50.0)
+
+    below_rate = default_breakers.get("acq_below_rate")
+    for _ in range(11):
+        call(below_rate, failed=False)
+    for _ in range(9):
+        call(below_rate, failed=True)
+    assert below_rate.state() == BreakerState.CLOSED  # 9 of 20 is 45 %
+
+    all_failing = default_breakers.get("acq_few_calls")
+    for _ in range(19):
+        assert call(all_failing, failed=True) == BreakerState.CLOSED  # every call failed, but only 19 of them
+    assert all_failing.snapshot().failure_rate == 100.0
+
+
+def test_the_window_slides_calls_older_than_it_do_not_count(default_breakers, clock):
+    breaker = default_breakers.get("acq_window")
+    for _ in range(15):
+        call(breaker, failed=True)
+    clock.advance(30)
+    for _ in range(4):
+        call(breaker, failed=True)
+    assert breaker.snapshot().calls == 19
+    clock.advance(31)  # the first fifteen left the 60 s window
+    snap = breaker.snapshot()
+    assert (snap.calls, snap.failures) == (4, 4)
+    for _ in range(15):
+        assert call(breaker, failed=True) == BreakerState.CLOSED
+    assert call(breaker, failed=True) == BreakerState.OPEN  # 20 calls in the window, all failed
+
+
+def test_a_rate_limit_backs_the_credential_off_without_opening_or_counting_a_failure(default_breakers, clock):
+    breaker = default_breakers.get("acq_limited", "mer_01LIMITED:live")
+    for _ in range(20):
+        call(breaker, failed=False)
+    until = breaker.back_off(5)  # the PSP said Retry-After: 5
+    assert until == clock.now + 5
+    refused = breaker.allow()
+    assert not refused.allowed and refused.backoff_until == until and refused.state == BreakerState.CLOSED
+    snap = breaker.snapshot()
+    assert snap.state == BreakerState.CLOSED and snap.failures == 0 and snap.calls == 20
+    assert snap.backoff_until == until
+    clock.advance(5)
+    assert breaker.allow().allowed and breaker.snapshot().backoff_until is None
+
+    # Without a Retry-After: the default second; an absurd one is bounded.
+    assert breaker.back_off(None) == clock.now + 1
+    assert breaker.back_off(3600) == clock.now + 30
+    # Other credentials of the same connector are not backing off.
+    assert default_breakers.get("acq_limited").allow().allowed
+    assert default_breakers.get("acq_limited", "mer_01OTHER:live").allow().allowed
+    # An operator forcing it closed lets calls through at once.
+    breaker.force_close()
+    assert breaker.allow().allowed
 
 
 def test_open_short_circuits_then_one_half_open_probe_closes_it(breakers, clock, caplog):
@@ -49,7 +118,7 @@ def test_open_short_circuits_then_one_half_open_probe_closes_it(breakers, clock,
             breaker.record_failure()
     assert transitions("acq_cycle", "closed", "open") == before + 1
     assert gauge("acq_cycle") == 2
-    assert any("acq_cycle: closed -> open" in record.getMessage() for record in caplog.records)
+    assert any("acq_cycle:platform: closed -> open" in record.getMessage() for record in caplog.records)
 
     assert breaker.allow().allowed is False
     clock.advance(29.9)
@@ -138,8 +207,10 @@ def test_redis_down_lets_calls_through():
 
 def test_settings_from_config_then_environment(monkeypatch):
     monkeypatch.setenv("PSP_BREAKER_OPEN_SECONDS", "12")
-    settings = BreakerSettings.from_config({"PSP_BREAKER_FAILURES": "7"})
-    assert settings.failure_threshold == 7 and settings.open_seconds == 12.0
+    monkeypatch.setenv("PSP_BREAKER_RATE_LIMIT_MAX_BACKOFF_SECONDS", "10")
+    settings = BreakerSettings.from_config({"PSP_BREAKER_MINIMUM_CALLS": "7", "PSP_BREAKER_FAILURE_RATE": "80"})
+    assert settings.minimum_calls == 7 and settings.failure_rate_threshold == 80.0 and settings.open_seconds == 12.0
+    assert settings.rate_limit_max_backoff_seconds == 10.0
     assert settings.window_seconds == BreakerSettings().window_seconds
 
 
@@ -181,7 +252,7 @@ def test_breaker_state_is_shared_between_worker_processes(workers):
     one, two = workers
     assert one.pid != two.pid
     now = 1_000_000.0
-    # Failures seen by different processes add up: 3 in one, 2 in the other open it (threshold 5).
+    # Failures seen by different processes add up: 3 in one, 2 in the other open it (5 calls, all failed).
     assert one.send(op="failures", count=3, now=now)["states"] == ["closed"] * 3
     assert two.send(op="failures", count=2, now=now + 1)["states"] == ["closed", "open"]
     # The first process now refuses calls too.

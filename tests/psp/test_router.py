@@ -6,8 +6,8 @@ import uuid
 
 import pytest
 
-from app.psp.breaker import BreakerState
-from app.psp.interfaces import AuthorizeRequest, Outcome
+from app.psp.breaker import BreakerRegistry, BreakerSettings, BreakerState
+from app.psp.interfaces import AuthorizeRequest, LookupOutcome, Outcome
 from app.psp.registry import connector_for, connector_specs
 from app.psp.router import DEFAULT_ROUTES, RetryPolicy, Router, RouteRule, build_router, routes_from_config
 from app.psp.sandbox import SandboxConnector
@@ -51,7 +51,8 @@ def test_timeout_does_not_fail_over_and_is_resolved_by_a_status_query(sbx, route
     stats = sbx.stats()
     assert stats["sandbox_b"]["calls"] == 0 and stats["sandbox_b"]["authorizations"] == 0
     resolved = router.retrieve("sandbox", idempotency_key=key)
-    assert resolved.outcome == Outcome.SUCCEEDED and resolved.status == "authorized"
+    assert resolved.outcome == LookupOutcome.FOUND and resolved.tried == ("sandbox",)
+    assert resolved.found.outcome == Outcome.SUCCEEDED and resolved.found.status == "authorized"
     assert sbx.stats(idempotency_key=key)["sandbox"]["authorizations"] == 1
 
 
@@ -96,7 +97,8 @@ def test_repeated_failures_open_the_breaker_calls_short_circuit_and_a_probe_clos
     short = router.authorize("sandbox", authorize_request(token))
     assert short.outcome == Outcome.NOT_PROCESSED and short.error == "circuit_open"
     # Status queries short-circuit too, and say "unknown", never "not there".
-    assert router.retrieve("sandbox", idempotency_key="x").outcome == Outcome.UNKNOWN
+    lookup = router.retrieve("sandbox", idempotency_key="x")
+    assert lookup.outcome == LookupOutcome.UNKNOWN and lookup.error == "circuit_open"
     assert sbx.stats()["sandbox"]["calls"] == calls  # nothing reached the acquirer
 
     sbx.admin("/_admin/faults", {"acquirer": "sandbox", "error_rate": 0.0})
@@ -114,12 +116,42 @@ def test_an_open_breaker_fails_over_at_once(sbx, router):
     assert sbx.stats()["sandbox"]["calls"] == 0
 
 
-def test_declines_and_timeouts_count_correctly_for_the_breaker(sbx, router):
-    for number in ("4000000000009995", "4000000000009979", "4000000000000069"):
-        router.authorize("sandbox", authorize_request(sbx.tokenize(number)["id"]))
-    assert router.breaker("sandbox").snapshot().failures == 0  # declines are answers, not outages
+def test_declines_three_d_secure_and_card_errors_are_calls_never_failures(sbx, router):
+    for number in ("4000000000009995", "4000000000009979", "4000000000000069", "4000000000003220"):
+        assert router.authorize("sandbox", authorize_request(sbx.tokenize(number)["id"])).error is None
+    assert router.authorize("sandbox", authorize_request("tok_unknown")).outcome == Outcome.DECLINED
+    snap = router.breaker("sandbox").snapshot()
+    assert (snap.calls, snap.failures) == (5, 0)  # answers, not outages
     router.authorize("sandbox", authorize_request(sbx.tokenize("4000000000000341")["id"]))
-    assert router.breaker("sandbox").snapshot().failures == 1
+    snap = router.breaker("sandbox").snapshot()
+    assert (snap.calls, snap.failures) == (6, 1)
+
+
+def test_six_timeout_card_payments_among_normal_traffic_open_no_breaker(sbx, redis_conn, clock, breaker_prefix,
+                                                                        sleeps):
+    # Issue 14: six payments with the timeout card opened both sandbox acquirers' breakers (a flat five
+    # failures in 30 s, each retry counted) and failed healthy payments. The default failure-rate rule (half
+    # of at least 20 calls in 60 s) sees 6 timeouts among 20 calls and opens nothing.
+    made = {name: SandboxConnector(name, sbx.acquirers[name].url, SECRET, connect_timeout=0.5,
+                                   read_timeout=0.5)  # the sandbox stalls the timeout card for 2 s
+            for name in ("sandbox", "sandbox_b")}
+    breakers = BreakerRegistry(redis_conn, BreakerSettings(), clock=clock, prefix=breaker_prefix)
+    router = Router.from_connectors(made, breakers=breakers, retry=RetryPolicy(max_tries=3), sleep=sleeps)
+    good, slow = sbx.tokenize()["id"], sbx.tokenize("4000000000000341")["id"]
+    timeout_turns = {1, 4, 7, 10, 13, 16}  # six of the twenty payments, spread out
+    try:
+        outcomes = []
+        for n in range(20):
+            result = router.authorize("sandbox", authorize_request(slow if n in timeout_turns else good))
+            outcomes.append((result.outcome, result.connector))
+            clock.advance(1)
+    finally:
+        router.close()
+    assert outcomes.count((Outcome.UNKNOWN, "sandbox")) == 6
+    assert outcomes.count((Outcome.SUCCEEDED, "sandbox")) == 14  # no healthy payment failed over or failed
+    snap = router.breaker("sandbox").snapshot()
+    assert snap.state == BreakerState.CLOSED and (snap.calls, snap.failures) == (20, 6)
+    assert router.breaker("sandbox_b").state() == BreakerState.CLOSED
 
 
 def test_live_mode_never_routes_to_the_sandbox(sbx, router):
@@ -131,7 +163,8 @@ def test_live_mode_never_routes_to_the_sandbox(sbx, router):
     for outcome in (router.capture("sandbox", auth.psp_reference, 100, "EUR", "cap_live", livemode=True),
                     router.refund("sandbox", auth.psp_reference, 100, "EUR", "rf_live", livemode=True)):
         assert outcome.error == "no_route"
-    assert router.retrieve("sandbox", psp_reference=auth.psp_reference, livemode=True).outcome == Outcome.UNKNOWN
+    lookup = router.retrieve("sandbox", psp_reference=auth.psp_reference, livemode=True)
+    assert lookup.outcome == LookupOutcome.UNKNOWN and lookup.error == "no_route"
     assert sbx.stats()["sandbox"]["captures"] == 0
     # A configuration that would send live payments to the sandbox is refused outright.
     with pytest.raises(ValueError, match="live mode never routes to the sandbox"):
@@ -193,12 +226,41 @@ def test_registry_builds_connectors_from_configuration(sbx):
 
 def test_build_router_from_configuration(sbx, redis_conn, clock, sleeps):
     config = {"SANDBOX_ACQUIRER_URLS": f"sandbox={sbx.a.url},sandbox_b={sbx.b.url}", "SANDBOX_PSP_SECRET": SECRET,
-              "PSP_READ_TIMEOUT": 1, "PSP_BREAKER_FAILURES": 2, "PSP_MAX_TRIES": 2}
+              "PSP_READ_TIMEOUT": 1, "PSP_BREAKER_MINIMUM_CALLS": 2, "PSP_MAX_TRIES": 2}
     router = build_router(config, redis=redis_conn, clock=clock, sleep=sleeps)
     assert router.connector_names("sandbox") == ["sandbox", "sandbox_b"]
-    assert router.breakers.settings.failure_threshold == 2 and router.retry.max_tries == 2
+    assert router.breakers.settings.minimum_calls == 2 and router.retry.max_tries == 2
     result = router.authorize("sandbox", authorize_request(sbx.tokenize()["id"]))
     assert result.outcome == Outcome.SUCCEEDED and result.connector == "sandbox"
     router.breaker("sandbox").reset()
     router.breaker("sandbox_b").reset()
     router.close()
+
+
+def test_a_lookup_that_could_not_tell_is_retried_then_unknown_never_absent(sbx, router, sleeps, clock):
+    key = f"att_{uuid.uuid4().hex}"
+    router.authorize("sandbox", authorize_request(sbx.tokenize()["id"], key))
+    sbx.admin("/_admin/faults", {"acquirer": "sandbox", "read_error_status": 500})
+    lookup = router.retrieve("sandbox", idempotency_key=key)
+    # Asked three times with backoff (reading again is harmless), then "could not tell".
+    assert lookup.outcome == LookupOutcome.UNKNOWN and lookup.error == "server_error"
+    assert lookup.tried == ("sandbox",) * 3 and len(sleeps.calls) == 2
+    # A rate limit is not asked again at once: the credential backs off, and a lookup it holds back is
+    # unknown as well, never absent.
+    sbx.admin("/_admin/faults", {"acquirer": "sandbox", "read_error_status": 429})
+    limited = router.retrieve("sandbox", idempotency_key=key)
+    assert (limited.outcome, limited.error, limited.tried) == (LookupOutcome.UNKNOWN, "rate_limited", ("sandbox",))
+    sbx.admin("/_admin/faults", {"acquirer": "sandbox", "read_error_status": None})
+    held = router.retrieve("sandbox", idempotency_key=key)
+    assert held.outcome == LookupOutcome.UNKNOWN and held.error == "rate_limited_backoff"
+    clock.advance(30)  # the backoff is over: asked again, and found
+    assert router.retrieve("sandbox", idempotency_key=key).outcome == LookupOutcome.FOUND
+
+
+def test_each_connector_says_how_long_its_psp_keeps_idempotency_keys(connectors):
+    from datetime import timedelta
+
+    router = Router.from_connectors({**connectors, "stripe": StripeConnector(api_key=None)})
+    assert router.idempotency_window("sandbox") is None  # kept until reset
+    assert router.idempotency_window("stripe") == timedelta(hours=24)
+    assert router.idempotency_window("unknown") == timedelta(hours=24)  # not said: assume the shortest

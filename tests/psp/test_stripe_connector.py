@@ -7,11 +7,12 @@ import hmac
 import json
 import socket
 import time
+from datetime import timedelta
 
 import httpx
 import pytest
 
-from app.psp.interfaces import AuthorizeRequest, CallbackRejected, CardToken, Outcome
+from app.psp.interfaces import AuthorizeRequest, CallbackRejected, CardToken, LookupOutcome, Outcome
 from app.psp.stripe_connector import StripeConnector
 from tests.psp.fake_stripe import FakeStripe, card_declined, payment_intent, payment_method, refund, stripe_fixture
 
@@ -104,7 +105,7 @@ def test_card_decline_is_a_result_with_the_decline_code_and_the_card(fake, strip
 def test_a_declined_intent_read_later_names_the_declined_card(fake, stripe_connector):
     # After a failed attempt Stripe unsets payment_method; last_payment_error keeps the PaymentMethod.
     fake.answer(*RETRIEVE, (200, card_declined()["error"]["payment_intent"]))
-    result = stripe_connector.retrieve(psp_reference="pi_kassa_1")
+    result = stripe_connector.retrieve(psp_reference="pi_kassa_1").found
     assert result.outcome == Outcome.DECLINED and result.decline_code == "insufficient_funds"
     assert result.raw["card"]["fingerprint"] == "AOB934RVNwzk6xtn" and result.raw["card"]["last4"] == "4242"
 
@@ -118,7 +119,7 @@ def test_an_answer_without_the_payment_method_object_has_no_card(fake, stripe_co
     # A PaymentMethod of another kind than a card has no card facts either.
     fake.answer(*RETRIEVE, (200, payment_intent(status="requires_capture")))
     fake.payment_methods["pm_card_visa"] = {**payment_method(), "type": "sepa_debit", "card": None}
-    assert "card" not in stripe_connector.retrieve(psp_reference="pi_kassa_1").raw
+    assert "card" not in stripe_connector.retrieve(psp_reference="pi_kassa_1").found.raw
 
 
 def test_card_of_reads_the_payment_method_with_the_secret_key(fake, stripe_connector):
@@ -181,6 +182,16 @@ def test_no_hidden_retries_and_an_ambiguous_error_is_unknown(fake, stripe_connec
     assert [(r.method, r.path) for r in fake.requests] == [CREATE, CONFIRM]
 
 
+def test_a_rate_limit_is_not_processed_and_carries_stripes_retry_after(fake, stripe_connector):
+    fake.answer(*CREATE, (429, {"error": {"type": "invalid_request_error", "code": "rate_limit",
+                                          "message": "Too many requests hit the API too quickly."}},
+                          {"Retry-After": "3"}))
+    result = stripe_connector.authorize(authorize_request())
+    assert result.outcome == Outcome.NOT_PROCESSED and result.error == "rate_limited"
+    assert result.retry_after == 3.0  # the router backs this credential off for that long (app/psp/breaker.py)
+    assert [(r.method, r.path) for r in fake.requests] == [CREATE]
+
+
 def test_client_is_built_without_retries_and_with_our_timeouts(stripe_connector):
     requestor = stripe_connector._client._requestor
     assert requestor._options.max_network_retries == 0
@@ -199,7 +210,7 @@ def test_read_timeout_is_unknown_then_retrieve_resolves_it(fake, stripe_connecto
     fake.answer(*RETRIEVE, (200, payment_intent(status="requires_capture")))
     fake.payment_methods["pm_card_visa"] = payment_method(brand="amex", last4="8431", exp_month=11, exp_year=2029,
                                                           fingerprint="fpAmexKassa0001")
-    resolved = stripe_connector.retrieve(psp_reference=result.psp_reference)
+    resolved = stripe_connector.retrieve(psp_reference=result.psp_reference).found
     assert resolved.outcome == Outcome.SUCCEEDED and resolved.status == "requires_capture"
     query = fake.requests[-1]
     assert (query.method, query.path) == RETRIEVE and query.form == [] and query.query == [EXPAND]
@@ -225,7 +236,7 @@ def test_connection_refused_is_not_processed():
     try:
         result = connector.authorize(authorize_request())
         assert result.outcome == Outcome.NOT_PROCESSED and result.error == "connect_refused" and result.retryable
-        assert connector.retrieve(psp_reference="pi_x").outcome == Outcome.UNKNOWN
+        assert connector.retrieve(psp_reference="pi_x").outcome == LookupOutcome.UNKNOWN
     finally:
         connector.close()
 
@@ -243,32 +254,36 @@ def test_capture_void_refund_request_shapes(fake, stripe_connector):
     assert voided.outcome == Outcome.SUCCEEDED and voided.status == "voided"
     refunded = stripe_connector.refund("pi_kassa_1", 700, "EUR", "rf_1")
     assert refunded.outcome == Outcome.SUCCEEDED and refunded.psp_reference == "re_kassa_1" and refunded.amount == 700
-    assert stripe_connector.retrieve_refund("re_kassa_1").outcome == Outcome.SUCCEEDED
+    assert stripe_connector.retrieve_refund("re_kassa_1").found.outcome == Outcome.SUCCEEDED
 
     capture, cancel, create_refund, get_refund = fake.requests
     assert capture.fields == {"amount_to_capture": "1500"} and capture.headers["Idempotency-Key"] == "cap_1"
     assert cancel.fields == {} and cancel.headers["Idempotency-Key"] == "void_1"
-    assert create_refund.fields == {"payment_intent": "pi_kassa_1", "amount": "700"}
+    # The refund names its key, so that a retry past Stripe's 24 hours can find it (find_refund).
+    assert create_refund.fields == {"payment_intent": "pi_kassa_1", "amount": "700",
+                                     "metadata[kassa_idempotency_key]": "rf_1"}
     assert create_refund.headers["Idempotency-Key"] == "rf_1"
     assert get_refund.method == "GET" and "Idempotency-Key" not in get_refund.headers
 
 
-def test_failed_refund_is_declined_and_missing_objects_are_not_found(fake, stripe_connector):
+def test_failed_refund_is_declined_and_missing_objects_are_absent(fake, stripe_connector):
     fake.answer("POST", "/v1/refunds", (200, refund(status="failed", failure_reason="expired_or_canceled_card")))
     result = stripe_connector.refund("pi_kassa_1", 700, "EUR", "rf_2")
     assert result.outcome == Outcome.DECLINED and result.decline_code == "expired_or_canceled_card"
-    missing = stripe_connector.retrieve(psp_reference="pi_missing")  # the fake answers 404
-    assert missing.outcome == Outcome.NOT_PROCESSED and missing.error == "not_found" and missing.psp_reference is None
-    # Stripe has no lookup by idempotency key: said plainly, without a request.
+    missing = stripe_connector.retrieve(psp_reference="pi_missing")  # the fake answers 404 resource_missing
+    assert missing.outcome == LookupOutcome.ABSENT and missing.error == "not_found" and missing.found is None
+    # Stripe has no lookup by idempotency key: "cannot tell", said without a request, never "absent".
     count = len(fake.requests)
     by_key = stripe_connector.retrieve(idempotency_key="att_1")
-    assert by_key.error == "not_found" and by_key.status == "lookup_unsupported" and len(fake.requests) == count
+    assert by_key.outcome == LookupOutcome.UNKNOWN and by_key.error == "lookup_unsupported"
+    assert len(fake.requests) == count
 
 
 def test_without_credentials_nothing_is_sent():
     connector = StripeConnector(api_key=None)
     assert connector.authorize(authorize_request()).error == "not_configured"
-    assert connector.retrieve(psp_reference="pi_1").outcome == Outcome.UNKNOWN
+    lookup = connector.retrieve(psp_reference="pi_1")
+    assert lookup.outcome == LookupOutcome.UNKNOWN and lookup.error == "not_configured"
 
 
 def stripe_signature(payload: bytes, secret: str, timestamp: int) -> str:
@@ -324,3 +339,78 @@ def test_webhook_rejected_when_wrong_or_stale(stripe_connector, case):
         body = body.replace(b'"succeeded"', b'"canceled"')
     with pytest.raises(CallbackRejected):
         stripe_connector.parse_callback(headers, body)
+
+
+# -- lookups: found, absent, or could not tell ----------------------------------------------------------
+
+def stripe_error(type_: str, message: str = "Something went wrong.", code: str | None = None) -> dict:
+    return {"error": {"type": type_, "message": message, **({"code": code} if code else {})}}
+
+
+READ_ANSWERS = [
+    # (HTTP status, body) -> what the lookup learned. Only Stripe's own "no such object" is absent.
+    ((404, stripe_error("invalid_request_error", "No such payment_intent: 'pi_kassa_1'", "resource_missing")),
+     LookupOutcome.ABSENT, "not_found"),
+    ((404, {"error": {"type": "invalid_request_error", "message": "Unrecognized request URL"}}),
+     LookupOutcome.UNKNOWN, "not_found"),  # a 404 that is not Stripe's "no such object" (a wrong api_base)
+    ((429, stripe_error("rate_limit_error", "Too many requests", "rate_limit")), LookupOutcome.UNKNOWN, "rate_limited"),
+    ((401, stripe_error("invalid_request_error", "Invalid API Key provided.")), LookupOutcome.UNKNOWN, "auth"),
+    ((403, stripe_error("invalid_request_error", "The provided key does not have access.")),
+     LookupOutcome.UNKNOWN, "auth"),
+    ((400, stripe_error("invalid_request_error", "Invalid expand", "parameter_invalid_string")),
+     LookupOutcome.UNKNOWN, "client_error"),
+    ((409, stripe_error("api_error", "A concurrent request is running.")), LookupOutcome.UNKNOWN, "server_error"),
+    ((500, stripe_error("api_error")), LookupOutcome.UNKNOWN, "server_error"),
+    ((502, stripe_error("api_error")), LookupOutcome.UNKNOWN, "server_error"),
+    ((503, stripe_error("api_error")), LookupOutcome.UNKNOWN, "server_error"),
+    ("hold", LookupOutcome.UNKNOWN, "read_timeout"),
+]
+
+
+@pytest.mark.parametrize(("answer", "learned", "error"), READ_ANSWERS)
+@pytest.mark.parametrize("lookup", ["payment_intent", "refund"])
+def test_each_answer_to_a_status_query_maps_to_found_absent_or_unknown(fake, stripe_connector, answer, learned,
+                                                                      error, lookup):
+    path, ask = {"payment_intent": (RETRIEVE[1], lambda: stripe_connector.retrieve(psp_reference="pi_kassa_1")),
+                 "refund": ("/v1/refunds/re_kassa_1", lambda: stripe_connector.retrieve_refund("re_kassa_1"))}[lookup]
+    if answer == "hold":
+        fake.hold.clear()  # answered after our read timeout
+    fake.answer("GET", path, answer)
+    result = ask()
+    fake.hold.set()
+    assert (result.outcome, result.error, result.found) == (learned, error, None)
+    assert len(fake.requests) == 1  # no hidden retry: asking again is the router's decision
+    # Whatever the error would mean for a write, an attempt or refund applying this lookup stays open.
+    assert result.as_result().outcome == Outcome.UNKNOWN
+
+
+def test_a_status_query_stripe_answers_is_found(fake, stripe_connector):
+    fake.answer(*RETRIEVE, (200, payment_intent(status="requires_capture")))
+    fake.answer("GET", "/v1/refunds/re_kassa_1", (200, refund(status="pending")))
+    intent = stripe_connector.retrieve(psp_reference="pi_kassa_1")
+    assert intent.outcome == LookupOutcome.FOUND and intent.found.outcome == Outcome.SUCCEEDED
+    pending = stripe_connector.retrieve_refund("re_kassa_1")
+    assert pending.outcome == LookupOutcome.FOUND and pending.found.outcome == Outcome.PENDING
+
+
+def test_a_refund_is_found_by_the_key_it_was_created_with(fake, stripe_connector):
+    listed = {"object": "list", "url": "/v1/refunds", "has_more": False, "data": [
+        refund(id="re_other", metadata={"kassa_idempotency_key": "kassa-re_2"}),
+        refund(id="re_ours", amount=300, metadata={"kassa_idempotency_key": "kassa-re_1"})]}
+    fake.answer("GET", "/v1/refunds", (200, listed))
+    found = stripe_connector.find_refund("pi_kassa_1", "kassa-re_1")
+    assert found.outcome == LookupOutcome.FOUND and found.found.psp_reference == "re_ours"
+    assert found.found.outcome == Outcome.SUCCEEDED and found.found.amount == 300
+    assert fake.requests[-1].query == [("payment_intent", "pi_kassa_1"), ("limit", "100")]
+
+    assert stripe_connector.find_refund("pi_kassa_1", "kassa-re_9").outcome == LookupOutcome.ABSENT
+    # Not among the first 100 and there are more: it cannot tell.
+    fake.answer("GET", "/v1/refunds", (200, {**listed, "has_more": True}))
+    assert stripe_connector.find_refund("pi_kassa_1", "kassa-re_9").outcome == LookupOutcome.UNKNOWN
+    fake.answer("GET", "/v1/refunds", (429, stripe_error("rate_limit_error", "Too many requests", "rate_limit")))
+    limited = stripe_connector.find_refund("pi_kassa_1", "kassa-re_1")
+    assert limited.outcome == LookupOutcome.UNKNOWN and limited.error == "rate_limited"
+
+
+def test_stripe_forgets_idempotency_keys_after_24_hours(stripe_connector):
+    assert StripeConnector.idempotency_window == stripe_connector.idempotency_window == timedelta(hours=24)

@@ -108,7 +108,7 @@ def test_stripe_is_sent_and_read_back_in_its_own_units(fake, stripe_connector, c
     assert stripe_connector.authorize(authorize_request(amount, currency)).amount == amount
     assert stripe_connector.capture("pi_kassa_1", amount, currency, "cap_1").amount == amount
     assert stripe_connector.refund("pi_kassa_1", amount, currency, "rf_1").amount == amount
-    assert stripe_connector.retrieve(psp_reference="pi_kassa_1").amount == amount
+    assert stripe_connector.retrieve(psp_reference="pi_kassa_1").found.amount == amount
 
     create, _confirm, capture, create_refund, _retrieve = fake.requests
     assert (create.fields["amount"], create.fields["currency"]) == (str(wire), currency.lower())

@@ -178,6 +178,21 @@ def test_partial_refunds_up_to_the_captured_amount(sandbox):
     assert sandbox.stats()["sandbox"]["refunds"] == 3
 
 
+def test_pending_refund_card_refunds_later_and_sets_the_amount_aside(sandbox):
+    auth = sandbox.captured("4000000000007726", amount=1000)
+    refund = sandbox.a.post("/v1/refunds", {"authorization": auth["id"], "amount": 600}, key="rf-pending").json()
+    assert refund["status"] == "pending"
+    assert sandbox.a.get(f"/v1/refunds/{refund['id']}").json()["status"] == "pending"
+    too_much = sandbox.a.post("/v1/refunds", {"authorization": auth["id"], "amount": 500})
+    assert too_much.json()["error"]["code"] == "amount_too_large"  # 600 are set aside while pending
+    assert sandbox.stats()["sandbox"]["refunds"] == 0
+
+    sandbox.admin("/_admin/clock", {"advance_seconds": 3600})
+    assert sandbox.a.get(f"/v1/refunds/{refund['id']}").json()["status"] == "succeeded"
+    assert sandbox.stats()["sandbox"]["refunds"] == 1
+    assert sandbox.a.get(f"/v1/authorizations/{auth['id']}").json()["refunded_amount"] == 600
+
+
 def test_refunds_need_a_capture_on_the_same_acquirer(sandbox):
     auth = sandbox.a.authorize(sandbox.tokenize()["id"]).json()
     not_captured = sandbox.a.post("/v1/refunds", {"authorization": auth["id"], "amount": 100})

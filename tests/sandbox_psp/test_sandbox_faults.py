@@ -63,6 +63,37 @@ def test_fault_settings_are_validated_and_listed(sandbox):
     assert response.status_code == 400
     set_faults(sandbox, latency_ms=5)
     faults = sandbox.public.get(sandbox.public_url + "/_admin/faults").json()
-    assert faults["sandbox"] == {"latency_ms": 5, "error_rate": 0.0, "refuse_connections": False}
+    assert faults["sandbox"] == {"latency_ms": 5, "error_rate": 0.0, "refuse_connections": False,
+                                 "read_error_status": None}
     assert faults["sandbox_b"]["latency_ms"] == 0
     assert sandbox.a.get("/healthz").status_code == 200
+
+
+@pytest.mark.parametrize(("status", "code"), [(429, "rate_limited"), (503, "processing_error"), (401, "unauthorized"),
+                                              (500, "internal_error")])
+def test_read_error_status_fails_every_status_query_and_no_write(sandbox, status, code):
+    token = sandbox.tokenize()["id"]
+    key = f"k-read-{status}"
+    assert set_faults(sandbox, read_error_status=status)["read_error_status"] == status
+    authorized = sandbox.a.authorize(token, key=key)
+    assert authorized.status_code == 200  # writes go on
+    for path, params in ((f"/v1/authorizations/{authorized.json()['id']}", None),
+                         ("/v1/authorizations", {"idempotency_key": key}), ("/v1/refunds/rf_x", None)):
+        answer = sandbox.a.get(path, params=params)
+        assert answer.status_code == status and answer.json()["error"]["code"] == code
+    assert sandbox.b.get("/v1/authorizations", params={"idempotency_key": key}).status_code == 200  # per acquirer
+    assert sandbox.stats()["sandbox"]["injected_errors"] == 3
+
+    set_faults(sandbox, read_error_status=None)
+    assert sandbox.a.get("/v1/authorizations", params={"idempotency_key": key}).json()["data"][0]["status"] == \
+        "authorized"
+
+
+def test_read_error_status_is_validated_and_cleared_by_a_reset(sandbox):
+    response = sandbox.public.post(sandbox.public_url + "/_admin/faults",
+                                   json={"acquirer": "sandbox", "read_error_status": 418})
+    assert response.status_code == 400 and response.json()["error"]["param"] == "read_error_status"
+    set_faults(sandbox, read_error_status=429)
+    assert set_faults(sandbox, latency_ms=0)["read_error_status"] == 429  # left out: kept
+    sandbox.admin("/_admin/reset")
+    assert sandbox.public.get(sandbox.public_url + "/_admin/faults").json()["sandbox"]["read_error_status"] is None

@@ -9,15 +9,15 @@
 - partial indexes of the few rows the inbox lists: callbacks failed or rejected and not dismissed,
   disputes awaiting a response, webhook endpoints disabled or failing.
 
-Revision ID: 0014_console
-Revises: 0013_webhook_recovery
+Revision ID: 0017_console
+Revises: 0016_needs_attention
 Create Date: 2026-12-02
 """
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0014_console"
-down_revision = "0013_webhook_recovery"
+revision = "0017_console"
+down_revision = "0016_needs_attention"
 branch_labels = None
 depends_on = None
 
