@@ -4,6 +4,7 @@ ask the PSP again, or record the outcome found at the PSP (app/payments/operator
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 
+from app import pan
 from app.accounts.audit import ReasonRequired, audit
 from app.accounts.models import Merchant
 from app.admin import bp
@@ -28,6 +29,10 @@ def _query_from(args) -> tuple[PaymentQuery, dict, str | None]:
                                                                       "currency")}
     if not any(values.values()):
         return PaymentQuery(), values, None
+    if any(pan.find_card_number(value) for value in values.values()):
+        # Neither searched for nor kept (the search is audited with its query): Kassa has none to find.
+        return PaymentQuery(), {name: "" for name in values}, \
+            "Kassa keeps no card numbers: search by the card's last 4 digits and the amount instead."
     last4 = values["last4"]
     if last4 and not (last4.isdigit() and len(last4) == _LAST4_DIGITS):
         return PaymentQuery(), values, "Card last 4 is four digits."

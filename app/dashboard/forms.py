@@ -177,7 +177,7 @@ def _countries() -> list:
     return select_choices([("", "Choose a country"), *pairs])
 
 
-class BusinessDetailsForm(FlaskForm):
+class BusinessDetailsForm(KassaForm):
     """The business details item of the go-live checklist."""
 
     legal_name = StringField("Legal name", validators=[
@@ -205,7 +205,7 @@ class BusinessDetailsForm(FlaskForm):
             raise ValidationError("Use an https:// address, like https://example.com/help.")
 
 
-class WebhooksNotNeededForm(FlaskForm):
+class WebhooksNotNeededForm(KassaForm):
     """The merchant's word that its integration needs no webhook endpoint."""
 
     not_needed = BooleanField("Our integration needs no webhooks (we read payment results through the API)")

@@ -181,3 +181,12 @@ def test_merchants_are_found_by_name_id_member_email_and_filtered(client, db_ses
     assert listed(created_from="2000-01-01", created_to="2000-01-02") == set()
     page = client.get(f"/admin/merchants/{merchant.id}").get_data(as_text=True)
     assert owner.email in page and "Go-live checklist" in page
+
+
+def test_an_operators_reason_holding_a_card_number_is_refused(client, db_session, admin, shop):
+    merchant, _owner, _developer = shop
+    login_as(client, db_session, admin)
+    refused = act(client, f"/admin/merchants/{merchant.id}/suspend", "suspend", reason="Card 4242424242424242 abused")
+    assert refused.status_code == 422 and "This looks like a card number" in refused.get_data(as_text=True)
+    assert _merchant(db_session, merchant.id).suspended_at is None
+    assert audit_rows(db_session, "merchant.suspended", merchant.id) == []

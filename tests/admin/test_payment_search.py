@@ -60,3 +60,11 @@ def test_a_half_given_card_search_is_refused_and_a_payment_page_is_an_audited_re
     [entry] = audit_rows(db_session, "admin.payment_viewed", merchant.id)
     assert (entry.target, entry.actor_user_id) == (payment.id, admin.id)
     assert client.get("/admin/payments/pay_nope").status_code == 404
+
+
+def test_a_card_number_is_neither_searched_for_nor_kept(client, db_session, admin):
+    login_as(client, db_session, admin)
+    refused = client.get("/admin/payments", query_string={"reference": "4242 4242 4242 4242"})
+    html = refused.get_data(as_text=True)
+    assert refused.status_code == 400 and "Kassa keeps no card numbers" in html and "4242 4242 4242 4242" not in html
+    assert [e for e in audit_rows(db_session, "admin.payment_search") if e.actor_user_id == admin.id] == []
