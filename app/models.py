@@ -12,3 +12,4 @@ from app.ledger.models import Entry, JournalTransaction, LedgerAccount, LedgerAc
 from app.psp.models import Dispute, PspCallback, PspCredential  # noqa: F401
 from app.reporting.models import ApiRequestLog, DashboardExport, DashboardExportChunk, PaymentRollup, PaymentRollupDelta  # noqa: F401,E501
 from app.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookResendJob  # noqa: F401
+from app.inbox.claims import InboxClaim  # noqa: F401

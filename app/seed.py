@@ -1,4 +1,5 @@
-"""Demo data for `python3 kassa.py run`: a platform admin and a demo merchant with a team. Idempotent."""
+"""Demo data for `python3 kassa.py run`: a platform admin and a demo merchant with a team, and something
+of each kind in the operators' inbox. Idempotent."""
 import click
 from flask import current_app
 from flask.cli import with_appcontext
@@ -69,3 +70,78 @@ SEED_STEPS.append(seed_api_keys)
 from app.checkout.service import seed_demo_session  # noqa: E402
 
 SEED_STEPS.append(seed_demo_session)
+
+# Demo inbox items: an outcome unknown at the PSP, a callback that failed to apply, a webhook endpoint
+# disabled for failing, a dispute awaiting a response. Each is found again by a fixed marker.
+DEMO_STUCK_DESCRIPTION = "Demo: authorization outcome unknown at the PSP"
+DEMO_CALLBACK_ID = "demo-failed-callback"
+DEMO_ENDPOINT_URL = "https://demo-shop.example/kassa/webhooks"
+DEMO_DISPUTE_REFERENCE = "dp_demo_needs_response"
+
+
+def seed_demo_inbox(session, merchant: Merchant, _web_url: str) -> list[str]:
+    """SEED_STEPS entry: one item of each of the inbox's kinds, for the demo merchant in test mode."""
+    from datetime import timedelta
+
+    from sqlalchemy.dialects.postgresql import insert
+
+    from app.models_base import utcnow
+    from app.payments.models import Payment, PaymentAttempt, PaymentOrder
+    from app.payments.service import default_seller
+    from app.psp.models import Dispute, PspCallback
+    from app.scoping import Scope
+    from app.webhooks.models import DisabledReason, EndpointStatus, WebhookEndpoint
+    from app.webhooks.service import create_endpoint
+    from app.webhooks.settings import settings_for
+
+    scope, now = Scope(merchant.id, False), utcnow()
+    if session.scalars(scope.select(Payment, Payment.description == DEMO_STUCK_DESCRIPTION)).first() is None:
+        created = now - timedelta(hours=2)
+        payment = scope.new(Payment, id=new_id("pay"), amount=4200, currency="EUR", status="processing",
+                            capture_method="automatic", amount_capturable=0, amount_received=0, amount_refunded=0,
+                            customer_email="stuck@example.com", description=DEMO_STUCK_DESCRIPTION, metadata_={},
+                            payment_method_token="tok_demo_stuck", payment_method_vault="sandbox", capture_count=0,
+                            created_at=created, updated_at=created)
+        session.add(payment)
+        session.flush()
+        session.add(scope.new(PaymentOrder, id=new_id("po"), payment_id=payment.id,
+                              seller_id=default_seller(session, scope).id, position=0, amount=4200, fee=0,
+                              amount_captured=0, fee_captured=0, amount_refunded=0, fee_refunded=0))
+        attempt_id = new_id("att")
+        # Asked about again in a week, not by the janitor's next sweep: the demo keeps its item until an
+        # operator asks the PSP now (the sandbox knows nothing of it, so the answer is definite).
+        session.add(scope.new(PaymentAttempt, id=attempt_id, payment_id=payment.id, operation="authorize",
+                              status="unknown", amount=4200, currency="EUR", vault="sandbox",
+                              payment_method_token="tok_demo_stuck", connector="sandbox",
+                              idempotency_key=f"kassa-{attempt_id}", tries=3,
+                              error_message="read timeout after 5 s", next_attempt_at=now + timedelta(days=7),
+                              started_at=created, attention_since=created + timedelta(minutes=30),
+                              attention_reason=f"No definite outcome of this authorize since {created:%Y-%m-%d %H:%M} "
+                                               "UTC; last answer: sandbox could not tell (read_timeout). "
+                                               "Kassa keeps asking.",
+                              created_at=created, updated_at=created))
+        payment.latest_attempt_id = attempt_id
+    session.execute(insert(PspCallback).values(
+        id=new_id("pcb"), psp="sandbox", callback_id=DEMO_CALLBACK_ID, type="authorization.updated",
+        connector="sandbox", psp_reference="auth_demo_unknown", livemode=False, verified_with="platform",
+        payload={"id": "auth_demo_unknown", "status": "authorized"}, received_at=now - timedelta(days=1),
+        processed_at=now - timedelta(hours=1), result="failed", attempts=30, next_attempt_at=now,
+        last_error="OperationalError: the handler could not reach the database (demo)",
+    ).on_conflict_do_nothing(constraint="uq_psp_callbacks_psp_callback_id"))
+    if session.scalars(scope.select(WebhookEndpoint, WebhookEndpoint.url == DEMO_ENDPOINT_URL)).first() is None:
+        endpoint, _secret = create_endpoint(session, scope, settings_for(current_app), url=DEMO_ENDPOINT_URL,
+                                            enabled_events=["*"], description="Demo: disabled after failing")
+        endpoint.status, endpoint.disabled_reason = EndpointStatus.DISABLED, DisabledReason.FAILING
+        endpoint.failing_since, endpoint.disabled_at = now - timedelta(days=3, hours=2), now - timedelta(hours=2)
+        endpoint.disabled_detail = "Every delivery attempt failed for three days; the last one: 502 Bad Gateway."
+    if session.scalars(scope.select(Dispute, Dispute.psp_reference == DEMO_DISPUTE_REFERENCE)).first() is None:
+        session.add(scope.new(Dispute, id=new_id("dsp"), psp="sandbox", connector="sandbox",
+                              psp_reference=DEMO_DISPUTE_REFERENCE, amount=2500, currency="EUR", reason="fraudulent",
+                              status="needs_response", created_at=now - timedelta(hours=5),
+                              updated_at=now - timedelta(hours=5)))
+    session.flush()
+    return ["Operator inbox (as admin@kassa.test): an unknown outcome, a failed callback, a disabled webhook "
+            "endpoint and a dispute under /admin/inbox"]
+
+
+SEED_STEPS.append(seed_demo_inbox)

@@ -45,3 +45,25 @@ def audit(
     )
     session.add(entry)
     return entry
+
+
+# Reasons operators give for their actions (recorded in the details of the audit entry): a few sentences.
+REASON_MAX = 500
+
+
+class ReasonRequired(ValueError):
+    """An operator action without a usable reason; ``message`` says what to write."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+def operator_reason(reason: str | None) -> str:
+    """The reason an operator gave for an action, stripped; ReasonRequired when empty or too long."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise ReasonRequired("Give a reason: it is recorded in the audit log.")
+    if len(reason) > REASON_MAX:
+        raise ReasonRequired(f"Keep the reason to {REASON_MAX} characters.")
+    return reason

@@ -39,7 +39,7 @@ def load_user_from_session(_request) -> User | None:
         return None
     now = utcnow()
     user_session = resolve_session(db.session, token, now=now)
-    if user_session is None:
+    if user_session is None or user_session.user.locked_at is not None:  # locking also ends sessions
         session.pop(SESSION_KEY, None)
         return None
     if needs_touch(user_session, now):

@@ -20,6 +20,20 @@ class Merchant(Base):
     logo_url: Mapped[str | None] = mapped_column(String(2000))
     timezone: Mapped[str] = mapped_column(String(64), server_default=text("'UTC'"))
     live_enabled: Mapped[bool] = mapped_column(server_default=text("false"))
+    # Business details the merchant gives for the go-live checklist (app/merchants/lifecycle.py).
+    legal_name: Mapped[str | None] = mapped_column(String(200))
+    address_line1: Mapped[str | None] = mapped_column(String(200))
+    address_line2: Mapped[str | None] = mapped_column(String(200))
+    postal_code: Mapped[str | None] = mapped_column(String(20))
+    city: Mapped[str | None] = mapped_column(String(100))
+    country: Mapped[str | None] = mapped_column(String(2))  # ISO 3166-1 alpha-2
+    support_email: Mapped[str | None] = mapped_column(String(320))
+    support_url: Mapped[str | None] = mapped_column(String(2000))
+    # The merchant confirmed it needs no webhook endpoint (the checklist's alternative to having one).
+    webhooks_not_needed: Mapped[bool] = mapped_column(server_default=text("false"))
+    # Set by a platform operator: new payments are refused; reads and refunds go on (app/merchants).
+    suspended_at: Mapped[datetime | None]
+    suspension_reason: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=text("now()"))
 
     memberships: Mapped[list["Membership"]] = relationship(back_populates="merchant")
@@ -35,6 +49,9 @@ class User(Base):
     name: Mapped[str | None] = mapped_column(String(200))
     password_hash: Mapped[str] = mapped_column(String(300))
     is_platform_admin: Mapped[bool] = mapped_column(server_default=text("false"))
+    # Locked by a platform operator: cannot sign in, and every session ended (app/accounts/user_admin.py).
+    locked_at: Mapped[datetime | None]
+    locked_reason: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=text("now()"))
 
     memberships: Mapped[list["Membership"]] = relationship(back_populates="user")

@@ -31,6 +31,10 @@ class AccountError(Exception):
         self.field = field
 
 
+class AccountLocked(AccountError):
+    """The password is right but a platform operator locked the account (app/accounts/user_admin.py)."""
+
+
 @dataclass(frozen=True)
 class Meta:
     """Where a request came from, for audit rows."""
@@ -93,7 +97,10 @@ def sign_up(session: Session, *, email: str, password: str, name: str, business_
 
 
 def authenticate(session: Session, email: str, password: str, meta: Meta = NO_META) -> User | None:
-    """The user when email and password match, else None; audits the success or the failure."""
+    """The user when email and password match, else None; audits the success or the failure.
+
+    AccountLocked (after the password was checked, so it tells nothing to someone guessing) when the
+    account is locked."""
     user = find_user_by_email(session, email)
     if user is None:
         verify_password(_DUMMY_HASH, password)
@@ -103,6 +110,9 @@ def authenticate(session: Session, email: str, password: str, meta: Meta = NO_ME
     if not verify_password(user.password_hash, password):
         audit_user_event(session, user, "user.sign_in_failed", meta, details={"reason": "wrong_password"})
         return None
+    if user.locked_at is not None:
+        audit_user_event(session, user, "user.sign_in_failed", meta, details={"reason": "locked"})
+        raise AccountLocked("This account is locked. Contact the platform operator to have it unlocked.")
     if needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
     audit_user_event(session, user, "user.signed_in", meta)

@@ -27,6 +27,7 @@ from app.checkout.service import (
     session_payload,
 )
 from app.extensions import db
+from app.merchants.lifecycle import refuse_if_suspended
 
 
 def page_url(session_id: str) -> str:
@@ -89,6 +90,7 @@ def create_checkout_session():
         "expires_at": p.integer("expires_at", min_value=0, max_value=MAX_EXPIRES_AT),
     }
     p.done()
+    refuse_if_suspended(db.session, g.scope.merchant_id)  # 403 account_suspended: no new sale starts
     try:
         cs = create_session(db.session, g.scope, **values)
         flow.validate_amount(cs, deps())

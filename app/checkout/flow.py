@@ -35,6 +35,7 @@ from app.checkout.service import (
     mark_expired,
     scope_of,
 )
+from app.merchants.lifecycle import MerchantSuspended
 from app.models_base import utcnow
 from app.payments import idempotency
 from app.payments.deps import PaymentsDeps
@@ -377,9 +378,9 @@ def confirm(session: Session, cs: CheckoutSession, guard: CardTestingGuard, *, d
         log.info("checkout confirmation refused: %s", error.code, extra={"checkout_session": cs.id})
         if error.code == "payment_unexpected_state":
             return ConfirmResult()
-        if error.code in (AMOUNT_NOT_REPRESENTABLE, CURRENCY_NOT_SUPPORTED):
+        if error.code in (AMOUNT_NOT_REPRESENTABLE, CURRENCY_NOT_SUPPORTED, MerchantSuspended.code):
             # The order, not the card: the PSP cannot take this amount (validate_amount refused it when the
-            # session was made, so the merchant's PSP settings changed since).
+            # session was made, so the merchant's PSP settings changed since), or the shop is suspended.
             return ConfirmResult(error="This order cannot be paid at the moment. Please contact the shop.",
                                  status=409)
         return ConfirmResult(error="This card could not be used. Please check it or try another card.",

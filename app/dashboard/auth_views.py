@@ -24,6 +24,7 @@ from app.accounts.login import current_session_id, log_in, log_out
 from app.accounts.models import User
 from app.accounts.service import (
     AccountError,
+    AccountLocked,
     Meta,
     audit_user_event,
     authenticate,
@@ -145,7 +146,12 @@ def login():
         return _throttled("auth/login.html", "Too many failed sign-in attempts for this account. "
                           f"Try again in {minutes_text(wait)}, or reset your password.", wait, form=form)
 
-    user = authenticate(db.session, email, form.password.data, _meta())
+    try:
+        user = authenticate(db.session, email, form.password.data, _meta())
+    except AccountLocked as locked:
+        db.session.commit()  # the refused sign-in's audit rows
+        form.password.data = ""
+        return render_template("auth/login.html", form=form, form_error=locked.message), INVALID_FORM
     if user is None:
         db.session.commit()  # the failed sign-in's audit rows
         account.hit()

@@ -24,6 +24,7 @@ from app.dashboard.context import merchant_view
 from app.dashboard.forms import KassaForm
 from app.dashboard.helpers import dash_url, request_meta
 from app.extensions import db, htmx, redis_client
+from app.merchants import lifecycle
 from app.models_base import utcnow
 
 try:  # WTForms >= 3.3 deprecates (value, label) tuples as choices
@@ -125,6 +126,10 @@ def create_api_key():
         if form.kind.errors or form.form_token.errors:
             abort(400)
         return _render_list(form, INVALID_FORM)
+    if g.scope.livemode and not lifecycle.may_create_live_keys(g.merchant):
+        flash("Live API keys are available once a platform operator has enabled live mode "
+              "(Settings › Go live).", "error")
+        return redirect(dash_url("dashboard.api_keys"), code=303)
     if not _claim_form_token(form.form_token.data):
         flash("That form was already submitted; the key it created is listed below.", "info")
         return redirect(dash_url("dashboard.api_keys"), code=303)

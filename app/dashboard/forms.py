@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 from flask_wtf import FlaskForm
 from wtforms import (
+    BooleanField,
     EmailField,
     Field,
     HiddenField,
@@ -162,3 +163,49 @@ class BrandingForm(KassaForm):
         parts = urlsplit(field.data.strip())
         if parts.scheme != "https" or not parts.hostname:
             raise ValidationError("Use an https:// address, like https://example.com/logo.png.")
+
+
+def _countries() -> list:
+    """ISO 3166-1 alpha-2 countries by their English name (Babel's CLDR data; regions and groups left out)."""
+    from babel import Locale
+
+    names = Locale("en").territories
+    # CLDR lists groups and placeholders among territories: the EU, the eurozone, the UN, test codes.
+    groups = {"EU", "EZ", "UN", "QO", "XA", "XB", "ZZ"}
+    pairs = sorted(((code, name) for code, name in names.items() if len(code) == 2 and code.isalpha()
+                    and code not in groups), key=lambda pair: pair[1])
+    return select_choices([("", "Choose a country"), *pairs])
+
+
+class BusinessDetailsForm(KassaForm):
+    """The business details item of the go-live checklist."""
+
+    legal_name = StringField("Legal name", validators=[
+        DataRequired("Enter the business's legal name."), Length(max=200, message="Use at most 200 characters.")])
+    address_line1 = StringField("Address", validators=[
+        DataRequired("Enter the street address."), Length(max=200, message="Use at most 200 characters.")])
+    address_line2 = StringField("Address, second line", validators=[
+        Optional(), Length(max=200, message="Use at most 200 characters.")])
+    postal_code = StringField("Postal code", validators=[
+        DataRequired("Enter the postal code."), Length(max=20, message="Use at most 20 characters.")])
+    city = StringField("City", validators=[
+        DataRequired("Enter the city."), Length(max=100, message="Use at most 100 characters.")])
+    country = SelectField("Country", validators=[DataRequired("Choose the country.")])
+    support_email = EmailField("Support email", validators=[
+        DataRequired("Enter the address shoppers write to for help."), Length(max=320), _email_shape])
+    support_url = URLField("Support page", validators=[Optional(), Length(max=2000, message="Use at most 2000 characters.")])
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.country.choices = _countries()
+
+    def validate_support_url(self, field):
+        parts = urlsplit(field.data.strip())
+        if parts.scheme != "https" or not parts.hostname:
+            raise ValidationError("Use an https:// address, like https://example.com/help.")
+
+
+class WebhooksNotNeededForm(KassaForm):
+    """The merchant's word that its integration needs no webhook endpoint."""
+
+    not_needed = BooleanField("Our integration needs no webhooks (we read payment results through the API)")

@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 from app import pan
 from app.events import record_event
 from app.ids import new_id
+from app.merchants.lifecycle import refuse_if_suspended
 from app.money import MoneyError, allocate, normalize_currency
 from app.payments import idempotency, state
 from app.payments.deps import PaymentsDeps
@@ -369,6 +370,7 @@ def _create_payment(session: Session, scope: Scope, params: dict[str, Any], deps
     foreign keys need, but not before rows of other areas (a checkout session naming the payment), so
     only a caller that adds nothing else may defer (test_create_and_confirm_write_each_row_once).
     """
+    refuse_if_suspended(session, scope.merchant_id)  # every channel creates payments here
     amount = _amount(params.get("amount"), "amount")
     currency = _currency(params.get("currency"))
     capture_method = params.get("capture_method") or CaptureMethod.AUTOMATIC
@@ -458,6 +460,7 @@ def confirm_payment(session: Session, scope: Scope, payment_id: str, deps: Payme
     here are all it has, and its event need not read them back.
     """
     if payment is None:
+        refuse_if_suspended(session, scope.merchant_id)  # a payment created here was checked already
         payment = get_payment(session, scope, payment_id, for_update=True)
     token = check_payment_method(deps, scope.livemode, payment_method)
     return_url = _url(return_url, "return_url")

@@ -39,6 +39,9 @@ from sqlalchemy import exists, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from app.accounts.audit import audit, operator_reason
+from app.accounts.models import User
+from app.accounts.service import Meta
 from app.events import record_event
 from app.ids import new_id
 from app.models_base import utcnow
@@ -366,3 +369,65 @@ def dispute_payload(dispute: Dispute) -> dict[str, Any]:
         "authorization_reference": dispute.authorization_reference,
         "created": int(dispute.created_at.timestamp()) if dispute.created_at else None,
     }
+
+
+# -- operators ------------------------------------------------------------------------------------------
+
+class CallbackActionError(Exception):
+    """An operator's action on a callback that cannot be done; ``message`` says why."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+def _for_operator(session: Session, row_id: str) -> PspCallback:
+    row = session.get(PspCallback, row_id, with_for_update=True, populate_existing=True)
+    if row is None:
+        raise CallbackActionError(f"No such callback: {row_id}.")
+    if row.dismissed_at is not None:
+        raise CallbackActionError("This callback was dismissed already.")
+    return row
+
+
+def _audit(session: Session, row: PspCallback, action: str, operator: User, meta: Meta, reason: str) -> None:
+    # On the merchant the callback was applied to, if any (a failed or rejected one names none for sure).
+    audit(session, action, merchant_id=row.merchant_id, livemode=row.livemode, actor_user_id=operator.id,
+          actor_label=operator.email, target=row.id,
+          details={"reason": reason, "result": row.result, "psp": row.psp, "type": row.type}, **meta.as_kwargs())
+
+
+def reopen_failed(session: Session, row_id: str, *, operator: User, reason: str | None, meta: Meta,
+                  now: datetime | None = None) -> PspCallback:
+    """Make a callback that failed for good due again, once its cause is fixed; the caller then processes it.
+
+    Only ``failed``: a ``rejected`` callback named an object outside the scope its secret vouches for, and
+    processing it again would act on another merchant's data; it can only be dismissed. Its attempts are
+    kept, so that a reprocessing that fails again gives up at once instead of retrying for another day.
+    """
+    reason = operator_reason(reason)
+    row = _for_operator(session, row_id)
+    if row.result != "failed":
+        raise CallbackActionError("Only a callback that failed to apply can be processed again; a rejected "
+                                  "one named an object outside its scope and can only be dismissed.")
+    _audit(session, row, "psp_callback.reprocessed", operator, meta, reason)
+    row.result = "unprocessed"
+    row.processed_at = None
+    row.next_attempt_at = now or utcnow()
+    session.flush()
+    return row
+
+
+def dismiss(session: Session, row_id: str, *, operator: User, reason: str | None, meta: Meta,
+            now: datetime | None = None) -> PspCallback:
+    """Close a failed or rejected callback with a note saying why nothing more is done about it."""
+    reason = operator_reason(reason)
+    row = _for_operator(session, row_id)
+    if row.result not in ("failed", "rejected"):
+        raise CallbackActionError(f"Only failed or rejected callbacks are dismissed; this one is {row.result}.")
+    row.dismissed_at = now or utcnow()
+    row.dismissed_by_user_id = operator.id
+    row.dismissal_note = reason
+    _audit(session, row, "psp_callback.dismissed", operator, meta, reason)
+    session.flush()
+    return row

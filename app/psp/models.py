@@ -28,6 +28,9 @@ class PspCallback(Base):
         # The sweep's claim: unprocessed rows that are due, oldest first.
         Index("ix_psp_callbacks_pending", "next_attempt_at", postgresql_where=text("processed_at IS NULL")),
         Index("ix_psp_callbacks_psp_reference", "psp_reference"),
+        # The operators' inbox: callbacks that failed or were rejected and nobody dismissed yet.
+        Index("ix_psp_callbacks_needs_operator", "received_at",
+              postgresql_where=text("result IN ('failed', 'rejected') AND dismissed_at IS NULL")),
     )
 
     id: Mapped[str] = mapped_column(primary_key=True)
@@ -54,6 +57,10 @@ class PspCallback(Base):
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=text("now()"))
     last_error: Mapped[str | None] = mapped_column(Text)          # why the last try failed, or why it was rejected
     event_id: Mapped[str | None] = mapped_column(String(64))
+    # An operator looked at a failed or rejected callback and closed it, saying why (the inbox drops it).
+    dismissed_at: Mapped[datetime | None]
+    dismissed_by_user_id: Mapped[str | None] = mapped_column(ForeignKey("users.id"))
+    dismissal_note: Mapped[str | None] = mapped_column(String(500))
 
 
 class Dispute(MerchantOwned, Base):
@@ -64,6 +71,9 @@ class Dispute(MerchantOwned, Base):
         UniqueConstraint("psp", "psp_reference", name="uq_disputes_psp_psp_reference"),
         CheckConstraint("amount >= 0", name="amount_not_negative"),
         Index("ix_disputes_scope_created", "merchant_id", "livemode", "created_at"),
+        # The operators' inbox: disputes still waiting for a response, across merchants.
+        Index("ix_disputes_open", "created_at",
+              postgresql_where=text("status IN ('needs_response', 'warning_needs_response')")),
     )
 
     id: Mapped[str] = mapped_column(primary_key=True)

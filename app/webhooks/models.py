@@ -69,6 +69,9 @@ class WebhookEndpoint(MerchantOwned, Base):
                         name="disabled_reason"),
         CheckConstraint("status = 'disabled' OR disabled_reason IS NULL", name="reason_only_when_disabled"),
         CheckConstraint("jsonb_typeof(enabled_events) = 'array'", name="enabled_events_array"),
+        # The operators' inbox: endpoints disabled or failing, across merchants (few rows: a partial index).
+        Index("ix_webhook_endpoints_troubled", "failing_since",
+              postgresql_where=text("deleted_at IS NULL AND (status = 'disabled' OR failing_since IS NOT NULL)")),
     )
 
     id: Mapped[str] = mapped_column(primary_key=True)

@@ -1,0 +1,26 @@
+"""WTForms of the operator console. Every action form carries Flask-WTF's CSRF token and a required reason,
+which goes to the audit log (where the merchant's owners and admins read it); like every form of Kassa's,
+they refuse text holding a card number (KassaForm)."""
+from wtforms import RadioField, StringField, TextAreaField
+from wtforms.validators import DataRequired, Length, Optional
+
+from app.accounts.audit import REASON_MAX
+from app.dashboard.forms import KassaForm
+
+
+class ReasonForm(KassaForm):
+    """An operator action that only needs a reason."""
+
+    reason = TextAreaField("Reason", validators=[
+        DataRequired("Give a reason: it is recorded in the audit log."),
+        Length(max=REASON_MAX, message=f"Keep the reason to {REASON_MAX} characters.")])
+
+
+class OutcomeForm(KassaForm):
+    """The outcome of an attempt or refund, as the operator found it at the PSP."""
+
+    outcome = RadioField("What the PSP says", validators=[DataRequired("Choose what the PSP says.")])
+    psp_reference = StringField("PSP reference", validators=[Optional(), Length(max=255)])
+    reason = TextAreaField("Note", validators=[
+        DataRequired("Write a note: how did you check with the PSP?"),
+        Length(max=REASON_MAX, message=f"Keep the note to {REASON_MAX} characters.")])

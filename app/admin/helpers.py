@@ -1,0 +1,68 @@
+"""Small helpers of the console's views and templates: who acts (for the domain services' audit rows),
+ages and amounts as operators read them, the inbox count of the navigation."""
+from datetime import datetime
+
+from flask import redirect, request, url_for
+from flask_login import current_user
+
+from app.accounts.service import Meta
+from app.dashboard.auth_views import safe_next
+from app.dashboard.helpers import request_meta, user_locale
+from app.extensions import db
+from app.models_base import utcnow
+from app.money import format_money
+
+INVALID_FORM = 422  # a re-rendered form with its messages
+
+
+def meta() -> Meta:
+    """Where the operator's request comes from, for the audit rows the services write."""
+    return Meta(**request_meta())
+
+
+def operator():
+    """The signed-in platform admin (a User row)."""
+    return current_user._get_current_object()
+
+
+def back_or(endpoint: str, **values):
+    """303 to the form's ``next`` (a path on this site) or else to the endpoint."""
+    return redirect(safe_next(request.form.get("next")) or url_for(endpoint, **values), code=303)
+
+
+def age(moment: datetime | None, now: datetime | None = None) -> str:
+    """How long ago, in the largest whole unit: "45 min", "5 h", "3 d"."""
+    if moment is None:
+        return ""
+    seconds = max(0, int(((now or utcnow()) - moment).total_seconds()))
+    if seconds < 3600:
+        return f"{seconds // 60} min"
+    if seconds < 86400:
+        return f"{seconds // 3600} h"
+    return f"{seconds // 86400} d"
+
+
+def utc(moment: datetime | None) -> str:
+    """A time as operators compare it across merchants: UTC, to the minute."""
+    return moment.strftime("%Y-%m-%d %H:%M UTC") if moment else ""
+
+
+def money(amount: int | None, currency: str | None) -> str:
+    """An amount in the operator's locale ("" when there is none)."""
+    if amount is None or not currency:
+        return ""
+    return format_money(amount, currency, user_locale())
+
+
+def inbox_count() -> int:
+    """Items in the whole inbox (the navigation's count), computed once per request."""
+    from app.inbox import total
+
+    cached = request.environ.get("kassa.inbox_total")  # per request: g may outlive one in tests
+    if cached is None:
+        cached = request.environ["kassa.inbox_total"] = total(db.session)
+    return cached
+
+
+def template_globals() -> dict:
+    return {"age": age, "utc": utc, "money": money, "inbox_count": inbox_count}

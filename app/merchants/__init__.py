@@ -1,0 +1,1 @@
+"""Merchants' lifecycle on the platform: the go-live checklist, live mode, suspension (app/merchants/lifecycle.py)."""

@@ -1,0 +1,16 @@
+"""The demo data: the inbox holds an item of each of this issue's kinds after `kassa.py run` seeds it, once."""
+from app.inbox import InboxFilters, collect
+from app.seed import seed_demo
+
+
+def test_the_demo_inbox_has_an_item_of_each_kind_and_seeding_again_adds_none(db_session):
+    merchant, _lines = seed_demo(db_session)
+    db_session.commit()
+    _items, counts = collect(db_session, InboxFilters(merchant_id=merchant.id))
+    assert counts == {"payment_outcome": 1, "psp_callback": 0, "dispute": 1, "webhook_endpoint": 1}
+    items, _counts = collect(db_session, InboxFilters())
+    assert {item.kind for item in items} == {"payment_outcome", "psp_callback", "dispute", "webhook_endpoint"}
+    seed_demo(db_session)
+    db_session.commit()
+    again, _counts = collect(db_session, InboxFilters())
+    assert sorted(i.id for i in again) == sorted(i.id for i in items)
