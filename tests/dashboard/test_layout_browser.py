@@ -10,7 +10,7 @@ from app.accounts.api_keys import create_key
 from app.accounts.audit import audit
 from app.payments import idempotency
 from app.payments.service import create_seller, default_seller_id
-from tests.browser import axe_violations
+from tests.browser import DEFAULT_TIMEOUT_MS, axe_violations
 from tests.dashboard.conftest import browser_login, paid
 from tests.dashboard.test_browser import shot
 
@@ -38,7 +38,7 @@ _OVERFLOWS = """() => {
 @pytest.fixture
 def laptop(browser):
     context = browser.new_context(viewport=LAPTOP)
-    context.set_default_timeout(15_000)
+    context.set_default_timeout(DEFAULT_TIMEOUT_MS)
     tab = context.new_page()
     errors: list[str] = []
     tab.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
