@@ -38,7 +38,8 @@ _OVERFLOWS = """() => {
 @pytest.fixture
 def laptop(browser):
     context = browser.new_context(viewport=LAPTOP)
-    context.set_default_timeout(DEFAULT_TIMEOUT_MS)
+    # Three times the suite's browser timeout: full-page screenshots of long pages on a loaded 2-CPU machine.
+    context.set_default_timeout(3 * DEFAULT_TIMEOUT_MS)
     tab = context.new_page()
     errors: list[str] = []
     tab.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
