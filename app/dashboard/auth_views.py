@@ -17,7 +17,7 @@ from flask_login import current_user, login_required
 from flask_wtf.csrf import CSRFError
 
 from app.accounts import recovery, team
-from app.accounts.login import SECOND_FACTOR_PAGES, current_session_id, log_in, log_out
+from app.accounts.login import SECOND_FACTOR_PAGES, current_session_id, log_in, log_out, pending_sign_in
 from app.accounts.models import User
 from app.accounts.service import (
     AccountError,
@@ -94,6 +94,9 @@ def login():
     if request.method == "GET":
         if current_user.is_authenticated:
             return redirect(safe_next(request.args.get("next")) or url_for("dashboard.index"))
+        pending = pending_sign_in()
+        if pending is not None and pending[1] in SECOND_FACTOR_PAGES:  # halfway through signing in: go on there
+            return redirect(url_for(SECOND_FACTOR_PAGES[pending[1]], next=safe_next(request.args.get("next"))))
         form.next.data = safe_next(request.args.get("next")) or ""
         return render_template("auth/login.html", form=form)
 

@@ -47,6 +47,8 @@ def upgrade():
         sa.PrimaryKeyConstraint("id", name=op.f("pk_recovery_codes")),
     )
     op.create_index(op.f("ix_recovery_codes_user_id"), "recovery_codes", ["user_id"])
+    # Kassa (kassa_app) replaces a factor and its codes on set-up, reset and turning it off.
+    op.execute("GRANT SELECT, INSERT, UPDATE, DELETE ON user_second_factors, recovery_codes TO kassa_app")
 
     op.add_column("user_sessions", sa.Column("second_factor_passed_at", sa.DateTime(timezone=True), nullable=True))
     op.add_column("user_sessions", sa.Column("reauthenticated_at", sa.DateTime(timezone=True), nullable=True))
@@ -63,6 +65,7 @@ def upgrade():
 
 
 def downgrade():
+    # Dropping the tables drops their grants.
     op.drop_constraint(op.f("ck_merchants_refund_reauth_threshold_not_negative"), "merchants", type_="check")
     op.drop_constraint(op.f("ck_merchants_refund_reauth_threshold_currency"), "merchants", type_="check")
     op.drop_column("merchants", "refund_reauth_currency")
