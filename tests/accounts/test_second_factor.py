@@ -12,9 +12,11 @@ from sqlalchemy import select
 from app.accounts import second_factor as service
 from app.accounts.mail import MailMessage
 from app.accounts.second_factor import RecoveryCode, SecondFactor, SecondFactorError, SessionStep
+from app.accounts.service import find_user_by_email
 from app.accounts.sessions import UserSession, start_session
 from app.crypto import SecretBox
 from app.models_base import utcnow
+from app.seed import DEMO_ADMIN_TOTP_SECRET, seed_demo
 from tests import factories
 from tests.accounts.conftest import PASSWORD, audit_rows, csrf, csrf_from, dash, login_as
 
@@ -365,4 +367,28 @@ def test_session_steps(db_session, team_of):
     assert service.session_step(db_session, row) == SessionStep.SECOND_FACTOR
     row.second_factor_passed_at = utcnow()
     assert service.session_step(db_session, row) == SessionStep.COMPLETE
+    db_session.rollback()
+
+
+def test_the_command_line_resets_a_second_factor(app, db_session, enrolled):
+    merchant, user, _secret = enrolled
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["second-factor", "reset", "--email", user.email.upper(), "--reason", "Lost phone"])
+    assert result.exit_code == 0, result.output
+    assert "was reset; 0 session(s) ended" in result.output
+    row = audit_rows(db_session, merchant.id, "user.second_factor_reset")[-1]
+    assert row.actor_label == "command line" and row.details["reason"] == "Lost phone"
+    result = runner.invoke(args=["second-factor", "reset", "--email", user.email, "--reason", "again"])
+    assert result.exit_code != 0 and "has no second factor to reset" in result.output
+
+
+def test_the_demo_admin_has_the_documented_second_factor(app, db_session):
+    _merchant, lines = seed_demo(db_session)
+    seed_demo(db_session)  # idempotent
+    db_session.commit()
+    admin = find_user_by_email(db_session, "admin@kassa.test")
+    assert factories.totp_secret(db_session, admin) == DEMO_ADMIN_TOTP_SECRET
+    assert service.confirmed_factor(db_session, admin.id) is not None
+    assert any("admin@kassa.test" in line and DEMO_ADMIN_TOTP_SECRET in line for line in lines)
+    assert service.verify(db_session, admin, box(app), pyotp.TOTP(DEMO_ADMIN_TOTP_SECRET).now(), purpose="sign_in")
     db_session.rollback()
