@@ -98,7 +98,6 @@ def reauth_required(view=None, *, form_page=None):
             response = demand_reauth(form_page(*args, **kwargs) if form_page else None)
             return response if response is not None else inner(*args, **kwargs)
 
-        wrapper.requires_reauth = True
         return wrapper
 
     return decorator(view) if view is not None else decorator
