@@ -213,8 +213,9 @@ def _use_recovery_code(session: Session, user_id: str, code: str, now: datetime)
                                                           RecoveryCode.used_at.is_(None))):
         if verify_password(row.code_hash, code):
             # Claimed with a conditional UPDATE: of two requests with the same code, one wins.
-            claimed = session.execute(update(RecoveryCode).where(RecoveryCode.id == row.id, RecoveryCode.used_at.is_(None))
-                                      .values(used_at=now).returning(RecoveryCode.id)).scalar_one_or_none()
+            claimed = session.execute(
+                update(RecoveryCode).where(RecoveryCode.id == row.id, RecoveryCode.used_at.is_(None))
+                .values(used_at=now).returning(RecoveryCode.id)).scalar_one_or_none()
             if claimed is not None:
                 return
     raise SecondFactorError("This recovery code is not correct, or it was already used.", "wrong_recovery_code")

@@ -85,7 +85,8 @@ def start_session(session: Session, user: User, *, ip: str | None = None, user_a
 
 
 def resolve_session(session: Session, token: str, *, now: datetime | None = None,
-                    idle_timeout: timedelta = IDLE_TIMEOUT, max_age: timedelta = ABSOLUTE_LIFETIME) -> UserSession | None:
+                    idle_timeout: timedelta = IDLE_TIMEOUT,
+                    max_age: timedelta = ABSOLUTE_LIFETIME) -> UserSession | None:
     """The active session behind a cookie token, or None (unknown, revoked or expired)."""
     if not token or not isinstance(token, str):
         return None
@@ -96,7 +97,8 @@ def resolve_session(session: Session, token: str, *, now: datetime | None = None
 
 
 def active_sessions(session: Session, user_id: str, *, now: datetime | None = None,
-                    idle_timeout: timedelta = IDLE_TIMEOUT, max_age: timedelta = ABSOLUTE_LIFETIME) -> list[UserSession]:
+                    idle_timeout: timedelta = IDLE_TIMEOUT,
+                    max_age: timedelta = ABSOLUTE_LIFETIME) -> list[UserSession]:
     """The user's sessions still in use, the most recently used first."""
     now = now or utcnow()
     rows = session.scalars(select(UserSession).where(
@@ -117,24 +119,6 @@ def rotate_token(row: UserSession) -> str:
     token = new_token()
     row.token_hash = hash_token(token)
     return token
-
-
-def device_label(user_agent: str | None) -> str:
-    """"Chrome 120 on Mac OS X", from the user agent (ua-parser's regexes, the ones Browserscope maintained)."""
-    if not user_agent:
-        return "Unknown device"
-    parsed = parse_user_agent(user_agent)
-    browser = parsed.user_agent
-    system = parsed.os
-    name = f"{browser.family} {browser.major}".strip() if browser and browser.major else (
-        browser.family if browser else "Unknown browser")
-    if system is None:
-        return name
-    return f"{name} on {system.family}" + (f" {system.major}" if system.major and system.family in _VERSIONED else "")
-
-
-# Systems whose major version tells people something ("iOS 17", "Android 14"); "Mac OS X 10" would not.
-_VERSIONED = {"iOS", "Android", "Windows"}
 
 
 def mark_reauthenticated(row: UserSession, *, now: datetime | None = None) -> None:
@@ -191,3 +175,21 @@ def revoke_user_sessions(session: Session, user_id: str, *, except_session_id: s
     if except_session_id:
         statement = statement.where(UserSession.id != except_session_id)
     return session.execute(statement.values(revoked_at=now or utcnow())).rowcount
+
+
+def device_label(user_agent: str | None) -> str:
+    """"Chrome 120 on Mac OS X", from the user agent (ua-parser's regexes, the ones Browserscope maintained)."""
+    if not user_agent:
+        return "Unknown device"
+    parsed = parse_user_agent(user_agent)
+    browser = parsed.user_agent
+    system = parsed.os
+    name = f"{browser.family} {browser.major}".strip() if browser and browser.major else (
+        browser.family if browser else "Unknown browser")
+    if system is None:
+        return name
+    return f"{name} on {system.family}" + (f" {system.major}" if system.major and system.family in _VERSIONED else "")
+
+
+# Systems whose major version tells people something ("iOS 17", "Android 14"); "Mac OS X 10" would not.
+_VERSIONED = {"iOS", "Android", "Windows"}

@@ -64,8 +64,8 @@ def _meta() -> Meta:
 # What the dashboard caches on `g` during a request. An app context can outlive one request (pytest-flask
 # keeps one per test and the test client reuses it), so each request starts without them: the user is
 # always resolved from this request's cookie.
-_PER_REQUEST = ("_login_user", "user_session", "session_step", "nav_merchants", "merchant", "membership", "role", "mode", "scope",
-                "csrf_token")
+_PER_REQUEST = ("_login_user", "user_session", "session_step", "nav_merchants", "merchant", "membership", "role",
+                "mode", "scope", "csrf_token")
 
 
 @bp.before_app_request

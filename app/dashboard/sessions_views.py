@@ -26,7 +26,8 @@ def sessions():
     rows.sort(key=lambda row: row.id != g.user_session.id)  # this browser first, then the most recently used
     return render_template("auth/sessions.html", rows=rows, current_id=g.user_session.id, device=device_label,
                            confirm_form=ConfirmForm(formdata=None), utc=lambda value: value.astimezone(timezone.utc),
-                           idle_minutes=round(idle.total_seconds() / 60), max_hours=round(oldest.total_seconds() / 3600))
+                           idle_minutes=round(idle.total_seconds() / 60),
+                           max_hours=round(oldest.total_seconds() / 3600))
 
 
 @bp.route("/account/sessions/<session_id>/end", methods=["POST"])
