@@ -75,6 +75,12 @@ def load_config(env=os.environ) -> dict:
         "REMEMBER_COOKIE_SAMESITE": "Lax",
         "REMEMBER_COOKIE_SECURE": kassa_env == "production",
         "WTF_CSRF_TIME_LIMIT": None,
+        # Sessions end after this long unused, and this long after login however busy (app/accounts/sessions.py:
+        # 30 minutes and 12 hours, OWASP ASVS level 2); a sensitive action asks for the password or a code
+        # again when the last confirmation is older than REAUTH_WINDOW_SECONDS (app/dashboard/reauth.py: 5 minutes).
+        "SESSION_IDLE_TIMEOUT_SECONDS": _float(env, "SESSION_IDLE_TIMEOUT_SECONDS", 1800),
+        "SESSION_MAX_AGE_SECONDS": _float(env, "SESSION_MAX_AGE_SECONDS", 43200),
+        "REAUTH_WINDOW_SECONDS": _float(env, "REAUTH_WINDOW_SECONDS", 300),
         "PUBLIC_BASE_URL": env.get("PUBLIC_BASE_URL", ""),
         "CHECKOUT_LIMITS": env.get("CHECKOUT_LIMITS", ""),  # card-testing limits (app/checkout/limits.py)
     }

@@ -3,7 +3,9 @@ from app.accounts.models import Membership, Merchant, User  # noqa: F401
 from app.accounts.audit import AuditEntry  # noqa: F401
 from app.events import Event, PendingFanout  # noqa: F401
 from app.accounts.api_keys import ApiKey  # noqa: F401
-from app.accounts.auth_models import Invitation, MailMessage, PasswordResetToken, UserSession  # noqa: F401
+from app.accounts.auth_models import (  # noqa: F401
+    Invitation, MailMessage, PasswordResetToken, RecoveryCode, SecondFactor, UserSession,
+)
 from app.checkout.models import CheckoutSession  # noqa: F401
 from app.payments.models import (  # noqa: F401
     IdempotencyKey, Payment, PaymentAttempt, PaymentOrder, PaymentTokenBinding, Refund, Seller,

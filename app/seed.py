@@ -8,6 +8,8 @@ from sqlalchemy import select
 from app.accounts.models import Membership, Merchant, User
 from app.accounts.passwords import hash_password
 from app.accounts.permissions import Role
+from app.accounts.second_factor import SecondFactor, enrol_confirmed
+from app.crypto import SecretBox
 from app.extensions import db
 from app.ids import new_id
 
@@ -19,6 +21,11 @@ DEMO_USERS = [
     ("dev@demo.test", "Dev Eloper", Role.DEVELOPER, False),
     ("analyst@demo.test", "Ana Lyst", Role.ANALYST, False),
 ]
+
+# The demo platform admin's TOTP secret (platform admins must use two-step sign-in), public in the README for
+# the demo only: add it to an authenticator app, or print the current code with
+# `python3 -c "import pyotp; print(pyotp.TOTP('KASSADEMOTOTPSECRETFORADMINONLY2').now())"` in .venv.
+DEMO_ADMIN_TOTP_SECRET = "KASSADEMOTOTPSECRETFORADMINONLY2"
 
 # Later features register extra seeding steps here: functions (session, merchant, web_url) -> lines to print.
 SEED_STEPS: list = []
@@ -45,7 +52,11 @@ def seed_demo(session, web_url: str = DEFAULT_WEB_URL) -> tuple[Merchant, list[s
                 Membership.user_id == user.id, Membership.merchant_id == merchant.id)).first()
             if membership is None:
                 session.add(Membership(id=new_id("mem"), user_id=user.id, merchant_id=merchant.id, role=role))
-        lines.append(f"  {email:<22} {DEMO_PASSWORD}   ({'platform admin' if is_admin else role})")
+        if is_admin and session.get(SecondFactor, user.id) is None:
+            enrol_confirmed(session, user, SecretBox(current_app.config.get("KASSA_ENCRYPTION_KEYS", "")),
+                            DEMO_ADMIN_TOTP_SECRET)
+        lines.append(f"  {email:<22} {DEMO_PASSWORD}   ({'platform admin' if is_admin else role})"
+                     + (f", TOTP secret {DEMO_ADMIN_TOTP_SECRET}" if is_admin else ""))
     for step in SEED_STEPS:
         lines.extend(step(session, merchant, web_url))
     return merchant, lines

@@ -5,12 +5,22 @@ hash names a row of user_sessions (app/accounts/sessions.py). The user is loaded
 request, so logging out (revoking the row) kills every copy of the cookie, and a password change can end
 the other browsers. Flask-Login's own "_user_id" in the cookie is not used, hence a request_loader and no
 user_loader.
+
+A session that still has to pass the second factor, or set one up (app/accounts/second_factor.py
+SessionStep), loads no user at all: to every view, template and decorator it is anonymous, so nothing can
+forget to check it. Only the second-factor pages read it (``pending_sign_in``), and where a page needs a
+signed-in user, the unauthorized handler sends such a session to its second-factor page instead of the login.
 """
-from flask import g, session
-from flask_login import logout_user
+from datetime import timedelta
+
+from flask import current_app, flash, g, redirect, request, session, url_for
+from flask_login import current_user, login_url, logout_user
 
 from app.accounts.models import User
+from app.accounts.second_factor import SessionStep, session_step
 from app.accounts.sessions import (
+    ABSOLUTE_LIFETIME,
+    IDLE_TIMEOUT,
     UserSession,
     needs_touch,
     resolve_session,
@@ -38,7 +48,7 @@ def load_user_from_session(_request) -> User | None:
     if not token:
         return None
     now = utcnow()
-    user_session = resolve_session(db.session, token, now=now)
+    user_session = resolve_session(db.session, token, now=now, idle_timeout=idle_timeout(), max_age=max_age())
     if user_session is None or user_session.user.locked_at is not None:  # locking also ends sessions
         session.pop(SESSION_KEY, None)
         return None
@@ -47,11 +57,59 @@ def load_user_from_session(_request) -> User | None:
         with db.engine.begin() as connection:
             connection.execute(touch_statement(user_session.id, now))
     g.user_session = user_session
+    g.session_step = session_step(db.session, user_session)
+    if g.session_step != SessionStep.COMPLETE:
+        return None  # anonymous everywhere but the second-factor pages
     return user_session.user
 
 
-def log_in(user: User, *, ip: str | None, user_agent: str | None) -> UserSession:
-    """Start a fresh server-side session for the user and put only its token in the cookie.
+def idle_timeout() -> timedelta:
+    """SESSION_IDLE_TIMEOUT_SECONDS: a session unused this long has ended."""
+    return _seconds("SESSION_IDLE_TIMEOUT_SECONDS", IDLE_TIMEOUT)
+
+
+def max_age() -> timedelta:
+    """SESSION_MAX_AGE_SECONDS: a session this old has ended, however busy."""
+    return _seconds("SESSION_MAX_AGE_SECONDS", ABSOLUTE_LIFETIME)
+
+
+def _seconds(name: str, default: timedelta) -> timedelta:
+    value = current_app.config.get(name)
+    return timedelta(seconds=float(value)) if value else default
+
+
+def pending_sign_in() -> tuple[UserSession, SessionStep] | None:
+    """The current browser's session and what it still has to pass (COMPLETE once signed in); None without one."""
+    current_user.is_authenticated  # noqa: B018  (runs the request loader, which sets g.user_session, g.session_step)
+    user_session = g.get("user_session")
+    if user_session is None:
+        return None
+    return user_session, g.session_step
+
+
+SECOND_FACTOR_PAGES = {SessionStep.SECOND_FACTOR: "dashboard.second_factor",
+                       SessionStep.ENROL: "dashboard.second_factor_setup"}
+
+
+@login_manager.unauthorized_handler
+def unauthorized():
+    """A page for signed-in users: a session halfway through signing in goes to its second-factor page,
+    anyone else to the login page (Flask-Login's own behaviour), both coming back here afterwards."""
+    step = g.get("session_step")
+    if g.get("user_session") is not None and step in SECOND_FACTOR_PAGES:
+        return redirect(url_for(SECOND_FACTOR_PAGES[step], next=_here()))
+    flash(login_manager.login_message, login_manager.login_message_category)
+    return redirect(login_url(login_manager.login_view, next_url=request.url))
+
+
+def _here() -> str:
+    """This request's path and query string, as a next= target."""
+    return request.full_path.rstrip("?") if request.query_string else request.path
+
+
+def log_in(user: User, *, ip: str | None, user_agent: str | None) -> SessionStep:
+    """Start a fresh server-side session for a user who gave their password and put only its token in the
+    cookie; returns what the session still has to pass (the second factor, its set-up, or nothing).
 
     The old cookie content is discarded (a fresh session id: a session planted before login is useless),
     and a session this browser still had is revoked. The caller commits.
@@ -63,11 +121,14 @@ def log_in(user: User, *, ip: str | None, user_agent: str | None) -> UserSession
     session.clear()
     session[SESSION_KEY] = token
     g.user_session = user_session
-    return user_session
+    g.session_step = session_step(db.session, user_session)
+    return g.session_step
 
 
 def log_out() -> None:
-    """Revoke the current server-side session and empty the cookie. The caller commits."""
+    """Revoke the current server-side session (complete or halfway through signing in) and empty the cookie.
+    The caller commits."""
+    pending_sign_in()
     user_session = g.get("user_session")
     if user_session is not None:
         revoke_session(db.session, user_session.id)

@@ -1,7 +1,7 @@
 """Tenancy core: merchants (tenants), users, and memberships with a role."""
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String, UniqueConstraint, text
+from sqlalchemy import CheckConstraint, ForeignKey, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.models_base import Base, utcnow
@@ -11,6 +11,11 @@ class Merchant(Base):
     """A tenant: a business taking payments, with its own books in test and live mode."""
 
     __tablename__ = "merchants"
+    __table_args__ = (
+        CheckConstraint("(refund_reauth_threshold IS NULL) = (refund_reauth_currency IS NULL)",
+                        name="refund_reauth_threshold_currency"),
+        CheckConstraint("refund_reauth_threshold >= 0", name="refund_reauth_threshold_not_negative"),
+    )
 
     id: Mapped[str] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
@@ -34,6 +39,11 @@ class Merchant(Base):
     # Set by a platform operator: new payments are refused; reads and refunds go on (app/merchants).
     suspended_at: Mapped[datetime | None]
     suspension_reason: Mapped[str | None] = mapped_column(String(500))
+    # Security settings (app/accounts/security.py): every member must have a second factor; refunds up to
+    # this amount in this currency need no re-authentication (none set: every refund needs it).
+    require_second_factor: Mapped[bool] = mapped_column(server_default=text("false"))
+    refund_reauth_threshold: Mapped[int | None]
+    refund_reauth_currency: Mapped[str | None] = mapped_column(String(3))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=text("now()"))
 
     memberships: Mapped[list["Membership"]] = relationship(back_populates="merchant")

@@ -15,6 +15,7 @@ class Action(StrEnum):
     MANAGE_DEVELOPERS = "manage_developers"  # API keys, webhook endpoints
     MANAGE_TEAM = "manage_team"        # invite, change role, remove member
     MANAGE_SETTINGS = "manage_settings"  # branding, settings
+    MANAGE_SECURITY = "manage_security"  # members' second factor requirement, refund re-authentication threshold
     VIEW_AUDIT_LOG = "view_audit_log"
     VIEW_LEDGER = "view_ledger"        # balances, ledger account statements (developers see payments, not books)
 
@@ -27,6 +28,7 @@ PERMISSIONS: dict[Action, frozenset[Role]] = {
     Action.MANAGE_DEVELOPERS: frozenset({Role.OWNER, Role.ADMIN, Role.DEVELOPER}),
     Action.MANAGE_TEAM: frozenset({Role.OWNER, Role.ADMIN}),
     Action.MANAGE_SETTINGS: frozenset({Role.OWNER, Role.ADMIN}),
+    Action.MANAGE_SECURITY: frozenset({Role.OWNER}),
     Action.VIEW_AUDIT_LOG: frozenset({Role.OWNER, Role.ADMIN}),
     Action.VIEW_LEDGER: frozenset({Role.OWNER, Role.ADMIN, Role.ANALYST}),
 }

@@ -4,13 +4,10 @@ These pages sit at the top of the site (/login, /signup, ...), not under /dashbo
 dashboard blueprint (one blueprint per audience): `_route` registers them on the app with a
 "dashboard." endpoint name, so the blueprint's hooks and url_for("dashboard.login") apply as usual.
 """
-from urllib.parse import urlsplit
-
 from flask import (
     abort,
     flash,
     g,
-    make_response,
     redirect,
     render_template,
     request,
@@ -20,7 +17,7 @@ from flask_login import current_user, login_required
 from flask_wtf.csrf import CSRFError
 
 from app.accounts import recovery, team
-from app.accounts.login import current_session_id, log_in, log_out
+from app.accounts.login import SECOND_FACTOR_PAGES, current_session_id, log_in, log_out, pending_sign_in
 from app.accounts.models import User
 from app.accounts.service import (
     AccountError,
@@ -44,8 +41,8 @@ from app.dashboard.forms import (
     ResetPasswordForm,
     SignupForm,
 )
-from app.dashboard.helpers import external_url, request_meta
-from app.dashboard.throttle import Throttle, minutes_text
+from app.dashboard.helpers import external_url, request_meta, safe_next
+from app.dashboard.throttle import Throttle, hit_ip_limit, minutes_text, throttled
 from app.extensions import db
 
 INVALID_FORM = 422  # the status of a re-rendered form with messages (htmx is configured to swap it)
@@ -65,38 +62,11 @@ def _meta() -> Meta:
     return Meta(**request_meta())
 
 
-def _throttled(template: str, message: str, retry_after: int, **context):
-    """The form again, with the rate limit message, as 429 with Retry-After."""
-    response = make_response(render_template(template, throttle_message=message, **context), 429)
-    response.headers["Retry-After"] = str(retry_after)
-    return response
-
-
-def _ip_throttle(config_name: str, scope: str) -> Throttle:
-    return Throttle(config_name, scope, "ip", request.remote_addr or "unknown")
-
-
-def _hit_ip_limit(config_name: str, scope: str) -> int | None:
-    """Count this request against a per-IP limit; the seconds to wait when it is exceeded, else None."""
-    throttle = _ip_throttle(config_name, scope)
-    return None if throttle.hit() else throttle.retry_after()
-
-
-def safe_next(target: str | None) -> str | None:
-    """A redirect target from a form or query string, only when it stays on this site."""
-    if not target:
-        return None
-    parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//") or "\\" in target:
-        return None
-    return target
-
-
 # What the dashboard caches on `g` during a request. An app context can outlive one request (pytest-flask
 # keeps one per test and the test client reuses it), so each request starts without them: the user is
 # always resolved from this request's cookie.
-_PER_REQUEST = ("_login_user", "user_session", "nav_merchants", "merchant", "membership", "role", "mode", "scope",
-                "csrf_token")
+_PER_REQUEST = ("_login_user", "user_session", "session_step", "nav_merchants", "merchant", "membership", "role",
+                "mode", "scope", "csrf_token")
 
 
 @bp.before_app_request
@@ -125,12 +95,15 @@ def login():
     if request.method == "GET":
         if current_user.is_authenticated:
             return redirect(safe_next(request.args.get("next")) or url_for("dashboard.index"))
+        pending = pending_sign_in()
+        if pending is not None and pending[1] in SECOND_FACTOR_PAGES:  # halfway through signing in: go on there
+            return redirect(url_for(SECOND_FACTOR_PAGES[pending[1]], next=safe_next(request.args.get("next"))))
         form.next.data = safe_next(request.args.get("next")) or ""
         return render_template("auth/login.html", form=form)
 
-    wait = _hit_ip_limit("LOGIN_RATE_LIMIT_PER_IP", "login")
+    wait = hit_ip_limit("LOGIN_RATE_LIMIT_PER_IP", "login")
     if wait is not None:
-        return _throttled("auth/login.html", "Too many sign-in attempts from your network. "
+        return throttled("auth/login.html", "Too many sign-in attempts from your network. "
                           f"Try again in {minutes_text(wait)}.", wait, form=form)
     if not form.validate():
         return render_template("auth/login.html", form=form), INVALID_FORM
@@ -143,7 +116,7 @@ def login():
         audit_user_event(db.session, user, "user.sign_in_failed", _meta(), label=email,
                          details={"reason": "rate_limited"})
         db.session.commit()
-        return _throttled("auth/login.html", "Too many failed sign-in attempts for this account. "
+        return throttled("auth/login.html", "Too many failed sign-in attempts for this account. "
                           f"Try again in {minutes_text(wait)}, or reset your password.", wait, form=form)
 
     try:
@@ -159,9 +132,12 @@ def login():
         return render_template("auth/login.html", form=form,
                                form_error="The email or password is not correct."), INVALID_FORM
     account.clear()
-    log_in(user, ip=request.remote_addr, user_agent=request.headers.get("User-Agent"))
+    step = log_in(user, ip=request.remote_addr, user_agent=request.headers.get("User-Agent"))
     db.session.commit()
-    return redirect(safe_next(form.next.data) or url_for("dashboard.index"), code=303)
+    target = safe_next(form.next.data) or url_for("dashboard.index")
+    if step in SECOND_FACTOR_PAGES:  # the password alone opens nothing else
+        return redirect(url_for(SECOND_FACTOR_PAGES[step], next=target), code=303)
+    return redirect(target, code=303)
 
 
 @_route("/logout", "logout", methods=["POST"])
@@ -181,9 +157,9 @@ def signup():
     form = SignupForm()
     if request.method == "GET":
         return render_template("auth/signup.html", form=form)
-    wait = _hit_ip_limit("SIGNUP_RATE_LIMIT_PER_IP", "signup")
+    wait = hit_ip_limit("SIGNUP_RATE_LIMIT_PER_IP", "signup")
     if wait is not None:
-        return _throttled("auth/signup.html", f"Too many sign-ups from your network. Try again in {minutes_text(wait)}.",
+        return throttled("auth/signup.html", f"Too many sign-ups from your network. Try again in {minutes_text(wait)}.",
                           wait, form=form)
     if not form.validate():
         return render_template("auth/signup.html", form=form), INVALID_FORM
@@ -229,9 +205,9 @@ def forgot_password():
     form = ForgotPasswordForm()
     if request.method == "GET":
         return render_template("auth/forgot_password.html", form=form)
-    wait = _hit_ip_limit("RESET_RATE_LIMIT_PER_IP", "reset")
+    wait = hit_ip_limit("RESET_RATE_LIMIT_PER_IP", "reset")
     if wait is not None:
-        return _throttled("auth/forgot_password.html", "Too many reset requests from your network. "
+        return throttled("auth/forgot_password.html", "Too many reset requests from your network. "
                           f"Try again in {minutes_text(wait)}.", wait, form=form)
     if not form.validate():
         return render_template("auth/forgot_password.html", form=form), INVALID_FORM

@@ -23,6 +23,7 @@ from app.dashboard import bp
 from app.dashboard.context import merchant_view
 from app.dashboard.forms import KassaForm
 from app.dashboard.helpers import dash_url, request_meta
+from app.dashboard.reauth import demand_reauth, kept_form, reauth_required
 from app.extensions import db, htmx, redis_client
 from app.merchants import lifecycle
 from app.models_base import utcnow
@@ -97,7 +98,9 @@ def _render_list(create_form: CreateKeyForm | None = None, status: int = 200):
     usable = [k for k in keys if k.usable(now)]
     inactive = [k for k in keys if not k.usable(now)]
     if create_form is None:
-        create_form = CreateKeyForm(formdata=None, form_token=_new_form_token())
+        kept = kept_form() if request.method == "GET" else None  # the name typed before re-authenticating
+        create_form = CreateKeyForm(formdata=kept if kept and kept.get("kind") == "secret" else None,
+                                    form_token=_new_form_token())
     return render_template(
         "dashboard/developers/api_keys.html", usable=usable, inactive=inactive, now=now,
         create_form=create_form, secret_form_token=_new_form_token(), publishable_form_token=_new_form_token(),
@@ -130,6 +133,10 @@ def create_api_key():
         flash("Live API keys are available once a platform operator has enabled live mode "
               "(Settings › Go live).", "error")
         return redirect(dash_url("dashboard.api_keys"), code=303)
+    if form.kind.data == "secret":  # shown once, in this response: revealing a secret key needs it
+        reauth = demand_reauth(form_page=dash_url("dashboard.api_keys"))
+        if reauth is not None:
+            return reauth
     if not _claim_form_token(form.form_token.data):
         flash("That form was already submitted; the key it created is listed below.", "info")
         return redirect(dash_url("dashboard.api_keys"), code=303)
@@ -141,9 +148,10 @@ def create_api_key():
 
 @bp.route("/<merchant_id>/<mode>/developers/api-keys/<key_id>/roll", methods=["GET", "POST"])
 @merchant_view(Action.MANAGE_DEVELOPERS)
+@reauth_required
 def roll_api_key(key_id: str):
     key = _key_or_404(key_id)
-    form = RollKeyForm() if _is_post() else RollKeyForm(formdata=None, form_token=_new_form_token())
+    form = RollKeyForm() if _is_post() else RollKeyForm(formdata=kept_form(), form_token=_new_form_token())
     if _is_post():
         if not form.validate():
             if form.form_token.errors or form.csrf_token.errors:

@@ -22,6 +22,7 @@ from wtforms.validators import DataRequired, EqualTo, Length, Optional, Validati
 
 from app import pan
 from app.accounts.passwords import MIN_PASSWORD_LENGTH
+from app.money import CURRENCY_EXPONENTS
 
 try:  # WTForms 3.3 deprecates (value, label) tuples in favour of SelectChoice
     from wtforms import SelectChoice
@@ -209,3 +210,41 @@ class WebhooksNotNeededForm(KassaForm):
     """The merchant's word that its integration needs no webhook endpoint."""
 
     not_needed = BooleanField("Our integration needs no webhooks (we read payment results through the API)")
+
+
+# A TOTP code is 6 digits and a recovery code 11 characters ("xxxxx-xxxxx"); people add spaces.
+MAX_CODE_LENGTH = 40
+
+
+def _code_field(label: str, message: str):
+    return StringField(label, validators=[DataRequired(message), Length(max=MAX_CODE_LENGTH, message=message)])
+
+
+class SecondFactorForm(KassaForm):
+    """Sign-in's second step: a code from the authenticator app, or a recovery code."""
+
+    code = _code_field("Authentication code", "Enter the 6-digit code from your authenticator app, or a recovery code.")
+    next = HiddenField()
+
+
+class EnrolmentForm(KassaForm):
+    """The first code of a new authenticator, which confirms it."""
+
+    code = _code_field("Code from your authenticator app", "Enter the 6-digit code your authenticator app shows.")
+
+
+class ConfirmIdentityForm(KassaForm):
+    """Re-authentication: the password or a second-factor code (the page shows the ways the user may use)."""
+
+    method = HiddenField()
+    password = PasswordField("Password", validators=[Optional(), Length(max=MAX_PASSWORD_LENGTH)])
+    code = StringField("Authentication code", validators=[Optional(), Length(max=MAX_CODE_LENGTH)])
+    next = HiddenField()
+
+
+class SecuritySettingsForm(KassaForm):
+    require_second_factor = BooleanField("Every member must use two-step sign-in")
+    refund_threshold = StringField("Refunds up to this amount need no re-authentication",
+                                   validators=[Optional(), Length(max=30, message="Use at most 30 characters.")])
+    refund_currency = SelectField("Currency of that amount", default="EUR",
+                                  choices=select_choices((code, code) for code in sorted(CURRENCY_EXPONENTS)))

@@ -1,5 +1,6 @@
 """Small helpers shared by the dashboard views: request metadata for audit rows, the template globals."""
 import logging
+from urllib.parse import urlsplit
 
 from flask import current_app, g, request, url_for
 from flask_login import current_user
@@ -54,6 +55,16 @@ def external_url(endpoint: str, **values) -> str:
     if base:
         return base + url_for(endpoint, **values)
     return url_for(endpoint, _external=True, **values)
+
+
+def safe_next(target: str | None) -> str | None:
+    """A redirect target from a form or query string, only when it stays on this site."""
+    if not target:
+        return None
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return None
+    return target
 
 
 def dash_url(endpoint: str, **values) -> str:

@@ -20,11 +20,13 @@ from flask_login import current_user
 
 from app.accounts.audit import audit
 from app.accounts.permissions import Action
+from app.accounts.security import refund_needs_reauth
 from app.api.payments import payments_deps
 from app.dashboard import bp
 from app.dashboard.context import merchant_view
 from app.dashboard.helpers import dash_url, request_meta, user_locale
 from app.dashboard.payments_views import payment_context
+from app.dashboard.reauth import demand_reauth, kept_form
 from app.dashboard.reporting_helpers import render, row_or_404
 from app.extensions import db
 from app.money import AmountInputError, format_amount_input, format_money, parse_amount_input
@@ -77,10 +79,12 @@ def payment_action(payment_id: str, action: str):
         flash(_unavailable_message(action, payment), "info")
         return redirect(dash_url("dashboard.payment_detail", payment_id=payment.id), code=303)
     limit, limit_name = _limits(action, payment, context)
+    # What the person typed: this POST's form, or the form kept while they re-authenticated.
+    typed = request.form if request.method == "POST" else (kept_form() or {})
     values = {
-        "amount": request.form.get("amount", format_amount_input(limit, payment.currency, user_locale())
-                                   if limit else "").strip(),
-        "reason": request.form.get("reason", "").strip(),
+        "amount": typed.get("amount", format_amount_input(limit, payment.currency, user_locale())
+                            if limit else "").strip(),
+        "reason": typed.get("reason", "").strip(),
     }
     base = dict(payment=payment, action=action, spec=ACTIONS[action], limit=limit, limit_name=limit_name,
                 values=values, refund_reasons=REFUND_REASON_LABELS, cancel_reasons=CANCEL_REASON_LABELS,
@@ -90,6 +94,10 @@ def payment_action(payment_id: str, action: str):
     params, errors = _params(action, payment, values, limit)
     if errors:
         return render("dashboard/payments/action.html", step="form", errors=errors, **base), INVALID_FORM
+    if action == "refund" and refund_needs_reauth(g.merchant, params["amount"] or limit, payment.currency):
+        reauth = demand_reauth()  # back to this form, filled in, to review and confirm again
+        if reauth is not None:
+            return reauth
     if request.form.get("step") != "confirm":
         return render("dashboard/payments/action.html", step="review", errors={}, params=params,
                       form_token=secrets.token_urlsafe(24), **base)

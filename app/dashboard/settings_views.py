@@ -1,4 +1,4 @@
-"""Settings › Branding and the audit log (owners and admins)."""
+"""Settings › Branding and the audit log (owners and admins), Settings › Security (owners)."""
 from datetime import datetime
 
 from flask import flash, g, redirect, render_template, request
@@ -7,11 +7,15 @@ from sqlalchemy import select, tuple_
 
 from app.accounts.audit import AuditEntry, audit
 from app.accounts.permissions import Action
+from app.accounts.security import SecuritySettingsError, refund_threshold, update_security_settings
+from app.accounts.service import Meta
 from app.dashboard import bp
 from app.dashboard.context import merchant_view
-from app.dashboard.forms import BrandingForm
-from app.dashboard.helpers import dash_url, request_meta
+from app.dashboard.forms import BrandingForm, SecuritySettingsForm
+from app.dashboard.helpers import dash_url, request_meta, user_locale
+from app.dashboard.reauth import demand_reauth, kept_form
 from app.extensions import db, htmx
+from app.money import AmountInputError, Money, format_amount_input, parse_amount_input
 
 AUDIT_PAGE_SIZE = 50
 INVALID_FORM = 422
@@ -70,3 +74,48 @@ def audit_log():
     next_cursor = f"{rows[-1].created_at.isoformat()}|{rows[-1].id}" if more else None
     template = "dashboard/_audit_rows.html" if htmx and cursor is not None else "dashboard/audit_log.html"
     return render_template(template, entries=rows, next_cursor=next_cursor)
+
+
+@bp.route("/<merchant_id>/<mode>/settings/security", methods=["GET", "POST"])
+@merchant_view(Action.MANAGE_SECURITY)
+def security_settings():
+    """Whether every member must use two-step sign-in, and the refund amount up to which no re-authentication
+    is asked. Saving needs a recent re-authentication (weakening either is what an intruder would do first)."""
+    merchant = g.merchant
+    if request.method == "GET":
+        kept = kept_form()
+        if kept is not None:
+            form = SecuritySettingsForm(formdata=kept)
+        else:
+            threshold = refund_threshold(merchant)
+            form = SecuritySettingsForm(formdata=None, require_second_factor=merchant.require_second_factor,
+                                        refund_currency=threshold.currency if threshold else "EUR",
+                                        refund_threshold=format_amount_input(threshold.amount, threshold.currency,
+                                                                             user_locale()) if threshold else "")
+        return render_template("dashboard/security_settings.html", form=form)
+    form = SecuritySettingsForm()
+    reauth = demand_reauth()
+    if reauth is not None:
+        return reauth
+    if not form.validate():
+        return render_template("dashboard/security_settings.html", form=form), INVALID_FORM
+    threshold = None
+    if (form.refund_threshold.data or "").strip():
+        try:
+            amount = parse_amount_input(form.refund_threshold.data, form.refund_currency.data, user_locale(),
+                                        allow_zero=True)
+            threshold = Money(amount, form.refund_currency.data)
+        except AmountInputError as error:
+            form.refund_threshold.errors.append(error.message)
+            return render_template("dashboard/security_settings.html", form=form), INVALID_FORM
+    try:
+        changed = update_security_settings(db.session, g.membership,
+                                           require_second_factor=form.require_second_factor.data,
+                                           threshold=threshold, meta=Meta(**request_meta()))
+    except SecuritySettingsError as error:
+        db.session.rollback()
+        getattr(form, error.field or "require_second_factor").errors.append(error.message)
+        return render_template("dashboard/security_settings.html", form=form), INVALID_FORM
+    db.session.commit()
+    flash("Security settings saved." if changed else "Nothing changed.", "success")
+    return redirect(dash_url("dashboard.security_settings"), code=303)

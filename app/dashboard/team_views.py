@@ -3,7 +3,7 @@
 Role changes answer htmx with the member's row (templates/dashboard/_member_row.html) and everything else
 with a redirect back to the page, so the page works without JavaScript too.
 """
-from flask import abort, flash, g, redirect, render_template
+from flask import abort, flash, g, redirect, render_template, request
 from flask_login import current_user
 from sqlalchemy import select
 
@@ -21,6 +21,7 @@ from app.dashboard.forms import (
     select_choices,
 )
 from app.dashboard.helpers import dash_url, external_url, request_meta
+from app.dashboard.reauth import kept_form, reauth_required
 from app.extensions import db, htmx
 
 INVALID_FORM = 422
@@ -45,12 +46,20 @@ def _row_context(membership, role_form=None, error=None) -> dict:
 
 
 def _render_team(invite_form=None, status=200):
-    invite_form = invite_form or InviteForm(formdata=None)
+    kept = kept_form() if request.method == "GET" else None  # a change typed before re-authenticating
+    if invite_form is None:
+        invite_form = InviteForm(formdata=kept if kept and "email" in kept else None)
     invite_form.role.choices = _role_choices()
-    rows = [_row_context(m) for m in team_service.members(db.session, g.merchant.id)]
+    rows = [_row_context(m, role_form=RoleForm(prefix=m.id, formdata=kept) if kept and f"{m.id}-role" in kept
+                         else None)
+            for m in team_service.members(db.session, g.merchant.id)]
     return render_template("dashboard/team.html", rows=rows, invite_form=invite_form,
                            invitations=team_service.pending_invitations(db.session, g.merchant.id),
                            confirm_form=ConfirmForm(formdata=None)), status
+
+
+def _team_page(*_args, **_kwargs) -> str:
+    return dash_url("dashboard.team")
 
 
 @bp.route("/<merchant_id>/<mode>/settings/team")
@@ -61,6 +70,7 @@ def team():
 
 @bp.route("/<merchant_id>/<mode>/settings/team/invite", methods=["POST"])
 @merchant_view(Action.MANAGE_TEAM)
+@reauth_required(form_page=_team_page)
 def invite_member():
     form = InviteForm()
     form.role.choices = _role_choices()
@@ -81,6 +91,7 @@ def invite_member():
 
 @bp.route("/<merchant_id>/<mode>/settings/team/members/<membership_id>/role", methods=["POST"])
 @merchant_view(Action.MANAGE_TEAM)
+@reauth_required(form_page=_team_page)
 def change_member_role(membership_id: str):
     membership = _member_or_404(membership_id)
     form = RoleForm(prefix=membership_id)

@@ -4,11 +4,13 @@ Flask-Limiter's decorators count every request to a route; signing in needs fine
 attempt counts, per account only failures count (so that the right password after a typo is not
 punished, and a known email cannot be locked out by someone who never tries a password). So these views
 use the same storage and strategy (`limiter.limiter`, configured by RATELIMIT_STORAGE_URI) directly.
+Second-factor codes are limited the same way, on limits of their own; a password typed to re-authenticate
+counts against the account's sign-in limits (it is the same secret being guessed).
 """
 import logging
 import time
 
-from flask import current_app
+from flask import current_app, make_response, render_template, request
 from limits import parse
 
 from app.extensions import limiter
@@ -24,6 +26,11 @@ DEFAULT_LIMITS = {
     "LOGIN_RATE_LIMIT_PER_ACCOUNT": "5 per 15 minutes",
     "SIGNUP_RATE_LIMIT_PER_IP": "10 per hour",
     "RESET_RATE_LIMIT_PER_IP": "10 per hour",
+    # A 6-digit code accepted within three 30-second steps: 5 wrong codes per 15 minutes leave an attacker
+    # who has the password about a 1 in 200,000 chance per quarter hour (RFC 6238 section 5.2 asks for a
+    # limit); per IP, as many attempts as for passwords.
+    "SECOND_FACTOR_RATE_LIMIT_PER_IP": "30 per 10 minutes",
+    "SECOND_FACTOR_RATE_LIMIT_PER_ACCOUNT": "5 per 15 minutes",
 }
 
 
@@ -80,3 +87,21 @@ def minutes_text(seconds: int) -> str:
     """"1 minute", "15 minutes": a wait rounded up to whole minutes, for messages."""
     minutes = max(1, -(-seconds // 60))
     return "1 minute" if minutes == 1 else f"{minutes} minutes"
+
+
+def ip_throttle(config_name: str, scope: str) -> Throttle:
+    """The limit of one kind of attempt from this request's IP address."""
+    return Throttle(config_name, scope, "ip", request.remote_addr or "unknown")
+
+
+def hit_ip_limit(config_name: str, scope: str) -> int | None:
+    """Count this request against a per-IP limit; the seconds to wait when it is exceeded, else None."""
+    throttle = ip_throttle(config_name, scope)
+    return None if throttle.hit() else throttle.retry_after()
+
+
+def throttled(template: str, message: str, retry_after: int, **context):
+    """The form again, with the rate limit message, as 429 with Retry-After."""
+    response = make_response(render_template(template, throttle_message=message, **context), 429)
+    response.headers["Retry-After"] = str(retry_after)
+    return response

@@ -24,6 +24,7 @@ from app.dashboard import bp
 from app.dashboard.context import merchant_view
 from app.dashboard.forms import KassaForm, select_choices
 from app.dashboard.helpers import dash_url, request_meta
+from app.dashboard.reauth import kept_form, reauth_required
 from app.events import Event, event_payload
 from app.extensions import db, htmx
 from app.jobs import enqueue_after_commit
@@ -148,7 +149,13 @@ def _field_for(form: EndpointForm, param: str):
 @bp.route("/<merchant_id>/<mode>/developers/webhooks/<endpoint_id>")
 @merchant_view(Action.VIEW)
 def webhook_endpoint(endpoint_id: str):
-    return _endpoint_page(_endpoint_or_404(endpoint_id))
+    kept = kept_form()  # the rotation's choice made before re-authenticating
+    return _endpoint_page(_endpoint_or_404(endpoint_id),
+                          rotate_form=RotateForm(formdata=kept) if kept and "grace" in kept else None)
+
+
+def _endpoint_page_url(endpoint_id: str) -> str:
+    return dash_url("dashboard.webhook_endpoint", endpoint_id=endpoint_id)
 
 
 def _endpoint_page(endpoint: WebhookEndpoint, *, revealed_secret: str | None = None, resend_form=None,
@@ -239,6 +246,7 @@ def webhook_delete(endpoint_id: str):
 
 @bp.route("/<merchant_id>/<mode>/developers/webhooks/<endpoint_id>/secret", methods=["POST"])
 @merchant_view(Action.MANAGE_DEVELOPERS)
+@reauth_required(form_page=_endpoint_page_url)
 def webhook_reveal_secret(endpoint_id: str):
     endpoint = _endpoint_or_404(endpoint_id)
     if not ConfirmForm().validate():
@@ -253,6 +261,7 @@ def webhook_reveal_secret(endpoint_id: str):
 
 @bp.route("/<merchant_id>/<mode>/developers/webhooks/<endpoint_id>/rotate", methods=["POST"])
 @merchant_view(Action.MANAGE_DEVELOPERS)
+@reauth_required(form_page=_endpoint_page_url)
 def webhook_rotate_secret(endpoint_id: str):
     endpoint = _endpoint_or_404(endpoint_id)
     form = RotateForm()

@@ -34,7 +34,7 @@ def login_as(client, session, user) -> str:
     """Sign the test client in as the user with a real server-side session (no argon2, no rate limit).
 
     Returns the session row's id."""
-    row, token = start_session(session, user)
+    row, token = start_session(session, user, second_factor_passed=True)
     session.commit()
     with client.session_transaction() as cookie:
         cookie.clear()
@@ -77,6 +77,8 @@ RELAXED_LIMITS = {
     "LOGIN_RATE_LIMIT_PER_ACCOUNT": "1000 per minute",
     "SIGNUP_RATE_LIMIT_PER_IP": "1000 per minute",
     "RESET_RATE_LIMIT_PER_IP": "1000 per minute",
+    "SECOND_FACTOR_RATE_LIMIT_PER_IP": "1000 per minute",
+    "SECOND_FACTOR_RATE_LIMIT_PER_ACCOUNT": "1000 per minute",
 }
 
 

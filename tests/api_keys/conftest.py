@@ -27,7 +27,7 @@ def basic(plaintext: str) -> dict:
 
 def login_as(client, session, user) -> None:
     """Sign the test client in as the user (a real server-side session, as the login view makes)."""
-    _row, token = start_session(session, user)
+    _row, token = start_session(session, user, second_factor_passed=True)
     session.commit()
     with client.session_transaction() as cookie:
         cookie["sid"] = token

@@ -78,7 +78,7 @@ def jobs(app) -> Jobs:
 
 def login_as(client, session, user) -> None:
     """Sign the test client in with a real server-side session (no argon2, no rate limit)."""
-    _row, token = start_session(session, user)
+    _row, token = start_session(session, user, second_factor_passed=True)
     session.commit()
     with client.session_transaction() as cookie:
         cookie.clear()
@@ -87,7 +87,7 @@ def login_as(client, session, user) -> None:
 
 def browser_login(app, context, session, user, base_url: str) -> None:
     """Give a Playwright browser context the signed session cookie of a fresh server-side session."""
-    _row, token = start_session(session, user)
+    _row, token = start_session(session, user, second_factor_passed=True)
     session.commit()
     value = app.session_interface.get_signing_serializer(app).dumps({"sid": token})
     context.add_cookies([{"name": app.config.get("SESSION_COOKIE_NAME", "session"), "value": value,

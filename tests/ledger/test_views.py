@@ -13,7 +13,7 @@ from tests.ledger.conftest import capture_legs, cr, dr, post
 
 def login_as(client, session, user) -> None:
     """A real server-side session for the user, as the login view makes (no argon2, no rate limit)."""
-    _row, token = start_session(session, user)
+    _row, token = start_session(session, user, second_factor_passed=True)
     session.commit()
     with client.session_transaction() as cookie:
         cookie.clear()

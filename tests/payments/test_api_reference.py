@@ -14,7 +14,7 @@ from tests import factories
 
 def _page(client, db_session, merchant) -> str:
     user = factories.member(db_session, merchant, role="analyst")
-    _row, token = start_session(db_session, user)
+    _row, token = start_session(db_session, user, second_factor_passed=True)
     db_session.commit()
     with client.session_transaction() as cookie:
         cookie["sid"] = token

@@ -16,7 +16,7 @@ _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 def login_as(client, session, user) -> None:
     """A real server-side session for the user, as the login view makes."""
-    _row, token = start_session(session, user)
+    _row, token = start_session(session, user, second_factor_passed=True)
     session.commit()
     with client.session_transaction() as cookie:
         cookie["sid"] = token

@@ -20,7 +20,7 @@ _CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 def login(client, session, scope, role: str) -> User:
     user = session.scalars(select(User).join(Membership, Membership.user_id == User.id).where(
         Membership.merchant_id == scope.merchant_id, Membership.role == role)).first()
-    _row, token = start_session(session, user)
+    _row, token = start_session(session, user, second_factor_passed=True)
     session.commit()
     with client.session_transaction() as cookie:
         cookie.clear()
