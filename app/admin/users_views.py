@@ -1,9 +1,10 @@
 """/admin/users: find a user by email; their page (memberships, sessions, recent audit) and the actions:
-lock, unlock, force a password reset (app/accounts/user_admin.py)."""
+lock, unlock, force a password reset (app/accounts/user_admin.py), reset the second factor
+(app/accounts/second_factor.py)."""
 from flask import abort, flash, redirect, render_template, request, url_for
 from sqlalchemy import or_, select
 
-from app.accounts import user_admin
+from app.accounts import second_factor, user_admin
 from app.accounts.audit import AuditEntry, ReasonRequired
 from app.accounts.models import User
 from app.admin import bp
@@ -34,11 +35,11 @@ def _user_page(user_id: str, forms: dict | None = None, status: int = 200):
         select(AuditEntry).where(or_(AuditEntry.target == user.id, AuditEntry.actor_user_id == user.id))
         .order_by(AuditEntry.created_at.desc(), AuditEntry.id.desc()).limit(AUDIT_SHOWN)))
     forms = forms or {}
-    for name in ("lock", "unlock", "reset_password"):
+    for name in ACTIONS:
         forms.setdefault(name, ReasonForm(formdata=None, prefix=name))
     page = render_template("admin/user.html", user=user, memberships=user_admin.memberships_of(db.session, user.id),
                            sessions=user_admin.active_session_count(db.session, user.id), entries=entries,
-                           forms=forms)
+                           forms=forms, has_second_factor=second_factor.confirmed_factor(db.session, user.id) is not None)
     db.session.rollback()  # read-only
     return page, status
 
@@ -55,10 +56,17 @@ def _force_reset(session, user_id: str, **kwargs) -> int:
         session, user_id, lambda token: external_url("dashboard.reset_password", token=token), **kwargs)
 
 
+def _reset_second_factor(session, user_id: str, *, operator, reason: str, meta) -> int:
+    return second_factor.reset_second_factor(session, session.get(User, user_id), actor=operator, reason=reason,
+                                             meta=meta)
+
+
 ACTIONS = {
     "lock": (user_admin.lock_user, "The account is locked and its sessions ended."),
     "unlock": (user_admin.unlock_user, "The account is unlocked."),
     "reset_password": (_force_reset, "The password no longer works, every session ended, and a reset link was mailed."),
+    "reset_second_factor": (_reset_second_factor, "The second factor is removed, every session ended, and the user "
+                                                  "was told by email; they set up a new one at their next sign-in."),
 }
 
 
@@ -73,7 +81,7 @@ def _act(user_id: str, name: str):
         db.session.rollback()
         form.reason.errors = [*form.reason.errors, error.message]
         return _user_page(user_id, {name: form}, INVALID_FORM)
-    except user_admin.UserAdminError as error:
+    except (user_admin.UserAdminError, second_factor.SecondFactorError) as error:
         # Shown above the page: this action's form may not be on it (the state changed meanwhile).
         db.session.rollback()
         flash(error.message, "error")
@@ -102,3 +110,12 @@ def unlock_user(user_id: str):
 def force_password_reset(user_id: str):
     """Make the password unusable, end the sessions, mail a reset link."""
     return _act(user_id, "reset_password")
+
+
+@bp.post("/users/<user_id>/reset-second-factor")
+@platform_admin_required
+def reset_user_second_factor(user_id: str):
+    """Remove the user's second factor (a lost phone), end the sessions, tell the user by email."""
+    if db.session.get(User, user_id) is None:
+        abort(404)
+    return _act(user_id, "reset_second_factor")

@@ -39,8 +39,9 @@ def app(database):
 
 
 def login_as(client, session, user) -> str:
-    """Sign the test client in with a real server-side session; returns the session row's id."""
-    row, token = start_session(session, user)
+    """Sign the test client in with a real server-side session of a complete login (password and second
+    factor, so re-authenticated just now); returns the session row's id."""
+    row, token = start_session(session, user, second_factor_passed=True)
     session.commit()
     with client.session_transaction() as cookie:
         cookie.clear()

@@ -79,3 +79,32 @@ def test_a_forced_password_reset_voids_the_password_ends_sessions_and_mails_a_li
     [entry] = audit_rows(db_session, "user.password_reset_forced", merchant.id)
     assert entry.details["reason"] == "Leaked password" and entry.actor_user_id == admin.id
     assert db_session.get(User, developer.id).locked_at is None
+
+
+def test_an_operator_resets_a_lost_second_factor(app, db_session, admin, shop):
+    merchant, owner, _developer = shop
+    factories.second_factor(db_session, owner)
+    db_session.commit()
+    users_browser = app.test_client()
+    login_as(users_browser, db_session, owner)
+    operator = app.test_client()
+    login_as(operator, db_session, admin)
+    assert "Reset the second factor" in operator.get(f"/admin/users/{owner.id}").get_data(as_text=True)
+    assert act(operator, f"/admin/users/{owner.id}/reset-second-factor", "reset_second_factor",
+               reason="").status_code == 422
+    response = act(operator, f"/admin/users/{owner.id}/reset-second-factor", "reset_second_factor",
+                   reason="Lost phone, identity checked by video call")
+    assert response.status_code == 303
+
+    db_session.rollback()
+    assert db_session.get(factories.SecondFactor, owner.id) is None
+    assert users_browser.get(f"/dashboard/{merchant.id}/test/").status_code == 302  # every session ended
+    [entry] = audit_rows(db_session, "user.second_factor_reset", merchant.id)  # the owner's team sees it
+    assert (entry.actor_user_id, entry.details["reason"]) == (admin.id, "Lost phone, identity checked by video call")
+    [mail] = db_session.scalars(select(MailMessage).where(MailMessage.to_address == owner.email,
+                                                          MailMessage.kind == "second_factor_reset")).all()
+    assert "Lost phone" in mail.body_text
+    page = operator.get(f"/admin/users/{owner.id}").get_data(as_text=True)
+    assert "Reset the second factor" not in page  # nothing left to reset
+    again = act(operator, f"/admin/users/{owner.id}/reset-second-factor", "reset_second_factor", reason="twice")
+    assert again.status_code == 422 and "has no second factor to reset" in again.get_data(as_text=True)
