@@ -41,7 +41,7 @@ from app.payments.models import Payment, PaymentOrder
 from app.payments.processing import unknown_backoff
 from app.payments.serializers import unix
 from app.payments.service import notify_outcome, wait_for_outcome
-from app.psp.interfaces import CallbackEvent, Outcome, PspResult
+from app.psp.interfaces import CallbackEvent, EvidenceFile, Outcome, PspResult
 from app.scoping import Scope
 
 log = logging.getLogger(__name__)
@@ -402,18 +402,6 @@ def _stage(session: Session, dispute: Dispute, action: str, now: datetime, deps:
 # -- carrying an action to the PSP (the job's phases) ------------------------------------------------------
 
 @dataclass(frozen=True)
-class EvidenceFileContent:
-    """A file of the evidence, as the connector sends it."""
-
-    field: str
-    file_id: str
-    type: str
-    size: int
-    sha256: str
-    content: bytes
-
-
-@dataclass(frozen=True)
 class ActionClaim:
     """A leased action: what the job needs for its PSP call, no ORM rows."""
 
@@ -426,7 +414,7 @@ class ActionClaim:
     psp_reference: str
     submission_count: int
     evidence: dict[str, str]
-    files: tuple[EvidenceFileContent, ...]
+    files: tuple[EvidenceFile, ...]
 
     @property
     def scope(self) -> Scope:
@@ -457,14 +445,14 @@ def claim_action(session: Session, scope: Scope, dispute_id: str, deps: Payments
         .execution_options(synchronize_session=False)).one_or_none()
     if row is None:
         return None
-    files: list[EvidenceFileContent] = []
+    files: list[EvidenceFile] = []
     if row.pending_action == "submit":
         stored = evidence_files(session, scope, row.evidence)
         for name in evidence_rules.FILE_FIELDS:
             file_id = row.evidence.get(name)
             if file_id in stored:
                 f = stored[file_id]
-                files.append(EvidenceFileContent(name, f.id, f.type, f.size, f.sha256, read_file(f)))
+                files.append(EvidenceFile(name, f.id, f.type, f.size, f.sha256, read_file(f)))
     return ActionClaim(scope.merchant_id, scope.livemode, dispute_id, row.pending_action, row.action_tries,
                        row.connector, row.psp_reference, row.submission_count, dict(row.evidence), tuple(files))
 

@@ -192,6 +192,19 @@ class CallbackEvent:
     psp: str | None = None               # the hook it came through (sandbox | stripe), once stored
 
 
+@dataclass(frozen=True)
+class EvidenceFile:
+    """A file of a dispute's evidence as a connector sends it: the evidence field it answers, Kassa's file id,
+    its type (pdf, png, jpg), size, SHA-256 and content."""
+
+    field: str
+    file_id: str
+    type: str
+    size: int
+    sha256: str
+    content: bytes = field(repr=False)
+
+
 class CallbackRejected(Exception):
     """An inbound callback whose signature is missing, wrong or stale."""
 
@@ -237,4 +250,18 @@ class Connector(Protocol):
 
     def parse_callback(self, headers: dict[str, str], body: bytes) -> CallbackEvent:
         """Verify the signature (raise CallbackRejected) and normalize the callback."""
+        ...
+
+    def submit_dispute_evidence(self, psp_dispute_reference: str, evidence: dict[str, str],
+                                files: list[EvidenceFile], idempotency_key: str) -> PspResult:
+        """Send a dispute's evidence and submit it (final). ``evidence``: text fields (file fields are in
+        ``files``). SUCCEEDED with ``raw`` the dispute normalized (CallbackEvent's dispute shape)."""
+        ...
+
+    def close_dispute(self, psp_dispute_reference: str, idempotency_key: str) -> PspResult:
+        """Accept a dispute (Stripe's "close"). SUCCEEDED with ``raw`` the dispute normalized."""
+        ...
+
+    def retrieve_dispute(self, psp_dispute_reference: str) -> Lookup:
+        """Status query of a dispute; FOUND carries it normalized in ``found.raw``."""
         ...
