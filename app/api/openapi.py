@@ -1,12 +1,15 @@
 """The OpenAPI 3.1 document of the payments API, served at /v1/openapi.json.
 
 Hand-written next to the routes it describes (app/api/payments.py, refunds.py, sellers.py, events.py,
-balance.py) and kept in step with them: tests/payments/test_openapi.py runs schemathesis against it and
+balance.py, disputes.py, files.py) and kept in step with them: tests/payments/test_openapi.py runs schemathesis against it and
 checks that every route of those modules is documented.
 """
 from flask import jsonify
 
 from app.api import bp
+from app.disputes import evidence as evidence_rules
+from app.disputes.files import CONTENT_TYPES, FILE_MAX_BYTES
+from app.disputes.models import FILE_PURPOSES, FILE_TYPES, STATUSES as DISPUTE_STATUSES
 from app.money import CURRENCY_EXPONENTS
 from app.payments.models import PaymentStatus
 from app.payments.service import CANCELLATION_REASONS, MAX_AMOUNT, MAX_SPLIT_SELLERS, REFUND_REASONS
@@ -80,7 +83,7 @@ PAYMENT = {
     "required": ["id", "object", "livemode", "created", "amount", "currency", "status", "capture_method",
                  "amount_capturable", "amount_received", "amount_refunded", "customer_email", "description",
                  "metadata", "payment_method", "connector", "next_action", "return_url", "last_payment_error",
-                 "cancellation_reason", "canceled_at", "split", "attempts"],
+                 "cancellation_reason", "canceled_at", "split", "attempts", "disputed", "dispute"],
     "properties": {
         "id": {"type": "string", "pattern": "^pay_"}, "object": {"const": "payment"}, "livemode": {"type": "boolean"},
         "created": UNIX, "amount": INT, "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
@@ -106,6 +109,13 @@ PAYMENT = {
         "cancellation_reason": _nullable(STRING), "canceled_at": _nullable(INT),
         "split": {"type": "array", "items": _ref("SplitPart")},
         "attempts": {"type": "array", "items": _ref("PaymentAttempt")},
+        "disputed": {"type": "boolean", "description": "Whether a dispute (or an inquiry) was opened."},
+        "dispute": _nullable({
+            "type": "object", "description": "The latest dispute, in short (GET /v1/disputes/{id} for all of it).",
+            "required": ["id", "object", "status", "reason", "amount", "currency", "evidence_details"],
+            "properties": {"id": STRING, "object": {"const": "dispute"}, "status": {"enum": list(DISPUTE_STATUSES)},
+                           "reason": _nullable(STRING), "amount": INT, "currency": STRING,
+                           "evidence_details": {"type": "object", "properties": {"due_by": _nullable(INT)}}}}),
     },
 }
 
@@ -165,6 +175,42 @@ BALANCE = {
 }
 
 
+FEE = _nullable({"type": "object", "required": ["amount", "currency"], "properties": {"amount": INT, "currency": STRING}})
+DISPUTE = {
+    "type": "object",
+    "description": "A dispute (an inquiry while its status starts with `warning_`), with the merchant's evidence "
+                   "(file fields hold file ids) and what Kassa booked.",
+    "required": ["id", "object", "livemode", "created", "amount", "currency", "reason", "status", "payment",
+                 "is_charge_refundable", "evidence", "evidence_details", "pending_action", "last_action_error",
+                 "funds_withdrawn", "funds_reinstated", "fee", "fee_returned", "metadata", "psp", "psp_reference",
+                 "connector"],
+    "properties": {
+        "id": {"type": "string", "pattern": "^dsp_"}, "object": {"const": "dispute"}, "livemode": {"type": "boolean"},
+        "created": UNIX, "amount": INT, "currency": STRING, "reason": _nullable(STRING),
+        "status": {"enum": list(DISPUTE_STATUSES)}, "payment": _nullable(STRING),
+        "is_charge_refundable": {"type": "boolean"},
+        "evidence": {"type": "object", "properties": {name: _nullable(STRING) for name in evidence_rules.FIELDS}},
+        "evidence_details": {"type": "object", "required": ["due_by", "has_evidence", "past_due", "submission_count"],
+                             "properties": {"due_by": _nullable(INT), "has_evidence": {"type": "boolean"},
+                                            "past_due": {"type": "boolean"}, "submission_count": INT}},
+        "pending_action": _nullable({"enum": ["submit", "close"],
+                                     "description": "Asked for and not yet confirmed by the payment processor."}),
+        "last_action_error": _nullable(STRING),
+        "funds_withdrawn": {"type": "boolean"}, "funds_reinstated": {"type": "boolean"},
+        "fee": FEE, "fee_returned": FEE,
+        "metadata": {"type": "object", "additionalProperties": STRING},
+        "psp": STRING, "psp_reference": STRING, "connector": _nullable(STRING),
+    },
+}
+
+FILE = {
+    "type": "object", "required": ["id", "object", "livemode", "created", "purpose", "type", "size", "filename", "pages"],
+    "properties": {"id": {"type": "string", "pattern": "^file_"}, "object": {"const": "file"},
+                   "livemode": {"type": "boolean"}, "created": UNIX, "purpose": {"enum": list(FILE_PURPOSES)},
+                   "type": {"enum": list(FILE_TYPES)}, "size": INT, "filename": _nullable(STRING), "pages": INT},
+}
+
+
 def _list_of(item: str) -> dict:
     return {"type": "object", "required": ["object", "url", "data", "has_more"],
             "properties": {"object": {"const": "list"}, "url": STRING, "data": {"type": "array", "items": _ref(item)},
@@ -213,6 +259,21 @@ CREATE_REFUND = {
 CREATE_SELLER = {"type": "object", "required": ["name"], "additionalProperties": False, "properties": {
     "name": {"type": "string", "minLength": 1, "maxLength": 200},
     "email": {"type": "string", "format": "email", "maxLength": 320}, "metadata": METADATA}}
+
+UPDATE_DISPUTE = {
+    "type": "object", "additionalProperties": False,
+    "properties": {
+        "evidence": {"type": "object", "additionalProperties": False,
+                     "description": "Stripe's evidence fields: text, or a file id for the file fields; an empty string "
+                                    "clears a field. At most 20,000 characters a field and 150,000 in all.",
+                     "properties": {name: {"type": "string", "maxLength": evidence_rules.TEXT_FIELD_MAX}
+                                    for name in evidence_rules.FIELDS}},
+        "metadata": METADATA,
+        "submit": {"type": "boolean", "default": False,
+                   "description": "Submit the evidence to the payment processor: final, refused after due_by."},
+    },
+}
+CLOSE_DISPUTE = {"type": "object", "additionalProperties": False, "properties": {}}
 
 ERROR_STATUSES = {
     "400": "Invalid request: a parameter, a state the payment cannot leave this way, or an idempotency key "
@@ -316,11 +377,47 @@ def build_document() -> dict:
             "responses": {**_ok("WebhookMissedEvents"), **_errors(*(s for s in WRITE_ERRORS if s != "409"))},
         }},
     }
+    dispute_filters = PAGE + [
+        {"name": "status", "in": "query", "schema": {"enum": list(DISPUTE_STATUSES)}},
+        {"name": "payment", "in": "query", "schema": ID},
+        *({"name": f"created[{op}]", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 2**32}}
+          for op in ("gte", "gt", "lte", "lt")),
+    ]
+    paths.update({
+        "/v1/disputes": _read("List disputes, newest first", "DisputeList", "listDisputes", query=dispute_filters),
+        "/v1/disputes/{dispute_id}": {
+            **_read("Retrieve a dispute", "Dispute", "retrieveDispute", "dispute_id"),
+            **_write("Save evidence (a draft) and metadata; submit=true submits the evidence", UPDATE_DISPUTE,
+                     "Dispute", "updateDispute", "dispute_id"),
+        },
+        "/v1/disputes/{dispute_id}/close": _write("Accept the dispute (final)", CLOSE_DISPUTE, "Dispute",
+                                                  "closeDispute", "dispute_id"),
+        "/v1/files": {"post": {
+            "operationId": "createFile",
+            "summary": f"Upload a dispute evidence file: PDF, PNG or JPEG (by content), at most "
+                       f"{FILE_MAX_BYTES // 1024 // 1024} MB",
+            "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+                "type": "object", "required": ["purpose", "file"], "additionalProperties": False,
+                "properties": {"purpose": {"enum": list(FILE_PURPOSES)},
+                               "file": {"type": "string", "format": "binary"}}}}}},
+            "responses": {**_ok("File"), **_errors("400", "401", "403", "413", "415", "429")},
+        }},
+        "/v1/files/{file_id}": _read("Retrieve a file's object", "File", "retrieveFile", "file_id"),
+        "/v1/files/{file_id}/contents": {"get": {
+            "operationId": "downloadFile", "summary": "Download a file (as an attachment only)",
+            "parameters": [{"name": "file_id", **PATH_ID}],
+            "responses": {"200": {"description": "The file, with Content-Disposition: attachment.",
+                                  "content": {mime: {"schema": {"type": "string", "format": "binary"}}
+                                              for mime in CONTENT_TYPES.values()}},
+                          **_errors(*READ_ERRORS)},
+        }},
+    })
     return {
         "openapi": "3.1.0",
         "info": {"title": "Kassa payments API", "version": "2026-11-20",
-                 "description": "Payments, refunds, sellers, events and balances. Amounts are integers in "
-                                "minor units; ids are prefixed (pay_, re_, sel_, evt_). Errors are "
+                 "description": "Payments, refunds, sellers, events, balances, disputes and evidence files. "
+                                "Amounts are integers in minor units; ids are prefixed (pay_, re_, sel_, evt_, dsp_, "
+                                "file_). Errors are "
                                 '{"error": {"type", "code", "message", "param"}}.'},
         "servers": [{"url": "/"}],
         "security": [{"bearerAuth": []}, {"basicAuth": []}],
@@ -334,7 +431,8 @@ def build_document() -> dict:
             "schemas": {
                 "Error": ERROR, "Payment": PAYMENT, "PaymentAttempt": ATTEMPT, "SplitPart": SPLIT_PART,
                 "Refund": REFUND, "Seller": SELLER, "Event": EVENT, "Balance": BALANCE,
-                "WebhookMissedEvents": WEBHOOK_MISSED_EVENTS,
+                "WebhookMissedEvents": WEBHOOK_MISSED_EVENTS, "Dispute": DISPUTE, "File": FILE,
+                "DisputeList": _list_of("Dispute"),
                 "PaymentList": _list_of("Payment"), "RefundList": _list_of("Refund"),
                 "SellerList": _list_of("Seller"), "EventList": _list_of("Event"),
             },

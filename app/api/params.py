@@ -16,7 +16,8 @@ Nested objects and lists: ``p.object("billing")`` returns a Params whose errors 
 Where parameters come from (``load_request_params``):
     POST/PUT/PATCH  body: ``application/json`` (an object) or ``application/x-www-form-urlencoded``
                     (Stripe-style brackets: ``metadata[order]=1``, ``splits[0][amount]=500``, ``tags[]=a``);
-                    an empty body is an empty parameter set; any other content type -> 415;
+                    an empty body is an empty parameter set; ``multipart/form-data`` only on upload routes
+                    (``api_view(upload_max_bytes=...)``); any other content type -> 415;
                     malformed JSON or a non-object -> 400 ``invalid_json``; over MAX_CONTENT_LENGTH -> 413.
     GET/DELETE/...  the query string, with the same bracket syntax.
 Form and query values are strings, so ``integer``/``boolean`` accept "42"/"true" there; in JSON they must be
@@ -69,10 +70,13 @@ def _reject_constant(name: str):
     raise ValueError(f"{name} is not valid JSON")
 
 
-def load_request_params() -> dict[str, Any]:
-    """The request's parameters as a dict (see the module docstring for the rules)."""
+def load_request_params(*, multipart: bool = False) -> dict[str, Any]:
+    """The request's parameters as a dict (see the module docstring for the rules); ``multipart``: the route
+    takes ``multipart/form-data`` too (an upload: its form fields here, its file in ``request.files``)."""
     if request.method not in _BODY_METHODS:
         return parse_form(request.args)
+    if multipart and request.mimetype == "multipart/form-data":
+        return parse_form(request.form)
     # get_data() enforces MAX_CONTENT_LENGTH (werkzeug raises 413, answered as JSON on /v1).
     raw = request.get_data(cache=True)
     if not raw:
@@ -180,7 +184,8 @@ class Params:
         if data is None:
             data = load_request_params()
             g.api_params = data
-        strings = request.method not in _BODY_METHODS or request.mimetype == "application/x-www-form-urlencoded"
+        strings = request.method not in _BODY_METHODS or request.mimetype in (
+            "application/x-www-form-urlencoded", "multipart/form-data")
         return cls(data, strings=strings, allowed=allowed)
 
     # -- helpers -----------------------------------------------------------------------------------------

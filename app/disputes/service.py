@@ -13,7 +13,7 @@ action. Each is applied once and never moves a dispute backwards:
 * money follows what the PSP reports (funds withdrawn, the fee, funds reinstated, the fee given back), each
   booked once whatever the notice's order (app/disputes/booking.py; the business keys are the backstop).
 
-**Merchant actions** (``update`` and ``close``): evidence is saved as a draft, checked against the limits
+**Merchant actions** (``update_dispute`` and ``close_dispute``): evidence is saved as a draft, checked against the limits
 on every save (app/disputes/evidence.py); submitting (``submit=true``) or accepting is final once asked and
 is carried to the PSP by a worker (``pending_action``, app/jobs/disputes.py), after which the PSP's answer
 is applied as a notice. Submitting is refused after ``evidence_due_by``.
@@ -324,7 +324,7 @@ def check_evidence(session: Session, scope: Scope, values: dict[str, str]) -> No
                              code=error.code) from None
 
 
-def update(session: Session, scope: Scope, dispute_id: str, params: dict[str, Any], deps: PaymentsDeps, *,
+def update_dispute(session: Session, scope: Scope, dispute_id: str, params: dict[str, Any], deps: PaymentsDeps, *,
            request_id: str | None = None) -> tuple[Dispute, bool]:
     """Save evidence (a draft) and metadata, and with ``submit`` submit the evidence; (dispute, action staged).
 
@@ -373,7 +373,7 @@ def update(session: Session, scope: Scope, dispute_id: str, params: dict[str, An
     return dispute, staged
 
 
-def close(session: Session, scope: Scope, dispute_id: str, deps: PaymentsDeps, *,
+def close_dispute(session: Session, scope: Scope, dispute_id: str, deps: PaymentsDeps, *,
           request_id: str | None = None) -> Dispute:
     """Accept the dispute (Stripe's "close"): the merchant gives up; a worker tells the PSP."""
     dispute = get_dispute(session, scope, dispute_id, for_update=True)
@@ -538,7 +538,7 @@ def due_actions(session: Session, deps: PaymentsDeps, *, batch: int = 100) -> li
 # -- idempotent operations (API and dashboard) ------------------------------------------------------------
 
 def _update_started(ctx: PhaseContext):
-    dispute, staged = update(ctx.session, ctx.scope, ctx.params.get("dispute"), ctx.params, ctx.deps,
+    dispute, staged = update_dispute(ctx.session, ctx.scope, ctx.params.get("dispute"), ctx.params, ctx.deps,
                              request_id=ctx.request_id)
     if staged:
         return Next("action_staged", {"dispute_id": dispute.id})
@@ -546,7 +546,7 @@ def _update_started(ctx: PhaseContext):
 
 
 def _close_started(ctx: PhaseContext):
-    dispute = close(ctx.session, ctx.scope, ctx.params.get("dispute"), ctx.deps, request_id=ctx.request_id)
+    dispute = close_dispute(ctx.session, ctx.scope, ctx.params.get("dispute"), ctx.deps, request_id=ctx.request_id)
     return Next("action_staged", {"dispute_id": dispute.id})
 
 

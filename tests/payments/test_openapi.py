@@ -17,7 +17,8 @@ from schemathesis.checks import (
 from app.api.openapi import build_document
 from tests.payments.conftest import mint_key
 
-PAYMENT_MODULES = ("app.api.payments", "app.api.refunds", "app.api.sellers", "app.api.events", "app.api.balance")
+PAYMENT_MODULES = ("app.api.payments", "app.api.refunds", "app.api.sellers", "app.api.events", "app.api.balance",
+                   "app.api.disputes", "app.api.files")
 
 
 @pytest.fixture(scope="module")
