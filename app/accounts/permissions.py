@@ -17,6 +17,7 @@ class Action(StrEnum):
     MANAGE_SETTINGS = "manage_settings"  # branding, settings
     VIEW_AUDIT_LOG = "view_audit_log"
     VIEW_LEDGER = "view_ledger"        # balances, ledger account statements (developers see payments, not books)
+    RESPOND_TO_DISPUTES = "respond_to_disputes"  # save and submit evidence, accept a dispute
 
 
 _EVERYONE = frozenset(Role)
@@ -29,6 +30,7 @@ PERMISSIONS: dict[Action, frozenset[Role]] = {
     Action.MANAGE_SETTINGS: frozenset({Role.OWNER, Role.ADMIN}),
     Action.VIEW_AUDIT_LOG: frozenset({Role.OWNER, Role.ADMIN}),
     Action.VIEW_LEDGER: frozenset({Role.OWNER, Role.ADMIN, Role.ANALYST}),
+    Action.RESPOND_TO_DISPUTES: frozenset({Role.OWNER, Role.ADMIN}),
 }
 
 

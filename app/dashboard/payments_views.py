@@ -19,7 +19,7 @@ from app.dashboard.helpers import dash_url, user_locale
 from app.dashboard.reporting_helpers import page_size, render, row_or_404, sellers_by_id, zone
 from app.disputes.booking import BUSINESS_KEY_KINDS as DISPUTE_KEYS
 from app.disputes.models import Dispute
-from app.disputes.queries import payment_disputes, withdrawn_by_order
+from app.disputes.queries import awaiting_response, payment_disputes, withdrawn_by_order
 from app.events import Event
 from app.extensions import db, htmx
 from app.ledger.models import Entry, JournalTransaction, LedgerAccount
@@ -142,6 +142,11 @@ def _attention() -> list[dict]:
     if uncaptured:
         items.append({"count": uncaptured, "text": ("uncaptured payment", "uncaptured payments", "waiting for a capture or cancel"),
                       "url": dash_url("dashboard.payments", status="requires_capture")})
+    disputes = _capped_count(awaiting_response(g.scope).with_only_columns(Dispute.id))
+    if disputes:
+        items.append({"count": disputes, "text": ("dispute", "disputes", "waiting for your response (evidence or acceptance) "
+                                                  "before their deadline"),
+                      "url": dash_url("dashboard.disputes", status="needs_response")})
     stuck_refunds = _capped_count(g.scope.select(
         Refund, Refund.status == RefundStatus.PENDING, Refund.created_at < utcnow() - REFUND_PENDING_ATTENTION)
         .with_only_columns(Refund.id))

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from flask import current_app
 from sqlalchemy import func, select
 
+from app.ids import new_id
 from app.jobs.payments import _run_attempt, _run_refund
 from app.ledger.models import Entry, JournalTransaction, LedgerAccount
 from app.payments import idempotency
@@ -37,8 +38,9 @@ def seller(session, scope: Scope, name: str) -> str:
 def captured(session, scope: Scope, split: list[tuple[str, int, int]] | None = None, *, amount: int | None = None,
              currency: str = "USD") -> dict:
     """A payment captured in full through the payments service (scripted PSP); its API object."""
-    params = {"amount": amount or sum(part[1] for part in split), "currency": currency, "payment_method": "tok_visa",
-              "confirm": True}
+    # A token pays for one payment only (payment_token_bindings): each payment gets its own.
+    params = {"amount": amount or sum(part[1] for part in split), "currency": currency,
+              "payment_method": new_id("tok"), "confirm": True}
     if split:
         params["split"] = [{"seller": s, "amount": a, "fee": f} for s, a, f in split]
     body = idempotency.execute(session, scope, "payment.create", params, key=None, deps=deps()).body
