@@ -1,12 +1,17 @@
 """What other areas ask about disputes (payments' refunds and payment object, the dashboard's counts), with
 only the dispute model imported, so that payments can ask without importing the disputes service."""
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.disputes.models import AWAITING_RESPONSE, Dispute
 from app.scoping import Scope
+
+# Operators look at disputes due within three days that nobody answered (the inbox, the admin page): within the
+# last stretch of a seven-day deadline, while an operator can still reach the merchant, whose own reminder went
+# out 48 hours before the deadline.
+INBOX_WINDOW = timedelta(hours=72)
 
 
 def payment_disputes(session: Session, scope: Scope, payment_id: str) -> list[Dispute]:

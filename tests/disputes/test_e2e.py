@@ -10,8 +10,10 @@ import hashlib
 import hmac
 import io
 import json
+import sys
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 from pypdf import PdfWriter
@@ -24,14 +26,35 @@ from tests.payments.live_helpers import WAIT_SECONDS, Api, Sandbox, new_merchant
 
 DAY = 86400
 DECISION_DAYS = 2  # the sandbox's default --dispute-decision-days
+# The merchant's webhook endpoint is a local receiver on 127.0.0.1.
+LIVE_ENV = {"WEBHOOKS_ALLOW_PRIVATE": "true"}
+DISPUTE_EVENTS = ["dispute.created", "dispute.updated", "dispute.closed", "dispute.funds_withdrawn",
+                  "dispute.funds_reinstated"]
 
 
 @pytest.fixture(scope="module")
-def world(app, live):  # noqa: F811
+def receiver():
+    """The merchant's webhook endpoint: a local HTTP server recording what it receives."""
+    sandbox_tests = str(Path(__file__).resolve().parents[1] / "sandbox_psp")
+    if sandbox_tests not in sys.path:
+        sys.path.insert(0, sandbox_tests)
+    from sbx_helpers import HookReceiver
+
+    server = HookReceiver()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def world(app, live, receiver):  # noqa: F811
     merchant_id, key = new_merchant_key(app, "Disputed marketplace")
     api = Api(live.url, key)
     sellers = [api.post("/v1/sellers", name=name).json()["id"] for name in ("Seller A", "Seller B")]
+    endpoint = api.post("/v1/webhook_endpoints", url=receiver.url, enabled_events=DISPUTE_EVENTS)
+    assert endpoint.status_code == 200, endpoint.text
     return {"api": api, "sandbox": Sandbox(live.sandbox_url), "scope": Scope(merchant_id, False), "app": app,
+            "receiver": receiver,
             "sellers": sellers, "hook": f"{live.url}/hooks/sandbox",
             "secret": live.services.env["SANDBOX_WEBHOOK_SECRET"]}
 
@@ -169,6 +192,12 @@ def test_won(world):
     types = [e["type"] for e in world["api"].get("/v1/events", object=dispute["id"], limit=50).json()["data"]]
     assert sorted(types) == sorted(["dispute.created", "dispute.funds_withdrawn", "dispute.updated", "dispute.updated",
                                     "dispute.closed", "dispute.funds_reinstated"])
+    # ... and each of them reached the merchant's webhook endpoint.
+    def delivered():
+        seen = [body for _headers, body, _raw in world["receiver"].events()
+                if body.get("data", {}).get("object", {}).get("id") == dispute["id"]]
+        return seen if len(seen) >= len(types) else None
+    assert sorted(e["type"] for e in wait_until(delivered, "the webhooks")) == sorted(types)
     check_books(world, payment["id"])
 
 
