@@ -69,3 +69,7 @@ SEED_STEPS.append(seed_api_keys)
 from app.checkout.service import seed_demo_session  # noqa: E402
 
 SEED_STEPS.append(seed_demo_session)
+
+from app.disputes.seed import seed_demo_disputes  # noqa: E402
+
+SEED_STEPS.append(seed_demo_disputes)

@@ -500,7 +500,8 @@ def apply_action_result(session: Session, claim: ActionClaim, result: PspResult,
         if not events:
             record_event(session, scope, "dispute.updated", "dispute", dispute.id, dispute_object(dispute))
         return dispute_object(dispute)
-    if result.outcome == Outcome.DECLINED:
+    if result.outcome == Outcome.DECLINED or result.error == "not_found":
+        # Refused, or the PSP knows no such dispute (its own "no such object": the action can never succeed).
         dispute.pending_action = None
         dispute.action_next_attempt_at = None
         dispute.action_error = (result.message or result.decline_code or "The payment processor refused it.")[:2000]
