@@ -179,7 +179,9 @@ FEE = _nullable({"type": "object", "required": ["amount", "currency"], "properti
 DISPUTE = {
     "type": "object",
     "description": "A dispute (an inquiry while its status starts with `warning_`), with the merchant's evidence "
-                   "(file fields hold file ids) and what Kassa booked.",
+                   "(file fields hold file ids) and what Kassa booked. Its changes are the events `dispute.created`, "
+                   "`dispute.updated`, `dispute.closed`, `dispute.funds_withdrawn` and `dispute.funds_reinstated`, "
+                   "delivered to webhook endpoints like every event.",
     "required": ["id", "object", "livemode", "created", "amount", "currency", "reason", "status", "payment",
                  "is_charge_refundable", "evidence", "evidence_details", "pending_action", "last_action_error",
                  "funds_withdrawn", "funds_reinstated", "fee", "fee_returned", "metadata", "psp", "psp_reference",
