@@ -165,9 +165,11 @@ def apply_notice(session: Session, psp: str, event: CallbackEvent, owner: Owner,
         notify_opened(session, dispute, base_url=base_url, now=now)
     snapshot = dispute_object(dispute)
     recorded = [record_event(session, scope, type_, "dispute", dispute.id, snapshot) for type_ in types]
-    # Last in the transaction: ledger account locks are held until the commit that follows. The postings of
-    # one dispute all lock its PSP's receivable account first in their sets' order, so two of them in one
-    # transaction cannot deadlock with another dispute's.
+    # Last in the transaction: ledger account locks are held until the commit that follows. A notice may need
+    # up to four postings here (withdrawal, fee, reinstatement, fee back), against the ledger's advice of one per
+    # transaction: after the first, they add only ``dispute_fees`` to the accounts it already holds (a
+    # reinstatement mirrors the withdrawal), so a transaction holding ``dispute_fees`` never waits for another
+    # account, and no lock cycle can form.
     for post in postings:
         post()
     return recorded
