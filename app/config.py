@@ -68,6 +68,8 @@ def load_config(env=os.environ) -> dict:
         "PSP_CONNECT_TIMEOUT": _float(env, "PSP_CONNECT_TIMEOUT", 1.0),
         "PSP_READ_TIMEOUT": _float(env, "PSP_READ_TIMEOUT", 5.0),
         "MAX_CONTENT_LENGTH": 1024 * 1024,
+        # Where dispute evidence files are kept (one folder per merchant); unset: in PostgreSQL (app/disputes/files.py).
+        "FILES_DIRECTORY": env.get("FILES_DIRECTORY", ""),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": kassa_env == "production",

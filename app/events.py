@@ -16,7 +16,7 @@ MERCHANT_EVENT_TYPES = (
     "payment.created", "payment.updated", "payment.processing", "payment.requires_action",
     "payment.requires_capture", "payment.succeeded", "payment.failed", "payment.canceled",
     "refund.created", "refund.succeeded", "refund.failed",
-    "dispute.created", "dispute.updated", "dispute.closed",
+    "dispute.created", "dispute.updated", "dispute.closed", "dispute.funds_withdrawn", "dispute.funds_reinstated",
     "checkout.session.completed", "checkout.session.expired",
     "webhook.test",
 )

@@ -11,7 +11,8 @@ from app.payments.models import (  # noqa: F401
     IdempotencyKey, Payment, PaymentAttempt, PaymentOrder, PaymentTokenBinding, Refund, Seller,
 )
 from app.ledger.models import Entry, JournalTransaction, LedgerAccount, LedgerAccountType  # noqa: F401
-from app.psp.models import Dispute, PspCallback, PspCredential  # noqa: F401
+from app.psp.models import PspCallback, PspCredential  # noqa: F401
+from app.disputes.models import Dispute, File  # noqa: F401
 from app.reporting.models import ApiRequestLog, DashboardExport, DashboardExportChunk, PaymentRollup, PaymentRollupDelta  # noqa: F401,E501
 from app.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookResendJob  # noqa: F401
 from app.inbox.claims import InboxClaim  # noqa: F401

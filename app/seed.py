@@ -83,11 +83,10 @@ from app.checkout.service import seed_demo_session  # noqa: E402
 SEED_STEPS.append(seed_demo_session)
 
 # Demo inbox items: an outcome unknown at the PSP, a callback that failed to apply, a webhook endpoint
-# disabled for failing, a dispute awaiting a response. Each is found again by a fixed marker.
+# disabled for failing (disputes due soon come from app/disputes/seed.py). Each is found again by a fixed marker.
 DEMO_STUCK_DESCRIPTION = "Demo: authorization outcome unknown at the PSP"
 DEMO_CALLBACK_ID = "demo-failed-callback"
 DEMO_ENDPOINT_URL = "https://demo-shop.example/kassa/webhooks"
-DEMO_DISPUTE_REFERENCE = "dp_demo_needs_response"
 
 
 def seed_demo_inbox(session, merchant: Merchant, _web_url: str) -> list[str]:
@@ -99,7 +98,7 @@ def seed_demo_inbox(session, merchant: Merchant, _web_url: str) -> list[str]:
     from app.models_base import utcnow
     from app.payments.models import Payment, PaymentAttempt, PaymentOrder
     from app.payments.service import default_seller
-    from app.psp.models import Dispute, PspCallback
+    from app.psp.models import PspCallback
     from app.scoping import Scope
     from app.webhooks.models import DisabledReason, EndpointStatus, WebhookEndpoint
     from app.webhooks.service import create_endpoint
@@ -145,14 +144,14 @@ def seed_demo_inbox(session, merchant: Merchant, _web_url: str) -> list[str]:
         endpoint.status, endpoint.disabled_reason = EndpointStatus.DISABLED, DisabledReason.FAILING
         endpoint.failing_since, endpoint.disabled_at = now - timedelta(days=3, hours=2), now - timedelta(hours=2)
         endpoint.disabled_detail = "Every delivery attempt failed for three days; the last one: 502 Bad Gateway."
-    if session.scalars(scope.select(Dispute, Dispute.psp_reference == DEMO_DISPUTE_REFERENCE)).first() is None:
-        session.add(scope.new(Dispute, id=new_id("dsp"), psp="sandbox", connector="sandbox",
-                              psp_reference=DEMO_DISPUTE_REFERENCE, amount=2500, currency="EUR", reason="fraudulent",
-                              status="needs_response", created_at=now - timedelta(hours=5),
-                              updated_at=now - timedelta(hours=5)))
     session.flush()
     return ["Operator inbox (as admin@kassa.test): an unknown outcome, a failed callback, a disabled webhook "
-            "endpoint and a dispute under /admin/inbox"]
+            "endpoint and disputes due soon under /admin/inbox"]
 
 
 SEED_STEPS.append(seed_demo_inbox)
+
+
+from app.disputes.seed import seed_demo_disputes  # noqa: E402
+
+SEED_STEPS.append(seed_demo_disputes)

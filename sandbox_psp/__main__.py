@@ -16,6 +16,7 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 
 from .app import create_acquirer_app, create_public_app
 from .core import Config, Sandbox
+from .disputes import DEFAULT_DECISION_DAYS
 
 log = logging.getLogger("sandbox_psp")
 
@@ -101,6 +102,9 @@ def parse_args(argv=None) -> Config:
     parser.add_argument("--timeout-delay", type=float, default=8.0,
                         help="seconds the timeout card stalls its answer")
     parser.add_argument("--public-url", help="public base URL in action_url (default http://HOST:PORT)")
+    parser.add_argument("--dispute-decision-days", type=int, default=DEFAULT_DECISION_DAYS,
+                        help="sandbox days from evidence to the issuer's decision (and after an unanswered "
+                             f"deadline; default {DEFAULT_DECISION_DAYS})")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
 
@@ -127,6 +131,7 @@ def parse_args(argv=None) -> Config:
         hook_url=args.hook_url,
         cors_origins=tuple(args.cors_origin),
         timeout_delay=args.timeout_delay,
+        dispute_decision_days=args.dispute_decision_days,
     )
 
 

@@ -13,6 +13,7 @@ import time
 from flask import Flask, Response, redirect, render_template, request
 from werkzeug.exceptions import HTTPException
 
+from . import disputes
 from . import operations as ops
 from . import store as store_mod
 from .callbacks import callback_object
@@ -244,12 +245,34 @@ def create_public_app(sandbox: Sandbox) -> Flask:
             ).fetchall()
         return json_response({"data": [callback_object(row) for row in rows]})
 
+    @app.post("/_admin/disputes")
+    def open_dispute():
+        """Open a dispute now: ``{"authorization", "reason"?, "inquiry"?, "amount"?}``; sends ``dispute.created``."""
+        body = _json_body()
+        with sandbox.write() as conn:
+            dispute = disputes.open_on_request(conn, body, sandbox.clock.now())
+        return json_response(dispute)
+
     @app.post("/_admin/disputes/<dispute_id>/close")
     def close_dispute(dispute_id):
-        """Decide a dispute: ``{"status": "won"|"lost"}``; sends ``dispute.closed``."""
+        """Decide a dispute: ``{"status": "won"|"lost"|"warning_closed"}``; sends ``dispute.closed``."""
         status = _json_body().get("status")
         with sandbox.write() as conn:
-            dispute = ops.close_dispute(conn, dispute_id, status, sandbox.clock.now())
+            dispute = disputes.close_on_request(conn, dispute_id, status, sandbox.clock.now())
+        return json_response(dispute)
+
+    @app.post("/_admin/disputes/<dispute_id>/escalate")
+    def escalate_dispute(dispute_id):
+        """An inquiry becomes a chargeback; sends ``dispute.updated``."""
+        with sandbox.write() as conn:
+            dispute = disputes.escalate(conn, dispute_id, sandbox.clock.now())
+        return json_response(dispute)
+
+    @app.post("/_admin/disputes/<dispute_id>/withdraw")
+    def withdraw_dispute(dispute_id):
+        """The issuer withdraws the dispute (a chargeback is won, an inquiry closes); sends ``dispute.closed``."""
+        with sandbox.write() as conn:
+            dispute = disputes.withdraw(conn, dispute_id, sandbox.clock.now())
         return json_response(dispute)
 
     @app.post("/_admin/refunds/<refund_id>/fail")
@@ -352,7 +375,7 @@ def create_acquirer_app(sandbox: Sandbox, acquirer: str) -> Flask:
 
     @app.get("/v1/refunds/<refund_id>")
     def get_refund(refund_id):
-        sandbox.open_due_disputes()  # settles pending refunds that fell due
+        sandbox.advance_due_work()  # settles pending refunds that fell due
         with sandbox.store.read() as conn:
             return json_response(ops.get_refund(conn, acquirer, refund_id))
 
@@ -364,20 +387,33 @@ def create_acquirer_app(sandbox: Sandbox, acquirer: str) -> Flask:
 
     @app.get("/v1/disputes")
     def list_disputes():
-        sandbox.open_due_disputes()
+        sandbox.advance_due_work()
         with sandbox.store.read() as conn:
-            return json_response({"data": ops.list_disputes(conn, acquirer, request.args.get("authorization"))})
+            return json_response({"data": disputes.list_disputes(conn, acquirer, request.args.get("authorization"))})
 
     @app.get("/v1/disputes/<dispute_id>")
     def get_dispute(dispute_id):
-        sandbox.open_due_disputes()
+        sandbox.advance_due_work()
         with sandbox.store.read() as conn:
-            return json_response(ops.get_dispute(conn, acquirer, dispute_id))
+            return json_response(disputes.get_dispute(conn, acquirer, dispute_id))
+
+    @app.post("/v1/disputes/<dispute_id>/evidence")
+    def submit_evidence(dispute_id):
+        """Submit the evidence (once; refused after due_by); the dispute goes under review."""
+        sandbox.advance_due_work()
+        return run_post(lambda conn, body, key: disputes.submit_evidence(
+            conn, acquirer, dispute_id, body, sandbox.clock.now(), sandbox.config.dispute_decision_days))[0]
+
+    @app.post("/v1/disputes/<dispute_id>/close")
+    def accept_dispute(dispute_id):
+        """The merchant accepts the dispute: a chargeback is lost, an inquiry closes."""
+        sandbox.advance_due_work()
+        return run_post(lambda conn, body, key: disputes.accept(conn, acquirer, dispute_id, sandbox.clock.now()))[0]
 
     @app.get("/v1/settlements")
     def list_settlements():
         """Days that have settlement lines for this acquirer."""
-        sandbox.open_due_disputes()
+        sandbox.advance_due_work()
         with sandbox.store.read() as conn:
             days = settlement_days(conn, acquirer)
         return json_response({"data": [{"date": day, "url": f"/v1/settlements/{day}.csv"} for day in days]})
@@ -391,7 +427,7 @@ def create_acquirer_app(sandbox: Sandbox, acquirer: str) -> Flask:
             date = None
         if date is None:
             raise SandboxError(404, "not_found", "Settlement dates look like YYYY-MM-DD.", "date")
-        sandbox.open_due_disputes()
+        sandbox.advance_due_work()
         with sandbox.store.read() as conn:
             text = settlement_csv(conn, acquirer, date)
         return Response(text, mimetype="text/csv")

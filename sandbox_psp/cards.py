@@ -21,6 +21,8 @@ TEST_CARDS = {
     "4000000000000119": "processing_error",
     "4000000000000341": "timeout",
     "4000000000000259": "dispute",
+    "4000000000002685": "dispute_product_not_received",
+    "4000000000001976": "inquiry",
     "4000000000007726": "refund_pending",
     "4100000000000019": "fraudulent",
 }

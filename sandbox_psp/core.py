@@ -15,7 +15,7 @@ import time
 from collections import Counter
 
 from . import callbacks as callbacks_mod
-from . import operations
+from . import disputes, operations
 from . import store as store_mod
 from .callbacks import CallbackSender
 from .clock import Clock
@@ -37,6 +37,7 @@ class Config:
     hook_url: str | None = None
     cors_origins: tuple = ()
     timeout_delay: float = 8.0
+    dispute_decision_days: int = disputes.DEFAULT_DECISION_DAYS
 
 
 @dataclasses.dataclass
@@ -85,7 +86,7 @@ class Sandbox:
         self.vault_key = bytes.fromhex(vault_key)
         self.clock = Clock(offset)
         self.callbacks = CallbackSender(self.store, config.hook_url, config.webhook_secret,
-                                        tick=self.open_due_disputes)
+                                        tick=self.advance_due_work)
         self._lock = threading.Lock()  # guards faults and counters
         # Serialises opening/closing listening sockets, which waits for a serve loop to
         # notice the shutdown; acquirer calls never wait on it.
@@ -100,7 +101,7 @@ class Sandbox:
     # -------------------------------------------------------------- lifecycle
 
     def start(self) -> None:
-        """Start background work (callback delivery, due disputes)."""
+        """Start background work (callback delivery, what falls due: disputes, pending refunds)."""
         self.callbacks.start()
 
     def stop(self) -> None:
@@ -123,7 +124,7 @@ class Sandbox:
     # -------------------------------------------------------------- clock
 
     def move_clock(self, advance_seconds=None, now=None, reset=False) -> int:
-        """Advance, set or reset the sandbox clock, persist it, open disputes that fell due."""
+        """Advance, set or reset the sandbox clock, persist it, do what fell due (disputes, pending refunds)."""
         if reset:
             value = self.clock.reset()
         elif now is not None:
@@ -132,19 +133,22 @@ class Sandbox:
             value = self.clock.advance(advance_seconds or 0)
         with self.write() as conn:
             store_mod.set_meta(conn, "clock_offset", str(self.clock.offset))
-        self.open_due_disputes()
+        self.advance_due_work()
         return value
 
-    def open_due_disputes(self) -> list[dict]:
-        """Open the disputes due at the current sandbox time (and settle the pending refunds due)."""
+    def advance_due_work(self) -> list[dict]:
+        """What fell due at the current sandbox time: disputes of dispute cards open, issuers decide disputes,
+        pending refunds settle. Returns the disputes opened or changed."""
         # store.write(), not self.write(): the callback thread calls this on every loop,
         # and waking itself each time would make it spin. Wake only if there is news.
+        now = self.clock.now()
         with self.store.write() as conn:
-            opened = operations.open_due_disputes(conn, self.clock.now())
-            operations.settle_pending_refunds(conn, self.clock.now())
-        if opened:
+            changed = disputes.open_due_disputes(conn, now)
+            changed += disputes.decide_due(conn, now, self.config.dispute_decision_days)
+            operations.settle_pending_refunds(conn, now)
+        if changed:
             self.callbacks.wake()
-        return opened
+        return changed
 
     # -------------------------------------------------------------- faults
 

@@ -1,4 +1,4 @@
-"""What the acquirer does: tokens, authorizations, captures, voids, refunds, disputes.
+"""What the acquirer does: tokens, authorizations, captures, voids, refunds (disputes: ``disputes``).
 
 Plain functions over a SQLite connection (inside the caller's transaction) and a
 sandbox time ``now``; no Flask. Business failures raise ``SandboxError``, which the
@@ -11,12 +11,9 @@ import secrets
 from . import callbacks
 from .cards import CardDetails
 
-# A dispute opens this long (sandbox clock) after the dispute card is captured.
-DISPUTE_DELAY_SECONDS = 86400
 # Refunds of the pending-refund card stay pending this long (sandbox clock) before they succeed, as
 # Stripe's test card of the same number does "some time later"; tests move the clock past it.
 REFUND_PENDING_SECONDS = 3600
-DISPUTE_REASON = "fraudulent"
 CURRENCY_RE = re.compile(r"^[A-Z]{3}$")
 # Merchant references and URLs are echoed back; cap them so a bad client cannot bloat storage.
 MAX_TEXT_LENGTH = 500
@@ -131,20 +128,6 @@ def refund_object(row) -> dict:
         "currency": row["currency"],
         "status": row["status"],
         "failure_code": row["failure_code"],
-        "created": row["created"],
-    }
-
-
-def dispute_object(row) -> dict:
-    """The dispute object of API.md."""
-    return {
-        "id": row["id"],
-        "acquirer": row["acquirer"],
-        "authorization": row["authorization_id"],
-        "amount": row["amount"],
-        "currency": row["currency"],
-        "reason": row["reason"],
-        "status": row["status"],
         "created": row["created"],
     }
 
@@ -308,11 +291,13 @@ def challenge_details(conn, auth_id: str) -> tuple[dict, str | None]:
 def refund(conn, acquirer: str, params: dict, now: int) -> dict:
     """Refund (part of) a captured authorization; ``amount`` defaults to what is left.
 
-    Several partial refunds may add up to the captured amount. While the authorization
-    has a dispute that is not won, the refund is recorded as failed (``charge_disputed``).
+    Several partial refunds may add up to the captured amount. While a chargeback holds the
+    authorization's funds (withdrawn, not given back), the refund is recorded as failed
+    (``charge_disputed``); an inquiry does not stop it, and a refund of everything closes it.
     Refunds of the pending-refund card are ``pending`` until ``settle_pending_refunds``; their
     amount is set aside at once, so it cannot be refunded twice meanwhile.
     """
+    from . import disputes  # here: disputes builds on this module
     row = _load_authorization(conn, acquirer, _text(params, "authorization"))
     amount = _amount(params, required=False)
     if row["status"] not in ("captured", "partially_captured"):
@@ -323,11 +308,8 @@ def refund(conn, acquirer: str, params: dict, now: int) -> dict:
     if amount > refundable or amount <= 0:
         raise SandboxError(400, "amount_too_large",
                            f"Only {refundable} minor units are left to refund.", "amount")
-    disputed = conn.execute(
-        "SELECT 1 FROM disputes WHERE authorization_id = ? AND status != 'won'", (row["id"],)
-    ).fetchone()
     refund_id = new_id("rf")
-    if disputed:
+    if disputes.blocks_refunds(conn, row["id"]):
         status, failure_code = "failed", "charge_disputed"
     else:
         status, failure_code = ("pending" if row["outcome"] == "refund_pending" else "succeeded"), None
@@ -341,6 +323,7 @@ def refund(conn, acquirer: str, params: dict, now: int) -> dict:
             "UPDATE authorizations SET refunded_amount = refunded_amount + ? WHERE id = ?",
             (amount, row["id"]),
         )
+        disputes.close_inquiries_refunded(conn, row["id"], now)
     return get_refund(conn, acquirer, refund_id)
 
 
@@ -385,74 +368,6 @@ def fail_refund(conn, refund_id: str, failure_code: str | None, now: int) -> dic
     refund = get_refund(conn, row["acquirer"], refund_id)
     callbacks.enqueue(conn, "refund.updated", refund, now)
     return refund
-
-
-# ---------------------------------------------------------------- disputes
-
-
-def open_due_disputes(conn, now: int) -> list[dict]:
-    """Open the disputes that fell due by ``now``; send ``dispute.created`` for each.
-
-    The dispute card opens a dispute for what is captured and not refunded, dated one
-    sandbox-day after the capture (not "now"), so that a clock jumped several days
-    still files it on the right settlement day.
-    """
-    rows = conn.execute(
-        "SELECT * FROM authorizations a WHERE a.outcome = 'dispute' AND a.captured_at IS NOT NULL "
-        "AND a.captured_at + ? <= ? AND a.captured_amount > a.refunded_amount "
-        "AND NOT EXISTS (SELECT 1 FROM disputes d WHERE d.authorization_id = a.id) ORDER BY a.captured_at",
-        (DISPUTE_DELAY_SECONDS, now),
-    ).fetchall()
-    opened = []
-    for row in rows:
-        dispute_id = new_id("dp")
-        conn.execute(
-            "INSERT INTO disputes (id, acquirer, authorization_id, amount, currency, reason, status, created) "
-            "VALUES (?, ?, ?, ?, ?, ?, 'needs_response', ?)",
-            (dispute_id, row["acquirer"], row["id"], row["captured_amount"] - row["refunded_amount"],
-             row["currency"], DISPUTE_REASON, row["captured_at"] + DISPUTE_DELAY_SECONDS),
-        )
-        dispute = _dispute(conn, dispute_id)
-        callbacks.enqueue(conn, "dispute.created", dispute, now)
-        opened.append(dispute)
-    return opened
-
-
-def _dispute(conn, dispute_id: str, acquirer: str | None = None) -> dict:
-    row = conn.execute("SELECT * FROM disputes WHERE id = ?", (dispute_id,)).fetchone()
-    if row is None or (acquirer is not None and row["acquirer"] != acquirer):
-        raise SandboxError(404, "not_found", "No such dispute.", "id")
-    return dispute_object(row)
-
-
-def get_dispute(conn, acquirer: str, dispute_id: str) -> dict:
-    """A dispute object of this acquirer; 404 if unknown."""
-    return _dispute(conn, dispute_id, acquirer)
-
-
-def list_disputes(conn, acquirer: str, authorization_id: str | None = None) -> list[dict]:
-    """Disputes of this acquirer, oldest first, optionally for one authorization."""
-    sql = "SELECT * FROM disputes WHERE acquirer = ?"
-    args: list = [acquirer]
-    if authorization_id:
-        sql += " AND authorization_id = ?"
-        args.append(authorization_id)
-    rows = conn.execute(sql + " ORDER BY created, id", args).fetchall()
-    return [dispute_object(row) for row in rows]
-
-
-def close_dispute(conn, dispute_id: str, status: str, now: int) -> dict:
-    """Decide an open dispute (``won`` or ``lost``); send ``dispute.closed``."""
-    if status not in ("won", "lost"):
-        raise SandboxError(400, "invalid_request", "status must be won or lost", "status")
-    dispute = _dispute(conn, dispute_id)
-    if dispute["status"] != "needs_response":
-        raise SandboxError(400, "invalid_state", f"The dispute is already {dispute['status']}.",
-                           current_status=dispute["status"])
-    conn.execute("UPDATE disputes SET status = ?, closed_at = ? WHERE id = ?", (status, now, dispute_id))
-    dispute = _dispute(conn, dispute_id)
-    callbacks.enqueue(conn, "dispute.closed", dispute, now)
-    return dispute
 
 
 # ---------------------------------------------------------------- stats

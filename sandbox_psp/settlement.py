@@ -8,9 +8,11 @@ every line. ``reference`` is the sandbox's id of what the line is about.
 | charge  | auth_...  | captured amount  | 2.9 % + 30         | day of the capture    |
 | refund  | rf_...    | -refund amount   | 0                  | day of the refund     |
 | refund_failure | rf_... | +refund amount | 0                  | day a refund failed after it succeeded |
-| dispute | dp_...    | -disputed amount | 0                  | day the dispute opens |
-| fee     | dp_...    | 0                | dispute fee (1500) | day the dispute opens |
-| dispute | dp_...    | +disputed amount | 0                  | day a dispute is won  |
+| dispute | dp_...    | -disputed amount | 0                  | day a chargeback took the funds (its opening, or an inquiry's escalation) |
+| fee     | dp_...    | 0                | dispute fee (1500) | that same day         |
+| dispute | dp_...    | +disputed amount | 0                  | day a chargeback is won (or withdrawn by the issuer) |
+
+Inquiries move no money and have no lines until they become chargebacks.
 """
 import csv
 import datetime as dt
@@ -21,9 +23,6 @@ from .clock import day_bounds, utc_date
 HEADER = ("reference", "type", "gross", "fee", "net", "currency")
 # Refunds that moved money on their day: succeeded, or succeeded and failed later.
 REFUNDED = "(status = 'succeeded' OR failed_at IS NOT NULL)"
-# The acquirer keeps this flat fee per dispute, won or lost (the 15.00 of ARCHITECTURE.md);
-# the same number of minor units in every currency keeps the sandbox simple.
-DISPUTE_FEE = 1500
 
 
 def charge_fee(gross: int) -> int:
@@ -59,17 +58,18 @@ def settlement_lines(conn, acquirer: str, day: dt.date) -> list[tuple]:
     ):
         lines.append((row["failed_at"], row["id"], "refund_failure", row["amount"], 0, row["currency"]))
     for row in conn.execute(
-        "SELECT id, amount, currency, created FROM disputes WHERE acquirer = ? AND created >= ? AND created < ?",
+        "SELECT id, amount, currency, withdrawn_at, fee FROM disputes "
+        "WHERE acquirer = ? AND withdrawn_at >= ? AND withdrawn_at < ?",
         (acquirer, start, end),
     ):
-        lines.append((row["created"], row["id"], "dispute", -row["amount"], 0, row["currency"]))
-        lines.append((row["created"], row["id"], "fee", 0, DISPUTE_FEE, row["currency"]))
+        lines.append((row["withdrawn_at"], row["id"], "dispute", -row["amount"], 0, row["currency"]))
+        lines.append((row["withdrawn_at"], row["id"], "fee", 0, row["fee"], row["currency"]))
     for row in conn.execute(
-        "SELECT id, amount, currency, closed_at FROM disputes "
-        "WHERE acquirer = ? AND status = 'won' AND closed_at >= ? AND closed_at < ?",
+        "SELECT id, amount, currency, reinstated_at FROM disputes "
+        "WHERE acquirer = ? AND reinstated_at >= ? AND reinstated_at < ?",
         (acquirer, start, end),
     ):
-        lines.append((row["closed_at"], row["id"], "dispute", row["amount"], 0, row["currency"]))
+        lines.append((row["reinstated_at"], row["id"], "dispute", row["amount"], 0, row["currency"]))
     # Stable order: by time, then reference; a dispute's own line comes before its fee.
     type_order = {"charge": 0, "refund": 1, "refund_failure": 2, "dispute": 3, "fee": 4}
     lines.sort(key=lambda line: (line[0], line[1], type_order[line[2]]))
@@ -92,8 +92,8 @@ def settlement_days(conn, acquirer: str) -> list[str]:
         "SELECT captured_at FROM authorizations WHERE acquirer = ? AND captured_at IS NOT NULL",
         f"SELECT created FROM refunds WHERE acquirer = ? AND {REFUNDED}",
         "SELECT failed_at FROM refunds WHERE acquirer = ? AND failed_at IS NOT NULL",
-        "SELECT created FROM disputes WHERE acquirer = ?",
-        "SELECT closed_at FROM disputes WHERE acquirer = ? AND status = 'won'",
+        "SELECT withdrawn_at FROM disputes WHERE acquirer = ? AND withdrawn_at IS NOT NULL",
+        "SELECT reinstated_at FROM disputes WHERE acquirer = ? AND reinstated_at IS NOT NULL",
     )
     for sql in queries:
         timestamps.update(row[0] for row in conn.execute(sql, (acquirer,)))

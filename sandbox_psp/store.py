@@ -64,6 +64,8 @@ CREATE TABLE IF NOT EXISTS refunds (
     created INTEGER NOT NULL,
     failed_at INTEGER  -- a refund that succeeded and failed later (POST /_admin/refunds/<id>/fail)
 );
+-- One dispute per authorization (sandbox_psp/disputes.py). ``withdrawn_at``: when a chargeback took the
+-- amount and ``fee`` (NULL for an inquiry); ``reinstated_at``: when a won one gave the amount back.
 CREATE TABLE IF NOT EXISTS disputes (
     id TEXT PRIMARY KEY,
     acquirer TEXT NOT NULL,
@@ -73,7 +75,15 @@ CREATE TABLE IF NOT EXISTS disputes (
     reason TEXT NOT NULL,
     status TEXT NOT NULL,
     created INTEGER NOT NULL,
-    closed_at INTEGER
+    closed_at INTEGER,
+    due_by INTEGER,
+    evidence TEXT,
+    evidence_submitted_at INTEGER,
+    submission_count INTEGER NOT NULL DEFAULT 0,
+    decision_at INTEGER,
+    withdrawn_at INTEGER,
+    reinstated_at INTEGER,
+    fee INTEGER NOT NULL DEFAULT 0
 );
 -- The stored first response of every acquirer POST that carried an Idempotency-Key.
 CREATE TABLE IF NOT EXISTS idempotency_keys (
@@ -101,7 +111,23 @@ CREATE INDEX IF NOT EXISTS callbacks_due ON callbacks (state, next_attempt_at);
 """
 
 # (table, column, type) added to SCHEMA since its first version, for data folders made before.
-ADDED_COLUMNS = (("refunds", "failed_at", "INTEGER"),)
+ADDED_COLUMNS = (
+    ("refunds", "failed_at", "INTEGER"),
+    ("disputes", "due_by", "INTEGER"),
+    ("disputes", "evidence", "TEXT"),
+    ("disputes", "evidence_submitted_at", "INTEGER"),
+    ("disputes", "submission_count", "INTEGER NOT NULL DEFAULT 0"),
+    ("disputes", "decision_at", "INTEGER"),
+    ("disputes", "withdrawn_at", "INTEGER"),
+    ("disputes", "reinstated_at", "INTEGER"),
+    ("disputes", "fee", "INTEGER NOT NULL DEFAULT 0"),
+)
+# Run once when the column is added: what rows made before it mean in its terms. Disputes then were all
+# chargebacks that took their amount and a 1500 fee when they opened, and gave the amount back when won.
+BACKFILLS = {
+    ("disputes", "withdrawn_at"): "UPDATE disputes SET withdrawn_at = created, fee = 1500, due_by = created + 604800, "
+                                  "reinstated_at = CASE WHEN status = 'won' THEN closed_at END",
+}
 
 # Tables emptied by a reset; ``meta`` keeps the vault key so fingerprints stay stable.
 DATA_TABLES = ("callbacks", "idempotency_keys", "disputes", "refunds", "authorizations", "tokens")
@@ -134,6 +160,8 @@ class Store:
             names = {row["name"] for row in self._keeper.execute(f"PRAGMA table_info({table})")}
             if column not in names:
                 self._keeper.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+                if (table, column) in BACKFILLS:
+                    self._keeper.execute(BACKFILLS[(table, column)])
 
     def close(self) -> None:
         """Close the long-lived connection (SQLite then checkpoints the WAL)."""

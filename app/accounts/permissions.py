@@ -18,6 +18,7 @@ class Action(StrEnum):
     MANAGE_SECURITY = "manage_security"  # members' second factor requirement, refund re-authentication threshold
     VIEW_AUDIT_LOG = "view_audit_log"
     VIEW_LEDGER = "view_ledger"        # balances, ledger account statements (developers see payments, not books)
+    RESPOND_TO_DISPUTES = "respond_to_disputes"  # save and submit evidence, accept a dispute
 
 
 _EVERYONE = frozenset(Role)
@@ -31,6 +32,7 @@ PERMISSIONS: dict[Action, frozenset[Role]] = {
     Action.MANAGE_SECURITY: frozenset({Role.OWNER}),
     Action.VIEW_AUDIT_LOG: frozenset({Role.OWNER, Role.ADMIN}),
     Action.VIEW_LEDGER: frozenset({Role.OWNER, Role.ADMIN, Role.ANALYST}),
+    Action.RESPOND_TO_DISPUTES: frozenset({Role.OWNER, Role.ADMIN}),
 }
 
 

@@ -16,7 +16,7 @@ from app.admin import bp
 from app.dashboard.context import platform_admin_required
 from app.extensions import db
 from app.psp.breaker import PLATFORM_CREDENTIAL, BreakerSnapshot
-from app.psp.models import Dispute
+from app.disputes.models import Dispute
 from app.psp.router import router_for_app
 
 log = logging.getLogger(__name__)

@@ -7,5 +7,6 @@ from app.api import errors  # noqa: E402,F401
 from app.api import account  # noqa: E402,F401
 from app.api import checkout_sessions  # noqa: E402,F401
 from app.api import balance, events, openapi, payments, refunds, sellers  # noqa: E402,F401
+from app.api import disputes, files  # noqa: E402,F401  (issue 20: disputes and their evidence files)
 from app.api import request_log  # noqa: E402,F401  (Developers > Logs: app/api/request_log.py)
 from app.api import webhook_endpoints  # noqa: E402,F401  (issue 7: app/api/webhook_endpoints.py)

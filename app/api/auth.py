@@ -169,10 +169,16 @@ def _authenticate(publishable_ok: bool) -> ApiKey:
     return key
 
 
-def api_view(view=None, *, publishable_ok: bool = False):
+# What a multipart upload carries besides its file (boundaries, part headers, a few form fields).
+UPLOAD_OVERHEAD_BYTES = 64 * 1024
+
+
+def api_view(view=None, *, publishable_ok: bool = False, upload_max_bytes: int | None = None):
     """Decorate a /v1 view: authenticate the key, set g.scope/g.api_key, rate-limit, parse parameters.
 
-    Usable bare (``@api_view``) or with options (``@api_view(publishable_ok=True)``).
+    Usable bare (``@api_view``) or with options (``@api_view(publishable_ok=True)``). ``upload_max_bytes``:
+    the route takes ``multipart/form-data`` (a file in ``request.files``) of a file up to that size, instead of
+    the usual MAX_CONTENT_LENGTH; larger bodies are 413.
     """
 
     def decorator(func):
@@ -185,7 +191,9 @@ def api_view(view=None, *, publishable_ok: bool = False):
             g.scope = Scope(key.merchant_id, key.livemode)
             _rate_limit(key)
             _record_last_used_after_response(key.id)
-            g.api_params = load_request_params()
+            if upload_max_bytes is not None:
+                request.max_content_length = upload_max_bytes + UPLOAD_OVERHEAD_BYTES
+            g.api_params = load_request_params(multipart=upload_max_bytes is not None)
             return func(*args, **kwargs)
 
         wrapper.api_publishable_ok = publishable_ok

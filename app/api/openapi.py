@@ -14,6 +14,9 @@ from app.api.payments import IDEMPOTENCY_KEY_PATTERN
 from app.checkout import service as checkout
 from app.checkout.models import SessionStatus
 from app.events import MERCHANT_EVENT_TYPES
+from app.disputes import evidence as evidence_rules
+from app.disputes.files import CONTENT_TYPES, FILE_MAX_BYTES
+from app.disputes.models import FILE_PURPOSES, FILE_TYPES, STATUSES as DISPUTE_STATUSES
 from app.money import CURRENCY_EXPONENTS
 from app.payments.models import PaymentStatus
 from app.payments.service import CANCELLATION_REASONS, MAX_AMOUNT, MAX_SPLIT_SELLERS, REFUND_REASONS
@@ -90,7 +93,7 @@ PAYMENT = {
     "required": ["id", "object", "livemode", "created", "amount", "currency", "status", "capture_method",
                  "amount_capturable", "amount_received", "amount_refunded", "customer_email", "description",
                  "metadata", "payment_method", "connector", "next_action", "return_url", "last_payment_error",
-                 "cancellation_reason", "canceled_at", "split", "attempts"],
+                 "cancellation_reason", "canceled_at", "split", "attempts", "disputed", "dispute"],
     "properties": {
         "id": {"type": "string", "pattern": "^pay_"}, "object": {"const": "payment"}, "livemode": {"type": "boolean"},
         "created": UNIX, "amount": INT, "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
@@ -116,6 +119,13 @@ PAYMENT = {
         "cancellation_reason": _nullable(STRING), "canceled_at": _nullable(INT),
         "split": {"type": "array", "items": _ref("SplitPart")},
         "attempts": {"type": "array", "items": _ref("PaymentAttempt")},
+        "disputed": {"type": "boolean", "description": "Whether a dispute (or an inquiry) was opened."},
+        "dispute": _nullable({
+            "type": "object", "description": "The latest dispute, in short (GET /v1/disputes/{id} for all of it).",
+            "required": ["id", "object", "status", "reason", "amount", "currency", "evidence_details"],
+            "properties": {"id": STRING, "object": {"const": "dispute"}, "status": {"enum": list(DISPUTE_STATUSES)},
+                           "reason": _nullable(STRING), "amount": INT, "currency": STRING,
+                           "evidence_details": {"type": "object", "properties": {"due_by": _nullable(INT)}}}}),
     },
 }
 
@@ -239,6 +249,43 @@ ACCOUNT = {
 OPENAPI_DOCUMENT = {"type": "object", "required": ["openapi", "info", "paths"],
                     "properties": {"openapi": STRING, "info": {"type": "object"}, "paths": {"type": "object"}}}
 
+FEE = _nullable({"type": "object", "required": ["amount", "currency"], "properties": {"amount": INT, "currency": STRING}})
+DISPUTE = {
+    "type": "object",
+    "description": "A dispute (an inquiry while its status starts with `warning_`), with the merchant's evidence "
+                   "(file fields hold file ids) and what Kassa booked. Its changes are the events `dispute.created`, "
+                   "`dispute.updated`, `dispute.closed`, `dispute.funds_withdrawn` and `dispute.funds_reinstated`, "
+                   "delivered to webhook endpoints like every event.",
+    "required": ["id", "object", "livemode", "created", "amount", "currency", "reason", "status", "payment",
+                 "is_charge_refundable", "evidence", "evidence_details", "pending_action", "last_action_error",
+                 "funds_withdrawn", "funds_reinstated", "fee", "fee_returned", "metadata", "psp", "psp_reference",
+                 "connector"],
+    "properties": {
+        "id": {"type": "string", "pattern": "^dsp_"}, "object": {"const": "dispute"}, "livemode": {"type": "boolean"},
+        "created": UNIX, "amount": INT, "currency": STRING, "reason": _nullable(STRING),
+        "status": {"enum": list(DISPUTE_STATUSES)}, "payment": _nullable(STRING),
+        "is_charge_refundable": {"type": "boolean"},
+        "evidence": {"type": "object", "properties": {name: _nullable(STRING) for name in evidence_rules.FIELDS}},
+        "evidence_details": {"type": "object", "required": ["due_by", "has_evidence", "past_due", "submission_count"],
+                             "properties": {"due_by": _nullable(INT), "has_evidence": {"type": "boolean"},
+                                            "past_due": {"type": "boolean"}, "submission_count": INT}},
+        "pending_action": _nullable({"enum": ["submit", "close"],
+                                     "description": "Asked for and not yet confirmed by the payment processor."}),
+        "last_action_error": _nullable(STRING),
+        "funds_withdrawn": {"type": "boolean"}, "funds_reinstated": {"type": "boolean"},
+        "fee": FEE, "fee_returned": FEE,
+        "metadata": {"type": "object", "additionalProperties": STRING},
+        "psp": STRING, "psp_reference": STRING, "connector": _nullable(STRING),
+    },
+}
+
+FILE = {
+    "type": "object", "required": ["id", "object", "livemode", "created", "purpose", "type", "size", "filename", "pages"],
+    "properties": {"id": {"type": "string", "pattern": "^file_"}, "object": {"const": "file"},
+                   "livemode": {"type": "boolean"}, "created": UNIX, "purpose": {"enum": list(FILE_PURPOSES)},
+                   "type": {"enum": list(FILE_TYPES)}, "size": INT, "filename": _nullable(STRING), "pages": INT},
+}
+
 
 def _list_of(item: str) -> dict:
     return {"type": "object", "required": ["object", "url", "data", "has_more"],
@@ -337,6 +384,21 @@ UPDATE_WEBHOOK_ENDPOINT = {"type": "object", "additionalProperties": False, "pro
     **WEBHOOK_ENDPOINT_FIELDS,
     "disabled": {"type": "boolean", "description": "true switches the endpoint off; false back on."}}}
 
+UPDATE_DISPUTE = {
+    "type": "object", "additionalProperties": False,
+    "properties": {
+        "evidence": {"type": "object", "additionalProperties": False,
+                     "description": "Stripe's evidence fields: text, or a file id for the file fields; an empty string "
+                                    "clears a field. At most 20,000 characters a field and 150,000 in all.",
+                     "properties": {name: {"type": "string", "maxLength": evidence_rules.TEXT_FIELD_MAX}
+                                    for name in evidence_rules.FIELDS}},
+        "metadata": METADATA,
+        "submit": {"type": "boolean", "default": False,
+                   "description": "Submit the evidence to the payment processor: final, refused after due_by."},
+    },
+}
+CLOSE_DISPUTE = {"type": "object", "additionalProperties": False, "properties": {}}
+
 ERROR_STATUSES = {
     "400": "Invalid request: a parameter (`param` names it), a state the object cannot leave this way, or an "
            "idempotency key reused with another request.",
@@ -365,10 +427,12 @@ REFUND_ID = _id("re", "01JD3XM5A2C4E6G8J0K2M4P6RD")
 EVENT_ID = _id("evt", "01JD3XK3B5D7F9H1K3M5P7R9TE")
 ENDPOINT_ID = _id("we", "01JD3XH8C1E3G5J7L9N1Q3S5UF")
 SESSION_ID = _id("cs", "01JD3XN6D8F0H2K4M6P8R0T2VG") + "q2Vh8JmT0rXyLp4WnB7sKd1FzC9aEoUi"
+DISPUTE_ID = _id("dsp", "01JD3XQ4E6G8J0L2N4Q6S8U0WB")
+FILE_ID = _id("file", "01JD3XR2F4H6K8M0P2R4T6V8XC")
 CREATED = 1732104000  # 2024-11-20 12:00:00 UTC
 
 EXAMPLE_IDS = {"payment_id": PAYMENT_ID, "refund_id": REFUND_ID, "seller_id": SELLER_ID, "event_id": EVENT_ID,
-               "endpoint_id": ENDPOINT_ID, "session_id": SESSION_ID}
+               "endpoint_id": ENDPOINT_ID, "session_id": SESSION_ID, "dispute_id": DISPUTE_ID, "file_id": FILE_ID}
 
 
 def payment_example(**changes) -> dict:
@@ -381,7 +445,7 @@ def payment_example(**changes) -> dict:
         "next_action": None, "return_url": None, "last_payment_error": None, "cancellation_reason": None,
         "canceled_at": None, "split": [{"seller": SELLER_ID, "amount": 2000, "fee": 0, "amount_captured": 0,
                                         "fee_captured": 0, "amount_refunded": 0, "fee_refunded": 0}],
-        "attempts": [],
+        "attempts": [], "disputed": False, "dispute": None,
     }
     payment.update(changes)
     return payment
@@ -449,6 +513,23 @@ ACCOUNT_EXAMPLE = {
     "settings": {"display_name": "Ann's Pottery Market", "accent_color": "#4f46e5", "logo_url": None,
                  "timezone": "Europe/Berlin"},
 }
+
+
+DISPUTE_EXAMPLE = {
+    "id": DISPUTE_ID, "object": "dispute", "livemode": False, "created": CREATED + 86400, "amount": 2000,
+    "currency": "EUR", "reason": "product_not_received", "status": "needs_response", "payment": PAYMENT_ID,
+    "is_charge_refundable": False,
+    "evidence": {**{name: None for name in evidence_rules.FIELDS},
+                 "product_description": "Hand-thrown stoneware mug, glazed blue",
+                 "shipping_tracking_number": "1Z999AA10123456784"},
+    "evidence_details": {"due_by": CREATED + 8 * 86400, "has_evidence": True, "past_due": False,
+                         "submission_count": 0},
+    "pending_action": None, "last_action_error": None, "funds_withdrawn": True, "funds_reinstated": False,
+    "fee": {"amount": 1500, "currency": "EUR"}, "fee_returned": None, "metadata": {}, "psp": "sandbox",
+    "psp_reference": "dp_5Tq2Lw8Nc", "connector": "sandbox",
+}
+FILE_EXAMPLE = {"id": FILE_ID, "object": "file", "livemode": False, "created": CREATED + 90000,
+                "purpose": "dispute_evidence", "type": "pdf", "size": 48213, "filename": "receipt-1001.pdf", "pages": 1}
 
 
 def _list_example(url: str, item: dict) -> dict:
@@ -642,6 +723,54 @@ def _paths() -> dict:
                             "Idempotent: a second call schedules nothing new. 400 `webhook_endpoint_disabled` "
                             "while the endpoint is still disabled.",
                 path_id="endpoint_id", **write)},
+        "/v1/disputes": {
+            "get": _operation("listDisputes", "List disputes, newest first", "DisputeList",
+                              _list_example("/v1/disputes", DISPUTE_EXAMPLE), query=PAGE + [
+                                  {"name": "status", "in": "query", "schema": {"enum": list(DISPUTE_STATUSES)}},
+                                  {"name": "payment", "in": "query", "schema": ID},
+                                  *({"name": f"created[{op}]", "in": "query",
+                                     "schema": {"type": "integer", "minimum": 0, "maximum": 2**32}}
+                                    for op in ("gte", "gt", "lte", "lt"))])},
+        "/v1/disputes/{dispute_id}": {
+            "get": _operation("retrieveDispute", "Retrieve a dispute", "Dispute", DISPUTE_EXAMPLE,
+                              path_id="dispute_id"),
+            "post": _operation("updateDispute", "Save evidence (a draft) and metadata; `submit=true` submits the "
+                                                "evidence to the payment processor (final)", "Dispute",
+                               DISPUTE_EXAMPLE, path_id="dispute_id", body=UPDATE_DISPUTE,
+                               body_example={"evidence": {"product_description": "Hand-thrown stoneware mug",
+                                                          "shipping_tracking_number": "1Z999AA10123456784"}},
+                               description="Submission is refused after `evidence_details.due_by`; the payment "
+                                           "processor's limits (150,000 characters over all text fields) are "
+                                           "checked on every save.", **write)},
+        "/v1/disputes/{dispute_id}/close": {
+            "post": _operation("closeDispute", "Accept the dispute (final)", "Dispute",
+                               {**DISPUTE_EXAMPLE, "pending_action": "close"}, path_id="dispute_id",
+                               body=CLOSE_DISPUTE, body_example={}, **write)},
+        "/v1/files": {"post": {
+            "operationId": "createFile",
+            "summary": f"Upload a dispute evidence file: PDF, PNG or JPEG (checked by content), at most "
+                       f"{FILE_MAX_BYTES // 1024 // 1024} MB",
+            "parameters": [],
+            "requestBody": {"required": True, "content": {"multipart/form-data": {
+                "schema": {"type": "object", "required": ["purpose", "file"], "additionalProperties": False,
+                           "properties": {"purpose": {"enum": list(FILE_PURPOSES)},
+                                          "file": {"type": "string", "format": "binary"}}},
+                "example": {"purpose": "dispute_evidence", "file": "receipt-1001.pdf"}}}},
+            "responses": {"200": {"description": "OK", "content": _json(_ref("File"), FILE_EXAMPLE)},
+                          **{s: {"description": ERROR_STATUSES[s], "content": _json(_ref("Error"))}
+                             for s in sorted(WRITE_ERRORS)}},
+        }},
+        "/v1/files/{file_id}": {
+            "get": _operation("retrieveFile", "Retrieve a file's object", "File", FILE_EXAMPLE, path_id="file_id")},
+        "/v1/files/{file_id}/contents": {"get": {
+            "operationId": "downloadFile", "summary": "Download a file (as an attachment only)",
+            "parameters": [{"name": "file_id", **PATH_ID, "example": FILE_ID}],
+            "responses": {"200": {"description": "The file, with Content-Disposition: attachment.",
+                                  "content": {mime: {"schema": {"type": "string", "format": "binary"}}
+                                              for mime in CONTENT_TYPES.values()}},
+                          **{s: {"description": ERROR_STATUSES[s], "content": _json(_ref("Error"))}
+                             for s in sorted(READ_ERRORS)}},
+        }},
         "/v1/openapi.json": {"get": {
             "operationId": "getOpenApiDocument", "summary": "This document (public: no API key needed)",
             "security": [], "parameters": [],
@@ -656,9 +785,9 @@ def build_document() -> dict:
     return {
         "openapi": "3.1.0",
         "info": {"title": "Kassa API", "version": VERSION,
-                 "description": "Payments, refunds, sellers, events, balances, hosted checkout sessions and "
-                                "webhook endpoints. Amounts are integers in minor units (2000 = 20.00 EUR); ids "
-                                "are prefixed (`pay_`, `re_`, `sel_`, `evt_`, `cs_`, `we_`). POST parameters go "
+                 "description": "Payments, refunds, sellers, events, balances, hosted checkout sessions, "
+                                "webhook endpoints, disputes and evidence files. Amounts are integers in minor units (2000 = 20.00 EUR); ids "
+                                "are prefixed (`pay_`, `re_`, `sel_`, `evt_`, `cs_`, `we_`, `dsp_`, `file_`). POST parameters go "
                                 "in the body, as JSON (`Content-Type: application/json`) or form fields "
                                 "(`metadata[order]=1001`, `split[0][amount]=500`, `enabled_events[]=...`), never "
                                 "in the query string. Lists are newest first and paged with `limit` and "
@@ -678,10 +807,11 @@ def build_document() -> dict:
                 "Refund": REFUND, "Seller": SELLER, "Event": EVENT, "Balance": BALANCE, "Account": ACCOUNT,
                 "CheckoutSession": CHECKOUT_SESSION, "WebhookEndpoint": WEBHOOK_ENDPOINT,
                 "WebhookEndpointDeleted": WEBHOOK_ENDPOINT_DELETED, "WebhookMissedEvents": WEBHOOK_MISSED_EVENTS,
-                "OpenApiDocument": OPENAPI_DOCUMENT,
+                "OpenApiDocument": OPENAPI_DOCUMENT, "Dispute": DISPUTE, "File": FILE,
                 "PaymentList": _list_of("Payment"), "RefundList": _list_of("Refund"),
                 "SellerList": _list_of("Seller"), "EventList": _list_of("Event"),
                 "CheckoutSessionList": _list_of("CheckoutSession"), "WebhookEndpointList": _list_of("WebhookEndpoint"),
+                "DisputeList": _list_of("Dispute"),
             },
         },
     }

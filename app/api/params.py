@@ -16,7 +16,8 @@ Nested objects and lists: ``p.object("billing")`` returns a Params whose errors 
 Where parameters come from (``load_request_params``):
     POST/PUT/PATCH  body: ``application/json`` (an object) or ``application/x-www-form-urlencoded``
                     (Stripe-style brackets: ``metadata[order]=1``, ``splits[0][amount]=500``, ``tags[]=a``);
-                    an empty body is an empty parameter set; any other content type -> 415;
+                    an empty body is an empty parameter set; ``multipart/form-data`` only on upload routes
+                    (``api_view(upload_max_bytes=...)``); any other content type -> 415;
                     malformed JSON or a non-object -> 400 ``invalid_json``; over MAX_CONTENT_LENGTH -> 413;
                     a JSON body sent as another content type -> 400 ``json_content_type_missing``;
                     anything in the query string -> 400 ``parameter_in_query``.
@@ -80,25 +81,31 @@ def whole_number(text: str) -> int | float:
     return int(text) if len(text) < _LONGEST_INT_TEXT else float(text)
 
 
-def refuse_misplaced_parameters(raw: bytes) -> None:
+def refuse_misplaced_parameters(raw: bytes | None) -> None:
     """400 for parameters a body-method request put where they are not read: in the query string, or in a
-    JSON body sent as another content type (each would otherwise surface as a puzzling "missing amount")."""
+    JSON body sent as another content type (each would otherwise surface as a puzzling "missing amount").
+    ``raw`` None: an upload, whose body is not read here."""
     if request.args:
         name = next(iter(request.args))
         raise invalid_param(name, f"{request.method} parameters go in the request body, not in the query "
                                   f"string (received {name} in the URL).", "parameter_in_query")
     mimetype = request.mimetype
-    if mimetype != "application/json" and not mimetype.endswith("+json") and raw.lstrip()[:1] in (b"{", b"["):
+    if raw is not None and mimetype != "application/json" and not mimetype.endswith("+json") \
+            and raw.lstrip()[:1] in (b"{", b"["):
         sent = mimetype or "no Content-Type"
         raise ApiError(400, "invalid_request_error", "json_content_type_missing",
                        f"The request body is JSON but was sent as {sent}: add the header "
                        "'Content-Type: application/json' (or send form fields, as curl -d amount=2000 does).")
 
 
-def load_request_params() -> dict[str, Any]:
-    """The request's parameters as a dict (see the module docstring for the rules)."""
+def load_request_params(*, multipart: bool = False) -> dict[str, Any]:
+    """The request's parameters as a dict (see the module docstring for the rules); ``multipart``: the route
+    takes ``multipart/form-data`` too (an upload: its form fields here, its file in ``request.files``)."""
     if request.method not in _BODY_METHODS:
         return parse_form(request.args)
+    if multipart and request.mimetype == "multipart/form-data":
+        refuse_misplaced_parameters(None)
+        return parse_form(request.form)
     # get_data() enforces MAX_CONTENT_LENGTH (werkzeug raises 413, answered as JSON on /v1).
     raw = request.get_data(cache=True)
     refuse_misplaced_parameters(raw)
@@ -207,7 +214,8 @@ class Params:
         if data is None:
             data = load_request_params()
             g.api_params = data
-        strings = request.method not in _BODY_METHODS or request.mimetype == "application/x-www-form-urlencoded"
+        strings = request.method not in _BODY_METHODS or request.mimetype in (
+            "application/x-www-form-urlencoded", "multipart/form-data")
         return cls(data, strings=strings, allowed=allowed)
 
     # -- helpers -----------------------------------------------------------------------------------------

@@ -12,3 +12,4 @@ from app.dashboard import api_reference  # noqa: E402,F401  (Developers > API re
 from app.dashboard import ledger_views  # noqa: E402,F401  (Balances, ledger statements, issue 3)
 from app.dashboard import go_live_views  # noqa: E402,F401  (Settings > Go live, issue 17)
 from app.dashboard import reauth, second_factor_views, sessions_views  # noqa: E402,F401  (issue 18: account security)
+from app.dashboard import disputes_views  # noqa: E402,F401  (Disputes, issue 20)

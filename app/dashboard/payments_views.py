@@ -17,6 +17,9 @@ from app.dashboard.charts import Point, bar_chart
 from app.dashboard.context import may_open, merchant_view
 from app.dashboard.helpers import dash_url, user_locale
 from app.dashboard.reporting_helpers import page_size, render, row_or_404, sellers_by_id, zone
+from app.disputes.booking import BUSINESS_KEY_KINDS as DISPUTE_KEYS
+from app.disputes.models import Dispute
+from app.disputes.queries import awaiting_response, payment_disputes, withdrawn_by_order
 from app.events import Event
 from app.extensions import db, htmx
 from app.ledger.models import Entry, JournalTransaction, LedgerAccount
@@ -139,6 +142,11 @@ def _attention() -> list[dict]:
     if uncaptured:
         items.append({"count": uncaptured, "text": ("uncaptured payment", "uncaptured payments", "waiting for a capture or cancel"),
                       "url": dash_url("dashboard.payments", status="requires_capture")})
+    disputes = _capped_count(awaiting_response(g.scope).with_only_columns(Dispute.id))
+    if disputes:
+        items.append({"count": disputes, "text": ("dispute", "disputes", "waiting for your response (evidence or acceptance) "
+                                                  "before their deadline"),
+                      "url": dash_url("dashboard.disputes", status="needs_response")})
     stuck_refunds = _capped_count(g.scope.select(
         Refund, Refund.status == RefundStatus.PENDING, Refund.created_at < utcnow() - REFUND_PENDING_ATTENTION)
         .with_only_columns(Refund.id))
@@ -230,11 +238,14 @@ def payment_context(payment: Payment) -> dict:
                                .order_by(PaymentAttempt.created_at, PaymentAttempt.id)).all()
     refunds = session.scalars(scope.select(Refund, Refund.payment_id == payment.id)
                               .order_by(Refund.created_at, Refund.id)).all()
-    object_ids = [payment.id] + [r.id for r in refunds]
+    disputes = payment_disputes(session, scope, payment.id)
+    object_ids = [payment.id] + [r.id for r in refunds] + [d.id for d in disputes]
     events = session.scalars(scope.select(Event, Event.object_id.in_(object_ids))
                              .order_by(Event.created_at, Event.id)).all()
     pending_refunds = sum(r.amount for r in refunds if r.status == RefundStatus.PENDING)
-    refundable = max(payment.amount_received - payment.amount_refunded - pending_refunds, 0) \
+    # What a dispute withdrew cannot be refunded (app/payments/service.py create_refund says why).
+    disputed = sum(amount for amount, _fee in withdrawn_by_order(session, scope, payment.id).values())
+    refundable = max(payment.amount_received - payment.amount_refunded - pending_refunds - disputed, 0) \
         if payment.status == PaymentStatus.SUCCEEDED else 0
     fee = sum(o.fee_captured - o.fee_refunded for o in orders)
     open_attempt = any(a.status in OPEN_ATTEMPT_STATUSES for a in attempts)
@@ -242,9 +253,9 @@ def payment_context(payment: Payment) -> dict:
         payment=payment, orders=orders, sellers=sellers, attempts=attempts, refunds=refunds, events=events,
         needs_attention=attention.needing_attention(session, scope, payment_id=payment.id),
         # The books are for roles that may read the ledger (app/accounts/permissions.py: not developers).
-        ledger=_ledger_lines(payment, refunds) if can(g.role, Action.VIEW_LEDGER) else None,
+        ledger=_ledger_lines(payment, refunds, disputes) if can(g.role, Action.VIEW_LEDGER) else None,
         deliveries=_deliveries([e.id for e in events]),
-        refundable=refundable, pending_refunds=pending_refunds, fee=fee,
+        refundable=refundable, pending_refunds=pending_refunds, fee=fee, disputes=disputes, disputed=disputed,
         net=payment.amount_received - payment.amount_refunded - fee,
         can_refund=refundable > 0,
         can_capture=payment.status == PaymentStatus.REQUIRES_CAPTURE and not open_attempt
@@ -254,10 +265,11 @@ def payment_context(payment: Payment) -> dict:
     )
 
 
-def _ledger_lines(payment: Payment, refunds: list[Refund]) -> list[dict]:
-    """The journal transactions this payment produced (captures, refunds) with their entries."""
+def _ledger_lines(payment: Payment, refunds: list[Refund], disputes: list[Dispute]) -> list[dict]:
+    """The journal transactions this payment produced (captures, refunds, disputes) with their entries."""
     keys = [f"capture:{payment.id}"] + [f"capture:{payment.id}:{n}" for n in range(2, payment.capture_count + 1)]
     keys += [f"refund:{r.id}" for r in refunds]
+    keys += [f"{kind}:{d.id}" for d in disputes for kind in DISPUTE_KEYS]
     transactions = db.session.scalars(g.scope.select(JournalTransaction, JournalTransaction.business_key.in_(keys))
                                       .order_by(JournalTransaction.posted_at, JournalTransaction.id)).all()
     if not transactions:

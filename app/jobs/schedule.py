@@ -32,6 +32,9 @@ PERIODIC: list[Periodic] = [
     Periodic("app.jobs.checkout.sweep_checkout_sessions", 30),
     # Every 30 s: PSP callbacks whose handler failed are retried.
     Periodic("app.jobs.psp.process_due_callbacks", 30),
+    # Every minute: dispute actions whose job was lost are re-sent, and deadline reminders go out (a day's
+    # notice counts in hours, and a dispute deadline in days).
+    Periodic("app.jobs.disputes.sweep_disputes", 60),
     # Every minute: expired exports go soon after their day is up; a lost export job is re-run.
     Periodic("app.jobs.exports.sweep_exports", 60),
     # Every 5 min: authorizations expire after days; minutes of slack are irrelevant.

@@ -21,7 +21,7 @@ from app.payments.models import Payment, PaymentOrder, Refund
 from app.scoping import Scope
 
 
-def _scaled(value: int, numerator: int, denominator: int) -> int:
+def scaled(value: int, numerator: int, denominator: int) -> int:
     """value * numerator / denominator rounded half up, in integers only."""
     return (2 * value * numerator + denominator) // (2 * denominator)
 
@@ -38,7 +38,7 @@ def capture_parts(payment: Payment, orders: list[PaymentOrder], captured: int) -
     if captured == payment.amount:
         return [Part(o, o.amount, o.fee) for o in orders]
     shares = allocate(captured, [o.amount for o in orders])
-    return [Part(o, share, _scaled(o.fee, share, o.amount)) for o, share in zip(orders, shares, strict=True)]
+    return [Part(o, share, scaled(o.fee, share, o.amount)) for o, share in zip(orders, shares, strict=True)]
 
 
 def refund_parts(orders: list[PaymentOrder], refund: Refund) -> list[Part]:
@@ -48,7 +48,7 @@ def refund_parts(orders: list[PaymentOrder], refund: Refund) -> list[Part]:
     for allocation in refund.allocations:
         order = by_id[allocation["order"]]
         refunded_after = order.amount_refunded + allocation["amount"]
-        fee_target = _scaled(order.fee_captured, refunded_after, order.amount_captured) if order.amount_captured else 0
+        fee_target = scaled(order.fee_captured, refunded_after, order.amount_captured) if order.amount_captured else 0
         parts.append(Part(order, allocation["amount"], max(fee_target - order.fee_refunded, 0)))
     return parts
 

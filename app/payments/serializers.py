@@ -6,6 +6,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.payments.models import Payment, PaymentAttempt, PaymentOrder, Refund, Seller
+from app.scoping import Scope
 
 
 def unix(moment: datetime | None) -> int | None:
@@ -57,7 +58,7 @@ def order_object(order: PaymentOrder) -> dict[str, Any]:
 
 def payment_object(session: Session, payment: Payment, *, orders: list[PaymentOrder] | None = None,
                    attempts: list[PaymentAttempt] | None = None) -> dict[str, Any]:
-    """The payment as the API shows it, with its split and its attempts (oldest first).
+    """The payment as the API shows it, with its split, its attempts (oldest first) and its latest dispute.
 
     ``orders``/``attempts``: the complete lists (in that order) when the caller has them already, e.g.
     for a payment created in this very transaction; otherwise they are read.
@@ -78,6 +79,13 @@ def payment_object(session: Session, payment: Payment, *, orders: list[PaymentOr
             "exp_year": payment.card_exp_year,
             "fingerprint": payment.card_fingerprint,
         }
+    dispute = None
+    if payment.amount_received:  # only a captured payment can be disputed: no query for the others
+        from app.disputes.queries import payment_disputes  # here: app.disputes builds on payments
+        from app.disputes.service import summary_object
+
+        disputes = payment_disputes(session, Scope(payment.merchant_id, payment.livemode), payment.id)
+        dispute = summary_object(disputes[-1]) if disputes else None
     next_action = None
     if payment.status == "requires_action" and payment.next_action_url:
         next_action = {"type": "redirect_to_url",
@@ -106,6 +114,8 @@ def payment_object(session: Session, payment: Payment, *, orders: list[PaymentOr
         "canceled_at": unix(payment.canceled_at),
         "split": [order_object(o) for o in orders],
         "attempts": [attempt_object(a) for a in attempts],
+        "disputed": dispute is not None,
+        "dispute": dispute,
     }
 
 

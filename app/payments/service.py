@@ -573,10 +573,18 @@ def create_refund(session: Session, scope: Scope, params: dict[str, Any], deps: 
                                 param="payment")
     orders = session.scalars(select(PaymentOrder).where(PaymentOrder.payment_id == payment.id)
                              .order_by(PaymentOrder.position)).all()
+    from app.disputes.queries import withdrawn_by_order  # here: app.disputes builds on this module
+
     pending = pending_refunds_by_order(session, payment.id)
-    left = {o.id: o.amount_captured - o.amount_refunded - pending.get(o.id, 0) for o in orders}
+    disputed = withdrawn_by_order(session, scope, payment.id)
+    left = {o.id: o.amount_captured - o.amount_refunded - pending.get(o.id, 0) - disputed.get(o.id, (0, 0))[0]
+            for o in orders}
     refundable = sum(left.values())
+    withdrawn = sum(amount for amount, _fee in disputed.values())
     if refundable <= 0:
+        if withdrawn:
+            raise AmountTooLarge(_disputed_refusal(payment, withdrawn, refundable), param="payment",
+                                 code="charge_disputed")
         raise AmountTooLarge("This payment has already been refunded in full.", param="payment",
                              code="charge_already_refunded")
     by_seller = {o.seller_id: o for o in orders}
@@ -595,8 +603,11 @@ def create_refund(session: Session, scope: Scope, params: dict[str, Any], deps: 
                 raise InvalidRequest(f"{name}[seller] names a seller twice.", param=f"{name}[seller]")
             part = _amount(item.get("amount"), f"{name}[amount]")
             if part > left[order.id]:
+                held = disputed.get(order.id, (0, 0))[0]
                 raise AmountTooLarge(f"{name}[amount] {part} exceeds what is refundable for this seller "
-                                     f"({left[order.id]}).", param=f"{name}[amount]")
+                                     f"({max(left[order.id], 0)})" + (f": {held} of it was withdrawn by a dispute."
+                                                                       if held else "."),
+                                     param=f"{name}[amount]", code="charge_disputed" if held else None)
             parts[order.id] = part
         total = sum(parts.values())
         if amount is not None and amount != total:
@@ -606,6 +617,9 @@ def create_refund(session: Session, scope: Scope, params: dict[str, Any], deps: 
     else:
         amount = amount if amount is not None else refundable
         if amount > refundable:
+            if withdrawn:
+                raise AmountTooLarge(_disputed_refusal(payment, withdrawn, refundable), param="amount",
+                                     code="charge_disputed")
             raise AmountTooLarge(f"amount {amount} exceeds the refundable amount {refundable}.", param="amount")
         weights = [max(left[o.id], 0) for o in orders]
         parts = {o.id: share for o, share in zip(orders, allocate(amount, weights), strict=True) if share}
@@ -627,6 +641,12 @@ def create_refund(session: Session, scope: Scope, params: dict[str, Any], deps: 
     if deps.enqueue is not None:
         deps.enqueue(session, "app.jobs.payments.run_refund", refund.id)
     return refund
+
+
+def _disputed_refusal(payment: Payment, withdrawn: int, refundable: int) -> str:
+    return (f"{withdrawn} of this payment is disputed and was withdrawn by the payment processor: the disputed "
+            f"amount cannot be refunded (the card's bank returns it to the customer if the dispute is lost). "
+            f"{max(refundable, 0)} can still be refunded.")
 
 
 # -- listing ---------------------------------------------------------------------------------------------

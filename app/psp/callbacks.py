@@ -13,18 +13,18 @@ Secure return URL) must not move that payment. So nothing below acts outside the
 
 Processing a callback:
 
-1. find which merchant it belongs to, from the PSP reference (a dispute we know first, then
-   ``REFERENCE_RESOLVERS``, then the built-in lookup in the payments tables, when they exist);
+1. find which merchant it belongs to, from the PSP reference (``REFERENCE_RESOLVERS``: disputes registers
+   its own first, so that a dispute we know names its merchant; then the built-in lookup in the payments
+   tables, when they exist);
 2. admit it only inside its scope (``CallbackScope.refusal``, the one check every resolver's answer
    goes through): an owner outside it, or in the other mode, makes the callback ``rejected`` (with
-   the reason in ``last_error``) and nothing else happens: no handler, no dispute, no event;
-3. disputes (``dispute.*``) are recorded in the ``disputes`` table (an older callback never
-   overwrites a newer one);
-4. the handler registered for its type in ``CALLBACK_HANDLERS`` runs with the admitted owner and
+   the reason in ``last_error``) and nothing else happens: no handler, no event;
+3. the handler registered for its type in ``CALLBACK_HANDLERS`` runs with the admitted owner and
    looks only inside that owner's book (payments registers ``authorization.updated`` and
-   ``refund.updated`` and applies the late result through its state machine);
-5. an Event is recorded for the merchant (``dispute.created`` / ``dispute.closed`` / ..., or
-   ``psp.<type>`` for the rest) in the same transaction.
+   ``refund.updated`` and applies the late result through its state machine; disputes registers the
+   ``dispute.*`` types, app/disputes/callbacks.py);
+4. an Event is recorded for the merchant in the same transaction: ``psp.<type>``, unless the handler
+   recorded the merchant's events itself (it returns ``Recorded``: disputes' ``dispute.created``, ...).
 
 A service: never imports Flask, never commits.
 """
@@ -33,7 +33,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Callable
+from typing import Callable
 
 from sqlalchemy import exists, select
 from sqlalchemy.dialects.postgresql import insert
@@ -42,11 +42,11 @@ from sqlalchemy.orm import Session
 from app.accounts.audit import audit, operator_reason
 from app.accounts.models import User
 from app.accounts.service import Meta
-from app.events import record_event
+from app.events import Event, record_event
 from app.ids import new_id
 from app.models_base import utcnow
 from app.psp.interfaces import CallbackEvent
-from app.psp.models import Dispute, PspCallback, PspCredential
+from app.psp.models import PspCallback, PspCredential
 from app.scoping import Scope
 
 log = logging.getLogger(__name__)
@@ -114,13 +114,21 @@ class CallbackOwner:
         return Scope(self.merchant_id, self.livemode)
 
 
-# handler(session, event, owner): runs inside the processing transaction, only for a callback whose
-# owner its scope admitted, and reads and writes only inside ``owner.scope``; raise to be retried later.
-CALLBACK_HANDLERS: dict[str, Callable[[Session, CallbackEvent, CallbackOwner], None]] = {}
+@dataclass(frozen=True)
+class Recorded:
+    """A handler's answer when it wrote the merchant's events itself: the first of them (None: the callback
+    changed nothing, a duplicate). Then no ``psp.<type>`` event is written."""
 
-# resolver(session, scope, event) -> CallbackOwner | None. Registered resolvers are asked after a known
-# dispute and before the built-in lookup (_builtin_owner), in order. Whatever they answer goes through
-# CallbackScope.refusal.
+    event: Event | None
+
+
+# handler(session, event, owner) -> None | Recorded: runs inside the processing transaction, only for a
+# callback whose owner its scope admitted, and reads and writes only inside ``owner.scope``; raise to be
+# retried later.
+CALLBACK_HANDLERS: dict[str, Callable[[Session, CallbackEvent, CallbackOwner], "Recorded | None"]] = {}
+
+# resolver(session, scope, event) -> CallbackOwner | None. Registered resolvers are asked before the
+# built-in lookup (_builtin_owner), in order. Whatever they answer goes through CallbackScope.refusal.
 REFERENCE_RESOLVERS: list[Callable[[Session, CallbackScope, CallbackEvent], CallbackOwner | None]] = []
 
 # Processing is retried with exponential backoff (10 s, 20 s, 40 s ... capped at one hour) for about
@@ -159,7 +167,7 @@ def store_callback(session: Session, scope: CallbackScope, event: CallbackEvent)
 def as_event(row: PspCallback) -> CallbackEvent:
     """The stored callback as the connector normalized it."""
     return CallbackEvent(id=row.callback_id, type=row.type, psp_reference=row.psp_reference, data=row.payload,
-                         created=row.psp_created, connector=row.connector, livemode=row.livemode)
+                         created=row.psp_created, connector=row.connector, livemode=row.livemode, psp=row.psp)
 
 
 def process_callback(session: Session, row_id: str, *, now: datetime | None = None) -> str | None:
@@ -191,15 +199,10 @@ def _process(session: Session, row: PspCallback, now: datetime) -> str:
         log.warning("callback %s %s (%s) rejected: %s", row.psp, row.callback_id, event.psp_reference, refusal)
     else:
         row.result = "applied"
-        dispute = None
-        if event.type.startswith("dispute."):
-            dispute = record_dispute(session, row.psp, event, owner, now=now)
         handler = CALLBACK_HANDLERS.get(event.type)
-        if handler is not None:
-            handler(session, event, owner)
-        if dispute is not None:
-            recorded = record_event(session, owner.scope, event.type, "dispute", dispute.id,
-                                    dispute_payload(dispute))
+        handled = handler(session, event, owner) if handler is not None else None
+        if isinstance(handled, Recorded):
+            recorded = handled.event
         else:
             recorded = record_event(session, owner.scope, f"psp.{event.type}", "psp_callback", row.id, {
                 "id": row.id, "object": "psp_callback", "psp": row.psp, "connector": row.connector,
@@ -207,7 +210,7 @@ def _process(session: Session, row: PspCallback, now: datetime) -> str:
                 "related_object": {"type": owner.object_type, "id": owner.object_id},
                 "data": event.data,
             })
-        row.event_id = recorded.id
+        row.event_id = recorded.id if recorded is not None else None
         row.merchant_id = owner.merchant_id
     row.processed_at = now
     row.attempts += 1
@@ -245,27 +248,15 @@ def due_callbacks(session: Session, *, now: datetime | None = None, limit: int =
 # -- owners ---------------------------------------------------------------------------------------------
 
 def resolve_owner(session: Session, scope: CallbackScope, event: CallbackEvent) -> CallbackOwner | None:
-    """Whom the object a callback names belongs to: a dispute we know, registered resolvers, the built-in lookup.
+    """Whom the object a callback names belongs to: registered resolvers, then the built-in lookup.
 
     Not yet an admission: the caller asks ``scope.refusal`` about the answer.
     """
-    for resolver in (_known_dispute_owner, *REFERENCE_RESOLVERS, _builtin_owner):
+    for resolver in (*REFERENCE_RESOLVERS, _builtin_owner):
         owner = resolver(session, scope, event)
         if owner is not None:
             return owner
     return None
-
-
-def _known_dispute_owner(session: Session, scope: CallbackScope, event: CallbackEvent) -> CallbackOwner | None:
-    """The owner of a dispute we know already: a dispute id names its merchant whatever else the callback says."""
-    if not (event.type.startswith("dispute.") and event.data.get("id")):
-        return None
-    known = session.scalars(select(Dispute).where(Dispute.psp == scope.psp,
-                                                  Dispute.psp_reference == event.data["id"])).one_or_none()
-    if known is None:
-        return None
-    return CallbackOwner(known.merchant_id, known.livemode, "payment" if known.payment_id else None,
-                         known.payment_id, known.connector)
 
 
 def _builtin_owner(session: Session, scope: CallbackScope, event: CallbackEvent) -> CallbackOwner | None:
@@ -299,76 +290,6 @@ def _builtin_owner(session: Session, scope: CallbackScope, event: CallbackEvent)
     if attempt is not None:
         return CallbackOwner(attempt.merchant_id, attempt.livemode, "payment", attempt.payment_id, attempt.connector)
     return None
-
-
-# -- disputes -------------------------------------------------------------------------------------------
-
-def record_dispute(session: Session, psp: str, event: CallbackEvent, owner: CallbackOwner, *,
-                   now: datetime | None = None) -> Dispute:
-    """Create or update the dispute a callback describes; an older callback never overwrites a newer one."""
-    now = now or utcnow()
-    data: dict[str, Any] = event.data
-    reference = data.get("id")
-    if not reference:
-        raise ValueError("dispute callback without a dispute id")
-    scope = owner.scope
-    dispute = session.scalars(scope.select(Dispute, Dispute.psp == psp, Dispute.psp_reference == reference)
-                              .with_for_update()).one_or_none()
-    amount = data.get("amount")
-    currency = (data.get("currency") or "").upper()
-    if dispute is None:
-        dispute = scope.new(
-            Dispute, id=new_id("dsp"), psp=psp, connector=event.connector or owner.connector, psp_reference=reference,
-            authorization_reference=event.psp_reference,
-            payment_id=owner.object_id if owner.object_type == "payment" else None,
-            amount=int(amount or 0), currency=currency, reason=data.get("reason"),
-            status=data.get("status") or "needs_response", psp_created=data.get("created"),
-            last_event_at=event.created, created_at=now, updated_at=now,
-        )
-        session.add(dispute)
-    elif _is_newer(dispute, event, data.get("status")):
-        dispute.status = data.get("status") or dispute.status
-        if amount is not None:
-            dispute.amount = int(amount)
-        dispute.reason = data.get("reason") or dispute.reason
-        dispute.last_event_at = event.created if event.created is not None else dispute.last_event_at
-        dispute.updated_at = now
-    session.flush()
-    return dispute
-
-
-# Dispute statuses after which nothing reopens a dispute (the sandbox's won/lost, Stripe's closed ones).
-CLOSED_DISPUTE_STATUSES = frozenset({"won", "lost", "warning_closed", "charge_refunded", "prevented"})
-
-
-def _is_newer(dispute: Dispute, event: CallbackEvent, status: str | None) -> bool:
-    """Whether a callback should overwrite the stored dispute.
-
-    PSP event times have one-second resolution, so "created" and "closed" can carry the same time:
-    a closed dispute is therefore never turned back into an open one, and otherwise the later (or
-    equal) event time wins.
-    """
-    if dispute.status in CLOSED_DISPUTE_STATUSES and status not in CLOSED_DISPUTE_STATUSES:
-        return False
-    return event.created is None or dispute.last_event_at is None or event.created >= dispute.last_event_at
-
-
-def dispute_payload(dispute: Dispute) -> dict[str, Any]:
-    """The public JSON shape of a dispute (events, API)."""
-    return {
-        "id": dispute.id,
-        "object": "dispute",
-        "livemode": dispute.livemode,
-        "amount": dispute.amount,
-        "currency": dispute.currency,
-        "reason": dispute.reason,
-        "status": dispute.status,
-        "payment": dispute.payment_id,
-        "psp": dispute.psp,
-        "psp_reference": dispute.psp_reference,
-        "authorization_reference": dispute.authorization_reference,
-        "created": int(dispute.created_at.timestamp()) if dispute.created_at else None,
-    }
 
 
 # -- operators ------------------------------------------------------------------------------------------

@@ -171,7 +171,16 @@ class Lookup:
 
 @dataclass(frozen=True)
 class CallbackEvent:
-    """A verified inbound PSP callback, normalized."""
+    """A verified inbound PSP callback, normalized.
+
+    For the ``dispute.*`` types (``created``, ``updated``, ``closed``, ``funds_withdrawn``,
+    ``funds_reinstated``) ``data`` is the dispute as every connector normalizes it (``dispute_data`` in
+    app/psp/sandbox.py and app/psp/stripe_connector.py), amounts in Kassa's minor units: ``id`` (the PSP's
+    dispute id), ``amount``, ``currency``, ``reason`` and ``status`` (Stripe's words), ``created``, ``due_by``
+    (unix), ``submission_count``, ``is_charge_refundable``, ``funds_withdrawn`` and ``funds_reinstated``
+    (whether the PSP took the disputed amount and gave it back, as its balance movements say), ``fee`` and
+    ``fee_returned`` (``{"amount", "currency"}`` or None), plus the PSP's own fields.
+    """
 
     id: str                    # the PSP's callback id (deduplication key)
     type: str                  # e.g. authorization.updated, dispute.created
@@ -180,6 +189,20 @@ class CallbackEvent:
     created: int | None = None           # the PSP's event time (unix), orders callbacks about one object
     connector: str | None = None         # the acquirer that sent it, when the PSP says (sandbox: data.acquirer)
     livemode: bool | None = None         # when the PSP says (Stripe events carry it)
+    psp: str | None = None               # the hook it came through (sandbox | stripe), once stored
+
+
+@dataclass(frozen=True)
+class EvidenceFile:
+    """A file of a dispute's evidence as a connector sends it: the evidence field it answers, Kassa's file id,
+    its type (pdf, png, jpg), size, SHA-256 and content."""
+
+    field: str
+    file_id: str
+    type: str
+    size: int
+    sha256: str
+    content: bytes = field(repr=False)
 
 
 class CallbackRejected(Exception):
@@ -227,4 +250,18 @@ class Connector(Protocol):
 
     def parse_callback(self, headers: dict[str, str], body: bytes) -> CallbackEvent:
         """Verify the signature (raise CallbackRejected) and normalize the callback."""
+        ...
+
+    def submit_dispute_evidence(self, psp_dispute_reference: str, evidence: dict[str, str],
+                                files: list[EvidenceFile], idempotency_key: str) -> PspResult:
+        """Send a dispute's evidence and submit it (final). ``evidence``: text fields (file fields are in
+        ``files``). SUCCEEDED with ``raw`` the dispute normalized (CallbackEvent's dispute shape)."""
+        ...
+
+    def close_dispute(self, psp_dispute_reference: str, idempotency_key: str) -> PspResult:
+        """Accept a dispute (Stripe's "close"). SUCCEEDED with ``raw`` the dispute normalized."""
+        ...
+
+    def retrieve_dispute(self, psp_dispute_reference: str) -> Lookup:
+        """Status query of a dispute; FOUND carries it normalized in ``found.raw``."""
         ...

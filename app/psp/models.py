@@ -1,4 +1,4 @@
-"""PSP-side tables: inbound callbacks (deduplicated), disputes, per-merchant PSP credentials.
+"""PSP-side tables: inbound callbacks (deduplicated), per-merchant PSP credentials (disputes: app/disputes/models.py).
 
 Payment attempts and their PSP references belong to payments (app/payments/models.py); the PSP layer
 stores what PSPs tell it and the secrets it needs to talk to them.
@@ -6,7 +6,7 @@ stores what PSPs tell it and the secrets it needs to talk to them.
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, UniqueConstraint, text
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.crypto import register_encrypted_column
@@ -61,37 +61,6 @@ class PspCallback(Base):
     dismissed_at: Mapped[datetime | None]
     dismissed_by_user_id: Mapped[str | None] = mapped_column(ForeignKey("users.id"))
     dismissal_note: Mapped[str | None] = mapped_column(String(500))
-
-
-class Dispute(MerchantOwned, Base):
-    """A chargeback the PSP told us about; shown until the dispute workflow is built."""
-
-    __tablename__ = "disputes"
-    __table_args__ = (
-        UniqueConstraint("psp", "psp_reference", name="uq_disputes_psp_psp_reference"),
-        CheckConstraint("amount >= 0", name="amount_not_negative"),
-        Index("ix_disputes_scope_created", "merchant_id", "livemode", "created_at"),
-        # The operators' inbox: disputes still waiting for a response, across merchants.
-        Index("ix_disputes_open", "created_at",
-              postgresql_where=text("status IN ('needs_response', 'warning_needs_response')")),
-    )
-
-    id: Mapped[str] = mapped_column(primary_key=True)
-    psp: Mapped[str] = mapped_column(String(64))
-    connector: Mapped[str | None] = mapped_column(String(64))
-    psp_reference: Mapped[str] = mapped_column(String(255))                     # the PSP's dispute id
-    authorization_reference: Mapped[str | None] = mapped_column(String(255))    # the disputed authorization
-    payment_id: Mapped[str | None] = mapped_column(String(64), index=True)
-    amount: Mapped[int]
-    currency: Mapped[str] = mapped_column(String(3))
-    reason: Mapped[str | None] = mapped_column(String(100))
-    status: Mapped[str] = mapped_column(String(40))                             # needs_response | won | lost | ...
-    psp_created: Mapped[int | None]
-    # The PSP event time of the latest callback applied: an older callback arriving late never
-    # turns a closed dispute back into an open one.
-    last_event_at: Mapped[int | None]
-    created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=text("now()"))
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=text("now()"))
 
 
 class PspCredential(MerchantOwned, Base):

@@ -359,6 +359,26 @@ class Router:
         return self._lookup(connector, "find_refund", lambda c: c.find_refund(psp_reference, idempotency_key),
                             merchant_id=merchant_id, livemode=livemode)
 
+    def submit_dispute_evidence(self, connector: str, psp_dispute_reference: str, evidence: dict[str, str],
+                                files: list, idempotency_key: str, *, merchant_id: str | None = None,
+                                livemode: bool | None = None) -> PspResult:
+        """Submit a dispute's evidence at the connector holding the disputed payment (retries, no failover)."""
+        return self._single(connector, "submit_dispute_evidence",
+                            lambda c: c.submit_dispute_evidence(psp_dispute_reference, evidence, files, idempotency_key),
+                            merchant_id=merchant_id, livemode=livemode)
+
+    def close_dispute(self, connector: str, psp_dispute_reference: str, idempotency_key: str, *,
+                      merchant_id: str | None = None, livemode: bool | None = None) -> PspResult:
+        """Accept a dispute at its connector."""
+        return self._single(connector, "close_dispute", lambda c: c.close_dispute(psp_dispute_reference, idempotency_key),
+                            merchant_id=merchant_id, livemode=livemode)
+
+    def retrieve_dispute(self, connector: str, psp_dispute_reference: str, *, merchant_id: str | None = None,
+                         livemode: bool | None = None) -> Lookup:
+        """Status query of a dispute: FOUND, ABSENT or UNKNOWN."""
+        return self._lookup(connector, "retrieve_dispute", lambda c: c.retrieve_dispute(psp_dispute_reference),
+                            merchant_id=merchant_id, livemode=livemode)
+
     def idempotency_window(self, name: str) -> timedelta | None:
         """How long connector ``name``'s PSP keeps an idempotency key (None: for ever); a connector that
         does not say is taken to keep it DEFAULT_IDEMPOTENCY_WINDOW."""

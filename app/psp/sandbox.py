@@ -28,6 +28,7 @@ from app.psp.interfaces import (
     AuthorizeRequest,
     CallbackEvent,
     CallbackRejected,
+    EvidenceFile,
     Lookup,
     Outcome,
     PspResult,
@@ -129,10 +130,38 @@ def parse_sandbox_callback(headers: Mapping[str, str], body: bytes, secret: str,
         reference = data.get("authorization")  # the disputed or refunded authorization: what maps to a payment
     else:
         reference = data.get("id")
+    if type_.startswith("dispute."):
+        data = dispute_data(data)
     created = payload.get("created")
     return CallbackEvent(id=callback_id, type=type_, psp_reference=reference, data=data,
                          created=created if isinstance(created, int) else None,
                          connector=data.get("acquirer"), livemode=False)
+
+
+def dispute_data(dispute: dict) -> dict:
+    """A sandbox dispute object as every connector normalizes a dispute (app/psp/interfaces.py CallbackEvent).
+
+    Its ``balance_transactions`` say what money moved: a ``dispute`` movement (the amount withdrawn, with the
+    dispute fee) and a ``dispute_reversal`` (the amount given back; the sandbox keeps its fee).
+    """
+    currency = (dispute.get("currency") or "").upper()
+    movements = [m for m in dispute.get("balance_transactions") or [] if isinstance(m, dict)]
+    withdrawn = [m for m in movements if m.get("type") == "dispute"]
+    reversed_ = [m for m in movements if m.get("type") == "dispute_reversal"]
+    fee = sum(int(m.get("fee") or 0) for m in withdrawn)
+    returned = -sum(int(m.get("fee") or 0) for m in reversed_ if (m.get("fee") or 0) < 0)
+    details = dispute.get("evidence_details") or {}
+    return {
+        **dispute,
+        "amount": read_amount(ISO_MINOR_UNITS, "sandbox", dispute.get("amount"), currency),
+        "currency": currency,
+        "due_by": details.get("due_by"),
+        "submission_count": details.get("submission_count") or 0,
+        "funds_withdrawn": bool(withdrawn),
+        "funds_reinstated": bool(reversed_),
+        "fee": {"amount": fee, "currency": currency} if fee else None,
+        "fee_returned": {"amount": returned, "currency": currency} if returned else None,
+    }
 
 
 class SandboxConnector:
@@ -259,6 +288,27 @@ class SandboxConnector:
         """Verify the Sandbox-Signature (raise CallbackRejected) and normalize the callback."""
         return parse_sandbox_callback(headers, body, self.webhook_secret, now=self.clock())
 
+    def submit_dispute_evidence(self, psp_dispute_reference: str, evidence: dict[str, str],
+                                files: list[EvidenceFile], idempotency_key: str) -> PspResult:
+        """POST /v1/disputes/<id>/evidence: the text fields, and each file described by id, type, size and
+        SHA-256 (the sandbox judges evidence without reading files). A refusal (past due, already answered)
+        is DECLINED."""
+        body: dict[str, Any] = {name: value for name, value in evidence.items()
+                                if name not in {f.field for f in files}}
+        for f in files:
+            body[f.field] = {"file": f.file_id, "type": f.type, "size": f.size, "sha256": f.sha256}
+        return self._write(f"/v1/disputes/{psp_dispute_reference}/evidence", {"evidence": body}, idempotency_key,
+                           self._dispute_result)
+
+    def close_dispute(self, psp_dispute_reference: str, idempotency_key: str) -> PspResult:
+        """POST /v1/disputes/<id>/close: the merchant accepts the dispute."""
+        return self._write(f"/v1/disputes/{psp_dispute_reference}/close", {}, idempotency_key, self._dispute_result)
+
+    def retrieve_dispute(self, psp_dispute_reference: str) -> Lookup:
+        """GET /v1/disputes/<id>."""
+        return self._lookup(f"/v1/disputes/{psp_dispute_reference}", None,
+                            lambda dispute, latency: Lookup.of(self._dispute_result(dispute, 200, latency)))
+
     # -- HTTP ------------------------------------------------------------------------------------------
 
     def _write(self, path: str, body: dict, idempotency_key: str, on_ok) -> PspResult:
@@ -370,6 +420,10 @@ class SandboxConnector:
             action_url=auth.get("action_url") if outcome == Outcome.REQUIRES_ACTION else None,
             amount=amount, status=status, raw=auth, latency_ms=latency,
         )
+
+    def _dispute_result(self, dispute: dict, status_code: int, latency: float) -> PspResult:
+        return PspResult(outcome=Outcome.SUCCEEDED, connector=self.name, psp_reference=dispute.get("id"),
+                         status=dispute.get("status"), raw=dispute_data(dispute), latency_ms=latency)
 
     def _refund_result(self, refund: dict, status_code: int, latency: float) -> PspResult:
         status = refund.get("status")

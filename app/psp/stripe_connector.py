@@ -34,6 +34,7 @@ which are Kassa's minor units once parsed. An amount Stripe cannot take is answe
 """
 from __future__ import annotations
 
+import io
 import json
 import logging
 import re
@@ -50,6 +51,7 @@ from app.psp.interfaces import (
     CallbackEvent,
     CallbackRejected,
     CardToken,
+    EvidenceFile,
     Lookup,
     Outcome,
     PspResult,
@@ -94,6 +96,8 @@ EVENT_TYPES = {
     "charge.dispute.created": "dispute.created",
     "charge.dispute.updated": "dispute.updated",
     "charge.dispute.closed": "dispute.closed",
+    "charge.dispute.funds_withdrawn": "dispute.funds_withdrawn",
+    "charge.dispute.funds_reinstated": "dispute.funds_reinstated",
     # A refund's later news (a refund that succeeded may still fail, or be canceled, days later); the
     # object is the Refund in all three.
     "charge.refund.updated": "refund.updated",
@@ -166,7 +170,8 @@ class StripeConnector:
                 # Zero: retries are the router's (module docstring). The library's own default is 2.
                 max_network_retries=0,
                 http_client=http_client or _stripe_http_client(connect_timeout, read_timeout),
-                base_addresses={"api": api_base} if api_base else None,
+                # Files are uploaded to Stripe's files host; a test server stands in for both.
+                base_addresses={"api": api_base, "files": api_base} if api_base else None,
             )
 
     @classmethod
@@ -369,10 +374,94 @@ class StripeConnector:
             reference = obj.get("payment_intent")  # the disputed or refunded payment: what maps to a merchant
         else:
             reference = obj.get("id")
+        data = self.dispute_data(obj) if type_.startswith("dispute.") else self._kassa_amounts(obj)
         return CallbackEvent(id=event.get("id") or "", type=type_, psp_reference=reference,
-                             data={**self._kassa_amounts(obj), "stripe_event_type": stripe_type},
+                             data={**data, "stripe_event_type": stripe_type},
                              created=event.get("created"),
                              connector=self.name, livemode=bool(event.get("livemode")))
+
+    def dispute_data(self, obj: Any) -> dict:
+        """A Stripe Dispute as every connector normalizes a dispute (app/psp/interfaces.py CallbackEvent).
+
+        What money moved is read from its balance transactions, as Stripe reports them: the ``dispute``
+        one took the amount and charged the dispute fee (its ``fee``, in the balance's currency), a
+        ``dispute_reversal`` gave the amount back, and a negative ``fee`` on it gave the fee back.
+        """
+        dispute = _as_dict(obj)
+        movements = [bt for bt in dispute.get("balance_transactions") or [] if isinstance(bt, dict)]
+        withdrawn = [bt for bt in movements if bt.get("reporting_category") == "dispute"
+                     or (bt.get("reporting_category") is None and (bt.get("amount") or 0) < 0)]
+        reversed_ = [bt for bt in movements if bt.get("reporting_category") == "dispute_reversal"
+                     or (bt.get("reporting_category") is None and (bt.get("amount") or 0) > 0)]
+        details = dispute.get("evidence_details") or {}
+        return {
+            **dispute,
+            "amount": self._amount(dispute, "amount"),
+            "currency": (dispute.get("currency") or "").upper(),
+            "due_by": details.get("due_by"),
+            "submission_count": details.get("submission_count") or 0,
+            "funds_withdrawn": bool(withdrawn),
+            "funds_reinstated": bool(reversed_),
+            "fee": self._fees(withdrawn, charged=True),
+            "fee_returned": self._fees(reversed_, charged=False),
+        }
+
+    def _fees(self, movements: list[dict], *, charged: bool) -> dict | None:
+        """The fees charged (positive) or given back (negative) by balance transactions, in Kassa's units."""
+        total, currency = 0, None
+        for bt in movements:
+            fee = bt.get("fee") or 0
+            if (fee > 0) == charged and fee:
+                currency = (bt.get("currency") or "").upper()
+                total += abs(read_amount(self.wire, self.name, fee, currency) or 0)
+        return {"amount": total, "currency": currency} if total else None
+
+    def submit_dispute_evidence(self, psp_dispute_reference: str, evidence: dict[str, str],
+                                files: list[EvidenceFile], idempotency_key: str) -> PspResult:
+        """Upload each file to Stripe (``POST /v1/files``, purpose ``dispute_evidence``), then update the dispute
+        with the evidence naming them and ``submit=true``. Each call has its own key derived from ours; an
+        upload that did not answer submitted nothing, so it is NOT_PROCESSED and may be sent again."""
+        _require_key(idempotency_key)
+        if self._client is None:
+            return self._not_configured()
+        params: dict[str, Any] = dict(evidence)
+        for evidence_file in files:
+            uploaded = self._call(lambda f=evidence_file: self._client.v1.files.create(
+                params={"purpose": "dispute_evidence", "file": _named(f)},
+                options={"idempotency_key": f"{idempotency_key}:file:{f.file_id}"}))
+            if isinstance(uploaded, PspResult):
+                if uploaded.outcome == Outcome.UNKNOWN:
+                    return replace(uploaded, outcome=Outcome.NOT_PROCESSED, retryable=True,
+                                   message=f"uploading {evidence_file.file_id} did not answer; nothing was submitted")
+                return uploaded
+            params[evidence_file.field] = uploaded.id
+        answer = self._call(lambda: self._client.v1.disputes.update(
+            psp_dispute_reference, params={"evidence": params, "submit": True},
+            options={"idempotency_key": f"{idempotency_key}:submit"}))
+        if isinstance(answer, PspResult):
+            return _with_reference(answer, psp_dispute_reference)
+        return self._dispute_result(answer)
+
+    def close_dispute(self, psp_dispute_reference: str, idempotency_key: str) -> PspResult:
+        """``POST /v1/disputes/<id>/close``: the merchant accepts the dispute."""
+        _require_key(idempotency_key)
+        if self._client is None:
+            return self._not_configured()
+        answer = self._call(lambda: self._client.v1.disputes.close(
+            psp_dispute_reference, options={"idempotency_key": idempotency_key}))
+        if isinstance(answer, PspResult):
+            return _with_reference(answer, psp_dispute_reference)
+        return self._dispute_result(answer)
+
+    def retrieve_dispute(self, psp_dispute_reference: str) -> Lookup:
+        """Status of a dispute by its id."""
+        return self._lookup(lambda: self._client.v1.disputes.retrieve(psp_dispute_reference),
+                            lambda dispute: Lookup.of(self._dispute_result(dispute)))
+
+    def _dispute_result(self, obj: Any) -> PspResult:
+        data = self.dispute_data(obj)
+        return PspResult(outcome=Outcome.SUCCEEDED, connector=self.name, psp_reference=data.get("id"),
+                         status=data.get("status"), raw=data)
 
     # -- helpers ---------------------------------------------------------------------------------------
 
@@ -496,6 +585,13 @@ class StripeConnector:
     def _kassa_amounts(self, obj: dict) -> dict:
         """A callback's object with its amounts in Kassa's minor units (what callback handlers read)."""
         return {**obj, **{field: self._amount(obj, field) for field in AMOUNT_FIELDS if obj.get(field) is not None}}
+
+
+def _named(evidence_file: EvidenceFile) -> io.BytesIO:
+    """The file as the library uploads it: a readable object whose name (``<id>.<type>``) Stripe shows."""
+    upload = io.BytesIO(evidence_file.content)
+    upload.name = f"{evidence_file.file_id}.{evidence_file.type}"
+    return upload
 
 
 def _card(method: Any) -> dict | None:

@@ -18,6 +18,7 @@ import pytest
 from sqlalchemy import func, select
 
 from app.crypto import SecretBox
+from app.disputes.models import Dispute
 from app.events import Event
 from app.jobs.payments import _run_attempt, _run_refund
 from app.ledger.integration import ledger_hmac_key
@@ -28,7 +29,7 @@ from app.payments.models import Payment, PaymentAttempt, PaymentOrder, Refund
 from app.payments.service import create_seller
 from app.psp.credentials import set_credentials
 from app.psp.interfaces import Outcome
-from app.psp.models import Dispute, PspCallback
+from app.psp.models import PspCallback
 from app.scoping import Scope
 from tests import factories
 from tests.payments.helpers import ScriptedGateway, event_types, ledger_balances, make_deps, result

@@ -7,6 +7,8 @@ request asks for it (``expand[0]=payment_method``, in the form or the query); th
 registered for that id in ``FakeStripe.payment_methods``, else Stripe's example card with that id.
 ``GET /v1/payment_methods/<id>`` answers with the same object, unless answers are queued for that path."""
 import copy
+import email
+import email.policy
 import json
 import threading
 from dataclasses import dataclass, field
@@ -30,6 +32,7 @@ class Recorded:
     headers: dict
     form: list[tuple[str, str]]
     query: list[tuple[str, str]] = field(default_factory=list)
+    files: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # multipart: name -> (filename, content)
 
     @property
     def fields(self) -> dict[str, str]:
@@ -53,11 +56,15 @@ class FakeStripe:
 
             def _handle(self):
                 parts = urlsplit(self.path)
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0) or 0)).decode()
+                raw = self.rfile.read(int(self.headers.get("Content-Length", 0) or 0))
                 headers: dict[str, str] = {}
-                recorded = Recorded(self.command, parts.path, dict(self.headers),
-                                    parse_qsl(body, keep_blank_values=True),
-                                    parse_qsl(parts.query, keep_blank_values=True))
+                content_type = self.headers.get("Content-Type", "")
+                if content_type.startswith("multipart/form-data"):
+                    form, files = _multipart(content_type, raw)
+                else:
+                    form, files = parse_qsl(raw.decode(), keep_blank_values=True), {}
+                recorded = Recorded(self.command, parts.path, dict(self.headers), form,
+                                    parse_qsl(parts.query, keep_blank_values=True), files)
                 outer.requests.append(recorded)
                 queue = outer.answers.get((self.command, parts.path)) or []
                 if not queue and self.command == "GET" and parts.path.startswith(PAYMENT_METHODS):
@@ -119,6 +126,22 @@ class FakeStripe:
         self.hold.set()
         self.server.shutdown()
         self.server.server_close()
+
+
+def _multipart(content_type: str, raw: bytes) -> tuple[list[tuple[str, str]], dict[str, tuple[str, bytes]]]:
+    """The fields and files of a multipart/form-data body (Stripe's file uploads)."""
+    message = email.message_from_bytes(f"Content-Type: {content_type}\r\n\r\n".encode() + raw,
+                                       policy=email.policy.HTTP)
+    form, files = [], {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        filename = part.get_filename()
+        content = part.get_payload(decode=True) or b""
+        if filename is not None:
+            files[name] = (filename, content)
+        else:
+            form.append((name, content.decode()))
+    return form, files
 
 
 def payment_intent(**overrides) -> dict:

@@ -12,12 +12,16 @@ from sqlalchemy import func, select
 
 from app.events import Event
 from app.models_base import utcnow
+from app.payments.deps import deps_for
 from app.psp import callbacks as psp_callbacks
 from app.psp.credentials import set_credentials
 from app.psp.interfaces import CallbackEvent
 from app.crypto import SecretBox
+from app.disputes import service as disputes
+from app.disputes.callbacks import known_dispute_owner
+from app.disputes.models import Dispute
 from app.jobs.psp import process_stored_callback
-from app.psp.models import Dispute, PspCallback
+from app.psp.models import PspCallback
 from app.scoping import Scope
 from tests import factories
 from tests.psp.conftest import STRIPE_WEBHOOK_SECRET, WEBHOOK_SECRET
@@ -46,20 +50,20 @@ def count(db_session, model, *criteria) -> int:
 
 @pytest.fixture
 def owners(monkeypatch):
-    """A reference -> merchant map, registered the way payments registers its resolver."""
+    """A reference -> merchant map, registered the way payments registers its resolver (after disputes')."""
     mapping: dict[str, psp_callbacks.CallbackOwner] = {}
 
     def resolve(session, scope, event):
         return mapping.get(event.psp_reference)
 
-    monkeypatch.setattr(psp_callbacks, "REFERENCE_RESOLVERS", [resolve])
+    monkeypatch.setattr(psp_callbacks, "REFERENCE_RESOLVERS", [known_dispute_owner, resolve])
     return mapping
 
 
 @pytest.fixture
 def handlers(monkeypatch):
-    """CALLBACK_HANDLERS of this test only."""
-    registry: dict = {}
+    """CALLBACK_HANDLERS of this test only (and the disputes' own, which record disputes)."""
+    registry: dict = {t: h for t, h in psp_callbacks.CALLBACK_HANDLERS.items() if t.startswith("dispute.")}
     monkeypatch.setattr(psp_callbacks, "CALLBACK_HANDLERS", registry)
     return registry
 
@@ -132,7 +136,7 @@ def test_a_right_signature_within_tolerance_is_accepted(client, db_session, owne
     assert row.event_id is None
 
 
-def test_disputes_are_recorded_with_their_merchant_and_become_events(sbx, client, db_session, merchant, owners,
+def test_disputes_are_recorded_with_their_merchant_and_become_events(app, sbx, client, db_session, merchant, owners,
                                                                      handlers):
     auth = sbx.captured("4000000000000259", amount=4200)
     # The sandbox's dispute object does not name the acquirer: the owner (the payment) does.
@@ -161,7 +165,7 @@ def test_disputes_are_recorded_with_their_merchant_and_become_events(sbx, client
     # A late copy of an older callback never reopens the dispute.
     stale = psp_callbacks.as_event(db_session.scalars(
         select(PspCallback).where(PspCallback.callback_id == created["id"])).one())
-    psp_callbacks.record_dispute(db_session, "sandbox", stale, psp_callbacks.CallbackOwner(merchant.id, False))
+    disputes.apply_notice(db_session, "sandbox", stale, disputes.Owner(scope, None, None), deps_for(app))
     assert db_session.scalars(scope.select(Dispute)).one().status == "won"
     db_session.rollback()
 
@@ -251,14 +255,15 @@ def test_every_resolvers_answer_goes_through_the_callbacks_scope(client, db_sess
     assert seen == [] and count(db_session, Event, Event.merchant_id == merchant.id) == 0
 
 
-def test_a_known_dispute_keeps_its_merchant_whatever_a_resolver_says(db_session, merchant, owners, handlers):
+def test_a_known_dispute_keeps_its_merchant_whatever_a_resolver_says(app, db_session, merchant, owners, handlers):
     """A dispute id names its merchant: a callback about it is refused for any other scope."""
     other = factories.merchant(db_session, name="Other")
     db_session.commit()
     event = CallbackEvent(id="cb_dsp", type="dispute.updated", psp_reference="auth_d",
                           data={"id": "dp_known", "amount": 100, "currency": "usd", "status": "needs_response"},
                           created=1)
-    psp_callbacks.record_dispute(db_session, "sandbox", event, psp_callbacks.CallbackOwner(merchant.id, False))
+    disputes.apply_notice(db_session, "sandbox", event, disputes.Owner(Scope(merchant.id, False), None, None),
+                          deps_for(app))
     owners["auth_d"] = psp_callbacks.CallbackOwner(other.id, False)
     scope = psp_callbacks.CallbackScope("sandbox", False, "platform")
     assert psp_callbacks.resolve_owner(db_session, scope, event).merchant_id == merchant.id

@@ -132,7 +132,8 @@ def test_a_callbacks_amounts_are_kassas(stripe_connector):
     body = stripe_event("charge.dispute.created", dispute)
     event = stripe_connector.parse_callback({"Stripe-Signature": stripe_signature(body, WEBHOOK_SECRET,
                                                                                  int(time.time()))}, body)
-    assert (event.data["amount"], event.data["currency"]) == (15000, "isk")
+    # A dispute arrives normalized (app/psp/interfaces.py CallbackEvent): Kassa's minor units, upper-case currency.
+    assert (event.data["amount"], event.data["currency"]) == (15000, "ISK")
 
     intent = payment_intent(status="succeeded", amount=1230, amount_received=1230, amount_capturable=0,
                             currency="bhd")
