@@ -12,13 +12,13 @@ from app.admin.forms import OutcomeForm, ReasonForm
 from app.admin.helpers import INVALID_FORM, meta, operator
 from app.dashboard.context import platform_admin_required
 from app.dashboard.helpers import user_locale
+from app.disputes.models import Dispute
 from app.extensions import db
 from app.money import CURRENCY_EXPONENTS, MoneyError, normalize_currency, parse_amount_input
 from app.payments import operator as payment_operator
 from app.payments.deps import deps_for
 from app.payments.models import Payment, PaymentAttempt, Refund
 from app.payments.platform_search import PaymentQuery, find_payments
-from app.psp.models import Dispute
 
 _LAST4_DIGITS = 4
 

@@ -54,6 +54,8 @@ NEW_COLUMNS = (
 
 
 def upgrade():
+    # The console's provisional "awaiting a response" index (0017): the disputes' inbox kind reads by due date.
+    op.drop_index("ix_disputes_open", table_name="disputes")
     op.drop_constraint("pk_disputes", "disputes", type_="primary")
     op.create_primary_key("pk_disputes", "disputes", ["merchant_id", "id"])
     op.drop_constraint("uq_disputes_psp_psp_reference", "disputes", type_="unique")
@@ -113,3 +115,5 @@ def downgrade():
     op.create_unique_constraint("uq_disputes_psp_psp_reference", "disputes", ["psp", "psp_reference"])
     op.drop_constraint("pk_disputes", "disputes", type_="primary")
     op.create_primary_key("pk_disputes", "disputes", ["id"])
+    op.create_index("ix_disputes_open", "disputes", ["created_at"],
+                    postgresql_where=sa.text("status IN ('needs_response', 'warning_needs_response')"))

@@ -15,7 +15,7 @@ from app.payments.service import create_refund
 from app.psp import callbacks
 from app.psp.callbacks import CallbackScope
 from app.psp.interfaces import CallbackEvent, Lookup, Outcome
-from app.psp.models import Dispute, PspCallback
+from app.psp.models import PspCallback
 from app.scoping import Scope
 from app.webhooks.models import WebhookEndpoint
 from app.webhooks.service import create_endpoint, update_endpoint
@@ -203,31 +203,6 @@ def test_a_webhook_endpoint_is_listed_while_disabled_or_failing_for_a_day(app, d
     update_endpoint(db_session, scope, settings, endpoint.id, disabled=True)  # its own choice: nothing to do
     db_session.commit()
     assert endpoint.id not in open_items(db_session)
-
-
-def _dispute_event(callback_id: str, status: str, created: int) -> CallbackEvent:
-    return CallbackEvent(id=callback_id, type=f"dispute.{'created' if status == 'needs_response' else 'closed'}",
-                         psp_reference="auth_disputed", created=created, livemode=False,
-                         data={"id": "dp_1", "amount": 1500, "currency": "usd", "reason": "fraudulent",
-                               "status": status})
-
-
-def test_a_dispute_is_listed_until_the_psp_closes_it(db_session, shop):
-    merchant, _owner, _developer = shop
-    stored_payment(db_session, Scope(merchant.id, False), psp_reference="auth_disputed")
-    db_session.commit()
-    platform = CallbackScope("sandbox", False, callbacks.PLATFORM)
-    opened, _new = callbacks.store_callback(db_session, platform, _dispute_event("evt_dp_1", "needs_response", 100))
-    callbacks.process_callback(db_session, opened)
-    db_session.commit()
-    dispute = db_session.scalars(select(Dispute).where(Dispute.merchant_id == merchant.id)).one()
-    items, _counts = collect(db_session, InboxFilters(), "dispute")
-    [item] = [i for i in items if i.id == dispute.id]
-    assert (item.amount, item.currency, item.link[0]) == (1500, "USD", "admin.payment")
-    closed, _new = callbacks.store_callback(db_session, platform, _dispute_event("evt_dp_2", "won", 200))
-    callbacks.process_callback(db_session, closed)
-    db_session.commit()
-    assert dispute.id not in open_items(db_session)
 
 
 def test_claims_filters_and_the_count_in_the_navigation(client, db_session, admin, shop):
