@@ -329,3 +329,6 @@ def test_claims_filters_and_the_count_in_the_navigation(client, db_session, admi
     db_session.rollback()
     assert db_session.get(InboxClaim, ("psp_callback", mine)) is None
     assert client.post("/admin/inbox/nonsense/x/claim", data={"csrf_token": token}).status_code == 404
+    # An id no item can have is no item: not kept (a claim, an audit row), whatever its length or content.
+    for item_id in ("x" * 65, "4242424242424242"):
+        assert client.post(f"/admin/inbox/psp_callback/{item_id}/claim", data={"csrf_token": token}).status_code == 404
