@@ -21,7 +21,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from typing import Any, Iterator
-from urllib.parse import unquote_plus
+from urllib.parse import unquote, unquote_plus
 
 from stdnum import luhn
 
@@ -130,12 +130,18 @@ def _longest_card_number(text: str, groups: list[tuple[int, int]], first: int) -
     return None
 
 
-def _decoded(text: str) -> str | None:
-    """``text`` percent-decoded (URL, form body), when it holds anything encoded; else None."""
+def _decoded_with_card_number(text: str) -> str | None:
+    """``text`` percent-decoded (a URL, a form body) when only the decoded text holds a card number, else None.
+
+    Decoded as a URL first, so that a "+" elsewhere in the text (a phone number, a log line's "+0000") stays
+    as it is; as a form body (where "+" is a space) only if that finds nothing.
+    """
     if not _ENCODED.search(text):
         return None
-    decoded = unquote_plus(text)
-    return decoded if decoded != text else None
+    for decoded in (unquote(text), unquote_plus(text)):
+        if decoded != text and next(find_card_numbers(decoded), None) is not None:
+            return decoded
+    return None
 
 
 def find_card_number(text: str) -> CardNumberMatch | None:
@@ -144,9 +150,8 @@ def find_card_number(text: str) -> CardNumberMatch | None:
     if not isinstance(text, str) or len(text) < MIN_DIGITS:
         return None
     found = next(find_card_numbers(text), None)
-    if found is None and (decoded := _decoded(text)) is not None:
-        inner = next(find_card_numbers(decoded), None)
-        found = inner and CardNumberMatch(0, len(text), inner.brand)
+    if found is None and (decoded := _decoded_with_card_number(text)) is not None:
+        found = CardNumberMatch(0, len(text), next(find_card_numbers(decoded)).brand)
     return found
 
 
@@ -156,10 +161,7 @@ def redact(text: str) -> str:
     if not isinstance(text, str) or len(text) < MIN_DIGITS:
         return text
     if next(find_card_numbers(text), None) is None:
-        decoded = _decoded(text)
-        if decoded is None or next(find_card_numbers(decoded), None) is None:
-            return text
-        text = decoded
+        text = _decoded_with_card_number(text) or text
     parts, position = [], 0
     for match in find_card_numbers(text):
         parts += [text[position:match.start], REDACTED]

@@ -121,6 +121,9 @@ def test_a_log_line_with_a_percent_encoded_card_number_is_redacted():
     CardNumberFilter().filter(record)
     line = record.getMessage()
     assert encoded not in line and VISA not in line and pan.REDACTED in line
+    # The rest of the line is kept as it was: a "+" (the access log's "+0000") is no encoded space here.
+    assert pan.redact(f"[07/Dec/2026:20:08:04 +0000] GET /v1/payments/{encoded}") == \
+        f"[07/Dec/2026:20:08:04 +0000] GET /v1/payments/{pan.REDACTED}"
 
 
 @pytest.mark.parametrize("text", [
