@@ -11,10 +11,17 @@ What counts as a card number: 13 to 19 digits, optionally grouped by single spac
 touching another letter or digit, whose leading digits fall in a card brand's number range (IIN) with
 a length that brand issues, and that pass the Luhn check. About one random digit string in ten passes
 Luhn alone, so the ranges and lengths keep order numbers, phone numbers and the like out.
+
+A number is the same number however it is written: digits of any script (full-width "４２４２" from a
+Japanese keyboard, Arabic-Indic "٤٢٤٢"), any space between groups (the no-break and thin spaces of a
+number copied from a PDF or a web page) and any dash ("‐", "–"); and percent-encoded in a URL or a form
+body ("4242%204242...", "%34%32..."), which whoever opens the URL reads decoded.
 """
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Any, Iterator
+from urllib.parse import unquote, unquote_plus
 
 from stdnum import luhn
 
@@ -51,11 +58,20 @@ BRANDS = (
     Brand("Mir", (("2200", "2204"),), _lengths(16, 19)),
 )
 
-# A run of digits, each separated from the next by at most one space or dash. Whether it touches a
-# letter or digit on either side is checked on the match (a run inside an id like "pay_01J4242...X" is
-# part of that id, not a card number).
-_DIGIT_RUN = re.compile(r"[0-9](?:[ -]?[0-9])*")
-_GROUP = re.compile(r"[0-9]+")
+# A run of digits (of any script: ``\d`` is Unicode's decimal digits), each separated from the next by at
+# most one space (any Unicode space) or dash (ASCII, the Unicode hyphens and dashes, the minus sign).
+# Whether it touches a letter or digit on either side is checked on the match (a run inside an id like
+# "pay_01J4242...X" is part of that id, not a card number).
+_SEPARATOR = r"[^\S\r\n]|[-\u2010-\u2015\u2212]"
+_DIGIT_RUN = re.compile(rf"\d(?:(?:{_SEPARATOR})?\d)*")
+_GROUP = re.compile(r"\d+")
+# Percent-encoding ("%20", "%34") and a form's "+" for a space: text that may hold an encoded number.
+_ENCODED = re.compile(r"%[0-9A-Fa-f]{2}|\+")
+
+
+def _ascii_digits(digits: str) -> str:
+    """Digits of any script as ASCII digits ("４２" -> "42")."""
+    return digits if digits.isascii() else "".join(str(unicodedata.decimal(d)) for d in digits)
 
 
 @dataclass(frozen=True)
@@ -103,7 +119,7 @@ def _longest_card_number(text: str, groups: list[tuple[int, int]], first: int) -
     """The longest card number made of groups[first..last], with ``last``; None when there is none."""
     spans, digits = [], ""
     for last in range(first, len(groups)):
-        digits += text[groups[last][0]:groups[last][1]]
+        digits += _ascii_digits(text[groups[last][0]:groups[last][1]])
         if len(digits) > MAX_DIGITS:
             break
         spans.append((last, digits))
@@ -114,17 +130,38 @@ def _longest_card_number(text: str, groups: list[tuple[int, int]], first: int) -
     return None
 
 
+def _decoded_with_card_number(text: str) -> str | None:
+    """``text`` percent-decoded (a URL, a form body) when only the decoded text holds a card number, else None.
+
+    Decoded as a URL first, so that a "+" elsewhere in the text (a phone number, a log line's "+0000") stays
+    as it is; as a form body (where "+" is a space) only if that finds nothing.
+    """
+    if not _ENCODED.search(text):
+        return None
+    for decoded in (unquote(text), unquote_plus(text)):
+        if decoded != text and next(find_card_numbers(decoded), None) is not None:
+            return decoded
+    return None
+
+
 def find_card_number(text: str) -> CardNumberMatch | None:
-    """The first card number in ``text``, or None."""
+    """The first card number in ``text``, or None. A number found only once ``text`` is percent-decoded
+    is reported as spanning the whole text (its place in the encoded text is not known)."""
     if not isinstance(text, str) or len(text) < MIN_DIGITS:
         return None
-    return next(find_card_numbers(text), None)
+    found = next(find_card_numbers(text), None)
+    if found is None and (decoded := _decoded_with_card_number(text)) is not None:
+        found = CardNumberMatch(0, len(text), next(find_card_numbers(decoded)).brand)
+    return found
 
 
 def redact(text: str) -> str:
-    """``text`` with every card number replaced by REDACTED."""
+    """``text`` with every card number replaced by REDACTED; a text holding one only once percent-decoded
+    is kept decoded, with the number redacted."""
     if not isinstance(text, str) or len(text) < MIN_DIGITS:
         return text
+    if next(find_card_numbers(text), None) is None:
+        text = _decoded_with_card_number(text) or text
     parts, position = [], 0
     for match in find_card_numbers(text):
         parts += [text[position:match.start], REDACTED]

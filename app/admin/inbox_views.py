@@ -5,6 +5,7 @@ from datetime import timedelta
 from flask import abort, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 
+from app import pan
 from app.accounts.audit import ReasonRequired, audit
 from app.accounts.models import Merchant, User
 from app.admin import bp
@@ -47,12 +48,19 @@ def inbox():
     return page
 
 
+def _item_or_404(kind: str, item_id: str) -> None:
+    """404 unless ``kind`` is registered and ``item_id`` can name one of its items (a Kassa id: no longer
+    than a claim keeps, no card number in a URL that an audit row would keep)."""
+    if kind not in {k.name for k in kinds()} or len(item_id) > claims.InboxClaim.item_id.type.length \
+            or pan.find_card_number(item_id) is not None:
+        abort(404)
+
+
 @bp.post("/inbox/<kind>/<item_id>/claim")
 @platform_admin_required
 def claim_item(kind: str, item_id: str):
     """Take the item: the inbox shows who works on it."""
-    if kind not in {k.name for k in kinds()}:
-        abort(404)
+    _item_or_404(kind, item_id)
     claims.claim(db.session, kind, item_id, operator().id)
     audit(db.session, "inbox.claimed", actor_user_id=operator().id, actor_label=operator().email,
           target=f"{kind}:{item_id}", **meta().as_kwargs())
@@ -64,8 +72,7 @@ def claim_item(kind: str, item_id: str):
 @platform_admin_required
 def release_item(kind: str, item_id: str):
     """Give the item back to the queue."""
-    if kind not in {k.name for k in kinds()}:
-        abort(404)
+    _item_or_404(kind, item_id)
     claims.release(db.session, kind, item_id)
     audit(db.session, "inbox.released", actor_user_id=operator().id, actor_label=operator().email,
           target=f"{kind}:{item_id}", **meta().as_kwargs())

@@ -68,13 +68,21 @@ class Undecided:
         return choices
 
 
-def find_undecided(session: Session, object_id: str) -> Undecided:
-    """The attempt (att_...) or refund (re_...) and its payment, across merchants (operators only)."""
+def find_undecided(session: Session, object_id: str, *, lock: bool = False) -> Undecided:
+    """The attempt (att_...) or refund (re_...) and its payment, across merchants (operators only).
+
+    ``lock``: the payment row is locked (the payments lock order: the payment first, as every apply of an
+    outcome does) and both rows are read current, so that what the action checks still holds when it acts:
+    another operator, a job or a PSP callback deciding the row meanwhile is seen, not overwritten.
+    """
     model = Refund if object_id.startswith("re_") else PaymentAttempt
     row = session.get(model, object_id)
     if row is None:
         raise OperatorActionError(f"No such attempt or refund: {object_id}.")
-    return Undecided(row, session.get(Payment, row.payment_id))
+    if not lock:
+        return Undecided(row, session.get(Payment, row.payment_id))
+    payment = session.get(Payment, row.payment_id, with_for_update=True, populate_existing=True)
+    return Undecided(session.get(model, object_id, populate_existing=True), payment)
 
 
 def _ensure_free(item: Undecided, deps: PaymentsDeps) -> None:
@@ -95,7 +103,7 @@ def ask_psp_again(session: Session, object_id: str, deps: PaymentsDeps, *, opera
                   meta: Meta) -> Undecided:
     """Make the attempt or refund due now and run its job once this transaction commits."""
     reason = operator_reason(reason)
-    item = find_undecided(session, object_id)
+    item = find_undecided(session, object_id, lock=True)
     _ensure_free(item, deps)
     _audit(session, item, "payment.psp_asked_again", operator, meta, {"reason": reason})
     item.row.next_attempt_at = deps.now()
@@ -110,7 +118,7 @@ def record_outcome(session: Session, object_id: str, outcome: str, deps: Payment
                    reason: str | None, meta: Meta, psp_reference: str | None = None) -> Undecided:
     """Apply the outcome an operator confirmed with the PSP, as a PSP answer would be applied."""
     reason = operator_reason(reason)
-    item = find_undecided(session, object_id)
+    item = find_undecided(session, object_id, lock=True)
     _ensure_free(item, deps)
     if outcome not in {value for value, _label in item.outcomes()}:
         raise OperatorActionError("Choose one of the outcomes offered for this operation.")

@@ -607,9 +607,15 @@ def _ensure_void(session, payment: Payment, deps: PaymentsDeps, applied: Applied
 
 def _void_orphan_authorization(session, payment: Payment, attempt: PaymentAttempt, result: PspResult,
                                deps: PaymentsDeps, applied: Applied) -> None:
-    """Void an authorization this attempt reported that is not the one it resolved with (once per reference)."""
+    """Void an authorization this attempt reported that is not the payment's own (once per reference).
+
+    Either a second one (overlapping runners, a failover), or the attempt's own, completed by the PSP after
+    the attempt was recorded failed or declined (a status query that read a two-step PSP's intent before
+    its confirmation finished; an operator's "did not happen"): either way a hold no payment will capture.
+    """
     if (attempt.operation != AttemptOperation.AUTHORIZE or result.outcome != Outcome.SUCCEEDED
-            or not result.psp_reference or result.psp_reference == attempt.psp_reference):
+            or not result.psp_reference or result.psp_reference == payment.psp_reference
+            or result.status == "voided"):  # released already: nothing is held
         return
     if _ensure_void(session, payment, deps, applied, connector=result.connector,
                     psp_reference=result.psp_reference):

@@ -163,7 +163,10 @@ class ConnectorProvider:
         self.specs = dict(specs)
         self.config = config
         self.credentials = credentials
-        self._instances: dict[str, Connector] = dict(instances or {})
+        # Ready-made instances (tests, scripts) answer for every merchant. The ones built here from the
+        # config are the platform's account: only for merchants without credentials of their own.
+        self._given: dict[str, Connector] = dict(instances or {})
+        self._instances: dict[str, Connector] = {}
         self._per_merchant: OrderedDict[tuple, Connector] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -178,8 +181,8 @@ class ConnectorProvider:
         spec = self.specs.get(name)
         if spec is None:
             raise KeyError(f"no PSP connector named {name!r} is configured")
-        if name in self._instances:
-            return self._instances[name], PLATFORM_CREDENTIAL
+        if name in self._given:
+            return self._given[name], PLATFORM_CREDENTIAL
         creds = None
         if spec.needs_credentials and merchant_id and self.credentials is not None:
             creds = self.credentials(spec.vault, merchant_id, bool(livemode))
@@ -204,7 +207,7 @@ class ConnectorProvider:
     def close(self) -> None:
         """Close every connector built so far (their HTTP connection pools)."""
         with self._lock:
-            instances = list(self._instances.values()) + list(self._per_merchant.values())
+            instances = [*self._given.values(), *self._instances.values(), *self._per_merchant.values()]
             self._per_merchant.clear()
         for instance in instances:
             close = getattr(instance, "close", None)

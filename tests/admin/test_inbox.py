@@ -1,15 +1,22 @@
 """The operators' inbox: every kind of this issue appears when its cause is created and leaves when the cause
 is resolved (never by hiding it); claims, filters and the count in the navigation; the actions where each
 kind is worked."""
+import threading
+import time
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
+from sqlalchemy.orm import Session
+
+from app.accounts.service import NO_META
+from app.extensions import db
 
 from app.inbox import InboxFilters, collect, total
 from app.inbox.claims import InboxClaim
 from app.jobs.payments import _run_attempt, _run_refund
 from app.models_base import utcnow
+from app.payments import operator as payment_operator
 from app.payments.models import Payment, PaymentAttempt, Refund
 from app.payments.service import create_refund
 from app.psp import callbacks
@@ -114,6 +121,60 @@ def test_an_outcome_recorded_after_checking_with_the_psp_goes_through_the_state_
     # Recorded once: the row is no longer open.
     again = act(client, path, prefix, reason="twice", outcome="did_not_happen")
     assert again.status_code == 422 and "has its outcome already" in again.get_data(as_text=True)
+
+
+def _wait_for_a_lock_waiter(engine) -> None:
+    """Return once a session of this database waits on a row lock (another thread queued behind us)."""
+    deadline = time.monotonic() + 30
+    with engine.connect() as conn:
+        while time.monotonic() < deadline:
+            if conn.execute(text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                                 "AND wait_event_type = 'Lock'")).scalar():
+                return
+            conn.rollback()
+            time.sleep(0.01)  # polling another session's state; not waiting for time to pass
+    raise AssertionError("the second operator never queued behind the first")
+
+
+def test_two_operators_recording_outcomes_at_once_the_second_is_refused_and_leaves_nothing(
+        app, db_session, admin, shop, jobs, clock):
+    """Claims are not exclusive: two operators may work one item. The second one's action must see the first
+    one's outcome (refused, no audit entry saying it recorded anything), never act on what it read before."""
+    merchant, _owner, _developer = shop
+    scope = Scope(merchant.id, False)
+    payment_id, attempt_id = marked_authorization(db_session, scope, jobs, clock, amount=1200)
+    second = factories.user(db_session, is_platform_admin=True, name="Second Operator")
+    db_session.commit()
+    answers: list[str] = []
+
+    def second_operator() -> None:
+        with app.app_context(), Session(db.engine) as session:
+            try:
+                payment_operator.record_outcome(session, attempt_id, "captured", jobs.deps, operator=second,
+                                                reason="Seen captured at the PSP", meta=NO_META,
+                                                psp_reference="auth_seen")
+                session.commit()
+                answers.append("recorded")
+            except payment_operator.OperatorActionError as refused:
+                session.rollback()
+                answers.append(refused.message)
+
+    with Session(db.engine) as first:
+        payment_operator.record_outcome(first, attempt_id, "did_not_happen", jobs.deps, operator=admin,
+                                        reason="The PSP has no such authorization", meta=NO_META)
+        thread = threading.Thread(target=second_operator)
+        thread.start()
+        _wait_for_a_lock_waiter(db.engine)
+        first.commit()
+    thread.join(timeout=30)
+    assert len(answers) == 1 and "has its outcome already" in answers[0]
+    db_session.rollback()
+    assert db_session.get(Payment, payment_id).status == "requires_payment_method"
+    assert [row.details["outcome"] for row in audit_rows(db_session, "payment.outcome_recorded", merchant.id)] \
+        == ["did_not_happen"]
+    # Nothing was sent for the second operator's reading (no void of an authorization it named).
+    assert db_session.scalars(select(PaymentAttempt.operation).where(PaymentAttempt.payment_id == payment_id)).all() \
+        == ["authorize"]
 
 
 def test_a_refund_left_pending_is_listed_and_a_recorded_success_books_it(client, db_session, admin, shop, jobs,
@@ -243,3 +304,6 @@ def test_claims_filters_and_the_count_in_the_navigation(client, db_session, admi
     db_session.rollback()
     assert db_session.get(InboxClaim, ("psp_callback", mine)) is None
     assert client.post("/admin/inbox/nonsense/x/claim", data={"csrf_token": token}).status_code == 404
+    # An id no item can have is no item: not kept (a claim, an audit row), whatever its length or content.
+    for item_id in ("x" * 65, "4242424242424242"):
+        assert client.post(f"/admin/inbox/psp_callback/{item_id}/claim", data={"csrf_token": token}).status_code == 404

@@ -72,6 +72,60 @@ def test_card_numbers_are_found_by_range_length_and_luhn(text, brand):
     assert pan.REDACTED in redacted and pan.find_card_number(redacted) is None
 
 
+FULL_WIDTH = str.maketrans("0123456789", "０１２３４５６７８９")
+ARABIC_INDIC = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
+
+
+@pytest.mark.parametrize("text,brand", [
+    (VISA.translate(FULL_WIDTH), "Visa"),                      # typed on a Japanese keyboard
+    (grouped(MASTERCARD).translate(ARABIC_INDIC), "Mastercard"),
+    (grouped(VISA, "\u00a0"), "Visa"),                          # no-break spaces: copied from a web page
+    (grouped(VISA, "\u202f"), "Visa"),                          # narrow no-break spaces (a PDF, a French locale)
+    (grouped(JCB, "\u2013"), "JCB"),                            # en dashes
+    (grouped(DISCOVER, "\t"), "Discover"),
+    (f"https://shop.example/back?card={grouped(VISA, '%20')}", "Visa"),   # percent-encoded in a URL
+    (f"https://shop.example/back?card={grouped(VISA, '+')}", "Visa"),     # a form-encoded space
+    ("".join(f"%{ord(d):02X}" for d in AMEX), "American Express"),        # every digit encoded
+])
+def test_a_card_number_is_found_however_its_digits_and_separators_are_written(text, brand):
+    match = pan.find_card_number(text)
+    assert match is not None and match.brand == brand
+    redacted = pan.redact(text)
+    assert pan.REDACTED in redacted and pan.find_card_number(redacted) is None
+
+
+def test_numbers_split_over_lines_or_in_plain_urls_are_not_card_numbers():
+    assert pan.find_card_number("order 4242 4242\n4242 4242") is None   # a line break ends a number
+    assert pan.find_card_number("https://shop.example/?q=a%20b&n=1234+5678") is None
+    assert pan.redact("50%25 off, +49 151 2345 6789") == "50%25 off, +49 151 2345 6789"
+
+
+def test_a_card_number_written_otherwise_is_refused_by_the_api(client, auth, db_session, scope):
+    for key, body, param in [
+        ("variant-1", {"description": f"card {VISA.translate(FULL_WIDTH)}"}, "description"),
+        ("variant-2", {"metadata": {"note": grouped(MASTERCARD, "\u00a0")}}, "metadata[note]"),
+        ("variant-3", {"return_url": f"https://shop.example/r?c={grouped(VISA, '%20')}"}, "return_url"),
+    ]:
+        refused = error(post(client, "/v1/payments", auth, key=key, amount=100, currency="usd", **body))
+        assert (refused["code"], refused["param"]) == ("card_number_in_field", param)
+    db_session.expire_all()
+    assert db_session.scalar(select(func.count()).select_from(Payment).where(
+        Payment.merchant_id == scope.merchant_id)) == 0
+
+
+def test_a_log_line_with_a_percent_encoded_card_number_is_redacted():
+    """gunicorn's access log writes the request line as sent: "GET /v1/payments/%34%32... HTTP/1.1"."""
+    encoded = "".join(f"%{ord(d):02X}" for d in VISA)
+    record = logging.LogRecord("gunicorn.access", logging.INFO, __file__, 1, '"GET /v1/payments/%s HTTP/1.1" 404',
+                               (encoded,), None)
+    CardNumberFilter().filter(record)
+    line = record.getMessage()
+    assert encoded not in line and VISA not in line and pan.REDACTED in line
+    # The rest of the line is kept as it was: a "+" (the access log's "+0000") is no encoded space here.
+    assert pan.redact(f"[07/Dec/2026:20:08:04 +0000] GET /v1/payments/{encoded}") == \
+        f"[07/Dec/2026:20:08:04 +0000] GET /v1/payments/{pan.REDACTED}"
+
+
 @pytest.mark.parametrize("text", [
     "4242424242424241",          # fails Luhn
     "1234567812345670",          # passes Luhn, in no brand's range

@@ -644,3 +644,38 @@ def test_a_second_authorization_of_one_attempt_is_voided_once(db_session, scope,
     voids = [a for a in canceled["attempts"] if a["operation"] == "void" and a["status"] == "processing"]
     assert len(voids) == 1
     assert db_session.get(PaymentAttempt, voids[0]["id"]).psp_reference == "auth_a"
+
+
+def test_an_authorization_reported_after_its_attempt_was_recorded_failed_is_voided(db_session, scope, deps, enqueued):
+    """The confirm of a two-step PSP times out; the janitor's status query reads the intent before the PSP
+    finished confirming it (Stripe: ``requires_confirmation``, "nothing moved"), so the attempt is failed and
+    the shopper may pay again. Then the confirmation completes and the PSP reports the intent authorized:
+    that hold belongs to no payment any more and must be released, not left on the shopper's card."""
+    body = create(db_session, scope, deps, capture_method="manual", payment_method="tok_1", confirm=True)
+    attempt_id = body["attempts"][0]["id"]
+    _run_attempt(attempt_id, deps, ScriptedGateway(authorize_results=[
+        result(Outcome.UNKNOWN, psp_reference="pi_slow", error="read_timeout", message="read timeout")]))
+    _overdue(db_session, attempt_id, deps)
+    _run_attempt(attempt_id, deps, ScriptedGateway(retrieve_results=[Lookup.of(result(
+        Outcome.NOT_PROCESSED, psp_reference="pi_slow", status="requires_confirmation"))]))
+    payment = payment_row(db_session, body["id"])
+    assert payment.status == "requires_payment_method" and payment.psp_reference is None
+    # The late news (a callback, or a poll by anyone): the intent is authorized after all.
+    applied = processing.apply_attempt_result(db_session, attempt_id, authorized("pi_slow"), deps)
+    db_session.commit()
+    [void_id] = applied.follow_ups
+    void = db_session.get(PaymentAttempt, void_id)
+    assert (void.operation, void.psp_reference) == ("void", "pi_slow")
+    # Told again, nothing more is owed; the payment itself is untouched (it still asks for a payment method).
+    assert processing.apply_attempt_result(db_session, attempt_id, authorized("pi_slow"), deps).follow_ups == []
+    db_session.commit()
+    assert payment_row(db_session, body["id"]).status == "requires_payment_method"
+
+
+def test_a_repeated_answer_for_the_payments_own_authorization_voids_nothing(db_session, scope, deps, enqueued):
+    body = create(db_session, scope, deps, capture_method="manual", payment_method="tok_1", confirm=True)
+    attempt_id = body["attempts"][0]["id"]
+    _run_attempt(attempt_id, deps, ScriptedGateway(authorize_results=[authorized("auth_own")]))
+    applied = processing.apply_attempt_result(db_session, attempt_id, authorized("auth_own"), deps)
+    db_session.commit()
+    assert applied.follow_ups == [] and payment_row(db_session, body["id"]).status == "requires_capture"

@@ -118,6 +118,16 @@ def test_one_merchants_failing_account_opens_only_its_own_breaker(router, script
             ("acq_b", f"{MERCHANT_A}:test")} == set(router.breakers.known())
 
 
+def test_a_merchant_with_its_own_account_is_never_served_by_the_platforms_after_it_was_used(router, script):
+    """The platform's connector instance, once built for a merchant without credentials, must not answer for
+    a merchant with its own account: that merchant's shoppers would be charged on the platform's account."""
+    assert authorize(router, MERCHANT_PLATFORM).outcome == Outcome.SUCCEEDED
+    assert authorize(router, MERCHANT_A).outcome == Outcome.SUCCEEDED
+    assert authorize(router, MERCHANT_PLATFORM).outcome == Outcome.SUCCEEDED
+    assert script.sent == Counter({("acq", "platform"): 2, ("acq", "sk_test_a"): 1})
+    assert router.provider.resolve("acq", MERCHANT_A, False)[1] == f"{MERCHANT_A}:test"
+
+
 def test_a_rate_limit_backs_off_that_account_alone_and_opens_nothing(router, script, clock, sleeps):
     script.answers[("acq", "sk_test_a")] = ["rate_limited"]
     script.answers[("acq_b", "sk_test_a")] = ["rate_limited"]

@@ -237,6 +237,30 @@ def test_stripe_merchant_hook_uses_the_merchants_own_secret(app, client, db_sess
                      "Stripe-Signature").status_code == 400
 
 
+def test_a_card_number_in_a_callback_is_never_kept(app, client, db_session, merchant, owners, handlers):
+    """A merchant's own Stripe secret signs whatever that merchant writes: a callback is one more door a card
+    number could come in by (issue 14: "whoever sends them"). Stored and passed on only redacted."""
+    box = SecretBox(app.config["KASSA_ENCRYPTION_KEYS"])
+    set_credentials(db_session, Scope(merchant.id, False), box, "stripe", secret_key="sk_test_m",
+                    webhook_secret="whsec_merchant_pan")
+    db_session.commit()
+    owners["pi_kassa_1"] = psp_callbacks.CallbackOwner(merchant.id, False, "payment", "pay_x")
+    event = stripe_fixture("event")
+    event.update({"id": "evt_pan_1", "type": "payment_intent.amount_capturable_updated", "created": int(time.time()),
+                  "livemode": False, "data": {"object": payment_intent(
+                      status="requires_capture", description="card 4242 4242 4242 4242",
+                      metadata={"kassa_reference": "att_1", "5555555555554444": "card"})}})
+    body = json.dumps(event).encode()
+    response = post_hook(client, body, sandbox_signature(body, "whsec_merchant_pan"), f"/hooks/stripe/{merchant.id}",
+                         "Stripe-Signature")
+    assert response.status_code == 200
+    db_session.rollback()
+    row = db_session.scalars(select(PspCallback).where(PspCallback.callback_id == "evt_pan_1")).one()
+    assert row.result == "applied"
+    stored = json.dumps(row.payload) + json.dumps(db_session.get(Event, row.event_id).data)
+    assert "4242" not in stored and "5555555555554444" not in stored and "[card number redacted]" in stored
+
+
 # -- the scope of a callback -----------------------------------------------------------------------------
 
 def test_every_resolvers_answer_goes_through_the_callbacks_scope(client, db_session, merchant, owners, handlers):

@@ -154,7 +154,7 @@ def test_six_timeout_card_payments_among_normal_traffic_open_no_breaker(sbx, red
     assert router.breaker("sandbox_b").state() == BreakerState.CLOSED
 
 
-def test_live_mode_never_routes_to_the_sandbox(sbx, router):
+def test_live_mode_never_routes_to_the_sandbox(sbx, connectors, router):
     token = sbx.tokenize()["id"]
     assert router.route("sandbox", livemode=True) == []
     result = router.authorize("sandbox", authorize_request(token, livemode=True, merchant_id="mer_live"))
@@ -168,7 +168,7 @@ def test_live_mode_never_routes_to_the_sandbox(sbx, router):
     assert sbx.stats()["sandbox"]["captures"] == 0
     # A configuration that would send live payments to the sandbox is refused outright.
     with pytest.raises(ValueError, match="live mode never routes to the sandbox"):
-        Router.from_connectors(router.provider._instances, rules=[RouteRule(("sandbox",), mode="live")])
+        Router.from_connectors(connectors, rules=[RouteRule(("sandbox",), mode="live")])
 
 
 def test_routes_per_merchant_and_currency(connectors):
