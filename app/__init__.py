@@ -2,7 +2,10 @@
 from pathlib import Path
 
 from flask import Flask, jsonify, render_template, request
+from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException
+
+from app import json_input
 
 from app.config import load_config
 from app.extensions import csrf, db, htmx, init_redis, limiter, login_manager, migrate, ping_idle_connections
@@ -12,6 +15,14 @@ from app.observability import configure_logging, init_observability
 ROOT = Path(__file__).resolve().parent.parent
 
 
+class JSONProvider(DefaultJSONProvider):
+    """Flask's JSON, reading what a client sends as app/json_input.py does: ``request.get_json`` answers a
+    body nested too deeply like any other malformed JSON (None when silent), never a RecursionError."""
+
+    def loads(self, s, **kwargs):
+        return json_input.loads(s, **kwargs)
+
+
 def create_app(config: dict | None = None) -> Flask:
     """Build a Kassa app; ``config`` overrides what the environment says."""
     app = Flask(
@@ -19,6 +30,7 @@ def create_app(config: dict | None = None) -> Flask:
         template_folder=str(ROOT / "templates"),
         static_folder=str(ROOT / "static"),
     )
+    app.json = JSONProvider(app)
     app.config.from_mapping(load_config())
     if config:
         app.config.update(config)
