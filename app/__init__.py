@@ -1,7 +1,7 @@
 """Kassa: the Flask application factory."""
 from pathlib import Path
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, abort, jsonify, render_template, request
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException
 
@@ -66,6 +66,7 @@ def create_app(config: dict | None = None) -> Flask:
         app.register_blueprint(blueprint)
 
     _register_error_pages(app)
+    _register_input_check(app)
     _register_cli(app)
     return app
 
@@ -94,6 +95,26 @@ def _register_error_pages(app: Flask) -> None:
             return jsonify({"error": {"type": "api_error", "code": "internal_error",
                                       "message": "An unexpected error occurred.", "param": None}}), 500
         return render_template("errors/500.html", error=error), 500
+
+
+def _register_input_check(app: Flask) -> None:
+    @app.before_request
+    def refuse_text_postgresql_cannot_store():
+        """A NUL character (``%00``) in a path id, a query value or a form field: 404 for the id, else 400.
+
+        PostgreSQL text cannot hold one, so any query naming it failed with a 500. Browsers never send it;
+        refused here once for every page. The API refuses it itself, naming the parameter
+        (app/api/payments.py request_params); a PSP callback's body is read raw, never as a form.
+        """
+        if request.blueprint == "api":
+            return
+        if any("\x00" in str(value) for value in (request.view_args or {}).values()):
+            abort(404)
+        fields = list(request.args.items(multi=True))
+        if request.blueprint != "hooks":
+            fields += request.form.items(multi=True)
+        if any("\x00" in name or "\x00" in value for name, value in fields):
+            abort(400, "The request contains a NUL character, which no field takes.")
 
 
 def _register_cli(app: Flask) -> None:
