@@ -47,12 +47,17 @@ def inbox():
     return page
 
 
+def _known_item_or_404(kind: str, item_id: str) -> None:
+    """404 unless the kind is registered and the id could name one of its items (fits the claims' column)."""
+    if kind not in {k.name for k in kinds()} or len(item_id) > claims.InboxClaim.item_id.type.length:
+        abort(404)
+
+
 @bp.post("/inbox/<kind>/<item_id>/claim")
 @platform_admin_required
 def claim_item(kind: str, item_id: str):
     """Take the item: the inbox shows who works on it."""
-    if kind not in {k.name for k in kinds()}:
-        abort(404)
+    _known_item_or_404(kind, item_id)
     claims.claim(db.session, kind, item_id, operator().id)
     audit(db.session, "inbox.claimed", actor_user_id=operator().id, actor_label=operator().email,
           target=f"{kind}:{item_id}", **meta().as_kwargs())
@@ -64,8 +69,7 @@ def claim_item(kind: str, item_id: str):
 @platform_admin_required
 def release_item(kind: str, item_id: str):
     """Give the item back to the queue."""
-    if kind not in {k.name for k in kinds()}:
-        abort(404)
+    _known_item_or_404(kind, item_id)
     claims.release(db.session, kind, item_id)
     audit(db.session, "inbox.released", actor_user_id=operator().id, actor_label=operator().email,
           target=f"{kind}:{item_id}", **meta().as_kwargs())

@@ -268,3 +268,5 @@ def test_claims_filters_and_the_count_in_the_navigation(client, db_session, admi
     db_session.rollback()
     assert db_session.get(InboxClaim, ("psp_callback", mine)) is None
     assert client.post("/admin/inbox/nonsense/x/claim", data={"csrf_token": token}).status_code == 404
+    # An id longer than any item's (the claims' column) names no item: 404, not a database error.
+    assert client.post(f"/admin/inbox/psp_callback/{'x' * 65}/claim", data={"csrf_token": token}).status_code == 404
