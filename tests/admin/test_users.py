@@ -79,3 +79,32 @@ def test_a_forced_password_reset_voids_the_password_ends_sessions_and_mails_a_li
     [entry] = audit_rows(db_session, "user.password_reset_forced", merchant.id)
     assert entry.details["reason"] == "Leaked password" and entry.actor_user_id == admin.id
     assert db_session.get(User, developer.id).locked_at is None
+
+
+def test_the_first_platform_admin_is_made_from_the_command_line(app, client, db_session, shop):
+    """A production install has no demo admin: `flask platform-admin grant` creates the operator's account
+    (asking for its password) or grants an existing one, audited; `revoke` takes the console away again."""
+    merchant, owner, _developer = shop
+    runner = app.test_cli_runner()
+    created = runner.invoke(args=["platform-admin", "grant", "Ops@Example.com", "--name", "Olga Ops"],
+                            input="a-long-enough-password\na-long-enough-password\n")
+    assert created.exit_code == 0, created.output
+    db_session.rollback()
+    operator = db_session.scalars(select(User).where(User.email == "ops@example.com")).one()
+    assert operator.is_platform_admin and operator.name == "Olga Ops"
+    assert _sign_in(client, "ops@example.com", "a-long-enough-password").status_code == 303
+    assert client.get("/dashboard/").headers["Location"].endswith("/admin/")  # no team: the console
+
+    short = runner.invoke(args=["platform-admin", "grant", "new@example.com"], input="short\nshort\n")
+    assert short.exit_code != 0 and "at least 10 characters" in short.output
+    assert runner.invoke(args=["platform-admin", "grant", "not-an-email"]).exit_code != 0
+    assert runner.invoke(args=["platform-admin", "grant", owner.email]).exit_code == 0  # no password asked
+    db_session.rollback()
+    assert db_session.get(User, owner.id).is_platform_admin
+    assert runner.invoke(args=["platform-admin", "revoke", owner.email]).exit_code == 0
+    assert runner.invoke(args=["platform-admin", "revoke", "nobody@example.com"]).exit_code != 0
+    db_session.rollback()
+    assert not db_session.get(User, owner.id).is_platform_admin
+    assert [e.target for e in audit_rows(db_session, "user.platform_admin_granted")] == [operator.id, owner.id]
+    assert [(e.target, e.merchant_id) for e in audit_rows(db_session, "user.platform_admin_revoked")] == \
+        [(owner.id, merchant.id)]
