@@ -4,6 +4,7 @@ from pathlib import Path
 from flask import Flask, abort, jsonify, render_template, request
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app import json_input
 
@@ -34,6 +35,9 @@ def create_app(config: dict | None = None) -> Flask:
     app.config.from_mapping(load_config())
     if config:
         app.config.update(config)
+    if app.config.get("TRUSTED_PROXIES"):
+        hops = app.config["TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
     if not app.config.get("SQLALCHEMY_DATABASE_URI"):
         raise RuntimeError("DATABASE_URL is not set (start Kassa with `python3 kassa.py run`)")
 

@@ -76,5 +76,8 @@ def load_config(env=os.environ) -> dict:
         "REMEMBER_COOKIE_SECURE": kassa_env == "production",
         "WTF_CSRF_TIME_LIMIT": None,
         "PUBLIC_BASE_URL": env.get("PUBLIC_BASE_URL", ""),
+        # Reverse proxies in front of Kassa whose X-Forwarded-For/-Proto/-Host are trusted (werkzeug's
+        # ProxyFix): 0 when clients connect directly, else a client could claim any address.
+        "TRUSTED_PROXIES": int(env.get("TRUSTED_PROXIES") or 0),
         "CHECKOUT_LIMITS": env.get("CHECKOUT_LIMITS", ""),  # card-testing limits (app/checkout/limits.py)
     }
