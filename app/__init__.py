@@ -110,12 +110,12 @@ def _register_input_check(app: Flask) -> None:
         refused here once for every page. The API refuses it itself, naming the parameter
         (app/api/payments.py request_params); a PSP callback's body is read raw, never as a form.
         """
-        if request.blueprint == "api":
+        if request.path.startswith("/v1"):
             return
         if any("\x00" in str(value) for value in (request.view_args or {}).values()):
             abort(404)
         fields = list(request.args.items(multi=True))
-        if request.blueprint != "hooks":
+        if not request.path.startswith("/hooks"):
             fields += request.form.items(multi=True)
         if any("\x00" in name or "\x00" in value for name, value in fields):
             abort(400, "The request contains a NUL character, which no field takes.")
