@@ -1,8 +1,12 @@
 """Kassa: the Flask application factory."""
 from pathlib import Path
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, abort, jsonify, render_template, request
+from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from app import json_input
 
 from app.config import load_config
 from app.extensions import csrf, db, htmx, init_redis, limiter, login_manager, migrate, ping_idle_connections
@@ -12,6 +16,14 @@ from app.observability import configure_logging, init_observability
 ROOT = Path(__file__).resolve().parent.parent
 
 
+class JSONProvider(DefaultJSONProvider):
+    """Flask's JSON, reading what a client sends as app/json_input.py does: ``request.get_json`` answers a
+    body nested too deeply like any other malformed JSON (None when silent), never a RecursionError."""
+
+    def loads(self, s, **kwargs):
+        return json_input.loads(s, **kwargs)
+
+
 def create_app(config: dict | None = None) -> Flask:
     """Build a Kassa app; ``config`` overrides what the environment says."""
     app = Flask(
@@ -19,9 +31,13 @@ def create_app(config: dict | None = None) -> Flask:
         template_folder=str(ROOT / "templates"),
         static_folder=str(ROOT / "static"),
     )
+    app.json = JSONProvider(app)
     app.config.from_mapping(load_config())
     if config:
         app.config.update(config)
+    if app.config.get("TRUSTED_PROXIES"):
+        hops = app.config["TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
     if not app.config.get("SQLALCHEMY_DATABASE_URI"):
         raise RuntimeError("DATABASE_URL is not set (start Kassa with `python3 kassa.py run`)")
 
@@ -54,6 +70,7 @@ def create_app(config: dict | None = None) -> Flask:
         app.register_blueprint(blueprint)
 
     _register_error_pages(app)
+    _register_input_check(app)
     _register_cli(app)
     return app
 
@@ -82,6 +99,26 @@ def _register_error_pages(app: Flask) -> None:
             return jsonify({"error": {"type": "api_error", "code": "internal_error",
                                       "message": "An unexpected error occurred.", "param": None}}), 500
         return render_template("errors/500.html", error=error), 500
+
+
+def _register_input_check(app: Flask) -> None:
+    @app.before_request
+    def refuse_text_postgresql_cannot_store():
+        """A NUL character (``%00``) in a path id, a query value or a form field: 404 for the id, else 400.
+
+        PostgreSQL text cannot hold one, so any query naming it failed with a 500. Browsers never send it;
+        refused here once for every page. The API refuses it itself, naming the parameter
+        (app/api/payments.py request_params); a PSP callback's body is read raw, never as a form.
+        """
+        if request.path.startswith("/v1"):
+            return
+        if any("\x00" in str(value) for value in (request.view_args or {}).values()):
+            abort(404)
+        fields = list(request.args.items(multi=True))
+        if not request.path.startswith("/hooks"):
+            fields += request.form.items(multi=True)
+        if any("\x00" in name or "\x00" in value for name, value in fields):
+            abort(400, "The request contains a NUL character, which no field takes.")
 
 
 def _register_cli(app: Flask) -> None:

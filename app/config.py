@@ -84,5 +84,8 @@ def load_config(env=os.environ) -> dict:
         "SESSION_MAX_AGE_SECONDS": _float(env, "SESSION_MAX_AGE_SECONDS", 43200),
         "REAUTH_WINDOW_SECONDS": _float(env, "REAUTH_WINDOW_SECONDS", 300),
         "PUBLIC_BASE_URL": env.get("PUBLIC_BASE_URL", ""),
+        # Reverse proxies in front of Kassa whose X-Forwarded-For/-Proto/-Host are trusted (werkzeug's
+        # ProxyFix): 0 when clients connect directly, else a client could claim any address.
+        "TRUSTED_PROXIES": int(env.get("TRUSTED_PROXIES") or 0),
         "CHECKOUT_LIMITS": env.get("CHECKOUT_LIMITS", ""),  # card-testing limits (app/checkout/limits.py)
     }

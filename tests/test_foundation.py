@@ -67,3 +67,22 @@ def test_events_are_append_only_in_the_database(database, db_session):
             conn.rollback()
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
             conn.execute("TRUNCATE events CASCADE")
+
+
+@pytest.mark.parametrize("hops", [0, 1])
+def test_the_client_address_and_scheme_behind_trusted_proxies(database, hops):
+    """TRUSTED_PROXIES=1: the reverse proxy's X-Forwarded-For/-Proto name the client and the scheme (the
+    login and checkout limits count per client address); 0 (the default): those headers are not trusted."""
+    from flask import request
+
+    from app import create_app
+    from app.extensions import db
+    from tests.conftest import app_config
+
+    application = create_app(app_config(database, TRUSTED_PROXIES=hops))
+    application.add_url_rule("/whoami", "whoami", lambda: f"{request.remote_addr} {request.scheme}")
+    response = application.test_client().get("/whoami", environ_base={"REMOTE_ADDR": "10.0.0.2"},
+                                             headers={"X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "https"})
+    assert response.get_data(as_text=True) == ("203.0.113.7 https" if hops else "10.0.0.2 http")
+    with application.app_context():
+        db.engine.dispose()

@@ -2,10 +2,10 @@
 import click
 from flask import current_app
 from flask.cli import with_appcontext
-from sqlalchemy import select
 
 from app.accounts.api_keys import KINDS, PUBLISHABLE, SECRET, ApiKey, AuditContext, create_key
 from app.accounts.models import Merchant
+from app.merchants import lifecycle
 from app.scoping import Scope
 
 
@@ -55,8 +55,12 @@ def create_command(merchant_id: str, live: bool, kind: str, name: str):
     """Create a key and print it once (it is stored only as a keyed hash)."""
     from app.extensions import db
 
-    if db.session.scalars(select(Merchant.id).where(Merchant.id == merchant_id)).first() is None:
+    merchant = db.session.get(Merchant, merchant_id)
+    if merchant is None:
         raise click.ClickException(f"no merchant {merchant_id!r}")
+    if live and not lifecycle.may_create_live_keys(merchant):
+        raise click.ClickException(f"live mode is not enabled for {merchant_id}: a platform operator enables it "
+                                   "(/admin/merchants) once the merchant's go-live checklist is complete")
     new = create_key(db.session, Scope(merchant_id, livemode=live), kind, hmac_key=_hmac_key(), name=name,
                      ctx=AuditContext(actor_label="cli"))
     db.session.commit()

@@ -1,4 +1,5 @@
-"""What platform operators do to a user account: find it, lock and unlock it, force a password reset.
+"""What platform operators do to a user account: find it, lock and unlock it, force a password reset; and
+who is a platform operator (``set_platform_admin``, from the command line: app/accounts/platform_admin_cli.py).
 
 A locked user cannot sign in and every session they had ends at once; unlocking lets them sign in again
 with their password. A forced reset makes the password unusable, ends every session and mails a reset
@@ -18,7 +19,7 @@ from sqlalchemy.orm import Session
 from app.accounts.audit import audit, operator_reason
 from app.accounts.models import Membership, Merchant, User
 from app.accounts.recovery import request_password_reset
-from app.accounts.service import Meta
+from app.accounts.service import NO_META, Meta
 from app.accounts.sessions import UserSession, revoke_user_sessions
 from app.models_base import utcnow
 
@@ -60,6 +61,18 @@ def active_session_count(session: Session, user_id: str, *, now: datetime | None
     return sum(1 for row in rows if row.is_active_at(now))
 
 
+def set_platform_admin(session: Session, user: User, granted: bool, *, actor_label: str,
+                       meta: Meta = NO_META) -> bool:
+    """Grant or take away the use of the operator console; audited on each team of the user. True when it
+    changed."""
+    if user.is_platform_admin == granted:
+        return False
+    user.is_platform_admin = granted
+    _audit(session, user, "user.platform_admin_granted" if granted else "user.platform_admin_revoked", None, meta,
+           {}, actor_label=actor_label)
+    return True
+
+
 def _locked_user(session: Session, user_id: str) -> User:
     user = session.scalars(select(User).where(User.id == user_id).with_for_update()
                            .execution_options(populate_existing=True)).one_or_none()
@@ -68,11 +81,13 @@ def _locked_user(session: Session, user_id: str) -> User:
     return user
 
 
-def _audit(session: Session, user: User, action: str, operator: User, meta: Meta, details: dict) -> None:
+def _audit(session: Session, user: User, action: str, operator: User | None, meta: Meta, details: dict, *,
+           actor_label: str | None = None) -> None:
     merchant_ids = list(session.scalars(select(Membership.merchant_id).where(Membership.user_id == user.id)))
     for merchant_id in merchant_ids or [None]:
-        audit(session, action, merchant_id=merchant_id, actor_user_id=operator.id, actor_label=operator.email,
-              target=user.id, details={"email": user.email, **details}, **meta.as_kwargs())
+        audit(session, action, merchant_id=merchant_id, actor_user_id=operator.id if operator else None,
+              actor_label=operator.email if operator else actor_label, target=user.id,
+              details={"email": user.email, **details}, **meta.as_kwargs())
 
 
 def lock_user(session: Session, user_id: str, *, operator: User, reason: str | None, meta: Meta,

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from flask import current_app, flash, g, redirect, render_template, request, url_for
 from flask_login import current_user
 from redis import RedisError
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from app.accounts.audit import audit
 from app.accounts.models import Merchant
@@ -65,8 +65,11 @@ def psp_status():
                      "times": _times(snapshot), "settings": breaker.settings if breaker else None})
     # Cross-merchant on purpose: the platform operator's view.
     disputes = db.session.scalars(select(Dispute).order_by(Dispute.created_at.desc()).limit(RECENT_DISPUTES)).all()
+    merchant_names = dict(db.session.execute(
+        select(Merchant.id, func.coalesce(Merchant.display_name, Merchant.name))
+        .where(Merchant.id.in_({d.merchant_id for d in disputes}))).all()) if disputes else {}
     return render_template("admin/psp.html", rows=rows, redis_error=redis_error, disputes=disputes,
-                           actions=ACTIONS)
+                           merchant_names=merchant_names, actions=ACTIONS)
 
 
 @bp.post("/psp/<connector>/breaker")

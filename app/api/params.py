@@ -18,7 +18,8 @@ Where parameters come from (``load_request_params``):
                     (Stripe-style brackets: ``metadata[order]=1``, ``splits[0][amount]=500``, ``tags[]=a``);
                     an empty body is an empty parameter set; ``multipart/form-data`` only on upload routes
                     (``api_view(upload_max_bytes=...)``); any other content type -> 415;
-                    malformed JSON or a non-object -> 400 ``invalid_json``; over MAX_CONTENT_LENGTH -> 413;
+                    malformed JSON, a non-object or nesting deeper than app/json_input.py allows -> 400
+                    ``invalid_json``; over MAX_CONTENT_LENGTH -> 413;
                     a JSON body sent as another content type -> 400 ``json_content_type_missing``;
                     anything in the query string -> 400 ``parameter_in_query``.
     GET/DELETE/...  the query string, with the same bracket syntax.
@@ -38,7 +39,6 @@ request log keeps a refused request's body only redacted (app/reporting/request_
 Metadata limits (Stripe's): at most ``METADATA_MAX_KEYS`` (50) keys, keys of 1..40 characters without square
 brackets, values (strings; JSON integers are turned into strings) of at most 500 characters.
 """
-import json
 import re
 from typing import Any, Iterable
 
@@ -46,7 +46,7 @@ from email_validator import EmailNotValidError, validate_email
 from flask import g, request
 from werkzeug.datastructures import MultiDict
 
-from app import pan
+from app import json_input, pan
 from app.api.errors import ApiError, invalid_param
 from app.money import MoneyError, normalize_currency
 
@@ -115,7 +115,7 @@ def load_request_params(*, multipart: bool = False) -> dict[str, Any]:
     if mimetype == "application/json" or mimetype.endswith("+json"):
         try:
             # NaN and Infinity are not JSON; Python would accept them by default.
-            data = json.loads(raw, parse_constant=_reject_constant, parse_int=whole_number)
+            data = json_input.loads(raw, parse_constant=_reject_constant, parse_int=whole_number)
         except (ValueError, UnicodeDecodeError) as exc:
             raise ApiError(400, "invalid_request_error", "invalid_json",
                            f"The request body is not valid JSON: {exc}") from None

@@ -27,7 +27,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from app import pan
+from app import json_input, pan
 from app.ids import new_id
 from app.reporting.models import ApiRequestLog
 
@@ -89,7 +89,7 @@ def body_text(value: Any) -> str | None:
         return None
     if isinstance(value, (bytes, bytearray)):
         try:
-            value = json.loads(value)
+            value = json_input.loads(value)
         except (ValueError, UnicodeDecodeError):
             text = bytes(value[: MAX_BODY_CHARS * 2]).decode("utf-8", "backslashreplace")
             decoded = unquote_plus(text)

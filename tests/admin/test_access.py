@@ -49,3 +49,17 @@ def test_anonymous_visitors_are_sent_to_login(app, client):
         assert response.status_code in (302, 400), (method, path)  # 400: a POST without a CSRF token
         if method == "GET":
             assert "/login" in response.headers["Location"], path
+
+
+def test_text_postgresql_cannot_store_is_a_client_error_on_every_admin_url(app, admin_client):
+    """A NUL (``%00``) in a path or query value, or a form field, is refused (404 for a path id, else 400)
+    before any query: PostgreSQL text cannot hold it, and a query with it failed with a 500."""
+    token = csrf_of(admin_client)
+    for method, path in admin_urls(app):
+        path = path.replace("x_1", "x_%00")
+        response = admin_client.open(path + "?q=%00&merchant=%00&reference=%00", method=method,
+                                     data={"csrf_token": token, "reason": "a\x00b"})
+        assert response.status_code in (400, 404), (method, path, response.status_code)
+    for query in ("q=%00", "merchant=%00", "reference=%00", "email=%00"):
+        for page in ("/admin/merchants", "/admin/users", "/admin/inbox", "/admin/payments"):
+            assert admin_client.get(f"{page}?{query}").status_code == 400, (page, query)

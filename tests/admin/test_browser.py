@@ -8,12 +8,15 @@ from playwright.sync_api import expect
 from sqlalchemy import select
 
 from app.accounts.models import Merchant, User
+from app.payments.models import Payment
 from app.psp.interfaces import CallbackEvent
 from app.psp.models import PspCallback
 from app.seed import DEMO_CALLBACK_ID, seed_demo
+from app.webhooks.models import WebhookEndpoint
 from tests.admin.conftest import audit_rows, failed_callback
-from tests.browser import assert_accessible
+from tests.browser import DEFAULT_TIMEOUT_MS, assert_accessible, axe_violations
 from tests.dashboard.conftest import browser_login
+from tests.dashboard.test_layout_browser import LAPTOP, OVERFLOWS
 
 
 @pytest.fixture
@@ -180,3 +183,36 @@ def test_the_inbox_worked_from_end_to_end_and_every_console_page_accessible(page
     assert (mine["psp_callback.dismissed"], mine["psp_callback.reprocessed"]) == ([crashed], [demo.id])
     assert len(mine["payment.psp_asked_again"]) == 1
     assert mine["payment.outcome_recorded"] == mine["payment.psp_asked_again"]
+
+
+def test_every_console_page_fits_a_laptop_screen(app, browser, live_server, db_session, admin):
+    """Each console page at 1366 px with the demo's items (a dispute, a failed callback, a disabled endpoint,
+    a stuck payment) and a long merchant name: nothing pushes the page sideways or is cut off, no console
+    error, and axe finds no serious violation (a table wider than its box is a scrollable region that a
+    keyboard cannot reach)."""
+    merchant, _lines = seed_demo(db_session)
+    merchant.name = merchant.display_name = "Marketplace With A Rather Long Company Name GmbH & Co. KG"
+    db_session.commit()
+    owner = db_session.scalars(select(User).where(User.email == "owner@demo.test")).one()
+    stuck = db_session.scalars(select(Payment).where(Payment.customer_email == "stuck@example.com")).one()
+    callback = db_session.scalars(select(PspCallback).where(PspCallback.callback_id == DEMO_CALLBACK_ID)).one()
+    endpoint = db_session.scalars(select(WebhookEndpoint).where(WebhookEndpoint.merchant_id == merchant.id)).first()
+    context = browser.new_context(viewport=LAPTOP)
+    context.set_default_timeout(3 * DEFAULT_TIMEOUT_MS)  # full-page screenshots on a loaded machine
+    tab = context.new_page()
+    errors: list[str] = []
+    tab.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    browser_login(app, context, db_session, admin, live_server.url("/"))
+    problems = {}
+    for path in ("/admin/", "/admin/inbox", "/admin/merchants", f"/admin/merchants/{merchant.id}", "/admin/users",
+                 f"/admin/users/{owner.id}", "/admin/payments?email=stuck%40example.com", f"/admin/payments/{stuck.id}",
+                 f"/admin/callbacks/{callback.id}", f"/admin/webhook-endpoints/{endpoint.id}", "/admin/psp",
+                 "/admin/ledger"):
+        assert tab.goto(live_server.url(path)).status == 200, path
+        found = tab.evaluate(OVERFLOWS) + [f"axe {v['id']}: {[n['target'] for n in v['nodes']][:3]}"
+                                           for v in axe_violations(tab)]
+        if found:
+            problems[path] = found[:6]
+    context.close()
+    assert not problems, "\n".join(f"{path}: {found}" for path, found in problems.items())
+    assert errors == []

@@ -108,3 +108,32 @@ def test_an_operator_resets_a_lost_second_factor(app, db_session, admin, shop):
     assert "Reset the second factor" not in page  # nothing left to reset
     again = act(operator, f"/admin/users/{owner.id}/reset-second-factor", "reset_second_factor", reason="twice")
     assert again.status_code == 422 and "has no second factor to reset" in again.get_data(as_text=True)
+
+
+def test_the_first_platform_admin_is_made_from_the_command_line(app, client, db_session, shop):
+    """A production install has no demo admin: `flask platform-admin grant` creates the operator's account
+    (asking for its password) or grants an existing one, audited; `revoke` takes the console away again."""
+    merchant, owner, _developer = shop
+    runner = app.test_cli_runner()
+    created = runner.invoke(args=["platform-admin", "grant", "Ops@Example.com", "--name", "Olga Ops"],
+                            input="a-long-enough-password\na-long-enough-password\n")
+    assert created.exit_code == 0, created.output
+    db_session.rollback()
+    operator = db_session.scalars(select(User).where(User.email == "ops@example.com")).one()
+    assert operator.is_platform_admin and operator.name == "Olga Ops"
+    assert _sign_in(client, "ops@example.com", "a-long-enough-password").status_code == 303
+    assert client.get("/dashboard/").headers["Location"].endswith("/admin/")  # no team: the console
+
+    short = runner.invoke(args=["platform-admin", "grant", "new@example.com"], input="short\nshort\n")
+    assert short.exit_code != 0 and "at least 10 characters" in short.output
+    assert runner.invoke(args=["platform-admin", "grant", "not-an-email"]).exit_code != 0
+    assert runner.invoke(args=["platform-admin", "grant", owner.email]).exit_code == 0  # no password asked
+    db_session.rollback()
+    assert db_session.get(User, owner.id).is_platform_admin
+    assert runner.invoke(args=["platform-admin", "revoke", owner.email]).exit_code == 0
+    assert runner.invoke(args=["platform-admin", "revoke", "nobody@example.com"]).exit_code != 0
+    db_session.rollback()
+    assert not db_session.get(User, owner.id).is_platform_admin
+    assert [e.target for e in audit_rows(db_session, "user.platform_admin_granted")] == [operator.id, owner.id]
+    assert [(e.target, e.merchant_id) for e in audit_rows(db_session, "user.platform_admin_revoked")] == \
+        [(owner.id, merchant.id)]

@@ -140,6 +140,13 @@ def test_cli_creates_a_key_and_prints_it_once(app, db_session, merchant):
     key = service.authenticate(db_session, plaintext, hmac_key=hmac_key())
     assert key.merchant_id == merchant.id and key.livemode is False
 
+    # Live keys only once a platform operator enabled live mode (the console's checklist), as in the dashboard.
+    refused = app.test_cli_runner().invoke(args=["api-key", "create", "--merchant", merchant.id, "--live"])
+    assert refused.exit_code != 0 and "live mode is not enabled" in refused.output
+    db_session.rollback()
+    assert db_session.scalars(select(ApiKey).where(ApiKey.merchant_id == merchant.id, ApiKey.livemode)).all() == []
+    merchant.live_enabled = True
+    db_session.commit()
     live = app.test_cli_runner().invoke(args=["api-key", "create", "--merchant", merchant.id, "--live"])
     assert live.output.strip().startswith("sk_live_")
 

@@ -186,3 +186,17 @@ def test_post_parameters_in_the_query_string_are_refused_saying_so(client, db_se
     with_body = client.post("/v1/payments?currency=usd", headers=bearer(secret_key.plaintext), data={"amount": "1"})
     assert with_body.json["error"]["param"] == "currency"
     assert _payments(db_session) == before
+
+
+def test_a_json_body_nested_too_deeply_to_parse_is_invalid_json(client, db_session, secret_key):
+    """Nesting beyond any request Kassa takes is refused as invalid JSON, also where Python's parser would
+    follow it (and later code recurse too deep) or give up with a RecursionError: a 400, never a 500."""
+    before = _payments(db_session)
+    headers = {**bearer(secret_key.plaintext), "Content-Type": "application/json"}
+    for depth in (65, 900, 100_000):  # beyond the bound; where the parser still follows; where it gives up
+        raw = '{"amount": 2000, "currency": "usd", "metadata": ' + "[" * depth + "]" * depth + "}"
+        response = client.post("/v1/payments", headers=headers, data=raw)
+        assert response.status_code == 400
+        error = response.json["error"]
+        assert error["code"] == "invalid_json" and "nested too deeply" in error["message"]
+    assert _payments(db_session) == before

@@ -171,6 +171,10 @@ def test_confirm_needs_a_token_and_no_cookie(client, db_session, scope):
     response = client.post(f"/c/{cs.id}/confirm", json={"card": {}})
     assert response.status_code == 400 and response.json["error"]["param"] == "card"
     assert client.post(f"/c/{cs.id}/confirm", data="token=tok_x").status_code == 400
+    # JSON nested too deeply for the parser is unreadable JSON like any other, not a server error.
+    deep = client.post(f"/c/{cs.id}/confirm", data='{"token": ' + "[" * 100_000 + "]" * 100_000 + "}",
+                       content_type="application/json")
+    assert deep.status_code == 400 and deep.json["error"]["param"] == "card"
 
 
 def test_double_confirmation_makes_one_payment_and_one_attempt(client, db_session, scope, deps):

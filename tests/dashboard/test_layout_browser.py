@@ -17,7 +17,7 @@ from tests.dashboard.test_browser import shot
 LAPTOP = {"width": 1366, "height": 768}
 
 # Every element wider than the window, or whose content is cut off by a parent that hides overflow.
-_OVERFLOWS = """() => {
+OVERFLOWS = """() => {
   const width = document.documentElement.clientWidth;
   const found = [];
   for (const el of document.querySelectorAll('main *')) {
@@ -83,7 +83,7 @@ def test_every_page_fits_a_laptop_screen(app, laptop, live_server, db_session, s
     for path in pages:
         response = laptop.goto(live_server.url(s.url(path)))
         assert response.status == 200, path
-        found = laptop.evaluate(_OVERFLOWS) + [f"axe {v['id']}: {[n['target'] for n in v['nodes']][:3]}"
+        found = laptop.evaluate(OVERFLOWS) + [f"axe {v['id']}: {[n['target'] for n in v['nodes']][:3]}"
                                                for v in axe_violations(laptop)]
         if found:
             problems[path] = found[:6]

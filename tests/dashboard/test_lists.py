@@ -169,6 +169,24 @@ def test_invalid_filters_are_explained_not_fatal(client, db_session, catalogue):
     assert len(_ROW.findall(html)) == 25  # the other filters were dropped, the list still shows
 
 
+def test_text_postgresql_cannot_store_is_a_client_error_on_every_dashboard_page(app, client, db_session, shop):
+    """A NUL (``%00``) in a path id, a filter or the search box is refused (404 for a path id, else 400),
+    never a query that fails with a 500 (PostgreSQL text cannot hold it)."""
+    s = shop()
+    login_as(client, db_session, s.users["owner"])
+    for rule in app.url_map.iter_rules():
+        if not rule.endpoint.startswith("dashboard.") or "GET" not in rule.methods:
+            continue
+        path = re.sub(r"<(?:[^:>]+:)?([^>]+)>", lambda m: {"merchant_id": s.merchant.id, "mode": "test"}
+                      .get(m.group(1), "x_%00"), rule.rule)
+        if "%00" in path:
+            assert client.get(path).status_code == 404, path
+    assert client.get(f"/dashboard/%00/test/").status_code == 404
+    for page in ("payments", "refunds", "developers/logs"):
+        for query in ("q=%00", "email=%00", "%00=1"):
+            assert client.get(s.url(f"{page}?{query}")).status_code == 400, (page, query)
+
+
 def test_pagination_is_stable_while_new_payments_arrive(client, db_session, shop):
     s = shop()
     originals = [stored_payment(db_session, s.scope, created_at=T(i)) for i in range(30)]

@@ -176,6 +176,19 @@ def test_text_postgresql_cannot_store_is_logged_escaped(client, db_session, shop
     assert nul_path.path == "/v1/payments/pay_\\u0000x"
 
 
+def test_deeply_nested_json_is_refused_and_still_logged(client, db_session, shop):
+    """Nesting the parser follows (900 levels) or gives up on (100,000): each a 400, each with its log row
+    (redacting and re-encoding a deep body must not exhaust the recursion limit either)."""
+    s = shop()
+    auth = {"Authorization": f"Bearer {_key(db_session, s.scope)}", "Content-Type": "application/json"}
+    for depth in (900, 100_000):
+        body = '{"amount": 100, "currency": "usd", "metadata": ' + "[" * depth + "]" * depth + "}"
+        response = client.post("/v1/payments", headers=auth, data=body)
+        assert (response.status_code, response.json["error"]["code"]) == (400, "invalid_json")
+        response.close()
+    assert [row.status for row in _logs(db_session, s.merchant.id)] == [400, 400]
+
+
 def test_a_row_the_database_refuses_does_not_cost_the_rest_of_its_batch(app, db_session, shop):
     first, second = shop(), shop(name="Second")
     with app.app_context():

@@ -218,6 +218,11 @@ def test_stripe_platform_hook(client, db_session, owners, handlers):
     assert row.psp == "stripe" and row.type == "authorization.updated" and row.psp_reference == "pi_kassa_1"
 
 
+def test_a_merchant_hook_url_with_a_nul_is_not_found(client):
+    response = client.post("/hooks/stripe/mer_%00", data=b"{}", headers={"Stripe-Signature": "t=1,v1=x"})
+    assert response.status_code == 404 and response.json["error"]["code"] == "resource_missing"
+
+
 def test_stripe_merchant_hook_uses_the_merchants_own_secret(app, client, db_session, merchant, owners, handlers):
     box = SecretBox(app.config["KASSA_ENCRYPTION_KEYS"])
     set_credentials(db_session, Scope(merchant.id, False), box, "stripe", secret_key="sk_test_m",
