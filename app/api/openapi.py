@@ -531,6 +531,10 @@ DISPUTE_EXAMPLE = {
 FILE_EXAMPLE = {"id": FILE_ID, "object": "file", "livemode": False, "created": CREATED + 90000,
                 "purpose": "dispute_evidence", "type": "pdf", "size": 48213, "filename": "receipt-1001.pdf", "pages": 1}
 
+# What a download of FILE_EXAMPLE answers besides its Content-Type (app/disputes/files.py: download_headers).
+DOWNLOAD_HEADERS_EXAMPLE = {"Content-Disposition": f'attachment; filename="{FILE_ID}.pdf"',
+                            "X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox"}
+
 
 def _list_example(url: str, item: dict) -> dict:
     return {"object": "list", "url": url, "data": [item], "has_more": False}
@@ -767,7 +771,9 @@ def _paths() -> dict:
             "parameters": [{"name": "file_id", **PATH_ID, "example": FILE_ID}],
             "responses": {"200": {"description": "The file, with Content-Disposition: attachment.",
                                   "content": {mime: {"schema": {"type": "string", "format": "binary"}}
-                                              for mime in CONTENT_TYPES.values()}},
+                                              for mime in CONTENT_TYPES.values()},
+                                  "headers": {name: {"schema": {"type": "string"}, "example": value}
+                                              for name, value in DOWNLOAD_HEADERS_EXAMPLE.items()}},
                           **{s: {"description": ERROR_STATUSES[s], "content": _json(_ref("Error"))}
                              for s in sorted(READ_ERRORS)}},
         }},

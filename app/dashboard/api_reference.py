@@ -128,26 +128,47 @@ def form_fields(value, prefix: str = "") -> list[tuple[str, str]]:
 
 
 def curl_command(base_url: str, method: str, path: str, parameters: list[dict], body: dict | None,
-                 public: bool = False) -> str:
-    """The operation's example request as a curl command, one option per line."""
+                 public: bool = False, upload: bool = False, download: bool = False) -> str:
+    """The operation's example request as a curl command, one option per line. ``upload``: the body is
+    ``multipart/form-data`` (``-F``, its file fields given as the example's file name); ``download``: the
+    answer is a file, saved under the name the server gives it."""
     for parameter in parameters:
         if parameter["in"] == "path":
             path = path.replace("{" + parameter["name"] + "}", parameter["example"])
     fields = [field for p in parameters if p["in"] == "query" and "example" in p
               for field in (form_fields(p["example"]) if p.get("explode") else [(p["name"], str(p["example"]))])]
-    fields += form_fields(body or {})
+    body_fields = form_fields(body or {})
+    if not upload:
+        fields, body_fields = fields + body_fields, []
     # curl sends -d fields as a POST body, or with -G in a GET's query string; other cases name the method.
     if method == "GET":
         verb = "-G " if fields else ""
     else:
-        verb = "" if method == "POST" and fields else f"-X {method} "
-    lines = [f"curl {verb}{shlex.quote(base_url.rstrip('/') + path)}"]
+        verb = "" if method == "POST" and (fields or body_fields) else f"-X {method} "
+    lines = [f"curl {verb}{'-OJ ' if download else ''}{shlex.quote(base_url.rstrip('/') + path)}"]
     if not public:
         lines.append(f"-u {KEY_PLACEHOLDER}:")
     lines += [f"-H {shlex.quote(p['name'] + ': ' + str(p['example']))}" for p in parameters
               if p["in"] == "header" and "example" in p]
     lines += [f"-d {shlex.quote(f'{name}={value}')}" for name, value in fields]
+    lines += [f"-F {shlex.quote(f'{name}={value}')}" for name, value in body_fields]
     return " \\\n  ".join(lines)
+
+
+def _file_fields(schema: dict) -> set[str]:
+    return {name for name, prop in schema.get("properties", {}).items() if prop.get("format") == "binary"}
+
+
+def _json_example(response: dict) -> str | None:
+    example = response["content"]["application/json"].get("example")
+    return None if example is None else json.dumps(example, indent=2)
+
+
+def _download_example(response: dict) -> str:
+    """What a file download answers, for a reference: its content types and headers (no JSON to show)."""
+    lines = [f"Content-Type: {' or '.join(response['content'])}"]
+    lines += [f"{name}: {header['example']}" for name, header in response.get("headers", {}).items()]
+    return "\n".join(lines + ["", "(the file's bytes)"])
 
 
 def reference(base_url: str) -> dict:
@@ -157,20 +178,28 @@ def reference(base_url: str) -> dict:
     operations = []
     for path, item in document["paths"].items():
         for method, operation in item.items():
-            body = operation.get("requestBody", {}).get("content", {}).get("application/json", {})
-            answer = operation["responses"]["200"]["content"]["application/json"]
+            content = operation.get("requestBody", {}).get("content", {})
+            upload = "multipart/form-data" in content
+            body = content.get("multipart/form-data") or content.get("application/json", {})
+            answer = operation["responses"]["200"]
+            download = "application/json" not in answer["content"]
             parameters = operation.get("parameters", ())
+            example = body.get("example")
+            if upload:  # a file field of the example is the name of the file to send (curl's -F name=@file)
+                example = {name: f"@{value}" if name in _file_fields(body["schema"]) else value
+                           for name, value in example.items()}
             operations.append({
                 "id": operation["operationId"], "method": method.upper(), "path": path,
                 "summary": inline_code(operation["summary"]),
                 "description": inline_code(operation.get("description")),
                 "parameters": _parameters(parameters),
                 "body": _fields(body["schema"], components) if body else [],
+                "body_format": "multipart/form-data" if upload else "JSON or form-encoded",
                 "body_note": inline_code(body.get("schema", {}).get("description")) if body else "",
-                "request_example": json.dumps(body["example"], indent=2) if "example" in body else None,
-                "response_example": json.dumps(answer["example"], indent=2) if "example" in answer else None,
-                "curl": curl_command(base_url, method.upper(), path, parameters, body.get("example"),
-                                     public=operation.get("security") == []),
+                "request_example": json.dumps(example, indent=2) if example is not None and not upload else None,
+                "response_example": _download_example(answer) if download else _json_example(answer),
+                "curl": curl_command(base_url, method.upper(), path, parameters, example,
+                                     public=operation.get("security") == [], upload=upload, download=download),
                 "responses": [(status, inline_code(response["description"]))
                               for status, response in operation["responses"].items()],
             })

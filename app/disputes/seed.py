@@ -22,14 +22,16 @@ from app.psp.interfaces import CallbackEvent
 from app.scoping import Scope
 
 DAY = 86400
-# (amount, reason, the statuses its notices carry in order, evidence submitted, customer)
+# (amount, reason, the statuses its notices carry in order, evidence submitted, customer, days since it opened).
+# Each is due seven days after it opened: the first within the operators' 72 hours (INBOX_WINDOW), so the console's
+# inbox shows a dispute due soon; the inquiry later.
 DEMO_DISPUTES = (
-    (4900, "fraudulent", ["needs_response"], None, "nora@example.com"),
-    (2300, "general", ["warning_needs_response"], None, "ivan@example.com"),
+    (4900, "fraudulent", ["needs_response"], None, "nora@example.com", 5),
+    (2300, "general", ["warning_needs_response"], None, "ivan@example.com", 2),
     (7500, "product_not_received", ["needs_response", "under_review"], "Tracking DHL JD0146 shows delivery.",
-     "paula@example.com"),
-    (3100, "duplicate", ["needs_response", "won"], "Two different orders: see the receipts.", "wen@example.com"),
-    (1800, "subscription_canceled", ["needs_response", "lost"], None, "lars@example.com"),
+     "paula@example.com", 2),
+    (3100, "duplicate", ["needs_response", "won"], "Two different orders: see the receipts.", "wen@example.com", 2),
+    (1800, "subscription_canceled", ["needs_response", "lost"], None, "lars@example.com", 2),
 )
 
 
@@ -40,9 +42,9 @@ def seed_demo_disputes(session: Session, merchant, web_url: str) -> list[str]:
         return []
     deps = deps_for(current_app._get_current_object())
     now = utcnow()
-    for number, (amount, reason, statuses, evidence, email) in enumerate(DEMO_DISPUTES, start=1):
-        payment = _captured_payment(session, scope, amount, email, now - timedelta(days=3 + number), deps)
-        opened = int((now - timedelta(days=2)).timestamp())
+    for number, (amount, reason, statuses, evidence, email, days_open) in enumerate(DEMO_DISPUTES, start=1):
+        payment = _captured_payment(session, scope, amount, email, now - timedelta(days=days_open + 1 + number), deps)
+        opened = int((now - timedelta(days=days_open)).timestamp())
         reference = f"dp_demo_{payment.id.lower()}"
         for step, status in enumerate(statuses):
             data = {"id": reference, "amount": amount, "currency": "EUR", "reason": reason, "status": status,

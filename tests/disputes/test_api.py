@@ -183,6 +183,29 @@ def test_accepting_closes_the_dispute(client, auth, db_session, shop, disputed):
     assert again.status_code == 400 and again.json["error"]["code"] == "dispute_not_awaiting_response"
 
 
+def test_a_suspended_merchant_still_answers_its_disputes_and_its_notices_are_booked(client, auth, db_session, shop,
+                                                                                     disputed):
+    """Suspension stops new payments only (app/merchants/lifecycle.py): defending a dispute, and the PSP's later
+    notices about money already taken, go on."""
+    from app.accounts.service import Meta
+    from app.merchants.lifecycle import suspend
+
+    payment, dispute_id = disputed
+    suspend(db_session, shop["merchant"].id, operator=factories.user(db_session, is_platform_admin=True),
+            reason="Chargeback spike", meta=Meta())
+    db_session.commit()
+    assert client.post("/v1/payments", headers=auth, json={"amount": 100, "currency": "usd"}).status_code == 403
+    pdf = upload(client, auth, pdf_bytes()).json
+    submitted = client.post(f"/v1/disputes/{dispute_id}", headers=auth,
+                            json={"evidence": {"receipt": pdf["id"]}, "submit": True})
+    assert submitted.status_code == 200 and submitted.json["pending_action"] == "submit"
+    assert run_action(shop["scope"], dispute_id, deps(), ScriptedDisputes()) == "succeeded"
+    deliver(db_session, payment, f"cb_won_{payment['id']}", "dispute.closed",
+            dispute_data(f"dp_{payment['id']}", "won", 4000, reinstated=True, created=int(time.time()) + 60))
+    body = client.get(f"/v1/disputes/{dispute_id}", headers=auth).json
+    assert (body["status"], body["funds_reinstated"]) == ("won", True)
+
+
 def test_submission_after_due_by_is_refused(client, auth, db_session, shop):
     payment = captured(db_session, shop["scope"], amount=2000)
     opened = int(time.time()) - 8 * DAY

@@ -25,7 +25,7 @@ def shot(page, name: str) -> None:  # noqa: F811
 
 
 def sign_in(app, page, db_session, user, base_url: str) -> None:  # noqa: F811
-    _row, token = start_session(db_session, user)
+    _row, token = start_session(db_session, user, second_factor_passed=True)
     db_session.commit()
     value = app.session_interface.get_signing_serializer(app).dumps({"sid": token})
     page.context.add_cookies([{"name": app.config.get("SESSION_COOKIE_NAME", "session"), "value": value,

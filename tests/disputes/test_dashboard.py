@@ -16,7 +16,7 @@ from tests.disputes.test_api import PNG, ScriptedDisputes, pdf_bytes
 
 
 def login(client, session, user) -> None:
-    _row, token = start_session(session, user)
+    _row, token = start_session(session, user, second_factor_passed=True)
     session.commit()
     with client.session_transaction() as cookie:
         cookie.clear()

@@ -77,8 +77,8 @@ def test_the_sweep_runs_reminders(app, db_session, shop):
 
 @pytest.fixture
 def operator(client, db_session):
-    admin = factories.user(db_session, is_platform_admin=True)
-    _row, token = start_session(db_session, admin)
+    admin = factories.user(db_session, is_platform_admin=True)  # with a second factor: a complete login passed it
+    _row, token = start_session(db_session, admin, second_factor_passed=True)
     db_session.commit()
     with client.session_transaction() as cookie:
         cookie["sid"] = token
@@ -92,7 +92,7 @@ def test_operators_see_disputes_due_within_72_hours_and_their_files(client, auth
                          data={"purpose": "dispute_evidence", "file": (io.BytesIO(PNG), "photo.png")}).json
     client.post(f"/v1/disputes/{calm.id}", headers=auth, json={"evidence": {"receipt": stored["id"]}})
     with client.session_transaction() as cookie:
-        cookie["sid"] = start_session(db_session, operator)[1]
+        cookie["sid"] = start_session(db_session, operator, second_factor_passed=True)[1]
     db_session.commit()
 
     page = client.get("/admin/disputes").get_data(as_text=True)

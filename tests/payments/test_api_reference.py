@@ -1,5 +1,6 @@
 """The dashboard's API reference page renders the OpenAPI document the API serves, as a reference: code
 formatting, every accepted value, examples, and curl commands the API accepts as they are."""
+import io
 import shlex
 from html import unescape
 
@@ -10,6 +11,7 @@ from app.api.openapi import build_document
 from app.dashboard.api_reference import KEY_PLACEHOLDER, reference
 from app.money import CURRENCY_EXPONENTS
 from tests import factories
+from tests.disputes.test_api import pdf_bytes
 
 
 def _page(client, db_session, merchant) -> str:
@@ -41,16 +43,19 @@ def test_the_reference_reads_as_a_reference(client, db_session, merchant):
     for operation in reference("http://localhost/")["operations"]:
         assert operation["response_example"] and unescape(page).count(operation["response_example"]) >= 1
         assert operation["curl"] in unescape(page)
-        if operation["method"] == "POST" and operation["body"]:
+        if operation["method"] == "POST" and operation["body"] and operation["body_format"] != "multipart/form-data":
             assert operation["request_example"] in unescape(page), operation["id"]
     assert f"-u {KEY_PLACEHOLDER}:" in page
+    # The upload's form and the download's answer (a file, not JSON) are shown as what they are.
+    assert "Body (multipart/form-data)" in page and "-F file=@receipt-1001.pdf" in unescape(page)
+    assert "Content-Disposition: attachment; filename=" in unescape(page)
 
 
 def _run_curl(client, command: str, key: str):
     """Send the request a copied curl command describes, through the test client, with the key filled in."""
     words = shlex.split(command.replace("\\\n", " ").replace(KEY_PLACEHOLDER, key))
     assert words[0] == "curl"
-    method, url, headers, fields = "POST", None, {}, []
+    method, url, headers, fields, files = "POST", None, {}, [], []
     words = iter(words[1:])
     for word in words:
         if word == "-G":
@@ -64,13 +69,19 @@ def _run_curl(client, command: str, key: str):
             headers[name] = value
         elif word == "-d":
             fields.append(tuple(next(words).split("=", 1)))
-        else:
+        elif word == "-F":  # multipart; name=@file sends that file (a real PDF here)
+            name, value = next(words).split("=", 1)
+            files.append((name, (io.BytesIO(pdf_bytes()), value[1:])) if value.startswith("@") else (name, value))
+        elif word != "-OJ":  # -OJ: save the answer under the name the server gives it
             url = word
-    if not fields and method == "POST" and "-X" not in command:
+    if not fields and not files and method == "POST" and "-X" not in command:
         method = "GET"
     path = url.removeprefix("http://localhost")
     if method == "GET":
         return client.get(path, headers=headers, query_string=MultiDict(fields))
+    if files:
+        return client.open(path, method=method, headers=headers, content_type="multipart/form-data",
+                           data=MultiDict(files))
     return client.open(path, method=method, headers=headers, data=MultiDict(fields))
 
 

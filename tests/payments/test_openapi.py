@@ -110,19 +110,37 @@ def _validator(document: dict, schema: dict) -> jsonschema_rs.Draft202012Validat
 
 
 def test_every_operation_has_examples_that_match_its_schemas():
+    """JSON answers and bodies have examples that match their schemas; a file download (no JSON) documents its
+    headers with examples, and an upload's form an example (its file field holds a file name)."""
     document = build_document()
     for path, item in document["paths"].items():
         for method, operation in item.items():
-            answer = operation["responses"]["200"]["content"]["application/json"]
-            assert "example" in answer, f"{method} {path}: no response example"
-            _validator(document, answer["schema"]).validate(answer["example"])
-            body = operation.get("requestBody", {}).get("content", {}).get("application/json")
+            answered = operation["responses"]["200"]
+            answer = answered["content"].get("application/json")
+            if answer is None:
+                assert all(media["schema"] == {"type": "string", "format": "binary"}
+                           for media in answered["content"].values()), f"{method} {path}: neither JSON nor a file"
+                assert answered["headers"] and all("example" in h for h in answered["headers"].values())
+            else:
+                assert "example" in answer, f"{method} {path}: no response example"
+                _validator(document, answer["schema"]).validate(answer["example"])
+            content = operation.get("requestBody", {}).get("content", {})
+            body = content.get("application/json") or content.get("multipart/form-data")
             if body:
                 assert "example" in body, f"{method} {path}: no request example"
                 _validator(document, body["schema"]).validate(body["example"])
             for parameter in operation["parameters"]:
                 if "example" in parameter:
                     _validator(document, parameter["schema"]).validate(parameter["example"])
+
+
+def test_the_documented_download_headers_are_those_sent():
+    from app.api.openapi import DOWNLOAD_HEADERS_EXAMPLE, FILE_ID
+    from app.disputes.files import download_headers
+    from app.disputes.models import File
+
+    sent = download_headers(File(id=FILE_ID, type="pdf"))
+    assert {name: sent[name] for name in DOWNLOAD_HEADERS_EXAMPLE} == DOWNLOAD_HEADERS_EXAMPLE
 
 
 def test_the_constraints_the_server_enforces_are_documented(client, auth):

@@ -10,7 +10,6 @@ from sqlalchemy import select
 from app.events import MERCHANT_EVENT_TYPES, is_internal_event
 from app.jobs.webhooks import run_due
 from app.payments.state import TRANSITIONS
-from app.psp.stripe_connector import EVENT_TYPES as STRIPE_CALLBACK_TYPES
 from app.webhooks import service
 from app.webhooks.models import WebhookDelivery
 from tests.webhooks.conftest import emit, make_endpoint
@@ -26,10 +25,9 @@ PSP_PAYLOAD = {"id": "auth_1", "idempotency_key": "att_01J:authorize", "action_u
 # call site fails test_every_event_type_written_is_listed_or_internal until it is added here).
 COMPUTED = {
     "app.payments.state:transition": set(TRANSITIONS.values()),
-    # Disputes are recorded under the connector's normalized dispute type (the Stripe map; the sandbox
-    # sends dispute.created and dispute.closed), every other callback as psp.<type>.
-    "app.psp.callbacks:_process": {t for t in STRIPE_CALLBACK_TYPES.values() if t.startswith("dispute.")}
-    | {"dispute.created", "dispute.closed"},
+    # A dispute notice writes what it changed (app/disputes/service.py: apply_notice and the money it books).
+    "app.disputes.service:apply_notice": {"dispute.created", "dispute.updated", "dispute.closed",
+                                          "dispute.funds_withdrawn", "dispute.funds_reinstated"},
 }
 
 
@@ -91,6 +89,7 @@ def test_every_event_type_written_is_listed_or_internal():
     types, computed = written_event_types()
     assert computed <= set(COMPUTED), f"review the types these can write and add them to COMPUTED: " \
                                       f"{computed - set(COMPUTED)}"
+    assert set(COMPUTED) <= computed, f"these no longer compute their types: {set(COMPUTED) - computed}"
     for site in computed:
         types |= COMPUTED[site]
     assert {"payment.succeeded", "refund.failed", "checkout.session.completed", "webhook.test"} <= types
