@@ -66,6 +66,8 @@ class PaymentsDeps:
     # enqueue(session, "dotted.path", *args): run a job once the session's transaction commits.
     enqueue: Callable[..., None] | None = None
     redis: Any = None
+    # The client for BLPOP waits (a read timeout past the longest wait); ``redis`` when not given.
+    redis_blocking: Any = None
     confirm_wait_seconds: float = DEFAULT_CONFIRM_WAIT_SECONDS
     # An open attempt older than this has outlived any job run: the janitor resolves it.
     attempt_stuck_after: timedelta = timedelta(seconds=40)
@@ -134,6 +136,7 @@ def deps_from_app(app) -> PaymentsDeps:
         ledger_hmac_key=hmac_key.encode() if isinstance(hmac_key, str) else bytes(hmac_key),
         enqueue=enqueue,
         redis=app.extensions.get("redis"),
+        redis_blocking=app.extensions.get("redis_blocking"),
         confirm_wait_seconds=float(setting("CONFIRM_WAIT_SECONDS", DEFAULT_CONFIRM_WAIT_SECONDS)),
         attempt_stuck_after=timedelta(seconds=stuck_seconds),
         authorization_expiry=timedelta(seconds=float(expiry)) if expiry else DEFAULT_AUTHORIZATION_EXPIRY,

@@ -71,7 +71,7 @@ _URL = re.compile(r"^https?://[^\s]+$")
 OUTCOME_KEY = "kassa:payments:outcome:{}"
 # Outcome notifications outlive any waiter (at most a few seconds) and then vanish by themselves.
 OUTCOME_TTL_SECONDS = 60
-# BLPOP must return before the Redis client's 5 s socket timeout (app/extensions.py).
+# BLPOP must return before the blocking Redis client's 5 s socket timeout (app/extensions.py).
 MAX_WAIT_SECONDS = 4.0
 
 
@@ -106,10 +106,11 @@ def wait_for_outcome(deps: PaymentsDeps, object_id: str) -> dict[str, Any] | Non
     Returns the object's snapshot when the job sent one with its wake-up, else None (then read it).
     """
     seconds = min(deps.confirm_wait_seconds, MAX_WAIT_SECONDS)
-    if deps.redis is None or seconds <= 0:
+    redis = deps.redis_blocking or deps.redis
+    if redis is None or seconds <= 0:
         return None
     try:
-        popped = deps.redis.blpop([outcome_key(object_id)], timeout=seconds)
+        popped = redis.blpop([outcome_key(object_id)], timeout=seconds)
     except Exception:  # noqa: BLE001 - Redis trouble must not fail a payment that is already under way
         log.warning("could not wait for payment outcome", exc_info=True)
         return None
