@@ -412,12 +412,11 @@ def _create_payment(session: Session, scope: Scope, params: dict[str, Any], deps
 def new_attempt(session: Session, payment: Payment, operation: str, amount: int, deps: PaymentsDeps, *,
                 stage: bool = True, leased: bool = False,
                 done: tuple[datetime, str] | None = None) -> PaymentAttempt:
-    """An attempt row in ``processing`` with its PSP idempotency key; its job staged after commit.
-
-    ``next_attempt_at`` is the janitor's backstop: if the job is lost (Redis down, worker killed) the
-    attempt is resolved once it has outlived any job run. ``stage=False`` when the caller runs the
-    attempt itself (a job continuing with the automatic capture); ``leased`` then inserts it already
-    leased to the caller for its first try (in the INSERT, rather than an UPDATE right after it).
+    """An attempt row in ``processing`` with its PSP idempotency key, due at once: a worker's PSP dispatcher
+    claims it from the database (woken after commit, app/jobs/dispatcher.py). ``stage=False`` when the caller
+    runs the attempt itself (a run continuing with the automatic capture); ``leased`` then inserts it
+    already leased to the caller for its first try (in the INSERT, rather than an UPDATE right after it),
+    due again only if that lease runs out.
     ``done=(when, psp_status)``: an attempt another call already carried out (the capture of a sale),
     inserted as succeeded.
     """
@@ -440,7 +439,7 @@ def new_attempt(session: Session, payment: Payment, operation: str, amount: int,
         # Derived from the attempt id: every try of this attempt, at any connector, carries it.
         idempotency_key=f"kassa-{attempt_id}", tries=tries,
         lease_until=lease if leased else None, started_at=started_at, finished_at=finished_at,
-        psp_status=psp_status, next_attempt_at=lease, created_at=now, updated_at=now,
+        psp_status=psp_status, next_attempt_at=lease if leased or done else now, created_at=now, updated_at=now,
     )
     session.add(attempt)  # inserted by the next flush (the job is staged until the commit)
     if stage and deps.enqueue is not None:
@@ -614,7 +613,7 @@ def create_refund(session: Session, scope: Scope, params: dict[str, Any], deps: 
         allocations=[{"order": o.id, "seller": o.seller_id, "amount": parts[o.id], "fee": None}
                      for o in orders if parts.get(o.id)],
         connector=payment.connector, psp_reference=None, idempotency_key=f"kassa-{refund_id}", tries=0,
-        next_attempt_at=now + deps.attempt_stuck_after, created_at=now, updated_at=now,
+        next_attempt_at=now, created_at=now, updated_at=now,
     )
     session.add(refund)
     session.flush()
