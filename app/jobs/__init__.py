@@ -115,24 +115,33 @@ def enqueue_after_commit(session: Session, func: Callable | str, *args, queue_na
 
     The database row that the job works on is the durable record; a lost enqueue is picked up by a sweep.
     """
+    app = _app()
+
+    def _enqueue() -> None:
+        try:
+            with app.app_context():
+                enqueue(func, *args, queue_name=queue_name, **options)
+        except Exception:  # noqa: BLE001 - Redis down: the scheduled sweep finds the row later
+            log.exception("enqueue after commit failed; the sweep will retry")
+
+    call_after_commit(session, _enqueue)
+
+
+def call_after_commit(session: Session, callback: Callable[[], None]) -> None:
+    """Call ``callback()`` once the session's current transaction commits; never if it rolls back."""
     if isinstance(session, scoped_session):
         # Listening on the thread-shared proxy would hook every thread's session: bind to this thread's own.
         session = session()
     _prune_spent_listeners(session)
     if not session.in_transaction():
-        session.begin()  # the job's fate is this transaction's: commit enqueues, rollback drops
-    app = _app()
+        session.begin()  # the callback's fate is this transaction's: commit calls it, rollback drops it
     pending = {"live": True}
 
     def _after_commit(_session):
         if not pending["live"]:
             return
         pending["live"] = False
-        try:
-            with app.app_context():
-                enqueue(func, *args, queue_name=queue_name, **options)
-        except Exception:  # noqa: BLE001 - Redis down: the scheduled sweep finds the row later
-            log.exception("enqueue after commit failed; the sweep will retry")
+        callback()
 
     def _after_rollback(_session, previous_transaction):
         if not previous_transaction.nested:  # a savepoint rollback leaves the outer transaction alive

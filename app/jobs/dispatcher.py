@@ -32,10 +32,10 @@ from typing import Any, Callable
 import redis
 from flask import Flask
 from prometheus_client import Gauge
-from sqlalchemy import event
 from sqlalchemy.orm import Session, scoped_session
 
 from app.extensions import db
+from app.jobs import call_after_commit
 from app.jobs.transactions import commit_or_rollback
 from app.payments import processing
 from app.payments.deps import PaymentsDeps, deps_for
@@ -77,12 +77,12 @@ PSP_CONCURRENCY = Gauge(
 
 
 def wake_after_commit(session: Session, redis_client: Any) -> None:
-    """Wake a PSP dispatcher once this transaction commits (at most one token per transaction); dropped on
-    rollback. Best effort: without it the row is found by the next poll."""
+    """Wake a PSP dispatcher once this transaction commits (one token per transaction; none on rollback).
+    Best effort: without it the row is found by the next poll."""
     if redis_client is None:
         return
     if isinstance(session, scoped_session):
-        session = session()  # hook this thread's own session, never every thread's (app.jobs.enqueue_after_commit)
+        session = session()  # this thread's own session (app.jobs.call_after_commit)
     if not session.in_transaction():
         session.begin()
     transaction = session.get_transaction()
@@ -90,7 +90,7 @@ def wake_after_commit(session: Session, redis_client: Any) -> None:
         return
     session.info["kassa_wake"] = transaction
 
-    def _wake(_session) -> None:
+    def _wake() -> None:
         try:
             pipe = redis_client.pipeline(transaction=False)
             pipe.lpush(WAKE_KEY, "1")
@@ -99,7 +99,7 @@ def wake_after_commit(session: Session, redis_client: Any) -> None:
         except redis.RedisError:
             log.debug("could not wake the PSP dispatcher; its poll finds the work", exc_info=True)
 
-    event.listen(session, "after_commit", _wake, once=True)
+    call_after_commit(session, _wake)
 
 
 class Backoff:
