@@ -220,3 +220,58 @@ def test_work_committed_wakes_a_dispatcher_once_and_a_rollback_does_not(app, db_
     db_session.commit()
     assert redis.llen(WAKE_KEY) == 1
     redis.delete(WAKE_KEY)
+
+
+def _metric(text: str, name: str, default: float | None = None, **labels) -> float:
+    wanted = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    for line in text.splitlines():
+        if line.startswith(f"{name}{{{wanted}}}" if wanted else f"{name} "):
+            return float(line.rsplit(" ", 1)[1])
+    if default is not None:
+        return default
+    raise AssertionError(f"{name}{labels} not in /metrics")
+
+
+def test_saturation_is_visible_in_the_metrics(app, client, db_session, deps):
+    scope = new_scope(db_session, "Backlog")
+    attempts = confirmed(db_session, scope, deps, 3)
+    db_session.execute(update(PaymentAttempt).where(PaymentAttempt.id == attempts[0])
+                       .values(next_attempt_at=utcnow() - timedelta(seconds=90)))
+    db_session.commit()
+    headers = {"Authorization": f"Bearer {app.config['METRICS_TOKEN']}"}
+    scraped = client.get("/metrics", headers=headers).get_data(as_text=True)
+    assert _metric(scraped, "kassa_queue_depth", queue="psp") == 3
+    assert _metric(scraped, "kassa_queue_oldest_due_seconds", queue="psp") >= 90
+    assert _metric(scraped, "kassa_queue_depth", queue="webhooks") >= 0
+
+    def in_flight() -> float:  # over every process of the test run that wrote the gauge
+        text = client.get("/metrics", headers=headers).get_data(as_text=True)
+        return _metric(text, "kassa_psp_in_flight", 0.0, connector="sandbox")
+
+    recorder = Recorder()
+    psp = dispatcher(app, deps, RoutedGateway({scope.merchant_id: "sandbox"}), concurrency=2, executor=recorder)
+    before = in_flight()
+    assert psp.dispatch_once() == 2
+    scraped = client.get("/metrics", headers=headers).get_data(as_text=True)
+    assert _metric(scraped, "kassa_queue_depth", queue="psp") == 1  # two claimed, one waits
+    assert in_flight() == before + 2
+    recorder.run_all()
+    assert in_flight() == before
+
+
+def test_a_running_dispatcher_beats_and_drains_on_stop(app, client, db_session, deps):
+    scope = new_scope(db_session, "Beat")
+    [attempt] = confirmed(db_session, scope, deps)
+    psp = dispatcher(app, deps, RoutedGateway({scope.merchant_id: "sandbox"}), concurrency=2).start()
+    try:
+        payment_id = db_session.get(PaymentAttempt, attempt).payment_id
+        for _ in range(200):  # polled within POLL_SECONDS without any wake-up
+            db_session.expire_all()
+            if db_session.get(Payment, payment_id).status == "succeeded":
+                break
+            threading.Event().wait(0.05)
+        assert db_session.get(Payment, payment_id).status == "succeeded"
+    finally:
+        assert psp.stop(timeout=10)
+    scraped = client.get("/metrics", headers={"Authorization": f"Bearer {app.config['METRICS_TOKEN']}"})
+    assert "kassa_worker_heartbeat_timestamp_seconds" in scraped.get_data(as_text=True)
