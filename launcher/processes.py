@@ -13,7 +13,7 @@ API:
     # on leaving the block every process is stopped (see `stop_children`)
 
 `Services(...).start()` / `.stop()` do the same without `with`. Options: `web_workers=2`,
-`web_threads=8`, `workers=1` (worker processes: "worker", with the scheduler, then "worker-2", ...),
+`web_threads=32`, `workers=1` (worker processes: "worker", with the scheduler, then "worker-2", ...),
 `with_scheduler=True`, `sandbox_args=["--timeout-delay", "2"]` (extra flags), `supervise=False`.
 
 Supervision (`supervise=True`, what `kassa.py run` uses): a thread restarts any child that exits, after
@@ -54,6 +54,10 @@ HEALTH_TIMEOUT = 60.0
 STOP_TIMEOUT = 15.0
 # Ports never to hand out: a system PostgreSQL and Redis may listen there.
 RESERVED_PORTS = {5432, 6379}
+# Threads per web process: a confirm holds its thread while it waits for the worker's outcome (the PSP's
+# latency, up to 2 s), so by Little's law 2 x 32 threads carry 64 confirms at once: about 180 per second at
+# an acquirer's 300 ms, more than the machine's CPU does. A waiting thread holds no database connection.
+WEB_THREADS = 32
 # A child that exits is started again after 1 s, then 2, 4 ... up to 30 s while it keeps exiting: quick
 # after a one-off crash, and a child that cannot start costs a log line every half minute, not a busy loop.
 # One that ran for a minute was healthy: its next restart starts from 1 s again.
@@ -284,7 +288,7 @@ class Services:
     """Sandbox PSP, workers (the first with the scheduler) and web, started together and stopped together."""
 
     def __init__(self, env: dict[str, str], ports: Ports, data_dir: Path, log_dir: Path | None = None,
-                 web_workers: int = 2, web_threads: int = 8, with_scheduler: bool = True,
+                 web_workers: int = 2, web_threads: int = WEB_THREADS, with_scheduler: bool = True,
                  sandbox_args: list[str] = (), python: str = sys.executable, workers: int = 1,
                  supervise: bool = False) -> None:
         self.env = service_env(env, ports)
