@@ -11,7 +11,8 @@ make that so:
   seconds: 27 s per call with the old 5 s timeout, the hang of issue 16.
 * **A per-process latch** (``RedisHealth``): once a call failed, every client built on it refuses at once
   (``redis.ConnectionError``, which callers already handle) for RETRY_SECONDS; then one caller probes
-  again. So a stalled Redis costs one timeout per second per process, not one per call.
+  again. So a stalled Redis costs one timeout per second per process, not one per call. Callers log
+  these refusals quietly (``log_level_for``): the latch logs the outage once, and its end.
 """
 from __future__ import annotations
 
@@ -80,6 +81,16 @@ class RedisHealth:
         log.warning("Redis is back after %.1f s", away_for)
 
 
+class RedisUnavailable(redis.ConnectionError):
+    """Refused without trying: Redis failed moments ago (a RedisHealth latch; it logged the outage once)."""
+
+
+def log_level_for(error: BaseException) -> int:
+    """How loudly to log a failed Redis call: DEBUG when the latch refused it (the outage is logged once,
+    by RedisHealth), WARNING for a real failure."""
+    return logging.DEBUG if isinstance(error, RedisUnavailable) else logging.WARNING
+
+
 class _GuardedConnection(redis.Connection):
     """A connection that tells its RedisHealth whether Redis answered (subclassed per health object)."""
 
@@ -107,7 +118,7 @@ class _GuardedPool(redis.ConnectionPool):
 
     def get_connection(self, *args, **kwargs):
         if not self.connection_class.health.may_call():
-            raise redis.ConnectionError("Redis is unavailable (it failed moments ago); not waiting for it")
+            raise RedisUnavailable("Redis is unavailable (it failed moments ago); not waiting for it")
         return super().get_connection(*args, **kwargs)
 
 

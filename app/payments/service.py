@@ -50,6 +50,7 @@ from app.payments.models import (
 )
 from app.payments.serializers import payment_object, refund_object, seller_object
 from app.psp.wire import WireError
+from app.redis_health import log_level_for
 from app.scoping import Scope
 
 log = logging.getLogger(__name__)
@@ -96,8 +97,8 @@ def notify_outcome(redis, object_ids: list[str], snapshot: dict[str, Any] | None
             pipe.rpush(outcome_key(object_id), message)
             pipe.expire(outcome_key(object_id), OUTCOME_TTL_SECONDS)
         pipe.execute()
-    except Exception:  # noqa: BLE001 - a lost wake-up only means the waiter answers `processing`
-        log.warning("could not publish payment outcome", exc_info=True)
+    except Exception as error:  # noqa: BLE001 - a lost wake-up only means the waiter answers `processing`
+        log.log(log_level_for(error), "could not publish payment outcome", exc_info=True)
 
 
 def wait_for_outcome(deps: PaymentsDeps, object_id: str) -> dict[str, Any] | None:
@@ -111,8 +112,8 @@ def wait_for_outcome(deps: PaymentsDeps, object_id: str) -> dict[str, Any] | Non
         return None
     try:
         popped = redis.blpop([outcome_key(object_id)], timeout=seconds)
-    except Exception:  # noqa: BLE001 - Redis trouble must not fail a payment that is already under way
-        log.warning("could not wait for payment outcome", exc_info=True)
+    except Exception as error:  # noqa: BLE001 - Redis trouble must not fail a payment that is already under way
+        log.log(log_level_for(error), "could not wait for payment outcome", exc_info=True)
         return None
     if popped is None:
         return None
