@@ -27,7 +27,7 @@ from tests.payments.live_helpers import WAIT_SECONDS, Api, Sandbox, new_merchant
 
 STALL_SECONDS = 30
 DOWN_SECONDS = 5
-# The load: a payment (create + confirm in one call) and a few reads every this many seconds.
+# The load: a payment (create + confirm in one call), and separately two reads, every this many seconds.
 PACE_SECONDS = 0.5
 # What an API read may take while Redis is away (the issue's bound).
 READ_TIMEOUT_SECONDS = 2
@@ -61,7 +61,7 @@ def services(database, app, own_redis, request):
 
 
 class Load:
-    """A payment and reads every PACE_SECONDS, in a thread, until stopped; what happened is kept."""
+    """A payment every PACE_SECONDS in one thread, API reads every PACE_SECONDS in another, until stopped."""
 
     def __init__(self, api: Api, sandbox: Sandbox):
         self.api, self.sandbox = api, sandbox
@@ -70,21 +70,21 @@ class Load:
         self.failures: list[str] = []
         self.answered_at: list[float] = []  # monotonic times of the reads that answered 200
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._threads = [threading.Thread(target=self._pay, daemon=True),
+                         threading.Thread(target=self._read, daemon=True)]
         self._tokens = [sandbox.token() for _ in range(int((STALL_SECONDS + DOWN_SECONDS + 30) / PACE_SECONDS))]
 
     def start(self) -> "Load":
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
         return self
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join()
+        for thread in self._threads:
+            thread.join()
 
-    def _run(self) -> None:
-        reader = requests.Session()
-        reader.trust_env = False
-        reader.headers["Authorization"] = self.api.http.headers["Authorization"]
+    def _pay(self) -> None:
         while not self._stop.wait(PACE_SECONDS):
             try:
                 created = self.api.post("/v1/payments", key=str(uuid.uuid4()), amount=1200, currency="eur",
@@ -95,6 +95,12 @@ class Load:
                     self.payments.append(created.json()["id"])
             except requests.RequestException as error:
                 self.failures.append(f"create: {error}")
+
+    def _read(self) -> None:
+        reader = requests.Session()
+        reader.trust_env = False
+        reader.headers["Authorization"] = self.api.http.headers["Authorization"]
+        while not self._stop.wait(PACE_SECONDS):
             for path in ([f"/v1/payments/{self.payments[-1]}"] if self.payments else []) + ["/v1/payments"]:
                 try:
                     response = reader.get(self.api.base_url + path, timeout=READ_TIMEOUT_SECONDS)
