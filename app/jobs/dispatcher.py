@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session, scoped_session
 
 from app.extensions import db
 from app.jobs import call_after_commit
+from app.jobs.payments import first_connector, run_claimed_attempt, run_claimed_refund
 from app.jobs.transactions import commit_or_rollback
 from app.payments import processing
 from app.payments.deps import PaymentsDeps, deps_for
@@ -325,8 +326,6 @@ class PspDispatcher:
         return kept
 
     def _key(self, item: processing.DueItem, credentials: dict[tuple, str]) -> Key:
-        from app.jobs.payments import first_connector
-
         connector = first_connector(item, self.gateway)
         which = (connector, item.merchant_id, item.livemode)
         if which not in credentials:
@@ -335,10 +334,8 @@ class PspDispatcher:
 
     def _run(self, claim, key: Key) -> None:
         """One claimed row, on a pool thread, in the bulkhead slot entered for it."""
-        from app.jobs.payments import run_claimed_attempt, run_claimed_refund
-
         try:
-            with self.app.app_context(), self.bulkheads.holding(key):
+            with self.bulkheads.holding(key), self.app.app_context():
                 try:
                     if isinstance(claim, processing.RefundClaim):
                         run_claimed_refund(claim, self.deps, self.gateway)
