@@ -234,7 +234,7 @@ class Capacity:
         services, key, tokens = self.start()
         try:
             results["workers"] = sum(1 for c in services.children if c.name.startswith("worker"))
-            results["psp_concurrency"] = services.env.get("PSP_CONCURRENCY") or "default"
+            results["psp_concurrency"] = services.env.get("PSP_CONCURRENCY") or "32 (the default)"
             for milliseconds in (0, self.args.latency_ms):
                 print(f"closed loop, {self.args.clients} clients, PSP latency {milliseconds} ms ...", flush=True)
                 results.setdefault("closed", []).append(self.closed_loop(services, key, tokens, milliseconds))
@@ -295,9 +295,10 @@ def render(results: dict) -> str:
 ## Capacity
 
 `bench/capacity.py` ({results['when']}, {results['machine']}, load average {results['load_before'][0]} before and
-{results['load_after'][0]} after the run). Kassa as `kassa.py run` starts it: gunicorn gthread (2 x 8),
-{results['workers']} worker processes with PSP_CONCURRENCY {results['psp_concurrency']} each, the sandbox PSP
-with `latency_ms` on both acquirers; create + confirm + automatic capture in one call, one token per payment.
+{results['load_after'][0]} after the run). Kassa as `kassa.py run` starts it: gunicorn gthread (2 processes x 32
+threads), {results['workers']} worker processes with PSP_CONCURRENCY {results['psp_concurrency']} each, the
+sandbox PSP with `latency_ms` on both acquirers; create + confirm + automatic capture in one call, one token
+per payment.
 
 | run | figure | target |
 |---|---|---|
@@ -306,7 +307,7 @@ with `latency_ms` on both acquirers; create + confirm + automatic capture in one
 | open loop {plain['rate']:g}/s, {plain['seconds']:g} s, PSP {plain['latency_ms']} ms | p50 {plain['p50_ms']} ms, p99 {plain['p99_ms']} ms, {plain['processing_share']} % `processing` | p99 < {plain['latency_ms'] + 200} ms, < 1 % |
 | the same, {mixed['timeout_card_share']:.0%} timeout cards ({mixed['timeout_cards']}) | others: p50 {mixed['p50_ms']} ms, p99 {mixed['p99_ms']} ms ({change:+.0f} %), breakers opened: {mixed['breakers_opened']} | within 20 %, none |
 | memory (PSS) at the end of the open loop | {plain['pss_mb']['total']} MB | < 1.5 GB |
-
+{before_rows(results)}
 CPU per payment (ms) in the closed loops, by process: 0 ms {zero['cpu_ms_per_payment']}; {slow['latency_ms']} ms {slow['cpu_ms_per_payment']}.
 PSS by process (MB): {plain['pss_mb']}.
 
@@ -315,6 +316,17 @@ PSS by process (MB): {plain['pss_mb']}.
 Raw figures: `{json.dumps({k: v for k, v in results.items() if k != 'analysis'})}`
 {SECTION[1]}
 """
+
+
+def before_rows(results: dict) -> str:
+    """Rows for the previous code's figures, when measured the same way (``--closed-only`` on its checkout)
+    and added to the results as ``before``."""
+    rows = []
+    for run in results.get("before", []):
+        rows.append(f"| before issue 16 (one PSP call at a time per worker), closed loop, {run['clients']} clients, "
+                    f"PSP {run['latency_ms']} ms | {run['per_second']} payments/s, {run['processing_share']} % "
+                    f"`processing` | |")
+    return "\n".join(rows) + ("\n" if rows else "")
 
 
 def main() -> int:
