@@ -3,7 +3,7 @@
 In-process: the shared ``app`` / ``client`` fixtures (tests/conftest.py) plus API keys. The confirm wait
 is switched off there (no worker runs; tests run jobs inline with a scripted PSP).
 
-Live: ``live`` starts the sandbox PSP, gunicorn (threads) and a real RQ worker with its scheduler
+Live: ``live`` starts the sandbox PSP, gunicorn (threads) and a real worker (PSP dispatcher, RQ, scheduler)
 through launcher/processes.py against this module's own database, for the end-to-end and chaos tests.
 """
 import os
