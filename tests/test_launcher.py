@@ -69,7 +69,13 @@ def _alive(procs) -> list[psutil.Process]:
     return alive
 
 
+def _started(log_path, runs_before: int) -> bool:
+    """The launcher said it is up (after the environment file for `kassa.py flask` was written)."""
+    return log_path.exists() and log_path.read_text().count("Press Ctrl-C to stop.") > runs_before
+
+
 def _run_once(env: dict, web_port: int, log_path, while_running=lambda: None) -> None:
+    runs_before = log_path.read_text().count("Press Ctrl-C to stop.") if log_path.exists() else 0
     with open(log_path, "ab") as log:
         launcher = subprocess.Popen([sys.executable, str(ROOT / "kassa.py"), "run"], env=env, cwd=ROOT,
                                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
@@ -78,7 +84,7 @@ def _run_once(env: dict, web_port: int, log_path, while_running=lambda: None) ->
     seen: set[psutil.Process] = set()
     try:
         deadline = time.monotonic() + START_TIMEOUT
-        while not _healthy(f"http://127.0.0.1:{web_port}/healthz"):
+        while not (_healthy(f"http://127.0.0.1:{web_port}/healthz") and _started(log_path, runs_before)):
             seen |= _tree(root)
             assert launcher.poll() is None, f"launcher exited ({launcher.returncode}):\n{log_path.read_text()}"
             assert time.monotonic() < deadline, f"not healthy in {START_TIMEOUT} s:\n{log_path.read_text()}"
