@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import update
 
 from app.extensions import db
-from app.models_base import utcnow
 from app.jobs.dispatcher import WAKE_KEY, PspDispatcher, wake_after_commit
+from app.models_base import utcnow
 from app.payments import idempotency, processing
 from app.payments.models import Payment, PaymentAttempt, Refund
 from app.psp.breaker import PLATFORM_CREDENTIAL
