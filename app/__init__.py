@@ -50,8 +50,8 @@ def create_app(config: dict | None = None) -> Flask:
     csrf.init_app(app)
     login_manager.init_app(app)
     htmx.init_app(app)
+    init_redis(app)  # before the limiter: its storage uses the app's Redis pool
     limiter.init_app(app)
-    init_redis(app)
     init_observability(app)
     init_security_headers(app)
 

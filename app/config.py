@@ -48,6 +48,9 @@ def load_config(env=os.environ) -> dict:
         "RATELIMIT_STORAGE_URI": redis_url,
         "RATELIMIT_HEADERS_ENABLED": True,
         "RATELIMIT_KEY_PREFIX": "kassa-rl",
+        # With Redis away, limits are kept in each process's memory (per process, so N web processes allow up
+        # to N times a limit) until Redis answers again: never unlimited, never a refusal for Redis' sake.
+        "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": True,
         "KASSA_ENCRYPTION_KEYS": env.get("KASSA_ENCRYPTION_KEYS", ""),
         "LEDGER_HMAC_KEY": env.get("LEDGER_HMAC_KEY", ""),
         "API_KEY_HMAC_KEY": env.get("API_KEY_HMAC_KEY", ""),

@@ -14,6 +14,7 @@ from sqlalchemy import event
 from sqlalchemy.exc import DisconnectionError
 
 from app.models_base import Base
+from app.redis_health import RedisHealth, guarded_client
 
 db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
@@ -23,14 +24,20 @@ htmx = HTMX()
 limiter = Limiter(key_func=get_remote_address, default_limits=[])
 
 
+# Blocking reads (BLPOP: the confirm's wait for the worker, the PSP dispatcher's wake-up) wait up to 4 s by
+# design; their socket timeout is just past that (app/payments/service.py MAX_WAIT_SECONDS).
+BLOCKING_READ_TIMEOUT_SECONDS = 5.0
+
+
 def init_redis(app) -> None:
-    """Attach one Redis client (a connection pool) to the app."""
-    app.extensions["redis"] = redis.Redis.from_url(
-        app.config["REDIS_URL"],
-        # Redis answers in well under a millisecond locally; seconds mean it is unreachable.
-        socket_connect_timeout=2,
-        socket_timeout=5,
-    )
+    """Attach the app's Redis clients (app/redis_health.py): ``redis`` for every short call (0.5 s timeouts),
+    ``redis_blocking`` for BLPOP waits, one RedisHealth latch for both, and the rate limiter's storage on the
+    first client's pool (so that it has the same timeouts and latch)."""
+    health = app.extensions["redis_health"] = RedisHealth()
+    url = app.config["REDIS_URL"]
+    app.extensions["redis"] = guarded_client(url, health)
+    app.extensions["redis_blocking"] = guarded_client(url, health, read_timeout=BLOCKING_READ_TIMEOUT_SECONDS)
+    app.config.setdefault("RATELIMIT_STORAGE_OPTIONS", {})["connection_pool"] = app.extensions["redis"].connection_pool
 
 
 def redis_client() -> redis.Redis:

@@ -11,6 +11,7 @@ import uuid
 from flask import Flask, Response, abort, g, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client import multiprocess
+from prometheus_client.core import GaugeMetricFamily
 from pythonjsonlogger.json import JsonFormatter
 from sqlalchemy import text
 
@@ -95,6 +96,37 @@ def configure_logging(level: str | None = None) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
+class BacklogCollector:
+    """Work that waits, read from the database at scrape time (the database is the schedule): per queue
+    (``psp``: attempts and refunds owed to a PSP; ``webhooks``: deliveries), how many items are due and
+    unclaimed, and how long the oldest has been due. With the in-flight gauges (kassa_psp_in_flight) and
+    the workers' heartbeats this is the saturation signal."""
+
+    def collect(self):
+        from app.extensions import db
+        from app.models_base import utcnow
+        from app.payments.processing import due_backlog as psp_backlog
+        from app.webhooks.service import due_backlog as webhook_backlog
+
+        depth = GaugeMetricFamily("kassa_queue_depth", "Items due and not yet claimed, per queue.", labels=["queue"])
+        oldest = GaugeMetricFamily("kassa_queue_oldest_due_seconds",
+                                   "How long the oldest due, unclaimed item of each queue has waited (0: none).",
+                                   labels=["queue"])
+        now = utcnow()
+        try:
+            for queue, backlog in (("psp", psp_backlog), ("webhooks", webhook_backlog)):
+                count, due_since = backlog(db.session, now)
+                depth.add_metric([queue], count)
+                oldest.add_metric([queue], max(0.0, (now - due_since).total_seconds()) if due_since else 0.0)
+        except Exception:  # noqa: BLE001 - a scrape without the database still reports the processes' metrics
+            logging.getLogger(__name__).warning("backlog metrics unavailable", exc_info=True)
+            return
+        finally:
+            db.session.remove()
+        yield depth
+        yield oldest
+
+
 def _metrics_registry() -> CollectorRegistry | None:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
@@ -137,6 +169,8 @@ def init_observability(app: Flask) -> None:
 
     @app.get("/healthz")
     def healthz():
+        """200 ``ok``; 200 ``degraded`` with Redis away (payments, reads and writes go on: load balancers must
+        keep sending traffic); 503 ``down`` without PostgreSQL, which holds everything."""
         from app.extensions import db, redis_client
 
         checks = {}
@@ -152,8 +186,9 @@ def init_observability(app: Flask) -> None:
             checks["redis"] = "ok"
         except Exception as exc:  # noqa: BLE001
             checks["redis"] = f"error: {type(exc).__name__}"
-        healthy = all(value == "ok" for value in checks.values())
-        return jsonify(status="ok" if healthy else "degraded", checks=checks), (200 if healthy else 503)
+        if checks["database"] != "ok":
+            return jsonify(status="down", checks=checks), 503
+        return jsonify(status="ok" if checks["redis"] == "ok" else "degraded", checks=checks), 200
 
     @app.get("/metrics")
     def metrics():
@@ -163,5 +198,7 @@ def init_observability(app: Flask) -> None:
         if not token or not hmac.compare_digest(supplied.encode(), token.encode()):
             abort(404)
         registry = _metrics_registry()
-        payload = generate_latest(registry) if registry else generate_latest()
+        backlog = CollectorRegistry()
+        backlog.register(BacklogCollector())
+        payload = (generate_latest(registry) if registry else generate_latest()) + generate_latest(backlog)
         return Response(payload, mimetype=CONTENT_TYPE_LATEST)

@@ -545,11 +545,12 @@ def cpu_table(one: dict, two: dict) -> str:
     return "\n".join(rows)
 
 
-def write_section(text: str) -> None:
+def write_section(text: str, start: str = SECTION_START, end: str = SECTION_END) -> None:
+    """Replace the section between the ``start`` and ``end`` markers of bench/RESULTS.md (or append it)."""
     current = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    if SECTION_START in current and SECTION_END in current:
-        before = current[:current.index(SECTION_START)]
-        after = current[current.index(SECTION_END) + len(SECTION_END):].lstrip("\n")
+    if start in current and end in current:
+        before = current[:current.index(start)]
+        after = current[current.index(end) + len(end):].lstrip("\n")
         current = before + text + ("\n" + after if after else "")
     else:
         current = current.rstrip("\n") + "\n\n" + text

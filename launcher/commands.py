@@ -24,7 +24,14 @@ from pathlib import Path
 from launcher import ROOT, LauncherError
 from launcher.embedded import EmbeddedPostgres, EmbeddedRedis, ensure_traversable
 from launcher.environment import child_env, load_secrets, read_run_env, write_run_env
-from launcher.processes import STOP_TIMEOUT, Ports, Services
+from launcher.processes import (
+    RESTART_BASE_SECONDS,
+    RESTART_MAX_SECONDS,
+    STOP_TIMEOUT,
+    Ports,
+    Services,
+    default_workers,
+)
 from launcher.provision import provision
 
 # Migrating an empty database takes seconds; seeding demo data a few more. These bound a hang
@@ -81,6 +88,28 @@ class Backing:
             if server and not server.alive():
                 return f"embedded {name} exited; log {server.log_path}:\n{server.child.log_tail() if server.child else ''}"
         return None
+
+    def restart_dead(self, retry_at: dict[str, float]) -> None:
+        """Start an embedded server that exited again, on its port (its clients reconnect), with the same
+        backoff as the processes' (launcher/processes.py); ``retry_at`` keeps when each may be tried next."""
+        for name, server in (("PostgreSQL", self.postgres), ("Redis", self.redis)):
+            if not server or server.alive() or time.monotonic() < retry_at.get(name, 0.0):
+                continue
+            status = server.child.exit_status() if server.child else "stopped"
+            print(f"kassa: embedded {name} exited ({status}); starting it again on port {server.port}",
+                  file=sys.stderr, flush=True)
+            failures = retry_at.get(f"{name} failures", 0)
+            try:
+                if server.child:
+                    server.child.popen.wait()
+                server.start()
+                retry_at[f"{name} failures"] = 0
+            except LauncherError as exc:
+                delay = min(RESTART_MAX_SECONDS, RESTART_BASE_SECONDS * 2 ** failures)
+                retry_at[f"{name} failures"] = failures + 1
+                retry_at[name] = time.monotonic() + delay
+                print(f"kassa: could not start {name} ({exc}); trying again in {delay:.0f} s",
+                      file=sys.stderr, flush=True)
 
 
 @contextmanager
@@ -203,7 +232,9 @@ def cmd_run() -> int:
             # Links in mails and seed output name the address the web server will listen on.
             backing.env.setdefault("PUBLIC_BASE_URL", f"http://127.0.0.1:{ports.web}")
             demo = flask(backing.env, "seed-demo", timeout=SEED_TIMEOUT, capture=True).stdout
-            services = Services(backing.env, ports, data_dir, log_dir=data_dir / "logs")
+            workers = default_workers()
+            services = Services(backing.env, ports, data_dir, log_dir=data_dir / "logs", workers=workers,
+                                supervise=True)
             with ExitStack() as stack:
                 stack.callback(shielded(services.stop))
                 services.start()
@@ -219,19 +250,19 @@ def cmd_run() -> int:
                 print(demo.rstrip())
                 print("\nFlask commands run in this environment with `python3 kassa.py flask <command>` "
                       "(e.g. `python3 kassa.py flask ledger verify`).")
+                concurrency = services.env.get("PSP_CONCURRENCY") or "32"
+                print(f"\nkassa: {workers} worker process{'es' if workers > 1 else ''} (KASSA_WORKERS; default one "
+                      f"per CPU), each with up to {concurrency} PSP calls in flight (PSP_CONCURRENCY; default 32). "
+                      "A process that exits is started again; Ctrl-C stops everything.")
                 notice = development_notice(services.env)
                 if notice:
                     print(f"\nkassa: {notice}")
                 print("\nPress Ctrl-C to stop.", flush=True)
+                retry_at: dict[str, float] = {}
                 while True:
-                    child = services.dead()
-                    if child:
-                        raise LauncherError(f"{child.name} exited unexpectedly ({child.exit_status()}); "
-                                            f"log {child.log_path}:\n{child.log_tail()}")
-                    problem = backing.dead()
-                    if problem:
-                        raise LauncherError(problem)
-                    time.sleep(0.5)  # polling child liveness; nothing here waits on time passing
+                    # The processes' supervisor is a thread of Services; the embedded servers are ours.
+                    backing.restart_dead(retry_at)
+                    time.sleep(0.5)  # polling server liveness; nothing here waits on time passing
     except Interrupted:
         print("kassa: stopped")
         return 0

@@ -111,10 +111,12 @@ class EmbeddedPostgres:
         if not (self.pgdata / "PG_VERSION").exists():
             self._initdb()
         # A short private path: unix socket paths are limited to ~107 bytes.
+        if self.socket_dir:
+            shutil.rmtree(self.socket_dir, ignore_errors=True)  # a crashed server's
         self.socket_dir = Path(tempfile.mkdtemp(prefix="kassa-pg-"))
         if self.user:
             os.chown(self.socket_dir, self.user.pw_uid, self.user.pw_gid)
-        self.port = free_port()
+        self.port = self.port or free_port()  # a restart keeps the port its clients know
         argv = [
             str(self.bin / "postgres"), "-D", str(self.pgdata), "-p", str(self.port),
             "-h", "127.0.0.1", "-k", str(self.socket_dir),
@@ -208,7 +210,7 @@ class EmbeddedRedis:
         self.dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.dir, 0o700)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
+        self.port = self.port or free_port()  # a restart keeps the port its clients know
         # The password goes in a 0600 file, not on the command line where `ps` shows it.
         conf = self.dir / "redis.conf"
         fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -13,7 +13,13 @@ API:
     # on leaving the block every process is stopped (see `stop_children`)
 
 `Services(...).start()` / `.stop()` do the same without `with`. Options: `web_workers=2`,
-`web_threads=8`, `with_scheduler=True`, `sandbox_args=["--timeout-delay", "2"]` (extra flags).
+`web_threads=32`, `workers=1` (worker processes: "worker", with the scheduler, then "worker-2", ...),
+`with_scheduler=True`, `sandbox_args=["--timeout-delay", "2"]` (extra flags), `supervise=False`.
+
+Supervision (`supervise=True`, what `kassa.py run` uses): a thread restarts any child that exits, after
+RESTART_BASE_SECONDS doubling up to RESTART_MAX_SECONDS while it keeps dying (reset once it ran for
+RESTART_STABLE_SECONDS), with a log line each time; only `stop()` (Ctrl-C) stops everything.
+`services.restarts` counts restarts per child name.
 `env` must hold what the conventions table lists (DATABASE_URL, REDIS_URL, the secrets,
 SANDBOX_PSP_SECRET, SANDBOX_WEBHOOK_SECRET, ...); the sandbox PSP stores its data in
 `data_dir/sandbox`. With `log_dir`, each process writes `<log_dir>/<name>.log`; without it they
@@ -24,12 +30,14 @@ Lower level: `spawn(name, argv, env, log_path)` -> `Child` (own process group, n
 """
 from __future__ import annotations
 
+import glob
 import os
 import random
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -46,6 +54,38 @@ HEALTH_TIMEOUT = 60.0
 STOP_TIMEOUT = 15.0
 # Ports never to hand out: a system PostgreSQL and Redis may listen there.
 RESERVED_PORTS = {5432, 6379}
+# Threads per web process: a confirm holds its thread while it waits for the worker's outcome (the PSP's
+# latency, up to 2 s), so by Little's law 2 x 32 threads carry 64 confirms at once: about 180 per second at
+# an acquirer's 300 ms, more than the machine's CPU does. A waiting thread holds no database connection.
+WEB_THREADS = 32
+# A child that exits is started again after 1 s, then 2, 4 ... up to 30 s while it keeps exiting: quick
+# after a one-off crash, and a child that cannot start costs a log line every half minute, not a busy loop.
+# One that ran for a minute was healthy: its next restart starts from 1 s again.
+RESTART_BASE_SECONDS = 1.0
+RESTART_MAX_SECONDS = 30.0
+RESTART_STABLE_SECONDS = 60.0
+# The supervisor looks at its children this often (a waitid per child: nothing).
+SUPERVISE_SECONDS = 0.2
+# Worker processes `kassa.py run` starts when KASSA_WORKERS is not set: one per CPU (a worker's CPU per
+# payment is its limit; its PSP calls wait in threads), at most 8 (each holds a database pool).
+MAX_DEFAULT_WORKERS = 8
+
+
+def default_workers() -> int:
+    """KASSA_WORKERS, else one worker process per CPU (at most MAX_DEFAULT_WORKERS)."""
+    value = os.environ.get("KASSA_WORKERS")
+    if value:
+        return max(1, int(value))
+    return max(1, min(MAX_DEFAULT_WORKERS, os.cpu_count() or 1))
+
+
+def forget_metrics_of(pid: int, env: dict[str, str]) -> None:
+    """What prometheus_client.multiprocess.mark_process_dead does, without importing it (stdlib only): a
+    dead process's live gauges (in-flight calls, worker heartbeats) no longer count."""
+    directory = env.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        for path in glob.glob(os.path.join(directory, f"gauge_live*_{pid}.db")):
+            os.remove(path)
 
 # Health checks go straight to 127.0.0.1, never through an HTTP proxy from the environment.
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -233,21 +273,43 @@ def wait_healthy(child: Child, url: str, timeout: float = HEALTH_TIMEOUT) -> Non
         time.sleep(0.1)
 
 
+@dataclass
+class _Restart:
+    """Supervision state of one child name."""
+
+    argv: list[str]
+    started_at: float
+    count: int = 0          # restarts so far
+    streak: int = 0         # restarts since it last ran long enough to count as healthy
+    due_at: float | None = None
+
+
 class Services:
-    """Sandbox PSP, worker (with the scheduler) and web, started together and stopped together."""
+    """Sandbox PSP, workers (the first with the scheduler) and web, started together and stopped together."""
 
     def __init__(self, env: dict[str, str], ports: Ports, data_dir: Path, log_dir: Path | None = None,
-                 web_workers: int = 2, web_threads: int = 8, with_scheduler: bool = True,
-                 sandbox_args: list[str] = (), python: str = sys.executable) -> None:
+                 web_workers: int = 2, web_threads: int = WEB_THREADS, with_scheduler: bool = True,
+                 sandbox_args: list[str] = (), python: str = sys.executable, workers: int = 1,
+                 supervise: bool = False) -> None:
         self.env = service_env(env, ports)
         self.ports = ports
         self.data_dir = Path(data_dir)
         self.log_dir = Path(log_dir) if log_dir else None
         self.web_workers, self.web_threads = web_workers, web_threads
+        self.workers = workers
         self.with_scheduler = with_scheduler
         self.sandbox_args = list(sandbox_args)
         self.python = python
+        self.supervise = supervise
         self.children: list[Child] = []
+        self._restarts: dict[str, _Restart] = {}
+        self._stop_supervising = threading.Event()
+        self._supervisor: threading.Thread | None = None
+
+    @property
+    def restarts(self) -> dict[str, int]:
+        """Restarts so far per child name."""
+        return {name: state.count for name, state in self._restarts.items()}
 
     @property
     def web_url(self) -> str:
@@ -266,6 +328,7 @@ class Services:
     def _spawn(self, name: str, argv: list[str]) -> Child:
         child = spawn(name, argv, self.env, self._log(name))
         self.children.append(child)
+        self._restarts[name] = _Restart(argv, time.monotonic())
         return child
 
     def start(self) -> "Services":
@@ -283,7 +346,9 @@ class Services:
                 "--hook-url", f"{web}/hooks/sandbox",
                 "--cors-origin", web, "--cors-origin", f"http://localhost:{p.web}", *self.sandbox_args,
             ])
-            self._spawn("worker", [self.python, "worker.py"] + (["--with-scheduler"] if self.with_scheduler else []))
+            for number in range(1, self.workers + 1):
+                scheduler = ["--with-scheduler"] if self.with_scheduler and number == 1 else []
+                self._spawn("worker" if number == 1 else f"worker-{number}", [self.python, "worker.py", *scheduler])
             web_child = self._spawn("web", [
                 self.python, "-m", "gunicorn", "wsgi:app", "--bind", f"127.0.0.1:{p.web}",
                 "--worker-class", "gthread", "--workers", str(self.web_workers), "--threads", str(self.web_threads),
@@ -298,13 +363,55 @@ class Services:
         except BaseException:
             self.stop()
             raise
+        if self.supervise:
+            self._supervisor = threading.Thread(target=self._supervise_forever, name="supervisor", daemon=True)
+            self._supervisor.start()
         return self
 
     def dead(self) -> Child | None:
         """The first process that has exited, if any."""
         return next((c for c in self.children if not c.alive()), None)
 
+    def restart_dead(self, now: float | None = None) -> None:
+        """One round of supervision: note each child that exited (and when to start it again), and start
+        again those whose backoff is over."""
+        now = time.monotonic() if now is None else now
+        for index, child in enumerate(list(self.children)):
+            status = child.exit_status()
+            if status is None:
+                continue
+            state = self._restarts[child.name]
+            if state.due_at is None:
+                if now - state.started_at >= RESTART_STABLE_SECONDS:
+                    state.streak = 0
+                delay = min(RESTART_MAX_SECONDS, RESTART_BASE_SECONDS * 2 ** state.streak)
+                state.due_at = now + delay
+                print(f"kassa: {child.name} exited ({status}); starting it again in {delay:.0f} s"
+                      + (f", log {child.log_path}" if child.log_path else ""), file=sys.stderr, flush=True)
+            elif now >= state.due_at:
+                _killpg(child.pid, signal.SIGKILL)  # whatever is left of its process group
+                child.popen.wait()
+                forget_metrics_of(child.pid, self.env)
+                fresh = spawn(child.name, state.argv, self.env, self._log(child.name))
+                self.children[index] = fresh
+                state.count += 1
+                state.streak += 1
+                state.started_at, state.due_at = now, None
+                print(f"kassa: {child.name} started again (pid {fresh.pid}, restart {state.count})",
+                      file=sys.stderr, flush=True)
+
+    def _supervise_forever(self) -> None:
+        while not self._stop_supervising.wait(SUPERVISE_SECONDS):
+            try:
+                self.restart_dead()
+            except Exception as exc:  # noqa: BLE001 - supervision must outlive one failed restart
+                print(f"kassa: could not restart a process: {exc}", file=sys.stderr, flush=True)
+
     def stop(self) -> None:
+        self._stop_supervising.set()
+        if self._supervisor is not None:
+            self._supervisor.join()
+            self._supervisor = None
         stop_children(self.children)
         self.children = []
 

@@ -66,3 +66,35 @@ def test_kassa_worker_renews_its_idle_heartbeat_at_most_every_few_seconds(app, r
         assert redis.ttl(worker.key) > 0
     finally:
         worker.register_death()
+
+
+def test_the_worker_starts_rqs_loop_again_when_redis_drops_it(app, monkeypatch, caplog):
+    import redis as redis_lib
+
+    import worker
+
+    stop = threading.Event()
+    runs = []
+
+    class FlakyWorker:
+        """RQ's loop: twice it cannot reach Redis (raises, or quits on its own), then it is asked to stop."""
+
+        stop_requested = None
+
+        def __init__(self, queues, connection):
+            pass
+
+        def work(self, **options):
+            runs.append(options)
+            if len(runs) == 1:
+                raise redis_lib.ConnectionError("Connection refused")
+            if len(runs) == 3:
+                stop.set()  # SIGTERM
+
+    monkeypatch.setattr(worker, "KassaWorker", FlakyWorker)
+    monkeypatch.setattr(worker, "RQ_RESTART_BASE_SECONDS", 0.001)
+    monkeypatch.setattr(worker, "_stop_on_signals", lambda stop: None)  # pytest keeps its own handlers
+    caplog.set_level("WARNING", logger="kassa.worker")
+    worker.run_rq(app, ["default"], stop, burst=False)
+    assert len(runs) == 3 and stop.is_set()
+    assert sum("starting it again" in message for message in caplog.messages) == 2

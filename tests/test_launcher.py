@@ -22,7 +22,7 @@ from sqlalchemy.engine import make_url
 from launcher import ROOT
 from launcher.commands import development_notice, pytest_exit_status
 from launcher.environment import MANAGED
-from launcher.processes import free_port
+from launcher.processes import RESTART_STABLE_SECONDS, Ports, Services, default_workers, free_port
 from launcher.provision import provision
 from tests.conftest import drop_test_database
 
@@ -69,8 +69,13 @@ def _alive(procs) -> list[psutil.Process]:
     return alive
 
 
+def _started(log_path, runs_before: int) -> bool:
+    """The launcher said it is up (after the environment file for `kassa.py flask` was written)."""
+    return log_path.exists() and log_path.read_text().count("Press Ctrl-C to stop.") > runs_before
+
+
 def _run_once(env: dict, web_port: int, log_path, while_running=lambda: None) -> None:
-    start = log_path.stat().st_size if log_path.exists() else 0  # this run's lines follow
+    runs_before = log_path.read_text().count("Press Ctrl-C to stop.") if log_path.exists() else 0
     with open(log_path, "ab") as log:
         launcher = subprocess.Popen([sys.executable, str(ROOT / "kassa.py"), "run"], env=env, cwd=ROOT,
                                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
@@ -79,16 +84,10 @@ def _run_once(env: dict, web_port: int, log_path, while_running=lambda: None) ->
     seen: set[psutil.Process] = set()
     try:
         deadline = time.monotonic() + START_TIMEOUT
-        while not _healthy(f"http://127.0.0.1:{web_port}/healthz"):
+        while not (_healthy(f"http://127.0.0.1:{web_port}/healthz") and _started(log_path, runs_before)):
             seen |= _tree(root)
             assert launcher.poll() is None, f"launcher exited ({launcher.returncode}):\n{log_path.read_text()}"
             assert time.monotonic() < deadline, f"not healthy in {START_TIMEOUT} s:\n{log_path.read_text()}"
-            time.sleep(0.2)  # polling for start-up; no test outcome depends on this
-        # The web answers before the launcher has finished starting (run.env, the printed hints): wait for
-        # its last line, which it prints when everything is up.
-        while "Press Ctrl-C to stop." not in log_path.read_text()[start:]:
-            assert launcher.poll() is None, f"launcher exited ({launcher.returncode}):\n{log_path.read_text()}"
-            assert time.monotonic() < deadline, f"not ready in {START_TIMEOUT} s:\n{log_path.read_text()}"
             time.sleep(0.2)  # polling for start-up; no test outcome depends on this
         seen |= _tree(root)
         names = {p.name() for p in _alive(seen)}
@@ -207,3 +206,55 @@ def test_plain_flask_db_upgrade_takes_a_fresh_database_to_the_head(data_dir):
         assert f"{_alembic().get_current_head()} (head)" in current.stdout, current.stderr
     finally:
         drop_test_database(name)
+
+
+def _exited(child) -> None:
+    deadline = time.monotonic() + 30
+    while child.exit_status() is None:
+        assert time.monotonic() < deadline, f"{child.name} did not exit"
+        time.sleep(0.02)  # waiting for a killed process to be gone; no outcome depends on the time
+
+
+def test_a_child_that_exits_is_started_again_with_backoff_and_its_gauges_are_forgotten(tmp_path, capsys):
+    metrics = tmp_path / "prometheus"
+    metrics.mkdir()
+    services = Services({"PROMETHEUS_MULTIPROC_DIR": str(metrics)}, Ports(1, 2, 3, 4), tmp_path,
+                        log_dir=tmp_path / "logs")
+    first = services._spawn("worker", [sys.executable, "-c", "import time; time.sleep(600)"])
+    gauges = metrics / f"gauge_livesum_{first.pid}.db"
+    gauges.write_bytes(b"")
+    start = time.monotonic()
+    try:
+        os.kill(first.pid, signal.SIGKILL)
+        _exited(first)
+        services.restart_dead(now=start + 1)
+        assert "worker exited (signal 9); starting it again in 1 s" in capsys.readouterr().err
+        services.restart_dead(now=start + 1.5)
+        assert services.children == [first]  # not before its backoff is over
+        services.restart_dead(now=start + 2)
+        [second] = services.children
+        assert second.pid != first.pid and second.alive() and services.restarts == {"worker": 1}
+        assert not gauges.exists()  # a dead process's in-flight calls and heartbeat no longer count
+        assert "worker started again" in capsys.readouterr().err
+
+        os.kill(second.pid, signal.SIGKILL)  # dies again at once: twice the wait
+        _exited(second)
+        services.restart_dead(now=start + 3)
+        assert "starting it again in 2 s" in capsys.readouterr().err
+        services.restart_dead(now=start + 5)
+        [third] = services.children
+        assert third.alive() and services.restarts == {"worker": 2}
+
+        os.kill(third.pid, signal.SIGKILL)  # after a long healthy run the backoff starts over
+        _exited(third)
+        services.restart_dead(now=start + 5 + RESTART_STABLE_SECONDS)
+        assert "starting it again in 1 s" in capsys.readouterr().err
+    finally:
+        services.stop()
+
+
+def test_kassa_run_starts_one_worker_per_cpu_unless_told(monkeypatch):
+    monkeypatch.delenv("KASSA_WORKERS", raising=False)
+    assert default_workers() == max(1, min(8, os.cpu_count() or 1))
+    monkeypatch.setenv("KASSA_WORKERS", "3")
+    assert default_workers() == 3

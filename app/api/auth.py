@@ -50,6 +50,7 @@ from binascii import Error as BinasciiError
 from flask import after_this_request, current_app, g, request
 from flask.typing import ResponseReturnValue
 from limits import parse as parse_limit
+from limits.storage import MemoryStorage
 from sqlalchemy import text
 
 from app.accounts.api_keys import PUBLISHABLE, ApiKey, AuthenticationFailed, authenticate, touch_last_used
@@ -116,17 +117,31 @@ def _rate_limit(key: ApiKey) -> None:
     item = parse_limit(spec)
     identifiers = (config.get("RATELIMIT_KEY_PREFIX", "kassa-rl"), "api-key", key.id)
     try:
-        allowed = limiter.limiter.hit(item, *identifiers)
-        if allowed:
-            return
-        reset_at, _remaining = limiter.limiter.get_window_stats(item, *identifiers)
-    except Exception:  # noqa: BLE001 - Redis down: serving the API matters more than metering it
-        log.warning("API rate limit storage unavailable; request not limited", exc_info=True)
+        allowed, reset_at = _hit(limiter.limiter, item, identifiers)
+    except Exception:  # noqa: BLE001 - Redis away (app/redis_health.py): meter in this process's memory meanwhile
+        log.debug("API rate limit storage unavailable; limiting in memory", exc_info=True)
+        allowed, reset_at = _hit(_memory_limiter(), item, identifiers)
+    if allowed:
         return
     retry_after = max(1, math.ceil(reset_at - time.time()))
     raise ApiError(429, "rate_limit_error", "rate_limited",
                    f"Too many requests with this API key (limit {spec}). Retry after {retry_after} s.",
                    None, headers={"Retry-After": str(retry_after)})
+
+
+def _hit(strategy, item, identifiers: tuple) -> tuple[bool, float]:
+    """Count one request: (allowed, when the window resets)."""
+    if strategy.hit(item, *identifiers):
+        return True, 0.0
+    return False, strategy.get_window_stats(item, *identifiers)[0]
+
+
+def _memory_limiter():
+    """The app's in-process fallback for API key limits, the same strategy as Redis' on MemoryStorage."""
+    fallback = current_app.extensions.get("api_rate_limit_fallback")
+    if fallback is None:
+        fallback = current_app.extensions["api_rate_limit_fallback"] = type(limiter.limiter)(MemoryStorage())
+    return fallback
 
 
 def _record_last_used_after_response(key_id: str) -> None:

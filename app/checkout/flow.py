@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Callable
 
-from sqlalchemy import event, func, select
+from sqlalchemy import event, func, select, update
 from sqlalchemy.orm import Session, scoped_session
 
 from app.checkout.limits import CardTestingGuard, Subject
@@ -449,4 +449,8 @@ def after_challenge(session: Session, cs: CheckoutSession, *, deps: PaymentsDeps
         except Exception:  # noqa: BLE001 - without the throttle the query still runs; the callback is the backstop
             log.warning("could not throttle the 3-D Secure status query", exc_info=True)
     if deps.enqueue is not None:
+        # Due now (its next poll was a minute away): the PSP dispatcher claims due rows.
+        session.execute(update(PaymentAttempt).where(
+            PaymentAttempt.id == payment.latest_attempt_id, PaymentAttempt.status == AttemptStatus.REQUIRES_ACTION)
+            .values(next_attempt_at=deps.now()))
         deps.enqueue(session, "app.jobs.payments.run_attempt", payment.latest_attempt_id)

@@ -1,6 +1,7 @@
 """RQ plumbing: jobs take ids, run inside the worker's one app, and are enqueued only after commit."""
 import functools
 import logging
+import threading
 from typing import Callable
 
 from datetime import timedelta
@@ -15,7 +16,8 @@ from app.observability import request_id_var
 
 log = logging.getLogger(__name__)
 
-QUEUES = ("psp", "webhooks", "default")
+# PSP work has no queue: each worker's PSP dispatcher claims it from the database (app/jobs/dispatcher.py).
+QUEUES = ("webhooks", "default")
 
 _worker_app: Flask | None = None
 # Between jobs the worker renews its liveness key at most this often (RQ's worker TTL is minutes).
@@ -32,6 +34,15 @@ class KassaWorker(SimpleWorker):
     job (its own TTL, in the job's pipeline) and all job bookkeeping (status, registries, executions,
     failures) are RQ's, untouched.
     """
+
+    # Set when the process is asked to stop (SIGTERM, SIGINT: RQ's own handlers call request_stop), so that
+    # worker.py can tell a requested stop from RQ quitting on a Redis error (it then starts RQ again).
+    stop_requested: threading.Event | None = None
+
+    def request_stop(self, signum, frame):
+        if self.stop_requested is not None:
+            self.stop_requested.set()
+        super().request_stop(signum, frame)
 
     def heartbeat(self, timeout: int | None = None, pipeline=None):
         recent = self.last_heartbeat is not None and now() - self.last_heartbeat < IDLE_HEARTBEAT_EVERY
@@ -104,24 +115,33 @@ def enqueue_after_commit(session: Session, func: Callable | str, *args, queue_na
 
     The database row that the job works on is the durable record; a lost enqueue is picked up by a sweep.
     """
+    app = _app()
+
+    def _enqueue() -> None:
+        try:
+            with app.app_context():
+                enqueue(func, *args, queue_name=queue_name, **options)
+        except Exception:  # noqa: BLE001 - Redis down: the scheduled sweep finds the row later
+            log.exception("enqueue after commit failed; the sweep will retry")
+
+    call_after_commit(session, _enqueue)
+
+
+def call_after_commit(session: Session, callback: Callable[[], None]) -> None:
+    """Call ``callback()`` once the session's current transaction commits; never if it rolls back."""
     if isinstance(session, scoped_session):
         # Listening on the thread-shared proxy would hook every thread's session: bind to this thread's own.
         session = session()
     _prune_spent_listeners(session)
     if not session.in_transaction():
-        session.begin()  # the job's fate is this transaction's: commit enqueues, rollback drops
-    app = _app()
+        session.begin()  # the callback's fate is this transaction's: commit calls it, rollback drops it
     pending = {"live": True}
 
     def _after_commit(_session):
         if not pending["live"]:
             return
         pending["live"] = False
-        try:
-            with app.app_context():
-                enqueue(func, *args, queue_name=queue_name, **options)
-        except Exception:  # noqa: BLE001 - Redis down: the scheduled sweep finds the row later
-            log.exception("enqueue after commit failed; the sweep will retry")
+        callback()
 
     def _after_rollback(_session, previous_transaction):
         if not previous_transaction.nested:  # a savepoint rollback leaves the outer transaction alive

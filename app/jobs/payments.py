@@ -1,15 +1,21 @@
-"""RQ entry points of payments: drive attempts and refunds at the PSP, plus the periodic sweeps.
+"""Running PSP work: attempts (authorize, capture, void) and refunds, each claimed with a lease and driven
+at the PSP, plus the periodic sweeps of payments.
 
-Jobs take ids and own their transactions (app/payments/processing.py never commits):
+Every run owns its transactions (app/payments/processing.py never commits):
 
     claim the row (lease, commit) -> PSP call with no transaction and no connection held
     -> apply the outcome (payment row lock, Event, ledger; commit) -> wake the waiting request
 
 A row lock is never held across the network call: a slow PSP would otherwise stall every request
-touching the payment and pin a pool connection for seconds. Retries and the circuit breaker live in
-the PSP router; an ambiguous answer (timeout) leaves the attempt ``unknown`` for the janitor, which
-asks the PSP by our idempotency key before it would ever send again, and sends again only when every
-connector that could hold it answered that it has none (a lookup that could not ask decides nothing).
+touching the payment and pin a pool connection for seconds. Who runs it: the PSP dispatcher of every
+worker process (app/jobs/dispatcher.py) claims due rows from the database, fairly across merchants and
+within each connector's bulkhead, and runs them on its thread pool (``run_claimed_attempt``,
+``run_claimed_refund``); ``run_attempt`` / ``run_refund`` claim one row by id (tests, or RQ by hand).
+Retries and the circuit breaker live in the PSP router; an ambiguous answer (timeout) leaves the attempt
+``unknown`` and due again after a backoff, and its next run asks the PSP by our idempotency key before it
+would ever send again, and sends again only when every connector that could hold it answered that it has
+none (a lookup that could not ask decides nothing). A run that dies (worker killed) leaves its lease,
+after which the row is due again: that is the janitor.
 """
 import logging
 from dataclasses import replace
@@ -44,8 +50,18 @@ def run_attempt(attempt_id: str) -> str:
 
 
 def _run_attempt(attempt_id: str, deps: PaymentsDeps, gateway: Gateway) -> str:
+    """Claim the attempt and run it (``skipped`` when it is resolved or another runner holds it)."""
+    return _drive([attempt_id], deps, gateway)
+
+
+def run_claimed_attempt(claim: processing.AttemptClaim, deps: PaymentsDeps, gateway: Gateway) -> str:
+    """Run an attempt the caller claimed already (the dispatcher), and whatever follows from it."""
+    return _drive([claim], deps, gateway)
+
+
+def _drive(pending: list, deps: PaymentsDeps, gateway: Gateway) -> str:
+    """Run ``pending`` attempts (ids to claim, or claims leased to us) and the follow-ups they create."""
     session = db.session
-    pending: list = [attempt_id]   # attempt ids to claim, or claims already leased to us
     outcome = "skipped"
     while pending:
         current = pending.pop(0)
@@ -66,7 +82,8 @@ def _run_attempt(attempt_id: str, deps: PaymentsDeps, gateway: Gateway) -> str:
                 applied = processing.apply_attempt_result(session, claim.id, result, deps, lease_follow_ups=True,
                                                           payment_id=claim.payment_id, claim_tries=claim.tries)
         except Exception:
-            log.exception("could not apply the outcome of attempt %s; the janitor retries it", claim.id)
+            log.exception("could not apply the outcome of attempt %s; it is due again when its lease ends",
+                          claim.id)
             raise
         notify_outcome(deps.redis, applied.notify, applied.snapshot)
         # Follow-ups (the automatic capture, a void) run right here, already leased to this run: no
@@ -125,6 +142,25 @@ def call_attempt(gateway: Gateway, claim: processing.AttemptClaim, *,
     return gateway.void(claim.connector, claim.psp_reference, claim.idempotency_key, **owner)
 
 
+def first_connector(item: processing.DueItem, gateway: Gateway) -> str:
+    """The connector a due item's run calls first (whose bulkhead the dispatcher enters before claiming it):
+    what call_attempt and call_refund would do with it. "" when there is none (the run then fails without a
+    call)."""
+    if item.kind == "refund" or item.operation != AttemptOperation.AUTHORIZE:
+        return item.connector or ""
+    if item.status == AttemptStatus.REQUIRES_ACTION:
+        return item.connector or ""
+    if item.tries >= 1 or item.status == AttemptStatus.UNKNOWN:
+        # Its claim makes tries > 1: it looks up first, at its connector or at every one of its vault.
+        if item.connector:
+            return item.connector
+        names = gateway.connector_names(item.vault or "")
+        return names[0] if names else ""
+    route = gateway.route(item.vault or "", merchant_id=item.merchant_id, currency=item.currency,
+                          livemode=item.livemode)
+    return route[0] if route else ""
+
+
 def record_prepared(attempt_id: str):
     """on_prepared for two-step PSPs: store the intent id at once, in a tiny transaction of its own
     (no lock outlives it), so that a crash before the confirmation leaves a reference to ask about."""
@@ -176,17 +212,23 @@ def run_refund(refund_id: str) -> str:
 
 
 def _run_refund(refund_id: str, deps: PaymentsDeps, gateway: Gateway) -> str:
-    session = db.session
-    with commit_or_rollback(session):
-        claim = processing.claim_refund(session, refund_id, deps)
+    """Claim the refund and run it (``skipped`` when it is done or another runner holds it)."""
+    with commit_or_rollback(db.session):
+        claim = processing.claim_refund(db.session, refund_id, deps)
     if claim is None:
         return "skipped"
+    return run_claimed_refund(claim, deps, gateway)
+
+
+def run_claimed_refund(claim: processing.RefundClaim, deps: PaymentsDeps, gateway: Gateway) -> str:
+    """Run a refund the caller claimed already."""
+    session = db.session
     result = call_refund(gateway, claim)
     try:
         with commit_or_rollback(session):
-            applied = processing.apply_refund_result(session, refund_id, result, deps)
+            applied = processing.apply_refund_result(session, claim.id, result, deps)
     except Exception:
-        log.exception("could not apply the outcome of refund %s; the janitor retries it", refund_id)
+        log.exception("could not apply the outcome of refund %s; it is due again when its lease ends", claim.id)
         raise
     notify_outcome(deps.redis, applied.notify, applied.snapshot)
     return result.outcome.value
@@ -210,23 +252,6 @@ def call_refund(gateway: Gateway, claim: processing.RefundClaim) -> PspResult:
 
 
 # -- sweeps (app/jobs/schedule.py) -----------------------------------------------------------------------
-
-@job
-def janitor() -> dict:
-    """Hand attempts and refunds that are overdue (stuck processing, unknown, 3-D Secure pending) to jobs."""
-    deps = payments_deps()
-    session = db.session
-    with commit_or_rollback(session):
-        attempts = processing.due_attempts(session, deps)
-        refunds = processing.due_refunds(session, deps)
-        for attempt_id in attempts:
-            deps.enqueue(session, "app.jobs.payments.run_attempt", attempt_id)
-        for refund_id in refunds:
-            deps.enqueue(session, "app.jobs.payments.run_refund", refund_id)
-    if attempts or refunds:
-        log.info("janitor handed out %d attempts and %d refunds", len(attempts), len(refunds))
-    return {"attempts": attempts, "refunds": refunds}
-
 
 @job
 def expire_authorizations() -> list[str]:

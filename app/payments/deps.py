@@ -63,9 +63,12 @@ class PaymentsDeps:
     """What the payments service needs from the outside world."""
 
     ledger_hmac_key: bytes
-    # enqueue(session, "dotted.path", *args): run a job once the session's transaction commits.
+    # enqueue(session, "app.jobs.payments.run_attempt" | "...run_refund", row_id): that row is due PSP work;
+    # run it once the session's transaction commits (the app's: wake the PSP dispatcher).
     enqueue: Callable[..., None] | None = None
     redis: Any = None
+    # The client for BLPOP waits (a read timeout past the longest wait); ``redis`` when not given.
+    redis_blocking: Any = None
     confirm_wait_seconds: float = DEFAULT_CONFIRM_WAIT_SECONDS
     # An open attempt older than this has outlived any job run: the janitor resolves it.
     attempt_stuck_after: timedelta = timedelta(seconds=40)
@@ -103,13 +106,9 @@ def real_session(session):
     return session() if isinstance(session, scoped_session) else session
 
 
-# Seconds RQ keeps a finished PSP job (its hash and result) before Redis expires them.
-PSP_JOB_RESULT_TTL = 60
-
-
 def deps_from_app(app) -> PaymentsDeps:
-    """PaymentsDeps for a Flask app (its config, its Redis, enqueue-after-commit on the psp queue)."""
-    from app.jobs import enqueue_after_commit
+    """PaymentsDeps for a Flask app (its config, its Redis, PSP work waking the dispatcher after commit)."""
+    from app.jobs.dispatcher import wake_after_commit
 
     def setting(name: str, default=None):
         # App config first (tests inject it), then the environment (the launcher's processes).
@@ -120,10 +119,9 @@ def deps_from_app(app) -> PaymentsDeps:
     from app.psp.registry import token_patterns
 
     def enqueue(session, func: str, *args) -> None:
-        # Outcomes live on the payment's rows; nobody reads a PSP job's return value, so it is kept only
-        # briefly. Not 0: RQ then deletes the job at once, walking its registries (about 0.6 ms of CPU
-        # and a millisecond more per job than letting the job's keys expire).
-        enqueue_after_commit(real_session(session), func, *args, queue_name="psp", result_ttl=PSP_JOB_RESULT_TTL)
+        # Only PSP work comes here (run_attempt, run_refund): its row is due in the database, where the PSP
+        # dispatcher of a worker claims it (app/jobs/dispatcher.py). Wake one once the transaction commits.
+        wake_after_commit(real_session(session), app.extensions.get("redis"))
 
     stuck = setting("PAYMENTS_ATTEMPT_STUCK_SECONDS")
     stuck_seconds = float(stuck) if stuck else worst_case_call_seconds(config) + STUCK_MARGIN_SECONDS
@@ -134,6 +132,7 @@ def deps_from_app(app) -> PaymentsDeps:
         ledger_hmac_key=hmac_key.encode() if isinstance(hmac_key, str) else bytes(hmac_key),
         enqueue=enqueue,
         redis=app.extensions.get("redis"),
+        redis_blocking=app.extensions.get("redis_blocking"),
         confirm_wait_seconds=float(setting("CONFIRM_WAIT_SECONDS", DEFAULT_CONFIRM_WAIT_SECONDS)),
         attempt_stuck_after=timedelta(seconds=stuck_seconds),
         authorization_expiry=timedelta(seconds=float(expiry)) if expiry else DEFAULT_AUTHORIZATION_EXPIRY,

@@ -13,7 +13,8 @@ from app.psp.interfaces import AuthorizeRequest, Lookup, PspResult
 
 
 class Gateway(Protocol):
-    """What payments calls; ``merchant_id``/``livemode`` pick per-merchant credentials and routes."""
+    """What payments calls; ``merchant_id``/``livemode`` pick per-merchant credentials and routes. ``route``
+    and ``credential`` name the bulkhead a run will use (app/jobs/dispatcher.py)."""
 
     def authorize(self, vault: str, request: AuthorizeRequest) -> PspResult: ...
 
@@ -35,6 +36,10 @@ class Gateway(Protocol):
     def idempotency_window(self, connector: str) -> timedelta | None: ...
 
     def connector_names(self, vault: str) -> list[str]: ...
+
+    def route(self, vault: str, *, merchant_id: str, currency: str, livemode: bool) -> list[str]: ...
+
+    def credential(self, connector: str, merchant_id: str, livemode: bool) -> str: ...
 
 
 def gateway_for_app(app) -> Gateway:
@@ -84,3 +89,9 @@ class RouterGateway:
 
     def connector_names(self, vault: str) -> list[str]:
         return self.router.connector_names(vault)
+
+    def route(self, vault: str, *, merchant_id: str, currency: str, livemode: bool) -> list[str]:
+        return self.router.route(vault, merchant_id=merchant_id, currency=currency, livemode=livemode)
+
+    def credential(self, connector: str, merchant_id: str, livemode: bool) -> str:
+        return self.router.credential(connector, merchant_id, livemode)

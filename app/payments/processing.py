@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, func, or_, select, update
+from sqlalchemy import String, bindparam, func, literal, or_, select, union_all, update
 from sqlalchemy.orm import Session
 
 from app.events import record_event
@@ -56,11 +56,8 @@ REFUND_MAX_TRIES = 8
 # Likewise a capture the PSP surely did not process (circuit open, 503): the authorization is good, so
 # giving up at once would leave an automatic-capture payment uncollected until someone captures it.
 CAPTURE_MAX_TRIES = 8
-# Sweep batch: enough to drain a backlog quickly, small enough to keep each claim transaction short.
+# Expiry sweep batch: enough to drain a backlog quickly, small enough to keep each transaction short.
 SWEEP_BATCH = 100
-# After the janitor hands an attempt to a job it leaves it alone this long (the job's own lease
-# takes over as soon as it starts).
-SWEEP_RESCHEDULE_SECONDS = 30.0
 
 OPEN_FOR_CLAIM = (AttemptStatus.PROCESSING, AttemptStatus.UNKNOWN, AttemptStatus.REQUIRES_ACTION)
 
@@ -217,6 +214,7 @@ def refund_result(data: dict[str, Any], connector: str | None) -> PspResult:
 
 _ATTEMPTS = PaymentAttempt.__table__
 _PAYMENTS = Payment.__table__
+_REFUNDS = Refund.__table__
 # Built once (a claim runs for every attempt): a Core statement of the table with bound parameters.
 _CLAIM_ATTEMPT = (
     update(_ATTEMPTS)
@@ -707,31 +705,65 @@ def _reverse_refund(session: Session, payment: Payment, refund: Refund, result: 
     applied.changed = True
 
 
-# -- sweeps ----------------------------------------------------------------------------------------------
+# -- due work (the PSP dispatcher, app/jobs/dispatcher.py) -------------------------------------------------
 
-def due_attempts(session: Session, deps: PaymentsDeps, *, batch: int = SWEEP_BATCH) -> list[str]:
-    """The janitor's pick: open attempts past their due time and not leased; rescheduled as handed out.
+@dataclass(frozen=True)
+class DueItem:
+    """An open attempt or pending refund that is due and not leased: what the dispatcher needs to pick
+    it fairly and to know which connector its run calls first (its bulkhead), before claiming it."""
 
-    FOR UPDATE SKIP LOCKED lets two sweeps (two workers' schedulers) share the work without waiting.
-    """
-    return _hand_out_due(session, PaymentAttempt, PaymentAttempt.status.in_(OPEN_FOR_CLAIM), deps.now(), batch)
+    kind: str                  # "attempt" | "refund"
+    id: str
+    merchant_id: str
+    livemode: bool
+    operation: str             # the attempt's operation, or "refund"
+    status: str
+    tries: int                 # before its next claim
+    vault: str | None
+    connector: str | None
+    psp_reference: str | None
+    currency: str
 
 
-def due_refunds(session: Session, deps: PaymentsDeps, *, batch: int = SWEEP_BATCH) -> list[str]:
-    """Pending refunds past their due time and not leased (same rules as due_attempts)."""
-    return _hand_out_due(session, Refund, Refund.status == RefundStatus.PENDING, deps.now(), batch)
+def _due_rows(now: datetime):
+    """Attempts and refunds owed to a PSP now: open, due, not leased (a new row is due at once; a claimed
+    one when its lease runs out; an ambiguous one when its backoff ends). One select over both tables."""
+    attempts = (
+        select(literal("attempt").label("kind"), _ATTEMPTS.c.id, _ATTEMPTS.c.merchant_id, _ATTEMPTS.c.livemode,
+               _ATTEMPTS.c.operation, _ATTEMPTS.c.status, _ATTEMPTS.c.tries, _ATTEMPTS.c.vault,
+               _ATTEMPTS.c.connector, _ATTEMPTS.c.psp_reference, _ATTEMPTS.c.currency, _ATTEMPTS.c.next_attempt_at)
+        .where(_ATTEMPTS.c.status.in_(OPEN_FOR_CLAIM), _ATTEMPTS.c.next_attempt_at <= now,
+               or_(_ATTEMPTS.c.lease_until.is_(None), _ATTEMPTS.c.lease_until < now)))
+    refunds = (
+        select(literal("refund"), _REFUNDS.c.id, _REFUNDS.c.merchant_id, _REFUNDS.c.livemode, literal("refund"),
+               _REFUNDS.c.status, _REFUNDS.c.tries, literal(None, String), _REFUNDS.c.connector,
+               _REFUNDS.c.psp_reference, _REFUNDS.c.currency, _REFUNDS.c.next_attempt_at)
+        .where(_REFUNDS.c.status == RefundStatus.PENDING, _REFUNDS.c.next_attempt_at <= now,
+               or_(_REFUNDS.c.lease_until.is_(None), _REFUNDS.c.lease_until < now)))
+    return union_all(attempts, refunds).subquery("due")
 
 
-def _hand_out_due(session: Session, model, is_open, now: datetime, batch: int) -> list[str]:
-    """Ids of ``model`` rows matching ``is_open``, due and not leased; each rescheduled as it is handed out."""
-    rows = session.scalars(
-        select(model).where(is_open, model.next_attempt_at <= now,
-                            or_(model.lease_until.is_(None), model.lease_until < now))
-        .order_by(model.next_attempt_at).limit(batch).with_for_update(skip_locked=True)).all()
-    for row in rows:
-        row.next_attempt_at = now + timedelta(seconds=SWEEP_RESCHEDULE_SECONDS)
-    session.flush()
-    return [row.id for row in rows]
+def pick_due(session: Session, now: datetime, *, limit: int) -> list[DueItem]:
+    """Up to ``limit`` due items, fairly across merchants: every merchant's oldest due item first (by due
+    time), then every merchant's second, and so on; so one merchant's burst of thousands waits behind the
+    single payment of another, never in front of it. Nothing is locked: the caller claims each item with
+    its conditional UPDATE (claim_attempt, claim_refund), which two dispatchers never both win."""
+    due = _due_rows(now)
+    turn = func.row_number().over(partition_by=due.c.merchant_id, order_by=(due.c.next_attempt_at, due.c.id))
+    ranked = select(due, turn.label("turn")).subquery("ranked")
+    rows = session.execute(select(ranked).order_by(ranked.c.turn, ranked.c.next_attempt_at, ranked.c.id)
+                           .limit(limit)).all()
+    return [DueItem(kind=row.kind, id=row.id, merchant_id=row.merchant_id, livemode=row.livemode,
+                    operation=row.operation, status=row.status, tries=row.tries, vault=row.vault,
+                    connector=row.connector, psp_reference=row.psp_reference, currency=row.currency)
+            for row in rows]
+
+
+def due_backlog(session: Session, now: datetime) -> tuple[int, datetime | None]:
+    """How many items are due and unclaimed, and the due time of the oldest (saturation metrics)."""
+    due = _due_rows(now)
+    count, oldest = session.execute(select(func.count(), func.min(due.c.next_attempt_at)).select_from(due)).one()
+    return count, oldest
 
 
 def expire_authorizations(session: Session, deps: PaymentsDeps, *, batch: int = SWEEP_BATCH) -> list[str]:

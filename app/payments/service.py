@@ -51,6 +51,7 @@ from app.payments.models import (
 )
 from app.payments.serializers import payment_object, refund_object, seller_object
 from app.psp.wire import WireError
+from app.redis_health import log_level_for
 from app.scoping import Scope
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ _URL = re.compile(r"^https?://[^\s]+$")
 OUTCOME_KEY = "kassa:payments:outcome:{}"
 # Outcome notifications outlive any waiter (at most a few seconds) and then vanish by themselves.
 OUTCOME_TTL_SECONDS = 60
-# BLPOP must return before the Redis client's 5 s socket timeout (app/extensions.py).
+# BLPOP must return before the blocking Redis client's 5 s socket timeout (app/extensions.py).
 MAX_WAIT_SECONDS = 4.0
 
 
@@ -97,8 +98,8 @@ def notify_outcome(redis, object_ids: list[str], snapshot: dict[str, Any] | None
             pipe.rpush(outcome_key(object_id), message)
             pipe.expire(outcome_key(object_id), OUTCOME_TTL_SECONDS)
         pipe.execute()
-    except Exception:  # noqa: BLE001 - a lost wake-up only means the waiter answers `processing`
-        log.warning("could not publish payment outcome", exc_info=True)
+    except Exception as error:  # noqa: BLE001 - a lost wake-up only means the waiter answers `processing`
+        log.log(log_level_for(error), "could not publish payment outcome", exc_info=True)
 
 
 def wait_for_outcome(deps: PaymentsDeps, object_id: str) -> dict[str, Any] | None:
@@ -107,12 +108,13 @@ def wait_for_outcome(deps: PaymentsDeps, object_id: str) -> dict[str, Any] | Non
     Returns the object's snapshot when the job sent one with its wake-up, else None (then read it).
     """
     seconds = min(deps.confirm_wait_seconds, MAX_WAIT_SECONDS)
-    if deps.redis is None or seconds <= 0:
+    redis = deps.redis_blocking or deps.redis
+    if redis is None or seconds <= 0:
         return None
     try:
-        popped = deps.redis.blpop([outcome_key(object_id)], timeout=seconds)
-    except Exception:  # noqa: BLE001 - Redis trouble must not fail a payment that is already under way
-        log.warning("could not wait for payment outcome", exc_info=True)
+        popped = redis.blpop([outcome_key(object_id)], timeout=seconds)
+    except Exception as error:  # noqa: BLE001 - Redis trouble must not fail a payment that is already under way
+        log.log(log_level_for(error), "could not wait for payment outcome", exc_info=True)
         return None
     if popped is None:
         return None
@@ -413,12 +415,11 @@ def _create_payment(session: Session, scope: Scope, params: dict[str, Any], deps
 def new_attempt(session: Session, payment: Payment, operation: str, amount: int, deps: PaymentsDeps, *,
                 stage: bool = True, leased: bool = False,
                 done: tuple[datetime, str] | None = None) -> PaymentAttempt:
-    """An attempt row in ``processing`` with its PSP idempotency key; its job staged after commit.
-
-    ``next_attempt_at`` is the janitor's backstop: if the job is lost (Redis down, worker killed) the
-    attempt is resolved once it has outlived any job run. ``stage=False`` when the caller runs the
-    attempt itself (a job continuing with the automatic capture); ``leased`` then inserts it already
-    leased to the caller for its first try (in the INSERT, rather than an UPDATE right after it).
+    """An attempt row in ``processing`` with its PSP idempotency key, due at once: a worker's PSP dispatcher
+    claims it from the database (woken after commit, app/jobs/dispatcher.py). ``stage=False`` when the caller
+    runs the attempt itself (a run continuing with the automatic capture); ``leased`` then inserts it
+    already leased to the caller for its first try (in the INSERT, rather than an UPDATE right after it),
+    due again only if that lease runs out.
     ``done=(when, psp_status)``: an attempt another call already carried out (the capture of a sale),
     inserted as succeeded.
     """
@@ -441,7 +442,7 @@ def new_attempt(session: Session, payment: Payment, operation: str, amount: int,
         # Derived from the attempt id: every try of this attempt, at any connector, carries it.
         idempotency_key=f"kassa-{attempt_id}", tries=tries,
         lease_until=lease if leased else None, started_at=started_at, finished_at=finished_at,
-        psp_status=psp_status, next_attempt_at=lease, created_at=now, updated_at=now,
+        psp_status=psp_status, next_attempt_at=lease if leased or done else now, created_at=now, updated_at=now,
     )
     session.add(attempt)  # inserted by the next flush (the job is staged until the commit)
     if stage and deps.enqueue is not None:
@@ -633,7 +634,7 @@ def create_refund(session: Session, scope: Scope, params: dict[str, Any], deps: 
         allocations=[{"order": o.id, "seller": o.seller_id, "amount": parts[o.id], "fee": None}
                      for o in orders if parts.get(o.id)],
         connector=payment.connector, psp_reference=None, idempotency_key=f"kassa-{refund_id}", tries=0,
-        next_attempt_at=now + deps.attempt_stuck_after, created_at=now, updated_at=now,
+        next_attempt_at=now, created_at=now, updated_at=now,
     )
     session.add(refund)
     session.flush()

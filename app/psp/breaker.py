@@ -41,6 +41,8 @@ from typing import Any, Callable, Mapping
 import redis as redis_lib
 from prometheus_client import Counter, Gauge
 
+from app.redis_health import log_level_for
+
 log = logging.getLogger(__name__)
 
 KEY_PREFIX = "kassa:breaker"
@@ -377,8 +379,8 @@ class CircuitBreaker:
             answer = self._allow(keys=self.keys, args=[now, s.open_seconds, s.half_open_probes,
                                                        s.probe_timeout_seconds, token, s.window_seconds,
                                                        self.name])
-        except redis_lib.RedisError:
-            log.warning("breaker %s: Redis unavailable, letting the call through", self.name, exc_info=True)
+        except redis_lib.RedisError as error:
+            log.log(log_level_for(error), "breaker %s: Redis unavailable, letting the call through", self.name, exc_info=True)
             return Permit(True, BreakerState.CLOSED)
         allowed, state, previous = int(answer[0]), BreakerState(_decode(answer[1])), _decode(answer[2])
         is_probe, backoff = int(answer[3]) == 1, _decode(answer[4])
@@ -397,8 +399,8 @@ class CircuitBreaker:
                                                          (permit.probe_token if permit else None) or "",
                                                          self.clock(), self.settings.window_seconds,
                                                          "0" if permit else "1"])
-        except redis_lib.RedisError:
-            log.warning("breaker %s: Redis unavailable, success not recorded", self.name, exc_info=True)
+        except redis_lib.RedisError as error:
+            log.log(log_level_for(error), "breaker %s: Redis unavailable, success not recorded", self.name, exc_info=True)
             return BreakerState.CLOSED
         return self._observe(BreakerState(_decode(answer[0])), _decode(answer[1]))
 
@@ -412,8 +414,8 @@ class CircuitBreaker:
                                                          s.minimum_calls,
                                                          (permit.probe_token if permit else None) or "",
                                                          "" if counted_at is None else counted_at])
-        except redis_lib.RedisError:
-            log.warning("breaker %s: Redis unavailable, failure not recorded", self.name, exc_info=True)
+        except redis_lib.RedisError as error:
+            log.log(log_level_for(error), "breaker %s: Redis unavailable, failure not recorded", self.name, exc_info=True)
             return BreakerState.CLOSED
         return self._observe(BreakerState(_decode(answer[0])), _decode(answer[1]))
 
@@ -430,8 +432,8 @@ class CircuitBreaker:
         try:
             # The key's real-time expiry only collects it; the backoff's end is compared on our clock.
             self.redis.set(self.keys[3], repr(until), px=math.ceil((seconds + 60) * 1000))
-        except redis_lib.RedisError:
-            log.warning("breaker %s: Redis unavailable, backoff not recorded", self.name, exc_info=True)
+        except redis_lib.RedisError as error:
+            log.log(log_level_for(error), "breaker %s: Redis unavailable, backoff not recorded", self.name, exc_info=True)
         return until
 
     # -- operator overrides ----------------------------------------------------------------------------

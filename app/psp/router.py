@@ -31,6 +31,11 @@ backs that credential off (Retry-After, bounded), and its calls are refused loca
 ``rate_limited_backoff`` meanwhile (NOT_PROCESSED, so an authorization fails over; a status query says
 UNKNOWN).
 
+**Bulkheads.** With bulkheads (every app's router: app/psp/bulkhead.py), each leg takes a slot of its
+connector and credential for the whole logical call, or reuses the one its thread holds (the dispatcher's);
+a full bulkhead answers ``bulkhead_full`` at once, without touching the PSP or its breaker (NOT_PROCESSED,
+so an authorization fails over; a status query says UNKNOWN).
+
 **Lookups** (``retrieve``, ``retrieve_refund``, ``find_refund``) answer a ``Lookup``: FOUND, ABSENT (the
 PSP said it has no such object) or UNKNOWN (it could not be asked or did not tell: a 429, refused
 credentials, a 5xx, a timeout, an open breaker). Only ABSENT may lead to sending a request again.
@@ -60,6 +65,7 @@ from app.psp.breaker import (
     Permit,
     credential_id,
 )
+from app.psp.bulkhead import Bulkheads, Slot, bulkhead_size_from_config
 from app.psp.interfaces import AuthorizeRequest, Connector, Lookup, Outcome, PspResult
 from app.psp.registry import ConnectorSpec, config_value, connector_for, connector_specs, import_string
 
@@ -220,11 +226,13 @@ class Router:
 
     def __init__(self, provider: ConnectorProvider, *, rules: Sequence[RouteRule] = DEFAULT_ROUTES,
                  breakers: BreakerRegistry | None = None, retry: RetryPolicy | None = None,
-                 sleep: Callable[[float], None] = time.sleep, rng: random.Random | None = None):
+                 sleep: Callable[[float], None] = time.sleep, rng: random.Random | None = None,
+                 bulkheads: Bulkheads | None = None):
         self.provider = provider
         self.specs = provider.specs
         self.rules = tuple(rules)
         self.breakers = breakers
+        self.bulkheads = bulkheads
         self.retry = retry or RetryPolicy()
         self.sleep = sleep
         self.rng = rng or random.Random()
@@ -274,6 +282,14 @@ class Router:
     def close(self) -> None:
         """Close the connectors' HTTP connections (tests, scripts; the app's router lives as long as the app)."""
         self.provider.close()
+
+    def credential(self, name: str, merchant_id: str | None, livemode: bool | None) -> str:
+        """The credential connector ``name`` calls with for this merchant and mode (``platform`` when it
+        cannot be built: its calls then fail without a slot)."""
+        try:
+            return self.provider.resolve(name, merchant_id, livemode)[1]
+        except Exception:  # noqa: BLE001 - misconfigured: the call itself reports it
+            return PLATFORM_CREDENTIAL
 
     def breaker(self, name: str, credential: str = PLATFORM_CREDENTIAL) -> CircuitBreaker | None:
         """The circuit breaker of a connector with one credential, the platform's unless told (None when the
@@ -432,11 +448,18 @@ class Router:
         unavailable = Outcome.UNKNOWN if read_only else Outcome.NOT_PROCESSED
         if leg.connector is None:
             try:
-                leg.connector, credential = self.provider.resolve(name, merchant_id, livemode)
+                connector, credential = self.provider.resolve(name, merchant_id, livemode)
             except Exception as exc:  # noqa: BLE001 - misconfiguration: nothing was sent
                 log.exception("cannot build connector %s", name)
                 return PspResult(outcome=unavailable, connector=name, error="not_configured",
                                  message=f"{type(exc).__name__}: {exc}")
+            if self.bulkheads is not None:
+                leg.slot = self.bulkheads.enter_for_call((name, credential))
+                if leg.slot is None:  # never wait for a slot on a pool thread (app/psp/bulkhead.py)
+                    PSP_CALL_DURATION.labels(name, operation, "bulkhead_full").observe(0)
+                    return PspResult(outcome=unavailable, connector=name, error="bulkhead_full",
+                                     message=f"{name}: all {self.bulkheads.size} slots of its bulkhead are in use")
+            leg.connector = connector
             leg.breaker = self.breaker(name, credential)
             leg.permit = leg.breaker.allow() if leg.breaker else None
         permit = leg.permit
@@ -484,11 +507,14 @@ class _Leg:
         self.connector: Connector | None = None
         self.breaker: CircuitBreaker | None = None
         self.permit: Permit | None = None
+        self.slot: Slot | None = None           # its bulkhead slot, when the router has bulkheads
         self.result: PspResult | None = None    # the last answer at this connector
 
     def finish(self) -> None:
-        """Record the leg's outcome with its breaker: a failure if its last answer was one; anything else,
-        a decline or a rate limit included, shows the PSP answering."""
+        """Give the bulkhead slot back, and record the leg's outcome with its breaker: a failure if its last
+        answer was one; anything else, a decline or a rate limit included, shows the PSP answering."""
+        if self.slot is not None:
+            self.slot.release()
         if self.breaker is None or self.permit is None or not self.permit.allowed or self.result is None:
             return
         if self.result.error in FAILURE_ERRORS:
@@ -500,11 +526,13 @@ class _Leg:
 def build_router(config: Mapping[str, Any], *, redis=None, credentials: CredentialsLoader | None = None,
                  clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
                  rng: random.Random | None = None) -> Router:
-    """A router from configuration (PSP_CONNECTORS, PSP_ROUTES, PSP_MAX_TRIES, PSP_RETRY_*, PSP_BREAKER_*)."""
+    """A router from configuration (PSP_CONNECTORS, PSP_ROUTES, PSP_MAX_TRIES, PSP_RETRY_*, PSP_BREAKER_*,
+    PSP_CONCURRENCY / PSP_BULKHEAD_SIZE for its bulkheads)."""
     specs = connector_specs(config)
     breakers = BreakerRegistry(redis, BreakerSettings.from_config(config), clock=clock) if redis is not None else None
     return Router(ConnectorProvider(specs, config, credentials=credentials), rules=routes_from_config(config),
-                  breakers=breakers, retry=RetryPolicy.from_config(config), sleep=sleep, rng=rng)
+                  breakers=breakers, retry=RetryPolicy.from_config(config), sleep=sleep, rng=rng,
+                  bulkheads=Bulkheads(bulkhead_size_from_config(config)))
 
 
 def router_for_app(app) -> Router:

@@ -359,6 +359,15 @@ def claim_due(session: Session, settings: WebhookSettings, token: str, *, limit:
         .execution_options(synchronize_session=False)))
 
 
+def due_backlog(session: Session, now: datetime) -> tuple[int, datetime | None]:
+    """How many deliveries are due and not leased (what claim_due would take), and the oldest due time."""
+    count, oldest = session.execute(
+        select(func.count(), func.min(WebhookDelivery.next_attempt_at))
+        .where(WebhookDelivery.status == DeliveryStatus.PENDING, WebhookDelivery.next_attempt_at <= now,
+               or_(WebhookDelivery.lease_until.is_(None), WebhookDelivery.lease_until <= now))).one()
+    return count, oldest
+
+
 @dataclass(frozen=True)
 class OutgoingWebhook:
     """One request to send: everything the HTTP side needs, nothing that needs the database."""

@@ -3,7 +3,7 @@
 In-process: the shared ``app`` / ``client`` fixtures (tests/conftest.py) plus API keys. The confirm wait
 is switched off there (no worker runs; tests run jobs inline with a scripted PSP).
 
-Live: ``live`` starts the sandbox PSP, gunicorn (threads) and a real RQ worker with its scheduler
+Live: ``live`` starts the sandbox PSP, gunicorn (threads) and a real worker (PSP dispatcher, RQ, scheduler)
 through launcher/processes.py against this module's own database, for the end-to-end and chaos tests.
 """
 import os
@@ -73,7 +73,7 @@ def live_env(database: dict, **extra) -> dict:
 
 
 class Live:
-    """Handle on the running services: URLs, the environment, and restart/kill of the worker."""
+    """Handle on the running services: URLs, the environment, and the children (to kill one)."""
 
     def __init__(self, services, data_dir: Path):
         self.services = services
@@ -90,34 +90,21 @@ class Live:
     def child(self, name: str):
         return next(c for c in self.services.children if c.name == name)
 
-    def start_worker(self):
-        from launcher.processes import spawn
-
-        log = self.data_dir / "worker-restarted.log"
-        child = spawn("worker", [sys_python(), "worker.py", "--with-scheduler"], self.services.env, log)
-        self.services.children.append(child)
-        return child
-
-
-def sys_python() -> str:
-    import sys
-
-    return sys.executable
-
 
 @pytest.fixture(scope="module")
 def live(database, app, request):
     """Sandbox PSP + gunicorn + worker (with scheduler) on free ports against this module's database.
 
-    Modules may set ``LIVE_ENV = {...}`` for extra environment (e.g. a short janitor threshold).
+    Modules may set ``LIVE_ENV = {...}`` for extra environment (e.g. a short lease), and ``LIVE_SERVICES =
+    {...}`` for options of launcher.processes.Services (e.g. ``supervise=True``: dead children restart).
     Depends on ``app`` so that its Redis flush happens before the worker registers there.
     """
     from launcher.processes import Ports, Services
 
     extra = getattr(request.module, "LIVE_ENV", {})
+    options = {"web_workers": 2, "web_threads": 8, **getattr(request.module, "LIVE_SERVICES", {})}
     data_dir = Path(tempfile.mkdtemp(prefix="kassa-payments-live-"))
-    services = Services(live_env(database, **extra), Ports.pick(), data_dir, log_dir=data_dir / "logs",
-                        web_workers=2, web_threads=8)
+    services = Services(live_env(database, **extra), Ports.pick(), data_dir, log_dir=data_dir / "logs", **options)
     services.start()
     try:
         yield Live(services, data_dir)

@@ -99,6 +99,12 @@ class ScriptedGateway:
     def connector_names(self, vault):
         return list(self.names)
 
+    def route(self, vault, *, merchant_id, currency, livemode):
+        return list(self.names)
+
+    def credential(self, connector, merchant_id, livemode):
+        return "platform"
+
 
 def ledger_balances(session, scope) -> dict[str, int]:
     """Every account code of the book with its balance (normal direction)."""

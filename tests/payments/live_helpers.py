@@ -32,6 +32,7 @@ class Api:
 
     def __init__(self, base_url: str, key: str):
         self.base_url = base_url
+        self.key = key
         self.http = session()
         self.http.headers["Authorization"] = f"Bearer {key}"
 

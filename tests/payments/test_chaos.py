@@ -1,8 +1,9 @@
 """Chaos: a worker killed with SIGKILL in the middle of an authorization.
 
-After a restart the payment ends in one definite state, with exactly one authorization at the PSP
-and a balanced ledger: the attempt's lease runs out, the janitor hands it to a job, the job asks
-the PSP by the attempt's idempotency key, finds the authorization and goes on to capture it.
+The launcher's supervisor starts the worker again (launcher/processes.py), and the payment ends in one
+definite state, with exactly one authorization at the PSP and a balanced ledger: the attempt's lease runs
+out, so it is due again (the janitor), a dispatcher claims it, asks the PSP by the attempt's idempotency
+key, finds the authorization and books it.
 """
 import os
 import signal
@@ -19,9 +20,10 @@ from tests.payments.helpers import assert_ledger_balanced, event_types, ledger_b
 from tests.payments.live_helpers import WAIT_SECONDS, Api, Sandbox, new_merchant_key
 
 # The acquirer answers after 3 s (injected latency), well inside a 8 s read timeout, so the worker is
-# surely inside the PSP call when it is killed; a 6 s lease lets the janitor take over soon after.
+# surely inside the PSP call when it is killed; a 6 s lease lets another run take over soon after.
 LATENCY_MS = 3000
 LIVE_ENV = {"PSP_READ_TIMEOUT": "8", "PAYMENTS_ATTEMPT_STUCK_SECONDS": "6"}
+LIVE_SERVICES = {"supervise": True}
 
 
 def _started_attempt(app):
@@ -55,13 +57,17 @@ def test_sigkill_mid_authorization_ends_with_one_authorization_and_balanced_book
         time.sleep(0.02)
     worker = live.child("worker")
     os.killpg(worker.pid, signal.SIGKILL)  # mid-call: the acquirer is still sleeping on its latency
-    worker.popen.wait()
     request.join()
     assert answers[0].status_code == 200 and answers[0].json()["status"] == "processing"
     for acquirer in ("sandbox", "sandbox_b"):
         sandbox.faults(acquirer, latency_ms=0)
 
-    live.start_worker()
+    # Nobody but the launcher starts it again.
+    while live.services.restarts["worker"] == 0:
+        assert time.monotonic() < deadline + WAIT_SECONDS, "the launcher did not restart the killed worker"
+        time.sleep(0.1)
+    restarted = live.child("worker")
+    assert restarted.pid != worker.pid and restarted.alive()
     payment = api.wait_for(attempt.payment_id, "succeeded")
     assert sandbox.authorizations(f"kassa-{attempt.id}") == 1
     authorize = [a for a in payment["attempts"] if a["operation"] == "authorize"]

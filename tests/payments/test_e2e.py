@@ -1,4 +1,4 @@
-"""Full payment flows over HTTP: gunicorn (threads) + a real RQ worker + the sandbox PSP.
+"""Full payment flows over HTTP: gunicorn (threads) + a real worker + the sandbox PSP.
 
 Every flow ends with a check of the books: the ledger balances and holds exactly what was captured
 less what was refunded.
