@@ -29,6 +29,8 @@ DEFAULT_VAULT_CONNECTORS = 2
 DEFAULT_BACKOFF_TOTAL_SECONDS = 2.0
 # Margin on top of the worst case: a busy worker's scheduling, a slow commit.
 STUCK_MARGIN_SECONDS = 2.0
+# Jobs whose rows the PSP dispatcher claims from the database instead of an RQ queue.
+DISPATCHED_JOBS = frozenset({"app.jobs.payments.run_attempt", "app.jobs.payments.run_refund"})
 # An attempt or refund without a definite answer from the PSP for this long is marked as needing
 # attention (PSP_UNKNOWN_ATTENTION_AFTER, seconds). The janitor asks at least every 5 minutes meanwhile,
 # so half an hour is several answers that could not tell: past a blip or a restart, short of a shopper
@@ -108,6 +110,7 @@ def real_session(session):
 
 def deps_from_app(app) -> PaymentsDeps:
     """PaymentsDeps for a Flask app (its config, its Redis, PSP work waking the dispatcher after commit)."""
+    from app.jobs import enqueue_after_commit
     from app.jobs.dispatcher import wake_after_commit
 
     def setting(name: str, default=None):
@@ -119,9 +122,14 @@ def deps_from_app(app) -> PaymentsDeps:
     from app.psp.registry import token_patterns
 
     def enqueue(session, func: str, *args) -> None:
-        # Only PSP work comes here (run_attempt, run_refund): its row is due in the database, where the PSP
-        # dispatcher of a worker claims it (app/jobs/dispatcher.py). Wake one once the transaction commits.
-        wake_after_commit(real_session(session), app.extensions.get("redis"))
+        if func in DISPATCHED_JOBS:
+            # Attempts and refunds are due in the database, where the PSP dispatcher of a worker claims
+            # them (app/jobs/dispatcher.py): wake one once the transaction commits.
+            wake_after_commit(real_session(session), app.extensions.get("redis"))
+        else:
+            # Other PSP actions (a dispute's evidence or acceptance) are RQ jobs; their rows keep a sweep's
+            # backstop should the job be lost.
+            enqueue_after_commit(real_session(session), func, *args, queue_name="default")
 
     stuck = setting("PAYMENTS_ATTEMPT_STUCK_SECONDS")
     stuck_seconds = float(stuck) if stuck else worst_case_call_seconds(config) + STUCK_MARGIN_SECONDS
