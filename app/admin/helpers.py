@@ -1,10 +1,12 @@
 """Small helpers of the console's views and templates: who acts (for the domain services' audit rows),
 ages and amounts as operators read them, the inbox count of the navigation."""
 from datetime import datetime
+from typing import Callable
 
-from flask import redirect, request, url_for
+from flask import flash, redirect, request, url_for
 from flask_login import current_user
 
+from app.accounts.audit import ReasonRequired
 from app.accounts.service import Meta
 from app.dashboard.auth_views import safe_next
 from app.dashboard.helpers import request_meta, user_locale
@@ -23,6 +25,30 @@ def meta() -> Meta:
 def operator():
     """The signed-in platform admin (a User row)."""
     return current_user._get_current_object()
+
+
+def reasoned_action(form, action: Callable[[], object], refused: type[Exception] | tuple[type[Exception], ...],
+                    page: Callable[[], object]):
+    """Run a console action that carries the operator's reason and commit it; None once committed.
+
+    An invalid form, a missing reason or the service's refusal (``refused``, with a ``message``) rolls back and
+    returns ``page()``: the page re-rendered with the message, nothing changed.
+    """
+    if not form.validate():
+        return page()
+    try:
+        action()
+    except ReasonRequired as error:
+        db.session.rollback()
+        form.reason.errors = [*form.reason.errors, error.message]
+        return page()
+    except refused as error:
+        # Shown above the page: this action's form may not be on it (the state changed meanwhile).
+        db.session.rollback()
+        flash(error.message, "error")
+        return page()
+    db.session.commit()
+    return None
 
 
 def back_or(endpoint: str, **values):

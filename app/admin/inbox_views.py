@@ -6,11 +6,11 @@ from flask import abort, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 
 from app import pan
-from app.accounts.audit import ReasonRequired, audit
+from app.accounts.audit import audit
 from app.accounts.models import Merchant, User
 from app.admin import bp
 from app.admin.forms import ReasonForm
-from app.admin.helpers import INVALID_FORM, back_or, meta, operator
+from app.admin.helpers import INVALID_FORM, back_or, meta, operator, reasoned_action
 from app.dashboard.context import platform_admin_required
 from app.extensions import db
 from app.inbox import InboxFilters, claims, collect, kinds
@@ -107,19 +107,11 @@ def callback(callback_id: str):
 def reprocess_callback(callback_id: str):
     """Process a callback that failed for good again, now (its cause is fixed)."""
     form = ReasonForm(prefix="reprocess")
-    if not form.validate():
-        return _callback_page(callback_id, {"reprocess": form}, INVALID_FORM)
-    try:
-        callbacks.reopen_failed(db.session, callback_id, operator=operator(), reason=form.reason.data, meta=meta())
-    except ReasonRequired as error:
-        db.session.rollback()
-        form.reason.errors = [*form.reason.errors, error.message]
-        return _callback_page(callback_id, {"reprocess": form}, INVALID_FORM)
-    except callbacks.CallbackActionError as error:
-        db.session.rollback()
-        flash(error.message, "error")  # above the page: this action's form may not be on it
-        return _callback_page(callback_id, {"reprocess": form}, INVALID_FORM)
-    db.session.commit()
+    refused = reasoned_action(
+        form, lambda: callbacks.reopen_failed(db.session, callback_id, operator=operator(), reason=form.reason.data, meta=meta()),
+        callbacks.CallbackActionError, lambda: _callback_page(callback_id, {"reprocess": form}, INVALID_FORM))
+    if refused is not None:
+        return refused
     result = process_stored_callback(db.session, callback_id)  # its own transactions, as the sweep's
     if result is None:
         flash("Processing failed again; the callback's last error says why.", "error")
@@ -133,19 +125,11 @@ def reprocess_callback(callback_id: str):
 def dismiss_callback(callback_id: str):
     """Close a failed or rejected callback with a note."""
     form = ReasonForm(prefix="dismiss")
-    if not form.validate():
-        return _callback_page(callback_id, {"dismiss": form}, INVALID_FORM)
-    try:
-        callbacks.dismiss(db.session, callback_id, operator=operator(), reason=form.reason.data, meta=meta())
-    except ReasonRequired as error:
-        db.session.rollback()
-        form.reason.errors = [*form.reason.errors, error.message]
-        return _callback_page(callback_id, {"dismiss": form}, INVALID_FORM)
-    except callbacks.CallbackActionError as error:
-        db.session.rollback()
-        flash(error.message, "error")  # above the page: this action's form may not be on it
-        return _callback_page(callback_id, {"dismiss": form}, INVALID_FORM)
-    db.session.commit()
+    refused = reasoned_action(
+        form, lambda: callbacks.dismiss(db.session, callback_id, operator=operator(), reason=form.reason.data, meta=meta()),
+        callbacks.CallbackActionError, lambda: _callback_page(callback_id, {"dismiss": form}, INVALID_FORM))
+    if refused is not None:
+        return refused
     flash("The callback is dismissed.", "success")
     return redirect(url_for("admin.callback", callback_id=callback_id), code=303)
 

@@ -5,11 +5,11 @@ from datetime import date, datetime, time, timedelta, timezone
 from flask import abort, flash, redirect, render_template, request, url_for
 from sqlalchemy import func, or_, select, tuple_
 
-from app.accounts.audit import AuditEntry, ReasonRequired
+from app.accounts.audit import AuditEntry
 from app.accounts.models import Membership, Merchant, User
 from app.admin import bp
 from app.admin.forms import ReasonForm
-from app.admin.helpers import INVALID_FORM, meta, operator
+from app.admin.helpers import INVALID_FORM, meta, operator, reasoned_action
 from app.dashboard.context import platform_admin_required
 from app.extensions import db
 from app.inbox import InboxFilters, collect
@@ -127,22 +127,11 @@ ACTIONS = {
 def _act(merchant_id: str, name: str):
     action, done = ACTIONS[name]
     form = ReasonForm(prefix=name)
-    if not form.validate():
-        return _merchant_page(merchant_id, {name: form}, INVALID_FORM)
-    try:
-        action(db.session, merchant_id, operator=operator(), reason=form.reason.data, meta=meta())
-    except ReasonRequired as error:
-        db.session.rollback()
-        form.reason.errors = [*form.reason.errors, error.message]
-        return _merchant_page(merchant_id, {name: form}, INVALID_FORM)
-    except lifecycle.LifecycleError as error:
-        # Shown above the page: this action's form may not be on it (the state changed meanwhile).
-        db.session.rollback()
-        if db.session.get(Merchant, merchant_id) is None:
-            abort(404)
-        flash(error.message, "error")
-        return _merchant_page(merchant_id, {name: form}, INVALID_FORM)
-    db.session.commit()
+    refused = reasoned_action(
+        form, lambda: action(db.session, merchant_id, operator=operator(), reason=form.reason.data, meta=meta()),
+        lifecycle.LifecycleError, lambda: _merchant_page(merchant_id, {name: form}, INVALID_FORM))
+    if refused is not None:
+        return refused
     flash(done, "success")
     return redirect(url_for("admin.merchant", merchant_id=merchant_id), code=303)
 

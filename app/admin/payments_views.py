@@ -5,11 +5,11 @@ from flask import abort, current_app, flash, redirect, render_template, request,
 from sqlalchemy import select
 
 from app import pan
-from app.accounts.audit import ReasonRequired, audit
+from app.accounts.audit import audit
 from app.accounts.models import Merchant
 from app.admin import bp
 from app.admin.forms import OutcomeForm, ReasonForm
-from app.admin.helpers import INVALID_FORM, meta, operator
+from app.admin.helpers import INVALID_FORM, meta, operator, reasoned_action
 from app.dashboard.context import platform_admin_required
 from app.dashboard.helpers import user_locale
 from app.disputes.models import Dispute
@@ -147,19 +147,9 @@ def _act(payment_id: str, object_id: str, key: tuple, form, action, done: str):
     found = db.session.get(Refund if object_id.startswith("re_") else PaymentAttempt, object_id)
     if found is None or found.payment_id != payment_id:
         abort(404)
-    if not form.validate():
-        return _payment_page(payment_id, {key: form}, INVALID_FORM, audited=False)
-    try:
-        action()
-    except ReasonRequired as error:
-        db.session.rollback()
-        form.reason.errors = [*form.reason.errors, error.message]
-        return _payment_page(payment_id, {key: form}, INVALID_FORM, audited=False)
-    except payment_operator.OperatorActionError as error:
-        # Shown above the page: the form may be gone (the row got its outcome meanwhile).
-        db.session.rollback()
-        flash(error.message, "error")
-        return _payment_page(payment_id, {key: form}, INVALID_FORM, audited=False)
-    db.session.commit()
+    refused = reasoned_action(form, action, payment_operator.OperatorActionError,
+                              lambda: _payment_page(payment_id, {key: form}, INVALID_FORM, audited=False))
+    if refused is not None:
+        return refused
     flash(done, "success")
     return redirect(url_for("admin.payment", payment_id=payment_id), code=303)

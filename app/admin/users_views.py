@@ -5,11 +5,11 @@ from flask import abort, flash, redirect, render_template, request, url_for
 from sqlalchemy import or_, select
 
 from app.accounts import second_factor, user_admin
-from app.accounts.audit import AuditEntry, ReasonRequired
+from app.accounts.audit import AuditEntry
 from app.accounts.models import User
 from app.admin import bp
 from app.admin.forms import ReasonForm
-from app.admin.helpers import INVALID_FORM, meta, operator
+from app.admin.helpers import INVALID_FORM, meta, operator, reasoned_action
 from app.dashboard.context import platform_admin_required
 from app.dashboard.helpers import external_url
 from app.extensions import db
@@ -73,20 +73,12 @@ ACTIONS = {
 def _act(user_id: str, name: str):
     action, done = ACTIONS[name]
     form = ReasonForm(prefix=name)
-    if not form.validate():
-        return _user_page(user_id, {name: form}, INVALID_FORM)
-    try:
-        action(db.session, user_id, operator=operator(), reason=form.reason.data, meta=meta())
-    except ReasonRequired as error:
-        db.session.rollback()
-        form.reason.errors = [*form.reason.errors, error.message]
-        return _user_page(user_id, {name: form}, INVALID_FORM)
-    except (user_admin.UserAdminError, second_factor.SecondFactorError) as error:
-        # Shown above the page: this action's form may not be on it (the state changed meanwhile).
-        db.session.rollback()
-        flash(error.message, "error")
-        return _user_page(user_id, {name: form}, INVALID_FORM)
-    db.session.commit()
+    refused = reasoned_action(
+        form, lambda: action(db.session, user_id, operator=operator(), reason=form.reason.data, meta=meta()),
+        (user_admin.UserAdminError, second_factor.SecondFactorError),
+        lambda: _user_page(user_id, {name: form}, INVALID_FORM))
+    if refused is not None:
+        return refused
     flash(done, "success")
     return redirect(url_for("admin.user", user_id=user_id), code=303)
 
