@@ -9,13 +9,17 @@ from app.extensions import db
 
 
 def account_payload(merchant: Merchant, livemode: bool) -> dict:
-    """The account object: identity, the key's mode and the display settings the checkout page uses."""
+    """The account object: identity, the key's mode, whether it may take payments now, and the display settings
+    the checkout page uses."""
+    suspended = merchant.suspended_at is not None
     return {
         "object": "account",
         "id": merchant.id,
         "name": merchant.name,
         "livemode": livemode,
         "live_enabled": merchant.live_enabled,
+        "suspended": suspended,
+        "charges_enabled": not suspended and (merchant.live_enabled or not livemode),
         "created": int(merchant.created_at.timestamp()),
         "settings": {
             "display_name": merchant.display_name or merchant.name,

@@ -235,11 +235,17 @@ WEBHOOK_ENDPOINT_DELETED = {
 }
 
 ACCOUNT = {
-    "type": "object", "required": ["object", "id", "name", "livemode", "live_enabled", "created", "settings"],
+    "type": "object", "required": ["object", "id", "name", "livemode", "live_enabled", "suspended", "charges_enabled",
+                                   "created", "settings"],
     "properties": {
         "object": {"const": "account"}, "id": {"type": "string", "pattern": "^mer_"}, "name": STRING,
         "livemode": {"type": "boolean", "description": "The mode of the key that asked."},
-        "live_enabled": {"type": "boolean"}, "created": UNIX,
+        "live_enabled": {"type": "boolean"},
+        "suspended": {"type": "boolean", "description": "A platform operator suspended the account: new payments "
+                                                        "are refused; reads and refunds still work."},
+        "charges_enabled": {"type": "boolean", "description": "Whether this key may take new payments now: not "
+                                                              "suspended, and live mode enabled for a live key."},
+        "created": UNIX,
         "settings": {"type": "object", "required": ["display_name", "accent_color", "logo_url", "timezone"],
                      "properties": {"display_name": STRING, "accent_color": STRING, "logo_url": _nullable(STRING),
                                     "timezone": STRING}},
@@ -509,7 +515,7 @@ ENDPOINT_EXAMPLE = {
 }
 ACCOUNT_EXAMPLE = {
     "object": "account", "id": "mer_01JD3XG1A3C5E7G9J1L3N5Q7SA", "name": "Ann's Pottery Market",
-    "livemode": False, "live_enabled": False, "created": CREATED - 86400,
+    "livemode": False, "live_enabled": False, "suspended": False, "charges_enabled": True, "created": CREATED - 86400,
     "settings": {"display_name": "Ann's Pottery Market", "accent_color": "#4f46e5", "logo_url": None,
                  "timezone": "Europe/Berlin"},
 }

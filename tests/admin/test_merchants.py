@@ -123,6 +123,8 @@ def test_a_suspended_merchant_takes_no_new_payment_yet_refunds_and_reads(client,
     assert db_session.scalar(select(Payment.id).where(Payment.merchant_id == merchant.id)
                              .order_by(Payment.id.desc())) == before
     assert client.get(f"/v1/payments/{captured}", headers=auth).status_code == 200
+    account = client.get("/v1/account", headers=auth).json  # an integration can see why before it tries
+    assert account["suspended"] is True and account["charges_enabled"] is False
 
     refund = client.post("/v1/refunds", json={"payment": captured, "amount": 1000}, headers=auth)
     assert refund.status_code == 200, refund.json

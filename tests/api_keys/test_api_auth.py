@@ -73,6 +73,7 @@ def test_bearer_key_authenticates(client, merchant, secret_key):
     assert response.json["id"] == merchant.id
     assert response.json["object"] == "account"
     assert response.json["livemode"] is False
+    assert response.json["suspended"] is False and response.json["charges_enabled"] is True  # test mode: always
     assert response.json["settings"]["display_name"] == merchant.name
 
 
