@@ -2,10 +2,10 @@
 search and every payment page audited as a read of another tenant's data, on each merchant shown."""
 from sqlalchemy import update
 
-from app.payments.models import Payment
+from app.payments.models import Payment, Refund
 from app.scoping import Scope
 from tests import factories
-from tests.admin.conftest import audit_rows, login_as
+from tests.admin.conftest import audit_rows, login_as, mint_key
 from tests.dashboard.conftest import paid, stored_payment
 
 
@@ -68,3 +68,22 @@ def test_a_card_number_is_neither_searched_for_nor_kept(client, db_session, admi
     html = refused.get_data(as_text=True)
     assert refused.status_code == 400 and "Kassa keeps no card numbers" in html and "4242 4242 4242 4242" not in html
     assert [e for e in audit_rows(db_session, "admin.payment_search") if e.actor_user_id == admin.id] == []
+
+
+def test_a_payment_is_found_by_its_refund_or_attempt(client, db_session, admin, shop, jobs):
+    """An operator often holds only what a shopper or the PSP quoted: a refund's id or PSP reference, an attempt."""
+    merchant, _owner, _developer = shop
+    mine = paid(db_session, Scope(merchant.id, False), jobs, amount=1500)
+    login_as(client, db_session, admin)
+    refund = client.post("/v1/refunds", json={"payment": mine, "amount": 500},
+                         headers=mint_key(db_session, merchant.id))
+    assert refund.status_code == 200, refund.json
+    jobs.run()
+    db_session.rollback()
+    stored = db_session.get(Refund, refund.json["id"])
+    assert stored.psp_reference  # the sandbox's id of the refund
+    attempt = db_session.get(Payment, mine).latest_attempt_id
+    assert found(client, reference=stored.id) == [mine]
+    assert found(client, reference=stored.psp_reference) == [mine]
+    assert found(client, reference=attempt) == [mine]
+    assert found(client, reference="re_does_not_exist") == []
