@@ -26,20 +26,22 @@ LIVE_ENV = {"PSP_CONCURRENCY": "8", "PSP_READ_TIMEOUT": "8", "PSP_ROUTES": json.
 # The timeout card stalls longer than the read timeout: its calls hold their slot for the whole 8 s.
 LIVE_SERVICES = {"sandbox_args": ["--timeout-delay", "20"]}
 SLOW_MS = 2000
+FLOOD_SLOW_MS = 5000
 
 
-def _pay(api: Api, token: str) -> dict:
+def _pay(api: Api, token: str, capture_method: str = "automatic") -> dict:
     response = api.post("/v1/payments", key=str(uuid.uuid4()), amount=1500, currency="eur", payment_method=token,
-                        confirm=True)
+                        confirm=True, capture_method=capture_method)
     assert response.status_code == 200, response.text
     return response.json()
 
 
-def _flood(api: Api, sandbox: Sandbox, count: int, card: str = "visa") -> list[str]:
+def _flood(api: Api, sandbox: Sandbox, count: int, card: str = "visa", capture_method: str = "automatic") -> list[str]:
     """``count`` payments sent together (each answered `processing` at once); their ids."""
     tokens = [sandbox.token(card) for _ in range(count)]
     with concurrent.futures.ThreadPoolExecutor(count) as pool:
-        return [body["id"] for body in pool.map(lambda token: _pay(Api(api.base_url, api.key), token), tokens)]
+        return [body["id"] for body in pool.map(
+            lambda token: _pay(Api(api.base_url, api.key), token, capture_method), tokens)]
 
 
 def _still_processing(api: Api, ids: list[str]) -> int:
@@ -76,16 +78,18 @@ def test_one_merchants_flood_does_not_starve_another_merchant(app, live):
     _, small_key = new_merchant_key(app, "Small shop")
     sandbox = Sandbox(live.sandbox_url)
     flood_api, small_api = Api(live.url, flood_key), Api(live.url, small_key)
-    _slow(sandbox, SLOW_MS)
+    # One call per flooding payment (manual capture), each 5 s: six at a time, the flood lasts five rounds
+    # (25 s), far longer than sending it takes even on a loaded machine; the small payment needs two turns.
+    _slow(sandbox, FLOOD_SLOW_MS)
     try:
-        backlog = _flood(flood_api, sandbox, 30)  # the same acquirer for both merchants
+        backlog = _flood(flood_api, sandbox, 30, capture_method="manual")  # the same acquirer for both merchants
         small = _pay(small_api, sandbox.token())  # due after all of the flood, served at its first turn
         small_api.wait_for(small["id"], "succeeded")
         assert _still_processing(flood_api, backlog) > 0
     finally:
         _slow(sandbox, 0)
     for payment_id in backlog:
-        flood_api.wait_for(payment_id, "succeeded")
+        flood_api.wait_for(payment_id, "requires_capture")
 
 
 def test_timeout_cards_do_not_delay_other_payments_nor_open_the_breaker(app, live):
