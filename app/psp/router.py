@@ -22,6 +22,13 @@ and the random source are injectable). Capture, void and refund go to the connec
 authorization, with the same bounded retries and no failover. Status queries may also retry an
 ambiguous answer: reading twice is harmless.
 
+**Credentials.** An authorization goes through the merchant's current credential at the PSP in its mode
+(else the platform's account for that mode), and its result names it (``PspResult.credential``: ``platform``
+or the psp_credentials id). Payments record it, and every follow-up (capture, void, refund, status
+queries, dispute actions) passes it back as ``credential=``: it is called with exactly that credential, a
+retired one included, never the merchant's current one. A recorded credential that no longer exists is
+refused (``credential_missing``: NOT_PROCESSED for a write, UNKNOWN for a lookup; nothing is sent).
+
 **Breakers.** Every call goes through the circuit breaker of its connector *and credential* (the
 platform's account, or the merchant's own: ConnectorProvider.resolve), so one merchant's failing or
 throttled account never stops another's payments (app/psp/breaker.py). One logical call (an
