@@ -81,10 +81,11 @@ def tokenizer_for(session: Session, scope: Scope, vault: str, config: Mapping[st
 def stripe_publishable_key(session: Session, scope: Scope, config: Mapping[str, Any]) -> str | None:
     """The publishable key of the Stripe account the connector charges for ``scope``, if it is usable.
 
-    The connector uses the merchant's own credentials when it has any, else the platform's
-    in this mode (``STRIPE_API_KEY_TEST`` / ``STRIPE_API_KEY_LIVE``); the key must belong to the same account, or the PaymentMethod Stripe.js
-    creates would not exist for the secret key that confirms it. So a merchant with credentials but no
-    publishable key gets no card form, not the platform's key. The key's mode must be the session's.
+    The connector uses the merchant's own current credentials when it has any, else the platform's in this
+    mode (``STRIPE_API_KEY_TEST`` / ``STRIPE_API_KEY_LIVE``); the key must belong to the same account, or the
+    PaymentMethod Stripe.js creates would not exist for the secret key that confirms it. So a merchant with
+    credentials but no publishable key gets no card form, not the platform's key. The key's mode must be the
+    session's.
     """
     row = current_credential(session, scope, STRIPE)
     platform = platform_stripe(config, scope.livemode)

@@ -26,7 +26,6 @@ from app.psp.interfaces import CallbackEvent, CallbackRejected
 from app.psp.sandbox import parse_sandbox_callback
 from app.psp.stripe_connector import StripeConnector
 from app.psp.stripe_keys import platform_stripe
-from app.scoping import Scope
 
 log = logging.getLogger(__name__)
 

@@ -47,8 +47,8 @@ def note_credential_missing(row: PaymentAttempt | Refund, what: str, result: Psp
     settle the payment at the PSP by hand."""
     if row.attention_since is None:
         row.attention_since = now
-    row.attention_reason = (f"This {what} was not sent: {result.message or 'the PSP credential of its payment is gone'}. "
-                            "Kassa asks again every few minutes.")[:REASON_LENGTH]
+    why = result.message or "the PSP credential of its payment is gone"
+    row.attention_reason = f"This {what} was not sent: {why}. Kassa asks again every few minutes."[:REASON_LENGTH]
 
 
 def clear(row: PaymentAttempt | Refund) -> None:

@@ -403,7 +403,8 @@ class Router:
         return replace(last, tried=tuple(tried))
 
     def capture(self, connector: str, psp_reference: str, amount: int, currency: str, idempotency_key: str,
-                *, merchant_id: str | None = None, livemode: bool | None = None, credential: str | None = None) -> PspResult:
+                *, merchant_id: str | None = None, livemode: bool | None = None,
+                credential: str | None = None) -> PspResult:
         """Capture at the connector holding the authorization (retries, no failover)."""
         return self._single(connector, "capture",
                             lambda c: c.capture(psp_reference, amount, currency, idempotency_key),
@@ -416,7 +417,8 @@ class Router:
                             merchant_id=merchant_id, livemode=livemode, credential=credential)
 
     def refund(self, connector: str, psp_reference: str, amount: int, currency: str, idempotency_key: str,
-               *, merchant_id: str | None = None, livemode: bool | None = None, credential: str | None = None) -> PspResult:
+               *, merchant_id: str | None = None, livemode: bool | None = None,
+               credential: str | None = None) -> PspResult:
         """Refund at the connector holding the (captured) authorization."""
         return self._single(connector, "refund",
                             lambda c: c.refund(psp_reference, amount, currency, idempotency_key),
@@ -436,7 +438,8 @@ class Router:
                             merchant_id=merchant_id, livemode=livemode, credential=credential)
 
     def find_refund(self, connector: str, psp_reference: str, idempotency_key: str, *,
-                    merchant_id: str | None = None, livemode: bool | None = None, credential: str | None = None) -> Lookup:
+                    merchant_id: str | None = None, livemode: bool | None = None,
+                    credential: str | None = None) -> Lookup:
         """The refund of an authorization sent with ``idempotency_key``, looked up at its connector."""
         return self._lookup(connector, "find_refund", lambda c: c.find_refund(psp_reference, idempotency_key),
                             merchant_id=merchant_id, livemode=livemode, credential=credential)
@@ -450,7 +453,8 @@ class Router:
                             merchant_id=merchant_id, livemode=livemode, credential=credential)
 
     def close_dispute(self, connector: str, psp_dispute_reference: str, idempotency_key: str, *,
-                      merchant_id: str | None = None, livemode: bool | None = None, credential: str | None = None) -> PspResult:
+                      merchant_id: str | None = None, livemode: bool | None = None,
+                      credential: str | None = None) -> PspResult:
         """Accept a dispute at its connector."""
         return self._single(connector, "close_dispute", lambda c: c.close_dispute(psp_dispute_reference, idempotency_key),
                             merchant_id=merchant_id, livemode=livemode, credential=credential)

@@ -178,7 +178,8 @@ class StripeConnector:
     def from_config(cls, name: str, config: Mapping[str, Any], options: Mapping[str, Any],
                     credentials: Mapping[str, Any] | None = None) -> "StripeConnector":
         """Build with a merchant's credentials, else the platform's account in the mode the provider names
-        (``options["livemode"]``; STRIPE_API_KEY_TEST/_LIVE, STRIPE_WEBHOOK_SECRET_TEST/_LIVE: app/psp/stripe_keys.py)."""
+        (``options["livemode"]``; STRIPE_API_KEY_TEST/_LIVE, STRIPE_WEBHOOK_SECRET_TEST/_LIVE:
+        app/psp/stripe_keys.py)."""
         from app.psp.stripe_keys import check_secret_key, platform_stripe
 
         credentials = credentials or {}

@@ -262,10 +262,13 @@ def test_a_callback_acts_only_on_payments_made_with_the_credential_that_verified
         "requires_capture"}
 
     # A payment made with the platform's account stays the platform's after its merchant got its own.
-    served = stripe_payment_in_3ds(db_session, Scope(victim.id, False), deps, "pi_platform_before", credential="platform")
-    set_credentials(db_session, Scope(victim.id, False), box, "stripe", secret_key="sk_test_v", webhook_secret="whsec_v")
+    served = stripe_payment_in_3ds(db_session, Scope(victim.id, False), deps, "pi_platform_before",
+                                   credential="platform")
+    set_credentials(db_session, Scope(victim.id, False), box, "stripe", secret_key="sk_test_v",
+                    webhook_secret="whsec_v")
     db_session.commit()
-    post_stripe(client, "/hooks/stripe", intent_succeeded("evt_platform_before", "pi_platform_before"), PLATFORM_SECRET)
+    post_stripe(client, "/hooks/stripe", intent_succeeded("evt_platform_before", "pi_platform_before"),
+                PLATFORM_SECRET)
     assert callback_row(db_session, "evt_platform_before").result == "applied"
     assert db_session.get(Payment, served).status == "requires_capture"
     post_stripe(client, f"/hooks/stripe/{victim.id}", intent_succeeded("evt_own_for_platform", "pi_platform_before"),
