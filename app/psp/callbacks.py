@@ -218,6 +218,9 @@ def _process(session: Session, row: PspCallback, now: datetime) -> str:
         log.warning("callback %s %s (%s) rejected: %s", row.psp, row.callback_id, event.psp_reference, refusal)
     else:
         row.result = "applied"
+        if owner.credential is None:
+            # Admitted: the account whose secret verified it holds the object (handlers may record it).
+            owner = replace(owner, credential=scope.verified_with)
         handler = CALLBACK_HANDLERS.get(event.type)
         handled = handler(session, event, owner) if handler is not None else None
         if isinstance(handled, Recorded):

@@ -186,6 +186,8 @@ def test_the_merchants_own_secret_moves_its_own_payment(client, db_session, deps
     row = callback_row(db_session, "evt_own")
     assert row.result == "applied" and row.merchant_id == merchant.id
     assert db_session.get(Payment, payment_id).status == "requires_capture"
+    # Its authorization had recorded no credential: the one whose secret verified the callback holds it.
+    assert db_session.get(Payment, payment_id).credential == row.verified_with
 
 
 def test_the_platform_account_does_not_speak_for_merchants_with_their_own(client, db_session, deps, merchants):
