@@ -84,14 +84,20 @@ def platform_stripe(config: Mapping[str, Any], livemode: bool) -> PlatformStripe
                           publishable_key=_setting(config, "STRIPE_PUBLISHABLE_KEY", livemode))
 
 
+def _source(config: Mapping[str, Any], name: str, livemode: bool) -> str:
+    """Which setting a platform key of this mode was read from (for messages)."""
+    suffixed = f"{name}_{_mode(livemode).upper()}"
+    if livemode or config_value(config, suffixed) is not None:
+        return suffixed
+    return f"{name} (read as the test-mode key; a live key goes in {name}_LIVE)"
+
+
 def check_platform_keys(config: Mapping[str, Any]) -> None:
     """At start-up: every configured platform key belongs to the mode it is configured for (RuntimeError)."""
     for livemode in (False, True):
         keys = platform_stripe(config, livemode)
-        suffix = _mode(livemode).upper()
         try:
-            check_secret_key(keys.api_key, livemode, param=f"STRIPE_API_KEY_{suffix}")
-            check_publishable_key(keys.publishable_key, livemode, param=f"STRIPE_PUBLISHABLE_KEY_{suffix}")
+            check_secret_key(keys.api_key, livemode, param="STRIPE_API_KEY")
+            check_publishable_key(keys.publishable_key, livemode, param="STRIPE_PUBLISHABLE_KEY")
         except KeyModeError as error:
-            legacy = " (STRIPE_API_KEY and STRIPE_PUBLISHABLE_KEY are the test-mode keys)" if not livemode else ""
-            raise RuntimeError(f"{error.param}: {error.message}{legacy}") from None
+            raise RuntimeError(f"{_source(config, error.param, livemode)}: {error.message}") from None
