@@ -9,7 +9,10 @@ Every callback carries a ``CallbackScope``, fixed where it enters (app/hooks) fr
 verified its signature and stored on its row: the PSP, the mode, and which merchants that secret
 speaks for. A PSP reference is only a name, and a name can be copied: a merchant who signs with its
 own Stripe secret an event naming another merchant's PaymentIntent (a shopper sees it in the 3-D
-Secure return URL) must not move that payment. So nothing below acts outside the scope.
+Secure return URL) must not move that payment. So nothing below acts outside the scope. Nor outside the
+credential: a payment records the credential it was made with (``platform`` or a psp_credentials id), and
+a callback verified with one credential's secret acts only on objects made with that credential, so a
+merchant that replaced its Stripe account hears from each account about that account's payments only.
 
 Processing a callback:
 
