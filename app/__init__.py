@@ -40,6 +40,9 @@ def create_app(config: dict | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
     if not app.config.get("SQLALCHEMY_DATABASE_URI"):
         raise RuntimeError("DATABASE_URL is not set (start Kassa with `python3 kassa.py run`)")
+    from app.psp.stripe_keys import check_platform_keys
+
+    check_platform_keys(app.config)  # a test-mode Stripe key of the platform is never a live one, nor back
 
     configure_logging()
     db.init_app(app)

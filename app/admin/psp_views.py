@@ -16,6 +16,7 @@ from app.admin import bp
 from app.dashboard.context import platform_admin_required
 from app.extensions import db
 from app.psp.breaker import PLATFORM_CREDENTIAL, BreakerSnapshot
+from app.psp.models import PspCredential
 from app.disputes.models import Dispute
 from app.psp.router import router_for_app
 
@@ -31,8 +32,10 @@ RECENT_DISPUTES = 20
 # Merchants' credential breakers shown, the most recently used first: enough for an incident (the
 # breakers that matter are the ones in use), bounded so that the page stays fast on a large platform.
 MERCHANT_BREAKERS_SHOWN = 100
-# A merchant's own credential, as app/psp/breaker.py credential_id names it.
+# A merchant's own credential: its psp_credentials id (what payments record and the router calls with), or
+# as app/psp/breaker.py credential_id names one without an id (routers over ready-made credentials).
 MERCHANT_CREDENTIAL = re.compile(r"^(?P<merchant>mer_[A-Za-z0-9]+):(?P<mode>test|live)$")
+STORED_CREDENTIAL = re.compile(r"^pcr_[A-Za-z0-9]+$")
 
 
 @bp.get("/psp")
@@ -82,7 +85,8 @@ def psp_breaker_override(connector: str):
     credential = request.form.get("credential") or PLATFORM_CREDENTIAL
     known_credential = credential == PLATFORM_CREDENTIAL or (
         (match := MERCHANT_CREDENTIAL.match(credential)) is not None
-        and db.session.get(Merchant, match["merchant"]) is not None)
+        and db.session.get(Merchant, match["merchant"]) is not None) or (
+        STORED_CREDENTIAL.match(credential) is not None and db.session.get(PspCredential, credential) is not None)
     breaker = router.breaker(connector, credential) if connector in router.specs and known_credential else None
     if breaker is None or action not in ACTIONS:
         return render_template("errors/404.html", error=None), 404
@@ -102,14 +106,23 @@ def psp_breaker_override(connector: str):
 
 
 def _credential_labels(credentials: list[str]) -> dict[str, str]:
-    """"platform", or the merchant's name and mode, per credential id."""
+    """"platform", or the merchant's name and mode (and "retired" for a replaced credential that payments made
+    with it still use), per credential id."""
     matches = {credential: m for credential in credentials if (m := MERCHANT_CREDENTIAL.match(credential))}
+    stored_ids = [credential for credential in credentials if STORED_CREDENTIAL.match(credential)]
+    stored = db.session.execute(
+        select(PspCredential.id, PspCredential.merchant_id, PspCredential.livemode, PspCredential.retired_at)
+        .where(PspCredential.id.in_(stored_ids))).all() if stored_ids else []
+    merchant_ids = {m["merchant"] for m in matches.values()} | {row.merchant_id for row in stored}
     names = dict(db.session.execute(
-        select(Merchant.id, Merchant.name).where(Merchant.id.in_({m["merchant"] for m in matches.values()}))
-    ).all()) if matches else {}
+        select(Merchant.id, Merchant.name).where(Merchant.id.in_(merchant_ids))).all()) if merchant_ids else {}
     labels = {PLATFORM_CREDENTIAL: "platform"}
     for credential, m in matches.items():
         labels[credential] = f"{names.get(m['merchant'], m['merchant'])} ({m['mode']})"
+    for row in stored:
+        mode = "live" if row.livemode else "test"
+        labels[row.id] = (f"{names.get(row.merchant_id, row.merchant_id)} ({mode}"
+                          f"{', retired' if row.retired_at is not None else ''})")
     return labels
 
 

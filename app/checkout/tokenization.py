@@ -16,7 +16,8 @@ from urllib.parse import urlsplit
 
 from sqlalchemy.orm import Session
 
-from app.psp.models import PspCredential
+from app.psp.credentials import current_credential
+from app.psp.stripe_keys import platform_stripe
 from app.psp.registry import config_value
 from app.scoping import Scope
 
@@ -80,16 +81,18 @@ def tokenizer_for(session: Session, scope: Scope, vault: str, config: Mapping[st
 def stripe_publishable_key(session: Session, scope: Scope, config: Mapping[str, Any]) -> str | None:
     """The publishable key of the Stripe account the connector charges for ``scope``, if it is usable.
 
-    The connector uses the merchant's own credentials when it has any, else the platform's
-    (``STRIPE_API_KEY``); the key must belong to the same account, or the PaymentMethod Stripe.js
-    creates would not exist for the secret key that confirms it. So a merchant with credentials but no
-    publishable key gets no card form, not the platform's key. The key's mode must be the session's.
+    The connector uses the merchant's own current credentials when it has any, else the platform's in this
+    mode (``STRIPE_API_KEY_TEST`` / ``STRIPE_API_KEY_LIVE``); the key must belong to the same account, or the
+    PaymentMethod Stripe.js creates would not exist for the secret key that confirms it. So a merchant with
+    credentials but no publishable key gets no card form, not the platform's key. The key's mode must be the
+    session's.
     """
-    row = session.scalars(scope.select(PspCredential, PspCredential.psp == STRIPE)).one_or_none()
+    row = current_credential(session, scope, STRIPE)
+    platform = platform_stripe(config, scope.livemode)
     if row is not None:
         key = row.publishable_key
-    elif config_value(config, "STRIPE_API_KEY"):
-        key = config_value(config, "STRIPE_PUBLISHABLE_KEY")
+    elif platform.api_key:
+        key = platform.publishable_key
     else:
         key = None
     if not key:

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from app.disputes import service
 from app.disputes.models import Dispute
+from app.payments.models import Payment
 from app.psp.callbacks import CALLBACK_HANDLERS, REFERENCE_RESOLVERS, CallbackOwner, CallbackScope, Recorded
 from app.psp.interfaces import CallbackEvent
 
@@ -43,13 +44,14 @@ def known_dispute_owner(session: Session, scope: CallbackScope, event: CallbackE
     if not (event.type.startswith("dispute.") and event.data.get("id")):
         return None
     known = session.execute(
-        select(Dispute.merchant_id, Dispute.livemode, Dispute.payment_id, Dispute.connector)
+        select(Dispute.merchant_id, Dispute.livemode, Dispute.payment_id, Dispute.connector, Payment.credential)
+        .outerjoin(Payment, (Payment.id == Dispute.payment_id) & (Payment.merchant_id == Dispute.merchant_id))
         .where(Dispute.psp == scope.psp, Dispute.psp_reference == event.data["id"])
         .order_by(Dispute.created_at).limit(1)).one_or_none()
     if known is None:
         return None
     return CallbackOwner(known.merchant_id, known.livemode, "payment" if known.payment_id else None,
-                         known.payment_id, known.connector)
+                         known.payment_id, known.connector, credential=known.credential)
 
 
 for _type in NOTICE_TYPES:

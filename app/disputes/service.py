@@ -417,6 +417,8 @@ class ActionClaim:
     submission_count: int
     evidence: dict[str, str]
     files: tuple[EvidenceFile, ...]
+    # The credential the disputed payment was made with: the action goes to that account, no other.
+    credential: str | None = None
 
     @property
     def scope(self) -> Scope:
@@ -443,7 +445,7 @@ def claim_action(session: Session, scope: Scope, dispute_id: str, deps: Payments
         .values(action_tries=Dispute.action_tries + 1, action_lease_until=now + deps.attempt_stuck_after,
                 action_next_attempt_at=now + deps.attempt_stuck_after)
         .returning(Dispute.pending_action, Dispute.action_tries, Dispute.connector, Dispute.psp_reference,
-                   Dispute.submission_count, Dispute.evidence)
+                   Dispute.submission_count, Dispute.evidence, Dispute.payment_id)
         .execution_options(synchronize_session=False)).one_or_none()
     if row is None:
         return None
@@ -455,8 +457,11 @@ def claim_action(session: Session, scope: Scope, dispute_id: str, deps: Payments
             if file_id in stored:
                 f = stored[file_id]
                 files.append(EvidenceFile(name, f.id, f.type, f.size, f.sha256, read_file(f)))
+    credential = (session.scalar(scope.select(Payment, Payment.id == row.payment_id)
+                                 .with_only_columns(Payment.credential)) if row.payment_id else None)
     return ActionClaim(scope.merchant_id, scope.livemode, dispute_id, row.pending_action, row.action_tries,
-                       row.connector, row.psp_reference, row.submission_count, dict(row.evidence), tuple(files))
+                       row.connector, row.psp_reference, row.submission_count, dict(row.evidence), tuple(files),
+                       credential=credential)
 
 
 def action_done(claim: ActionClaim, found: dict[str, Any]) -> bool:

@@ -21,11 +21,11 @@ from app.hooks import bp
 from app.jobs.psp import process_stored_callback
 from app.psp import callbacks
 from app.psp.callbacks import PLATFORM, CallbackScope
-from app.psp.credentials import load_credentials
+from app.psp.credentials import webhook_credentials
 from app.psp.interfaces import CallbackEvent, CallbackRejected
 from app.psp.sandbox import parse_sandbox_callback
 from app.psp.stripe_connector import StripeConnector
-from app.scoping import Scope
+from app.psp.stripe_keys import platform_stripe
 
 log = logging.getLogger(__name__)
 
@@ -59,25 +59,35 @@ def sandbox_callback():
 
 @bp.post("/stripe")
 def stripe_callback():
-    """Stripe events for the platform's account (STRIPE_WEBHOOK_SECRET)."""
+    """Stripe events for the platform's account, one webhook secret per mode (STRIPE_WEBHOOK_SECRET_TEST,
+    STRIPE_WEBHOOK_SECRET_LIVE: app/psp/stripe_keys.py); a secret vouches only for events of its mode."""
     body = request.get_data(cache=False)
-    connector = StripeConnector(api_key=None, webhook_secret=current_app.config.get("STRIPE_WEBHOOK_SECRET"))
-    try:
-        event = connector.parse_callback(dict(request.headers), body)
-    except CallbackRejected as exc:
-        return _rejected(exc)
-    return _accept(CallbackScope("stripe", bool(event.livemode), PLATFORM), event)
+    rejected = CallbackRejected("no webhook secret of the platform's Stripe account is configured")
+    for livemode in (False, True):
+        secret = platform_stripe(current_app.config, livemode).webhook_secret
+        if not secret:
+            continue
+        try:
+            event = StripeConnector(api_key=None, webhook_secret=secret).parse_callback(dict(request.headers), body)
+        except CallbackRejected as exc:
+            rejected = exc
+            continue
+        if bool(event.livemode) != livemode:
+            rejected = CallbackRejected(f"a {'live' if event.livemode else 'test'}-mode event signed with the "
+                                        f"{'live' if livemode else 'test'}-mode secret")
+            continue
+        return _accept(CallbackScope("stripe", livemode, PLATFORM), event)
+    return _rejected(rejected)
 
 
 @bp.post("/stripe/<merchant_id>")
 def stripe_merchant_callback(merchant_id: str):
-    """Stripe events from a merchant's own account, signed with the webhook secret it stored with us."""
+    """Stripe events from a merchant's own account, signed with the webhook secret it stored with us: its
+    current credential's, or a retired one's (that account still tells about the payments made with it; the
+    scope names the credential, and processing acts only on objects made with it)."""
     body = request.get_data(cache=False)
     box = SecretBox(current_app.config.get("KASSA_ENCRYPTION_KEYS", ""))
-    for livemode in (False, True):
-        credentials = load_credentials(db.session, Scope(merchant_id, livemode), box, "stripe")
-        if not credentials or not credentials.get("webhook_secret"):
-            continue
+    for livemode, credentials in webhook_credentials(db.session, merchant_id, box, "stripe"):
         connector = StripeConnector(api_key=None, webhook_secret=credentials["webhook_secret"])
         try:
             event = connector.parse_callback(dict(request.headers), body)

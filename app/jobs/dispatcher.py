@@ -327,6 +327,9 @@ class PspDispatcher:
 
     def _key(self, item: processing.DueItem, credentials: dict[tuple, str]) -> Key:
         connector = first_connector(item, self.gateway)
+        if item.credential is not None:
+            # A follow-up (or a lookup) of a payment calls with the credential the payment was made with.
+            return connector, item.credential
         which = (connector, item.merchant_id, item.livemode)
         if which not in credentials:
             credentials[which] = self.gateway.credential(connector, item.merchant_id, item.livemode)

@@ -54,7 +54,7 @@ def run_action(scope: Scope, dispute_id: str, deps: PaymentsDeps, router) -> str
 
 def call_action(router, claim: service.ActionClaim) -> PspResult:
     """The PSP call of a claimed action; a retry looks the dispute up first (no transaction is open here)."""
-    owner = {"merchant_id": claim.merchant_id, "livemode": claim.livemode}
+    owner = {"merchant_id": claim.merchant_id, "livemode": claim.livemode, "credential": claim.credential}
     if claim.tries > 1:
         lookup = router.retrieve_dispute(claim.connector, claim.psp_reference, **owner)
         if lookup.outcome == LookupOutcome.FOUND and service.action_done(claim, lookup.found.raw):

@@ -106,8 +106,9 @@ def call_attempt(gateway: Gateway, claim: processing.AttemptClaim, *,
     """The PSP call for a claimed attempt. Retries of an attempt reuse its idempotency key.
 
     None when the claim's lease was lost while asking the PSP about earlier tries (nothing was sent).
+    Every call about an authorization made earlier uses the credential it was made with (``credential``).
     """
-    owner = {"merchant_id": claim.merchant_id, "livemode": claim.livemode}
+    owner = {"merchant_id": claim.merchant_id, "livemode": claim.livemode, "credential": claim.credential}
     if claim.operation == AttemptOperation.AUTHORIZE:
         if claim.status == AttemptStatus.REQUIRES_ACTION:
             # 3-D Secure pending: poll its status at the connector that holds it.
@@ -121,6 +122,7 @@ def call_attempt(gateway: Gateway, claim: processing.AttemptClaim, *,
                 return processing.as_authorization_result(lookup)
             if not renew_lease():
                 return None
+        # A new send: the route and the merchant's current credential decide (the result records it).
         return gateway.authorize(claim.vault, AuthorizeRequest(
             amount=claim.amount, currency=claim.currency, token=claim.token or "",
             idempotency_key=claim.idempotency_key, reference=claim.id, return_url=claim.return_url,
@@ -165,11 +167,14 @@ def record_prepared(attempt_id: str):
     """on_prepared for two-step PSPs: store the intent id at once, in a tiny transaction of its own
     (no lock outlives it), so that a crash before the confirmation leaves a reference to ask about."""
 
-    def record(connector: str, psp_reference: str) -> None:
+    def record(connector: str, psp_reference: str, credential: str | None = None) -> None:
+        values = {"connector": connector, "psp_reference": psp_reference}
+        if credential is not None:
+            values["credential"] = credential  # the account holding the intent: ask it later, no other
         with db.engine.begin() as connection:
-            connection.execute(update(PaymentAttempt).where(PaymentAttempt.id == attempt_id)
-                               .values(connector=connector, psp_reference=psp_reference))
+            connection.execute(update(PaymentAttempt).where(PaymentAttempt.id == attempt_id).values(**values))
 
+    record.takes_credential = True  # the router tells it the credential (app/psp/router.py)
     return record
 
 
@@ -180,9 +185,9 @@ def find_authorization(gateway: Gateway, claim: processing.AttemptClaim) -> Look
 
     FOUND: an authorization (the first found). ABSENT: every connector answered that it has none, so
     sending again cannot charge twice. UNKNOWN: some connector could not tell and none had it: ask again
-    later, send nothing.
+    later, send nothing. Asked with the credential an earlier try recorded, if any.
     """
-    owner = {"merchant_id": claim.merchant_id, "livemode": claim.livemode}
+    owner = {"merchant_id": claim.merchant_id, "livemode": claim.livemode, "credential": claim.credential}
     if claim.psp_reference and claim.connector:
         lookup = gateway.retrieve(claim.connector, psp_reference=claim.psp_reference, **owner)
         if lookup.outcome == LookupOutcome.ABSENT:
@@ -237,8 +242,9 @@ def run_claimed_refund(claim: processing.RefundClaim, deps: PaymentsDeps, gatewa
 def call_refund(gateway: Gateway, claim: processing.RefundClaim) -> PspResult:
     """The PSP call for a claimed refund: its status if the PSP gave it an id, else the refund (again, with
     the same key). A refund retried past the PSP's idempotency window would be a second refund: it is
-    looked up by key first and sent only if the PSP answers that it has none."""
-    owner = {"merchant_id": claim.merchant_id, "livemode": claim.livemode}
+    looked up by key first and sent only if the PSP answers that it has none. Always with the credential
+    the payment was made with."""
+    owner = {"merchant_id": claim.merchant_id, "livemode": claim.livemode, "credential": claim.credential}
     if claim.refund_reference:
         # The PSP made it: absent or unknown, its outcome is still to be asked for.
         return gateway.retrieve_refund(claim.connector, claim.refund_reference, **owner).as_result()

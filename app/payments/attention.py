@@ -41,6 +41,16 @@ def note_undecided(row: PaymentAttempt | Refund, what: str, result: PspResult, s
                             f"Kassa keeps asking.")[:REASON_LENGTH]
 
 
+def note_credential_missing(row: PaymentAttempt | Refund, what: str, result: PspResult, now: datetime) -> None:
+    """Mark ``row`` at once: the PSP credential its payment was made with is gone, so Kassa refused to send
+    the ``what`` (never with another account). A person decides: restore the account's credential, or
+    settle the payment at the PSP by hand."""
+    if row.attention_since is None:
+        row.attention_since = now
+    why = result.message or "the PSP credential of its payment is gone"
+    row.attention_reason = f"This {what} was not sent: {why}. Kassa asks again every few minutes."[:REASON_LENGTH]
+
+
 def clear(row: PaymentAttempt | Refund) -> None:
     """A definite answer arrived: nothing left to look at."""
     if row.attention_since is not None or row.attention_reason is not None:  # no UPDATE of unmarked rows

@@ -10,6 +10,7 @@ already resolved the attempt changes nothing. Jobs that follow (the automatic ca
 enqueued after that transaction commits.
 """
 import logging
+from dataclasses import replace
 
 from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session
@@ -63,8 +64,10 @@ def on_authorization_updated(session: Session, event: CallbackEvent, owner: Call
     if _connector_differs("authorization.updated", event, attempt.connector):
         return
     deps = _deps()
-    applied = processing.apply_attempt_result(session, attempt.id, processing.authorization_result(
-        event.data, event.connector or attempt.connector), deps)
+    # The credential whose secret verified the callback is the account holding the authorization.
+    result = replace(processing.authorization_result(event.data, event.connector or attempt.connector),
+                     credential=owner.credential)
+    applied = processing.apply_attempt_result(session, attempt.id, result, deps)
     for attempt_id in applied.follow_ups:
         if deps.enqueue is not None:
             deps.enqueue(session, "app.jobs.payments.run_attempt", attempt_id)

@@ -13,7 +13,8 @@ from app.psp.interfaces import AuthorizeRequest, Lookup, PspResult
 
 
 class Gateway(Protocol):
-    """What payments calls; ``merchant_id``/``livemode`` pick per-merchant credentials and routes. ``route``
+    """What payments calls; ``merchant_id``/``livemode`` pick per-merchant credentials and routes, and
+    ``credential`` (the one an attempt or refund recorded) pins every follow-up to its account. ``route``
     and ``credential`` name the bulkhead a run will use (app/jobs/dispatcher.py)."""
 
     def authorize(self, vault: str, request: AuthorizeRequest) -> PspResult: ...
@@ -39,7 +40,7 @@ class Gateway(Protocol):
 
     def route(self, vault: str, *, merchant_id: str, currency: str, livemode: bool) -> list[str]: ...
 
-    def credential(self, connector: str, merchant_id: str, livemode: bool) -> str: ...
+    def credential(self, connector: str, merchant_id: str, livemode: bool, *, recorded: str | None = None) -> str: ...
 
 
 def gateway_for_app(app) -> Gateway:
@@ -93,5 +94,5 @@ class RouterGateway:
     def route(self, vault: str, *, merchant_id: str, currency: str, livemode: bool) -> list[str]:
         return self.router.route(vault, merchant_id=merchant_id, currency=currency, livemode=livemode)
 
-    def credential(self, connector: str, merchant_id: str, livemode: bool) -> str:
-        return self.router.credential(connector, merchant_id, livemode)
+    def credential(self, connector: str, merchant_id: str, livemode: bool, *, recorded: str | None = None) -> str:
+        return self.router.credential(connector, merchant_id, livemode, recorded=recorded)

@@ -124,6 +124,9 @@ class Payment(MerchantOwned, Base):
     # The authorization that holds the money: which connector and the PSP's id for it.
     connector: Mapped[str | None] = mapped_column(String(64))
     psp_reference: Mapped[str | None] = mapped_column(String(255))
+    # ...and the credential it was made with: ``platform`` or the merchant's psp_credentials id. Every
+    # follow-up (capture, void, refund, status query, dispute action) uses exactly this one.
+    credential: Mapped[str | None] = mapped_column(String(64))
     latest_attempt_id: Mapped[str | None] = mapped_column(String(64))
     return_url: Mapped[str | None] = mapped_column(String(2000))
     next_action_url: Mapped[str | None] = mapped_column(String(2000))
@@ -200,6 +203,9 @@ class PaymentAttempt(MerchantOwned, Base):
     # Set once a PSP answered (or for capture/void, the connector that holds the authorization).
     connector: Mapped[str | None] = mapped_column(String(64))
     psp_reference: Mapped[str | None] = mapped_column(String(255))
+    # The credential the PSP was called with (``platform`` or a psp_credentials id; capture/void: the
+    # authorization's): every later call about this attempt uses it, never the merchant's current one.
+    credential: Mapped[str | None] = mapped_column(String(64))
     psp_status: Mapped[str | None] = mapped_column(String(64))
     decline_code: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(String(1000))
@@ -247,6 +253,7 @@ class Refund(MerchantOwned, Base):
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", server_default=text("'{}'::jsonb"))
     connector: Mapped[str | None] = mapped_column(String(64))
     psp_reference: Mapped[str | None] = mapped_column(String(255))
+    credential: Mapped[str | None] = mapped_column(String(64))   # the payment's (Payment.credential)
     failure_code: Mapped[str | None] = mapped_column(String(64))
     failure_message: Mapped[str | None] = mapped_column(String(1000))
     idempotency_key: Mapped[str] = mapped_column(String(255), unique=True)

@@ -36,7 +36,7 @@ from app.payments.models import (
     RefundStatus,
 )
 from app.payments.serializers import refund_object
-from app.psp.interfaces import Lookup, LookupOutcome, Outcome, PspResult
+from app.psp.interfaces import CREDENTIAL_MISSING, Lookup, LookupOutcome, Outcome, PspResult
 from app.scoping import Scope
 
 log = logging.getLogger(__name__)
@@ -82,6 +82,7 @@ class AttemptClaim:
     merchant_id: str
     livemode: bool
     capture_method: str = CaptureMethod.AUTOMATIC
+    credential: str | None = None        # the credential it (or its authorization) was made with
     started_at: datetime | None = None   # the first try: when the PSP may first have seen the key
     claimed_at: datetime | None = None   # this claim
 
@@ -106,6 +107,7 @@ class RefundClaim:
     tries: int
     created_at: datetime | None = None   # the first try was sent right after
     claimed_at: datetime | None = None
+    credential: str | None = None        # the payment's credential: the refund goes through it
 
 
 @dataclass
@@ -227,7 +229,7 @@ _CLAIM_ATTEMPT = (
                _ATTEMPTS.c.tries, _ATTEMPTS.c.amount, _ATTEMPTS.c.currency, _ATTEMPTS.c.vault,
                _ATTEMPTS.c.payment_method_token, _ATTEMPTS.c.connector, _ATTEMPTS.c.psp_reference,
                _ATTEMPTS.c.idempotency_key, _ATTEMPTS.c.merchant_id, _ATTEMPTS.c.livemode,
-               _ATTEMPTS.c.started_at, _PAYMENTS.c.return_url, _PAYMENTS.c.capture_method))
+               _ATTEMPTS.c.started_at, _ATTEMPTS.c.credential, _PAYMENTS.c.return_url, _PAYMENTS.c.capture_method))
 
 
 def claim_attempt(session: Session, attempt_id: str, deps: PaymentsDeps) -> AttemptClaim | None:
@@ -250,7 +252,7 @@ def claim_attempt(session: Session, attempt_id: str, deps: PaymentsDeps) -> Atte
         amount=row.amount, currency=row.currency, vault=row.vault, token=row.payment_method_token,
         connector=row.connector, psp_reference=row.psp_reference, idempotency_key=row.idempotency_key,
         return_url=row.return_url, merchant_id=row.merchant_id, livemode=row.livemode,
-        capture_method=row.capture_method, started_at=row.started_at, claimed_at=now)
+        capture_method=row.capture_method, started_at=row.started_at, claimed_at=now, credential=row.credential)
 
 
 def renew_lease(session: Session, claim: AttemptClaim, deps: PaymentsDeps) -> bool:
@@ -285,16 +287,17 @@ def claim_refund(session: Session, refund_id: str, deps: PaymentsDeps) -> Refund
         .values(lease_until=lease, next_attempt_at=lease, tries=Refund.tries + 1, updated_at=now)
         .returning(Refund.id, Refund.payment_id, Refund.amount, Refund.currency, Refund.connector,
                    Refund.psp_reference, Refund.idempotency_key, Refund.tries, Refund.merchant_id, Refund.livemode,
-                   Refund.created_at)
+                   Refund.created_at, Refund.credential)
     ).one_or_none()
     if row is None:
         return None
-    authorization = session.scalar(select(Payment.psp_reference).where(Payment.id == row.payment_id))
+    authorization, credential = session.execute(
+        select(Payment.psp_reference, Payment.credential).where(Payment.id == row.payment_id)).one()
     return RefundClaim(id=row.id, payment_id=row.payment_id, merchant_id=row.merchant_id, livemode=row.livemode,
                        amount=row.amount, currency=row.currency,
                        connector=row.connector, psp_reference=authorization, refund_reference=row.psp_reference,
                        idempotency_key=row.idempotency_key, tries=row.tries, created_at=row.created_at,
-                       claimed_at=now)
+                       claimed_at=now, credential=row.credential or credential)
 
 
 # -- applying outcomes -----------------------------------------------------------------------------------
@@ -352,6 +355,7 @@ def _schedule_unknown(attempt: PaymentAttempt, result: PspResult, now: datetime,
     """No definite answer: ask again later (capped backoff), and mark the attempt once it waited too long."""
     attempt.status = AttemptStatus.UNKNOWN
     attempt.connector = result.connector or attempt.connector
+    attempt.credential = attempt.credential or result.credential
     attempt.psp_reference = result.psp_reference or attempt.psp_reference
     attempt.error_message = (result.message or "ambiguous answer from the PSP")[:1000]
     attempt.next_attempt_at = now + unknown_backoff(attempt.tries)
@@ -385,6 +389,14 @@ def apply_attempt_result(session: Session, attempt_id: str, result: PspResult, d
     if not current and result.outcome in (Outcome.UNKNOWN, Outcome.PENDING, Outcome.NOT_PROCESSED):
         return applied
     now = deps.now()
+    if result.error == CREDENTIAL_MISSING:
+        # The account that made the payment is gone: nothing was sent, nothing is sent elsewhere. The
+        # attempt stays open, marked for a person at once, and is tried again (should it come back).
+        attempt.lease_until = None
+        attempt.next_attempt_at = now + timedelta(seconds=UNKNOWN_BACKOFF_CAP_SECONDS)
+        attention.note_credential_missing(attempt, attempt.operation, result, now)
+        session.flush()
+        return applied
     attempt.lease_until = None
     attempt.latency_ms = _latency(result) or attempt.latency_ms
     attempt.psp_status = (result.status or attempt.psp_status)
@@ -423,12 +435,15 @@ def _move(applied: Applied, session: Session, payment: Payment, to_status: str, 
 def _apply_authorize(session, scope, payment, attempt, result, deps, applied, now, request_id, attempts) -> None:
     outcome = result.outcome
     attempt.connector = result.connector or attempt.connector
+    # The account that answered: every later call about this authorization goes through it.
+    attempt.credential = result.credential or attempt.credential
     if outcome == Outcome.SUCCEEDED:
         attempt.status = AttemptStatus.SUCCEEDED
         attempt.finished_at, attempt.next_attempt_at = now, None
         attempt.psp_reference = result.psp_reference or attempt.psp_reference
         attempt.action_url = None
         payment.connector, payment.psp_reference = attempt.connector, attempt.psp_reference
+        payment.credential = attempt.credential
         _card_facts(payment, result.raw)
         if payment.status == PaymentStatus.CANCELED:
             # Authorized after the payment was canceled (3-D Secure approved late, or a poll reading the
@@ -462,6 +477,7 @@ def _apply_authorize(session, scope, payment, attempt, result, deps, applied, no
         if attempt.created_at is not None and attempt.created_at < now - REQUIRES_ACTION_POLL_FOR:
             attempt.next_attempt_at = None
         payment.connector, payment.psp_reference = attempt.connector, attempt.psp_reference
+        payment.credential = attempt.credential
         _card_facts(payment, result.raw)
         if payment.status == PaymentStatus.CANCELED:
             _ensure_void(session, payment, deps, applied)
@@ -482,7 +498,7 @@ def _apply_authorize(session, scope, payment, attempt, result, deps, applied, no
             return
         payment.last_error = _error(result, declined)
         payment.next_action_url = None
-        payment.connector = payment.psp_reference = None
+        payment.connector = payment.psp_reference = payment.credential = None
         _move(applied, session, payment, PaymentStatus.REQUIRES_PAYMENT_METHOD, request_id=request_id,
                          attempts=attempts)
     elif attempt.status == AttemptStatus.REQUIRES_ACTION:
@@ -564,16 +580,16 @@ def _new_attempt(*args, **kwargs) -> PaymentAttempt:
 
 def _new_follow_up(session, payment: Payment, operation: str, amount: int, deps: PaymentsDeps,
                    applied: Applied, *, connector: str | None = None,
-                   psp_reference: str | None = None) -> PaymentAttempt:
+                   psp_reference: str | None = None, credential: str | None = None) -> PaymentAttempt:
     """An attempt the caller runs next (inline in a job, or enqueued after commit by a callback).
 
-    ``connector``/``psp_reference``: the authorization it acts on, when not the payment's own.
+    ``connector``/``psp_reference``/``credential``: the authorization it acts on, when not the payment's own.
     """
     applied.snapshot = None  # the payment has one more attempt than its last event shows
     leased = bool(getattr(applied, "lease", False))
     attempt = _new_attempt(session, payment, operation, amount, deps, stage=False, leased=leased)
     if psp_reference is not None:
-        attempt.connector, attempt.psp_reference = connector, psp_reference
+        attempt.connector, attempt.psp_reference, attempt.credential = connector, psp_reference, credential
     applied.follow_ups.append(attempt.id)
     if leased:
         applied.claims.append(AttemptClaim(
@@ -581,12 +597,14 @@ def _new_follow_up(session, payment: Payment, operation: str, amount: int, deps:
             amount=amount, currency=attempt.currency, vault=attempt.vault, token=attempt.payment_method_token,
             connector=attempt.connector, psp_reference=attempt.psp_reference,
             idempotency_key=attempt.idempotency_key, return_url=payment.return_url,
-            merchant_id=payment.merchant_id, livemode=payment.livemode, capture_method=payment.capture_method))
+            merchant_id=payment.merchant_id, livemode=payment.livemode, capture_method=payment.capture_method,
+            credential=attempt.credential))
     return attempt
 
 
 def _ensure_void(session, payment: Payment, deps: PaymentsDeps, applied: Applied, *,
-                 connector: str | None = None, psp_reference: str | None = None) -> bool:
+                 connector: str | None = None, psp_reference: str | None = None,
+                 credential: str | None = None) -> bool:
     """Void an authorization (the payment's own unless named) unless a void of it runs or succeeded.
 
     True when a void was added.
@@ -599,7 +617,7 @@ def _ensure_void(session, payment: Payment, deps: PaymentsDeps, applied: Applied
     if exists:
         return False
     _new_follow_up(session, payment, AttemptOperation.VOID, payment.amount, deps, applied,
-                   connector=connector, psp_reference=psp_reference)
+                   connector=connector, psp_reference=psp_reference, credential=credential)
     return True
 
 
@@ -616,7 +634,7 @@ def _void_orphan_authorization(session, payment: Payment, attempt: PaymentAttemp
             or result.status == "voided"):  # released already: nothing is held
         return
     if _ensure_void(session, payment, deps, applied, connector=result.connector,
-                    psp_reference=result.psp_reference):
+                    psp_reference=result.psp_reference, credential=result.credential):
         log.error("attempt %s of payment %s was also authorized as %s at %s; voiding that authorization",
                   attempt.id, payment.id, result.psp_reference, result.connector)
 
@@ -637,7 +655,15 @@ def apply_refund_result(session: Session, refund_id: str, result: PspResult, dep
         return applied
     now = deps.now()
     scope = Scope(payment.merchant_id, payment.livemode)
+    if result.error == CREDENTIAL_MISSING:
+        # As for attempts: refused, nothing sent elsewhere; open, marked for a person now.
+        refund.lease_until = None
+        refund.next_attempt_at = now + timedelta(seconds=UNKNOWN_BACKOFF_CAP_SECONDS)
+        attention.note_credential_missing(refund, "refund", result, now)
+        session.flush()
+        return applied
     refund.lease_until = None
+    refund.credential = refund.credential or result.credential
     refund.latency_ms = _latency(result) or refund.latency_ms
     refund.psp_reference = result.psp_reference or refund.psp_reference
     refund.connector = result.connector or refund.connector
@@ -723,6 +749,7 @@ class DueItem:
     connector: str | None
     psp_reference: str | None
     currency: str
+    credential: str | None = None   # recorded: its run calls with this credential (its bulkhead's)
 
 
 def _due_rows(now: datetime):
@@ -731,13 +758,14 @@ def _due_rows(now: datetime):
     attempts = (
         select(literal("attempt").label("kind"), _ATTEMPTS.c.id, _ATTEMPTS.c.merchant_id, _ATTEMPTS.c.livemode,
                _ATTEMPTS.c.operation, _ATTEMPTS.c.status, _ATTEMPTS.c.tries, _ATTEMPTS.c.vault,
-               _ATTEMPTS.c.connector, _ATTEMPTS.c.psp_reference, _ATTEMPTS.c.currency, _ATTEMPTS.c.next_attempt_at)
+               _ATTEMPTS.c.connector, _ATTEMPTS.c.psp_reference, _ATTEMPTS.c.currency, _ATTEMPTS.c.next_attempt_at,
+               _ATTEMPTS.c.credential)
         .where(_ATTEMPTS.c.status.in_(OPEN_FOR_CLAIM), _ATTEMPTS.c.next_attempt_at <= now,
                or_(_ATTEMPTS.c.lease_until.is_(None), _ATTEMPTS.c.lease_until < now)))
     refunds = (
         select(literal("refund"), _REFUNDS.c.id, _REFUNDS.c.merchant_id, _REFUNDS.c.livemode, literal("refund"),
                _REFUNDS.c.status, _REFUNDS.c.tries, literal(None, String), _REFUNDS.c.connector,
-               _REFUNDS.c.psp_reference, _REFUNDS.c.currency, _REFUNDS.c.next_attempt_at)
+               _REFUNDS.c.psp_reference, _REFUNDS.c.currency, _REFUNDS.c.next_attempt_at, _REFUNDS.c.credential)
         .where(_REFUNDS.c.status == RefundStatus.PENDING, _REFUNDS.c.next_attempt_at <= now,
                or_(_REFUNDS.c.lease_until.is_(None), _REFUNDS.c.lease_until < now)))
     return union_all(attempts, refunds).subquery("due")
@@ -755,7 +783,8 @@ def pick_due(session: Session, now: datetime, *, limit: int) -> list[DueItem]:
                            .limit(limit)).all()
     return [DueItem(kind=row.kind, id=row.id, merchant_id=row.merchant_id, livemode=row.livemode,
                     operation=row.operation, status=row.status, tries=row.tries, vault=row.vault,
-                    connector=row.connector, psp_reference=row.psp_reference, currency=row.currency)
+                    connector=row.connector, psp_reference=row.psp_reference, currency=row.currency,
+                    credential=row.credential)
             for row in rows]
 
 

@@ -439,6 +439,7 @@ def new_attempt(session: Session, payment: Payment, operation: str, amount: int,
         payment_method_token=payment.payment_method_token if operation == AttemptOperation.AUTHORIZE else None,
         connector=None if operation == AttemptOperation.AUTHORIZE else payment.connector,
         psp_reference=None if operation == AttemptOperation.AUTHORIZE else payment.psp_reference,
+        credential=None if operation == AttemptOperation.AUTHORIZE else payment.credential,
         # Derived from the attempt id: every try of this attempt, at any connector, carries it.
         idempotency_key=f"kassa-{attempt_id}", tries=tries,
         lease_until=lease if leased else None, started_at=started_at, finished_at=finished_at,
@@ -633,7 +634,8 @@ def create_refund(session: Session, scope: Scope, params: dict[str, Any], deps: 
         status=RefundStatus.PENDING, reason=reason, metadata_=_metadata(params.get("metadata")),
         allocations=[{"order": o.id, "seller": o.seller_id, "amount": parts[o.id], "fee": None}
                      for o in orders if parts.get(o.id)],
-        connector=payment.connector, psp_reference=None, idempotency_key=f"kassa-{refund_id}", tries=0,
+        connector=payment.connector, credential=payment.credential, psp_reference=None,
+        idempotency_key=f"kassa-{refund_id}", tries=0,
         next_attempt_at=now, created_at=now, updated_at=now,
     )
     session.add(refund)

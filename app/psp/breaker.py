@@ -4,9 +4,12 @@ every web and worker process shares it.
 **Per credential.** A PSP limits and fails per account: Stripe rate-limits each account on its own, and a
 merchant's revoked or throttled key says nothing about the platform's key or another merchant's. So a
 breaker is keyed by (connector, credential): ``platform`` for the platform's own account (connectors
-without per-merchant credentials, or a merchant who has none), else ``<merchant_id>:<test|live>``, the
-merchant's own credential row in that mode (at most one per PSP, see PspCredential). Never a secret, nor
-a hash of one: Redis keys are ``kassa:breaker:<connector>:<credential>``.
+without per-merchant credentials, or a merchant who has none), else the id of the merchant's own
+credential row (``pcr_...``, see PspCredential): the credential a payment records and all its follow-ups
+call with, so a replaced (retired) credential still serving old payments has a breaker of its own. A
+credential without a row id (a router over ready-made credentials: tests, scripts) is named
+``<merchant_id>:<test|live>``. Never a secret, nor a hash of one: Redis keys are
+``kassa:breaker:<connector>:<credential>``.
 
 **Opened by a failure rate.** States: **closed** (calls pass; every call and every failure is counted in
 a sliding window of per-second buckets), **open** (calls are refused without touching the PSP until
@@ -62,7 +65,7 @@ INDEX_RETENTION_SECONDS = 24 * 3600
 
 
 def credential_id(merchant_id: str, livemode: bool) -> str:
-    """The breaker's name for a merchant's own credential in one mode (never the secret)."""
+    """The breaker's name for a merchant's own credential in one mode when it has no row id (never the secret)."""
     return f"{merchant_id}:{'live' if livemode else 'test'}"
 
 

@@ -9,7 +9,10 @@ Every callback carries a ``CallbackScope``, fixed where it enters (app/hooks) fr
 verified its signature and stored on its row: the PSP, the mode, and which merchants that secret
 speaks for. A PSP reference is only a name, and a name can be copied: a merchant who signs with its
 own Stripe secret an event naming another merchant's PaymentIntent (a shopper sees it in the 3-D
-Secure return URL) must not move that payment. So nothing below acts outside the scope.
+Secure return URL) must not move that payment. So nothing below acts outside the scope. Nor outside the
+credential: a payment records the credential it was made with (``platform`` or a psp_credentials id), and
+a callback verified with one credential's secret acts only on objects made with that credential, so a
+merchant that replaced its Stripe account hears from each account about that account's payments only.
 
 Processing a callback:
 
@@ -78,17 +81,28 @@ class CallbackScope:
         return cls(row.psp, row.livemode, row.verified_with, row.scope_merchant_id)
 
     def refusal(self, session: Session, owner: "CallbackOwner") -> str | None:
-        """Why this scope may not act on ``owner``; None when it may."""
+        """Why this scope may not act on ``owner``; None when it may.
+
+        Besides merchant and mode: an object made with a known credential (``owner.credential``) is acted
+        on only by callbacks verified with that same credential's secret (the platform's for ``platform``).
+        A merchant that replaced its account still hears from the old one about the payments made there,
+        and the new account's secret never vouches for them (nor the old one's for new payments).
+        """
         if owner.livemode != self.livemode:
             return (f"the object is in {_mode(owner.livemode)} mode; the callback was verified for "
                     f"{_mode(self.livemode)} mode")
+        if self.merchant_id is not None and owner.merchant_id != self.merchant_id:
+            return f"the object belongs to another merchant than {self.merchant_id}, whose secret verified it"
+        if owner.credential is not None:
+            if owner.credential != self.verified_with:
+                return (f"the object was made with the credential {owner.credential}; the callback was verified "
+                        f"with {self.verified_with}")
+            return None
         if self.merchant_id is not None:
-            if owner.merchant_id != self.merchant_id:
-                return f"the object belongs to another merchant than {self.merchant_id}, whose secret verified it"
             return None
         has_own_account = session.scalar(select(exists().where(
             PspCredential.merchant_id == owner.merchant_id, PspCredential.livemode == owner.livemode,
-            PspCredential.psp == self.psp)))
+            PspCredential.psp == self.psp, PspCredential.retired_at.is_(None))))
         if has_own_account:
             return (f"the object's merchant has its own {self.psp} account in this mode; the platform's "
                     "account does not serve it")
@@ -108,6 +122,8 @@ class CallbackOwner:
     object_type: str | None = None   # e.g. "payment"
     object_id: str | None = None
     connector: str | None = None     # the connector holding the authorization, when known
+    # The credential the object was made with (PLATFORM or a psp_credentials id), when known.
+    credential: str | None = None
 
     @property
     def scope(self) -> Scope:
@@ -205,6 +221,9 @@ def _process(session: Session, row: PspCallback, now: datetime) -> str:
         log.warning("callback %s %s (%s) rejected: %s", row.psp, row.callback_id, event.psp_reference, refusal)
     else:
         row.result = "applied"
+        if owner.credential is None:
+            # Admitted: the account whose secret verified it holds the object (handlers may record it).
+            owner = replace(owner, credential=scope.verified_with)
         handler = CALLBACK_HANDLERS.get(event.type)
         handled = handler(session, event, owner) if handler is not None else None
         if isinstance(handled, Recorded):
@@ -278,13 +297,14 @@ def _builtin_owner(session: Session, scope: CallbackScope, event: CallbackEvent)
     except ImportError:  # payments not installed: nothing else to ask
         return None
     payment = session.execute(
-        select(Payment.id, Payment.merchant_id, Payment.livemode, Payment.connector)
+        select(Payment.id, Payment.merchant_id, Payment.livemode, Payment.connector, Payment.credential)
         .where(Payment.psp_reference == event.psp_reference).limit(1)
     ).one_or_none()
     if payment is not None:
-        return CallbackOwner(payment.merchant_id, payment.livemode, "payment", payment.id, payment.connector)
+        return CallbackOwner(payment.merchant_id, payment.livemode, "payment", payment.id, payment.connector,
+                             payment.credential)
     columns = (PaymentAttempt.payment_id, PaymentAttempt.merchant_id, PaymentAttempt.livemode,
-               PaymentAttempt.connector)
+               PaymentAttempt.connector, PaymentAttempt.credential)
     attempt = session.execute(
         select(*columns).where(PaymentAttempt.psp_reference == event.psp_reference).limit(1)
     ).one_or_none()
@@ -294,7 +314,8 @@ def _builtin_owner(session: Session, scope: CallbackScope, event: CallbackEvent)
             select(*columns).where(PaymentAttempt.id == event.data["reference"]).limit(1)
         ).one_or_none()
     if attempt is not None:
-        return CallbackOwner(attempt.merchant_id, attempt.livemode, "payment", attempt.payment_id, attempt.connector)
+        return CallbackOwner(attempt.merchant_id, attempt.livemode, "payment", attempt.payment_id, attempt.connector,
+                             attempt.credential)
     return None
 
 

@@ -12,11 +12,10 @@ from app.accounts.audit import audit
 from app.accounts.models import Merchant
 from app.crypto import SecretBox
 from app.psp.credentials import delete_credentials, set_credentials
+from app.psp.stripe_keys import KeyModeError
 from app.scoping import Scope
 
 PSPS = ("stripe",)
-PUBLISHABLE_PREFIX = {False: "pk_test_", True: "pk_live_"}
-SECRET_PREFIXES = {False: ("sk_test_", "rk_test_"), True: ("sk_live_", "rk_live_")}
 
 
 def _scope(merchant_id: str, live: bool) -> Scope:
@@ -42,20 +41,19 @@ def psp_credentials_group():
 @with_appcontext
 def set_command(merchant_id: str, live: bool, psp: str, secret_key: str, publishable_key: str | None,
                 webhook_secret: str | None):
-    """Store (or replace) the merchant's credentials at a PSP for one mode."""
+    """Store (or replace) the merchant's credentials at a PSP for one mode. A new secret key retires the
+    credential it replaces (kept for the payments made with it, which go on using it)."""
     from app.extensions import db
 
     scope = _scope(merchant_id, live)
     mode = "live" if live else "test"
-    if not secret_key.startswith(SECRET_PREFIXES[live]):
-        raise click.BadParameter(f"a {mode}-mode key starts with {' or '.join(SECRET_PREFIXES[live])}",
-                                 param_hint="--secret-key")
-    if publishable_key and not publishable_key.startswith(PUBLISHABLE_PREFIX[live]):
-        raise click.BadParameter(f"a {mode}-mode publishable key starts with {PUBLISHABLE_PREFIX[live]}",
-                                 param_hint="--publishable-key")
     box = SecretBox(current_app.config.get("KASSA_ENCRYPTION_KEYS", ""))
-    row = set_credentials(db.session, scope, box, psp, secret_key=secret_key, webhook_secret=webhook_secret,
-                          publishable_key=publishable_key)
+    try:
+        row = set_credentials(db.session, scope, box, psp, secret_key=secret_key, webhook_secret=webhook_secret,
+                              publishable_key=publishable_key)
+    except KeyModeError as error:
+        db.session.rollback()
+        raise click.BadParameter(error.message, param_hint=f"--{error.param.replace('_', '-')}") from None
     audit(db.session, "psp_credentials.set", merchant_id=scope.merchant_id, livemode=scope.livemode,
           actor_label="cli", target=row.id, details={"psp": psp, "publishable_key": publishable_key})
     db.session.commit()
@@ -68,7 +66,8 @@ def set_command(merchant_id: str, live: bool, psp: str, secret_key: str, publish
 @click.option("--psp", type=click.Choice(PSPS), default="stripe", show_default=True)
 @with_appcontext
 def delete_command(merchant_id: str, live: bool, psp: str):
-    """Forget the merchant's credentials at a PSP for one mode (the platform's account is used again)."""
+    """Stop using the merchant's credentials at a PSP for one mode (the platform's account is used for new
+    payments). The credential is retired, not destroyed: payments made with it still go through it."""
     from app.extensions import db
 
     scope = _scope(merchant_id, live)

@@ -59,6 +59,11 @@ class AuthorizeRequest:
     on_prepared: Callable[[str, str], None] | None = field(default=None, compare=False, repr=False)
 
 
+# PspResult.error of a call refused because the credential its payment was made with is gone: nothing was
+# sent, and nothing will be sent with another account (app/psp/router.py CredentialMissing).
+CREDENTIAL_MISSING = "credential_missing"
+
+
 @dataclass(frozen=True)
 class PspResult:
     """A normalized answer from a PSP operation."""
@@ -84,6 +89,9 @@ class PspResult:
     retry_after: float | None = None
     # Connectors the router tried for this result, in order (the last one answered).
     tried: tuple[str, ...] = ()
+    # The credential the router called with (app/psp/breaker.py PLATFORM_CREDENTIAL, or a merchant's
+    # psp_credentials id): what an attempt or refund records, so that its follow-ups use the same account.
+    credential: str | None = None
 
 
 def retry_after_seconds(value: str | None) -> float | None:
@@ -130,6 +138,7 @@ class Lookup:
     retryable: bool = False           # asking again may tell (a 429, a 5xx, a timeout)
     tried: tuple[str, ...] = ()
     retry_after: float | None = None  # a rate limit's Retry-After, in seconds (the breaker backs off)
+    credential: str | None = None     # the credential the router asked with (PspResult.credential)
 
     @classmethod
     def of(cls, found: PspResult) -> "Lookup":
@@ -154,7 +163,7 @@ class Lookup:
         breaker): whatever its outcome said about a write, about a lookup it says nothing."""
         return cls(LookupOutcome.UNKNOWN, result.connector, error=result.error or "exception",
                    message=result.message, latency_ms=result.latency_ms, retryable=result.retryable,
-                   tried=result.tried, retry_after=result.retry_after)
+                   tried=result.tried, retry_after=result.retry_after, credential=result.credential)
 
     def as_result(self) -> PspResult:
         """What an attempt or refund applies: the object found, else UNKNOWN (ask again later, never guess).
@@ -162,11 +171,12 @@ class Lookup:
         For callers to whom absence proves nothing (a lookup by a reference the PSP gave us).
         """
         if self.outcome == LookupOutcome.FOUND and self.found is not None:
-            return replace(self.found, connector=self.connector, latency_ms=self.latency_ms, tried=self.tried)
+            return replace(self.found, connector=self.connector, latency_ms=self.latency_ms, tried=self.tried,
+                           credential=self.credential or self.found.credential)
         what = "has no such object" if self.outcome == LookupOutcome.ABSENT else "could not be asked"
         return PspResult(outcome=Outcome.UNKNOWN, connector=self.connector, error=self.error,
                          message=self.message or f"the PSP {what}", latency_ms=self.latency_ms,
-                         tried=self.tried)
+                         tried=self.tried, credential=self.credential)
 
 
 @dataclass(frozen=True)

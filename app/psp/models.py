@@ -68,7 +68,10 @@ class PspCredential(MerchantOwned, Base):
 
     __tablename__ = "psp_credentials"
     __table_args__ = (
-        UniqueConstraint("merchant_id", "livemode", "psp", name="uq_psp_credentials_scope_psp"),
+        # One current credential per merchant, mode and PSP; retired ones stay (payments made with them
+        # still capture, void, refund and look up through them: app/psp/credentials.py).
+        Index("uq_psp_credentials_current", "merchant_id", "livemode", "psp", unique=True,
+              postgresql_where=text("retired_at IS NULL")),
     )
 
     id: Mapped[str] = mapped_column(primary_key=True)
@@ -78,6 +81,8 @@ class PspCredential(MerchantOwned, Base):
     publishable_key: Mapped[str | None] = mapped_column(String(255))   # public by design: sent to browsers
     created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=text("now()"))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=text("now()"))
+    # Replaced or deleted: no longer used for new payments, kept for the follow-ups of those made with it.
+    retired_at: Mapped[datetime | None]
 
 
 def credential_aad(row: PspCredential, column: str) -> str:

@@ -109,8 +109,11 @@ def token_patterns(config: Mapping[str, Any]) -> dict[str, re.Pattern[str]]:
 
 
 def connector_for(name: str, config: Mapping[str, Any], *, credentials: Mapping[str, Any] | None = None,
-                  specs: Mapping[str, ConnectorSpec] | None = None) -> Connector:
-    """Build the connector called ``name`` from the configuration (and a merchant's credentials if any)."""
+                  specs: Mapping[str, ConnectorSpec] | None = None, livemode: bool | None = None) -> Connector:
+    """Build the connector called ``name`` from the configuration (and a merchant's credentials if any).
+
+    ``livemode``, when known, is handed to the factory as ``options["livemode"]``: the platform's account
+    at a PSP may differ per mode (Stripe: STRIPE_API_KEY_TEST / STRIPE_API_KEY_LIVE)."""
     specs = specs if specs is not None else connector_specs(config)
     spec = specs.get(name)
     if spec is None:
@@ -118,7 +121,8 @@ def connector_for(name: str, config: Mapping[str, Any], *, credentials: Mapping[
     factory = import_string(spec.factory)
     settings = _ConfigView(config)
     build = getattr(factory, "from_config", factory)
-    return build(name, settings, spec.options, credentials)
+    options = spec.options if livemode is None else {**spec.options, "livemode": bool(livemode)}
+    return build(name, settings, options, credentials)
 
 
 def wire_rules(specs: Mapping[str, ConnectorSpec], vault: str) -> tuple[WireRules, ...]:

@@ -22,6 +22,13 @@ and the random source are injectable). Capture, void and refund go to the connec
 authorization, with the same bounded retries and no failover. Status queries may also retry an
 ambiguous answer: reading twice is harmless.
 
+**Credentials.** An authorization goes through the merchant's current credential at the PSP in its mode
+(else the platform's account for that mode), and its result names it (``PspResult.credential``: ``platform``
+or the psp_credentials id). Payments record it, and every follow-up (capture, void, refund, status
+queries, dispute actions) passes it back as ``credential=``: it is called with exactly that credential, a
+retired one included, never the merchant's current one. A recorded credential that no longer exists is
+refused (``credential_missing``: NOT_PROCESSED for a write, UNKNOWN for a lookup; nothing is sent).
+
 **Breakers.** Every call goes through the circuit breaker of its connector *and credential* (the
 platform's account, or the merchant's own: ConnectorProvider.resolve), so one merchant's failing or
 throttled account never stops another's payments (app/psp/breaker.py). One logical call (an
@@ -66,7 +73,7 @@ from app.psp.breaker import (
     credential_id,
 )
 from app.psp.bulkhead import Bulkheads, Slot, bulkhead_size_from_config
-from app.psp.interfaces import AuthorizeRequest, Connector, Lookup, Outcome, PspResult
+from app.psp.interfaces import CREDENTIAL_MISSING, AuthorizeRequest, Connector, Lookup, Outcome, PspResult
 from app.psp.registry import ConnectorSpec, config_value, connector_for, connector_specs, import_string
 
 log = logging.getLogger(__name__)
@@ -79,6 +86,9 @@ PSP_CALL_DURATION = Histogram(
 
 # (psp/vault, merchant_id, livemode) -> the merchant's decrypted credentials, or None.
 CredentialsLoader = Callable[[str, str, bool], Mapping[str, Any] | None]
+# (psp/vault, merchant_id, livemode, credential id) -> that credential's decrypted secrets (a retired one
+# included), or None when there is no such credential of this merchant in this mode.
+CredentialByIdLoader = Callable[[str, str, bool, str], Mapping[str, Any] | None]
 
 # Credentialed connectors built per merchant and mode are kept this many at a time (least recently used
 # dropped): building a Stripe client loads TLS roots, which is worth skipping on every call.
@@ -161,54 +171,100 @@ def routes_from_config(config: Mapping[str, Any]) -> tuple[RouteRule, ...]:
     return tuple(item if isinstance(item, RouteRule) else RouteRule.parse(item) for item in value)
 
 
+class CredentialMissing(LookupError):
+    """The credential an attempt or refund was made with is gone (or not this merchant's in this mode):
+    its follow-ups are refused, never sent with another account."""
+
+    def __init__(self, name: str, credential: str):
+        super().__init__(f"the credential {credential} that made this payment at {name} no longer exists; "
+                         "nothing was sent (Kassa never switches a payment to another account)")
+        self.credential = credential
+
+
+# The error of a call refused because its recorded credential is gone (CredentialMissing).
+CREDENTIAL_MISSING_ERROR = CREDENTIAL_MISSING
+
+
 class ConnectorProvider:
-    """Connector instances: one per name, or per merchant and mode for connectors with credentials."""
+    """Connector instances: one per name and mode, or per merchant credential for connectors with credentials."""
 
     def __init__(self, specs: Mapping[str, ConnectorSpec], config: Mapping[str, Any], *,
-                 credentials: CredentialsLoader | None = None, instances: Mapping[str, Connector] | None = None):
+                 credentials: CredentialsLoader | None = None, instances: Mapping[str, Connector] | None = None,
+                 credential_by_id: CredentialByIdLoader | None = None):
         self.specs = dict(specs)
         self.config = config
         self.credentials = credentials
+        self.credential_by_id = credential_by_id
         # Ready-made instances (tests, scripts) answer for every merchant. The ones built here from the
         # config are the platform's account: only for merchants without credentials of their own.
         self._given: dict[str, Connector] = dict(instances or {})
-        self._instances: dict[str, Connector] = {}
+        self._instances: dict[tuple[str, bool], Connector] = {}
         self._per_merchant: OrderedDict[tuple, Connector] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, name: str, merchant_id: str | None = None, livemode: bool | None = None) -> Connector:
+    def get(self, name: str, merchant_id: str | None = None, livemode: bool | None = None, *,
+            credential: str | None = None) -> Connector:
         """The connector ``name`` (with the merchant's credentials where it takes them)."""
-        return self.resolve(name, merchant_id, livemode)[0]
+        return self.resolve(name, merchant_id, livemode, credential=credential)[0]
 
-    def resolve(self, name: str, merchant_id: str | None = None,
-                livemode: bool | None = None) -> tuple[Connector, str]:
+    def resolve(self, name: str, merchant_id: str | None = None, livemode: bool | None = None, *,
+                credential: str | None = None) -> tuple[Connector, str]:
         """The connector ``name`` and the credential it calls with: ``platform``, or the merchant's own in
-        this mode (app/psp/breaker.py credential_id), which names its circuit breaker."""
+        this mode (its psp_credentials id), which names its circuit breaker and bulkhead.
+
+        ``credential``: the one a payment was made with (recorded on its attempts and refunds); its
+        follow-ups use exactly that one, a retired credential included, never the merchant's current one.
+        A credential that no longer exists raises CredentialMissing. None: the merchant's current one in
+        this mode, else the platform's (a new authorization).
+        """
         spec = self.specs.get(name)
         if spec is None:
             raise KeyError(f"no PSP connector named {name!r} is configured")
         if name in self._given:
             return self._given[name], PLATFORM_CREDENTIAL
         creds = None
-        if spec.needs_credentials and merchant_id and self.credentials is not None:
-            creds = self.credentials(spec.vault, merchant_id, bool(livemode))
+        if credential is None:
+            if spec.needs_credentials and merchant_id and self.credentials is not None:
+                creds = self.credentials(spec.vault, merchant_id, bool(livemode))
+        elif credential != PLATFORM_CREDENTIAL:
+            creds = self._recorded(spec, name, merchant_id, bool(livemode), credential)
         with self._lock:
             if not creds:
-                instance = self._instances.get(name)
+                key = (name, bool(livemode))
+                instance = self._instances.get(key)
                 if instance is None:
-                    instance = self._instances[name] = connector_for(name, self.config, specs=self.specs)
+                    instance = self._instances[key] = connector_for(name, self.config, specs=self.specs,
+                                                                    livemode=bool(livemode))
                 return instance, PLATFORM_CREDENTIAL
             fingerprint = hashlib.sha256(json.dumps(dict(creds), sort_keys=True, default=str).encode()).hexdigest()
             key = (name, merchant_id, bool(livemode), fingerprint)
             instance = self._per_merchant.get(key)
             if instance is None:
-                instance = connector_for(name, self.config, credentials=creds, specs=self.specs)
+                instance = connector_for(name, self.config, credentials=creds, specs=self.specs,
+                                         livemode=bool(livemode))
                 self._per_merchant[key] = instance
                 while len(self._per_merchant) > CONNECTOR_CACHE_SIZE:
                     self._per_merchant.popitem(last=False)
             else:
                 self._per_merchant.move_to_end(key)
-            return instance, credential_id(merchant_id, bool(livemode))
+            return instance, str(creds.get("id") or credential_id(merchant_id, bool(livemode)))
+
+    def _recorded(self, spec: ConnectorSpec, name: str, merchant_id: str | None, livemode: bool,
+                  credential: str) -> Mapping[str, Any]:
+        """The merchant's credentials with this id (retired or not), in this mode; else CredentialMissing."""
+        if not spec.needs_credentials or not merchant_id:
+            raise CredentialMissing(name, credential)
+        creds = None
+        if self.credential_by_id is not None:
+            creds = self.credential_by_id(spec.vault, merchant_id, livemode, credential)
+        elif self.credentials is not None:
+            # Only a loader of the current credentials (tests, scripts): it must still be the same one.
+            current = self.credentials(spec.vault, merchant_id, livemode)
+            if current and str(current.get("id") or credential_id(merchant_id, livemode)) == credential:
+                creds = current
+        if not creds:
+            raise CredentialMissing(name, credential)
+        return creds
 
     def close(self) -> None:
         """Close every connector built so far (their HTTP connection pools)."""
@@ -283,9 +339,13 @@ class Router:
         """Close the connectors' HTTP connections (tests, scripts; the app's router lives as long as the app)."""
         self.provider.close()
 
-    def credential(self, name: str, merchant_id: str | None, livemode: bool | None) -> str:
-        """The credential connector ``name`` calls with for this merchant and mode (``platform`` when it
-        cannot be built: its calls then fail without a slot)."""
+    def credential(self, name: str, merchant_id: str | None, livemode: bool | None, *,
+                   recorded: str | None = None) -> str:
+        """The credential connector ``name`` calls with for this merchant and mode: ``recorded`` when the
+        payment has one (its calls use exactly that one), else the merchant's current one or ``platform``
+        (``platform`` too when it cannot be built: its calls then fail without a slot)."""
+        if recorded is not None:
+            return recorded
         try:
             return self.provider.resolve(name, merchant_id, livemode)[1]
         except Exception:  # noqa: BLE001 - misconfigured: the call itself reports it
@@ -296,9 +356,10 @@ class Router:
         router runs without breakers)."""
         return self.breakers.get(name, credential) if self.breakers else None
 
-    def connector(self, name: str, *, merchant_id: str | None = None, livemode: bool | None = None) -> Connector:
+    def connector(self, name: str, *, merchant_id: str | None = None, livemode: bool | None = None,
+                  credential: str | None = None) -> Connector:
         """The connector instance (e.g. to parse a callback)."""
-        return self.provider.get(name, merchant_id, livemode)
+        return self.provider.get(name, merchant_id, livemode, credential=credential)
 
     # -- operations ------------------------------------------------------------------------------------
 
@@ -321,7 +382,9 @@ class Router:
                 for name in names:
                     if name in given_up:
                         continue
-                    result = self._call(legs[name], "authorize", lambda c: c.authorize(request),
+                    leg = legs[name]
+                    result = self._call(leg, "authorize",
+                                        lambda c, leg=leg: c.authorize(_prepared_with_credential(request, leg)),
                                         merchant_id=request.merchant_id, livemode=request.livemode)
                     tried.append(name)
                     if result.outcome != Outcome.NOT_PROCESSED:
@@ -340,63 +403,67 @@ class Router:
         return replace(last, tried=tuple(tried))
 
     def capture(self, connector: str, psp_reference: str, amount: int, currency: str, idempotency_key: str,
-                *, merchant_id: str | None = None, livemode: bool | None = None) -> PspResult:
+                *, merchant_id: str | None = None, livemode: bool | None = None,
+                credential: str | None = None) -> PspResult:
         """Capture at the connector holding the authorization (retries, no failover)."""
         return self._single(connector, "capture",
                             lambda c: c.capture(psp_reference, amount, currency, idempotency_key),
-                            merchant_id=merchant_id, livemode=livemode)
+                            merchant_id=merchant_id, livemode=livemode, credential=credential)
 
     def void(self, connector: str, psp_reference: str, idempotency_key: str, *, merchant_id: str | None = None,
-             livemode: bool | None = None) -> PspResult:
+             livemode: bool | None = None, credential: str | None = None) -> PspResult:
         """Void at the connector holding the authorization."""
         return self._single(connector, "void", lambda c: c.void(psp_reference, idempotency_key),
-                            merchant_id=merchant_id, livemode=livemode)
+                            merchant_id=merchant_id, livemode=livemode, credential=credential)
 
     def refund(self, connector: str, psp_reference: str, amount: int, currency: str, idempotency_key: str,
-               *, merchant_id: str | None = None, livemode: bool | None = None) -> PspResult:
+               *, merchant_id: str | None = None, livemode: bool | None = None,
+               credential: str | None = None) -> PspResult:
         """Refund at the connector holding the (captured) authorization."""
         return self._single(connector, "refund",
                             lambda c: c.refund(psp_reference, amount, currency, idempotency_key),
-                            merchant_id=merchant_id, livemode=livemode)
+                            merchant_id=merchant_id, livemode=livemode, credential=credential)
 
     def retrieve(self, connector: str, *, psp_reference: str | None = None, idempotency_key: str | None = None,
-                 merchant_id: str | None = None, livemode: bool | None = None) -> Lookup:
+                 merchant_id: str | None = None, livemode: bool | None = None, credential: str | None = None) -> Lookup:
         """Status query of an authorization: FOUND, ABSENT or UNKNOWN (could not ask is never "absent")."""
         return self._lookup(connector, "retrieve",
                             lambda c: c.retrieve(psp_reference=psp_reference, idempotency_key=idempotency_key),
-                            merchant_id=merchant_id, livemode=livemode)
+                            merchant_id=merchant_id, livemode=livemode, credential=credential)
 
     def retrieve_refund(self, connector: str, psp_refund_reference: str, *, merchant_id: str | None = None,
-                        livemode: bool | None = None) -> Lookup:
+                        livemode: bool | None = None, credential: str | None = None) -> Lookup:
         """Status query of a refund."""
         return self._lookup(connector, "retrieve_refund", lambda c: c.retrieve_refund(psp_refund_reference),
-                            merchant_id=merchant_id, livemode=livemode)
+                            merchant_id=merchant_id, livemode=livemode, credential=credential)
 
     def find_refund(self, connector: str, psp_reference: str, idempotency_key: str, *,
-                    merchant_id: str | None = None, livemode: bool | None = None) -> Lookup:
+                    merchant_id: str | None = None, livemode: bool | None = None,
+                    credential: str | None = None) -> Lookup:
         """The refund of an authorization sent with ``idempotency_key``, looked up at its connector."""
         return self._lookup(connector, "find_refund", lambda c: c.find_refund(psp_reference, idempotency_key),
-                            merchant_id=merchant_id, livemode=livemode)
+                            merchant_id=merchant_id, livemode=livemode, credential=credential)
 
     def submit_dispute_evidence(self, connector: str, psp_dispute_reference: str, evidence: dict[str, str],
                                 files: list, idempotency_key: str, *, merchant_id: str | None = None,
-                                livemode: bool | None = None) -> PspResult:
+                                livemode: bool | None = None, credential: str | None = None) -> PspResult:
         """Submit a dispute's evidence at the connector holding the disputed payment (retries, no failover)."""
         return self._single(connector, "submit_dispute_evidence",
                             lambda c: c.submit_dispute_evidence(psp_dispute_reference, evidence, files, idempotency_key),
-                            merchant_id=merchant_id, livemode=livemode)
+                            merchant_id=merchant_id, livemode=livemode, credential=credential)
 
     def close_dispute(self, connector: str, psp_dispute_reference: str, idempotency_key: str, *,
-                      merchant_id: str | None = None, livemode: bool | None = None) -> PspResult:
+                      merchant_id: str | None = None, livemode: bool | None = None,
+                      credential: str | None = None) -> PspResult:
         """Accept a dispute at its connector."""
         return self._single(connector, "close_dispute", lambda c: c.close_dispute(psp_dispute_reference, idempotency_key),
-                            merchant_id=merchant_id, livemode=livemode)
+                            merchant_id=merchant_id, livemode=livemode, credential=credential)
 
     def retrieve_dispute(self, connector: str, psp_dispute_reference: str, *, merchant_id: str | None = None,
-                         livemode: bool | None = None) -> Lookup:
+                         livemode: bool | None = None, credential: str | None = None) -> Lookup:
         """Status query of a dispute: FOUND, ABSENT or UNKNOWN."""
         return self._lookup(connector, "retrieve_dispute", lambda c: c.retrieve_dispute(psp_dispute_reference),
-                            merchant_id=merchant_id, livemode=livemode)
+                            merchant_id=merchant_id, livemode=livemode, credential=credential)
 
     def idempotency_window(self, name: str) -> timedelta | None:
         """How long connector ``name``'s PSP keeps an idempotency key (None: for ever); a connector that
@@ -409,15 +476,17 @@ class Router:
     # -- plumbing --------------------------------------------------------------------------------------
 
     def _lookup(self, name: str, operation: str, ask: Callable[[Connector], Lookup], *,
-                merchant_id: str | None, livemode: bool | None) -> Lookup:
+                merchant_id: str | None, livemode: bool | None, credential: str | None = None) -> Lookup:
         """A status query through the same breaker and bounded retries as every call (a Lookup has the
         fields _call and _single read); what never reached a connector (no route, open breaker, not
         configured, a connector bug) comes back as a PspResult and is UNKNOWN."""
-        answer = self._single(name, operation, ask, merchant_id=merchant_id, livemode=livemode, read_only=True)
+        answer = self._single(name, operation, ask, merchant_id=merchant_id, livemode=livemode, read_only=True,
+                              credential=credential)
         return answer if isinstance(answer, Lookup) else Lookup.could_not_tell(answer)
 
     def _single(self, name: str, operation: str, fn: Callable[[Connector], PspResult], *,
-                merchant_id: str | None, livemode: bool | None, read_only: bool = False) -> PspResult:
+                merchant_id: str | None, livemode: bool | None, read_only: bool = False,
+                credential: str | None = None) -> PspResult:
         spec = self.specs.get(name)
         if spec is None or (livemode and spec.test_only):
             return PspResult(outcome=Outcome.UNKNOWN if read_only else Outcome.NOT_PROCESSED, connector=name,
@@ -425,7 +494,7 @@ class Router:
                              tried=(name,))
         tried: list[str] = []
         result: PspResult | None = None
-        leg = _Leg(name)
+        leg = _Leg(name, credential)
         try:
             for try_number in range(self.retry.max_tries):
                 if try_number:
@@ -433,7 +502,7 @@ class Router:
                 result = self._call(leg, operation, fn, merchant_id=merchant_id, livemode=livemode,
                                     read_only=read_only)
                 tried.append(name)
-                if not result.retryable:
+                if not result.retryable or result.error == CREDENTIAL_MISSING_ERROR:
                     break
         finally:
             leg.finish()
@@ -443,16 +512,27 @@ class Router:
     def _call(self, leg: "_Leg", operation: str, fn: Callable[[Connector], PspResult], *,
               merchant_id: str | None, livemode: bool | None, read_only: bool = False) -> PspResult:
         """One try at the leg's connector through its credential's breaker; the result always names the
-        connector. A rate limit puts the credential into backoff and ends the leg's tries."""
+        connector and the credential. A rate limit puts the credential into backoff and ends the leg's tries."""
+        result = self._try(leg, operation, fn, merchant_id=merchant_id, livemode=livemode, read_only=read_only)
+        return replace(result, credential=leg.credential) if leg.credential is not None else result
+
+    def _try(self, leg: "_Leg", operation: str, fn: Callable[[Connector], PspResult], *,
+             merchant_id: str | None, livemode: bool | None, read_only: bool = False) -> PspResult:
         name = leg.name
         unavailable = Outcome.UNKNOWN if read_only else Outcome.NOT_PROCESSED
         if leg.connector is None:
             try:
-                connector, credential = self.provider.resolve(name, merchant_id, livemode)
+                connector, credential = self.provider.resolve(name, merchant_id, livemode, credential=leg.recorded)
+            except CredentialMissing as exc:  # never another account instead: refused, nothing sent
+                log.warning("%s %s: %s", operation, name, exc)
+                PSP_CALL_DURATION.labels(name, operation, CREDENTIAL_MISSING_ERROR).observe(0)
+                return PspResult(outcome=unavailable, connector=name, error=CREDENTIAL_MISSING_ERROR,
+                                 message=str(exc))
             except Exception as exc:  # noqa: BLE001 - misconfiguration: nothing was sent
                 log.exception("cannot build connector %s", name)
                 return PspResult(outcome=unavailable, connector=name, error="not_configured",
                                  message=f"{type(exc).__name__}: {exc}")
+            leg.credential = credential
             if self.bulkheads is not None:
                 leg.slot = self.bulkheads.enter_for_call((name, credential))
                 if leg.slot is None:  # never wait for a slot on a pool thread (app/psp/bulkhead.py)
@@ -502,8 +582,10 @@ class _Leg:
     window. (Counting each try let a handful of slow cards open a breaker for everyone, issue 14.)
     """
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, recorded: str | None = None):
         self.name = name
+        self.recorded = recorded                # the credential the payment was made with, if any
+        self.credential: str | None = None      # the credential this leg calls with, once resolved
         self.connector: Connector | None = None
         self.breaker: CircuitBreaker | None = None
         self.permit: Permit | None = None
@@ -523,14 +605,26 @@ class _Leg:
             self.breaker.record_success(self.permit)
 
 
+def _prepared_with_credential(request: AuthorizeRequest, leg: "_Leg") -> AuthorizeRequest:
+    """The request as one leg sends it: an ``on_prepared`` that declares ``takes_credential`` (the jobs'
+    record_prepared) is also told the credential, so that an intent stored before its confirmation is
+    looked up later with the account that created it."""
+    prepared = request.on_prepared
+    if prepared is None or not getattr(prepared, "takes_credential", False):
+        return request
+    return replace(request, on_prepared=lambda connector, reference: prepared(connector, reference, leg.credential))
+
+
 def build_router(config: Mapping[str, Any], *, redis=None, credentials: CredentialsLoader | None = None,
+                 credential_by_id: CredentialByIdLoader | None = None,
                  clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
                  rng: random.Random | None = None) -> Router:
     """A router from configuration (PSP_CONNECTORS, PSP_ROUTES, PSP_MAX_TRIES, PSP_RETRY_*, PSP_BREAKER_*,
     PSP_CONCURRENCY / PSP_BULKHEAD_SIZE for its bulkheads)."""
     specs = connector_specs(config)
     breakers = BreakerRegistry(redis, BreakerSettings.from_config(config), clock=clock) if redis is not None else None
-    return Router(ConnectorProvider(specs, config, credentials=credentials), rules=routes_from_config(config),
+    return Router(ConnectorProvider(specs, config, credentials=credentials, credential_by_id=credential_by_id),
+                  rules=routes_from_config(config),
                   breakers=breakers, retry=RetryPolicy.from_config(config), sleep=sleep, rng=rng,
                   bulkheads=Bulkheads(bulkhead_size_from_config(config)))
 
@@ -540,7 +634,8 @@ def router_for_app(app) -> Router:
     router = app.extensions.get("psp_router")
     if router is None:
         router = app.extensions["psp_router"] = build_router(
-            app.config, redis=app.extensions.get("redis"), credentials=app_credentials_loader(app))
+            app.config, redis=app.extensions.get("redis"), credentials=app_credentials_loader(app),
+            credential_by_id=app_credential_by_id_loader(app))
     return router
 
 
@@ -562,5 +657,27 @@ def app_credentials_loader(app) -> CredentialsLoader:
         with Session(engine_holder[0]) as session:
             return load_credentials(session, Scope(merchant_id, livemode),
                                     SecretBox(app.config.get("KASSA_ENCRYPTION_KEYS", "")), psp)
+
+    return load
+
+
+def app_credential_by_id_loader(app) -> CredentialByIdLoader:
+    """Load one PSP credential of a merchant by id (retired ones too), in a short session of its own."""
+    engine_holder: list = []
+
+    def load(psp: str, merchant_id: str, livemode: bool, credential: str) -> Mapping[str, Any] | None:
+        from sqlalchemy.orm import Session
+
+        from app.crypto import SecretBox
+        from app.extensions import db
+        from app.psp.credentials import load_credential
+        from app.scoping import Scope
+
+        if not engine_holder:
+            with app.app_context():
+                engine_holder.append(db.engine)
+        with Session(engine_holder[0]) as session:
+            return load_credential(session, Scope(merchant_id, livemode),
+                                   SecretBox(app.config.get("KASSA_ENCRYPTION_KEYS", "")), psp, credential)
 
     return load

@@ -177,13 +177,23 @@ class StripeConnector:
     @classmethod
     def from_config(cls, name: str, config: Mapping[str, Any], options: Mapping[str, Any],
                     credentials: Mapping[str, Any] | None = None) -> "StripeConnector":
-        """Build with a merchant's credentials, else the platform's (STRIPE_API_KEY, STRIPE_WEBHOOK_SECRET)."""
+        """Build with a merchant's credentials, else the platform's account in the mode the provider names
+        (``options["livemode"]``; STRIPE_API_KEY_TEST/_LIVE, STRIPE_WEBHOOK_SECRET_TEST/_LIVE:
+        app/psp/stripe_keys.py)."""
+        from app.psp.stripe_keys import check_secret_key, platform_stripe
+
         credentials = credentials or {}
+        platform = platform_stripe(config, bool(options.get("livemode")))
+        api_key = credentials.get("secret_key") or options.get("api_key") or platform.api_key
+        if options.get("livemode") is not None:
+            # Never a test-mode payment on a live key, nor the other way round (KeyModeError: the router
+            # reports the connector not configured, and nothing is sent).
+            check_secret_key(api_key, bool(options["livemode"]))
         return cls(
             name,
-            api_key=credentials.get("secret_key") or options.get("api_key") or config.get("STRIPE_API_KEY"),
+            api_key=api_key,
             webhook_secret=(credentials.get("webhook_secret") or options.get("webhook_secret")
-                            or config.get("STRIPE_WEBHOOK_SECRET")),
+                            or platform.webhook_secret),
             connect_timeout=float(config.get("PSP_CONNECT_TIMEOUT") or DEFAULT_CONNECT_TIMEOUT),
             read_timeout=float(config.get("PSP_READ_TIMEOUT") or DEFAULT_READ_TIMEOUT),
             api_base=options.get("api_base") or config.get("STRIPE_API_BASE") or None,

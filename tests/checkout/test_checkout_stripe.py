@@ -137,8 +137,9 @@ def test_which_publishable_key_a_page_gets(app, db_session):
     keyless = factories.merchant(db_session)
     set_credentials(db_session, Scope(own.id, True), box(app), "stripe", secret_key="sk_live_own",
                     publishable_key="pk_live_own")
+    # Saving a key of the other mode is refused; a row stored before that check still never reaches a page.
     set_credentials(db_session, Scope(own.id, False), box(app), "stripe", secret_key="sk_test_own",
-                    publishable_key="pk_live_wrong_mode")
+                    publishable_key="pk_test_own").publishable_key = "pk_live_wrong_mode"
     set_credentials(db_session, Scope(keyless.id, True), box(app), "stripe", secret_key="sk_live_keyless")
     db_session.flush()
 
@@ -152,12 +153,17 @@ def test_which_publishable_key_a_page_gets(app, db_session):
     # No credentials: the platform's account, if it has both keys.
     assert key(platform, True) is None
     assert key(platform, True, STRIPE_PUBLISHABLE_KEY="pk_live_platform") is None
-    assert key(platform, True, STRIPE_API_KEY="sk_live_platform", STRIPE_PUBLISHABLE_KEY="pk_live_platform") == \
-        "pk_live_platform"
+    assert key(platform, True, STRIPE_API_KEY_LIVE="sk_live_platform",
+               STRIPE_PUBLISHABLE_KEY_LIVE="pk_live_platform") == "pk_live_platform"
+    assert key(platform, False, STRIPE_API_KEY_TEST="sk_test_platform",
+               STRIPE_PUBLISHABLE_KEY_TEST="pk_test_platform") == "pk_test_platform"
+    # The mode-less settings of earlier versions are the test-mode keys only.
     assert key(platform, False, STRIPE_API_KEY="sk_test_platform", STRIPE_PUBLISHABLE_KEY="pk_test_platform") == \
         "pk_test_platform"
+    assert key(platform, True, STRIPE_API_KEY="sk_test_platform", STRIPE_PUBLISHABLE_KEY="pk_test_platform") is None
     # Own secret key but no publishable key: never the platform's key (another account).
-    assert key(keyless, True, STRIPE_API_KEY="sk_live_platform", STRIPE_PUBLISHABLE_KEY="pk_live_platform") is None
+    assert key(keyless, True, STRIPE_API_KEY_LIVE="sk_live_platform",
+               STRIPE_PUBLISHABLE_KEY_LIVE="pk_live_platform") is None
     # The sandbox: test mode only; other vaults take no card on this page.
     assert key(own, False, vault="sandbox") == "http://vault.example"
     assert key(own, True, vault="sandbox") is None

@@ -303,3 +303,28 @@ def factories_scope(merchant):
     from app.scoping import Scope
 
     return Scope(merchant.id, False)
+
+
+def test_dispute_actions_go_to_the_account_that_made_the_payment(client, auth, db_session, shop, disputed):
+    """Issue 14 review: accepting (or answering) a dispute goes through the credential the disputed payment was
+    made with, even when the merchant has replaced its credentials since."""
+    from sqlalchemy import update
+
+    from app.payments.models import Payment
+
+    payment, dispute_id = disputed
+    db_session.execute(update(Payment).where(Payment.id == payment["id"]).values(credential="pcr_payments_account"))
+    db_session.commit()
+    assert client.post(f"/v1/disputes/{dispute_id}/close", headers=auth).status_code == 200
+
+    class Recording(ScriptedDisputes):
+        owners: list = []
+
+        def close_dispute(self, connector, reference, key, **owner):
+            self.owners.append(owner)
+            return super().close_dispute(connector, reference, key, **owner)
+
+    router = Recording()
+    assert run_action(shop["scope"], dispute_id, deps(), router) == "succeeded"
+    assert router.owners == [{"merchant_id": shop["scope"].merchant_id, "livemode": shop["scope"].livemode,
+                              "credential": "pcr_payments_account"}]

@@ -27,7 +27,7 @@ from app.ledger.queries import transaction_legs
 from app.payments import idempotency
 from app.payments.models import Payment, PaymentAttempt, PaymentOrder, Refund
 from app.payments.service import create_seller
-from app.psp.credentials import set_credentials
+from app.psp.credentials import load_credentials, set_credentials
 from app.psp.interfaces import Outcome
 from app.psp.models import PspCallback
 from app.scoping import Scope
@@ -113,15 +113,16 @@ def run(db_session, scope, deps, operation, params):
     return idempotency.execute(db_session, scope, operation, params, key=None, deps=deps, path="/test")
 
 
-def stripe_payment_in_3ds(db_session, scope, deps, intent_id: str) -> str:
-    """A payment of ``scope`` whose Stripe authorization waits for 3-D Secure; its id."""
+def stripe_payment_in_3ds(db_session, scope, deps, intent_id: str, credential: str | None = None) -> str:
+    """A payment of ``scope`` whose Stripe authorization waits for 3-D Secure (made with ``credential`` when
+    named, as the router reports it); its id."""
     stripe_deps = replace(deps, test_vault="stripe")  # test mode charging Stripe too: pm_ tokens
     body = run(db_session, scope, stripe_deps, "payment.create", {
         "amount": 1000, "currency": "USD", "capture_method": "manual",
-        "payment_method": f"pm_card_{scope.merchant_id.lower()}", "confirm": True}).body
+        "payment_method": f"pm_card_{scope.merchant_id.lower()}_{intent_id.lower()}", "confirm": True}).body
     _run_attempt(body["attempts"][0]["id"], deps, ScriptedGateway(authorize_results=[result(
         Outcome.REQUIRES_ACTION, connector="stripe", psp_reference=intent_id, status="requires_action",
-        action_url=f"https://hooks.stripe.com/3d_secure/{intent_id}")]))
+        action_url=f"https://hooks.stripe.com/3d_secure/{intent_id}", credential=credential)]))
     return body["id"]
 
 
@@ -144,8 +145,9 @@ def merchants(app, db_session):
     attacker = factories.merchant(db_session, name="Mallory")
     box = SecretBox(app.config["KASSA_ENCRYPTION_KEYS"])
     for livemode in (False, True):
-        set_credentials(db_session, Scope(attacker.id, livemode), box, "stripe", secret_key=f"sk_{livemode}_m",
-                        webhook_secret=f"whsec_m_{'live' if livemode else 'test'}")
+        mode = "live" if livemode else "test"
+        set_credentials(db_session, Scope(attacker.id, livemode), box, "stripe", secret_key=f"sk_{mode}_m",
+                        webhook_secret=f"whsec_m_{mode}")
     db_session.commit()
     return victim, attacker
 
@@ -184,6 +186,8 @@ def test_the_merchants_own_secret_moves_its_own_payment(client, db_session, deps
     row = callback_row(db_session, "evt_own")
     assert row.result == "applied" and row.merchant_id == merchant.id
     assert db_session.get(Payment, payment_id).status == "requires_capture"
+    # Its authorization had recorded no credential: the one whose secret verified the callback holds it.
+    assert db_session.get(Payment, payment_id).credential == row.verified_with
 
 
 def test_the_platform_account_does_not_speak_for_merchants_with_their_own(client, db_session, deps, merchants):
@@ -223,6 +227,84 @@ def test_a_test_mode_secret_does_not_speak_for_a_live_payment(client, db_session
         assert row.result == "rejected" and "live mode" in row.last_error, callback_id
     assert [snapshot(db_session, Scope(attacker.id, True), own_live),
             snapshot(db_session, Scope(victim.id, True), platform_live)] == before
+
+
+def test_a_callback_acts_only_on_payments_made_with_the_credential_that_verified_it(app, client, db_session, deps,
+                                                                                   merchants):
+    """Issue 14 review: a merchant that moved to another Stripe account hears from both; each account's secret
+    speaks for the payments made with that account only (the retired one's still for its own)."""
+    victim, merchant = merchants
+    scope = Scope(merchant.id, False)
+    box = SecretBox(app.config["KASSA_ENCRYPTION_KEYS"])
+    old = load_credentials(db_session, scope, box, "stripe")["id"]
+    old_payment = stripe_payment_in_3ds(db_session, scope, deps, "pi_old_account", credential=old)
+    assert db_session.get(PaymentAttempt, db_session.get(Payment, old_payment).latest_attempt_id).credential == old
+    new = set_credentials(db_session, scope, box, "stripe", secret_key="sk_test_m_other_account",
+                          webhook_secret="whsec_m_other_account").id
+    db_session.commit()
+    assert new != old
+    new_payment = stripe_payment_in_3ds(db_session, scope, deps, "pi_new_account", credential=new)
+    before = [snapshot(db_session, scope, old_payment), snapshot(db_session, scope, new_payment)]
+    path = f"/hooks/stripe/{merchant.id}"
+
+    post_stripe(client, path, intent_succeeded("evt_new_for_old", "pi_old_account"), "whsec_m_other_account")
+    post_stripe(client, path, intent_succeeded("evt_old_for_new", "pi_new_account"), "whsec_m_test")
+    for callback_id, verified_with in (("evt_new_for_old", new), ("evt_old_for_new", old)):
+        row = callback_row(db_session, callback_id)
+        assert row.result == "rejected" and "was made with the credential" in row.last_error, callback_id
+        assert row.verified_with == verified_with and row.event_id is None
+    assert [snapshot(db_session, scope, old_payment), snapshot(db_session, scope, new_payment)] == before
+
+    # Each account's secret moves its own payment: the retired account still tells about the old one.
+    post_stripe(client, path, intent_succeeded("evt_old_for_old", "pi_old_account"), "whsec_m_test")
+    post_stripe(client, path, intent_succeeded("evt_new_for_new", "pi_new_account"), "whsec_m_other_account")
+    assert callback_row(db_session, "evt_old_for_old").result == "applied"
+    assert callback_row(db_session, "evt_new_for_new").result == "applied"
+    assert {db_session.get(Payment, old_payment).status, db_session.get(Payment, new_payment).status} == {
+        "requires_capture"}
+
+    # A payment made with the platform's account stays the platform's after its merchant got its own.
+    served = stripe_payment_in_3ds(db_session, Scope(victim.id, False), deps, "pi_platform_before",
+                                   credential="platform")
+    set_credentials(db_session, Scope(victim.id, False), box, "stripe", secret_key="sk_test_v",
+                    webhook_secret="whsec_v")
+    db_session.commit()
+    post_stripe(client, "/hooks/stripe", intent_succeeded("evt_platform_before", "pi_platform_before"),
+                PLATFORM_SECRET)
+    assert callback_row(db_session, "evt_platform_before").result == "applied"
+    assert db_session.get(Payment, served).status == "requires_capture"
+    post_stripe(client, f"/hooks/stripe/{victim.id}", intent_succeeded("evt_own_for_platform", "pi_platform_before"),
+                "whsec_v")
+    assert callback_row(db_session, "evt_own_for_platform").result == "rejected"
+
+
+def test_the_platforms_webhook_secret_is_per_mode(database):
+    """STRIPE_WEBHOOK_SECRET_LIVE verifies live events only, the test secret test events only."""
+    from app import create_app
+    from app.extensions import db
+    from tests.conftest import app_config
+
+    application = create_app(app_config(database, STRIPE_WEBHOOK_SECRET_TEST="whsec_platform_test",
+                                        STRIPE_WEBHOOK_SECRET_LIVE="whsec_platform_live"))
+    application.extensions["payments_deps"] = make_deps(ledger_hmac_key=ledger_hmac_key(application))
+    client = application.test_client()
+    try:
+        for event_id, livemode, secret, stored in (
+                ("evt_live_by_live", True, "whsec_platform_live", True),
+                ("evt_test_by_test", False, "whsec_platform_test", True),
+                ("evt_live_by_test", True, "whsec_platform_test", False),
+                ("evt_test_by_live", False, "whsec_platform_live", False)):
+            answer = post_stripe(client, "/hooks/stripe", intent_succeeded(event_id, "pi_nobody", livemode=livemode),
+                                 secret)
+            assert (answer.status_code == 200) == stored, event_id
+            with application.app_context():
+                row = db.session.scalars(select(PspCallback).where(PspCallback.callback_id == event_id)).one_or_none()
+                assert (row is not None) == stored and (row is None or row.livemode == livemode)
+                db.session.remove()
+    finally:
+        with application.app_context():
+            db.session.remove()
+            db.engine.dispose()
 
 
 # -- refunds reported failed after they succeeded ----------------------------------------------------------

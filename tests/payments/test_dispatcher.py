@@ -275,3 +275,21 @@ def test_a_running_dispatcher_beats_and_drains_on_stop(app, client, db_session, 
         assert psp.stop(timeout=10)
     scraped = client.get("/metrics", headers={"Authorization": f"Bearer {app.config['METRICS_TOKEN']}"})
     assert "kassa_worker_heartbeat_timestamp_seconds" in scraped.get_data(as_text=True)
+
+
+def test_a_follow_up_enters_the_bulkhead_of_the_credential_its_payment_was_made_with(app, db_session, deps):
+    """Issue 14 review: the run calls with the recorded credential (app/psp/router.py), so its bulkhead slot is
+    that credential's, not the merchant's current one's."""
+    scope = new_scope(db_session, "Moved accounts")
+    [attempt_id] = confirmed(db_session, scope, deps)
+    db_session.execute(update(PaymentAttempt).where(PaymentAttempt.id == attempt_id).values(
+        status="requires_action", connector="sandbox", psp_reference="auth_moved", credential="pcr_recorded"))
+    db_session.commit()
+    recorder = Recorder()
+    psp = dispatcher(app, deps, RoutedGateway({scope.merchant_id: "sandbox"}), concurrency=2, executor=recorder)
+    assert psp.dispatch_once() == 1 and recorder.claimed() == [attempt_id]
+    assert recorder.started[0][1][0].credential == "pcr_recorded"
+    assert psp.bulkheads.in_flight(("sandbox", "pcr_recorded")) == 1
+    assert psp.bulkheads.in_flight(("sandbox", PLATFORM_CREDENTIAL)) == 0
+    recorder.run_all()
+    assert psp.bulkheads.in_flight(("sandbox", "pcr_recorded")) == 0

@@ -17,7 +17,7 @@ from app.payments.errors import AmountTooLarge, InvalidRequest, InvalidTransitio
 from app.payments.models import Payment, PaymentAttempt, Refund, Seller
 from app.payments.serializers import payment_object
 from app.payments.service import create_seller, default_seller_id, notify_outcome, wait_for_outcome
-from app.psp.interfaces import Lookup, Outcome, PspResult
+from app.psp.interfaces import CREDENTIAL_MISSING, Lookup, Outcome, PspResult
 from tests.payments.helpers import (
     ScriptedGateway,
     assert_ledger_balanced,
@@ -685,3 +685,72 @@ def test_a_repeated_answer_for_the_payments_own_authorization_voids_nothing(db_s
     applied = processing.apply_attempt_result(db_session, attempt_id, authorized("auth_own"), deps)
     db_session.commit()
     assert applied.follow_ups == [] and payment_row(db_session, body["id"]).status == "requires_capture"
+
+
+# -- the credential a payment was made with (issue 14 review) ---------------------------------------------
+
+class CredentialGateway(ScriptedGateway):
+    """The scripted gateway, noting which credential each follow-up was sent with."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.credentials: list[tuple[str, str | None]] = []
+
+    def capture(self, *args, **owner):
+        self.credentials.append(("capture", owner.get("credential")))
+        return super().capture(*args, **owner)
+
+    def void(self, *args, **owner):
+        self.credentials.append(("void", owner.get("credential")))
+        return super().void(*args, **owner)
+
+    def refund(self, *args, **owner):
+        self.credentials.append(("refund", owner.get("credential")))
+        return super().refund(*args, **owner)
+
+    def retrieve_refund(self, *args, **owner):
+        self.credentials.append(("retrieve_refund", owner.get("credential")))
+        return super().retrieve_refund(*args, **owner)
+
+
+def test_follow_ups_use_the_credential_the_authorization_was_made_with(db_session, scope, deps):
+    body = create(db_session, scope, deps, capture_method="manual", payment_method="tok_cred", confirm=True)
+    gateway = CredentialGateway(authorize_results=[authorized("auth_cred", credential="pcr_old_account")])
+    _run_attempt(body["attempts"][0]["id"], deps, gateway)
+    payment = payment_row(db_session, body["id"])
+    assert (payment.status, payment.credential) == ("requires_capture", "pcr_old_account")
+    assert db_session.get(PaymentAttempt, body["attempts"][0]["id"]).credential == "pcr_old_account"
+
+    capture = run(db_session, scope, deps, "payment.capture", {"payment": body["id"]}).body["attempts"][-1]
+    assert db_session.get(PaymentAttempt, capture["id"]).credential == "pcr_old_account"
+    _run_attempt(capture["id"], deps, gateway)
+    refund = run(db_session, scope, deps, "refund.create", {"payment": body["id"], "amount": 300}).body
+    assert db_session.get(Refund, refund["id"]).credential == "pcr_old_account"
+    _run_refund(refund["id"], deps, gateway)
+    assert gateway.credentials == [("capture", "pcr_old_account"), ("refund", "pcr_old_account")]
+    assert payment_row(db_session, body["id"]).amount_refunded == 300
+
+
+def test_a_follow_up_whose_credential_is_gone_is_refused_and_needs_attention_at_once(db_session, scope, deps):
+    body = create(db_session, scope, deps, capture_method="manual", payment_method="tok_gone", confirm=True)
+    _run_attempt(body["attempts"][0]["id"], deps, ScriptedGateway(
+        authorize_results=[authorized("auth_gone", credential="pcr_gone")]))
+    capture = run(db_session, scope, deps, "payment.capture", {"payment": body["id"]}).body["attempts"][-1]
+    missing = result(Outcome.NOT_PROCESSED, error=CREDENTIAL_MISSING, credential="pcr_gone",
+                     message="the credential pcr_gone that made this payment at sandbox no longer exists")
+    # However often it is tried, it is never failed, nor sent with another account: it waits for a person.
+    for _ in range(processing.CAPTURE_MAX_TRIES + 1):
+        db_session.execute(update(PaymentAttempt).where(PaymentAttempt.id == capture["id"])
+                           .values(lease_until=None, next_attempt_at=deps.now()))
+        db_session.commit()
+        _run_attempt(capture["id"], deps, CredentialGateway(capture_results=[missing]))
+    db_session.expire_all()
+    attempt = db_session.get(PaymentAttempt, capture["id"])
+    assert attempt.status in processing.OPEN_FOR_CLAIM and attempt.attention_since is not None
+    assert "not sent" in attempt.attention_reason and "pcr_gone" in attempt.attention_reason
+    assert attempt.next_attempt_at > deps.now()
+    payment = payment_row(db_session, body["id"])
+    assert (payment.status, payment.amount_received) == ("requires_capture", 0)
+    from app.payments.attention import needing_attention
+
+    assert [item.id for item in needing_attention(db_session, scope)] == [capture["id"]]

@@ -128,3 +128,34 @@ def test_admin_sees_each_credentials_breaker_with_its_window_figures(client, db_
     for bad in ("mer_01NOSUCHMERCHANT0000000000:live", f"{shop.id}:staging", "kassa:breaker:index"):
         assert client.post("/admin/psp/stripe/breaker",
                            data={"action": "reset", "credential": bad, "csrf_token": token}).status_code == 404
+
+
+def test_a_stored_credentials_breaker_is_named_by_its_id_and_labelled(app, client, db_session, admin_user,
+                                                                       breakers_reset):
+    """Payments record the psp_credentials id they were made with, and the router's breakers carry it: the page
+    labels it with the merchant and mode (retired once replaced), and the override accepts only existing ones."""
+    from app.crypto import SecretBox
+    from app.psp.credentials import set_credentials
+    from app.scoping import Scope
+
+    router = breakers_reset
+    shop = factories.merchant(db_session, name="Paper Mill")
+    box = SecretBox(app.config["KASSA_ENCRYPTION_KEYS"])
+    old = set_credentials(db_session, Scope(shop.id, True), box, "stripe", secret_key="sk_live_mill_old").id
+    set_credentials(db_session, Scope(shop.id, True), box, "stripe", secret_key="sk_live_mill_new")
+    db_session.commit()
+    breaker = router.breaker("stripe", old)
+    breaker.reset()
+    breaker.record_failure(breaker.allow())
+    login_as(client, db_session, admin_user)
+    html = client.get("/admin/psp").get_data(as_text=True)
+    row = re.search(rf'<tr data-connector="stripe" data-credential="{old}">(.*?)</tr>', html, re.S).group(1)
+    assert "Paper Mill (live, retired)" in row
+    token = _CSRF.search(html).group(1)
+    assert client.post("/admin/psp/stripe/breaker",
+                       data={"action": "force_open", "credential": old, "csrf_token": token}).status_code == 302
+    assert breaker.state() == BreakerState.OPEN
+    breaker.reset()
+    assert client.post("/admin/psp/stripe/breaker",
+                       data={"action": "reset", "credential": "pcr_nosuchcredential", "csrf_token": token}
+                       ).status_code == 404
