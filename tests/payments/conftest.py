@@ -104,6 +104,11 @@ def live(database, app, request):
     extra = getattr(request.module, "LIVE_ENV", {})
     options = {"web_workers": 2, "web_threads": 8, **getattr(request.module, "LIVE_SERVICES", {})}
     data_dir = Path(tempfile.mkdtemp(prefix="kassa-payments-live-"))
+    # The processes' own metrics directory: /metrics then counts what they did, not what this pytest process
+    # (whose in-process tests open breakers on purpose) or an earlier module's processes wrote.
+    metrics_dir = data_dir / "prometheus"
+    metrics_dir.mkdir()
+    extra = {"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), **extra}
     services = Services(live_env(database, **extra), Ports.pick(), data_dir, log_dir=data_dir / "logs", **options)
     services.start()
     try:
