@@ -124,7 +124,7 @@ def call_attempt(gateway: Gateway, claim: processing.AttemptClaim, *,
         return gateway.authorize(claim.vault, AuthorizeRequest(
             amount=claim.amount, currency=claim.currency, token=claim.token or "",
             idempotency_key=claim.idempotency_key, reference=claim.id, return_url=claim.return_url,
-            capture=claim.sale,
+            capture=claim.sale, three_d_secure=claim.three_d_secure,
             merchant_id=claim.merchant_id, livemode=claim.livemode, psp_reference=claim.psp_reference,
             on_prepared=record_prepared(claim.id)))
     if claim.operation == AttemptOperation.CAPTURE:

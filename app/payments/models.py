@@ -99,6 +99,7 @@ class Payment(MerchantOwned, Base):
         Index("ix_payments_scope_created", "merchant_id", "livemode", "created_at"),
         # The list's risk filters (app/risk): level and outcome type within one book.
         Index("ix_payments_scope_risk_level_id", "merchant_id", "livemode", "risk_level", "id"),
+        Index("ix_payments_scope_card_fingerprint", "merchant_id", "livemode", "card_fingerprint"),
         # The expiry sweep reads only uncaptured authorizations, oldest first.
         Index("ix_payments_authorized_uncaptured", "authorized_at",
               postgresql_where=text("status = 'requires_capture'")),

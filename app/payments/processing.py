@@ -84,6 +84,7 @@ class AttemptClaim:
     capture_method: str = CaptureMethod.AUTOMATIC
     started_at: datetime | None = None   # the first try: when the PSP may first have seen the key
     claimed_at: datetime | None = None   # this claim
+    three_d_secure: bool = False         # a risk rule asked for 3-D Secure (app/payments/risk.py)
 
     @property
     def sale(self) -> bool:

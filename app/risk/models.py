@@ -202,6 +202,7 @@ class Assessment(Base):
     livemode: Mapped[bool] = mapped_column(server_default=text("false"))
     id: Mapped[str] = mapped_column(String(64))
     payment_id: Mapped[str] = mapped_column(String(64))
+    attempt_id: Mapped[str | None] = mapped_column(String(64))   # the authorization attempt it screened
     stage: Mapped[str] = mapped_column(String(16), server_default=text("'confirmation'"))
     # Signal name -> value (JSON types; what the rules saw). Never a card number.
     signals: Mapped[dict[str, Any]] = mapped_column(JSONB)

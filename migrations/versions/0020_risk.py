@@ -189,6 +189,7 @@ def upgrade():
         "risk_assessments", *_scope_columns(),
         sa.Column("id", sa.String(length=64), nullable=False),
         sa.Column("payment_id", sa.String(length=64), nullable=False),
+        sa.Column("attempt_id", sa.String(length=64), nullable=True),
         sa.Column("stage", sa.String(length=16), server_default=sa.text("'confirmation'"), nullable=False),
         sa.Column("signals", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
         sa.Column("contributions", postgresql.JSONB(astext_type=sa.Text()), server_default=sa.text("'{}'::jsonb"),
@@ -262,6 +263,8 @@ def upgrade():
     op.add_column("payments", sa.Column("request_three_d_secure", sa.Boolean(), server_default=sa.text("false"),
                                         nullable=False))
     op.create_index("ix_payments_scope_risk_level_id", "payments", ["merchant_id", "livemode", "risk_level", "id"])
+    # The signal "first time this merchant sees this card".
+    op.create_index("ix_payments_scope_card_fingerprint", "payments", ["merchant_id", "livemode", "card_fingerprint"])
     op.add_column("merchants", sa.Column("risk_reviews_by_platform", sa.Boolean(), server_default=sa.text("false"),
                                          nullable=False))
 
@@ -288,6 +291,7 @@ def upgrade():
 
 def downgrade():
     op.drop_column("merchants", "risk_reviews_by_platform")
+    op.drop_index("ix_payments_scope_card_fingerprint", table_name="payments")
     op.drop_index("ix_payments_scope_risk_level_id", table_name="payments")
     for column in ("request_three_d_secure", "review_id", "risk_outcome", "risk_level", "risk_score", "customer_ip"):
         op.drop_column("payments", column)
