@@ -232,3 +232,18 @@ def test_bulk_decide_reports_each_review(db_session, scope, deps):
     assert results[ids[1]] == "ok" and "closed already" in results[ids[0]]
     assert payment_row(db_session, second["id"]).status == "canceled"
     assert payment_row(db_session, first["id"]).status == "requires_capture"  # its capture is staged
+
+
+def test_payments_filter_by_risk_level_and_outcome(db_session, scope, deps):
+    from app.payments.service import payments_query
+
+    held, _ = held_payment(db_session, scope, deps, "tok_filter_held")
+    gateway = RiskGateway(cards={"tok_filter_fraud": FRAUD})
+    blocked = confirm(db_session, scope, deps, "tok_filter_fraud")
+    _run_attempt(blocked["attempts"][0]["id"], deps, gateway)
+    ids = lambda **f: {row.id for row in db_session.scalars(payments_query(scope, **f))}  # noqa: E731
+    assert held["id"] in ids(outcome="manual_review") and blocked["id"] not in ids(outcome="manual_review")
+    assert blocked["id"] in ids(outcome="blocked")
+    level = payment_row(db_session, held["id"]).risk_level
+    assert held["id"] in ids(risk_level=level)
+    assert all(held["id"] not in ids(risk_level=other) for other in ("normal", "elevated", "highest") if other != level)
