@@ -27,6 +27,18 @@ TEST_CARDS = {
     "4100000000000019": "fraudulent",
 }
 DEFAULT_OUTCOME = "success"
+# Issuing country and funding of test cards (Stripe's country and funding test cards); any other card is a
+# US credit card. Risk rules read them from the token (GET /v1/tokens/<id>).
+CARD_COUNTRIES = {
+    "4000000400000008": "AT",
+    "4000002500000003": "FR",
+    "4000002760000016": "DE",
+    "4000008260000000": "GB",
+    "4000000760000002": "BR",
+    "4000003920000003": "JP",
+}
+PREPAID_CARDS = {"5105105105105100", "4000056655665556"}
+DEFAULT_COUNTRY = "US"
 
 # Card numbers are 12 to 19 digits long (ISO/IEC 7812); anything else is a typo.
 MIN_NUMBER_LENGTH = 12
@@ -56,6 +68,9 @@ class CardDetails:
     fingerprint: str
     outcome: str
     risk_hint: str | None
+    bin: str = ""
+    funding: str = "credit"
+    country: str = DEFAULT_COUNTRY
 
 
 def luhn_valid(number: str) -> bool:
@@ -145,5 +160,8 @@ def validate_card(data: dict, vault_key: bytes, today_year: int, today_month: in
         fingerprint=fingerprint(number, vault_key),
         outcome=outcome,
         risk_hint="fraudulent" if outcome == "fraudulent" else None,
+        bin=number[:6],
+        funding="prepaid" if number in PREPAID_CARDS else "credit",
+        country=CARD_COUNTRIES.get(number, DEFAULT_COUNTRY),
     )
 

@@ -91,6 +91,9 @@ def card_object(card: CardDetails | dict) -> dict:
         "exp_year": card["exp_year"],
         "fingerprint": card["fingerprint"],
         "risk_hint": card["risk_hint"],
+        "bin": card.get("bin"),
+        "funding": card.get("funding"),
+        "country": card.get("country"),
     }
 
 
@@ -114,6 +117,7 @@ def authorization_object(row) -> dict:
         "reference": row["reference"],
         "idempotency_key": row["idempotency_key"],
         "card": json.loads(row["card"]),
+        "three_d_secure": row["three_d_secure"] if "three_d_secure" in row.keys() else None,
         "created": row["created"],
     }
 
@@ -139,10 +143,10 @@ def create_token(conn, card: CardDetails, now: int) -> dict:
     """Store a tokenized card; return the token object."""
     token_id = new_id("tok")
     conn.execute(
-        "INSERT INTO tokens (id, brand, last4, exp_month, exp_year, fingerprint, outcome, risk_hint, created) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO tokens (id, brand, last4, exp_month, exp_year, fingerprint, outcome, risk_hint, bin, funding, "
+        "country, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (token_id, card.brand, card.last4, card.exp_month, card.exp_year, card.fingerprint,
-         card.outcome, card.risk_hint, now),
+         card.outcome, card.risk_hint, card.bin, card.funding, card.country, now),
     )
     return token_object(conn.execute("SELECT * FROM tokens WHERE id = ?", (token_id,)).fetchone())
 
@@ -197,6 +201,11 @@ def authorize(conn, acquirer: str, params: dict, idempotency_key: str | None, no
     capture_now = params.get("capture", False)
     if not isinstance(capture_now, bool):
         raise SandboxError(400, "invalid_request", "capture must be true or false", "capture")
+    # "challenge": the merchant (a risk rule) asks for 3-D Secure whatever the card; "automatic" (default):
+    # only cards that require it are challenged.
+    three_d_secure = params.get("three_d_secure", "automatic")
+    if three_d_secure not in ("automatic", "challenge"):
+        raise SandboxError(400, "invalid_request", "three_d_secure must be automatic or challenge", "three_d_secure")
     token = conn.execute("SELECT * FROM tokens WHERE id = ?", (token_id,)).fetchone()
     if token is None:
         raise SandboxError(400, "invalid_token", "No such token.", "token")
@@ -209,18 +218,18 @@ def authorize(conn, acquirer: str, params: dict, idempotency_key: str | None, no
     status, decline_code, action_url = "authorized", None, None
     if outcome.startswith("decline_"):
         status, decline_code = "declined", outcome.removeprefix("decline_")
-    elif outcome == "three_d_secure":
+    elif outcome == "three_d_secure" or three_d_secure == "challenge":
         status, action_url = "requires_action", f"{public_url}/challenge/{auth_id}"
     captured_amount, captured_at = 0, None
     if capture_now and status == "authorized":
         status, captured_amount, captured_at = "captured", amount, now
     conn.execute(
         "INSERT INTO authorizations (id, acquirer, token, outcome, status, amount, currency, decline_code, "
-        "action_url, return_url, reference, idempotency_key, card, created, captured_amount, captured_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "action_url, return_url, reference, idempotency_key, card, created, captured_amount, captured_at, "
+        "three_d_secure) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (auth_id, acquirer, token_id, outcome, status, amount, currency, decline_code, action_url,
          return_url, reference, idempotency_key, json.dumps(card_object(dict(token))), now,
-         captured_amount, captured_at),
+         captured_amount, captured_at, "challenged" if status == "requires_action" else None),
     )
     return get_authorization(conn, acquirer, auth_id), outcome
 
@@ -267,11 +276,12 @@ def complete_challenge(conn, auth_id: str, approve: bool, now: int) -> dict:
     if row["status"] != "requires_action":
         return authorization_object(row)
     if approve:
-        conn.execute("UPDATE authorizations SET status = 'authorized' WHERE id = ?", (auth_id,))
+        conn.execute("UPDATE authorizations SET status = 'authorized', three_d_secure = 'authenticated' "
+                     "WHERE id = ?", (auth_id,))
     else:
         conn.execute(
-            "UPDATE authorizations SET status = 'declined', decline_code = 'authentication_failed' "
-            "WHERE id = ?",
+            "UPDATE authorizations SET status = 'declined', decline_code = 'authentication_failed', "
+            "three_d_secure = 'failed' WHERE id = ?",
             (auth_id,),
         )
     auth = authorization_object(_load_authorization(conn, None, auth_id))

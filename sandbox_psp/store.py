@@ -30,6 +30,9 @@ CREATE TABLE IF NOT EXISTS tokens (
     fingerprint TEXT NOT NULL,
     outcome TEXT NOT NULL,
     risk_hint TEXT,
+    bin TEXT,
+    funding TEXT,
+    country TEXT,
     created INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS authorizations (
@@ -49,7 +52,8 @@ CREATE TABLE IF NOT EXISTS authorizations (
     idempotency_key TEXT,
     card TEXT NOT NULL,
     created INTEGER NOT NULL,
-    captured_at INTEGER
+    captured_at INTEGER,
+    three_d_secure TEXT
 );
 CREATE INDEX IF NOT EXISTS authorizations_by_key ON authorizations (acquirer, idempotency_key);
 CREATE INDEX IF NOT EXISTS authorizations_by_capture ON authorizations (captured_at);
@@ -121,6 +125,10 @@ ADDED_COLUMNS = (
     ("disputes", "withdrawn_at", "INTEGER"),
     ("disputes", "reinstated_at", "INTEGER"),
     ("disputes", "fee", "INTEGER NOT NULL DEFAULT 0"),
+    ("tokens", "bin", "TEXT"),
+    ("tokens", "funding", "TEXT"),
+    ("tokens", "country", "TEXT"),
+    ("authorizations", "three_d_secure", "TEXT"),
 )
 # Run once when the column is added: what rows made before it mean in its terms. Disputes then were all
 # chargebacks that took their amount and a 1500 fee when they opened, and gave the amount back when won.

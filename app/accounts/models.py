@@ -44,6 +44,8 @@ class Merchant(Base):
     require_second_factor: Mapped[bool] = mapped_column(server_default=text("false"))
     refund_reauth_threshold: Mapped[int | None]
     refund_reauth_currency: Mapped[str | None] = mapped_column(String(3))
+    # Risk: the platform keeps the review of this merchant's payments to itself (app/risk/reviews.py).
+    risk_reviews_by_platform: Mapped[bool] = mapped_column(server_default=text("false"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=text("now()"))
 
     memberships: Mapped[list["Membership"]] = relationship(back_populates="merchant")

@@ -96,3 +96,13 @@ class RouterGateway:
 
     def credential(self, connector: str, merchant_id: str, livemode: bool, *, recorded: str | None = None) -> str:
         return self.router.credential(connector, merchant_id, livemode, recorded=recorded)
+
+    def card_facts(self, vault: str, token: str, *, merchant_id: str, currency: str, livemode: bool) -> dict | None:
+        """The card behind a token, from the first connector routed for it that can tell (risk signals);
+        None when none can or none answered. A read: no breaker, no failover, the connector's timeouts."""
+        for name in self.router.route(vault, merchant_id=merchant_id, currency=currency, livemode=livemode):
+            connector = self.router.connector(name, merchant_id=merchant_id, livemode=livemode)
+            ask = getattr(connector, "card_facts", None)
+            if ask is not None:
+                return ask(token)
+        return None

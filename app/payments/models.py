@@ -97,6 +97,9 @@ class Payment(MerchantOwned, Base):
         Index("ix_payments_scope_status_id", "merchant_id", "livemode", "status", "id"),
         Index("ix_payments_scope_email_id", "merchant_id", "livemode", "customer_email", "id"),
         Index("ix_payments_scope_created", "merchant_id", "livemode", "created_at"),
+        # The list's risk filters (app/risk): level and outcome type within one book.
+        Index("ix_payments_scope_risk_level_id", "merchant_id", "livemode", "risk_level", "id"),
+        Index("ix_payments_scope_card_fingerprint", "merchant_id", "livemode", "card_fingerprint"),
         # The expiry sweep reads only uncaptured authorizations, oldest first.
         Index("ix_payments_authorized_uncaptured", "authorized_at",
               postgresql_where=text("status = 'requires_capture'")),
@@ -132,6 +135,15 @@ class Payment(MerchantOwned, Base):
     next_action_url: Mapped[str | None] = mapped_column(String(2000))
     last_error: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     cancellation_reason: Mapped[str | None] = mapped_column(String(64))
+    # Risk (app/risk): the shopper's IP (checkout request or the API's customer_ip), the latest assessment's
+    # score and level, the outcome shaped like Stripe's charge ``outcome``, the open or closed review, and
+    # whether a rule asked the PSP for 3-D Secure.
+    customer_ip: Mapped[str | None] = mapped_column(String(45))
+    risk_score: Mapped[int | None] = mapped_column(Integer)
+    risk_level: Mapped[str | None] = mapped_column(String(16))
+    risk_outcome: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    review_id: Mapped[str | None] = mapped_column(String(64))
+    request_three_d_secure: Mapped[bool] = mapped_column(server_default=text("false"))
     # Number of captures booked so far (business keys capture:<id>, capture:<id>:2, ...).
     capture_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     authorized_at: Mapped[datetime | None]

@@ -47,6 +47,8 @@ class AuthorizeRequest:
     # Automatic capture: ask the PSP to capture in full in the same call if it authorizes at once (a
     # sale). A connector may ignore it; the result's status says whether the money was captured.
     capture: bool = False
+    # A risk rule asked for 3-D Secure (app/risk): the PSP challenges the shopper whatever the card.
+    three_d_secure: bool = False
     # Whose payment, in which mode: routing picks per merchant and currency, live mode never reaches the
     # sandbox, and per-merchant credentials (Stripe) are looked up with these.
     merchant_id: str | None = None

@@ -227,7 +227,22 @@ class SandboxConnector:
             body["return_url"] = request.return_url
         if request.capture:
             body["capture"] = True
+        if request.three_d_secure:
+            body["three_d_secure"] = "challenge"
         return self._write("/v1/authorizations", body, request.idempotency_key, self._authorization_result)
+
+    def card_facts(self, token: str) -> dict | None:
+        """The card behind a vault token (GET /v1/tokens/<id>): brand, BIN, funding, country, fingerprint and
+        the vault's risk hint, for the risk checks before authorizing. None when the vault could not be
+        asked or does not know the token (the assessment then goes on without card facts and says so)."""
+        try:
+            response = self._http.get(f"/v1/tokens/{token}")
+        except httpx.HTTPError:
+            return None
+        if response.status_code != 200:
+            return None
+        card = _json_object(response).get("card")
+        return card if isinstance(card, dict) else None
 
     def capture(self, psp_reference: str, amount: int, currency: str, idempotency_key: str) -> PspResult:
         """Capture ``amount`` (partial allowed once) of an authorization."""

@@ -215,10 +215,13 @@ def test_a_payment_method_id_pays_through_the_payments_service(app, client, db_s
     assert "Processing your payment" in client.get(f"/c/{cs.id}").get_data(as_text=True)
 
     run_latest_attempt(app, db_session, cs)
-    lookup, create, confirm, capture = fake_stripe.requests[before:]
-    # Before confirming, the card was read from the merchant's own account for the card-testing limits.
+    lookup, risk_read, create, confirm, capture = fake_stripe.requests[before:]
+    # Before confirming, the card was read from the merchant's own account for the card-testing limits, and
+    # again by the worker's risk screening before the authorization (app/payments/risk.py).
     assert (lookup.method, lookup.path) == ("GET", "/v1/payment_methods/pm_1ShopperCard")
     assert lookup.headers["Authorization"] == f"Bearer {SECRET_KEY}"
+    assert (risk_read.method, risk_read.path) == ("GET", "/v1/payment_methods/pm_1ShopperCard")
+    assert risk_read.headers["Authorization"] == f"Bearer {SECRET_KEY}"
     assert (create.method, create.path) == CREATE
     assert create.headers["Authorization"] == f"Bearer {SECRET_KEY}"  # the merchant's own account
     assert create.fields["payment_method"] == "pm_1ShopperCard"
@@ -413,9 +416,10 @@ def test_a_failed_card_lookup_still_lets_a_good_card_pay(app, client, db_session
     response = client.post(f"/c/{cs.id}/confirm", json={"token": "pm_1GoodCard", "card": {"fingerprint": "fp_x"}})
     assert response.status_code == 200 and response.json == {"redirect": f"/c/{cs.id}"}
     run_latest_attempt(app, db_session, cs)
-    # One lookup (no retries by the library), then the payment as usual.
+    # One lookup (no retries by the library), the risk screening's read, then the payment as usual.
     assert [(r.method, r.path) for r in fake_stripe.requests[before:]] == [
-        ("GET", "/v1/payment_methods/pm_1GoodCard"), CREATE, ("POST", "/v1/payment_intents/pi_cs_unread/confirm"),
+        ("GET", "/v1/payment_methods/pm_1GoodCard"), ("GET", "/v1/payment_methods/pm_1GoodCard"), CREATE,
+        ("POST", "/v1/payment_intents/pi_cs_unread/confirm"),
         ("POST", "/v1/payment_intents/pi_cs_unread/capture")]
     assert "Payment successful" in client.get(f"/c/{cs.id}").get_data(as_text=True)
     window = int(time.time() // Limits().window_seconds)

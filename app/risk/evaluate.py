@@ -1,0 +1,243 @@
+"""The engine: gather a confirmation's signals, score them, run the rules in order, write the Assessment.
+
+Order (first match wins): the platform's ``block`` rules (built-in block lists included) first, which no
+merchant rule can override; then Radar's order over the platform's and the merchant's rules, the platform's
+first within each action: ``request_3ds`` -> ``allow`` -> ``block`` (the merchant's) -> ``review``. Nothing
+matched: ``allow``. A merchant's ``allow`` therefore skips the review rules (the platform's too) but never a
+platform block.
+
+After 3-D Secure (stage ``after_3ds``) only the rules that depend on it (``:is_3d_secure:``,
+``:three_d_secure_result:``) run again, without ``request_3ds``; their block then voids the authorization.
+
+Nothing here calls the network except Redis for the velocity counters (bounded by its client's timeouts; away,
+the evaluation goes on without them and the assessment says so) and the database session it is given.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import iptocc
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+from app.ids import new_id
+from app.money import exponent
+from app.risk import lists as value_lists, rules as rule_store, scoring
+from app.risk.models import Assessment
+from app.risk.language import ListRef
+from app.risk.rules import LoadedRule
+from app.risk.velocity import Velocity
+from app.scoping import Scope
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Decision:
+    assessment: Assessment
+    outcome: str                 # allow, block, review, request_3ds
+    rule: LoadedRule | None
+    signals: dict[str, Any]
+
+    @property
+    def rule_owner(self) -> str | None:
+        return self.rule.owner if self.rule else None
+
+
+def ip_country(ip: str | None) -> str | None:
+    """The IP address's country (ISO alpha-2) from iptocc's offline table; None when unknown or private."""
+    if not ip:
+        return None
+    try:
+        return iptocc.country_code(ip)
+    except Exception:  # noqa: BLE001 - a malformed address is an unknown country
+        return None
+
+
+def _major(amount: int, currency: str) -> Decimal:
+    return Decimal(amount).scaleb(-exponent(currency))
+
+
+def card_signals(card: dict | None) -> dict[str, Any]:
+    card = card or {}
+    country = card.get("country")
+    return {
+        "card_brand": card.get("brand"),
+        "card_funding": card.get("funding"),
+        "card_country": country.upper() if isinstance(country, str) and country else None,
+        "card_bin": card.get("bin"),
+        "card_fingerprint": card.get("fingerprint"),
+        "card_risk_hint": card.get("risk_hint"),
+    }
+
+
+def gather_signals(session: Session, scope: Scope, payment, card: dict | None, velocity: dict | None, *,
+                   three_d_secure_result: str | None = None, seen_before: bool | None = None) -> dict[str, Any]:
+    """Every signal of this confirmation (SIGNALS in app/risk/language.py), None where unknown."""
+    signals: dict[str, Any] = {
+        "amount": _major(payment.amount, payment.currency),
+        "currency": payment.currency.lower(),
+        **card_signals(card),
+    }
+    email = (payment.customer_email or "").strip().casefold() or None
+    signals["email"] = email
+    signals["email_domain"] = email.rsplit("@", 1)[1] if email and "@" in email else None
+    signals["ip_address"] = payment.customer_ip
+    signals["ip_country"] = ip_country(payment.customer_ip)
+    card_country, where = signals["card_country"], signals["ip_country"]
+    signals["card_ip_country_mismatch"] = (card_country != where) if card_country and where else None
+    fingerprint = signals["card_fingerprint"]
+    if fingerprint and seen_before is not None:
+        signals["is_new_card"] = not seen_before
+    elif fingerprint:
+        from app.payments.models import Payment
+
+        seen = session.scalar(select(Payment.id).where(
+            Payment.merchant_id == scope.merchant_id, Payment.livemode == scope.livemode,
+            Payment.card_fingerprint == fingerprint, Payment.id != payment.id).limit(1))
+        signals["is_new_card"] = seen is None
+    else:
+        signals["is_new_card"] = None
+    signals["three_d_secure_result"] = three_d_secure_result or "not_attempted"
+    signals["is_3d_secure"] = three_d_secure_result == "authenticated"
+    if velocity is not None:
+        minor = velocity.pop("card_amount_24h_minor", None)
+        signals.update(velocity)
+        if minor is not None:
+            signals["card_amount_24h"] = _major(minor, payment.currency)
+    return signals
+
+
+# Everything an evaluation reads besides the list items, in one round trip: both owners' enabled rules and
+# lists, the active weights, and whether this merchant saw the card before.
+_CONFIGURATION = text("""
+SELECT
+  (SELECT coalesce(json_agg(json_build_array(id, action, predicate, position) ORDER BY position, id), '[]')
+     FROM risk_platform_rules WHERE enabled) AS platform_rules,
+  (SELECT coalesce(json_agg(json_build_array(id, action, predicate, position) ORDER BY position, id), '[]')
+     FROM risk_rules WHERE merchant_id = :merchant_id AND livemode = :livemode AND enabled) AS merchant_rules,
+  (SELECT coalesce(json_agg(json_build_array(id, alias, item_type)), '[]') FROM risk_platform_value_lists)
+     AS platform_lists,
+  (SELECT coalesce(json_agg(json_build_array(id, alias, item_type)), '[]') FROM risk_value_lists
+     WHERE merchant_id = :merchant_id AND livemode = :livemode) AS merchant_lists,
+  (SELECT json_build_array(version, intercept, weights) FROM risk_weights WHERE active) AS weights,
+  (SELECT EXISTS (SELECT 1 FROM payments WHERE merchant_id = :merchant_id AND livemode = :livemode
+                  AND card_fingerprint = :fingerprint AND id <> :payment_id)) AS seen
+""")
+
+
+@dataclass
+class Configuration:
+    platform: list[LoadedRule]
+    merchant: list[LoadedRule]
+    weights: scoring.Weights
+    seen_before: bool | None
+
+
+def configuration(session: Session, scope: Scope, payment_id: str, fingerprint: str | None) -> Configuration:
+    """Rules (compiled, cached by text), weights and the first-seen fact, read in one query."""
+    row = session.execute(_CONFIGURATION, {"merchant_id": scope.merchant_id, "livemode": scope.livemode,
+                                           "fingerprint": fingerprint or "", "payment_id": payment_id}).one()
+    platform_lists = {alias: ListRef("platform", list_id, alias, item_type)
+                      for list_id, alias, item_type in row.platform_lists}
+    merchant_lists = {alias: ListRef("merchant", list_id, alias, item_type)
+                      for list_id, alias, item_type in row.merchant_lists}
+    platform = rule_store.compiled(row.platform_rules, "platform", platform_lists.get)
+    merchant = rule_store.compiled(row.merchant_rules, "merchant",
+                                   lambda alias: merchant_lists.get(alias) or platform_lists.get(alias))
+    if row.weights is None:
+        weights = scoring.NEUTRAL
+    else:
+        version, intercept, values = row.weights
+        weights = scoring.Weights(version, int(intercept), {k: int(v) for k, v in values.items()})
+    return Configuration(platform, merchant, weights, bool(row.seen) if fingerprint else None)
+
+
+def chain(platform: list[LoadedRule], merchant: list[LoadedRule], stage: str) -> list[LoadedRule]:
+    """The rules in evaluation order for a stage (see the module's docstring)."""
+    def of(rules, action):
+        return [rule for rule in rules if rule.action == action]
+
+    ordered = of(platform, "block")
+    if stage == "confirmation":
+        ordered += of(platform, "request_3ds") + of(merchant, "request_3ds")
+    ordered += of(platform, "allow") + of(merchant, "allow") + of(merchant, "block")
+    ordered += of(platform, "review") + of(merchant, "review")
+    if stage == "after_3ds":
+        ordered = [rule for rule in ordered if rule.compiled.uses_3ds]
+    return ordered
+
+
+def _stored(signals: dict[str, Any]) -> dict[str, Any]:
+    return {name: (str(value) if isinstance(value, Decimal) else value) for name, value in signals.items()}
+
+
+def assess(session: Session, payment, *, redis: Any, card: dict | None, stage: str = "confirmation",
+           attempt_id: str | None = None, three_d_secure_result: str | None = None,
+           record_velocity: bool = True) -> Decision:
+    """Evaluate one confirmation (or its 3-D Secure result) and add its Assessment; flushes, never commits."""
+    scope = Scope(payment.merchant_id, payment.livemode)
+    fingerprint = (card or {}).get("fingerprint")
+    velocity = Velocity(redis).record_and_read(
+        payment_id=payment.id, merchant_id=payment.merchant_id, livemode=payment.livemode, fingerprint=fingerprint,
+        email=(payment.customer_email or "").strip().casefold() or None, ip=payment.customer_ip,
+        currency=payment.currency, amount=payment.amount, record=record_velocity and stage == "confirmation")
+    config = configuration(session, scope, payment.id, fingerprint)
+    signals = gather_signals(session, scope, payment, card, velocity, three_d_secure_result=three_d_secure_result,
+                             seen_before=config.seen_before)
+    weights = config.weights
+    score, level, contributions = scoring.score(weights, signals)
+    signals["risk_score"] = score
+    signals["risk_level"] = level
+    ordered = chain(config.platform, config.merchant, stage)
+    pairs = [(ref, signals.get(name)) for rule in ordered for name, ref in rule.compiled.lookups]
+    memberships = value_lists.lookup(session, scope, pairs)
+    matched = next((rule for rule in ordered if rule.compiled.evaluate(signals, memberships)), None)
+    outcome = matched.action if matched else "allow"
+    assessment = scope.new(
+        Assessment, id=new_id("rska"), payment_id=payment.id, attempt_id=attempt_id, stage=stage,
+        signals=_stored(signals), contributions=contributions, score=score, level=level,
+        weights_version=weights.version, outcome=outcome, rule_id=matched.id if matched else None,
+        rule_owner=matched.owner if matched else None, rule_action=matched.action if matched else None,
+        rule_predicate=matched.predicate if matched else None, redis_degraded=velocity is None)
+    session.add(assessment)
+    session.flush()
+    return Decision(assessment, outcome, matched, signals)
+
+
+# ---------------------------------------------------------------- Stripe's charge ``outcome``
+
+_SELLER_MESSAGES = {
+    "authorized": "Payment complete.",
+    "manual_review": "Kassa's risk rules held this payment for review: it is authorized, and captured only "
+                     "once the review is approved.",
+    "blocked": "Kassa blocked this payment as too risky.",
+    "issuer_declined": "The bank did not approve this payment.",
+}
+
+
+def outcome_object(assessment: Assessment, type_: str) -> dict[str, Any]:
+    """Stripe's charge ``outcome`` for a payment assessed so: type, risk level and score, the rule, a message."""
+    rule = None
+    if assessment.rule_id:
+        rule = {"id": assessment.rule_id, "action": assessment.rule_action, "predicate": assessment.rule_predicate,
+                "owner": assessment.rule_owner}
+    network = {"blocked": "not_sent_to_network", "issuer_declined": "declined_by_network"}.get(
+        type_, "approved_by_network")
+    reason = None
+    if type_ in ("blocked", "manual_review"):
+        reason = "rule"
+    return {
+        "type": type_,
+        "network_status": network,
+        "reason": reason,
+        "risk_level": assessment.level,
+        "risk_score": assessment.score,
+        "rule": rule,
+        "seller_message": _SELLER_MESSAGES[type_],
+        "assessment": assessment.id,
+        "redis_degraded": assessment.redis_degraded,
+    }
