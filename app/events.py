@@ -18,6 +18,7 @@ MERCHANT_EVENT_TYPES = (
     "refund.created", "refund.succeeded", "refund.failed",
     "dispute.created", "dispute.updated", "dispute.closed", "dispute.funds_withdrawn", "dispute.funds_reinstated",
     "checkout.session.completed", "checkout.session.expired",
+    "review.opened", "review.closed",
     "webhook.test",
 )
 # Events Kassa records for itself (the dashboard's timeline, operators): a PSP callback as received carries

@@ -175,6 +175,8 @@ def create_payment():
         "payment_method": payment_method_param(p),
         "confirm": p.boolean("confirm", default=False),
         "return_url": p.string("return_url", max_length=2000),
+        # The shopper's address, for the risk rules (this request's own address is the merchant's server).
+        "customer_ip": p.string("customer_ip", max_length=45),
     }
     p.done()
     return run_operation("payment.create", params)
@@ -217,6 +219,7 @@ def confirm_payment(payment_id: str):
         "payment": payment_id,
         "payment_method": payment_method_param(p),
         "return_url": p.string("return_url", max_length=2000),
+        "customer_ip": p.string("customer_ip", max_length=45),
     }
     p.done()
     return run_operation("payment.confirm", params)

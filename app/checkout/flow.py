@@ -364,7 +364,9 @@ def confirm(session: Session, cs: CheckoutSession, guard: CardTestingGuard, *, d
     try:
         response = idempotency.execute(
             session, scope_of(cs), "payment.confirm",
-            {"payment": payment_id, "payment_method": token, "return_url": return_url},
+            # The shopper's address for the risk rules: this request's (ProxyFix with TRUSTED_PROXIES), never a
+            # raw X-Forwarded-For.
+            {"payment": payment_id, "payment_method": token, "return_url": return_url, "customer_ip": ip},
             key=f"checkout:{cs.id}:{attempt_number}", deps=deps, method="POST",
             path=f"/c/{cs.id}/confirm", request_id=request_id,
         )

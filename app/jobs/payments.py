@@ -26,7 +26,7 @@ from sqlalchemy import update
 from app.extensions import db
 from app.jobs import job
 from app.jobs.transactions import commit_or_rollback
-from app.payments import processing
+from app.payments import processing, risk
 from app.payments.deps import PaymentsDeps, deps_for
 from app.payments.gateway import Gateway, gateway_for_app
 from app.payments.models import AttemptOperation, AttemptStatus, PaymentAttempt
@@ -73,6 +73,11 @@ def _drive(pending: list, deps: PaymentsDeps, gateway: Gateway) -> str:
             if claim is None:
                 continue  # resolved already, or another runner holds the lease
         # No transaction is open here: the commit above returned the connection to the pool.
+        if risk.needs_screening(claim):
+            claim = screen_claim(session, claim, deps, gateway)
+            if claim is None:
+                outcome = "blocked"
+                continue
         result = call_attempt(gateway, claim, renew_lease=lease_renewer(session, claim, deps))
         if result is None:
             log.warning("attempt %s: lease lost before sending; the runner holding it goes on", claim.id)
@@ -91,6 +96,25 @@ def _drive(pending: list, deps: PaymentsDeps, gateway: Gateway) -> str:
         pending.extend(applied.claims)
         outcome = result.outcome.value
     return outcome
+
+
+def screen_claim(session, claim: processing.AttemptClaim, deps: PaymentsDeps, gateway: Gateway):
+    """Risk before the first send of an authorization (app/payments/risk.py): the card's facts from the vault
+    (no transaction open), then the assessment and its outcome in one transaction. None: blocked, nothing to
+    send (the waiters are woken). A failure here leaves the claim's lease to run out: the attempt is due again."""
+    card = None
+    ask = getattr(gateway, "card_facts", None)
+    if ask is not None and claim.token and claim.vault:
+        try:
+            card = ask(claim.vault, claim.token, merchant_id=claim.merchant_id, currency=claim.currency,
+                       livemode=claim.livemode)
+        except Exception:  # noqa: BLE001 - the vault could not be asked: assess without the card's facts
+            log.warning("attempt %s: card facts unavailable from the vault", claim.id, exc_info=True)
+    with commit_or_rollback(session):
+        screened = risk.screen(session, claim, card, deps)
+    if screened.notify:
+        notify_outcome(deps.redis, screened.notify, screened.snapshot)
+    return screened.claim
 
 
 def lease_renewer(session, claim: processing.AttemptClaim, deps: PaymentsDeps):

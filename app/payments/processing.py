@@ -20,7 +20,7 @@ from sqlalchemy import String, bindparam, func, literal, or_, select, union_all,
 from sqlalchemy.orm import Session
 
 from app.events import record_event
-from app.payments import attention, booking, state
+from app.payments import attention, booking, risk, state
 from app.payments.deps import PaymentsDeps
 from app.payments.errors import InvalidTransition
 from app.payments.idempotency import relaxed_commit
@@ -436,12 +436,27 @@ def _apply_authorize(session, scope, payment, attempt, result, deps, applied, no
             # void as authorized): release the hold; a canceled payment has nothing to capture.
             _ensure_void(session, payment, deps, applied)
             return
+        if payment.status == PaymentStatus.REQUIRES_ACTION and payment.risk_outcome is not None:
+            # 3-D Secure succeeded: the risk rules that depend on it run again (app/payments/risk.py).
+            if risk.after_challenge(session, payment, attempt, deps) == "block":
+                payment.last_error = {"type": "card_error", "code": "blocked", "decline_code": None,
+                                      "message": risk.BLOCKED_MESSAGE}
+                payment.next_action_url = None
+                _ensure_void(session, payment, deps, applied)
+                _move(applied, session, payment, PaymentStatus.REQUIRES_PAYMENT_METHOD, request_id=request_id,
+                      attempts=attempts)
+                applied.notify.append(attempt.id)
+                return
         payment.amount_capturable = payment.amount
         payment.authorized_at = now
         payment.next_action_url = None
         payment.last_error = None
         sold = result.status in CAPTURED_STATUSES  # a sale (AuthorizeRequest.capture): captured as well
-        if not sold and payment.capture_method == CaptureMethod.MANUAL:
+        held = not sold and risk.held_for_review(payment)
+        if not sold and (payment.capture_method == CaptureMethod.MANUAL or held):
+            # Manual capture, or held for a risk review (even with automatic capture): requires_capture.
+            if held:
+                risk.open_review(session, payment, deps)
             _move(applied, session, payment, PaymentStatus.REQUIRES_CAPTURE, request_id=request_id, attempts=attempts)
             return
         if payment.status == PaymentStatus.REQUIRES_ACTION:
@@ -481,6 +496,8 @@ def _apply_authorize(session, scope, payment, attempt, result, deps, applied, no
         _card_facts(payment, result.raw)
         if payment.status == PaymentStatus.CANCELED:
             return
+        if declined:
+            risk.note_declined(payment, attempt, deps)
         payment.last_error = _error(result, declined)
         payment.next_action_url = None
         payment.connector = payment.psp_reference = None

@@ -116,6 +116,10 @@ def payment_object(session: Session, payment: Payment, *, orders: list[PaymentOr
         "attempts": [attempt_object(a) for a in attempts],
         "disputed": dispute is not None,
         "dispute": dispute,
+        # Risk (app/risk): Stripe's charge ``outcome``, the review holding the capture, the shopper's IP.
+        "outcome": payment.risk_outcome,
+        "review": payment.review_id,
+        "customer_ip": payment.customer_ip,
     }
 
 

@@ -18,6 +18,7 @@ the UPDATE that records its recovery point; claims and takeovers lock it alone).
 READ COMMITTED without needing SERIALIZABLE retries.
 """
 import json
+import ipaddress
 import logging
 import re
 from datetime import datetime
@@ -194,6 +195,18 @@ def _email(value: Any) -> str | None:
     if value is not None and not _EMAIL.match(value):
         raise InvalidRequest("customer_email must be a valid email address.", param="customer_email")
     return value
+
+
+def _customer_ip(value: Any) -> str | None:
+    """The shopper's IP address (risk signals), canonical, or InvalidRequest."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > 45:
+        raise InvalidRequest("customer_ip must be an IPv4 or IPv6 address.", param="customer_ip")
+    try:
+        return str(ipaddress.ip_address(value.strip()))
+    except ValueError:
+        raise InvalidRequest("customer_ip must be an IPv4 or IPv6 address.", param="customer_ip") from None
 
 
 def _url(value: Any, param: str) -> str | None:
@@ -393,6 +406,7 @@ def _create_payment(session: Session, scope: Scope, params: dict[str, Any], deps
         metadata_=_metadata(params.get("metadata")),
         payment_method_token=token, payment_method_vault=deps.vault_for(scope.livemode) if token else None,
         return_url=_url(params.get("return_url"), "return_url"), capture_count=0,
+        customer_ip=_customer_ip(params.get("customer_ip")),
         created_at=now, updated_at=now,
     )
     orders = [scope.new(PaymentOrder, id=new_id("po"), payment_id=payment.id, seller_id=seller_id,
@@ -453,7 +467,7 @@ def new_attempt(session: Session, payment: Payment, operation: str, amount: int,
 def confirm_payment(session: Session, scope: Scope, payment_id: str, deps: PaymentsDeps, *,
                     payment_method: str | None = None, return_url: str | None = None,
                     request_id: str | None = None, payment: Payment | None = None,
-                    new_orders: list[PaymentOrder] | None = None) -> PaymentAttempt:
+                    new_orders: list[PaymentOrder] | None = None, customer_ip: Any = None) -> PaymentAttempt:
     """Attach the card token and start an authorization attempt (payment -> processing).
 
     ``payment``: the row, when the caller holds it locked already (created in this transaction).
@@ -465,6 +479,7 @@ def confirm_payment(session: Session, scope: Scope, payment_id: str, deps: Payme
         payment = get_payment(session, scope, payment_id, for_update=True)
     token = check_payment_method(deps, scope.livemode, payment_method)
     return_url = _url(return_url, "return_url")
+    shopper_ip = _customer_ip(customer_ip)
     if payment.status not in (PaymentStatus.REQUIRES_PAYMENT_METHOD, PaymentStatus.REQUIRES_CONFIRMATION):
         raise InvalidTransition(f"This payment's status is {payment.status}; only a payment that requires a "
                                 "payment method or confirmation can be confirmed.")
@@ -483,6 +498,13 @@ def confirm_payment(session: Session, scope: Scope, payment_id: str, deps: Payme
         payment.card_exp_month = payment.card_exp_year = None
     if return_url:
         payment.return_url = return_url
+    if shopper_ip and shopper_ip != payment.customer_ip:
+        payment.customer_ip = shopper_ip
+    # A new confirmation is screened anew (app/payments/risk.py): the last one's outcome and 3-D Secure request go.
+    if payment.risk_outcome is not None:
+        payment.risk_outcome = None
+    if payment.request_three_d_secure:
+        payment.request_three_d_secure = False
     # Clear only what is set: assigning None to a payment created in this transaction would cost an
     # UPDATE of its own (new_attempt flushes before the status UPDATE below).
     if payment.last_error is not None:
@@ -497,13 +519,21 @@ def confirm_payment(session: Session, scope: Scope, payment_id: str, deps: Payme
 
 
 def start_capture(session: Session, scope: Scope, payment_id: str, deps: PaymentsDeps, *,
-                  amount: int | None = None, request_id: str | None = None) -> PaymentAttempt:
-    """Stage a (full or partial) capture of an authorized payment; the worker books it on success."""
+                  amount: int | None = None, request_id: str | None = None, reviewed: bool = False) -> PaymentAttempt:
+    """Stage a (full or partial) capture of an authorized payment; the worker books it on success.
+
+    A payment held for a platform-owned risk review is refused (409 ``payment_in_review``) unless the review's
+    approval captures it (``reviewed``); the merchant's capture during its own open review approves it.
+    """
     payment = get_payment(session, scope, payment_id, for_update=True)
     amount = _amount(amount, "amount", required=False)
     if payment.status != PaymentStatus.REQUIRES_CAPTURE:
         raise InvalidTransition(f"This payment's status is {payment.status}; only a payment that requires "
                                 "capture can be captured.")
+    if not reviewed:
+        from app.risk.reviews import check_capture  # here: app.risk builds on payments
+
+        check_capture(session, payment)
     if state.has_open_attempt(session, payment.id):
         raise InvalidTransition("A capture of this payment is already in progress.",
                                 code="payment_capture_in_progress")
@@ -517,7 +547,7 @@ def start_capture(session: Session, scope: Scope, payment_id: str, deps: Payment
 
 def cancel_payment(session: Session, scope: Scope, payment_id: str, deps: PaymentsDeps, *,
                    reason: str | None = None, request_id: str | None = None,
-                   payment: Payment | None = None) -> Payment:
+                   payment: Payment | None = None, closing_review: bool = True) -> Payment:
     """Cancel; an authorization (or a pending 3-D Secure one) is voided at the PSP by a staged job."""
     if payment is None:
         payment = get_payment(session, scope, payment_id, for_update=True)
@@ -533,6 +563,10 @@ def cancel_payment(session: Session, scope: Scope, payment_id: str, deps: Paymen
             payment.connector, payment.psp_reference = latest.connector, latest.psp_reference
         else:
             needs_void = False
+    if closing_review and payment.review_id:
+        from app.risk.reviews import close_for_payment  # here: app.risk builds on payments
+
+        close_for_payment(session, payment, "canceled")
     payment.cancellation_reason = reason
     payment.next_action_url = None
     # Nothing is capturable from here on, whether or not the void has reached the PSP yet: the response, the
@@ -700,7 +734,8 @@ def _create_started(ctx: PhaseContext):
 def _confirm_started(ctx: PhaseContext):
     attempt = confirm_payment(ctx.session, ctx.scope, ctx.params.get("payment"), ctx.deps,
                               payment_method=ctx.params.get("payment_method"),
-                              return_url=ctx.params.get("return_url"), request_id=ctx.request_id)
+                              return_url=ctx.params.get("return_url"), request_id=ctx.request_id,
+                              customer_ip=ctx.params.get("customer_ip"))
     return Next("attempt_created", {"payment_id": attempt.payment_id, "attempt_id": attempt.id})
 
 

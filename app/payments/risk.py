@@ -1,0 +1,183 @@
+"""Risk in the payment flow: every authorization is screened (app/risk) before the PSP is asked.
+
+Every channel (API, checkout, dashboard) confirms through ``service.confirm_payment``, which stages an
+authorization attempt; the worker that claims it screens it right before its first send (app/jobs/payments.py):
+
+* the card's facts come from the vault (``Gateway.card_facts``: GET /v1/tokens/<id> at the sandbox), asked with
+  no transaction open;
+* then, in one transaction (``screen``): the payment row is locked, the attempt checked to be still this
+  claim's, the risk engine assesses it and the outcome is applied:
+
+  - ``block``: the attempt fails with code ``blocked`` and nothing is sent; the payment returns to
+    ``requires_payment_method`` (event ``payment.failed``) with ``outcome.type = blocked``;
+  - ``review``: the authorization is sent without a sale; once authorized the payment stops at
+    ``requires_capture`` with its review open (``hold_for_review``), even with automatic capture;
+  - ``request_3ds``: the authorization asks the PSP for a 3-D Secure challenge whatever the card;
+  - ``allow``: as before.
+
+A retry of the same attempt reuses its assessment (never assessed or counted twice). After a 3-D Secure
+challenge succeeds, the rules that depend on it run again (``after_challenge``): a block then voids the
+authorization, a review holds it.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.payments.models import AttemptStatus, CaptureMethod, Payment, PaymentAttempt, PaymentStatus
+from app.risk import evaluate
+from app.risk.models import Assessment
+from app.risk.velocity import Velocity
+
+log = logging.getLogger(__name__)
+
+BLOCKED_MESSAGE = "This payment was blocked by Kassa's risk rules."
+
+
+@dataclass
+class Screened:
+    """The claim to send (None: blocked, nothing to send) and the waiters to wake with a snapshot."""
+
+    claim: Any
+    notify: list[str]
+    snapshot: dict[str, Any] | None = None
+    outcome: str = "allow"
+
+
+def needs_screening(claim) -> bool:
+    from app.payments.models import AttemptOperation
+
+    return claim.operation == AttemptOperation.AUTHORIZE and claim.status == AttemptStatus.PROCESSING
+
+
+def _card_summary(payment: Payment, card: dict | None) -> None:
+    """What Kassa may keep of the card, known from the vault before the authorization answers."""
+    if not card:
+        return
+    payment.card_brand = payment.card_brand or card.get("brand")
+    payment.card_last4 = payment.card_last4 or card.get("last4")
+    payment.card_exp_month = payment.card_exp_month or card.get("exp_month")
+    payment.card_exp_year = payment.card_exp_year or card.get("exp_year")
+    payment.card_fingerprint = payment.card_fingerprint or card.get("fingerprint")
+
+
+def _adjusted(claim, outcome: str):
+    if outcome == "review":
+        return replace(claim, capture_method=CaptureMethod.MANUAL)
+    if outcome == "request_3ds":
+        return replace(claim, three_d_secure=True)
+    return claim
+
+
+def screen(session: Session, claim, card: dict | None, deps) -> Screened:
+    """Assess a claimed authorization before its first send and apply the outcome; flushes, never commits."""
+    from app.payments import state
+
+    payment = session.scalars(select(Payment).where(Payment.id == claim.payment_id).with_for_update()
+                              .execution_options(populate_existing=True)).one()
+    attempt = session.scalars(select(PaymentAttempt).where(PaymentAttempt.id == claim.id).with_for_update()
+                              .execution_options(populate_existing=True)).one()
+    if attempt.status != AttemptStatus.PROCESSING or attempt.tries != claim.tries:
+        return Screened(claim, [])  # resolved or overtaken meanwhile: the send path decides as before
+    earlier = session.scalar(select(Assessment).where(
+        Assessment.merchant_id == payment.merchant_id, Assessment.attempt_id == attempt.id,
+        Assessment.stage == "confirmation"))
+    if earlier is not None:
+        return Screened(_adjusted(claim, earlier.outcome), [], outcome=earlier.outcome)
+    _card_summary(payment, card)
+    decision = evaluate.assess(session, payment, redis=deps.redis, card=card, attempt_id=attempt.id)
+    assessment = decision.assessment
+    payment.risk_score, payment.risk_level = assessment.score, assessment.level
+    if decision.outcome == "block":
+        now = deps.now()
+        attempt.status = AttemptStatus.FAILED
+        attempt.decline_code = "blocked"
+        attempt.error_message = BLOCKED_MESSAGE
+        attempt.finished_at, attempt.next_attempt_at, attempt.lease_until = now, None, None
+        payment.risk_outcome = evaluate.outcome_object(assessment, "blocked")
+        payment.last_error = {"type": "card_error", "code": "blocked", "decline_code": None,
+                              "message": BLOCKED_MESSAGE}
+        payment.next_action_url = None
+        event = state.transition(session, payment, PaymentStatus.REQUIRES_PAYMENT_METHOD)
+        Velocity(deps.redis).record_decline(
+            payment_id=payment.id, attempt_id=attempt.id, merchant_id=payment.merchant_id, livemode=payment.livemode,
+            fingerprint=payment.card_fingerprint, email=payment.customer_email, ip=payment.customer_ip)
+        session.flush()
+        return Screened(None, [attempt.id], event.data if event is not None else None, outcome="block")
+    payment.risk_outcome = evaluate.outcome_object(
+        assessment, "manual_review" if decision.outcome == "review" else "authorized")
+    if decision.outcome == "review":
+        payment.risk_outcome["review_owner"] = review_owner(session, payment, decision.rule_owner)
+    if decision.outcome == "request_3ds":
+        payment.request_three_d_secure = True
+    session.flush()
+    return Screened(_adjusted(claim, decision.outcome), [], outcome=decision.outcome)
+
+
+def review_owner(session: Session, payment: Payment, rule_owner: str | None) -> str:
+    from app.accounts.models import Merchant
+
+    if rule_owner == "platform":
+        return "platform"
+    keeps = session.scalar(select(Merchant.risk_reviews_by_platform).where(Merchant.id == payment.merchant_id))
+    return "platform" if keeps else "merchant"
+
+
+def held_for_review(payment: Payment) -> bool:
+    """The screening asked to hold this payment's capture for a review."""
+    return bool(payment.risk_outcome) and payment.risk_outcome.get("type") == "manual_review"
+
+
+def open_review(session: Session, payment: Payment, deps) -> None:
+    """The authorization of a held payment succeeded: open its review (once)."""
+    from app.risk import reviews
+
+    owner = payment.risk_outcome.get("review_owner") or "merchant"
+    reviews.open_review(session, payment, owner=owner, assessment_id=payment.risk_outcome.get("assessment"),
+                        rule_id=(payment.risk_outcome.get("rule") or {}).get("id"),
+                        expires_in=deps.authorization_expiry)
+
+
+def note_declined(payment: Payment, attempt: PaymentAttempt, deps) -> None:
+    """An issuer decline: the outcome says so and the velocity counters count it."""
+    if payment.risk_outcome:
+        payment.risk_outcome = {**payment.risk_outcome, "type": "issuer_declined",
+                                "network_status": "declined_by_network",
+                                "seller_message": "The bank did not approve this payment."}
+    Velocity(deps.redis).record_decline(
+        payment_id=payment.id, attempt_id=attempt.id, merchant_id=payment.merchant_id, livemode=payment.livemode,
+        fingerprint=payment.card_fingerprint, email=payment.customer_email, ip=payment.customer_ip)
+
+
+def after_challenge(session: Session, payment: Payment, attempt: PaymentAttempt, deps) -> str:
+    """3-D Secure succeeded: run the rules that depend on it again. Returns ``block``, ``review`` or ``allow``.
+
+    The payment's card facts are as the authorization left them; velocity is read, not counted again.
+    """
+    card = {"brand": payment.card_brand, "fingerprint": payment.card_fingerprint}
+    earlier = session.scalar(select(Assessment).where(
+        Assessment.merchant_id == payment.merchant_id, Assessment.attempt_id == attempt.id,
+        Assessment.stage == "confirmation"))
+    if earlier is not None:
+        stored = earlier.signals
+        card.update({"funding": stored.get("card_funding"), "country": stored.get("card_country"),
+                     "bin": stored.get("card_bin"), "risk_hint": stored.get("card_risk_hint")})
+    decision = evaluate.assess(session, payment, redis=deps.redis, card=card, stage="after_3ds",
+                               attempt_id=attempt.id, three_d_secure_result="authenticated", record_velocity=False)
+    if decision.rule is None:
+        return "allow"
+    assessment = decision.assessment
+    payment.risk_score, payment.risk_level = assessment.score, assessment.level
+    if decision.outcome == "block":
+        payment.risk_outcome = evaluate.outcome_object(assessment, "blocked")
+        return "block"
+    if decision.outcome == "review":
+        payment.risk_outcome = {**evaluate.outcome_object(assessment, "manual_review"),
+                                "review_owner": review_owner(session, payment, decision.rule_owner)}
+        return "review"
+    payment.risk_outcome = evaluate.outcome_object(assessment, "authorized")
+    return "allow"
