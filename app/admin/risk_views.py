@@ -7,7 +7,7 @@ needs a recent second-factor confirmation (app/admin/__init__.py). A backtest ch
 """
 from datetime import timedelta
 
-from flask import abort, flash, redirect, render_template, request, url_for
+from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 
 from app.accounts.audit import ReasonRequired, audit, operator_reason
@@ -370,3 +370,204 @@ def risk_reviews_setting(merchant_id: str):
     flash("The platform now reviews this merchant's payments." if keep
           else "The merchant now reviews its own payments.", "success")
     return redirect(_url("merchant", merchant_id=merchant_id), code=303)
+
+
+# -- The review queue ----------------------------------------------------------------------------------------
+
+def _queue_filters(args) -> dict:
+    """The queue's filters from the query string; unknown values are dropped."""
+    return {
+        "merchant": (args.get("merchant") or "").strip()[:64],
+        "level": args.get("level") if args.get("level") in LEVELS else "",
+        "rule": (args.get("rule") or "").strip()[:64],
+        "age": args.get("age") if args.get("age") in AGES else "",
+        "owner": args.get("owner") if args.get("owner") in ("platform", "merchant") else "",
+    }
+
+
+def _top_signals(assessment, count: int = 4) -> list[dict]:
+    """The signals that raised the score most (the queue's column), with their values: operators see them all."""
+    if assessment is None:
+        return []
+    contributions = assessment.contributions or {}
+    names = sorted(contributions, key=lambda name: -int(contributions[name] or 0))[:count]
+    return [{"name": name, "value": (assessment.signals or {}).get(name), "contribution": contributions[name]}
+            for name in names if int(contributions[name] or 0) > 0]
+
+
+def _queue_rows(reviews: list[Review]) -> list[dict]:
+    from app.risk.models import Assessment
+    from app.risk.reviews import review_history
+
+    if not reviews:
+        return []
+    merchant_ids = {r.merchant_id for r in reviews}
+    payments = {(p.merchant_id, p.id): p for p in db.session.scalars(select(Payment).where(
+        Payment.merchant_id.in_(merchant_ids), Payment.id.in_([r.payment_id for r in reviews])))}
+    assessments = {(a.merchant_id, a.id): a for a in db.session.scalars(select(Assessment).where(
+        Assessment.merchant_id.in_(merchant_ids),
+        Assessment.id.in_([r.assessment_id for r in reviews if r.assessment_id])))}
+    names = {m.id: m.display_name or m.name for m in db.session.scalars(select(Merchant).where(
+        Merchant.id.in_(merchant_ids)))}
+    rows = []
+    for review in reviews:
+        assessment = assessments.get((review.merchant_id, review.assessment_id))
+        rows.append({"review": review, "payment": payments.get((review.merchant_id, review.payment_id)),
+                     "assessment": assessment, "merchant": names.get(review.merchant_id, review.merchant_id),
+                     "signals": _top_signals(assessment),
+                     "history": review_history(db.session, Scope(review.merchant_id, review.livemode), review,
+                                               limit=5)})
+    return rows
+
+
+@bp.get("/risk/reviews")
+@platform_admin_required
+def risk_reviews():
+    """Open reviews across merchants, oldest first: age, amount, score, signals, the rule, the card's and email's
+    history, who works it; filters by merchant, level, rule, age; bulk decisions behind a confirmation."""
+    from app.risk.reviews import list_reviews
+
+    filters = _queue_filters(request.args)
+    reviews = list_reviews(db.session, None, status="open", merchant_id=filters["merchant"] or None,
+                           level=filters["level"] or None, rule_id=filters["rule"] or None,
+                           owner=filters["owner"] or None, older_than=AGES.get(filters["age"]), limit=QUEUE_SIZE)
+    page = render_template("admin/risk_reviews.html", rows=_queue_rows(reviews), filters=filters, levels=LEVELS,
+                           ages=AGES, form=ReviewDecisionForm(formdata=None), risk_url=_url, now=utcnow())
+    db.session.rollback()  # read-only
+    return page
+
+
+def _review_or_404(review_id: str) -> Review:
+    row = db.session.scalars(select(Review).where(Review.id == review_id)).first() \
+        if isinstance(review_id, str) and len(review_id) <= 64 else None
+    if row is None:
+        abort(404)
+    return row
+
+
+def _review_page(review: Review, form=None, status: int = 200):
+    from app.risk.reviews import review_history
+
+    scope = Scope(review.merchant_id, review.livemode)
+    payment = scope.get(db.session, Payment, review.payment_id)
+    if status == 200:  # a read of the merchant's data, audited like a payment's page (not again on a refusal)
+        audit(db.session, "admin.risk_review_viewed", merchant_id=review.merchant_id, livemode=review.livemode,
+              actor_user_id=operator().id, actor_label=operator().email, target=review.id, **meta().as_kwargs())
+    page = render_template(
+        "admin/risk_review.html", review=review, payment=payment,
+        merchant=db.session.get(Merchant, review.merchant_id),
+        risk=payment_risk(db.session, scope, payment, show_platform_wide=True) if payment is not None else None,
+        history=review_history(db.session, scope, review), form=form or ReviewDecisionForm(formdata=None),
+        closed_reason=CLOSED_REASON_LABELS.get(review.closed_reason, review.closed_reason), risk_url=_url,
+        payment_url=lambda payment_id: _url("payment", payment_id=payment_id))
+    db.session.commit()  # the audit row of the read
+    return page, status
+
+
+@bp.get("/risk/reviews/<review_id>")
+@platform_admin_required
+def risk_review(review_id: str):
+    """One review of any merchant (audited as a read of its data)."""
+    return _review_page(_review_or_404(review_id))
+
+
+@bp.post("/risk/reviews/<review_id>/claim")
+@platform_admin_required
+def risk_review_claim(review_id: str):
+    """Claim a review, or assign it to another platform admin (by email): who works it shows in the queue."""
+    from app.accounts.models import User
+    from app.risk.errors import ReviewDecided
+    from app.risk.reviews import claim_review
+
+    review = _review_or_404(review_id)
+    if not PlatformActionForm().validate():
+        abort(400)
+    assign_to = None
+    email = (request.form.get("assign_to") or "").strip().lower()
+    if email:
+        user = db.session.scalars(select(User).where(User.email == email, User.is_platform_admin.is_(True))).first()
+        if user is None:
+            flash("Assign to a platform admin: no platform admin has that email.", "error")
+            return redirect(_url("risk_review", review_id=review_id), code=303)
+        assign_to = user.id
+    try:
+        claim_review(db.session, Scope(review.merchant_id, review.livemode), review.id, user_id=operator().id,
+                     assign_to=assign_to)
+    except ReviewDecided as error:
+        db.session.rollback()
+        flash(error.message, "error")
+        return redirect(_url("risk_review", review_id=review_id), code=303)
+    db.session.commit()
+    flash("Assigned." if assign_to else "You work this review now.", "success")
+    return redirect(safe_back() or _url("risk_review", review_id=review_id), code=303)
+
+
+def safe_back() -> str | None:
+    from app.dashboard.helpers import safe_next
+
+    return safe_next(request.form.get("next"))
+
+
+@bp.post("/risk/reviews/<review_id>/decide/<decision>")
+@platform_admin_required
+def risk_review_decide(review_id: str, decision: str):
+    """Approve (capture, or leave it to the merchant's manual capture) or reject (void) with a note, once."""
+    from app.payments.deps import deps_for
+    from app.risk.errors import ReviewDecided
+    from app.risk.reviews import decide
+
+    if decision not in ("approve", "reject"):
+        abort(404)
+    review = _review_or_404(review_id)
+    form = ReviewDecisionForm()
+    if not form.validate():
+        return _review_page(review, form, INVALID_FORM)
+    try:
+        decide(db.session, Scope(review.merchant_id, review.livemode), review.id, decision, actor=operator().id,
+               note=form.note.data, deps=deps_for(current_app._get_current_object()), acting_as="platform",
+               capture=request.form.get("leave_capture") != "yes", as_fraud=bool(form.as_fraud.data),
+               ip=request.remote_addr)
+    except RiskInvalid as error:
+        db.session.rollback()
+        form.note.errors = [error.message]
+        return _review_page(_review_or_404(review_id), form, INVALID_FORM)
+    except ReviewDecided as error:
+        db.session.rollback()
+        flash(error.message, "error")
+        return _review_page(_review_or_404(review_id), form, 409)
+    db.session.commit()
+    flash("Approved." if decision == "approve" else "Rejected: the authorization is voided.", "success")
+    return redirect(_url("risk_review", review_id=review_id), code=303)
+
+
+@bp.post("/risk/reviews/bulk")
+@platform_admin_required
+def risk_reviews_bulk():
+    """Decide several reviews at once: the first POST shows what would be decided (the confirmation step), the
+    second (``confirm=yes``) decides each in its own savepoint and says which did not go through."""
+    from app.payments.deps import deps_for
+    from app.risk.reviews import bulk_decide
+
+    form = ReviewDecisionForm()
+    decision = request.form.get("decision")
+    ids = list(dict.fromkeys(request.form.getlist("review")))[:BULK_MAX]
+    if decision not in ("approve", "reject") or not ids:
+        flash("Choose reviews and a decision.", "error")
+        return redirect(_url("risk_reviews"), code=303)
+    reviews = db.session.scalars(select(Review).where(Review.id.in_(ids)).order_by(Review.created_at)).all()
+    if not form.validate() or request.form.get("confirm") != "yes":
+        page = render_template("admin/risk_reviews_bulk.html", rows=_queue_rows(reviews), decision=decision,
+                               form=form, risk_url=_url, now=utcnow(), checked=request.form.get("confirm") == "yes")
+        db.session.rollback()
+        return page, (INVALID_FORM if request.form.get("confirm") == "yes" else 200)
+    results = bulk_decide(db.session, [(Scope(r.merchant_id, r.livemode), r.id) for r in reviews], decision,
+                          actor=operator().id, note=form.note.data, deps=deps_for(current_app._get_current_object()),
+                          as_fraud=bool(form.as_fraud.data))
+    db.session.commit()
+    done = [review_id for review_id, result in results.items() if result == "ok"]
+    failed = {review_id: result for review_id, result in results.items() if result != "ok"}
+    flash(f"{len(done)} review{'' if len(done) == 1 else 's'} "
+          f"{'approved' if decision == 'approve' else 'rejected'}.", "success")
+    for review_id, why in failed.items():
+        flash(f"{review_id}: {why}", "error")
+    return redirect(_url("risk_reviews"), code=303)

@@ -11,7 +11,7 @@ app/risk/rules.py and app/risk/lists.py. Everyone in the merchant reads; owners 
 (Action.MANAGE_RISK), after a recent re-authentication (app/dashboard/reauth.py), each change audited. The helpers
 above the routes are shared with the console's editor of the platform's rules (app/admin/risk_views.py).
 """
-from flask import abort, flash, g, redirect, request
+from flask import abort, current_app, flash, g, redirect, request
 from flask_login import current_user
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -557,15 +557,14 @@ def _review_page(review: Review, form=None, status: int = 200):
                   risk=payment_risk(db.session, g.scope, payment) if payment is not None else None,
                   history=_history(review), form=form or ReviewDecisionForm(formdata=kept_form() or None),
                   may_decide=may_decide(review), risk_url=_url,
+                  payment_url=lambda payment_id: _url("payment_detail", payment_id=payment_id),
                   closed_reason=CLOSED_REASON_LABELS.get(review.closed_reason, review.closed_reason)), status
 
 
-def _history(review: Review) -> dict | None:
+def _history(review: Review) -> dict:
     """The card's and email's recent history in the merchant's own book (the reviews service's)."""
-    try:
-        from app.risk.reviews import review_history
-    except ImportError:  # the reviews service is not there yet
-        return None
+    from app.risk.reviews import review_history
+
     return review_history(db.session, g.scope, review)
 
 
@@ -581,8 +580,9 @@ def risk_review(review_id: str):
 def risk_review_decide(review_id: str, decision: str):
     """Approve (capture) or reject (void) a payment held for review, with a note, after a re-authentication."""
     from app.dashboard.risk_forms import ReviewDecisionForm
+    from app.payments.deps import deps_for
     from app.risk import reviews as risk_reviews
-    from app.risk.errors import NotReviewOwner, ReviewDecided, RiskNotFound
+    from app.risk.errors import NotReviewOwner, ReviewDecided, RiskInvalid, RiskNotFound
 
     if decision not in ("approve", "reject"):
         abort(404)
@@ -594,16 +594,16 @@ def risk_review_decide(review_id: str, decision: str):
     if response is not None:
         return response
     try:
-        if decision == "approve":
-            risk_reviews.approve_review(db.session, g.scope, review.id, actor=current_user.id, note=form.note.data,
-                                        as_owner="merchant")
-        else:
-            risk_reviews.reject_review(db.session, g.scope, review.id, actor=current_user.id, note=form.note.data,
-                                       as_fraud=bool(form.as_fraud.data), as_owner="merchant")
-        _audit(f"risk.review_{decision}d", review.id, {"payment": review.payment_id, "note": form.note.data})
+        risk_reviews.decide(db.session, g.scope, review.id, decision, actor=current_user.id, note=form.note.data,
+                            deps=deps_for(current_app._get_current_object()), acting_as="merchant", as_fraud=bool(form.as_fraud.data),
+                            request_id=g.get("request_id"), ip=request.remote_addr)
     except RiskNotFound:
         db.session.rollback()
         abort(404)
+    except RiskInvalid as error:
+        db.session.rollback()
+        form.note.errors = [error.message]
+        return _review_page(_review_or_404(review_id), form, INVALID_FORM)
     except (ReviewDecided, NotReviewOwner) as error:
         db.session.rollback()
         flash(error.message, "error")
