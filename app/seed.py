@@ -155,3 +155,7 @@ SEED_STEPS.append(seed_demo_inbox)
 from app.disputes.seed import seed_demo_disputes  # noqa: E402
 
 SEED_STEPS.append(seed_demo_disputes)
+
+from app.risk.seed import seed_demo_risk  # noqa: E402
+
+SEED_STEPS.append(seed_demo_risk)

@@ -20,6 +20,7 @@ from app.disputes.models import FILE_PURPOSES, FILE_TYPES, STATUSES as DISPUTE_S
 from app.money import CURRENCY_EXPONENTS
 from app.payments.models import PaymentStatus
 from app.payments.service import CANCELLATION_REASONS, MAX_AMOUNT, MAX_SPLIT_SELLERS, REFUND_REASONS
+from app.risk.models import CLOSED_REASONS as REVIEW_CLOSED_REASONS, ITEM_TYPES as RISK_ITEM_TYPES
 from app.webhooks import service as webhooks
 from app.webhooks.models import ALL_EVENTS, DisabledReason, EndpointStatus
 
@@ -119,6 +120,22 @@ PAYMENT = {
         "cancellation_reason": _nullable(STRING), "canceled_at": _nullable(INT),
         "split": {"type": "array", "items": _ref("SplitPart")},
         "attempts": {"type": "array", "items": _ref("PaymentAttempt")},
+        "outcome": _nullable({
+            "type": "object", "description": "The risk screening's outcome, shaped like Stripe's charge `outcome`: "
+                                             "`type` is `authorized`, `manual_review` (held for review: authorized, "
+                                             "its capture waits for the review), `blocked` (nothing was sent to "
+                                             "the payment processor) or `issuer_declined`.",
+            "required": ["type", "risk_level", "risk_score", "rule", "seller_message"],
+            "properties": {"type": {"enum": ["authorized", "manual_review", "blocked", "issuer_declined"]},
+                           "network_status": STRING, "reason": _nullable(STRING),
+                           "risk_level": {"enum": ["normal", "elevated", "highest"]},
+                           "risk_score": {"type": "integer", "minimum": 0, "maximum": 99},
+                           "rule": _nullable({"type": "object", "required": ["id", "action", "predicate"],
+                                              "properties": {"id": STRING, "action": STRING, "predicate": STRING,
+                                                             "owner": STRING}}),
+                           "seller_message": STRING}}),
+        "review": _nullable({**STRING, "description": "The review holding this payment's capture (`prv_...`)."}),
+        "customer_ip": _nullable(STRING),
         "disputed": {"type": "boolean", "description": "Whether a dispute (or an inquiry) was opened."},
         "dispute": _nullable({
             "type": "object", "description": "The latest dispute, in short (GET /v1/disputes/{id} for all of it).",
@@ -279,6 +296,66 @@ DISPUTE = {
     },
 }
 
+REVIEW = {
+    "type": "object",
+    "description": "A payment held for review by a risk rule (Stripe's Reviews API). Unlike Radar, a review holds "
+                   "the capture: the payment is authorized and stays `requires_capture` until the review is approved "
+                   "(captured) or rejected (voided), so a rejected payment costs no refund and no refund fees. Events "
+                   "`review.opened` and `review.closed` (`closed_reason`: approved, refunded, refunded_as_fraud, "
+                   "disputed, canceled, timed_out). `owner` `platform`: only the platform decides it, and the "
+                   "merchant's capture is refused (409 `payment_in_review`).",
+    "required": ["id", "object", "livemode", "created", "payment", "open", "opened_reason", "closed_reason", "reason",
+                 "ip_address", "owner"],
+    "properties": {
+        "id": {"type": "string", "pattern": "^prv_"}, "object": {"const": "review"}, "livemode": {"type": "boolean"},
+        "created": UNIX, "payment": STRING, "payment_intent": STRING, "charge": _nullable(STRING),
+        "billing_zip": _nullable(STRING), "open": {"type": "boolean"}, "opened_reason": {"enum": ["rule", "manual"]},
+        "closed_reason": _nullable({"enum": list(REVIEW_CLOSED_REASONS)}), "reason": STRING,
+        "ip_address": _nullable(STRING), "ip_address_location": _nullable({"type": "object"}),
+        "session": _nullable({"type": "object"}), "owner": {"enum": ["platform", "merchant"]},
+        "rule": _nullable(STRING), "expires_at": _nullable(INT), "closed_at": _nullable(INT),
+    },
+}
+VALUE_LIST_ITEM = {
+    "type": "object", "required": ["id", "object", "value", "value_list", "created", "created_by", "livemode"],
+    "properties": {"id": {"type": "string", "pattern": "^rsli_"}, "object": {"const": "radar.value_list_item"},
+                   "value": STRING, "value_list": STRING, "created": UNIX, "created_by": _nullable(STRING),
+                   "livemode": {"type": "boolean"}},
+}
+VALUE_LIST = {
+    "type": "object",
+    "description": "A value list (Stripe's `radar.value_list`) that rules name as `@alias`: card fingerprints, BINs, "
+                   "emails, email domains, IP addresses and ranges (CIDR), countries or strings.",
+    "required": ["id", "object", "alias", "name", "item_type", "created", "created_by", "livemode", "metadata",
+                 "list_items"],
+    "properties": {"id": {"type": "string", "pattern": "^rsl_"}, "object": {"const": "radar.value_list"},
+                   "alias": STRING, "name": STRING, "item_type": {"enum": list(RISK_ITEM_TYPES)}, "created": UNIX,
+                   "created_by": _nullable(STRING), "livemode": {"type": "boolean"},
+                   "metadata": {"type": "object", "additionalProperties": STRING},
+                   "list_items": {"type": "object", "required": ["object", "data", "has_more", "url"],
+                                  "properties": {"object": {"const": "list"}, "url": STRING,
+                                                 "has_more": {"type": "boolean"},
+                                                 "data": {"type": "array", "items": _ref("ValueListItem")}}}},
+}
+VALUE_LIST_DELETED = {"type": "object", "required": ["id", "object", "deleted"],
+                      "properties": {"id": STRING, "object": {"const": "radar.value_list"}, "deleted": {"const": True}}}
+VALUE_LIST_ITEM_DELETED = {"type": "object", "required": ["id", "object", "deleted"],
+                           "properties": {"id": STRING, "object": {"const": "radar.value_list_item"},
+                                          "deleted": {"const": True}}}
+ALIAS = {"type": "string", "minLength": 1, "maxLength": 100, "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"}
+CREATE_VALUE_LIST = {"type": "object", "required": ["alias", "name"], "additionalProperties": False, "properties": {
+    "alias": {**ALIAS, "description": "How rules name the list (`@alias`); not starting with `platform_`."},
+    "name": {"type": "string", "minLength": 1, "maxLength": 200},
+    "item_type": {"enum": list(RISK_ITEM_TYPES), "default": "string"}, "metadata": METADATA}}
+UPDATE_VALUE_LIST = {"type": "object", "additionalProperties": False, "properties": {
+    "alias": ALIAS, "name": {"type": "string", "minLength": 1, "maxLength": 200}, "metadata": METADATA}}
+CREATE_VALUE_LIST_ITEM = {"type": "object", "required": ["value_list", "value"], "additionalProperties": False,
+                          "properties": {"value_list": ID, "value": {"type": "string", "minLength": 1, "maxLength": 800}}}
+APPROVE_REVIEW = {"type": "object", "additionalProperties": False, "properties": {
+    "capture": {"type": "boolean", "default": True,
+                "description": "Capture the held payment now (false: leave it for your own capture)."},
+    "note": {"type": "string", "minLength": 1, "maxLength": 2000, "description": "Why (kept with the review)."}}}
+
 FILE = {
     "type": "object", "required": ["id", "object", "livemode", "created", "purpose", "type", "size", "filename", "pages"],
     "properties": {"id": {"type": "string", "pattern": "^file_"}, "object": {"const": "file"},
@@ -298,6 +375,9 @@ PAYMENT_METHOD = {"type": "string", "minLength": 1, "maxLength": 255,
                                  "good for this payment only. Never a card number: that is refused (400 "
                                  "`invalid_payment_method`), as is any card number in a text field (400 "
                                  "`card_number_in_field`)."}
+CUSTOMER_IP = {"type": "string", "minLength": 1, "maxLength": 45,
+               "description": "The shopper's IP address (IPv4 or IPv6), for the risk rules: this request comes "
+                              "from your server, so its own address says nothing about the shopper."}
 CREATE_PAYMENT = {
     "type": "object", "required": ["amount", "currency"], "additionalProperties": False,
     "properties": {
@@ -314,11 +394,12 @@ CREATE_PAYMENT = {
         "payment_method": PAYMENT_METHOD,
         "confirm": {"type": "boolean", "default": False},
         "return_url": {"type": "string", "format": "uri", "maxLength": 2000},
+        "customer_ip": CUSTOMER_IP,
     },
 }
 
 CONFIRM = {"type": "object", "additionalProperties": False, "properties": {
-    "payment_method": PAYMENT_METHOD,
+    "payment_method": PAYMENT_METHOD, "customer_ip": CUSTOMER_IP,
     "return_url": {"type": "string", "format": "uri", "maxLength": 2000}}}
 CAPTURE = {"type": "object", "additionalProperties": False, "properties": {"amount": AMOUNT}}
 CANCEL = {"type": "object", "additionalProperties": False,
@@ -405,7 +486,8 @@ ERROR_STATUSES = {
     "401": "No valid API key.",
     "403": "A publishable key where a secret key is needed.",
     "404": "No such object for this merchant and mode.",
-    "409": "A request with this Idempotency-Key is still in flight.",
+    "409": "A request with this Idempotency-Key is still in flight, or the object's state conflicts (a review "
+           "decided already: `review_closed`; a capture while the platform reviews the payment: `payment_in_review`).",
     "413": "Body too large.",
     "415": "Unsupported content type.",
     "429": "Rate limited.",
@@ -431,8 +513,13 @@ DISPUTE_ID = _id("dsp", "01JD3XQ4E6G8J0L2N4Q6S8U0WB")
 FILE_ID = _id("file", "01JD3XR2F4H6K8M0P2R4T6V8XC")
 CREATED = 1732104000  # 2024-11-20 12:00:00 UTC
 
+REVIEW_ID = _id("prv", "01JD3XS8G2J4L6N8Q0S2U4W6YD")
+VALUE_LIST_ID = _id("rsl", "01JD3XT6H0K2M4P6R8T0V2X4ZE")
+VALUE_LIST_ITEM_ID = _id("rsli", "01JD3XV4J8M0P2R4T6V8X0Z2BF")
+
 EXAMPLE_IDS = {"payment_id": PAYMENT_ID, "refund_id": REFUND_ID, "seller_id": SELLER_ID, "event_id": EVENT_ID,
-               "endpoint_id": ENDPOINT_ID, "session_id": SESSION_ID, "dispute_id": DISPUTE_ID, "file_id": FILE_ID}
+               "endpoint_id": ENDPOINT_ID, "session_id": SESSION_ID, "dispute_id": DISPUTE_ID, "file_id": FILE_ID,
+               "review_id": REVIEW_ID, "value_list_id": VALUE_LIST_ID, "item_id": VALUE_LIST_ITEM_ID}
 
 
 def payment_example(**changes) -> dict:
@@ -534,6 +621,24 @@ FILE_EXAMPLE = {"id": FILE_ID, "object": "file", "livemode": False, "created": C
 # What a download of FILE_EXAMPLE answers besides its Content-Type (app/disputes/files.py: download_headers).
 DOWNLOAD_HEADERS_EXAMPLE = {"Content-Disposition": f'attachment; filename="{FILE_ID}.pdf"',
                             "X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox"}
+
+
+REVIEW_EXAMPLE = {
+    "id": REVIEW_ID, "object": "review", "livemode": False, "created": CREATED + 61, "payment": PAYMENT_ID,
+    "payment_intent": PAYMENT_ID, "charge": None, "billing_zip": None, "open": True, "opened_reason": "rule",
+    "closed_reason": None, "reason": "rule", "ip_address": "81.2.69.160",
+    "ip_address_location": {"city": None, "country": "GB", "latitude": None, "longitude": None, "region": None},
+    "session": {"browser": None, "device": None, "platform": None, "version": None}, "owner": "merchant",
+    "rule": "rule_01JD3XW2K6N8Q0S2U4W6Y8A0CG", "expires_at": CREATED + 6 * 86400 + 61, "closed_at": None,
+}
+VALUE_LIST_ITEM_EXAMPLE = {"id": VALUE_LIST_ITEM_ID, "object": "radar.value_list_item", "value": "203.0.113.0/24",
+                           "value_list": VALUE_LIST_ID, "created": CREATED, "created_by": "api", "livemode": False}
+VALUE_LIST_EXAMPLE = {
+    "id": VALUE_LIST_ID, "object": "radar.value_list", "alias": "custom_ip_blocklist", "name": "Custom IP Blocklist",
+    "item_type": "ip_address", "created": CREATED, "created_by": "api", "livemode": False, "metadata": {},
+    "list_items": {"object": "list", "data": [VALUE_LIST_ITEM_EXAMPLE], "has_more": False,
+                   "url": f"/v1/radar/value_list_items?value_list={VALUE_LIST_ID}"},
+}
 
 
 def _list_example(url: str, item: dict) -> dict:
@@ -777,6 +882,64 @@ def _paths() -> dict:
                           **{s: {"description": ERROR_STATUSES[s], "content": _json(_ref("Error"))}
                              for s in sorted(READ_ERRORS)}},
         }},
+        "/v1/reviews": {
+            "get": _operation("listReviews", "List open reviews, newest first (`open=false`: closed ones)",
+                              "ReviewList", _list_example("/v1/reviews", REVIEW_EXAMPLE), query=PAGE + [
+                                  {"name": "open", "in": "query", "schema": {"type": "boolean", "default": True}},
+                                  *({"name": f"created[{op}]", "in": "query",
+                                     "schema": {"type": "integer", "minimum": 0, "maximum": 2**32}}
+                                    for op in ("gte", "gt", "lte", "lt"))])},
+        "/v1/reviews/{review_id}": {
+            "get": _operation("retrieveReview", "Retrieve a review", "Review", REVIEW_EXAMPLE, path_id="review_id")},
+        "/v1/reviews/{review_id}/approve": {
+            "post": _operation(
+                "approveReview", "Approve a review: the held payment is captured", "Review",
+                {**REVIEW_EXAMPLE, "open": False, "closed_reason": "approved", "reason": "approved",
+                 "closed_at": CREATED + 3600},
+                description="Kassa differs from Radar here: a payment in review is authorized and not captured, so "
+                            "approving captures it (`capture=false` leaves it for your own capture) and a rejected "
+                            "one is voided, not refunded. 409 `review_closed` once decided; 403 `review_not_owned` "
+                            "when the platform reviews the payment itself.",
+                path_id="review_id", body=APPROVE_REVIEW, body_example={"note": "Customer confirmed by phone"},
+                errors=WRITE_ERRORS + ("409",))},
+        "/v1/radar/value_lists": {
+            "post": _operation("createValueList", "Create a value list", "ValueList",
+                               {**VALUE_LIST_EXAMPLE, "list_items": {**VALUE_LIST_EXAMPLE["list_items"], "data": []}},
+                               body=CREATE_VALUE_LIST, **write,
+                               body_example={"alias": "custom_ip_blocklist", "name": "Custom IP Blocklist",
+                                             "item_type": "ip_address"}),
+            "get": _operation("listValueLists", "List value lists, newest first", "ValueListList",
+                              _list_example("/v1/radar/value_lists", VALUE_LIST_EXAMPLE), query=PAGE + [
+                                  {"name": "alias", "in": "query", "schema": {"type": "string", "maxLength": 100}},
+                                  {"name": "contains", "in": "query",
+                                   "schema": {"type": "string", "maxLength": 800}}])},
+        "/v1/radar/value_lists/{value_list_id}": {
+            "get": _operation("retrieveValueList", "Retrieve a value list", "ValueList", VALUE_LIST_EXAMPLE,
+                              path_id="value_list_id"),
+            "post": _operation("updateValueList", "Update a value list (a list that rules use keeps its alias)",
+                               "ValueList", VALUE_LIST_EXAMPLE, path_id="value_list_id", body=UPDATE_VALUE_LIST,
+                               body_example={"name": "Blocked IP ranges"}, **write),
+            "delete": _operation("deleteValueList", "Delete a value list (refused while rules use it)",
+                                 "ValueListDeleted", {"id": VALUE_LIST_ID, "object": "radar.value_list",
+                                                      "deleted": True}, path_id="value_list_id"),
+        },
+        "/v1/radar/value_list_items": {
+            "post": _operation("createValueListItem", "Add an item to a value list", "ValueListItem",
+                               VALUE_LIST_ITEM_EXAMPLE, body=CREATE_VALUE_LIST_ITEM, **write,
+                               body_example={"value_list": VALUE_LIST_ID, "value": "203.0.113.0/24"}),
+            "get": _operation("listValueListItems", "List a value list's items, newest first", "ValueListItemList",
+                              _list_example(f"/v1/radar/value_list_items?value_list={VALUE_LIST_ID}",
+                                            VALUE_LIST_ITEM_EXAMPLE), query=PAGE + [
+                                  {"name": "value_list", "in": "query", "required": True, "schema": ID,
+                                   "example": VALUE_LIST_ID},
+                                  {"name": "value", "in": "query", "schema": {"type": "string", "maxLength": 800}}])},
+        "/v1/radar/value_list_items/{item_id}": {
+            "get": _operation("retrieveValueListItem", "Retrieve a value list item", "ValueListItem",
+                              VALUE_LIST_ITEM_EXAMPLE, path_id="item_id"),
+            "delete": _operation("deleteValueListItem", "Remove an item from its value list", "ValueListItemDeleted",
+                                 {"id": VALUE_LIST_ITEM_ID, "object": "radar.value_list_item", "deleted": True},
+                                 path_id="item_id"),
+        },
         "/v1/openapi.json": {"get": {
             "operationId": "getOpenApiDocument", "summary": "This document (public: no API key needed)",
             "security": [], "parameters": [],
@@ -792,8 +955,8 @@ def build_document() -> dict:
         "openapi": "3.1.0",
         "info": {"title": "Kassa API", "version": VERSION,
                  "description": "Payments, refunds, sellers, events, balances, hosted checkout sessions, "
-                                "webhook endpoints, disputes and evidence files. Amounts are integers in minor units (2000 = 20.00 EUR); ids "
-                                "are prefixed (`pay_`, `re_`, `sel_`, `evt_`, `cs_`, `we_`, `dsp_`, `file_`). POST parameters go "
+                                "webhook endpoints, disputes and evidence files, risk reviews and value lists. Amounts are integers in minor units (2000 = 20.00 EUR); ids "
+                                "are prefixed (`pay_`, `re_`, `sel_`, `evt_`, `cs_`, `we_`, `dsp_`, `file_`, `prv_`, `rsl_`, `rsli_`). POST parameters go "
                                 "in the body, as JSON (`Content-Type: application/json`) or form fields "
                                 "(`metadata[order]=1001`, `split[0][amount]=500`, `enabled_events[]=...`), never "
                                 "in the query string. Lists are newest first and paged with `limit` and "
@@ -818,6 +981,10 @@ def build_document() -> dict:
                 "SellerList": _list_of("Seller"), "EventList": _list_of("Event"),
                 "CheckoutSessionList": _list_of("CheckoutSession"), "WebhookEndpointList": _list_of("WebhookEndpoint"),
                 "DisputeList": _list_of("Dispute"),
+                "Review": REVIEW, "ReviewList": _list_of("Review"), "ValueList": VALUE_LIST,
+                "ValueListList": _list_of("ValueList"), "ValueListItem": VALUE_LIST_ITEM,
+                "ValueListItemList": _list_of("ValueListItem"), "ValueListDeleted": VALUE_LIST_DELETED,
+                "ValueListItemDeleted": VALUE_LIST_ITEM_DELETED,
             },
         },
     }

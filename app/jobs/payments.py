@@ -73,7 +73,7 @@ def _drive(pending: list, deps: PaymentsDeps, gateway: Gateway) -> str:
             if claim is None:
                 continue  # resolved already, or another runner holds the lease
         # No transaction is open here: the commit above returned the connection to the pool.
-        if risk.needs_screening(claim):
+        if deps.risk_screening and risk.needs_screening(claim):
             claim = screen_claim(session, claim, deps, gateway)
             if claim is None:
                 outcome = "blocked"

@@ -84,6 +84,8 @@ class PaymentsDeps:
     wire_rules: Callable[[str], tuple["WireRules", ...]] = field(default_factory=lambda: configured_wire_rules({}))
     # Each vault's token format, declared by its connectors (app/psp/registry.py token_patterns).
     token_patterns: dict[str, re.Pattern[str]] = field(default_factory=_token_patterns_from_environment)
+    # Risk screening of authorizations (app/payments/risk.py); off only for benchmarks (RISK_SCREENING=false).
+    risk_screening: bool = True
 
     def vault_for(self, livemode: bool) -> str:
         """The PSP vault whose tokens this mode accepts (live mode never routes to the sandbox)."""
@@ -149,6 +151,7 @@ def deps_from_app(app) -> PaymentsDeps:
         live_vault=setting("PAYMENTS_LIVE_VAULT", "stripe"),
         wire_rules=configured_wire_rules(config),
         token_patterns=token_patterns(config),
+        risk_screening=str(setting("RISK_SCREENING", "true")).strip().lower() not in ("false", "0", "off", "no"),
     )
 
 

@@ -108,10 +108,10 @@ def screen(session: Session, claim, card: dict | None, deps) -> Screened:
             fingerprint=payment.card_fingerprint, email=payment.customer_email, ip=payment.customer_ip)
         session.flush()
         return Screened(None, [attempt.id], event.data if event is not None else None, outcome="block")
-    payment.risk_outcome = evaluate.outcome_object(
-        assessment, "manual_review" if decision.outcome == "review" else "authorized")
+    outcome = evaluate.outcome_object(assessment, "manual_review" if decision.outcome == "review" else "authorized")
     if decision.outcome == "review":
-        payment.risk_outcome["review_owner"] = review_owner(session, payment, decision.rule_owner)
+        outcome["review_owner"] = review_owner(session, payment, decision.rule_owner)
+    payment.risk_outcome = outcome  # a new dict: JSONB columns see assignments, not mutations
     if decision.outcome == "request_3ds":
         payment.request_three_d_secure = True
     session.flush()

@@ -53,3 +53,4 @@ Modules and their service functions (``scope`` is an ``app.scoping.Scope``; ``ac
     ``review_history(session, scope, review) -> dict`` (the card's and email's recent payments, declines,
         disputes in the merchant's own book)
 """
+from app.risk import inbox as _inbox  # noqa: E402,F401  (registers the operators' inbox kind "review")

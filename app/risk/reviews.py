@@ -59,13 +59,21 @@ def review_object(review: Review) -> dict[str, Any]:
         "closed_reason": review.closed_reason,
         "reason": review.closed_reason or review.opened_reason,
         "ip_address": review.ip_address,
-        "ip_address_location": {"country": review.ip_country} if review.ip_country else None,
-        "session": None,
+        "ip_address_location": {"city": None, "country": review.ip_country, "latitude": None, "longitude": None,
+                                "region": None},
+        "session": {"browser": None, "device": None, "platform": None, "version": None},
         "owner": review.owner,
         "rule": review.rule_id,
         "expires_at": _unix(review.expires_at),
         "closed_at": _unix(review.closed_at),
     }
+
+
+def _who(actor: str | None) -> dict[str, str | None]:
+    """Audit fields of an actor: a user id (``usr_...``), or a label (an API key, the system)."""
+    if actor and actor.startswith("usr_"):
+        return {"actor_user_id": actor, "actor_label": None}
+    return {"actor_user_id": None, "actor_label": actor or "system"}
 
 
 def _note(actor: str | None, text: Any) -> dict[str, Any]:
@@ -142,7 +150,7 @@ def claim_review(session: Session, scope: Scope, review_id: str, *, user_id: str
     review.claimed_by = assign_to or user_id
     review.claimed_at = utcnow()
     audit(session, "risk.review.claimed", merchant_id=review.merchant_id, livemode=review.livemode,
-          actor_user_id=user_id, target=review.id, details={"claimed_by": review.claimed_by, "as": acting_as})
+          **_who(user_id), target=review.id, details={"claimed_by": review.claimed_by, "as": acting_as})
     session.flush()
     return review
 
@@ -214,7 +222,7 @@ def decide(session: Session, scope: Scope, review_id: str, decision: str, *, act
             service.create_refund(session, scope, {"payment": payment.id, "reason": "fraudulent"}, deps,
                                   request_id=request_id)
     audit(session, f"risk.review.{'approved' if decision == 'approve' else 'rejected'}",
-          merchant_id=review.merchant_id, livemode=review.livemode, actor_user_id=actor, target=review.id, ip=ip,
+          merchant_id=review.merchant_id, livemode=review.livemode, **_who(actor), target=review.id, ip=ip,
           request_id=request_id, details={"payment": payment.id, "note": entry["text"], "as": acting_as,
                                           "closed_reason": review.closed_reason, "capture": capture})
     session.flush()

@@ -1,0 +1,280 @@
+"""Risk benchmark (issue 19): evaluation time per confirmation, and end-to-end payments/s with risk on and off.
+
+    source an environment like the test run's (DATABASE_ADMIN_URL, DATABASE_URL, DATABASE_OWNER_URL,
+    REDIS_URL, KASSA_TEMPLATE_DB = a database migrated to head, secrets; `python3 kassa.py servers-only
+    --ephemeral` prints one), then:
+
+    .venv/bin/python bench/risk.py [--evaluations 2000] [--seconds 20] [--clients 8] [--write]
+
+What it measures, each in the same run on the same machine, against fresh databases cloned from the template:
+
+1. Evaluation (``app.risk.evaluate.assess``: signals, every velocity counter recorded and read in Redis, the
+   score, the rules, the value-list lookups and the assessment's INSERT, flushed and rolled back) for a
+   merchant with 50 enabled rules (none matching, so every one runs) and 5 value lists of 100,000 items each
+   that the rules name, plus the platform's built-in rules and lists. Timed in a dedicated thread
+   (``perf_counter`` around each call) so that no other thread of the bench is scheduled inside a sample;
+   p50, p99 and max. Beside it, in the same process and thread: the floor (one ``SELECT 1`` and one Redis
+   ``PING``, the round trips no evaluation can avoid) and the built-in rules alone (no merchant rules).
+2. End-to-end payments per second (``POST /v1/payments`` with ``confirm=true``, automatic capture, sandbox with
+   no added latency, one worker, ``--clients`` closed-loop clients; bench/payments.py's harness) with the same
+   50 rules and 5 lists, risk screening on, then off (``RISK_SCREENING=false``) in the same run.
+
+``--write`` replaces the "Risk" section of bench/RESULTS.md.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import random
+import statistics
+import sys
+import threading
+import time
+import uuid
+from datetime import date
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import psycopg  # noqa: E402
+
+from bench import payments as payments_bench  # noqa: E402
+
+SECTION_START = "<!-- risk:start -->"
+SECTION_END = "<!-- risk:end -->"
+LIST_SIZE = 100_000
+LISTS = (("bench_fingerprints", "card_fingerprint", lambda n: f"fp_bench{n:010d}", "card_fingerprint"),
+         ("bench_emails", "email", lambda n: f"user{n}@bench.example", "email"),
+         ("bench_domains", "email_domain", lambda n: f"d{n}.bench.example", "email_domain"),
+         ("bench_ips", "ip_address", lambda n: f"10.{(n >> 16) & 255}.{(n >> 8) & 255}.{n & 255}", "ip_address"),
+         ("bench_bins", "card_bin", lambda n: f"{100000 + n:06d}", "card_bin"))
+
+
+def say(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def rule_texts() -> list[tuple[str, str]]:
+    """50 rules that do not match the benchmark's payment (every one is evaluated)."""
+    rules = [("block", ":card_fingerprint: in @bench_fingerprints"), ("block", ":email: in @bench_emails"),
+             ("review", ":email_domain: in @bench_domains"), ("block", ":ip_address: in @bench_ips"),
+             ("review", ":card_bin: in @bench_bins")]
+    windows = ("10m", "1h", "24h")
+    for index in range(45):
+        window = windows[index % 3]
+        kind = index % 5
+        if kind == 0:
+            rules.append(("review", f":card_payments_{window}: > {50 + index} and :amount: > {1000 + index}"))
+        elif kind == 1:
+            rules.append(("block", f":ip_distinct_cards_{window}: > {20 + index} or :email_declines_{window}: > {30 + index}"))
+        elif kind == 2:
+            rules.append(("review", f":card_country: != :ip_country: and :risk_score: > {90 + index % 9}"))
+        elif kind == 3:
+            rules.append(("request_3ds", f":amount: > {5000 + index} and :card_funding: = 'prepaid'"))
+        else:
+            rules.append(("block", f":ip_country: in ('KP', 'IR', 'X{index % 10}') and not :is_3d_secure:"))
+    return rules
+
+
+def seed_risk(app, merchant_id: str) -> None:
+    """The 50 rules and 5 lists of 100,000 items for a merchant (items by COPY: the service adds one at a time)."""
+    from app.extensions import db
+    from app.risk import lists, rules
+    from app.scoping import Scope
+
+    scope = Scope(merchant_id, False)
+    with app.app_context():
+        made = {alias: lists.create_value_list(db.session, scope, alias=alias, name=alias, item_type=item_type)
+                for alias, item_type, _, _ in LISTS}
+        db.session.commit()
+        raw = db.engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            for alias, item_type, value, _ in LISTS:
+                with cursor.copy("COPY risk_value_list_items (merchant_id, livemode, id, value_list_id, value) "
+                                 "FROM STDIN") as copy:
+                    for n in range(LIST_SIZE):
+                        copy.write_row((merchant_id, False, f"rsli_bench_{alias}_{n}", made[alias].id, value(n)))
+            raw.commit()
+        finally:
+            raw.close()
+        for action, text in rule_texts():
+            rules.create_rule(db.session, scope, action=action, predicate=text)
+        db.session.commit()
+        db.session.remove()
+
+
+def make_app(env: dict):
+    from app import create_app
+
+    os.environ.update({k: v for k, v in env.items() if isinstance(v, str)})
+    return create_app({"SQLALCHEMY_DATABASE_URI": env["DATABASE_URL"].replace("postgresql://", "postgresql+psycopg://", 1),
+                       "API_KEY_HMAC_KEY": env.get("API_KEY_HMAC_KEY", "bench")})
+
+
+def timed_in_thread(fn, count: int) -> list[float]:
+    """``fn`` run ``count`` times in a dedicated thread; each call's duration in milliseconds."""
+    samples: list[float] = []
+
+    def run():
+        for _ in range(count):
+            started = time.perf_counter()
+            fn()
+            samples.append((time.perf_counter() - started) * 1000)
+
+    thread = threading.Thread(target=run, name="risk-bench")
+    thread.start()
+    thread.join()
+    return samples
+
+
+def summary(samples: list[float]) -> dict:
+    ordered = sorted(samples)
+    return {"n": len(ordered), "p50": round(statistics.median(ordered), 3),
+            "p99": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))], 3), "max": round(ordered[-1], 3)}
+
+
+def evaluation(bench: payments_bench.Bench, count: int) -> dict:
+    env = {**bench.env, **bench.fresh_database("riskeval")}
+    app = make_app(env)
+    from sqlalchemy import text
+
+    from app.accounts.models import Merchant
+    from app.extensions import db
+    from app.ids import new_id
+    from app.payments.models import Payment
+    from app.risk import evaluate
+    from app.scoping import Scope
+
+    with app.app_context():
+        merchants = []
+        for name in ("Bench rules", "Bench plain"):
+            merchant = Merchant(id=new_id("mer"), name=name)
+            db.session.add(merchant)
+            merchants.append(merchant.id)
+        db.session.commit()
+    say("seeding 50 rules and 5 lists of 100,000 items")
+    seed_risk(app, merchants[0])
+    redis = app.extensions["redis"]
+    rng = random.Random(7)
+    results = {}
+    with app.app_context():
+        def payment_for(merchant_id):
+            row = Scope(merchant_id, False).new(
+                Payment, id=new_id("pay"), amount=4200, currency="EUR", status="processing", capture_method="automatic",
+                customer_email="shopper@example.com", customer_ip="81.2.69.160")
+            db.session.add(row)
+            db.session.commit()
+            return row
+
+        card = {"brand": "visa", "funding": "credit", "country": "US", "bin": "424242", "risk_hint": None,
+                "fingerprint": "fp_bench_shopper"}
+
+        def one(payment):
+            def run():
+                # A new fingerprint now and then, so that the distinct-card counters grow as in real traffic.
+                facts = {**card, "fingerprint": f"fp_bench_{rng.randrange(1000)}"}
+                decision = evaluate.assess(db.session, payment, redis=redis, card=facts)
+                assert decision.outcome == "allow", decision.rule
+                db.session.rollback()
+            return run
+
+        def floor():
+            db.session.execute(text("SELECT 1"))
+            redis.ping()
+            db.session.rollback()
+
+        full, plain = payment_for(merchants[0]), payment_for(merchants[1])
+        for fn in (one(full), one(plain), floor):  # warm up: imports, compiled rules, prepared plans
+            timed_in_thread(fn, 50)
+        say(f"timing {count} evaluations")
+        results["floor"] = summary(timed_in_thread(floor, count))
+        results["builtin"] = summary(timed_in_thread(one(plain), count))
+        results["full"] = summary(timed_in_thread(one(full), count))
+        db.session.remove()
+        db.engine.dispose()
+    return results
+
+
+class RiskBench(payments_bench.Bench):
+    """bench/payments.py's harness, with the merchant given the 50 rules and 5 lists."""
+
+    def merchant_key(self, env):
+        key = super().merchant_key(env)
+        with psycopg.connect(payments_bench.libpq(env["DATABASE_URL"]), autocommit=True) as conn:
+            merchant_id = conn.execute("SELECT id FROM merchants WHERE name = 'Bench shop'").fetchone()[0]
+        saved = dict(os.environ)
+        try:
+            app = make_app(env)
+            seed_risk(app, merchant_id)
+            with app.app_context():
+                from app.extensions import db
+                db.engine.dispose()
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+        return key
+
+
+def end_to_end(args) -> dict:
+    results = {}
+    for label, screening in (("on", "true"), ("off", "false")):
+        bench = RiskBench(args)
+        bench.env["RISK_SCREENING"] = screening
+        try:
+            say(f"end to end, risk {label}")
+            results[label] = bench.throughput(1)
+        finally:
+            bench.drop_databases()
+    return results
+
+
+def render(evaluations: dict, e2e: dict, args) -> str:
+    lines = [SECTION_START, "## Risk", "",
+             f"{date.today().isoformat()}, {platform.machine()}, Python {platform.python_version()}, "
+             f"{os.cpu_count()} CPUs shared with other work; `bench/risk.py --evaluations {args.evaluations} "
+             f"--seconds {args.throughput_seconds} --clients {args.clients}`.", "",
+             "Evaluation per confirmation, in a dedicated thread (ms):", "",
+             "| what | n | p50 | p99 | max |", "|---|---|---|---|---|"]
+    names = {"floor": "floor: `SELECT 1` + Redis `PING`", "builtin": "built-in platform rules only, all counters",
+             "full": "50 rules, 5 lists × 100,000 items, all counters"}
+    for key in ("floor", "builtin", "full"):
+        row = evaluations[key]
+        lines.append(f"| {names[key]} | {row['n']} | {row['p50']} | {row['p99']} | {row['max']} |")
+    lines += ["", "End to end (1 worker, closed loop, sandbox without added latency), same 50 rules and lists:", "",
+              "| risk | payments | seconds | payments/s | answered processing | errors |", "|---|---|---|---|---|---|"]
+    for key in ("on", "off"):
+        row = e2e[key]
+        lines.append(f"| {key} | {row['payments']} | {row['seconds']} | {row['per_second']} | "
+                     f"{row['answered_processing']} | {row['errors']} |")
+    ratio = e2e["on"]["per_second"] / e2e["off"]["per_second"] if e2e["off"]["per_second"] else 0
+    lines += ["", f"Risk on / off: {ratio:.2f} (target ≥ 0.9); evaluation p99 {evaluations['full']['p99']} ms "
+                  "(target < 5 ms). Risk on adds one vault read (GET /v1/tokens/<id>) per authorization.",
+              SECTION_END]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--evaluations", type=int, default=2000)
+    parser.add_argument("--seconds", dest="throughput_seconds", type=float, default=20.0)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--write", action="store_true")
+    args = parser.parse_args()
+    bench = payments_bench.Bench(args)
+    try:
+        evaluations = evaluation(bench, args.evaluations)
+    finally:
+        bench.drop_databases()
+    e2e = end_to_end(args)
+    text = render(evaluations, e2e, args)
+    print(text)
+    if args.write:
+        payments_bench.write_section(text, SECTION_START, SECTION_END)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

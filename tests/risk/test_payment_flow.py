@@ -1,0 +1,220 @@
+"""Risk in the payment flow, in process with a scripted PSP: block, review (held, decided once), request_3ds,
+3-D Secure rules after the challenge, the merchant's capture during a platform review, the timeout sweep."""
+import threading
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from app.extensions import db
+from app.jobs.payments import _run_attempt
+from app.payments import idempotency, processing
+from app.payments.models import Payment, PaymentAttempt
+from app.risk import reviews, rules
+from app.risk.errors import NotReviewOwner, PaymentInReview, ReviewDecided, RiskNotFound
+from app.risk.models import Review
+from app.scoping import Scope
+from tests import factories
+from tests.payments.helpers import ScriptedGateway, authorized, event_types, make_deps, result
+from app.psp.interfaces import Outcome
+
+FRAUD = {"brand": "visa", "funding": "credit", "country": "US", "bin": "410000", "fingerprint": "fp_fraud",
+         "risk_hint": "fraudulent", "last4": "0019", "exp_month": 12, "exp_year": 2035}
+GOOD = {"brand": "visa", "funding": "credit", "country": "US", "bin": "424242", "fingerprint": "fp_good",
+        "risk_hint": None, "last4": "4242", "exp_month": 12, "exp_year": 2035}
+
+
+@dataclass
+class RiskGateway(ScriptedGateway):
+    """The scripted PSP with a vault that knows each token's card."""
+
+    cards: dict = field(default_factory=dict)
+
+    def card_facts(self, vault, token, **owner):
+        self.calls.append(("card_facts", token))
+        return self.cards.get(token)
+
+
+@pytest.fixture
+def deps(redis):
+    return make_deps(redis=redis, enqueued=[])
+
+
+def confirm(db_session, scope, deps, token, **params):
+    body = {"amount": 70000, "currency": "EUR", "capture_method": "automatic", "payment_method": token,
+            "confirm": True, "customer_email": "shopper@example.com", "customer_ip": "81.2.69.160", **params}
+    response = idempotency.execute(db_session, scope, "payment.create", body, key=None, deps=deps, path="/test")
+    return response.body
+
+
+def payment_row(db_session, payment_id) -> Payment:
+    db_session.expire_all()
+    return db_session.get(Payment, payment_id)
+
+
+def test_the_fraud_card_is_blocked_before_any_psp_call(db_session, scope, deps):
+    gateway = RiskGateway(cards={"tok_fraud": FRAUD})
+    body = confirm(db_session, scope, deps, "tok_fraud")
+    _run_attempt(body["attempts"][0]["id"], deps, gateway)
+    assert [call[0] for call in gateway.calls] == ["card_facts"]  # nothing sent to the PSP
+    payment = payment_row(db_session, body["id"])
+    assert payment.status == "requires_payment_method" and payment.last_error["code"] == "blocked"
+    assert payment.risk_outcome["type"] == "blocked"
+    assert payment.risk_outcome["network_status"] == "not_sent_to_network"
+    assert payment.risk_outcome["rule"]["id"] == "rule_platform_fraud_hint"
+    assert payment.customer_ip == "81.2.69.160"
+    attempt = db_session.get(PaymentAttempt, body["attempts"][0]["id"])
+    assert attempt.status == "failed" and attempt.decline_code == "blocked"
+    assert event_types(db_session, scope, payment.id)[-1] == "payment.failed"
+
+
+def test_a_merchant_allow_rule_cannot_let_the_fraud_card_through(db_session, scope, deps):
+    rules.create_rule(db_session, scope, action="allow", predicate=":card_risk_hint: = 'fraudulent'")
+    db_session.commit()
+    gateway = RiskGateway(cards={"tok_fraud2": FRAUD})
+    body = confirm(db_session, scope, deps, "tok_fraud2")
+    _run_attempt(body["attempts"][0]["id"], deps, gateway)
+    assert payment_row(db_session, body["id"]).status == "requires_payment_method"
+    assert "authorize" not in [call[0] for call in gateway.calls]
+
+
+def held_payment(db_session, scope, deps, token, *, platform=False):
+    owner = None if platform else scope
+    rule = rules.create_rule(db_session, owner, action="review", predicate=":amount: >= 700 and :currency: = 'eur'")
+    db_session.commit()
+    gateway = RiskGateway(cards={token: GOOD})
+    body = confirm(db_session, scope, deps, token)
+    _run_attempt(body["attempts"][0]["id"], deps, gateway)
+    rules.delete_rule(db_session, owner, rule.id)
+    db_session.commit()
+    return body, gateway
+
+
+def test_review_authorizes_and_holds_the_capture(db_session, scope, deps):
+    body, gateway = held_payment(db_session, scope, deps, "tok_review")
+    assert [call[0] for call in gateway.calls] == ["card_facts", "authorize"]
+    assert gateway.authorize_requests[0].capture is False  # no sale: the capture is held
+    payment = payment_row(db_session, body["id"])
+    assert payment.status == "requires_capture" and payment.review_id
+    assert payment.risk_outcome["type"] == "manual_review" and payment.risk_outcome["review_owner"] == "merchant"
+    review = reviews.get_review(db_session, scope, payment.review_id)
+    assert review.status == "open" and review.owner == "merchant" and review.ip_country == "GB"
+    assert "review.opened" in event_types(db_session, scope, review.id)
+    # Approve: one capture, the review closed as approved, review.closed written.
+    reviews.decide(db_session, scope, review.id, "approve", actor=None, note="Looks fine", deps=deps,
+                   acting_as="merchant")
+    db_session.commit()
+    captures = db_session.scalars(select(PaymentAttempt).where(PaymentAttempt.payment_id == payment.id,
+                                                               PaymentAttempt.operation == "capture")).all()
+    assert len(captures) == 1
+    _run_attempt(captures[0].id, deps, gateway)
+    assert payment_row(db_session, payment.id).status == "succeeded"
+    with pytest.raises(ReviewDecided):
+        reviews.decide(db_session, scope, review.id, "reject", actor=None, note="too late", deps=deps)
+    db_session.rollback()
+    assert [call[0] for call in gateway.calls].count("capture") == 1
+    assert "review.closed" in event_types(db_session, scope, review.id)
+
+
+def test_reject_voids_once_and_the_platform_review_refuses_the_merchants_capture(db_session, scope, deps):
+    body, gateway = held_payment(db_session, scope, deps, "tok_platform_review", platform=True)
+    payment = payment_row(db_session, body["id"])
+    review = reviews.get_review(db_session, scope, payment.review_id)
+    assert review.owner == "platform"
+    with pytest.raises(PaymentInReview) as refused:
+        idempotency.execute(db_session, scope, "payment.capture", {"payment": payment.id}, key=None, deps=deps,
+                            path="/test")
+    assert refused.value.status == 409 and refused.value.code == "payment_in_review"
+    db_session.rollback()
+    with pytest.raises(NotReviewOwner):
+        reviews.decide(db_session, scope, review.id, "approve", actor=None, note="mine", deps=deps,
+                       acting_as="merchant")
+    db_session.rollback()
+    reviews.decide(db_session, scope, review.id, "reject", actor=None, note="Stolen card", deps=deps, as_fraud=True)
+    db_session.commit()
+    payment = payment_row(db_session, payment.id)
+    assert payment.status == "canceled"
+    voids = db_session.scalars(select(PaymentAttempt).where(PaymentAttempt.payment_id == payment.id,
+                                                            PaymentAttempt.operation == "void")).all()
+    assert len(voids) == 1
+    assert reviews.get_review(db_session, scope, review.id).closed_reason == "refunded_as_fraud"
+
+
+def test_a_concurrent_approve_and_reject_decide_once(app, db_session, scope, deps):
+    body, _ = held_payment(db_session, scope, deps, "tok_race")
+    review_id = payment_row(db_session, body["id"]).review_id
+    barrier = threading.Barrier(2)
+    outcomes = {}
+
+    def decide(decision):
+        with app.app_context():
+            barrier.wait()
+            try:
+                reviews.decide(db.session, scope, review_id, decision, actor=None, note=decision, deps=deps)
+                db.session.commit()
+                outcomes[decision] = "decided"
+            except ReviewDecided:
+                db.session.rollback()
+                outcomes[decision] = "refused"
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=decide, args=(d,)) for d in ("approve", "reject")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes.values()) == ["decided", "refused"]
+    db_session.expire_all()
+    attempts = db_session.scalars(select(PaymentAttempt.operation).where(PaymentAttempt.payment_id == body["id"])).all()
+    assert sorted(attempts).count("capture") + sorted(attempts).count("void") == 1
+
+
+def test_request_3ds_asks_the_psp_and_a_3ds_rule_blocks_after_the_challenge(db_session, scope, deps):
+    rules.create_rule(db_session, scope, action="request_3ds", predicate=":amount: > 500")
+    rules.create_rule(db_session, scope, action="block", predicate=":is_3d_secure: and :card_funding: = 'credit'")
+    db_session.commit()
+    gateway = RiskGateway(cards={"tok_3ds": GOOD}, authorize_results=[
+        result(Outcome.REQUIRES_ACTION, psp_reference="auth_3ds", action_url="http://psp/challenge/auth_3ds",
+               status="requires_action")])
+    body = confirm(db_session, scope, deps, "tok_3ds")
+    attempt_id = body["attempts"][0]["id"]
+    _run_attempt(attempt_id, deps, gateway)
+    assert gateway.authorize_requests[0].three_d_secure is True
+    payment = payment_row(db_session, body["id"])
+    assert payment.status == "requires_action" and payment.request_three_d_secure
+    # The challenge succeeds (as its callback or poll reports): the 3-D Secure rules run again and block.
+    applied = processing.apply_attempt_result(db_session, attempt_id, authorized("auth_3ds"), deps)
+    db_session.commit()
+    payment = payment_row(db_session, body["id"])
+    assert payment.status == "requires_payment_method" and payment.last_error["code"] == "blocked"
+    assert payment.risk_outcome["type"] == "blocked"
+    [void] = [db_session.get(PaymentAttempt, attempt) for attempt in applied.follow_ups]
+    assert void.operation == "void" and void.psp_reference == "auth_3ds"
+
+
+def test_open_reviews_time_out_before_the_authorization_expires(db_session, scope, deps):
+    body, _ = held_payment(db_session, scope, deps, "tok_timeout")
+    payment = payment_row(db_session, body["id"])
+    review = reviews.get_review(db_session, scope, payment.review_id)
+    assert review.expires_at < payment.authorized_at + deps.authorization_expiry
+    assert reviews.expire_due_reviews(db_session, deps, now=review.expires_at - timedelta(seconds=1)) == []
+    assert reviews.expire_due_reviews(db_session, deps, now=review.expires_at + timedelta(seconds=1)) == [review.id]
+    db_session.commit()
+    assert payment_row(db_session, payment.id).status == "canceled"
+    assert reviews.get_review(db_session, scope, review.id).closed_reason == "timed_out"
+
+
+def test_a_merchant_cannot_see_or_decide_another_merchants_review(db_session, scope, deps):
+    body, _ = held_payment(db_session, scope, deps, "tok_tenancy")
+    review_id = payment_row(db_session, body["id"]).review_id
+    other = Scope(factories.merchant(db_session, name="Other").id, False)
+    db_session.commit()
+    with pytest.raises(RiskNotFound):
+        reviews.get_review(db_session, other, review_id)
+    with pytest.raises(RiskNotFound):
+        reviews.decide(db_session, other, review_id, "approve", actor=None, note="x", deps=deps, acting_as="merchant")
+    assert reviews.list_reviews(db_session, other) == []
+    assert review_id in [r.id for r in reviews.list_reviews(db_session, scope)]
+    assert db_session.scalar(select(Review.status).where(Review.id == review_id)) == "open"
