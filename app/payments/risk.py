@@ -76,7 +76,11 @@ def _adjusted(claim, outcome: str):
 def screen(session: Session, claim, card: dict | None, deps) -> Screened:
     """Assess a claimed authorization before its first send and apply the outcome; flushes, never commits."""
     from app.payments import state
+    from app.payments.idempotency import relaxed_commit
 
+    # Lost in a crash, a screening is done again by the next run of the attempt (its lease runs out): nothing
+    # was sent and no money moved, so its commit need not wait for the disk.
+    relaxed_commit(session)
     payment = session.scalars(select(Payment).where(Payment.id == claim.payment_id).with_for_update()
                               .execution_options(populate_existing=True)).one()
     attempt = session.scalars(select(PaymentAttempt).where(PaymentAttempt.id == claim.id).with_for_update()

@@ -688,9 +688,15 @@ def _disputed_refusal(payment: Payment, withdrawn: int, refundable: int) -> str:
 
 def payments_query(scope: Scope, *, status: str | None = None, customer_email: str | None = None,
                    seller: str | None = None, created_gte: datetime | None = None,
-                   created_lte: datetime | None = None):
-    """The scope's payments filtered as the list endpoint allows."""
+                   created_lte: datetime | None = None, risk_level: str | None = None,
+                   outcome: str | None = None):
+    """The scope's payments filtered as the list endpoint allows (``risk_level`` and ``outcome``, the risk
+    outcome's type, for the dashboard's list)."""
     statement = scope.select(Payment)
+    if risk_level:
+        statement = statement.where(Payment.risk_level == risk_level)
+    if outcome:
+        statement = statement.where(Payment.risk_outcome["type"].astext == outcome)
     if status:
         statement = statement.where(Payment.status == status)
     if customer_email:

@@ -217,6 +217,9 @@ class StripeConnector:
                 "metadata": {"kassa_reference": request.reference,
                              **{str(k): str(v) for k, v in request.metadata.items()}},
             }
+            if request.three_d_secure:
+                # A risk rule asked for 3-D Secure (app/risk): Stripe then authenticates whatever the card.
+                params["payment_method_options"] = {"card": {"request_three_d_secure": "any"}}
             created = self._call(lambda: self._client.v1.payment_intents.create(
                 params=params, options={"idempotency_key": f"{request.idempotency_key}:create"}))
             if isinstance(created, PspResult):
@@ -351,6 +354,20 @@ class StripeConnector:
             return None
         card = _card(_as_dict(answer))
         return CardToken(token=token, vault=self.vault, **card) if card else None
+
+    def card_facts(self, token: str) -> dict | None:
+        """The card facts risk rules read (app/risk): ``card_of``'s plus funding, issuing country and the IIN when
+        Stripe shares it; None when it is not a card or Stripe could not be asked."""
+        if self._client is None:
+            return None
+        answer = self._call(lambda: self._client.v1.payment_methods.retrieve(token), read=True)
+        if isinstance(answer, PspResult):
+            return None
+        card = _as_dict(answer).get("card")
+        if not isinstance(card, dict):
+            return None
+        return {**{name: card.get(name) for name in CARD_FIELDS}, "funding": card.get("funding"),
+                "country": card.get("country"), "bin": card.get("iin"), "risk_hint": None}
 
     def parse_callback(self, headers: dict[str, str], body: bytes) -> CallbackEvent:
         """Verify ``Stripe-Signature`` with ``stripe.Webhook.construct_event`` and normalize the event."""

@@ -20,13 +20,14 @@ from decimal import Decimal
 from typing import Any
 
 import iptocc
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from app.ids import new_id
 from app.money import exponent
 from app.risk import lists as value_lists, rules as rule_store, scoring
 from app.risk.models import Assessment
+from app.risk.language import ListRef
 from app.risk.rules import LoadedRule
 from app.risk.velocity import Velocity
 from app.scoping import Scope
@@ -74,7 +75,7 @@ def card_signals(card: dict | None) -> dict[str, Any]:
 
 
 def gather_signals(session: Session, scope: Scope, payment, card: dict | None, velocity: dict | None, *,
-                   three_d_secure_result: str | None = None) -> dict[str, Any]:
+                   three_d_secure_result: str | None = None, seen_before: bool | None = None) -> dict[str, Any]:
     """Every signal of this confirmation (SIGNALS in app/risk/language.py), None where unknown."""
     signals: dict[str, Any] = {
         "amount": _major(payment.amount, payment.currency),
@@ -89,7 +90,9 @@ def gather_signals(session: Session, scope: Scope, payment, card: dict | None, v
     card_country, where = signals["card_country"], signals["ip_country"]
     signals["card_ip_country_mismatch"] = (card_country != where) if card_country and where else None
     fingerprint = signals["card_fingerprint"]
-    if fingerprint:
+    if fingerprint and seen_before is not None:
+        signals["is_new_card"] = not seen_before
+    elif fingerprint:
         from app.payments.models import Payment
 
         seen = session.scalar(select(Payment.id).where(
@@ -106,6 +109,51 @@ def gather_signals(session: Session, scope: Scope, payment, card: dict | None, v
         if minor is not None:
             signals["card_amount_24h"] = _major(minor, payment.currency)
     return signals
+
+
+# Everything an evaluation reads besides the list items, in one round trip: both owners' enabled rules and
+# lists, the active weights, and whether this merchant saw the card before.
+_CONFIGURATION = text("""
+SELECT
+  (SELECT coalesce(json_agg(json_build_array(id, action, predicate, position) ORDER BY position, id), '[]')
+     FROM risk_platform_rules WHERE enabled) AS platform_rules,
+  (SELECT coalesce(json_agg(json_build_array(id, action, predicate, position) ORDER BY position, id), '[]')
+     FROM risk_rules WHERE merchant_id = :merchant_id AND livemode = :livemode AND enabled) AS merchant_rules,
+  (SELECT coalesce(json_agg(json_build_array(id, alias, item_type)), '[]') FROM risk_platform_value_lists)
+     AS platform_lists,
+  (SELECT coalesce(json_agg(json_build_array(id, alias, item_type)), '[]') FROM risk_value_lists
+     WHERE merchant_id = :merchant_id AND livemode = :livemode) AS merchant_lists,
+  (SELECT json_build_array(version, intercept, weights) FROM risk_weights WHERE active) AS weights,
+  (SELECT EXISTS (SELECT 1 FROM payments WHERE merchant_id = :merchant_id AND livemode = :livemode
+                  AND card_fingerprint = :fingerprint AND id <> :payment_id)) AS seen
+""")
+
+
+@dataclass
+class Configuration:
+    platform: list[LoadedRule]
+    merchant: list[LoadedRule]
+    weights: scoring.Weights
+    seen_before: bool | None
+
+
+def configuration(session: Session, scope: Scope, payment_id: str, fingerprint: str | None) -> Configuration:
+    """Rules (compiled, cached by text), weights and the first-seen fact, read in one query."""
+    row = session.execute(_CONFIGURATION, {"merchant_id": scope.merchant_id, "livemode": scope.livemode,
+                                           "fingerprint": fingerprint or "", "payment_id": payment_id}).one()
+    platform_lists = {alias: ListRef("platform", list_id, alias, item_type)
+                      for list_id, alias, item_type in row.platform_lists}
+    merchant_lists = {alias: ListRef("merchant", list_id, alias, item_type)
+                      for list_id, alias, item_type in row.merchant_lists}
+    platform = rule_store.compiled(row.platform_rules, "platform", platform_lists.get)
+    merchant = rule_store.compiled(row.merchant_rules, "merchant",
+                                   lambda alias: merchant_lists.get(alias) or platform_lists.get(alias))
+    if row.weights is None:
+        weights = scoring.NEUTRAL
+    else:
+        version, intercept, values = row.weights
+        weights = scoring.Weights(version, int(intercept), {k: int(v) for k, v in values.items()})
+    return Configuration(platform, merchant, weights, bool(row.seen) if fingerprint else None)
 
 
 def chain(platform: list[LoadedRule], merchant: list[LoadedRule], stage: str) -> list[LoadedRule]:
@@ -137,12 +185,14 @@ def assess(session: Session, payment, *, redis: Any, card: dict | None, stage: s
         payment_id=payment.id, merchant_id=payment.merchant_id, livemode=payment.livemode, fingerprint=fingerprint,
         email=(payment.customer_email or "").strip().casefold() or None, ip=payment.customer_ip,
         currency=payment.currency, amount=payment.amount, record=record_velocity and stage == "confirmation")
-    signals = gather_signals(session, scope, payment, card, velocity, three_d_secure_result=three_d_secure_result)
-    weights = scoring.active_weights(session)
+    config = configuration(session, scope, payment.id, fingerprint)
+    signals = gather_signals(session, scope, payment, card, velocity, three_d_secure_result=three_d_secure_result,
+                             seen_before=config.seen_before)
+    weights = config.weights
     score, level, contributions = scoring.score(weights, signals)
     signals["risk_score"] = score
     signals["risk_level"] = level
-    ordered = chain(rule_store.load(session, None), rule_store.load(session, scope), stage)
+    ordered = chain(config.platform, config.merchant, stage)
     pairs = [(ref, signals.get(name)) for rule in ordered for name, ref in rule.compiled.lookups]
     memberships = value_lists.lookup(session, scope, pairs)
     matched = next((rule for rule in ordered if rule.compiled.evaluate(signals, memberships)), None)

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from sqlalchemy import delete, select, tuple_
+from sqlalchemy import delete, select, text
 from sqlalchemy.orm import Session
 
 from app.ids import new_id
@@ -116,20 +116,29 @@ def lookup(session: Session, scope: Scope, pairs: Iterable[tuple[ListRef, Any]])
     for ref, value in pairs:
         for candidate in candidates(ref.item_type, value):
             wanted[ref.owner].add((ref.id, candidate))
-    found = set()
-    if wanted["merchant"]:
-        rows = session.execute(
-            select(ValueListItem.value_list_id, ValueListItem.value)
-            .where(ValueListItem.merchant_id == scope.merchant_id,
-                   tuple_(ValueListItem.value_list_id, ValueListItem.value).in_(sorted(wanted["merchant"]))))
-        found.update(("merchant", row.value_list_id, row.value) for row in rows)
-    if wanted["platform"]:
-        rows = session.execute(
-            select(PlatformValueListItem.value_list_id, PlatformValueListItem.value)
-            .where(tuple_(PlatformValueListItem.value_list_id, PlatformValueListItem.value)
-                   .in_(sorted(wanted["platform"]))))
-        found.update(("platform", row.value_list_id, row.value) for row in rows)
+    if not wanted["merchant"] and not wanted["platform"]:
+        return Memberships(set())
+    # One round trip for both owners; each side probes its unique (list, value) index with arrays, and the
+    # pairs that were not asked for (a value of one list found in another) are dropped below.
+    rows = session.execute(_LOOKUP, {
+        "merchant_id": scope.merchant_id,
+        "merchant_lists": sorted({list_id for list_id, _ in wanted["merchant"]}),
+        "merchant_values": sorted({value for _, value in wanted["merchant"]}),
+        "platform_lists": sorted({list_id for list_id, _ in wanted["platform"]}),
+        "platform_values": sorted({value for _, value in wanted["platform"]}),
+    })
+    found = {(owner, list_id, value) for owner, list_id, value in rows if (list_id, value) in wanted[owner]}
     return Memberships(found)
+
+
+_LOOKUP = text("""
+SELECT 'merchant', value_list_id, value FROM risk_value_list_items
+ WHERE merchant_id = :merchant_id AND value_list_id = ANY(CAST(:merchant_lists AS text[]))
+   AND value = ANY(CAST(:merchant_values AS text[]))
+UNION ALL
+SELECT 'platform', value_list_id, value FROM risk_platform_value_list_items
+ WHERE value_list_id = ANY(CAST(:platform_lists AS text[])) AND value = ANY(CAST(:platform_values AS text[]))
+""")
 
 
 # ---------------------------------------------------------------- CRUD (scope None: the platform's)

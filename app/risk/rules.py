@@ -203,6 +203,19 @@ def load(session: Session, scope: Scope | None) -> list[LoadedRule]:
     return loaded
 
 
+def compiled(rows, owner: str, resolve) -> list[LoadedRule]:
+    """(id, action, predicate, position) rows compiled (cached by text); rows that do not compile are skipped."""
+    loaded = []
+    for rule_id, action, predicate, position in rows:
+        try:
+            rule = compile_for(predicate, resolve)
+        except RuleError as error:
+            log.error("risk rule %s (%s) does not compile and is skipped: %s", rule_id, owner, error)
+            continue
+        loaded.append(LoadedRule(rule_id, owner, action, predicate, position, rule))
+    return loaded
+
+
 @dataclass
 class Backtest:
     """What a rule would have matched over a past window of one book."""

@@ -126,7 +126,7 @@ def test_the_inbox_worked_from_end_to_end_and_every_console_page_accessible(page
     assert_accessible(page)
     open_inbox(page)
     items = page.locator("#inbox-items tbody tr")
-    expect(items).to_have_count(5)
+    expect(items).to_have_count(6)  # the demo's five kinds (risk review included) and the failed callback
     assert_accessible(page)
 
     # Claim a callback, then dismiss it from its page.
@@ -148,7 +148,7 @@ def test_the_inbox_worked_from_end_to_end_and_every_console_page_accessible(page
 
     # The stuck authorization: asked again, then recorded as never having happened at the PSP.
     open_inbox(page)
-    expect(items).to_have_count(3)
+    expect(items).to_have_count(4)
     page.get_by_role("link", name="Authorization outcome unknown at the PSP").click()
     assert_accessible(page)
     _act(page, "Ask the PSP again", "Sandbox was restarted", "Ask the PSP again")
@@ -162,7 +162,7 @@ def test_the_inbox_worked_from_end_to_end_and_every_console_page_accessible(page
     assert_accessible(page)
 
     open_inbox(page)
-    expect(items).to_have_count(2)
+    expect(items).to_have_count(3)
     page.get_by_role("link", name=re.compile("^Webhook endpoint disabled")).click()
     expect(page.locator("#endpoint-status")).to_contain_text("disabled")
     assert_accessible(page)

@@ -7,9 +7,10 @@ def test_the_demo_inbox_has_an_item_of_each_kind_and_seeding_again_adds_none(db_
     merchant, _lines = seed_demo(db_session)
     db_session.commit()
     _items, counts = collect(db_session, InboxFilters(merchant_id=merchant.id))
-    assert counts == {"payment_outcome": 1, "psp_callback": 0, "dispute": 1, "webhook_endpoint": 1}
+    assert counts == {"payment_outcome": 1, "psp_callback": 0, "dispute": 1, "webhook_endpoint": 1, "review": 1}
     items, _counts = collect(db_session, InboxFilters())
-    assert {item.kind for item in items} == {"payment_outcome", "psp_callback", "dispute", "webhook_endpoint"}
+    assert {item.kind for item in items} == {"payment_outcome", "psp_callback", "dispute", "webhook_endpoint",
+                                             "review"}
     seed_demo(db_session)
     db_session.commit()
     again, _counts = collect(db_session, InboxFilters())

@@ -165,3 +165,40 @@ def test_scoring_never_touches_the_network(monkeypatch):
     weights = scoring.Weights("v1", -4000, {"card_country_mismatch": 1500})
     value, level, contributions = scoring.score(weights, {"card_ip_country_mismatch": True, "amount": Decimal(5)})
     assert contributions == {"card_country_mismatch": 1500} and level == "normal" and value > 1
+
+
+def test_rules_reorder_enable_and_first_match_wins(db_session, scope, redis):
+    first = rules.create_rule(db_session, scope, action="review", predicate=":amount: > 1")
+    second = rules.create_rule(db_session, scope, action="review", predicate=":amount: > 2")
+    decision = evaluate.assess(db_session, payment(db_session, scope), redis=redis, card=GOOD_CARD)
+    assert decision.rule.id == first.id
+    rules.reorder_rules(db_session, scope, "review", [second.id, first.id])
+    assert evaluate.assess(db_session, payment(db_session, scope), redis=redis, card=GOOD_CARD).rule.id == second.id
+    rules.set_rule_enabled(db_session, scope, second.id, False)
+    assert evaluate.assess(db_session, payment(db_session, scope), redis=redis, card=GOOD_CARD).rule.id == first.id
+    with pytest.raises(RiskInvalid):
+        rules.reorder_rules(db_session, scope, "review", [first.id])
+    with pytest.raises(RiskInvalid):
+        rules.delete_rule(db_session, None, "rule_platform_fraud_hint")  # built-in: disable, not delete
+    db_session.rollback()
+
+
+def test_backtest_counts_matches_and_later_fraud(db_session, scope, redis):
+    from app.disputes.models import Dispute
+
+    big = payment(db_session, scope, amount=90000)
+    small = payment(db_session, scope, amount=500)
+    for row in (big, small):
+        evaluate.assess(db_session, row, redis=redis, card=GOOD_CARD)
+    db_session.add(scope.new(Dispute, id=new_id("dsp"), psp="sandbox", psp_reference=new_id("dp"), payment_id=big.id,
+                             amount=90000, currency="EUR", reason="fraudulent", status="needs_response"))
+    db_session.flush()
+    result = rules.backtest(db_session, scope, ":amount: > 100")
+    assert result.matched == 1 and result.evaluated == 2 and result.disputed_or_fraud_refunded == 1
+    assert result.sample[0]["payment"] == big.id and result.sample[0]["disputed_or_fraud_refunded"] is True
+    with pytest.raises(RiskInvalid):
+        rules.backtest(db_session, scope, ":amount: ** 2")
+    # Another merchant's backtest sees none of these payments.
+    other = Scope(factories.merchant(db_session, name="Backtester").id, False)
+    assert rules.backtest(db_session, other, ":amount: > 0").evaluated == 0
+    db_session.rollback()

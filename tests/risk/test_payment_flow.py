@@ -218,3 +218,32 @@ def test_a_merchant_cannot_see_or_decide_another_merchants_review(db_session, sc
     assert reviews.list_reviews(db_session, other) == []
     assert review_id in [r.id for r in reviews.list_reviews(db_session, scope)]
     assert db_session.scalar(select(Review.status).where(Review.id == review_id)) == "open"
+
+
+def test_bulk_decide_reports_each_review(db_session, scope, deps):
+    first, _ = held_payment(db_session, scope, deps, "tok_bulk_1")
+    second, _ = held_payment(db_session, scope, deps, "tok_bulk_2")
+    ids = [payment_row(db_session, body["id"]).review_id for body in (first, second)]
+    reviews.decide(db_session, scope, ids[0], "approve", actor=None, note="first", deps=deps)
+    db_session.commit()
+    results = reviews.bulk_decide(db_session, [(scope, ids[0]), (scope, ids[1])], "reject", actor=None,
+                                  note="Fraud ring", deps=deps)
+    db_session.commit()
+    assert results[ids[1]] == "ok" and "closed already" in results[ids[0]]
+    assert payment_row(db_session, second["id"]).status == "canceled"
+    assert payment_row(db_session, first["id"]).status == "requires_capture"  # its capture is staged
+
+
+def test_payments_filter_by_risk_level_and_outcome(db_session, scope, deps):
+    from app.payments.service import payments_query
+
+    held, _ = held_payment(db_session, scope, deps, "tok_filter_held")
+    gateway = RiskGateway(cards={"tok_filter_fraud": FRAUD})
+    blocked = confirm(db_session, scope, deps, "tok_filter_fraud")
+    _run_attempt(blocked["attempts"][0]["id"], deps, gateway)
+    ids = lambda **f: {row.id for row in db_session.scalars(payments_query(scope, **f))}  # noqa: E731
+    assert held["id"] in ids(outcome="manual_review") and blocked["id"] not in ids(outcome="manual_review")
+    assert blocked["id"] in ids(outcome="blocked")
+    level = payment_row(db_session, held["id"]).risk_level
+    assert held["id"] in ids(risk_level=level)
+    assert all(held["id"] not in ids(risk_level=other) for other in ("normal", "elevated", "highest") if other != level)

@@ -61,3 +61,18 @@ def test_pending_challenge_can_be_voided(sandbox):
     auth = start_challenge(sandbox)
     assert sandbox.a.post(f"/v1/authorizations/{auth['id']}/void").json()["status"] == "voided"
     assert "complete" in sandbox.public.get(auth["action_url"]).text
+
+
+def test_a_challenge_on_request_for_any_card(sandbox):
+    """Kassa's risk rules ask for 3-D Secure (``three_d_secure: challenge``): any card is challenged, even as a sale."""
+    token = sandbox.tokenize("4242424242424242")["id"]
+    auth = sandbox.a.authorize(token, 1500, three_d_secure="challenge", capture=True).json()
+    assert auth["status"] == "requires_action" and auth["captured_amount"] == 0
+    assert auth["three_d_secure"] == "challenged"
+    sandbox.public.post(auth["action_url"], data={"result": "approve"}, allow_redirects=False)
+    done = sandbox.a.get(f"/v1/authorizations/{auth['id']}").json()
+    assert done["status"] == "authorized" and done["three_d_secure"] == "authenticated"
+    plain = sandbox.a.authorize(sandbox.tokenize("4242424242424242")["id"], 1500).json()
+    assert plain["status"] == "authorized" and plain["three_d_secure"] is None
+    refused = sandbox.a.authorize(sandbox.tokenize("4242424242424242")["id"], 1500, three_d_secure="always")
+    assert refused.status_code == 400 and refused.json()["error"]["param"] == "three_d_secure"

@@ -13,7 +13,8 @@ def test_tokenize_returns_card_details_and_stable_fingerprint(sandbox):
     other = sandbox.tokenize("5555555555554444")
     assert first["id"].startswith("tok_") and first["id"] != again["id"]
     assert first["card"] == {"brand": "visa", "last4": "4242", "exp_month": 12, "exp_year": FUTURE_YEAR,
-                             "fingerprint": first["card"]["fingerprint"], "risk_hint": None}
+                             "fingerprint": first["card"]["fingerprint"], "risk_hint": None,
+                             "bin": "424242", "funding": "credit", "country": "US"}
     assert first["card"]["fingerprint"] == again["card"]["fingerprint"] != other["card"]["fingerprint"]
     assert other["card"]["brand"] == "mastercard"
 
@@ -81,3 +82,13 @@ def test_acquirers_share_the_vault(sandbox):
         assert response.status_code == 200
         assert response.json()["card"] == token["card"]
         assert response.json()["card"]["risk_hint"] == "fraudulent"
+
+
+def test_tokens_carry_what_risk_rules_read(sandbox):
+    """BIN, funding and issuing country (the country and prepaid test cards), and the fraud card's hint."""
+    assert sandbox.tokenize("4000008260000000")["card"]["country"] == "GB"
+    assert sandbox.tokenize("5105105105105100")["card"]["funding"] == "prepaid"
+    fraud = sandbox.tokenize("4100000000000019")
+    assert fraud["card"]["risk_hint"] == "fraudulent" and fraud["card"]["bin"] == "410000"
+    looked_up = sandbox.a.get(f"/v1/tokens/{fraud['id']}")  # the acquirer API Kassa reads before authorizing
+    assert looked_up.status_code == 200 and looked_up.json()["card"] == fraud["card"]
