@@ -144,7 +144,7 @@ def test_bulk_decisions_go_through_a_confirmation(client, db_session, admin, sho
     assert all(db_session.get(Payment, p.id).status == "canceled" for p in held)
 
 
-def test_the_merchant_page_keeps_review_with_the_platform(client, db_session, admin, shop):
+def test_the_merchant_page_keeps_review_with_the_platform(client, db_session, admin, shop, jobs):
     s = shop()
     login_as(client, db_session, admin)
     page = f"/admin/merchants/{s.merchant.id}"
@@ -159,9 +159,12 @@ def test_the_merchant_page_keeps_review_with_the_platform(client, db_session, ad
     [entry] = audit_rows(db_session, "merchant.risk_reviews_by_platform", s.merchant.id)
     assert entry.details["reason"] == "Repeated fraud"
     assert "the platform reviews them" in client.get(page).get_data(as_text=True)
-    # The merchant's team sees it in the dashboard.
+    # Reviews opened from now on are the platform's: the merchant's team sees them, and cannot decide them.
+    held = held_for_review(db_session, s.scope, jobs)
+    assert review_of(db_session, held).owner == "platform"
     login_as(client, db_session, s.users["owner"])
     assert 'id="platform-reviews"' in client.get(s.url("radar/reviews")).get_data(as_text=True)
+    assert 'id="decide"' not in client.get(s.url(f"radar/reviews/{held.review_id}")).get_data(as_text=True)
 
 
 def test_the_payment_page_shows_the_risk_outcome_and_every_counter(client, db_session, admin, shop):

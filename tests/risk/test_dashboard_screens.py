@@ -3,7 +3,7 @@ payment's risk section and the list's risk filters, merchants' reviews; roles, C
 import re
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from app.accounts.audit import AuditEntry
 from app.ids import new_id
@@ -44,12 +44,9 @@ def held_for_review(session, scope: Scope, jobs, *, amount: int = 90000, **param
     return payment
 
 
-def platform_owned(session, shop_, payment) -> None:
-    """Make the payment's review the platform's to decide (what a platform review rule opens)."""
-    session.execute(update(Review).where(Review.merchant_id == shop_.merchant.id, Review.id == payment.review_id)
-                    .values(owner="platform"))
-    shop_.merchant.risk_reviews_by_platform = True
-    session.commit()
+def review_of(session, payment: Payment) -> Review:
+    session.rollback()
+    return Scope(payment.merchant_id, payment.livemode).get(session, Review, payment.review_id)
 
 
 def assessed_payment(session, scope: Scope, *, rule: RiskRule | None = None, **signals) -> Payment:
@@ -351,9 +348,10 @@ def test_analysts_do_not_decide_and_platform_kept_reviews_are_the_platforms(clie
     assert post(client, s.url(f"radar/reviews/{payment.review_id}/reject"), page, note="no").status_code == 403
 
     kept = shop("Kept Shop")
+    kept.merchant.risk_reviews_by_platform = True  # the console's setting (tests/risk/test_console_screens.py)
+    db_session.commit()
     held = held_for_review(db_session, kept.scope, jobs)
-    # As a platform rule opens it, or a merchant that leaves review to the platform (the setting on the console).
-    platform_owned(db_session, kept, held)
+    assert review_of(db_session, held).owner == "platform"
     login_as(client, db_session, kept.users["owner"])
     page = kept.url(f"radar/reviews/{held.review_id}")
     html = client.get(page).get_data(as_text=True)
