@@ -307,7 +307,7 @@ def test_the_payments_list_filters_by_risk_level_and_outcome(client, db_session,
     plain = paid(db_session, s.scope, jobs, amount=1000, currency="EUR")
     login_as(client, db_session, s.users["owner"])
     html = client.get(s.url("payments?risk_outcome=manual_review")).get_data(as_text=True)
-    assert held.id in html and plain not in html
+    assert held.id in html and plain not in html and 'data-risk="review">In review<' in html
     html = client.get(s.url("payments?risk_outcome=authorized")).get_data(as_text=True)
     assert plain in html and held.id not in html
     level = held.risk_level
