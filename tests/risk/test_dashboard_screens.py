@@ -1,6 +1,7 @@
 """The dashboard's risk screens: rules editor (backtest before saving, the error's position), value lists, the
 payment's risk section and the list's risk filters, merchants' reviews; roles, CSRF, tenancy."""
 import re
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
@@ -8,6 +9,7 @@ from sqlalchemy import select
 from app.accounts.audit import AuditEntry
 from app.ids import new_id
 from app.payments.models import Payment
+from app.reporting.exports import filters_for
 from app.risk import lists, rules
 from app.risk.models import Assessment, Review, RiskRule, ValueList, ValueListItem
 from app.scoping import Scope
@@ -315,6 +317,11 @@ def test_the_payments_list_filters_by_risk_level_and_outcome(client, db_session,
     assert held.id in html
     html = client.get(s.url("payments?risk_level=bogus")).get_data(as_text=True)  # ignored, not an error
     assert held.id in html and plain in html
+    # An export of the list keeps the filters and applies them (app/reporting/exports.py).
+    export = filters_for("payments", filters_for("payments", {"risk_outcome": "manual_review"}).to_args())
+    assert export.to_args() == {"risk_outcome": "manual_review"}
+    assert list(db_session.scalars(export.statement(s.scope, ZoneInfo("UTC")).with_only_columns(Payment.id))) \
+        == [held.id]
 
 
 # -- Merchants' reviews ---------------------------------------------------------------------------------------
