@@ -19,8 +19,11 @@ Modules and their service functions (``scope`` is an ``app.scoping.Scope``; ``ac
     ``reorder_rules(session, scope | None, action, rule_ids: list[str], *, actor=None)``
     ``delete_rule(session, scope | None, rule_id, *, actor=None)``
     ``check_predicate(session, scope | None, predicate) -> CompiledRule``  (for an editor's live check)
-    ``backtest(session, scope | None, predicate, *, action, days=30, sample_size=20) -> Backtest``
-        matched count, later disputed or refunded-as-fraud count, a sample of payments (ids, amount, score)
+    ``get_rule(session, scope | None, rule_id)``; ``rules_using_alias(session, scope | None, alias)``
+    ``backtest(session, scope | None, predicate, *, days=30, sample_size=20, merchant_scope=None) -> Backtest``
+        over the stored signals of the last ``days`` of assessments (one book; the platform's: ``merchant_scope``
+        or every book): ``matched``, ``evaluated``, ``disputed_or_fraud_refunded``, ``sample`` (payment, merchant,
+        created, risk score and level, outcome, amount, currency, whether later disputed or refunded as fraud)
 
 ``app.risk.lists`` — value lists (Stripe's radar.value_list / value_list_item)
     ``list_value_lists(session, scope | None, *, alias=None, contains=None, limit, starting_after) ``
@@ -28,29 +31,37 @@ Modules and their service functions (``scope`` is an ``app.scoping.Scope``; ``ac
     ``update_value_list(session, scope | None, list_id, *, alias=None, name=None, metadata=None)``
     ``delete_value_list(session, scope | None, list_id)``
     ``add_item(session, scope | None, list_id, value, *, actor=None)``, ``delete_item(session, scope | None, item_id)``
-    ``list_items(session, scope | None, list_id, *, value=None, limit, starting_after)``
+    ``list_items(session, scope | None, list_id, *, value=None, limit, starting_after)``, ``get_value_list``,
+    ``get_item``, ``item_count``
 
-``app.risk.signals`` / ``app.risk.velocity`` / ``app.risk.scoring``
-    ``gather_signals(session, payment, *, redis, stage) -> Signals`` (IP country offline, first-seen card, ...)
-    ``velocity.record(redis, payment, *, declined: bool)``; ``velocity.read(redis, payment) -> dict | None``
-    ``score(weights: RiskWeights, signals) -> (score, level, contributions)``
-
-``app.risk.evaluate`` — the engine
-    ``assess(session, payment, *, redis, stage="confirmation") -> Assessment`` (writes the assessment)
-    ``outcome_of(assessment, payment) -> dict`` (Stripe's charge ``outcome``)
+``app.risk.evaluate`` — the engine (signals, velocity, score, rules; ``app.risk.velocity``, ``app.risk.scoring``)
+    ``assess(session, payment, *, redis, card: dict | None, stage="confirmation", attempt_id=None,
+        three_d_secure_result=None, record_velocity=True) -> Decision`` (adds the Assessment; flushes)
+    ``outcome_object(assessment, type_) -> dict`` (Stripe's charge ``outcome``)
+    ``ip_country(ip) -> str | None`` (iptocc, offline)
+    The payment side (screening before the PSP call, holding, after 3-D Secure) is ``app/payments/risk.py``.
 
 ``app.risk.reviews`` — the review queue (platform admins) and merchants' reviews
-    ``open_review(session, payment, assessment, *, owner) -> Review``   (event ``review.opened``)
-    ``list_reviews(session, scope | None, *, status="open", owner=None, merchant_id=None, level=None,
-        rule_id=None, older_than=None, limit=50, starting_after=None) -> list[Review]``  (oldest first)
-    ``get_review(session, scope | None, review_id) -> Review | None``
-    ``claim_review(session, scope | None, review_id, *, user_id, assign_to=None)``
-    ``approve_review(session, scope | None, review_id, *, actor, note, capture=True, as_owner)``
-    ``reject_review(session, scope | None, review_id, *, actor, note, as_fraud=False, as_owner)``
-    ``bulk_decide(session, scope | None, review_ids, decision, *, actor, note, as_owner) -> dict[id, result]``
-    ``close_review(session, payment, reason)`` (refunded, disputed, canceled: called by payments/disputes)
-    ``expire_due_reviews(session, *, now) -> list[Review]`` (the scheduled sweep; voids, alerts)
-    ``review_history(session, scope, review) -> dict`` (the card's and email's recent payments, declines,
-        disputes in the merchant's own book)
+    ``list_reviews(session, scope | None, *, status="open", owner=None, merchant_id=None, livemode=None,
+        level=None, rule_id=None, older_than: timedelta | None = None, limit=50, starting_after=None,
+        newest_first=False) -> list[Review]``  (oldest first: the queue's order)
+    ``get_review(session, scope, review_id) -> Review``; ``review_object(review) -> dict`` (the API's shape)
+    ``claim_review(session, scope, review_id, *, user_id, assign_to=None, acting_as="platform")``
+    ``add_note(session, scope, review_id, *, user_id, note, acting_as="platform")``
+    ``decide(session, scope, review_id, "approve" | "reject", *, actor, note, deps, acting_as="platform",
+        capture=True, as_fraud=False, request_id=None, ip=None) -> Decided``  (once; 409 ReviewDecided after)
+    ``bulk_decide(session, [(scope, review_id), ...], decision, *, actor, note, deps, acting_as="platform",
+        capture=True, as_fraud=False) -> {review_id: "ok" | why not}``
+    ``review_history(session, scope, review) -> {"card": {...}, "email": {...}}`` (payments, declines, disputes
+        of the merchant's own book)
+    ``set_reviews_by_platform(session, merchant_id, value, *, actor, reason=None)`` (per-merchant setting)
+    ``expire_due_reviews(session, deps, *, now=None) -> list[review id]`` (the scheduled sweep: voids, alerts)
+    ``check_capture(session, payment)``, ``close_for_payment(session, payment, reason)`` (used by payments)
+    ``actor`` is a user id (``usr_...``, audited as the user) or a label (``api_key:...``); ``acting_as`` is
+    ``"platform"`` (admins: any review) or ``"merchant"`` (its own reviews only: NotReviewOwner otherwise).
+
+Errors (``app.risk.errors``, the payments error family: status, code, message, param): RiskInvalid (400;
+``detail`` has the rule error's line, column, position), RiskNotFound (404), ReviewDecided (409
+``review_closed``), PaymentInReview (409 ``payment_in_review``), NotReviewOwner (403 ``review_not_owned``).
 """
 from app.risk import inbox as _inbox  # noqa: E402,F401  (registers the operators' inbox kind "review")

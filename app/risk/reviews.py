@@ -334,3 +334,19 @@ def review_history(session: Session, scope: Scope, review: Review, *, days: int 
                                         "created": _unix(row.created_at)} for row in rows],
                           "declines": declines or 0, "disputes": disputes or 0}
     return history
+
+
+def set_reviews_by_platform(session: Session, merchant_id: str, value: bool, *, actor: str | None,
+                            reason: str | None = None) -> None:
+    """The per-merchant setting "the platform keeps review to itself" (a platform admin's action, audited):
+    reviews the merchant's own rules open are then the platform's too (already open ones keep their owner)."""
+    from app.accounts.models import Merchant
+
+    merchant = session.get(Merchant, merchant_id, with_for_update=True)
+    if merchant is None:
+        raise RiskNotFound(f"No such merchant: '{merchant_id}'.", param="merchant")
+    if merchant.risk_reviews_by_platform != bool(value):
+        merchant.risk_reviews_by_platform = bool(value)
+        audit(session, "risk.reviews_by_platform." + ("on" if value else "off"), merchant_id=merchant_id,
+              **_who(actor), target=merchant_id, details={"reason": reason} if reason else {})
+    session.flush()

@@ -247,3 +247,19 @@ def test_payments_filter_by_risk_level_and_outcome(db_session, scope, deps):
     level = payment_row(db_session, held["id"]).risk_level
     assert held["id"] in ids(risk_level=level)
     assert all(held["id"] not in ids(risk_level=other) for other in ("normal", "elevated", "highest") if other != level)
+
+
+def test_the_platform_keeps_review_to_itself_and_the_history_stays_in_the_book(db_session, scope, deps):
+    reviews.set_reviews_by_platform(db_session, scope.merchant_id, True, actor=None, reason="Fraud spike")
+    db_session.commit()
+    body, _ = held_payment(db_session, scope, deps, "tok_kept")
+    review = reviews.get_review(db_session, scope, payment_row(db_session, body["id"]).review_id)
+    assert review.owner == "platform"  # opened by the merchant's own rule
+    history = reviews.review_history(db_session, scope, review)
+    assert body["id"] in [row["id"] for row in history["card"]["payments"]]
+    other = Scope(factories.merchant(db_session, name="Same card elsewhere").id, False)
+    db_session.commit()
+    assert all(row["id"] != body["id"] for row in (reviews.review_history(db_session, other, review)["card"] or
+                                                    {"payments": []})["payments"])
+    reviews.set_reviews_by_platform(db_session, scope.merchant_id, False, actor=None)
+    db_session.commit()
