@@ -349,8 +349,9 @@ def risk_list_delete(list_id: str):
 def risk_reviews_setting(merchant_id: str):
     """Keep the review of this merchant's payments with the platform, or leave it to the merchant (a reason,
     audited on the merchant, whose owners and admins read it)."""
-    merchant = db.session.get(Merchant, merchant_id, with_for_update=True)
-    if merchant is None:
+    from app.risk.reviews import set_reviews_by_platform
+
+    if db.session.get(Merchant, merchant_id) is None:
         abort(404)
     form = PlatformActionForm()
     keep = request.form.get("by_platform") == "yes"
@@ -362,10 +363,7 @@ def risk_reviews_setting(merchant_id: str):
         db.session.rollback()
         flash(error.message, "error")
         return redirect(_url("merchant", merchant_id=merchant_id), code=303)
-    if bool(merchant.risk_reviews_by_platform) != keep:
-        merchant.risk_reviews_by_platform = keep
-        _audit("merchant.risk_reviews_by_platform" if keep else "merchant.risk_reviews_by_merchant", merchant.id,
-               reason, merchant_id=merchant.id)
+    set_reviews_by_platform(db.session, merchant_id, keep, actor=operator().id, reason=reason)
     db.session.commit()
     flash("The platform now reviews this merchant's payments." if keep
           else "The merchant now reviews its own payments.", "success")

@@ -156,7 +156,7 @@ def test_the_merchant_page_keeps_review_with_the_platform(client, db_session, ad
     assert post(client, path, page, by_platform="yes", reason="Repeated fraud").status_code == 303
     db_session.rollback()
     assert db_session.get(Merchant, s.merchant.id).risk_reviews_by_platform
-    [entry] = audit_rows(db_session, "merchant.risk_reviews_by_platform", s.merchant.id)
+    [entry] = audit_rows(db_session, "risk.reviews_by_platform.on", s.merchant.id)
     assert entry.details["reason"] == "Repeated fraud"
     assert "the platform reviews them" in client.get(page).get_data(as_text=True)
     # Reviews opened from now on are the platform's: the merchant's team sees them, and cannot decide them.
