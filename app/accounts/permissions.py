@@ -19,6 +19,8 @@ class Action(StrEnum):
     VIEW_AUDIT_LOG = "view_audit_log"
     VIEW_LEDGER = "view_ledger"        # balances, ledger account statements (developers see payments, not books)
     RESPOND_TO_DISPUTES = "respond_to_disputes"  # save and submit evidence, accept a dispute
+    MANAGE_RISK = "manage_risk"        # risk rules and value lists (issue 19)
+    REVIEW_PAYMENTS = "review_payments"  # approve or reject payments held for review (issue 19)
 
 
 _EVERYONE = frozenset(Role)
@@ -33,6 +35,8 @@ PERMISSIONS: dict[Action, frozenset[Role]] = {
     Action.VIEW_AUDIT_LOG: frozenset({Role.OWNER, Role.ADMIN}),
     Action.VIEW_LEDGER: frozenset({Role.OWNER, Role.ADMIN, Role.ANALYST}),
     Action.RESPOND_TO_DISPUTES: frozenset({Role.OWNER, Role.ADMIN}),
+    Action.MANAGE_RISK: frozenset({Role.OWNER, Role.ADMIN}),
+    Action.REVIEW_PAYMENTS: frozenset({Role.OWNER, Role.ADMIN}),
 }
 
 

@@ -12,6 +12,7 @@ from app.admin.forms import OutcomeForm, ReasonForm
 from app.admin.helpers import INVALID_FORM, meta, operator, reasoned_action
 from app.dashboard.context import platform_admin_required
 from app.dashboard.helpers import user_locale
+from app.dashboard.risk_views import payment_risk
 from app.disputes.models import Dispute
 from app.extensions import db
 from app.money import CURRENCY_EXPONENTS, MoneyError, normalize_currency, parse_amount_input
@@ -19,6 +20,7 @@ from app.payments import operator as payment_operator
 from app.payments.deps import deps_for
 from app.payments.models import Payment, PaymentAttempt, Refund
 from app.payments.platform_search import PaymentQuery, find_payments
+from app.scoping import Scope
 
 _LAST4_DIGITS = 4
 
@@ -104,8 +106,9 @@ def _payment_page(payment_id: str, forms: dict | None = None, status: int = 200,
     if audited:
         audit(db.session, "admin.payment_viewed", merchant_id=payment.merchant_id, livemode=payment.livemode,
               actor_user_id=operator().id, actor_label=operator().email, target=payment.id, **meta().as_kwargs())
+    risk = payment_risk(db.session, Scope(payment.merchant_id, payment.livemode), payment, show_platform_wide=True)
     page = render_template("admin/payment.html", payment=payment, attempts=attempts, refunds=refunds,
-                           disputes=disputes, undecided=undecided,
+                           disputes=disputes, undecided=undecided, risk=risk,
                            merchant=db.session.get(Merchant, payment.merchant_id))
     db.session.commit()
     return page, status

@@ -17,6 +17,7 @@ from app.dashboard.charts import Point, bar_chart
 from app.dashboard.context import may_open, merchant_view
 from app.dashboard.helpers import dash_url, user_locale
 from app.dashboard.reporting_helpers import page_size, render, row_or_404, sellers_by_id, zone
+from app.dashboard.risk_views import OUTCOME_LABELS as RISK_OUTCOME_LABELS, payment_risk
 from app.disputes.booking import BUSINESS_KEY_KINDS as DISPUTE_KEYS
 from app.disputes.models import Dispute
 from app.disputes.queries import awaiting_response, payment_disputes, withdrawn_by_order
@@ -38,7 +39,7 @@ from app.payments.models import (
     Seller,
 )
 from app.reporting import listing, rollups
-from app.reporting.listing import CARD_BRANDS, PaymentFilters, RefundFilters
+from app.reporting.listing import CARD_BRANDS, RISK_LEVELS, RISK_OUTCOME_TYPES, PaymentFilters, RefundFilters
 from app.webhooks.models import WebhookDelivery, WebhookEndpoint
 
 # Home shows charts for this many currencies (the largest by volume); the figures table lists all.
@@ -193,6 +194,7 @@ def payments():
     args = filters.to_args()
     context = dict(
         filters=filters, page=result, limit=limit, args=args, brands=CARD_BRANDS, sellers=_sellers_for_filter(),
+        risk_levels=RISK_LEVELS, risk_outcomes=[(t, RISK_OUTCOME_LABELS[t]) for t in RISK_OUTCOME_TYPES],
         any_payments=bool(result.rows) or _book_has(Payment),
         # The poll announces payments newer than the top of the first page (later pages stay put).
         poll_url=dash_url("dashboard.payments_updates", since=result.first_id or "", **args)
@@ -262,6 +264,7 @@ def payment_context(payment: Payment) -> dict:
         and payment.amount_capturable > 0,
         can_cancel=payment.status in CANCELABLE and not open_attempt,
         metadata=sorted((payment.metadata_ or {}).items()),
+        risk=payment_risk(session, scope, payment),
     )
 
 

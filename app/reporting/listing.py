@@ -37,6 +37,9 @@ PAGE_SIZES = (10, 25, 50, 100)
 DEFAULT_PAGE_SIZE = 25
 # What the "new payments" notice counts up to; beyond it says "99+": counting all would cost a scan.
 NEW_COUNT_CAP = 99
+# Risk filters (issue 19): the assessment's level, and the outcome's type as Stripe's charge ``outcome`` has it.
+RISK_LEVELS = ("normal", "elevated", "highest")
+RISK_OUTCOME_TYPES = ("authorized", "manual_review", "blocked", "issuer_declined")
 CARD_BRANDS = ("visa", "mastercard", "amex", "discover", "jcb", "diners", "unionpay")
 # Pseudo status: captured payments with at least one successful refund.
 REFUNDED = "refunded"
@@ -226,9 +229,12 @@ class PaymentFilters(ListFilters):
     last4: str = ""
     brand: str = ""
     attention: str = ""
+    risk_level: str = ""
+    risk_outcome: str = ""
 
     ALLOWED_STATUSES = PAYMENT_STATUSES
-    URL_FIELDS = ListFilters.URL_FIELDS + ("seller", "email", "last4", "brand", "attention")
+    URL_FIELDS = ListFilters.URL_FIELDS + ("seller", "email", "last4", "brand", "attention", "risk_level",
+                                           "risk_outcome")
 
     @classmethod
     def _parse_more(cls, args, values: dict, errors: dict) -> dict:
@@ -240,6 +246,8 @@ class PaymentFilters(ListFilters):
             values["seller"] = ""
         values["attention"] = values["attention"] if values["attention"] in (ATTENTION_UNKNOWN, ATTENTION_NEEDED) \
             else ""
+        values["risk_level"] = values["risk_level"] if values["risk_level"] in RISK_LEVELS else ""
+        values["risk_outcome"] = values["risk_outcome"] if values["risk_outcome"] in RISK_OUTCOME_TYPES else ""
         return values
 
     def statement(self, scope: Scope, zone: ZoneInfo) -> Select:
@@ -272,6 +280,11 @@ class PaymentFilters(ListFilters):
                 .with_only_columns(PaymentAttempt.payment_id)))
         elif self.attention == ATTENTION_NEEDED:
             clauses.append(Payment.id.in_(attention.payment_ids_needing_attention(scope)))
+        if self.risk_level:
+            clauses.append(Payment.risk_level == self.risk_level)
+        if self.risk_outcome:
+            # The outcome as Stripe's charge ``outcome`` names it (app/risk: ``type`` of Payment.risk_outcome).
+            clauses.append(Payment.risk_outcome["type"].astext == self.risk_outcome)
         if self.q:
             clauses.append(self._search(scope, self.q))
         return scope.select(Payment, *clauses)
