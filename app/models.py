@@ -16,3 +16,4 @@ from app.disputes.models import Dispute, File  # noqa: F401
 from app.reporting.models import ApiRequestLog, DashboardExport, DashboardExportChunk, PaymentRollup, PaymentRollupDelta  # noqa: F401,E501
 from app.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookResendJob  # noqa: F401
 from app.inbox.claims import InboxClaim  # noqa: F401
+from app.reconciliation.models import BankEntry, Break, Match, ReportFile, ReportLine  # noqa: F401
