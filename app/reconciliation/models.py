@@ -23,7 +23,7 @@ PLATFORM_MERCHANT_ID = "mer_platform"
 
 FILE_KINDS = ("settlement", "bank_statement")
 LINE_TYPES = ("charge", "refund", "refund_failure", "dispute", "fee", "payout")
-LINE_STATUSES = ("staged", "matched", "mismatch", "unmatched", "duplicate", "unchanged", "refused")
+LINE_STATUSES = ("staged", "matched", "mismatch", "unmatched", "duplicate", "unchanged", "refused", "superseded")
 BREAK_TYPES = ("missing_in_kassa", "missing_at_psp", "amount_mismatch", "currency_mismatch", "duplicate",
                "fee_mismatch", "deposit_mismatch", "deposit_without_batch", "dispute_notice_missed")
 BREAK_STATUSES = ("open", "closed", "resolved")

@@ -133,7 +133,7 @@ def upgrade():
     sa.Column('expected_currency', sa.String(length=3), nullable=True),
     sa.Column('transaction_id', sa.String(), nullable=True),
     sa.CheckConstraint("currency ~ '^[A-Z]{3}$'", name=op.f('ck_reconciliation_lines_currency')),
-    sa.CheckConstraint("status IN ('staged', 'matched', 'mismatch', 'unmatched', 'duplicate', 'unchanged', 'refused')", name=op.f('ck_reconciliation_lines_status')),
+    sa.CheckConstraint("status IN ('staged', 'matched', 'mismatch', 'unmatched', 'duplicate', 'unchanged', 'refused', 'superseded')", name=op.f('ck_reconciliation_lines_status')),
     sa.CheckConstraint("type IN ('charge', 'refund', 'refund_failure', 'dispute', 'fee', 'payout')", name=op.f('ck_reconciliation_lines_type')),
     sa.ForeignKeyConstraint(['file_id'], ['reconciliation_files.id'], name='fk_reconciliation_lines_file'),
     sa.PrimaryKeyConstraint('file_id', 'line_no', name='pk_reconciliation_lines')
