@@ -45,3 +45,15 @@ def test_a_merchant_sees_its_own_daily_settlement_and_exports_it(app, client, db
     login_as(client, db_session, other_owner)
     theirs_page = client.get(f"/dashboard/{theirs.id}/test/settlement.csv").get_data(as_text=True)
     assert "6999" in theirs_page and "10000" not in theirs_page
+
+
+def test_the_payment_detail_shows_its_settlement_line_and_fee(app, client, db_session):
+    shop = factories.merchant(db_session, name="Detail shop")
+    owner = factories.member(db_session, shop, role="owner")
+    db_session.commit()
+    sandbox = FakeSandbox(DAY + dt.timedelta(days=40))
+    payment = sandbox.capture(db_session, Scope(shop.id, False), 4000)
+    reconcile(db_session, sandbox)
+    login_as(client, db_session, owner)
+    html = client.get(f"/dashboard/{shop.id}/test/payments/{payment.id}").get_data(as_text=True)
+    assert 'id="settlement-heading"' in html and "$1.46" in html and sandbox.batch() in html
