@@ -49,3 +49,4 @@ def test_the_unexpanded_example_keeps_its_charge_id_and_fx_is_refused():
         map_balance_transactions([bt | {"exchange_rate": 1.1}], "po_1")
     with pytest.raises(UnsupportedBalanceTransaction, match="not reconciled yet"):
         map_balance_transactions([bt | {"type": "topup"}], "po_1")
+

@@ -81,3 +81,28 @@ def test_fault_requests_are_checked(sandbox):
     sandbox.admin("/_admin/settlement_faults", {"acquirer": "sandbox", "action": "drop", "reference": "auth_x"})
     sandbox.admin("/_admin/reset")
     assert sandbox.public.get(sandbox.public_url + "/_admin/settlement_faults").json() == {"sandbox": [], "sandbox_b": []}
+
+
+def test_kassa_fetches_and_parses_the_report_and_the_statement(sandbox):
+    """What app/reconciliation/fetch.py gets over HTTP parses as Kassa expects (camt.053 through defusedxml)."""
+    from app.reconciliation import fetch
+    from app.reconciliation.parsing import parse_camt053, parse_settlement_csv
+
+    sandbox.admin("/_admin/clock", {"now": SATURDAY + 3600})
+    auth = sandbox.captured(amount=2000)
+    config = {"SANDBOX_ACQUIRER_URLS": f"sandbox={sandbox.a.url}", "SANDBOX_PSP_URL": sandbox.public_url,
+              "SANDBOX_PSP_SECRET": SECRET}
+    import datetime as dt
+
+    [line] = parse_settlement_csv(fetch.fetch_settlement(config, "sandbox", dt.date(2030, 1, 5)))
+    assert (line.reference, line.type, line.gross, line.fee, line.batch_id) == (
+        auth["id"], "charge", 2000, 88, "po_sandbox_20300105_USD")
+    [entry] = parse_camt053(fetch.fetch_statement(config, dt.date(2030, 1, 6)))
+    assert (entry.amount, entry.currency, entry.batch_id, entry.booking_date) == (
+        1912, "USD", "po_sandbox_20300105_USD", dt.date(2030, 1, 6))
+    try:
+        fetch.fetch_statement(config | {"SANDBOX_PSP_SECRET": "wrong"}, dt.date(2030, 1, 6))
+    except fetch.FetchFailed as exc:
+        assert "401" in str(exc)
+    else:
+        raise AssertionError("a refused fetch must raise FetchFailed")
