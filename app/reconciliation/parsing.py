@@ -59,11 +59,15 @@ def _integer(value: str, name: str, number: int) -> int:
 
 def parse_settlement_csv(content: bytes) -> Iterator[SettlementLine]:
     """The lines of a settlement CSV (header first), checked; ReportFormatError on the first bad one."""
+    # Decoded as it is read (no second copy of the whole file as text): memory stays flat beside the bytes.
+    reader = csv.reader(io.TextIOWrapper(io.BytesIO(content), encoding="utf-8", newline=""))
     try:
-        text = content.decode("utf-8")
+        yield from _settlement_rows(reader)
     except UnicodeDecodeError:
         raise ReportFormatError("the report is not UTF-8 text") from None
-    reader = csv.reader(io.StringIO(text))
+
+
+def _settlement_rows(reader) -> Iterator[SettlementLine]:
     header = next(reader, None)
     if header is None or tuple(header) != SETTLEMENT_COLUMNS:
         raise ReportFormatError(f"the header must be {','.join(SETTLEMENT_COLUMNS)}")
