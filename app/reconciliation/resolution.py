@@ -21,7 +21,8 @@ from app.ledger import accounts
 from app.ledger.service import post_transaction
 from app.models_base import utcnow
 from app.payments.models import Payment
-from app.reconciliation.models import PLATFORM_MERCHANT_ID, RESOLUTIONS, Break, ReportLine
+from app.ids import new_id
+from app.reconciliation.models import PLATFORM_MERCHANT_ID, RESOLUTIONS, Break, Match, ReportLine
 from app.reconciliation.service import _currency, _line_changes, legs_from_changes
 from app.scoping import Scope
 
@@ -129,6 +130,8 @@ def _move_line_to_payment(session: Session, row: Break, payment_id: str, hmac_ke
                           _currency),
         hmac_key=hmac_key, reference=row.id,
         description=f"Break {row.id}: settlement line {line.reference} matched by hand to payment {payment.id}")
+    session.add(book.new(Match, id=new_id("rmat"), file_id=line.file_id, line_no=line.line_no, object_type="payment",
+                         object_id=payment.id, transaction_id=moved.id, matched_by="operator"))
     return moved.id
 
 

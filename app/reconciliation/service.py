@@ -342,13 +342,9 @@ def _post_settlement(session: Session, report: ReportFile, hmac_key: bytes, resu
             links[key].append(value)
     if links["batches"]:
         session.execute(_LINK_LINES, {"f": report.id, "platform": PLATFORM_MERCHANT_ID, **links})
-    # Matched lines of a book: its matches, each with the posting that carries it.
-    session.execute(text("""
-        INSERT INTO reconciliation_matches (merchant_id, livemode, id, file_id, line_no, object_type, object_id,
-                                            transaction_id, matched_by)
-        SELECT merchant_id, livemode, 'rmat_' || file_id || '_' || line_no, file_id, line_no, object_type, object_id,
-               transaction_id, 'auto'
-          FROM reconciliation_lines WHERE file_id = :f AND status IN ('matched', 'mismatch')"""), {"f": report.id})
+    # An automatic match is the line itself (its book, object and transaction): a row per line in
+    # reconciliation_matches would double the writes of a million-line file (bench/RESULTS.md); that table holds the
+    # operators' matches by hand (app/reconciliation/resolution.py).
 
 
 # ---------------------------------------------------------------------------------------------- breaks

@@ -85,6 +85,10 @@ def test_an_unknown_line_matched_by_hand_leaves_suspense_for_the_payment_s_book(
     keys = db_session.scalars(select(JournalTransaction.merchant_id).where(
         JournalTransaction.business_key == f"resolve:{row.id}")).all()
     assert sorted(keys) == sorted([PLATFORM.merchant_id, scope.merchant_id])
+    from app.reconciliation.models import Match
+
+    [match] = db_session.scalars(scope.select(Match)).all()
+    assert (match.object_id, match.matched_by, match.line_no) == (payment.id, "operator", row.lines[0]["line"])
     db_session.commit()
     verify_ledger(app)
 
