@@ -75,7 +75,10 @@ def seed(admin_url: str, template: str, name: str, lines: int, merchants: int) -
     with psycopg.connect(libpq(admin_url), autocommit=True) as conn:
         if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
             return
-        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}" OWNER kassa_owner')
+        # Seeded under another name and renamed when complete: a seeding that failed is never taken as done.
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}_seeding" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}_seeding" TEMPLATE "{template}" OWNER kassa_owner')
+    final, name = name, f"{name}_seeding"
     captures, refunds = lines - lines // 10, lines // 10
     started = time.monotonic()
     with psycopg.connect(libpq(with_database(admin_url, name))) as conn:
@@ -85,8 +88,8 @@ def seed(admin_url: str, template: str, name: str, lines: int, merchants: int) -
         conn.execute(f"""
             INSERT INTO payments (id, merchant_id, livemode, amount, currency, status, capture_method,
                                   amount_received, connector, psp_reference, capture_count, captured_at)
-            SELECT 'pay_b' || i, 'mer_bench_' || (1 + i % {merchants}), false, 1000 + (i * 7919) % 90000, 'USD',
-                   'succeeded', 'automatic', 1000 + (i * 7919) % 90000, '{PSP}', 'auth_b' || i, 1,
+            SELECT 'pay_b' || i, 'mer_bench_' || (1 + i % {merchants}), false, 1000 + (i::bigint * 7919) % 90000, 'USD',
+                   'succeeded', 'automatic', 1000 + (i::bigint * 7919) % 90000, '{PSP}', 'auth_b' || i, 1,
                    TIMESTAMPTZ '{DAY}T10:00:00Z'
               FROM generate_series(1, {captures}) i""")
         conn.execute(f"""
@@ -105,6 +108,8 @@ def seed(admin_url: str, template: str, name: str, lines: int, merchants: int) -
         conn.commit()
     with psycopg.connect(libpq(with_database(admin_url, name)), autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE")
+    with psycopg.connect(libpq(admin_url), autocommit=True) as conn:
+        conn.execute(f'ALTER DATABASE "{name}" RENAME TO "{final}"')
     print(f"seeded {name}: {captures} captures, {refunds} refunds in {time.monotonic() - started:.1f} s", flush=True)
 
 

@@ -44,7 +44,8 @@ class ReportFile(Base):
 
     __tablename__ = "reconciliation_files"
     __table_args__ = (
-        UniqueConstraint("source", "kind", "livemode", "checksum", name="uq_reconciliation_files_checksum"),
+        # The same bytes for the same day are the same file (an empty report is the same bytes every day).
+        UniqueConstraint("source", "kind", "livemode", "report_date", "checksum", name="uq_reconciliation_files_checksum"),
         UniqueConstraint("source", "kind", "livemode", "report_date", "version",
                          name="uq_reconciliation_files_version"),
         CheckConstraint(f"kind IN ({_in(FILE_KINDS)})", name="kind"),

@@ -89,12 +89,12 @@ def _book(scope: Scope) -> str:
 
 def store_file(session: Session, *, source: str, kind: str, livemode: bool, report_date: date, content: bytes,
                filename: str | None = None, uploaded_by: str | None = None) -> tuple[ReportFile, bool]:
-    """Keep a file exactly as received: the same bytes again return the stored file (created False); other
-    bytes for the same source, kind and day become its next version."""
+    """Keep a file exactly as received: the same bytes again for the same day return the stored file (created
+    False); other bytes for the same source, kind and day become its next version."""
     checksum = hashlib.sha256(content).hexdigest()
     existing = session.scalars(select(ReportFile).where(
         ReportFile.source == source, ReportFile.kind == kind, ReportFile.livemode == livemode,
-        ReportFile.checksum == checksum)).one_or_none()
+        ReportFile.report_date == report_date, ReportFile.checksum == checksum)).one_or_none()
     if existing is not None:
         return existing, False
     # Versions of one day are numbered under a lock on the day's row set: two imports of different bytes at once

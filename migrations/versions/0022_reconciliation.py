@@ -58,7 +58,7 @@ def upgrade():
     sa.CheckConstraint("kind IN ('settlement', 'bank_statement')", name=op.f('ck_reconciliation_files_kind')),
     sa.CheckConstraint('version >= 1', name=op.f('ck_reconciliation_files_version')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_reconciliation_files')),
-    sa.UniqueConstraint('source', 'kind', 'livemode', 'checksum', name='uq_reconciliation_files_checksum'),
+    sa.UniqueConstraint('source', 'kind', 'livemode', 'report_date', 'checksum', name='uq_reconciliation_files_checksum'),
     sa.UniqueConstraint('source', 'kind', 'livemode', 'report_date', 'version', name='uq_reconciliation_files_version')
     )
     op.create_table('reconciliation_bank_entries',
