@@ -92,15 +92,16 @@ def store_file(session: Session, *, source: str, kind: str, livemode: bool, repo
     """Keep a file exactly as received: the same bytes again for the same day return the stored file (created
     False); other bytes for the same source, kind and day become its next version."""
     checksum = hashlib.sha256(content).hexdigest()
+    # One import of a day at a time (a transaction-scoped lock on the day): two imports at once must neither both
+    # store the same bytes nor both take version 2; the second waits, then (READ COMMITTED: a new statement sees
+    # the first one's commit) finds the file or numbers its version after it.
+    session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"),
+                    {"k": f"reconciliation:{source}:{kind}:{livemode}:{report_date}"})
     existing = session.scalars(select(ReportFile).where(
         ReportFile.source == source, ReportFile.kind == kind, ReportFile.livemode == livemode,
         ReportFile.report_date == report_date, ReportFile.checksum == checksum)).one_or_none()
     if existing is not None:
         return existing, False
-    # Versions of one day are numbered under a lock on the day's row set: two imports of different bytes at once
-    # must not both take version 2 (the unique key would refuse the second; the lock makes it wait instead).
-    session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"),
-                    {"k": f"reconciliation:{source}:{kind}:{livemode}:{report_date}"})
     latest = session.scalars(select(ReportFile).where(
         ReportFile.source == source, ReportFile.kind == kind, ReportFile.livemode == livemode,
         ReportFile.report_date == report_date).order_by(ReportFile.version.desc()).limit(1)).one_or_none()
