@@ -65,6 +65,9 @@ def load_config(env=os.environ) -> dict:
         ),
         "SANDBOX_PSP_SECRET": env.get("SANDBOX_PSP_SECRET", ""),
         "SANDBOX_WEBHOOK_SECRET": env.get("SANDBOX_WEBHOOK_SECRET", ""),
+        # Days a booked capture may be late in its PSP's report before it is a missing_at_psp break (after the
+        # connector's own settlement delay, app/reconciliation/service.py). 0: the day it was due.
+        "RECONCILIATION_GRACE_DAYS": int(env.get("RECONCILIATION_GRACE_DAYS", "0") or 0),
         # Connect 1 s: a healthy PSP on the same continent accepts a TCP connection in tens of
         # milliseconds; longer means it is down, and failing fast lets failover act.
         # Read 5 s: card authorizations at acquirers take up to a few seconds at p99.

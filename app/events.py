@@ -21,6 +21,9 @@ MERCHANT_EVENT_TYPES = (
     "review.opened", "review.closed",
     "webhook.test",
 )
+# Events of the platform itself, written only in the platform book (app/reconciliation: PLATFORM_MERCHANT_ID, one
+# book per mode), never in a merchant's: a merchant cannot receive them, the platform book's own endpoints can.
+PLATFORM_EVENT_TYPES = ("reconciliation.completed", "reconciliation.break_opened")
 # Events Kassa records for itself (the dashboard's timeline, operators): a PSP callback as received carries
 # the PSP's idempotency keys and action URLs, which are not for the merchant's servers.
 INTERNAL_EVENT_PREFIXES = ("psp.",)

@@ -20,3 +20,4 @@ from app.risk.models import (  # noqa: F401
     Assessment, PlatformRiskRule, PlatformValueList, PlatformValueListItem, Review, RiskRule, RiskWeights, ValueList,
     ValueListItem,
 )
+from app.reconciliation.models import BankEntry, Break, Match, ReportFile, ReportLine  # noqa: F401

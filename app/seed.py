@@ -151,6 +151,11 @@ def seed_demo_inbox(session, merchant: Merchant, _web_url: str) -> list[str]:
 
 SEED_STEPS.append(seed_demo_inbox)
 
+# Before the disputes' payments exist: the reconciled demo days must not find them unreported.
+from app.reconciliation.seed import seed_demo_reconciliation  # noqa: E402
+
+SEED_STEPS.append(seed_demo_reconciliation)
+
 
 from app.disputes.seed import seed_demo_disputes  # noqa: E402
 

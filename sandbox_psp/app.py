@@ -21,7 +21,7 @@ from .cards import CardError, validate_card
 from .clock import utc_date
 from .core import Sandbox
 from .operations import SandboxError
-from .settlement import settlement_csv, settlement_days
+from .settlement import FAULT_ACTIONS, bank_statement_xml, settlement_csv, settlement_days
 
 log = logging.getLogger(__name__)
 
@@ -275,6 +275,53 @@ def create_public_app(sandbox: Sandbox) -> Flask:
             dispute = disputes.withdraw(conn, dispute_id, sandbox.clock.now())
         return json_response(dispute)
 
+    @app.get("/_admin/settlement_faults")
+    def get_settlement_faults():
+        return json_response(sandbox.get_settlement_faults())
+
+    @app.post("/_admin/settlement_faults")
+    def add_settlement_fault():
+        """Misstate a report or statement on purpose: ``{"acquirer", "action", ...}`` (sandbox_psp/settlement.py)."""
+        body = _json_body()
+        acquirer = body.get("acquirer")
+        if acquirer not in sandbox.config.acquirers:
+            raise SandboxError(400, "invalid_request", "Unknown acquirer.", "acquirer")
+        action = body.get("action")
+        if action not in FAULT_ACTIONS:
+            raise SandboxError(400, "invalid_request", "action must be one of " + ", ".join(FAULT_ACTIONS), "action")
+        for name in ("reference", "type", "currency", "batch_id", "date"):
+            if body.get(name) is not None and not isinstance(body[name], str):
+                raise SandboxError(400, "invalid_request", f"{name} must be a string", name)
+        for name in ("amount", "fee"):
+            if body.get(name) is not None and (isinstance(body[name], bool) or not isinstance(body[name], int)):
+                raise SandboxError(400, "invalid_request", f"{name} must be an integer", name)
+        if body.get("date") is not None and not DATE_RE.match(body["date"]):
+            raise SandboxError(400, "invalid_request", "date looks like YYYY-MM-DD", "date")
+        needs = {"drop": "reference", "duplicate": "reference", "alter": "reference", "delay": "reference",
+                 "unknown": "date", "short": "batch_id", "no_batch": "date"}[action]
+        if not body.get(needs):
+            raise SandboxError(400, "invalid_request", f"{action} needs {needs}", needs)
+        fault = {k: v for k, v in body.items() if k in ("action", "reference", "type", "amount", "fee", "currency",
+                                                        "batch_id", "date")}
+        return json_response({"acquirer": acquirer, "faults": sandbox.add_settlement_fault(acquirer, fault)})
+
+    @app.get("/v1/bank_statements/<day>.xml")
+    def bank_statement(day):
+        """The platform's bank account statement of one UTC day (camt.053): the acquirers' deposits."""
+        if not hmac.compare_digest(request.headers.get("Authorization", "").encode(),
+                                   f"Bearer {sandbox.config.secret}".encode()):
+            raise SandboxError(401, "unauthorized", "Missing or wrong secret.")
+        try:
+            date = dt.date.fromisoformat(day) if DATE_RE.match(day) else None
+        except ValueError:
+            date = None
+        if date is None:
+            raise SandboxError(404, "not_found", "Statement dates look like YYYY-MM-DD.", "date")
+        sandbox.advance_due_work()
+        with sandbox.store.read() as conn:
+            text = bank_statement_xml(conn, sandbox.config.acquirers, date, sandbox.get_settlement_faults())
+        return Response(text, mimetype="application/xml")
+
     @app.post("/_admin/refunds/<refund_id>/fail")
     def fail_refund(refund_id):
         """Fail a succeeded refund after the fact: ``{"failure_code"?}``; sends ``refund.updated``."""
@@ -429,7 +476,7 @@ def create_acquirer_app(sandbox: Sandbox, acquirer: str) -> Flask:
             raise SandboxError(404, "not_found", "Settlement dates look like YYYY-MM-DD.", "date")
         sandbox.advance_due_work()
         with sandbox.store.read() as conn:
-            text = settlement_csv(conn, acquirer, date)
+            text = settlement_csv(conn, acquirer, date, sandbox.get_settlement_faults(acquirer)[acquirer])
         return Response(text, mimetype="text/csv")
 
     return app

@@ -92,6 +92,8 @@ class Sandbox:
         # notice the shutdown; acquirer calls never wait on it.
         self._listener_lock = threading.Lock()
         self.faults = {name: Faults() for name in config.acquirers}
+        # Reconciliation faults per acquirer (sandbox_psp/settlement.py): what reports and statements misstate.
+        self.settlement_faults: dict[str, list[dict]] = {name: [] for name in config.acquirers}
         self.calls = Counter()
         self.injected_errors = Counter()
         # Acquirer listeners (objects with start()/stop()), set by __main__; empty when the
@@ -203,6 +205,18 @@ class Sandbox:
             time.sleep(latency_ms / 1000)
         return fails
 
+    def add_settlement_fault(self, acquirer: str, fault: dict) -> list[dict]:
+        """Add one reconciliation fault to an acquirer's reports; return them all."""
+        with self._lock:
+            self.settlement_faults[acquirer].append(dict(fault))
+            return [dict(f) for f in self.settlement_faults[acquirer]]
+
+    def get_settlement_faults(self, acquirer: str | None = None) -> dict[str, list[dict]]:
+        """The reconciliation faults, per acquirer (copies)."""
+        with self._lock:
+            return {name: [dict(f) for f in faults] for name, faults in self.settlement_faults.items()
+                    if acquirer in (None, name)}
+
     # -------------------------------------------------------------- admin
 
     def stats(self, idempotency_key: str | None = None) -> dict:
@@ -226,4 +240,6 @@ class Sandbox:
         with self._lock:
             self.calls.clear()
             self.injected_errors.clear()
+            for faults in self.settlement_faults.values():
+                faults.clear()
 

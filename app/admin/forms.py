@@ -5,7 +5,7 @@ from wtforms import RadioField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional
 
 from app.accounts.audit import REASON_MAX
-from app.dashboard.forms import KassaForm
+from app.dashboard.forms import KassaForm, select_choices
 
 
 class ReasonForm(KassaForm):
@@ -24,3 +24,23 @@ class OutcomeForm(KassaForm):
     reason = TextAreaField("Note", validators=[
         DataRequired("Write a note: how did you check with the PSP?"),
         Length(max=REASON_MAX, message=f"Keep the note to {REASON_MAX} characters.")])
+
+
+class BreakResolveForm(KassaForm):
+    """How an operator resolves a reconciliation break (app/reconciliation/resolution.py): kind, note, object."""
+
+    resolution = RadioField("Resolution", choices=select_choices([
+        ("matched_by_hand", "Matched by hand to an object"),
+        ("accepted", "Accepted, with an adjusting posting"),
+        ("psp_asked", "PSP asked to correct"),
+        ("written_off", "Written off")]), validators=[DataRequired("Choose how the break is resolved.")])
+    target = StringField("Matches (payment, refund or dispute id)", validators=[Optional(), Length(max=255)])
+    note = TextAreaField("Note", validators=[
+        DataRequired("Write a note: what did you find?"),
+        Length(max=2000, message="Keep the note to 2000 characters.")])
+
+
+class BreakAssignForm(KassaForm):
+    """Who works a reconciliation break (empty: nobody)."""
+
+    assignee = StringField("Assign to (an operator's email)", validators=[Optional(), Length(max=320)])

@@ -10,6 +10,7 @@ from app.dashboard import exports_views, logs_views, payment_actions, payments_v
 from app.dashboard import webhook_views  # noqa: E402,F401  (Developers > Webhooks, issue 7)
 from app.dashboard import api_reference  # noqa: E402,F401  (Developers > API reference, issue 5)
 from app.dashboard import ledger_views  # noqa: E402,F401  (Balances, ledger statements, issue 3)
+from app.dashboard import settlement_views  # noqa: E402,F401  (Settlement per day, issue 21)
 from app.dashboard import go_live_views  # noqa: E402,F401  (Settings > Go live, issue 17)
 from app.dashboard import reauth, second_factor_views, sessions_views  # noqa: E402,F401  (issue 18: account security)
 from app.dashboard import disputes_views  # noqa: E402,F401  (Disputes, issue 20)

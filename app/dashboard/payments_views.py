@@ -231,6 +231,8 @@ def payment_detail(payment_id: str):
 
 
 def payment_context(payment: Payment) -> dict:
+    from app.reconciliation.queries import payment_settlement
+
     scope = g.scope
     session = db.session
     orders = session.scalars(scope.select(PaymentOrder, PaymentOrder.payment_id == payment.id)
@@ -256,6 +258,8 @@ def payment_context(payment: Payment) -> dict:
         needs_attention=attention.needing_attention(session, scope, payment_id=payment.id),
         # The books are for roles that may read the ledger (app/accounts/permissions.py: not developers).
         ledger=_ledger_lines(payment, refunds, disputes) if can(g.role, Action.VIEW_LEDGER) else None,
+        # Its settlement line(s) and the processor's fee, once a report carried it (app/reconciliation).
+        settlement=payment_settlement(session, scope, payment.id) if can(g.role, Action.VIEW_LEDGER) else None,
         deliveries=_deliveries([e.id for e in events]),
         refundable=refundable, pending_refunds=pending_refunds, fee=fee, disputes=disputes, disputed=disputed,
         net=payment.amount_received - payment.amount_refunded - fee,

@@ -41,6 +41,9 @@ PERIODIC: list[Periodic] = [
     # Hourly: idempotency keys live 24 h and API request logs 30 days; an hour of slack keeps deletes batched.
     Periodic("app.jobs.payments.reap_idempotency_keys", 3600),
     Periodic("app.jobs.dashboard.sweep_request_logs", 3600),
+    # Every 15 min: settlement reports and bank statements of past days not imported yet (a day's file exists once
+    # the day is over; a failed fetch is asked again at the next sweep, the day without a file being the schedule).
+    Periodic("app.jobs.reconciliation.fetch_due_reports", 900),
     # Hourly: recompute every ledger account's hash chain and balance (the admin page shows the result).
     Periodic("app.ledger.jobs.verify_ledger", 3600),
 ]

@@ -12,14 +12,14 @@ Backfill: rows that reached a PSP were made with the merchant's credential at th
 had one (there was at most one, never retired), else with the platform's account.
 
 Revision ID: 0021_payment_credentials
-Revises: 0019_disputes
+Revises: 0020_risk
 Create Date: 2026-12-07
 """
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0021_payment_credentials"
-down_revision = "0019_disputes"
+down_revision = "0020_risk"
 branch_labels = None
 depends_on = None
 

@@ -126,7 +126,10 @@ def test_the_inbox_worked_from_end_to_end_and_every_console_page_accessible(page
     assert_accessible(page)
     open_inbox(page)
     items = page.locator("#inbox-items tbody tr")
-    expect(items).to_have_count(6)  # the demo's five kinds (risk review included) and the failed callback
+    # The demo's five kinds (risk review included), the failed callback, and its reconciliation breaks
+    # (app/reconciliation/seed.py: one of each of 8 kinds).
+    breaks = 8
+    expect(items).to_have_count(6 + breaks)
     assert_accessible(page)
 
     # Claim a callback, then dismiss it from its page.
@@ -148,7 +151,7 @@ def test_the_inbox_worked_from_end_to_end_and_every_console_page_accessible(page
 
     # The stuck authorization: asked again, then recorded as never having happened at the PSP.
     open_inbox(page)
-    expect(items).to_have_count(4)
+    expect(items).to_have_count(4 + breaks)
     page.get_by_role("link", name="Authorization outcome unknown at the PSP").click()
     assert_accessible(page)
     _act(page, "Ask the PSP again", "Sandbox was restarted", "Ask the PSP again")
@@ -162,7 +165,7 @@ def test_the_inbox_worked_from_end_to_end_and_every_console_page_accessible(page
     assert_accessible(page)
 
     open_inbox(page)
-    expect(items).to_have_count(3)
+    expect(items).to_have_count(3 + breaks)
     page.get_by_role("link", name=re.compile("^Webhook endpoint disabled")).click()
     expect(page.locator("#endpoint-status")).to_contain_text("disabled")
     assert_accessible(page)
@@ -197,6 +200,11 @@ def test_every_console_page_fits_a_laptop_screen(app, browser, live_server, db_s
     stuck = db_session.scalars(select(Payment).where(Payment.customer_email == "stuck@example.com")).one()
     callback = db_session.scalars(select(PspCallback).where(PspCallback.callback_id == DEMO_CALLBACK_ID)).one()
     endpoint = db_session.scalars(select(WebhookEndpoint).where(WebhookEndpoint.merchant_id == merchant.id)).first()
+    from app.reconciliation.models import Break
+
+    recon_break = db_session.scalars(select(Break).where(Break.merchant_id == merchant.id,
+                                                         Break.type == "amount_mismatch")).one()
+    db_session.commit()
     context = browser.new_context(viewport=LAPTOP)
     context.set_default_timeout(3 * DEFAULT_TIMEOUT_MS)  # full-page screenshots on a loaded machine
     tab = context.new_page()
@@ -207,7 +215,9 @@ def test_every_console_page_fits_a_laptop_screen(app, browser, live_server, db_s
     for path in ("/admin/", "/admin/inbox", "/admin/merchants", f"/admin/merchants/{merchant.id}", "/admin/users",
                  f"/admin/users/{owner.id}", "/admin/payments?email=stuck%40example.com", f"/admin/payments/{stuck.id}",
                  f"/admin/callbacks/{callback.id}", f"/admin/webhook-endpoints/{endpoint.id}", "/admin/psp",
-                 "/admin/ledger"):
+                 "/admin/ledger", "/admin/reconciliation", "/admin/reconciliation/breaks",
+                 f"/admin/reconciliation/breaks/{recon_break.merchant_id}/{recon_break.id}",
+                 "/admin/reconciliation/files"):
         assert tab.goto(live_server.url(path)).status == 200, path
         found = tab.evaluate(OVERFLOWS) + [f"axe {v['id']}: {[n['target'] for n in v['nodes']][:3]}"
                                            for v in axe_violations(tab)]

@@ -12,7 +12,7 @@ from app.ids import new_id
 from tests import factories
 from tests.conftest import app_connect
 
-BEFORE = "0019_disputes"
+BEFORE = "0020_risk"
 
 
 def _payment(conn, merchant_id: str, livemode: bool, vault: str, connector: str | None) -> dict:

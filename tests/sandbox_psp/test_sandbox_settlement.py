@@ -4,7 +4,8 @@ import io
 import uuid
 
 DAY = 86400
-HEADER = ["reference", "type", "gross", "fee", "net", "currency"]
+HEADER = ["reference", "type", "gross", "fee", "net", "currency", "batch_id"]
+A5, A6 = "po_sandbox_20300105_", "po_sandbox_20300106_"
 SATURDAY = 1893801600  # 2030-01-05T00:00:00Z; a fixed day keeps the report deterministic
 
 
@@ -34,26 +35,26 @@ def test_settlement_report(sandbox):
 
     assert report(sandbox.a, "2030-01-05") == [
         HEADER,
-        [full["id"], "charge", "10000", "320", "9680", "USD"],
-        [partial["id"], "charge", "500", "45", "455", "EUR"],  # 14.5 rounds half up
-        [disputed["id"], "charge", "3000", "117", "2883", "USD"],
-        [refund["id"], "refund", "-2500", "0", "-2500", "USD"],
+        [full["id"], "charge", "10000", "320", "9680", "USD", A5 + "USD"],
+        [partial["id"], "charge", "500", "45", "455", "EUR", A5 + "EUR"],  # 14.5 rounds half up
+        [disputed["id"], "charge", "3000", "117", "2883", "USD", A5 + "USD"],
+        [refund["id"], "refund", "-2500", "0", "-2500", "USD", A5 + "USD"],
     ]
-    assert report(sandbox.b, "2030-01-05")[1][1:] == ["charge", "777", "53", "724", "USD"]
+    assert report(sandbox.b, "2030-01-05")[1][1:] == ["charge", "777", "53", "724", "USD", "po_sandbox_b_20300105_USD"]
 
     sandbox.admin("/_admin/clock", {"advance_seconds": DAY})  # the dispute opens on 2030-01-06
     dispute = sandbox.a.get("/v1/disputes").json()["data"][0]
     assert report(sandbox.a, "2030-01-06") == [
         HEADER,
-        [dispute["id"], "dispute", "-3000", "0", "-3000", "USD"],
-        [dispute["id"], "fee", "0", "1500", "-1500", "USD"],
+        [dispute["id"], "dispute", "-3000", "0", "-3000", "USD", A6 + "USD"],
+        [dispute["id"], "fee", "0", "1500", "-1500", "USD", A6 + "USD"],
     ]
     sandbox.admin(f"/_admin/disputes/{dispute['id']}/close", {"status": "won"})
-    assert report(sandbox.a, "2030-01-06")[-1] == [dispute["id"], "dispute", "3000", "0", "3000", "USD"]
+    assert report(sandbox.a, "2030-01-06")[-1] == [dispute["id"], "dispute", "3000", "0", "3000", "USD", A6 + "USD"]
     # A refund that fails after it succeeded stays on its own day and comes back on the day it failed.
     sandbox.admin(f"/_admin/refunds/{refund['id']}/fail")
-    assert report(sandbox.a, "2030-01-05")[-1] == [refund["id"], "refund", "-2500", "0", "-2500", "USD"]
-    assert report(sandbox.a, "2030-01-06")[-1] == [refund["id"], "refund_failure", "2500", "0", "2500", "USD"]
+    assert report(sandbox.a, "2030-01-05")[-1] == [refund["id"], "refund", "-2500", "0", "-2500", "USD", A5 + "USD"]
+    assert report(sandbox.a, "2030-01-06")[-1] == [refund["id"], "refund_failure", "2500", "0", "2500", "USD", A6 + "USD"]
 
     assert report(sandbox.a, "2030-01-04") == [HEADER]
     days = sandbox.a.get("/v1/settlements").json()["data"]

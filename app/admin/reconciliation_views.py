@@ -1,0 +1,226 @@
+"""/admin/reconciliation: a day of one PSP (lines, matched, breaks by type, totals on each side, receivable and
+clearing), the breaks queue (oldest first; filters by type, PSP, merchant, age; assign; resolve with a note), a
+break's page, file history with versions and differences, CSV export of breaks (formula cells escaped).
+Platform admins only (everyone else gets 404); every POST needs the console's re-authentication."""
+import csv
+import io
+from datetime import date, timedelta
+
+from flask import Response, abort, flash, redirect, render_template, request, url_for
+from sqlalchemy import func, select
+
+from app.accounts.models import Merchant
+from app.admin import bp
+from app.admin.forms import BreakAssignForm, BreakResolveForm
+from app.admin.helpers import INVALID_FORM, operator
+from app.dashboard.context import platform_admin_required
+from app.extensions import db
+from app.ledger.integration import ledger_hmac_key
+from app.ledger.models import LedgerAccount
+from app.models_base import utcnow
+from app.reconciliation import resolution as resolutions
+from app.reconciliation.inbox import TITLES
+from app.reconciliation.models import BREAK_STATUSES, BREAK_TYPES, Break, ReportFile, ReportLine
+from app.reconciliation.service import break_object
+from app.reporting.exports import csv_safe
+from app.scoping import Scope
+
+QUEUE_SIZE = 200
+LINES_SHOWN = 500
+
+
+def _day(value: str | None) -> date:
+    try:
+        return date.fromisoformat(value) if value else utcnow().date() - timedelta(days=1)
+    except ValueError:
+        return utcnow().date() - timedelta(days=1)
+
+
+def _names(ids) -> dict[str, str]:
+    ids = list({i for i in ids if i})
+    return {m.id: m.display_name or m.name for m in db.session.scalars(select(Merchant).where(Merchant.id.in_(ids)))} \
+        if ids else {}
+
+
+def _balances(psp: str, livemode: bool) -> dict[str, list]:
+    """The PSP's receivable and clearing across books (what it has not reported; reported and not paid)."""
+    rows = db.session.execute(
+        select(LedgerAccount.account_type, LedgerAccount.currency, func.sum(LedgerAccount.balance))
+        .where(LedgerAccount.livemode == livemode, LedgerAccount.subject == psp,
+               LedgerAccount.account_type.in_(("psp_receivable", "psp_clearing", "suspense")))
+        .group_by(LedgerAccount.account_type, LedgerAccount.currency)
+        .order_by(LedgerAccount.account_type, LedgerAccount.currency)).all()
+    out: dict[str, list] = {}
+    for account_type, currency, total in rows:
+        out.setdefault(account_type, []).append((int(total or 0), currency))
+    return out
+
+
+@bp.get("/reconciliation")
+@platform_admin_required
+def reconciliation():
+    """One day of one PSP: its report versions, lines by status, breaks by type, totals on each side."""
+    day = _day(request.args.get("date"))
+    livemode = request.args.get("mode") == "live"
+    psps = sorted(set(db.session.scalars(select(ReportFile.source).where(ReportFile.kind == "settlement").distinct()))
+                  | {"sandbox"})
+    psp = request.args.get("psp") if request.args.get("psp") in psps else psps[0]
+    files = db.session.scalars(select(ReportFile).where(
+        ReportFile.source == psp, ReportFile.livemode == livemode, ReportFile.report_date == day,
+        ReportFile.kind == "settlement").order_by(ReportFile.version)).all()
+    latest = files[-1] if files else None
+    statuses, totals, lines = {}, [], []
+    if latest:
+        statuses = dict(db.session.execute(select(ReportLine.status, func.count()).where(
+            ReportLine.file_id == latest.id).group_by(ReportLine.status)).all())
+        totals = db.session.execute(select(
+            ReportLine.currency, func.sum(ReportLine.gross), func.sum(ReportLine.fee), func.sum(ReportLine.net),
+            func.sum(ReportLine.expected_amount)).where(ReportLine.file_id == latest.id)
+            .group_by(ReportLine.currency)).all()
+        lines = db.session.scalars(select(ReportLine).where(ReportLine.file_id == latest.id)
+                                   .order_by(ReportLine.line_no).limit(LINES_SHOWN)).all()
+    by_type = dict(db.session.execute(select(Break.type, func.count()).where(
+        Break.psp == psp, Break.livemode == livemode, Break.report_date == day).group_by(Break.type)).all())
+    statements = db.session.scalars(select(ReportFile).where(
+        ReportFile.kind == "bank_statement", ReportFile.livemode == livemode, ReportFile.report_date == day)
+        .order_by(ReportFile.version)).all()
+    page = render_template("admin/reconciliation.html", day=day, psp=psp, psps=psps, livemode=livemode,
+                           files=files, latest=latest, statuses=statuses, totals=totals, lines=lines,
+                           by_type=by_type, titles=TITLES, statements=statements, balances=_balances(psp, livemode),
+                           names=_names(line.merchant_id for line in lines))
+    db.session.rollback()
+    return page
+
+
+def _queue_query(args):
+    status = args.get("status") if args.get("status") in BREAK_STATUSES else "open"
+    query = select(Break).where(Break.status == status)
+    if args.get("type") in BREAK_TYPES:
+        query = query.where(Break.type == args["type"])
+    if args.get("psp"):
+        query = query.where(Break.psp == args["psp"])
+    if args.get("merchant"):
+        query = query.where(Break.merchant_id == args["merchant"].strip())
+    if (args.get("min_age_days") or "").isdigit():
+        query = query.where(Break.opened_at <= utcnow() - timedelta(days=int(args["min_age_days"])))
+    return query.order_by(Break.opened_at, Break.id), status
+
+
+@bp.get("/reconciliation/breaks")
+@platform_admin_required
+def reconciliation_breaks():
+    """The breaks queue, oldest first, with filters."""
+    query, status = _queue_query(request.args)
+    rows = db.session.scalars(query.limit(QUEUE_SIZE)).all()
+    page = render_template("admin/reconciliation_breaks.html", breaks=rows, status=status, types=BREAK_TYPES,
+                           statuses=BREAK_STATUSES, titles=TITLES, args=request.args, now=utcnow(),
+                           names=_names(b.merchant_id for b in rows))
+    db.session.rollback()
+    return page
+
+
+@bp.get("/reconciliation/breaks.csv")
+@platform_admin_required
+def reconciliation_breaks_csv():
+    """The queue as filtered, as CSV; cells a spreadsheet would run as formulas are escaped."""
+    query, status = _queue_query(request.args)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    columns = ("id", "type", "status", "merchant", "livemode", "psp", "report_date", "reference", "batch", "currency",
+               "kassa_amount", "psp_amount", "assigned_to", "opened_at", "resolution", "resolution_note")
+    writer.writerow(columns)
+    for row in db.session.scalars(query):
+        body = break_object(row)
+        writer.writerow([csv_safe(body[c]) for c in columns])
+    db.session.rollback()
+    return Response(out.getvalue(), mimetype="text/csv", headers={
+        "Content-Disposition": f"attachment; filename=reconciliation-breaks-{status}.csv"})
+
+
+def _break_or_404(merchant_id: str, break_id: str) -> Break:
+    row = db.session.get(Break, (merchant_id, break_id))
+    if row is None:
+        abort(404)
+    return row
+
+
+def _break_page(merchant_id: str, break_id: str, forms: dict | None = None, status: int = 200):
+    row = _break_or_404(merchant_id, break_id)
+    keys = [(ref.get("file"), ref.get("line")) for ref in row.lines or [] if "line" in ref]
+    lines = [db.session.get(ReportLine, key) for key in keys]
+    forms = forms or {}
+    forms.setdefault("resolve", BreakResolveForm(formdata=None, prefix="resolve"))
+    forms.setdefault("assign", BreakAssignForm(formdata=None, prefix="assign", assignee=row.assigned_to))
+    page = render_template("admin/reconciliation_break.html", brk=row, lines=[l for l in lines if l], forms=forms,
+                           titles=TITLES, names=_names([row.merchant_id]))
+    db.session.rollback()
+    return page, status
+
+
+@bp.get("/reconciliation/breaks/<merchant_id>/<break_id>")
+@platform_admin_required
+def reconciliation_break(merchant_id: str, break_id: str):
+    """One break: both sides, the lines behind it, assign and resolve."""
+    return _break_page(merchant_id, break_id)
+
+
+@bp.post("/reconciliation/breaks/<merchant_id>/<break_id>/resolve")
+@platform_admin_required
+def resolve_reconciliation_break(merchant_id: str, break_id: str):
+    """Resolve with a kind and a note; adjustments are new ledger transactions; audited."""
+    row = _break_or_404(merchant_id, break_id)
+    form = BreakResolveForm(prefix="resolve")
+    if not form.validate():
+        return _break_page(merchant_id, break_id, {"resolve": form}, INVALID_FORM)
+    user = operator()
+    try:
+        resolutions.resolve_break(db.session, Scope(row.merchant_id, row.livemode), row.id,
+                                  resolution=form.resolution.data, note=form.note.data, target=form.target.data,
+                                  hmac_key=ledger_hmac_key(), actor_user_id=user.id, actor_label=user.email)
+    except resolutions.ResolutionError as error:
+        db.session.rollback()
+        target = form.target if error.param == "target" else form.note
+        target.errors = [*target.errors, error.message]
+        return _break_page(merchant_id, break_id, {"resolve": form}, INVALID_FORM)
+    db.session.commit()
+    flash("The break is resolved.", "success")
+    return redirect(url_for("admin.reconciliation_break", merchant_id=merchant_id, break_id=break_id), code=303)
+
+
+@bp.post("/reconciliation/breaks/<merchant_id>/<break_id>/assign")
+@platform_admin_required
+def assign_reconciliation_break(merchant_id: str, break_id: str):
+    """Give the break to an operator (audited)."""
+    row = _break_or_404(merchant_id, break_id)
+    form = BreakAssignForm(prefix="assign")
+    if not form.validate():
+        return _break_page(merchant_id, break_id, {"assign": form}, INVALID_FORM)
+    user = operator()
+    resolutions.assign_break(db.session, Scope(row.merchant_id, row.livemode), row.id, form.assignee.data,
+                             actor_user_id=user.id, actor_label=user.email)
+    db.session.commit()
+    flash("Assigned." if form.assignee.data else "Unassigned.", "success")
+    return redirect(url_for("admin.reconciliation_break", merchant_id=merchant_id, break_id=break_id), code=303)
+
+
+@bp.get("/reconciliation/files")
+@platform_admin_required
+def reconciliation_files():
+    """Every file received, newest first, with its versions and what each changed."""
+    rows = db.session.scalars(select(ReportFile).order_by(ReportFile.received_at.desc()).limit(QUEUE_SIZE)).all()
+    page = render_template("admin/reconciliation_files.html", files=rows)
+    db.session.rollback()
+    return page
+
+
+@bp.get("/reconciliation/files/<file_id>/content")
+@platform_admin_required
+def reconciliation_file_content(file_id: str):
+    """The file exactly as received (a download: never rendered)."""
+    row = db.session.get(ReportFile, file_id)
+    if row is None:
+        abort(404)
+    extension = "csv" if row.kind == "settlement" else "xml"
+    return Response(row.content, mimetype="application/octet-stream", headers={
+        "Content-Disposition": f"attachment; filename={row.source}-{row.report_date}-v{row.version}.{extension}",
+        "X-Content-Type-Options": "nosniff"})

@@ -1,0 +1,3 @@
+"""Reconciliation: PSP settlement reports and bank statements matched to the ledger, mismatches as breaks (no Flask)."""
+
+from app.reconciliation import inbox as _inbox  # noqa: E402,F401  (registers the operators' inbox kind)

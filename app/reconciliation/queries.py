@@ -1,0 +1,63 @@
+"""What other areas read of reconciliation: a book's daily settlement (the merchant's dashboard)."""
+from dataclasses import dataclass
+from datetime import date
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from app.scoping import Scope
+
+# Days a settlement page shows at most (newest first).
+SETTLEMENT_DAYS = 90
+
+
+@dataclass(frozen=True)
+class SettlementDay:
+    """What settled for one book on one day, per PSP and currency (minor units; refunds and disputes negative)."""
+
+    day: date
+    psp: str
+    currency: str
+    gross: int
+    fees: int
+    refunds: int
+    disputes: int
+    net: int
+    lines: int
+
+
+# Lines carried in this book's postings, of each report's latest version only (a superseded version's lines were
+# reversed by the version that replaced them).
+_DAILY = text("""
+SELECT report_date, psp, currency,
+       coalesce(sum(gross) FILTER (WHERE type = 'charge'), 0)::bigint AS gross,
+       coalesce(sum(fee) FILTER (WHERE type IN ('charge', 'fee')), 0)::bigint AS fees,
+       coalesce(sum(gross) FILTER (WHERE type IN ('refund', 'refund_failure')), 0)::bigint AS refunds,
+       coalesce(sum(gross) FILTER (WHERE type = 'dispute'), 0)::bigint AS disputes,
+       sum(net)::bigint AS net, count(*) AS lines
+  FROM reconciliation_lines
+ WHERE merchant_id = :merchant_id AND livemode = :livemode AND status IN ('matched', 'mismatch', 'unchanged')
+   AND file_id NOT IN (SELECT supersedes_id FROM reconciliation_files WHERE supersedes_id IS NOT NULL)
+ GROUP BY report_date, psp, currency
+ ORDER BY report_date DESC, psp, currency
+ LIMIT :limit
+""")
+
+
+def daily_settlement(session: Session, scope: Scope, limit: int = SETTLEMENT_DAYS) -> list[SettlementDay]:
+    """A book's settlement per day, PSP and currency, newest first."""
+    return [SettlementDay(row.report_date, row.psp, row.currency, row.gross, row.fees, row.refunds, row.disputes,
+                          row.net, row.lines)
+            for row in session.execute(_DAILY, {"merchant_id": scope.merchant_id, "livemode": scope.livemode,
+                                                "limit": limit})]
+
+
+def payment_settlement(session: Session, scope: Scope, payment_id: str) -> list[dict]:
+    """The settlement lines that carried one payment (its charge line and fee), for its detail page."""
+    rows = session.execute(text("""
+        SELECT report_date, psp, type, gross, fee, net, currency, batch_id, status, transaction_id
+          FROM reconciliation_lines
+         WHERE merchant_id = :m AND livemode = :l AND object_type = 'payment' AND object_id = :p
+           AND status IN ('matched', 'mismatch', 'unchanged')
+         ORDER BY report_date, file_id, line_no"""), {"m": scope.merchant_id, "l": scope.livemode, "p": payment_id})
+    return [dict(row._mapping) for row in rows]

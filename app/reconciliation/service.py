@@ -1,0 +1,598 @@
+"""Reconciliation: import a file as received, stage its lines with COPY, match them in SQL, post per batch and book,
+file every mismatch as a break. No Flask; services flush and never commit (the job, CLI or view owns the
+transaction).
+
+Posting table (ARCHITECTURE.md, "Money flows in the ledger"; signs in each account's normal direction):
+
+| line (book)                                   | debit                                    | credit |
+|-----------------------------------------------|------------------------------------------|--------|
+| charge, matched (merchant book)               | ``psp_clearing`` net, ``psp_fees`` fee   | ``psp_receivable`` gross |
+| refund / refund_failure / dispute (merchant)  | ``psp_receivable`` or ``psp_clearing``, moved by the line's net (booked when it happened) | |
+| fee (a dispute fee, booked by the disputes issue) | ``psp_receivable`` fee               | ``psp_clearing`` fee (expensed nothing twice) |
+| unmatched, duplicate, refused (platform book) | ``psp_clearing`` net                     | ``suspense`` net |
+| deposit of a batch (each book its share)      | ``cash``                                 | ``psp_clearing`` |
+| deposit with no batch / differing from it (platform book) | ``cash`` deposited           | ``suspense`` |
+
+Fees are the platform's (``psp_fees``): no merchant setting names another fee bearer yet (the disputes issue's
+``fee_legs`` says the same). One journal transaction per batch, book and import (business key
+``settle:<batch>:<book>:<seq>``, ``deposit:<batch>:<book>:<seq>``), so a late line or a corrected version posts
+its own difference; each line keeps the id of the transaction that carries it.
+"""
+import hashlib
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
+
+from app.ids import new_id
+from app.ledger import accounts
+from app.ledger.service import CREDIT, DEBIT, Leg, post_transaction
+from app.models_base import utcnow
+from app.reconciliation.models import PLATFORM_MERCHANT_ID, BankEntry, Break, ReportFile, ReportLine
+from app.reconciliation.parsing import parse_camt053, parse_settlement_csv
+from app.scoping import Scope
+
+BANK_SOURCE = "bank"
+# What each connector charges per its contract: fee = (gross * per_mille + 500) // 1000 + fixed (the sandbox's
+# rule, sandbox_psp/settlement.py). A reported fee further than FEE_TOLERANCE from it is a fee_mismatch break.
+CONTRACTED_PRICING = {"sandbox": (29, 30), "sandbox_b": (29, 30)}
+# One minor unit: the PSP's own rounding may differ from ours by that much; more is a pricing error.
+FEE_TOLERANCE = 1
+# Days after a capture until its connector reports it: the sandbox reports a capture on its own day, Stripe's
+# balance transactions become available after two days.
+SETTLEMENT_DELAY_DAYS = {"sandbox": 0, "sandbox_b": 0, "stripe": 2}
+# Days a missing line may be late before it is a missing_at_psp break (RECONCILIATION_GRACE_DAYS): 0 files the
+# break the day the line was due, and the late line closes it the day it arrives.
+DEFAULT_GRACE_DAYS = 0
+# Captures older than this are not looked for any more (the janitor of old breaks is an operator).
+MISSING_LOOKBACK_DAYS = 30
+
+# Lines a posting carries, and in which book.
+_MERCHANT_STATUSES = ("matched", "mismatch")
+_PLATFORM_STATUSES = ("unmatched", "duplicate", "refused")
+
+
+class ReconciliationError(ValueError):
+    """A refusal with a message for the operator (a connector that settles in another currency, a bad file)."""
+
+
+@dataclass
+class RunResult:
+    """What one reconciliation run did: counts per line status, breaks opened and closed, postings made."""
+
+    file_id: str
+    created: bool
+    statuses: dict[str, int] = field(default_factory=dict)
+    breaks_opened: list[str] = field(default_factory=list)
+    breaks_closed: list[str] = field(default_factory=list)
+    transactions: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {"file": self.file_id, "created": self.created, "lines": self.statuses,
+                "breaks_opened": len(self.breaks_opened), "breaks_closed": len(self.breaks_closed),
+                "transactions": len(self.transactions)}
+
+
+def platform_scope(livemode: bool) -> Scope:
+    """The platform book of a mode: suspense and what belongs to no merchant."""
+    return Scope(PLATFORM_MERCHANT_ID, livemode)
+
+
+def _book(scope: Scope) -> str:
+    return f"{scope.merchant_id}.{scope.mode}"
+
+
+# ---------------------------------------------------------------------------------------------- files
+
+
+def store_file(session: Session, *, source: str, kind: str, livemode: bool, report_date: date, content: bytes,
+               filename: str | None = None, uploaded_by: str | None = None) -> tuple[ReportFile, bool]:
+    """Keep a file exactly as received: the same bytes again for the same day return the stored file (created
+    False); other bytes for the same source, kind and day become its next version."""
+    checksum = hashlib.sha256(content).hexdigest()
+    # One import of a day at a time (a transaction-scoped lock on the day): two imports at once must neither both
+    # store the same bytes nor both take version 2; the second waits, then (READ COMMITTED: a new statement sees
+    # the first one's commit) finds the file or numbers its version after it.
+    session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"),
+                    {"k": f"reconciliation:{source}:{kind}:{livemode}:{report_date}"})
+    existing = session.scalars(select(ReportFile).where(
+        ReportFile.source == source, ReportFile.kind == kind, ReportFile.livemode == livemode,
+        ReportFile.report_date == report_date, ReportFile.checksum == checksum)).one_or_none()
+    if existing is not None:
+        return existing, False
+    latest = session.scalars(select(ReportFile).where(
+        ReportFile.source == source, ReportFile.kind == kind, ReportFile.livemode == livemode,
+        ReportFile.report_date == report_date).order_by(ReportFile.version.desc()).limit(1)).one_or_none()
+    row = ReportFile(id=new_id("rfile"), source=source, kind=kind, livemode=livemode, report_date=report_date,
+                     version=(latest.version + 1) if latest else 1, checksum=checksum, content=content,
+                     filename=filename, supersedes_id=latest.id if latest else None, uploaded_by=uploaded_by)
+    session.add(row)
+    session.flush()
+    return row, True
+
+
+def _stage_lines(session: Session, report: ReportFile) -> int:
+    """COPY the report's lines into reconciliation_lines, streamed from the parser (memory stays flat)."""
+    raw = session.connection().connection.driver_connection
+    count = 0
+    with raw.cursor() as cursor:
+        with cursor.copy("COPY reconciliation_lines (file_id, line_no, psp, livemode, report_date, batch_id, "
+                         "reference, type, gross, fee, net, currency, status) FROM STDIN") as copy:
+            for count, line in enumerate(parse_settlement_csv(report.content), start=1):
+                copy.write_row((report.id, count, report.source, report.livemode, report.report_date, line.batch_id,
+                                line.reference, line.type, line.gross, line.fee, line.net, line.currency, "staged"))
+    return count
+
+
+# ---------------------------------------------------------------------------------------------- matching
+
+# A corrected version: lines equal to one of the version it supersedes change nothing ('unchanged'); lines of the
+# old version left without an equal are 'superseded' (their posting is reversed by the new one).
+_PAIR_UNCHANGED = text("""
+WITH new AS (
+    SELECT line_no, reference, type, gross, fee, currency, batch_id,
+           row_number() OVER (PARTITION BY reference, type, gross, fee, currency, batch_id ORDER BY line_no) AS n
+      FROM reconciliation_lines WHERE file_id = :file_id),
+old AS (
+    SELECT line_no, reference, type, gross, fee, currency, batch_id, merchant_id, object_type, object_id,
+           expected_amount, expected_currency, transaction_id, status,
+           row_number() OVER (PARTITION BY reference, type, gross, fee, currency, batch_id ORDER BY line_no) AS n
+      FROM reconciliation_lines WHERE file_id = :old_id AND status <> 'superseded'),
+pairs AS (
+    SELECT new.line_no AS new_no, old.* FROM new JOIN old USING (reference, type, gross, fee, currency, batch_id, n))
+UPDATE reconciliation_lines l SET status = 'unchanged',
+       -- the book that carries it: a merchant's for matched lines, none (the platform's) for the others
+       merchant_id = CASE WHEN p.status IN ('matched', 'mismatch', 'unchanged') THEN p.merchant_id END,
+       object_type = p.object_type,
+       object_id = p.object_id, expected_amount = p.expected_amount, expected_currency = p.expected_currency,
+       transaction_id = p.transaction_id
+  FROM pairs p WHERE l.file_id = :file_id AND l.line_no = p.new_no
+""")
+_SUPERSEDE_OLD = text("""
+UPDATE reconciliation_lines o SET status = 'superseded'
+ WHERE o.file_id = :old_id AND o.status NOT IN ('superseded')
+   AND NOT EXISTS (SELECT 1 FROM reconciliation_lines n
+                    WHERE n.file_id = :file_id AND n.status = 'unchanged' AND n.reference = o.reference
+                      AND n.type = o.type AND n.gross = o.gross AND n.fee = o.fee AND n.currency = o.currency
+                      AND n.batch_id = o.batch_id AND n.transaction_id IS NOT DISTINCT FROM o.transaction_id)
+RETURNING o.line_no
+""")
+
+# The second and later line of the same movement (reference, type and direction) in this file, or a movement an
+# earlier report already carried (not a superseded version's line): a duplicate.
+_DUPLICATES = text("""
+WITH ranked AS (
+    SELECT line_no, row_number() OVER (PARTITION BY reference, type, sign(gross) ORDER BY line_no) AS n
+      FROM reconciliation_lines WHERE file_id = :file_id AND status = 'staged')
+UPDATE reconciliation_lines l SET status = 'duplicate'
+  FROM ranked r
+ WHERE l.file_id = :file_id AND l.line_no = r.line_no
+   AND (r.n > 1 OR EXISTS (
+        SELECT 1 FROM reconciliation_lines e
+         WHERE e.psp = l.psp AND e.livemode = l.livemode AND e.reference = l.reference AND e.type = l.type
+           AND sign(e.gross) = sign(l.gross) AND e.file_id <> l.file_id
+           AND e.status IN ('matched', 'mismatch', 'unchanged', 'refused')))
+""")
+
+# What Kassa booked for each kind of line: the object, its book, the amount it booked (in the line's sign) and
+# the business key of the posting that booked it (a line whose posting is missing matches nothing).
+_CANDIDATES = """
+    SELECT 'payment' AS object_type, p.id AS object_id, p.merchant_id, p.amount_received AS expected,
+           p.currency AS expected_currency, p.psp_reference AS reference, 'charge' AS type, 1 AS direction,
+           'capture:' || p.id AS business_key
+      FROM payments p WHERE p.connector = :psp AND p.livemode = :livemode AND p.psp_reference IS NOT NULL
+    UNION ALL
+    SELECT 'refund', r.id, r.merchant_id, -r.amount, r.currency, r.psp_reference, 'refund', -1, 'refund:' || r.id
+      FROM refunds r JOIN payments p ON p.id = r.payment_id AND p.merchant_id = r.merchant_id
+     WHERE coalesce(r.connector, p.connector) = :psp AND r.livemode = :livemode AND r.psp_reference IS NOT NULL
+    UNION ALL
+    SELECT 'refund', r.id, r.merchant_id, r.amount, r.currency, r.psp_reference, 'refund_failure', 1,
+           'refund_reversal:' || r.id
+      FROM refunds r JOIN payments p ON p.id = r.payment_id AND p.merchant_id = r.merchant_id
+     WHERE coalesce(r.connector, p.connector) = :psp AND r.livemode = :livemode AND r.psp_reference IS NOT NULL
+    UNION ALL
+    SELECT 'dispute', d.id, d.merchant_id, -d.amount, d.currency, d.psp_reference, 'dispute', -1, 'dispute:' || d.id
+      FROM disputes d WHERE coalesce(d.connector, d.psp) = :psp AND d.livemode = :livemode
+    UNION ALL
+    SELECT 'dispute', d.id, d.merchant_id, d.amount, d.currency, d.psp_reference, 'dispute', 1,
+           'dispute_reinstated:' || d.id
+      FROM disputes d WHERE coalesce(d.connector, d.psp) = :psp AND d.livemode = :livemode
+    UNION ALL
+    SELECT 'dispute', d.id, d.merchant_id, -coalesce(d.fee, 0), coalesce(d.fee_currency, d.currency),
+           d.psp_reference, 'fee', -1, 'dispute_fee:' || d.id
+      FROM disputes d WHERE coalesce(d.connector, d.psp) = :psp AND d.livemode = :livemode
+"""
+# Set-based: one statement matches every staged line of the file. A charge compares its gross, a fee line its
+# fee (as a negative net), other lines their gross; the currency must be the one booked ('refused' otherwise:
+# connectors that settle in another currency wait for FX).
+_MATCH = text(f"""
+WITH candidates AS ({_CANDIDATES})
+UPDATE reconciliation_lines l
+   SET merchant_id = c.merchant_id, object_type = c.object_type, object_id = c.object_id,
+       expected_amount = c.expected, expected_currency = c.expected_currency,
+       status = CASE WHEN c.expected_currency <> l.currency THEN 'refused'
+                     WHEN c.expected = CASE WHEN l.type = 'fee' THEN l.net ELSE l.gross END THEN 'matched'
+                     ELSE 'mismatch' END
+  FROM candidates c
+ WHERE l.file_id = :file_id AND l.status = 'staged' AND c.reference = l.reference AND c.type = l.type
+   AND c.direction = CASE WHEN l.type = 'fee' THEN -1 WHEN l.gross < 0 THEN -1 ELSE 1 END
+   AND EXISTS (SELECT 1 FROM ledger_transactions t WHERE t.merchant_id = c.merchant_id
+                  AND t.livemode = :livemode AND t.business_key = c.business_key)
+""")
+_UNMATCHED = text("UPDATE reconciliation_lines SET status = 'unmatched' WHERE file_id = :file_id AND status = 'staged'")
+
+
+def _match(session: Session, report: ReportFile) -> None:
+    params = {"file_id": report.id, "psp": report.source, "livemode": report.livemode}
+    if report.supersedes_id:
+        session.execute(_PAIR_UNCHANGED, {"file_id": report.id, "old_id": report.supersedes_id})
+        session.execute(_SUPERSEDE_OLD, {"file_id": report.id, "old_id": report.supersedes_id})
+    session.execute(_DUPLICATES, {"file_id": report.id})
+    session.execute(_MATCH, params)
+    session.execute(_UNMATCHED, {"file_id": report.id})
+
+
+def _differences(session: Session, report: ReportFile) -> dict:
+    """What a corrected version changed: lines added, and lines of the previous version no longer there."""
+    if not report.supersedes_id:
+        return {}
+    shape = "reference, type, gross, fee, net, currency, batch_id"
+    added = session.execute(text(f"SELECT {shape} FROM reconciliation_lines WHERE file_id = :f AND status <> 'unchanged' "
+                                 "ORDER BY line_no"), {"f": report.id}).all()
+    removed = session.execute(text(f"SELECT {shape} FROM reconciliation_lines WHERE file_id = :f AND status = 'superseded' "
+                                   "ORDER BY line_no"), {"f": report.supersedes_id}).all()
+    return {"previous_version": report.version - 1,
+            "added": [list(row) for row in added], "removed": [list(row) for row in removed]}
+
+
+# ---------------------------------------------------------------------------------------------- posting
+
+
+def _line_changes(line_type: str, gross: int, fee: int, net: int, psp: str, currency: str, platform: bool):
+    """Signed changes per account (in each account's normal direction) that one line's settlement makes."""
+    if platform:
+        return {accounts.psp_clearing(psp, currency): net, accounts.suspense(psp, currency): net}
+    if line_type == "fee":
+        # The dispute fee was expensed when booked: receivable back up by it, clearing down by it.
+        return {accounts.psp_clearing(psp, currency): net, accounts.psp_receivable(psp, currency): -net}
+    return {accounts.psp_clearing(psp, currency): net, accounts.psp_fees(currency): fee,
+            accounts.psp_receivable(psp, currency): -gross}
+
+
+# Liabilities grow with credits; the assets and expenses used here with debits.
+_CREDIT_NORMAL = ("suspense", "seller_payable", "merchant_revenue", "payouts_in_transit")
+
+
+def legs_from_changes(changes: dict[str, int], currency_of) -> list[Leg]:
+    """Legs that make each account's balance change by its signed amount (zero changes dropped)."""
+    legs = []
+    for code, change in sorted(changes.items()):
+        if not change:
+            continue
+        normal = CREDIT if code.split(":")[0] in _CREDIT_NORMAL else DEBIT
+        other = DEBIT if normal == CREDIT else CREDIT
+        legs.append(Leg(code, normal if change > 0 else other, abs(change), currency_of(code)))
+    return legs
+
+
+def _currency(code: str) -> str:
+    return code.rsplit(":", 1)[1]
+
+
+# Sums per batch, book and currency of what this file's lines settle (and, for a corrected version, minus what the
+# lines it superseded had settled, in the books that carried them). Aggregated in SQL: memory stays flat however
+# long the file; Python sees one row per batch, book and currency.
+_SETTLEMENT_SUMS = text("""
+WITH moved AS (
+    SELECT batch_id, currency, type, gross, fee, net, 1 AS sign,
+           CASE WHEN status IN ('unmatched', 'duplicate', 'refused') THEN :platform ELSE merchant_id END AS book
+      FROM reconciliation_lines
+     WHERE file_id = :f AND status IN ('matched', 'mismatch', 'unmatched', 'duplicate', 'refused')
+    UNION ALL
+    SELECT l.batch_id, l.currency, l.type, l.gross, l.fee, l.net, -1, t.merchant_id
+      FROM reconciliation_lines l JOIN ledger_transactions t ON t.id = l.transaction_id
+     WHERE l.file_id = :old AND l.status = 'superseded')
+SELECT batch_id, book, currency,
+       coalesce(sum(sign * net), 0)::bigint AS net,
+       coalesce(sum(sign * fee) FILTER (WHERE type <> 'fee'), 0)::bigint AS fee,
+       coalesce(sum(sign * gross) FILTER (WHERE type <> 'fee'), 0)::bigint AS gross,
+       coalesce(sum(sign * net) FILTER (WHERE type = 'fee'), 0)::bigint AS fee_lines_net
+  FROM moved GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+""")
+_LINK_LINES = text("""
+UPDATE reconciliation_lines l SET transaction_id = m.transaction_id
+  FROM unnest(CAST(:batches AS text[]), CAST(:books AS text[]), CAST(:transactions AS text[]))
+       AS m(batch_id, book, transaction_id)
+ WHERE l.file_id = :f AND l.status IN ('matched', 'mismatch', 'unmatched', 'duplicate', 'refused')
+   AND l.batch_id = m.batch_id
+   AND m.book = CASE WHEN l.status IN ('unmatched', 'duplicate', 'refused') THEN :platform ELSE l.merchant_id END
+""")
+
+
+def _post_settlement(session: Session, report: ReportFile, hmac_key: bytes, result: RunResult) -> None:
+    """One transaction per batch and book for this file's lines (and the reversal of superseded ones)."""
+    groups: dict[tuple[str, str], dict] = defaultdict(lambda: defaultdict(int))
+    for row in session.execute(_SETTLEMENT_SUMS, {"f": report.id, "old": report.supersedes_id or "",
+                                                  "platform": PLATFORM_MERCHANT_ID}):
+        changes = groups[(row.batch_id, row.book)]
+        clearing = accounts.psp_clearing(report.source, row.currency)
+        if row.book == PLATFORM_MERCHANT_ID:
+            changes[clearing] += row.net
+            changes[accounts.suspense(report.source, row.currency)] += row.net
+            continue
+        # Charges, refunds, disputes (see _line_changes): clearing by net, fees by fee, receivable by -gross; a
+        # dispute-fee line: clearing by its net, receivable back up by as much.
+        changes[clearing] += row.net
+        changes[accounts.psp_fees(row.currency)] += row.fee
+        changes[accounts.psp_receivable(report.source, row.currency)] += -row.gross - row.fee_lines_net
+    seq = f"{report.report_date:%Y%m%d}v{report.version}"
+    links = {"batches": [], "books": [], "transactions": []}
+    for (batch, merchant_id), changes in sorted(groups.items()):
+        scope = Scope(merchant_id, report.livemode)
+        legs = legs_from_changes(changes, _currency)
+        if not legs:
+            continue
+        posted = post_transaction(
+            session, scope, f"settle:{batch}:{_book(scope)}:{seq}", "settlement", legs, hmac_key=hmac_key,
+            description=f"Settlement of {report.source} batch {batch}, report of {report.report_date} "
+                        f"v{report.version}", reference=batch)
+        result.transactions.append(posted.id)
+        for key, value in (("batches", batch), ("books", merchant_id), ("transactions", posted.id)):
+            links[key].append(value)
+    if links["batches"]:
+        session.execute(_LINK_LINES, {"f": report.id, "platform": PLATFORM_MERCHANT_ID, **links})
+    # An automatic match is the line itself (its book, object and transaction): a row per line in
+    # reconciliation_matches would double the writes of a million-line file (bench/RESULTS.md); that table holds the
+    # operators' matches by hand (app/reconciliation/resolution.py).
+
+
+# ---------------------------------------------------------------------------------------------- breaks
+
+
+def open_break(session: Session, scope: Scope, *, type_: str, psp: str, dedupe_key: str, report_date: date,
+               currency: str, kassa_amount: int | None, psp_amount: int | None, reference: str | None = None,
+               batch_id: str | None = None, object_type: str | None = None, object_id: str | None = None,
+               lines: list[dict] | None = None, detail: str = "", now: datetime | None = None) -> Break | None:
+    """File a break once per cause (its dedupe key in its book); None when it is already filed."""
+    existing = session.scalars(scope.select(Break, Break.dedupe_key == dedupe_key)).one_or_none()
+    if existing is not None:
+        return None
+    row = scope.new(Break, id=new_id("brk"), type=type_, psp=psp, dedupe_key=dedupe_key, status="open",
+                    report_date=report_date, currency=currency, kassa_amount=kassa_amount, psp_amount=psp_amount,
+                    reference=reference, batch_id=batch_id, object_type=object_type, object_id=object_id,
+                    lines=lines or [], detail=detail, opened_at=now or utcnow())
+    session.add(row)
+    session.flush()
+    from app.events import record_event
+
+    record_event(session, platform_scope(scope.livemode), "reconciliation.break_opened", "reconciliation_break",
+                 row.id, break_object(row))
+    return row
+
+
+def break_object(row: Break) -> dict:
+    """A break as JSON (CLI, events, console)."""
+    return {"id": row.id, "object": "reconciliation_break", "type": row.type, "status": row.status,
+            "merchant": row.merchant_id, "livemode": row.livemode, "psp": row.psp,
+            "report_date": row.report_date.isoformat(), "reference": row.reference, "batch": row.batch_id,
+            "currency": row.currency, "kassa_amount": row.kassa_amount, "psp_amount": row.psp_amount,
+            "object_type": row.object_type, "object_id": row.object_id, "lines": row.lines, "detail": row.detail,
+            "assigned_to": row.assigned_to, "opened_at": row.opened_at.isoformat() if row.opened_at else None,
+            "closed_at": row.closed_at.isoformat() if row.closed_at else None, "resolution": row.resolution,
+            "resolution_note": row.resolution_note, "resolved_by": row.resolved_by,
+            "resolution_transaction": row.resolution_transaction_id}
+
+
+def _line_breaks(session: Session, report: ReportFile, result: RunResult, now: datetime) -> None:
+    pricing = CONTRACTED_PRICING.get(report.source)
+    # Only lines that can open a break are read (a clean file of a million lines reads none): the fee check is SQL.
+    suspicious = ReportLine.status.in_(("mismatch", "unmatched", "duplicate", "refused"))
+    if pricing:
+        per_mille, fixed = pricing
+        contracted = (ReportLine.gross * per_mille + 500) // 1000 + fixed  # as sandbox_psp/settlement.py: half up
+        suspicious = suspicious | ((ReportLine.status == "matched") & (ReportLine.type == "charge")
+                                   & (func.abs(ReportLine.fee - contracted) > FEE_TOLERANCE))
+    rows = session.execute(select(ReportLine).where(ReportLine.file_id == report.id, suspicious)
+                           .order_by(ReportLine.line_no)).scalars().all()
+    for line in rows:
+        where = [{"file": report.id, "line": line.line_no}]
+        common = dict(psp=report.source, report_date=report.report_date, reference=line.reference,
+                      batch_id=line.batch_id, lines=where, now=now)
+        opened = None
+        sign = "+" if line.gross >= 0 else "-"
+        if line.status == "unmatched":
+            opened = open_break(session, platform_scope(report.livemode), type_="missing_in_kassa",
+                                dedupe_key=f"missing_in_kassa:{report.source}:{line.reference}:{line.type}:{sign}",
+                                currency=line.currency, kassa_amount=None, psp_amount=line.net,
+                                detail=f"The {line.type} line of {line.reference} matches nothing Kassa booked; its "
+                                       "net is in suspense.", **common)
+        elif line.status == "duplicate":
+            opened = open_break(session, platform_scope(report.livemode), type_="duplicate",
+                                dedupe_key=f"duplicate:{report.id}:{line.line_no}", currency=line.currency,
+                                kassa_amount=None, psp_amount=line.net,
+                                detail=f"The {line.type} line of {line.reference} was reported before; its net is "
+                                       "in suspense.", **common)
+        elif line.status == "refused":
+            opened = open_break(session, Scope(line.merchant_id, report.livemode), type_="currency_mismatch",
+                                dedupe_key=f"currency_mismatch:{report.source}:{line.reference}:{line.type}:{sign}",
+                                currency=line.currency, kassa_amount=line.expected_amount, psp_amount=line.gross,
+                                object_type=line.object_type, object_id=line.object_id,
+                                detail=f"Reported in {line.currency}, booked in {line.expected_currency}: settling "
+                                       "in another currency waits for FX; the line is in the platform's suspense.",
+                                **common)
+        elif line.status == "mismatch":
+            opened = open_break(session, Scope(line.merchant_id, report.livemode), type_="amount_mismatch",
+                                dedupe_key=f"amount_mismatch:{report.source}:{line.reference}:{line.type}:{sign}",
+                                currency=line.currency, kassa_amount=line.expected_amount,
+                                psp_amount=line.net if line.type == "fee" else line.gross,
+                                object_type=line.object_type, object_id=line.object_id,
+                                detail="Posted as reported; the difference stays in psp_receivable.", **common)
+        elif line.type == "charge" and pricing:
+            per_mille, fixed = pricing
+            contracted = (line.gross * per_mille + 500) // 1000 + fixed
+            if abs(line.fee - contracted) > FEE_TOLERANCE:
+                opened = open_break(session, Scope(line.merchant_id, report.livemode), type_="fee_mismatch",
+                                    dedupe_key=f"fee_mismatch:{report.source}:{line.reference}",
+                                    currency=line.currency, kassa_amount=contracted, psp_amount=line.fee,
+                                    object_type=line.object_type, object_id=line.object_id,
+                                    detail=f"Fee {line.fee} where the contract says {contracted}; posted as reported.",
+                                    **common)
+        if opened is not None:
+            result.breaks_opened.append(opened.id)
+
+
+def _missing_at_psp(session: Session, report: ReportFile, grace_days: int, result: RunResult, now: datetime) -> None:
+    """Captures due in a report by now (settlement delay + grace) that no report carried: missing_at_psp."""
+    cutoff = report.report_date - timedelta(days=SETTLEMENT_DELAY_DAYS.get(report.source, 0) + grace_days)
+    rows = session.execute(text("""
+        SELECT p.merchant_id, p.id, p.psp_reference, p.amount_received, p.currency, p.captured_at
+          FROM payments p
+         WHERE p.connector = :psp AND p.livemode = :livemode AND p.amount_received > 0 AND p.psp_reference IS NOT NULL
+           AND p.captured_at >= CAST(:since AS date) AND p.captured_at < CAST(:cutoff AS date) + 1
+           AND NOT EXISTS (SELECT 1 FROM reconciliation_lines l
+                            WHERE l.psp = :psp AND l.livemode = :livemode AND l.reference = p.psp_reference
+                              AND l.type = 'charge' AND l.status IN ('matched', 'mismatch', 'unchanged', 'refused'))
+         ORDER BY p.captured_at"""), {"psp": report.source, "livemode": report.livemode, "cutoff": cutoff,
+                                       "since": cutoff - timedelta(days=MISSING_LOOKBACK_DAYS)}).all()
+    for row in rows:
+        opened = open_break(session, Scope(row.merchant_id, report.livemode), type_="missing_at_psp", psp=report.source,
+                            dedupe_key=f"missing_at_psp:{report.source}:{row.psp_reference}:charge",
+                            report_date=report.report_date, currency=row.currency, kassa_amount=row.amount_received,
+                            psp_amount=None, reference=row.psp_reference, object_type="payment", object_id=row.id,
+                            detail=f"Captured on {row.captured_at:%Y-%m-%d}; no report of {report.source} carries it.",
+                            now=now)
+        if opened is not None:
+            result.breaks_opened.append(opened.id)
+
+
+def _close_late(session: Session, report: ReportFile, result: RunResult, now: datetime) -> None:
+    """A line that arrived late closes the missing_at_psp break of what it carries."""
+    closed = session.execute(text("""
+        UPDATE reconciliation_breaks b SET status = 'closed', closed_at = :now
+          FROM reconciliation_lines l
+         WHERE l.file_id = :f AND l.status IN ('matched', 'mismatch') AND b.merchant_id = l.merchant_id
+           AND b.livemode = l.livemode AND b.status = 'open' AND b.type = 'missing_at_psp' AND b.psp = l.psp
+           AND b.reference = l.reference
+        RETURNING b.id"""), {"f": report.id, "now": now}).scalars().all()
+    result.breaks_closed.extend(closed)
+
+
+# ---------------------------------------------------------------------------------------------- runs
+
+
+def reconcile_settlement(session: Session, *, psp: str, livemode: bool, report_date: date, content: bytes,
+                         hmac_key: bytes, grace_days: int = DEFAULT_GRACE_DAYS, filename: str | None = None,
+                         uploaded_by: str | None = None, now: datetime | None = None) -> RunResult:
+    """Import one settlement report and reconcile it: stage, match, post, file breaks. The same bytes again
+    change nothing; a corrected version posts only its difference."""
+    now = now or utcnow()
+    report, created = store_file(session, source=psp, kind="settlement", livemode=livemode, report_date=report_date,
+                                 content=content, filename=filename, uploaded_by=uploaded_by)
+    result = RunResult(report.id, created)
+    if created:
+        report.line_count = _stage_lines(session, report)
+        _match(session, report)
+        report.differences = _differences(session, report)
+        _post_settlement(session, report, hmac_key, result)
+        _line_breaks(session, report, result, now)
+        _close_late(session, report, result, now)
+        _missing_at_psp(session, report, grace_days, result, now)
+        session.flush()
+        from app.events import record_event
+
+        record_event(session, platform_scope(livemode), "reconciliation.completed", "reconciliation_file", report.id,
+                     {"id": report.id, "object": "reconciliation_file", "source": psp, "kind": "settlement",
+                      "report_date": report_date.isoformat(), "version": report.version, **result.as_dict()})
+    result.statuses = dict(session.execute(
+        select(ReportLine.status, func.count()).where(ReportLine.file_id == report.id).group_by(ReportLine.status)).all())
+    return result
+
+
+def reconcile_statement(session: Session, *, livemode: bool, report_date: date, content: bytes, hmac_key: bytes,
+                        filename: str | None = None, uploaded_by: str | None = None,
+                        now: datetime | None = None) -> RunResult:
+    """Import a camt.053 bank statement: each deposit against its batch (three-way), each book's share of a batch
+    paid in full moved from psp_clearing to cash; a deposit that differs from its batch or names none is a break
+    and its money waits in the platform's suspense."""
+    now = now or utcnow()
+    statement, created = store_file(session, source=BANK_SOURCE, kind="bank_statement", livemode=livemode,
+                                    report_date=report_date, content=content, filename=filename,
+                                    uploaded_by=uploaded_by)
+    result = RunResult(statement.id, created)
+    if not created:
+        result.statuses = dict(session.execute(select(BankEntry.status, func.count()).where(
+            BankEntry.file_id == statement.id).group_by(BankEntry.status)).all())
+        return result
+    entries = list(parse_camt053(statement.content))
+    statement.line_count = len(entries)
+    seq = f"{report_date:%Y%m%d}v{statement.version}"
+    for number, entry in enumerate(entries, start=1):
+        row = BankEntry(file_id=statement.id, entry_no=number, livemode=livemode, booking_date=entry.booking_date,
+                        amount=entry.amount, currency=entry.currency, batch_id=entry.batch_id,
+                        bank_reference=entry.bank_reference, status="staged")
+        session.add(row)
+        session.flush()
+        row.status = _deposit(session, statement, row, seq, hmac_key, result, now)
+    session.flush()
+    from app.events import record_event
+
+    result.statuses = dict(session.execute(select(BankEntry.status, func.count()).where(
+        BankEntry.file_id == statement.id).group_by(BankEntry.status)).all())
+    record_event(session, platform_scope(livemode), "reconciliation.completed", "reconciliation_file", statement.id,
+                 {"id": statement.id, "object": "reconciliation_file", "source": BANK_SOURCE, "kind": "bank_statement",
+                  "report_date": report_date.isoformat(), "version": statement.version, **result.as_dict()})
+    return result
+
+
+def _deposit(session: Session, statement: ReportFile, entry: BankEntry, seq: str, hmac_key: bytes,
+             result: RunResult, now: datetime) -> str:
+    """Match one bank entry to its batch and post it; the entry's status."""
+    # Each book's share of the batch: its lines of the latest version of each report (superseded ones excluded).
+    shares = session.execute(text("""
+        SELECT CASE WHEN status IN ('matched', 'mismatch', 'unchanged') AND merchant_id IS NOT NULL
+                    THEN merchant_id ELSE :platform END AS book,
+               psp, currency, sum(net)::bigint AS total
+          FROM reconciliation_lines
+         WHERE livemode = :livemode AND batch_id = :batch AND status NOT IN ('superseded', 'staged')
+           AND file_id NOT IN (SELECT supersedes_id FROM reconciliation_files WHERE supersedes_id IS NOT NULL)
+         GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"""), {"livemode": statement.livemode, "batch": entry.batch_id or "",
+                                "platform": PLATFORM_MERCHANT_ID}).all()
+    entry_ref = [{"file": statement.id, "entry": entry.entry_no}]
+    platform = platform_scope(statement.livemode)
+    psp = shares[0].psp if shares else BANK_SOURCE
+    total = sum(share.total for share in shares)
+    currencies = {share.currency for share in shares}
+    if not shares or currencies != {entry.currency} or total != entry.amount:
+        kind = "deposit_without_batch" if not shares else "deposit_mismatch"
+        opened = open_break(session, platform, type_=kind, psp=psp,
+                            dedupe_key=f"{kind}:{entry.batch_id or entry.bank_reference}:{entry.currency}",
+                            report_date=statement.report_date, currency=entry.currency,
+                            kassa_amount=total if shares else None, psp_amount=entry.amount,
+                            batch_id=entry.batch_id, lines=entry_ref, now=now,
+                            detail="The deposit names no batch Kassa knows; it is in suspense." if not shares else
+                            f"Batch total {total} {'/'.join(sorted(currencies))}, deposited {entry.amount} "
+                            f"{entry.currency}; the deposit is in suspense until resolved.")
+        if opened is not None:
+            result.breaks_opened.append(opened.id)
+        if entry.amount:
+            legs = legs_from_changes({accounts.cash(entry.currency): entry.amount,
+                                      accounts.suspense(psp, entry.currency): entry.amount}, _currency)
+            posted = post_transaction(session, platform,
+                                      f"deposit:{entry.batch_id or entry.bank_reference}:{_book(platform)}:{seq}",
+                                      "deposit", legs, hmac_key=hmac_key, reference=entry.batch_id,
+                                      description=f"Bank deposit {entry.bank_reference} not matched to its batch")
+            result.transactions.append(posted.id)
+        return "unmatched" if not shares else "mismatch"
+    for share in shares:
+        if not share.total:
+            continue
+        scope = Scope(share.book, statement.livemode)
+        legs = legs_from_changes({accounts.cash(share.currency): share.total,
+                                  accounts.psp_clearing(share.psp, share.currency): -share.total}, _currency)
+        posted = post_transaction(session, scope, f"deposit:{entry.batch_id}:{_book(scope)}:{seq}", "deposit", legs,
+                                  hmac_key=hmac_key, reference=entry.batch_id,
+                                  description=f"Deposit of batch {entry.batch_id} ({entry.bank_reference})")
+        result.transactions.append(posted.id)
+    return "matched"

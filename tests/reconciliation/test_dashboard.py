@@ -1,0 +1,59 @@
+"""Dashboard > Settlement: a merchant sees what settled for its own book per day (gross, fees, refunds, disputes,
+net) and exports it as CSV; another merchant's settlement and breaks never show."""
+import csv
+import datetime as dt
+import io
+
+from app.reconciliation.models import Break
+from app.scoping import Scope
+from tests import factories
+from tests.dashboard.conftest import login_as
+from tests.reconciliation.helpers import FakeSandbox, reconcile
+
+DAY = dt.date(2036, 5, 4)
+
+
+def test_a_merchant_sees_its_own_daily_settlement_and_exports_it(app, client, db_session):
+    mine = factories.merchant(db_session, name="Settled shop")
+    theirs = factories.merchant(db_session, name="Other shop")
+    owner = factories.member(db_session, mine, role="owner")
+    other_owner = factories.member(db_session, theirs, role="owner")
+    db_session.commit()
+    sandbox = FakeSandbox(DAY)
+    scope, other = Scope(mine.id, False), Scope(theirs.id, False)
+    payment = sandbox.capture(db_session, scope, 10000)
+    sandbox.refund(db_session, scope, payment, 2500)
+    their_payment = sandbox.capture(db_session, other, 7000)
+    sandbox.faults.append({"action": "alter", "reference": their_payment.psp_reference, "amount": -1})
+    reconcile(db_session, sandbox)
+    assert db_session.scalars(other.select(Break)).one().type == "amount_mismatch"
+    db_session.commit()
+
+    login_as(client, db_session, owner)
+    page = client.get(f"/dashboard/{mine.id}/test/settlement")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert DAY.isoformat() in html and "$100.00" in html and "-$25.00" in html and "$71.80" in html
+    assert "$70.00" not in html and "$69.99" not in html  # the other merchant's charge
+    exported = client.get(f"/dashboard/{mine.id}/test/settlement.csv")
+    rows = list(csv.DictReader(io.StringIO(exported.get_data(as_text=True))))
+    assert rows == [{"date": DAY.isoformat(), "psp": "sandbox", "currency": "USD", "gross": "10000", "fees": "320",
+                     "refunds": "-2500", "disputes": "0", "net": "7180", "lines": "2"}]
+    # Another merchant's page is not this owner's to open.
+    assert client.get(f"/dashboard/{theirs.id}/test/settlement").status_code in (403, 404)
+
+    login_as(client, db_session, other_owner)
+    theirs_page = client.get(f"/dashboard/{theirs.id}/test/settlement.csv").get_data(as_text=True)
+    assert "6999" in theirs_page and "10000" not in theirs_page
+
+
+def test_the_payment_detail_shows_its_settlement_line_and_fee(app, client, db_session):
+    shop = factories.merchant(db_session, name="Detail shop")
+    owner = factories.member(db_session, shop, role="owner")
+    db_session.commit()
+    sandbox = FakeSandbox(DAY + dt.timedelta(days=40))
+    payment = sandbox.capture(db_session, Scope(shop.id, False), 4000)
+    reconcile(db_session, sandbox)
+    login_as(client, db_session, owner)
+    html = client.get(f"/dashboard/{shop.id}/test/payments/{payment.id}").get_data(as_text=True)
+    assert 'id="settlement-heading"' in html and "$1.46" in html and sandbox.batch() in html

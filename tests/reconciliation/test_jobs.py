@@ -1,0 +1,44 @@
+"""The scheduled fetch: every past day (7 back) without a file is due, per sandbox acquirer and for the bank; a fetch
+that fails stays due and is asked again at the next sweep, and an imported day is never fetched again."""
+from datetime import timedelta
+
+from sqlalchemy import func, select
+
+from app.jobs import reconciliation as jobs
+from app.models_base import utcnow
+from app.reconciliation import fetch
+from app.reconciliation.models import ReportFile
+
+EMPTY = b"reference,type,gross,fee,net,currency,batch_id\n"
+STATEMENT = (b'<?xml version="1.0"?><Document xmlns="urn:iso:std:iso:20022:tech:xsd:camt.053.001.02">'
+             b"<BkToCstmrStmt><Stmt><Id>S</Id></Stmt></BkToCstmrStmt></Document>")
+
+
+def test_past_days_are_fetched_once_and_failures_stay_due(app, db_session, monkeypatch):
+    broken_day = utcnow().date() - timedelta(days=2)
+    day_of_the_failure = broken_day
+    asked = []
+
+    def settlement(config, psp, day):
+        asked.append((psp, day))
+        if psp == "sandbox_b" and day == broken_day:
+            raise fetch.FetchFailed("sandbox_b: ConnectTimeout")
+        return EMPTY  # nothing settled: the same bytes every day, one file per day all the same
+
+    def statement(config, day):
+        raise fetch.FetchFailed("bank: HTTP 503")
+
+    monkeypatch.setattr(fetch, "fetch_settlement", settlement)
+    monkeypatch.setattr(fetch, "fetch_statement", statement)
+    first = jobs.fetch_due_reports()
+    assert len(first["imported"]) == 13 and f"sandbox_b:{broken_day}" in first["failed"]
+    assert len([f for f in first["failed"] if f.startswith("bank:")]) == 7
+    assert db_session.scalar(select(func.count()).select_from(ReportFile)) == 13
+    db_session.commit()
+
+    asked.clear()
+    broken_day += timedelta(days=100)  # sandbox_b answers again
+    monkeypatch.setattr(fetch, "fetch_statement", lambda config, day: STATEMENT)
+    second = jobs.fetch_due_reports()
+    assert f"sandbox_b:{day_of_the_failure}" in second["imported"] and not second["failed"]
+    assert asked == [("sandbox_b", broken_day - timedelta(days=100))]  # imported days are not fetched again

@@ -1,0 +1,170 @@
+"""Reconciliation of sandbox settlement reports and camt.053 statements against the ledger (in-process).
+
+Each test has its own days (40 days apart: the missing-at-PSP look-back is 30), its own merchant, and files the
+sandbox's own code writes for the payments the test captured (helpers.FakeSandbox), faults included.
+"""
+import datetime as dt
+import itertools
+
+import pytest
+from sqlalchemy import select
+
+from app.ledger import accounts
+from app.reconciliation.models import Break, ReportFile, ReportLine
+from app.reconciliation.service import platform_scope
+from tests.disputes.helpers import verify_ledger
+from tests.reconciliation.helpers import PLATFORM, FakeSandbox, balance, deposit, reconcile
+
+_days = itertools.count()
+
+
+@pytest.fixture
+def sandbox():
+    return FakeSandbox(dt.date(2031, 1, 1) + dt.timedelta(days=40 * next(_days)))
+
+
+def breaks(session, scope, **criteria) -> list[Break]:
+    rows = session.scalars(scope.select(Break, *[getattr(Break, k) == v for k, v in criteria.items()])
+                           .order_by(Break.opened_at)).all()
+    session.commit()
+    return rows
+
+
+def test_a_clean_day_reconciles_with_no_break_and_balanced_clearing(app, db_session, shop, sandbox):
+    scope = shop["scope"]
+    first = sandbox.capture(db_session, scope, 10000)
+    sandbox.capture(db_session, scope, 2500)
+    sandbox.refund(db_session, scope, first, 3000)
+
+    result = reconcile(db_session, sandbox)
+    assert result.statuses == {"matched": 3} and not result.breaks_opened
+    # Fees 3.20 and 1.03 to psp_fees; clearing holds what the PSP reported net: 125.00 - 4.23 - 30.00.
+    assert balance(db_session, scope, accounts.psp_fees("USD")) == 423
+    assert balance(db_session, scope, accounts.psp_clearing("sandbox", "USD")) == 9077
+    assert balance(db_session, scope, accounts.psp_receivable("sandbox", "USD")) == 0  # all of it was reported
+
+    paid = deposit(db_session, sandbox, sandbox.day + dt.timedelta(days=1))
+    assert paid.statuses == {"matched": 1} and not paid.breaks_opened
+    assert balance(db_session, scope, accounts.psp_clearing("sandbox", "USD")) == 0
+    assert balance(db_session, scope, accounts.cash("USD")) == 9077
+    assert breaks(db_session, scope) == []
+    lines = db_session.scalars(select(ReportLine).where(ReportLine.file_id == result.file_id)).all()
+    assert all(line.transaction_id and line.merchant_id == scope.merchant_id for line in lines)
+    db_session.commit()
+    verify_ledger(app)
+
+
+def test_reimporting_the_same_file_changes_nothing(app, db_session, shop, sandbox):
+    scope = shop["scope"]
+    sandbox.capture(db_session, scope, 4000)
+    first = reconcile(db_session, sandbox)
+    again = reconcile(db_session, sandbox)
+    assert first.created and not again.created and again.file_id == first.file_id
+    assert again.transactions == [] and again.statuses == {"matched": 1}
+    assert balance(db_session, scope, accounts.psp_clearing("sandbox", "USD")) == 4000 - 146
+    files = db_session.scalars(select(ReportFile).where(ReportFile.report_date == sandbox.day)).all()
+    assert [(f.version, f.content) for f in files] == [(1, sandbox.report())]
+    db_session.commit()
+
+
+@pytest.mark.parametrize("fault, break_type, book", [
+    ({"action": "drop"}, "missing_at_psp", "merchant"),
+    ({"action": "duplicate"}, "duplicate", "platform"),
+    ({"action": "alter", "amount": -100}, "amount_mismatch", "merchant"),
+    ({"action": "alter", "currency": "EUR"}, "currency_mismatch", "merchant"),
+    ({"action": "alter", "fee": 50}, "fee_mismatch", "merchant"),
+    ({"action": "unknown", "reference": "auth_nobody_knows", "amount": 700}, "missing_in_kassa", "platform"),
+])
+def test_each_sandbox_fault_produces_exactly_its_break(app, db_session, shop, sandbox, fault, break_type, book):
+    scope = shop["scope"]
+    payment = sandbox.capture(db_session, scope, 5000)
+    sandbox.capture(db_session, scope, 1200)  # reported as it should be: no break of its own
+    sandbox.faults.append({"reference": payment.psp_reference, "date": sandbox.day.isoformat(), **fault})
+    reconcile(db_session, sandbox)
+
+    opened = breaks(db_session, scope) + breaks(db_session, PLATFORM, report_date=sandbox.day)
+    assert [(b.type, b.merchant_id) for b in opened] == [
+        (break_type, scope.merchant_id if book == "merchant" else PLATFORM.merchant_id)]
+    verify_ledger(app)
+
+
+def test_a_late_line_closes_its_break_the_next_day(app, db_session, shop, sandbox):
+    scope = shop["scope"]
+    payment = sandbox.capture(db_session, scope, 3000)
+    sandbox.faults.append({"action": "delay", "reference": payment.psp_reference})
+    reconcile(db_session, sandbox)
+    [missing] = breaks(db_session, scope)
+    assert (missing.type, missing.status, missing.kassa_amount) == ("missing_at_psp", "open", 3000)
+
+    next_day = sandbox.day + dt.timedelta(days=1)
+    result = reconcile(db_session, sandbox, next_day)
+    assert result.statuses == {"matched": 1} and result.breaks_closed == [missing.id]
+    [closed] = breaks(db_session, scope)
+    assert closed.status == "closed" and closed.closed_at is not None
+    assert balance(db_session, scope, accounts.psp_receivable("sandbox", "USD")) == 0
+
+
+def test_a_corrected_file_posts_and_shows_its_difference(app, db_session, shop, sandbox):
+    scope = shop["scope"]
+    kept = sandbox.capture(db_session, scope, 2000)
+    changed = sandbox.capture(db_session, scope, 6000)
+    sandbox.faults.append({"action": "alter", "reference": changed.psp_reference, "amount": -500})
+    reconcile(db_session, sandbox)
+    assert balance(db_session, scope, accounts.psp_receivable("sandbox", "USD")) == 500  # not yet reported
+
+    sandbox.faults.clear()  # the PSP's corrected report of the same day
+    corrected = reconcile(db_session, sandbox)
+    assert corrected.created and corrected.statuses == {"unchanged": 1, "matched": 1}
+    report = db_session.get(ReportFile, corrected.file_id)
+    assert report.version == 2
+    assert [row[0] for row in report.differences["added"]] == [changed.psp_reference]
+    assert [(row[0], row[2]) for row in report.differences["removed"]] == [(changed.psp_reference, 5500)]
+    assert kept.psp_reference not in str(report.differences)
+    db_session.commit()
+    # Only the difference was posted: the receivable is fully reported, the clearing holds both nets once.
+    assert balance(db_session, scope, accounts.psp_receivable("sandbox", "USD")) == 0
+    assert balance(db_session, scope, accounts.psp_clearing("sandbox", "USD")) == (2000 - 88) + (6000 - 204)
+    # The deposit of the corrected batch matches it (the superseded version does not count twice).
+    paid = deposit(db_session, sandbox, sandbox.day + dt.timedelta(days=1))
+    assert paid.statuses == {"matched": 1}
+    assert balance(db_session, scope, accounts.psp_clearing("sandbox", "USD")) == 0
+    verify_ledger(app)
+
+
+def test_a_batch_paid_short_is_a_deposit_break_and_waits_in_suspense(app, db_session, shop, sandbox):
+    scope = shop["scope"]
+    sandbox.capture(db_session, scope, 10000)
+    reconcile(db_session, sandbox)
+    sandbox.faults.append({"action": "short", "batch_id": sandbox.batch(), "amount": 25})
+    next_day = sandbox.day + dt.timedelta(days=1)
+    paid = deposit(db_session, sandbox, next_day)
+    assert paid.statuses == {"mismatch": 1}
+    [short] = breaks(db_session, PLATFORM, type="deposit_mismatch", batch_id=sandbox.batch())
+    assert (short.kassa_amount, short.psp_amount) == (9680, 9655)
+    # The merchant's clearing waits; the money that did arrive is in the platform's suspense.
+    assert balance(db_session, scope, accounts.psp_clearing("sandbox", "USD")) == 9680
+    assert breaks(db_session, scope) == []
+
+
+def test_a_deposit_naming_no_batch_is_a_break(app, db_session, shop, sandbox):
+    next_day = sandbox.day + dt.timedelta(days=1)
+    sandbox.faults.append({"action": "no_batch", "date": next_day.isoformat(), "batch_id": f"po_x_{next_day:%Y%m%d}",
+                           "amount": 999})
+    paid = deposit(db_session, sandbox, next_day)
+    assert paid.statuses == {"unmatched": 1}
+    [orphan] = breaks(db_session, PLATFORM, type="deposit_without_batch", report_date=next_day)
+    assert (orphan.kassa_amount, orphan.psp_amount) == (None, 999)
+
+
+def test_breaks_of_merchant_a_are_not_in_merchant_b_s_book(app, db_session, shop, sandbox):
+    from tests import factories
+
+    scope = shop["scope"]
+    payment = sandbox.capture(db_session, scope, 5000)
+    sandbox.faults.append({"action": "alter", "reference": payment.psp_reference, "amount": 1})
+    reconcile(db_session, sandbox)
+    other = factories.merchant(db_session, name="Other shop")
+    db_session.commit()
+    assert [b.type for b in breaks(db_session, scope)] == ["amount_mismatch"]
+    assert breaks(db_session, platform_scope(False).__class__(other.id, False)) == []
+    assert breaks(db_session, platform_scope(True).__class__(scope.merchant_id, True)) == []

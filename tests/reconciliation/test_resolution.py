@@ -1,0 +1,141 @@
+"""Resolving breaks: each kind posts its adjustment as a new transaction (or none), audited, and the ledger verifies;
+the CLI (`flask reconcile run --file`, `breaks --json`, `resolve`) drives the same service."""
+import datetime as dt
+import itertools
+import json
+
+import pytest
+from flask import current_app
+from sqlalchemy import select
+
+from app.accounts.audit import AuditEntry
+from app.ledger import accounts
+from app.ledger.models import JournalTransaction
+from app.payments.deps import deps_for
+from app.reconciliation.models import Break
+from app.reconciliation.resolution import ResolutionError, resolve_break
+from tests.disputes.helpers import verify_ledger
+from tests.reconciliation.helpers import PLATFORM, FakeSandbox, balance, reconcile
+
+_days = itertools.count()
+
+
+@pytest.fixture
+def sandbox():
+    return FakeSandbox(dt.date(2033, 1, 1) + dt.timedelta(days=40 * next(_days)))
+
+
+def resolve(session, scope, row, resolution, **extra):
+    resolved = resolve_break(session, scope, row.id, resolution=resolution, note=extra.pop("note", "checked"),
+                             hmac_key=deps_for(current_app).ledger_hmac_key, actor_user_id=None,
+                             actor_label="ops@kassa.test", **extra)
+    session.commit()
+    return resolved
+
+
+def one_break(session, scope, **criteria) -> Break:
+    [row] = session.scalars(scope.select(Break, *[getattr(Break, k) == v for k, v in criteria.items()])).all()
+    session.commit()
+    return row
+
+
+def test_accepting_an_amount_mismatch_moves_the_difference_to_fees(app, db_session, shop, sandbox):
+    scope = shop["scope"]
+    payment = sandbox.capture(db_session, scope, 5000)
+    sandbox.faults.append({"action": "alter", "reference": payment.psp_reference, "amount": -40})
+    reconcile(db_session, sandbox)
+    row = one_break(db_session, scope, type="amount_mismatch")
+    assert balance(db_session, scope, accounts.psp_receivable("sandbox", "USD")) == 40
+    fees_before = balance(db_session, scope, accounts.psp_fees("USD"))
+
+    resolved = resolve(db_session, scope, row, "accepted", note="PSP kept 0.40, accepted")
+    assert (resolved.status, resolved.resolution, resolved.resolved_by) == ("resolved", "accepted", "ops@kassa.test")
+    assert balance(db_session, scope, accounts.psp_receivable("sandbox", "USD")) == 0
+    assert balance(db_session, scope, accounts.psp_fees("USD")) == fees_before + 40
+    posted = db_session.get(JournalTransaction, resolved.resolution_transaction_id)
+    assert posted.business_key == f"resolve:{row.id}" and posted.merchant_id == scope.merchant_id
+    audit = db_session.scalars(select(AuditEntry).where(AuditEntry.target == row.id)).one()
+    assert audit.action == "reconciliation.break_resolved" and audit.details["note"] == "PSP kept 0.40, accepted"
+    db_session.commit()
+    with pytest.raises(ResolutionError, match="resolved already"):
+        resolve(db_session, scope, row, "written_off")
+    db_session.rollback()
+    verify_ledger(app)
+
+
+def test_an_unknown_line_matched_by_hand_leaves_suspense_for_the_payment_s_book(app, db_session, shop, sandbox):
+    scope = shop["scope"]
+    # Kassa booked the payment, but the PSP reports it under another reference (the fault's unknown line).
+    payment = sandbox.capture(db_session, scope, 3000)
+    sandbox.faults += [{"action": "drop", "reference": payment.psp_reference},
+                       {"action": "unknown", "date": sandbox.day.isoformat(), "reference": f"auth_other_{sandbox.day}",
+                        "amount": 3000}]
+    reconcile(db_session, sandbox)
+    row = one_break(db_session, PLATFORM, type="missing_in_kassa", reference=f"auth_other_{sandbox.day}")
+    assert balance(db_session, PLATFORM, accounts.suspense("sandbox", "USD")) >= 3000 - 117
+
+    with pytest.raises(ResolutionError, match="Name the object"):
+        resolve(db_session, PLATFORM, row, "matched_by_hand")
+    db_session.rollback()
+    suspense_before = balance(db_session, PLATFORM, accounts.suspense("sandbox", "USD"))
+    resolve(db_session, PLATFORM, row, "matched_by_hand", target=payment.id, note="same charge, PSP's typo")
+    assert balance(db_session, PLATFORM, accounts.suspense("sandbox", "USD")) == suspense_before - (3000 - 117)
+    assert balance(db_session, scope, accounts.psp_receivable("sandbox", "USD")) == 0
+    assert balance(db_session, scope, accounts.psp_clearing("sandbox", "USD")) == 3000 - 117
+    keys = db_session.scalars(select(JournalTransaction.merchant_id).where(
+        JournalTransaction.business_key == f"resolve:{row.id}")).all()
+    assert sorted(keys) == sorted([PLATFORM.merchant_id, scope.merchant_id])
+    from app.reconciliation.models import Match
+
+    [match] = db_session.scalars(scope.select(Match)).all()
+    assert (match.object_id, match.matched_by, match.line_no) == (payment.id, "operator", row.lines[0]["line"])
+    db_session.commit()
+    verify_ledger(app)
+
+
+def test_writing_off_a_duplicate_and_asking_the_psp(app, db_session, shop, sandbox):
+    scope = shop["scope"]
+    payment = sandbox.capture(db_session, scope, 2000)
+    other = sandbox.capture(db_session, scope, 1000)
+    sandbox.faults += [{"action": "duplicate", "reference": payment.psp_reference},
+                       {"action": "alter", "reference": other.psp_reference, "fee": 30}]
+    reconcile(db_session, sandbox)
+    duplicate = one_break(db_session, PLATFORM, type="duplicate", reference=payment.psp_reference)
+    before = balance(db_session, PLATFORM, accounts.suspense("sandbox", "USD"))
+    resolve(db_session, PLATFORM, duplicate, "written_off", note="the PSP will net it")
+    assert balance(db_session, PLATFORM, accounts.suspense("sandbox", "USD")) == before - (2000 - 88)
+    fee = one_break(db_session, scope, type="fee_mismatch")
+    asked = resolve(db_session, scope, fee, "psp_asked", note="ticket 123")
+    assert asked.resolution == "psp_asked" and asked.resolution_transaction_id is None
+    verify_ledger(app)
+
+
+def test_the_cli_runs_a_day_from_a_file_and_lists_breaks_as_json(app, db_session, shop, sandbox, tmp_path):
+    scope = shop["scope"]
+    payment = sandbox.capture(db_session, scope, 4200)
+    sandbox.faults.append({"action": "alter", "reference": payment.psp_reference, "amount": 7})
+    path = tmp_path / "report.csv"
+    path.write_bytes(sandbox.report())
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["reconcile", "run", "--psp", "sandbox", "--date", sandbox.day.isoformat(),
+                                 "--file", str(path)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["statuses"] == {"mismatch": 1}
+    again = runner.invoke(args=["reconcile", "run", "--psp", "sandbox", "--date", sandbox.day.isoformat(),
+                                "--file", str(path)])
+    assert json.loads(again.output)["created"] is False
+
+    listed = runner.invoke(args=["reconcile", "breaks", "--json", "--merchant", scope.merchant_id])
+    assert listed.exit_code == 0, listed.output
+    [row] = json.loads(listed.output)
+    assert (row["type"], row["kassa_amount"], row["psp_amount"], row["reference"]) == (
+        "amount_mismatch", 4200, 4207, payment.psp_reference)
+    resolved = runner.invoke(args=["reconcile", "resolve", row["id"], "--merchant", scope.merchant_id,
+                                   "--resolution", "accepted", "--note", "ok", "--operator", "ops"])
+    assert resolved.exit_code == 0, resolved.output
+    assert json.loads(resolved.output)["status"] == "resolved"
+    bad = tmp_path / "bad.csv"
+    bad.write_text("reference,type\n")
+    refused = runner.invoke(args=["reconcile", "run", "--psp", "sandbox", "--date", "2033-12-31", "--file", str(bad)])
+    assert refused.exit_code == 1 and "header" in refused.output
+    verify_ledger(app)

@@ -1,0 +1,52 @@
+"""Stripe balance transactions mapped onto Kassa's settlement lines, checked against Stripe's own example objects
+(stripe_examples.json: the objects used here, unchanged, from stripe/openapi's fixtures3.json), no network."""
+import copy
+import json
+from pathlib import Path
+
+import pytest
+
+from app.reconciliation.parsing import SettlementLine, parse_settlement_csv
+from app.reconciliation.stripe_lines import UnsupportedBalanceTransaction, lines_csv, map_balance_transactions
+
+FIXTURES = Path(__file__).with_name("stripe_examples.json")
+RESOURCES = json.loads(FIXTURES.read_text())["resources"]
+
+
+def example(name: str) -> dict:
+    return copy.deepcopy(RESOURCES[name])
+
+
+def test_a_payout_s_charge_refund_and_dispute_become_lines():
+    payout = example("payout")
+    charge_bt = example("balance_transaction")
+    charge_bt["source"] = example("charge")  # expanded: the charge names its PaymentIntent
+    charge_bt["source"]["payment_intent"] = "pi_3Example"
+    charge_bt.update(amount=10000, fee=320, net=9680)
+    refund_bt = example("balance_transaction") | {"type": "refund", "reporting_category": "refund", "amount": -2500,
+                                                  "fee": 0, "net": -2500, "source": example("refund")["id"]}
+    dispute = example("dispute")
+    dispute_bt = example("balance_transaction") | {"type": "adjustment", "reporting_category": "dispute",
+                                                   "amount": -3000, "fee": 1500, "net": -4500, "source": dispute}
+    payout_bt = example("balance_transaction") | {"type": "payout", "amount": -1100, "net": -1100}
+
+    lines = map_balance_transactions([charge_bt, refund_bt, dispute_bt, payout_bt], payout["id"])
+    assert lines == [
+        SettlementLine("pi_3Example", "charge", 10000, 320, 9680, "USD", payout["id"]),
+        SettlementLine(example("refund")["id"], "refund", -2500, 0, -2500, "USD", payout["id"]),
+        SettlementLine(dispute["id"], "dispute", -3000, 0, -3000, "USD", payout["id"]),
+        SettlementLine(dispute["id"], "fee", 0, 1500, -1500, "USD", payout["id"]),
+    ]
+    # The same shape as a sandbox report: imported and stored like one.
+    assert list(parse_settlement_csv(lines_csv(lines))) == lines
+
+
+def test_the_unexpanded_example_keeps_its_charge_id_and_fx_is_refused():
+    bt = example("balance_transaction")
+    [line] = map_balance_transactions([bt], "po_1")
+    assert (line.reference, line.type, line.gross, line.net, line.currency) == (bt["source"], "charge", 100, 100, "USD")
+    with pytest.raises(UnsupportedBalanceTransaction, match="until FX"):
+        map_balance_transactions([bt | {"exchange_rate": 1.1}], "po_1")
+    with pytest.raises(UnsupportedBalanceTransaction, match="not reconciled yet"):
+        map_balance_transactions([bt | {"type": "topup"}], "po_1")
+
