@@ -29,7 +29,7 @@ def open_platform_reviews(session: Session, filters: InboxFilters) -> InboxPage:
                        since=review.created_at, due_at=review.expires_at, amount=amount, currency=currency,
                        title=f"Payment held for review (risk score {score})",
                        detail=f"payment {review.payment_id}, rule {review.rule_id or 'manual'}",
-                       link=("admin.inbox", {}))
+                       link=("admin.risk_review", {"review_id": review.id}))
              for review, amount, currency, score in rows]
     return InboxPage(items, count)
 
