@@ -93,8 +93,17 @@ def brand_of(digits: str) -> str | None:
     return None
 
 
+_DASH = re.compile(r"[-\u2010-\u2015\u2212]")
+
+
 def _touches_word(text: str, start: int, end: int) -> bool:
-    return (start > 0 and text[start - 1].isalnum()) or (end < len(text) and text[end].isalnum())
+    """The run touches a letter or digit, directly or through a dash: it is part of an identifier (a UUID
+    such as an idempotency key, "42424242-4242-4242-a242-...", whose digit groups alone may look like a card
+    number), not a number of its own."""
+    def joined(at: int, through: int) -> bool:
+        return 0 <= at < len(text) and (text[at].isalnum() or (
+            _DASH.fullmatch(text[at]) is not None and 0 <= through < len(text) and text[through].isalnum()))
+    return joined(start - 1, start - 2) or joined(end, end + 1)
 
 
 def find_card_numbers(text: str) -> Iterator[CardNumberMatch]:
