@@ -377,7 +377,7 @@ def cmd_test(pytest_args: list[str]) -> int:
 
 
 def cmd_servers_only(ephemeral: bool) -> int:
-    """PostgreSQL + Redis, provisioned (database `kassa`, not migrated), until Ctrl-C."""
+    """PostgreSQL + Redis, provisioned (database `kassa`, migrated to head), until Ctrl-C."""
     install_signal_handlers()
     tmp = Path(tempfile.mkdtemp(prefix="kassa-servers-")) if ephemeral else None
     try:
@@ -387,6 +387,7 @@ def cmd_servers_only(ephemeral: bool) -> int:
         secret_values = load_secrets(None if ephemeral else data_dir / "secrets.env")
         defaults = {"KASSA_ENV": "development"}
         with backing_services(data_dir, secret_values, "kassa", ephemeral, defaults, {}) as backing:
+            migrate(backing.env)  # what a benchmark or a hand-run `flask` command expects to find
             print("\n# environment for Kassa processes (secrets included: keep private)")
             for key in ("DATABASE_URL", "DATABASE_OWNER_URL", "DATABASE_ADMIN_URL", "REDIS_URL", "KASSA_ENV",
                         "SECRET_KEY", "KASSA_ENCRYPTION_KEYS", "LEDGER_HMAC_KEY", "API_KEY_HMAC_KEY",
