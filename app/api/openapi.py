@@ -21,6 +21,7 @@ from app.money import CURRENCY_EXPONENTS
 from app.payments.models import PaymentStatus
 from app.payments.service import CANCELLATION_REASONS, MAX_AMOUNT, MAX_SPLIT_SELLERS, REFUND_REASONS
 from app.risk.models import CLOSED_REASONS as REVIEW_CLOSED_REASONS, ITEM_TYPES as RISK_ITEM_TYPES
+from app.risk.models import LEVELS, OUTCOME_TYPES
 from app.webhooks import service as webhooks
 from app.webhooks.models import ALL_EVENTS, DisabledReason, EndpointStatus
 
@@ -126,7 +127,7 @@ PAYMENT = {
                                              "its capture waits for the review), `blocked` (nothing was sent to "
                                              "the payment processor) or `issuer_declined`.",
             "required": ["type", "risk_level", "risk_score", "rule", "seller_message"],
-            "properties": {"type": {"enum": ["authorized", "manual_review", "blocked", "issuer_declined"]},
+            "properties": {"type": {"enum": list(OUTCOME_TYPES)},
                            "network_status": STRING, "reason": _nullable(STRING),
                            "risk_level": {"enum": ["normal", "elevated", "highest"]},
                            "risk_score": {"type": "integer", "minimum": 0, "maximum": 99},
@@ -714,6 +715,10 @@ def _paths() -> dict:
         {"name": "status", "in": "query", "schema": {"enum": [s.value for s in PaymentStatus]}},
         {"name": "customer_email", "in": "query", "schema": {"type": "string", "maxLength": 320}},
         {"name": "seller", "in": "query", "schema": ID},
+        {"name": "risk_level", "in": "query", "schema": {"enum": list(LEVELS)},
+         "description": "The risk assessment's level."},
+        {"name": "outcome", "in": "query", "schema": {"enum": list(OUTCOME_TYPES)},
+         "description": "The outcome's `type` (`manual_review`: held for review)."},
         *({"name": f"created[{op}]", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 2**32}}
           for op in ("gte", "gt", "lte", "lt")),
     ]

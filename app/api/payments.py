@@ -24,6 +24,7 @@ from app.payments.deps import PaymentsDeps, deps_for
 from app.payments.errors import PaymentError
 from app.payments.models import Payment, PaymentStatus
 from app.payments.serializers import payment_object
+from app.risk.models import LEVELS, OUTCOME_TYPES
 from app.payments.service import (
     CANCELLATION_REASONS,
     MAX_AMOUNT,
@@ -195,13 +196,16 @@ def retrieve_payment(payment_id: str):
 @bp.get("/payments")
 @api_view
 def list_payments():
-    """Payments, newest first, filtered by status, created range, customer email or seller."""
+    """Payments, newest first, filtered by status, created range, customer email, seller, or risk (level and
+    outcome type)."""
     p = request_params()
     page = page_args(p)
     filters = {
         "status": p.enum("status", tuple(PaymentStatus)),
         "customer_email": p.string("customer_email", max_length=320),
         "seller": p.string("seller", max_length=100),
+        "risk_level": p.enum("risk_level", LEVELS),
+        "outcome": p.enum("outcome", OUTCOME_TYPES),
         **created_range(p),
     }
     p.done()

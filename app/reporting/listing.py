@@ -31,6 +31,7 @@ from app.money import (
 )
 from app.payments import attention
 from app.payments.models import Payment, PaymentAttempt, PaymentOrder, PaymentStatus, Refund, RefundStatus
+from app.risk.models import LEVELS, OUTCOME_TYPES
 from app.scoping import Scope
 
 PAGE_SIZES = (10, 25, 50, 100)
@@ -38,8 +39,8 @@ DEFAULT_PAGE_SIZE = 25
 # What the "new payments" notice counts up to; beyond it says "99+": counting all would cost a scan.
 NEW_COUNT_CAP = 99
 # Risk filters (issue 19): the assessment's level, and the outcome's type as Stripe's charge ``outcome`` has it.
-RISK_LEVELS = ("normal", "elevated", "highest")
-RISK_OUTCOME_TYPES = ("authorized", "manual_review", "blocked", "issuer_declined")
+RISK_LEVELS = LEVELS
+RISK_OUTCOME_TYPES = OUTCOME_TYPES
 CARD_BRANDS = ("visa", "mastercard", "amex", "discover", "jcb", "diners", "unionpay")
 # Pseudo status: captured payments with at least one successful refund.
 REFUNDED = "refunded"

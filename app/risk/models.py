@@ -27,6 +27,8 @@ OWNERS = ("platform", "merchant")
 ITEM_TYPES = ("card_fingerprint", "card_bin", "email", "email_domain", "ip_address", "country", "string",
               "case_sensitive_string")
 LEVELS = ("normal", "elevated", "highest")
+# The payment's ``outcome.type``, as Stripe's charge outcome names it.
+OUTCOME_TYPES = ("authorized", "manual_review", "blocked", "issuer_declined")
 # What an assessment decided: a rule's action, or "allow" by default when nothing matched.
 OUTCOMES = ("allow", "block", "review", "request_3ds")
 # Stage of an assessment: at confirmation, or again after 3-D Secure (rules that depend on it).

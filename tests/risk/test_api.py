@@ -91,6 +91,14 @@ def test_reviews_list_retrieve_and_approve_once(client, auth, other_auth, db_ses
     payment = client.get(f"/v1/payments/{body['id']}", headers=auth).json
     assert payment["status"] == "requires_capture" and payment["review"] == review["id"]
     assert payment["outcome"]["type"] == "manual_review" and payment["customer_ip"] == "81.2.69.160"
+    held = client.get("/v1/payments", headers=auth, query_string={"outcome": "manual_review"}).json["data"]
+    assert [p["id"] for p in held] == [body["id"]]
+    assert client.get("/v1/payments", headers=auth, query_string={"outcome": "blocked"}).json["data"] == []
+    level = payment["outcome"]["risk_level"]
+    assert [p["id"] for p in client.get("/v1/payments", headers=auth, query_string={"risk_level": level}).json[
+        "data"]] == [body["id"]]
+    refused = client.get("/v1/payments", headers=auth, query_string={"risk_level": "medium"})
+    assert refused.status_code == 400 and refused.json["error"]["param"] == "risk_level"
     assert client.get(f"/v1/reviews/{review['id']}", headers=other_auth).status_code == 404
     assert client.post(f"/v1/reviews/{review['id']}/approve", headers=other_auth).status_code == 404
     assert client.get("/v1/reviews", headers=other_auth).json["data"] == []
