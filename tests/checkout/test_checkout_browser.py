@@ -20,6 +20,7 @@ from app.checkout.models import CheckoutSession
 from app.events import Event
 from app.models_base import utcnow
 from app.payments.models import Payment, PaymentAttempt
+from app.scoping import Scope
 from tests.browser import assert_accessible, browser  # noqa: F401  (pytest fixture)
 from tests.checkout.conftest import (
     DECLINE_CARD,
@@ -458,3 +459,37 @@ def test_no_card_number_in_the_database_or_the_logs(database, live, posted_to_ka
     for url, body in posted_to_kassa:
         for number in numbers:
             assert number not in body and number not in url, f"card number sent to Kassa: {url}"
+
+
+def test_a_risk_rule_asking_for_3d_secure_challenges_a_card_that_needs_none(app, page, checkout, shop, live,
+                                                                            live_merchant):
+    """Issue 19's request_3ds: a merchant rule makes the PSP run 3-D Secure for the success card, which never
+    asks for it by itself; the shopper sees the bank's challenge and the payment succeeds after it."""
+    from app.extensions import db
+    from app.risk import rules
+
+    scope = Scope(live_merchant["id"], False)
+    with app.app_context():
+        rule = rules.create_rule(db.session, scope, action="request_3ds",
+                                 predicate=":amount: > 43.2 and :amount: < 43.22")
+        db.session.commit()
+        rule_id = rule.id
+        db.session.remove()
+    try:
+        session = checkout(line_items=[{"name": "Gift card", "quantity": 1, "unit_amount": 4321}])
+        fill_card(page, SUCCESS_CARD)
+        pay_button(page).click()
+        page.wait_for_url(re.compile(re.escape(live.sandbox_url) + r"/challenge/.*"))
+        page.get_by_role("button", name="Approve").click()
+        expect_success(page, shop, session)
+        with app.app_context():
+            payment = db.session.scalars(select(Payment).where(Payment.merchant_id == scope.merchant_id)
+                                         .order_by(Payment.created_at.desc()).limit(1)).one()
+            assert payment.amount == 4321 and payment.status == "succeeded"
+            assert payment.request_three_d_secure
+            db.session.remove()
+    finally:
+        with app.app_context():
+            rules.delete_rule(db.session, scope, rule_id)
+            db.session.commit()
+            db.session.remove()
