@@ -6,6 +6,7 @@ from sqlalchemy import select
 
 from app.accounts.models import Merchant
 from app.admin import bp
+from app.admin.helpers import merchant_names
 from app.api.files import download
 from app.dashboard.context import platform_admin_required
 from app.disputes import evidence as evidence_rules
@@ -22,12 +23,6 @@ from app.scoping import Scope
 RECENT_DISPUTES = 50
 
 
-def _merchant_names(ids) -> dict[str, str]:
-    ids = list(set(ids))
-    return {m.id: m.display_name or m.name for m in db.session.scalars(select(Merchant).where(Merchant.id.in_(ids)))} \
-        if ids else {}
-
-
 @bp.get("/disputes")
 @platform_admin_required
 def disputes():
@@ -37,7 +32,7 @@ def disputes():
     recent = db.session.scalars(select(Dispute).order_by(Dispute.created_at.desc()).limit(RECENT_DISPUTES)).all()
     return render_template("admin/disputes.html", due=due, due_count=count, recent=recent, now=utcnow(),
                            window_hours=int(INBOX_WINDOW.total_seconds() // 3600),
-                           merchants=_merchant_names([d.merchant_id for d in [*due, *recent]]))
+                           merchants=merchant_names([d.merchant_id for d in [*due, *recent]]))
 
 
 def _dispute_or_404(merchant_id: str, dispute_id: str) -> Dispute:

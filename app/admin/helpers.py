@@ -1,12 +1,15 @@
 """Small helpers of the console's views and templates: who acts (for the domain services' audit rows),
 ages and amounts as operators read them, the inbox count of the navigation."""
 from datetime import datetime
-from typing import Callable
+from typing import Callable, Iterable
 
 from flask import flash, redirect, request, url_for
 from flask_login import current_user
 
+from sqlalchemy import select
+
 from app.accounts.audit import ReasonRequired
+from app.accounts.models import Merchant
 from app.accounts.service import Meta
 from app.dashboard.auth_views import safe_next
 from app.dashboard.helpers import request_meta, user_locale
@@ -49,6 +52,15 @@ def reasoned_action(form, action: Callable[[], object], refused: type[Exception]
         return page()
     db.session.commit()
     return None
+
+
+def merchant_names(ids: Iterable[str | None]) -> dict[str, str]:
+    """Merchant id -> the name operators know it by, for the merchants of a page's rows (one query)."""
+    wanted = {merchant_id for merchant_id in ids if merchant_id}
+    if not wanted:
+        return {}
+    return {m.id: m.display_name or m.name
+            for m in db.session.scalars(select(Merchant).where(Merchant.id.in_(wanted)))}
 
 
 def back_or(endpoint: str, **values):

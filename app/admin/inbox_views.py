@@ -3,14 +3,13 @@ the pages where two of its kinds are worked: a PSP callback (reprocess or dismis
 from datetime import timedelta
 
 from flask import abort, flash, redirect, render_template, request, url_for
-from sqlalchemy import select
 
 from app import pan
 from app.accounts.audit import audit
 from app.accounts.models import Merchant, User
 from app.admin import bp
 from app.admin.forms import ReasonForm
-from app.admin.helpers import INVALID_FORM, back_or, meta, operator, reasoned_action
+from app.admin.helpers import INVALID_FORM, back_or, meta, merchant_names, operator, reasoned_action
 from app.dashboard.context import platform_admin_required
 from app.extensions import db
 from app.inbox import InboxFilters, claims, collect, kinds
@@ -39,8 +38,7 @@ def inbox():
     filters = InboxFilters(merchant_id=merchant_id, since_before=utcnow() - AGES[age][1] if age else None)
     items, counts = collect(db.session, filters, kind)
     claimed = claims.claims_of(db.session, [(item.kind, item.id) for item in items])
-    names = {m.id: m.display_name or m.name for m in db.session.scalars(
-        select(Merchant).where(Merchant.id.in_({item.merchant_id for item in items if item.merchant_id})))}
+    names = merchant_names(item.merchant_id for item in items)
     page = render_template("admin/inbox.html", items=items, counts=counts, kinds=known, claimed=claimed, names=names,
                            filters={"kind": kind or "", "merchant": merchant_id or "", "age": age or ""}, ages=AGES,
                            shown_total=sum(counts.values()))

@@ -16,6 +16,7 @@ from app.inbox import InboxFilters, collect
 from app.ledger.queries import book_accounts
 from app.merchants import lifecycle
 from app.models_base import utcnow
+from app.reconciliation.models import PLATFORM_MERCHANT_ID
 from app.reporting.rollups import merchant_zone, period_for, summarize
 from app.scoping import Scope
 
@@ -45,7 +46,7 @@ def merchants():
     live = args.get("live") if args.get("live") in YES_NO else ""
     suspended = args.get("suspended") if args.get("suspended") in YES_NO else ""
     created_from, created_to = _date(args.get("created_from")), _date(args.get("created_to"))
-    statement = select(Merchant)
+    statement = select(Merchant).where(Merchant.id != PLATFORM_MERCHANT_ID)  # the platform's own book is no merchant
     if q:
         pattern = _like(q.lower())
         members = select(Membership.merchant_id).join(User, User.id == Membership.user_id) \

@@ -6,6 +6,7 @@ from app.accounts.models import Merchant, User
 from app.admin import bp
 from app.dashboard.context import platform_admin_required
 from app.extensions import db
+from app.reconciliation.models import PLATFORM_MERCHANT_ID
 
 
 @bp.get("/")
@@ -15,7 +16,8 @@ def index():
     users = select(func.count()).select_from(User)
     return render_template(
         "admin/index.html",
-        merchant_count=db.session.scalar(select(func.count()).select_from(Merchant)),
+        merchant_count=db.session.scalar(select(func.count()).select_from(Merchant)
+                                         .where(Merchant.id != PLATFORM_MERCHANT_ID)),
         user_count=db.session.scalar(users),
         admin_count=db.session.scalar(users.where(User.is_platform_admin)),
     )

@@ -9,7 +9,7 @@ from app.accounts.audit import audit
 from app.accounts.models import Merchant
 from app.admin import bp
 from app.admin.forms import OutcomeForm, ReasonForm
-from app.admin.helpers import INVALID_FORM, meta, operator, reasoned_action
+from app.admin.helpers import INVALID_FORM, meta, merchant_names, operator, reasoned_action
 from app.dashboard.context import platform_admin_required
 from app.dashboard.helpers import user_locale
 from app.dashboard.risk_views import payment_risk
@@ -71,17 +71,12 @@ def payments():
                   actor_label=operator().email,
                   details={"query": {k: v for k, v in values.items() if v}, "results": len(rows), "merchants": shown},
                   **meta().as_kwargs())
-    names = _merchant_names({row.merchant_id for row in rows})
+    names = merchant_names({row.merchant_id for row in rows})
     page = render_template("admin/payments.html", rows=rows, values=values, problem=problem, searched=searched,
                            names=names, currencies=sorted(CURRENCY_EXPONENTS))
     db.session.commit()  # the audit rows
     return page, 400 if problem else 200
 
-
-def _merchant_names(ids: set[str]) -> dict[str, str]:
-    if not ids:
-        return {}
-    return {m.id: m.display_name or m.name for m in db.session.scalars(select(Merchant).where(Merchant.id.in_(ids)))}
 
 
 def _payment_page(payment_id: str, forms: dict | None = None, status: int = 200, *, audited: bool = True):

@@ -9,10 +9,9 @@ from datetime import date, timedelta
 from flask import Response, abort, flash, redirect, render_template, request, url_for
 from sqlalchemy import func, select
 
-from app.accounts.models import Merchant
 from app.admin import bp
 from app.admin.forms import BreakAssignForm, BreakResolveForm
-from app.admin.helpers import INVALID_FORM, operator
+from app.admin.helpers import INVALID_FORM, merchant_names, operator
 from app.dashboard.context import platform_admin_required
 from app.extensions import db
 from app.ledger.integration import ledger_hmac_key
@@ -34,12 +33,6 @@ def _day(value: str | None) -> date:
         return date.fromisoformat(value) if value else utcnow().date() - timedelta(days=1)
     except ValueError:
         return utcnow().date() - timedelta(days=1)
-
-
-def _names(ids) -> dict[str, str]:
-    ids = list({i for i in ids if i})
-    return {m.id: m.display_name or m.name for m in db.session.scalars(select(Merchant).where(Merchant.id.in_(ids)))} \
-        if ids else {}
 
 
 def _balances(psp: str, livemode: bool) -> dict[str, list]:
@@ -87,7 +80,7 @@ def reconciliation():
     page = render_template("admin/reconciliation.html", day=day, psp=psp, psps=psps, livemode=livemode,
                            files=files, latest=latest, statuses=statuses, totals=totals, lines=lines,
                            by_type=by_type, titles=TITLES, statements=statements, balances=_balances(psp, livemode),
-                           names=_names(line.merchant_id for line in lines))
+                           names=merchant_names(line.merchant_id for line in lines))
     db.session.rollback()
     return page
 
@@ -114,7 +107,7 @@ def reconciliation_breaks():
     rows = db.session.scalars(query.limit(QUEUE_SIZE)).all()
     page = render_template("admin/reconciliation_breaks.html", breaks=rows, status=status, types=BREAK_TYPES,
                            statuses=BREAK_STATUSES, titles=TITLES, args=request.args, now=utcnow(),
-                           names=_names(b.merchant_id for b in rows))
+                           names=merchant_names(b.merchant_id for b in rows))
     db.session.rollback()
     return page
 
@@ -152,7 +145,7 @@ def _break_page(merchant_id: str, break_id: str, forms: dict | None = None, stat
     forms.setdefault("resolve", BreakResolveForm(formdata=None, prefix="resolve"))
     forms.setdefault("assign", BreakAssignForm(formdata=None, prefix="assign", assignee=row.assigned_to))
     page = render_template("admin/reconciliation_break.html", brk=row, lines=[l for l in lines if l], forms=forms,
-                           titles=TITLES, names=_names([row.merchant_id]))
+                           titles=TITLES, names=merchant_names([row.merchant_id]))
     db.session.rollback()
     return page, status
 

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from app.accounts.audit import ReasonRequired, audit, operator_reason
 from app.accounts.models import Merchant
 from app.admin import bp
-from app.admin.helpers import INVALID_FORM, meta, operator
+from app.admin.helpers import INVALID_FORM, meta, merchant_names, operator
 from app.dashboard.context import platform_admin_required
 from app.dashboard.risk_forms import (
     PlatformActionForm,
@@ -405,8 +405,7 @@ def _queue_rows(reviews: list[Review]) -> list[dict]:
     assessments = {(a.merchant_id, a.id): a for a in db.session.scalars(select(Assessment).where(
         Assessment.merchant_id.in_(merchant_ids),
         Assessment.id.in_([r.assessment_id for r in reviews if r.assessment_id])))}
-    names = {m.id: m.display_name or m.name for m in db.session.scalars(select(Merchant).where(
-        Merchant.id.in_(merchant_ids)))}
+    names = merchant_names(merchant_ids)
     rows = []
     for review in reviews:
         assessment = assessments.get((review.merchant_id, review.assessment_id))
