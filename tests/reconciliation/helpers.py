@@ -43,7 +43,8 @@ class FakeSandbox:
         session.execute(text("UPDATE payments SET captured_at = :t WHERE id = :id"),
                         {"t": dt.datetime(day.year, day.month, day.day, 1, tzinfo=dt.UTC), "id": payment.id})
         session.commit()
-        self.conn.execute("INSERT OR IGNORE INTO tokens VALUES ('tok', 'visa', '4242', 12, 2040, 'fp', 'ok', NULL, 0)")
+        self.conn.execute("INSERT OR IGNORE INTO tokens (id, brand, last4, exp_month, exp_year, fingerprint, outcome, "
+                          "risk_hint, created) VALUES ('tok', 'visa', '4242', 12, 2040, 'fp', 'ok', NULL, 0)")
         self.conn.execute(
             "INSERT INTO authorizations (id, acquirer, token, outcome, status, amount, currency, captured_amount, "
             "reference, card, created, captured_at) VALUES (?, 'sandbox', 'tok', 'ok', 'captured', ?, ?, ?, ?, '{}', ?, ?)",
