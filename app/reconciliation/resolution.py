@@ -13,7 +13,7 @@ Never edits history: a resolution only adds transactions and fills the break's r
 """
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.accounts.audit import audit
@@ -117,6 +117,19 @@ def _move_line_to_payment(session: Session, row: Break, payment_id: str, hmac_ke
         raise ResolutionError(f"No payment {payment_id} in this mode.", "target")
     if payment.currency != line.currency:
         raise ResolutionError(f"The payment is in {payment.currency}, the line in {line.currency}.", "target")
+    if payment.connector != line.psp:
+        raise ResolutionError(f"The payment went through {payment.connector}, the line is {line.psp}'s.", "target")
+    # A payment settled already (its own charge line matched, or a line matched to it by hand) would have its
+    # receivable taken down twice.
+    settled = session.scalar(select(func.count()).select_from(ReportLine).where(
+        ReportLine.merchant_id == payment.merchant_id, ReportLine.livemode == payment.livemode,
+        ReportLine.object_type == "payment", ReportLine.object_id == payment.id, ReportLine.type == "charge",
+        ReportLine.status.in_(("matched", "mismatch", "unchanged")))) or session.scalar(
+        select(func.count()).select_from(Match).where(
+            Match.merchant_id == payment.merchant_id, Match.livemode == payment.livemode,
+            Match.object_type == "payment", Match.object_id == payment.id))
+    if settled:
+        raise ResolutionError(f"Payment {payment.id} is settled already by another line.", "target")
     platform = Scope(PLATFORM_MERCHANT_ID, row.livemode)
     book = Scope(payment.merchant_id, row.livemode)
     back = {code: -change for code, change in

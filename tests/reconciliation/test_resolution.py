@@ -139,3 +139,20 @@ def test_the_cli_runs_a_day_from_a_file_and_lists_breaks_as_json(app, db_session
     refused = runner.invoke(args=["reconcile", "run", "--psp", "sandbox", "--date", "2033-12-31", "--file", str(bad)])
     assert refused.exit_code == 1 and "header" in refused.output
     verify_ledger(app)
+
+
+def test_a_line_cannot_be_matched_by_hand_to_a_payment_already_settled(app, db_session, shop, sandbox):
+    """Review r3: matching a suspense line by hand to a payment whose own line already settled it took its
+    receivable down twice (the merchant's clearing then held money the PSP never owed it)."""
+    scope = shop["scope"]
+    payment = sandbox.capture(db_session, scope, 3000)
+    sandbox.faults += [{"action": "unknown", "date": sandbox.day.isoformat(), "reference": f"auth_extra_{sandbox.day}",
+                        "amount": 3000}]
+    reconcile(db_session, sandbox)
+    assert balance(db_session, scope, accounts.psp_receivable("sandbox", "USD")) == 0
+    row = one_break(db_session, PLATFORM, type="missing_in_kassa", reference=f"auth_extra_{sandbox.day}")
+    with pytest.raises(ResolutionError, match="already"):
+        resolve(db_session, PLATFORM, row, "matched_by_hand", target=payment.id, note="looks like it")
+    db_session.rollback()
+    assert balance(db_session, scope, accounts.psp_receivable("sandbox", "USD")) == 0
+    assert balance(db_session, scope, accounts.psp_clearing("sandbox", "USD")) == 3000 - 117
