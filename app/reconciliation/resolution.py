@@ -6,6 +6,7 @@
 | matched_by_hand | anything else                                  | none: the named object is recorded |
 | accepted / written_off | amount_mismatch (merchant book)         | the difference left in ``psp_receivable`` to ``psp_fees`` |
 | accepted / written_off | a break whose money is in suspense (platform book) | ``suspense`` to the platform book's ``psp_fees`` (settlement differences the platform absorbs or gains) |
+| accepted / written_off | deposit_mismatch of a known batch               | refused for now: the batch waits in the merchants' clearing |
 | accepted / written_off | other types (fee_mismatch, missing_at_psp)  | none: the posting already made stands |
 | psp_asked       | any                                            | none: the PSP's corrected report posts its own difference |
 
@@ -81,6 +82,13 @@ def resolve_break(session: Session, scope: Scope, break_id: str, *, resolution: 
         if row.merchant_id == PLATFORM_MERCHANT_ID and row.type == "missing_in_kassa":
             transaction_id = _move_line_to_payment(session, row, target, hmac_key)
     elif resolution in ("accepted", "written_off"):
+        if row.type == "deposit_mismatch" and row.kassa_amount is not None:
+            # The deposit sits in the platform's suspense and the batch in the merchants' clearing: moving the
+            # cash into their books is not built yet, and writing the whole deposit off to psp_fees booked it as
+            # a gain. Until then such a break waits (psp_asked records the question to the PSP or bank).
+            raise ResolutionError("A deposit that differs from its batch cannot be accepted or written off yet: "
+                                  "the batch's money would stay in the merchants' clearing. Ask the PSP or bank "
+                                  "(psp_asked) or leave it open.", "resolution")
         transaction_id = _adjust(session, row, hmac_key)
     row.status = "resolved"
     row.resolution = resolution
