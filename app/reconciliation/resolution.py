@@ -17,6 +17,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app import pan
 from app.accounts.audit import audit
 from app.ledger import accounts
 from app.ledger.service import post_transaction
@@ -69,6 +70,10 @@ def resolve_break(session: Session, scope: Scope, break_id: str, *, resolution: 
     if not note or len(note) > NOTE_MAX:
         raise ResolutionError(f"Give a note of at most {NOTE_MAX} characters: it is kept with the break and audited.",
                               "note")
+    for param, text_ in (("note", note), ("target", target)):
+        match = pan.find_card_number(text_) if isinstance(text_, str) else None
+        if match is not None:  # the console's form refuses it too; the CLI comes straight here
+            raise ResolutionError(pan.refusal(param, match), param)
     row = get_break(session, scope, break_id, for_update=True)
     if row is None:
         raise ResolutionError("No such break.", "break")

@@ -180,3 +180,17 @@ def test_accepting_a_short_deposit_does_not_book_the_whole_deposit_as_a_gain(app
     asked = resolve(db_session, PLATFORM, row, "psp_asked", note="asked the bank")
     assert asked.resolution_transaction_id is None
     verify_ledger(app)
+
+
+def test_a_resolution_note_holding_a_card_number_is_refused_by_the_service(app, db_session, shop, sandbox):
+    """Review r3: the console's form refused a card number in the note, but `flask reconcile resolve --note` (the
+    same service) stored and audited it."""
+    scope = shop["scope"]
+    payment = sandbox.capture(db_session, scope, 5000)
+    sandbox.faults.append({"action": "alter", "reference": payment.psp_reference, "amount": -40})
+    reconcile(db_session, sandbox)
+    row = one_break(db_session, scope, type="amount_mismatch")
+    with pytest.raises(ResolutionError, match="card number"):
+        resolve(db_session, scope, row, "psp_asked", note="shopper's card 4242 4242 4242 4242, ask the PSP")
+    db_session.rollback()
+    assert one_break(db_session, scope, id=row.id).status == "open"
