@@ -173,7 +173,9 @@ UPDATE reconciliation_lines l SET status = 'duplicate'
         SELECT 1 FROM reconciliation_lines e
          WHERE e.psp = l.psp AND e.livemode = l.livemode AND e.reference = l.reference AND e.type = l.type
            AND sign(e.gross) = sign(l.gross) AND e.file_id <> l.file_id
-           AND e.status IN ('matched', 'mismatch', 'unchanged', 'refused')))
+           AND e.status IN ('matched', 'mismatch', 'unchanged', 'refused')
+           -- a version corrected since is not a report that carried it: its kept lines live on in the correction
+           AND e.file_id NOT IN (SELECT supersedes_id FROM reconciliation_files WHERE supersedes_id IS NOT NULL)))
 """)
 
 # What Kassa booked for each kind of line: the object, its book, the amount it booked (in the line's sign) and

@@ -221,3 +221,24 @@ def service_statement(session, content: bytes, day: dt.date):
                                          hmac_key=deps_for(current_app).ledger_hmac_key)
     session.commit()
     return result
+
+
+def test_a_second_correction_of_a_day_is_not_taken_for_a_duplicate(app, db_session, shop, sandbox):
+    """Review r3: version 1's line stayed 'matched' (version 2 repeated it), so when version 3 changed that line,
+    the duplicate check found version 1's and sent the merchant's charge to the platform's suspense."""
+    scope = shop["scope"]
+    kept = sandbox.capture(db_session, scope, 2000)
+    changed = sandbox.capture(db_session, scope, 6000)
+    reconcile(db_session, sandbox)  # version 1: both lines as booked
+    sandbox.faults.append({"action": "unknown", "date": sandbox.day.isoformat(), "reference": f"auth_late_{sandbox.day}",
+                           "amount": 700})
+    second = reconcile(db_session, sandbox)  # version 2: one more line, both charges repeated
+    assert second.statuses == {"unchanged": 2, "unmatched": 1}
+    sandbox.faults.append({"action": "alter", "reference": changed.psp_reference, "amount": -500})
+    third = reconcile(db_session, sandbox)  # version 3: one charge changed
+    assert third.statuses == {"unchanged": 2, "mismatch": 1}
+    assert breaks(db_session, PLATFORM, type="duplicate", reference=changed.psp_reference) == []
+    # The merchant's book holds the changed line as reported (the difference in the receivable).
+    assert balance(db_session, scope, accounts.psp_receivable("sandbox", "USD")) == 500
+    assert kept.psp_reference
+    verify_ledger(app)
