@@ -568,10 +568,13 @@ def _repeated_entry(session: Session, statement: ReportFile, entry: BankEntry, p
 
 
 def _deposited_before(session: Session, statement: ReportFile, entry: BankEntry) -> bool:
-    """Whether another statement already deposited this batch (its shares moved from clearing to cash)."""
+    """Whether another statement, or an earlier entry of this one, already deposited this batch (its shares
+    moved from clearing to cash)."""
+    session.flush()  # the earlier entries' statuses
     return entry.batch_id is not None and session.scalar(select(func.count()).select_from(BankEntry).where(
         BankEntry.livemode == statement.livemode, BankEntry.batch_id == entry.batch_id,
-        BankEntry.status == "matched", BankEntry.file_id != statement.id)) > 0
+        BankEntry.status == "matched",
+        (BankEntry.file_id != statement.id) | (BankEntry.entry_no < entry.entry_no))) > 0
 
 
 def _deposit(session: Session, statement: ReportFile, entry: BankEntry, seq: str, hmac_key: bytes,

@@ -242,3 +242,24 @@ def test_a_second_correction_of_a_day_is_not_taken_for_a_duplicate(app, db_sessi
     assert balance(db_session, scope, accounts.psp_receivable("sandbox", "USD")) == 500
     assert kept.psp_reference
     verify_ledger(app)
+
+
+def test_a_batch_paid_twice_in_one_statement_waits_in_suspense_once(app, db_session, shop, sandbox):
+    """Review r3: two entries for the same batch in one statement: the second must not move clearing again."""
+    scope = shop["scope"]
+    sandbox.capture(db_session, scope, 10000)
+    reconcile(db_session, sandbox)
+    next_day = sandbox.day + dt.timedelta(days=1)
+    content = sandbox.statement(next_day).decode()
+    start, end = content.index("<Ntry>"), content.index("</Ntry>") + len("</Ntry>")
+    entry = content[start:end]
+    twice = content[:end] + entry.replace("00001</AcctSvcrRef>", "00002</AcctSvcrRef>") + content[end:]
+    suspense_before = balance(db_session, PLATFORM, accounts.suspense("sandbox", "USD"))
+    paid = service_statement(db_session, twice.encode(), next_day)
+    assert paid.statuses == {"matched": 1, "mismatch": 1}
+    assert balance(db_session, scope, accounts.cash("USD")) == 9680
+    assert balance(db_session, scope, accounts.psp_clearing("sandbox", "USD")) == 0
+    assert balance(db_session, PLATFORM, accounts.suspense("sandbox", "USD")) - suspense_before == 9680
+    [extra] = breaks(db_session, PLATFORM, type="duplicate", batch_id=sandbox.batch())
+    assert extra.psp_amount == 9680
+    verify_ledger(app)
