@@ -94,8 +94,9 @@ def _queue_query(args):
         query = query.where(Break.psp == args["psp"])
     if args.get("merchant"):
         query = query.where(Break.merchant_id == args["merchant"].strip())
-    if (args.get("min_age_days") or "").isdigit():
-        query = query.where(Break.opened_at <= utcnow() - timedelta(days=int(args["min_age_days"])))
+    age = args.get("min_age_days") or ""
+    if age.isascii() and age.isdigit() and len(age) <= 5:  # a few years at most: larger overflowed timedelta
+        query = query.where(Break.opened_at <= utcnow() - timedelta(days=int(age)))
     return query.order_by(Break.opened_at, Break.id), status
 
 

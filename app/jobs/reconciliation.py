@@ -47,12 +47,14 @@ def run_statement(day, *, content: bytes | None = None, livemode: bool = False) 
 
 @job
 def fetch_due_reports() -> dict:
-    """Each sandbox acquirer's report, then the bank statement, of every past day (test mode) not imported yet."""
+    """Each sandbox acquirer's report, then the bank statement, of every past day (test mode) not imported yet; a
+    statement waits until the reports of the day before (whose batches it deposits) are in."""
     today = utcnow().date()
-    done, failed = [], []
+    done, failed, waiting = [], [], []
+    psps = fetch.sandbox_connectors(current_app.config)
     for offset in range(LOOKBACK_DAYS, 0, -1):
         day = today - timedelta(days=offset)
-        for psp in fetch.sandbox_connectors(current_app.config):
+        for psp in psps:
             if _imported(db.session, psp, "settlement", day):
                 continue
             try:
@@ -63,7 +65,17 @@ def fetch_due_reports() -> dict:
                 failed.append(f"{psp}:{day}")
                 log.warning("reconciliation: %s report of %s not imported; asked again at the next sweep", psp, day,
                             exc_info=True)
-        if not _imported(db.session, service.BANK_SOURCE, "bank_statement", day):
+        # A day's statement deposits the batches of the day before: imported before their reports, its deposits
+        # would be deposit_without_batch breaks in suspense, never matched once the reports came. It waits for
+        # them (the day before the look-back window is not fetched any more: nothing to wait for).
+        before = day - timedelta(days=1)
+        missing = [psp for psp in psps
+                   if offset < LOOKBACK_DAYS and not _imported(db.session, psp, "settlement", before)]
+        if missing and not _imported(db.session, service.BANK_SOURCE, "bank_statement", day):
+            waiting.append(f"bank:{day}")
+            log.warning("reconciliation: bank statement of %s waits for the %s report(s) of %s", day,
+                        ", ".join(missing), before)
+        elif not _imported(db.session, service.BANK_SOURCE, "bank_statement", day):
             try:
                 run_statement(day)
                 done.append(f"bank:{day}")
@@ -72,4 +84,4 @@ def fetch_due_reports() -> dict:
                 failed.append(f"bank:{day}")
                 log.warning("reconciliation: bank statement of %s not imported", day, exc_info=True)
         db.session.rollback()
-    return {"imported": done, "failed": failed}
+    return {"imported": done, "failed": failed, "waiting": waiting}

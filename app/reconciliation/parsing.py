@@ -20,6 +20,7 @@ SETTLEMENT_COLUMNS = ("reference", "type", "gross", "fee", "net", "currency", "b
 LINE_TYPES = ("charge", "refund", "refund_failure", "dispute", "fee", "payout")
 _TEXT = re.compile(r"^[A-Za-z0-9_.:\-]{1,255}$")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
+_AMOUNT = re.compile(r"\d{1,18}(\.\d{1,5})?")
 CAMT_NS = re.compile(r"^\{urn:iso:std:iso:20022:tech:xsd:camt\.053\.001\.\d\d\}")
 
 
@@ -92,6 +93,10 @@ def _settlement_rows(reader) -> Iterator[SettlementLine]:
 
 def _minor_units(text: str | None, currency: str) -> int:
     exponent = CURRENCY_EXPONENTS.get(currency, 2)
+    # ISO 20022 amounts: at most 18 digits, plain decimal notation (no NaN, Infinity or exponent: Decimal would take
+    # them, and "1E999999999" would become an integer of a billion digits).
+    if not _AMOUNT.fullmatch((text or "").strip()):
+        raise ReportFormatError(f"amount {text!r} is not a decimal number")
     try:
         value = Decimal((text or "").strip())
     except InvalidOperation:

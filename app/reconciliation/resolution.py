@@ -6,6 +6,7 @@
 | matched_by_hand | anything else                                  | none: the named object is recorded |
 | accepted / written_off | amount_mismatch (merchant book)         | the difference left in ``psp_receivable`` to ``psp_fees`` |
 | accepted / written_off | a break whose money is in suspense (platform book) | ``suspense`` to the platform book's ``psp_fees`` (settlement differences the platform absorbs or gains) |
+| accepted / written_off | deposit_mismatch of a known batch               | refused for now: the batch waits in the merchants' clearing |
 | accepted / written_off | other types (fee_mismatch, missing_at_psp)  | none: the posting already made stands |
 | psp_asked       | any                                            | none: the PSP's corrected report posts its own difference |
 
@@ -13,9 +14,10 @@ Never edits history: a resolution only adds transactions and fills the break's r
 """
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app import pan
 from app.accounts.audit import audit
 from app.ledger import accounts
 from app.ledger.service import post_transaction
@@ -68,6 +70,10 @@ def resolve_break(session: Session, scope: Scope, break_id: str, *, resolution: 
     if not note or len(note) > NOTE_MAX:
         raise ResolutionError(f"Give a note of at most {NOTE_MAX} characters: it is kept with the break and audited.",
                               "note")
+    for param, text_ in (("note", note), ("target", target)):
+        match = pan.find_card_number(text_) if isinstance(text_, str) else None
+        if match is not None:  # the console's form refuses it too; the CLI comes straight here
+            raise ResolutionError(pan.refusal(param, match), param)
     row = get_break(session, scope, break_id, for_update=True)
     if row is None:
         raise ResolutionError("No such break.", "break")
@@ -81,6 +87,13 @@ def resolve_break(session: Session, scope: Scope, break_id: str, *, resolution: 
         if row.merchant_id == PLATFORM_MERCHANT_ID and row.type == "missing_in_kassa":
             transaction_id = _move_line_to_payment(session, row, target, hmac_key)
     elif resolution in ("accepted", "written_off"):
+        if row.type == "deposit_mismatch" and row.kassa_amount is not None:
+            # The deposit sits in the platform's suspense and the batch in the merchants' clearing: moving the
+            # cash into their books is not built yet, and writing the whole deposit off to psp_fees booked it as
+            # a gain. Until then such a break waits (psp_asked records the question to the PSP or bank).
+            raise ResolutionError("A deposit that differs from its batch cannot be accepted or written off yet: "
+                                  "the batch's money would stay in the merchants' clearing. Ask the PSP or bank "
+                                  "(psp_asked) or leave it open.", "resolution")
         transaction_id = _adjust(session, row, hmac_key)
     row.status = "resolved"
     row.resolution = resolution
@@ -117,6 +130,19 @@ def _move_line_to_payment(session: Session, row: Break, payment_id: str, hmac_ke
         raise ResolutionError(f"No payment {payment_id} in this mode.", "target")
     if payment.currency != line.currency:
         raise ResolutionError(f"The payment is in {payment.currency}, the line in {line.currency}.", "target")
+    if payment.connector != line.psp:
+        raise ResolutionError(f"The payment went through {payment.connector}, the line is {line.psp}'s.", "target")
+    # A payment settled already (its own charge line matched, or a line matched to it by hand) would have its
+    # receivable taken down twice.
+    settled = session.scalar(select(func.count()).select_from(ReportLine).where(
+        ReportLine.merchant_id == payment.merchant_id, ReportLine.livemode == payment.livemode,
+        ReportLine.object_type == "payment", ReportLine.object_id == payment.id, ReportLine.type == "charge",
+        ReportLine.status.in_(("matched", "mismatch", "unchanged")))) or session.scalar(
+        select(func.count()).select_from(Match).where(
+            Match.merchant_id == payment.merchant_id, Match.livemode == payment.livemode,
+            Match.object_type == "payment", Match.object_id == payment.id))
+    if settled:
+        raise ResolutionError(f"Payment {payment.id} is settled already by another line.", "target")
     platform = Scope(PLATFORM_MERCHANT_ID, row.livemode)
     book = Scope(payment.merchant_id, row.livemode)
     back = {code: -change for code, change in

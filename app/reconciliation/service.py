@@ -173,7 +173,9 @@ UPDATE reconciliation_lines l SET status = 'duplicate'
         SELECT 1 FROM reconciliation_lines e
          WHERE e.psp = l.psp AND e.livemode = l.livemode AND e.reference = l.reference AND e.type = l.type
            AND sign(e.gross) = sign(l.gross) AND e.file_id <> l.file_id
-           AND e.status IN ('matched', 'mismatch', 'unchanged', 'refused')))
+           AND e.status IN ('matched', 'mismatch', 'unchanged', 'refused')
+           -- a version corrected since is not a report that carried it: its kept lines live on in the correction
+           AND e.file_id NOT IN (SELECT supersedes_id FROM reconciliation_files WHERE supersedes_id IS NOT NULL)))
 """)
 
 # What Kassa booked for each kind of line: the object, its book, the amount it booked (in the line's sign) and
@@ -528,12 +530,19 @@ def reconcile_statement(session: Session, *, livemode: bool, report_date: date, 
     entries = list(parse_camt053(statement.content))
     statement.line_count = len(entries)
     seq = f"{report_date:%Y%m%d}v{statement.version}"
+    paired: set[int] = set()
     for number, entry in enumerate(entries, start=1):
         row = BankEntry(file_id=statement.id, entry_no=number, livemode=livemode, booking_date=entry.booking_date,
                         amount=entry.amount, currency=entry.currency, batch_id=entry.batch_id,
                         bank_reference=entry.bank_reference, status="staged")
         session.add(row)
         session.flush()
+        repeated = _repeated_entry(session, statement, row, paired)
+        if repeated is not None:
+            # A corrected version repeats the entry its previous version posted: nothing moves again.
+            paired.add(repeated.entry_no)
+            row.status = repeated.status
+            continue
         row.status = _deposit(session, statement, row, seq, hmac_key, result, now)
     session.flush()
     from app.events import record_event
@@ -544,6 +553,28 @@ def reconcile_statement(session: Session, *, livemode: bool, report_date: date, 
                  {"id": statement.id, "object": "reconciliation_file", "source": BANK_SOURCE, "kind": "bank_statement",
                   "report_date": report_date.isoformat(), "version": statement.version, **result.as_dict()})
     return result
+
+
+def _repeated_entry(session: Session, statement: ReportFile, entry: BankEntry, paired: set[int]) -> BankEntry | None:
+    """The equal entry (not yet paired) of the statement version this one corrects, if any."""
+    if not statement.supersedes_id:
+        return None
+    return session.scalars(select(BankEntry).where(
+        BankEntry.file_id == statement.supersedes_id, BankEntry.entry_no.not_in(paired) if paired else True,
+        BankEntry.booking_date == entry.booking_date, BankEntry.amount == entry.amount,
+        BankEntry.currency == entry.currency, BankEntry.batch_id.is_not_distinct_from(entry.batch_id),
+        BankEntry.bank_reference.is_not_distinct_from(entry.bank_reference))
+        .order_by(BankEntry.entry_no).limit(1)).one_or_none()
+
+
+def _deposited_before(session: Session, statement: ReportFile, entry: BankEntry) -> bool:
+    """Whether another statement, or an earlier entry of this one, already deposited this batch (its shares
+    moved from clearing to cash)."""
+    session.flush()  # the earlier entries' statuses
+    return entry.batch_id is not None and session.scalar(select(func.count()).select_from(BankEntry).where(
+        BankEntry.livemode == statement.livemode, BankEntry.batch_id == entry.batch_id,
+        BankEntry.status == "matched",
+        (BankEntry.file_id != statement.id) | (BankEntry.entry_no < entry.entry_no))) > 0
 
 
 def _deposit(session: Session, statement: ReportFile, entry: BankEntry, seq: str, hmac_key: bytes,
@@ -564,6 +595,25 @@ def _deposit(session: Session, statement: ReportFile, entry: BankEntry, seq: str
     psp = shares[0].psp if shares else BANK_SOURCE
     total = sum(share.total for share in shares)
     currencies = {share.currency for share in shares}
+    if shares and _deposited_before(session, statement, entry):
+        # The batch was paid in before: this money is not the merchants' clearing a second time; it waits in the
+        # platform's suspense as a duplicate until an operator resolves it.
+        opened = open_break(session, platform, type_="duplicate", psp=psp,
+                            dedupe_key=f"duplicate_deposit:{statement.id}:{entry.entry_no}",
+                            report_date=statement.report_date, currency=entry.currency, kassa_amount=total,
+                            psp_amount=entry.amount, batch_id=entry.batch_id, lines=entry_ref, now=now,
+                            detail=f"Batch {entry.batch_id} was deposited before; this deposit is in suspense.")
+        if opened is not None:
+            result.breaks_opened.append(opened.id)
+        if entry.amount:
+            legs = legs_from_changes({accounts.cash(entry.currency): entry.amount,
+                                      accounts.suspense(psp, entry.currency): entry.amount}, _currency)
+            posted = post_transaction(session, platform, f"deposit:{entry.batch_id}:{_book(platform)}:{seq}:dup"
+                                      f"{entry.entry_no}", "deposit", legs, hmac_key=hmac_key,
+                                      reference=entry.batch_id,
+                                      description=f"Bank deposit {entry.bank_reference}: batch deposited before")
+            result.transactions.append(posted.id)
+        return "mismatch"
     if not shares or currencies != {entry.currency} or total != entry.amount:
         kind = "deposit_without_batch" if not shares else "deposit_mismatch"
         opened = open_break(session, platform, type_=kind, psp=psp,

@@ -279,19 +279,29 @@ def close_for_payment(session: Session, payment, reason: str) -> None:
 
 def expire_due_reviews(session: Session, deps, *, now: datetime | None = None, batch: int = 100) -> list[str]:
     """Void the payments of reviews still open at their ``expires_at`` (before the authorization would expire);
-    each closes ``timed_out`` with an alert. Skips rows another sweep holds."""
+    each closes ``timed_out`` with an alert. Skips payments a decision or another sweep holds."""
     from app.payments import service
-    from app.payments.models import PaymentStatus
+    from app.payments.models import Payment, PaymentStatus
 
     now = now or deps.now()
-    due = session.scalars(select(Review).where(Review.status == "open", Review.expires_at <= now)
-                          .order_by(Review.expires_at).limit(batch).with_for_update(skip_locked=True)).all()
+    # Locks in the decisions' order (payment, then review: ``decide``): the due reviews are read unlocked, then
+    # each payment is locked (skipped when a decision or another sweep holds it: the next sweep tries again), then
+    # its review, read again under the lock. Locking the review first deadlocked against a decision under way.
+    due = session.execute(select(Review.merchant_id, Review.livemode, Review.id, Review.payment_id)
+                          .where(Review.status == "open", Review.expires_at <= now)
+                          .order_by(Review.expires_at).limit(batch)).all()
     expired = []
-    for review in due:
-        scope = Scope(review.merchant_id, review.livemode)
+    for row in due:
+        scope = Scope(row.merchant_id, row.livemode)
         try:
             with session.begin_nested():
-                payment = service.get_payment(session, scope, review.payment_id, for_update=True)
+                payment = session.scalars(scope.select(Payment, Payment.id == row.payment_id)
+                                          .with_for_update(skip_locked=True)).one_or_none()
+                if payment is None:
+                    continue
+                review = scope.get(session, Review, row.id, for_update=True)
+                if review is None or review.status != "open" or review.expires_at > now:
+                    continue
                 _close(session, review, "timed_out", actor=None,
                        note=_note(None, "Nobody decided before the authorization would expire: voided."))
                 if payment.status == PaymentStatus.REQUIRES_CAPTURE:
@@ -303,7 +313,7 @@ def expire_due_reviews(session: Session, deps, *, now: datetime | None = None, b
                       "was voided", review.id, review.payment_id, review.merchant_id)
             expired.append(review.id)
         except Exception:  # noqa: BLE001 - the next sweep tries again
-            log.exception("could not time out review %s", review.id)
+            log.exception("could not time out review %s", row.id)
     return expired
 
 

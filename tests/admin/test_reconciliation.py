@@ -77,3 +77,10 @@ def test_operators_work_a_break_from_queue_to_resolution(app, admin_client, db_s
     login_as(admin_client, db_session, owner)
     assert admin_client.get(page).status_code == 404
     assert admin_client.get("/admin/reconciliation/breaks").status_code == 404
+
+
+def test_the_breaks_queue_refuses_an_age_filter_too_large_without_an_error(admin_client):
+    """Review r3: min_age_days=99999999999 overflowed timedelta (a 500 on the page and its CSV)."""
+    for path in ("/admin/reconciliation/breaks", "/admin/reconciliation/breaks.csv"):
+        assert admin_client.get(f"{path}?min_age_days=99999999999").status_code == 200
+        assert admin_client.get(f"{path}?min_age_days=%D9%A3").status_code == 200  # an Arabic-Indic three

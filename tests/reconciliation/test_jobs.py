@@ -32,7 +32,9 @@ def test_past_days_are_fetched_once_and_failures_stay_due(app, db_session, monke
     monkeypatch.setattr(fetch, "fetch_statement", statement)
     first = jobs.fetch_due_reports()
     assert len(first["imported"]) == 13 and f"sandbox_b:{broken_day}" in first["failed"]
-    assert len([f for f in first["failed"] if f.startswith("bank:")]) == 7
+    # The statement of the day after the failure waits for that report (the batches it deposits); the others fail.
+    assert first["waiting"] == [f"bank:{broken_day + timedelta(days=1)}"]
+    assert len([f for f in first["failed"] if f.startswith("bank:")]) == 6
     assert db_session.scalar(select(func.count()).select_from(ReportFile)) == 13
     db_session.commit()
 
@@ -42,3 +44,40 @@ def test_past_days_are_fetched_once_and_failures_stay_due(app, db_session, monke
     second = jobs.fetch_due_reports()
     assert f"sandbox_b:{day_of_the_failure}" in second["imported"] and not second["failed"]
     assert asked == [("sandbox_b", broken_day - timedelta(days=100))]  # imported days are not fetched again
+
+
+def test_a_statement_waits_for_the_reports_of_the_batches_it_deposits(app, db_session, monkeypatch):
+    """Review r3: the bank statement of a day deposits the batches of the day before; imported while one of those
+    reports had failed, its deposit became a deposit_without_batch in suspense, never matched once the report came."""
+    from app.reconciliation.models import Break
+
+    # Days of its own (other tests imported the real past week): "today" is a year ahead for the job.
+    today = utcnow() + timedelta(days=400)
+    monkeypatch.setattr(jobs, "utcnow", lambda: today)
+    late_day = today.date() - timedelta(days=3)
+    down = {"sandbox": True}
+    statements = []
+
+    def settlement(config, psp, day):
+        if psp == "sandbox" and day == late_day and down["sandbox"]:
+            raise fetch.FetchFailed("sandbox: ConnectTimeout")
+        return EMPTY
+
+    def statement(config, day):
+        statements.append(day)
+        return STATEMENT
+
+    monkeypatch.setattr(fetch, "fetch_settlement", settlement)
+    monkeypatch.setattr(fetch, "fetch_statement", statement)
+    first = jobs.fetch_due_reports()
+    next_day = late_day + timedelta(days=1)
+    assert f"bank:{next_day}" not in first["imported"] and next_day not in statements
+    assert f"bank:{next_day}" in first["waiting"]
+    db_session.commit()
+
+    down["sandbox"] = False
+    second = jobs.fetch_due_reports()
+    assert f"sandbox:{late_day}" in second["imported"] and f"bank:{next_day}" in second["imported"]
+    assert statements[-1] == next_day and not second["waiting"]
+    assert db_session.scalar(select(func.count()).select_from(Break).where(Break.type == "deposit_without_batch",
+                                                                          Break.report_date == next_day)) == 0

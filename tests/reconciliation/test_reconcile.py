@@ -168,3 +168,98 @@ def test_breaks_of_merchant_a_are_not_in_merchant_b_s_book(app, db_session, shop
     assert [b.type for b in breaks(db_session, scope)] == ["amount_mismatch"]
     assert breaks(db_session, platform_scope(False).__class__(other.id, False)) == []
     assert breaks(db_session, platform_scope(True).__class__(scope.merchant_id, True)) == []
+
+
+def test_a_corrected_bank_statement_does_not_deposit_a_batch_twice(app, db_session, shop, sandbox):
+    """Review r3: a second version of a day's statement (one entry added) re-posted every batch it repeated."""
+    scope = shop["scope"]
+    sandbox.capture(db_session, scope, 10000)
+    reconcile(db_session, sandbox)
+    next_day = sandbox.day + dt.timedelta(days=1)
+    first = deposit(db_session, sandbox, next_day)
+    assert first.statuses == {"matched": 1}
+    assert balance(db_session, scope, accounts.cash("USD")) == 9680
+    # The bank sends the day's statement again, corrected: the same batch entry, and one more it had left out.
+    sandbox.faults.append({"action": "no_batch", "date": next_day.isoformat(), "batch_id": f"po_y_{next_day:%Y%m%d}",
+                           "amount": 500})
+    second = deposit(db_session, sandbox, next_day)
+    assert second.created and second.statuses == {"matched": 1, "unmatched": 1}
+    assert balance(db_session, scope, accounts.cash("USD")) == 9680  # the batch's money arrived once
+    assert balance(db_session, scope, accounts.psp_clearing("sandbox", "USD")) == 0
+    assert [b.psp_amount for b in breaks(db_session, PLATFORM, type="deposit_without_batch", report_date=next_day)] \
+        == [500]
+    verify_ledger(app)
+
+
+def test_a_batch_deposited_again_on_another_day_waits_in_suspense(app, db_session, shop, sandbox):
+    """Review r3: the same batch paid into the bank a second time must not move the merchant's clearing twice."""
+    scope = shop["scope"]
+    sandbox.capture(db_session, scope, 10000)
+    reconcile(db_session, sandbox)
+    next_day = sandbox.day + dt.timedelta(days=1)
+    deposit(db_session, sandbox, next_day)
+    suspense_before = balance(db_session, PLATFORM, accounts.suspense("sandbox", "USD"))
+    again = service_statement(db_session, sandbox.statement(next_day).replace(
+        next_day.isoformat().encode(), (next_day + dt.timedelta(days=1)).isoformat().encode()),
+        next_day + dt.timedelta(days=1))
+    assert again.statuses == {"mismatch": 1}
+    assert balance(db_session, scope, accounts.cash("USD")) == 9680
+    assert balance(db_session, scope, accounts.psp_clearing("sandbox", "USD")) == 0
+    [twice] = breaks(db_session, PLATFORM, type="duplicate", batch_id=sandbox.batch())
+    assert twice.psp_amount == 9680
+    assert balance(db_session, PLATFORM, accounts.suspense("sandbox", "USD")) - suspense_before == 9680
+    verify_ledger(app)
+
+
+def service_statement(session, content: bytes, day: dt.date):
+    from flask import current_app
+
+    from app.payments.deps import deps_for
+    from app.reconciliation import service
+
+    result = service.reconcile_statement(session, livemode=False, report_date=day, content=content,
+                                         hmac_key=deps_for(current_app).ledger_hmac_key)
+    session.commit()
+    return result
+
+
+def test_a_second_correction_of_a_day_is_not_taken_for_a_duplicate(app, db_session, shop, sandbox):
+    """Review r3: version 1's line stayed 'matched' (version 2 repeated it), so when version 3 changed that line,
+    the duplicate check found version 1's and sent the merchant's charge to the platform's suspense."""
+    scope = shop["scope"]
+    kept = sandbox.capture(db_session, scope, 2000)
+    changed = sandbox.capture(db_session, scope, 6000)
+    reconcile(db_session, sandbox)  # version 1: both lines as booked
+    sandbox.faults.append({"action": "unknown", "date": sandbox.day.isoformat(), "reference": f"auth_late_{sandbox.day}",
+                           "amount": 700})
+    second = reconcile(db_session, sandbox)  # version 2: one more line, both charges repeated
+    assert second.statuses == {"unchanged": 2, "unmatched": 1}
+    sandbox.faults.append({"action": "alter", "reference": changed.psp_reference, "amount": -500})
+    third = reconcile(db_session, sandbox)  # version 3: one charge changed
+    assert third.statuses == {"unchanged": 2, "mismatch": 1}
+    assert breaks(db_session, PLATFORM, type="duplicate", reference=changed.psp_reference) == []
+    # The merchant's book holds the changed line as reported (the difference in the receivable).
+    assert balance(db_session, scope, accounts.psp_receivable("sandbox", "USD")) == 500
+    assert kept.psp_reference
+    verify_ledger(app)
+
+
+def test_a_batch_paid_twice_in_one_statement_waits_in_suspense_once(app, db_session, shop, sandbox):
+    """Review r3: two entries for the same batch in one statement: the second must not move clearing again."""
+    scope = shop["scope"]
+    sandbox.capture(db_session, scope, 10000)
+    reconcile(db_session, sandbox)
+    next_day = sandbox.day + dt.timedelta(days=1)
+    content = sandbox.statement(next_day).decode()
+    start, end = content.index("<Ntry>"), content.index("</Ntry>") + len("</Ntry>")
+    entry = content[start:end]
+    twice = content[:end] + entry.replace("00001</AcctSvcrRef>", "00002</AcctSvcrRef>") + content[end:]
+    suspense_before = balance(db_session, PLATFORM, accounts.suspense("sandbox", "USD"))
+    paid = service_statement(db_session, twice.encode(), next_day)
+    assert paid.statuses == {"matched": 1, "mismatch": 1}
+    assert balance(db_session, scope, accounts.cash("USD")) == 9680
+    assert balance(db_session, scope, accounts.psp_clearing("sandbox", "USD")) == 0
+    assert balance(db_session, PLATFORM, accounts.suspense("sandbox", "USD")) - suspense_before == 9680
+    [extra] = breaks(db_session, PLATFORM, type="duplicate", batch_id=sandbox.batch())
+    assert extra.psp_amount == 9680
+    verify_ledger(app)

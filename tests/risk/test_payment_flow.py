@@ -263,3 +263,27 @@ def test_the_platform_keeps_review_to_itself_and_the_history_stays_in_the_book(d
                                                     {"payments": []})["payments"])
     reviews.set_reviews_by_platform(db_session, scope.merchant_id, False, actor=None)
     db_session.commit()
+
+
+def test_the_timeout_sweep_takes_locks_in_the_decisions_order(db_session, scope, deps):
+    """Review r3: the sweep locked the review, then waited for the payment a decision held, while the decision
+    (payment first, then review) waited for the review: a deadlock. It now skips a payment someone holds, and
+    locks the review only after its payment."""
+    from sqlalchemy import text
+
+    body, _ = held_payment(db_session, scope, deps, "tok_sweep_order")
+    payment = payment_row(db_session, body["id"])
+    review_id, expires_at = payment.review_id, reviews.get_review(db_session, scope, payment.review_id).expires_at
+    db_session.commit()
+    with db.engine.connect() as decider:  # a decision under way: it holds the payment and wants the review next
+        decider.execute(text("SELECT 1 FROM payments WHERE id = :p FOR UPDATE"), {"p": body["id"]})
+        # Bounded so that the order this test forbids fails instead of hanging the suite.
+        db_session.execute(text("SET LOCAL lock_timeout = '5s'"))
+        assert review_id not in reviews.expire_due_reviews(db_session, deps, now=expires_at + timedelta(seconds=1))
+        decider.execute(text("SELECT 1 FROM risk_reviews WHERE id = :r FOR UPDATE NOWAIT"), {"r": review_id})
+        decider.rollback()
+    db_session.rollback()
+    # Once the decision is gone, the next sweep times the review out.
+    assert review_id in reviews.expire_due_reviews(db_session, deps, now=expires_at + timedelta(seconds=1))
+    db_session.commit()
+    assert reviews.get_review(db_session, scope, review_id).closed_reason == "timed_out"
