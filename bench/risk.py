@@ -67,9 +67,9 @@ def rule_texts() -> list[tuple[str, str]]:
         window = windows[index % 3]
         kind = index % 5
         if kind == 0:
-            rules.append(("review", f":card_payments_{window}: > {50 + index} and :amount: > {1000 + index}"))
+            rules.append(("review", f":email_payments_{window}: > {50 + index} and :amount: > {1000 + index}"))
         elif kind == 1:
-            rules.append(("block", f":ip_distinct_cards_{window}: > {20 + index} or :email_declines_{window}: > {30 + index}"))
+            rules.append(("block", f":email_distinct_cards_{window}: > {20 + index} or :email_declines_{window}: > {30 + index}"))
         elif kind == 2:
             rules.append(("review", f":card_country: != :ip_country: and :risk_score: > {90 + index % 9}"))
         elif kind == 3:

@@ -59,6 +59,9 @@ class SignalSpec:
     # The item type a value list must have to be used with ``in @list`` on this signal.
     list_kind: str = "string"
     depends_on_3ds: bool = False
+    # Counted across every merchant (card testing crosses merchants): the score and the platform's rules use
+    # it; a merchant's rule may not, or its outcomes would tell the merchant about other merchants' traffic.
+    platform_wide: bool = False
 
 
 def _velocity_specs() -> dict[str, SignalSpec]:
@@ -66,20 +69,21 @@ def _velocity_specs() -> dict[str, SignalSpec]:
     windows = {"10m": "10 minutes", "1h": "1 hour", "24h": "24 hours"}
     for subject, scope in (("card", "platform-wide per mode"), ("email", "per merchant and mode"),
                            ("ip", "platform-wide per mode")):
+        wide = subject != "email"
         for window, words in windows.items():
             specs[f"{subject}_payments_{window}"] = SignalSpec(
                 "number", "Redis velocity counters", f"confirmations of this {subject} in the last {words} "
-                f"(this one included; {scope})")
+                f"(this one included; {scope})", platform_wide=wide)
             specs[f"{subject}_declines_{window}"] = SignalSpec(
                 "number", "Redis velocity counters", f"declined or blocked confirmations of this {subject} in the "
-                f"last {words} ({scope})")
+                f"last {words} ({scope})", platform_wide=wide)
             if subject != "card":
                 specs[f"{subject}_distinct_cards_{window}"] = SignalSpec(
                     "number", "Redis velocity counters", f"distinct cards used with this {subject} in the last "
-                    f"{words} ({scope})")
+                    f"{words} ({scope})", platform_wide=wide)
     specs["card_amount_24h"] = SignalSpec(
         "number", "Redis velocity counters", "amount confirmed with this card in this currency in the last 24 hours, "
-        "in major units, this payment included (platform-wide per mode)")
+        "in major units, this payment included (platform-wide per mode)", platform_wide=True)
     return specs
 
 

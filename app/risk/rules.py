@@ -21,7 +21,7 @@ from app.ids import new_id
 from app.models_base import utcnow
 from app.risk import lists as value_lists
 from app.risk.errors import RiskInvalid, RiskNotFound
-from app.risk.language import CompiledRule, ListRef, RuleError, compile_rule
+from app.risk.language import SIGNALS, CompiledRule, ListRef, RuleError, compile_rule
 from app.risk.models import ACTIONS, PlatformRiskRule, RiskRule
 from app.scoping import Scope
 
@@ -67,12 +67,30 @@ def compile_for(text: str, resolve) -> CompiledRule:
 
 
 def check_predicate(session: Session, scope: Scope | None, predicate: Any) -> CompiledRule:
-    """Compile a rule as its owner would save it; RiskInvalid with the error's position otherwise."""
+    """Compile a rule as its owner would save it; RiskInvalid with the error's position otherwise.
+
+    A merchant's rule may not use a platform-wide counter (SignalSpec.platform_wide): its matches would tell the
+    merchant how a card or an address was used at other merchants."""
     try:
-        return compile_for(predicate, value_lists.resolver(session, scope))
+        compiled = compile_for(predicate, value_lists.resolver(session, scope))
+        if scope is not None:
+            _refuse_platform_wide(predicate, compiled)
+        return compiled
     except RuleError as error:
         raise RiskInvalid(f"The rule is not valid: {error}", param="predicate", code="rule_invalid",
                           detail=error.as_dict()) from None
+
+
+def _refuse_platform_wide(text: str, compiled: CompiledRule) -> None:
+    wide = sorted(name for name in compiled.signals if SIGNALS[name].platform_wide)
+    if not wide:
+        return
+    position = min(text.find(f":{name}:") for name in wide)
+    line = text.count("\n", 0, position) + 1
+    column = position - (text.rfind("\n", 0, position) + 1) + 1
+    raise RuleError(f":{wide[0]}: counts payments across every merchant of the platform; a merchant's rule "
+                    f"cannot use it (the risk score already weighs it). Use the per-merchant email counters "
+                    f"instead", line=line, column=column, position=position)
 
 
 def _check_action(action: Any) -> str:

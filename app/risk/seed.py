@@ -26,7 +26,7 @@ DEMO_RULES = (
     ("review", ":amount: = 123.45", "Demo: review exactly 123.45 (try it in test mode)"),
     ("review", ":email_domain: in @disposable_domains", "Disposable email domains"),
     ("request_3ds", ":amount: > 1000 and :is_new_card:", "New card, large amount: ask for 3-D Secure"),
-    ("block", ":card_ip_country_mismatch: and :ip_distinct_cards_1h: > 3", "Card testing from one address"),
+    ("block", ":card_ip_country_mismatch: and :email_distinct_cards_1h: > 3", "Card testing by one shopper"),
     ("allow", ":email: in @trusted_customers", "Trusted customers"),
 )
 DEMO_LISTS = (

@@ -169,11 +169,11 @@ def test_the_merchant_page_keeps_review_with_the_platform(client, db_session, ad
 
 def test_the_payment_page_shows_the_risk_outcome_and_every_counter(client, db_session, admin, shop):
     s = shop()
-    rule = rules.create_rule(db_session, s.scope, action="block", predicate=":card_payments_10m: > 5")
+    rule = rules.create_rule(db_session, s.scope, action="block", predicate=":email_payments_10m: > 5")
     payment = assessed_payment(db_session, s.scope, rule=rule)
     login_as(client, db_session, admin)
     html = client.get(f"/admin/payments/{payment.id}").get_data(as_text=True)
-    assert 'id="risk-score">81<' in html and ":card_payments_10m: &gt; 5" in html
+    assert 'id="risk-score">81<' in html and ":email_payments_10m: &gt; 5" in html
     row = html[html.index('data-signal="card_payments_10m"'):]
     row = row[:row.index("</tr>")]
     assert "<td>7</td>" in row  # operators may read the platform-wide counters

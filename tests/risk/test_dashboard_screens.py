@@ -290,7 +290,7 @@ def test_payment_detail_shows_the_risk_outcome_without_other_merchants_counters(
     assert 'data-signal="amount"' in html and "900.00" in html
     assert payment.review_id in html and 'id="risk-review-status">Open<' in html
 
-    rule = rules.create_rule(db_session, s.scope, action="block", predicate=":card_payments_10m: > 5",
+    rule = rules.create_rule(db_session, s.scope, action="block", predicate=":email_payments_10m: > 5",
                              description="Card testing")
     payment = assessed_payment(db_session, s.scope, rule=rule)
     html = client.get(s.url(f"payments/{payment.id}")).get_data(as_text=True)

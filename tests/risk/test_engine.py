@@ -125,6 +125,21 @@ def test_a_merchant_cannot_see_or_edit_another_merchants_rules_or_lists(db_sessi
     db_session.rollback()
 
 
+def test_a_merchant_rule_cannot_read_the_platform_wide_counters(db_session, scope, redis):
+    """Card and IP counters span every merchant: a merchant rule on them would let its outcomes (and the
+    backtest) tell the merchant how a card or address was used elsewhere. The platform's own rules may."""
+    with pytest.raises(RiskInvalid) as refused:
+        rules.create_rule(db_session, scope, action="block", predicate=":amount: > 5 and\n :card_payments_1h: > 3")
+    assert refused.value.param == "predicate" and "across every merchant" in str(refused.value)
+    assert (refused.value.detail["line"], refused.value.detail["column"]) == (2, 2)
+    for text in (":ip_distinct_cards_24h: > 1", ":card_amount_24h: > 100", ":ip_declines_10m: > 0"):
+        with pytest.raises(RiskInvalid):
+            rules.create_rule(db_session, scope, action="review", predicate=text)
+    assert rules.create_rule(db_session, scope, action="review", predicate=":email_distinct_cards_1h: > 3")
+    assert rules.create_rule(db_session, None, action="review", predicate=":card_payments_1h: > 30")
+    db_session.rollback()
+
+
 def test_velocity_without_redis_proceeds_and_says_so(db_session, scope):
     decision = evaluate.assess(db_session, payment(db_session, scope), redis=None, card=GOOD_CARD)
     assert decision.assessment.redis_degraded is True
