@@ -425,11 +425,19 @@ def risk_reviews():
     from app.risk.reviews import list_reviews
 
     filters = _queue_filters(request.args)
+    after = (request.args.get("starting_after") or "").strip()[:64] or None
     reviews = list_reviews(db.session, None, status="open", merchant_id=filters["merchant"] or None,
                            level=filters["level"] or None, rule_id=filters["rule"] or None,
-                           owner=filters["owner"] or None, older_than=AGES.get(filters["age"]), limit=QUEUE_SIZE)
+                           owner=filters["owner"] or None, older_than=AGES.get(filters["age"]), limit=QUEUE_SIZE + 1,
+                           starting_after=after)
+    # One more than a page tells whether a next one exists; it starts after this page's last (newest) review.
+    more = len(reviews) > QUEUE_SIZE
+    reviews = reviews[:QUEUE_SIZE]
+    first_page = {name: value for name, value in filters.items() if value}
+    next_page = {**first_page, "starting_after": reviews[-1].id} if more else None
     page = render_template("admin/risk_reviews.html", rows=_queue_rows(reviews), filters=filters, levels=LEVELS,
-                           ages=AGES, form=ReviewDecisionForm(formdata=None), risk_url=_url, now=utcnow())
+                           ages=AGES, form=ReviewDecisionForm(formdata=None), risk_url=_url, now=utcnow(),
+                           first_page=first_page, next_page=next_page, paged=after is not None)
     db.session.rollback()  # read-only
     return page
 

@@ -102,6 +102,21 @@ def test_the_queue_shows_open_reviews_across_merchants_oldest_first_with_filters
     assert older.review_id in by_rule and newer.review_id not in by_rule
 
 
+def test_the_queue_pages_oldest_first(client, db_session, admin, shop, jobs, monkeypatch):
+    from app.admin import risk_views
+
+    s = shop()
+    held = [held_for_review(db_session, s.scope, jobs, amount=60000 + n).review_id for n in range(3)]
+    monkeypatch.setattr(risk_views, "QUEUE_SIZE", 2)
+    login_as(client, db_session, admin)
+    first = client.get(f"/admin/risk/reviews?merchant={s.merchant.id}").get_data(as_text=True)
+    assert held[0] in first and held[1] in first and held[2] not in first
+    next_link = first.split('id="queue-next" href="', 1)[1].split('"', 1)[0].replace("&amp;", "&")
+    assert f"merchant={s.merchant.id}" in next_link  # the filters stay
+    second = client.get(next_link).get_data(as_text=True)
+    assert held[2] in second and held[0] not in second and 'id="queue-next"' not in second
+
+
 def test_an_operator_claims_approves_and_rejects_with_a_note(client, db_session, admin, shop, jobs):
     s = shop()
     approve = held_for_review(db_session, s.scope, jobs)
