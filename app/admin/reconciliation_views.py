@@ -17,6 +17,7 @@ from app.extensions import db
 from app.ledger.integration import ledger_hmac_key
 from app.ledger.models import LedgerAccount
 from app.models_base import utcnow
+from app.reconciliation import failures
 from app.reconciliation import resolution as resolutions
 from app.reconciliation.inbox import TITLES
 from app.reconciliation.models import BREAK_STATUSES, BREAK_TYPES, Break, ReportFile, ReportLine
@@ -80,7 +81,8 @@ def reconciliation():
     page = render_template("admin/reconciliation.html", day=day, psp=psp, psps=psps, livemode=livemode,
                            files=files, latest=latest, statuses=statuses, totals=totals, lines=lines,
                            by_type=by_type, titles=TITLES, statements=statements, balances=_balances(psp, livemode),
-                           names=merchant_names(line.merchant_id for line in lines))
+                           names=merchant_names(line.merchant_id for line in lines),
+                           failing=failures.raised(db.session, utcnow()))
     db.session.rollback()
     return page
 

@@ -30,6 +30,7 @@ from app.ids import new_id
 from app.ledger import accounts
 from app.ledger.service import CREDIT, DEBIT, Leg, post_transaction
 from app.models_base import utcnow
+from app.reconciliation import failures
 from app.reconciliation.models import PLATFORM_MERCHANT_ID, BankEntry, Break, ReportFile, ReportLine
 from app.reconciliation.parsing import parse_camt053, parse_settlement_csv
 from app.scoping import Scope
@@ -492,7 +493,8 @@ def _close_late(session: Session, report: ReportFile, result: RunResult, now: da
           FROM reconciliation_lines l
          WHERE l.file_id = :f AND l.status IN ('matched', 'mismatch') AND b.merchant_id = l.merchant_id
            AND b.livemode = l.livemode AND b.status = 'open' AND b.type = 'missing_at_psp' AND b.psp = l.psp
-           AND b.reference = l.reference AND b.dedupe_key = 'missing_at_psp:' || l.psp || ':' || l.reference || ':' || l.type
+           AND b.reference = l.reference
+           AND b.dedupe_key = 'missing_at_psp:' || l.psp || ':' || l.reference || ':' || l.type
         RETURNING b.id"""), {"f": report.id, "now": now}).scalars().all()
     result.breaks_closed.extend(closed)
 
@@ -508,6 +510,7 @@ def reconcile_settlement(session: Session, *, psp: str, livemode: bool, report_d
     now = now or utcnow()
     report, created = store_file(session, source=psp, kind="settlement", livemode=livemode, report_date=report_date,
                                  content=content, filename=filename, uploaded_by=uploaded_by)
+    failures.clear_failure(session, source=psp, kind="settlement", livemode=livemode, report_date=report_date)
     result = RunResult(report.id, created)
     if created:
         report.line_count = _stage_lines(session, report)
@@ -538,6 +541,8 @@ def reconcile_statement(session: Session, *, livemode: bool, report_date: date, 
     statement, created = store_file(session, source=BANK_SOURCE, kind="bank_statement", livemode=livemode,
                                     report_date=report_date, content=content, filename=filename,
                                     uploaded_by=uploaded_by)
+    failures.clear_failure(session, source=BANK_SOURCE, kind="bank_statement", livemode=livemode,
+                           report_date=report_date)
     result = RunResult(statement.id, created)
     if not created:
         result.statuses = dict(session.execute(select(BankEntry.status, func.count()).where(

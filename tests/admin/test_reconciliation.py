@@ -7,6 +7,9 @@ import io
 
 from sqlalchemy import select
 
+from app.models_base import utcnow
+from app.payments.deps import deps_for
+from app.reconciliation import failures, service
 from app.reconciliation.models import Break
 from app.scoping import Scope
 from tests import factories
@@ -84,3 +87,33 @@ def test_the_breaks_queue_refuses_an_age_filter_too_large_without_an_error(admin
     for path in ("/admin/reconciliation/breaks", "/admin/reconciliation/breaks.csv"):
         assert admin_client.get(f"{path}?min_age_days=99999999999").status_code == 200
         assert admin_client.get(f"{path}?min_age_days=%D9%A3").status_code == 200  # an Arabic-Indic three
+
+
+def test_a_fetch_failing_for_more_than_a_day_shows_on_the_console_and_in_the_inbox_until_imported(
+        app, admin_client, db_session):
+    day = dt.date(2035, 4, 2)
+    now = utcnow()
+    failures.record_failure(db_session, source="sandbox_b", kind="settlement", livemode=False, report_date=day,
+                            error="sandbox_b: HTTP 503", now=now - dt.timedelta(hours=30),
+                            raise_after=dt.timedelta(hours=24))
+    later_day = dt.date(2035, 4, 3)  # failing for an hour only: not raised yet
+    failures.record_failure(db_session, source="sandbox_b", kind="settlement", livemode=False, report_date=later_day,
+                            error="sandbox_b: HTTP 503", now=now - dt.timedelta(hours=1),
+                            raise_after=dt.timedelta(hours=24))
+    db_session.commit()
+
+    html = admin_client.get("/admin/reconciliation").get_data(as_text=True)
+    assert f'data-fetch-failure="sandbox_b:settlement:{day.isoformat()}"' in html and "sandbox_b: HTTP 503" in html
+    assert f"sandbox_b:settlement:{later_day.isoformat()}" not in html
+    inbox = admin_client.get("/admin/inbox?kind=reconciliation_fetch").get_data(as_text=True)
+    assert f"sandbox_b settlement report of {day.isoformat()} not fetched" in inbox
+    assert f"report of {later_day.isoformat()} not fetched" not in inbox
+
+    # The report of the day is imported at last (as the next successful fetch does).
+    service.reconcile_settlement(db_session, psp="sandbox_b", livemode=False, report_date=day,
+                                 content=FakeSandbox(day).report(), hmac_key=deps_for(app).ledger_hmac_key)
+    db_session.commit()
+    html = admin_client.get("/admin/reconciliation").get_data(as_text=True)
+    assert f"sandbox_b:settlement:{day.isoformat()}" not in html
+    inbox = admin_client.get("/admin/inbox?kind=reconciliation_fetch").get_data(as_text=True)
+    assert f"report of {day.isoformat()} not fetched" not in inbox
