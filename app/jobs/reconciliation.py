@@ -16,6 +16,7 @@ from app.ledger.integration import ledger_hmac_key
 from app.models_base import utcnow
 from app.reconciliation import failures, fetch, service
 from app.reconciliation.models import ReportFile
+from app.reconciliation.parsing import ReportFormatError
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,8 @@ def _record_failure(source: str, kind: str, day, exc: Exception) -> None:
     """Count one failed fetch of a day, in its own transaction (the import's was rolled back)."""
     db.session.rollback()
     hours = float(current_app.config.get("RECONCILIATION_FETCH_RAISE_HOURS", failures.DEFAULT_RAISE_HOURS))
-    error = str(exc) if isinstance(exc, (fetch.FetchFailed, service.ReconciliationError)) else exc.__class__.__name__
+    known = (fetch.FetchFailed, service.ReconciliationError, ReportFormatError)  # messages written for operators
+    error = str(exc) if isinstance(exc, known) else exc.__class__.__name__
     try:
         with commit_or_rollback(db.session):
             failures.record_failure(db.session, source=source, kind=kind, livemode=False, report_date=day,
