@@ -65,9 +65,12 @@ def load_config(env=os.environ) -> dict:
         ),
         "SANDBOX_PSP_SECRET": env.get("SANDBOX_PSP_SECRET", ""),
         "SANDBOX_WEBHOOK_SECRET": env.get("SANDBOX_WEBHOOK_SECRET", ""),
-        # Days a booked capture may be late in its PSP's report before it is a missing_at_psp break (after the
+        # Days a booked capture or refund may be late in its PSP's report before it is a missing_at_psp break (after the
         # connector's own settlement delay, app/reconciliation/service.py). 0: the day it was due.
         "RECONCILIATION_GRACE_DAYS": int(env.get("RECONCILIATION_GRACE_DAYS", "0") or 0),
+        # Hours a day's report or statement may keep failing to be fetched before it is raised in the operators'
+        # inbox and on the console (app/reconciliation/failures.py): the issue's "after a day".
+        "RECONCILIATION_FETCH_RAISE_HOURS": _float(env, "RECONCILIATION_FETCH_RAISE_HOURS", 24),
         # Connect 1 s: a healthy PSP on the same continent accepts a TCP connection in tens of
         # milliseconds; longer means it is down, and failing fast lets failover act.
         # Read 5 s: card authorizations at acquirers take up to a few seconds at p99.

@@ -1,7 +1,8 @@
 """WTForms of the operator console. Every action form carries Flask-WTF's CSRF token and a required reason,
 which goes to the audit log (where the merchant's owners and admins read it); like every form of Kassa's,
 they refuse text holding a card number (KassaForm)."""
-from wtforms import RadioField, StringField, TextAreaField
+from flask_wtf.file import FileField, FileRequired
+from wtforms import DateField, RadioField, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional
 
 from app.accounts.audit import REASON_MAX
@@ -44,3 +45,19 @@ class BreakAssignForm(KassaForm):
     """Who works a reconciliation break (empty: nobody)."""
 
     assignee = StringField("Assign to (an operator's email)", validators=[Optional(), Length(max=320)])
+
+
+class ReconciliationUploadForm(KassaForm):
+    """A settlement report or bank statement uploaded by an operator (app/reconciliation/uploads.py)."""
+
+    kind = RadioField("File", choices=select_choices([("settlement", "Settlement report of a PSP (CSV)"),
+                                                      ("bank_statement", "Bank statement (camt.053 XML)")]),
+                      validators=[DataRequired("Choose what the file is.")])
+    psp = SelectField("PSP (for a settlement report)", validators=[Optional()])
+    report_date = DateField("Day", validators=[DataRequired("Give the day the file is of.")])
+    mode = SelectField("Mode", choices=select_choices([("test", "test"), ("live", "live")]),
+                       default="test")
+    file = FileField("File", validators=[FileRequired("Choose the file to upload.")])
+    reason = TextAreaField("Reason", validators=[
+        DataRequired("Give a reason: it is recorded in the audit log."),
+        Length(max=REASON_MAX, message=f"Keep the reason to {REASON_MAX} characters.")])

@@ -6,17 +6,20 @@ import csv
 import io
 from datetime import date, timedelta
 
-from flask import Response, abort, flash, redirect, render_template, request, url_for
+from flask import Response, abort, current_app, flash, redirect, render_template, request, url_for
 from sqlalchemy import func, select
 
 from app.admin import bp
-from app.admin.forms import BreakAssignForm, BreakResolveForm
-from app.admin.helpers import INVALID_FORM, merchant_names, operator
+from app.admin.forms import BreakAssignForm, BreakResolveForm, ReconciliationUploadForm
+from app.accounts.audit import ReasonRequired
+from app.admin.helpers import INVALID_FORM, meta, merchant_names, operator
 from app.dashboard.context import platform_admin_required
+from app.dashboard.forms import select_choices
 from app.extensions import db
 from app.ledger.integration import ledger_hmac_key
 from app.ledger.models import LedgerAccount
 from app.models_base import utcnow
+from app.reconciliation import failures, fetch, uploads
 from app.reconciliation import resolution as resolutions
 from app.reconciliation.inbox import TITLES
 from app.reconciliation.models import BREAK_STATUSES, BREAK_TYPES, Break, ReportFile, ReportLine
@@ -80,7 +83,8 @@ def reconciliation():
     page = render_template("admin/reconciliation.html", day=day, psp=psp, psps=psps, livemode=livemode,
                            files=files, latest=latest, statuses=statuses, totals=totals, lines=lines,
                            by_type=by_type, titles=TITLES, statements=statements, balances=_balances(psp, livemode),
-                           names=merchant_names(line.merchant_id for line in lines))
+                           names=merchant_names(line.merchant_id for line in lines),
+                           failing=failures.raised(db.session, utcnow()))
     db.session.rollback()
     return page
 
@@ -218,3 +222,74 @@ def reconciliation_file_content(file_id: str):
     return Response(row.content, mimetype="application/octet-stream", headers={
         "Content-Disposition": f"attachment; filename={row.source}-{row.report_date}-v{row.version}.{extension}",
         "X-Content-Type-Options": "nosniff"})
+
+
+def _upload_psps() -> list[str]:
+    """The PSPs a settlement report may be uploaded for: the configured sandbox acquirers and every PSP a report
+    came from before."""
+    known = set(db.session.scalars(select(ReportFile.source).where(ReportFile.kind == "settlement").distinct()))
+    return sorted(known | set(fetch.sandbox_connectors(current_app.config)) | {"sandbox"})
+
+
+def _upload_form(formdata=True) -> ReconciliationUploadForm:
+    form = ReconciliationUploadForm(prefix="upload") if formdata else ReconciliationUploadForm(formdata=None,
+                                                                                               prefix="upload")
+    form.psp.choices = select_choices([("", "—")] + [(name, name) for name in _upload_psps()])
+    return form
+
+
+def _upload_page(form: ReconciliationUploadForm, status: int = 200):
+    page = render_template("admin/reconciliation_upload.html", form=form)
+    db.session.rollback()
+    return page, status
+
+
+@bp.get("/reconciliation/upload")
+@platform_admin_required
+def reconciliation_upload():
+    """The form to upload a settlement report or bank statement the fetch could not get."""
+    form = _upload_form(formdata=False)
+    if request.args.get("date"):
+        form.report_date.data = _day(request.args.get("date"))
+    if request.args.get("psp"):
+        form.psp.data = request.args.get("psp")
+    return _upload_page(form)
+
+
+@bp.post("/reconciliation/upload")
+@platform_admin_required
+def upload_reconciliation_file():
+    """Import an uploaded file exactly as a fetched one (the same bytes change nothing); reason required, audited.
+    A file that does not parse is refused: the form re-rendered with the message, nothing kept."""
+    form = _upload_form()
+    if not form.validate():
+        return _upload_page(form, INVALID_FORM)
+    upload = form.file.data
+    content = upload.read()
+    user = operator()
+    livemode = form.mode.data == "live"
+    try:
+        result = uploads.upload_file(
+            db.session, kind=form.kind.data, psp=form.psp.data or None, livemode=livemode,
+            report_date=form.report_date.data, content=content, filename=(upload.filename or "")[:255] or None,
+            reason=form.reason.data, hmac_key=ledger_hmac_key(), actor_user_id=user.id, actor_label=user.email,
+            grace_days=int(current_app.config.get("RECONCILIATION_GRACE_DAYS", 0) or 0),
+            audit_meta=meta().as_kwargs())
+    except ReasonRequired as error:
+        db.session.rollback()
+        form.reason.errors = [*form.reason.errors, error.message]
+        return _upload_page(form, INVALID_FORM)
+    except uploads.UploadRefused as error:
+        db.session.rollback()
+        target = getattr(form, error.param, form.file)
+        target.errors = [*target.errors, error.message]
+        return _upload_page(form, INVALID_FORM)
+    db.session.commit()
+    if result.created:
+        flash(f"Imported: {sum(result.statuses.values())} lines or entries, {len(result.breaks_opened)} breaks "
+              "opened.", "success")
+    else:
+        flash("This file was imported before: nothing changed.", "success")
+    psp = form.psp.data if form.kind.data == "settlement" else None
+    return redirect(url_for("admin.reconciliation", date=form.report_date.data.isoformat(), psp=psp,
+                            mode="live" if livemode else None), code=303)

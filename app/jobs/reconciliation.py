@@ -1,6 +1,8 @@
 """RQ entry points of reconciliation: the scheduled fetch of each sandbox acquirer's report and of the bank
 statement, for every past day not imported yet (the database is the schedule: a day without a file is due, so a
-failed fetch is simply asked again at the next sweep)."""
+failed fetch is simply asked again at the next sweep). Each failed fetch is recorded (app/reconciliation/failures.py):
+failing for longer than RECONCILIATION_FETCH_RAISE_HOURS, it is raised in the operators' inbox and on the console,
+until a file of that day is imported."""
 import logging
 from datetime import timedelta
 
@@ -12,8 +14,9 @@ from app.jobs import job
 from app.jobs.transactions import commit_or_rollback
 from app.ledger.integration import ledger_hmac_key
 from app.models_base import utcnow
-from app.reconciliation import fetch, service
+from app.reconciliation import failures, fetch, service
 from app.reconciliation.models import ReportFile
+from app.reconciliation.parsing import ReportFormatError
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +48,22 @@ def run_statement(day, *, content: bytes | None = None, livemode: bool = False) 
                                            hmac_key=ledger_hmac_key())
 
 
+def _record_failure(source: str, kind: str, day, exc: Exception) -> None:
+    """Count one failed fetch of a day, in its own transaction (the import's was rolled back)."""
+    db.session.rollback()
+    hours = float(current_app.config.get("RECONCILIATION_FETCH_RAISE_HOURS", failures.DEFAULT_RAISE_HOURS))
+    known = (fetch.FetchFailed, service.ReconciliationError, ReportFormatError)  # messages written for operators
+    error = str(exc) if isinstance(exc, known) else exc.__class__.__name__
+    try:
+        with commit_or_rollback(db.session):
+            failures.record_failure(db.session, source=source, kind=kind, livemode=False, report_date=day,
+                                    error=error, now=utcnow(), raise_after=timedelta(hours=hours))
+    except Exception:  # noqa: BLE001 - the failure stays due all the same; only its record is lost
+        db.session.rollback()
+        log.warning("reconciliation: could not record the failed fetch of %s %s of %s", source, kind, day,
+                    exc_info=True)
+
+
 @job
 def fetch_due_reports() -> dict:
     """Each sandbox acquirer's report, then the bank statement, of every past day (test mode) not imported yet; a
@@ -60,8 +79,8 @@ def fetch_due_reports() -> dict:
             try:
                 run_day(psp, day)
                 done.append(f"{psp}:{day}")
-            except Exception:  # noqa: BLE001 - one day's trouble must not stop the others; it stays due
-                db.session.rollback()
+            except Exception as exc:  # noqa: BLE001 - one day's trouble must not stop the others; it stays due
+                _record_failure(psp, "settlement", day, exc)
                 failed.append(f"{psp}:{day}")
                 log.warning("reconciliation: %s report of %s not imported; asked again at the next sweep", psp, day,
                             exc_info=True)
@@ -79,8 +98,8 @@ def fetch_due_reports() -> dict:
             try:
                 run_statement(day)
                 done.append(f"bank:{day}")
-            except Exception:  # noqa: BLE001 - as above
-                db.session.rollback()
+            except Exception as exc:  # noqa: BLE001 - as above
+                _record_failure(service.BANK_SOURCE, "bank_statement", day, exc)
                 failed.append(f"bank:{day}")
                 log.warning("reconciliation: bank statement of %s not imported", day, exc_info=True)
         db.session.rollback()

@@ -202,3 +202,27 @@ class Break(Base):
     resolution_note: Mapped[str | None] = mapped_column(Text)
     resolved_by: Mapped[str | None] = mapped_column(String(320))
     resolution_transaction_id: Mapped[str | None] = mapped_column(String)
+
+
+class FetchFailure(Base):
+    """A report or statement whose scheduled fetch keeps failing: one row per source, kind, mode and day, from the
+    first failed fetch until a file of that day is imported (fetched, uploaded or given to the CLI), which deletes
+    it. Once ``raise_at`` (first failure + RECONCILIATION_FETCH_RAISE_HOURS) has passed it is raised in the
+    operators' inbox and on the console's reconciliation page. Platform-wide: a PSP's report covers every merchant."""
+
+    __tablename__ = "reconciliation_fetch_failures"
+    __table_args__ = (
+        PrimaryKeyConstraint("source", "kind", "livemode", "report_date", name="pk_reconciliation_fetch_failures"),
+        CheckConstraint(f"kind IN ({_in(FILE_KINDS)})", name="kind"),
+        Index("ix_reconciliation_fetch_failures_raise_at", "raise_at"),
+    )
+
+    source: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(20))
+    livemode: Mapped[bool] = mapped_column(server_default=text("false"))
+    report_date: Mapped[date]
+    first_failed_at: Mapped[datetime]
+    last_failed_at: Mapped[datetime]
+    raise_at: Mapped[datetime]
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("1"))
+    last_error: Mapped[str] = mapped_column(String(500))

@@ -30,6 +30,7 @@ from app.ids import new_id
 from app.ledger import accounts
 from app.ledger.service import CREDIT, DEBIT, Leg, post_transaction
 from app.models_base import utcnow
+from app.reconciliation import failures
 from app.reconciliation.models import PLATFORM_MERCHANT_ID, BankEntry, Break, ReportFile, ReportLine
 from app.reconciliation.parsing import parse_camt053, parse_settlement_csv
 from app.scoping import Scope
@@ -445,25 +446,41 @@ def _line_breaks(session: Session, report: ReportFile, result: RunResult, now: d
             result.breaks_opened.append(opened.id)
 
 
+# What Kassa booked that a report must carry once due: captures (on their capture day) and succeeded refunds (on
+# the day they were booked), each with the report line type that carries it.
+_DUE = """
+    SELECT 'payment' AS object_type, p.merchant_id, p.id, p.psp_reference, p.amount_received AS amount, p.currency,
+           p.captured_at AS booked_at, 'charge' AS type, 'Captured' AS verb
+      FROM payments p
+     WHERE p.connector = :psp AND p.livemode = :livemode AND p.amount_received > 0 AND p.psp_reference IS NOT NULL
+       AND p.captured_at >= CAST(:since AS date) AND p.captured_at < CAST(:cutoff AS date) + 1
+    UNION ALL
+    SELECT 'refund', r.merchant_id, r.id, r.psp_reference, r.amount, r.currency, r.finished_at, 'refund', 'Refunded'
+      FROM refunds r JOIN payments p ON p.id = r.payment_id AND p.merchant_id = r.merchant_id
+     WHERE coalesce(r.connector, p.connector) = :psp AND r.livemode = :livemode AND r.status = 'succeeded'
+       AND r.psp_reference IS NOT NULL
+       AND r.finished_at >= CAST(:since AS date) AND r.finished_at < CAST(:cutoff AS date) + 1
+"""
+
+
 def _missing_at_psp(session: Session, report: ReportFile, grace_days: int, result: RunResult, now: datetime) -> None:
-    """Captures due in a report by now (settlement delay + grace) that no report carried: missing_at_psp."""
+    """Captures and refunds due in a report by now (settlement delay + grace) that no report carried:
+    missing_at_psp."""
     cutoff = report.report_date - timedelta(days=SETTLEMENT_DELAY_DAYS.get(report.source, 0) + grace_days)
-    rows = session.execute(text("""
-        SELECT p.merchant_id, p.id, p.psp_reference, p.amount_received, p.currency, p.captured_at
-          FROM payments p
-         WHERE p.connector = :psp AND p.livemode = :livemode AND p.amount_received > 0 AND p.psp_reference IS NOT NULL
-           AND p.captured_at >= CAST(:since AS date) AND p.captured_at < CAST(:cutoff AS date) + 1
-           AND NOT EXISTS (SELECT 1 FROM reconciliation_lines l
-                            WHERE l.psp = :psp AND l.livemode = :livemode AND l.reference = p.psp_reference
-                              AND l.type = 'charge' AND l.status IN ('matched', 'mismatch', 'unchanged', 'refused'))
-         ORDER BY p.captured_at"""), {"psp": report.source, "livemode": report.livemode, "cutoff": cutoff,
-                                       "since": cutoff - timedelta(days=MISSING_LOOKBACK_DAYS)}).all()
+    rows = session.execute(text(f"""
+        SELECT d.* FROM ({_DUE}) d
+         WHERE NOT EXISTS (SELECT 1 FROM reconciliation_lines l
+                            WHERE l.psp = :psp AND l.livemode = :livemode AND l.reference = d.psp_reference
+                              AND l.type = d.type AND l.status IN ('matched', 'mismatch', 'unchanged', 'refused'))
+         ORDER BY d.booked_at, d.id"""), {"psp": report.source, "livemode": report.livemode, "cutoff": cutoff,
+                                          "since": cutoff - timedelta(days=MISSING_LOOKBACK_DAYS)}).all()
     for row in rows:
         opened = open_break(session, Scope(row.merchant_id, report.livemode), type_="missing_at_psp", psp=report.source,
-                            dedupe_key=f"missing_at_psp:{report.source}:{row.psp_reference}:charge",
-                            report_date=report.report_date, currency=row.currency, kassa_amount=row.amount_received,
-                            psp_amount=None, reference=row.psp_reference, object_type="payment", object_id=row.id,
-                            detail=f"Captured on {row.captured_at:%Y-%m-%d}; no report of {report.source} carries it.",
+                            dedupe_key=f"missing_at_psp:{report.source}:{row.psp_reference}:{row.type}",
+                            report_date=report.report_date, currency=row.currency, kassa_amount=row.amount,
+                            psp_amount=None, reference=row.psp_reference, object_type=row.object_type,
+                            object_id=row.id,
+                            detail=f"{row.verb} on {row.booked_at:%Y-%m-%d}; no report of {report.source} carries it.",
                             now=now)
         if opened is not None:
             result.breaks_opened.append(opened.id)
@@ -477,6 +494,7 @@ def _close_late(session: Session, report: ReportFile, result: RunResult, now: da
          WHERE l.file_id = :f AND l.status IN ('matched', 'mismatch') AND b.merchant_id = l.merchant_id
            AND b.livemode = l.livemode AND b.status = 'open' AND b.type = 'missing_at_psp' AND b.psp = l.psp
            AND b.reference = l.reference
+           AND b.dedupe_key = 'missing_at_psp:' || l.psp || ':' || l.reference || ':' || l.type
         RETURNING b.id"""), {"f": report.id, "now": now}).scalars().all()
     result.breaks_closed.extend(closed)
 
@@ -492,6 +510,7 @@ def reconcile_settlement(session: Session, *, psp: str, livemode: bool, report_d
     now = now or utcnow()
     report, created = store_file(session, source=psp, kind="settlement", livemode=livemode, report_date=report_date,
                                  content=content, filename=filename, uploaded_by=uploaded_by)
+    failures.clear_failure(session, source=psp, kind="settlement", livemode=livemode, report_date=report_date)
     result = RunResult(report.id, created)
     if created:
         report.line_count = _stage_lines(session, report)
@@ -522,6 +541,8 @@ def reconcile_statement(session: Session, *, livemode: bool, report_date: date, 
     statement, created = store_file(session, source=BANK_SOURCE, kind="bank_statement", livemode=livemode,
                                     report_date=report_date, content=content, filename=filename,
                                     uploaded_by=uploaded_by)
+    failures.clear_failure(session, source=BANK_SOURCE, kind="bank_statement", livemode=livemode,
+                           report_date=report_date)
     result = RunResult(statement.id, created)
     if not created:
         result.statuses = dict(session.execute(select(BankEntry.status, func.count()).where(

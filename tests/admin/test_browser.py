@@ -1,6 +1,7 @@
 """The operator console in headless Chromium: each action through its form (with the audit entry it leaves),
 the merchant completing the go-live checklist in the dashboard, the inbox worked from end to end, and axe
 on every console page (no serious or critical violation)."""
+import datetime as dt
 import re
 
 import pytest
@@ -204,7 +205,26 @@ def test_every_console_page_fits_a_laptop_screen(app, browser, live_server, db_s
 
     recon_break = db_session.scalars(select(Break).where(Break.merchant_id == merchant.id,
                                                          Break.type == "amount_mismatch")).one()
+    from app.models_base import utcnow
+    from app.reconciliation import failures
+
+    # A fetch failing for more than a day: its table on /admin/reconciliation fits too.
+    failing_day = dt.date(2036, 6, 6)  # a day of its own, cleared at the end (the inbox of later tests)
+    failures.record_failure(db_session, source="sandbox_b", kind="settlement", livemode=False, report_date=failing_day,
+                            error="http://127.0.0.1:8202/v1/settlements/2036-06-06.csv: ConnectTimeout",
+                            now=utcnow() - dt.timedelta(hours=30), raise_after=dt.timedelta(hours=24))
     db_session.commit()
+    try:
+        _every_console_page_fits(app, browser, live_server, db_session, admin, merchant, owner, stuck, callback,
+                                 endpoint, recon_break)
+    finally:
+        failures.clear_failure(db_session, source="sandbox_b", kind="settlement", livemode=False,
+                               report_date=failing_day)
+        db_session.commit()
+
+
+def _every_console_page_fits(app, browser, live_server, db_session, admin, merchant, owner, stuck, callback, endpoint,
+                             recon_break):
     context = browser.new_context(viewport=LAPTOP)
     context.set_default_timeout(3 * DEFAULT_TIMEOUT_MS)  # full-page screenshots on a loaded machine
     tab = context.new_page()
@@ -217,8 +237,10 @@ def test_every_console_page_fits_a_laptop_screen(app, browser, live_server, db_s
                  f"/admin/callbacks/{callback.id}", f"/admin/webhook-endpoints/{endpoint.id}", "/admin/psp",
                  "/admin/ledger", "/admin/reconciliation", "/admin/reconciliation/breaks",
                  f"/admin/reconciliation/breaks/{recon_break.merchant_id}/{recon_break.id}",
-                 "/admin/reconciliation/files"):
+                 "/admin/reconciliation/files", "/admin/reconciliation/upload"):
         assert tab.goto(live_server.url(path)).status == 200, path
+        if path == "/admin/reconciliation":
+            assert tab.locator("#failing-heading").count() == 1  # the failing fetch is shown (and checked)
         found = tab.evaluate(OVERFLOWS) + [f"axe {v['id']}: {[n['target'] for n in v['nodes']][:3]}"
                                            for v in axe_violations(tab)]
         if found:

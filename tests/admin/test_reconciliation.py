@@ -7,11 +7,15 @@ import io
 
 from sqlalchemy import select
 
-from app.reconciliation.models import Break
+from app.models_base import utcnow
+from app.payments.deps import deps_for
+from app.reconciliation import failures, service
+from app.ledger import accounts
+from app.reconciliation.models import Break, ReportFile
 from app.scoping import Scope
 from tests import factories
 from tests.admin.conftest import audit_rows, csrf_of, login_as
-from tests.reconciliation.helpers import FakeSandbox, reconcile
+from tests.reconciliation.helpers import FakeSandbox, balance, reconcile
 
 DAY = dt.date(2035, 3, 1)
 
@@ -84,3 +88,96 @@ def test_the_breaks_queue_refuses_an_age_filter_too_large_without_an_error(admin
     for path in ("/admin/reconciliation/breaks", "/admin/reconciliation/breaks.csv"):
         assert admin_client.get(f"{path}?min_age_days=99999999999").status_code == 200
         assert admin_client.get(f"{path}?min_age_days=%D9%A3").status_code == 200  # an Arabic-Indic three
+
+
+def test_a_fetch_failing_for_more_than_a_day_shows_on_the_console_and_in_the_inbox_until_imported(
+        app, admin_client, db_session):
+    day = dt.date(2035, 4, 2)
+    now = utcnow()
+    failures.record_failure(db_session, source="sandbox_b", kind="settlement", livemode=False, report_date=day,
+                            error="sandbox_b: HTTP 503", now=now - dt.timedelta(hours=30),
+                            raise_after=dt.timedelta(hours=24))
+    later_day = dt.date(2035, 4, 3)  # failing for an hour only: not raised yet
+    failures.record_failure(db_session, source="sandbox_b", kind="settlement", livemode=False, report_date=later_day,
+                            error="sandbox_b: HTTP 503", now=now - dt.timedelta(hours=1),
+                            raise_after=dt.timedelta(hours=24))
+    db_session.commit()
+
+    html = admin_client.get("/admin/reconciliation").get_data(as_text=True)
+    assert f'data-fetch-failure="sandbox_b:settlement:{day.isoformat()}"' in html and "sandbox_b: HTTP 503" in html
+    assert f"sandbox_b:settlement:{later_day.isoformat()}" not in html
+    inbox = admin_client.get("/admin/inbox?kind=reconciliation_fetch").get_data(as_text=True)
+    assert f"sandbox_b settlement report of {day.isoformat()} not fetched" in inbox
+    assert f"report of {later_day.isoformat()} not fetched" not in inbox
+
+    # The report of the day is imported at last (as the next successful fetch does).
+    service.reconcile_settlement(db_session, psp="sandbox_b", livemode=False, report_date=day,
+                                 content=FakeSandbox(day).report(), hmac_key=deps_for(app).ledger_hmac_key)
+    db_session.commit()
+    html = admin_client.get("/admin/reconciliation").get_data(as_text=True)
+    assert f"sandbox_b:settlement:{day.isoformat()}" not in html
+    inbox = admin_client.get("/admin/inbox?kind=reconciliation_fetch").get_data(as_text=True)
+    assert f"report of {day.isoformat()} not fetched" not in inbox
+
+
+def _upload(client, token, content: bytes, *, kind="settlement", psp="sandbox", day=None, reason="Fetch down; file "
+            "sent by the PSP's support", filename="report.csv"):
+    return client.post("/admin/reconciliation/upload", content_type="multipart/form-data", data={
+        "csrf_token": token, "upload-kind": kind, "upload-psp": psp, "upload-report_date": day.isoformat(),
+        "upload-mode": "test", "upload-reason": reason, "upload-file": (io.BytesIO(content), filename)})
+
+
+def test_an_operator_uploads_a_report_and_a_statement_through_the_same_import(app, admin_client, db_session, shop,
+                                                                             admin):
+    merchant, _owner, _developer = shop
+    day = dt.date(2035, 5, 7)
+    sandbox = FakeSandbox(day)
+    scope = Scope(merchant.id, False)
+    sandbox.capture(db_session, scope, 4000)
+    token = csrf_of(admin_client, f"/admin/reconciliation/upload?date={day.isoformat()}&psp=sandbox")
+
+    def files(kind):
+        db_session.rollback()
+        rows = db_session.scalars(select(ReportFile).where(ReportFile.report_date.in_([day, day + dt.timedelta(1)]),
+                                                           ReportFile.kind == kind)).all()
+        db_session.commit()
+        return rows
+
+    # Refused: a statement given as a settlement report, no reason, no CSRF token; nothing is kept.
+    wrong = _upload(admin_client, token, sandbox.statement(day + dt.timedelta(days=1)), day=day, filename="s.xml")
+    assert wrong.status_code == 422
+    html = wrong.get_data(as_text=True)
+    assert "Not a settlement report (CSV) Kassa can import" in html and "header must be" in html
+    assert "Upload and import" in html  # the form, re-rendered
+    assert _upload(admin_client, token, sandbox.report(), day=day, reason="  ").status_code == 422
+    assert _upload(admin_client, "", sandbox.report(), day=day).status_code in (400, 422)
+    assert files("settlement") == [] and audit_rows(db_session, "reconciliation.file_uploaded") == []
+
+    done = _upload(admin_client, token, sandbox.report(), day=day)
+    assert done.status_code == 303 and f"date={day.isoformat()}" in done.headers["Location"]
+    [report] = files("settlement")
+    assert (report.source, report.version, report.uploaded_by, report.content) == ("sandbox", 1, admin.email,
+                                                                                    sandbox.report())
+    assert balance(db_session, scope, accounts.psp_clearing("sandbox", "USD")) == 4000 - 146
+    [entry] = audit_rows(db_session, "reconciliation.file_uploaded")
+    assert (entry.actor_user_id, entry.target, entry.details["reason"], entry.details["created"]) == (
+        admin.id, report.id, "Fetch down; file sent by the PSP's support", True)
+
+    # The same bytes again change nothing (still audited: someone tried).
+    again = _upload(admin_client, token, sandbox.report(), day=day)
+    assert again.status_code == 303
+    assert "nothing changed" in admin_client.get(again.headers["Location"]).get_data(as_text=True)
+    assert [f.id for f in files("settlement")] == [report.id]
+    assert balance(db_session, scope, accounts.psp_clearing("sandbox", "USD")) == 4000 - 146
+
+    # A garbage statement is refused; the real one deposits the batch (three-way, as a fetched one).
+    refused = _upload(admin_client, token, b"<not-camt/>", kind="bank_statement", psp="", day=day + dt.timedelta(1))
+    assert refused.status_code == 422 and "camt.053 bank statement" in refused.get_data(as_text=True)
+    paid = _upload(admin_client, token, sandbox.statement(day + dt.timedelta(days=1)), kind="bank_statement", psp="",
+                   day=day + dt.timedelta(days=1), filename="statement.xml")
+    assert paid.status_code == 303
+    [statement] = files("bank_statement")
+    assert statement.source == "bank" and statement.uploaded_by == admin.email
+    assert balance(db_session, scope, accounts.psp_clearing("sandbox", "USD")) == 0
+    assert balance(db_session, scope, accounts.cash("USD")) == 4000 - 146
+    assert len(audit_rows(db_session, "reconciliation.file_uploaded")) == 3

@@ -10,7 +10,7 @@ def test_the_demo_inbox_has_an_item_of_each_kind_and_seeding_again_adds_none(db_
     # Reconciliation (app/reconciliation/seed.py): the demo book's amount, fee and currency mismatches and the
     # line the PSP never reported; the platform book holds the duplicate, the unknown line and both deposit breaks.
     assert counts == {"payment_outcome": 1, "psp_callback": 0, "dispute": 1, "webhook_endpoint": 1,
-                      "reconciliation_break": 4, "review": 1}
+                      "reconciliation_break": 4, "reconciliation_fetch": 0, "review": 1}  # no fetch failing
     items, _counts = collect(db_session, InboxFilters())
     assert {item.kind for item in items} == {"payment_outcome", "psp_callback", "dispute", "webhook_endpoint",
                                              "reconciliation_break", "review"}

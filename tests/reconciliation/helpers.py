@@ -54,7 +54,11 @@ class FakeSandbox:
     def refund(self, session, scope: Scope, payment: Payment, amount: int) -> Refund:
         body = refund(session, scope, payment.id, amount)
         row = scope.get(session, Refund, body["id"])
+        # Booked on the test's own day, like its capture.
+        session.execute(text("UPDATE refunds SET finished_at = :t WHERE id = :id"),
+                        {"t": dt.datetime(self.day.year, self.day.month, self.day.day, 2, tzinfo=dt.UTC), "id": row.id})
         session.commit()
+        session.refresh(row)
         self.conn.execute(
             "INSERT INTO refunds (id, acquirer, authorization_id, amount, currency, status, created) "
             "VALUES (?, 'sandbox', ?, ?, ?, 'succeeded', ?)",

@@ -81,3 +81,70 @@ def test_a_statement_waits_for_the_reports_of_the_batches_it_deposits(app, db_se
     assert statements[-1] == next_day and not second["waiting"]
     assert db_session.scalar(select(func.count()).select_from(Break).where(Break.type == "deposit_without_batch",
                                                                           Break.report_date == next_day)) == 0
+
+
+def test_a_fetch_failing_for_more_than_a_day_is_raised_until_a_fetch_succeeds(app, db_session, monkeypatch):
+    from app.inbox import InboxFilters
+    from app.reconciliation import failures, inbox
+    from app.reconciliation.models import FetchFailure
+
+    # Days of their own: "today" is two years ahead for the job.
+    today = utcnow() + timedelta(days=800)
+    broken_day = today.date() - timedelta(days=3)
+    down = {"sandbox_b": True}
+
+    def settlement(config, psp, day):
+        if psp == "sandbox_b" and day == broken_day and down["sandbox_b"]:
+            raise fetch.FetchFailed("sandbox_b: ConnectTimeout")
+        return EMPTY
+
+    monkeypatch.setattr(fetch, "fetch_settlement", settlement)
+    monkeypatch.setattr(fetch, "fetch_statement", lambda config, day: STATEMENT)
+
+    def item_ids(now):
+        monkeypatch.setattr(inbox, "utcnow", lambda: now)
+        page = inbox.failing_fetches(db_session, InboxFilters())
+        db_session.commit()
+        return [i.id for i in page.items]
+
+    key = f"sandbox_b:settlement:test:{broken_day}"
+    first_time = today - timedelta(hours=25)
+    monkeypatch.setattr(jobs, "utcnow", lambda: first_time)
+    assert f"sandbox_b:{broken_day}" in jobs.fetch_due_reports()["failed"]
+    assert key not in item_ids(first_time + timedelta(hours=23))  # failing, but not for a day yet
+
+    monkeypatch.setattr(jobs, "utcnow", lambda: today)
+    assert f"sandbox_b:{broken_day}" in jobs.fetch_due_reports()["failed"]  # still failing a day later
+    row = db_session.get(FetchFailure, ("sandbox_b", "settlement", False, broken_day))
+    assert (row.attempts, row.first_failed_at, row.last_error) == (2, first_time, "sandbox_b: ConnectTimeout")
+    db_session.commit()
+    assert key in item_ids(today)
+    # Narrowed to a merchant, it is not shown: it belongs to none.
+    monkeypatch.setattr(inbox, "utcnow", lambda: today)
+    assert inbox.failing_fetches(db_session, InboxFilters(merchant_id="mer_someone")).count == 0
+    db_session.commit()
+
+    down["sandbox_b"] = False
+    assert f"sandbox_b:{broken_day}" in jobs.fetch_due_reports()["imported"]
+    assert key not in item_ids(today)
+    assert db_session.get(FetchFailure, ("sandbox_b", "settlement", False, broken_day)) is None
+    assert all(r.report_date != broken_day or r.source != "sandbox_b" for r in failures.raised(db_session, today))
+    db_session.commit()
+
+
+def test_a_failing_statement_fetch_is_recorded_with_its_error(app, db_session, monkeypatch):
+    from app.reconciliation.models import FetchFailure
+
+    today = utcnow() + timedelta(days=1200)
+    monkeypatch.setattr(jobs, "utcnow", lambda: today)
+    monkeypatch.setattr(fetch, "fetch_settlement", lambda config, psp, day: EMPTY)
+
+    def statement(config, day):
+        raise fetch.FetchFailed("bank: HTTP 503")
+
+    monkeypatch.setattr(fetch, "fetch_statement", statement)
+    jobs.fetch_due_reports()
+    day = today.date() - timedelta(days=1)
+    row = db_session.get(FetchFailure, ("bank", "bank_statement", False, day))
+    assert row.last_error == "bank: HTTP 503" and row.raise_at == today + timedelta(hours=24)
+    db_session.commit()

@@ -263,3 +263,41 @@ def test_a_batch_paid_twice_in_one_statement_waits_in_suspense_once(app, db_sess
     [extra] = breaks(db_session, PLATFORM, type="duplicate", batch_id=sandbox.batch())
     assert extra.psp_amount == 9680
     verify_ledger(app)
+
+
+def test_a_refund_not_reported_is_missing_at_the_psp_and_its_late_line_closes_it(app, db_session, shop, sandbox):
+    scope = shop["scope"]
+    payment = sandbox.capture(db_session, scope, 8000)
+    kept = sandbox.refund(db_session, scope, payment, 1000)
+    late = sandbox.refund(db_session, scope, payment, 2500)
+    sandbox.faults.append({"action": "delay", "reference": late.psp_reference, "type": "refund"})
+    first = reconcile(db_session, sandbox)
+    assert first.statuses == {"matched": 2}  # the capture and the first refund
+    [missing] = breaks(db_session, scope)
+    assert (missing.type, missing.status, missing.object_type, missing.object_id, missing.reference,
+            missing.kassa_amount, missing.psp_amount) == ("missing_at_psp", "open", "refund", late.id,
+                                                          late.psp_reference, 2500, None)
+    assert kept.psp_reference != missing.reference
+    # Booked and not yet reported: the refund still weighs on the receivable.
+    assert balance(db_session, scope, accounts.psp_receivable("sandbox", "USD")) == -2500
+
+    result = reconcile(db_session, sandbox, sandbox.day + dt.timedelta(days=1))
+    assert result.statuses == {"matched": 1} and result.breaks_closed == [missing.id]
+    assert not result.breaks_opened  # the day's report does not file it again
+    [closed] = breaks(db_session, scope)
+    assert closed.id == missing.id and closed.status == "closed"
+    assert balance(db_session, scope, accounts.psp_receivable("sandbox", "USD")) == 0
+    verify_ledger(app)
+
+
+def test_a_refund_not_yet_due_is_no_break(app, db_session, shop, sandbox):
+    scope = shop["scope"]
+    payment = sandbox.capture(db_session, scope, 8000)
+    refunded = sandbox.refund(db_session, scope, payment, 1000)
+    sandbox.faults.append({"action": "drop", "reference": refunded.psp_reference, "type": "refund"})
+    # A report of the day before the refund was booked: nothing of it is due yet.
+    reconcile(db_session, sandbox, sandbox.day - dt.timedelta(days=1))
+    assert breaks(db_session, scope) == []
+    reconcile(db_session, sandbox)
+    [missing] = breaks(db_session, scope)
+    assert (missing.type, missing.object_id) == ("missing_at_psp", refunded.id)
