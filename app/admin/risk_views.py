@@ -28,7 +28,7 @@ from app.dashboard.risk_views import (
     marked_lines,
     moved_order,
     payment_risk,
-    rule_error,
+    refuse_on_form,
     rules_by_action,
     run_backtest,
 )
@@ -129,12 +129,7 @@ def _rule_form_post(rule=None):
         abort(404)
     except RiskInvalid as error:
         db.session.rollback()
-        problem = rule_error(error)
-        getattr(form, problem["param"] if problem["param"] in ("action", "description") else "predicate").errors = \
-            [problem["message"]]
-        form.tested.data = ""
-        return _editor(form, rule=rule, error=problem if problem["param"] == "predicate" else None,
-                       status=INVALID_FORM)
+        return _editor(form, rule=rule, error=refuse_on_form(form, error), status=INVALID_FORM)
     db.session.commit()
     flash("The platform rule is saved." if rule is None else "The platform rule is updated.", "success")
     return redirect(_url("risk_rules_page"), code=303)

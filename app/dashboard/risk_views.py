@@ -169,6 +169,16 @@ def rule_error(error) -> dict:
             "line": detail.get("line"), "column": detail.get("column"), "position": detail.get("position")}
 
 
+def refuse_on_form(form, error) -> dict | None:
+    """Put a refusal of the rules service on the rule form's field (its text, unless the action or description
+    was refused) and ask for a new backtest; the error to mark in the rule's text, or None."""
+    problem = rule_error(error)
+    field = problem["param"] if problem["param"] in ("action", "description") else "predicate"
+    getattr(form, field).errors = [problem["message"]]
+    form.tested.data = ""
+    return problem if field == "predicate" else None
+
+
 def marked_lines(text: str, error: dict | None) -> list[dict] | None:
     """The rule's lines with a caret under the error's column, for the re-rendered form (None: nothing to mark)."""
     if not error or error.get("line") is None or not text:
@@ -273,12 +283,7 @@ def _rule_form_post(rule=None):
         abort(404)
     except RiskInvalid as error:
         db.session.rollback()
-        problem = rule_error(error)
-        getattr(form, problem["param"] if problem["param"] in ("action", "description") else "predicate").errors = \
-            [problem["message"]]
-        form.tested.data = ""
-        return _editor(form, rule=rule, error=problem if problem["param"] == "predicate" else None,
-                       status=INVALID_FORM)
+        return _editor(form, rule=rule, error=refuse_on_form(form, error), status=INVALID_FORM)
     db.session.commit()
     flash("The rule is saved." if rule is None else "The rule is updated.", "success")
     return redirect(_url("risk_rules"), code=303)

@@ -196,11 +196,10 @@ def list_value_lists(session: Session, scope: Scope | None, *, alias: str | None
 
 def _contains_forms(value: str) -> list[str]:
     forms = {value, value.strip(), value.strip().casefold(), value.strip().upper()}
-    for item_type in ("ip_address",):
-        try:
-            forms.add(normalize(item_type, value))
-        except RiskInvalid:
-            pass
+    try:
+        forms.add(normalize("ip_address", value))  # an address or range as the list stores it
+    except RiskInvalid:
+        pass  # not an address: the plain forms only
     return sorted(forms)
 
 
