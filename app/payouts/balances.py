@@ -43,6 +43,7 @@ TYPE_OF_KIND = {
     "payout": "payout",
     "manual_payout": "payout",
     "payout_reversal": "payout_reversal",
+    "payout_return": "payout_reversal",
 }
 TYPES = ("charge", "refund", "dispute", "fee", "payout", "payout_reversal", "adjustment")
 # The payout postings that debit a scheduled payout's items: never an item of a payout themselves.
