@@ -441,3 +441,96 @@ FAILURE_MESSAGES = {
     "no_account": "The bank account details on file do not match an account.",
     "invalid_currency": "The bank account cannot receive payouts in this currency.",
 }
+
+
+# ---------------------------------------------------------------------------------------------- the rail
+
+# A claimed payout is not claimed again for this long (a worker that died mid-call leaves it to the next sweep).
+CLAIM_LEASE = timedelta(minutes=5)
+# An in-transit payout's rail is asked again after this long: the sandbox settles in days, a minute is plenty.
+CHECK_EVERY = timedelta(minutes=1)
+# A paid payout is watched this long for a bank return (failed after paid), asked every RETURN_CHECK_EVERY.
+RETURN_WINDOW = timedelta(days=5)
+RETURN_CHECK_EVERY = timedelta(hours=1)
+CLAIM_BATCH = 50
+
+_CLAIM = text("""
+UPDATE payouts SET next_attempt_at = :lease, attempts = attempts + 1
+ WHERE (merchant_id, id) IN (SELECT merchant_id, id FROM payouts
+                              WHERE next_attempt_at <= :now AND status IN ('pending', 'in_transit', 'paid')
+                              ORDER BY next_attempt_at LIMIT :limit FOR UPDATE SKIP LOCKED)
+RETURNING merchant_id, livemode, id
+""")
+
+
+def claim_due(session: Session, now: datetime, limit: int = CLAIM_BATCH) -> list[tuple[Scope, str]]:
+    """Claim payouts whose rail work is due (send, check, watch for a return) for CLAIM_LEASE; the caller commits.
+    A platform-wide sweep, as the other sweeps (the database is the schedule)."""
+    rows = session.execute(_CLAIM, {"now": now, "lease": now + CLAIM_LEASE, "limit": limit}).all()
+    return [(Scope(r.merchant_id, r.livemode), r.id) for r in rows]
+
+
+def process_payout(session: Session, scope: Scope, payout_id: str, rail, *, hmac_key: bytes, commit,
+                   now: datetime | None = None) -> str:
+    """One claimed payout's rail step: send it (pending), ask its status (in transit), or watch for a return (paid).
+    The rail is called with no row lock held; its answer is applied under the payout's row lock. Returns what
+    happened (for logs and tests)."""
+    now = now or utcnow()
+    payout = get_payout(session, scope, payout_id)
+    status = payout.status
+    if status == PayoutStatus.PENDING:
+        destination = destination_lookup(session, scope, payout.seller_id)
+        if destination is not None and getattr(destination, "cooling_until", None) and destination.cooling_until > now:
+            payout = get_payout(session, scope, payout_id, for_update=True)
+            payout.held_until, payout.hold_reason = destination.cooling_until, "cooling_period"
+            payout.next_attempt_at = destination.cooling_until
+            commit()
+            return "held"
+        if destination is None or destination.bank_account_id != payout.bank_account_id or destination.flagged:
+            payout = get_payout(session, scope, payout_id, for_update=True)
+            mark_failed(session, payout, failure_code="bank_account_changed",
+                        failure_message="The bank account changed or was flagged after this payout was created.",
+                        hmac_key=hmac_key)
+            commit()
+            return "failed"
+        amount, currency = payout.amount, payout.currency
+        session.rollback()  # no transaction (and no lock) across the rail's call
+        answer = rail.send(payout_id, amount, currency, destination)
+    else:
+        session.rollback()
+        answer = rail.status(payout_id)
+    payout = get_payout(session, scope, payout_id, for_update=True)
+    if payout.status != status:  # changed meanwhile (canceled, or another worker): its next step is its own
+        commit()
+        return "changed"
+    result = _apply(session, payout, answer, hmac_key=hmac_key, now=now)
+    commit()
+    return result
+
+
+def _apply(session: Session, payout: Payout, answer, *, hmac_key: bytes, now: datetime) -> str:
+    if answer.outcome == "unknown":
+        return "unknown"  # the claim's lease runs out and the next sweep asks again (sending is idempotent)
+    if answer.outcome == "absent":
+        if payout.status == PayoutStatus.PENDING and answer.refused:
+            mark_failed(session, payout, failure_code="rail_refused", failure_message=answer.refused[:500],
+                        hmac_key=hmac_key)
+            return "failed"
+        log.warning("payouts: rail has no transfer for %s payout %s; asked again later", payout.status, payout.id)
+        return "absent"
+    if payout.status == PayoutStatus.PENDING:
+        mark_in_transit(session, payout, rail_reference=answer.reference, arrival_date=None,
+                        next_check=now + CHECK_EVERY)
+    if answer.status == "paid" and payout.status == PayoutStatus.IN_TRANSIT:
+        mark_paid(session, payout, hmac_key=hmac_key)
+        payout.next_attempt_at = now + RETURN_CHECK_EVERY
+        return "paid"
+    if answer.status == "failed":
+        mark_failed(session, payout, failure_code=answer.failure_code or "could_not_process", hmac_key=hmac_key)
+        return "failed"
+    if payout.status == PayoutStatus.PAID:
+        paid_at = payout.paid_at or now
+        payout.next_attempt_at = now + RETURN_CHECK_EVERY if now < paid_at + RETURN_WINDOW else None
+        return "paid"
+    payout.next_attempt_at = now + CHECK_EVERY
+    return "in_transit"

@@ -638,9 +638,37 @@ def _deposited_before(session: Session, statement: ReportFile, entry: BankEntry)
         (BankEntry.file_id != statement.id) | (BankEntry.entry_no < entry.entry_no))) > 0
 
 
+def _outgoing_payout(session: Session, statement: ReportFile, entry: BankEntry, result: RunResult,
+                     now: datetime) -> str | None:
+    """A debit naming a payout (its id as remittance): an outgoing transfer, whose money left ``cash`` when the payout
+    was booked paid (app/payouts/service.py). Matched when it is that payout's amount; a break otherwise (nothing is
+    posted: an operator looks). None when it names no payout."""
+    from app.payouts.models import Payout
+
+    payout = session.scalars(select(Payout).where(Payout.id == entry.batch_id,
+                                                  Payout.livemode == statement.livemode)).one_or_none()
+    if payout is None:
+        return None
+    if -entry.amount == payout.amount and entry.currency == payout.currency and payout.status in ("paid", "failed"):
+        return "matched"
+    opened = open_break(session, Scope(payout.merchant_id, statement.livemode), type_="deposit_mismatch",
+                        psp=BANK_SOURCE, dedupe_key=f"payout_transfer:{payout.id}:{statement.id}:{entry.entry_no}",
+                        report_date=statement.report_date, currency=entry.currency, kassa_amount=-payout.amount,
+                        psp_amount=entry.amount, batch_id=payout.id, object_type="payout", object_id=payout.id,
+                        lines=[{"file": statement.id, "entry": entry.entry_no}], now=now,
+                        detail=f"The bank's transfer for payout {payout.id} ({payout.status}) differs from it.")
+    if opened is not None:
+        result.breaks_opened.append(opened.id)
+    return "mismatch"
+
+
 def _deposit(session: Session, statement: ReportFile, entry: BankEntry, seq: str, hmac_key: bytes,
              result: RunResult, now: datetime) -> str:
     """Match one bank entry to its batch and post it; the entry's status."""
+    if entry.amount < 0 and entry.batch_id:
+        outgoing = _outgoing_payout(session, statement, entry, result, now)
+        if outgoing is not None:
+            return outgoing
     # Each book's share of the batch: its lines of the latest version of each report (superseded ones excluded).
     shares = session.execute(text("""
         SELECT CASE WHEN status IN ('matched', 'mismatch', 'unchanged') AND merchant_id IS NOT NULL
