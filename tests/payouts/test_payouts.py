@@ -392,3 +392,23 @@ def test_tenancy_other_merchant_sees_nothing(app, db_session, shop, sandbox, des
     db_session.rollback()
     assert balances.seller_balances(db_session, other_scope, a) == []
     assert balances.balance_transactions(db_session, other_scope, a) == []
+
+
+def test_inbox_shows_failed_and_held_payouts_until_resolved(app, db_session, shop, sandbox, destinations):
+    from app.inbox import InboxFilters, collect
+
+    scope = shop["scope"]
+    a, day2 = _ready(db_session, scope, sandbox)
+    payout = scheduled(db_session, scope, a, day2).payout
+    row = scope.get(db_session, Payout, payout.id, for_update=True)
+    service.mark_failed(db_session, row, failure_code="no_account", hmac_key=key())
+    db_session.commit()
+    mine = InboxFilters(merchant_id=scope.merchant_id)
+    items, counts = collect(db_session, mine)
+    assert [(i.kind, i.id) for i in items] == [("payout_failed", payout.id)] and counts["payout_held"] == 0
+    # Paid out again (held by the new account's cooling period): the failure leaves, the hold shows.
+    destinations[a] = Destination(bank_account_id="ba_new", cooling_until=dt.datetime(2099, 1, 1, tzinfo=dt.UTC))
+    held = scheduled(db_session, scope, a, day2 + dt.timedelta(days=1)).payout
+    items, counts = collect(db_session, mine)
+    db_session.commit()
+    assert [(i.kind, i.id) for i in items] == [("payout_held", held.id)] and counts["payout_failed"] == 0
