@@ -21,3 +21,4 @@ from app.risk.models import (  # noqa: F401
     ValueListItem,
 )
 from app.reconciliation.models import BankEntry, Break, Match, ReportFile, ReportLine  # noqa: F401
+from app.payouts.models import Payout, PayoutItem, PayoutSchedule  # noqa: F401
