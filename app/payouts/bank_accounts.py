@@ -21,7 +21,6 @@ from schwifty.exceptions import (
     InvalidBankCode, InvalidBBANChecksum, InvalidChecksumDigits, InvalidCountryCode, InvalidLength,
     InvalidStructure, SchwiftyException,
 )
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 from stdnum.exceptions import ValidationError as StdnumError
 from stdnum.us import rtn
