@@ -10,7 +10,10 @@ from app.payments.models import Seller
 from app.payments.service import create_seller
 from app.payouts.bank_account_models import BankAccount
 from app.payouts.bank_accounts import Actor, set_bank_account
-from tests.dashboard.conftest import app, login_as, shop  # noqa: F401  (fixtures)
+from tests.dashboard import conftest as dashboard_fixtures
+from tests.dashboard.conftest import login_as
+
+app, shop = dashboard_fixtures.app, dashboard_fixtures.shop  # the dashboard tests' fixtures
 
 IBAN = "DE89370400440532013000"
 _CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
