@@ -1,12 +1,14 @@
-"""Bank accounts that payouts go to: one active account per seller (or for the merchant itself) and book.
+"""Bank accounts that payouts go to (one active account per seller, or for the merchant itself, and book), and
+the SEPA credit-transfer files payouts are exported in (app/payouts/sepa.py).
 
 A change never edits the numbers of a row: the new account is a new row and the old one is marked replaced
 (kept, so that past payouts still name where they went). The account number (IBAN or local number) is sealed
 with app/crypto.py SecretBox; only its last four characters are stored in clear, for the masked display.
 """
-from datetime import datetime
+from datetime import date, datetime
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, PrimaryKeyConstraint, String, Text, text
+from sqlalchemy import CheckConstraint, ForeignKey, ForeignKeyConstraint, Index, PrimaryKeyConstraint, \
+    String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.crypto import register_encrypted_column
@@ -65,3 +67,56 @@ def account_aad(row: BankAccount) -> str:
 
 # `flask secrets rotate` re-seals them under the newest key (app/crypto.py).
 register_encrypted_column(BankAccount, "number_encrypted", associated_data=account_aad)
+
+
+class PayoutExport(Base):
+    """A SEPA credit-transfer file (pain.001) as it was produced: the platform's bank pays what it lists."""
+
+    __tablename__ = "payout_exports"
+    __table_args__ = (
+        PrimaryKeyConstraint("merchant_id", "id", name="pk_payout_exports"),
+        Index("ix_payout_exports_scope_created", "merchant_id", "livemode", "created_at"),
+    )
+
+    merchant_id: Mapped[str] = mapped_column(ForeignKey("merchants.id"))
+    livemode: Mapped[bool] = mapped_column(server_default=text("false"))
+    id: Mapped[str] = mapped_column(String(64))
+    message_id: Mapped[str] = mapped_column(String(35))     # the file's MsgId (pain.001's Max35Text)
+    debtor_bank_account_id: Mapped[str] = mapped_column(String(64))
+    debtor_last4: Mapped[str] = mapped_column(String(4))
+    currency: Mapped[str] = mapped_column(String(3))
+    payout_count: Mapped[int]
+    total: Mapped[int]                                       # minor units
+    execution_date: Mapped[date]
+    # The XML as handed out, sealed like the account numbers it lists (export_aad).
+    document_encrypted: Mapped[str] = mapped_column(Text)
+    created_by: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=text("now()"))
+
+
+class PayoutExportItem(Base):
+    """A payout in an export: its key (merchant_id, payout_id) lets a payout into exactly one file."""
+
+    __tablename__ = "payout_export_items"
+    __table_args__ = (
+        PrimaryKeyConstraint("merchant_id", "payout_id", name="pk_payout_export_items"),
+        ForeignKeyConstraint(["merchant_id", "export_id"], ["payout_exports.merchant_id", "payout_exports.id"],
+                             name="fk_payout_export_items_export"),
+        Index("ix_payout_export_items_export", "merchant_id", "export_id"),
+    )
+
+    merchant_id: Mapped[str] = mapped_column(ForeignKey("merchants.id"))
+    livemode: Mapped[bool] = mapped_column(server_default=text("false"))
+    payout_id: Mapped[str] = mapped_column(String(64))       # the EndToEndId in the file
+    export_id: Mapped[str] = mapped_column(String(64))
+    bank_account_id: Mapped[str] = mapped_column(String(64))
+    amount: Mapped[int]
+    currency: Mapped[str] = mapped_column(String(3))
+
+
+def export_aad(row: PayoutExport) -> str:
+    """Associated data of a sealed export file."""
+    return f"payout_exports:{row.merchant_id}:{row.id}"
+
+
+register_encrypted_column(PayoutExport, "document_encrypted", associated_data=export_aad)
