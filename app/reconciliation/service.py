@@ -599,6 +599,23 @@ def _repeated_entry(session: Session, statement: ReportFile, entry: BankEntry, p
         .order_by(BankEntry.entry_no).limit(1)).one_or_none()
 
 
+def batch_shares(session: Session, livemode: bool, batch_id: str, *, source: str | None = None) -> list:
+    """Each book's share of a batch (rows: book, psp, currency, total): its lines of the latest version of each report
+    (superseded ones excluded), the platform's for lines that wait in suspense; only the files of ``source`` if
+    given (a Stripe account's payouts are its own)."""
+    return session.execute(text("""
+        SELECT CASE WHEN status IN ('matched', 'mismatch', 'unchanged') AND merchant_id IS NOT NULL
+                    THEN merchant_id ELSE :platform END AS book,
+               psp, currency, sum(net)::bigint AS total
+          FROM reconciliation_lines
+         WHERE livemode = :livemode AND batch_id = :batch AND status NOT IN ('superseded', 'staged')
+           AND file_id NOT IN (SELECT supersedes_id FROM reconciliation_files WHERE supersedes_id IS NOT NULL)
+           AND (CAST(:source AS text) IS NULL
+                OR file_id IN (SELECT id FROM reconciliation_files WHERE source = :source AND livemode = :livemode))
+         GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"""), {"livemode": livemode, "batch": batch_id, "source": source,
+                                "platform": PLATFORM_MERCHANT_ID}).all()
+
+
 def _deposited_before(session: Session, statement: ReportFile, entry: BankEntry) -> bool:
     """Whether another statement, or an earlier entry of this one, already deposited this batch (its shares
     moved from clearing to cash)."""
@@ -612,16 +629,7 @@ def _deposited_before(session: Session, statement: ReportFile, entry: BankEntry)
 def _deposit(session: Session, statement: ReportFile, entry: BankEntry, seq: str, hmac_key: bytes,
              result: RunResult, now: datetime) -> str:
     """Match one bank entry to its batch and post it; the entry's status."""
-    # Each book's share of the batch: its lines of the latest version of each report (superseded ones excluded).
-    shares = session.execute(text("""
-        SELECT CASE WHEN status IN ('matched', 'mismatch', 'unchanged') AND merchant_id IS NOT NULL
-                    THEN merchant_id ELSE :platform END AS book,
-               psp, currency, sum(net)::bigint AS total
-          FROM reconciliation_lines
-         WHERE livemode = :livemode AND batch_id = :batch AND status NOT IN ('superseded', 'staged')
-           AND file_id NOT IN (SELECT supersedes_id FROM reconciliation_files WHERE supersedes_id IS NOT NULL)
-         GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"""), {"livemode": statement.livemode, "batch": entry.batch_id or "",
-                                "platform": PLATFORM_MERCHANT_ID}).all()
+    shares = batch_shares(session, statement.livemode, entry.batch_id or "")
     entry_ref = [{"file": statement.id, "entry": entry.entry_no}]
     platform = platform_scope(statement.livemode)
     psp = shares[0].psp if shares else BANK_SOURCE
