@@ -643,7 +643,10 @@ class StripeConnector:
 def _plain(value: Any) -> Any:
     """A library object as plain JSON values, nested objects included (what Stripe's answer said)."""
     if hasattr(value, "to_dict"):
-        value = value.to_dict()
+        try:
+            value = value.to_dict(for_json=True)  # decimals (an exchange rate) as strings: JSON can hold them
+        except TypeError:  # a library before for_json: no decimals either
+            value = value.to_dict()
     if isinstance(value, dict):
         return {key: _plain(item) for key, item in value.items()}
     if isinstance(value, list):

@@ -74,8 +74,8 @@ def deposit_confirmation(session: Session, owner: CallbackOwner, platform_confir
     """How the owner's account confirms its deposits (the platform's from the configuration)."""
     if owner.credential == PLATFORM_CREDENTIAL:
         return platform_confirmation
-    return session.scalars(owner.scope.select(PspCredential.deposit_confirmation,
-                                              PspCredential.id == owner.credential)).one()
+    return session.scalars(owner.scope.select(PspCredential, PspCredential.id == owner.credential)).one() \
+        .deposit_confirmation
 
 
 def _posted(session: Session, scope: Scope, business_key: str) -> bool:

@@ -139,6 +139,7 @@ def test_a_days_payouts_are_fetched_from_stripe_imported_as_received_and_settled
     assert held.get("psp_clearing:stripe:USD") == 9680 and held.get("psp_fees:USD") == 320
 
     # The same answers again are the same bytes: nothing changes.
+    fake.answer("GET", "/v1/payouts", page([payout("po_recon_a", 9680)], has_more=True), page([manual]))
     again = jobs.run_stripe_day(account, day)
     assert not again.created and again.file_id == result.file_id
     assert books(db_session, scope).get("psp_clearing:stripe:USD") == 9680
