@@ -265,9 +265,18 @@ def test_a_payout_event_signed_for_another_credential_is_refused(app, client, db
     headers, body = signed("payout.paid", payout("po_victim", 2910, status="paid"), "evt_po_forged", "whsec_recon_other")
     assert client.post(f"/hooks/stripe/{other.id}", data=body, headers=headers).status_code == 200
     row = callback(db_session, "evt_po_forged")
-    assert row.result == "rejected" and own.id in row.last_error and row.event_id is None
+    assert row.result == "rejected" and "another merchant" in row.last_error and row.event_id is None
     assert deposits(db_session, "po_victim") == 0
     assert books(db_session, scope).get("psp_clearing:stripe:USD") == 2910
+    # The same merchant's next account (a new key: a new credential) does not speak for the old account's payouts.
+    replaced = connected(app, db_session, scope, "recon_victim_new")
+    assert replaced.id != own.id
+    headers, body = signed("payout.paid", payout("po_victim", 2910, status="paid"), "evt_po_new_account",
+                           "whsec_recon_victim_new")
+    assert client.post(f"/hooks/stripe/{scope.merchant_id}", data=body, headers=headers).status_code == 200
+    row = callback(db_session, "evt_po_new_account")
+    assert row.result == "rejected" and own.id in row.last_error and replaced.id in row.last_error
+    assert deposits(db_session, "po_victim") == 0
     # Nor does the platform's own secret vouch for it.
     headers, body = signed("payout.paid", payout("po_victim", 2910, status="paid"), "evt_po_platform",
                            PLATFORM_WEBHOOK_SECRET)
