@@ -4,6 +4,7 @@ official library through the Stripe connector: its timeouts, no hidden retries).
 A fetch that could not ask (connection refused, timeout, 5xx) raises FetchFailed: nothing is known, the day stays
 due and the scheduled job asks again; it never counts as an empty report.
 """
+import logging
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
@@ -14,6 +15,8 @@ from sqlalchemy.orm import Session
 
 from app.psp.sandbox import parse_acquirer_urls
 from app.reconciliation import stripe_lines
+
+log = logging.getLogger(__name__)
 
 # A report is a few hundred KB per day in the sandbox; connect 1 s as for PSP calls, read 30 s because a day's
 # file is generated on request.
@@ -91,7 +94,12 @@ def stripe_accounts(session: Session, config, box) -> list[StripeAccount]:
                            .where(PspCredential.psp == stripe_lines.PSP, PspCredential.retired_at.is_(None))
                            .order_by(PspCredential.livemode, PspCredential.merchant_id)).all()
     for row in rows:
-        credentials = load_credential(session, Scope(row.merchant_id, row.livemode), box, stripe_lines.PSP, row.id)
+        try:
+            credentials = load_credential(session, Scope(row.merchant_id, row.livemode), box, stripe_lines.PSP, row.id)
+        except Exception:  # noqa: BLE001 - a credential that cannot be opened must not stop the others' fetches
+            log.error("reconciliation: the Stripe credential %s cannot be decrypted; its payouts are not fetched",
+                      row.id)
+            continue
         if credentials and credentials.get("secret_key"):
             found.append(StripeAccount(row.id, row.livemode, row.merchant_id, credentials["secret_key"],
                                        row.deposit_confirmation))
