@@ -234,6 +234,12 @@ def test_payout_paid_settles_a_connected_accounts_batch_once_and_payout_failed_o
     # Replayed: the same event changes nothing.
     assert client.post(hook, data=body, headers=headers).json["duplicate"] is True
     assert books(db_session, scope).get("cash:USD") == 4850 and deposits(db_session, "po_own_paid") == 1
+    # Stripe telling it again in another event: the batch's deposit is posted already, nothing moves twice.
+    headers, body = signed("payout.paid", payout("po_own_paid", 4850, status="paid"), "evt_po_paid_again",
+                           "whsec_recon_own")
+    assert client.post(hook, data=body, headers=headers).json["duplicate"] is False
+    assert callback(db_session, "evt_po_paid_again").result == "applied"
+    assert books(db_session, scope).get("cash:USD") == 4850 and deposits(db_session, "po_own_paid") == 1
 
     headers, body = signed("payout.failed", payout("po_own_failed", 1940, status="failed",
                                                    failure_code="account_closed",
