@@ -24,6 +24,7 @@ from app.reconciliation import resolution as resolutions
 from app.reconciliation.inbox import TITLES
 from app.reconciliation.models import BREAK_STATUSES, BREAK_TYPES, Break, ReportFile, ReportLine
 from app.reconciliation.service import break_object
+from app.reconciliation.stripe_lines import credential_of
 from app.reporting.exports import csv_safe
 from app.scoping import Scope
 
@@ -218,7 +219,8 @@ def reconciliation_file_content(file_id: str):
     row = db.session.get(ReportFile, file_id)
     if row is None:
         abort(404)
-    extension = "csv" if row.kind == "settlement" else "xml"
+    # A Stripe account's report is the JSON document of its payouts (app/reconciliation/stripe_lines.py).
+    extension = ("json" if credential_of(row.source) is not None else "csv") if row.kind == "settlement" else "xml"
     return Response(row.content, mimetype="application/octet-stream", headers={
         "Content-Disposition": f"attachment; filename={row.source}-{row.report_date}-v{row.version}.{extension}",
         "X-Content-Type-Options": "nosniff"})

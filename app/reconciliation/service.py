@@ -33,6 +33,7 @@ from app.models_base import utcnow
 from app.reconciliation import failures
 from app.reconciliation.models import PLATFORM_MERCHANT_ID, BankEntry, Break, ReportFile, ReportLine
 from app.reconciliation.parsing import parse_camt053, parse_settlement_csv
+from app.reconciliation.stripe_lines import credential_of, parse_stripe_report, psp_of
 from app.scoping import Scope
 
 BANK_SOURCE = "bank"
@@ -118,11 +119,15 @@ def _stage_lines(session: Session, report: ReportFile) -> int:
     """COPY the report's lines into reconciliation_lines, streamed from the parser (memory stays flat)."""
     raw = session.connection().connection.driver_connection
     count = 0
+    psp = psp_of(report.source)
+    # A Stripe account's report is the JSON document of its payouts (app/reconciliation/stripe_lines.py).
+    parsed = (parse_stripe_report(report.content) if credential_of(report.source) is not None
+              else parse_settlement_csv(report.content))
     with raw.cursor() as cursor:
         with cursor.copy("COPY reconciliation_lines (file_id, line_no, psp, livemode, report_date, batch_id, "
                          "reference, type, gross, fee, net, currency, status) FROM STDIN") as copy:
-            for count, line in enumerate(parse_settlement_csv(report.content), start=1):
-                copy.write_row((report.id, count, report.source, report.livemode, report.report_date, line.batch_id,
+            for count, line in enumerate(parsed, start=1):
+                copy.write_row((report.id, count, psp, report.livemode, report.report_date, line.batch_id,
                                 line.reference, line.type, line.gross, line.fee, line.net, line.currency, "staged"))
     return count
 
@@ -228,7 +233,7 @@ _UNMATCHED = text("UPDATE reconciliation_lines SET status = 'unmatched' WHERE fi
 
 
 def _match(session: Session, report: ReportFile) -> None:
-    params = {"file_id": report.id, "psp": report.source, "livemode": report.livemode}
+    params = {"file_id": report.id, "psp": psp_of(report.source), "livemode": report.livemode}
     if report.supersedes_id:
         session.execute(_PAIR_UNCHANGED, {"file_id": report.id, "old_id": report.supersedes_id})
         session.execute(_SUPERSEDE_OLD, {"file_id": report.id, "old_id": report.supersedes_id})
@@ -355,13 +360,14 @@ def _fee_changes(session: Session, report: ReportFile, batch: str, book: str, cu
 def _post_settlement(session: Session, report: ReportFile, hmac_key: bytes, result: RunResult) -> None:
     """One transaction per batch and book for this file's lines (and the reversal of superseded ones)."""
     groups: dict[tuple[str, str], dict] = defaultdict(lambda: defaultdict(int))
+    psp = psp_of(report.source)
     for row in session.execute(_SETTLEMENT_SUMS, {"f": report.id, "old": report.supersedes_id or "",
                                                   "platform": PLATFORM_MERCHANT_ID}):
         changes = groups[(row.batch_id, row.book)]
-        clearing = accounts.psp_clearing(report.source, row.currency)
+        clearing = accounts.psp_clearing(psp, row.currency)
         if row.book == PLATFORM_MERCHANT_ID:
             changes[clearing] += row.net
-            changes[accounts.suspense(report.source, row.currency)] += row.net
+            changes[accounts.suspense(psp, row.currency)] += row.net
             continue
         # Charges, refunds, disputes (see _line_changes): clearing by net, fees by fee, receivable by -gross; a
         # dispute-fee line: clearing by its net, receivable back up by as much.
@@ -369,7 +375,7 @@ def _post_settlement(session: Session, report: ReportFile, hmac_key: bytes, resu
         if row.fee:
             for code, change in _fee_changes(session, report, row.batch_id, row.book, row.currency, row.fee).items():
                 changes[code] += change
-        changes[accounts.psp_receivable(report.source, row.currency)] += -row.gross - row.fee_lines_net
+        changes[accounts.psp_receivable(psp, row.currency)] += -row.gross - row.fee_lines_net
     seq = f"{report.report_date:%Y%m%d}v{report.version}"
     links = {"batches": [], "books": [], "transactions": []}
     for (batch, merchant_id), changes in sorted(groups.items()):
@@ -429,7 +435,8 @@ def break_object(row: Break) -> dict:
 
 
 def _line_breaks(session: Session, report: ReportFile, result: RunResult, now: datetime) -> None:
-    pricing = CONTRACTED_PRICING.get(report.source)
+    psp = psp_of(report.source)
+    pricing = CONTRACTED_PRICING.get(psp)
     # Only lines that can open a break are read (a clean file of a million lines reads none): the fee check is SQL.
     suspicious = ReportLine.status.in_(("mismatch", "unmatched", "duplicate", "refused"))
     if pricing:
@@ -441,13 +448,13 @@ def _line_breaks(session: Session, report: ReportFile, result: RunResult, now: d
                            .order_by(ReportLine.line_no)).scalars().all()
     for line in rows:
         where = [{"file": report.id, "line": line.line_no}]
-        common = dict(psp=report.source, report_date=report.report_date, reference=line.reference,
+        common = dict(psp=psp, report_date=report.report_date, reference=line.reference,
                       batch_id=line.batch_id, lines=where, now=now)
         opened = None
         sign = "+" if line.gross >= 0 else "-"
         if line.status == "unmatched":
             opened = open_break(session, platform_scope(report.livemode), type_="missing_in_kassa",
-                                dedupe_key=f"missing_in_kassa:{report.source}:{line.reference}:{line.type}:{sign}",
+                                dedupe_key=f"missing_in_kassa:{psp}:{line.reference}:{line.type}:{sign}",
                                 currency=line.currency, kassa_amount=None, psp_amount=line.net,
                                 detail=f"The {line.type} line of {line.reference} matches nothing Kassa booked; its "
                                        "net is in suspense.", **common)
@@ -459,7 +466,7 @@ def _line_breaks(session: Session, report: ReportFile, result: RunResult, now: d
                                        "in suspense.", **common)
         elif line.status == "refused":
             opened = open_break(session, Scope(line.merchant_id, report.livemode), type_="currency_mismatch",
-                                dedupe_key=f"currency_mismatch:{report.source}:{line.reference}:{line.type}:{sign}",
+                                dedupe_key=f"currency_mismatch:{psp}:{line.reference}:{line.type}:{sign}",
                                 currency=line.currency, kassa_amount=line.expected_amount, psp_amount=line.gross,
                                 object_type=line.object_type, object_id=line.object_id,
                                 detail=f"Reported in {line.currency}, booked in {line.expected_currency}: settling "
@@ -467,7 +474,7 @@ def _line_breaks(session: Session, report: ReportFile, result: RunResult, now: d
                                 **common)
         elif line.status == "mismatch":
             opened = open_break(session, Scope(line.merchant_id, report.livemode), type_="amount_mismatch",
-                                dedupe_key=f"amount_mismatch:{report.source}:{line.reference}:{line.type}:{sign}",
+                                dedupe_key=f"amount_mismatch:{psp}:{line.reference}:{line.type}:{sign}",
                                 currency=line.currency, kassa_amount=line.expected_amount,
                                 psp_amount=line.net if line.type == "fee" else line.gross,
                                 object_type=line.object_type, object_id=line.object_id,
@@ -477,7 +484,7 @@ def _line_breaks(session: Session, report: ReportFile, result: RunResult, now: d
             contracted = (line.gross * per_mille + 500) // 1000 + fixed
             if abs(line.fee - contracted) > FEE_TOLERANCE:
                 opened = open_break(session, Scope(line.merchant_id, report.livemode), type_="fee_mismatch",
-                                    dedupe_key=f"fee_mismatch:{report.source}:{line.reference}",
+                                    dedupe_key=f"fee_mismatch:{psp}:{line.reference}",
                                     currency=line.currency, kassa_amount=contracted, psp_amount=line.fee,
                                     object_type=line.object_type, object_id=line.object_id,
                                     detail=f"Fee {line.fee} where the contract says {contracted}; posted as reported.",
@@ -493,34 +500,38 @@ _DUE = """
            p.captured_at AS booked_at, 'charge' AS type, 'Captured' AS verb
       FROM payments p
      WHERE p.connector = :psp AND p.livemode = :livemode AND p.amount_received > 0 AND p.psp_reference IS NOT NULL
+       AND (CAST(:credential AS text) IS NULL OR coalesce(p.credential, 'platform') = :credential)
        AND p.captured_at >= CAST(:since AS date) AND p.captured_at < CAST(:cutoff AS date) + 1
     UNION ALL
     SELECT 'refund', r.merchant_id, r.id, r.psp_reference, r.amount, r.currency, r.finished_at, 'refund', 'Refunded'
       FROM refunds r JOIN payments p ON p.id = r.payment_id AND p.merchant_id = r.merchant_id
      WHERE coalesce(r.connector, p.connector) = :psp AND r.livemode = :livemode AND r.status = 'succeeded'
        AND r.psp_reference IS NOT NULL
+       AND (CAST(:credential AS text) IS NULL OR coalesce(r.credential, p.credential, 'platform') = :credential)
        AND r.finished_at >= CAST(:since AS date) AND r.finished_at < CAST(:cutoff AS date) + 1
 """
 
 
 def _missing_at_psp(session: Session, report: ReportFile, grace_days: int, result: RunResult, now: datetime) -> None:
     """Captures and refunds due in a report by now (settlement delay + grace) that no report carried:
-    missing_at_psp."""
-    cutoff = report.report_date - timedelta(days=SETTLEMENT_DELAY_DAYS.get(report.source, 0) + grace_days)
+    missing_at_psp. A Stripe account's report answers only for what was made with that account's credential."""
+    psp = psp_of(report.source)
+    cutoff = report.report_date - timedelta(days=SETTLEMENT_DELAY_DAYS.get(psp, 0) + grace_days)
     rows = session.execute(text(f"""
         SELECT d.* FROM ({_DUE}) d
          WHERE NOT EXISTS (SELECT 1 FROM reconciliation_lines l
                             WHERE l.psp = :psp AND l.livemode = :livemode AND l.reference = d.psp_reference
                               AND l.type = d.type AND l.status IN ('matched', 'mismatch', 'unchanged', 'refused'))
-         ORDER BY d.booked_at, d.id"""), {"psp": report.source, "livemode": report.livemode, "cutoff": cutoff,
+         ORDER BY d.booked_at, d.id"""), {"psp": psp, "livemode": report.livemode, "cutoff": cutoff,
+                                          "credential": credential_of(report.source),
                                           "since": cutoff - timedelta(days=MISSING_LOOKBACK_DAYS)}).all()
     for row in rows:
-        opened = open_break(session, Scope(row.merchant_id, report.livemode), type_="missing_at_psp", psp=report.source,
-                            dedupe_key=f"missing_at_psp:{report.source}:{row.psp_reference}:{row.type}",
+        opened = open_break(session, Scope(row.merchant_id, report.livemode), type_="missing_at_psp", psp=psp,
+                            dedupe_key=f"missing_at_psp:{psp}:{row.psp_reference}:{row.type}",
                             report_date=report.report_date, currency=row.currency, kassa_amount=row.amount,
                             psp_amount=None, reference=row.psp_reference, object_type=row.object_type,
                             object_id=row.id,
-                            detail=f"{row.verb} on {row.booked_at:%Y-%m-%d}; no report of {report.source} carries it.",
+                            detail=f"{row.verb} on {row.booked_at:%Y-%m-%d}; no report of {psp} carries it.",
                             now=now)
         if opened is not None:
             result.breaks_opened.append(opened.id)
@@ -628,6 +639,23 @@ def _repeated_entry(session: Session, statement: ReportFile, entry: BankEntry, p
         .order_by(BankEntry.entry_no).limit(1)).one_or_none()
 
 
+def batch_shares(session: Session, livemode: bool, batch_id: str, *, source: str | None = None) -> list:
+    """Each book's share of a batch (rows: book, psp, currency, total): its lines of the latest version of each report
+    (superseded ones excluded), the platform's for lines that wait in suspense; only the files of ``source`` if
+    given (a Stripe account's payouts are its own)."""
+    return session.execute(text("""
+        SELECT CASE WHEN status IN ('matched', 'mismatch', 'unchanged') AND merchant_id IS NOT NULL
+                    THEN merchant_id ELSE :platform END AS book,
+               psp, currency, sum(net)::bigint AS total
+          FROM reconciliation_lines
+         WHERE livemode = :livemode AND batch_id = :batch AND status NOT IN ('superseded', 'staged')
+           AND file_id NOT IN (SELECT supersedes_id FROM reconciliation_files WHERE supersedes_id IS NOT NULL)
+           AND (CAST(:source AS text) IS NULL
+                OR file_id IN (SELECT id FROM reconciliation_files WHERE source = :source AND livemode = :livemode))
+         GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"""), {"livemode": livemode, "batch": batch_id, "source": source,
+                                "platform": PLATFORM_MERCHANT_ID}).all()
+
+
 def _deposited_before(session: Session, statement: ReportFile, entry: BankEntry) -> bool:
     """Whether another statement, or an earlier entry of this one, already deposited this batch (its shares
     moved from clearing to cash)."""
@@ -669,16 +697,7 @@ def _deposit(session: Session, statement: ReportFile, entry: BankEntry, seq: str
         outgoing = _outgoing_payout(session, statement, entry, result, now)
         if outgoing is not None:
             return outgoing
-    # Each book's share of the batch: its lines of the latest version of each report (superseded ones excluded).
-    shares = session.execute(text("""
-        SELECT CASE WHEN status IN ('matched', 'mismatch', 'unchanged') AND merchant_id IS NOT NULL
-                    THEN merchant_id ELSE :platform END AS book,
-               psp, currency, sum(net)::bigint AS total
-          FROM reconciliation_lines
-         WHERE livemode = :livemode AND batch_id = :batch AND status NOT IN ('superseded', 'staged')
-           AND file_id NOT IN (SELECT supersedes_id FROM reconciliation_files WHERE supersedes_id IS NOT NULL)
-         GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"""), {"livemode": statement.livemode, "batch": entry.batch_id or "",
-                                "platform": PLATFORM_MERCHANT_ID}).all()
+    shares = batch_shares(session, statement.livemode, entry.batch_id or "")
     entry_ref = [{"file": statement.id, "entry": entry.entry_no}]
     platform = platform_scope(statement.livemode)
     psp = shares[0].psp if shares else BANK_SOURCE
