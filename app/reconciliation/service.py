@@ -22,6 +22,7 @@ import hashlib
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from typing import Any, Callable
 
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
@@ -53,6 +54,18 @@ MISSING_LOOKBACK_DAYS = 30
 # Lines a posting carries, and in which book.
 _MERCHANT_STATUSES = ("matched", "mismatch")
 _PLATFORM_STATUSES = ("unmatched", "duplicate", "refused")
+
+
+@dataclass(frozen=True)
+class DisputeNotices:
+    """What a run needs to create a dispute Kassa missed the notice of (a dispute line that matches nothing):
+    ``lookup(connector, dispute reference, livemode)`` asks the PSP for the dispute (a ``Lookup``: found, surely
+    absent or unknown; the router's ``retrieve_dispute`` in the jobs), ``deps`` the payments' collaborators the
+    disputes service books with. Without it such a line stays a ``missing_in_kassa`` break."""
+
+    lookup: Callable[[str, str, bool], Any]
+    deps: Any
+    base_url: str = ""
 
 
 class ReconciliationError(ValueError):
@@ -235,6 +248,75 @@ def _match(session: Session, report: ReportFile) -> None:
     session.execute(_DUPLICATES, {"file_id": report.id})
     session.execute(_MATCH, params)
     session.execute(_UNMATCHED, {"file_id": report.id})
+
+
+# The hook a connector's dispute notices come through (Dispute.psp): the sandbox's acquirers share one.
+def _notice_hook(connector: str) -> str:
+    return "stripe" if connector.startswith("stripe") else "sandbox"
+
+
+def _missed_disputes(session: Session, report: ReportFile, notices: "DisputeNotices", result: RunResult,
+                     now: datetime) -> None:
+    """A dispute line (funds taken) that matches nothing: Kassa missed the dispute's notice. The PSP is asked for
+    the dispute; found, it is applied through the disputes service as if its notice had arrived (the dispute is
+    created, its withdrawal and fee booked, the merchant told), its lines are matched again, and a
+    ``dispute_notice_missed`` break shows an operator that the notice was missed. Surely absent or unknown, or
+    about a payment Kassa does not know: the line stays unmatched (a ``missing_in_kassa`` break)."""
+    from app.disputes.models import Dispute
+    from app.disputes.service import Owner, apply_notice
+    from app.payments.models import Payment
+    from app.psp.interfaces import CallbackEvent, LookupOutcome
+
+    references = session.execute(text(
+        "SELECT DISTINCT reference FROM reconciliation_lines WHERE file_id = :f AND status = 'unmatched' "
+        "AND type = 'dispute' AND gross < 0 ORDER BY reference"), {"f": report.id}).scalars().all()
+    created = []
+    for reference in references:
+        lookup = notices.lookup(report.source, reference, report.livemode)
+        if lookup.outcome != LookupOutcome.FOUND or lookup.found is None:
+            continue
+        data = dict(lookup.found.raw or {})
+        charge = data.get("authorization") or data.get("payment_intent") or data.get("charge")
+        if data.get("id") != reference or not isinstance(charge, str):
+            continue
+        # Across merchants on purpose, like a callback's owner: the charge's reference names its book.
+        payment = session.scalars(select(Payment).where(
+            Payment.connector == report.source, Payment.livemode == report.livemode,
+            Payment.psp_reference == charge)).one_or_none()
+        if payment is None or payment.amount_received <= 0:
+            continue
+        scope = Scope(payment.merchant_id, report.livemode)
+        hook = _notice_hook(report.source)
+        event = CallbackEvent(id=f"reconciliation:{report.id}:{reference}", type="dispute.created",
+                              psp_reference=charge, data=data, created=data.get("created"), connector=report.source,
+                              livemode=report.livemode, psp=hook)
+        apply_notice(session, hook, event, Owner(scope, payment.id, payment.connector), notices.deps,
+                     base_url=notices.base_url)
+        dispute = session.scalars(scope.select(Dispute, Dispute.psp == hook, Dispute.psp_reference == reference)
+                                  ).one()
+        created.append((reference, scope, dispute, payment))
+    if not created:
+        return
+    session.execute(text("UPDATE reconciliation_lines SET status = 'staged' WHERE file_id = :f "
+                         "AND status = 'unmatched' AND reference = ANY(CAST(:refs AS text[]))"),
+                    {"f": report.id, "refs": [reference for reference, *_ in created]})
+    session.execute(_MATCH, {"file_id": report.id, "psp": report.source, "livemode": report.livemode})
+    session.execute(_UNMATCHED, {"file_id": report.id})
+    for reference, scope, dispute, payment in created:
+        line_nos = session.execute(select(ReportLine.line_no).where(
+            ReportLine.file_id == report.id, ReportLine.reference == reference).order_by(ReportLine.line_no)
+        ).scalars().all()
+        opened = open_break(session, scope, type_="dispute_notice_missed", psp=report.source,
+                            dedupe_key=f"dispute_notice_missed:{report.source}:{reference}",
+                            report_date=report.report_date, currency=dispute.currency, kassa_amount=None,
+                            psp_amount=-dispute.amount, reference=reference, object_type="dispute",
+                            object_id=dispute.id, lines=[{"file": report.id, "line": n} for n in line_nos],
+                            detail=f"The report carries dispute {reference} of payment {payment.id}, whose notice "
+                                   "Kassa never received: the dispute was created from the PSP's record (its "
+                                   "withdrawal and fee booked) and the merchant told. Check the PSP's callbacks.",
+                            now=now)
+        if opened is not None:
+            result.breaks_opened.append(opened.id)
 
 
 def _differences(session: Session, report: ReportFile) -> dict:
@@ -499,12 +581,33 @@ def _close_late(session: Session, report: ReportFile, result: RunResult, now: da
     result.breaks_closed.extend(closed)
 
 
+def _close_superseded(session: Session, report: ReportFile, result: RunResult, now: datetime) -> None:
+    """A corrected version drops or changes a line an earlier version of the day carried: that line's posting is
+    reversed by this version's, so the breaks filed about it are closed (their key freed, so that this version's
+    own line files its break again if it is still wrong)."""
+    if not report.supersedes_id:
+        return
+    closed = session.execute(text("""
+        UPDATE reconciliation_breaks b
+           SET status = 'closed', closed_at = :now, dedupe_key = left(b.dedupe_key, 200) || ':superseded:' || :f
+         WHERE b.status = 'open' AND b.livemode = :livemode AND b.psp = :psp
+           AND b.reference IN (SELECT reference FROM reconciliation_lines WHERE file_id = :old AND status = 'superseded')
+           AND EXISTS (SELECT 1 FROM jsonb_array_elements(b.lines) e
+                        WHERE e->>'file' IN (SELECT id FROM reconciliation_files
+                                              WHERE source = :psp AND kind = 'settlement' AND livemode = :livemode
+                                                AND report_date = :day AND id <> :f))
+        RETURNING b.id"""), {"now": now, "f": report.id, "old": report.supersedes_id, "livemode": report.livemode,
+                             "psp": report.source, "day": report.report_date}).scalars().all()
+    result.breaks_closed.extend(closed)
+
+
 # ---------------------------------------------------------------------------------------------- runs
 
 
 def reconcile_settlement(session: Session, *, psp: str, livemode: bool, report_date: date, content: bytes,
                          hmac_key: bytes, grace_days: int = DEFAULT_GRACE_DAYS, filename: str | None = None,
-                         uploaded_by: str | None = None, now: datetime | None = None) -> RunResult:
+                         uploaded_by: str | None = None, now: datetime | None = None,
+                         dispute_notices: DisputeNotices | None = None) -> RunResult:
     """Import one settlement report and reconcile it: stage, match, post, file breaks. The same bytes again
     change nothing; a corrected version posts only its difference."""
     now = now or utcnow()
@@ -515,7 +618,10 @@ def reconcile_settlement(session: Session, *, psp: str, livemode: bool, report_d
     if created:
         report.line_count = _stage_lines(session, report)
         _match(session, report)
+        if dispute_notices is not None:
+            _missed_disputes(session, report, dispute_notices, result, now)
         report.differences = _differences(session, report)
+        _close_superseded(session, report, result, now)
         _post_settlement(session, report, hmac_key, result)
         _line_breaks(session, report, result, now)
         _close_late(session, report, result, now)
@@ -598,19 +704,24 @@ def _deposited_before(session: Session, statement: ReportFile, entry: BankEntry)
         (BankEntry.file_id != statement.id) | (BankEntry.entry_no < entry.entry_no))) > 0
 
 
-def _deposit(session: Session, statement: ReportFile, entry: BankEntry, seq: str, hmac_key: bytes,
-             result: RunResult, now: datetime) -> str:
-    """Match one bank entry to its batch and post it; the entry's status."""
-    # Each book's share of the batch: its lines of the latest version of each report (superseded ones excluded).
-    shares = session.execute(text("""
+def batch_shares(session: Session, livemode: bool, batch: str) -> list:
+    """Each book's share of a batch (book, psp, currency, total net): its lines of the latest version of each
+    report (superseded ones excluded); lines in suspense are the platform book's."""
+    return session.execute(text("""
         SELECT CASE WHEN status IN ('matched', 'mismatch', 'unchanged') AND merchant_id IS NOT NULL
                     THEN merchant_id ELSE :platform END AS book,
                psp, currency, sum(net)::bigint AS total
           FROM reconciliation_lines
          WHERE livemode = :livemode AND batch_id = :batch AND status NOT IN ('superseded', 'staged')
            AND file_id NOT IN (SELECT supersedes_id FROM reconciliation_files WHERE supersedes_id IS NOT NULL)
-         GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"""), {"livemode": statement.livemode, "batch": entry.batch_id or "",
-                                "platform": PLATFORM_MERCHANT_ID}).all()
+         GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"""), {"livemode": livemode, "batch": batch,
+                                                "platform": PLATFORM_MERCHANT_ID}).all()
+
+
+def _deposit(session: Session, statement: ReportFile, entry: BankEntry, seq: str, hmac_key: bytes,
+             result: RunResult, now: datetime) -> str:
+    """Match one bank entry to its batch and post it; the entry's status."""
+    shares = batch_shares(session, statement.livemode, entry.batch_id or "")
     entry_ref = [{"file": statement.id, "entry": entry.entry_no}]
     platform = platform_scope(statement.livemode)
     psp = shares[0].psp if shares else BANK_SOURCE
