@@ -12,6 +12,7 @@ from sqlalchemy import select
 from app.ledger import accounts
 from app.reconciliation.models import Break, ReportFile, ReportLine
 from app.reconciliation.service import platform_scope
+from app.scoping import Scope
 from tests.disputes.helpers import verify_ledger
 from tests.reconciliation.helpers import PLATFORM, FakeSandbox, balance, deposit, reconcile
 
@@ -398,3 +399,40 @@ def test_a_dispute_line_stays_missing_in_kassa_when_the_psp_cannot_tell(app, db_
     assert breaks(db_session, scope) == []
     assert {b.type for b in breaks(db_session, PLATFORM, reference=reported["id"])} == {"missing_in_kassa"}
     verify_ledger(app)
+
+
+def test_merchant_a_s_breaks_and_missed_dispute_never_reach_merchant_b_s_api(app, db_session, shop, auth, sandbox):
+    """Breaks are the operators' (their events in the platform book); the dispute a missed notice created is its
+    merchant's alone."""
+    from tests import factories
+    from tests.payments.conftest import mint_key
+
+    scope = shop["scope"]
+    payment = sandbox.capture(db_session, scope, 5000)
+    altered = sandbox.capture(db_session, scope, 3000)
+    sandbox.faults.append({"action": "alter", "reference": altered.psp_reference, "amount": -10})
+    reported = sandbox.missed_dispute(payment)
+    reconcile(db_session, sandbox, notices=True)
+    mine = breaks(db_session, scope)
+    assert sorted(b.type for b in mine) == ["amount_mismatch", "dispute_notice_missed"]
+    other = factories.merchant(db_session, name="Other shop")
+    other_key = mint_key(db_session, other.id)
+    db_session.commit()
+    client = app.test_client()
+
+    def listed(path, key):
+        answer = client.get(path, headers={"Authorization": f"Bearer {key}"})
+        assert answer.status_code == 200
+        return answer.get_data(as_text=True)
+
+    theirs = listed("/v1/events?limit=100", other_key) + listed("/v1/disputes", other_key)
+    for secret in [b.id for b in mine] + [reported["id"], payment.id, altered.psp_reference]:
+        assert secret not in theirs
+    assert "reconciliation." not in theirs
+    # Merchant A's own API shows the dispute as if its notice had arrived, and no break (operators' only).
+    own = listed("/v1/disputes", shop["key"])
+    assert reported["id"] in own or payment.id in own
+    own_events = listed("/v1/events?limit=100", shop["key"])
+    assert "dispute.created" in own_events and "reconciliation." not in own_events
+    assert breaks(db_session, Scope(other.id, False)) == []
+
