@@ -13,6 +13,9 @@ Posting table (ARCHITECTURE.md, "Money flows in the ledger"; signs in each accou
 | deposit of a batch (each book its share)      | ``cash``                                 | ``psp_clearing`` |
 | deposit with no batch / differing from it (platform book) | ``cash`` deposited           | ``suspense`` |
 
+A dispute line that matches nothing is looked up at the PSP and, found, applied as the dispute's missed notice
+(``_missed_disputes``) before posting, so it posts as a matched dispute line in the merchant's book.
+
 Fees are the platform's (``psp_fees``): no merchant setting names another fee bearer yet (the disputes issue's
 ``fee_legs`` says the same). One journal transaction per batch, book and import (business key
 ``settle:<batch>:<book>:<seq>``, ``deposit:<batch>:<book>:<seq>``), so a late line or a corrected version posts
@@ -272,6 +275,8 @@ def _missed_disputes(session: Session, report: ReportFile, notices: "DisputeNoti
         "AND type = 'dispute' AND gross < 0 ORDER BY reference"), {"f": report.id}).scalars().all()
     created = []
     for reference in references:
+        # A PSP call inside the import's transaction (the connector's timeouts bound it): missed notices are rare,
+        # and the dispute must be booked before this file's lines are posted.
         lookup = notices.lookup(report.source, reference, report.livemode)
         if lookup.outcome != LookupOutcome.FOUND or lookup.found is None:
             continue
