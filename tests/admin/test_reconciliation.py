@@ -15,7 +15,6 @@ from app.reconciliation import failures, service
 from app.ledger import accounts
 from app.reconciliation.models import Break, ReportFile
 from app.scoping import Scope
-from tests import factories
 from tests.admin.conftest import audit_rows, csrf_of, login_as
 from tests.reconciliation.helpers import FakeSandbox, balance, reconcile
 
