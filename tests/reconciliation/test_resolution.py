@@ -12,6 +12,7 @@ from app.accounts.audit import AuditEntry
 from app.ledger import accounts
 from app.ledger.models import JournalTransaction
 from app.payments.deps import deps_for
+from app.reconciliation import service
 from app.reconciliation.models import Break
 from app.reconciliation.resolution import ResolutionError, resolve_break
 from tests.disputes.helpers import verify_ledger
@@ -186,6 +187,16 @@ def test_accepting_a_short_deposit_settles_the_batch_and_books_the_shortfall_to_
         JournalTransaction.business_key == f"resolve:{row.id}")).all()
     assert sorted(books) == sorted([PLATFORM.merchant_id, scope.merchant_id])
     db_session.commit()
+    # The accepted deposit is the batch's: the same batch paid in again later waits in suspense as a duplicate.
+    later = sandbox.day + dt.timedelta(days=2)
+    again = service.reconcile_statement(
+        db_session, livemode=False, report_date=later, hmac_key=deps_for(current_app).ledger_hmac_key,
+        content=sandbox.statement(sandbox.day + dt.timedelta(days=1)).replace(
+            (sandbox.day + dt.timedelta(days=1)).isoformat().encode(), later.isoformat().encode()))
+    db_session.commit()
+    assert again.statuses == {"mismatch": 1}
+    assert balance(db_session, scope, accounts.cash("USD")) == 9655
+    assert one_break(db_session, PLATFORM, type="duplicate", batch_id=sandbox.batch()).psp_amount == 9655
     verify_ledger(app)
 
 
