@@ -30,6 +30,28 @@ def _imported(session, source: str, kind: str, day, livemode: bool = False) -> b
                            .limit(1)).first() is not None
 
 
+def dispute_notices() -> service.DisputeNotices:
+    """How a run creates a dispute whose notice Kassa missed: the router's dispute lookup (found, surely absent or
+    unknown; its timeouts and breaker) and the app's payments collaborators."""
+    from app.payments.deps import deps_for
+    from app.psp.router import router_for_app
+
+    from app.psp.breaker import PLATFORM_CREDENTIAL
+    from app.psp.models import PspCredential
+
+    app = current_app._get_current_object()
+    router = router_for_app(app)
+
+    def lookup(connector: str, reference: str, livemode: bool, credential: str | None):
+        merchant_id = None
+        if credential and credential != PLATFORM_CREDENTIAL:  # a merchant's own Stripe account
+            merchant_id = db.session.scalar(select(PspCredential.merchant_id).where(PspCredential.id == credential))
+        return router.retrieve_dispute(connector, reference, livemode=livemode, merchant_id=merchant_id,
+                                       credential=credential)
+
+    return service.DisputeNotices(lookup=lookup, deps=deps_for(app), base_url=app.config.get("PUBLIC_BASE_URL") or "")
+
+
 def run_day(psp: str, day, *, content: bytes | None = None, livemode: bool = False) -> service.RunResult:
     """Fetch (unless given) and reconcile one PSP's report of one day, in its own transaction."""
     config = current_app.config
@@ -37,7 +59,8 @@ def run_day(psp: str, day, *, content: bytes | None = None, livemode: bool = Fal
     with commit_or_rollback(db.session):
         return service.reconcile_settlement(db.session, psp=psp, livemode=livemode, report_date=day, content=content,
                                             hmac_key=ledger_hmac_key(),
-                                            grace_days=int(config.get("RECONCILIATION_GRACE_DAYS", 0) or 0))
+                                            grace_days=int(config.get("RECONCILIATION_GRACE_DAYS", 0) or 0),
+                                            dispute_notices=dispute_notices())
 
 
 def run_statement(day, *, content: bytes | None = None, livemode: bool = False) -> service.RunResult:

@@ -13,6 +13,9 @@ Posting table (ARCHITECTURE.md, "Money flows in the ledger"; signs in each accou
 | deposit of a batch (each book its share)      | ``cash``                                 | ``psp_clearing`` |
 | deposit with no batch / differing from it (platform book) | ``cash`` deposited           | ``suspense`` |
 
+A dispute line that matches nothing is looked up at the PSP and, found, applied as the dispute's missed notice
+(``_missed_disputes``) before posting, so it posts as a matched dispute line in the merchant's book.
+
 Fees go to whoever bears the book's fees (app/payouts/fees.py): the platform's ``psp_fees``, or, when sellers
 bear them, each line's fee split over its payment's sellers and debited from their ``seller_payable``. One journal transaction per batch, book and import (business key
 ``settle:<batch>:<book>:<seq>``, ``deposit:<batch>:<book>:<seq>``), so a late line or a corrected version posts
@@ -22,6 +25,7 @@ import hashlib
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from typing import Any, Callable
 
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
@@ -54,6 +58,19 @@ MISSING_LOOKBACK_DAYS = 30
 # Lines a posting carries, and in which book.
 _MERCHANT_STATUSES = ("matched", "mismatch")
 _PLATFORM_STATUSES = ("unmatched", "duplicate", "refused")
+
+
+@dataclass(frozen=True)
+class DisputeNotices:
+    """What a run needs to create a dispute Kassa missed the notice of (a dispute line that matches nothing):
+    ``lookup(connector, dispute reference, livemode, credential)`` asks the PSP for the dispute (with the credential
+    of the Stripe account whose report it is; None for other PSPs) (a ``Lookup``: found, surely
+    absent or unknown; the router's ``retrieve_dispute`` in the jobs), ``deps`` the payments' collaborators the
+    disputes service books with. Without it such a line stays a ``missing_in_kassa`` break."""
+
+    lookup: Callable[[str, str, bool, str | None], Any]
+    deps: Any
+    base_url: str = ""
 
 
 class ReconciliationError(ValueError):
@@ -240,6 +257,79 @@ def _match(session: Session, report: ReportFile) -> None:
     session.execute(_DUPLICATES, {"file_id": report.id})
     session.execute(_MATCH, params)
     session.execute(_UNMATCHED, {"file_id": report.id})
+
+
+# The hook a connector's dispute notices come through (Dispute.psp): the sandbox's acquirers share one.
+def _notice_hook(connector: str) -> str:
+    return "stripe" if connector.startswith("stripe") else "sandbox"
+
+
+def _missed_disputes(session: Session, report: ReportFile, notices: "DisputeNotices", result: RunResult,
+                     now: datetime) -> None:
+    """A dispute line (funds taken) that matches nothing: Kassa missed the dispute's notice. The PSP is asked for
+    the dispute; found, it is applied through the disputes service as if its notice had arrived (the dispute is
+    created, its withdrawal and fee booked, the merchant told), its lines are matched again, and a
+    ``dispute_notice_missed`` break shows an operator that the notice was missed. Surely absent or unknown, or
+    about a payment Kassa does not know: the line stays unmatched (a ``missing_in_kassa`` break)."""
+    from app.disputes.models import Dispute
+    from app.disputes.service import Owner, apply_notice
+    from app.payments.models import Payment
+    from app.psp.interfaces import CallbackEvent, LookupOutcome
+
+    references = session.execute(text(
+        "SELECT DISTINCT reference FROM reconciliation_lines WHERE file_id = :f AND status = 'unmatched' "
+        "AND type = 'dispute' AND gross < 0 ORDER BY reference"), {"f": report.id}).scalars().all()
+    created = []
+    psp = psp_of(report.source)
+    credential = credential_of(report.source)  # a Stripe account's report: its disputes are asked of that account
+    for reference in references:
+        # A PSP call inside the import's transaction (the connector's timeouts bound it): missed notices are rare,
+        # and the dispute must be booked before this file's lines are posted.
+        lookup = notices.lookup(psp, reference, report.livemode, credential)
+        if lookup.outcome != LookupOutcome.FOUND or lookup.found is None:
+            continue
+        data = dict(lookup.found.raw or {})
+        charge = data.get("authorization") or data.get("payment_intent") or data.get("charge")
+        if data.get("id") != reference or not isinstance(charge, str):
+            continue
+        # Across merchants on purpose, like a callback's owner: the charge's reference names its book.
+        payment = session.scalars(select(Payment).where(
+            Payment.connector == psp, Payment.livemode == report.livemode,
+            Payment.psp_reference == charge)).one_or_none()
+        if payment is None or payment.amount_received <= 0:
+            continue
+        scope = Scope(payment.merchant_id, report.livemode)
+        hook = _notice_hook(psp)
+        event = CallbackEvent(id=f"reconciliation:{report.id}:{reference}", type="dispute.created",
+                              psp_reference=charge, data=data, created=data.get("created"), connector=psp,
+                              livemode=report.livemode, psp=hook)
+        apply_notice(session, hook, event, Owner(scope, payment.id, payment.connector), notices.deps,
+                     base_url=notices.base_url)
+        dispute = session.scalars(scope.select(Dispute, Dispute.psp == hook, Dispute.psp_reference == reference)
+                                  ).one()
+        created.append((reference, scope, dispute, payment))
+    if not created:
+        return
+    session.execute(text("UPDATE reconciliation_lines SET status = 'staged' WHERE file_id = :f "
+                         "AND status = 'unmatched' AND reference = ANY(CAST(:refs AS text[]))"),
+                    {"f": report.id, "refs": [reference for reference, *_ in created]})
+    session.execute(_MATCH, {"file_id": report.id, "psp": psp, "livemode": report.livemode})
+    session.execute(_UNMATCHED, {"file_id": report.id})
+    for reference, scope, dispute, payment in created:
+        line_nos = session.execute(select(ReportLine.line_no).where(
+            ReportLine.file_id == report.id, ReportLine.reference == reference).order_by(ReportLine.line_no)
+        ).scalars().all()
+        opened = open_break(session, scope, type_="dispute_notice_missed", psp=psp,
+                            dedupe_key=f"dispute_notice_missed:{psp}:{reference}",
+                            report_date=report.report_date, currency=dispute.currency, kassa_amount=None,
+                            psp_amount=-dispute.amount, reference=reference, object_type="dispute",
+                            object_id=dispute.id, lines=[{"file": report.id, "line": n} for n in line_nos],
+                            detail=f"The report carries dispute {reference} of payment {payment.id}, whose notice "
+                                   "Kassa never received: the dispute was created from the PSP's record (its "
+                                   "withdrawal and fee booked) and the merchant told. Check the PSP's callbacks.",
+                            now=now)
+        if opened is not None:
+            result.breaks_opened.append(opened.id)
 
 
 def _differences(session: Session, report: ReportFile) -> dict:
@@ -550,12 +640,33 @@ def _close_late(session: Session, report: ReportFile, result: RunResult, now: da
     result.breaks_closed.extend(closed)
 
 
+def _close_superseded(session: Session, report: ReportFile, result: RunResult, now: datetime) -> None:
+    """A corrected version drops or changes a line an earlier version of the day carried: that line's posting is
+    reversed by this version's, so the breaks filed about it are closed (their key freed, so that this version's
+    own line files its break again if it is still wrong)."""
+    if not report.supersedes_id:
+        return
+    closed = session.execute(text("""
+        UPDATE reconciliation_breaks b
+           SET status = 'closed', closed_at = :now, dedupe_key = left(b.dedupe_key, 200) || ':superseded:' || :f
+         WHERE b.status = 'open' AND b.livemode = :livemode AND b.psp = :psp
+           AND b.reference IN (SELECT reference FROM reconciliation_lines WHERE file_id = :old AND status = 'superseded')
+           AND EXISTS (SELECT 1 FROM jsonb_array_elements(b.lines) e
+                        WHERE e->>'file' IN (SELECT id FROM reconciliation_files
+                                              WHERE source = :psp AND kind = 'settlement' AND livemode = :livemode
+                                                AND report_date = :day AND id <> :f))
+        RETURNING b.id"""), {"now": now, "f": report.id, "old": report.supersedes_id, "livemode": report.livemode,
+                             "psp": report.source, "day": report.report_date}).scalars().all()
+    result.breaks_closed.extend(closed)
+
+
 # ---------------------------------------------------------------------------------------------- runs
 
 
 def reconcile_settlement(session: Session, *, psp: str, livemode: bool, report_date: date, content: bytes,
                          hmac_key: bytes, grace_days: int = DEFAULT_GRACE_DAYS, filename: str | None = None,
-                         uploaded_by: str | None = None, now: datetime | None = None) -> RunResult:
+                         uploaded_by: str | None = None, now: datetime | None = None,
+                         dispute_notices: DisputeNotices | None = None) -> RunResult:
     """Import one settlement report and reconcile it: stage, match, post, file breaks. The same bytes again
     change nothing; a corrected version posts only its difference."""
     now = now or utcnow()
@@ -566,7 +677,10 @@ def reconcile_settlement(session: Session, *, psp: str, livemode: bool, report_d
     if created:
         report.line_count = _stage_lines(session, report)
         _match(session, report)
+        if dispute_notices is not None:
+            _missed_disputes(session, report, dispute_notices, result, now)
         report.differences = _differences(session, report)
+        _close_superseded(session, report, result, now)
         _post_settlement(session, report, hmac_key, result)
         _line_breaks(session, report, result, now)
         _close_late(session, report, result, now)
