@@ -316,7 +316,7 @@ REVIEW = {
     "properties": {
         "id": {"type": "string", "pattern": "^prv_"}, "object": {"const": "review"}, "livemode": {"type": "boolean"},
         "created": UNIX, "payment": STRING, "payment_intent": STRING, "charge": _nullable(STRING),
-        "billing_zip": _nullable(STRING), "open": {"type": "boolean"}, "opened_reason": {"enum": ["rule", "manual"]},
+        "billing_zip": _nullable(STRING), "open": {"type": "boolean"}, "opened_reason": {"enum": ["rule", "manual", "card_facts_unavailable"]},
         "closed_reason": _nullable({"enum": list(REVIEW_CLOSED_REASONS)}), "reason": STRING,
         "ip_address": _nullable(STRING), "ip_address_location": _nullable({"type": "object"}),
         "session": _nullable({"type": "object"}), "owner": {"enum": ["platform", "merchant"]},

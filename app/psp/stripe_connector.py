@@ -50,6 +50,7 @@ from app.psp.interfaces import (
     AuthorizeRequest,
     CallbackEvent,
     CallbackRejected,
+    CardFactsUnavailable,
     CardToken,
     EvidenceFile,
     Lookup,
@@ -367,11 +368,14 @@ class StripeConnector:
 
     def card_facts(self, token: str) -> dict | None:
         """The card facts risk rules read (app/risk): ``card_of``'s plus funding, issuing country and the IIN when
-        Stripe shares it; None when it is not a card or Stripe could not be asked."""
+        Stripe shares it; None when it is not a card (or Stripe refused the request: no such payment method);
+        CardFactsUnavailable when Stripe could not be asked (connection, timeout, 5xx, rate limit)."""
         if self._client is None:
             return None
         answer = self._call(lambda: self._client.v1.payment_methods.retrieve(token), read=True)
         if isinstance(answer, PspResult):
+            if answer.outcome in (Outcome.UNKNOWN, Outcome.NOT_PROCESSED) or answer.retryable:
+                raise CardFactsUnavailable(f"stripe: {answer.error or answer.outcome.value}")
             return None
         card = _as_dict(answer).get("card")
         if not isinstance(card, dict):

@@ -177,8 +177,13 @@ def _stored(signals: dict[str, Any]) -> dict[str, Any]:
 
 def assess(session: Session, payment, *, redis: Any, card: dict | None, stage: str = "confirmation",
            attempt_id: str | None = None, three_d_secure_result: str | None = None,
-           record_velocity: bool = True) -> Decision:
-    """Evaluate one confirmation (or its 3-D Secure result) and add its Assessment; flushes, never commits."""
+           record_velocity: bool = True, card_facts_unavailable: bool = False) -> Decision:
+    """Evaluate one confirmation (or its 3-D Secure result) and add its Assessment; flushes, never commits.
+
+    ``card_facts_unavailable``: the vault could not be asked for the card (``card`` is None), so the platform's
+    card block lists and card rules could not be checked. Could not ask is not an answer: unless a rule blocks
+    on what is known, the outcome is ``review`` with the assessment's ``reason`` ``card_facts_unavailable``
+    (neither let through nor declined)."""
     scope = Scope(payment.merchant_id, payment.livemode)
     fingerprint = (card or {}).get("fingerprint")
     velocity = Velocity(redis).record_and_read(
@@ -197,12 +202,15 @@ def assess(session: Session, payment, *, redis: Any, card: dict | None, stage: s
     memberships = value_lists.lookup(session, scope, pairs)
     matched = next((rule for rule in ordered if rule.compiled.evaluate(signals, memberships)), None)
     outcome = matched.action if matched else "allow"
+    reason = None
+    if card_facts_unavailable and stage == "confirmation" and outcome != "block":
+        outcome, matched, reason = "review", None, "card_facts_unavailable"
     assessment = scope.new(
         Assessment, id=new_id("rska"), payment_id=payment.id, attempt_id=attempt_id, stage=stage,
         signals=_stored(signals), contributions=contributions, score=score, level=level,
         weights_version=weights.version, outcome=outcome, rule_id=matched.id if matched else None,
         rule_owner=matched.owner if matched else None, rule_action=matched.action if matched else None,
-        rule_predicate=matched.predicate if matched else None, redis_degraded=velocity is None)
+        rule_predicate=matched.predicate if matched else None, redis_degraded=velocity is None, reason=reason)
     session.add(assessment)
     session.flush()
     return Decision(assessment, outcome, matched, signals)
@@ -219,6 +227,12 @@ _SELLER_MESSAGES = {
 }
 
 
+_REASON_MESSAGES = {
+    "card_facts_unavailable": "The card's details could not be read from the vault, so the platform's card "
+                              "block lists could not be checked: the payment is authorized and held for review.",
+}
+
+
 def outcome_object(assessment: Assessment, type_: str) -> dict[str, Any]:
     """Stripe's charge ``outcome`` for a payment assessed so: type, risk level and score, the rule, a message."""
     rule = None
@@ -228,8 +242,10 @@ def outcome_object(assessment: Assessment, type_: str) -> dict[str, Any]:
     network = {"blocked": "not_sent_to_network", "issuer_declined": "declined_by_network"}.get(
         type_, "approved_by_network")
     reason = None
+    message = _SELLER_MESSAGES[type_]
     if type_ in ("blocked", "manual_review"):
-        reason = "rule"
+        reason = assessment.reason or "rule"
+        message = _REASON_MESSAGES.get(assessment.reason, message)
     return {
         "type": type_,
         "network_status": network,
@@ -237,7 +253,7 @@ def outcome_object(assessment: Assessment, type_: str) -> dict[str, Any]:
         "risk_level": assessment.level,
         "risk_score": assessment.score,
         "rule": rule,
-        "seller_message": _SELLER_MESSAGES[type_],
+        "seller_message": message,
         "assessment": assessment.id,
         "redis_degraded": assessment.redis_degraded,
     }
