@@ -39,12 +39,13 @@ from app.risk import lists as value_lists
 from app.risk import rules as risk_rules
 from app.risk.errors import RiskInvalid, RiskNotFound
 from app.risk.models import LEVELS, Review
+from app.risk.reviews import REVIEW_AGES
 from app.scoping import Scope
 
 ITEMS_SHOWN = 100
 QUEUE_SIZE = 100
 # The queue's age filter: reviews open longer than this.
-AGES = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "3d": timedelta(days=3)}
+AGES = REVIEW_AGES
 BULK_MAX = QUEUE_SIZE
 
 
