@@ -5,7 +5,6 @@ review of a merchant's payments with the platform (shown on the console's mercha
 Every change takes a reason and is audited (the console's rule, app/admin/forms.py); every POST of the console
 needs a recent second-factor confirmation (app/admin/__init__.py). A backtest changes nothing and needs none.
 """
-from datetime import timedelta
 
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
