@@ -104,8 +104,8 @@ def test_a_block_after_the_challenge_voids_counts_a_decline_and_never_captures(w
 
     api, sandbox, scope, app = world["api"], world["sandbox"], world["scope"], world["app"]
     with app.app_context():
-        made = [rules.create_rule(db.session, scope, action="request_3ds", predicate=":amount: = 88.88"),
-                rules.create_rule(db.session, scope, action="block", predicate=":is_3d_secure: and :amount: = 88.88")]
+        made = [rules.create_rule(db.session, scope, action="request_3ds", predicate=":amount: = 88.88").id,
+                rules.create_rule(db.session, scope, action="block", predicate=":is_3d_secure: and :amount: = 88.88").id]
         db.session.commit()
         db.session.remove()
     try:
@@ -132,8 +132,8 @@ def test_a_block_after_the_challenge_voids_counts_a_decline_and_never_captures(w
         assert counters["card_declines_24h"] >= 1 and counters["ip_declines_24h"] >= 1
     finally:
         with app.app_context():
-            for rule in made:
-                rules.delete_rule(db.session, scope, rule.id)
+            for rule_id in made:
+                rules.delete_rule(db.session, scope, rule_id)
             db.session.commit()
             db.session.remove()
 
