@@ -10,11 +10,12 @@ tables in a Citus cluster, replicated to every shard, so that one merchant's eva
 its shard. A merchant-owned row never points at a platform row with a foreign key (a matched platform rule
 is named by its id and owner in the assessment and the payment's outcome).
 """
+import uuid
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Boolean, CheckConstraint, ForeignKey, ForeignKeyConstraint, Index, Integer, \
-    PrimaryKeyConstraint, String, Text, UniqueConstraint, text
+    PrimaryKeyConstraint, SmallInteger, String, Text, UniqueConstraint, Uuid, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -273,3 +274,26 @@ class Review(Base):
     expires_at: Mapped[datetime]
     created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=text("now()"))
     closed_at: Mapped[datetime | None]
+
+
+class ConfigStamp(Base):
+    """A random stamp replaced (by triggers, migration 0024) whenever this book's rules or value lists change
+    (not their items): each process caches the compiled configuration and checks the stamp in the evaluation's
+    one query (app/risk/evaluate.py). Written by the triggers only."""
+
+    __tablename__ = "risk_config_stamps"
+    __table_args__ = (PrimaryKeyConstraint("merchant_id", "livemode", name="pk_risk_config_stamps"),)
+
+    merchant_id: Mapped[str] = mapped_column(ForeignKey("merchants.id"))
+    livemode: Mapped[bool] = mapped_column(Boolean)
+    stamp: Mapped[uuid.UUID] = mapped_column(Uuid)
+
+
+class PlatformConfigStamp(Base):
+    """The platform's stamp (one row): replaced whenever platform rules, platform lists or the weights change."""
+
+    __tablename__ = "risk_platform_config_stamp"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    stamp: Mapped[uuid.UUID] = mapped_column(Uuid)
