@@ -272,8 +272,10 @@ def render(evaluations: dict, e2e: dict, args) -> str:
     ratio = e2e["on"]["per_second"] / e2e["off"]["per_second"] if e2e["off"]["per_second"] else 0
     lines += ["", f"Risk on / off: {ratio:.2f} (target ≥ 0.9); evaluation p99 {evaluations['full']['p99']} ms "
                   "(target < 5 ms). Risk on adds one vault read (GET /v1/tokens/<id>) and one short transaction "
-                  "per authorization; an evaluation is three database round trips (configuration, list lookups, "
-                  "the assessment's insert) and one Redis script. On a machine whose bare round trips reach "
+                  "per authorization; an evaluation is one Redis script and two database round trips while the "
+                  "per-process cache of compiled rules is current (one statement: the configuration stamps, the "
+                  "first-seen fact and every value-list lookup of both owners; then the assessment's insert; "
+                  "counted by tests/risk/test_engine.py). On a machine whose bare round trips reach "
                   f"{evaluations['floor']['p99']} ms at p99 (the floor above, 2 CPUs shared with other work), the "
                   "p99 mostly measures scheduling; compare the rows with each other.",
               SECTION_END]
