@@ -128,7 +128,11 @@ PAYMENT = {
                                              "the payment processor) or `issuer_declined`.",
             "required": ["type", "risk_level", "risk_score", "rule", "seller_message"],
             "properties": {"type": {"enum": list(OUTCOME_TYPES)},
-                           "network_status": STRING, "reason": _nullable(STRING),
+                           "network_status": STRING,
+                           "reason": _nullable({**STRING, "description":
+                               "Why it was blocked or held: `rule` (the matched `rule`), or "
+                               "`card_facts_unavailable` (the card vault could not be asked, so the platform's card "
+                               "block lists could not be checked: held for a review the platform owns)."}),
                            "risk_level": {"enum": ["normal", "elevated", "highest"]},
                            "risk_score": {"type": "integer", "minimum": 0, "maximum": 99},
                            "rule": _nullable({"type": "object", "required": ["id", "action", "predicate"],

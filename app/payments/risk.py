@@ -95,7 +95,10 @@ def screen(session: Session, claim, card: dict | None, deps, *, card_facts_unava
                               .execution_options(populate_existing=True)).one()
     if attempt.status != AttemptStatus.PROCESSING or attempt.tries != claim.tries:
         return Screened(claim, [])  # resolved or overtaken meanwhile: the send path decides as before
-    earlier = session.scalar(select(Assessment).where(
+    # An earlier run of this attempt may have screened it (and crashed before sending): its assessment stands.
+    # The first claim of an attempt (tries 1) has no earlier run: each claim increments tries and screens only
+    # while it still holds the attempt (checked above), so the look-up is skipped (one round trip less).
+    earlier = None if attempt.tries <= 1 else session.scalar(select(Assessment).where(
         Assessment.merchant_id == payment.merchant_id, Assessment.attempt_id == attempt.id,
         Assessment.stage == "confirmation"))
     if earlier is not None:

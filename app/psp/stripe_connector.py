@@ -374,9 +374,9 @@ class StripeConnector:
             return None
         answer = self._call(lambda: self._client.v1.payment_methods.retrieve(token), read=True)
         if isinstance(answer, PspResult):
-            if answer.outcome in (Outcome.UNKNOWN, Outcome.NOT_PROCESSED) or answer.retryable:
-                raise CardFactsUnavailable(f"stripe: {answer.error or answer.outcome.value}")
-            return None
+            if answer.error in ("not_found", "client_error"):
+                return None  # Stripe answered: no such payment method (an answer, unlike what follows)
+            raise CardFactsUnavailable(f"stripe: {answer.error or answer.outcome.value}")
         card = _as_dict(answer).get("card")
         if not isinstance(card, dict):
             return None

@@ -11,6 +11,11 @@ After 3-D Secure (stage ``after_3ds``) only the rules that depend on it (``:is_3
 
 Nothing here calls the network except Redis for the velocity counters (bounded by its client's timeouts; away,
 the evaluation goes on without them and the assessment says so) and the database session it is given.
+
+Round trips of an evaluation: the velocity script (Redis), one statement (``_CURRENT``: the configuration
+stamps, the first-seen fact and every value-list lookup of both owners) and the assessment's INSERT, while this
+process's compiled configuration of the book (``_CACHE``) is current; a changed stamp reads the configuration
+again (``_CONFIGURATION``) and looks the lists up after it.
 """
 from __future__ import annotations
 

@@ -342,3 +342,41 @@ def test_a_block_on_what_is_known_still_blocks_when_the_vault_cannot_be_asked(db
     finally:
         lists.delete_item(db_session, None, item.id)
         db_session.commit()
+
+
+@dataclass
+class CrashingGateway(RiskGateway):
+    """The worker dies between the screening's commit and the PSP call (once)."""
+
+    crashes: int = 1
+
+    def authorize(self, vault, request):
+        if self.crashes:
+            self.crashes -= 1
+            raise RuntimeError("worker killed before sending")
+        return super().authorize(vault, request)
+
+
+def test_a_retried_attempt_reuses_its_screening(db_session, scope, deps):
+    from sqlalchemy import func, text
+
+    rules.create_rule(db_session, scope, action="review", predicate=":amount: >= 700")
+    db_session.commit()
+    gateway = CrashingGateway(cards={"tok_retry": GOOD})
+    body = confirm(db_session, scope, deps, "tok_retry")
+    attempt_id = body["attempts"][0]["id"]
+    with pytest.raises(RuntimeError):
+        _run_attempt(attempt_id, deps, gateway)
+    db_session.rollback()
+    # The lease runs out: the next run claims the attempt again (tries 2) and screens it again.
+    db_session.execute(text("UPDATE payment_attempts SET lease_until = now() - interval '1 second', "
+                            "next_attempt_at = now() - interval '1 second' WHERE id = :id"), {"id": attempt_id})
+    db_session.commit()
+    _run_attempt(attempt_id, deps, gateway)
+    kinds = [call[0] for call in gateway.calls]
+    assert kinds.count("card_facts") == 2 and kinds.count("authorize") == 1  # (a status query comes first)
+    assert gateway.authorize_requests[0].capture is False  # the first screening's review still holds it
+    assert db_session.scalar(select(func.count()).select_from(Assessment).where(
+        Assessment.merchant_id == scope.merchant_id, Assessment.attempt_id == attempt_id)) == 1
+    payment = payment_row(db_session, body["id"])
+    assert payment.status == "requires_capture" and payment.review_id
