@@ -304,6 +304,16 @@ def test_payment_detail_shows_the_risk_outcome_without_other_merchants_counters(
     own = re.search(r'<tr data-signal="email_payments_10m">.*?</tr>', html, re.S)  # per merchant: shown
     assert own and "<td>2</td>" in own.group(0)
 
+    # Held because the vault could not be asked: the page says why, not "no rule matched".
+    held = stored_payment(db_session, s.scope, amount=5000, currency="EUR", status="requires_capture",
+                          risk_score=20, risk_level="normal")
+    db_session.add(s.scope.new(Assessment, id=new_id("rska"), payment_id=held.id, stage="confirmation",
+                               signals={"amount": "50.00"}, contributions={}, score=20, level="normal",
+                               weights_version="v1", outcome="review", reason="card_facts_unavailable"))
+    db_session.commit()
+    html = client.get(s.url(f"payments/{held.id}")).get_data(as_text=True)
+    assert 'data-reason="card_facts_unavailable"' in html and "No rule matched" not in html
+
 
 def test_the_payments_list_filters_by_risk_level_and_outcome(client, db_session, shop, jobs):
     s = shop()
