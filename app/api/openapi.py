@@ -133,7 +133,11 @@ PAYMENT = {
                                              "the payment processor) or `issuer_declined`.",
             "required": ["type", "risk_level", "risk_score", "rule", "seller_message"],
             "properties": {"type": {"enum": list(OUTCOME_TYPES)},
-                           "network_status": STRING, "reason": _nullable(STRING),
+                           "network_status": STRING,
+                           "reason": _nullable({**STRING, "description":
+                               "Why it was blocked or held: `rule` (the matched `rule`), or "
+                               "`card_facts_unavailable` (the card vault could not be asked, so the platform's card "
+                               "block lists could not be checked: held for a review the platform owns)."}),
                            "risk_level": {"enum": ["normal", "elevated", "highest"]},
                            "risk_score": {"type": "integer", "minimum": 0, "maximum": 99},
                            "rule": _nullable({"type": "object", "required": ["id", "action", "predicate"],
@@ -385,7 +389,7 @@ REVIEW = {
     "properties": {
         "id": {"type": "string", "pattern": "^prv_"}, "object": {"const": "review"}, "livemode": {"type": "boolean"},
         "created": UNIX, "payment": STRING, "payment_intent": STRING, "charge": _nullable(STRING),
-        "billing_zip": _nullable(STRING), "open": {"type": "boolean"}, "opened_reason": {"enum": ["rule", "manual"]},
+        "billing_zip": _nullable(STRING), "open": {"type": "boolean"}, "opened_reason": {"enum": ["rule", "manual", "card_facts_unavailable"]},
         "closed_reason": _nullable({"enum": list(REVIEW_CLOSED_REASONS)}), "reason": STRING,
         "ip_address": _nullable(STRING), "ip_address_location": _nullable({"type": "object"}),
         "session": _nullable({"type": "object"}), "owner": {"enum": ["platform", "merchant"]},

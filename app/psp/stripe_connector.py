@@ -50,6 +50,7 @@ from app.psp.interfaces import (
     AuthorizeRequest,
     CallbackEvent,
     CallbackRejected,
+    CardFactsUnavailable,
     CardToken,
     EvidenceFile,
     Lookup,
@@ -371,12 +372,15 @@ class StripeConnector:
 
     def card_facts(self, token: str) -> dict | None:
         """The card facts risk rules read (app/risk): ``card_of``'s plus funding, issuing country and the IIN when
-        Stripe shares it; None when it is not a card or Stripe could not be asked."""
+        Stripe shares it; None when it is not a card (or Stripe refused the request: no such payment method);
+        CardFactsUnavailable when Stripe could not be asked (connection, timeout, 5xx, rate limit)."""
         if self._client is None:
             return None
         answer = self._call(lambda: self._client.v1.payment_methods.retrieve(token), read=True)
         if isinstance(answer, PspResult):
-            return None
+            if answer.error in ("not_found", "client_error"):
+                return None  # Stripe answered: no such payment method (an answer, unlike what follows)
+            raise CardFactsUnavailable(f"stripe: {answer.error or answer.outcome.value}")
         card = _as_dict(answer).get("card")
         if not isinstance(card, dict):
             return None
