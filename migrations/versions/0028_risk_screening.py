@@ -9,15 +9,15 @@
   evaluation's one query (app/risk/evaluate.py). Random, not a counter: a database cloned or restored from an
   older copy never repeats a stamp with other contents.
 
-Revision ID: 0024_risk_screening
-Revises: 0023_recon_fetch_failures
+Revision ID: 0028_risk_screening
+Revises: 0027_stripe_deposit_confirmation
 Create Date: 2026-12-08
 """
 from alembic import op
 import sqlalchemy as sa
 
-revision = "0024_risk_screening"
-down_revision = "0023_recon_fetch_failures"
+revision = "0028_risk_screening"
+down_revision = "0027_stripe_deposit_confirmation"
 branch_labels = None
 depends_on = None
 
