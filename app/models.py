@@ -21,3 +21,4 @@ from app.risk.models import (  # noqa: F401
     ValueListItem,
 )
 from app.reconciliation.models import BankEntry, Break, Match, ReportFile, ReportLine  # noqa: F401
+from app.risk.learning.tables import DriftReport, RiskModel, ScorerActivation  # noqa: F401,E402  (issue 23)
