@@ -1,0 +1,254 @@
+"""The learned risk score (issue 23): labels (live mode only), features shared by training and scoring, training
+on a known fraud pattern, the model stored as data and loaded back, approval, rollback, the version on
+assessments, cold start, weekly drift."""
+import json
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from app.ids import new_id
+from app.models_base import utcnow
+from app.payments.models import Payment, Refund
+from app.risk import evaluate
+from app.risk.errors import RiskInvalid
+from app.risk.learning import drift, features, scorer, service, training
+from app.risk.learning.model import LearnedScorer, ModelFormatError
+from app.risk.learning.tables import DriftReport, RiskModel
+from app.risk.models import Assessment, Review, RiskWeights
+from app.scoping import Scope
+from tests import factories
+
+CARD = {"brand": "visa", "funding": "prepaid", "country": "BR", "bin": "424242", "fingerprint": "fp_learn",
+        "risk_hint": None, "last4": "4242"}
+# Small enough to be fast, large enough for a stable test set (about 100 fraudulent of 3,000).
+ROWS = training.demo_rows(3000, seed=11)
+FEW = {"min_labels": 1000, "min_fraud": 50}
+
+
+@pytest.fixture
+def trained(db_session):
+    result = training.train(db_session, ROWS, actor="test", **FEW)
+    db_session.commit()
+    yield result.model
+    db_session.rollback()
+    db_session.execute(RiskWeights.__table__.update().values(active=False))
+    db_session.execute(RiskWeights.__table__.update().where(RiskWeights.version == "v1").values(active=True))
+    db_session.execute(RiskWeights.__table__.delete().where(RiskWeights.version.like("model-%")))
+    for table in ("risk_scorer_activations", "risk_models"):
+        db_session.execute(RiskModel.metadata.tables[table].delete())
+    db_session.commit()
+
+
+def test_training_finds_the_known_pattern_and_beats_the_fixed_weights(trained):
+    metrics = trained.metrics
+    assert metrics["in_use_version"] == "v1"
+    assert metrics["candidate"]["roc_auc"] > 0.75
+    assert metrics["candidate"]["roc_auc"] > metrics["in_use"]["roc_auc"] + 0.1 and metrics["better"] is True
+    for level in ("elevated", "highest"):
+        assert set(metrics["candidate"][level]) >= {"precision", "recall", "threshold", "flagged"}
+        assert set(metrics["in_use"][level]) >= {"precision", "recall"}
+    # Time-based split: the test set is newer than everything trained on.
+    assert metrics["train_until"] <= metrics["test_from"]
+    assert metrics["counts"]["test"] == 600 and trained.kind in ("logistic", "gradient_boosting")
+    # The pattern's features weigh most (prepaid cards from BR, disposable email domains).
+    top = LearnedScorer("x", trained.parameters).score(
+        {"amount": "300.00", "currency": "eur", "card_funding": "prepaid", "card_country": "BR",
+         "email_domain": "mailinator.com", "ip_distinct_cards_1h": 1})
+    assert top[0] >= 75 and top[1] == "highest"
+    assert {"card_country=br", "email_domain=mailinator.com"} & set(top[2])
+
+
+def test_a_stored_model_scores_identically_once_loaded(db_session, trained):
+    before = LearnedScorer(trained.version, trained.parameters)
+    version = trained.version
+    db_session.expunge_all()
+    scorer._cache.clear()
+    loaded = scorer.learned(db_session, version)
+    assert loaded is not before
+    for _at, signals, _fraud in [(r.at, r.signals, r.fraudulent) for r in ROWS[:300]]:
+        assert loaded.score(signals) == before.score(signals)
+    # The stored document is plain JSON data: it survives a text round trip and nothing else is accepted.
+    assert json.loads(json.dumps(trained.parameters)) == loaded.parameters
+    with pytest.raises(ModelFormatError):
+        LearnedScorer("bad", {**trained.parameters, "kind": "pickle"})
+    if trained.kind == "gradient_boosting":
+        broken = json.loads(json.dumps(trained.parameters))
+        broken["trees"][0]["left"][0] = 0  # a loop
+        with pytest.raises(ModelFormatError):
+            LearnedScorer("bad", broken)
+
+
+def test_both_kinds_match_scikit_learn(db_session):
+    import numpy as np
+    from sklearn.ensemble import GradientBoostingClassifier
+    from sklearn.linear_model import LogisticRegression
+
+    rows = ROWS[:1500]
+    vocabulary = features.fit_vocabulary(r.signals for r in rows)
+    names = features.feature_names(vocabulary)
+    x = np.array([features.vector(r.signals, vocabulary, names) for r in rows])
+    y = np.array([r.fraudulent for r in rows])
+    boosted = training.fit_boosting(x, y, names, vocabulary, trees=10)
+    reference = GradientBoostingClassifier(n_estimators=10, max_depth=3, learning_rate=0.1, subsample=0.8,
+                                           random_state=0).fit(x, y, sample_weight=np.array(
+                                               training._balanced_weights(y)))
+    ours = LearnedScorer("gb", boosted)
+    expected = reference.predict_proba(x[:200])[:, 1]
+    assert np.allclose([ours.probability(r.signals) for r in rows[:200]], expected, atol=1e-9)
+    logistic = LearnedScorer("lr", training.fit_logistic(x, y, names, vocabulary))
+    mean, std = x.mean(axis=0), x.std(axis=0)
+    std[std == 0] = 1
+    fitted = LogisticRegression(class_weight="balanced", max_iter=500).fit((x - mean) / std, y)
+    assert np.allclose([logistic.probability(r.signals) for r in rows[:200]],
+                       fitted.predict_proba((x[:200] - mean) / std)[:, 1], atol=1e-9)
+
+
+def test_cold_start_refuses_with_a_message(db_session, app):
+    with pytest.raises(training.ColdStart, match="at least 1000 with 50 fraudulent"):
+        training.train(db_session, ROWS[:500])
+    db_session.rollback()
+    result = app.test_cli_runner().invoke(args=["risk", "train"])
+    assert result.exit_code != 0 and "Too few labels to train: 0 labelled live payments" in result.output
+    assert db_session.scalar(select(RiskModel.version)) is None
+
+
+def _payment(session, scope, *, created, status="succeeded", signals=None):
+    payment = scope.new(Payment, id=new_id("pay"), amount=5000, currency="EUR", status=status,
+                        capture_method="automatic", created_at=created, updated_at=created)
+    session.add(payment)
+    session.flush()
+    session.add(scope.new(Assessment, id=new_id("rska"), payment_id=payment.id, stage="confirmation",
+                          signals=signals or {"amount": "50.00", "currency": "eur"}, score=10, level="normal",
+                          weights_version="v1", outcome="allow", created_at=created))
+    return payment
+
+
+def _fraud_refund(session, scope, payment):
+    session.add(scope.new(Refund, id=new_id("re"), payment_id=payment.id, amount=payment.amount, currency="EUR",
+                          status="succeeded", reason="fraudulent", allocations=[],
+                          idempotency_key=new_id("idem")))
+
+
+def test_labels_come_from_live_outcomes_only(db_session, merchant):
+    live, test = Scope(merchant.id, True), Scope(merchant.id, False)
+    now = utcnow()
+    old, recent = now - timedelta(days=200), now - timedelta(days=10)
+    legit = _payment(db_session, live, created=old)
+    refunded = _payment(db_session, live, created=recent)
+    _fraud_refund(db_session, live, refunded)
+    too_young = _payment(db_session, live, created=recent)
+    canceled = _payment(db_session, live, created=old, status="canceled")
+    rejected = _payment(db_session, live, created=recent, status="canceled")
+    db_session.add(live.new(Review, id=new_id("prv"), payment_id=rejected.id, status="closed", owner="platform",
+                            closed_reason="refunded_as_fraud", expires_at=now, closed_at=now))
+    # Test mode: a deliberate fraud card refunded as fraud, and an old captured payment. Never used.
+    test_fraud = _payment(db_session, test, created=recent)
+    _fraud_refund(db_session, test, test_fraud)
+    test_legit = _payment(db_session, test, created=old)
+    db_session.flush()
+    labels = {row.payment_id: row.fraudulent for row in training.labelled_payments(db_session, now=now)}
+    assert labels == {legit.id: False, refunded.id: True, rejected.id: True}
+    assert too_young.id not in labels and canceled.id not in labels
+    assert test_fraud.id not in labels and test_legit.id not in labels
+    # A shorter dispute window labels the younger captured payment legitimate too.
+    assert training.labelled_payments(db_session, now=now, window_days=5)[-1].payment_id in (too_young.id,
+                                                                                            refunded.id, rejected.id)
+    db_session.rollback()
+
+
+def test_features_at_training_equal_features_at_scoring(db_session, merchant, redis):
+    live = Scope(merchant.id, True)
+    payment = live.new(Payment, id=new_id("pay"), amount=45000, currency="EUR", status="processing",
+                       capture_method="automatic", customer_email="a@mailinator.com", customer_ip="81.2.69.160")
+    db_session.add(payment)
+    db_session.flush()
+    decision = evaluate.assess(db_session, payment, redis=redis, card=CARD)
+    payment.status = "succeeded"
+    _fraud_refund(db_session, live, payment)
+    db_session.flush()
+    [row] = [r for r in training.labelled_payments(db_session, now=utcnow()) if r.payment_id == payment.id]
+    assert row.fraudulent is True
+    vocabulary = {"card_country": ["br", "de"], "email_domain": ["mailinator.com"], "card_funding": ["prepaid"]}
+    names = features.feature_names(vocabulary)
+    at_scoring = features.vector(decision.signals, vocabulary, names)
+    assert features.vector(row.signals, vocabulary, names) == at_scoring
+    encoded = dict(zip(names, at_scoring))
+    assert encoded["card_country=br"] == 1 and encoded["email_domain=mailinator.com"] == 1
+    assert encoded["amount_log10"] > 2.6 and encoded["ip_country=other"] == 1
+    # The outcome and the old score are not features.
+    assert not any(name.startswith("risk_") for name in names)
+    db_session.rollback()
+
+
+def _assess(db_session, scope, redis):
+    payment = scope.new(Payment, id=new_id("pay"), amount=30000, currency="EUR", status="processing",
+                        capture_method="automatic", customer_email="b@mailinator.com", customer_ip="81.2.69.160")
+    db_session.add(payment)
+    db_session.flush()
+    return evaluate.assess(db_session, payment, redis=redis, card=CARD).assessment
+
+
+def test_approval_rollback_and_the_version_on_assessments(db_session, merchant, redis, trained):
+    scope = Scope(merchant.id, True)
+    admin = factories.user(db_session)
+    assert _assess(db_session, scope, redis).weights_version == "v1"
+    service.approve(db_session, trained.version, actor=admin.id)
+    db_session.commit()
+    assessment = _assess(db_session, scope, redis)
+    assert assessment.weights_version == trained.version
+    assert 0 < len(assessment.contributions) <= 5 and all(isinstance(v, int) for v in assessment.contributions.values())
+    assert assessment.score == LearnedScorer("x", trained.parameters).score(assessment.signals)[0]
+    with pytest.raises(RiskInvalid, match="in use already"):
+        service.approve(db_session, trained.version, actor=admin.id, note="again")
+    db_session.rollback()
+
+    # A second candidate, compared with the model now in use: not better on the same data, so it needs a note.
+    second = training.train(db_session, ROWS, actor="test", boosting=False, **FEW).model
+    db_session.commit()
+    assert second.metrics["in_use_version"] == trained.version
+    if not second.metrics["better"]:
+        with pytest.raises(RiskInvalid, match="A note is required"):
+            service.approve(db_session, second.version, actor=admin.id)
+        db_session.rollback()
+    service.approve(db_session, second.version, actor=admin.id, note="Same data, simpler model")
+    db_session.commit()
+    assert _assess(db_session, scope, redis).weights_version == second.version
+
+    # One step back, then back to the fixed weights.
+    assert service.rollback(db_session, actor=admin.id, note="Too many reviews") == trained.version
+    db_session.commit()
+    assert _assess(db_session, scope, redis).weights_version == trained.version
+    assert service.rollback(db_session, actor=admin.id) == "v1"
+    db_session.commit()
+    assert _assess(db_session, scope, redis).weights_version == "v1"
+    assert db_session.get(RiskModel, second.version).decision_note == "Same data, simpler model"
+    db_session.rollback()
+
+
+def test_a_rejected_candidate_never_scores(db_session, trained):
+    service.reject(db_session, trained.version, actor="test", note="Demo")
+    db_session.commit()
+    with pytest.raises(RiskInvalid, match="rejected"):
+        service.approve(db_session, trained.version, actor="test", note="anyway")
+    db_session.rollback()
+    assert scorer.active_version(db_session) == "v1"
+
+
+def test_weekly_drift_report(db_session, merchant):
+    live = Scope(merchant.id, True)
+    now = utcnow()
+    last_week = drift.week_start(now) - timedelta(days=3)
+    for index in range(40):
+        # Four weeks before: low scores; last week: high ones.
+        for created, score in ((last_week - timedelta(days=14), 5 + index % 20), (last_week, 70 + index % 20)):
+            db_session.add(live.new(Assessment, id=new_id("rska"), payment_id=new_id("pay"), stage="confirmation",
+                                    signals={}, score=score, level="normal", weights_version="v1", outcome="allow",
+                                    created_at=created))
+    db_session.flush()
+    report = drift.report_week(db_session, now=now)
+    assert report.assessments == 40 and report.reference == "previous_4_weeks"
+    assert report.psi_thousandths > 250 and drift.level(report.psi_thousandths) == "significant shift"
+    assert drift.report_week(db_session, now=now) is None
+    db_session.rollback()
+    assert db_session.scalar(select(DriftReport.id)) is None
