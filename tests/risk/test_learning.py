@@ -43,7 +43,7 @@ def trained(db_session):
 def test_training_finds_the_known_pattern_and_beats_the_fixed_weights(trained):
     metrics = trained.metrics
     assert metrics["in_use_version"] == "v1"
-    assert metrics["candidate"]["roc_auc"] > 0.75
+    assert metrics["candidate"]["roc_auc"] > 0.7
     assert metrics["candidate"]["roc_auc"] > metrics["in_use"]["roc_auc"] + 0.1 and metrics["better"] is True
     for level in ("elevated", "highest"):
         assert set(metrics["candidate"][level]) >= {"precision", "recall", "threshold", "flagged"}

@@ -3,8 +3,8 @@
 Clearly not real: a model trained on it is stored with ``demo = true`` and shown as "demo data" in the console.
 Signals have the shape the engine stores on an assessment (JSON types). The fraud pattern (log-odds):
 
-    -4.2 + 2.6 * (prepaid card issued in BR) + 1.6 * (email at a disposable domain)
-         + 0.5 * (IP used by 3 or more cards in the last hour) + 0.9 * (amount between 200 and 600)
+    -4.6 + 4.0 * (prepaid card issued in BR) + 2.5 * (email at a disposable domain)
+         + 1.0 * (IP used by 3 or more cards in the last hour) + 1.2 * (amount between 200 and 600)
 
 while a card/IP country mismatch, which the fixed weights punish hardest, is as common in legitimate
 payments (travellers) as in fraud. A learned model should find the pattern; the fixed weights cannot.
@@ -23,9 +23,9 @@ DISPOSABLE = ("mailinator.com", "guerrillamail.com")
 
 def fraud_log_odds(signals: dict[str, Any]) -> float:
     amount = float(signals["amount"])
-    return (-4.2 + 2.6 * (signals["card_funding"] == "prepaid" and signals["card_country"] == "BR")
-            + 1.6 * (signals["email_domain"] in DISPOSABLE) + 0.5 * (signals["ip_distinct_cards_1h"] >= 3)
-            + 0.9 * (200 <= amount <= 600))
+    return (-4.6 + 4.0 * (signals["card_funding"] == "prepaid" and signals["card_country"] == "BR")
+            + 2.5 * (signals["email_domain"] in DISPOSABLE) + 1.0 * (signals["ip_distinct_cards_1h"] >= 3)
+            + 1.2 * (200 <= amount <= 600))
 
 
 def generate(count: int, *, seed: int = 7, start: datetime | None = None,
