@@ -4,7 +4,7 @@ Only an approved model scores: approval makes it the active ``risk_weights`` ver
 without weights), in the same transaction as the model's status, the activation's record and the audit entry.
 A candidate whose ROC AUC on its test set is not above the scorer in use's on the same data (``metrics.better``)
 is approved only with a note; so is a demo model, and a candidate evaluated against another scorer than the one
-in use now. Rollback returns to the scorer in use before the latest activation (fixed weights or a model).
+in use now. Rollback returns to the scorer that the approval of the one in use replaced (fixed weights or a model).
 """
 from __future__ import annotations
 
@@ -114,7 +114,10 @@ def reject(session: Session, version: str, *, actor: str | None, note: Any = Non
 def rollback(session: Session, *, actor: str | None, note: Any = None, ip: str | None = None) -> str:
     """Return to the scorer in use before the latest activation; returns its version."""
     current = active_version(session)
-    latest = session.scalar(select(ScorerActivation).where(ScorerActivation.version == current)
+    # The approval that made the current scorer the one in use: rolling back returns to what it replaced, so
+    # successive rollbacks walk back through the approvals (model-3 -> model-2 -> v1), never in a circle.
+    latest = session.scalar(select(ScorerActivation).where(ScorerActivation.version == current,
+                                                           ScorerActivation.action == "approve")
                             .order_by(ScorerActivation.created_at.desc(), ScorerActivation.id.desc()).limit(1))
     if latest is None or not latest.previous_version or latest.previous_version == "none":
         raise RiskInvalid("There is nothing to roll back to.")
