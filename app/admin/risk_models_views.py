@@ -27,7 +27,7 @@ def _page(status: int = 200, problem: str | None = None):
     page = render_template(
         "admin/risk_models.html", models=service.list_models(db.session), in_use=in_use, in_use_model=in_use_model,
         in_use_weights=in_use_weights, activations=service.activations(db.session),
-        reports=drift.latest_reports(db.session), drift_level=drift.level, needs_note=service.needs_note,
+        reports=drift.latest_reports(db.session), drift_level=drift.level, needs_note=lambda model: service.needs_note(db.session, model),
         form=PlatformActionForm(formdata=None), problem=problem)
     db.session.rollback()  # read-only
     return page, status

@@ -18,6 +18,8 @@ from app.risk.learning.tables import DriftReport, RiskModel
 from app.risk.models import Assessment, Review, RiskWeights
 from app.scoping import Scope
 from tests import factories
+from tests.admin.conftest import admin, app, audit_rows, csrf_of, login_as  # noqa: F401  (pytest fixtures)
+from tests.dashboard.conftest import shop, stored_payment  # noqa: F401  (pytest fixtures)
 
 CARD = {"brand": "visa", "funding": "prepaid", "country": "BR", "bin": "424242", "fingerprint": "fp_learn",
         "risk_hint": None, "last4": "4242"}
@@ -26,11 +28,21 @@ ROWS = training.demo_rows(3000, seed=11)
 FEW = {"min_labels": 1000, "min_fraud": 50}
 
 
+_TRAINED: dict = {}
+
+
 @pytest.fixture
 def trained(db_session):
-    result = training.train(db_session, ROWS, actor="test", **FEW)
+    """A candidate trained on ROWS against the fixed weights (trained once; later tests store a copy)."""
+    if not _TRAINED:
+        model = training.train(db_session, ROWS, actor="test", **FEW).model
+        _TRAINED.update(kind=model.kind, parameters=model.parameters, metrics=model.metrics, baseline=model.baseline)
+    else:
+        model = RiskModel(version=training.next_version(db_session), status="candidate", trained_by="test",
+                          **_TRAINED)
+        db_session.add(model)
     db_session.commit()
-    yield result.model
+    yield model
     # The fixed weights score again for the next test (stored models stay: the app may not delete them).
     db_session.rollback()
     db_session.execute(RiskWeights.__table__.update().values(active=False))
@@ -251,3 +263,42 @@ def test_weekly_drift_report(db_session, merchant):
     assert drift.report_week(db_session, now=now) is None
     db_session.rollback()
     assert db_session.scalar(select(DriftReport.id)) is None
+
+
+def test_the_console_shows_candidates_and_decides_with_a_reason(client, db_session, admin, shop, trained):
+    login_as(client, db_session, admin)
+    page = client.get("/admin/risk/models").get_data(as_text=True)
+    assert f'data-model="{trained.version}"' in page and '<span class="mono">v1</span>' in page
+    assert str(trained.metrics["candidate"]["roc_auc"]) in page
+    decide = f"/admin/risk/models/{trained.version}/decide"
+    token = csrf_of(client, "/admin/risk/models")
+    refused = client.post(decide, data={"csrf_token": token, "decision": "approve", "reason": ""})
+    assert refused.status_code == 422 and "Give a reason" in refused.get_data(as_text=True)
+    forged = client.post(decide, data={"decision": "approve", "reason": "No token"})
+    assert forged.status_code in (400, 422)
+    assert scorer.active_version(db_session) == "v1"
+    approved = client.post(decide, data={"csrf_token": token, "decision": "approve", "reason": "Better AUC"})
+    assert approved.status_code == 303
+    db_session.rollback()
+    assert scorer.active_version(db_session) == trained.version
+    assert audit_rows(db_session, "risk.model.approved")[-1].details["note"] == "Better AUC"
+
+    # The payment page names the learned model's features and the version that scored.
+    s = shop()
+    payment = stored_payment(db_session, s.scope, amount=30000, currency="EUR", risk_score=88, risk_level="highest")
+    db_session.add(s.scope.new(Assessment, id=new_id("rska"), payment_id=payment.id, stage="confirmation",
+                               signals={"amount": "300.00", "card_country": "BR"},
+                               contributions={"card_country=br": 2100, "email_domain=other": -300}, score=88,
+                               level="highest", weights_version=trained.version, outcome="allow"))
+    db_session.commit()
+    html = client.get(f"/admin/payments/{payment.id}").get_data(as_text=True)
+    row = html[html.index('data-signal="card_country=br"'):]
+    assert "learned model's feature" in row[:row.index("</tr>")] and "+2.100" in row[:row.index("</tr>")]
+    assert f'<span class="risk-version">{trained.version}</span>' in html
+
+    rolled = client.post("/admin/risk/models/rollback", data={"csrf_token": token, "reason": "Too many reviews"})
+    assert rolled.status_code == 303
+    db_session.rollback()
+    assert scorer.active_version(db_session) == "v1"
+    again = client.post("/admin/risk/models/rollback", data={"csrf_token": token, "reason": "Once more"})
+    assert again.status_code == 422 and "nothing to roll back" in again.get_data(as_text=True)
