@@ -55,3 +55,23 @@ def generate(count: int, *, seed: int = 7, start: datetime | None = None,
         }
         fraudulent = rng.random() < 1 / (1 + math.exp(-fraud_log_odds(signals)))
         yield start + step * index, signals, fraudulent
+
+
+DEMO_SEED_SIZE = 5000
+
+
+def seed_demo_model(session, _merchant, _web_url: str) -> list[str]:
+    """SEED_STEPS entry: one candidate trained on generated history (demo data, logistic regression only, for a
+    fast seed), for the console's approval page; once. Never approved by the seed: the fixed weights score."""
+    from sqlalchemy import select
+
+    from app.risk.learning import training
+    from app.risk.learning.tables import RiskModel
+
+    if session.scalar(select(RiskModel.version).where(RiskModel.demo.is_(True)).limit(1)) is not None:
+        return []
+    model = training.train(session, training.demo_rows(DEMO_SEED_SIZE), actor="seed", demo=True,
+                           boosting=False).model
+    return [f"Risk: a learned model trained on generated demo history ({model.version}, ROC AUC "
+            f"{model.metrics['candidate']['roc_auc']}), waiting for approval at /admin/risk/models "
+            "(flask risk train --demo trains another)"]

@@ -2,8 +2,8 @@
 
 Training reads the signals stored on each payment's confirmation assessment (what the engine knew at
 confirmation, before any outcome); scoring passes the signals the engine just gathered. Both go through
-``normalized`` (the stored JSON form: a Decimal amount and its string are the same number) and then
-``encode``, so a payment's features are the same at training and at scoring by construction. The score
+``Encoder.vector`` (an amount is read as a Decimal, from the Decimal at scoring or its stored string at
+training), so a payment's features are the same at training and at scoring by construction. The score
 itself (``risk_score``, ``risk_level``) and identifiers (card fingerprint, BIN, email, IP) are never features.
 
 Numeric features (documented in the README, all 0 when the signal is missing):
@@ -45,14 +45,6 @@ def _decimal(value: Any) -> Decimal | None:
         return None
 
 
-def normalized(signals: dict[str, Any]) -> dict[str, Any]:
-    """The signals as stored on the assessment (JSON types): the same input at training and scoring."""
-    out = {}
-    for name, value in signals.items():
-        out[name] = str(value) if isinstance(value, Decimal) else value
-    return out
-
-
 def _category(value: Any) -> str | None:
     if value is None or value == "":
         return None
@@ -60,9 +52,8 @@ def _category(value: Any) -> str | None:
 
 
 def numeric(signals: dict[str, Any]) -> dict[str, float]:
-    signals = normalized(signals)
-    fixed = dict(scoring.features({**signals, "amount": _decimal(signals.get("amount"))}))
-    values: dict[str, float] = {name: float(value) for name, value in fixed.items()}
+    # ``scoring.features`` reads the amount as a Decimal or its string (the stored form): both give the same.
+    values: dict[str, float] = {name: float(value) for name, value in scoring.features(signals).items()}
     amount = _decimal(signals.get("amount"))
     values["amount_log10"] = math.log10(1 + float(amount)) if amount is not None and amount > 0 else 0.0
     for name in VELOCITY:
@@ -93,23 +84,34 @@ def feature_names(vocabulary: dict[str, list[str]]) -> list[str]:
     return names
 
 
+def _column(name: str, value: str | None, known: frozenset[str]) -> str:
+    if value is None:
+        return f"{name}=missing"
+    return f"{name}={value}" if value in known else f"{name}=other"
+
+
 def encode(signals: dict[str, Any], vocabulary: dict[str, list[str]]) -> dict[str, float]:
     """Feature name -> value (every name of ``feature_names(vocabulary)``)."""
-    values = numeric(signals)
-    for name in CATEGORICAL:
-        known = vocabulary.get(name, [])
-        for value in known:
-            values[f"{name}={value}"] = 0.0
-        values[f"{name}=other"] = 0.0
-        values[f"{name}=missing"] = 0.0
-        value = _category(signals.get(name))
-        if value is None:
-            values[f"{name}=missing"] = 1.0
-        elif value in known:
-            values[f"{name}={value}"] = 1.0
-        else:
-            values[f"{name}=other"] = 1.0
-    return values
+    encoder = Encoder(vocabulary)
+    return dict(zip(encoder.names, encoder.vector(signals)))
+
+
+class Encoder:
+    """The features of one vocabulary as a list in ``names`` order (built once per model, used per payment)."""
+
+    def __init__(self, vocabulary: dict[str, list[str]]):
+        self.vocabulary = vocabulary
+        self.names = feature_names(vocabulary)
+        self._index = {name: i for i, name in enumerate(self.names)}
+        self._numeric = len(numeric({}))
+        self._known = {name: frozenset(vocabulary.get(name, [])) for name in CATEGORICAL}
+
+    def vector(self, signals: dict[str, Any]) -> list[float]:
+        values = list(numeric(signals).values())
+        values += [0.0] * (len(self.names) - self._numeric)
+        for name in CATEGORICAL:
+            values[self._index[_column(name, _category(signals.get(name)), self._known[name])]] = 1.0
+        return values
 
 
 def vector(signals: dict[str, Any], vocabulary: dict[str, list[str]], names: list[str]) -> list[float]:

@@ -7,7 +7,7 @@ A model is a JSON document (stored in ``risk_models.parameters``):
 - ``{"kind": "gradient_boosting", "names", "vocabulary", "init": float, "learning_rate": float,
   "trees": [{"feature": [...], "threshold": [...], "left": [...], "right": [...], "value": [...]}]}``:
   log-odds = init + learning_rate * sum over trees of the leaf's value (a node goes left when
-  ``feature <= threshold``; ``left`` is -1 at a leaf), exactly as scikit-learn's GradientBoostingClassifier.
+  ``feature <= threshold``; ``left`` is -1 at a leaf), as scikit-learn's HistGradientBoostingClassifier predicts.
 
 The score is ``int(99 * probability)`` with the fixed weights' levels (``app.risk.scoring.level_of``).
 Contributions (log-odds, in thousandths like the fixed weights') explain it: for logistic regression each
@@ -18,7 +18,6 @@ kept on the assessment, with their sign.
 from __future__ import annotations
 
 import math
-from array import array
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +48,7 @@ class LearnedScorer:
 
     def __post_init__(self):
         check(self.parameters)
+        object.__setattr__(self, "encoder", feature_code.Encoder(self.parameters["vocabulary"]))
 
     @property
     def names(self) -> list[str]:
@@ -67,7 +67,6 @@ class LearnedScorer:
             return z, contributions
         rate = p["learning_rate"]
         z = p["init"]
-        values = array("f", values).tolist()  # scikit-learn's trees compare float32 features
         contributions: dict[str, float] = {}
         for tree in p["trees"]:
             node = 0
@@ -84,12 +83,12 @@ class LearnedScorer:
         return z, contributions
 
     def probability(self, signals: dict[str, Any]) -> float:
-        values = feature_code.vector(signals, self.parameters["vocabulary"], self.names)
+        values = self.encoder.vector(signals)
         return _sigmoid(self.log_odds(values)[0])
 
     def score(self, signals: dict[str, Any]) -> tuple[int, str, dict[str, int]]:
         """(score 0-99, level, the top contributions in thousandths of log-odds), as ``scoring.score``."""
-        values = feature_code.vector(signals, self.parameters["vocabulary"], self.names)
+        values = self.encoder.vector(signals)
         z, contributions = self.log_odds(values)
         value = probability_to_score(_sigmoid(z))
         top = sorted(((name, round(c * 1000)) for name, c in contributions.items() if round(c * 1000)),

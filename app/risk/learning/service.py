@@ -48,12 +48,12 @@ def activations(session: Session, limit: int = 20) -> list[ScorerActivation]:
 
 def needs_note(session: Session, model: RiskModel) -> str | None:
     """Why approving this candidate needs a note, or None."""
+    if model.demo:
+        return "it was trained on generated demo history"
     if not model.metrics.get("better"):
         return "it is not better than the scorer it was compared with on the same test set"
     if model.metrics.get("in_use_version") != active_version(session):
         return "it was compared with another scorer than the one in use now"
-    if model.demo:
-        return "it was trained on generated demo history"
     return None
 
 
