@@ -71,6 +71,8 @@ def _signal_rows(assessment: Assessment, *, show_platform_wide: bool) -> list[di
             "value": None if hidden else value,
             "hidden": hidden,
             "missing": value is None and name in signals,
+            # A learned model's feature (an encoded category, a log amount): its contribution only.
+            "feature": name not in signals,
             "contribution": contributions.get(name),
             "contribution_text": thousandths(contributions.get(name)),
             "source": SIGNALS[name].source if name in SIGNALS else "",

@@ -38,6 +38,8 @@ PERIODIC: list[Periodic] = [
     Periodic("app.jobs.payments.expire_authorizations", 300),
     # Every 5 min: open risk reviews are voided a day before their authorization would expire.
     Periodic("app.jobs.risk.expire_reviews", 300),
+    # Hourly: the weekly score drift report is written once per ISO week (the sweep finds the week without one).
+    Periodic("app.jobs.risk.report_score_drift", 3600),
     # Hourly: idempotency keys live 24 h and API request logs 30 days; an hour of slack keeps deletes batched.
     Periodic("app.jobs.payments.reap_idempotency_keys", 3600),
     Periodic("app.jobs.dashboard.sweep_request_logs", 3600),

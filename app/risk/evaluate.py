@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 from app.ids import new_id
 from app.money import exponent
 from app.risk import lists as value_lists, rules as rule_store, scoring
+from app.risk.learning import scorer
 from app.risk.models import Assessment
 from app.risk.language import ListRef
 from app.risk.rules import LoadedRule
@@ -266,7 +267,8 @@ def assess(session: Session, payment, *, redis: Any, card: dict | None, stage: s
     if fingerprint and config.seen_before is not None:
         signals["is_new_card"] = not config.seen_before
     weights = config.weights
-    score, level, contributions = scoring.score(weights, signals)
+    # The scorer in use: fixed weights or an approved learned model (app/risk/learning/scorer.py).
+    score, level, contributions = scorer.score(session, weights, signals)
     signals["risk_score"] = score
     signals["risk_level"] = level
     ordered = config.chain(stage)
