@@ -9,14 +9,16 @@ from app.accounts.auth_models import UserSession
 from app.accounts.sessions import start_session
 from app.models_base import utcnow
 from tests import factories
-from tests.browser import assert_accessible, browser, live_server, page  # noqa: F401  (fixtures)
+from tests import browser as browser_fixtures
+from tests.browser import assert_accessible
 from tests.dashboard import conftest as dashboard_fixtures
 
 app, shop = dashboard_fixtures.app, dashboard_fixtures.shop  # the dashboard tests' fixtures
+browser, live_server, page = browser_fixtures.browser, browser_fixtures.live_server, browser_fixtures.page
 IBAN = "DE89370400440532013000"
 
 
-def sign_in(app, page, db_session, user, base_url: str) -> str:  # noqa: F811
+def sign_in(app, page, db_session, user, base_url: str) -> str:
     row, token = start_session(db_session, user, second_factor_passed=True)
     db_session.commit()
     value = app.session_interface.get_signing_serializer(app).dumps({"sid": token})
@@ -25,7 +27,7 @@ def sign_in(app, page, db_session, user, base_url: str) -> str:  # noqa: F811
     return row.id
 
 
-def test_an_owner_adds_a_seller_and_its_bank_account(app, page, live_server, db_session, shop):  # noqa: F811
+def test_an_owner_adds_a_seller_and_its_bank_account(app, page, live_server, db_session, shop):
     s = shop("Browser Market")
     session_id = sign_in(app, page, db_session, s.users["owner"], live_server.url("/"))
     page.goto(live_server.url(s.url("sellers")))
