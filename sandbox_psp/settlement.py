@@ -180,14 +180,20 @@ def bank_statement_xml(conn, acquirers, day: dt.date, faults_by_acquirer: dict[s
             if fault["action"] == "no_batch" and fault.get("date") == day.isoformat():
                 entries.append((fault.get("batch_id") or f"po_{acquirer}_unknown", int(fault.get("amount") or 1000),
                                 fault.get("currency") or "USD"))
+    # Kassa's payouts that left the bank this day: debits with the payout id as remittance (sandbox_psp/transfers.py).
+    from .transfers import paid_between
+
+    start, end = day_bounds(day)
+    entries = [(*entry, "PSP_PAYOUT") for entry in entries]
+    entries += [(payout, -amount, currency, "TRANSFER") for payout, amount, currency in paid_between(conn, start, end)]
     ntry = []
-    for number, (batch, total, currency) in enumerate(entries, 1):
+    for number, (batch, total, currency, code) in enumerate(entries, 1):
         ntry.append(
             f"<Ntry><NtryRef>{number}</NtryRef><Amt Ccy=\"{escape(currency)}\">{_decimal(total, currency)}</Amt>"
             f"<CdtDbtInd>{'CRDT' if total > 0 else 'DBIT'}</CdtDbtInd><Sts>BOOK</Sts>"
             f"<BookgDt><Dt>{day.isoformat()}</Dt></BookgDt><ValDt><Dt>{day.isoformat()}</Dt></ValDt>"
             f"<AcctSvcrRef>SBXBANK{day:%Y%m%d}{number:05d}</AcctSvcrRef>"
-            "<BkTxCd><Prtry><Cd>PSP_PAYOUT</Cd></Prtry></BkTxCd>"
+            f"<BkTxCd><Prtry><Cd>{code}</Cd></Prtry></BkTxCd>"
             f"<NtryDtls><TxDtls><RmtInf><Ustrd>{escape(batch)}</Ustrd></RmtInf></TxDtls></NtryDtls></Ntry>")
     return ('<?xml version="1.0" encoding="UTF-8"?>\n'
             '<Document xmlns="urn:iso:std:iso:20022:tech:xsd:camt.053.001.02"><BkToCstmrStmt>'

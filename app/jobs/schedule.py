@@ -44,6 +44,11 @@ PERIODIC: list[Periodic] = [
     # Every 15 min: settlement reports and bank statements of past days not imported yet (a day's file exists once
     # the day is over; a failed fetch is asked again at the next sweep, the day without a file being the schedule).
     Periodic("app.jobs.reconciliation.fetch_due_reports", 900),
+    # Every 30 s: payouts to send, in-transit payouts to ask about (each due row says when; a minute's slack is
+    # nothing next to a transfer that takes days).
+    Periodic("app.jobs.payouts.process_due_payouts", 30),
+    # Every 15 min: the day's scheduled payouts (the business key per period pays each once however often it runs).
+    Periodic("app.jobs.payouts.run_payout_schedules", 900),
     # Hourly: recompute every ledger account's hash chain and balance (the admin page shows the result).
     Periodic("app.ledger.jobs.verify_ledger", 3600),
 ]

@@ -13,8 +13,8 @@ Posting table (ARCHITECTURE.md, "Money flows in the ledger"; signs in each accou
 | deposit of a batch (each book its share)      | ``cash``                                 | ``psp_clearing`` |
 | deposit with no batch / differing from it (platform book) | ``cash`` deposited           | ``suspense`` |
 
-Fees are the platform's (``psp_fees``): no merchant setting names another fee bearer yet (the disputes issue's
-``fee_legs`` says the same). One journal transaction per batch, book and import (business key
+Fees go to whoever bears the book's fees (app/payouts/fees.py): the platform's ``psp_fees``, or, when sellers
+bear them, each line's fee split over its payment's sellers and debited from their ``seller_payable``. One journal transaction per batch, book and import (business key
 ``settle:<batch>:<book>:<seq>``, ``deposit:<batch>:<book>:<seq>``), so a late line or a corrected version posts
 its own difference; each line keeps the id of the transaction that carries it.
 """
@@ -314,6 +314,44 @@ UPDATE reconciliation_lines l SET transaction_id = m.transaction_id
 """)
 
 
+# The fee of each payment in one batch and book of this file (refund lines through their refund's payment), minus
+# what superseded lines of the previous version had charged: read only for books whose sellers bear fees.
+_FEES_BY_PAYMENT = text("""
+WITH moved AS (
+    SELECT object_type, object_id, fee, 1 AS sign FROM reconciliation_lines
+     WHERE file_id = :f AND status IN ('matched', 'mismatch') AND merchant_id = :book AND batch_id = :batch
+       AND currency = :currency AND type <> 'fee' AND fee <> 0
+    UNION ALL
+    SELECT l.object_type, l.object_id, l.fee, -1 FROM reconciliation_lines l
+      JOIN ledger_transactions t ON t.id = l.transaction_id
+     WHERE l.file_id = :old AND l.status = 'superseded' AND t.merchant_id = :book AND l.batch_id = :batch
+       AND l.currency = :currency AND l.type <> 'fee' AND l.fee <> 0)
+SELECT coalesce(r.payment_id, m.object_id) AS payment_id, sum(m.sign * m.fee)::bigint AS fee
+  FROM moved m LEFT JOIN refunds r ON m.object_type = 'refund' AND r.id = m.object_id AND r.merchant_id = :book
+ GROUP BY 1 ORDER BY 1
+""")
+
+
+def _fee_changes(session: Session, report: ReportFile, batch: str, book: str, currency: str, fee: int) -> dict:
+    """Where a batch's fees in one book go (signed, normal direction): ``psp_fees`` when the platform bears them,
+    else each payment's fee split over its sellers' payables (a fee left on no seller stays in ``psp_fees``)."""
+    from app.payouts.fees import SELLER, fee_bearer, payment_fee_shares
+
+    scope = Scope(book, report.livemode)
+    if fee_bearer(session, scope) != SELLER:
+        return {accounts.psp_fees(currency): fee}
+    changes: dict[str, int] = defaultdict(int)
+    left = fee
+    for row in session.execute(_FEES_BY_PAYMENT, {"f": report.id, "old": report.supersedes_id or "", "book": book,
+                                                  "batch": batch, "currency": currency}):
+        for seller, part in payment_fee_shares(session, scope, row.payment_id, row.fee).items():
+            changes[accounts.seller_payable(seller, currency)] -= part
+            left -= part
+    if left:
+        changes[accounts.psp_fees(currency)] += left
+    return changes
+
+
 def _post_settlement(session: Session, report: ReportFile, hmac_key: bytes, result: RunResult) -> None:
     """One transaction per batch and book for this file's lines (and the reversal of superseded ones)."""
     groups: dict[tuple[str, str], dict] = defaultdict(lambda: defaultdict(int))
@@ -328,7 +366,9 @@ def _post_settlement(session: Session, report: ReportFile, hmac_key: bytes, resu
         # Charges, refunds, disputes (see _line_changes): clearing by net, fees by fee, receivable by -gross; a
         # dispute-fee line: clearing by its net, receivable back up by as much.
         changes[clearing] += row.net
-        changes[accounts.psp_fees(row.currency)] += row.fee
+        if row.fee:
+            for code, change in _fee_changes(session, report, row.batch_id, row.book, row.currency, row.fee).items():
+                changes[code] += change
         changes[accounts.psp_receivable(report.source, row.currency)] += -row.gross - row.fee_lines_net
     seq = f"{report.report_date:%Y%m%d}v{report.version}"
     links = {"batches": [], "books": [], "transactions": []}
@@ -598,9 +638,37 @@ def _deposited_before(session: Session, statement: ReportFile, entry: BankEntry)
         (BankEntry.file_id != statement.id) | (BankEntry.entry_no < entry.entry_no))) > 0
 
 
+def _outgoing_payout(session: Session, statement: ReportFile, entry: BankEntry, result: RunResult,
+                     now: datetime) -> str | None:
+    """A debit naming a payout (its id as remittance): an outgoing transfer, whose money left ``cash`` when the payout
+    was booked paid (app/payouts/service.py). Matched when it is that payout's amount; a break otherwise (nothing is
+    posted: an operator looks). None when it names no payout."""
+    from app.payouts.models import Payout
+
+    payout = session.scalars(select(Payout).where(Payout.id == entry.batch_id,
+                                                  Payout.livemode == statement.livemode)).one_or_none()
+    if payout is None:
+        return None
+    if -entry.amount == payout.amount and entry.currency == payout.currency and payout.status in ("paid", "failed"):
+        return "matched"
+    opened = open_break(session, Scope(payout.merchant_id, statement.livemode), type_="deposit_mismatch",
+                        psp=BANK_SOURCE, dedupe_key=f"payout_transfer:{payout.id}:{statement.id}:{entry.entry_no}",
+                        report_date=statement.report_date, currency=entry.currency, kassa_amount=-payout.amount,
+                        psp_amount=entry.amount, batch_id=payout.id, object_type="payout", object_id=payout.id,
+                        lines=[{"file": statement.id, "entry": entry.entry_no}], now=now,
+                        detail=f"The bank's transfer for payout {payout.id} ({payout.status}) differs from it.")
+    if opened is not None:
+        result.breaks_opened.append(opened.id)
+    return "mismatch"
+
+
 def _deposit(session: Session, statement: ReportFile, entry: BankEntry, seq: str, hmac_key: bytes,
              result: RunResult, now: datetime) -> str:
     """Match one bank entry to its batch and post it; the entry's status."""
+    if entry.amount < 0 and entry.batch_id:
+        outgoing = _outgoing_payout(session, statement, entry, result, now)
+        if outgoing is not None:
+            return outgoing
     # Each book's share of the batch: its lines of the latest version of each report (superseded ones excluded).
     shares = session.execute(text("""
         SELECT CASE WHEN status IN ('matched', 'mismatch', 'unchanged') AND merchant_id IS NOT NULL

@@ -38,8 +38,11 @@ def test_a_clean_day_reconciles_with_no_break_and_balanced_clearing(app, db_sess
 
     result = reconcile(db_session, sandbox)
     assert result.statuses == {"matched": 3} and not result.breaks_opened
-    # Fees 3.20 and 1.03 to psp_fees; clearing holds what the PSP reported net: 125.00 - 4.23 - 30.00.
-    assert balance(db_session, scope, accounts.psp_fees("USD")) == 423
+    # Fees 3.20 and 1.03: a merchant without sellers of its own has its default seller bear them (app/payouts/fees.py),
+    # so its payable holds what the PSP pays: 125.00 - 30.00 - 4.23; clearing holds the same net.
+    from app.payments.service import default_seller_id
+    assert balance(db_session, scope, accounts.psp_fees("USD")) == 0
+    assert balance(db_session, scope, accounts.seller_payable(default_seller_id(db_session, scope), "USD")) == 9077
     assert balance(db_session, scope, accounts.psp_clearing("sandbox", "USD")) == 9077
     assert balance(db_session, scope, accounts.psp_receivable("sandbox", "USD")) == 0  # all of it was reported
 

@@ -1,15 +1,15 @@
 """Payouts: bank accounts of sellers and of merchants themselves (the number sealed, the last four in clear; one
 active account per seller and book; a cooling period and a flag after a failed payout).
 
-Revision ID: 0024_bank_accounts
-Revises: 0023_recon_fetch_failures
+Revision ID: 0025_bank_accounts
+Revises: 0024_payouts
 Create Date: 2026-12-08
 """
 from alembic import op
 import sqlalchemy as sa
 
-revision = "0024_bank_accounts"
-down_revision = "0023_recon_fetch_failures"
+revision = "0025_bank_accounts"
+down_revision = "0024_payouts"
 branch_labels = None
 depends_on = None
 

@@ -1,15 +1,15 @@
 """Payouts: SEPA credit-transfer exports (pain.001, the file sealed) and the payouts in each; the key
 (merchant_id, payout_id) of payout_export_items lets a payout into exactly one export.
 
-Revision ID: 0025_payout_exports
-Revises: 0024_bank_accounts
+Revision ID: 0026_payout_exports
+Revises: 0025_bank_accounts
 Create Date: 2026-12-08
 """
 from alembic import op
 import sqlalchemy as sa
 
-revision = "0025_payout_exports"
-down_revision = "0024_bank_accounts"
+revision = "0026_payout_exports"
+down_revision = "0025_bank_accounts"
 branch_labels = None
 depends_on = None
 
