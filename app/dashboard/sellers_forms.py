@@ -24,3 +24,9 @@ class BankAccountForm(KassaForm):
     account_number = StringField("Account number (without an IBAN)", validators=[Length(max=40)])
     routing_code = StringField("Routing code: sort code, routing number (without an IBAN)",
                                validators=[Length(max=40)])
+
+
+class RailForm(KassaForm):
+    rail = SelectField("Pay out through", choices=select_choices(
+        (("sandbox", "The sandbox's bank transfers"), ("sepa", "SEPA credit-transfer files from your own bank"))),
+        validators=[DataRequired("Choose how payouts leave.")])

@@ -136,3 +136,41 @@ def test_a_payout_in_its_cooling_period_waits_for_the_next_file(app, db_session,
     export, _document = export_due_payouts(db_session, scope, execution_date=day2, now=pa.held_until)
     assert export.payout_count == 1
     db_session.rollback()
+
+
+def test_owners_switch_to_sepa_export_a_file_once_and_download_it_again(app, client, db_session, shop, sandbox):
+    import re
+
+    from tests.dashboard.conftest import login_as
+
+    scope = shop["scope"]
+    a, b, day2 = ready(db_session, scope, sandbox)
+    db_session.get(Merchant, scope.merchant_id).payout_rail = "sandbox"
+    db_session.commit()
+    login_as(client, db_session, shop["owner"])
+    own = f"/dashboard/{scope.merchant_id}/test/sellers/own"
+    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', client.get(own).get_data(as_text=True)).group(1)
+    assert client.post(f"{own}/payout_rail", data={"csrf_token": token, "rail": "sepa"}).status_code == 303
+    db_session.rollback()
+    assert db_session.get(Merchant, scope.merchant_id).payout_rail == "sepa"
+    pa = pay(db_session, scope, a, day2)
+    page = client.get(own).get_data(as_text=True)
+    assert "1 payout waiting for a file" in page
+    seller_page = client.get(f"/dashboard/{scope.merchant_id}/test/sellers/{a}").get_data(as_text=True)
+    assert pa.id in seller_page and "in transit" in seller_page.lower() and "•••• 2606" in seller_page
+    response = client.post(f"{own}/exports", data={"csrf_token": token})
+    assert response.status_code == 200 and response.mimetype == "application/xml"
+    assert pa.id in response.get_data(as_text=True)
+    again = client.post(f"{own}/exports", data={"csrf_token": token})
+    assert again.status_code == 422 and "No SEPA payout is waiting" in again.get_data(as_text=True)
+    export_id = re.search(r"(pexp_\w+)\.xml", again.get_data(as_text=True)).group(1)
+    download = client.get(f"{own}/exports/{export_id}")
+    assert download.status_code == 200 and pa.id in download.get_data(as_text=True)
+    # Another merchant's people cannot download it.
+    from tests import factories
+    other = factories.merchant(db_session, name="Other")
+    intruder = factories.member(db_session, other, "owner")
+    db_session.commit()
+    login_as(client, db_session, intruder)
+    assert client.get(f"/dashboard/{other.id}/test/sellers/own/exports/{export_id}").status_code == 404
+    assert client.get(f"{own}/exports/{export_id}").status_code == 404
