@@ -20,7 +20,7 @@ from app.dashboard.context import merchant_view
 from app.dashboard.helpers import dash_url, request_meta
 from app.dashboard.reauth import recently_reauthenticated
 from app.dashboard.forms import ConfirmForm
-from app.dashboard.sellers_forms import BankAccountForm, RailForm, SellerForm
+from app.dashboard.sellers_forms import BankAccountForm, RailForm, ScheduleForm, SellerForm
 from app.extensions import db
 from app.models_base import utcnow
 from app.payments.errors import PaymentError
@@ -126,7 +126,7 @@ def create_seller_view():
 # -- one seller ----------------------------------------------------------------------------------------------
 
 def _render_seller(seller: Seller | None, form: SellerForm | None = None, status: int = 200, *,
-                   rail_form=None, export_error: str | None = None):
+                   rail_form=None, export_error: str | None = None, schedule_form=None):
     seller_id = seller.id if seller else None
     if form is None and seller is not None:
         form = SellerForm(formdata=None, name=seller.name, email=seller.email)
@@ -137,13 +137,15 @@ def _render_seller(seller: Seller | None, form: SellerForm | None = None, status
     exports = (list(db.session.scalars(g.scope.select(PayoutExport).order_by(PayoutExport.created_at.desc())
                                        .limit(RECENT))) if seller is None else [])
     merchant = db.session.get(Merchant, g.merchant.id)
+    schedule = payout_service.get_schedule(db.session, g.scope, seller_id)
     html = render_template(
         "dashboard/sellers/detail.html", seller=seller, form=form, slug=seller.id if seller else OWN,
         account=active_bank_account(db.session, g.scope, seller_id),
         history=bank_account_history(db.session, g.scope, seller_id),
         can_manage=can(g.role, Action.MANAGE_PAYOUTS),
         balances=balances.seller_balances(db.session, g.scope, seller_id), payouts=payouts, movements=movements,
-        schedule=payout_service.get_schedule(db.session, g.scope, seller_id), exports=exports,
+        schedule=schedule, exports=exports,
+        schedule_form=schedule_form or ScheduleForm(formdata=None, **schedule.__dict__),
         payout_rail=merchant.payout_rail, rail_form=rail_form or RailForm(formdata=None, rail=merchant.payout_rail),
         due=len(sepa.due_payouts(db.session, g.scope, now=utcnow())) if seller is None else 0,
         confirm_form=ConfirmForm(formdata=None), export_error=export_error)
@@ -299,3 +301,30 @@ def download_export(export_id: str):
 def _download(export: PayoutExport, document: bytes) -> Response:
     return Response(document, mimetype="application/xml", headers={
         "Content-Disposition": f'attachment; filename="{export.id}.xml"', "Cache-Control": "no-store"})
+
+
+@bp.route("/<merchant_id>/<mode>/sellers/<seller_id>/schedule", methods=["POST"])
+@merchant_view(Action.MANAGE_PAYOUTS)
+def set_schedule(seller_id: str):
+    """A seller's (or the merchant's own) payout schedule and reserve."""
+    seller = _seller_or_404(seller_id)
+    form = ScheduleForm()
+    if not form.validate():
+        return _render_seller(seller, status=INVALID_FORM, schedule_form=form)
+    params = {name: getattr(form, name).data for name in (
+        "interval", "weekly_anchor", "monthly_anchor", "minimum_amount", "delay_days", "reserve_percent_bp",
+        "reserve_days", "reserve_minimum")}
+    params = {name: (0 if value is None else value) for name, value in params.items()}
+    try:
+        schedule = payout_service.set_schedule(db.session, g.scope, seller.id if seller else None, params)
+    except PaymentError as error:
+        db.session.rollback()
+        field = getattr(form, error.param or "interval", form.interval)
+        field.errors = [*field.errors, error.message]
+        return _render_seller(_seller_or_404(seller_id), status=INVALID_FORM, schedule_form=form)
+    audit(db.session, "payout_schedule.updated", merchant_id=g.merchant.id, livemode=g.scope.livemode,
+          actor_user_id=current_user.id, actor_label=current_user.email, target=seller.id if seller else OWN,
+          details=dict(schedule.__dict__), **request_meta())
+    db.session.commit()
+    flash("Schedule and reserve saved.", "success")
+    return redirect(dash_url("dashboard.seller", seller_id=seller_id), code=303)
