@@ -1,15 +1,15 @@
 """Payouts: a merchant's payout rail, ``sandbox`` (the sandbox's bank transfers, the default) or ``sepa`` (SEPA
 credit-transfer files its own bank pays, app/payouts/sepa.py).
 
-Revision ID: 0028_payout_rail
-Revises: 0027_stripe_deposit_confirmation
+Revision ID: 0030_payout_rail
+Revises: 0029_risk_models
 Create Date: 2026-12-08
 """
 from alembic import op
 import sqlalchemy as sa
 
-revision = "0028_payout_rail"
-down_revision = "0027_stripe_deposit_confirmation"
+revision = "0030_payout_rail"
+down_revision = "0029_risk_models"
 branch_labels = None
 depends_on = None
 
