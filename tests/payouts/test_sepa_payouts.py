@@ -105,13 +105,20 @@ def test_sepa_payouts_leave_in_one_file_each_and_are_paid_only_from_the_statemen
         export_due_payouts(db_session, scope, execution_date=day2)
     db_session.rollback()
 
-    # The bank statement's debit of A's payout makes it paid; a different amount changes nothing.
+    # The bank statement's debit of A's payout (its id as remittance), imported by the reconciliation, makes it
+    # paid; a different amount changes nothing; the same statement again changes nothing.
     row = scope.get(db_session, Payout, pa.id, for_update=True)
     assert settle_from_statement(db_session, row, amount=-5000, currency="EUR", hmac_key=key()) is None
-    assert settle_from_statement(db_session, row, amount=-5820, currency="EUR", hmac_key=key()) == "paid"
-    assert settle_from_statement(db_session, row, amount=-5820, currency="EUR", hmac_key=key()) == "paid"
     db_session.commit()
+    statement_day = day2 + timedelta(days=10)
+    sandbox.faults.append({"action": "no_batch", "date": statement_day.isoformat(), "batch_id": pa.id,
+                           "amount": -5820, "currency": "EUR"})
+    imported = deposit(db_session, sandbox, statement_day)
+    assert imported.breaks_opened == []
+    row = scope.get(db_session, Payout, pa.id)
     assert row.status == "paid" and balance(db_session, scope, accounts.payouts_in_transit("EUR")) == 3000
+    assert not deposit(db_session, sandbox, statement_day).created
+    assert balance(db_session, scope, accounts.payouts_in_transit("EUR")) == 3000
     # B's transfer came back: failed, its money back in B's payable, its account flagged.
     row = scope.get(db_session, Payout, pb.id, for_update=True)
     assert settle_from_statement(db_session, row, amount=3000, currency="EUR", hmac_key=key()) == "failed"
