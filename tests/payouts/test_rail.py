@@ -15,7 +15,6 @@ from tests.disputes.helpers import verify_ledger
 from tests.payouts.conftest import Destination
 from tests.payouts.test_payouts import _ready, key, parts, usd
 from tests.reconciliation.helpers import FakeSandbox, balance
-from tests.sandbox_psp.conftest import hook_receiver, sandbox_process  # noqa: F401  (the sandbox subprocess)
 from sbx_helpers import SECRET
 
 DAY = 86400
@@ -28,7 +27,7 @@ def sandbox():
 
 
 @pytest.fixture
-def rail(sandbox_process, sandbox):  # noqa: F811
+def rail(sandbox_process, sandbox):
     sandbox_process.admin("/_admin/reset")
     start = int(dt.datetime(sandbox.day.year, sandbox.day.month, sandbox.day.day, tzinfo=dt.UTC).timestamp())
     sandbox_process.admin("/_admin/clock", {"now": start + DAY + 3600})  # the day after the capture
@@ -41,7 +40,7 @@ def step(db_session, scope, payout_id, rail):
 
 
 def test_paid_through_the_sandbox_rail_and_matched_on_the_statement(app, db_session, shop, sandbox, destinations,
-                                                                    rail, sandbox_process):  # noqa: F811
+                                                                    rail, sandbox_process):
     scope = shop["scope"]
     a, day2 = _ready(db_session, scope, sandbox)
     payout = service.create_payout(db_session, scope, seller_id=a, currency="USD", hmac_key=key(), today=day2,
@@ -79,7 +78,7 @@ def test_paid_through_the_sandbox_rail_and_matched_on_the_statement(app, db_sess
 
 
 def test_a_closed_account_fails_and_is_reversed_once(app, db_session, shop, sandbox, destinations, rail,
-                                                     sandbox_process):  # noqa: F811
+                                                     sandbox_process):
     scope = shop["scope"]
     a, day2 = _ready(db_session, scope, sandbox)
     destinations[a] = Destination(account_number="000111111113")
@@ -96,3 +95,18 @@ def test_a_closed_account_fails_and_is_reversed_once(app, db_session, shop, sand
     assert balance(db_session, scope, accounts.payouts_in_transit("USD")) == 0
     assert parts(usd(db_session, scope, a, day2)) == (0, 5820, 0)
     verify_ledger(app)
+
+
+def test_payout_days_follow_the_sandbox_clock(sandbox_process):
+    """Schedules, delays and reserves read the sandbox clock's date in test mode, the real date in live mode."""
+    from app.models_base import utcnow
+    from app.payouts.clock import payout_today
+
+    config = {"SANDBOX_PSP_URL": sandbox_process.public_url}
+    sandbox_process.admin("/_admin/clock", {"now": int(dt.datetime(2040, 2, 29, 12, tzinfo=dt.UTC).timestamp())})
+    try:
+        assert payout_today(config, livemode=False) == dt.date(2040, 2, 29)
+        assert payout_today(config, livemode=True) == utcnow().date()
+        assert payout_today({"SANDBOX_PSP_URL": "http://127.0.0.1:9"}, livemode=False) == utcnow().date()
+    finally:
+        sandbox_process.admin("/_admin/reset")
