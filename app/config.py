@@ -97,4 +97,6 @@ def load_config(env=os.environ) -> dict:
         # ProxyFix): 0 when clients connect directly, else a client could claim any address.
         "TRUSTED_PROXIES": int(env.get("TRUSTED_PROXIES") or 0),
         "CHECKOUT_LIMITS": env.get("CHECKOUT_LIMITS", ""),  # card-testing limits (app/checkout/limits.py)
+        # Days the first payout to a new or changed bank account waits (app/payouts/bank_accounts.py).
+        "PAYOUT_COOLING_DAYS": _float(env, "PAYOUT_COOLING_DAYS", 3),
     }

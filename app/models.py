@@ -22,3 +22,4 @@ from app.risk.models import (  # noqa: F401
 )
 from app.reconciliation.models import BankEntry, Break, Match, ReportFile, ReportLine  # noqa: F401
 from app.payouts.models import Payout, PayoutItem, PayoutSchedule  # noqa: F401
+from app.payouts.bank_account_models import BankAccount, PayoutExport, PayoutExportItem  # noqa: F401

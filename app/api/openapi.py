@@ -67,6 +67,9 @@ ATTENTION = _nullable({
     "properties": {"reason": STRING, "since": UNIX},
 })
 
+CREDENTIAL = _nullable({"type": "string", "description": "The PSP credential used: `platform` or the merchant's own "
+                        "credential id; every follow-up (capture, void, refund, lookups) is bound to it."})
+
 ATTEMPT = {
     "type": "object",
     "required": ["id", "object", "operation", "status", "amount", "currency", "connector", "psp_reference",
@@ -77,6 +80,7 @@ ATTEMPT = {
         "operation": {"enum": ["authorize", "capture", "void"]},
         "status": {"enum": ["processing", "unknown", "requires_action", "succeeded", "declined", "failed"]},
         "amount": INT, "currency": STRING, "connector": _nullable(STRING), "psp_reference": _nullable(STRING),
+        "credential": CREDENTIAL,
         "decline_code": _nullable(STRING), "error_message": _nullable(STRING), "tries": INT,
         "created": UNIX, "started": _nullable(INT), "finished": _nullable(INT), "latency_ms": _nullable(INT),
         "attention": ATTENTION,
@@ -109,6 +113,7 @@ PAYMENT = {
                            "exp_month": _nullable(INT), "exp_year": _nullable(INT),
                            "fingerprint": _nullable(STRING)}}),
         "connector": _nullable(STRING),
+        "credential": CREDENTIAL,
         "next_action": _nullable({
             "type": "object", "required": ["type", "redirect_to_url"],
             "properties": {"type": {"const": "redirect_to_url"}, "redirect_to_url": {
@@ -164,6 +169,7 @@ REFUND = {
                                              "null until the refund is booked."})}}},
         "failure_code": _nullable(STRING), "failure_message": _nullable(STRING),
         "connector": _nullable(STRING), "psp_reference": _nullable(STRING), "attention": ATTENTION,
+        "credential": CREDENTIAL,
     },
 }
 
