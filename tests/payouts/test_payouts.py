@@ -412,3 +412,36 @@ def test_inbox_shows_failed_and_held_payouts_until_resolved(app, db_session, sho
     items, counts = collect(db_session, mine)
     db_session.commit()
     assert [(i.kind, i.id) for i in items] == [("payout_held", held.id)] and counts["payout_failed"] == 0
+
+
+def test_with_real_bank_accounts_cooling_is_honoured_and_a_failure_flags_the_account(app, db_session, shop,
+                                                                                    sandbox):
+    """payouts-banks' bank accounts (no stub): a new account's cooling period holds the payout, sending waits for
+    it, and a failed payout flags the account, after which no payout is made to it."""
+    from app.payouts.bank_account_models import BankAccount
+    from app.payouts.bank_accounts import Actor, set_bank_account
+
+    scope = shop["scope"]
+    a, day2 = _ready(db_session, scope, sandbox)
+    account = set_bank_account(db_session, scope, seller_id=a, holder_name="Ann Seller", country="DE",
+                               currency="EUR", iban="DE89370400440532013000", actor=Actor(None, "owner@example.com"))
+    db_session.commit()
+    assert account.cooling_until is not None
+    held = scheduled(db_session, scope, a, day2).payout
+    assert (held.held_until, held.hold_reason, held.bank_account_last4) == (account.cooling_until, "cooling_period",
+                                                                           "3000")
+
+    class NeverCalled:
+        def send(self, *args):
+            raise AssertionError("a held payout must not be sent")
+
+    now = account.cooling_until - dt.timedelta(hours=1)
+    assert service.process_payout(db_session, scope, held.id, NeverCalled(), hmac_key=key(),
+                                  commit=db_session.commit, now=now) == "held"
+    row = scope.get(db_session, Payout, held.id, for_update=True)
+    service.mark_failed(db_session, row, failure_code="account_closed", hmac_key=key())
+    db_session.commit()
+    flagged = db_session.scalars(scope.select(BankAccount, BankAccount.id == account.id)).one()
+    db_session.commit()
+    assert flagged.flagged_at is not None and flagged.flag_code == "account_closed"
+    assert scheduled(db_session, scope, a, day2 + dt.timedelta(days=1)).reason == "bank_account_flagged"
