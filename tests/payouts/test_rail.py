@@ -110,3 +110,43 @@ def test_payout_days_follow_the_sandbox_clock(sandbox_process):
         assert payout_today({"SANDBOX_PSP_URL": "http://127.0.0.1:9"}, livemode=False) == utcnow().date()
     finally:
         sandbox_process.admin("/_admin/reset")
+
+
+def test_the_jobs_pay_on_the_sandbox_clock_day_once(app, db_session, shop, sandbox, destinations, rail,
+                                                   sandbox_process, monkeypatch):
+    """The scheduler job reads the day from the sandbox clock (a weekly schedule pays on its weekday only, and twice
+    run pays once); the rail job sends the payout and, two sandbox days later, books it paid."""
+    from app.jobs.payouts import process_due_payouts, run_payout_schedules
+    from app.payouts.models import Payout
+
+    scope = shop["scope"]
+    monkeypatch.setitem(app.config, "SANDBOX_PSP_URL", sandbox_process.public_url)
+    monkeypatch.setitem(app.config, "SANDBOX_PSP_SECRET", SECRET)
+    a, day2 = _ready(db_session, scope, sandbox)  # the sandbox clock is on day2 (the rail fixture)
+    others = [s for s, _ in service.subjects_of(db_session, scope) if s not in (None, a)]
+    for other in others:
+        service.set_schedule(db_session, scope, other, {"interval": "manual"})
+    tomorrow = service.WEEKDAYS[(day2.weekday() + 1) % 7]
+    service.set_schedule(db_session, scope, a, {"interval": "weekly", "weekly_anchor": tomorrow})
+    db_session.commit()
+    run_payout_schedules()
+    assert db_session.scalars(scope.select(Payout)).all() == []
+    db_session.commit()
+    sandbox_process.admin("/_admin/clock", {"advance_seconds": DAY})
+    run_payout_schedules()
+    run_payout_schedules()
+    [payout] = db_session.scalars(scope.select(Payout)).all()
+    assert (payout.amount, payout.period, payout.status) == (5820, day2 + dt.timedelta(days=1), "pending")
+    db_session.commit()
+
+    process_due_payouts()  # (the module's other tests' payouts may be due too: the sweep is platform-wide)
+    assert service.get_payout(db_session, scope, payout.id).status == "in_transit"
+    db_session.commit()
+    sandbox_process.admin("/_admin/clock", {"advance_seconds": 2 * DAY})
+    db_session.execute(Payout.__table__.update().where(Payout.id == payout.id).values(next_attempt_at=dt.datetime(
+        2000, 1, 1, tzinfo=dt.UTC)))  # its next check is due (the database is the schedule)
+    db_session.commit()
+    process_due_payouts()
+    assert service.get_payout(db_session, scope, payout.id).status == "paid"
+    db_session.commit()
+    assert parts(usd(db_session, scope, a, day2)) == (0, 0, 0)
