@@ -445,3 +445,38 @@ def test_with_real_bank_accounts_cooling_is_honoured_and_a_failure_flags_the_acc
     db_session.commit()
     assert flagged.flagged_at is not None and flagged.flag_code == "account_closed"
     assert scheduled(db_session, scope, a, day2 + dt.timedelta(days=1)).reason == "bank_account_flagged"
+
+
+def test_dispute_after_payout_is_carried_negative_and_recovered(app, db_session, shop, sandbox, destinations):
+    """A dispute opened after A was paid out takes A's share back (the platform bears the dispute fee): A owes it,
+    nothing is paid while A owes, and A's next charge pays it back first."""
+    from tests.disputes.helpers import deliver, dispute_data
+
+    scope = shop["scope"]
+    a, b = seller(db_session, scope, "A"), seller(db_session, scope, "B")
+    payment = split_capture(db_session, scope, sandbox, a, b)
+    reconcile(db_session, sandbox)
+    day2 = sandbox.day + dt.timedelta(days=1)
+    deposit(db_session, sandbox, day2)
+    assert scheduled(db_session, scope, a, day2).payout.amount == 5820
+    deliver(db_session, {"id": payment.id}, f"cb_{payment.id}", "dispute.created",
+            dispute_data(f"dp_{payment.id}", "needs_response", 10000))
+    assert usd(db_session, scope, a, day2).available == -5820
+    assert balance(db_session, scope, accounts.dispute_fees("USD")) == 1500  # the platform bears it
+    disputes = [t for t in balances.balance_transactions(db_session, scope, a) if t.type == "dispute"]
+    db_session.commit()
+    assert [t.net for t in disputes] == [-5820]
+    day3 = day2 + dt.timedelta(days=1)
+    assert scheduled(db_session, scope, a, day3).reason == "nothing_available"
+    # Two more charges: the first pays back what A owes, the second is paid out.
+    sandbox.day = day3
+    split_capture(db_session, scope, sandbox, a, b)
+    split_capture(db_session, scope, sandbox, a, b)
+    reconcile(db_session, sandbox, day3)
+    day4 = day3 + dt.timedelta(days=1)
+    deposit(db_session, sandbox, day4)
+    recovered = scheduled(db_session, scope, a, day4).payout
+    assert recovered.amount == 5820
+    items = service.payout_items(db_session, scope, recovered.id)
+    assert sum(t.net for t in items) == 5820 and "dispute" in {t.type for t in items}
+    verify_ledger(app)
