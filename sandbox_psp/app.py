@@ -298,9 +298,13 @@ def create_public_app(sandbox: Sandbox) -> Flask:
         if body.get("date") is not None and not DATE_RE.match(body["date"]):
             raise SandboxError(400, "invalid_request", "date looks like YYYY-MM-DD", "date")
         needs = {"drop": "reference", "duplicate": "reference", "alter": "reference", "delay": "reference",
-                 "unknown": "date", "short": "batch_id", "no_batch": "date"}[action]
+                 "unknown": "date", "short": "batch_id", "no_batch": "date", "missed_dispute": "reference"}[action]
         if not body.get(needs):
             raise SandboxError(400, "invalid_request", f"{action} needs {needs}", needs)
+        if action == "missed_dispute":
+            # A chargeback whose notice never leaves: the report of its day is the only one to tell.
+            with sandbox.write() as conn:
+                disputes.open_unannounced(conn, body["reference"], sandbox.clock.now())
         fault = {k: v for k, v in body.items() if k in ("action", "reference", "type", "amount", "fee", "currency",
                                                         "batch_id", "date")}
         return json_response({"acquirer": acquirer, "faults": sandbox.add_settlement_fault(acquirer, fault)})

@@ -30,6 +30,7 @@ reports and the statement say, so that each kind of reconciliation break can be 
 | unknown     | a charge of ``amount`` for a reference no one knows is added to the report of ``date`` |
 | short       | the deposit of the batch ``batch_id`` is ``amount`` less than its total |
 | no_batch    | a deposit of ``amount`` with remittance ``batch_id`` that no report names is added on ``date`` |
+| missed_dispute | a chargeback on the authorization ``reference`` (if it has no dispute yet) whose notice is never sent: only its dispute and fee lines in the report tell (``disputes.open_unannounced``) |
 """
 import csv
 import datetime as dt
@@ -39,7 +40,7 @@ from xml.sax.saxutils import escape
 from .clock import day_bounds, utc_date
 
 HEADER = ("reference", "type", "gross", "fee", "net", "currency", "batch_id")
-FAULT_ACTIONS = ("drop", "duplicate", "alter", "delay", "unknown", "short", "no_batch")
+FAULT_ACTIONS = ("drop", "duplicate", "alter", "delay", "unknown", "short", "no_batch", "missed_dispute")
 # Minor-unit exponents of the currencies the sandbox may see with other than 2 decimals (camt.053 amounts are decimals).
 EXPONENTS = {"JPY": 0, "KRW": 0, "VND": 0, "CLP": 0, "ISK": 0, "BHD": 3, "KWD": 3, "JOD": 3, "OMR": 3, "TND": 3}
 # Refunds that moved money on their day: succeeded, or succeeded and failed later.

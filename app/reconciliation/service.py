@@ -13,6 +13,9 @@ Posting table (ARCHITECTURE.md, "Money flows in the ledger"; signs in each accou
 | deposit of a batch (each book its share)      | ``cash``                                 | ``psp_clearing`` |
 | deposit with no batch / differing from it (platform book) | ``cash`` deposited           | ``suspense`` |
 
+A dispute line that matches nothing is looked up at the PSP and, found, applied as the dispute's missed notice
+(``_missed_disputes``) before posting, so it posts as a matched dispute line in the merchant's book.
+
 Fees go to whoever bears the book's fees (app/payouts/fees.py): the platform's ``psp_fees``, or, when sellers
 bear them, each line's fee split over its payment's sellers and debited from their ``seller_payable``. One journal transaction per batch, book and import (business key
 ``settle:<batch>:<book>:<seq>``, ``deposit:<batch>:<book>:<seq>``), so a late line or a corrected version posts
@@ -22,6 +25,7 @@ import hashlib
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from typing import Any, Callable
 
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
@@ -33,6 +37,7 @@ from app.models_base import utcnow
 from app.reconciliation import failures
 from app.reconciliation.models import PLATFORM_MERCHANT_ID, BankEntry, Break, ReportFile, ReportLine
 from app.reconciliation.parsing import parse_camt053, parse_settlement_csv
+from app.reconciliation.stripe_lines import credential_of, parse_stripe_report, psp_of
 from app.scoping import Scope
 
 BANK_SOURCE = "bank"
@@ -53,6 +58,19 @@ MISSING_LOOKBACK_DAYS = 30
 # Lines a posting carries, and in which book.
 _MERCHANT_STATUSES = ("matched", "mismatch")
 _PLATFORM_STATUSES = ("unmatched", "duplicate", "refused")
+
+
+@dataclass(frozen=True)
+class DisputeNotices:
+    """What a run needs to create a dispute Kassa missed the notice of (a dispute line that matches nothing):
+    ``lookup(connector, dispute reference, livemode, credential)`` asks the PSP for the dispute (with the credential
+    of the Stripe account whose report it is; None for other PSPs) (a ``Lookup``: found, surely
+    absent or unknown; the router's ``retrieve_dispute`` in the jobs), ``deps`` the payments' collaborators the
+    disputes service books with. Without it such a line stays a ``missing_in_kassa`` break."""
+
+    lookup: Callable[[str, str, bool, str | None], Any]
+    deps: Any
+    base_url: str = ""
 
 
 class ReconciliationError(ValueError):
@@ -118,11 +136,15 @@ def _stage_lines(session: Session, report: ReportFile) -> int:
     """COPY the report's lines into reconciliation_lines, streamed from the parser (memory stays flat)."""
     raw = session.connection().connection.driver_connection
     count = 0
+    psp = psp_of(report.source)
+    # A Stripe account's report is the JSON document of its payouts (app/reconciliation/stripe_lines.py).
+    parsed = (parse_stripe_report(report.content) if credential_of(report.source) is not None
+              else parse_settlement_csv(report.content))
     with raw.cursor() as cursor:
         with cursor.copy("COPY reconciliation_lines (file_id, line_no, psp, livemode, report_date, batch_id, "
                          "reference, type, gross, fee, net, currency, status) FROM STDIN") as copy:
-            for count, line in enumerate(parse_settlement_csv(report.content), start=1):
-                copy.write_row((report.id, count, report.source, report.livemode, report.report_date, line.batch_id,
+            for count, line in enumerate(parsed, start=1):
+                copy.write_row((report.id, count, psp, report.livemode, report.report_date, line.batch_id,
                                 line.reference, line.type, line.gross, line.fee, line.net, line.currency, "staged"))
     return count
 
@@ -228,13 +250,86 @@ _UNMATCHED = text("UPDATE reconciliation_lines SET status = 'unmatched' WHERE fi
 
 
 def _match(session: Session, report: ReportFile) -> None:
-    params = {"file_id": report.id, "psp": report.source, "livemode": report.livemode}
+    params = {"file_id": report.id, "psp": psp_of(report.source), "livemode": report.livemode}
     if report.supersedes_id:
         session.execute(_PAIR_UNCHANGED, {"file_id": report.id, "old_id": report.supersedes_id})
         session.execute(_SUPERSEDE_OLD, {"file_id": report.id, "old_id": report.supersedes_id})
     session.execute(_DUPLICATES, {"file_id": report.id})
     session.execute(_MATCH, params)
     session.execute(_UNMATCHED, {"file_id": report.id})
+
+
+# The hook a connector's dispute notices come through (Dispute.psp): the sandbox's acquirers share one.
+def _notice_hook(connector: str) -> str:
+    return "stripe" if connector.startswith("stripe") else "sandbox"
+
+
+def _missed_disputes(session: Session, report: ReportFile, notices: "DisputeNotices", result: RunResult,
+                     now: datetime) -> None:
+    """A dispute line (funds taken) that matches nothing: Kassa missed the dispute's notice. The PSP is asked for
+    the dispute; found, it is applied through the disputes service as if its notice had arrived (the dispute is
+    created, its withdrawal and fee booked, the merchant told), its lines are matched again, and a
+    ``dispute_notice_missed`` break shows an operator that the notice was missed. Surely absent or unknown, or
+    about a payment Kassa does not know: the line stays unmatched (a ``missing_in_kassa`` break)."""
+    from app.disputes.models import Dispute
+    from app.disputes.service import Owner, apply_notice
+    from app.payments.models import Payment
+    from app.psp.interfaces import CallbackEvent, LookupOutcome
+
+    references = session.execute(text(
+        "SELECT DISTINCT reference FROM reconciliation_lines WHERE file_id = :f AND status = 'unmatched' "
+        "AND type = 'dispute' AND gross < 0 ORDER BY reference"), {"f": report.id}).scalars().all()
+    created = []
+    psp = psp_of(report.source)
+    credential = credential_of(report.source)  # a Stripe account's report: its disputes are asked of that account
+    for reference in references:
+        # A PSP call inside the import's transaction (the connector's timeouts bound it): missed notices are rare,
+        # and the dispute must be booked before this file's lines are posted.
+        lookup = notices.lookup(psp, reference, report.livemode, credential)
+        if lookup.outcome != LookupOutcome.FOUND or lookup.found is None:
+            continue
+        data = dict(lookup.found.raw or {})
+        charge = data.get("authorization") or data.get("payment_intent") or data.get("charge")
+        if data.get("id") != reference or not isinstance(charge, str):
+            continue
+        # Across merchants on purpose, like a callback's owner: the charge's reference names its book.
+        payment = session.scalars(select(Payment).where(
+            Payment.connector == psp, Payment.livemode == report.livemode,
+            Payment.psp_reference == charge)).one_or_none()
+        if payment is None or payment.amount_received <= 0:
+            continue
+        scope = Scope(payment.merchant_id, report.livemode)
+        hook = _notice_hook(psp)
+        event = CallbackEvent(id=f"reconciliation:{report.id}:{reference}", type="dispute.created",
+                              psp_reference=charge, data=data, created=data.get("created"), connector=psp,
+                              livemode=report.livemode, psp=hook)
+        apply_notice(session, hook, event, Owner(scope, payment.id, payment.connector), notices.deps,
+                     base_url=notices.base_url)
+        dispute = session.scalars(scope.select(Dispute, Dispute.psp == hook, Dispute.psp_reference == reference)
+                                  ).one()
+        created.append((reference, scope, dispute, payment))
+    if not created:
+        return
+    session.execute(text("UPDATE reconciliation_lines SET status = 'staged' WHERE file_id = :f "
+                         "AND status = 'unmatched' AND reference = ANY(CAST(:refs AS text[]))"),
+                    {"f": report.id, "refs": [reference for reference, *_ in created]})
+    session.execute(_MATCH, {"file_id": report.id, "psp": psp, "livemode": report.livemode})
+    session.execute(_UNMATCHED, {"file_id": report.id})
+    for reference, scope, dispute, payment in created:
+        line_nos = session.execute(select(ReportLine.line_no).where(
+            ReportLine.file_id == report.id, ReportLine.reference == reference).order_by(ReportLine.line_no)
+        ).scalars().all()
+        opened = open_break(session, scope, type_="dispute_notice_missed", psp=psp,
+                            dedupe_key=f"dispute_notice_missed:{psp}:{reference}",
+                            report_date=report.report_date, currency=dispute.currency, kassa_amount=None,
+                            psp_amount=-dispute.amount, reference=reference, object_type="dispute",
+                            object_id=dispute.id, lines=[{"file": report.id, "line": n} for n in line_nos],
+                            detail=f"The report carries dispute {reference} of payment {payment.id}, whose notice "
+                                   "Kassa never received: the dispute was created from the PSP's record (its "
+                                   "withdrawal and fee booked) and the merchant told. Check the PSP's callbacks.",
+                            now=now)
+        if opened is not None:
+            result.breaks_opened.append(opened.id)
 
 
 def _differences(session: Session, report: ReportFile) -> dict:
@@ -355,13 +450,14 @@ def _fee_changes(session: Session, report: ReportFile, batch: str, book: str, cu
 def _post_settlement(session: Session, report: ReportFile, hmac_key: bytes, result: RunResult) -> None:
     """One transaction per batch and book for this file's lines (and the reversal of superseded ones)."""
     groups: dict[tuple[str, str], dict] = defaultdict(lambda: defaultdict(int))
+    psp = psp_of(report.source)
     for row in session.execute(_SETTLEMENT_SUMS, {"f": report.id, "old": report.supersedes_id or "",
                                                   "platform": PLATFORM_MERCHANT_ID}):
         changes = groups[(row.batch_id, row.book)]
-        clearing = accounts.psp_clearing(report.source, row.currency)
+        clearing = accounts.psp_clearing(psp, row.currency)
         if row.book == PLATFORM_MERCHANT_ID:
             changes[clearing] += row.net
-            changes[accounts.suspense(report.source, row.currency)] += row.net
+            changes[accounts.suspense(psp, row.currency)] += row.net
             continue
         # Charges, refunds, disputes (see _line_changes): clearing by net, fees by fee, receivable by -gross; a
         # dispute-fee line: clearing by its net, receivable back up by as much.
@@ -369,7 +465,7 @@ def _post_settlement(session: Session, report: ReportFile, hmac_key: bytes, resu
         if row.fee:
             for code, change in _fee_changes(session, report, row.batch_id, row.book, row.currency, row.fee).items():
                 changes[code] += change
-        changes[accounts.psp_receivable(report.source, row.currency)] += -row.gross - row.fee_lines_net
+        changes[accounts.psp_receivable(psp, row.currency)] += -row.gross - row.fee_lines_net
     seq = f"{report.report_date:%Y%m%d}v{report.version}"
     links = {"batches": [], "books": [], "transactions": []}
     for (batch, merchant_id), changes in sorted(groups.items()):
@@ -429,7 +525,8 @@ def break_object(row: Break) -> dict:
 
 
 def _line_breaks(session: Session, report: ReportFile, result: RunResult, now: datetime) -> None:
-    pricing = CONTRACTED_PRICING.get(report.source)
+    psp = psp_of(report.source)
+    pricing = CONTRACTED_PRICING.get(psp)
     # Only lines that can open a break are read (a clean file of a million lines reads none): the fee check is SQL.
     suspicious = ReportLine.status.in_(("mismatch", "unmatched", "duplicate", "refused"))
     if pricing:
@@ -441,13 +538,13 @@ def _line_breaks(session: Session, report: ReportFile, result: RunResult, now: d
                            .order_by(ReportLine.line_no)).scalars().all()
     for line in rows:
         where = [{"file": report.id, "line": line.line_no}]
-        common = dict(psp=report.source, report_date=report.report_date, reference=line.reference,
+        common = dict(psp=psp, report_date=report.report_date, reference=line.reference,
                       batch_id=line.batch_id, lines=where, now=now)
         opened = None
         sign = "+" if line.gross >= 0 else "-"
         if line.status == "unmatched":
             opened = open_break(session, platform_scope(report.livemode), type_="missing_in_kassa",
-                                dedupe_key=f"missing_in_kassa:{report.source}:{line.reference}:{line.type}:{sign}",
+                                dedupe_key=f"missing_in_kassa:{psp}:{line.reference}:{line.type}:{sign}",
                                 currency=line.currency, kassa_amount=None, psp_amount=line.net,
                                 detail=f"The {line.type} line of {line.reference} matches nothing Kassa booked; its "
                                        "net is in suspense.", **common)
@@ -459,7 +556,7 @@ def _line_breaks(session: Session, report: ReportFile, result: RunResult, now: d
                                        "in suspense.", **common)
         elif line.status == "refused":
             opened = open_break(session, Scope(line.merchant_id, report.livemode), type_="currency_mismatch",
-                                dedupe_key=f"currency_mismatch:{report.source}:{line.reference}:{line.type}:{sign}",
+                                dedupe_key=f"currency_mismatch:{psp}:{line.reference}:{line.type}:{sign}",
                                 currency=line.currency, kassa_amount=line.expected_amount, psp_amount=line.gross,
                                 object_type=line.object_type, object_id=line.object_id,
                                 detail=f"Reported in {line.currency}, booked in {line.expected_currency}: settling "
@@ -467,7 +564,7 @@ def _line_breaks(session: Session, report: ReportFile, result: RunResult, now: d
                                 **common)
         elif line.status == "mismatch":
             opened = open_break(session, Scope(line.merchant_id, report.livemode), type_="amount_mismatch",
-                                dedupe_key=f"amount_mismatch:{report.source}:{line.reference}:{line.type}:{sign}",
+                                dedupe_key=f"amount_mismatch:{psp}:{line.reference}:{line.type}:{sign}",
                                 currency=line.currency, kassa_amount=line.expected_amount,
                                 psp_amount=line.net if line.type == "fee" else line.gross,
                                 object_type=line.object_type, object_id=line.object_id,
@@ -477,7 +574,7 @@ def _line_breaks(session: Session, report: ReportFile, result: RunResult, now: d
             contracted = (line.gross * per_mille + 500) // 1000 + fixed
             if abs(line.fee - contracted) > FEE_TOLERANCE:
                 opened = open_break(session, Scope(line.merchant_id, report.livemode), type_="fee_mismatch",
-                                    dedupe_key=f"fee_mismatch:{report.source}:{line.reference}",
+                                    dedupe_key=f"fee_mismatch:{psp}:{line.reference}",
                                     currency=line.currency, kassa_amount=contracted, psp_amount=line.fee,
                                     object_type=line.object_type, object_id=line.object_id,
                                     detail=f"Fee {line.fee} where the contract says {contracted}; posted as reported.",
@@ -493,34 +590,38 @@ _DUE = """
            p.captured_at AS booked_at, 'charge' AS type, 'Captured' AS verb
       FROM payments p
      WHERE p.connector = :psp AND p.livemode = :livemode AND p.amount_received > 0 AND p.psp_reference IS NOT NULL
+       AND (CAST(:credential AS text) IS NULL OR coalesce(p.credential, 'platform') = :credential)
        AND p.captured_at >= CAST(:since AS date) AND p.captured_at < CAST(:cutoff AS date) + 1
     UNION ALL
     SELECT 'refund', r.merchant_id, r.id, r.psp_reference, r.amount, r.currency, r.finished_at, 'refund', 'Refunded'
       FROM refunds r JOIN payments p ON p.id = r.payment_id AND p.merchant_id = r.merchant_id
      WHERE coalesce(r.connector, p.connector) = :psp AND r.livemode = :livemode AND r.status = 'succeeded'
        AND r.psp_reference IS NOT NULL
+       AND (CAST(:credential AS text) IS NULL OR coalesce(r.credential, p.credential, 'platform') = :credential)
        AND r.finished_at >= CAST(:since AS date) AND r.finished_at < CAST(:cutoff AS date) + 1
 """
 
 
 def _missing_at_psp(session: Session, report: ReportFile, grace_days: int, result: RunResult, now: datetime) -> None:
     """Captures and refunds due in a report by now (settlement delay + grace) that no report carried:
-    missing_at_psp."""
-    cutoff = report.report_date - timedelta(days=SETTLEMENT_DELAY_DAYS.get(report.source, 0) + grace_days)
+    missing_at_psp. A Stripe account's report answers only for what was made with that account's credential."""
+    psp = psp_of(report.source)
+    cutoff = report.report_date - timedelta(days=SETTLEMENT_DELAY_DAYS.get(psp, 0) + grace_days)
     rows = session.execute(text(f"""
         SELECT d.* FROM ({_DUE}) d
          WHERE NOT EXISTS (SELECT 1 FROM reconciliation_lines l
                             WHERE l.psp = :psp AND l.livemode = :livemode AND l.reference = d.psp_reference
                               AND l.type = d.type AND l.status IN ('matched', 'mismatch', 'unchanged', 'refused'))
-         ORDER BY d.booked_at, d.id"""), {"psp": report.source, "livemode": report.livemode, "cutoff": cutoff,
+         ORDER BY d.booked_at, d.id"""), {"psp": psp, "livemode": report.livemode, "cutoff": cutoff,
+                                          "credential": credential_of(report.source),
                                           "since": cutoff - timedelta(days=MISSING_LOOKBACK_DAYS)}).all()
     for row in rows:
-        opened = open_break(session, Scope(row.merchant_id, report.livemode), type_="missing_at_psp", psp=report.source,
-                            dedupe_key=f"missing_at_psp:{report.source}:{row.psp_reference}:{row.type}",
+        opened = open_break(session, Scope(row.merchant_id, report.livemode), type_="missing_at_psp", psp=psp,
+                            dedupe_key=f"missing_at_psp:{psp}:{row.psp_reference}:{row.type}",
                             report_date=report.report_date, currency=row.currency, kassa_amount=row.amount,
                             psp_amount=None, reference=row.psp_reference, object_type=row.object_type,
                             object_id=row.id,
-                            detail=f"{row.verb} on {row.booked_at:%Y-%m-%d}; no report of {report.source} carries it.",
+                            detail=f"{row.verb} on {row.booked_at:%Y-%m-%d}; no report of {psp} carries it.",
                             now=now)
         if opened is not None:
             result.breaks_opened.append(opened.id)
@@ -539,12 +640,33 @@ def _close_late(session: Session, report: ReportFile, result: RunResult, now: da
     result.breaks_closed.extend(closed)
 
 
+def _close_superseded(session: Session, report: ReportFile, result: RunResult, now: datetime) -> None:
+    """A corrected version drops or changes a line an earlier version of the day carried: that line's posting is
+    reversed by this version's, so the breaks filed about it are closed (their key freed, so that this version's
+    own line files its break again if it is still wrong)."""
+    if not report.supersedes_id:
+        return
+    closed = session.execute(text("""
+        UPDATE reconciliation_breaks b
+           SET status = 'closed', closed_at = :now, dedupe_key = left(b.dedupe_key, 200) || ':superseded:' || :f
+         WHERE b.status = 'open' AND b.livemode = :livemode AND b.psp = :psp
+           AND b.reference IN (SELECT reference FROM reconciliation_lines WHERE file_id = :old AND status = 'superseded')
+           AND EXISTS (SELECT 1 FROM jsonb_array_elements(b.lines) e
+                        WHERE e->>'file' IN (SELECT id FROM reconciliation_files
+                                              WHERE source = :psp AND kind = 'settlement' AND livemode = :livemode
+                                                AND report_date = :day AND id <> :f))
+        RETURNING b.id"""), {"now": now, "f": report.id, "old": report.supersedes_id, "livemode": report.livemode,
+                             "psp": report.source, "day": report.report_date}).scalars().all()
+    result.breaks_closed.extend(closed)
+
+
 # ---------------------------------------------------------------------------------------------- runs
 
 
 def reconcile_settlement(session: Session, *, psp: str, livemode: bool, report_date: date, content: bytes,
                          hmac_key: bytes, grace_days: int = DEFAULT_GRACE_DAYS, filename: str | None = None,
-                         uploaded_by: str | None = None, now: datetime | None = None) -> RunResult:
+                         uploaded_by: str | None = None, now: datetime | None = None,
+                         dispute_notices: DisputeNotices | None = None) -> RunResult:
     """Import one settlement report and reconcile it: stage, match, post, file breaks. The same bytes again
     change nothing; a corrected version posts only its difference."""
     now = now or utcnow()
@@ -555,7 +677,10 @@ def reconcile_settlement(session: Session, *, psp: str, livemode: bool, report_d
     if created:
         report.line_count = _stage_lines(session, report)
         _match(session, report)
+        if dispute_notices is not None:
+            _missed_disputes(session, report, dispute_notices, result, now)
         report.differences = _differences(session, report)
+        _close_superseded(session, report, result, now)
         _post_settlement(session, report, hmac_key, result)
         _line_breaks(session, report, result, now)
         _close_late(session, report, result, now)
@@ -628,6 +753,23 @@ def _repeated_entry(session: Session, statement: ReportFile, entry: BankEntry, p
         .order_by(BankEntry.entry_no).limit(1)).one_or_none()
 
 
+def batch_shares(session: Session, livemode: bool, batch_id: str, *, source: str | None = None) -> list:
+    """Each book's share of a batch (rows: book, psp, currency, total): its lines of the latest version of each report
+    (superseded ones excluded), the platform's for lines that wait in suspense; only the files of ``source`` if
+    given (a Stripe account's payouts are its own)."""
+    return session.execute(text("""
+        SELECT CASE WHEN status IN ('matched', 'mismatch', 'unchanged') AND merchant_id IS NOT NULL
+                    THEN merchant_id ELSE :platform END AS book,
+               psp, currency, sum(net)::bigint AS total
+          FROM reconciliation_lines
+         WHERE livemode = :livemode AND batch_id = :batch AND status NOT IN ('superseded', 'staged')
+           AND file_id NOT IN (SELECT supersedes_id FROM reconciliation_files WHERE supersedes_id IS NOT NULL)
+           AND (CAST(:source AS text) IS NULL
+                OR file_id IN (SELECT id FROM reconciliation_files WHERE source = :source AND livemode = :livemode))
+         GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"""), {"livemode": livemode, "batch": batch_id, "source": source,
+                                "platform": PLATFORM_MERCHANT_ID}).all()
+
+
 def _deposited_before(session: Session, statement: ReportFile, entry: BankEntry) -> bool:
     """Whether another statement, or an earlier entry of this one, already deposited this batch (its shares
     moved from clearing to cash)."""
@@ -669,16 +811,7 @@ def _deposit(session: Session, statement: ReportFile, entry: BankEntry, seq: str
         outgoing = _outgoing_payout(session, statement, entry, result, now)
         if outgoing is not None:
             return outgoing
-    # Each book's share of the batch: its lines of the latest version of each report (superseded ones excluded).
-    shares = session.execute(text("""
-        SELECT CASE WHEN status IN ('matched', 'mismatch', 'unchanged') AND merchant_id IS NOT NULL
-                    THEN merchant_id ELSE :platform END AS book,
-               psp, currency, sum(net)::bigint AS total
-          FROM reconciliation_lines
-         WHERE livemode = :livemode AND batch_id = :batch AND status NOT IN ('superseded', 'staged')
-           AND file_id NOT IN (SELECT supersedes_id FROM reconciliation_files WHERE supersedes_id IS NOT NULL)
-         GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"""), {"livemode": statement.livemode, "batch": entry.batch_id or "",
-                                "platform": PLATFORM_MERCHANT_ID}).all()
+    shares = batch_shares(session, statement.livemode, entry.batch_id or "")
     entry_ref = [{"file": statement.id, "entry": entry.entry_no}]
     platform = platform_scope(statement.livemode)
     psp = shares[0].psp if shares else BANK_SOURCE
