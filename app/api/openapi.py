@@ -923,7 +923,11 @@ def _paths() -> dict:
                     "summary": "The balance transactions a scheduled payout pays, as CSV (their net adds up to its "
                                "amount; a manual payout lists none)",
                     "parameters": [{"name": "payout_id", **PATH_ID, "example": PAYOUT_ID}],
-                    "responses": {"200": {"description": "OK", "content": {"text/csv": {"schema": STRING}}},
+                    "responses": {"200": {"description": "The CSV, as an attachment.",
+                                          "content": {"text/csv": {"schema": {"type": "string", "format": "binary"}}},
+                                          "headers": {"Content-Disposition": {
+                                              "schema": {"type": "string"},
+                                              "example": f'attachment; filename="{PAYOUT_ID}-reconciliation.csv"'}}},
                                   **{s: {"description": ERROR_STATUSES[s], "content": _json(_ref("Error"))}
                                      for s in sorted(READ_ERRORS)}}}},
         "/v1/balance_transactions": {
