@@ -168,3 +168,26 @@ def test_forged_unsigned_and_unknown_payout_callbacks_change_nothing(app, db_ses
     assert step(db_session, scope, payout.id, rail) == "paid"
     assert balance(db_session, scope, accounts.cash("USD")) == 9680 - 5820
     verify_ledger(app)
+
+
+def test_a_callback_never_touches_a_payout_of_the_other_mode(app, db_session, shop, sandbox, destinations, rail,
+                                                             sandbox_process, hook):
+    """The sandbox's secret speaks for test mode only: a payout of the id it names in live mode is refused."""
+    from app.payouts.models import Payout
+    from app.scoping import Scope
+
+    scope = shop["scope"]
+    a, day2 = _ready(db_session, scope, sandbox)
+    payout = in_transit(db_session, scope, a, day2, rail)
+    sandbox_process.admin("/_admin/clock", {"advance_seconds": 2 * DAY})
+    paid = delivered(sandbox_process, "bank_transfer.paid", payout.id)
+    # The same payout id in live mode (as if it were a live payout): the callback must not reach it.
+    db_session.execute(Payout.__table__.update().where(Payout.id == payout.id).values(livemode=True))
+    db_session.commit()
+    assert forward(hook, paid).status_code == 200
+    [(result, merchant)] = stored(db_session, paid[1]["id"])
+    assert (result, merchant) == ("rejected", None)
+    assert status(db_session, Scope(scope.merchant_id, True), payout.id) == ("in_transit", None)
+    db_session.execute(Payout.__table__.update().where(Payout.id == payout.id).values(livemode=False))
+    db_session.commit()
+    assert balance(db_session, scope, accounts.payouts_in_transit("USD")) == 5820  # nothing was booked
