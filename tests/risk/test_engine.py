@@ -288,3 +288,16 @@ def test_a_warm_evaluation_is_one_redis_call_one_query_and_the_insert(db_session
     assert statements[1].lstrip().upper().startswith("INSERT INTO RISK_ASSESSMENTS")
     assert commands == ["EVALSHA"]
     db_session.rollback()
+
+
+def test_a_value_list_holds_at_most_the_documented_number_of_items(db_session, scope, monkeypatch):
+    monkeypatch.setattr(lists, "MAX_ITEMS_PER_LIST", 2)
+    value_list = lists.create_value_list(db_session, scope, alias="few_emails", name="Few", item_type="email")
+    other = lists.create_value_list(db_session, scope, alias="other_emails", name="Other", item_type="email")
+    for value in ("a@example.com", "b@example.com"):
+        lists.add_item(db_session, scope, value_list.id, value)
+    with pytest.raises(RiskInvalid) as refused:
+        lists.add_item(db_session, scope, value_list.id, "c@example.com")
+    assert refused.value.code == "value_list_full" and lists.item_count(db_session, scope, value_list.id) == 2
+    lists.add_item(db_session, scope, other.id, "c@example.com")  # another list has its own bound
+    db_session.rollback()
