@@ -194,7 +194,7 @@ def configuration(session: Session, scope: Scope, payment_id: str, fingerprint: 
         weights = scoring.Weights(version, int(intercept), {k: int(v) for k, v in values.items()})
     config = Configuration(platform, merchant, weights, bool(row.seen) if fingerprint else None,
                            row.platform_stamp, row.merchant_stamp)
-    if row.platform_stamp is not None:  # no platform stamp (a database without migration 0024's row): no cache
+    if row.platform_stamp is not None:  # no platform stamp (a database without migration 0028_risk_screening's row): no cache
         if len(_CACHE) >= _CACHE_MAX:
             _CACHE.clear()
         _CACHE[(scope.merchant_id, scope.livemode)] = config

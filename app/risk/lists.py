@@ -298,6 +298,12 @@ def add_item(session: Session, scope: Scope | None, list_id: Any, value: Any, *,
         criteria.append(item_model.merchant_id == scope.merchant_id)
     if session.scalar(select(item_model.id).where(*criteria)) is not None:
         raise RiskInvalid(f"'{stored}' is in this list already.", param="value", code="resource_already_exists")
+    # The documented bound: a list holds at most MAX_ITEMS_PER_LIST items (the probe reads the list's index up to
+    # the bound, never counts the whole table).
+    full = select(item_model.id).where(*criteria[:1], *criteria[2:]).offset(MAX_ITEMS_PER_LIST - 1).limit(1)
+    if session.scalar(full) is not None:
+        raise RiskInvalid(f"A value list holds at most {MAX_ITEMS_PER_LIST:,} items.", param="value",
+                          code="value_list_full")
     values = dict(id=new_id("rsli"), value_list_id=value_list.id, value=stored, created_by=actor)
     item = item_model(**values) if scope is None else scope.new(ValueListItem, **values)
     session.add(item)

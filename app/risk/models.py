@@ -277,7 +277,7 @@ class Review(Base):
 
 
 class ConfigStamp(Base):
-    """A random stamp replaced (by triggers, migration 0024) whenever this book's rules or value lists change
+    """A random stamp replaced (by triggers, migration 0028_risk_screening) whenever this book's rules or value lists change
     (not their items): each process caches the compiled configuration and checks the stamp in the evaluation's
     one query (app/risk/evaluate.py). Written by the triggers only."""
 

@@ -254,6 +254,7 @@ def backtest(session: Session, scope: Scope | None, predicate: Any, *, days: int
     ``merchant_scope``, or every book when None (an admin report). Value lists are looked up as they are now.
     """
     from app.disputes.models import Dispute
+    from app.payments.models import Refund
     from app.risk.models import Assessment, Review
 
     compiled = check_predicate(session, scope, predicate)
@@ -279,6 +280,13 @@ def backtest(session: Session, scope: Scope | None, predicate: Any, *, days: int
     for merchant_id, payment_id in session.execute(
             select(Dispute.merchant_id, Dispute.payment_id).where(
                 Dispute.merchant_id.in_({m for m, _ in keys}), Dispute.payment_id.in_({p for _, p in keys}))):
+        bad.add((merchant_id, payment_id))
+    # A refund with reason ``fraudulent`` (the merchant's own, or a review's rejection) counts like the learned
+    # score's labels count it (app/risk/learning/training.py), not only a review closed ``refunded_as_fraud``.
+    for merchant_id, payment_id in session.execute(
+            select(Refund.merchant_id, Refund.payment_id).where(
+                Refund.reason == "fraudulent", Refund.status != "failed",
+                Refund.merchant_id.in_({m for m, _ in keys}), Refund.payment_id.in_({p for _, p in keys}))):
         bad.add((merchant_id, payment_id))
     for merchant_id, payment_id in session.execute(
             select(Review.merchant_id, Review.payment_id).where(

@@ -441,3 +441,26 @@ def test_the_navigation_links_the_risk_pages_each_role_may_open(client, db_sessi
     login_as(client, db_session, s.users[role])
     html = client.get(s.url("payments")).get_data(as_text=True)
     assert s.url("radar/rules") in html and s.url("radar/reviews") in html
+
+
+def test_the_payments_lists_poll_accepts_the_risk_filters_and_counts_only_matching_payments(client, db_session,
+                                                                                          shop):
+    """The list passes its risk filters on to its poll (``payments/updates``): they are applied, not refused."""
+    s = shop()
+    top = stored_payment(db_session, s.scope)  # the top of the page shown
+    stored_payment(db_session, s.scope, created_at=utcnow(), risk_level="elevated",
+                   risk_outcome={"type": "manual_review", "risk_level": "elevated", "risk_score": 70})
+    stored_payment(db_session, s.scope, created_at=utcnow(), risk_level="normal",
+                   risk_outcome={"type": "authorized", "risk_level": "normal", "risk_score": 5})
+    stored_payment(db_session, s.scope, created_at=utcnow(), risk_level="elevated",
+                   risk_outcome={"type": "manual_review", "risk_level": "elevated", "risk_score": 71})
+    db_session.commit()
+    login_as(client, db_session, s.users["owner"])
+    for query, expected in (("risk_outcome=manual_review", "2 new payments"), ("risk_level=normal", "1 new payment"),
+                            ("risk_outcome=manual_review&risk_level=elevated", "2 new payments")):
+        response = client.get(s.url(f"payments/updates?since={top.id}&{query}"))
+        html = response.get_data(as_text=True)
+        assert response.status_code == 200 and expected in html, (query, response.status_code, html)
+        assert query.split("&")[0] in html.replace("&amp;", "&")  # "show" keeps the filter
+    # Unknown values are ignored like the list ignores them, not answered with an error.
+    assert client.get(s.url(f"payments/updates?since={top.id}&risk_outcome=bogus")).status_code == 200

@@ -213,6 +213,21 @@ def test_backtest_counts_matches_and_later_fraud(db_session, scope, redis):
     assert result.sample[0]["payment"] == big.id and result.sample[0]["disputed_or_fraud_refunded"] is True
     with pytest.raises(RiskInvalid):
         rules.backtest(db_session, scope, ":amount: ** 2")
+
+
+def test_backtest_counts_a_payment_refunded_as_fraud_by_the_merchant(db_session, scope, redis):
+    """Not only a review rejected as fraud: the merchant's own refund with reason ``fraudulent`` counts too."""
+    from app.payments.models import Refund
+
+    big = payment(db_session, scope, amount=90000)
+    evaluate.assess(db_session, big, redis=redis, card=GOOD_CARD)
+    db_session.add(scope.new(Refund, id=new_id("re"), payment_id=big.id, amount=90000, currency="EUR",
+                             status="succeeded", reason="fraudulent", allocations=[], idempotency_key=new_id("idem")))
+    db_session.flush()
+    result = rules.backtest(db_session, scope, ":amount: > 100")
+    assert result.matched == 1 and result.disputed_or_fraud_refunded == 1
+    assert result.sample[0]["disputed_or_fraud_refunded"] is True
+    db_session.rollback()
     # Another merchant's backtest sees none of these payments.
     other = Scope(factories.merchant(db_session, name="Backtester").id, False)
     assert rules.backtest(db_session, other, ":amount: > 0").evaluated == 0
@@ -272,4 +287,17 @@ def test_a_warm_evaluation_is_one_redis_call_one_query_and_the_insert(db_session
     assert len(statements) == 2, statements
     assert statements[1].lstrip().upper().startswith("INSERT INTO RISK_ASSESSMENTS")
     assert commands == ["EVALSHA"]
+    db_session.rollback()
+
+
+def test_a_value_list_holds_at_most_the_documented_number_of_items(db_session, scope, monkeypatch):
+    monkeypatch.setattr(lists, "MAX_ITEMS_PER_LIST", 2)
+    value_list = lists.create_value_list(db_session, scope, alias="few_emails", name="Few", item_type="email")
+    other = lists.create_value_list(db_session, scope, alias="other_emails", name="Other", item_type="email")
+    for value in ("a@example.com", "b@example.com"):
+        lists.add_item(db_session, scope, value_list.id, value)
+    with pytest.raises(RiskInvalid) as refused:
+        lists.add_item(db_session, scope, value_list.id, "c@example.com")
+    assert refused.value.code == "value_list_full" and lists.item_count(db_session, scope, value_list.id) == 2
+    lists.add_item(db_session, scope, other.id, "c@example.com")  # another list has its own bound
     db_session.rollback()
