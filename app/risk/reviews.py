@@ -211,9 +211,7 @@ def decide(session: Session, scope: Scope, review_id: str, decision: str, *, act
         raise ReviewDecided(f"This review was closed already ({review.closed_reason}).")
     if decision == "approve":
         _close(session, review, "approved", actor=actor, note=entry, request_id=request_id)
-        if payment.risk_outcome:
-            payment.risk_outcome = {**payment.risk_outcome, "type": "authorized",
-                                    "seller_message": "Approved after review."}
+        _outcome_approved(payment)
         if capture and payment.status == PaymentStatus.REQUIRES_CAPTURE:
             service.start_capture(session, scope, payment.id, deps, request_id=request_id, reviewed=True)
     else:
@@ -270,6 +268,13 @@ def check_capture(session: Session, payment) -> None:
         raise PaymentInReview("This payment is held for review by the platform: it can be captured once the "
                               "review is approved.")
     _close(session, review, "approved", actor=None, note=_note(None, "Captured by the merchant."))
+    _outcome_approved(payment)
+
+
+def _outcome_approved(payment) -> None:
+    """The payment's risk outcome once its review is approved, however it was (a decision or the merchant's capture)."""
+    if payment.risk_outcome:
+        payment.risk_outcome = {**payment.risk_outcome, "type": "authorized", "seller_message": "Approved after review."}
 
 
 def close_for_payment(session: Session, payment, reason: str) -> None:

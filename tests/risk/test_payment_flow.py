@@ -119,6 +119,20 @@ def test_review_authorizes_and_holds_the_capture(db_session, scope, deps):
     assert "review.closed" in event_types(db_session, scope, review.id)
 
 
+def test_the_merchants_capture_approves_its_own_review_and_the_outcome_says_so(db_session, scope, deps):
+    body, _ = held_payment(db_session, scope, deps, "tok_review_capture")
+    payment = payment_row(db_session, body["id"])
+    assert payment.risk_outcome["type"] == "manual_review"
+    idempotency.execute(db_session, scope, "payment.capture", {"payment": payment.id}, key=None, deps=deps,
+                        path="/test")
+    db_session.commit()
+    payment = payment_row(db_session, payment.id)
+    review = reviews.get_review(db_session, scope, payment.review_id)
+    assert (review.status, review.closed_reason) == ("closed", "approved")
+    # The same outcome as an approval by decision: the payments list's risk filters find it under "authorized".
+    assert payment.risk_outcome["type"] == "authorized"
+
+
 def test_reject_voids_once_and_the_platform_review_refuses_the_merchants_capture(db_session, scope, deps):
     body, gateway = held_payment(db_session, scope, deps, "tok_platform_review", platform=True)
     payment = payment_row(db_session, body["id"])
