@@ -653,10 +653,12 @@ def _close_superseded(session: Session, report: ReportFile, result: RunResult, n
            AND b.reference IN (SELECT reference FROM reconciliation_lines WHERE file_id = :old AND status = 'superseded')
            AND EXISTS (SELECT 1 FROM jsonb_array_elements(b.lines) e
                         WHERE e->>'file' IN (SELECT id FROM reconciliation_files
-                                              WHERE source = :psp AND kind = 'settlement' AND livemode = :livemode
+                                              WHERE source = :source AND kind = 'settlement' AND livemode = :livemode
                                                 AND report_date = :day AND id <> :f))
         RETURNING b.id"""), {"now": now, "f": report.id, "old": report.supersedes_id, "livemode": report.livemode,
-                             "psp": report.source, "day": report.report_date}).scalars().all()
+                             # A break names the PSP (``stripe``), a file its source (``stripe:<credential>``).
+                             "psp": psp_of(report.source), "source": report.source,
+                             "day": report.report_date}).scalars().all()
     result.breaks_closed.extend(closed)
 
 
