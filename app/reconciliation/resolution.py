@@ -9,6 +9,7 @@
 | accepted / written_off | deposit_mismatch of a known batch (paid short or over) | the deposit is taken as the batch's payment: platform book ``suspense`` -> ``cash`` back out by the deposit; each book of the batch ``psp_clearing`` -> ``cash`` by its share, less its part of the shortfall (largest remainder over the positive shares) to ``psp_fees`` (the platform bears PSP fees and so what the PSP kept; an overpayment lowers them) |
 | accepted / written_off | other types (fee_mismatch, missing_at_psp)  | none: the posting already made stands |
 | psp_asked       | any                                            | none: the PSP's corrected report posts its own difference |
+| anything else   | currency_mismatch                              | refused until FX exists (its net is in the platform's suspense in the reported currency) |
 
 Never edits history: a resolution only adds transactions and fills the break's resolution columns.
 """
@@ -80,6 +81,12 @@ def resolve_break(session: Session, scope: Scope, break_id: str, *, resolution: 
         raise ResolutionError("No such break.", "break")
     if row.status != "open":
         raise ResolutionError(f"This break is {row.status} already.", "break")
+    if row.type == "currency_mismatch" and resolution != "psp_asked":
+        # Its line's net sits in the platform's suspense in the reported currency, the booked amount in the
+        # merchant's receivable in the other: no posting can move one into the other before FX exists, and closing
+        # the break without one would leave that money in suspense with nothing open about it.
+        raise ResolutionError("A currency mismatch can only be sent back to the PSP (psp_asked) until FX exists: "
+                              "its money stays in suspense while the break is open.", "resolution")
     transaction_id = None
     if resolution == "matched_by_hand":
         target = (target or "").strip()

@@ -212,3 +212,23 @@ def test_a_resolution_note_holding_a_card_number_is_refused_by_the_service(app, 
         resolve(db_session, scope, row, "psp_asked", note="shopper's card 4242 4242 4242 4242, ask the PSP")
     db_session.rollback()
     assert one_break(db_session, scope, id=row.id).status == "open"
+
+
+def test_a_currency_mismatch_cannot_be_closed_while_its_money_sits_in_suspense(app, db_session, shop, sandbox):
+    scope = shop["scope"]
+    payment = sandbox.capture(db_session, scope, 5000)
+    sandbox.faults.append({"action": "alter", "reference": payment.psp_reference, "currency": "EUR"})
+    reconcile(db_session, sandbox)
+    mismatch = one_break(db_session, scope, type="currency_mismatch")
+    held = balance(db_session, PLATFORM, accounts.suspense("sandbox", "EUR"))
+    assert held > 0
+    for resolution, target in (("written_off", None), ("accepted", None), ("matched_by_hand", payment.id)):
+        with pytest.raises(ResolutionError) as refused:
+            resolve(db_session, scope, mismatch, resolution, target=target)
+        db_session.rollback()
+        assert refused.value.param == "resolution" and "FX" in refused.value.message
+    assert one_break(db_session, scope, type="currency_mismatch").status == "open"
+    asked = resolve(db_session, scope, mismatch, "psp_asked", note="asked for the USD report")
+    assert asked.status == "resolved" and asked.resolution_transaction_id is None
+    assert balance(db_session, PLATFORM, accounts.suspense("sandbox", "EUR")) == held
+    verify_ledger(app)
