@@ -27,7 +27,7 @@ from app.reconciliation import resolution as resolutions
 from app.reconciliation.inbox import TITLES
 from app.reconciliation.models import BREAK_STATUSES, BREAK_TYPES, Break, ReportFile, ReportLine
 from app.reconciliation.service import break_object
-from app.reconciliation.stripe_lines import credential_of
+from app.reconciliation.stripe_lines import credential_of, psp_of
 from app.reporting.exports import csv_safe
 from app.scoping import Scope
 
@@ -79,14 +79,16 @@ def reconciliation():
             .group_by(ReportLine.currency)).all()
         lines = db.session.scalars(select(ReportLine).where(ReportLine.file_id == latest.id)
                                    .order_by(ReportLine.line_no).limit(LINES_SHOWN)).all()
+    # A source names an account (``stripe:<credential>``); breaks and ledger accounts name its PSP (``stripe``).
     by_type = dict(db.session.execute(select(Break.type, func.count()).where(
-        Break.psp == psp, Break.livemode == livemode, Break.report_date == day).group_by(Break.type)).all())
+        Break.psp == psp_of(psp), Break.livemode == livemode, Break.report_date == day).group_by(Break.type)).all())
     statements = db.session.scalars(select(ReportFile).where(
         ReportFile.kind == "bank_statement", ReportFile.livemode == livemode, ReportFile.report_date == day)
         .order_by(ReportFile.version)).all()
     page = render_template("admin/reconciliation.html", day=day, psp=psp, psps=psps, livemode=livemode,
                            files=files, latest=latest, statuses=statuses, totals=totals, lines=lines,
-                           by_type=by_type, titles=TITLES, statements=statements, balances=_balances(psp, livemode),
+                           by_type=by_type, titles=TITLES, statements=statements, break_psp=psp_of(psp),
+                           balances=_balances(psp_of(psp), livemode),
                            names=merchant_names(line.merchant_id for line in lines),
                            failing=failures.raised(db.session, utcnow()))
     db.session.rollback()

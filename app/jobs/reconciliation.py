@@ -52,10 +52,20 @@ def dispute_notices() -> service.DisputeNotices:
     return service.DisputeNotices(lookup=lookup, deps=deps_for(app), base_url=app.config.get("PUBLIC_BASE_URL") or "")
 
 
+def _test_mode_only(livemode: bool, what: str) -> None:
+    """What is fetched here comes from the sandbox, which is test mode only: imported as live, its lines would match
+    nothing and the test money would land in the live platform book's suspense."""
+    if livemode:
+        raise fetch.FetchFailed(f"{what} is fetched from the sandbox, which serves test mode only: import a live "
+                                "file with --file (or the console's upload)")
+
+
 def run_day(psp: str, day, *, content: bytes | None = None, livemode: bool = False) -> service.RunResult:
     """Fetch (unless given) and reconcile one PSP's report of one day, in its own transaction."""
     config = current_app.config
-    content = content if content is not None else fetch.fetch_settlement(config, psp, day)
+    if content is None:
+        _test_mode_only(livemode, f"{psp}'s settlement report")
+        content = fetch.fetch_settlement(config, psp, day)
     with commit_or_rollback(db.session):
         return service.reconcile_settlement(db.session, psp=psp, livemode=livemode, report_date=day, content=content,
                                             hmac_key=ledger_hmac_key(),
@@ -65,7 +75,9 @@ def run_day(psp: str, day, *, content: bytes | None = None, livemode: bool = Fal
 
 def run_statement(day, *, content: bytes | None = None, livemode: bool = False) -> service.RunResult:
     """Fetch (unless given) and import the bank statement of one day, in its own transaction."""
-    content = content if content is not None else fetch.fetch_statement(current_app.config, day)
+    if content is None:
+        _test_mode_only(livemode, "the bank statement")
+        content = fetch.fetch_statement(current_app.config, day)
     with commit_or_rollback(db.session):
         return service.reconcile_statement(db.session, livemode=livemode, report_date=day, content=content,
                                            hmac_key=ledger_hmac_key())

@@ -6,9 +6,11 @@
 | matched_by_hand | anything else                                  | none: the named object is recorded |
 | accepted / written_off | amount_mismatch (merchant book)         | the difference left in ``psp_receivable`` to ``psp_fees`` |
 | accepted / written_off | a break whose money is in suspense (platform book) | ``suspense`` to the platform book's ``psp_fees`` (settlement differences the platform absorbs or gains) |
+| accepted / written_off | deposit_mismatch of a batch deposited already (another entry matched or accepted) | as a platform break in suspense (above) |
 | accepted / written_off | deposit_mismatch of a known batch (paid short or over) | the deposit is taken as the batch's payment: platform book ``suspense`` -> ``cash`` back out by the deposit; each book of the batch ``psp_clearing`` -> ``cash`` by its share, less its part of the shortfall (largest remainder over the positive shares) to ``psp_fees`` (the platform bears PSP fees and so what the PSP kept; an overpayment lowers them) |
 | accepted / written_off | other types (fee_mismatch, missing_at_psp)  | none: the posting already made stands |
 | psp_asked       | any                                            | none: the PSP's corrected report posts its own difference |
+| anything else   | currency_mismatch                              | refused until FX exists (its net is in the platform's suspense in the reported currency) |
 
 Never edits history: a resolution only adds transactions and fills the break's resolution columns.
 """
@@ -80,6 +82,12 @@ def resolve_break(session: Session, scope: Scope, break_id: str, *, resolution: 
         raise ResolutionError("No such break.", "break")
     if row.status != "open":
         raise ResolutionError(f"This break is {row.status} already.", "break")
+    if row.type == "currency_mismatch" and resolution != "psp_asked":
+        # Its line's net sits in the platform's suspense in the reported currency, the booked amount in the
+        # merchant's receivable in the other: no posting can move one into the other before FX exists, and closing
+        # the break without one would leave that money in suspense with nothing open about it.
+        raise ResolutionError("A currency mismatch can only be sent back to the PSP (psp_asked) until FX exists: "
+                              "its money stays in suspense while the break is open.", "resolution")
     transaction_id = None
     if resolution == "matched_by_hand":
         target = (target or "").strip()
@@ -88,7 +96,7 @@ def resolve_break(session: Session, scope: Scope, break_id: str, *, resolution: 
         if row.merchant_id == PLATFORM_MERCHANT_ID and row.type == "missing_in_kassa":
             transaction_id = _move_line_to_payment(session, row, target, hmac_key)
     elif resolution in ("accepted", "written_off"):
-        if row.type == "deposit_mismatch" and row.kassa_amount is not None:
+        if row.type == "deposit_mismatch" and row.kassa_amount is not None and not _deposited(session, row):
             transaction_id = _accept_deposit(session, row, hmac_key)
         else:
             transaction_id = _adjust(session, row, hmac_key)
@@ -175,6 +183,14 @@ def _adjust(session: Session, row: Break, hmac_key: bytes) -> str | None:
                               hmac_key=hmac_key, reference=row.id,
                               description=f"Break {row.id} ({row.type}) resolved: adjustment")
     return posted.id
+
+
+def _deposited(session: Session, row: Break) -> bool:
+    """Whether another bank entry already counts as the batch's deposit (matched, or a deposit_mismatch accepted
+    before): then this one's money is a surplus like a duplicate deposit's, and moving the batch's clearing to cash
+    again would count the batch twice."""
+    return session.scalar(select(func.count()).select_from(BankEntry).where(
+        BankEntry.livemode == row.livemode, BankEntry.batch_id == row.batch_id, BankEntry.status == "matched")) > 0
 
 
 def _accept_deposit(session: Session, row: Break, hmac_key: bytes) -> str:

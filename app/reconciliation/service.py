@@ -653,10 +653,12 @@ def _close_superseded(session: Session, report: ReportFile, result: RunResult, n
            AND b.reference IN (SELECT reference FROM reconciliation_lines WHERE file_id = :old AND status = 'superseded')
            AND EXISTS (SELECT 1 FROM jsonb_array_elements(b.lines) e
                         WHERE e->>'file' IN (SELECT id FROM reconciliation_files
-                                              WHERE source = :psp AND kind = 'settlement' AND livemode = :livemode
+                                              WHERE source = :source AND kind = 'settlement' AND livemode = :livemode
                                                 AND report_date = :day AND id <> :f))
         RETURNING b.id"""), {"now": now, "f": report.id, "old": report.supersedes_id, "livemode": report.livemode,
-                             "psp": report.source, "day": report.report_date}).scalars().all()
+                             # A break names the PSP (``stripe``), a file its source (``stripe:<credential>``).
+                             "psp": psp_of(report.source), "source": report.source,
+                             "day": report.report_date}).scalars().all()
     result.breaks_closed.extend(closed)
 
 
@@ -845,8 +847,11 @@ def _deposit(session: Session, statement: ReportFile, entry: BankEntry, seq: str
         return "mismatch"
     if not shares or currencies != {entry.currency} or total != entry.amount:
         kind = "deposit_without_batch" if not shares else "deposit_mismatch"
+        # Per entry: a batch paid in two parts (or again by a corrected statement's other entry) files each part's
+        # break and posts each part's money, rather than the second colliding with the first's key.
         opened = open_break(session, platform, type_=kind, psp=psp,
-                            dedupe_key=f"{kind}:{entry.batch_id or entry.bank_reference}:{entry.currency}",
+                            dedupe_key=f"{kind}:{entry.batch_id or entry.bank_reference}:{entry.currency}:"
+                                       f"{statement.id}:{entry.entry_no}",
                             report_date=statement.report_date, currency=entry.currency,
                             kassa_amount=total if shares else None, psp_amount=entry.amount,
                             batch_id=entry.batch_id, lines=entry_ref, now=now,
@@ -859,7 +864,8 @@ def _deposit(session: Session, statement: ReportFile, entry: BankEntry, seq: str
             legs = legs_from_changes({accounts.cash(entry.currency): entry.amount,
                                       accounts.suspense(psp, entry.currency): entry.amount}, _currency)
             posted = post_transaction(session, platform,
-                                      f"deposit:{entry.batch_id or entry.bank_reference}:{_book(platform)}:{seq}",
+                                      f"deposit:{entry.batch_id or entry.bank_reference}:{_book(platform)}:{seq}"
+                                      f":e{entry.entry_no}",
                                       "deposit", legs, hmac_key=hmac_key, reference=entry.batch_id,
                                       description=f"Bank deposit {entry.bank_reference} not matched to its batch")
             result.transactions.append(posted.id)

@@ -4,6 +4,7 @@ history; the inbox's reconciliation kind; merchants' members get 404."""
 import csv
 import datetime as dt
 import io
+import re
 
 from sqlalchemy import select
 from werkzeug.datastructures import FileStorage
@@ -233,3 +234,21 @@ def _upload_in_memory(client, token, content: bytes, day):
         "upload-file": FileStorage(io.BytesIO(content), filename="report.csv")})
     return client.post("/admin/reconciliation/upload", data=payload,
                        content_type=f"multipart/form-data; boundary={boundary}")
+
+
+def test_the_day_of_a_merchants_stripe_account_shows_its_breaks_and_balances(app, admin_client, db_session, shop):
+    """A source names the account (stripe:<credential>), breaks and ledger accounts the PSP (stripe): the day's page
+    of such a source counted none of its breaks and showed no balance, and its links filtered the queue to nothing."""
+    merchant, _owner, _developer = shop
+    day = dt.date(2035, 5, 7)
+    source = "stripe:pcred_console_day"
+    service.store_file(db_session, source=source, kind="settlement", livemode=False, report_date=day,
+                       content=b'{"payouts": []}')
+    service.open_break(db_session, Scope(merchant.id, False), type_="amount_mismatch", psp="stripe",
+                       dedupe_key="amount_mismatch:stripe:pi_console_day:charge:+", report_date=day, currency="USD",
+                       kassa_amount=5000, psp_amount=4900, reference="pi_console_day")
+    db_session.commit()
+    html = admin_client.get(f"/admin/reconciliation?date={day.isoformat()}&psp={source}").get_data(as_text=True)
+    assert "Amount differs from the PSP&#39;s report</a>: 1" in html
+    [link] = re.findall(r'href="(/admin/reconciliation/breaks\?[^"]*)"', html)
+    assert "psp=stripe" in link and "psp=stripe%3A" not in link

@@ -148,3 +148,15 @@ def test_a_failing_statement_fetch_is_recorded_with_its_error(app, db_session, m
     row = db_session.get(FetchFailure, ("bank", "bank_statement", False, day))
     assert row.last_error == "bank: HTTP 503" and row.raise_at == today + timedelta(hours=24)
     db_session.commit()
+
+
+def test_a_live_run_never_imports_what_the_test_mode_sandbox_serves(app, db_session, monkeypatch):
+    monkeypatch.setattr(fetch, "fetch_settlement", lambda config, psp, day: EMPTY)
+    monkeypatch.setattr(fetch, "fetch_statement", lambda config, day: STATEMENT)
+    runner = app.test_cli_runner()
+    day = (utcnow().date() - timedelta(days=3)).isoformat()
+    for args in (["run", "--psp", "sandbox"], ["statement"]):
+        result = runner.invoke(args=["reconcile", *args, "--date", day, "--live"])
+        assert result.exit_code == 1 and "test mode only" in result.output, result.output
+    assert db_session.scalar(select(func.count()).select_from(ReportFile).where(ReportFile.livemode.is_(True))) == 0
+    db_session.commit()

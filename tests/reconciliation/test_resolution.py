@@ -212,3 +212,61 @@ def test_a_resolution_note_holding_a_card_number_is_refused_by_the_service(app, 
         resolve(db_session, scope, row, "psp_asked", note="shopper's card 4242 4242 4242 4242, ask the PSP")
     db_session.rollback()
     assert one_break(db_session, scope, id=row.id).status == "open"
+
+
+def test_a_currency_mismatch_cannot_be_closed_while_its_money_sits_in_suspense(app, db_session, shop, sandbox):
+    scope = shop["scope"]
+    payment = sandbox.capture(db_session, scope, 5000)
+    sandbox.faults.append({"action": "alter", "reference": payment.psp_reference, "currency": "EUR"})
+    reconcile(db_session, sandbox)
+    mismatch = one_break(db_session, scope, type="currency_mismatch")
+    held = balance(db_session, PLATFORM, accounts.suspense("sandbox", "EUR"))
+    assert held > 0
+    for resolution, target in (("written_off", None), ("accepted", None), ("matched_by_hand", payment.id)):
+        with pytest.raises(ResolutionError) as refused:
+            resolve(db_session, scope, mismatch, resolution, target=target)
+        db_session.rollback()
+        assert refused.value.param == "resolution" and "FX" in refused.value.message
+    assert one_break(db_session, scope, type="currency_mismatch").status == "open"
+    asked = resolve(db_session, scope, mismatch, "psp_asked", note="asked for the USD report")
+    assert asked.status == "resolved" and asked.resolution_transaction_id is None
+    assert balance(db_session, PLATFORM, accounts.suspense("sandbox", "EUR")) == held
+    verify_ledger(app)
+
+
+def test_a_batch_paid_in_two_parts_posts_both_and_is_deposited_once(app, db_session, shop, sandbox):
+    """Two bank entries of one batch on one statement, each half of it: each part's money reaches cash and suspense
+    with its own break (the second never folds into the first's posting: a deposit lost); accepting the first
+    settles the batch, and the second, accepted, is a surplus like a duplicate deposit's, never the batch's clearing
+    moved to cash twice."""
+    scope = shop["scope"]
+    sandbox.capture(db_session, scope, 10000)
+    reconcile(db_session, sandbox)
+    total = balance(db_session, scope, accounts.psp_clearing("sandbox", "USD"))
+    assert total > 0 and total % 2 == 0
+    sandbox.faults.append({"action": "short", "batch_id": sandbox.batch(), "amount": total // 2})
+    day = sandbox.day + dt.timedelta(days=1)
+    xml = sandbox.statement(day).decode()
+    start, end = xml.index("<Ntry>"), xml.index("</Ntry>") + len("</Ntry>")
+    second = xml[start:end].replace("<NtryRef>1<", "<NtryRef>2<").replace(f"{day:%Y%m%d}00001", f"{day:%Y%m%d}00002")
+    cash_before = balance(db_session, PLATFORM, accounts.cash("USD"))
+    suspense_before = balance(db_session, PLATFORM, accounts.suspense("sandbox", "USD"))
+    result = service.reconcile_statement(db_session, livemode=False, report_date=day, content=(
+        xml[:end] + second + xml[end:]).encode(), hmac_key=deps_for(current_app).ledger_hmac_key)
+    db_session.commit()
+    assert result.statuses == {"mismatch": 2} and len(result.breaks_opened) == 2
+    assert balance(db_session, PLATFORM, accounts.cash("USD")) - cash_before == total
+    assert balance(db_session, PLATFORM, accounts.suspense("sandbox", "USD")) - suspense_before == total
+    first, other = sorted(db_session.scalars(PLATFORM.select(Break, Break.type == "deposit_mismatch",
+                                                             Break.batch_id == sandbox.batch())).all(),
+                          key=lambda b: b.lines[0]["entry"])
+    db_session.commit()
+
+    resolve(db_session, PLATFORM, first, "accepted", note="first part")
+    assert balance(db_session, scope, accounts.psp_clearing("sandbox", "USD")) == 0
+    assert balance(db_session, scope, accounts.cash("USD")) == total // 2
+    resolve(db_session, PLATFORM, other, "accepted", note="second part")
+    assert balance(db_session, scope, accounts.psp_clearing("sandbox", "USD")) == 0
+    assert balance(db_session, scope, accounts.cash("USD")) == total // 2
+    assert balance(db_session, PLATFORM, accounts.suspense("sandbox", "USD")) == suspense_before
+    verify_ledger(app)

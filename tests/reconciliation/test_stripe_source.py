@@ -357,3 +357,25 @@ def test_the_deposit_confirmation_is_validated_and_kept_when_the_key_is_replaced
     db_session.rollback()
     assert current_credential(db_session, scope, "stripe").deposit_confirmation == "payout_events"
     db_session.commit()
+
+
+def test_a_corrected_report_of_a_connected_account_closes_the_breaks_of_the_lines_it_replaces(app, db_session, shop):
+    scope = shop["scope"]
+    day = dt.date(2026, 3, 14)
+    credential = connected(app, db_session, scope, "recon_corrected")
+    stripe_payment(db_session, scope, 5000, "pi_own_corrected", credential.id, day)
+    first = import_account_report(app, db_session, credential.id, day, [payout("po_own_corrected", 4750)],
+                                  {"po_own_corrected": [charge_bt("pi_own_corrected", 4900, 150, "po_own_corrected")]})
+    assert first.statuses == {"mismatch": 1}
+    [mismatch] = db_session.scalars(scope.select(Break, Break.reference == "pi_own_corrected")).all()
+    assert (mismatch.type, mismatch.psp, mismatch.status) == ("amount_mismatch", "stripe", "open")
+    db_session.commit()
+
+    corrected = import_account_report(app, db_session, credential.id, day, [payout("po_own_corrected", 4850)],
+                                      {"po_own_corrected": [charge_bt("pi_own_corrected", 5000, 150,
+                                                                      "po_own_corrected")]})
+    assert corrected.created and mismatch.id in corrected.breaks_closed
+    db_session.rollback()
+    assert db_session.get(Break, (scope.merchant_id, mismatch.id)).status == "closed"
+    db_session.commit()
+    verify_ledger(app)
