@@ -181,3 +181,22 @@ def test_owners_switch_to_sepa_export_a_file_once_and_download_it_again(app, cli
     login_as(client, db_session, intruder)
     assert client.get(f"/dashboard/{other.id}/test/sellers/own/exports/{export_id}").status_code == 404
     assert client.get(f"{own}/exports/{export_id}").status_code == 404
+
+
+def test_a_payout_to_an_account_replaced_since_stays_out_of_the_file(app, db_session, shop, sandbox):
+    scope = shop["scope"]
+    a, b, day2 = ready(db_session, scope, sandbox)
+    pa = pay(db_session, scope, a, day2)
+    old_account = pa.bank_account_id
+    # The owners replace A's account (say, the old one was not A's): the pending payout must not go to the old one.
+    set_bank_account(db_session, scope, seller_id=a, holder_name="A again", country="FR", currency="EUR",
+                     iban="FR7630006000011234567890189", actor=Actor(None, None), cooling=timedelta(0))
+    db_session.commit()
+    pb = pay(db_session, scope, b, day2)
+    export, document = export_due_payouts(db_session, scope, execution_date=day2)
+    db_session.commit()
+    ids = [e.text for e in ElementTree.fromstring(document).iterfind(".//p:EndToEndId", NS)]
+    assert ids == [pb.id] and export.payout_count == 1
+    assert service.get_payout(db_session, scope, pa.id).status == "pending"
+    assert old_account != payout_destination(db_session, scope, a).bank_account_id
+    db_session.commit()
