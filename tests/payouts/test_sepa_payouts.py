@@ -173,6 +173,13 @@ def test_owners_switch_to_sepa_export_a_file_once_and_download_it_again(app, cli
     export_id = re.search(r"(pexp_\w+)\.xml", again.get_data(as_text=True)).group(1)
     download = client.get(f"{own}/exports/{export_id}")
     assert download.status_code == 200 and pa.id in download.get_data(as_text=True)
+    # The file holds the payees' account numbers in clear: not downloadable again without a recent confirmation.
+    app.config["REAUTH_WINDOW_SECONDS"] = 0.000001
+    try:
+        stale = client.get(f"{own}/exports/{export_id}")
+    finally:
+        app.config.pop("REAUTH_WINDOW_SECONDS")
+    assert stale.status_code == 303 and "/account/confirm" in stale.headers["Location"]
     # Another merchant's people cannot download it.
     from tests import factories
     other = factories.merchant(db_session, name="Other")
