@@ -199,7 +199,7 @@ def test_a_payout_to_an_account_replaced_since_stays_out_of_the_file(app, db_ses
     set_bank_account(db_session, scope, seller_id=a, holder_name="A again", country="FR", currency="EUR",
                      iban="FR7630006000011234567890189", actor=Actor(None, None), cooling=timedelta(0))
     db_session.commit()
-    pb = pay(db_session, scope, b, day2)
+    pb = pay(db_session, scope, b, day2, amount=1000)  # (what cash has left after A's payout)
     export, document = export_due_payouts(db_session, scope, execution_date=day2)
     db_session.commit()
     ids = [e.text for e in ElementTree.fromstring(document).iterfind(".//p:EndToEndId", NS)]
