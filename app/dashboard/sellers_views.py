@@ -289,10 +289,15 @@ def export_sepa():
 @bp.route("/<merchant_id>/<mode>/sellers/own/exports/<export_id>")
 @merchant_view(Action.MANAGE_PAYOUTS)
 def download_export(export_id: str):
-    """An export's file again, as first handed out (it lists the same payouts: nothing is exported anew)."""
+    """An export's file again, as first handed out (it lists the same payouts: nothing is exported anew). The file
+    holds every payee's account number in clear: only after a recent re-authentication, as when it was made."""
     export = db.session.scalars(g.scope.select(PayoutExport, PayoutExport.id == export_id)).one_or_none()
     if export is None:
         abort(404)
+    if not recently_reauthenticated():
+        db.session.rollback()
+        return redirect(url_for("dashboard.confirm_identity", next=dash_url("dashboard.seller", seller_id=OWN)),
+                        code=303)
     document = sepa.export_document(export)
     db.session.rollback()
     return _download(export, document)

@@ -132,6 +132,29 @@ def fee_sellers(session: Session, scope: Scope, dispute_id: str, amount: int) ->
     return None
 
 
+def _booked_fee_sellers(session: Session, scope: Scope, dispute_id: str) -> dict[str, int] | None:
+    """Who bore the dispute fee as booked: each seller's part ({} when the platform's ``dispute_fees`` bore it), or
+    None when no fee was booked."""
+    from sqlalchemy import select
+
+    from app.ledger.models import Entry, JournalTransaction, LedgerAccount
+
+    rows = session.execute(
+        select(LedgerAccount.account_type, LedgerAccount.subject, Entry.amount)
+        .join(Entry, (Entry.account_id == LedgerAccount.id) & (Entry.merchant_id == LedgerAccount.merchant_id))
+        .join(JournalTransaction, (JournalTransaction.id == Entry.transaction_id)
+              & (JournalTransaction.merchant_id == Entry.merchant_id))
+        .where(JournalTransaction.merchant_id == scope.merchant_id, JournalTransaction.livemode == scope.livemode,
+               JournalTransaction.business_key == f"dispute_fee:{dispute_id}", Entry.direction == DEBIT)).all()
+    if not rows:
+        return None
+    sellers: dict[str, int] = {}
+    for row in rows:
+        if row.account_type == "seller_payable":
+            sellers[row.subject] = sellers.get(row.subject, 0) + row.amount
+    return sellers
+
+
 def book_withdrawal(session: Session, scope: Scope, dispute_id: str, payment_id: str, connector: str, currency: str,
                     shares: list[Share], *, hmac_key: bytes):
     """Post the disputed amount taken back from the sellers and the platform fee, against the PSP."""
@@ -155,7 +178,13 @@ def book_fee(session: Session, scope: Scope, dispute_id: str, connector: str, am
     """Post the dispute fee as the PSP reported it, or its return."""
     key, kind = ("dispute_fee_returned", "dispute_fee_returned") if returned else ("dispute_fee", "dispute_fee")
     what = "fee returned" if returned else "fee"
-    sellers = fee_sellers(session, scope, dispute_id, amount)
+    from app.payouts.fees import split_over
+
+    booked = _booked_fee_sellers(session, scope, dispute_id) if returned else None
+    if booked is None:
+        sellers = fee_sellers(session, scope, dispute_id, amount)
+    else:  # given back to whoever bore it, even if the fee bearer setting changed since (no cent created or lost)
+        sellers = (booked if sum(booked.values()) == amount else split_over(amount, booked)) if booked else None
     return post_transaction(session, scope, f"{key}:{dispute_id}", kind,
                             fee_legs(connector, amount, currency, returned=returned, sellers=sellers),
                             hmac_key=hmac_key,

@@ -17,9 +17,12 @@ log = logging.getLogger(__name__)
 
 
 @job
-def run_payout_schedules(livemode: bool = False) -> dict:
-    """Create the scheduled payouts due today in every book of a mode (each subject and currency in its own
+def run_payout_schedules(livemode: bool | None = None) -> dict:
+    """Create the scheduled payouts due today in every book of a mode, or (None, as the periodic sweep calls it) of
+    both modes: test mode on the sandbox clock's day, live mode on the real one (each subject and currency in its own
     transaction; the business key per period makes a second run, or a second scheduler, pay nothing twice)."""
+    if livemode is None:
+        return {"test": run_payout_schedules(False), "live": run_payout_schedules(True)}
     today = payout_today(current_app.config, livemode)
     books = service.books_with_payables(db.session, livemode)
     db.session.rollback()

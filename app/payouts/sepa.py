@@ -167,9 +167,11 @@ def export_due_payouts(session: Session, scope: Scope, *, now: datetime | None =
     """Export the book's due SEPA payouts into one file paid from the merchant's own account, and mark them in
     transit (they become paid or failed only from the bank statement: ``settle_from_statement``).
 
-    A payout whose account was flagged since it was created stays pending (and out of the file).
+    A payout whose account was flagged or replaced since it was created stays pending (and out of the file): a
+    replaced account may be the very one its owners took away, as the rail job refuses it (bank_account_changed);
+    cancel it and the next payout goes to the new account.
     SepaExportError when there is nothing to export or no euro account to pay from."""
-    from app.payouts.bank_accounts import account_destination, payout_destination
+    from app.payouts.bank_accounts import account_destination, active_bank_account, payout_destination
     from app.payouts.service import mark_in_transit
 
     now = now or utcnow()
@@ -182,6 +184,9 @@ def export_due_payouts(session: Session, scope: Scope, *, now: datetime | None =
         destination = account_destination(session, scope, payout.bank_account_id, box=box) \
             if payout.bank_account_id else None
         if destination is None or destination.flagged or not destination.iban:
+            continue
+        active = active_bank_account(session, scope, payout.seller_id)
+        if active is None or active.id != payout.bank_account_id:
             continue
         transfers.append(Transfer(payout.id, payout.amount, payout.currency, destination,
                                   payout.description or f"Payout {payout.id}"))

@@ -38,7 +38,7 @@ from app.payouts import balances
 from app.payouts.models import (INTERVALS, MERCHANT_SUBJECT, WEEKDAYS, Payout, PayoutItem, PayoutSchedule,
                                 PayoutStatus)
 from app.payouts.serializers import payout_object
-from app.payouts.state import transition
+from app.payouts.state import InvalidPayoutTransition, transition
 from app.scoping import Scope
 
 log = logging.getLogger(__name__)
@@ -384,6 +384,9 @@ def cancel_payout(session: Session, scope: Scope, payout_id: str, *, hmac_key: b
     payout = get_payout(session, scope, payout_id, for_update=True)
     if payout.status == PayoutStatus.CANCELED:
         return payout
+    if payout.status == PayoutStatus.PENDING and payout.sent_at is not None:
+        # Handed to the rail (process_payout): the bank may be paying it, so it can no longer be taken back.
+        raise InvalidPayoutTransition("This payout was already handed to the bank; it can no longer be canceled.")
     transition(session, payout, PayoutStatus.CANCELED)
     payout.next_attempt_at = None
     _reverse(session, payout, hmac_key)
@@ -503,8 +506,15 @@ def process_payout(session: Session, scope: Scope, payout_id: str, rail, *, hmac
                         hmac_key=hmac_key)
             commit()
             return "failed"
+        # Mark it handed to the rail, committed before the call: from now on a cancel is refused (the transfer may
+        # exist even if the rail's answer is lost), so a payout is never both canceled here and paid by the bank.
+        payout = get_payout(session, scope, payout_id, for_update=True)
+        if payout.status != status:
+            commit()
+            return "changed"
+        payout.sent_at = payout.sent_at or now
         amount, currency = payout.amount, payout.currency
-        session.rollback()  # no transaction (and no lock) across the rail's call
+        commit()  # no transaction (and no lock) across the rail's call
         answer = rail.send(payout_id, amount, currency, destination)
     else:
         session.rollback()

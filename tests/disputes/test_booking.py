@@ -128,6 +128,26 @@ def test_a_fee_given_back_is_booked_back(app, db_session, split_payment):
     verify_ledger(app)
 
 
+def test_a_fee_given_back_goes_to_whoever_bore_it_even_after_the_fee_bearer_changed(app, db_session, shop,
+                                                                                     split_payment):
+    """The platform bore the fee; the sellers bear fees by the time it comes back: the sellers get none of it
+    (no cent created for them), the platform's expense is undone."""
+    scope, payment = split_payment["scope"], split_payment["payment"]
+    a, b = split_payment["a"], split_payment["b"]
+    before = books(db_session, scope)
+    deliver(db_session, payment, "cb_fb_1", "dispute.created", dispute_data("dp_fb", "needs_response", 7000))
+    assert books(db_session, scope).get("dispute_fees:USD") == 1500
+    shop["merchant"].fee_bearer = "seller"
+    db_session.commit()
+    won = dispute_data("dp_fb", "won", 7000, reinstated=True, fee_returned=1500)
+    deliver(db_session, payment, "cb_fb_2", "dispute.closed", won, created=won["created"] + 5)
+    after = books(db_session, scope)
+    assert after.get("dispute_fees:USD") == 0
+    for code in (f"seller_payable:{a}:USD", f"seller_payable:{b}:USD", "merchant_revenue:USD"):
+        assert after.get(code) == before.get(code), code  # withdrawn, reinstated: back where they were
+    verify_ledger(app)
+
+
 def test_an_inquiry_books_nothing_and_may_still_be_refunded(app, db_session, shop):
     scope = shop["scope"]
     payment = captured(db_session, scope, amount=5000)

@@ -480,3 +480,20 @@ def test_dispute_after_payout_is_carried_negative_and_recovered(app, db_session,
     items = service.payout_items(db_session, scope, recovered.id)
     assert sum(t.net for t in items) == 5820 and "dispute" in {t.type for t in items}
     verify_ledger(app)
+
+
+def test_the_periodic_scheduler_pays_live_mode_books_too(app, db_session, shop, monkeypatch):
+    """The periodic sweep calls the job with no argument: it must visit the live books as well as the test ones
+    (a live seller whose payouts are never scheduled is never paid)."""
+    from app.jobs.payouts import run_payout_schedules
+
+    visited = []
+    real = service.books_with_payables
+
+    def spy(session, livemode):
+        visited.append(livemode)
+        return [b for b in real(session, livemode) if b == shop["merchant"].id]
+
+    monkeypatch.setattr(service, "books_with_payables", spy)
+    result = run_payout_schedules()
+    assert sorted(visited) == [False, True] and set(result) == {"test", "live"}

@@ -150,3 +150,48 @@ def test_the_jobs_pay_on_the_sandbox_clock_day_once(app, db_session, shop, sandb
     assert service.get_payout(db_session, scope, payout.id).status == "paid"
     db_session.commit()
     assert parts(usd(db_session, scope, a, day2)) == (0, 0, 0)
+
+
+def test_a_cancel_racing_the_send_is_refused_so_the_bank_never_pays_a_canceled_payout(app, db_session, shop, sandbox,
+                                                                                       destinations, rail):
+    import threading
+
+    from app.extensions import db
+    from app.payouts.state import InvalidPayoutTransition
+
+    scope = shop["scope"]
+    a, day2 = _ready(db_session, scope, sandbox)
+    payout = service.create_payout(db_session, scope, seller_id=a, currency="USD", hmac_key=key(), today=day2,
+                                   amount=5000).payout
+    db_session.commit()
+    refused = []
+
+    def cancel_elsewhere():  # an API cancel arriving while the worker talks to the bank
+        with app.app_context():
+            try:
+                service.cancel_payout(db.session, scope, payout.id, hmac_key=key())
+                db.session.commit()
+            except InvalidPayoutTransition as exc:
+                refused.append(exc)
+                db.session.rollback()
+            finally:
+                db.session.remove()
+
+    class RacingRail:
+        def send(self, *args):
+            thread = threading.Thread(target=cancel_elsewhere)
+            thread.start()
+            thread.join()
+            return rail.send(*args)
+
+        def status(self, payout_id):
+            return rail.status(payout_id)
+
+    assert step(db_session, scope, payout.id, RacingRail()) == "in_transit"
+    assert len(refused) == 1
+    row = service.get_payout(db_session, scope, payout.id)
+    assert row.status == "in_transit"
+    db_session.commit()
+    assert balance(db_session, scope, accounts.seller_payable(a, "USD")) == 820
+    assert balance(db_session, scope, accounts.payouts_in_transit("USD")) == 5000
+    verify_ledger(app)

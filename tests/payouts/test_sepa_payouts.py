@@ -173,6 +173,13 @@ def test_owners_switch_to_sepa_export_a_file_once_and_download_it_again(app, cli
     export_id = re.search(r"(pexp_\w+)\.xml", again.get_data(as_text=True)).group(1)
     download = client.get(f"{own}/exports/{export_id}")
     assert download.status_code == 200 and pa.id in download.get_data(as_text=True)
+    # The file holds the payees' account numbers in clear: not downloadable again without a recent confirmation.
+    app.config["REAUTH_WINDOW_SECONDS"] = 0.000001
+    try:
+        stale = client.get(f"{own}/exports/{export_id}")
+    finally:
+        app.config.pop("REAUTH_WINDOW_SECONDS")
+    assert stale.status_code == 303 and "/account/confirm" in stale.headers["Location"]
     # Another merchant's people cannot download it.
     from tests import factories
     other = factories.merchant(db_session, name="Other")
@@ -181,3 +188,22 @@ def test_owners_switch_to_sepa_export_a_file_once_and_download_it_again(app, cli
     login_as(client, db_session, intruder)
     assert client.get(f"/dashboard/{other.id}/test/sellers/own/exports/{export_id}").status_code == 404
     assert client.get(f"{own}/exports/{export_id}").status_code == 404
+
+
+def test_a_payout_to_an_account_replaced_since_stays_out_of_the_file(app, db_session, shop, sandbox):
+    scope = shop["scope"]
+    a, b, day2 = ready(db_session, scope, sandbox)
+    pa = pay(db_session, scope, a, day2)
+    old_account = pa.bank_account_id
+    # The owners replace A's account (say, the old one was not A's): the pending payout must not go to the old one.
+    set_bank_account(db_session, scope, seller_id=a, holder_name="A again", country="FR", currency="EUR",
+                     iban="FR7630006000011234567890189", actor=Actor(None, None), cooling=timedelta(0))
+    db_session.commit()
+    pb = pay(db_session, scope, b, day2, amount=1000)  # (what cash has left after A's payout)
+    export, document = export_due_payouts(db_session, scope, execution_date=day2)
+    db_session.commit()
+    ids = [e.text for e in ElementTree.fromstring(document).iterfind(".//p:EndToEndId", NS)]
+    assert ids == [pb.id] and export.payout_count == 1
+    assert service.get_payout(db_session, scope, pa.id).status == "pending"
+    assert old_account != payout_destination(db_session, scope, a).bank_account_id
+    db_session.commit()
