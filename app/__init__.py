@@ -50,6 +50,7 @@ def create_app(config: dict | None = None) -> Flask:
         for engine in db.engines.values():
             ping_idle_connections(engine)
     migrate.init_app(app, db, directory=str(ROOT / "migrations"))
+    _register_large_uploads(app)  # before CSRF: its check reads the form, which enforces the body's limit
     csrf.init_app(app)
     login_manager.init_app(app)
     htmx.init_app(app)
@@ -102,6 +103,22 @@ def _register_error_pages(app: Flask) -> None:
             return jsonify({"error": {"type": "api_error", "code": "internal_error",
                                       "message": "An unexpected error occurred.", "param": None}}), 500
         return render_template("errors/500.html", error=error), 500
+
+
+# Console routes that take files bigger than MAX_CONTENT_LENGTH: endpoint -> the config key of their limit.
+LARGE_UPLOADS = {"admin.upload_reconciliation_file": "RECONCILIATION_MAX_UPLOAD_BYTES"}
+
+
+def _register_large_uploads(app: Flask) -> None:
+    @app.before_request
+    def allow_large_upload():
+        """Raise the body's limit for the routes of LARGE_UPLOADS only (werkzeug spools a file part over 500 KB to
+        a temporary file, never the whole body in memory); above it, 413 (the route's own error page)."""
+        key = LARGE_UPLOADS.get(request.endpoint or "")
+        if key:
+            from app.api.auth import UPLOAD_OVERHEAD_BYTES
+
+            request.max_content_length = int(app.config[key]) + UPLOAD_OVERHEAD_BYTES
 
 
 def _register_input_check(app: Flask) -> None:

@@ -21,3 +21,4 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(psp_credentials_group)
     from app.reporting.cli import reporting_cli; app.cli.add_command(reporting_cli)  # noqa: E702  (issue 8)
     from app.reconciliation.cli import reconcile_cli; app.cli.add_command(reconcile_cli)  # noqa: E702  (issue 21)
+    from app.risk.learning.cli import risk_cli; app.cli.add_command(risk_cli)  # noqa: E702  (issue 23)

@@ -77,6 +77,10 @@ def load_config(env=os.environ) -> dict:
         "PSP_CONNECT_TIMEOUT": _float(env, "PSP_CONNECT_TIMEOUT", 1.0),
         "PSP_READ_TIMEOUT": _float(env, "PSP_READ_TIMEOUT", 5.0),
         "MAX_CONTENT_LENGTH": 1024 * 1024,
+        # The console's upload of a day's settlement report or bank statement (/admin/reconciliation/upload) takes
+        # files up to this size, that route only (app/__init__.py LARGE_UPLOADS); werkzeug spools the file part to
+        # a temporary file as it arrives. A real PSP's day is tens of MB.
+        "RECONCILIATION_MAX_UPLOAD_BYTES": int(env.get("RECONCILIATION_MAX_UPLOAD_BYTES", "") or 200 * 1024 * 1024),
         # Where dispute evidence files are kept (one folder per merchant); unset: in PostgreSQL (app/disputes/files.py).
         "FILES_DIRECTORY": env.get("FILES_DIRECTORY", ""),
         "SESSION_COOKIE_HTTPONLY": True,
@@ -97,4 +101,6 @@ def load_config(env=os.environ) -> dict:
         # ProxyFix): 0 when clients connect directly, else a client could claim any address.
         "TRUSTED_PROXIES": int(env.get("TRUSTED_PROXIES") or 0),
         "CHECKOUT_LIMITS": env.get("CHECKOUT_LIMITS", ""),  # card-testing limits (app/checkout/limits.py)
+        # Days the first payout to a new or changed bank account waits (app/payouts/bank_accounts.py).
+        "PAYOUT_COOLING_DAYS": _float(env, "PAYOUT_COOLING_DAYS", 3),
     }

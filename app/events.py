@@ -19,6 +19,8 @@ MERCHANT_EVENT_TYPES = (
     "dispute.created", "dispute.updated", "dispute.closed", "dispute.funds_withdrawn", "dispute.funds_reinstated",
     "checkout.session.completed", "checkout.session.expired",
     "review.opened", "review.closed",
+    "payout.created", "payout.updated", "payout.paid", "payout.failed", "payout.canceled",
+    "bank_account.created", "bank_account.updated",
     "webhook.test",
 )
 # Events of the platform itself, written only in the platform book (app/reconciliation: PLATFORM_MERCHANT_ID, one

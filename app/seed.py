@@ -164,3 +164,7 @@ SEED_STEPS.append(seed_demo_disputes)
 from app.risk.seed import seed_demo_risk  # noqa: E402
 
 SEED_STEPS.append(seed_demo_risk)
+
+from app.risk.learning.demo import seed_demo_model  # noqa: E402  (issue 23)
+
+SEED_STEPS.append(seed_demo_model)

@@ -45,6 +45,7 @@ from bench import payments as payments_bench  # noqa: E402
 
 SECTION_START = "<!-- risk:start -->"
 SECTION_END = "<!-- risk:end -->"
+LOAD_BEFORE = "?"
 LIST_SIZE = 100_000
 LISTS = (("bench_fingerprints", "card_fingerprint", lambda n: f"fp_bench{n:010d}", "card_fingerprint"),
          ("bench_emails", "email", lambda n: f"user{n}@bench.example", "email"),
@@ -115,17 +116,20 @@ def make_app(env: dict):
                        "API_KEY_HMAC_KEY": env.get("API_KEY_HMAC_KEY", "bench")})
 
 
-def timed_in_thread(app, fn, count: int) -> list[float]:
+def timed_in_thread(app, fn, count: int, cpu: list[float] | None = None) -> list[float]:
     """``fn`` run ``count`` times in a dedicated thread (with its own app context and database session); each
-    call's duration in milliseconds."""
+    call's duration in milliseconds (and, into ``cpu``, the thread's CPU time per call: what the machine's
+    load inflates least)."""
     samples: list[float] = []
 
     def run():
         with app.app_context():
             for _ in range(count):
-                started = time.perf_counter()
+                started, used = time.perf_counter(), time.thread_time()
                 fn()
                 samples.append((time.perf_counter() - started) * 1000)
+                if cpu is not None:
+                    cpu.append((time.thread_time() - used) * 1000)
             from app.extensions import db
             db.session.remove()
 
@@ -210,9 +214,10 @@ def _evaluation(env: dict, count: int) -> dict:
         for fn in (one(full), one(plain), floor):  # warm up: imports, compiled rules, prepared plans
             timed_in_thread(app, fn, 50)
         say(f"timing {count} evaluations")
-        results["floor"] = summary(timed_in_thread(app, floor, count))
-        results["builtin"] = summary(timed_in_thread(app, one(plain), count))
-        results["full"] = summary(timed_in_thread(app, one(full), count))
+        for key, fn in (("floor", floor), ("builtin", one(plain)), ("full", one(full))):
+            cpu: list[float] = []
+            results[key] = summary(timed_in_thread(app, fn, count, cpu))
+            results[key]["cpu_p50"] = round(statistics.median(cpu), 3)
         db.session.remove()
         db.engine.dispose()
     return results
@@ -254,15 +259,17 @@ def end_to_end(args) -> dict:
 def render(evaluations: dict, e2e: dict, args) -> str:
     lines = [SECTION_START, "## Risk", "",
              f"{date.today().isoformat()}, {platform.machine()}, Python {platform.python_version()}, "
-             f"{os.cpu_count()} CPUs shared with other work; `bench/risk.py --evaluations {args.evaluations} "
+             f"{os.cpu_count()} CPUs shared with other work (load average {LOAD_BEFORE} before the run); "
+             f"`bench/risk.py --evaluations {args.evaluations} "
              f"--seconds {args.throughput_seconds} --clients {args.clients}`.", "",
-             "Evaluation per confirmation, in a dedicated thread (ms):", "",
-             "| what | n | p50 | p99 | max |", "|---|---|---|---|---|"]
+             "Evaluation per confirmation, in a dedicated thread (ms; CPU: the thread's own CPU time, median):", "",
+             "| what | n | p50 | p99 | max | CPU p50 |", "|---|---|---|---|---|---|"]
     names = {"floor": "floor: `SELECT 1` + Redis `PING`", "builtin": "built-in platform rules only, all counters",
              "full": "50 rules, 5 lists × 100,000 items, all counters"}
     for key in ("floor", "builtin", "full"):
         row = evaluations[key]
-        lines.append(f"| {names[key]} | {row['n']} | {row['p50']} | {row['p99']} | {row['max']} |")
+        lines.append(f"| {names[key]} | {row['n']} | {row['p50']} | {row['p99']} | {row['max']} | "
+                     f"{row.get('cpu_p50', '')} |")
     lines += ["", "End to end (1 worker, closed loop, sandbox without added latency), same 50 rules and lists:", "",
               "| risk | payments | seconds | payments/s | answered processing | errors |", "|---|---|---|---|---|---|"]
     for key in ("on", "off"):
@@ -272,8 +279,10 @@ def render(evaluations: dict, e2e: dict, args) -> str:
     ratio = e2e["on"]["per_second"] / e2e["off"]["per_second"] if e2e["off"]["per_second"] else 0
     lines += ["", f"Risk on / off: {ratio:.2f} (target ≥ 0.9); evaluation p99 {evaluations['full']['p99']} ms "
                   "(target < 5 ms). Risk on adds one vault read (GET /v1/tokens/<id>) and one short transaction "
-                  "per authorization; an evaluation is three database round trips (configuration, list lookups, "
-                  "the assessment's insert) and one Redis script. On a machine whose bare round trips reach "
+                  "per authorization; an evaluation is one Redis script and two database round trips while the "
+                  "per-process cache of compiled rules is current (one statement: the configuration stamps, the "
+                  "first-seen fact and every value-list lookup of both owners; then the assessment's insert; "
+                  "counted by tests/risk/test_engine.py). On a machine whose bare round trips reach "
                   f"{evaluations['floor']['p99']} ms at p99 (the floor above, 2 CPUs shared with other work), the "
                   "p99 mostly measures scheduling; compare the rows with each other.",
               SECTION_END]
@@ -287,6 +296,8 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
+    global LOAD_BEFORE
+    LOAD_BEFORE = ", ".join(f"{value:.1f}" for value in os.getloadavg())
     bench = payments_bench.Bench(args)
     try:
         evaluations = evaluation(bench, args.evaluations)

@@ -340,6 +340,17 @@ def run_pytest(env: dict[str, str], args: list[str]) -> int:
     return returncode
 
 
+def whole_suite_args() -> list[str]:
+    """The whole suite, its modules spread over one pytest-xdist worker per CPU (`KASSA_TEST_WORKERS`
+    overrides; 1 runs in this process). Each module stays on one worker (`--dist loadfile`): a module's
+    fixtures (its database, app, live servers) are set up once. tests/conftest.py gives each worker its own
+    Redis database and metrics directory."""
+    workers = int(os.environ.get("KASSA_TEST_WORKERS") or os.cpu_count() or 1)
+    if workers <= 1:
+        return ["tests"]
+    return ["tests", "-n", str(workers), "--dist", "loadfile"]
+
+
 def cmd_test(pytest_args: list[str]) -> int:
     """Ephemeral servers, a migrated template database, then pytest."""
     install_signal_handlers()
@@ -363,9 +374,10 @@ def cmd_test(pytest_args: list[str]) -> int:
         with backing_services(tmp, secret_values, "kassa_template", True, defaults, forced,
                               recreate_db=True) as backing:
             migrate(backing.env)
-            print(f"kassa: running pytest {' '.join(pytest_args or ['tests'])}", flush=True)
+            pytest_args = pytest_args or whole_suite_args()
+            print(f"kassa: running pytest {' '.join(pytest_args)}", flush=True)
             try:
-                return pytest_exit_status(run_pytest(backing.env, pytest_args or ["tests"]))
+                return pytest_exit_status(run_pytest(backing.env, pytest_args))
             finally:
                 keep = {s.child.pid for s in (backing.postgres, backing.redis) if s and s.child}
                 shielded(lambda: _stop_strays(keep))()

@@ -13,7 +13,7 @@ import time
 from flask import Flask, Response, redirect, render_template, request
 from werkzeug.exceptions import HTTPException
 
-from . import disputes
+from . import disputes, transfers
 from . import operations as ops
 from . import store as store_mod
 from .callbacks import callback_object
@@ -298,9 +298,13 @@ def create_public_app(sandbox: Sandbox) -> Flask:
         if body.get("date") is not None and not DATE_RE.match(body["date"]):
             raise SandboxError(400, "invalid_request", "date looks like YYYY-MM-DD", "date")
         needs = {"drop": "reference", "duplicate": "reference", "alter": "reference", "delay": "reference",
-                 "unknown": "date", "short": "batch_id", "no_batch": "date"}[action]
+                 "unknown": "date", "short": "batch_id", "no_batch": "date", "missed_dispute": "reference"}[action]
         if not body.get(needs):
             raise SandboxError(400, "invalid_request", f"{action} needs {needs}", needs)
+        if action == "missed_dispute":
+            # A chargeback whose notice never leaves: the report of its day is the only one to tell.
+            with sandbox.write() as conn:
+                disputes.open_unannounced(conn, body["reference"], sandbox.clock.now())
         fault = {k: v for k, v in body.items() if k in ("action", "reference", "type", "amount", "fee", "currency",
                                                         "batch_id", "date")}
         return json_response({"acquirer": acquirer, "faults": sandbox.add_settlement_fault(acquirer, fault)})
@@ -321,6 +325,48 @@ def create_public_app(sandbox: Sandbox) -> Flask:
         with sandbox.store.read() as conn:
             text = bank_statement_xml(conn, sandbox.config.acquirers, date, sandbox.get_settlement_faults())
         return Response(text, mimetype="application/xml")
+
+    def _bank_auth():
+        if not hmac.compare_digest(request.headers.get("Authorization", "").encode(),
+                                   f"Bearer {sandbox.config.secret}".encode()):
+            raise SandboxError(401, "unauthorized", "Missing or wrong secret.")
+
+    @app.post("/v1/bank_transfers")
+    def create_bank_transfer():
+        """A transfer out of the platform's bank account, idempotent by ``id`` (Kassa's payout id)."""
+        _bank_auth()
+        body = _json_body()
+        for name in ("id", "currency", "account"):
+            if not isinstance(body.get(name), str) or not body[name]:
+                raise SandboxError(400, "invalid_request", f"{name} is required", name)
+        if isinstance(body.get("amount"), bool) or not isinstance(body.get("amount"), int) or body["amount"] <= 0:
+            raise SandboxError(400, "invalid_request", "amount must be a positive integer", "amount")
+        try:
+            with sandbox.write() as conn:
+                return json_response(transfers.create(conn, body, sandbox.clock.now()))
+        except transfers.TransferConflict as exc:
+            raise SandboxError(409, "idempotency_mismatch", str(exc), "id") from None
+
+    @app.get("/v1/bank_transfers/<transfer_id>")
+    def get_bank_transfer(transfer_id):
+        _bank_auth()
+        with sandbox.store.read() as conn:
+            row = conn.execute("SELECT * FROM bank_transfers WHERE id = ?", (transfer_id,)).fetchone()
+        if row is None:
+            raise SandboxError(404, "not_found", "No such transfer.", "id")
+        return json_response(transfers.view(row, sandbox.clock.now()))
+
+    @app.post("/_admin/bank_transfers/<transfer_id>/return")
+    def return_bank_transfer(transfer_id):
+        """A paid transfer comes back from the receiving bank (failed after paid)."""
+        code = _json_body().get("failure_code") or "account_closed"
+        with sandbox.write() as conn:
+            conn.execute("UPDATE bank_transfers SET returned_at = ?, return_code = ? WHERE id = ?",
+                         (sandbox.clock.now(), code, transfer_id))
+            row = conn.execute("SELECT * FROM bank_transfers WHERE id = ?", (transfer_id,)).fetchone()
+        if row is None:
+            raise SandboxError(404, "not_found", "No such transfer.", "id")
+        return json_response(transfers.view(row, sandbox.clock.now()))
 
     @app.post("/_admin/refunds/<refund_id>/fail")
     def fail_refund(refund_id):

@@ -117,7 +117,8 @@ def list_disputes(conn, acquirer: str, authorization_id: str | None = None) -> l
 # ---------------------------------------------------------------- opening
 
 
-def _open(conn, auth, reason: str, inquiry: bool, created: int, now: int, amount: int | None = None) -> dict:
+def _open(conn, auth, reason: str, inquiry: bool, created: int, now: int, amount: int | None = None,
+          announce: bool = True) -> dict:
     if conn.execute("SELECT 1 FROM disputes WHERE authorization_id = ?", (auth["id"],)).fetchone():
         raise SandboxError(400, "invalid_state", "This authorization is already disputed.")
     left = auth["captured_amount"] - auth["refunded_amount"]
@@ -131,6 +132,8 @@ def _open(conn, auth, reason: str, inquiry: bool, created: int, now: int, amount
         (dispute_id, auth["acquirer"], auth["id"], amount, auth["currency"], reason,
          "warning_needs_response" if inquiry else "needs_response", created, created + EVIDENCE_DAYS * DAY,
          None if inquiry else created, 0 if inquiry else DISPUTE_FEE))
+    if not announce:
+        return dispute_object(_row(conn, dispute_id))
     return _announce(conn, "dispute.created", dispute_id, now)
 
 
@@ -168,6 +171,19 @@ def open_on_request(conn, params: dict, now: int) -> dict:
     if not isinstance(inquiry, bool) or (amount is not None and (isinstance(amount, bool) or not isinstance(amount, int))):
         raise SandboxError(400, "invalid_request", "inquiry must be a boolean and amount an integer")
     return _open(conn, auth, reason, inquiry, now, now, amount)
+
+
+def open_unannounced(conn, authorization_id: str, created: int) -> dict:
+    """The ``missed_dispute`` settlement fault: a chargeback on a captured authorization whose notice is never
+    sent (no callback), so that only the settlement report of its day tells; the authorization's dispute if it has
+    one already (nothing changes then)."""
+    row = conn.execute("SELECT * FROM disputes WHERE authorization_id = ?", (authorization_id,)).fetchone()
+    if row is not None:
+        return dispute_object(row)
+    auth = _load_authorization(conn, None, authorization_id)
+    if auth["captured_at"] is None:
+        raise SandboxError(400, "invalid_state", "Only a captured authorization can be disputed.")
+    return _open(conn, auth, "fraudulent", False, created, created, announce=False)
 
 
 # ---------------------------------------------------------------- the merchant's answer

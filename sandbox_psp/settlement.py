@@ -30,6 +30,7 @@ reports and the statement say, so that each kind of reconciliation break can be 
 | unknown     | a charge of ``amount`` for a reference no one knows is added to the report of ``date`` |
 | short       | the deposit of the batch ``batch_id`` is ``amount`` less than its total |
 | no_batch    | a deposit of ``amount`` with remittance ``batch_id`` that no report names is added on ``date`` |
+| missed_dispute | a chargeback on the authorization ``reference`` (if it has no dispute yet) whose notice is never sent: only its dispute and fee lines in the report tell (``disputes.open_unannounced``) |
 """
 import csv
 import datetime as dt
@@ -39,7 +40,7 @@ from xml.sax.saxutils import escape
 from .clock import day_bounds, utc_date
 
 HEADER = ("reference", "type", "gross", "fee", "net", "currency", "batch_id")
-FAULT_ACTIONS = ("drop", "duplicate", "alter", "delay", "unknown", "short", "no_batch")
+FAULT_ACTIONS = ("drop", "duplicate", "alter", "delay", "unknown", "short", "no_batch", "missed_dispute")
 # Minor-unit exponents of the currencies the sandbox may see with other than 2 decimals (camt.053 amounts are decimals).
 EXPONENTS = {"JPY": 0, "KRW": 0, "VND": 0, "CLP": 0, "ISK": 0, "BHD": 3, "KWD": 3, "JOD": 3, "OMR": 3, "TND": 3}
 # Refunds that moved money on their day: succeeded, or succeeded and failed later.
@@ -180,14 +181,20 @@ def bank_statement_xml(conn, acquirers, day: dt.date, faults_by_acquirer: dict[s
             if fault["action"] == "no_batch" and fault.get("date") == day.isoformat():
                 entries.append((fault.get("batch_id") or f"po_{acquirer}_unknown", int(fault.get("amount") or 1000),
                                 fault.get("currency") or "USD"))
+    # Kassa's payouts that left the bank this day: debits with the payout id as remittance (sandbox_psp/transfers.py).
+    from .transfers import paid_between
+
+    start, end = day_bounds(day)
+    entries = [(*entry, "PSP_PAYOUT") for entry in entries]
+    entries += [(payout, -amount, currency, "TRANSFER") for payout, amount, currency in paid_between(conn, start, end)]
     ntry = []
-    for number, (batch, total, currency) in enumerate(entries, 1):
+    for number, (batch, total, currency, code) in enumerate(entries, 1):
         ntry.append(
             f"<Ntry><NtryRef>{number}</NtryRef><Amt Ccy=\"{escape(currency)}\">{_decimal(total, currency)}</Amt>"
             f"<CdtDbtInd>{'CRDT' if total > 0 else 'DBIT'}</CdtDbtInd><Sts>BOOK</Sts>"
             f"<BookgDt><Dt>{day.isoformat()}</Dt></BookgDt><ValDt><Dt>{day.isoformat()}</Dt></ValDt>"
             f"<AcctSvcrRef>SBXBANK{day:%Y%m%d}{number:05d}</AcctSvcrRef>"
-            "<BkTxCd><Prtry><Cd>PSP_PAYOUT</Cd></Prtry></BkTxCd>"
+            f"<BkTxCd><Prtry><Cd>{code}</Cd></Prtry></BkTxCd>"
             f"<NtryDtls><TxDtls><RmtInf><Ustrd>{escape(batch)}</Ustrd></RmtInf></TxDtls></NtryDtls></Ntry>")
     return ('<?xml version="1.0" encoding="UTF-8"?>\n'
             '<Document xmlns="urn:iso:std:iso:20022:tech:xsd:camt.053.001.02"><BkToCstmrStmt>'

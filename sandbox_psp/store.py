@@ -112,6 +112,18 @@ CREATE TABLE IF NOT EXISTS callbacks (
     delivered_at REAL
 );
 CREATE INDEX IF NOT EXISTS callbacks_due ON callbacks (state, next_attempt_at);
+-- Outgoing bank transfers (Kassa's payouts, sandbox_psp/transfers.py): one per payout id.
+CREATE TABLE IF NOT EXISTS bank_transfers (
+    id TEXT PRIMARY KEY,
+    amount INTEGER NOT NULL,
+    currency TEXT NOT NULL,
+    account TEXT NOT NULL,
+    holder TEXT NOT NULL,
+    created INTEGER NOT NULL,
+    settles_at INTEGER NOT NULL,
+    returned_at INTEGER,
+    return_code TEXT
+);
 """
 
 # (table, column, type) added to SCHEMA since its first version, for data folders made before.
@@ -138,7 +150,7 @@ BACKFILLS = {
 }
 
 # Tables emptied by a reset; ``meta`` keeps the vault key so fingerprints stay stable.
-DATA_TABLES = ("callbacks", "idempotency_keys", "disputes", "refunds", "authorizations", "tokens")
+DATA_TABLES = ("bank_transfers", "callbacks", "idempotency_keys", "disputes", "refunds", "authorizations", "tokens")
 
 # How long a connection waits for SQLite's file lock before failing. Writers in this
 # process are already serialised by a lock, so this only matters if an outside process

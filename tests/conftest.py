@@ -5,15 +5,37 @@ Run through `python3 kassa.py test`, which migrates the template and provides th
 import os
 import re
 import uuid
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
-from app import create_app
-from app.extensions import db as _db
-from app.scoping import Scope
-from tests import factories
+
+def _isolate_parallel_worker() -> None:
+    """Under pytest-xdist (`kassa.py test` runs modules on one worker per CPU), each worker gets its own
+    Redis database and metrics directory: the app fixture flushes Redis, and metrics tests add up every
+    process's files. Databases are already per module. Done before the app is imported, since its
+    processes and the metrics library read the environment."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")  # gw0, gw1, ...
+    if not worker or not os.environ.get("REDIS_URL"):
+        return
+    index = int(worker.removeprefix("gw")) + 1  # database 0 stays the launcher's own
+    parts = urlsplit(os.environ["REDIS_URL"])
+    os.environ["REDIS_URL"] = urlunsplit(parts._replace(path=f"/{index}"))
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        metrics = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]) / worker
+        metrics.mkdir(parents=True, exist_ok=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics)
+
+
+_isolate_parallel_worker()
+
+from app import create_app  # noqa: E402  (after the worker's environment is set)
+from app.extensions import db as _db  # noqa: E402
+from app.scoping import Scope  # noqa: E402
+from tests import factories  # noqa: E402
 
 
 def _env(name: str) -> str:

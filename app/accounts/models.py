@@ -15,6 +15,7 @@ class Merchant(Base):
         CheckConstraint("(refund_reauth_threshold IS NULL) = (refund_reauth_currency IS NULL)",
                         name="refund_reauth_threshold_currency"),
         CheckConstraint("refund_reauth_threshold >= 0", name="refund_reauth_threshold_not_negative"),
+        CheckConstraint("fee_bearer IN ('platform', 'seller')", name="fee_bearer"),
     )
 
     id: Mapped[str] = mapped_column(primary_key=True)
@@ -46,6 +47,8 @@ class Merchant(Base):
     refund_reauth_currency: Mapped[str | None] = mapped_column(String(3))
     # Risk: the platform keeps the review of this merchant's payments to itself (app/risk/reviews.py).
     risk_reviews_by_platform: Mapped[bool] = mapped_column(server_default=text("false"))
+    # Who bears PSP and dispute fees (app/payouts/fees.py): the platform, or the seller of the money they are on.
+    fee_bearer: Mapped[str] = mapped_column(String(10), server_default=text("'platform'"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=text("now()"))
 
     memberships: Mapped[list["Membership"]] = relationship(back_populates="merchant")

@@ -21,6 +21,7 @@ class Action(StrEnum):
     RESPOND_TO_DISPUTES = "respond_to_disputes"  # save and submit evidence, accept a dispute
     MANAGE_RISK = "manage_risk"        # risk rules and value lists (issue 19)
     REVIEW_PAYMENTS = "review_payments"  # approve or reject payments held for review (issue 19)
+    MANAGE_PAYOUTS = "manage_payouts"  # sellers, their bank accounts (after re-authentication), payouts (issue 22)
 
 
 _EVERYONE = frozenset(Role)
@@ -37,6 +38,7 @@ PERMISSIONS: dict[Action, frozenset[Role]] = {
     Action.RESPOND_TO_DISPUTES: frozenset({Role.OWNER, Role.ADMIN}),
     Action.MANAGE_RISK: frozenset({Role.OWNER, Role.ADMIN}),
     Action.REVIEW_PAYMENTS: frozenset({Role.OWNER, Role.ADMIN}),
+    Action.MANAGE_PAYOUTS: frozenset({Role.OWNER, Role.ADMIN}),
 }
 
 

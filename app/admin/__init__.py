@@ -31,6 +31,7 @@ from app.admin import users_views  # noqa: E402,F401  (/admin/users)
 from app.admin import payments_views  # noqa: E402,F401  (/admin/payments)
 from app.admin import disputes_views  # noqa: E402,F401  (/admin/disputes)
 from app.admin import risk_views  # noqa: E402,F401  (/admin/risk: platform rules and lists, review queue; issue 19)
+from app.admin import risk_models_views  # noqa: E402,F401  (/admin/risk/models: learned models; issue 23)
 from app.admin import reconciliation_views  # noqa: E402,F401  (/admin/reconciliation)
 from app.admin.helpers import template_globals  # noqa: E402
 

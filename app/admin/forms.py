@@ -61,3 +61,15 @@ class ReconciliationUploadForm(KassaForm):
     reason = TextAreaField("Reason", validators=[
         DataRequired("Give a reason: it is recorded in the audit log."),
         Length(max=REASON_MAX, message=f"Keep the reason to {REASON_MAX} characters.")])
+
+
+class DepositConfirmationForm(KassaForm):
+    """How a merchant's own Stripe account has its payouts confirmed as deposited (app/psp/credentials.py)."""
+
+    deposit_confirmation = RadioField("Deposits confirmed by", choices=select_choices([
+        ("payout_events", "Stripe's payout events (paid into the merchant's own bank, which Kassa never sees)"),
+        ("bank_statement", "The platform's bank statement (paid into the platform's bank account)")]),
+        validators=[DataRequired("Choose how this account's deposits are confirmed.")])
+    reason = TextAreaField("Reason", validators=[
+        DataRequired("Give a reason: it is recorded in the audit log."),
+        Length(max=REASON_MAX, message=f"Keep the reason to {REASON_MAX} characters.")])

@@ -1,22 +1,28 @@
 """/admin/psp: the circuit breaker of each connector and credential (state, the window's figures, any
-rate-limit backoff) with a manual override, and the latest disputes PSPs reported. Platform admins only
+rate-limit backoff) with a manual override, how each Stripe account's deposits are confirmed (a merchant's own
+account editable, with a reason, audited), and the latest disputes PSPs reported. Platform admins only
 (everyone else gets 404)."""
 import logging
 import re
 from datetime import datetime, timezone
 
-from flask import current_app, flash, g, redirect, render_template, request, url_for
+from flask import abort, current_app, flash, g, redirect, render_template, request, url_for
 from flask_login import current_user
 from redis import RedisError
 from sqlalchemy import func, select
 
-from app.accounts.audit import audit
+from app.accounts.audit import audit, operator_reason
 from app.accounts.models import Merchant
 from app.admin import bp
+from app.admin.forms import DepositConfirmationForm
+from app.admin.helpers import INVALID_FORM, meta, operator, reasoned_action
 from app.dashboard.context import platform_admin_required
 from app.extensions import db
 from app.psp.breaker import PLATFORM_CREDENTIAL, BreakerSnapshot
+from app.psp.credentials import DepositConfirmationError, set_deposit_confirmation
 from app.psp.models import PspCredential
+from app.psp.stripe_keys import platform_stripe
+from app.scoping import Scope
 from app.disputes.models import Dispute
 from app.psp.router import router_for_app
 
@@ -71,8 +77,85 @@ def psp_status():
     merchant_names = dict(db.session.execute(
         select(Merchant.id, func.coalesce(Merchant.display_name, Merchant.name))
         .where(Merchant.id.in_({d.merchant_id for d in disputes}))).all()) if disputes else {}
-    return render_template("admin/psp.html", rows=rows, redis_error=redis_error, disputes=disputes,
-                           merchant_names=merchant_names, actions=ACTIONS)
+    accounts = _stripe_accounts()
+    merchant_names.update(_names({row.merchant_id for row in accounts["merchants"]}))
+    page = render_template("admin/psp.html", rows=rows, redis_error=redis_error, disputes=disputes,
+                           merchant_names=merchant_names, actions=ACTIONS, stripe_accounts=accounts)
+    db.session.rollback()
+    return page
+
+
+# Merchants' own Stripe accounts listed on the page (the most recently changed first), bounded like the breakers.
+STRIPE_ACCOUNTS_SHOWN = 100
+
+
+def _names(merchant_ids: set[str]) -> dict[str, str]:
+    if not merchant_ids:
+        return {}
+    return dict(db.session.execute(select(Merchant.id, func.coalesce(Merchant.display_name, Merchant.name))
+                                   .where(Merchant.id.in_(merchant_ids))).all())
+
+
+def _stripe_accounts() -> dict:
+    """The platform's Stripe account per mode (deposit confirmation from the configuration) and every merchant's
+    current own Stripe credential (cross-merchant on purpose: the platform operator's view)."""
+    platform = [platform_stripe(current_app.config, livemode) for livemode in (False, True)]
+    merchants = db.session.scalars(
+        select(PspCredential).where(PspCredential.psp == "stripe", PspCredential.retired_at.is_(None))
+        .order_by(PspCredential.updated_at.desc()).limit(STRIPE_ACCOUNTS_SHOWN)).all()
+    return {"platform": platform, "merchants": merchants}
+
+
+def _current_stripe_credential(credential_id: str) -> PspCredential:
+    """A merchant's current Stripe credential by id, else 404 (a retired one is no longer reconciled)."""
+    row = db.session.get(PspCredential, credential_id) if STORED_CREDENTIAL.match(credential_id) else None
+    if row is None or row.psp != "stripe" or row.retired_at is not None:
+        abort(404)
+    return row
+
+
+def _deposit_page(row: PspCredential, form: DepositConfirmationForm, status: int = 200):
+    page = render_template("admin/psp_deposit_confirmation.html", credential=row, form=form,
+                           merchant_names=_names({row.merchant_id}))
+    db.session.rollback()
+    return page, status
+
+
+@bp.get("/psp/credentials/<credential_id>/deposit-confirmation")
+@platform_admin_required
+def psp_deposit_confirmation(credential_id: str):
+    """The form to declare how a merchant's own Stripe account's deposits are confirmed."""
+    row = _current_stripe_credential(credential_id)
+    form = DepositConfirmationForm(formdata=None, deposit_confirmation=row.deposit_confirmation)
+    return _deposit_page(row, form)
+
+
+@bp.post("/psp/credentials/<credential_id>/deposit-confirmation")
+@platform_admin_required
+def set_psp_deposit_confirmation(credential_id: str):
+    """Change how the account's deposits are confirmed (app/reconciliation/payout_events.py); reason required,
+    audited. An invalid choice or a missing reason re-renders the form with its message, nothing changed."""
+    row = _current_stripe_credential(credential_id)
+    scope = Scope(row.merchant_id, row.livemode)
+    previous = row.deposit_confirmation
+    form = DepositConfirmationForm()
+
+    def change():
+        reason = operator_reason(form.reason.data)
+        user = operator()
+        set_deposit_confirmation(db.session, scope, "stripe", form.deposit_confirmation.data)
+        audit(db.session, "psp_credentials.deposit_confirmation_set", merchant_id=scope.merchant_id,
+              livemode=scope.livemode, actor_user_id=user.id, actor_label=user.email, target=row.id,
+              details={"reason": reason, "psp": "stripe", "deposit_confirmation": form.deposit_confirmation.data,
+                       "previous": previous}, **meta().as_kwargs())
+
+    refused = reasoned_action(form, change, DepositConfirmationError,
+                              lambda: _deposit_page(row, form, INVALID_FORM))
+    if refused is not None:
+        return refused
+    flash(f"Deposits of {row.id} are now confirmed by {form.deposit_confirmation.data.replace('_', ' ')}.",
+          "success")
+    return redirect(url_for("admin.psp_status"), code=303)
 
 
 @bp.post("/psp/<connector>/breaker")

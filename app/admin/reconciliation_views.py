@@ -9,6 +9,8 @@ from datetime import date, timedelta
 from flask import Response, abort, current_app, flash, redirect, render_template, request, url_for
 from sqlalchemy import func, select
 
+from werkzeug.exceptions import RequestEntityTooLarge
+
 from app.admin import bp
 from app.admin.forms import BreakAssignForm, BreakResolveForm, ReconciliationUploadForm
 from app.accounts.audit import ReasonRequired
@@ -16,6 +18,7 @@ from app.admin.helpers import INVALID_FORM, meta, merchant_names, operator
 from app.dashboard.context import platform_admin_required
 from app.dashboard.forms import select_choices
 from app.extensions import db
+from app.jobs.reconciliation import dispute_notices
 from app.ledger.integration import ledger_hmac_key
 from app.ledger.models import LedgerAccount
 from app.models_base import utcnow
@@ -24,6 +27,7 @@ from app.reconciliation import resolution as resolutions
 from app.reconciliation.inbox import TITLES
 from app.reconciliation.models import BREAK_STATUSES, BREAK_TYPES, Break, ReportFile, ReportLine
 from app.reconciliation.service import break_object
+from app.reconciliation.stripe_lines import credential_of
 from app.reporting.exports import csv_safe
 from app.scoping import Scope
 
@@ -218,7 +222,8 @@ def reconciliation_file_content(file_id: str):
     row = db.session.get(ReportFile, file_id)
     if row is None:
         abort(404)
-    extension = "csv" if row.kind == "settlement" else "xml"
+    # A Stripe account's report is the JSON document of its payouts (app/reconciliation/stripe_lines.py).
+    extension = ("json" if credential_of(row.source) is not None else "csv") if row.kind == "settlement" else "xml"
     return Response(row.content, mimetype="application/octet-stream", headers={
         "Content-Disposition": f"attachment; filename={row.source}-{row.report_date}-v{row.version}.{extension}",
         "X-Content-Type-Options": "nosniff"})
@@ -256,6 +261,24 @@ def reconciliation_upload():
     return _upload_page(form)
 
 
+@bp.errorhandler(RequestEntityTooLarge)
+def upload_too_large(error: RequestEntityTooLarge):
+    """A file over RECONCILIATION_MAX_UPLOAD_BYTES: the upload form again with the limit, for an operator."""
+    from flask_login import current_user
+
+    if request.endpoint != "admin.upload_reconciliation_file" or not getattr(current_user, "is_platform_admin", False):
+        return render_template("errors/generic.html", error=error), 413
+    return _too_large(_upload_form(formdata=False))
+
+
+def _too_large(form: ReconciliationUploadForm):
+    limit = int(current_app.config["RECONCILIATION_MAX_UPLOAD_BYTES"])
+    form.file.errors = [*form.file.errors, f"The file is larger than {limit // (1024 * 1024)} MB, the most an upload "
+                        "takes (RECONCILIATION_MAX_UPLOAD_BYTES). Import it with `flask reconcile run --file` "
+                        "instead, or raise the setting."]
+    return _upload_page(form, 413)
+
+
 @bp.post("/reconciliation/upload")
 @platform_admin_required
 def upload_reconciliation_file():
@@ -265,7 +288,10 @@ def upload_reconciliation_file():
     if not form.validate():
         return _upload_page(form, INVALID_FORM)
     upload = form.file.data
-    content = upload.read()
+    # The body's limit leaves room for the form's other fields; the file itself has the exact one.
+    content = upload.read(int(current_app.config["RECONCILIATION_MAX_UPLOAD_BYTES"]) + 1)
+    if len(content) > int(current_app.config["RECONCILIATION_MAX_UPLOAD_BYTES"]):
+        return _too_large(form)
     user = operator()
     livemode = form.mode.data == "live"
     try:
@@ -274,7 +300,7 @@ def upload_reconciliation_file():
             report_date=form.report_date.data, content=content, filename=(upload.filename or "")[:255] or None,
             reason=form.reason.data, hmac_key=ledger_hmac_key(), actor_user_id=user.id, actor_label=user.email,
             grace_days=int(current_app.config.get("RECONCILIATION_GRACE_DAYS", 0) or 0),
-            audit_meta=meta().as_kwargs())
+            audit_meta=meta().as_kwargs(), dispute_notices=dispute_notices())
     except ReasonRequired as error:
         db.session.rollback()
         form.reason.errors = [*form.reason.errors, error.message]

@@ -5,7 +5,6 @@ review of a merchant's payments with the platform (shown on the console's mercha
 Every change takes a reason and is audited (the console's rule, app/admin/forms.py); every POST of the console
 needs a recent second-factor confirmation (app/admin/__init__.py). A backtest changes nothing and needs none.
 """
-from datetime import timedelta
 
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
@@ -39,12 +38,13 @@ from app.risk import lists as value_lists
 from app.risk import rules as risk_rules
 from app.risk.errors import RiskInvalid, RiskNotFound
 from app.risk.models import LEVELS, Review
+from app.risk.reviews import REVIEW_AGES
 from app.scoping import Scope
 
 ITEMS_SHOWN = 100
 QUEUE_SIZE = 100
 # The queue's age filter: reviews open longer than this.
-AGES = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "3d": timedelta(days=3)}
+AGES = REVIEW_AGES
 BULK_MAX = QUEUE_SIZE
 
 

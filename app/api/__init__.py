@@ -11,3 +11,4 @@ from app.api import disputes, files  # noqa: E402,F401  (issue 20: disputes and 
 from app.api import request_log  # noqa: E402,F401  (Developers > Logs: app/api/request_log.py)
 from app.api import webhook_endpoints  # noqa: E402,F401  (issue 7: app/api/webhook_endpoints.py)
 from app.api import risk  # noqa: E402,F401  (issue 19: reviews and Radar value lists, app/api/risk.py)
+from app.api import payouts  # noqa: E402,F401  (issue 22: payouts, balance transactions, schedules)

@@ -67,6 +67,9 @@ ATTENTION = _nullable({
     "properties": {"reason": STRING, "since": UNIX},
 })
 
+CREDENTIAL = _nullable({"type": "string", "description": "The PSP credential used: `platform` or the merchant's own "
+                        "credential id; every follow-up (capture, void, refund, lookups) is bound to it."})
+
 ATTEMPT = {
     "type": "object",
     "required": ["id", "object", "operation", "status", "amount", "currency", "connector", "psp_reference",
@@ -77,6 +80,7 @@ ATTEMPT = {
         "operation": {"enum": ["authorize", "capture", "void"]},
         "status": {"enum": ["processing", "unknown", "requires_action", "succeeded", "declined", "failed"]},
         "amount": INT, "currency": STRING, "connector": _nullable(STRING), "psp_reference": _nullable(STRING),
+        "credential": CREDENTIAL,
         "decline_code": _nullable(STRING), "error_message": _nullable(STRING), "tries": INT,
         "created": UNIX, "started": _nullable(INT), "finished": _nullable(INT), "latency_ms": _nullable(INT),
         "attention": ATTENTION,
@@ -109,6 +113,7 @@ PAYMENT = {
                            "exp_month": _nullable(INT), "exp_year": _nullable(INT),
                            "fingerprint": _nullable(STRING)}}),
         "connector": _nullable(STRING),
+        "credential": CREDENTIAL,
         "next_action": _nullable({
             "type": "object", "required": ["type", "redirect_to_url"],
             "properties": {"type": {"const": "redirect_to_url"}, "redirect_to_url": {
@@ -128,7 +133,11 @@ PAYMENT = {
                                              "the payment processor) or `issuer_declined`.",
             "required": ["type", "risk_level", "risk_score", "rule", "seller_message"],
             "properties": {"type": {"enum": list(OUTCOME_TYPES)},
-                           "network_status": STRING, "reason": _nullable(STRING),
+                           "network_status": STRING,
+                           "reason": _nullable({**STRING, "description":
+                               "Why it was blocked or held: `rule` (the matched `rule`), or "
+                               "`card_facts_unavailable` (the card vault could not be asked, so the platform's card "
+                               "block lists could not be checked: held for a review the platform owns)."}),
                            "risk_level": {"enum": ["normal", "elevated", "highest"]},
                            "risk_score": {"type": "integer", "minimum": 0, "maximum": 99},
                            "rule": _nullable({"type": "object", "required": ["id", "action", "predicate"],
@@ -164,6 +173,7 @@ REFUND = {
                                              "null until the refund is booked."})}}},
         "failure_code": _nullable(STRING), "failure_message": _nullable(STRING),
         "connector": _nullable(STRING), "psp_reference": _nullable(STRING), "attention": ATTENTION,
+        "credential": CREDENTIAL,
     },
 }
 
@@ -193,16 +203,79 @@ WEBHOOK_MISSED_EVENTS = {
                                  "description": "Missed events scheduled for delivery by this call."}},
 }
 
+BALANCE_PARTS = {"pending": INT, "available": {**INT, "description": "Negative: owed (carried, recovered from "
+                                                                                 "later payouts)."},
+                 "in_transit": INT, "reserved": INT}
 BALANCE = {
-    "type": "object", "required": ["object", "livemode", "sellers", "platform_fees"],
+    "type": "object", "required": ["object", "livemode", "sellers", "platform_fees", "merchant"],
     "properties": {
         "object": {"const": "balance"}, "livemode": {"type": "boolean"},
-        "sellers": {"type": "array", "items": {"type": "object", "required": ["seller", "currency", "amount"],
-                                               "properties": {"seller": STRING, "currency": STRING, "amount": INT}}},
+        "sellers": {"type": "array", "items": {"type": "object",
+                                               "required": ["seller", "currency", "amount", "pending", "available",
+                                                            "in_transit", "reserved"],
+                                               "properties": {"seller": STRING, "currency": STRING, "amount": INT,
+                                                              **BALANCE_PARTS}}},
+        "merchant": {"type": "array", "description": "The merchant's own net revenue (platform fees less the fees "
+                                                     "it bears), per currency.",
+                     "items": {"type": "object", "required": ["currency", *BALANCE_PARTS],
+                               "properties": {"currency": STRING, **BALANCE_PARTS}}},
         "platform_fees": {"type": "array", "items": {"type": "object", "required": ["currency", "amount"],
                                                      "properties": {"currency": STRING, "amount": INT}}},
     },
 }
+
+PAYOUT = {
+    "type": "object",
+    "required": ["id", "object", "livemode", "amount", "currency", "status", "type", "seller", "destination",
+                 "bank_account_last4", "method", "rail", "period", "description", "arrival_date", "held_until",
+                 "hold_reason", "failure_code", "failure_message", "created", "paid_at", "failed_at", "canceled_at"],
+    "properties": {
+        "id": {"type": "string", "pattern": "^po_"}, "object": {"const": "payout"}, "livemode": {"type": "boolean"},
+        "amount": INT, "currency": STRING,
+        "status": {"enum": ["pending", "in_transit", "paid", "failed", "canceled"]},
+        "type": {"enum": ["scheduled", "manual"]}, "seller": _nullable(STRING), "destination": _nullable(STRING),
+        "bank_account_last4": _nullable(STRING), "method": STRING, "rail": STRING, "period": _nullable(STRING),
+        "description": _nullable(STRING), "arrival_date": _nullable(STRING), "held_until": _nullable(INT),
+        "hold_reason": _nullable(STRING), "failure_code": _nullable(STRING), "failure_message": _nullable(STRING),
+        "created": UNIX, "paid_at": _nullable(INT), "failed_at": _nullable(INT), "canceled_at": _nullable(INT),
+    },
+}
+BALANCE_TRANSACTION = {
+    "type": "object",
+    "required": ["id", "object", "type", "amount", "fee", "net", "currency", "created", "available_on", "status",
+                 "source", "description", "payout", "seller"],
+    "properties": {
+        "id": STRING, "object": {"const": "balance_transaction"},
+        "type": {"enum": ["charge", "refund", "dispute", "fee", "payout", "payout_reversal", "adjustment"]},
+        "amount": INT, "fee": INT, "net": INT, "currency": STRING, "created": UNIX,
+        "available_on": _nullable(STRING), "status": {"enum": ["pending", "available"]},
+        "source": _nullable(STRING), "description": STRING, "payout": _nullable(STRING), "seller": _nullable(STRING),
+    },
+}
+PAYOUT_SCHEDULE = {
+    "type": "object",
+    "required": ["object", "subject", "interval", "weekly_anchor", "monthly_anchor", "minimum_amount", "delay_days",
+                 "reserve_percent_bp", "reserve_days", "reserve_minimum"],
+    "properties": {
+        "object": {"const": "payout_schedule"}, "subject": STRING,
+        "interval": {"enum": ["daily", "weekly", "monthly", "manual"]}, "weekly_anchor": STRING,
+        "monthly_anchor": INT, "minimum_amount": INT, "delay_days": INT, "reserve_percent_bp": INT,
+        "reserve_days": INT, "reserve_minimum": INT, "fee_bearer": {"enum": ["platform", "seller"]},
+    },
+}
+CREATE_PAYOUT = {"type": "object", "required": ["amount", "currency"], "additionalProperties": False, "properties": {
+    "amount": AMOUNT, "currency": {"enum": CURRENCIES}, "seller": {**ID, "description": "None: the merchant's own."},
+    "description": {"type": "string", "maxLength": 500}}}
+UPDATE_PAYOUT_SCHEDULE = {"type": "object", "additionalProperties": False, "properties": {
+    "interval": {"enum": ["daily", "weekly", "monthly", "manual"]},
+    "weekly_anchor": {"enum": ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]},
+    "monthly_anchor": {"type": "integer", "minimum": 1, "maximum": 31},
+    "minimum_amount": {"type": "integer", "minimum": 0, "maximum": MAX_AMOUNT},
+    "delay_days": {"type": "integer", "minimum": 0, "maximum": 365},
+    "reserve_percent_bp": {"type": "integer", "minimum": 0, "maximum": 10000},
+    "reserve_days": {"type": "integer", "minimum": 0, "maximum": 365},
+    "reserve_minimum": {"type": "integer", "minimum": 0, "maximum": MAX_AMOUNT},
+    "fee_bearer": {"enum": ["platform", "seller"], "description": "Only for `merchant`."}}}
 
 
 CHECKOUT_SESSION = {
@@ -316,7 +389,7 @@ REVIEW = {
     "properties": {
         "id": {"type": "string", "pattern": "^prv_"}, "object": {"const": "review"}, "livemode": {"type": "boolean"},
         "created": UNIX, "payment": STRING, "payment_intent": STRING, "charge": _nullable(STRING),
-        "billing_zip": _nullable(STRING), "open": {"type": "boolean"}, "opened_reason": {"enum": ["rule", "manual"]},
+        "billing_zip": _nullable(STRING), "open": {"type": "boolean"}, "opened_reason": {"enum": ["rule", "manual", "card_facts_unavailable"]},
         "closed_reason": _nullable({"enum": list(REVIEW_CLOSED_REASONS)}), "reason": STRING,
         "ip_address": _nullable(STRING), "ip_address_location": _nullable({"type": "object"}),
         "session": _nullable({"type": "object"}), "owner": {"enum": ["platform", "merchant"]},
@@ -523,10 +596,12 @@ CREATED = 1732104000  # 2024-11-20 12:00:00 UTC
 REVIEW_ID = _id("prv", "01JD3XS8G2J4L6N8Q0S2U4W6YD")
 VALUE_LIST_ID = _id("rsl", "01JD3XT6H0K2M4P6R8T0V2X4ZE")
 VALUE_LIST_ITEM_ID = _id("rsli", "01JD3XV4J8M0P2R4T6V8X0Z2BF")
+PAYOUT_ID = _id("po", "01JD3XW0H6K8M0P2R4T6V8X0ZA")
 
 EXAMPLE_IDS = {"payment_id": PAYMENT_ID, "refund_id": REFUND_ID, "seller_id": SELLER_ID, "event_id": EVENT_ID,
                "endpoint_id": ENDPOINT_ID, "session_id": SESSION_ID, "dispute_id": DISPUTE_ID, "file_id": FILE_ID,
-               "review_id": REVIEW_ID, "value_list_id": VALUE_LIST_ID, "item_id": VALUE_LIST_ITEM_ID}
+               "review_id": REVIEW_ID, "value_list_id": VALUE_LIST_ID, "item_id": VALUE_LIST_ITEM_ID,
+               "payout_id": PAYOUT_ID, "subject": SELLER_ID}
 
 
 def payment_example(**changes) -> dict:
@@ -586,8 +661,24 @@ SELLER_EXAMPLE = {"id": SELLER_ID, "object": "seller", "livemode": False, "creat
 EVENT_EXAMPLE = {"id": EVENT_ID, "object": "event", "type": "payment.succeeded", "livemode": False,
                  "created": CREATED + 61, "data": {"object": PAYMENT_SUCCEEDED}, "request": {"id": None}}
 BALANCE_EXAMPLE = {"object": "balance", "livemode": False,
-                   "sellers": [{"seller": SELLER_ID, "currency": "EUR", "amount": 1500}],
-                   "platform_fees": [{"currency": "EUR", "amount": 0}]}
+                   "sellers": [{"seller": SELLER_ID, "currency": "EUR", "amount": 1500, "pending": 500,
+                                "available": 1000, "in_transit": 2000, "reserved": 0}],
+                   "platform_fees": [{"currency": "EUR", "amount": 0}],
+                   "merchant": [{"currency": "EUR", "pending": 0, "available": 0, "in_transit": 0, "reserved": 0}]}
+PAYOUT_EXAMPLE = {
+    "id": PAYOUT_ID, "object": "payout", "livemode": False, "amount": 2000, "currency": "EUR", "status": "in_transit",
+    "type": "scheduled", "seller": SELLER_ID, "destination": "ba_01JD3XW2K6N8Q0S2U4W6Y8A0CG",
+    "bank_account_last4": "3000", "method": "standard", "rail": "sandbox", "period": "2024-11-20", "description": None,
+    "arrival_date": "2024-11-22", "held_until": None, "hold_reason": None, "failure_code": None,
+    "failure_message": None, "created": CREATED, "paid_at": None, "failed_at": None, "canceled_at": None}
+BALANCE_TRANSACTION_EXAMPLE = {
+    "id": "lent_01JD3XK3B5D7F9H1K3M5P7R9TZ", "object": "balance_transaction", "type": "charge", "amount": 2000,
+    "fee": 60, "net": 1940, "currency": "EUR", "created": CREATED, "available_on": "2024-11-21",
+    "status": "available", "source": PAYMENT_ID, "description": f"Capture of payment {PAYMENT_ID}",
+    "payout": PAYOUT_ID, "seller": SELLER_ID}
+PAYOUT_SCHEDULE_EXAMPLE = {"object": "payout_schedule", "subject": SELLER_ID, "interval": "weekly",
+                           "weekly_anchor": "friday", "monthly_anchor": 1, "minimum_amount": 1000, "delay_days": 2,
+                           "reserve_percent_bp": 0, "reserve_days": 0, "reserve_minimum": 0}
 CHECKOUT_SESSION_EXAMPLE = {
     "id": SESSION_ID, "object": "checkout.session", "livemode": False, "status": "open", "payment_status": "unpaid",
     "url": f"https://kassa.example/c/{SESSION_ID}", "amount_total": 3000, "currency": "EUR",
@@ -782,6 +873,54 @@ def _paths() -> dict:
         "/v1/balance": {
             "get": _operation("retrieveBalance", "Seller balances and platform fees from the ledger", "Balance",
                               BALANCE_EXAMPLE)},
+        "/v1/payouts": {
+            "post": _operation("createPayout", "A manual payout (at most what is available) to a seller's bank "
+                                               "account, or without `seller` to the merchant's own", "Payout",
+                               {**PAYOUT_EXAMPLE, "type": "manual", "status": "pending", "period": None},
+                               body=CREATE_PAYOUT, body_example={"seller": SELLER_ID, "amount": 2000,
+                                                                 "currency": "eur"},
+                               idempotency_key="payout-2024-11-20", **write),
+            "get": _operation("listPayouts", "List payouts, newest first", "PayoutList",
+                              _list_example("/v1/payouts", PAYOUT_EXAMPLE), query=PAGE + [
+                                  {"name": "seller", "in": "query", "schema": ID,
+                                   "description": "A seller id, or `merchant` for the merchant's own payouts."},
+                                  {"name": "status", "in": "query",
+                                   "schema": {"enum": ["pending", "in_transit", "paid", "failed", "canceled"]}},
+                                  {"name": "currency", "in": "query", "schema": {"enum": CURRENCIES}}])},
+        "/v1/payouts/{payout_id}": {
+            "get": _operation("retrievePayout", "Retrieve a payout", "Payout", PAYOUT_EXAMPLE, path_id="payout_id")},
+        "/v1/payouts/{payout_id}/cancel": {
+            "post": _operation("cancelPayout", "Cancel a pending payout (its money goes back to the balance)",
+                               "Payout", {**PAYOUT_EXAMPLE, "status": "canceled", "canceled_at": CREATED + 60},
+                               path_id="payout_id", idempotency_key="payout-cancel-1", **write)},
+        "/v1/payouts/{payout_id}/reconciliation.csv": {
+            "get": {"operationId": "payoutReconciliation",
+                    "summary": "The balance transactions a scheduled payout pays, as CSV (their net adds up to its "
+                               "amount; a manual payout lists none)",
+                    "parameters": [{"name": "payout_id", **PATH_ID, "example": PAYOUT_ID}],
+                    "responses": {"200": {"description": "OK", "content": {"text/csv": {"schema": STRING}}},
+                                  **{s: {"description": ERROR_STATUSES[s], "content": _json(_ref("Error"))}
+                                     for s in sorted(READ_ERRORS)}}}},
+        "/v1/balance_transactions": {
+            "get": _operation("listBalanceTransactions", "A seller's (or the merchant's own) balance transactions, "
+                                                         "newest first", "BalanceTransactionList",
+                              _list_example("/v1/balance_transactions", BALANCE_TRANSACTION_EXAMPLE),
+                              query=_page(backward=False) + [
+                                  {"name": "seller", "in": "query", "schema": ID,
+                                   "description": "A seller id; none or `merchant`: the merchant's own."},
+                                  {"name": "type", "in": "query", "schema": {"enum": [
+                                      "charge", "refund", "dispute", "fee", "payout", "payout_reversal",
+                                      "adjustment"]}},
+                                  {"name": "payout", "in": "query", "schema": ID,
+                                   "description": "The transactions this payout pays."},
+                                  {"name": "currency", "in": "query", "schema": {"enum": CURRENCIES}}])},
+        "/v1/payout_schedules/{subject}": {
+            "get": _operation("retrievePayoutSchedule", "A seller's payout schedule and reserve (`merchant`: the "
+                                                        "merchant's own, with its fee bearer)", "PayoutSchedule",
+                              PAYOUT_SCHEDULE_EXAMPLE, path_id="subject"),
+            "post": _operation("updatePayoutSchedule", "Change a payout schedule and reserve", "PayoutSchedule",
+                               PAYOUT_SCHEDULE_EXAMPLE, path_id="subject", body=UPDATE_PAYOUT_SCHEDULE,
+                               body_example={"interval": "weekly", "weekly_anchor": "friday"}, **write)},
         "/v1/account": {
             "get": _operation("retrieveAccount", "The merchant the API key belongs to, in the key's mode",
                               "Account", ACCOUNT_EXAMPLE)},
@@ -966,8 +1105,9 @@ def build_document() -> dict:
         "openapi": "3.1.0",
         "info": {"title": "Kassa API", "version": VERSION,
                  "description": "Payments, refunds, sellers, events, balances, hosted checkout sessions, "
-                                "webhook endpoints, disputes and evidence files, risk reviews and value lists. Amounts are integers in minor units (2000 = 20.00 EUR); ids "
-                                "are prefixed (`pay_`, `re_`, `sel_`, `evt_`, `cs_`, `we_`, `dsp_`, `file_`, `prv_`, `rsl_`, `rsli_`). POST parameters go "
+                                "webhook endpoints, disputes and evidence files, risk reviews and value lists, payouts and balance "
+                                "transactions. Amounts are integers in minor units (2000 = 20.00 EUR); ids "
+                                "are prefixed (`pay_`, `re_`, `sel_`, `evt_`, `cs_`, `we_`, `dsp_`, `file_`, `prv_`, `rsl_`, `rsli_`, `po_`). POST parameters go "
                                 "in the body, as JSON (`Content-Type: application/json`) or form fields "
                                 "(`metadata[order]=1001`, `split[0][amount]=500`, `enabled_events[]=...`), never "
                                 "in the query string. Lists are newest first and paged with `limit` and "
@@ -996,6 +1136,8 @@ def build_document() -> dict:
                 "ValueListList": _list_of("ValueList"), "ValueListItem": VALUE_LIST_ITEM,
                 "ValueListItemList": _list_of("ValueListItem"), "ValueListDeleted": VALUE_LIST_DELETED,
                 "ValueListItemDeleted": VALUE_LIST_ITEM_DELETED,
+                "Payout": PAYOUT, "PayoutList": _list_of("Payout"), "BalanceTransaction": BALANCE_TRANSACTION,
+                "BalanceTransactionList": _list_of("BalanceTransaction"), "PayoutSchedule": PAYOUT_SCHEDULE,
             },
         },
     }

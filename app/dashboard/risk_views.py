@@ -71,6 +71,8 @@ def _signal_rows(assessment: Assessment, *, show_platform_wide: bool) -> list[di
             "value": None if hidden else value,
             "hidden": hidden,
             "missing": value is None and name in signals,
+            # A learned model's feature (an encoded category, a log amount): its contribution only.
+            "feature": name not in signals,
             "contribution": contributions.get(name),
             "contribution_text": thousandths(contributions.get(name)),
             "source": SIGNALS[name].source if name in SIGNALS else "",
@@ -523,21 +525,44 @@ def risk_list_delete(list_id: str):
 REVIEWS_SHOWN = 100
 
 
+def _review_filters(args) -> dict:
+    """The Reviews page's filters from the query string (status, level, rule, age); unknown values are dropped."""
+    from app.risk.models import LEVELS
+    from app.risk.reviews import REVIEW_AGES
+
+    return {
+        "status": "closed" if args.get("status") == "closed" else "open",
+        "level": args.get("level") if args.get("level") in LEVELS else "",
+        "rule": (args.get("rule") or "").strip()[:64],
+        "age": args.get("age") if args.get("age") in REVIEW_AGES else "",
+    }
+
+
 @bp.route("/<merchant_id>/<mode>/radar/reviews")
 @merchant_view(Action.VIEW)
 def risk_reviews():
-    """The book's payments held for review: open ones oldest first (closed ones with ?status=closed)."""
+    """The book's payments held for review: open ones oldest first (closed ones newest first), filtered by
+    status, risk level, the rule that opened them and age (the reviews service's ``list_reviews``)."""
     from app.payments.models import Payment
+    from app.risk.models import LEVELS
+    from app.risk.reviews import REVIEW_AGES, list_reviews
 
-    status = "closed" if request.args.get("status") == "closed" else "open"
-    statement = g.scope.select(Review, Review.status == status)
-    statement = statement.order_by(Review.created_at, Review.id) if status == "open" else \
-        statement.order_by(Review.created_at.desc(), Review.id.desc())
-    rows = db.session.scalars(statement.limit(REVIEWS_SHOWN)).all()
+    filters = _review_filters(request.args)
+    status = filters["status"]
+    rows = list_reviews(db.session, g.scope, status=status, level=filters["level"] or None,
+                        rule_id=filters["rule"] or None, older_than=REVIEW_AGES.get(filters["age"]),
+                        limit=REVIEWS_SHOWN, newest_first=status == "closed")
     payments = {p.id: p for p in db.session.scalars(g.scope.select(
         Payment, Payment.id.in_([r.payment_id for r in rows])))} if rows else {}
+    # The rules that opened a review of this book, for the rule filter (id and predicate as assessed).
+    rules_seen = db.session.execute(g.scope.select(Review).with_only_columns(Review.rule_id, Assessment.rule_predicate)
+                                    .join(Assessment, (Assessment.merchant_id == Review.merchant_id)
+                                          & (Assessment.id == Review.assessment_id))
+                                    .where(Review.rule_id.is_not(None)).distinct().order_by(Review.rule_id)).all()
     return render("dashboard/risk/reviews.html", reviews=rows, payments=payments, status=status, risk_url=_url,
-                  by_platform=bool(g.merchant.risk_reviews_by_platform))
+                  by_platform=bool(g.merchant.risk_reviews_by_platform), filters=filters, levels=LEVELS,
+                  ages=REVIEW_AGES, rules_seen=rules_seen,
+                  filtered=any(filters[name] for name in ("level", "rule", "age")))
 
 
 def _review_or_404(review_id: str) -> Review:

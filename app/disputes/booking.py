@@ -15,9 +15,9 @@ fee in the same proportion (a seller who still holds 58.20 of 60.00 with 1.80 of
 which 1.75 is the platform's), so that withdrawing all a seller holds takes back exactly its fee left. The
 shares are kept on the dispute (``allocations``) and a reinstatement mirrors them.
 
-The dispute fee is the platform's expense (``dispute_fees``), in the currency the PSP charged it in. Who
-bears PSP and dispute fees becomes a merchant setting with payouts (ARCHITECTURE.md; issue 22):
-``fee_legs`` is the one place that then routes it to the seller's payable instead.
+The dispute fee is charged in the currency the PSP charged it in, to whoever bears the merchant's fees
+(app/payouts/fees.py; issue 22): the platform's ``dispute_fees`` expense, or the disputed sellers' payables pro
+rata to their shares of the withdrawal (``fee_legs``, the one place that routes it; its return mirrors it).
 
 Inquiries book nothing: no money moves until an inquiry becomes a chargeback.
 """
@@ -100,11 +100,36 @@ def _split_legs(shares: list[Share], connector: str, currency: str, *, reinstate
     return legs
 
 
-def fee_legs(connector: str, amount: int, currency: str, *, returned: bool) -> list[Leg]:
-    """The dispute fee charged (or given back): the platform's ``dispute_fees`` expense against the PSP."""
+def fee_legs(connector: str, amount: int, currency: str, *, returned: bool,
+             sellers: dict[str, int] | None = None) -> list[Leg]:
+    """The dispute fee charged (or given back) against the PSP: the platform's ``dispute_fees`` expense, or with
+    ``sellers`` (each seller's part, adding up to ``amount``) those sellers' payables."""
     expense_side, receivable_side = (CREDIT, DEBIT) if returned else (DEBIT, CREDIT)
-    return [Leg(dispute_fees(currency), expense_side, amount, currency),
-            Leg(psp_receivable(connector, currency), receivable_side, amount, currency)]
+    if sellers:
+        legs = [Leg(seller_payable(seller, currency), expense_side, part, currency)
+                for seller, part in sellers.items() if part > 0]
+    else:
+        legs = [Leg(dispute_fees(currency), expense_side, amount, currency)]
+    return legs + [Leg(psp_receivable(connector, currency), receivable_side, amount, currency)]
+
+
+def fee_sellers(session: Session, scope: Scope, dispute_id: str, amount: int) -> dict[str, int] | None:
+    """Each seller's part of a dispute fee when sellers bear the merchant's fees (app/payouts/fees.py), else None:
+    pro rata to the sellers' shares of the withdrawal (or of the payment's capture)."""
+    from app.disputes.models import Dispute
+    from app.payouts.fees import SELLER, fee_bearer, payment_fee_shares, split_over
+
+    if fee_bearer(session, scope) != SELLER:
+        return None
+    dispute = scope.get(session, Dispute, dispute_id)
+    weights: dict[str, int] = {}
+    for share in (dispute.allocations if dispute is not None else []) or []:
+        weights[share["seller"]] = weights.get(share["seller"], 0) + share["amount"]
+    if weights:
+        return split_over(amount, weights)
+    if dispute is not None and dispute.payment_id:
+        return payment_fee_shares(session, scope, dispute.payment_id, amount) or None
+    return None
 
 
 def book_withdrawal(session: Session, scope: Scope, dispute_id: str, payment_id: str, connector: str, currency: str,
@@ -130,6 +155,8 @@ def book_fee(session: Session, scope: Scope, dispute_id: str, connector: str, am
     """Post the dispute fee as the PSP reported it, or its return."""
     key, kind = ("dispute_fee_returned", "dispute_fee_returned") if returned else ("dispute_fee", "dispute_fee")
     what = "fee returned" if returned else "fee"
+    sellers = fee_sellers(session, scope, dispute_id, amount)
     return post_transaction(session, scope, f"{key}:{dispute_id}", kind,
-                            fee_legs(connector, amount, currency, returned=returned), hmac_key=hmac_key,
+                            fee_legs(connector, amount, currency, returned=returned, sellers=sellers),
+                            hmac_key=hmac_key,
                             description=f"Dispute {dispute_id}: {what}", reference=dispute_id)

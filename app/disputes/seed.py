@@ -38,7 +38,9 @@ DEMO_DISPUTES = (
 def seed_demo_disputes(session: Session, merchant, web_url: str) -> list[str]:
     """SEED_STEPS entry: the demo merchant's disputes (test mode), once."""
     scope = Scope(merchant.id, False)
-    if session.scalar(scope.select(Dispute).with_only_columns(Dispute.id).limit(1)) is not None:
+    # Its own disputes (the reconciliation demo creates one of its own, from a settlement line).
+    if session.scalar(scope.select(Dispute, Dispute.psp_reference.like("dp_demo_%")).with_only_columns(Dispute.id)
+                      .limit(1)) is not None:
         return []
     deps = deps_for(current_app._get_current_object())
     now = utcnow()

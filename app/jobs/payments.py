@@ -100,18 +100,20 @@ def _drive(pending: list, deps: PaymentsDeps, gateway: Gateway) -> str:
 
 def screen_claim(session, claim: processing.AttemptClaim, deps: PaymentsDeps, gateway: Gateway):
     """Risk before the first send of an authorization (app/payments/risk.py): the card's facts from the vault
-    (no transaction open), then the assessment and its outcome in one transaction. None: blocked, nothing to
-    send (the waiters are woken). A failure here leaves the claim's lease to run out: the attempt is due again."""
-    card = None
+    (no transaction open; a vault that could not be asked holds the payment for review), then the assessment
+    and its outcome in one transaction. None: blocked, nothing to send (the waiters are woken). A failure here leaves the claim's lease to run out: the attempt is due again."""
+    card, unavailable = None, False
     ask = getattr(gateway, "card_facts", None)
     if ask is not None and claim.token and claim.vault:
         try:
             card = ask(claim.vault, claim.token, merchant_id=claim.merchant_id, currency=claim.currency,
                        livemode=claim.livemode)
-        except Exception:  # noqa: BLE001 - the vault could not be asked: assess without the card's facts
-            log.warning("attempt %s: card facts unavailable from the vault", claim.id, exc_info=True)
+        except Exception:  # noqa: BLE001 - CardFactsUnavailable or worse: could not ask is not an answer
+            log.warning("attempt %s: card facts unavailable from the vault; the payment is held for review",
+                        claim.id, exc_info=True)
+            unavailable = True
     with commit_or_rollback(session):
-        screened = risk.screen(session, claim, card, deps)
+        screened = risk.screen(session, claim, card, deps, card_facts_unavailable=unavailable)
     if screened.notify:
         notify_outcome(deps.redis, screened.notify, screened.snapshot)
     return screened.claim

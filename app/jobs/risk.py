@@ -22,3 +22,14 @@ def expire_reviews() -> list[str]:
     deps = deps_for(current_app._get_current_object())
     with commit_or_rollback(session):
         return expire_due_reviews(session, deps)
+
+
+@job
+def report_score_drift() -> str | None:
+    """Last ISO week's score drift (PSI) report, once per week (app/risk/learning/drift.py)."""
+    from app.risk.learning.drift import report_week
+
+    session = db.session
+    with commit_or_rollback(session):
+        report = report_week(session)
+        return report.week if report else None

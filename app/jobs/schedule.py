@@ -38,12 +38,19 @@ PERIODIC: list[Periodic] = [
     Periodic("app.jobs.payments.expire_authorizations", 300),
     # Every 5 min: open risk reviews are voided a day before their authorization would expire.
     Periodic("app.jobs.risk.expire_reviews", 300),
+    # Hourly: the weekly score drift report is written once per ISO week (the sweep finds the week without one).
+    Periodic("app.jobs.risk.report_score_drift", 3600),
     # Hourly: idempotency keys live 24 h and API request logs 30 days; an hour of slack keeps deletes batched.
     Periodic("app.jobs.payments.reap_idempotency_keys", 3600),
     Periodic("app.jobs.dashboard.sweep_request_logs", 3600),
     # Every 15 min: settlement reports and bank statements of past days not imported yet (a day's file exists once
     # the day is over; a failed fetch is asked again at the next sweep, the day without a file being the schedule).
     Periodic("app.jobs.reconciliation.fetch_due_reports", 900),
+    # Every 30 s: payouts to send, in-transit payouts to ask about (each due row says when; a minute's slack is
+    # nothing next to a transfer that takes days).
+    Periodic("app.jobs.payouts.process_due_payouts", 30),
+    # Every 15 min: the day's scheduled payouts (the business key per period pays each once however often it runs).
+    Periodic("app.jobs.payouts.run_payout_schedules", 900),
     # Hourly: recompute every ledger account's hash chain and balance (the admin page shows the result).
     Periodic("app.ledger.jobs.verify_ledger", 3600),
 ]

@@ -99,7 +99,8 @@ class RouterGateway:
 
     def card_facts(self, vault: str, token: str, *, merchant_id: str, currency: str, livemode: bool) -> dict | None:
         """The card behind a token, from the first connector routed for it that can tell (risk signals);
-        None when none can or none answered. A read: no breaker, no failover, the connector's timeouts."""
+        None when none can or the vault does not know the token; ``CardFactsUnavailable`` (app.psp.interfaces)
+        when the vault could not be asked. A read: no breaker, no failover, the connector's timeouts."""
         for name in self.router.route(vault, merchant_id=merchant_id, currency=currency, livemode=livemode):
             connector = self.router.connector(name, merchant_id=merchant_id, livemode=livemode)
             ask = getattr(connector, "card_facts", None)

@@ -15,6 +15,11 @@ authorization attempt; the worker that claims it screens it right before its fir
   - ``request_3ds``: the authorization asks the PSP for a 3-D Secure challenge whatever the card;
   - ``allow``: as before.
 
+  The vault could not be asked for the card's facts (``CardFactsUnavailable``, or any failure of the read):
+  the platform's card block lists cannot be checked, and not knowing is not an answer. Unless a rule blocks on
+  what is known (email, IP, amount...), the payment is held as for ``review``, in a review the platform owns,
+  with ``outcome.reason`` and the assessment's ``reason`` ``card_facts_unavailable``.
+
 A retry of the same attempt reuses its assessment (never assessed or counted twice). After a 3-D Secure
 challenge succeeds, the rules that depend on it run again (``after_challenge``): a block then voids the
 authorization, a review holds it.
@@ -73,8 +78,11 @@ def _adjusted(claim, outcome: str):
     return claim
 
 
-def screen(session: Session, claim, card: dict | None, deps) -> Screened:
-    """Assess a claimed authorization before its first send and apply the outcome; flushes, never commits."""
+def screen(session: Session, claim, card: dict | None, deps, *, card_facts_unavailable: bool = False) -> Screened:
+    """Assess a claimed authorization before its first send and apply the outcome; flushes, never commits.
+
+    ``card_facts_unavailable``: the vault could not be asked; unless a rule blocks on what is known, the payment
+    is held for a review the platform owns (its card block lists were not checked)."""
     from app.payments import state
     from app.payments.idempotency import relaxed_commit
 
@@ -87,13 +95,17 @@ def screen(session: Session, claim, card: dict | None, deps) -> Screened:
                               .execution_options(populate_existing=True)).one()
     if attempt.status != AttemptStatus.PROCESSING or attempt.tries != claim.tries:
         return Screened(claim, [])  # resolved or overtaken meanwhile: the send path decides as before
-    earlier = session.scalar(select(Assessment).where(
+    # An earlier run of this attempt may have screened it (and crashed before sending): its assessment stands.
+    # The first claim of an attempt (tries 1) has no earlier run: each claim increments tries and screens only
+    # while it still holds the attempt (checked above), so the look-up is skipped (one round trip less).
+    earlier = None if attempt.tries <= 1 else session.scalar(select(Assessment).where(
         Assessment.merchant_id == payment.merchant_id, Assessment.attempt_id == attempt.id,
         Assessment.stage == "confirmation"))
     if earlier is not None:
         return Screened(_adjusted(claim, earlier.outcome), [], outcome=earlier.outcome)
     _card_summary(payment, card)
-    decision = evaluate.assess(session, payment, redis=deps.redis, card=card, attempt_id=attempt.id)
+    decision = evaluate.assess(session, payment, redis=deps.redis, card=card, attempt_id=attempt.id,
+                               card_facts_unavailable=card_facts_unavailable)
     assessment = decision.assessment
     payment.risk_score, payment.risk_level = assessment.score, assessment.level
     if decision.outcome == "block":
@@ -114,7 +126,9 @@ def screen(session: Session, claim, card: dict | None, deps) -> Screened:
         return Screened(None, [attempt.id], event.data if event is not None else None, outcome="block")
     outcome = evaluate.outcome_object(assessment, "manual_review" if decision.outcome == "review" else "authorized")
     if decision.outcome == "review":
-        outcome["review_owner"] = review_owner(session, payment, decision.rule_owner)
+        # The platform's own lists went unchecked: the platform decides, as for its own rules.
+        owner = "platform" if assessment.reason == "card_facts_unavailable" else decision.rule_owner
+        outcome["review_owner"] = review_owner(session, payment, owner)
     payment.risk_outcome = outcome  # a new dict: JSONB columns see assignments, not mutations
     if decision.outcome == "request_3ds":
         payment.request_three_d_secure = True
@@ -141,9 +155,11 @@ def open_review(session: Session, payment: Payment, deps) -> None:
     from app.risk import reviews
 
     owner = payment.risk_outcome.get("review_owner") or "merchant"
+    reason = payment.risk_outcome.get("reason")
     reviews.open_review(session, payment, owner=owner, assessment_id=payment.risk_outcome.get("assessment"),
                         rule_id=(payment.risk_outcome.get("rule") or {}).get("id"),
-                        expires_in=deps.authorization_expiry)
+                        expires_in=deps.authorization_expiry,
+                        opened_reason=reason if reason == "card_facts_unavailable" else "rule")
 
 
 def note_declined(payment: Payment, attempt: PaymentAttempt, deps) -> None:
@@ -178,6 +194,12 @@ def after_challenge(session: Session, payment: Payment, attempt: PaymentAttempt,
     payment.risk_score, payment.risk_level = assessment.score, assessment.level
     if decision.outcome == "block":
         payment.risk_outcome = evaluate.outcome_object(assessment, "blocked")
+        # A block after the challenge is a decline like one before it: the velocity counters count it (once
+        # per attempt: the member is the attempt's, so applying the same outcome again changes nothing).
+        Velocity(deps.redis).record_decline(
+            payment_id=payment.id, attempt_id=attempt.id, merchant_id=payment.merchant_id,
+            livemode=payment.livemode, fingerprint=payment.card_fingerprint, email=payment.customer_email,
+            ip=payment.customer_ip)
         return "block"
     if decision.outcome == "review":
         payment.risk_outcome = {**evaluate.outcome_object(assessment, "manual_review"),

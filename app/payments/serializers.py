@@ -31,6 +31,7 @@ def attempt_object(attempt: PaymentAttempt) -> dict[str, Any]:
         "amount": attempt.amount,
         "currency": attempt.currency,
         "connector": attempt.connector,
+        "credential": attempt.credential,
         "psp_reference": attempt.psp_reference,
         "decline_code": attempt.decline_code,
         "error_message": attempt.error_message,
@@ -107,6 +108,7 @@ def payment_object(session: Session, payment: Payment, *, orders: list[PaymentOr
         "metadata": payment.metadata_ or {},
         "payment_method": card,
         "connector": payment.connector,
+        "credential": payment.credential,
         "next_action": next_action,
         "return_url": payment.return_url,
         "last_payment_error": payment.last_error,
@@ -141,6 +143,7 @@ def refund_object(refund: Refund) -> dict[str, Any]:
         "failure_code": refund.failure_code,
         "failure_message": refund.failure_message,
         "connector": refund.connector,
+        "credential": refund.credential,
         "psp_reference": refund.psp_reference,
         "attention": attention_object(refund),
     }

@@ -322,6 +322,17 @@ def create_seller(session: Session, scope: Scope, *, name: str, email: str | Non
     return seller
 
 
+def update_seller(session: Session, scope: Scope, seller_id: str, *, name: str, email: str | None) -> Seller:
+    """Rename a seller or change its email (its id, book and default flag never change)."""
+    seller = _get_or_not_found(session, scope, Seller, seller_id, name="seller", param="seller", for_update=True)
+    name = _text(name, "name", 200)
+    if not name:
+        raise InvalidRequest("Missing required parameter: name.", param="name", code="parameter_missing")
+    seller.name, seller.email = name, _text(email, "email", 320)
+    session.flush()
+    return seller
+
+
 def get_seller(session: Session, scope: Scope, seller_id: str) -> Seller:
     """The scope's seller, or NotFound."""
     return _get_or_not_found(session, scope, Seller, seller_id, name="seller", param="seller")

@@ -19,6 +19,31 @@ from app.psp.stripe_keys import check_publishable_key, check_secret_key
 from app.scoping import Scope
 
 STRIPE = "stripe"
+# How a credential's payouts are confirmed as deposited (app/reconciliation/payout_events.py): the platform's bank
+# statement shows them, or (a merchant's own account, paid into its own bank) the PSP's payout events stand in.
+BANK_STATEMENT = "bank_statement"
+PAYOUT_EVENTS = "payout_events"
+DEPOSIT_CONFIRMATIONS = (BANK_STATEMENT, PAYOUT_EVENTS)
+# A merchant's own account pays into the merchant's own bank, which Kassa never sees (the platform's default,
+# bank_statement, is in app/psp/stripe_keys.py).
+DEFAULT_MERCHANT_DEPOSIT_CONFIRMATION = PAYOUT_EVENTS
+
+
+class DepositConfirmationError(ValueError):
+    """A deposit confirmation that is not one of DEPOSIT_CONFIRMATIONS; ``param`` names the field."""
+
+    def __init__(self, value: object, param: str = "deposit_confirmation"):
+        self.message = (f"How deposits are confirmed must be one of {', '.join(DEPOSIT_CONFIRMATIONS)}; "
+                        f"got {str(value)[:40]!r}.")
+        self.param = param
+        super().__init__(self.message)
+
+
+def check_deposit_confirmation(value: object) -> str:
+    """The value when it is a known deposit confirmation, else DepositConfirmationError."""
+    if value not in DEPOSIT_CONFIRMATIONS:
+        raise DepositConfirmationError(value)
+    return value  # type: ignore[return-value]
 
 
 def check_keys(psp: str, livemode: bool, *, secret_key: str, publishable_key: str | None = None) -> None:
@@ -35,16 +60,23 @@ def current_credential(session: Session, scope: Scope, psp: str, *, lock: bool =
 
 
 def set_credentials(session: Session, scope: Scope, box: SecretBox, psp: str, *, secret_key: str,
-                    webhook_secret: str | None = None, publishable_key: str | None = None) -> PspCredential:
+                    webhook_secret: str | None = None, publishable_key: str | None = None,
+                    deposit_confirmation: str | None = None) -> PspCredential:
     """Store (or replace) the merchant's credentials at ``psp`` in this mode; secrets are encrypted.
 
     Keys of the other mode are refused (KeyModeError), nothing changed. A new secret key may be another
     account: the current row is retired (kept, for the payments made with it) and a new one is created.
     The same secret key with another webhook secret or publishable key updates the current row.
+    ``deposit_confirmation`` (DEPOSIT_CONFIRMATIONS, else DepositConfirmationError): None keeps the current row's,
+    or the merchant default for a new account.
     """
     check_keys(psp, scope.livemode, secret_key=secret_key, publishable_key=publishable_key)
+    if deposit_confirmation is not None:
+        check_deposit_confirmation(deposit_confirmation)
     now = utcnow()
     row = current_credential(session, scope, psp, lock=True)
+    # A new key of the same merchant and mode keeps the declaration of the account it replaces unless told.
+    deposit_confirmation = deposit_confirmation or (row.deposit_confirmation if row is not None else None)
     if row is not None and box.decrypt(row.secret_key_encrypted, credential_aad(row, "secret_key")) != secret_key:
         row.retired_at = now
         row.updated_at = now
@@ -57,7 +89,22 @@ def set_credentials(session: Session, scope: Scope, box: SecretBox, psp: str, *,
     row.webhook_secret_encrypted = (box.encrypt(webhook_secret, credential_aad(row, "webhook_secret"))
                                     if webhook_secret else None)
     row.publishable_key = publishable_key
+    row.deposit_confirmation = (deposit_confirmation or row.deposit_confirmation
+                                or DEFAULT_MERCHANT_DEPOSIT_CONFIRMATION)
     row.updated_at = now
+    session.flush()
+    return row
+
+
+def set_deposit_confirmation(session: Session, scope: Scope, psp: str, deposit_confirmation: str) -> PspCredential:
+    """Declare how the merchant's current account at ``psp`` in this mode has its payouts confirmed
+    (DepositConfirmationError for an unknown value, LookupError when there is no current credential)."""
+    check_deposit_confirmation(deposit_confirmation)
+    row = current_credential(session, scope, psp, lock=True)
+    if row is None:
+        raise LookupError(f"no current {psp} credential in this mode")
+    row.deposit_confirmation = deposit_confirmation
+    row.updated_at = utcnow()
     session.flush()
     return row
 

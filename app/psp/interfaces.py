@@ -221,6 +221,11 @@ class CallbackRejected(Exception):
     """An inbound callback whose signature is missing, wrong or stale."""
 
 
+class CardFactsUnavailable(Exception):
+    """The vault could not be asked for a token's card facts (unreachable, timed out, 5xx, rate limited): not
+    knowing is not an answer, unlike a token the vault surely does not know (``card_facts`` returns None)."""
+
+
 class Connector(Protocol):
     """What Kassa needs from a PSP. Every write carries an idempotency key derived from our attempt id.
 

@@ -6,7 +6,7 @@ stores what PSPs tell it and the secrets it needs to talk to them.
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, text
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.crypto import register_encrypted_column
@@ -72,6 +72,7 @@ class PspCredential(MerchantOwned, Base):
         # still capture, void, refund and look up through them: app/psp/credentials.py).
         Index("uq_psp_credentials_current", "merchant_id", "livemode", "psp", unique=True,
               postgresql_where=text("retired_at IS NULL")),
+        CheckConstraint("deposit_confirmation IN ('bank_statement', 'payout_events')", name="deposit_confirmation"),
     )
 
     id: Mapped[str] = mapped_column(primary_key=True)
@@ -79,6 +80,10 @@ class PspCredential(MerchantOwned, Base):
     secret_key_encrypted: Mapped[str] = mapped_column(Text)
     webhook_secret_encrypted: Mapped[str | None] = mapped_column(Text)
     publishable_key: Mapped[str | None] = mapped_column(String(255))   # public by design: sent to browsers
+    # How the PSP's payouts of this account are confirmed as deposited (app/reconciliation/payout_events.py):
+    # ``payout_events`` (paid into the merchant's own bank, which Kassa never sees: the PSP's payout.paid stands in
+    # for the deposit) or ``bank_statement`` (paid into the platform's bank account, matched on its statement).
+    deposit_confirmation: Mapped[str] = mapped_column(String(20), server_default=text("'payout_events'"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=text("now()"))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=text("now()"))
     # Replaced or deleted: no longer used for new payments, kept for the follow-ups of those made with it.

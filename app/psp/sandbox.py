@@ -28,6 +28,7 @@ from app.psp.interfaces import (
     AuthorizeRequest,
     CallbackEvent,
     CallbackRejected,
+    CardFactsUnavailable,
     EvidenceFile,
     Lookup,
     Outcome,
@@ -233,12 +234,15 @@ class SandboxConnector:
 
     def card_facts(self, token: str) -> dict | None:
         """The card behind a vault token (GET /v1/tokens/<id>): brand, BIN, funding, country, fingerprint and
-        the vault's risk hint, for the risk checks before authorizing. None when the vault could not be
-        asked or does not know the token (the assessment then goes on without card facts and says so)."""
+        the vault's risk hint, for the risk checks before authorizing. None when the vault answered that it
+        does not know the token; CardFactsUnavailable when it could not be asked (no connection, a timeout, a
+        5xx or 429 answer): the screening then holds the payment for review (app/payments/risk.py)."""
         try:
             response = self._http.get(f"/v1/tokens/{token}")
-        except httpx.HTTPError:
-            return None
+        except httpx.HTTPError as error:
+            raise CardFactsUnavailable(f"sandbox vault: {type(error).__name__}") from error
+        if response.status_code >= 500 or response.status_code == 429:
+            raise CardFactsUnavailable(f"sandbox vault answered {response.status_code}")
         if response.status_code != 200:
             return None
         card = _json_object(response).get("card")

@@ -50,6 +50,7 @@ from app.psp.interfaces import (
     AuthorizeRequest,
     CallbackEvent,
     CallbackRejected,
+    CardFactsUnavailable,
     CardToken,
     EvidenceFile,
     Lookup,
@@ -103,6 +104,10 @@ EVENT_TYPES = {
     "charge.refund.updated": "refund.updated",
     "refund.updated": "refund.updated",
     "refund.failed": "refund.updated",
+    # An automatic payout reached the account's bank, or did not (app/reconciliation/payout_events.py: for an
+    # account whose deposits are confirmed by payout events, these stand in for the bank statement).
+    "payout.paid": "payout.paid",
+    "payout.failed": "payout.failed",
 }
 
 # Expanded in the confirm's and the status query's answer: the PaymentMethod object instead of its id,
@@ -367,17 +372,42 @@ class StripeConnector:
 
     def card_facts(self, token: str) -> dict | None:
         """The card facts risk rules read (app/risk): ``card_of``'s plus funding, issuing country and the IIN when
-        Stripe shares it; None when it is not a card or Stripe could not be asked."""
+        Stripe shares it; None when it is not a card (or Stripe refused the request: no such payment method);
+        CardFactsUnavailable when Stripe could not be asked (connection, timeout, 5xx, rate limit)."""
         if self._client is None:
             return None
         answer = self._call(lambda: self._client.v1.payment_methods.retrieve(token), read=True)
         if isinstance(answer, PspResult):
-            return None
+            if answer.error in ("not_found", "client_error"):
+                return None  # Stripe answered: no such payment method (an answer, unlike what follows)
+            raise CardFactsUnavailable(f"stripe: {answer.error or answer.outcome.value}")
         card = _as_dict(answer).get("card")
         if not isinstance(card, dict):
             return None
         return {**{name: card.get(name) for name in CARD_FIELDS}, "funding": card.get("funding"),
                 "country": card.get("country"), "bin": card.get("iin"), "risk_hint": None}
+
+    def settlement_payouts(self, created_from: int, created_to: int) -> tuple[list[dict], dict[str, list[dict]]]:
+        """The account's automatic payouts created in [created_from, created_to) (unix seconds) and each one's
+        balance transactions (``source`` expanded: a charge names its PaymentIntent), every page of each list.
+
+        What reconciliation imports as the account's settlement report of a day (app/reconciliation/fetch.py).
+        Reads only, under the connector's timeouts and without the library's retries, like every call here: a
+        failure raises the library's StripeError (never an empty answer), and the scheduled fetch asks again.
+        Manual payouts carry no balance transactions of their own (Stripe lists them only for automatic ones).
+        """
+        if self._client is None:
+            raise stripe.AuthenticationError("no Stripe secret key for this account")
+        listed = self._client.v1.payouts.list(params={"created": {"gte": created_from, "lt": created_to},
+                                                      "limit": 100})
+        payouts = [payout for payout in map(_plain, listed.auto_paging_iter()) if payout.get("automatic")]
+        payouts.sort(key=lambda payout: (payout.get("created") or 0, payout["id"]))
+        transactions = {}
+        for payout in payouts:
+            page = self._client.v1.balance_transactions.list(
+                params={"payout": payout["id"], "expand": ["data.source"], "limit": 100})
+            transactions[payout["id"]] = [_plain(bt) for bt in page.auto_paging_iter()]
+        return payouts, transactions
 
     def parse_callback(self, headers: dict[str, str], body: bytes) -> CallbackEvent:
         """Verify ``Stripe-Signature`` with ``stripe.Webhook.construct_event`` and normalize the event."""
@@ -612,6 +642,20 @@ class StripeConnector:
     def _kassa_amounts(self, obj: dict) -> dict:
         """A callback's object with its amounts in Kassa's minor units (what callback handlers read)."""
         return {**obj, **{field: self._amount(obj, field) for field in AMOUNT_FIELDS if obj.get(field) is not None}}
+
+
+def _plain(value: Any) -> Any:
+    """A library object as plain JSON values, nested objects included (what Stripe's answer said)."""
+    if hasattr(value, "to_dict"):
+        try:
+            value = value.to_dict(for_json=True)  # decimals (an exchange rate) as strings: JSON can hold them
+        except TypeError:  # a library before for_json: no decimals either
+            value = value.to_dict()
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    return value
 
 
 def _named(evidence_file: EvidenceFile) -> io.BytesIO:

@@ -67,6 +67,9 @@ class PlatformStripe:
     api_key: str | None
     webhook_secret: str | None
     publishable_key: str | None
+    # How this account's payouts are confirmed as deposited (app/psp/credentials.py DEPOSIT_CONFIRMATIONS):
+    # STRIPE_DEPOSIT_CONFIRMATION_TEST/_LIVE, by default the platform's bank statement.
+    deposit_confirmation: str = "bank_statement"
 
 
 def _setting(config: Mapping[str, Any], name: str, livemode: bool) -> str | None:
@@ -81,7 +84,9 @@ def platform_stripe(config: Mapping[str, Any], livemode: bool) -> PlatformStripe
     return PlatformStripe(livemode=livemode,
                           api_key=_setting(config, "STRIPE_API_KEY", livemode),
                           webhook_secret=_setting(config, "STRIPE_WEBHOOK_SECRET", livemode),
-                          publishable_key=_setting(config, "STRIPE_PUBLISHABLE_KEY", livemode))
+                          publishable_key=_setting(config, "STRIPE_PUBLISHABLE_KEY", livemode),
+                          deposit_confirmation=_setting(config, "STRIPE_DEPOSIT_CONFIRMATION", livemode)
+                          or "bank_statement")
 
 
 def _source(config: Mapping[str, Any], name: str, livemode: bool) -> str:
@@ -101,3 +106,6 @@ def check_platform_keys(config: Mapping[str, Any]) -> None:
             check_publishable_key(keys.publishable_key, livemode, param="STRIPE_PUBLISHABLE_KEY")
         except KeyModeError as error:
             raise RuntimeError(f"{_source(config, error.param, livemode)}: {error.message}") from None
+        if keys.deposit_confirmation not in ("bank_statement", "payout_events"):
+            raise RuntimeError(f"{_source(config, 'STRIPE_DEPOSIT_CONFIRMATION', livemode)}: must be bank_statement "
+                               f"or payout_events, not {keys.deposit_confirmation!r}")

@@ -1,13 +1,22 @@
-"""Fetching reports and statements from the sandbox PSP (httpx, short timeouts). No Flask: takes the config mapping.
+"""Fetching reports and statements: from the sandbox PSP (httpx, short timeouts), and from Stripe per account (the
+official library through the Stripe connector: its timeouts, no hidden retries). No Flask: takes the config mapping.
 
 A fetch that could not ask (connection refused, timeout, 5xx) raises FetchFailed: nothing is known, the day stays
 due and the scheduled job asks again; it never counts as an empty report.
 """
-from datetime import date
+import logging
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 
 import httpx
+import stripe
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from app.psp.sandbox import parse_acquirer_urls
+from app.reconciliation import stripe_lines
+
+log = logging.getLogger(__name__)
 
 # A report is a few hundred KB per day in the sandbox; connect 1 s as for PSP calls, read 30 s because a day's
 # file is generated on request.
@@ -48,3 +57,69 @@ def fetch_statement(config, day: date) -> bytes:
     """The platform bank account's camt.053 statement of one day (the sandbox plays the bank)."""
     base = (config.get("SANDBOX_PSP_URL") or "").rstrip("/")
     return _get(f"{base}/v1/bank_statements/{day.isoformat()}.xml", config.get("SANDBOX_PSP_SECRET", ""))
+
+
+@dataclass(frozen=True)
+class StripeAccount:
+    """One Stripe account whose payouts are reconciled: the platform's in one mode, or a merchant's credential."""
+
+    credential: str                  # "platform" or the psp_credentials id
+    livemode: bool
+    merchant_id: str | None          # None: the platform's account
+    api_key: str
+    deposit_confirmation: str        # bank_statement | payout_events (app/psp/credentials.py)
+
+    @property
+    def source(self) -> str:
+        return stripe_lines.source_of(self.credential)
+
+
+def stripe_accounts(session: Session, config, box) -> list[StripeAccount]:
+    """The platform's Stripe account in each mode that has a secret key, then every merchant's current Stripe
+    credential (a retired one is no longer fetched)."""
+    from app.psp.credentials import load_credential
+    from app.psp.models import PspCredential
+    from app.psp.stripe_keys import platform_stripe
+    from app.scoping import Scope
+
+    found = []
+    for livemode in (False, True):
+        platform = platform_stripe(config, livemode)
+        if platform.api_key:
+            found.append(StripeAccount(stripe_lines.PLATFORM_CREDENTIAL, livemode, None, platform.api_key,
+                                       platform.deposit_confirmation))
+    # Across merchants on purpose: the scheduled job reconciles every account; each is read in its own scope.
+    rows = session.execute(select(PspCredential.id, PspCredential.merchant_id, PspCredential.livemode,
+                                  PspCredential.deposit_confirmation)
+                           .where(PspCredential.psp == stripe_lines.PSP, PspCredential.retired_at.is_(None))
+                           .order_by(PspCredential.livemode, PspCredential.merchant_id)).all()
+    for row in rows:
+        try:
+            credentials = load_credential(session, Scope(row.merchant_id, row.livemode), box, stripe_lines.PSP, row.id)
+        except Exception:  # noqa: BLE001 - a credential that cannot be opened must not stop the others' fetches
+            log.error("reconciliation: the Stripe credential %s cannot be decrypted; its payouts are not fetched",
+                      row.id)
+            continue
+        if credentials and credentials.get("secret_key"):
+            found.append(StripeAccount(row.id, row.livemode, row.merchant_id, credentials["secret_key"],
+                                       row.deposit_confirmation))
+    return found
+
+
+def fetch_stripe_settlement(config, account: StripeAccount, day: date) -> bytes:
+    """The day's report of a Stripe account: its automatic payouts created that day (UTC) and their balance
+    transactions, as the JSON document stored unchanged (app/reconciliation/stripe_lines.py)."""
+    from app.psp.stripe_connector import StripeConnector
+
+    start = int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp())
+    end = int((datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)).timestamp())
+    connector = StripeConnector.from_config(stripe_lines.PSP, config, {"livemode": account.livemode},
+                                            {"secret_key": account.api_key})
+    try:
+        payouts, transactions = connector.settlement_payouts(start, end)
+    except stripe.StripeError as exc:
+        status = f"HTTP {exc.http_status}" if exc.http_status else exc.__class__.__name__
+        raise FetchFailed(f"{account.source}: Stripe answered {status}") from None
+    finally:
+        connector.close()
+    return stripe_lines.report_document(account.credential, account.livemode, (start, end), payouts, transactions)

@@ -6,7 +6,7 @@
 | matched_by_hand | anything else                                  | none: the named object is recorded |
 | accepted / written_off | amount_mismatch (merchant book)         | the difference left in ``psp_receivable`` to ``psp_fees`` |
 | accepted / written_off | a break whose money is in suspense (platform book) | ``suspense`` to the platform book's ``psp_fees`` (settlement differences the platform absorbs or gains) |
-| accepted / written_off | deposit_mismatch of a known batch               | refused for now: the batch waits in the merchants' clearing |
+| accepted / written_off | deposit_mismatch of a known batch (paid short or over) | the deposit is taken as the batch's payment: platform book ``suspense`` -> ``cash`` back out by the deposit; each book of the batch ``psp_clearing`` -> ``cash`` by its share, less its part of the shortfall (largest remainder over the positive shares) to ``psp_fees`` (the platform bears PSP fees and so what the PSP kept; an overpayment lowers them) |
 | accepted / written_off | other types (fee_mismatch, missing_at_psp)  | none: the posting already made stands |
 | psp_asked       | any                                            | none: the PSP's corrected report posts its own difference |
 
@@ -22,10 +22,11 @@ from app.accounts.audit import audit
 from app.ledger import accounts
 from app.ledger.service import post_transaction
 from app.models_base import utcnow
+from app.money import allocate
 from app.payments.models import Payment
 from app.ids import new_id
-from app.reconciliation.models import PLATFORM_MERCHANT_ID, RESOLUTIONS, Break, Match, ReportLine
-from app.reconciliation.service import _currency, _line_changes, legs_from_changes
+from app.reconciliation.models import PLATFORM_MERCHANT_ID, RESOLUTIONS, BankEntry, Break, Match, ReportLine
+from app.reconciliation.service import _currency, _line_changes, batch_shares, legs_from_changes
 from app.scoping import Scope
 
 NOTE_MAX = 2000
@@ -88,13 +89,9 @@ def resolve_break(session: Session, scope: Scope, break_id: str, *, resolution: 
             transaction_id = _move_line_to_payment(session, row, target, hmac_key)
     elif resolution in ("accepted", "written_off"):
         if row.type == "deposit_mismatch" and row.kassa_amount is not None:
-            # The deposit sits in the platform's suspense and the batch in the merchants' clearing: moving the
-            # cash into their books is not built yet, and writing the whole deposit off to psp_fees booked it as
-            # a gain. Until then such a break waits (psp_asked records the question to the PSP or bank).
-            raise ResolutionError("A deposit that differs from its batch cannot be accepted or written off yet: "
-                                  "the batch's money would stay in the merchants' clearing. Ask the PSP or bank "
-                                  "(psp_asked) or leave it open.", "resolution")
-        transaction_id = _adjust(session, row, hmac_key)
+            transaction_id = _accept_deposit(session, row, hmac_key)
+        else:
+            transaction_id = _adjust(session, row, hmac_key)
     row.status = "resolved"
     row.resolution = resolution
     row.resolution_note = note
@@ -178,3 +175,45 @@ def _adjust(session: Session, row: Break, hmac_key: bytes) -> str | None:
                               hmac_key=hmac_key, reference=row.id,
                               description=f"Break {row.id} ({row.type}) resolved: adjustment")
     return posted.id
+
+
+def _accept_deposit(session: Session, row: Break, hmac_key: bytes) -> str:
+    """A deposit that differs from its batch, accepted as the batch's payment (table above): the money leaves the
+    platform's suspense and each book's share of the batch moves from clearing to cash, the shortfall (or excess)
+    to ``psp_fees`` pro rata; the deposit then counts as the batch's (a later one is a duplicate)."""
+    ref = (row.lines or [{}])[0]
+    entry = session.get(BankEntry, (ref.get("file"), ref.get("entry")))
+    if entry is None or entry.batch_id != row.batch_id:
+        raise ResolutionError("This break has no bank entry of its batch to accept.", "break")
+    shares = [share for share in batch_shares(session, row.livemode, row.batch_id) if share.total]
+    if {share.currency for share in shares} != {entry.currency} or len({share.psp for share in shares}) != 1:
+        raise ResolutionError("The batch and its deposit are in different currencies (or PSPs): accepting it "
+                              "waits for FX. Ask the PSP or bank (psp_asked) or leave it open.", "resolution")
+    deposited = entry.amount
+    total = sum(share.total for share in shares)
+    positive = [max(share.total, 0) for share in shares]
+    if deposited < 0 or total <= 0 or not any(positive):
+        raise ResolutionError("Only a deposit into the bank for a batch the PSP owed can be accepted; ask the "
+                              "PSP or bank (psp_asked).", "resolution")
+    losses = allocate(total - deposited, positive)
+    psp, currency = shares[0].psp, entry.currency
+    books: dict[str, dict[str, int]] = {PLATFORM_MERCHANT_ID: {
+        accounts.suspense(psp, currency): -deposited, accounts.cash(currency): -deposited}}
+    for share, loss in zip(shares, losses):
+        changes = books.setdefault(share.book, {})
+        for code, change in ((accounts.cash(currency), share.total - loss),
+                             (accounts.psp_clearing(psp, currency), -share.total),
+                             (accounts.psp_fees(currency), loss)):
+            changes[code] = changes.get(code, 0) + change
+    posted_ids = {}
+    for book, changes in sorted(books.items(), key=lambda item: item[0] != PLATFORM_MERCHANT_ID):
+        legs = legs_from_changes(changes, _currency)
+        if not legs:
+            continue
+        posted = post_transaction(session, Scope(book, row.livemode), f"resolve:{row.id}",
+                                  "reconciliation_adjustment", legs, hmac_key=hmac_key, reference=row.batch_id,
+                                  description=f"Break {row.id}: deposit {entry.bank_reference} accepted for batch "
+                                              f"{row.batch_id} ({total - deposited} short to psp_fees)")
+        posted_ids[book] = posted.id
+    entry.status = "matched"
+    return posted_ids.get(PLATFORM_MERCHANT_ID) or next(iter(posted_ids.values()))

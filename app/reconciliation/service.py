@@ -13,8 +13,11 @@ Posting table (ARCHITECTURE.md, "Money flows in the ledger"; signs in each accou
 | deposit of a batch (each book its share)      | ``cash``                                 | ``psp_clearing`` |
 | deposit with no batch / differing from it (platform book) | ``cash`` deposited           | ``suspense`` |
 
-Fees are the platform's (``psp_fees``): no merchant setting names another fee bearer yet (the disputes issue's
-``fee_legs`` says the same). One journal transaction per batch, book and import (business key
+A dispute line that matches nothing is looked up at the PSP and, found, applied as the dispute's missed notice
+(``_missed_disputes``) before posting, so it posts as a matched dispute line in the merchant's book.
+
+Fees go to whoever bears the book's fees (app/payouts/fees.py): the platform's ``psp_fees``, or, when sellers
+bear them, each line's fee split over its payment's sellers and debited from their ``seller_payable``. One journal transaction per batch, book and import (business key
 ``settle:<batch>:<book>:<seq>``, ``deposit:<batch>:<book>:<seq>``), so a late line or a corrected version posts
 its own difference; each line keeps the id of the transaction that carries it.
 """
@@ -23,6 +26,7 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from typing import Any, Callable
 
 import psycopg
 from sqlalchemy import func, select, text
@@ -36,6 +40,7 @@ from app.reconciliation import failures
 from app.reconciliation.models import PLATFORM_MERCHANT_ID, BankEntry, Break, ReportFile, ReportLine
 from app.reconciliation.parsing import LINE_TYPES, SETTLEMENT_COLUMNS, ReportFormatError, check_settlement_row, \
     currency_code, parse_camt053, plain_identifier
+from app.reconciliation.stripe_lines import credential_of, parse_stripe_report, psp_of
 from app.scoping import Scope
 
 BANK_SOURCE = "bank"
@@ -56,6 +61,19 @@ MISSING_LOOKBACK_DAYS = 30
 # Lines a posting carries, and in which book.
 _MERCHANT_STATUSES = ("matched", "mismatch")
 _PLATFORM_STATUSES = ("unmatched", "duplicate", "refused")
+
+
+@dataclass(frozen=True)
+class DisputeNotices:
+    """What a run needs to create a dispute Kassa missed the notice of (a dispute line that matches nothing):
+    ``lookup(connector, dispute reference, livemode, credential)`` asks the PSP for the dispute (with the credential
+    of the Stripe account whose report it is; None for other PSPs) (a ``Lookup``: found, surely
+    absent or unknown; the router's ``retrieve_dispute`` in the jobs), ``deps`` the payments' collaborators the
+    disputes service books with. Without it such a line stays a ``missing_in_kassa`` break."""
+
+    lookup: Callable[[str, str, bool, str | None], Any]
+    deps: Any
+    base_url: str = ""
 
 
 class ReconciliationError(ValueError):
@@ -132,6 +150,38 @@ _COPY_CHUNK = 1 << 20
 IMPORT_WORK_MEM = "128MB"
 
 
+def _create_staging(session: Session):
+    """(Re)create the session's temporary ``reconciliation_staging`` (text columns, dropped at commit); the raw
+    psycopg connection to COPY into it."""
+    session.execute(text("DROP TABLE IF EXISTS pg_temp.reconciliation_staging"))
+    session.execute(text("CREATE TEMPORARY TABLE reconciliation_staging (line_no bigint GENERATED ALWAYS AS IDENTITY, "
+                         "reference text, type text, gross text, fee text, net text, currency text, batch_id text) "
+                         "ON COMMIT DROP"))
+    return session.connection().connection.driver_connection
+
+
+def _stage_file(session: Session, report: ReportFile) -> int:
+    """Stage the report's lines into ``reconciliation_staging``: a CSV's bytes as they are (``_stage_raw``), a
+    Stripe account's report (a JSON document of its payouts, app/reconciliation/stripe_lines.py) through its parser.
+    The number of lines."""
+    if credential_of(report.source) is not None:
+        return _stage_parsed(session, parse_stripe_report(report.content))
+    return _stage_raw(session, report)
+
+
+def _stage_parsed(session: Session, lines) -> int:
+    """COPY parsed lines into ``reconciliation_staging``, streamed (memory stays flat); checked afterwards by the
+    same statements as a CSV's."""
+    raw = _create_staging(session)
+    count = 0
+    with session.begin_nested(), raw.cursor() as cursor:
+        with cursor.copy(f"COPY reconciliation_staging ({_STAGING_COLUMNS}) FROM STDIN") as copy:
+            for count, line in enumerate(lines, start=1):
+                copy.write_row((line.reference, line.type, str(line.gross), str(line.fee), str(line.net),
+                                line.currency, line.batch_id))
+    return count
+
+
 def _stage_raw(session: Session, report: ReportFile) -> int:
     """COPY the report's bytes, unparsed, into the session's temporary ``reconciliation_staging`` (dropped at
     commit); its rows numbered in file order (1 = the first line after the header). The number of lines."""
@@ -143,11 +193,7 @@ def _stage_raw(session: Session, report: ReportFile) -> int:
     body = len(content)
     while body and content[body - 1:body] in (b"\n", b"\r"):  # blank lines at the end: nothing to import
         body -= 1
-    session.execute(text("DROP TABLE IF EXISTS pg_temp.reconciliation_staging"))
-    session.execute(text("CREATE TEMPORARY TABLE reconciliation_staging (line_no bigint GENERATED ALWAYS AS IDENTITY, "
-                         "reference text, type text, gross text, fee text, net text, currency text, batch_id text) "
-                         "ON COMMIT DROP"))
-    raw = session.connection().connection.driver_connection
+    raw = _create_staging(session)
     try:
         with session.begin_nested(), raw.cursor() as cursor:
             with cursor.copy(f"COPY reconciliation_staging ({_STAGING_COLUMNS}) FROM STDIN "
@@ -199,14 +245,14 @@ def _refuse_bad_line(session: Session, line_no: int | None) -> None:
 def _stage_lines(session: Session, report: ReportFile) -> int:
     """Stage the report's lines into reconciliation_lines as 'staged' (a corrected version: its lines are paired
     with the previous version's by the statements below)."""
-    count = _stage_raw(session, report)
+    count = _stage_file(session, report)
     _refuse_bad_line(session, session.scalar(text(f"SELECT min(line_no) FROM ({_PARSED}) p "
                                                   "WHERE NOT (ok AND text_ok)")))
     session.execute(text(f"""
         INSERT INTO reconciliation_lines (file_id, line_no, psp, livemode, report_date, batch_id, reference, type,
                                           gross, fee, net, currency, status)
         SELECT :f, line_no, :psp, :livemode, :day, batch_id, reference, type, gross, fee, net, currency, 'staged'
-          FROM ({_PARSED}) p"""), {"f": report.id, "psp": report.source, "livemode": report.livemode,
+          FROM ({_PARSED}) p"""), {"f": report.id, "psp": psp_of(report.source), "livemode": report.livemode,
                                    "day": report.report_date})
     return count
 
@@ -312,7 +358,7 @@ _UNMATCHED = text("UPDATE reconciliation_lines SET status = 'unmatched' WHERE fi
 
 
 def _match(session: Session, report: ReportFile) -> None:
-    params = {"file_id": report.id, "psp": report.source, "livemode": report.livemode}
+    params = {"file_id": report.id, "psp": psp_of(report.source), "livemode": report.livemode}
     if report.supersedes_id:
         session.execute(_PAIR_UNCHANGED, {"file_id": report.id, "old_id": report.supersedes_id})
         session.execute(_SUPERSEDE_OLD, {"file_id": report.id, "old_id": report.supersedes_id})
@@ -388,31 +434,137 @@ SELECT batch_id, book, currency, status, count(*) AS lines,
 """)
 
 
-def _import_first_version(session: Session, report: ReportFile, hmac_key: bytes, result: RunResult) -> int:
-    """Stage, check, match and post a first version: the number of lines. Each line is written once into
-    reconciliation_lines, after the postings, linked to the one of its batch and book."""
-    count = _stage_raw(session, report)
-    params = {"file_id": report.id, "psp": report.source, "livemode": report.livemode,
-              "platform": PLATFORM_MERCHANT_ID}
-    # Sorts and hashes of a million lines in memory rather than in temporary files (this transaction only).
-    session.execute(text("SELECT set_config('work_mem', :mem, true)"), {"mem": IMPORT_WORK_MEM})
+def _match_staged(session: Session, params: dict, count: int) -> list:
+    """(Re)build ``reconciliation_matched`` from the staged lines; its sums (``_MATCHED_SUMS``)."""
     session.execute(text("DROP TABLE IF EXISTS pg_temp.reconciliation_matched"))
     matched = session.execute(_MATCH_STAGED, params).rowcount
     if matched != count:
         session.execute(_ONE_ROW_PER_LINE)
-    sums = session.execute(_MATCHED_SUMS).all()
+    return session.execute(_MATCHED_SUMS).all()
+
+
+def _import_first_version(session: Session, report: ReportFile, hmac_key: bytes, result: RunResult,
+                          dispute_notices: "DisputeNotices | None" = None, now: datetime | None = None) -> int:
+    """Stage, check, match and post a first version: the number of lines. Each line is written once into
+    reconciliation_lines, after the postings, linked to the one of its batch and book. A dispute line that matched
+    nothing is looked up at the PSP first (``dispute_notices``): found, its notice is applied and the lines matched
+    again before posting; its ``dispute_notice_missed`` break is opened once the lines are written."""
+    count = _stage_file(session, report)
+    params = {"file_id": report.id, "psp": psp_of(report.source), "livemode": report.livemode,
+              "platform": PLATFORM_MERCHANT_ID}
+    # Sorts and hashes of a million lines in memory rather than in temporary files (this transaction only).
+    session.execute(text("SELECT set_config('work_mem', :mem, true)"), {"mem": IMPORT_WORK_MEM})
+    sums = _match_staged(session, params, count)
     bad = [row.first_bad for row in sums if row.first_bad is not None]
     for row in sums:  # batch ids and currencies: checked once per batch, book and currency
         if not (plain_identifier(row.batch_id) and currency_code(row.currency)):
             bad.append(session.scalar(text("SELECT min(line_no) FROM reconciliation_matched WHERE batch_id = :b "
                                            "AND currency = :c"), {"b": row.batch_id, "c": row.currency}))
     _refuse_bad_line(session, min(bad, default=None))
-    links = _post_sums(session, report, sums, hmac_key, result)
+    created = []
+    if dispute_notices is not None:
+        references = session.execute(text(
+            "SELECT DISTINCT reference FROM reconciliation_matched WHERE status = 'unmatched' AND type = 'dispute' "
+            "AND gross < 0 ORDER BY reference")).scalars().all()
+        created = _apply_missed_disputes(session, report, dispute_notices, references) if references else []
+        if created:  # the disputes are booked now: their lines match
+            sums = _match_staged(session, params, count)
+    links = _post_sums(session, report, sums, hmac_key, result, staged=True)
     for row in sums:
         result.statuses[row.status] = result.statuses.get(row.status, 0) + row.lines
-    session.execute(_INSERT_MATCHED, {"f": report.id, "psp": report.source, "livemode": report.livemode,
+    session.execute(_INSERT_MATCHED, {"f": report.id, "psp": psp_of(report.source), "livemode": report.livemode,
                                       "day": report.report_date, **links})
+    _missed_dispute_breaks(session, report, created, result, now or utcnow())
     return count
+
+
+# The hook a connector's dispute notices come through (Dispute.psp): the sandbox's acquirers share one.
+def _notice_hook(connector: str) -> str:
+    return "stripe" if connector.startswith("stripe") else "sandbox"
+
+
+def _missed_disputes(session: Session, report: ReportFile, notices: "DisputeNotices", result: RunResult,
+                     now: datetime) -> None:
+    """A corrected version's dispute lines (in reconciliation_lines) that matched nothing: ``_apply_missed_disputes``,
+    their lines matched again, then ``_missed_dispute_breaks``."""
+    references = session.execute(text(
+        "SELECT DISTINCT reference FROM reconciliation_lines WHERE file_id = :f AND status = 'unmatched' "
+        "AND type = 'dispute' AND gross < 0 ORDER BY reference"), {"f": report.id}).scalars().all()
+    created = _apply_missed_disputes(session, report, notices, references)
+    if not created:
+        return
+    session.execute(text("UPDATE reconciliation_lines SET status = 'staged' WHERE file_id = :f "
+                         "AND status = 'unmatched' AND reference = ANY(CAST(:refs AS text[]))"),
+                    {"f": report.id, "refs": [reference for reference, *_ in created]})
+    session.execute(_MATCH, {"file_id": report.id, "psp": psp_of(report.source), "livemode": report.livemode})
+    session.execute(_UNMATCHED, {"file_id": report.id})
+    _missed_dispute_breaks(session, report, created, result, now)
+
+
+def _apply_missed_disputes(session: Session, report: ReportFile, notices: "DisputeNotices",
+                           references: list[str]) -> list:
+    """A dispute line (funds taken) that matches nothing: Kassa missed the dispute's notice. The PSP is asked for
+    the dispute; found, it is applied through the disputes service as if its notice had arrived (the dispute is
+    created, its withdrawal and fee booked, the merchant told), its lines are matched again, and a
+    ``dispute_notice_missed`` break shows an operator that the notice was missed. Surely absent or unknown, or
+    about a payment Kassa does not know: the line stays unmatched (a ``missing_in_kassa`` break)."""
+    from app.disputes.models import Dispute
+    from app.disputes.service import Owner, apply_notice
+    from app.payments.models import Payment
+    from app.psp.interfaces import CallbackEvent, LookupOutcome
+
+    created = []
+    psp = psp_of(report.source)
+    credential = credential_of(report.source)  # a Stripe account's report: its disputes are asked of that account
+    for reference in references:
+        # A PSP call inside the import's transaction (the connector's timeouts bound it): missed notices are rare,
+        # and the dispute must be booked before this file's lines are posted.
+        lookup = notices.lookup(psp, reference, report.livemode, credential)
+        if lookup.outcome != LookupOutcome.FOUND or lookup.found is None:
+            continue
+        data = dict(lookup.found.raw or {})
+        charge = data.get("authorization") or data.get("payment_intent") or data.get("charge")
+        if data.get("id") != reference or not isinstance(charge, str):
+            continue
+        # Across merchants on purpose, like a callback's owner: the charge's reference names its book.
+        payment = session.scalars(select(Payment).where(
+            Payment.connector == psp, Payment.livemode == report.livemode,
+            Payment.psp_reference == charge)).one_or_none()
+        if payment is None or payment.amount_received <= 0:
+            continue
+        scope = Scope(payment.merchant_id, report.livemode)
+        hook = _notice_hook(psp)
+        event = CallbackEvent(id=f"reconciliation:{report.id}:{reference}", type="dispute.created",
+                              psp_reference=charge, data=data, created=data.get("created"), connector=psp,
+                              livemode=report.livemode, psp=hook)
+        apply_notice(session, hook, event, Owner(scope, payment.id, payment.connector), notices.deps,
+                     base_url=notices.base_url)
+        dispute = session.scalars(scope.select(Dispute, Dispute.psp == hook, Dispute.psp_reference == reference)
+                                  ).one()
+        created.append((reference, scope, dispute, payment))
+    return created
+
+
+def _missed_dispute_breaks(session: Session, report: ReportFile, created: list, result: RunResult,
+                           now: datetime) -> None:
+    """A ``dispute_notice_missed`` break per dispute ``_apply_missed_disputes`` created, naming the file's lines
+    of it (once they are in reconciliation_lines)."""
+    psp = psp_of(report.source)
+    for reference, scope, dispute, payment in created:
+        line_nos = session.execute(select(ReportLine.line_no).where(
+            ReportLine.file_id == report.id, ReportLine.reference == reference).order_by(ReportLine.line_no)
+        ).scalars().all()
+        opened = open_break(session, scope, type_="dispute_notice_missed", psp=psp,
+                            dedupe_key=f"dispute_notice_missed:{psp}:{reference}",
+                            report_date=report.report_date, currency=dispute.currency, kassa_amount=None,
+                            psp_amount=-dispute.amount, reference=reference, object_type="dispute",
+                            object_id=dispute.id, lines=[{"file": report.id, "line": n} for n in line_nos],
+                            detail=f"The report carries dispute {reference} of payment {payment.id}, whose notice "
+                                   "Kassa never received: the dispute was created from the PSP's record (its "
+                                   "withdrawal and fee booked) and the merchant told. Check the PSP's callbacks.",
+                            now=now)
+        if opened is not None:
+            result.breaks_opened.append(opened.id)
 
 
 def _differences(session: Session, report: ReportFile) -> dict:
@@ -492,22 +644,86 @@ UPDATE reconciliation_lines l SET transaction_id = m.transaction_id
 """)
 
 
-def _post_sums(session: Session, report: ReportFile, sums, hmac_key: bytes, result: RunResult) -> dict:
-    """Post one transaction per batch and book from the sums per batch, book and currency; the links
-    {batches, books, transactions} of each posting to its lines."""
+# The fee of each payment in one batch and book of this file (refund lines through their refund's payment), minus
+# what superseded lines of the previous version had charged: read only for books whose sellers bear fees.
+_FEES_BY_PAYMENT = text("""
+WITH moved AS (
+    SELECT object_type, object_id, fee, 1 AS sign FROM reconciliation_lines
+     WHERE file_id = :f AND status IN ('matched', 'mismatch') AND merchant_id = :book AND batch_id = :batch
+       AND currency = :currency AND type <> 'fee' AND fee <> 0
+    UNION ALL
+    SELECT l.object_type, l.object_id, l.fee, -1 FROM reconciliation_lines l
+      JOIN ledger_transactions t ON t.id = l.transaction_id
+     WHERE l.file_id = :old AND l.status = 'superseded' AND t.merchant_id = :book AND l.batch_id = :batch
+       AND l.currency = :currency AND l.type <> 'fee' AND l.fee <> 0)
+SELECT coalesce(r.payment_id, m.object_id) AS payment_id, sum(m.sign * m.fee)::bigint AS fee
+  FROM moved m LEFT JOIN refunds r ON m.object_type = 'refund' AND r.id = m.object_id AND r.merchant_id = :book
+ GROUP BY 1 ORDER BY 1
+""")
+
+
+# The same for a first version (``_import_first_version``), whose lines are not yet in reconciliation_lines when it
+# posts: read from its temporary ``reconciliation_matched``, per status (its sums are per batch, book, currency
+# and status).
+_FEES_BY_PAYMENT_STAGED = text("""
+SELECT coalesce(r.payment_id, m.object_id) AS payment_id, sum(m.fee)::bigint AS fee
+  FROM reconciliation_matched m
+  LEFT JOIN refunds r ON m.object_type = 'refund' AND r.id = m.object_id AND r.merchant_id = :book
+ WHERE m.status = :status AND m.book = :book AND m.batch_id = :batch AND m.currency = :currency
+   AND m.type <> 'fee' AND m.fee <> 0
+ GROUP BY 1 ORDER BY 1
+""")
+
+
+def _fee_changes(session: Session, report: ReportFile, batch: str, book: str, currency: str, fee: int,
+                 staged_status: str | None = None) -> dict:
+    """Where a batch's fees in one book go (signed, normal direction): ``psp_fees`` when the platform bears them,
+    else each payment's fee split over its sellers' payables (a fee left on no seller stays in ``psp_fees``).
+    ``staged_status``: the fees of a first version's lines of that status, read from ``reconciliation_matched``."""
+    from app.payouts.fees import SELLER, fee_bearer, payment_fee_shares
+
+    scope = Scope(book, report.livemode)
+    if fee_bearer(session, scope) != SELLER:
+        return {accounts.psp_fees(currency): fee}
+    changes: dict[str, int] = defaultdict(int)
+    left = fee
+    if staged_status is not None:
+        fees = session.execute(_FEES_BY_PAYMENT_STAGED, {"status": staged_status, "book": book, "batch": batch,
+                                                         "currency": currency})
+    else:
+        fees = session.execute(_FEES_BY_PAYMENT, {"f": report.id, "old": report.supersedes_id or "", "book": book,
+                                                  "batch": batch, "currency": currency})
+    for row in fees:
+        for seller, part in payment_fee_shares(session, scope, row.payment_id, row.fee).items():
+            changes[accounts.seller_payable(seller, currency)] -= part
+            left -= part
+    if left:
+        changes[accounts.psp_fees(currency)] += left
+    return changes
+
+
+def _post_sums(session: Session, report: ReportFile, sums, hmac_key: bytes, result: RunResult, *,
+               staged: bool = False) -> dict:
+    """Post one transaction per batch and book from the sums per batch, book and currency (``staged``: a first
+    version's, per status too, from ``reconciliation_matched``); the links {batches, books, transactions} of each
+    posting to its lines."""
     groups: dict[tuple[str, str], dict] = defaultdict(lambda: defaultdict(int))
+    psp = psp_of(report.source)
     for row in sums:
         changes = groups[(row.batch_id, row.book)]
-        clearing = accounts.psp_clearing(report.source, row.currency)
+        clearing = accounts.psp_clearing(psp, row.currency)
         if row.book == PLATFORM_MERCHANT_ID:
             changes[clearing] += row.net
-            changes[accounts.suspense(report.source, row.currency)] += row.net
+            changes[accounts.suspense(psp, row.currency)] += row.net
             continue
         # Charges, refunds, disputes (see _line_changes): clearing by net, fees by fee, receivable by -gross; a
         # dispute-fee line: clearing by its net, receivable back up by as much.
         changes[clearing] += row.net
-        changes[accounts.psp_fees(row.currency)] += row.fee
-        changes[accounts.psp_receivable(report.source, row.currency)] += -row.gross - row.fee_lines_net
+        if row.fee:
+            for code, change in _fee_changes(session, report, row.batch_id, row.book, row.currency, row.fee,
+                                             row.status if staged else None).items():
+                changes[code] += change
+        changes[accounts.psp_receivable(psp, row.currency)] += -row.gross - row.fee_lines_net
     seq = f"{report.report_date:%Y%m%d}v{report.version}"
     links = {"batches": [], "books": [], "transactions": []}
     for (batch, merchant_id), changes in sorted(groups.items()):
@@ -528,7 +744,7 @@ def _post_sums(session: Session, report: ReportFile, sums, hmac_key: bytes, resu
 def _post_settlement(session: Session, report: ReportFile, hmac_key: bytes, result: RunResult) -> None:
     """One transaction per batch and book for this file's lines (and the reversal of superseded ones)."""
     sums = session.execute(_SETTLEMENT_SUMS, {"f": report.id, "old": report.supersedes_id or "",
-                                              "platform": PLATFORM_MERCHANT_ID}).all()
+                                              "platform": PLATFORM_MERCHANT_ID}).all()  # (no status column)
     links = _post_sums(session, report, sums, hmac_key, result)
     if links["batches"]:
         session.execute(_LINK_LINES, {"f": report.id, "platform": PLATFORM_MERCHANT_ID, **links})
@@ -575,7 +791,8 @@ def break_object(row: Break) -> dict:
 
 
 def _line_breaks(session: Session, report: ReportFile, result: RunResult, now: datetime) -> None:
-    pricing = CONTRACTED_PRICING.get(report.source)
+    psp = psp_of(report.source)
+    pricing = CONTRACTED_PRICING.get(psp)
     # Only lines that can open a break are read (a clean file of a million lines reads none): the fee check is SQL.
     suspicious = ReportLine.status.in_(("mismatch", "unmatched", "duplicate", "refused"))
     if pricing:
@@ -587,13 +804,13 @@ def _line_breaks(session: Session, report: ReportFile, result: RunResult, now: d
                            .order_by(ReportLine.line_no)).scalars().all()
     for line in rows:
         where = [{"file": report.id, "line": line.line_no}]
-        common = dict(psp=report.source, report_date=report.report_date, reference=line.reference,
+        common = dict(psp=psp, report_date=report.report_date, reference=line.reference,
                       batch_id=line.batch_id, lines=where, now=now)
         opened = None
         sign = "+" if line.gross >= 0 else "-"
         if line.status == "unmatched":
             opened = open_break(session, platform_scope(report.livemode), type_="missing_in_kassa",
-                                dedupe_key=f"missing_in_kassa:{report.source}:{line.reference}:{line.type}:{sign}",
+                                dedupe_key=f"missing_in_kassa:{psp}:{line.reference}:{line.type}:{sign}",
                                 currency=line.currency, kassa_amount=None, psp_amount=line.net,
                                 detail=f"The {line.type} line of {line.reference} matches nothing Kassa booked; its "
                                        "net is in suspense.", **common)
@@ -605,7 +822,7 @@ def _line_breaks(session: Session, report: ReportFile, result: RunResult, now: d
                                        "in suspense.", **common)
         elif line.status == "refused":
             opened = open_break(session, Scope(line.merchant_id, report.livemode), type_="currency_mismatch",
-                                dedupe_key=f"currency_mismatch:{report.source}:{line.reference}:{line.type}:{sign}",
+                                dedupe_key=f"currency_mismatch:{psp}:{line.reference}:{line.type}:{sign}",
                                 currency=line.currency, kassa_amount=line.expected_amount, psp_amount=line.gross,
                                 object_type=line.object_type, object_id=line.object_id,
                                 detail=f"Reported in {line.currency}, booked in {line.expected_currency}: settling "
@@ -613,7 +830,7 @@ def _line_breaks(session: Session, report: ReportFile, result: RunResult, now: d
                                 **common)
         elif line.status == "mismatch":
             opened = open_break(session, Scope(line.merchant_id, report.livemode), type_="amount_mismatch",
-                                dedupe_key=f"amount_mismatch:{report.source}:{line.reference}:{line.type}:{sign}",
+                                dedupe_key=f"amount_mismatch:{psp}:{line.reference}:{line.type}:{sign}",
                                 currency=line.currency, kassa_amount=line.expected_amount,
                                 psp_amount=line.net if line.type == "fee" else line.gross,
                                 object_type=line.object_type, object_id=line.object_id,
@@ -623,7 +840,7 @@ def _line_breaks(session: Session, report: ReportFile, result: RunResult, now: d
             contracted = (line.gross * per_mille + 500) // 1000 + fixed
             if abs(line.fee - contracted) > FEE_TOLERANCE:
                 opened = open_break(session, Scope(line.merchant_id, report.livemode), type_="fee_mismatch",
-                                    dedupe_key=f"fee_mismatch:{report.source}:{line.reference}",
+                                    dedupe_key=f"fee_mismatch:{psp}:{line.reference}",
                                     currency=line.currency, kassa_amount=contracted, psp_amount=line.fee,
                                     object_type=line.object_type, object_id=line.object_id,
                                     detail=f"Fee {line.fee} where the contract says {contracted}; posted as reported.",
@@ -639,34 +856,38 @@ _DUE = """
            p.captured_at AS booked_at, 'charge' AS type, 'Captured' AS verb
       FROM payments p
      WHERE p.connector = :psp AND p.livemode = :livemode AND p.amount_received > 0 AND p.psp_reference IS NOT NULL
+       AND (CAST(:credential AS text) IS NULL OR coalesce(p.credential, 'platform') = :credential)
        AND p.captured_at >= CAST(:since AS date) AND p.captured_at < CAST(:cutoff AS date) + 1
     UNION ALL
     SELECT 'refund', r.merchant_id, r.id, r.psp_reference, r.amount, r.currency, r.finished_at, 'refund', 'Refunded'
       FROM refunds r JOIN payments p ON p.id = r.payment_id AND p.merchant_id = r.merchant_id
      WHERE coalesce(r.connector, p.connector) = :psp AND r.livemode = :livemode AND r.status = 'succeeded'
        AND r.psp_reference IS NOT NULL
+       AND (CAST(:credential AS text) IS NULL OR coalesce(r.credential, p.credential, 'platform') = :credential)
        AND r.finished_at >= CAST(:since AS date) AND r.finished_at < CAST(:cutoff AS date) + 1
 """
 
 
 def _missing_at_psp(session: Session, report: ReportFile, grace_days: int, result: RunResult, now: datetime) -> None:
     """Captures and refunds due in a report by now (settlement delay + grace) that no report carried:
-    missing_at_psp."""
-    cutoff = report.report_date - timedelta(days=SETTLEMENT_DELAY_DAYS.get(report.source, 0) + grace_days)
+    missing_at_psp. A Stripe account's report answers only for what was made with that account's credential."""
+    psp = psp_of(report.source)
+    cutoff = report.report_date - timedelta(days=SETTLEMENT_DELAY_DAYS.get(psp, 0) + grace_days)
     rows = session.execute(text(f"""
         SELECT d.* FROM ({_DUE}) d
          WHERE NOT EXISTS (SELECT 1 FROM reconciliation_lines l
                             WHERE l.psp = :psp AND l.livemode = :livemode AND l.reference = d.psp_reference
                               AND l.type = d.type AND l.status IN ('matched', 'mismatch', 'unchanged', 'refused'))
-         ORDER BY d.booked_at, d.id"""), {"psp": report.source, "livemode": report.livemode, "cutoff": cutoff,
+         ORDER BY d.booked_at, d.id"""), {"psp": psp, "livemode": report.livemode, "cutoff": cutoff,
+                                          "credential": credential_of(report.source),
                                           "since": cutoff - timedelta(days=MISSING_LOOKBACK_DAYS)}).all()
     for row in rows:
-        opened = open_break(session, Scope(row.merchant_id, report.livemode), type_="missing_at_psp", psp=report.source,
-                            dedupe_key=f"missing_at_psp:{report.source}:{row.psp_reference}:{row.type}",
+        opened = open_break(session, Scope(row.merchant_id, report.livemode), type_="missing_at_psp", psp=psp,
+                            dedupe_key=f"missing_at_psp:{psp}:{row.psp_reference}:{row.type}",
                             report_date=report.report_date, currency=row.currency, kassa_amount=row.amount,
                             psp_amount=None, reference=row.psp_reference, object_type=row.object_type,
                             object_id=row.id,
-                            detail=f"{row.verb} on {row.booked_at:%Y-%m-%d}; no report of {report.source} carries it.",
+                            detail=f"{row.verb} on {row.booked_at:%Y-%m-%d}; no report of {psp} carries it.",
                             now=now)
         if opened is not None:
             result.breaks_opened.append(opened.id)
@@ -685,12 +906,34 @@ def _close_late(session: Session, report: ReportFile, result: RunResult, now: da
     result.breaks_closed.extend(closed)
 
 
+def _close_superseded(session: Session, report: ReportFile, result: RunResult, now: datetime) -> None:
+    """A corrected version drops or changes a line an earlier version of the day carried: that line's posting is
+    reversed by this version's, so the breaks filed about it are closed (their key freed, so that this version's
+    own line files its break again if it is still wrong)."""
+    if not report.supersedes_id:
+        return
+    closed = session.execute(text("""
+        UPDATE reconciliation_breaks b
+           SET status = 'closed', closed_at = :now, dedupe_key = left(b.dedupe_key, 200) || ':superseded:' || :f
+         WHERE b.status = 'open' AND b.livemode = :livemode AND b.psp = :psp_name
+           AND b.reference IN (SELECT reference FROM reconciliation_lines WHERE file_id = :old AND status = 'superseded')
+           AND EXISTS (SELECT 1 FROM jsonb_array_elements(b.lines) e
+                        WHERE e->>'file' IN (SELECT id FROM reconciliation_files
+                                              WHERE source = :source AND kind = 'settlement' AND livemode = :livemode
+                                                AND report_date = :day AND id <> :f))
+        RETURNING b.id"""), {"now": now, "f": report.id, "old": report.supersedes_id, "livemode": report.livemode,
+                             "psp_name": psp_of(report.source), "source": report.source,
+                             "day": report.report_date}).scalars().all()
+    result.breaks_closed.extend(closed)
+
+
 # ---------------------------------------------------------------------------------------------- runs
 
 
 def reconcile_settlement(session: Session, *, psp: str, livemode: bool, report_date: date, content: bytes,
                          hmac_key: bytes, grace_days: int = DEFAULT_GRACE_DAYS, filename: str | None = None,
-                         uploaded_by: str | None = None, now: datetime | None = None) -> RunResult:
+                         uploaded_by: str | None = None, now: datetime | None = None,
+                         dispute_notices: DisputeNotices | None = None) -> RunResult:
     """Import one settlement report and reconcile it: stage, match, post, file breaks. The same bytes again
     change nothing; a corrected version posts only its difference."""
     now = now or utcnow()
@@ -699,13 +942,16 @@ def reconcile_settlement(session: Session, *, psp: str, livemode: bool, report_d
     failures.clear_failure(session, source=psp, kind="settlement", livemode=livemode, report_date=report_date)
     result = RunResult(report.id, created)
     if created and report.supersedes_id is None:
-        report.line_count = _import_first_version(session, report, hmac_key, result)
+        report.line_count = _import_first_version(session, report, hmac_key, result, dispute_notices, now)
     elif created:
         # A corrected version pairs its lines with the previous version's (few lines, rarely): staged, then
         # matched and posted by the statements on reconciliation_lines.
         report.line_count = _stage_lines(session, report)
         _match(session, report)
+        if dispute_notices is not None:
+            _missed_disputes(session, report, dispute_notices, result, now)
         report.differences = _differences(session, report)
+        _close_superseded(session, report, result, now)
         _post_settlement(session, report, hmac_key, result)
     if created:
         _line_breaks(session, report, result, now)
@@ -780,6 +1026,23 @@ def _repeated_entry(session: Session, statement: ReportFile, entry: BankEntry, p
         .order_by(BankEntry.entry_no).limit(1)).one_or_none()
 
 
+def batch_shares(session: Session, livemode: bool, batch_id: str, *, source: str | None = None) -> list:
+    """Each book's share of a batch (rows: book, psp, currency, total): its lines of the latest version of each report
+    (superseded ones excluded), the platform's for lines that wait in suspense; only the files of ``source`` if
+    given (a Stripe account's payouts are its own)."""
+    return session.execute(text("""
+        SELECT CASE WHEN status IN ('matched', 'mismatch', 'unchanged') AND merchant_id IS NOT NULL
+                    THEN merchant_id ELSE :platform END AS book,
+               psp, currency, sum(net)::bigint AS total
+          FROM reconciliation_lines
+         WHERE livemode = :livemode AND batch_id = :batch AND status NOT IN ('superseded', 'staged')
+           AND file_id NOT IN (SELECT supersedes_id FROM reconciliation_files WHERE supersedes_id IS NOT NULL)
+           AND (CAST(:source AS text) IS NULL
+                OR file_id IN (SELECT id FROM reconciliation_files WHERE source = :source AND livemode = :livemode))
+         GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"""), {"livemode": livemode, "batch": batch_id, "source": source,
+                                "platform": PLATFORM_MERCHANT_ID}).all()
+
+
 def _deposited_before(session: Session, statement: ReportFile, entry: BankEntry) -> bool:
     """Whether another statement, or an earlier entry of this one, already deposited this batch (its shares
     moved from clearing to cash)."""
@@ -790,19 +1053,38 @@ def _deposited_before(session: Session, statement: ReportFile, entry: BankEntry)
         (BankEntry.file_id != statement.id) | (BankEntry.entry_no < entry.entry_no))) > 0
 
 
+def _outgoing_payout(session: Session, statement: ReportFile, entry: BankEntry, result: RunResult,
+                     now: datetime) -> str | None:
+    """A debit naming a payout (its id as remittance): an outgoing transfer, whose money left ``cash`` when the payout
+    was booked paid (app/payouts/service.py). Matched when it is that payout's amount; a break otherwise (nothing is
+    posted: an operator looks). None when it names no payout."""
+    from app.payouts.models import Payout
+
+    payout = session.scalars(select(Payout).where(Payout.id == entry.batch_id,
+                                                  Payout.livemode == statement.livemode)).one_or_none()
+    if payout is None:
+        return None
+    if -entry.amount == payout.amount and entry.currency == payout.currency and payout.status in ("paid", "failed"):
+        return "matched"
+    opened = open_break(session, Scope(payout.merchant_id, statement.livemode), type_="deposit_mismatch",
+                        psp=BANK_SOURCE, dedupe_key=f"payout_transfer:{payout.id}:{statement.id}:{entry.entry_no}",
+                        report_date=statement.report_date, currency=entry.currency, kassa_amount=-payout.amount,
+                        psp_amount=entry.amount, batch_id=payout.id, object_type="payout", object_id=payout.id,
+                        lines=[{"file": statement.id, "entry": entry.entry_no}], now=now,
+                        detail=f"The bank's transfer for payout {payout.id} ({payout.status}) differs from it.")
+    if opened is not None:
+        result.breaks_opened.append(opened.id)
+    return "mismatch"
+
+
 def _deposit(session: Session, statement: ReportFile, entry: BankEntry, seq: str, hmac_key: bytes,
              result: RunResult, now: datetime) -> str:
     """Match one bank entry to its batch and post it; the entry's status."""
-    # Each book's share of the batch: its lines of the latest version of each report (superseded ones excluded).
-    shares = session.execute(text("""
-        SELECT CASE WHEN status IN ('matched', 'mismatch', 'unchanged') AND merchant_id IS NOT NULL
-                    THEN merchant_id ELSE :platform END AS book,
-               psp, currency, sum(net)::bigint AS total
-          FROM reconciliation_lines
-         WHERE livemode = :livemode AND batch_id = :batch AND status NOT IN ('superseded', 'staged')
-           AND file_id NOT IN (SELECT supersedes_id FROM reconciliation_files WHERE supersedes_id IS NOT NULL)
-         GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"""), {"livemode": statement.livemode, "batch": entry.batch_id or "",
-                                "platform": PLATFORM_MERCHANT_ID}).all()
+    if entry.amount < 0 and entry.batch_id:
+        outgoing = _outgoing_payout(session, statement, entry, result, now)
+        if outgoing is not None:
+            return outgoing
+    shares = batch_shares(session, statement.livemode, entry.batch_id or "")
     entry_ref = [{"file": statement.id, "entry": entry.entry_no}]
     platform = platform_scope(statement.livemode)
     psp = shares[0].psp if shares else BANK_SOURCE

@@ -1,7 +1,11 @@
 """Stripe: the balance transactions of an automatic payout mapped onto Kassa's settlement line shape.
 
-Fetched with ``stripe.BalanceTransaction.list(payout=<po_...>, expand=["data.source"])`` (the fetch itself belongs
-with the Stripe connector's credentials; not wired to a job yet). Kassa knows a Stripe payment by its
+Fetched per Stripe account (the platform's per mode, each merchant's own credential) and day by the scheduled job
+(app/jobs/reconciliation.py): the day's automatic payouts (``Payout.list(created=...)``) and each one's
+``BalanceTransaction.list(payout=<po_...>, expand=["data.source"])`` (app/psp/stripe_connector.py
+``settlement_payouts``); the document received is stored unchanged as the day's report file (``report_document``)
+and staged through ``parse_stripe_report``. Amounts are read with Stripe's currency rules (app/psp/wire.py: ISK
+is written with two decimals). Kassa knows a Stripe payment by its
 PaymentIntent id, a refund by its ``re_`` id and a dispute by its ``du``/``dp_`` id, so a charge line takes the
 expanded source's ``payment_intent``.
 
@@ -16,7 +20,62 @@ expanded source's ``payment_intent``.
 
 A balance transaction in another currency than its source (``exchange_rate`` set) is refused until FX exists.
 """
-from app.reconciliation.parsing import SettlementLine
+import json
+
+from app.psp.wire import STRIPE
+from app.reconciliation.parsing import ReportFormatError, SettlementLine
+
+# A report file's source per Stripe account: the platform's own account is "stripe" (the connector, as a sandbox
+# acquirer's report is its connector's name), a merchant's own credential "stripe:<psp_credentials id>" (its files
+# are its own versions, its failures its own). Every line's ``psp`` is the connector all the same.
+PSP = "stripe"
+PLATFORM_CREDENTIAL = "platform"
+DOCUMENT_OBJECT = "kassa.stripe_settlement"
+
+
+def source_of(credential: str) -> str:
+    """The report source of a Stripe account: ``platform`` or a psp_credentials id."""
+    return PSP if credential == PLATFORM_CREDENTIAL else f"{PSP}:{credential}"
+
+
+def credential_of(source: str) -> str | None:
+    """The credential a Stripe report source names (None: not a Stripe source)."""
+    if source == PSP:
+        return PLATFORM_CREDENTIAL
+    if source.startswith(f"{PSP}:"):
+        return source.split(":", 1)[1]
+    return None
+
+
+def psp_of(source: str) -> str:
+    """The connector of a report source (what its lines, accounts and breaks name)."""
+    return PSP if credential_of(source) is not None else source
+
+
+def report_document(credential: str, livemode: bool, created: tuple[int, int], payouts: list[dict],
+                    transactions: dict[str, list[dict]]) -> bytes:
+    """The day's report as stored: the payouts and their balance transactions as Stripe answered, in one JSON
+    document with sorted keys, so that the same answers are the same bytes (a re-fetch changes nothing)."""
+    document = {"object": DOCUMENT_OBJECT, "credential": credential, "livemode": livemode,
+                "created": {"gte": created[0], "lt": created[1]}, "payouts": payouts,
+                "balance_transactions": transactions}
+    return json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
+
+
+def parse_stripe_report(content: bytes):
+    """The settlement lines of a stored report document, payout by payout (ReportFormatError if it is none)."""
+    try:
+        document = json.loads(content)
+    except ValueError as exc:
+        raise ReportFormatError(f"not a Stripe settlement document: {exc}") from None
+    if not isinstance(document, dict) or document.get("object") != DOCUMENT_OBJECT:
+        raise ReportFormatError(f"not a Stripe settlement document (object {DOCUMENT_OBJECT} expected)")
+    transactions = document.get("balance_transactions") or {}
+    for payout in document.get("payouts") or []:
+        try:
+            yield from map_balance_transactions(transactions.get(payout["id"]) or [], payout["id"])
+        except ValueError as exc:  # UnsupportedBalanceTransaction, or an amount Stripe's rules cannot read
+            raise ReportFormatError(str(exc)) from None
 
 
 class UnsupportedBalanceTransaction(ValueError):
@@ -43,7 +102,7 @@ def map_balance_transactions(transactions, payout_id: str) -> list[SettlementLin
                 f"{bt.get('id')}: settled in another currency than charged (exchange rate {bt['exchange_rate']}); "
                 "Kassa refuses such connectors until FX exists")
         currency = (bt.get("currency") or "").upper()
-        amount, fee, net = int(bt["amount"]), int(bt.get("fee") or 0), int(bt["net"])
+        amount, fee, net = (STRIPE.from_wire(int(bt[name] or 0), currency) for name in ("amount", "fee", "net"))
         if kind in ("charge", "payment"):
             lines.append(SettlementLine(_source_id(bt, "payment_intent"), "charge", amount, fee, net, currency, payout_id))
         elif kind in ("refund", "payment_refund"):

@@ -27,7 +27,8 @@ class UploadRefused(Exception):
 def upload_file(session: Session, *, kind: str, psp: str | None, livemode: bool, report_date: date, content: bytes,
                 filename: str | None, reason: str | None, hmac_key: bytes, actor_user_id: str | None,
                 actor_label: str | None, grace_days: int = service.DEFAULT_GRACE_DAYS,
-                audit_meta: dict | None = None) -> service.RunResult:
+                audit_meta: dict | None = None,
+                dispute_notices: service.DisputeNotices | None = None) -> service.RunResult:
     """Import an uploaded file as the fetch would; audited with the reason (ReasonRequired without one)."""
     reason = operator_reason(reason)
     if kind not in FILE_KINDS:
@@ -40,7 +41,8 @@ def upload_file(session: Session, *, kind: str, psp: str | None, livemode: bool,
         if kind == "settlement":
             result = service.reconcile_settlement(session, psp=psp, livemode=livemode, report_date=report_date,
                                                   content=content, hmac_key=hmac_key, grace_days=grace_days,
-                                                  filename=filename, uploaded_by=actor_label)
+                                                  filename=filename, uploaded_by=actor_label,
+                                                  dispute_notices=dispute_notices)
         else:
             result = service.reconcile_statement(session, livemode=livemode, report_date=report_date,
                                                  content=content, hmac_key=hmac_key, filename=filename,

@@ -11,11 +11,16 @@ After 3-D Secure (stage ``after_3ds``) only the rules that depend on it (``:is_3
 
 Nothing here calls the network except Redis for the velocity counters (bounded by its client's timeouts; away,
 the evaluation goes on without them and the assessment says so) and the database session it is given.
+
+Round trips of an evaluation: the velocity script (Redis), one statement (``_CURRENT``: the configuration
+stamps, the first-seen fact and every value-list lookup of both owners) and the assessment's INSERT, while this
+process's compiled configuration of the book (``_CACHE``) is current; a changed stamp reads the configuration
+again (``_CONFIGURATION``) and looks the lists up after it.
 """
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
@@ -26,6 +31,7 @@ from sqlalchemy.orm import Session
 from app.ids import new_id
 from app.money import exponent
 from app.risk import lists as value_lists, rules as rule_store, scoring
+from app.risk.learning import scorer
 from app.risk.models import Assessment
 from app.risk.language import ListRef
 from app.risk.rules import LoadedRule
@@ -111,10 +117,17 @@ def gather_signals(session: Session, scope: Scope, payment, card: dict | None, v
     return signals
 
 
+# Whether this merchant saw the card before (the ``is_new_card`` signal).
+_SEEN = """(SELECT EXISTS (SELECT 1 FROM payments WHERE merchant_id = :merchant_id AND livemode = :livemode
+                  AND card_fingerprint = :fingerprint AND id <> :payment_id))"""
+
 # Everything an evaluation reads besides the list items, in one round trip: both owners' enabled rules and
-# lists, the active weights, and whether this merchant saw the card before.
+# lists, the active weights, the configuration stamps they were read with, and whether this merchant saw the card.
 _CONFIGURATION = text("""
 SELECT
+  (SELECT stamp::text FROM risk_platform_config_stamp WHERE id = 1) AS platform_stamp,
+  (SELECT stamp::text FROM risk_config_stamps WHERE merchant_id = :merchant_id AND livemode = :livemode)
+     AS merchant_stamp,
   (SELECT coalesce(json_agg(json_build_array(id, action, predicate, position) ORDER BY position, id), '[]')
      FROM risk_platform_rules WHERE enabled) AS platform_rules,
   (SELECT coalesce(json_agg(json_build_array(id, action, predicate, position) ORDER BY position, id), '[]')
@@ -124,8 +137,19 @@ SELECT
   (SELECT coalesce(json_agg(json_build_array(id, alias, item_type)), '[]') FROM risk_value_lists
      WHERE merchant_id = :merchant_id AND livemode = :livemode) AS merchant_lists,
   (SELECT json_build_array(version, intercept, weights) FROM risk_weights WHERE active) AS weights,
-  (SELECT EXISTS (SELECT 1 FROM payments WHERE merchant_id = :merchant_id AND livemode = :livemode
-                  AND card_fingerprint = :fingerprint AND id <> :payment_id)) AS seen
+  """ + _SEEN + """ AS seen
+""")
+
+# The cached configuration's round trip: is it still current (both stamps), did this merchant see the card,
+# and the value-list lookups its rules need, all in one statement.
+_CURRENT = text("""
+SELECT
+  (SELECT stamp::text FROM risk_platform_config_stamp WHERE id = 1) AS platform_stamp,
+  (SELECT stamp::text FROM risk_config_stamps WHERE merchant_id = :merchant_id AND livemode = :livemode)
+     AS merchant_stamp,
+  """ + _SEEN + """ AS seen,
+  (SELECT coalesce(json_agg(json_build_array(found.owner, found.list_id, found.value)), '[]')
+     FROM (""" + value_lists.LOOKUP_SQL + """) AS found(owner, list_id, value)) AS found
 """)
 
 
@@ -135,10 +159,25 @@ class Configuration:
     merchant: list[LoadedRule]
     weights: scoring.Weights
     seen_before: bool | None
+    platform_stamp: str | None = None
+    merchant_stamp: str | None = None
+    chains: dict[str, list[LoadedRule]] = field(default_factory=dict)
+
+    def chain(self, stage: str) -> list[LoadedRule]:
+        if stage not in self.chains:
+            self.chains[stage] = chain(self.platform, self.merchant, stage)
+        return self.chains[stage]
+
+
+# Per process: (merchant, livemode) -> the compiled Configuration and the stamps it was read with. An evaluation
+# uses it only after its one query has seen both stamps unchanged; otherwise it reads the configuration again.
+_CACHE: dict[tuple[str, bool], Configuration] = {}
+_CACHE_MAX = 10_000
 
 
 def configuration(session: Session, scope: Scope, payment_id: str, fingerprint: str | None) -> Configuration:
-    """Rules (compiled, cached by text), weights and the first-seen fact, read in one query."""
+    """Rules (compiled, cached by text), weights, their stamps and the first-seen fact, read in one query;
+    remembered for the book's next evaluations (``_CACHE``)."""
     row = session.execute(_CONFIGURATION, {"merchant_id": scope.merchant_id, "livemode": scope.livemode,
                                            "fingerprint": fingerprint or "", "payment_id": payment_id}).one()
     platform_lists = {alias: ListRef("platform", list_id, alias, item_type)
@@ -153,7 +192,38 @@ def configuration(session: Session, scope: Scope, payment_id: str, fingerprint: 
     else:
         version, intercept, values = row.weights
         weights = scoring.Weights(version, int(intercept), {k: int(v) for k, v in values.items()})
-    return Configuration(platform, merchant, weights, bool(row.seen) if fingerprint else None)
+    config = Configuration(platform, merchant, weights, bool(row.seen) if fingerprint else None,
+                           row.platform_stamp, row.merchant_stamp)
+    if row.platform_stamp is not None:  # no platform stamp (a database without migration 0024's row): no cache
+        if len(_CACHE) >= _CACHE_MAX:
+            _CACHE.clear()
+        _CACHE[(scope.merchant_id, scope.livemode)] = config
+    return config
+
+
+def _early_pairs(ordered: list[LoadedRule], signals: dict[str, Any]) -> list[tuple[ListRef, Any]]:
+    """The (list, value) pairs of these rules whose values are known before the score."""
+    return [(ref, signals.get(name)) for rule in ordered for name, ref in rule.compiled.lookups
+            if name not in _LATE_SIGNALS]
+
+
+# Signals known only once the configuration's query answered (the first-seen fact) and the score computed.
+_LATE_SIGNALS = frozenset({"is_new_card", "risk_score", "risk_level"})
+
+
+def _current(session: Session, scope: Scope, payment_id: str, fingerprint: str | None, stage: str,
+             signals: dict[str, Any]) -> tuple[Configuration, value_lists.Memberships | None]:
+    """The configuration and, when the cached one is current, the memberships of its rules' early lookups: one
+    round trip. A changed stamp (or nothing cached): the configuration's query, and memberships None."""
+    cached = _CACHE.get((scope.merchant_id, scope.livemode))
+    if cached is not None:
+        parameters, wanted = value_lists.lookup_parameters(scope, _early_pairs(cached.chain(stage), signals))
+        row = session.execute(_CURRENT, {**parameters, "livemode": scope.livemode, "fingerprint": fingerprint or "",
+                                         "payment_id": payment_id}).one()
+        if row.platform_stamp == cached.platform_stamp and row.merchant_stamp == cached.merchant_stamp:
+            config = replace(cached, seen_before=bool(row.seen) if fingerprint else None)
+            return config, value_lists.memberships(row.found, wanted)
+    return configuration(session, scope, payment_id, fingerprint), None
 
 
 def chain(platform: list[LoadedRule], merchant: list[LoadedRule], stage: str) -> list[LoadedRule]:
@@ -177,32 +247,50 @@ def _stored(signals: dict[str, Any]) -> dict[str, Any]:
 
 def assess(session: Session, payment, *, redis: Any, card: dict | None, stage: str = "confirmation",
            attempt_id: str | None = None, three_d_secure_result: str | None = None,
-           record_velocity: bool = True) -> Decision:
-    """Evaluate one confirmation (or its 3-D Secure result) and add its Assessment; flushes, never commits."""
+           record_velocity: bool = True, card_facts_unavailable: bool = False) -> Decision:
+    """Evaluate one confirmation (or its 3-D Secure result) and add its Assessment; flushes, never commits.
+
+    ``card_facts_unavailable``: the vault could not be asked for the card (``card`` is None), so the platform's
+    card block lists and card rules could not be checked. Could not ask is not an answer: unless a rule blocks
+    on what is known, the outcome is ``review`` with the assessment's ``reason`` ``card_facts_unavailable``
+    (neither let through nor declined)."""
     scope = Scope(payment.merchant_id, payment.livemode)
     fingerprint = (card or {}).get("fingerprint")
     velocity = Velocity(redis).record_and_read(
         payment_id=payment.id, merchant_id=payment.merchant_id, livemode=payment.livemode, fingerprint=fingerprint,
         email=(payment.customer_email or "").strip().casefold() or None, ip=payment.customer_ip,
         currency=payment.currency, amount=payment.amount, record=record_velocity and stage == "confirmation")
-    config = configuration(session, scope, payment.id, fingerprint)
+    # The signals but the first-seen fact, which comes with the configuration's round trip.
     signals = gather_signals(session, scope, payment, card, velocity, three_d_secure_result=three_d_secure_result,
-                             seen_before=config.seen_before)
+                             seen_before=False)
+    config, memberships = _current(session, scope, payment.id, fingerprint, stage, signals)
+    if fingerprint and config.seen_before is not None:
+        signals["is_new_card"] = not config.seen_before
     weights = config.weights
-    score, level, contributions = scoring.score(weights, signals)
+    # The scorer in use: fixed weights or an approved learned model (app/risk/learning/scorer.py).
+    score, level, contributions = scorer.score(session, weights, signals)
     signals["risk_score"] = score
     signals["risk_level"] = level
-    ordered = chain(config.platform, config.merchant, stage)
-    pairs = [(ref, signals.get(name)) for rule in ordered for name, ref in rule.compiled.lookups]
-    memberships = value_lists.lookup(session, scope, pairs)
+    ordered = config.chain(stage)
+    if memberships is None:  # the configuration was read again: its lookups now, all at once
+        memberships = value_lists.lookup(session, scope, [(ref, signals.get(name)) for rule in ordered
+                                                          for name, ref in rule.compiled.lookups])
+    else:
+        late = [(ref, signals.get(name)) for rule in ordered for name, ref in rule.compiled.lookups
+                if name in _LATE_SIGNALS]
+        if late:  # a list of scores or levels (rare): one more round trip
+            memberships.found |= value_lists.lookup(session, scope, late).found
     matched = next((rule for rule in ordered if rule.compiled.evaluate(signals, memberships)), None)
     outcome = matched.action if matched else "allow"
+    reason = None
+    if card_facts_unavailable and stage == "confirmation" and outcome != "block":
+        outcome, matched, reason = "review", None, "card_facts_unavailable"
     assessment = scope.new(
         Assessment, id=new_id("rska"), payment_id=payment.id, attempt_id=attempt_id, stage=stage,
         signals=_stored(signals), contributions=contributions, score=score, level=level,
         weights_version=weights.version, outcome=outcome, rule_id=matched.id if matched else None,
         rule_owner=matched.owner if matched else None, rule_action=matched.action if matched else None,
-        rule_predicate=matched.predicate if matched else None, redis_degraded=velocity is None)
+        rule_predicate=matched.predicate if matched else None, redis_degraded=velocity is None, reason=reason)
     session.add(assessment)
     session.flush()
     return Decision(assessment, outcome, matched, signals)
@@ -219,6 +307,12 @@ _SELLER_MESSAGES = {
 }
 
 
+_REASON_MESSAGES = {
+    "card_facts_unavailable": "The card's details could not be read from the vault, so the platform's card "
+                              "block lists could not be checked: the payment is authorized and held for review.",
+}
+
+
 def outcome_object(assessment: Assessment, type_: str) -> dict[str, Any]:
     """Stripe's charge ``outcome`` for a payment assessed so: type, risk level and score, the rule, a message."""
     rule = None
@@ -228,8 +322,10 @@ def outcome_object(assessment: Assessment, type_: str) -> dict[str, Any]:
     network = {"blocked": "not_sent_to_network", "issuer_declined": "declined_by_network"}.get(
         type_, "approved_by_network")
     reason = None
+    message = _SELLER_MESSAGES[type_]
     if type_ in ("blocked", "manual_review"):
-        reason = "rule"
+        reason = assessment.reason or "rule"
+        message = _REASON_MESSAGES.get(assessment.reason, message)
     return {
         "type": type_,
         "network_status": network,
@@ -237,7 +333,7 @@ def outcome_object(assessment: Assessment, type_: str) -> dict[str, Any]:
         "risk_level": assessment.level,
         "risk_score": assessment.score,
         "rule": rule,
-        "seller_message": _SELLER_MESSAGES[type_],
+        "seller_message": message,
         "assessment": assessment.id,
         "redis_degraded": assessment.redis_degraded,
     }

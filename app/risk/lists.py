@@ -7,13 +7,14 @@ platform lists start with ``platform_``, which merchant aliases may not.
 Items are normalized by the list's item type when they are added (emails and domains lower case, countries
 upper case, IP addresses and ranges in canonical CIDR form, BINs digits only), and signal values are looked
 up the same way: an IP address matches its own item and every range (CIDR) item that contains it. One
-evaluation looks every (list, value) pair its rules need up in one query per owner (``lookup``).
+evaluation looks every (list, value) pair its rules need up in one statement for both owners (``LOOKUP_SQL``).
 """
 from __future__ import annotations
 
 import ipaddress
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Iterable
 
 from sqlalchemy import delete, select, text
@@ -62,26 +63,32 @@ def normalize(item_type: str, value: Any) -> str:
     return value  # card_fingerprint, case_sensitive_string
 
 
-def candidates(item_type: str, value: Any) -> list[str]:
+def candidates(item_type: str, value: Any) -> tuple[str, ...]:
     """The stored forms a signal value matches in a list of this type (an IP: itself and its ranges)."""
     if value is None:
-        return []
-    value = str(value)
+        return ()
+    return _candidates(item_type, str(value))
+
+
+@lru_cache(maxsize=4096)
+def _candidates(item_type: str, value: str) -> tuple[str, ...]:
+    # Cached: an evaluation asks for the same value when it looks it up and when its rules test it, and an
+    # IP address's ranges (33 or 129 networks) are the costly part.
     if item_type == "ip_address":
         try:
             address = ipaddress.ip_address(value)
         except ValueError:
-            return []
+            return ()
         found = [str(address)]
         found += [str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
                   for prefix in range(0, address.max_prefixlen)]
-        return found
+        return tuple(found)
     if item_type == "card_bin":
-        return [value[:length] for length in (6, 7, 8) if len(value) >= length]
+        return tuple(value[:length] for length in (6, 7, 8) if len(value) >= length)
     try:
-        return [normalize(item_type, value)]
+        return (normalize(item_type, value),)
     except RiskInvalid:
-        return []
+        return ()
 
 
 # ---------------------------------------------------------------- resolution and lookups
@@ -110,35 +117,47 @@ class Memberships:
         return any((ref.owner, ref.id, candidate) in self.found for candidate in candidates(ref.item_type, value))
 
 
-def lookup(session: Session, scope: Scope, pairs: Iterable[tuple[ListRef, Any]]) -> Memberships:
-    """Look every (list, signal value) pair up at once: one query per owner."""
+def lookup_parameters(scope: Scope, pairs: Iterable[tuple[ListRef, Any]]) -> tuple[dict, dict]:
+    """LOOKUP_SQL's parameters for these (list, signal value) pairs, and what was asked (for ``memberships``)."""
     wanted = {"platform": set(), "merchant": set()}
     for ref, value in pairs:
         for candidate in candidates(ref.item_type, value):
             wanted[ref.owner].add((ref.id, candidate))
-    if not wanted["merchant"] and not wanted["platform"]:
-        return Memberships(set())
-    # One round trip for both owners; each side probes its unique (list, value) index with arrays, and the
-    # pairs that were not asked for (a value of one list found in another) are dropped below.
-    rows = session.execute(_LOOKUP, {
+    parameters = {
         "merchant_id": scope.merchant_id,
         "merchant_lists": sorted({list_id for list_id, _ in wanted["merchant"]}),
         "merchant_values": sorted({value for _, value in wanted["merchant"]}),
         "platform_lists": sorted({list_id for list_id, _ in wanted["platform"]}),
         "platform_values": sorted({value for _, value in wanted["platform"]}),
-    })
-    found = {(owner, list_id, value) for owner, list_id, value in rows if (list_id, value) in wanted[owner]}
-    return Memberships(found)
+    }
+    return parameters, wanted
 
 
-_LOOKUP = text("""
+def memberships(rows: Iterable, wanted: dict) -> Memberships:
+    """LOOKUP_SQL's (owner, list id, value) rows as Memberships; pairs that were not asked for (a value of one
+    list found in another) are dropped."""
+    return Memberships({(owner, list_id, value) for owner, list_id, value in rows
+                        if (list_id, value) in wanted[owner]})
+
+
+def lookup(session: Session, scope: Scope, pairs: Iterable[tuple[ListRef, Any]]) -> Memberships:
+    """Look every (list, signal value) pair up at once: one round trip for both owners."""
+    parameters, wanted = lookup_parameters(scope, pairs)
+    if not wanted["merchant"] and not wanted["platform"]:
+        return Memberships(set())
+    return memberships(session.execute(text(LOOKUP_SQL), parameters), wanted)
+
+
+# Both owners in one statement; each side probes its unique (list, value) index with arrays. The evaluation
+# folds it into its one query (app/risk/evaluate.py).
+LOOKUP_SQL = """
 SELECT 'merchant', value_list_id, value FROM risk_value_list_items
  WHERE merchant_id = :merchant_id AND value_list_id = ANY(CAST(:merchant_lists AS text[]))
    AND value = ANY(CAST(:merchant_values AS text[]))
 UNION ALL
 SELECT 'platform', value_list_id, value FROM risk_platform_value_list_items
  WHERE value_list_id = ANY(CAST(:platform_lists AS text[])) AND value = ANY(CAST(:platform_values AS text[]))
-""")
+"""
 
 
 # ---------------------------------------------------------------- CRUD (scope None: the platform's)

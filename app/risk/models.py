@@ -10,11 +10,12 @@ tables in a Citus cluster, replicated to every shard, so that one merchant's eva
 its shard. A merchant-owned row never points at a platform row with a foreign key (a matched platform rule
 is named by its id and owner in the assessment and the payment's outcome).
 """
+import uuid
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Boolean, CheckConstraint, ForeignKey, ForeignKeyConstraint, Index, Integer, \
-    PrimaryKeyConstraint, String, Text, UniqueConstraint, text
+    PrimaryKeyConstraint, SmallInteger, String, Text, UniqueConstraint, Uuid, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -35,7 +36,10 @@ OUTCOMES = ("allow", "block", "review", "request_3ds")
 STAGES = ("confirmation", "after_3ds")
 REVIEW_STATUSES = ("open", "closed")
 # Stripe's review reasons: why it opened, why it closed.
-OPENED_REASONS = ("rule", "manual")
+OPENED_REASONS = ("rule", "manual", "card_facts_unavailable")
+# Why an assessment decided other than by a rule: the vault could not be asked for the card's facts, so the
+# platform's card block lists could not be checked (held for review; app/payments/risk.py).
+ASSESSMENT_REASONS = ("card_facts_unavailable",)
 CLOSED_REASONS = ("approved", "refunded", "refunded_as_fraud", "disputed", "canceled", "timed_out")
 
 
@@ -195,6 +199,7 @@ class Assessment(Base):
         CheckConstraint(f"outcome IN ({_in(OUTCOMES)})", name="outcome"),
         CheckConstraint(f"stage IN ({_in(STAGES)})", name="stage"),
         CheckConstraint(f"rule_owner IN ({_in(OWNERS)})", name="rule_owner"),
+        CheckConstraint(f"reason IN ({_in(ASSESSMENT_REASONS)})", name="reason"),
         Index("ix_risk_assessments_scope_payment", "merchant_id", "livemode", "payment_id"),
         # The backtest reads the last 30 days of one book.
         Index("ix_risk_assessments_scope_created", "merchant_id", "livemode", "created_at"),
@@ -220,6 +225,8 @@ class Assessment(Base):
     rule_predicate: Mapped[str | None] = mapped_column(String(2000))
     # The velocity counters could not be read or counted (Redis away): the evaluation went on without them.
     redis_degraded: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    # Set when the outcome came from something other than a rule (ASSESSMENT_REASONS).
+    reason: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=text("now()"))
 
 
@@ -252,7 +259,7 @@ class Review(Base):
     assessment_id: Mapped[str | None] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16), server_default=text("'open'"))
     owner: Mapped[str] = mapped_column(String(16))
-    opened_reason: Mapped[str] = mapped_column(String(16), server_default=text("'rule'"))
+    opened_reason: Mapped[str] = mapped_column(String(32), server_default=text("'rule'"))
     closed_reason: Mapped[str | None] = mapped_column(String(32))
     rule_id: Mapped[str | None] = mapped_column(String(64))
     ip_address: Mapped[str | None] = mapped_column(String(45))
@@ -267,3 +274,26 @@ class Review(Base):
     expires_at: Mapped[datetime]
     created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=text("now()"))
     closed_at: Mapped[datetime | None]
+
+
+class ConfigStamp(Base):
+    """A random stamp replaced (by triggers, migration 0024) whenever this book's rules or value lists change
+    (not their items): each process caches the compiled configuration and checks the stamp in the evaluation's
+    one query (app/risk/evaluate.py). Written by the triggers only."""
+
+    __tablename__ = "risk_config_stamps"
+    __table_args__ = (PrimaryKeyConstraint("merchant_id", "livemode", name="pk_risk_config_stamps"),)
+
+    merchant_id: Mapped[str] = mapped_column(ForeignKey("merchants.id"))
+    livemode: Mapped[bool] = mapped_column(Boolean)
+    stamp: Mapped[uuid.UUID] = mapped_column(Uuid)
+
+
+class PlatformConfigStamp(Base):
+    """The platform's stamp (one row): replaced whenever platform rules, platform lists or the weights change."""
+
+    __tablename__ = "risk_platform_config_stamp"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    stamp: Mapped[uuid.UUID] = mapped_column(Uuid)

@@ -85,7 +85,7 @@ def _note(actor: str | None, text: Any) -> dict[str, Any]:
 
 
 def open_review(session: Session, payment, *, owner: str, assessment_id: str | None, rule_id: str | None,
-                expires_in: timedelta) -> Review:
+                expires_in: timedelta, opened_reason: str = "rule") -> Review:
     """Open the review of a held payment (once) and write ``review.opened``."""
     scope = Scope(payment.merchant_id, payment.livemode)
     if payment.review_id:
@@ -95,7 +95,7 @@ def open_review(session: Session, payment, *, owner: str, assessment_id: str | N
     now = utcnow()
     margin = min(EXPIRY_MARGIN, expires_in / 2)
     review = scope.new(Review, id=new_id("prv"), payment_id=payment.id, assessment_id=assessment_id, status="open",
-                       owner=owner, opened_reason="rule", rule_id=rule_id, ip_address=payment.customer_ip,
+                       owner=owner, opened_reason=opened_reason, rule_id=rule_id, ip_address=payment.customer_ip,
                        ip_country=ip_country(payment.customer_ip), notes=[], expires_at=now + expires_in - margin,
                        created_at=now)
     session.add(review)
@@ -110,6 +110,10 @@ def get_review(session: Session, scope: Scope, review_id: Any, *, for_update: bo
     if row is None:
         raise RiskNotFound(f"No such review: '{review_id}'.", param="id")
     return row
+
+
+# The review lists' age filter ("open for more than"), in the console's queue and the dashboard's Reviews page.
+REVIEW_AGES = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "3d": timedelta(days=3)}
 
 
 def list_reviews(session: Session, scope: Scope | None, *, status: str | None = "open", owner: str | None = None,

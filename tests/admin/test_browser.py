@@ -128,8 +128,8 @@ def test_the_inbox_worked_from_end_to_end_and_every_console_page_accessible(page
     open_inbox(page)
     items = page.locator("#inbox-items tbody tr")
     # The demo's five kinds (risk review included), the failed callback, and its reconciliation breaks
-    # (app/reconciliation/seed.py: one of each of 8 kinds).
-    breaks = 8
+    # (app/reconciliation/seed.py: one of each of 9 kinds).
+    breaks = 9
     expect(items).to_have_count(6 + breaks)
     assert_accessible(page)
 
@@ -213,18 +213,26 @@ def test_every_console_page_fits_a_laptop_screen(app, browser, live_server, db_s
     failures.record_failure(db_session, source="sandbox_b", kind="settlement", livemode=False, report_date=failing_day,
                             error="http://127.0.0.1:8202/v1/settlements/2036-06-06.csv: ConnectTimeout",
                             now=utcnow() - dt.timedelta(hours=30), raise_after=dt.timedelta(hours=24))
+    # A merchant's own Stripe account (live mode: no test payment routes to it): how its deposits are confirmed.
+    from app.crypto import SecretBox
+    from app.psp.credentials import delete_credentials, set_credentials
+    from app.scoping import Scope
+
+    stripe_credential = set_credentials(db_session, Scope(merchant.id, True), SecretBox(
+        app.config["KASSA_ENCRYPTION_KEYS"]), "stripe", secret_key="sk_live_console_layout").id
     db_session.commit()
     try:
         _every_console_page_fits(app, browser, live_server, db_session, admin, merchant, owner, stuck, callback,
-                                 endpoint, recon_break)
+                                 endpoint, recon_break, stripe_credential)
     finally:
         failures.clear_failure(db_session, source="sandbox_b", kind="settlement", livemode=False,
                                report_date=failing_day)
+        delete_credentials(db_session, Scope(merchant.id, True), "stripe")
         db_session.commit()
 
 
 def _every_console_page_fits(app, browser, live_server, db_session, admin, merchant, owner, stuck, callback, endpoint,
-                             recon_break):
+                             recon_break, stripe_credential):
     context = browser.new_context(viewport=LAPTOP)
     context.set_default_timeout(3 * DEFAULT_TIMEOUT_MS)  # full-page screenshots on a loaded machine
     tab = context.new_page()
@@ -237,7 +245,8 @@ def _every_console_page_fits(app, browser, live_server, db_session, admin, merch
                  f"/admin/callbacks/{callback.id}", f"/admin/webhook-endpoints/{endpoint.id}", "/admin/psp",
                  "/admin/ledger", "/admin/reconciliation", "/admin/reconciliation/breaks",
                  f"/admin/reconciliation/breaks/{recon_break.merchant_id}/{recon_break.id}",
-                 "/admin/reconciliation/files", "/admin/reconciliation/upload"):
+                 "/admin/reconciliation/files", "/admin/reconciliation/upload",
+                 f"/admin/psp/credentials/{stripe_credential}/deposit-confirmation"):
         assert tab.goto(live_server.url(path)).status == 200, path
         if path == "/admin/reconciliation":
             assert tab.locator("#failing-heading").count() == 1  # the failing fetch is shown (and checked)

@@ -6,6 +6,8 @@ import datetime as dt
 import io
 
 from sqlalchemy import select
+from werkzeug.datastructures import FileStorage
+from werkzeug.test import encode_multipart
 
 from app.models_base import utcnow
 from app.payments.deps import deps_for
@@ -13,7 +15,6 @@ from app.reconciliation import failures, service
 from app.ledger import accounts
 from app.reconciliation.models import Break, ReportFile
 from app.scoping import Scope
-from tests import factories
 from tests.admin.conftest import audit_rows, csrf_of, login_as
 from tests.reconciliation.helpers import FakeSandbox, balance, reconcile
 
@@ -181,3 +182,54 @@ def test_an_operator_uploads_a_report_and_a_statement_through_the_same_import(ap
     assert balance(db_session, scope, accounts.psp_clearing("sandbox", "USD")) == 0
     assert balance(db_session, scope, accounts.cash("USD")) == 4000 - 146
     assert len(audit_rows(db_session, "reconciliation.file_uploaded")) == 3
+
+
+def test_the_upload_takes_a_day_bigger_than_the_body_limit_and_refuses_one_over_its_own(app, admin_client, db_session,
+                                                                                       shop, admin, monkeypatch):
+    """A real day's report is bigger than MAX_CONTENT_LENGTH (1 MB): the upload route alone takes files up to
+    RECONCILIATION_MAX_UPLOAD_BYTES, and refuses a bigger one with the limit on the form, keeping nothing."""
+    merchant, _owner, _developer = shop
+    day = dt.date(2035, 6, 11)
+    sandbox = FakeSandbox(day)
+    sandbox.capture(db_session, Scope(merchant.id, False), 3000)
+    token = csrf_of(admin_client, f"/admin/reconciliation/upload?date={day.isoformat()}&psp=sandbox")
+    monkeypatch.setitem(app.config, "RECONCILIATION_MAX_UPLOAD_BYTES", 3 * 1024 * 1024)
+    # Blank lines are no lines: a valid report of 1.5 MB.
+    big = sandbox.report() + b"\n" * (1536 * 1024)
+    assert len(big) > app.config["MAX_CONTENT_LENGTH"]
+    done = _upload_in_memory(admin_client, token, big, day)
+    assert done.status_code == 303
+    db_session.rollback()
+    [report] = db_session.scalars(select(ReportFile).where(ReportFile.report_date == day)).all()
+    assert (report.content, report.line_count) == (big, 1)
+    db_session.commit()
+
+    # Over the route's own limit: 413, the form with the limit, nothing kept.
+    other_day = day + dt.timedelta(days=1)
+    refused = _upload_in_memory(admin_client, token, sandbox.report(other_day) + b"\n" * (3 * 1024 * 1024 + 1),
+                                other_day)
+    assert refused.status_code == 413
+    html = refused.get_data(as_text=True)
+    assert "larger than 3 MB" in html and "RECONCILIATION_MAX_UPLOAD_BYTES" in html and "Upload and import" in html
+    # A body far over it is refused before it is read (the same form and message).
+    far = _upload_in_memory(admin_client, token, b"\n" * (3 * 1024 * 1024 + 200 * 1024), other_day)
+    assert far.status_code == 413 and "larger than 3 MB" in far.get_data(as_text=True)
+    db_session.rollback()
+    assert db_session.scalars(select(ReportFile).where(ReportFile.report_date == other_day)).all() == []
+    db_session.commit()
+
+    # Every other console form keeps the 1 MB limit.
+    boundary, payload = encode_multipart({"csrf_token": token, "assignee": "x" * (1100 * 1024)})
+    elsewhere = admin_client.post(f"/admin/reconciliation/breaks/{merchant.id}/brk_x/assign", data=payload,
+                                  content_type=f"multipart/form-data; boundary={boundary}")
+    assert elsewhere.status_code == 413 and "RECONCILIATION_MAX_UPLOAD_BYTES" not in elsewhere.get_data(as_text=True)
+
+
+def _upload_in_memory(client, token, content: bytes, day):
+    """The upload form's body built in memory (the test client spools a big one to a file it never closes)."""
+    boundary, payload = encode_multipart({
+        "csrf_token": token, "upload-kind": "settlement", "upload-psp": "sandbox", "upload-report_date": day.isoformat(),
+        "upload-mode": "test", "upload-reason": "The PSP's support sent the day's file",
+        "upload-file": FileStorage(io.BytesIO(content), filename="report.csv")})
+    return client.post("/admin/reconciliation/upload", data=payload,
+                       content_type=f"multipart/form-data; boundary={boundary}")

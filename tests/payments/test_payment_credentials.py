@@ -87,7 +87,9 @@ def test_capture_and_refund_go_to_the_account_that_made_the_payment(app, client,
     db_session.commit()
     _run_attempt(captured.json["attempts"][-1]["id"], deps_for(app), gateway_for_app(app))
     assert keys_sent(fake_stripe) == {"Bearer sk_live_old_account"}
-    assert client.get(f"/v1/payments/{payment['id']}", headers=auth).json["status"] == "succeeded"
+    shown = client.get(f"/v1/payments/{payment['id']}", headers=auth).json
+    assert shown["status"] == "succeeded"
+    assert shown["credential"] == old and {a["credential"] for a in shown["attempts"]} == {old}
 
     # ...and refunded there after the merchant deleted its credentials altogether.
     assert delete_credentials(db_session, scope, "stripe")
@@ -99,7 +101,8 @@ def test_capture_and_refund_go_to_the_account_that_made_the_payment(app, client,
     db_session.commit()
     _run_refund(refunded.json["id"], deps_for(app), gateway_for_app(app))
     assert keys_sent(fake_stripe) == {"Bearer sk_live_old_account"}
-    assert client.get(f"/v1/refunds/{refunded.json['id']}", headers=auth).json["status"] == "succeeded"
+    shown_refund = client.get(f"/v1/refunds/{refunded.json['id']}", headers=auth).json
+    assert shown_refund["status"] == "succeeded" and shown_refund["credential"] == old
     db_session.expire_all()
     assert db_session.get(Refund, refunded.json["id"]).credential == old != new
 

@@ -159,3 +159,67 @@ def test_a_stored_credentials_breaker_is_named_by_its_id_and_labelled(app, clien
     assert client.post("/admin/psp/stripe/breaker",
                        data={"action": "reset", "credential": "pcr_nosuchcredential", "csrf_token": token}
                        ).status_code == 404
+
+
+def test_an_operator_declares_how_a_merchants_stripe_deposits_are_confirmed(app, client, db_session, admin_user):
+    """Each Stripe account declares how its payouts are confirmed as deposited (app/reconciliation/payout_events.py):
+    the page shows the platform's (configuration) and each merchant's own; a merchant's is changed with a reason,
+    audited; a missing reason or an unknown choice re-renders the form and changes nothing."""
+    from app.crypto import SecretBox
+    from app.psp.credentials import current_credential, set_credentials
+    from app.scoping import Scope
+
+    shop = factories.merchant(db_session, name="Kiln Works")
+    scope = Scope(shop.id, False)
+    box = SecretBox(app.config["KASSA_ENCRYPTION_KEYS"])
+    credential = set_credentials(db_session, scope, box, "stripe", secret_key="sk_test_kiln").id
+    db_session.commit()
+    login_as(client, db_session, admin_user)
+    html = client.get("/admin/psp").get_data(as_text=True)
+    platform = re.search(r'<tr data-credential="platform">(.*?)</tr>', html, re.S).group(1)
+    assert "bank statement" in platform and "STRIPE_DEPOSIT_CONFIRMATION_TEST" in platform
+    row = re.search(rf'<tr data-credential="{credential}">(.*?)</tr>', html, re.S).group(1)
+    assert "Kiln Works" in row and "payout events" in row
+
+    path = f"/admin/psp/credentials/{credential}/deposit-confirmation"
+    form = client.get(path).get_data(as_text=True)
+    token = _CSRF.search(form).group(1)
+    checked = re.search(r'<input[^>]*value="(\w+)"[^>]*checked|<input[^>]*checked[^>]*value="(\w+)"', form)
+    assert "payout_events" in checked.groups()
+    assert client.post(path, data={"deposit_confirmation": "bank_statement", "reason": "x"}).status_code == 400
+    refused = client.post(path, data={"deposit_confirmation": "bank_statement", "reason": "", "csrf_token": token})
+    assert refused.status_code == 422 and "Give a reason" in refused.get_data(as_text=True)
+    unknown = client.post(path, data={"deposit_confirmation": "webhooks", "reason": "r", "csrf_token": token})
+    assert unknown.status_code == 422 and "Not a valid choice" in unknown.get_data(as_text=True)
+    db_session.rollback()
+    assert current_credential(db_session, scope, "stripe").deposit_confirmation == "payout_events"
+    db_session.commit()
+
+    done = client.post(path, data={"deposit_confirmation": "bank_statement", "csrf_token": token,
+                                   "reason": "Kiln's Stripe pays into the platform's account"})
+    assert done.status_code == 303
+    db_session.rollback()
+    assert current_credential(db_session, scope, "stripe").deposit_confirmation == "bank_statement"
+    entry = db_session.scalars(select(AuditEntry).where(
+        AuditEntry.action == "psp_credentials.deposit_confirmation_set", AuditEntry.target == credential)).one()
+    assert (entry.merchant_id, entry.actor_user_id, entry.details["previous"], entry.details["reason"]) == (
+        shop.id, admin_user.id, "payout_events", "Kiln's Stripe pays into the platform's account")
+    db_session.commit()
+    assert client.get("/admin/psp/credentials/pcr_nosuchcredential/deposit-confirmation").status_code == 404
+
+
+def test_non_admins_cannot_see_or_change_a_deposit_confirmation(app, client, db_session):
+    from app.crypto import SecretBox
+    from app.psp.credentials import set_credentials
+    from app.scoping import Scope
+
+    shop = factories.merchant(db_session, name="Kiln Owner")
+    owner = factories.member(db_session, shop, "owner")
+    box = SecretBox(app.config["KASSA_ENCRYPTION_KEYS"])
+    credential = set_credentials(db_session, Scope(shop.id, False), box, "stripe", secret_key="sk_test_own").id
+    db_session.commit()
+    login_as(client, db_session, owner)
+    path = f"/admin/psp/credentials/{credential}/deposit-confirmation"
+    assert client.get(path).status_code == 404
+    assert client.post(path, data={"deposit_confirmation": "bank_statement", "reason": "mine"}).status_code in (400,
+                                                                                                                404)

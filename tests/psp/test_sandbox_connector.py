@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from app.psp.interfaces import AuthorizeRequest, LookupOutcome, Outcome
+from app.psp.interfaces import AuthorizeRequest, CardFactsUnavailable, LookupOutcome, Outcome
 from app.psp.sandbox import SandboxConnector
 from tests.psp.conftest import CONNECT_TIMEOUT, READ_TIMEOUT, SECRET, make_connector
 
@@ -145,6 +145,20 @@ def test_connection_refused_is_not_processed_for_writes_but_unknown_for_queries(
     assert query.outcome == LookupOutcome.UNKNOWN and query.error == "connect_refused"
     sbx.admin("/_admin/faults", {"acquirer": "sandbox", "refuse_connections": False})
     assert connectors["sandbox"].authorize(request_for(token)).outcome == Outcome.SUCCEEDED
+
+
+def test_card_facts_known_absent_or_could_not_ask(sbx, connectors):
+    """Risk reads the card from the vault: a token it does not know is None (an answer), a vault that could not
+    be asked raises CardFactsUnavailable (not an answer: the screening holds the payment)."""
+    token = sbx.tokenize()["id"]
+    assert connectors["sandbox"].card_facts(token)["fingerprint"]
+    assert connectors["sandbox"].card_facts("tok_missing") is None
+    sbx.admin("/_admin/faults", {"acquirer": "sandbox", "refuse_connections": True})
+    try:
+        with pytest.raises(CardFactsUnavailable):
+            connectors["sandbox"].card_facts(token)
+    finally:
+        sbx.admin("/_admin/faults", {"acquirer": "sandbox", "refuse_connections": False})
 
 
 def test_wrong_secret_is_not_processed_and_not_retryable(sbx):

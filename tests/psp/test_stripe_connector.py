@@ -155,6 +155,33 @@ def test_card_of_is_none_when_stripe_cannot_tell_and_asks_once(fake, stripe_conn
     assert [(r.method, r.path) for r in fake.requests] == [("GET", "/v1/payment_methods/pm_1Other")]
 
 
+@pytest.mark.parametrize(("answer", "unavailable"), [
+    ((404, {"error": {"type": "invalid_request_error", "code": "resource_missing",
+                      "message": "No such PaymentMethod: 'pm_1Other'"}}), False),
+    ((500, {"error": {"type": "api_error", "message": "Something went wrong."}}), True),
+    ((429, {"error": {"type": "invalid_request_error", "code": "rate_limit", "message": "Too many requests."}}),
+     True),
+    ("hold", True),
+])
+def test_card_facts_tell_an_unknown_payment_method_from_a_stripe_that_could_not_be_asked(
+        fake, stripe_connector, answer, unavailable):
+    """Risk screening: "no such payment method" is an answer (None); a 5xx, a rate limit or a timeout is not
+    (CardFactsUnavailable: the screening holds the payment for review)."""
+    from app.psp.interfaces import CardFactsUnavailable
+
+    if answer == "hold":
+        fake.hold.clear()  # answered after our read timeout
+    fake.answer("GET", "/v1/payment_methods/pm_1Other", answer)
+    try:
+        if unavailable:
+            with pytest.raises(CardFactsUnavailable):
+                stripe_connector.card_facts("pm_1Other")
+        else:
+            assert stripe_connector.card_facts("pm_1Other") is None
+    finally:
+        fake.hold.set()
+
+
 def test_card_of_without_credentials_sends_nothing(fake):
     assert StripeConnector(api_key=None, api_base=fake.url).card_of("pm_1Shopper") is None
     assert fake.requests == []

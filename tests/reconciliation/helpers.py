@@ -17,7 +17,9 @@ from app.payments.models import Payment, Refund
 from app.reconciliation import service
 from app.reconciliation.models import PLATFORM_MERCHANT_ID
 from app.scoping import Scope
-from sandbox_psp import settlement, store
+from app.psp.interfaces import Lookup, Outcome, PspResult
+from app.psp.sandbox import dispute_data
+from sandbox_psp import disputes, settlement, store
 from tests.disputes.helpers import captured, refund
 
 
@@ -65,6 +67,24 @@ class FakeSandbox:
             (row.psp_reference, payment.psp_reference, amount, payment.currency, self.at(self.day, 7200)))
         return row
 
+    def missed_dispute(self, payment: Payment, day: dt.date | None = None) -> dict:
+        """The sandbox's ``missed_dispute`` fault: a chargeback on the payment whose notice is never sent."""
+        return disputes.open_unannounced(self.conn, payment.psp_reference, self.at(day or self.day, 5400))
+
+    def lookup_dispute(self, connector: str, reference: str, livemode: bool, credential: str | None = None) -> Lookup:
+        """The PSP's answer to a dispute lookup, as the sandbox connector gives it (GET /v1/disputes/<id>)."""
+        row = self.conn.execute("SELECT * FROM disputes WHERE id = ?", (reference,)).fetchone()
+        if row is None:
+            return Lookup.absent(connector, "No such dispute.")
+        dispute = disputes.dispute_object(row)
+        return Lookup.of(PspResult(outcome=Outcome.SUCCEEDED, connector=connector, psp_reference=reference,
+                                   status=dispute["status"], raw=dispute_data(dispute)))
+
+    def notices(self) -> service.DisputeNotices:
+        from tests.disputes.helpers import deps
+
+        return service.DisputeNotices(lookup=self.lookup_dispute, deps=deps())
+
     def report(self, day: dt.date | None = None) -> bytes:
         return settlement.settlement_csv(self.conn, "sandbox", day or self.day, self.faults).encode()
 
@@ -75,11 +95,13 @@ class FakeSandbox:
         return settlement.batch_id("sandbox", day or self.day, currency)
 
 
-def reconcile(session, sandbox: FakeSandbox, day: dt.date | None = None, content: bytes | None = None):
+def reconcile(session, sandbox: FakeSandbox, day: dt.date | None = None, content: bytes | None = None,
+              notices: bool = False):
     day = day or sandbox.day
     result = service.reconcile_settlement(session, psp="sandbox", livemode=False, report_date=day,
                                           content=content if content is not None else sandbox.report(day),
-                                          hmac_key=deps_for(current_app).ledger_hmac_key)
+                                          hmac_key=deps_for(current_app).ledger_hmac_key,
+                                          dispute_notices=sandbox.notices() if notices else None)
     session.commit()
     return result
 

@@ -26,7 +26,8 @@ def test_a_merchant_sees_its_own_daily_settlement_and_exports_it(app, client, db
     their_payment = sandbox.capture(db_session, other, 7000)
     sandbox.faults.append({"action": "alter", "reference": their_payment.psp_reference, "amount": -1})
     reconcile(db_session, sandbox)
-    assert db_session.scalars(other.select(Break)).one().type == "amount_mismatch"
+    their_break = db_session.scalars(other.select(Break)).one()
+    assert their_break.type == "amount_mismatch"
     db_session.commit()
 
     login_as(client, db_session, owner)
@@ -35,6 +36,9 @@ def test_a_merchant_sees_its_own_daily_settlement_and_exports_it(app, client, db
     html = page.get_data(as_text=True)
     assert DAY.isoformat() in html and "$100.00" in html and "-$25.00" in html and "$71.80" in html
     assert "$70.00" not in html and "$69.99" not in html  # the other merchant's charge
+    assert their_break.id not in html and their_payment.psp_reference not in html  # nor its break
+    detail = client.get(f"/dashboard/{mine.id}/test/payments/{their_payment.id}")
+    assert detail.status_code == 404
     exported = client.get(f"/dashboard/{mine.id}/test/settlement.csv")
     rows = list(csv.DictReader(io.StringIO(exported.get_data(as_text=True))))
     assert rows == [{"date": DAY.isoformat(), "psp": "sandbox", "currency": "USD", "gross": "10000", "fees": "320",

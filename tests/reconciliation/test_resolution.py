@@ -12,6 +12,7 @@ from app.accounts.audit import AuditEntry
 from app.ledger import accounts
 from app.ledger.models import JournalTransaction
 from app.payments.deps import deps_for
+from app.reconciliation import service
 from app.reconciliation.models import Break
 from app.reconciliation.resolution import ResolutionError, resolve_break
 from tests.disputes.helpers import verify_ledger
@@ -158,27 +159,44 @@ def test_a_line_cannot_be_matched_by_hand_to_a_payment_already_settled(app, db_s
     assert balance(db_session, scope, accounts.psp_clearing("sandbox", "USD")) == 3000 - 117
 
 
-def test_accepting_a_short_deposit_does_not_book_the_whole_deposit_as_a_gain(app, db_session, shop, sandbox):
-    """Review r3: accepting a deposit_mismatch moved the whole deposit from suspense to psp_fees (a 96.55 gain for
-    a 0.25 shortfall) while the merchant's clearing kept the batch. Until moving the cash into the merchants'
-    books exists (README: not done), accepting or writing it off is refused; the break stays open."""
+def test_accepting_a_short_deposit_settles_the_batch_and_books_the_shortfall_to_fees(app, db_session, shop, sandbox):
+    """A batch paid 0.25 short, accepted: the deposit leaves the platform's suspense, the merchant's clearing moves
+    to cash (what arrived), the 0.25 the PSP kept goes to psp_fees (the platform bears PSP fees); never the whole
+    deposit booked as a gain (review r3)."""
     scope = shop["scope"]
     sandbox.capture(db_session, scope, 10000)
     reconcile(db_session, sandbox)
     sandbox.faults.append({"action": "short", "batch_id": sandbox.batch(), "amount": 25})
     from tests.reconciliation.helpers import deposit
 
+    suspense_before = balance(db_session, PLATFORM, accounts.suspense("sandbox", "USD"))
     deposit(db_session, sandbox, sandbox.day + dt.timedelta(days=1))
     row = one_break(db_session, PLATFORM, type="deposit_mismatch", batch_id=sandbox.batch())
-    fees_before = balance(db_session, PLATFORM, accounts.psp_fees("USD"))
-    for resolution in ("accepted", "written_off"):
-        with pytest.raises(ResolutionError, match="deposit"):
-            resolve(db_session, PLATFORM, row, resolution)
-        db_session.rollback()
-    assert balance(db_session, PLATFORM, accounts.psp_fees("USD")) == fees_before
-    assert one_break(db_session, PLATFORM, id=row.id).status == "open"
-    asked = resolve(db_session, PLATFORM, row, "psp_asked", note="asked the bank")
-    assert asked.resolution_transaction_id is None
+    assert balance(db_session, PLATFORM, accounts.suspense("sandbox", "USD")) - suspense_before == 9655
+    platform_fees = balance(db_session, PLATFORM, accounts.psp_fees("USD"))
+    fees = balance(db_session, scope, accounts.psp_fees("USD"))
+
+    resolved = resolve(db_session, PLATFORM, row, "accepted", note="PSP kept 0.25, accepted")
+    assert resolved.status == "resolved" and resolved.resolution_transaction_id
+    assert balance(db_session, PLATFORM, accounts.suspense("sandbox", "USD")) == suspense_before
+    assert balance(db_session, PLATFORM, accounts.psp_fees("USD")) == platform_fees
+    assert balance(db_session, scope, accounts.psp_clearing("sandbox", "USD")) == 0
+    assert balance(db_session, scope, accounts.cash("USD")) == 9655
+    assert balance(db_session, scope, accounts.psp_fees("USD")) == fees + 25
+    books = db_session.scalars(select(JournalTransaction.merchant_id).where(
+        JournalTransaction.business_key == f"resolve:{row.id}")).all()
+    assert sorted(books) == sorted([PLATFORM.merchant_id, scope.merchant_id])
+    db_session.commit()
+    # The accepted deposit is the batch's: the same batch paid in again later waits in suspense as a duplicate.
+    later = sandbox.day + dt.timedelta(days=2)
+    again = service.reconcile_statement(
+        db_session, livemode=False, report_date=later, hmac_key=deps_for(current_app).ledger_hmac_key,
+        content=sandbox.statement(sandbox.day + dt.timedelta(days=1)).replace(
+            (sandbox.day + dt.timedelta(days=1)).isoformat().encode(), later.isoformat().encode()))
+    db_session.commit()
+    assert again.statuses == {"mismatch": 1}
+    assert balance(db_session, scope, accounts.cash("USD")) == 9655
+    assert one_break(db_session, PLATFORM, type="duplicate", batch_id=sandbox.batch()).psp_amount == 9655
     verify_ledger(app)
 
 

@@ -50,3 +50,21 @@ def test_the_unexpanded_example_keeps_its_charge_id_and_fx_is_refused():
     with pytest.raises(UnsupportedBalanceTransaction, match="not reconciled yet"):
         map_balance_transactions([bt | {"type": "topup"}], "po_1")
 
+
+
+def test_a_stored_stripe_document_is_read_payout_by_payout_with_stripes_currency_rules():
+    from app.reconciliation.parsing import ReportFormatError
+    from app.reconciliation.stripe_lines import parse_stripe_report, report_document
+
+    bt = example("balance_transaction") | {"currency": "isk", "amount": 150000, "fee": 4500, "net": 145500}
+    first, second = example("payout") | {"id": "po_isk"}, example("payout") | {"id": "po_empty"}
+    content = report_document("platform", False, (0, 86400), [first, second], {"po_isk": [bt], "po_empty": []})
+    # Stripe writes ISK with two decimals (150000 is 1,500 ISK); Kassa keeps ISO minor units (ISK has none).
+    assert list(parse_stripe_report(content)) == [SettlementLine(bt["source"], "charge", 1500, 45, 1455, "ISK",
+                                                                 "po_isk")]
+    assert report_document("platform", False, (0, 86400), [first, second], {"po_isk": [bt], "po_empty": []}) == content
+    with pytest.raises(ReportFormatError, match="not a Stripe settlement document"):
+        list(parse_stripe_report(b"reference,type,gross,fee,net,currency,batch_id\n"))
+    with pytest.raises(ReportFormatError, match="until FX"):
+        list(parse_stripe_report(report_document("platform", False, (0, 1), [first],
+                                                 {"po_isk": [bt | {"exchange_rate": "1.1"}]})))

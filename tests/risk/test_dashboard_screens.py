@@ -1,6 +1,7 @@
 """The dashboard's risk screens: rules editor (backtest before saving, the error's position), value lists, the
 payment's risk section and the list's risk filters, merchants' reviews; roles, CSRF, tenancy."""
 import re
+from datetime import timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -8,6 +9,7 @@ from sqlalchemy import select
 
 from app.accounts.audit import AuditEntry
 from app.ids import new_id
+from app.models_base import utcnow
 from app.payments.models import Payment
 from app.reporting.exports import filters_for
 from app.risk import lists, rules
@@ -302,6 +304,16 @@ def test_payment_detail_shows_the_risk_outcome_without_other_merchants_counters(
     own = re.search(r'<tr data-signal="email_payments_10m">.*?</tr>', html, re.S)  # per merchant: shown
     assert own and "<td>2</td>" in own.group(0)
 
+    # Held because the vault could not be asked: the page says why, not "no rule matched".
+    held = stored_payment(db_session, s.scope, amount=5000, currency="EUR", status="requires_capture",
+                          risk_score=20, risk_level="normal")
+    db_session.add(s.scope.new(Assessment, id=new_id("rska"), payment_id=held.id, stage="confirmation",
+                               signals={"amount": "50.00"}, contributions={}, score=20, level="normal",
+                               weights_version="v1", outcome="review", reason="card_facts_unavailable"))
+    db_session.commit()
+    html = client.get(s.url(f"payments/{held.id}")).get_data(as_text=True)
+    assert 'data-reason="card_facts_unavailable"' in html and "No rule matched" not in html
+
 
 def test_the_payments_list_filters_by_risk_level_and_outcome(client, db_session, shop, jobs):
     s = shop()
@@ -344,6 +356,59 @@ def test_an_owner_approves_a_review_and_the_payment_is_captured(client, db_sessi
     assert "Closed: Approved" in html and "Known customer" in html and 'id="decide"' not in html
     again = post(client, s.url(f"radar/reviews/{payment.review_id}/reject"), page, note="Too late")
     assert again.status_code == 409
+
+
+def stored_review(session, scope: Scope, *, level: str, rule_id: str, predicate: str, age: timedelta,
+                  status: str = "open") -> Review:
+    """A review, its payment and its assessment written directly (the filters need varied rows, not flows)."""
+    opened = utcnow() - age
+    payment = stored_payment(session, scope, amount=90000, currency="EUR", status="requires_capture",
+                             risk_level=level, risk_score=70, created_at=opened)
+    assessment = scope.new(Assessment, id=new_id("rska"), payment_id=payment.id, stage="confirmation",
+                           signals={}, contributions={}, score=70, level=level, weights_version="v1",
+                           outcome="review", rule_id=rule_id, rule_owner="merchant", rule_action="review",
+                           rule_predicate=predicate)
+    review = scope.new(Review, id=new_id("prv"), payment_id=payment.id, assessment_id=assessment.id, status=status,
+                       owner="merchant", rule_id=rule_id, notes=[], expires_at=opened + timedelta(days=6),
+                       created_at=opened, closed_reason="approved" if status == "closed" else None)
+    session.add_all([assessment, review])
+    session.commit()
+    return review
+
+
+def test_the_reviews_page_filters_by_level_rule_age_and_status(client, db_session, shop):
+    s = shop()
+    fresh = stored_review(db_session, s.scope, level="elevated", rule_id="rule_big", predicate=":amount: > 500",
+                          age=timedelta(minutes=5))
+    old = stored_review(db_session, s.scope, level="highest", rule_id="rule_new_card", predicate=":is_new_card:",
+                        age=timedelta(hours=30))
+    closed = stored_review(db_session, s.scope, level="highest", rule_id="rule_big", predicate=":amount: > 500",
+                           age=timedelta(hours=2), status="closed")
+    other = shop("Other reviews shop")  # another merchant's review never shows, whatever the filter
+    theirs = stored_review(db_session, other.scope, level="highest", rule_id="rule_big", predicate=":amount: > 500",
+                           age=timedelta(hours=30))
+    login_as(client, db_session, s.users["analyst"])
+
+    def shown(**query) -> set[str]:
+        args = "&".join(f"{name}={value}" for name, value in query.items())
+        response = client.get(s.url("radar/reviews") + (f"?{args}" if args else ""))
+        assert response.status_code == 200
+        return set(re.findall(r'data-review="([^"]+)"', response.get_data(as_text=True)))
+
+    assert shown() == {fresh.id, old.id}
+    assert shown(level="highest") == {old.id}
+    assert shown(rule="rule_big") == {fresh.id}
+    assert shown(age="24h") == {old.id}
+    assert shown(age="1h", level="elevated") == set()
+    assert shown(status="closed") == {closed.id}
+    assert shown(status="closed", rule="rule_new_card") == set()
+    assert shown(status="closed", level="highest", rule="rule_big") == {closed.id}
+    assert theirs.id not in shown(level="highest", rule="rule_big") | shown(status="closed")
+    html = client.get(s.url("radar/reviews") + "?level=nonsense&age=99y").get_data(as_text=True)
+    assert fresh.id in html and old.id in html  # unknown values are ignored, not a 500
+    assert 'id="review-filters"' in html and '<option value="rule_new_card"' in html
+    assert "No open reviews match these filters" in client.get(
+        s.url("radar/reviews") + "?age=3d").get_data(as_text=True)
 
 
 def test_analysts_do_not_decide_and_platform_kept_reviews_are_the_platforms(client, db_session, shop, jobs):

@@ -95,6 +95,49 @@ def test_request_3ds_challenges_any_card(world):
     assert api.wait_for(body["id"], "succeeded")["amount_received"] == 7777
 
 
+def test_a_block_after_the_challenge_voids_counts_a_decline_and_never_captures(world):
+    """Automatic capture and a 3-D Secure rule that blocks: the authorization is not captured before the rules
+    run again (the sandbox does not capture a challenged sale, Stripe's connector never sells; the capture is a
+    follow-up the block never stages), so the block voids it, and the velocity counters count a decline."""
+    from app.payments.models import Payment
+    from app.risk.velocity import Velocity
+
+    api, sandbox, scope, app = world["api"], world["sandbox"], world["scope"], world["app"]
+    with app.app_context():
+        made = [rules.create_rule(db.session, scope, action="request_3ds", predicate=":amount: = 88.88").id,
+                rules.create_rule(db.session, scope, action="block", predicate=":is_3d_secure: and :amount: = 88.88").id]
+        db.session.commit()
+        db.session.remove()
+    try:
+        captures_before, voids_before = sandbox.total("captures"), sandbox.total("voids")
+        body = pay(world, 8888, "visa", return_url="https://shop.example/back", customer_ip="81.2.69.160")
+        payment = api.wait_for(body["id"], "requires_action")
+        assert payment["capture_method"] == "automatic"
+        sandbox.answer_challenge(payment["next_action"]["redirect_to_url"]["url"], approve=True)
+        payment = api.wait_for(body["id"], "requires_payment_method")
+        assert payment["last_payment_error"]["code"] == "blocked" and payment["outcome"]["type"] == "blocked"
+        assert payment["amount_received"] == 0
+        for _ in range(300):
+            if sandbox.total("voids") > voids_before:
+                break
+            time.sleep(0.1)  # the void runs in the worker; polled with a bound, no timing asserted
+        assert sandbox.total("voids") == voids_before + 1
+        assert sandbox.total("captures") == captures_before
+        with app.app_context():
+            fingerprint = db.session.get(Payment, body["id"]).card_fingerprint
+            db.session.remove()
+        counters = Velocity(app.extensions["redis"]).record_and_read(
+            payment_id="reader", merchant_id=scope.merchant_id, livemode=False, fingerprint=fingerprint,
+            email=None, ip="81.2.69.160", currency="EUR", amount=0, record=False)
+        assert counters["card_declines_24h"] >= 1 and counters["ip_declines_24h"] >= 1
+    finally:
+        with app.app_context():
+            for rule_id in made:
+                rules.delete_rule(db.session, scope, rule_id)
+            db.session.commit()
+            db.session.remove()
+
+
 def test_the_shoppers_ip_comes_from_the_checkout_request_never_from_a_forged_header(world):
     api, sandbox = world["api"], world["sandbox"]
     created = api.post("/v1/checkout/sessions", amount=2000, currency="eur",

@@ -217,3 +217,59 @@ def test_backtest_counts_matches_and_later_fraud(db_session, scope, redis):
     other = Scope(factories.merchant(db_session, name="Backtester").id, False)
     assert rules.backtest(db_session, other, ":amount: > 0").evaluated == 0
     db_session.rollback()
+
+
+def test_the_cached_configuration_follows_every_change_even_around_the_services(db_session, scope, redis):
+    """Compiled rules are cached per process and book, checked current by stamps the database's triggers
+    replace: a rule or list changed by the services or by plain SQL is seen by the next evaluation."""
+    from sqlalchemy import text
+
+    assert evaluate.assess(db_session, payment(db_session, scope), redis=redis, card=GOOD_CARD).outcome == "allow"
+    rule = rules.create_rule(db_session, scope, action="review", predicate=":amount: > 5")
+    assert evaluate.assess(db_session, payment(db_session, scope), redis=redis, card=GOOD_CARD).outcome == "review"
+    db_session.execute(text("UPDATE risk_rules SET enabled = false WHERE id = :id"), {"id": rule.id})
+    assert evaluate.assess(db_session, payment(db_session, scope), redis=redis, card=GOOD_CARD).outcome == "allow"
+    db_session.execute(text("UPDATE risk_rules SET enabled = true, action = 'block' WHERE id = :id"), {"id": rule.id})
+    assert evaluate.assess(db_session, payment(db_session, scope), redis=redis, card=GOOD_CARD).outcome == "block"
+    db_session.execute(text("DELETE FROM risk_rules WHERE id = :id"), {"id": rule.id})
+    assert evaluate.assess(db_session, payment(db_session, scope), redis=redis, card=FRAUD_CARD).outcome == "block"
+    # The platform's rules and lists too (one stamp for the platform).
+    db_session.execute(text("UPDATE risk_platform_rules SET enabled = false WHERE id = 'rule_platform_fraud_hint'"))
+    assert evaluate.assess(db_session, payment(db_session, scope), redis=redis, card=FRAUD_CARD).outcome == "allow"
+    db_session.rollback()
+    assert evaluate.assess(db_session, payment(db_session, scope), redis=redis, card=FRAUD_CARD).outcome == "block"
+    db_session.rollback()
+
+
+def test_a_warm_evaluation_is_one_redis_call_one_query_and_the_insert(db_session, scope, redis, monkeypatch):
+    """The benchmark's round trips, counted: the velocity script, one statement (stamps, first-seen fact and
+    every value-list lookup of both owners) and the assessment's INSERT."""
+    from sqlalchemy import event
+
+    merchant_list = lists.create_value_list(db_session, scope, alias="blocked_emails", name="Blocked",
+                                            item_type="email")
+    lists.add_item(db_session, scope, merchant_list.id, "thief@example.com")
+    rules.create_rule(db_session, scope, action="block", predicate=":email: in @blocked_emails")
+    rules.create_rule(db_session, scope, action="review", predicate=":ip_address: in @platform_ip_address_block_list")
+    db_session.commit()
+    evaluate.assess(db_session, payment(db_session, scope), redis=redis, card=GOOD_CARD)  # warms the cache
+    statements, commands = [], []
+    engine = db_session.get_bind()
+
+    def count(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    original = redis.execute_command
+    monkeypatch.setattr(redis, "execute_command", lambda *a, **k: commands.append(a[0]) or original(*a, **k))
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        thief = payment(db_session, scope, email="thief@example.com")
+        statements.clear()
+        decision = evaluate.assess(db_session, thief, redis=redis, card=GOOD_CARD)
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert decision.outcome == "block" and decision.rule.predicate == ":email: in @blocked_emails"
+    assert len(statements) == 2, statements
+    assert statements[1].lstrip().upper().startswith("INSERT INTO RISK_ASSESSMENTS")
+    assert commands == ["EVALSHA"]
+    db_session.rollback()

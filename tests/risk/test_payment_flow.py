@@ -17,7 +17,9 @@ from app.risk.models import Review
 from app.scoping import Scope
 from tests import factories
 from tests.payments.helpers import ScriptedGateway, authorized, event_types, make_deps, result
-from app.psp.interfaces import Outcome
+from app.psp.interfaces import CardFactsUnavailable, Outcome
+from app.risk import lists
+from app.risk.models import Assessment
 
 FRAUD = {"brand": "visa", "funding": "credit", "country": "US", "bin": "410000", "fingerprint": "fp_fraud",
          "risk_hint": "fraudulent", "last4": "0019", "exp_month": 12, "exp_year": 2035}
@@ -287,3 +289,94 @@ def test_the_timeout_sweep_takes_locks_in_the_decisions_order(db_session, scope,
     assert review_id in reviews.expire_due_reviews(db_session, deps, now=expires_at + timedelta(seconds=1))
     db_session.commit()
     assert reviews.get_review(db_session, scope, review_id).closed_reason == "timed_out"
+
+
+@dataclass
+class DownVaultGateway(RiskGateway):
+    """The scripted PSP whose vault cannot be asked (a timeout, a 5xx: the connectors raise so)."""
+
+    def card_facts(self, vault, token, **owner):
+        self.calls.append(("card_facts", token))
+        raise CardFactsUnavailable("vault: ReadTimeout")
+
+
+def test_a_vault_that_cannot_be_asked_holds_the_payment_for_a_platform_review(db_session, scope, deps):
+    # A merchant rule that would let everything through changes nothing: the platform's lists went unchecked.
+    rules.create_rule(db_session, scope, action="allow", predicate=":amount: > 0")
+    db_session.commit()
+    gateway = DownVaultGateway()
+    body = confirm(db_session, scope, deps, "tok_vault_down")
+    _run_attempt(body["attempts"][0]["id"], deps, gateway)
+    assert [call[0] for call in gateway.calls] == ["card_facts", "authorize"]
+    assert gateway.authorize_requests[0].capture is False  # neither let through nor declined: held
+    payment = payment_row(db_session, body["id"])
+    assert payment.status == "requires_capture" and payment.review_id
+    assert payment.risk_outcome["type"] == "manual_review"
+    assert payment.risk_outcome["reason"] == "card_facts_unavailable"
+    assert payment.risk_outcome["rule"] is None and payment.risk_outcome["review_owner"] == "platform"
+    assessment = db_session.get(Assessment, (scope.merchant_id, payment.risk_outcome["assessment"]))
+    assert assessment.outcome == "review" and assessment.reason == "card_facts_unavailable"
+    assert assessment.signals["card_fingerprint"] is None
+    review = reviews.get_review(db_session, scope, payment.review_id)
+    assert review.owner == "platform" and review.opened_reason == "card_facts_unavailable"
+    with pytest.raises(PaymentInReview):  # the merchant cannot capture around it
+        idempotency.execute(db_session, scope, "payment.capture", {"payment": payment.id}, key=None, deps=deps,
+                            path="/test")
+    db_session.rollback()
+
+
+def test_a_block_on_what_is_known_still_blocks_when_the_vault_cannot_be_asked(db_session, scope, deps):
+    block_list = lists.get_value_list(db_session, None, "rsl_platform_email")
+    item = lists.add_item(db_session, None, block_list.id, "vault-down-fraud@example.com")
+    db_session.commit()
+    try:
+        gateway = DownVaultGateway()
+        body = confirm(db_session, scope, deps, "tok_vault_down_blocked",
+                       customer_email="vault-down-fraud@example.com")
+        _run_attempt(body["attempts"][0]["id"], deps, gateway)
+        assert [call[0] for call in gateway.calls] == ["card_facts"]
+        payment = payment_row(db_session, body["id"])
+        assert payment.status == "requires_payment_method" and payment.risk_outcome["type"] == "blocked"
+        assert payment.risk_outcome["reason"] == "rule"
+        assert payment.risk_outcome["rule"]["id"] == "rule_platform_email"
+    finally:
+        lists.delete_item(db_session, None, item.id)
+        db_session.commit()
+
+
+@dataclass
+class CrashingGateway(RiskGateway):
+    """The worker dies between the screening's commit and the PSP call (once)."""
+
+    crashes: int = 1
+
+    def authorize(self, vault, request):
+        if self.crashes:
+            self.crashes -= 1
+            raise RuntimeError("worker killed before sending")
+        return super().authorize(vault, request)
+
+
+def test_a_retried_attempt_reuses_its_screening(db_session, scope, deps):
+    from sqlalchemy import func, text
+
+    rules.create_rule(db_session, scope, action="review", predicate=":amount: >= 700")
+    db_session.commit()
+    gateway = CrashingGateway(cards={"tok_retry": GOOD})
+    body = confirm(db_session, scope, deps, "tok_retry")
+    attempt_id = body["attempts"][0]["id"]
+    with pytest.raises(RuntimeError):
+        _run_attempt(attempt_id, deps, gateway)
+    db_session.rollback()
+    # The lease runs out: the next run claims the attempt again (tries 2) and screens it again.
+    db_session.execute(text("UPDATE payment_attempts SET lease_until = now() - interval '1 second', "
+                            "next_attempt_at = now() - interval '1 second' WHERE id = :id"), {"id": attempt_id})
+    db_session.commit()
+    _run_attempt(attempt_id, deps, gateway)
+    kinds = [call[0] for call in gateway.calls]
+    assert kinds.count("card_facts") == 2 and kinds.count("authorize") == 1  # (a status query comes first)
+    assert gateway.authorize_requests[0].capture is False  # the first screening's review still holds it
+    assert db_session.scalar(select(func.count()).select_from(Assessment).where(
+        Assessment.merchant_id == scope.merchant_id, Assessment.attempt_id == attempt_id)) == 1
+    payment = payment_row(db_session, body["id"])
+    assert payment.status == "requires_capture" and payment.review_id

@@ -8,6 +8,7 @@ from playwright.sync_api import expect
 from app.payments.models import Payment
 from app.risk import lists, rules
 from app.risk.models import RiskRule
+from app.risk.learning.demo import seed_demo_model
 from tests.admin.conftest import admin  # noqa: F401  (pytest fixture)
 from tests.browser import axe_violations, browser, live_server, page  # noqa: F401  (pytest fixtures)
 from tests.dashboard.conftest import app, browser_login, jobs, paid, shop  # noqa: F401  (pytest fixtures)
@@ -90,13 +91,14 @@ def test_every_risk_page_fits_a_laptop_screen_and_passes_axe(app, laptop, live_s
                                 "not :is_3d_secure: and :card_country: != :ip_country:")
     platform_list = lists.create_value_list(db_session, None, alias="platform_long_list_of_blocked_bins",
                                             name="BINs the issuers told us about", item_type="card_bin")
+    seed_demo_model(db_session, None, "")  # a learned candidate (demo data) on /admin/risk/models
     db_session.commit()
     pages = [s.url(p) for p in ("radar/rules", "radar/rules/new", "radar/lists", f"radar/lists/{value_list.id}",
                                 "radar/reviews", f"radar/reviews/{held.review_id}", f"payments/{held.id}",
                                 "payments?risk_outcome=manual_review")]
     console = ["/admin/risk/reviews", f"/admin/risk/reviews/{held.review_id}", "/admin/risk/rules",
                "/admin/risk/rules/new", "/admin/risk/lists", f"/admin/risk/lists/{platform_list.id}",
-               f"/admin/merchants/{s.merchant.id}", f"/admin/payments/{held.id}"]
+               f"/admin/merchants/{s.merchant.id}", f"/admin/payments/{held.id}", "/admin/risk/models"]
     problems = {}
     for user, paths in ((s.users["owner"], pages), (admin, console)):
         browser_login(app, laptop.context, db_session, user, live_server.url("/"))

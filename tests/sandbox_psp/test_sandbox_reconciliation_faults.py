@@ -106,3 +106,22 @@ def test_kassa_fetches_and_parses_the_report_and_the_statement(sandbox):
         assert "401" in str(exc)
     else:
         raise AssertionError("a refused fetch must raise FetchFailed")
+
+
+def test_a_missed_dispute_is_only_in_the_report(sandbox):
+    """The ``missed_dispute`` fault: a chargeback whose notice is never sent; the day's report carries its dispute
+    and fee lines, and a lookup of the dispute finds it (what Kassa asks when such a line matches nothing)."""
+    sandbox.admin("/_admin/clock", {"now": SATURDAY + 10 * DAY + 3600})
+    missed, noticed = sandbox.captured(amount=2500), sandbox.captured(amount=1000)
+    fault(sandbox, action="missed_dispute", reference=missed["id"])
+    fault(sandbox, action="missed_dispute", reference=missed["id"])  # one dispute per authorization
+    [dispute] = sandbox.a.get("/v1/disputes", params={"authorization": missed["id"]}).json()["data"]
+    assert (dispute["amount"], dispute["status"]) == (2500, "needs_response")
+    assert sandbox.a.get(f"/v1/disputes/{dispute['id']}").json()["authorization"] == missed["id"]
+    rows = report(sandbox, "2030-01-15")
+    assert [row[:6] for row in rows if row[0] == dispute["id"]] == [
+        [dispute["id"], "dispute", "-2500", "0", "-2500", "USD"], [dispute["id"], "fee", "0", "1500", "-1500", "USD"]]
+    # Notices leave in order: the next dispute's arrives, the missed one's never does.
+    sandbox.admin("/_admin/disputes", {"authorization": noticed["id"]})
+    created = sandbox.receiver.wait_for("dispute.created")
+    assert [event[1]["data"]["authorization"] for event in created] == [noticed["id"]]

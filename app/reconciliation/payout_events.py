@@ -1,0 +1,172 @@
+"""Stripe's payout events standing in for the bank deposit, for accounts that declare ``payout_events``.
+
+A merchant connected with its own Stripe account is paid into its own bank, which Kassa never sees; each credential
+declares how its payouts are confirmed (app/psp/credentials.py: ``bank_statement``, the platform's default, or
+``payout_events``, the merchants' default; the platform's own account per mode in STRIPE_DEPOSIT_CONFIRMATION_TEST/
+_LIVE). For a ``payout_events`` account:
+
+* ``payout.paid`` is the deposit of the batch (the payout id is the batch of the account's report lines,
+  app/reconciliation/stripe_lines.py): each book's share moves from ``psp_clearing`` to ``cash``
+  (``deposit:<po>:<book>:paid``), as the bank statement's deposit would (app/reconciliation/service.py); a payout
+  whose amount differs from its batch is a ``deposit_mismatch`` break, the money in the platform's suspense.
+* ``payout.failed`` opens a ``deposit_mismatch`` break (deposited 0: the batch was not paid).
+
+Exactly once: a callback is stored once per Stripe event id (app/psp/callbacks.py), and a book whose deposit of the
+batch is posted already moves nothing again. Bound to the credential: the payout belongs to the account whose report
+carried it; a callback verified with another account's secret is refused (``CallbackScope.refusal``) before anything
+is read in a book. A payout whose report is not imported yet waits: the handler raises and the callback sweep tries
+again (app/jobs/psp.py). For a ``bank_statement`` account the events change nothing (the statement confirms).
+
+No Flask in the service functions; the handler takes the running app's ledger key, as the other handlers take their
+collaborators. Registered in app.psp.callbacks when app.reconciliation is imported.
+"""
+import logging
+from datetime import UTC, date, datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.ledger import accounts
+from app.ledger.models import JournalTransaction
+from app.ledger.service import post_transaction
+from app.models_base import utcnow
+from app.psp.callbacks import CALLBACK_HANDLERS, REFERENCE_RESOLVERS, CallbackOwner, CallbackScope, Recorded
+from app.psp.credentials import PAYOUT_EVENTS
+from app.psp.interfaces import CallbackEvent
+from app.psp.models import PspCredential
+from app.reconciliation import service
+from app.reconciliation.models import PLATFORM_MERCHANT_ID, ReportFile, ReportLine
+from app.reconciliation.stripe_lines import PLATFORM_CREDENTIAL, PSP, credential_of, source_of
+from app.scoping import Scope
+
+log = logging.getLogger(__name__)
+
+PAID, FAILED = "payout.paid", "payout.failed"
+PAYOUT_TYPES = (PAID, FAILED)
+
+
+class PayoutNotReported(RuntimeError):
+    """The payout's report is not imported yet: the callback is retried later (the sweep's backoff)."""
+
+
+def payout_owner(session: Session, scope: CallbackScope, event: CallbackEvent) -> CallbackOwner | None:
+    """The account a payout belongs to: the one whose imported report carried its batch (looked up across accounts
+    on purpose, so that a callback of another account is refused), else the verifying account's own (its report is
+    not in yet)."""
+    if event.type not in PAYOUT_TYPES or scope.psp != PSP or not event.psp_reference:
+        return None
+    known = session.execute(
+        select(ReportFile.source, ReportFile.livemode).join(ReportLine, ReportLine.file_id == ReportFile.id)
+        .where(ReportLine.psp == PSP, ReportLine.livemode.in_((False, True)),
+               ReportLine.batch_id == event.psp_reference).limit(1)).one_or_none()
+    credential, livemode = ((credential_of(known.source), known.livemode) if known is not None
+                            else (scope.verified_with, scope.livemode))
+    if credential == PLATFORM_CREDENTIAL:
+        merchant_id = PLATFORM_MERCHANT_ID
+    else:
+        merchant_id = session.scalar(select(PspCredential.merchant_id).where(PspCredential.id == credential))
+        if merchant_id is None:
+            return None
+    return CallbackOwner(merchant_id, livemode, "payout", event.psp_reference, PSP, credential=credential)
+
+
+def deposit_confirmation(session: Session, owner: CallbackOwner, platform_confirmation: str) -> str:
+    """How the owner's account confirms its deposits (the platform's from the configuration)."""
+    if owner.credential == PLATFORM_CREDENTIAL:
+        return platform_confirmation
+    return session.scalars(owner.scope.select(PspCredential, PspCredential.id == owner.credential)).one() \
+        .deposit_confirmation
+
+
+def _posted(session: Session, scope: Scope, business_key: str) -> bool:
+    return session.scalar(select(JournalTransaction.id).where(
+        JournalTransaction.merchant_id == scope.merchant_id, JournalTransaction.livemode == scope.livemode,
+        JournalTransaction.business_key == business_key)) is not None
+
+
+def _day(timestamp) -> date:
+    return datetime.fromtimestamp(int(timestamp), UTC).date() if timestamp else utcnow().date()
+
+
+def payout_paid(session: Session, *, credential: str, livemode: bool, payout: dict, hmac_key: bytes,
+                now: datetime | None = None) -> list[str]:
+    """The payout reached the account's bank: the deposit of its batch (the ids of the transactions posted; none
+    when it was posted before). PayoutNotReported when the account's report of it is not imported yet."""
+    now = now or utcnow()
+    payout_id, amount, currency = payout["id"], int(payout.get("amount") or 0), (payout.get("currency") or "").upper()
+    shares = service.batch_shares(session, livemode, payout_id, source=source_of(credential))
+    if not shares:
+        raise PayoutNotReported(f"no imported report of {source_of(credential)} carries payout {payout_id} yet")
+    platform = service.platform_scope(livemode)
+    total = sum(share.total for share in shares)
+    posted = []
+    if {share.currency for share in shares} != {currency} or total != amount:
+        key = f"deposit:{payout_id}:{service._book(platform)}:paid"
+        if _posted(session, platform, key):
+            return []
+        service.open_break(session, platform, type_="deposit_mismatch", psp=PSP,
+                           dedupe_key=f"deposit_mismatch:{payout_id}:{currency}", report_date=_day(
+                               payout.get("arrival_date")), currency=currency, kassa_amount=total, psp_amount=amount,
+                           batch_id=payout_id, now=now,
+                           detail=f"Stripe paid out {amount} {currency} for batch {payout_id}, whose lines total "
+                                  f"{total}; the payout is in suspense until resolved.")
+        if amount:
+            legs = service.legs_from_changes({accounts.cash(currency): amount,
+                                              accounts.suspense(PSP, currency): amount}, service._currency)
+            posted.append(post_transaction(session, platform, key, "deposit", legs, hmac_key=hmac_key,
+                                           reference=payout_id,
+                                           description=f"Stripe payout {payout_id} differing from its batch").id)
+        return posted
+    for share in shares:
+        scope = Scope(share.book, livemode)
+        key = f"deposit:{payout_id}:{service._book(scope)}:paid"
+        if not share.total or _posted(session, scope, key):
+            continue
+        legs = service.legs_from_changes({accounts.cash(share.currency): share.total,
+                                          accounts.psp_clearing(share.psp, share.currency): -share.total},
+                                         service._currency)
+        posted.append(post_transaction(session, scope, key, "deposit", legs, hmac_key=hmac_key, reference=payout_id,
+                                       description=f"Stripe payout {payout_id} paid (payout.paid)").id)
+    return posted
+
+
+def payout_failed(session: Session, *, credential: str, livemode: bool, payout: dict,
+                  now: datetime | None = None) -> str | None:
+    """The payout did not reach the bank: a deposit_mismatch break (deposited 0); its id, None if filed before."""
+    payout_id, currency = payout["id"], (payout.get("currency") or "").upper()
+    shares = service.batch_shares(session, livemode, payout_id, source=source_of(credential))
+    if not shares:
+        raise PayoutNotReported(f"no imported report of {source_of(credential)} carries payout {payout_id} yet")
+    why = " ".join(part for part in (payout.get("failure_code"), payout.get("failure_message")) if part)
+    opened = service.open_break(
+        session, service.platform_scope(livemode), type_="deposit_mismatch", psp=PSP,
+        dedupe_key=f"payout_failed:{payout_id}", report_date=_day(payout.get("arrival_date")), currency=currency,
+        kassa_amount=sum(share.total for share in shares), psp_amount=0, batch_id=payout_id, now=now,
+        detail=f"Stripe reports payout {payout_id} failed ({why or 'no reason given'}): the batch was not paid.")
+    return opened.id if opened is not None else None
+
+
+def on_payout_event(session: Session, event: CallbackEvent, owner: CallbackOwner) -> Recorded | None:
+    """payout.paid / payout.failed of an admitted account: applied when the account confirms deposits by payout
+    events; nothing for an account whose bank statement confirms them."""
+    from flask import current_app
+
+    from app.ledger.integration import ledger_hmac_key
+    from app.psp.stripe_keys import platform_stripe
+
+    platform = platform_stripe(current_app.config, owner.livemode).deposit_confirmation
+    if deposit_confirmation(session, owner, platform) != PAYOUT_EVENTS:
+        log.info("payout event %s of %s ignored: the bank statement confirms its deposits", event.id, owner.credential)
+        return Recorded(None)
+    if event.type == PAID:
+        payout_paid(session, credential=owner.credential, livemode=owner.livemode, payout=event.data,
+                    hmac_key=ledger_hmac_key())
+    else:
+        payout_failed(session, credential=owner.credential, livemode=owner.livemode, payout=event.data)
+    return None  # the callback's own psp.payout.* event is recorded in the owner's book
+
+
+for _type in PAYOUT_TYPES:
+    CALLBACK_HANDLERS[_type] = on_payout_event
+if payout_owner not in REFERENCE_RESOLVERS:
+    REFERENCE_RESOLVERS.insert(0, payout_owner)
