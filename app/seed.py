@@ -156,6 +156,12 @@ from app.reconciliation.seed import seed_demo_reconciliation  # noqa: E402
 
 SEED_STEPS.append(seed_demo_reconciliation)
 
+# Right after reconciliation: its deposited days are what the demo payouts pay (the disputes that follow then leave
+# the demo seller a negative balance, carried to its next payouts).
+from app.payouts.seed import seed_demo_payouts  # noqa: E402
+
+SEED_STEPS.append(seed_demo_payouts)
+
 
 from app.disputes.seed import seed_demo_disputes  # noqa: E402
 

@@ -156,7 +156,11 @@ def live_server(app):
 @pytest.fixture(scope="module")
 def browser():
     """One headless Chromium for the module."""
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
+
+    # Assertions' waits too (their own default is 5 s), for every context of the module: the suite runs two
+    # modules at once on a 2-CPU machine, where a page's answer can take seconds.
+    expect.set_options(timeout=DEFAULT_TIMEOUT_MS)
 
     # The context manager stops Playwright (its driver process) even when the launch fails, so that the
     # next module gets a clear launch error instead of "Sync API inside the asyncio loop".

@@ -16,6 +16,7 @@ class Merchant(Base):
                         name="refund_reauth_threshold_currency"),
         CheckConstraint("refund_reauth_threshold >= 0", name="refund_reauth_threshold_not_negative"),
         CheckConstraint("fee_bearer IN ('platform', 'seller')", name="fee_bearer"),
+        CheckConstraint("payout_rail IN ('sandbox', 'sepa')", name="payout_rail"),
     )
 
     id: Mapped[str] = mapped_column(primary_key=True)
@@ -49,6 +50,8 @@ class Merchant(Base):
     risk_reviews_by_platform: Mapped[bool] = mapped_column(server_default=text("false"))
     # Who bears PSP and dispute fees (app/payouts/fees.py): the platform, or the seller of the money they are on.
     fee_bearer: Mapped[str] = mapped_column(String(10), server_default=text("'platform'"))
+    # How payouts leave (app/payouts/sepa.py): the sandbox's bank transfers, or SEPA files the merchant's bank pays.
+    payout_rail: Mapped[str] = mapped_column(String(10), server_default=text("'sandbox'"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=text("now()"))
 
     memberships: Mapped[list["Membership"]] = relationship(back_populates="merchant")

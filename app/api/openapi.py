@@ -184,6 +184,20 @@ SELLER = {
                    "default": {"type": "boolean"}, "metadata": {"type": "object", "additionalProperties": STRING}},
 }
 
+BANK_ACCOUNT = {
+    "type": "object", "description": "A payout bank account, masked: only the last four characters of its number.",
+    "required": ["id", "object", "seller", "account_holder_name", "country", "currency", "kind", "last4", "bic",
+                 "routing_code", "bank_name", "cooling_until", "flagged", "failure_code", "replaced", "created",
+                 "livemode"],
+    "properties": {"id": {"type": "string", "pattern": "^ba_"}, "object": {"const": "bank_account"},
+                   "seller": _nullable(STRING), "account_holder_name": STRING, "country": STRING, "currency": STRING,
+                   "kind": {"enum": ["iban", "local"]}, "last4": STRING, "bic": _nullable(STRING),
+                   "routing_code": _nullable(STRING), "bank_name": _nullable(STRING),
+                   "cooling_until": _nullable(UNIX), "flagged": {"type": "boolean"},
+                   "failure_code": _nullable(STRING), "replaced": {"type": "boolean"}, "created": UNIX,
+                   "livemode": {"type": "boolean"}},
+}
+
 EVENT = {
     "type": "object", "required": ["id", "object", "type", "livemode", "created", "data", "request"],
     "properties": {"id": {"type": "string", "pattern": "^evt_"}, "object": {"const": "event"},
@@ -658,6 +672,11 @@ REFUND_EXAMPLE = {
 }
 SELLER_EXAMPLE = {"id": SELLER_ID, "object": "seller", "livemode": False, "created": CREATED - 600,
                   "name": "Ann's Pottery", "email": "ann@example.com", "default": False, "metadata": {}}
+BANK_ACCOUNT_EXAMPLE = {
+    "id": "ba_01JD3XK2M4N5P6Q7R8S9T0V1W2", "object": "bank_account", "seller": SELLER_ID,
+    "account_holder_name": "Ann Potter", "country": "DE", "currency": "EUR", "kind": "iban", "last4": "3000",
+    "bic": "COBADEFFXXX", "routing_code": None, "bank_name": "Commerzbank", "cooling_until": CREATED + 3 * 86400,
+    "flagged": False, "failure_code": None, "replaced": False, "created": CREATED, "livemode": False}
 EVENT_EXAMPLE = {"id": EVENT_ID, "object": "event", "type": "payment.succeeded", "livemode": False,
                  "created": CREATED + 61, "data": {"object": PAYMENT_SUCCEEDED}, "request": {"id": None}}
 BALANCE_EXAMPLE = {"object": "balance", "livemode": False,
@@ -863,6 +882,12 @@ def _paths() -> dict:
         },
         "/v1/sellers/{seller_id}": {
             "get": _operation("retrieveSeller", "Retrieve a seller", "Seller", SELLER_EXAMPLE, path_id="seller_id")},
+        "/v1/sellers/{seller_id}/bank_account": {
+            "get": _operation(
+                "retrieveSellerBankAccount", "Retrieve a seller's payout bank account (masked)", "BankAccount",
+                BANK_ACCOUNT_EXAMPLE, path_id="seller_id",
+                description="Read-only: bank accounts are added and changed only in the dashboard, after the "
+                            "person re-authenticates. 404 when the seller has none.")},
         "/v1/events": {
             "get": _operation("listEvents", "List events, newest first", "EventList",
                               _list_example("/v1/events", EVENT_EXAMPLE), query=PAGE + [
@@ -898,7 +923,11 @@ def _paths() -> dict:
                     "summary": "The balance transactions a scheduled payout pays, as CSV (their net adds up to its "
                                "amount; a manual payout lists none)",
                     "parameters": [{"name": "payout_id", **PATH_ID, "example": PAYOUT_ID}],
-                    "responses": {"200": {"description": "OK", "content": {"text/csv": {"schema": STRING}}},
+                    "responses": {"200": {"description": "The CSV, as an attachment.",
+                                          "content": {"text/csv": {"schema": {"type": "string", "format": "binary"}}},
+                                          "headers": {"Content-Disposition": {
+                                              "schema": {"type": "string"},
+                                              "example": f'attachment; filename="{PAYOUT_ID}-reconciliation.csv"'}}},
                                   **{s: {"description": ERROR_STATUSES[s], "content": _json(_ref("Error"))}
                                      for s in sorted(READ_ERRORS)}}}},
         "/v1/balance_transactions": {
@@ -1124,7 +1153,7 @@ def build_document() -> dict:
             },
             "schemas": {
                 "Error": ERROR, "Payment": PAYMENT, "PaymentAttempt": ATTEMPT, "SplitPart": SPLIT_PART,
-                "Refund": REFUND, "Seller": SELLER, "Event": EVENT, "Balance": BALANCE, "Account": ACCOUNT,
+                "Refund": REFUND, "Seller": SELLER, "BankAccount": BANK_ACCOUNT, "Event": EVENT, "Balance": BALANCE, "Account": ACCOUNT,
                 "CheckoutSession": CHECKOUT_SESSION, "WebhookEndpoint": WEBHOOK_ENDPOINT,
                 "WebhookEndpointDeleted": WEBHOOK_ENDPOINT_DELETED, "WebhookMissedEvents": WEBHOOK_MISSED_EVENTS,
                 "OpenApiDocument": OPENAPI_DOCUMENT, "Dispute": DISPUTE, "File": FILE,

@@ -15,4 +15,5 @@ from app.dashboard import go_live_views  # noqa: E402,F401  (Settings > Go live,
 from app.dashboard import reauth, second_factor_views, sessions_views  # noqa: E402,F401  (issue 18: account security)
 from app.dashboard import disputes_views  # noqa: E402,F401  (Disputes, issue 20)
 from app.dashboard import risk_views  # noqa: E402,F401  (Risk rules, value lists, reviews, issue 19)
+from app.dashboard import payouts_views  # noqa: E402,F401  (Payouts, issue 22)
 from app.dashboard import sellers_views  # noqa: E402,F401  (Sellers and their bank accounts, issue 22)

@@ -9,7 +9,7 @@ on the session row; the person types it again. The merchant's own payout account
 """
 from datetime import timedelta
 
-from flask import abort, current_app, flash, g, redirect, render_template, request, url_for
+from flask import Response, abort, current_app, flash, g, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from app.accounts.audit import audit
@@ -19,18 +19,24 @@ from app.dashboard import bp
 from app.dashboard.context import merchant_view
 from app.dashboard.helpers import dash_url, request_meta
 from app.dashboard.reauth import recently_reauthenticated
-from app.dashboard.sellers_forms import BankAccountForm, SellerForm
+from app.dashboard.forms import ConfirmForm
+from app.dashboard.sellers_forms import BankAccountForm, RailForm, ScheduleForm, SellerForm
 from app.extensions import db
 from app.models_base import utcnow
 from app.payments.errors import PaymentError
 from app.payments.models import Seller
 from app.payments.service import create_seller, default_seller, update_seller
-from app.payouts.bank_account_models import BankAccount
+from app.accounts.models import Merchant
+from app.payouts import balances, sepa
+from app.payouts import service as payout_service
+from app.payouts.bank_account_models import BankAccount, PayoutExport
+from app.payouts.models import Payout
 from app.payouts.bank_accounts import (
     Actor, BankAccountError, active_bank_account, bank_account_history, masked, set_bank_account,
 )
 
 INVALID_FORM = 422
+RECENT = 20  # payouts, balance transactions and exports shown on a seller's page (the newest)
 OWN = "own"  # the merchant itself, in URLs: seller ids are "sel_..."
 
 
@@ -85,7 +91,9 @@ def _render_list(form: SellerForm | None = None, status: int = 200):
                                                                       Seller.created_at.desc(), Seller.id.desc())))
     accounts = {row.seller_id: row for row in db.session.scalars(
         g.scope.select(BankAccount, BankAccount.replaced_at.is_(None)))}
-    html = render_template("dashboard/sellers/list.html", sellers=sellers, accounts=accounts,
+    money = {seller.id: balances.seller_balances(db.session, g.scope, seller.id) for seller in sellers}
+    money[OWN] = balances.seller_balances(db.session, g.scope, None)
+    html = render_template("dashboard/sellers/list.html", sellers=sellers, accounts=accounts, money=money,
                            own_account=accounts.get(None), form=form or SellerForm(formdata=None),
                            can_manage=can(g.role, Action.MANAGE_PAYOUTS))
     db.session.commit()  # the default seller, when this view created it
@@ -117,15 +125,30 @@ def create_seller_view():
 
 # -- one seller ----------------------------------------------------------------------------------------------
 
-def _render_seller(seller: Seller | None, form: SellerForm | None = None, status: int = 200):
+def _render_seller(seller: Seller | None, form: SellerForm | None = None, status: int = 200, *,
+                   rail_form=None, export_error: str | None = None, schedule_form=None):
     seller_id = seller.id if seller else None
     if form is None and seller is not None:
         form = SellerForm(formdata=None, name=seller.name, email=seller.email)
+    payouts = list(db.session.scalars(
+        g.scope.select(Payout, Payout.seller_id.is_(None) if seller is None else Payout.seller_id == seller_id)
+        .order_by(Payout.created_at.desc(), Payout.id.desc()).limit(RECENT)))
+    movements = balances.balance_transactions(db.session, g.scope, seller_id)[-RECENT:][::-1]
+    exports = (list(db.session.scalars(g.scope.select(PayoutExport).order_by(PayoutExport.created_at.desc())
+                                       .limit(RECENT))) if seller is None else [])
+    merchant = db.session.get(Merchant, g.merchant.id)
+    schedule = payout_service.get_schedule(db.session, g.scope, seller_id)
     html = render_template(
         "dashboard/sellers/detail.html", seller=seller, form=form, slug=seller.id if seller else OWN,
         account=active_bank_account(db.session, g.scope, seller_id),
         history=bank_account_history(db.session, g.scope, seller_id),
-        can_manage=can(g.role, Action.MANAGE_PAYOUTS))
+        can_manage=can(g.role, Action.MANAGE_PAYOUTS),
+        balances=balances.seller_balances(db.session, g.scope, seller_id), payouts=payouts, movements=movements,
+        schedule=schedule, exports=exports,
+        schedule_form=schedule_form or ScheduleForm(formdata=None, **schedule.__dict__),
+        payout_rail=merchant.payout_rail, rail_form=rail_form or RailForm(formdata=None, rail=merchant.payout_rail),
+        due=len(sepa.due_payouts(db.session, g.scope, now=utcnow())) if seller is None else 0,
+        confirm_form=ConfirmForm(formdata=None), export_error=export_error)
     db.session.rollback()  # read-only
     return html, status
 
@@ -221,4 +244,87 @@ def change_bank_account(seller_id: str):
     wait = (f" The first payout to it waits until {row.cooling_until:%Y-%m-%d %H:%M} UTC."
             if row.cooling_until else "")
     flash(f"Bank account {masked(row)} saved; the owners were told by email.{wait}", "success")
+    return redirect(dash_url("dashboard.seller", seller_id=seller_id), code=303)
+
+
+# -- the merchant's payout rail and SEPA exports (owners and admins) ------------------------------------------
+
+@bp.route("/<merchant_id>/<mode>/sellers/own/payout_rail", methods=["POST"])
+@merchant_view(Action.MANAGE_PAYOUTS)
+def set_payout_rail():
+    """Pay out through the sandbox's transfers or through SEPA files; applies to payouts created from now on."""
+    form = RailForm()
+    if not form.validate():
+        return _render_seller(None, rail_form=form, status=INVALID_FORM)
+    merchant = db.session.get(Merchant, g.merchant.id, with_for_update=True)
+    before, merchant.payout_rail = merchant.payout_rail, form.rail.data
+    audit(db.session, "merchant.payout_rail_changed", merchant_id=g.merchant.id, livemode=g.scope.livemode,
+          actor_user_id=current_user.id, actor_label=current_user.email, target=g.merchant.id,
+          details={"before": before, "after": merchant.payout_rail}, **request_meta())
+    db.session.commit()
+    flash("Payouts created from now on leave " + ("in SEPA files you export here." if merchant.payout_rail == "sepa"
+                                                   else "through the sandbox's bank transfers."), "success")
+    return redirect(dash_url("dashboard.seller", seller_id=OWN), code=303)
+
+
+@bp.route("/<merchant_id>/<mode>/sellers/own/exports", methods=["POST"])
+@merchant_view(Action.MANAGE_PAYOUTS)
+def export_sepa():
+    """Put every due SEPA payout in one new pain.001 file (each payout once, ever) and download it."""
+    if not ConfirmForm().validate():
+        abort(400)
+    if not recently_reauthenticated():  # money leaves with this file
+        return redirect(url_for("dashboard.confirm_identity", next=dash_url("dashboard.seller", seller_id=OWN)),
+                        code=303)
+    try:
+        export, document = sepa.export_due_payouts(db.session, g.scope, execution_date=utcnow().date(),
+                                                   actor_user_id=current_user.id, actor_label=current_user.email)
+    except sepa.SepaExportError as error:
+        db.session.rollback()
+        return _render_seller(None, status=INVALID_FORM, export_error=error.message)
+    db.session.commit()
+    return _download(export, document)
+
+
+@bp.route("/<merchant_id>/<mode>/sellers/own/exports/<export_id>")
+@merchant_view(Action.MANAGE_PAYOUTS)
+def download_export(export_id: str):
+    """An export's file again, as first handed out (it lists the same payouts: nothing is exported anew)."""
+    export = db.session.scalars(g.scope.select(PayoutExport, PayoutExport.id == export_id)).one_or_none()
+    if export is None:
+        abort(404)
+    document = sepa.export_document(export)
+    db.session.rollback()
+    return _download(export, document)
+
+
+def _download(export: PayoutExport, document: bytes) -> Response:
+    return Response(document, mimetype="application/xml", headers={
+        "Content-Disposition": f'attachment; filename="{export.id}.xml"', "Cache-Control": "no-store"})
+
+
+@bp.route("/<merchant_id>/<mode>/sellers/<seller_id>/schedule", methods=["POST"])
+@merchant_view(Action.MANAGE_PAYOUTS)
+def set_schedule(seller_id: str):
+    """A seller's (or the merchant's own) payout schedule and reserve."""
+    seller = _seller_or_404(seller_id)
+    form = ScheduleForm()
+    if not form.validate():
+        return _render_seller(seller, status=INVALID_FORM, schedule_form=form)
+    params = {name: getattr(form, name).data for name in (
+        "interval", "weekly_anchor", "monthly_anchor", "minimum_amount", "delay_days", "reserve_percent_bp",
+        "reserve_days", "reserve_minimum")}
+    params = {name: (0 if value is None else value) for name, value in params.items()}
+    try:
+        schedule = payout_service.set_schedule(db.session, g.scope, seller.id if seller else None, params)
+    except PaymentError as error:
+        db.session.rollback()
+        field = getattr(form, error.param or "interval", form.interval)
+        field.errors = [*field.errors, error.message]
+        return _render_seller(_seller_or_404(seller_id), status=INVALID_FORM, schedule_form=form)
+    audit(db.session, "payout_schedule.updated", merchant_id=g.merchant.id, livemode=g.scope.livemode,
+          actor_user_id=current_user.id, actor_label=current_user.email, target=seller.id if seller else OWN,
+          details=dict(schedule.__dict__), **request_meta())
+    db.session.commit()
+    flash("Schedule and reserve saved.", "success")
     return redirect(dash_url("dashboard.seller", seller_id=seller_id), code=303)

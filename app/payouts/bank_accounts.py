@@ -316,8 +316,17 @@ def payout_destination(session: Session, scope: Scope, seller_id: str | None, *,
                        box: SecretBox | None = None) -> PayoutDestination | None:
     """The active bank account of a seller (None = the merchant's own account); None if there is none."""
     row = active_bank_account(session, scope, seller_id)
-    if row is None:
-        return None
+    return _destination(row, box) if row is not None else None
+
+
+def account_destination(session: Session, scope: Scope, bank_account_id: str, *,
+                        box: SecretBox | None = None) -> PayoutDestination | None:
+    """The destination of one account by id (a payout goes to the account it was created for), or None."""
+    row = session.scalars(scope.select(BankAccount, BankAccount.id == bank_account_id)).one_or_none()
+    return _destination(row, box) if row is not None else None
+
+
+def _destination(row: BankAccount, box: SecretBox | None) -> PayoutDestination:
     number = (box or default_box()).decrypt(row.number_encrypted, account_aad(row))
     return PayoutDestination(
         bank_account_id=row.id, holder_name=row.holder_name, country=row.country, currency=row.currency,

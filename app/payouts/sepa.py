@@ -138,3 +138,84 @@ def exported_payout_ids(session: Session, scope: Scope, payout_ids: list[str]) -
 def export_document(export: PayoutExport, box: SecretBox | None = None) -> bytes:
     """The file of an export, as handed out the first time (for a second download)."""
     return (box or default_box()).decrypt(export.document_encrypted, export_aad(export)).encode()
+
+
+# -- SEPA payouts (Payout.rail == "sepa", the merchant's payout_rail) -----------------------------------------
+
+NO_DEBTOR = ("Add your own euro bank account with an IBAN first (Sellers › your payout account): the transfers are "
+             "paid from it.")
+
+
+def due_payouts(session: Session, scope: Scope, *, now: datetime, for_update: bool = False) -> list:
+    """The book's SEPA payouts waiting for a file: pending, in euro, past any cooling period, in no export yet."""
+    from app.payouts.models import Payout, PayoutStatus
+
+    exported = select(PayoutExportItem.payout_id).where(PayoutExportItem.merchant_id == scope.merchant_id)
+    statement = (scope.select(Payout, Payout.rail == "sepa", Payout.status == PayoutStatus.PENDING,
+                              Payout.currency == SEPA_CURRENCY,
+                              (Payout.held_until.is_(None)) | (Payout.held_until <= now),
+                              Payout.id.not_in(exported))
+                 .order_by(Payout.id))
+    if for_update:
+        statement = statement.with_for_update()  # in id order: the payouts' lock order
+    return list(session.scalars(statement))
+
+
+def export_due_payouts(session: Session, scope: Scope, *, now: datetime | None = None, execution_date: date,
+                       actor_user_id: str | None = None, actor_label: str | None = None,
+                       box: SecretBox | None = None) -> tuple[PayoutExport, bytes]:
+    """Export the book's due SEPA payouts into one file paid from the merchant's own account, and mark them in
+    transit (they become paid or failed only from the bank statement: ``settle_from_statement``).
+
+    A payout whose account was flagged since it was created stays pending (and out of the file).
+    SepaExportError when there is nothing to export or no euro account to pay from."""
+    from app.payouts.bank_accounts import account_destination, payout_destination
+    from app.payouts.service import mark_in_transit
+
+    now = now or utcnow()
+    debtor = payout_destination(session, scope, None, box=box)
+    if debtor is None or not debtor.iban or debtor.currency != SEPA_CURRENCY:
+        raise SepaExportError(NO_DEBTOR)
+    payouts = due_payouts(session, scope, now=now, for_update=True)
+    transfers = []
+    for payout in payouts:
+        destination = account_destination(session, scope, payout.bank_account_id, box=box) \
+            if payout.bank_account_id else None
+        if destination is None or destination.flagged or not destination.iban:
+            continue
+        transfers.append(Transfer(payout.id, payout.amount, payout.currency, destination,
+                                  payout.description or f"Payout {payout.id}"))
+    if not transfers:
+        raise SepaExportError("No SEPA payout is waiting for a file.")
+    export, document = export_transfers(session, scope, transfers, debtor, execution_date=execution_date,
+                                        actor_user_id=actor_user_id, actor_label=actor_label, now=now, box=box)
+    exported = exported_payout_ids(session, scope, [t.payout_id for t in transfers])
+    for payout in payouts:
+        if payout.id in exported and payout.rail_reference is None:
+            mark_in_transit(session, payout, rail_reference=export.id, arrival_date=execution_date, next_check=None)
+    session.flush()
+    return export, document
+
+
+def settle_from_statement(session: Session, payout, *, amount: int, currency: str, hmac_key: bytes) -> str | None:
+    """Apply a bank statement entry naming a SEPA payout (its EndToEndId as remittance; the payout row locked by
+    the caller): a debit of its amount while in transit makes it paid; a credit of its amount (the bank returned
+    it) while in transit or paid makes it failed (reversed, the account flagged). What it did, or None when the
+    entry does not fit (another amount, currency or state: the reconciliation's break). Applying it twice changes
+    nothing the second time."""
+    from app.payouts.models import PayoutStatus
+    from app.payouts.service import mark_failed, mark_paid
+
+    if payout.rail != "sepa" or currency != payout.currency or abs(amount) != payout.amount:
+        return None
+    if amount < 0 and payout.status == PayoutStatus.IN_TRANSIT:
+        mark_paid(session, payout, hmac_key=hmac_key)
+        return "paid"
+    if amount < 0 and payout.status == PayoutStatus.PAID:
+        return "paid"
+    if amount > 0 and payout.status in (PayoutStatus.IN_TRANSIT, PayoutStatus.PAID):
+        mark_failed(session, payout, failure_code="returned_by_bank", hmac_key=hmac_key)
+        return "failed"
+    if amount > 0 and payout.status == PayoutStatus.FAILED:
+        return "failed"
+    return None

@@ -144,6 +144,13 @@ def _destination(session: Session, scope: Scope, seller_id: str | None):
     return payout_destination(session, scope, seller_id)
 
 
+def payout_rail(session: Session, scope: Scope) -> str:
+    """The merchant's payout rail: ``sandbox`` (the sandbox's bank transfers) or ``sepa`` (export files)."""
+    from app.accounts.models import Merchant
+
+    return session.scalar(select(Merchant.payout_rail).where(Merchant.id == scope.merchant_id)) or "sandbox"
+
+
 # Replaceable for tests that run before bank accounts exist (tests/payouts set it); production uses _destination.
 destination_lookup: Callable = _destination
 
@@ -255,12 +262,15 @@ def create_payout(session: Session, scope: Scope, *, seller_id: str | None, curr
         return refuse("bank_account_flagged", "A payout to this bank account failed; it must be changed first.")
     cooling = getattr(destination, "cooling_until", None)
     held = cooling is not None and cooling > now
+    # A SEPA payout leaves in an export file (app/payouts/sepa.py), never through the rail job: no rail work is due.
+    rail = payout_rail(session, scope)
     payout = scope.new(Payout, id=new_id("po"), seller_id=seller_id, amount=amount, currency=currency,
                        status=PayoutStatus.PENDING, kind="manual" if manual else "scheduled", business_key=key,
                        period=period, description=description, bank_account_id=destination.bank_account_id,
                        bank_account_last4=_last4(destination), held_until=cooling if held else None,
-                       hold_reason="cooling_period" if held else None,
-                       next_attempt_at=cooling if held else now, created_by=created_by, created_at=now)
+                       hold_reason="cooling_period" if held else None, rail=rail,
+                       next_attempt_at=None if rail == "sepa" else cooling if held else now, created_by=created_by,
+                       created_at=now)
     session.add(payout)
     session.flush()
     for item in chosen:

@@ -1053,17 +1053,24 @@ def _deposited_before(session: Session, statement: ReportFile, entry: BankEntry)
         (BankEntry.file_id != statement.id) | (BankEntry.entry_no < entry.entry_no))) > 0
 
 
-def _outgoing_payout(session: Session, statement: ReportFile, entry: BankEntry, result: RunResult,
+def _outgoing_payout(session: Session, statement: ReportFile, entry: BankEntry, hmac_key: bytes, result: RunResult,
                      now: datetime) -> str | None:
-    """A debit naming a payout (its id as remittance): an outgoing transfer, whose money left ``cash`` when the payout
+    """An entry naming a payout (its id as remittance): an outgoing transfer, whose money left ``cash`` when the payout
     was booked paid (app/payouts/service.py). Matched when it is that payout's amount; a break otherwise (nothing is
-    posted: an operator looks). None when it names no payout."""
+    posted: an operator looks). A payout exported in a SEPA file becomes paid (a debit) or failed (a credit: the bank
+    returned it) only here, from the statement (app/payouts/sepa.py). None when it names no payout."""
     from app.payouts.models import Payout
+    from app.payouts.sepa import settle_from_statement
 
-    payout = session.scalars(select(Payout).where(Payout.id == entry.batch_id,
-                                                  Payout.livemode == statement.livemode)).one_or_none()
+    payout = session.scalars(select(Payout).where(Payout.id == entry.batch_id, Payout.livemode == statement.livemode)
+                             .with_for_update()).one_or_none()
     if payout is None:
         return None
+    if payout.rail == "sepa" and settle_from_statement(session, payout, amount=entry.amount, currency=entry.currency,
+                                                       hmac_key=hmac_key) is not None:
+        return "matched"
+    if entry.amount > 0:
+        return None  # a credit naming a payout of another rail: judged as any deposit
     if -entry.amount == payout.amount and entry.currency == payout.currency and payout.status in ("paid", "failed"):
         return "matched"
     opened = open_break(session, Scope(payout.merchant_id, statement.livemode), type_="deposit_mismatch",
@@ -1080,8 +1087,8 @@ def _outgoing_payout(session: Session, statement: ReportFile, entry: BankEntry, 
 def _deposit(session: Session, statement: ReportFile, entry: BankEntry, seq: str, hmac_key: bytes,
              result: RunResult, now: datetime) -> str:
     """Match one bank entry to its batch and post it; the entry's status."""
-    if entry.amount < 0 and entry.batch_id:
-        outgoing = _outgoing_payout(session, statement, entry, result, now)
+    if entry.batch_id:
+        outgoing = _outgoing_payout(session, statement, entry, hmac_key, result, now)
         if outgoing is not None:
             return outgoing
     shares = batch_shares(session, statement.livemode, entry.batch_id or "")

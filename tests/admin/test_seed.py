@@ -11,10 +11,11 @@ def test_the_demo_inbox_has_an_item_of_each_kind_and_seeding_again_adds_none(db_
     # line the PSP never reported, the dispute whose notice was missed; the platform book holds the duplicate, the
     # unknown line and both deposit breaks.
     assert counts == {"payment_outcome": 1, "psp_callback": 0, "dispute": 1, "webhook_endpoint": 1,
-                      "reconciliation_break": 5, "reconciliation_fetch": 0, "review": 1}  # no fetch failing
+                      "reconciliation_break": 5, "reconciliation_fetch": 0, "review": 1,  # no fetch failing
+                      "payout_failed": 1, "payout_held": 0}  # app/payouts/seed.py: one failed payout
     items, _counts = collect(db_session, InboxFilters())
     assert {item.kind for item in items} == {"payment_outcome", "psp_callback", "dispute", "webhook_endpoint",
-                                             "reconciliation_break", "review"}
+                                             "reconciliation_break", "review", "payout_failed"}
     from app.reconciliation.models import Break
     from sqlalchemy import select
 

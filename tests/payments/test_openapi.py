@@ -162,4 +162,4 @@ def test_the_constraints_the_server_enforces_are_documented(client, auth):
     honouring = {op["operationId"] for item in document["paths"].values() for op in item.values()
                  if any(p["name"] == "Idempotency-Key" for p in op["parameters"])}
     assert honouring == {"createPayment", "confirmPayment", "capturePayment", "cancelPayment", "createRefund",
-                         "createSeller"}
+                         "createSeller", "createPayout", "cancelPayout"}

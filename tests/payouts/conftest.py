@@ -6,6 +6,8 @@ import pytest
 
 from app.payouts import service
 from tests.disputes.conftest import app, auth, shop  # noqa: F401  (fixtures shared as they are)
+# The sandbox as a subprocess, for the payout rail's tests over HTTP (tests/payouts/test_rail.py).
+from tests.sandbox_psp.conftest import hook_receiver, sandbox_process  # noqa: F401,E402
 
 
 class Destination:

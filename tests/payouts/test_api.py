@@ -26,7 +26,6 @@ def sandbox():
 def today(monkeypatch):
     """The sandbox clock's date as the API reads it (app/payouts/clock.py), set by each test."""
     value = {"date": dt.date(2034, 1, 5)}
-    import app.api.balance  # noqa: F401
     import app.api.payouts as api
 
     monkeypatch.setattr(api, "payout_today", lambda config, livemode: value["date"])

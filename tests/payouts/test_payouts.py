@@ -412,3 +412,71 @@ def test_inbox_shows_failed_and_held_payouts_until_resolved(app, db_session, sho
     items, counts = collect(db_session, mine)
     db_session.commit()
     assert [(i.kind, i.id) for i in items] == [("payout_held", held.id)] and counts["payout_failed"] == 0
+
+
+def test_with_real_bank_accounts_cooling_is_honoured_and_a_failure_flags_the_account(app, db_session, shop,
+                                                                                    sandbox):
+    """payouts-banks' bank accounts (no stub): a new account's cooling period holds the payout, sending waits for
+    it, and a failed payout flags the account, after which no payout is made to it."""
+    from app.payouts.bank_account_models import BankAccount
+    from app.payouts.bank_accounts import Actor, set_bank_account
+
+    scope = shop["scope"]
+    a, day2 = _ready(db_session, scope, sandbox)
+    account = set_bank_account(db_session, scope, seller_id=a, holder_name="Ann Seller", country="DE",
+                               currency="EUR", iban="DE89370400440532013000", actor=Actor(None, "owner@example.com"))
+    db_session.commit()
+    assert account.cooling_until is not None
+    held = scheduled(db_session, scope, a, day2).payout
+    assert (held.held_until, held.hold_reason, held.bank_account_last4) == (account.cooling_until, "cooling_period",
+                                                                           "3000")
+
+    class NeverCalled:
+        def send(self, *args):
+            raise AssertionError("a held payout must not be sent")
+
+    now = account.cooling_until - dt.timedelta(hours=1)
+    assert service.process_payout(db_session, scope, held.id, NeverCalled(), hmac_key=key(),
+                                  commit=db_session.commit, now=now) == "held"
+    row = scope.get(db_session, Payout, held.id, for_update=True)
+    service.mark_failed(db_session, row, failure_code="account_closed", hmac_key=key())
+    db_session.commit()
+    flagged = db_session.scalars(scope.select(BankAccount, BankAccount.id == account.id)).one()
+    db_session.commit()
+    assert flagged.flagged_at is not None and flagged.flag_code == "account_closed"
+    assert scheduled(db_session, scope, a, day2 + dt.timedelta(days=1)).reason == "bank_account_flagged"
+
+
+def test_dispute_after_payout_is_carried_negative_and_recovered(app, db_session, shop, sandbox, destinations):
+    """A dispute opened after A was paid out takes A's share back (the platform bears the dispute fee): A owes it,
+    nothing is paid while A owes, and A's next charge pays it back first."""
+    from tests.disputes.helpers import deliver, dispute_data
+
+    scope = shop["scope"]
+    a, b = seller(db_session, scope, "A"), seller(db_session, scope, "B")
+    payment = split_capture(db_session, scope, sandbox, a, b)
+    reconcile(db_session, sandbox)
+    day2 = sandbox.day + dt.timedelta(days=1)
+    deposit(db_session, sandbox, day2)
+    assert scheduled(db_session, scope, a, day2).payout.amount == 5820
+    deliver(db_session, {"id": payment.id}, f"cb_{payment.id}", "dispute.created",
+            dispute_data(f"dp_{payment.id}", "needs_response", 10000))
+    assert usd(db_session, scope, a, day2).available == -5820
+    assert balance(db_session, scope, accounts.dispute_fees("USD")) == 1500  # the platform bears it
+    disputes = [t for t in balances.balance_transactions(db_session, scope, a) if t.type == "dispute"]
+    db_session.commit()
+    assert [t.net for t in disputes] == [-5820]
+    day3 = day2 + dt.timedelta(days=1)
+    assert scheduled(db_session, scope, a, day3).reason == "nothing_available"
+    # Two more charges: the first pays back what A owes, the second is paid out.
+    sandbox.day = day3
+    split_capture(db_session, scope, sandbox, a, b)
+    split_capture(db_session, scope, sandbox, a, b)
+    reconcile(db_session, sandbox, day3)
+    day4 = day3 + dt.timedelta(days=1)
+    deposit(db_session, sandbox, day4)
+    recovered = scheduled(db_session, scope, a, day4).payout
+    assert recovered.amount == 5820
+    items = service.payout_items(db_session, scope, recovered.id)
+    assert sum(t.net for t in items) == 5820 and "dispute" in {t.type for t in items}
+    verify_ledger(app)

@@ -15,7 +15,6 @@ from tests.disputes.helpers import verify_ledger
 from tests.payouts.conftest import Destination
 from tests.payouts.test_payouts import _ready, key, parts, usd
 from tests.reconciliation.helpers import FakeSandbox, balance
-from tests.sandbox_psp.conftest import hook_receiver, sandbox_process  # noqa: F401  (the sandbox subprocess)
 from sbx_helpers import SECRET
 
 DAY = 86400
@@ -28,7 +27,7 @@ def sandbox():
 
 
 @pytest.fixture
-def rail(sandbox_process, sandbox):  # noqa: F811
+def rail(sandbox_process, sandbox):
     sandbox_process.admin("/_admin/reset")
     start = int(dt.datetime(sandbox.day.year, sandbox.day.month, sandbox.day.day, tzinfo=dt.UTC).timestamp())
     sandbox_process.admin("/_admin/clock", {"now": start + DAY + 3600})  # the day after the capture
@@ -41,7 +40,7 @@ def step(db_session, scope, payout_id, rail):
 
 
 def test_paid_through_the_sandbox_rail_and_matched_on_the_statement(app, db_session, shop, sandbox, destinations,
-                                                                    rail, sandbox_process):  # noqa: F811
+                                                                    rail, sandbox_process):
     scope = shop["scope"]
     a, day2 = _ready(db_session, scope, sandbox)
     payout = service.create_payout(db_session, scope, seller_id=a, currency="USD", hmac_key=key(), today=day2,
@@ -79,7 +78,7 @@ def test_paid_through_the_sandbox_rail_and_matched_on_the_statement(app, db_sess
 
 
 def test_a_closed_account_fails_and_is_reversed_once(app, db_session, shop, sandbox, destinations, rail,
-                                                     sandbox_process):  # noqa: F811
+                                                     sandbox_process):
     scope = shop["scope"]
     a, day2 = _ready(db_session, scope, sandbox)
     destinations[a] = Destination(account_number="000111111113")
@@ -96,3 +95,58 @@ def test_a_closed_account_fails_and_is_reversed_once(app, db_session, shop, sand
     assert balance(db_session, scope, accounts.payouts_in_transit("USD")) == 0
     assert parts(usd(db_session, scope, a, day2)) == (0, 5820, 0)
     verify_ledger(app)
+
+
+def test_payout_days_follow_the_sandbox_clock(sandbox_process):
+    """Schedules, delays and reserves read the sandbox clock's date in test mode, the real date in live mode."""
+    from app.models_base import utcnow
+    from app.payouts.clock import payout_today
+
+    config = {"SANDBOX_PSP_URL": sandbox_process.public_url}
+    sandbox_process.admin("/_admin/clock", {"now": int(dt.datetime(2040, 2, 29, 12, tzinfo=dt.UTC).timestamp())})
+    try:
+        assert payout_today(config, livemode=False) == dt.date(2040, 2, 29)
+        assert payout_today(config, livemode=True) == utcnow().date()
+        assert payout_today({"SANDBOX_PSP_URL": "http://127.0.0.1:9"}, livemode=False) == utcnow().date()
+    finally:
+        sandbox_process.admin("/_admin/reset")
+
+
+def test_the_jobs_pay_on_the_sandbox_clock_day_once(app, db_session, shop, sandbox, destinations, rail,
+                                                   sandbox_process, monkeypatch):
+    """The scheduler job reads the day from the sandbox clock (a weekly schedule pays on its weekday only, and twice
+    run pays once); the rail job sends the payout and, two sandbox days later, books it paid."""
+    from app.jobs.payouts import process_due_payouts, run_payout_schedules
+    from app.payouts.models import Payout
+
+    scope = shop["scope"]
+    monkeypatch.setitem(app.config, "SANDBOX_PSP_URL", sandbox_process.public_url)
+    monkeypatch.setitem(app.config, "SANDBOX_PSP_SECRET", SECRET)
+    a, day2 = _ready(db_session, scope, sandbox)  # the sandbox clock is on day2 (the rail fixture)
+    others = [s for s, _ in service.subjects_of(db_session, scope) if s not in (None, a)]
+    for other in others:
+        service.set_schedule(db_session, scope, other, {"interval": "manual"})
+    tomorrow = service.WEEKDAYS[(day2.weekday() + 1) % 7]
+    service.set_schedule(db_session, scope, a, {"interval": "weekly", "weekly_anchor": tomorrow})
+    db_session.commit()
+    run_payout_schedules()
+    assert db_session.scalars(scope.select(Payout)).all() == []
+    db_session.commit()
+    sandbox_process.admin("/_admin/clock", {"advance_seconds": DAY})
+    run_payout_schedules()
+    run_payout_schedules()
+    [payout] = db_session.scalars(scope.select(Payout)).all()
+    assert (payout.amount, payout.period, payout.status) == (5820, day2 + dt.timedelta(days=1), "pending")
+    db_session.commit()
+
+    process_due_payouts()  # (the module's other tests' payouts may be due too: the sweep is platform-wide)
+    assert service.get_payout(db_session, scope, payout.id).status == "in_transit"
+    db_session.commit()
+    sandbox_process.admin("/_admin/clock", {"advance_seconds": 2 * DAY})
+    db_session.execute(Payout.__table__.update().where(Payout.id == payout.id).values(next_attempt_at=dt.datetime(
+        2000, 1, 1, tzinfo=dt.UTC)))  # its next check is due (the database is the schedule)
+    db_session.commit()
+    process_due_payouts()
+    assert service.get_payout(db_session, scope, payout.id).status == "paid"
+    db_session.commit()
+    assert parts(usd(db_session, scope, a, day2)) == (0, 0, 0)

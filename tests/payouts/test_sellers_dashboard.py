@@ -166,3 +166,26 @@ def test_merchant_a_cannot_see_or_change_bs_sellers_or_bank_accounts(client, db_
     assert [r.last4 for r in accounts(db_session, b)] == ["3000"]
     # B's own book is not reachable through A's URL either.
     assert client.get(b.url("sellers")).status_code == 404
+
+
+def test_owners_set_a_sellers_schedule_and_reserve_and_bad_values_stay_on_the_form(client, db_session, shop):
+    from app.payouts.service import get_schedule
+
+    s = shop()
+    seller = a_seller(db_session, s)
+    login_as(client, db_session, s.users["owner"])
+    detail = s.url(f"sellers/{seller.id}")
+    form = {"interval": "weekly", "weekly_anchor": "friday", "monthly_anchor": "1", "minimum_amount": "5000",
+            "delay_days": "2", "reserve_percent_bp": "1000", "reserve_days": "30", "reserve_minimum": "0"}
+    bad = client.post(f"{detail}/schedule", data={"csrf_token": csrf(client, detail), **form,
+                                                  "reserve_percent_bp": "20000"})
+    assert bad.status_code == 422 and "Enter 0 to 10000." in bad.get_data(as_text=True)
+    assert get_schedule(db_session, s.scope, seller.id).interval == "daily"
+    assert client.post(f"{detail}/schedule", data={"csrf_token": csrf(client, detail), **form}).status_code == 303
+    db_session.rollback()
+    schedule = get_schedule(db_session, s.scope, seller.id)
+    assert (schedule.interval, schedule.weekly_anchor, schedule.minimum_amount, schedule.reserve_percent_bp) == \
+        ("weekly", "friday", 5000, 1000)
+    assert "weekly on Friday" in client.get(detail).get_data(as_text=True)
+    login_as(client, db_session, s.users["developer"])
+    assert client.post(f"{detail}/schedule", data=form).status_code in (400, 403)

@@ -17,6 +17,8 @@ from tests.webhooks.test_api import key_for
 from tests.webhooks.test_missed import enable, send_missed
 
 APP = Path(__file__).resolve().parents[2] / "app"
+from app.payouts.state import TRANSITIONS as PAYOUT_TRANSITIONS  # noqa: E402
+
 INTERNAL = "psp.authorization.updated"
 # What a PSP callback carries as received (app/psp/callbacks.py records it as psp.<type>).
 PSP_PAYLOAD = {"id": "auth_1", "idempotency_key": "att_01J:authorize", "action_url": "https://psp.example/3ds/1"}
@@ -28,6 +30,8 @@ COMPUTED = {
     # A dispute notice writes what it changed (app/disputes/service.py: apply_notice and the money it books).
     "app.disputes.service:apply_notice": {"dispute.created", "dispute.updated", "dispute.closed",
                                           "dispute.funds_withdrawn", "dispute.funds_reinstated"},
+    # The payout state machine's table (app/payouts/state.py).
+    "app.payouts.state:transition": set(PAYOUT_TRANSITIONS.values()),
 }
 
 
