@@ -59,7 +59,7 @@ class ReportFile(Base):
     report_date: Mapped[date]
     version: Mapped[int] = mapped_column(Integer)
     checksum: Mapped[str] = mapped_column(String(64))        # SHA-256 of content, hex
-    # Stored uncompressed (STORAGE EXTERNAL, migration 0030_recon_import_storage): written once, read rarely, and
+    # Stored uncompressed (STORAGE EXTERNAL, migration 0031_recon_import_storage): written once, read rarely, and
     # compressing a large report took three times as long as writing it.
     content: Mapped[bytes] = mapped_column(LargeBinary)
     filename: Mapped[str | None] = mapped_column(String(255))
@@ -85,7 +85,7 @@ class ReportLine(Base):
         Index("ix_reconciliation_lines_reference", "psp", "livemode", "reference", "type"),
         Index("ix_reconciliation_lines_batch", "psp", "livemode", "batch_id"),
         Index("ix_reconciliation_lines_book", "merchant_id", "livemode", "report_date"),
-        # Written once, with its posting's id (migration 0030_recon_import_storage: the default fillfactor again).
+        # Written once, with its posting's id (migration 0031_recon_import_storage: the default fillfactor again).
         {"postgresql_with": {"fillfactor": 100}},
     )
 

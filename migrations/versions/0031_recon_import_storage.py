@@ -3,14 +3,14 @@ fillfactor (the importer writes each line once, already linked to its posting, s
 for a second version is unused), and files' bytes stored uncompressed (pglz took three times as long as writing the
 bytes: most of a large import's storing time; a file is written once and read rarely).
 
-Revision ID: 0030_recon_import_storage
-Revises: 0029_risk_models
+Revision ID: 0031_recon_import_storage
+Revises: 0030_payout_rail
 Create Date: 2026-12-08
 """
 from alembic import op
 
-revision = "0030_recon_import_storage"
-down_revision = "0029_risk_models"
+revision = "0031_recon_import_storage"
+down_revision = "0030_payout_rail"
 branch_labels = None
 depends_on = None
 
