@@ -360,10 +360,12 @@ def create_public_app(sandbox: Sandbox) -> Flask:
     def return_bank_transfer(transfer_id):
         """A paid transfer comes back from the receiving bank (failed after paid)."""
         code = _json_body().get("failure_code") or "account_closed"
+        sandbox.advance_due_work()  # its paid callback goes out first if it was still due
         with sandbox.write() as conn:
             conn.execute("UPDATE bank_transfers SET returned_at = ?, return_code = ? WHERE id = ?",
                          (sandbox.clock.now(), code, transfer_id))
             row = conn.execute("SELECT * FROM bank_transfers WHERE id = ?", (transfer_id,)).fetchone()
+            transfers.announce_due(conn, sandbox.clock.now())  # bank_transfer.failed
         if row is None:
             raise SandboxError(404, "not_found", "No such transfer.", "id")
         return json_response(transfers.view(row, sandbox.clock.now()))

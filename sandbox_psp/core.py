@@ -15,7 +15,7 @@ import time
 from collections import Counter
 
 from . import callbacks as callbacks_mod
-from . import disputes, operations
+from . import disputes, operations, transfers
 from . import store as store_mod
 from .callbacks import CallbackSender
 from .clock import Clock
@@ -140,7 +140,8 @@ class Sandbox:
 
     def advance_due_work(self) -> list[dict]:
         """What fell due at the current sandbox time: disputes of dispute cards open, issuers decide disputes,
-        pending refunds settle. Returns the disputes opened or changed."""
+        pending refunds settle, bank transfers become paid or failed (announced by callback). Returns the disputes
+        opened or changed."""
         # store.write(), not self.write(): the callback thread calls this on every loop,
         # and waking itself each time would make it spin. Wake only if there is news.
         now = self.clock.now()
@@ -148,7 +149,8 @@ class Sandbox:
             changed = disputes.open_due_disputes(conn, now)
             changed += disputes.decide_due(conn, now, self.config.dispute_decision_days)
             operations.settle_pending_refunds(conn, now)
-        if changed:
+            announced = transfers.announce_due(conn, now)
+        if changed or announced:
             self.callbacks.wake()
         return changed
 

@@ -122,7 +122,8 @@ CREATE TABLE IF NOT EXISTS bank_transfers (
     created INTEGER NOT NULL,
     settles_at INTEGER NOT NULL,
     returned_at INTEGER,
-    return_code TEXT
+    return_code TEXT,
+    announced TEXT  -- the last status a callback announced (paid, failed); NULL: none yet
 );
 """
 
@@ -141,6 +142,7 @@ ADDED_COLUMNS = (
     ("tokens", "funding", "TEXT"),
     ("tokens", "country", "TEXT"),
     ("authorizations", "three_d_secure", "TEXT"),
+    ("bank_transfers", "announced", "TEXT"),
 )
 # Run once when the column is added: what rows made before it mean in its terms. Disputes then were all
 # chargebacks that took their amount and a 1500 fee when they opened, and gave the amount back when won.

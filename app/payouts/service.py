@@ -518,6 +518,18 @@ def process_payout(session: Session, scope: Scope, payout_id: str, rail, *, hmac
     return result
 
 
+def apply_rail_notice(session: Session, scope: Scope, payout_id: str, answer, *, hmac_key: bytes,
+                      now: datetime | None = None) -> str:
+    """The rail told us a transfer's outcome by callback (app/payouts/callbacks.py): applied under the payout's row
+    lock exactly as the status query's answer (``_apply``), so whichever comes first moves it and the other changes
+    nothing. Only a sandbox-rail payout still pending, in transit or paid; the caller commits."""
+    payout = get_payout(session, scope, payout_id, for_update=True)
+    if payout.rail != "sandbox" or payout.status not in (PayoutStatus.PENDING, PayoutStatus.IN_TRANSIT,
+                                                          PayoutStatus.PAID):
+        return "ignored"
+    return _apply(session, payout, answer, hmac_key=hmac_key, now=now or utcnow())
+
+
 def _apply(session: Session, payout: Payout, answer, *, hmac_key: bytes, now: datetime) -> str:
     if answer.outcome == "unknown":
         return "unknown"  # the claim's lease runs out and the next sweep asks again (sending is idempotent)

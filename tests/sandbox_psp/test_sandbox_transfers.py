@@ -1,6 +1,6 @@
 """Outgoing bank transfers (the payout rail): idempotent by payout id, paid or failed after the sandbox's transfer
 days on its clock, the failing test account numbers, a return after paid, and paid transfers as statement debits."""
-from sbx_helpers import SECRET
+from sbx_helpers import SECRET, verify_signature
 
 DAY = 86400
 MONDAY = 1894147200  # 2030-01-09T00:00:00Z
@@ -45,3 +45,26 @@ def test_failing_test_accounts(sandbox):
     for code in ("no_account", "account_closed", "invalid_currency"):
         body = status(sandbox, f"po_{code}").json()
         assert (body["status"], body["failure_code"]) == ("failed", code)
+
+
+def test_paid_failed_and_returned_transfers_are_announced_once_by_signed_callback(sandbox):
+    sandbox.admin("/_admin/clock", {"now": MONDAY + 3600})
+    assert transfer(sandbox).status_code == 200
+    assert transfer(sandbox, id="po_closed", account="DE00000000000111111113").status_code == 200
+    sandbox.admin("/_admin/clock", {"advance_seconds": DAY})
+    assert sandbox.receiver.events() == []  # nothing happened yet: nothing announced
+    sandbox.admin("/_admin/clock", {"advance_seconds": DAY})  # the transfer day: one paid, one failed
+    [(headers, paid, raw)] = sandbox.receiver.wait_for("bank_transfer.paid")
+    [(_, failed, _)] = sandbox.receiver.wait_for("bank_transfer.failed")
+    assert verify_signature(headers["Sandbox-Signature"], raw)
+    assert (paid["data"]["id"], paid["data"]["status"], paid["data"]["amount"]) == ("po_01TEST", "paid", 5820)
+    assert (failed["data"]["id"], failed["data"]["failure_code"]) == ("po_closed", "account_closed")
+    sandbox.admin("/_admin/clock", {"advance_seconds": DAY})  # later ticks announce nothing again
+    sandbox.admin("/_admin/bank_transfers/po_01TEST/return", {"failure_code": "no_account"})
+    returned = sandbox.receiver.wait_for("bank_transfer.failed", count=2)
+    assert [(c["data"]["id"], c["data"]["failure_code"]) for _, c, _ in returned] == [
+        ("po_closed", "account_closed"), ("po_01TEST", "no_account")]
+    sandbox.admin("/_admin/clock", {"advance_seconds": DAY})
+    outbox = sandbox.public.get(sandbox.public_url + "/_admin/callbacks").json()["data"]  # written with the change
+    assert sorted((c["type"], c["data"]["id"]) for c in outbox) == [
+        ("bank_transfer.failed", "po_01TEST"), ("bank_transfer.failed", "po_closed"), ("bank_transfer.paid", "po_01TEST")]
