@@ -16,8 +16,8 @@ once, into a template database named after N; each run clones it. The seeded tra
 the benchmark measures matching and posting, which need only the business keys; never verify such a database.
 
 Measured, in one run: (1) the importer, a child process (its own peak RSS, from getrusage), from the start of
-``reconcile_settlement`` until the commit: store the file, COPY the lines, match them, post per batch and book,
-check for breaks; (2) ``COPY reconciliation_lines_baseline FROM STDIN (FORMAT csv)`` of the same bytes into a
+``reconcile_settlement`` until the commit: store the file, COPY its raw bytes into a temporary staging table, check
+and match the lines in SQL, post per batch and book, write the lines once with their postings, check for breaks; (2) ``COPY reconciliation_lines_baseline FROM STDIN (FORMAT csv)`` of the same bytes into a
 logged table with no indexes. Target: at least 0.25 x the COPY's lines/s, peak RSS under 300 MB.
 """
 from __future__ import annotations

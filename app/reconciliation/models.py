@@ -59,6 +59,8 @@ class ReportFile(Base):
     report_date: Mapped[date]
     version: Mapped[int] = mapped_column(Integer)
     checksum: Mapped[str] = mapped_column(String(64))        # SHA-256 of content, hex
+    # Stored uncompressed (STORAGE EXTERNAL, migration 0031_recon_import_storage): written once, read rarely, and
+    # compressing a large report took three times as long as writing it.
     content: Mapped[bytes] = mapped_column(LargeBinary)
     filename: Mapped[str | None] = mapped_column(String(255))
     supersedes_id: Mapped[str | None] = mapped_column(String)
@@ -70,7 +72,8 @@ class ReportFile(Base):
 
 
 class ReportLine(Base):
-    """One line of a settlement report, staged by COPY, then matched in SQL and linked to its posting."""
+    """One line of a settlement report: COPY'd raw into a temporary staging table, checked and matched in SQL, then
+    written here once with its status, book and posting (service._import_first_version)."""
 
     __tablename__ = "reconciliation_lines"
     __table_args__ = (
@@ -82,9 +85,8 @@ class ReportLine(Base):
         Index("ix_reconciliation_lines_reference", "psp", "livemode", "reference", "type"),
         Index("ix_reconciliation_lines_batch", "psp", "livemode", "batch_id"),
         Index("ix_reconciliation_lines_book", "merchant_id", "livemode", "report_date"),
-        # Room on each page for the line's second version (its posting's id, set after the posting): that update
-        # changes no indexed column and stays on the page (a HOT update), so it writes no index entry.
-        {"postgresql_with": {"fillfactor": 50}},
+        # Written once, with its posting's id (migration 0031_recon_import_storage: the default fillfactor again).
+        {"postgresql_with": {"fillfactor": 100}},
     )
 
     file_id: Mapped[str] = mapped_column(String)

@@ -52,6 +52,16 @@ class StatementEntry:
     bank_reference: str | None
 
 
+def plain_identifier(value: str | None) -> bool:
+    """A reference or batch id a report may carry: letters, digits and ``_.:-``, 1 to 255 of them."""
+    return bool(value) and _TEXT.fullmatch(value) is not None
+
+
+def currency_code(value: str | None) -> bool:
+    """Three capital letters (ISO 4217's form)."""
+    return bool(value) and _CURRENCY.fullmatch(value) is not None
+
+
 def _integer(value: str, name: str, number: int) -> int:
     if not re.fullmatch(r"-?\d{1,18}", value or ""):
         raise ReportFormatError(f"line {number}: {name} must be an integer number of minor units, got {value!r}")
@@ -75,20 +85,27 @@ def _settlement_rows(reader) -> Iterator[SettlementLine]:
     for number, row in enumerate(reader, start=2):
         if not row:
             continue
-        if len(row) != len(SETTLEMENT_COLUMNS):
-            raise ReportFormatError(f"line {number}: expected {len(SETTLEMENT_COLUMNS)} columns, got {len(row)}")
-        reference, type_, gross, fee, net, currency, batch_id = row
-        if not _TEXT.match(reference) or not _TEXT.match(batch_id):
-            raise ReportFormatError(f"line {number}: reference and batch_id must be plain identifiers")
-        if type_ not in LINE_TYPES:
-            raise ReportFormatError(f"line {number}: unknown type {type_!r}")
-        if not _CURRENCY.match(currency):
-            raise ReportFormatError(f"line {number}: currency must be an ISO 4217 code, got {currency!r}")
-        line = SettlementLine(reference, type_, _integer(gross, "gross", number), _integer(fee, "fee", number),
-                              _integer(net, "net", number), currency, batch_id)
-        if line.net != line.gross - line.fee:
-            raise ReportFormatError(f"line {number}: net {line.net} is not gross {line.gross} - fee {line.fee}")
-        yield line
+        yield check_settlement_row(row, number)
+
+
+def check_settlement_row(row, number: int) -> SettlementLine:
+    """One settlement row (its columns as text) checked: the line, or ReportFormatError naming line ``number``.
+    The importer checks rows in SQL (app/reconciliation/service.py) and asks this for the message of the first bad
+    one, so both say the same."""
+    if len(row) != len(SETTLEMENT_COLUMNS):
+        raise ReportFormatError(f"line {number}: expected {len(SETTLEMENT_COLUMNS)} columns, got {len(row)}")
+    reference, type_, gross, fee, net, currency, batch_id = row
+    if not plain_identifier(reference) or not plain_identifier(batch_id):
+        raise ReportFormatError(f"line {number}: reference and batch_id must be plain identifiers")
+    if type_ not in LINE_TYPES:
+        raise ReportFormatError(f"line {number}: unknown type {type_!r}")
+    if not currency_code(currency):
+        raise ReportFormatError(f"line {number}: currency must be an ISO 4217 code, got {currency!r}")
+    line = SettlementLine(reference, type_, _integer(gross, "gross", number), _integer(fee, "fee", number),
+                          _integer(net, "net", number), currency, batch_id)
+    if line.net != line.gross - line.fee:
+        raise ReportFormatError(f"line {number}: net {line.net} is not gross {line.gross} - fee {line.fee}")
+    return line
 
 
 def _minor_units(text: str | None, currency: str) -> int:

@@ -22,11 +22,13 @@ bear them, each line's fee split over its payment's sellers and debited from the
 its own difference; each line keeps the id of the transaction that carries it.
 """
 import hashlib
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Callable
 
+import psycopg
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
@@ -36,7 +38,8 @@ from app.ledger.service import CREDIT, DEBIT, Leg, post_transaction
 from app.models_base import utcnow
 from app.reconciliation import failures
 from app.reconciliation.models import PLATFORM_MERCHANT_ID, BankEntry, Break, ReportFile, ReportLine
-from app.reconciliation.parsing import parse_camt053, parse_settlement_csv
+from app.reconciliation.parsing import LINE_TYPES, SETTLEMENT_COLUMNS, ReportFormatError, check_settlement_row, \
+    currency_code, parse_camt053, plain_identifier
 from app.reconciliation.stripe_lines import credential_of, parse_stripe_report, psp_of
 from app.scoping import Scope
 
@@ -132,20 +135,125 @@ def store_file(session: Session, *, source: str, kind: str, livemode: bool, repo
     return row, True
 
 
-def _stage_lines(session: Session, report: ReportFile) -> int:
-    """COPY the report's lines into reconciliation_lines, streamed from the parser (memory stays flat)."""
-    raw = session.connection().connection.driver_connection
+# The importer's hot path (bench/RESULTS.md, "Reconciliation"): the file's bytes are COPY'd as they are into a
+# temporary staging table (no WAL, no index, no Python per line), then checked, matched and posted by set-based
+# statements; each line is written once into reconciliation_lines, already carrying its status, book and posting.
+_STAGING_COLUMNS = "reference, type, gross, fee, net, currency, batch_id"
+
+
+def _integer_sql(column: str) -> str:
+    """The column as bigint when it is an integer in its plain form, else NULL (never an error)."""
+    return (f"CASE WHEN pg_input_is_valid({column}, 'bigint') THEN "
+            f"CASE WHEN {column}::bigint::text = {column} THEN {column}::bigint END END")
+_COPY_CHUNK = 1 << 20
+# The import's work_mem (its own transaction): a million lines' sorts and hash joins fit in it.
+IMPORT_WORK_MEM = "128MB"
+
+
+def _create_staging(session: Session):
+    """(Re)create the session's temporary ``reconciliation_staging`` (text columns, dropped at commit); the raw
+    psycopg connection to COPY into it."""
+    session.execute(text("DROP TABLE IF EXISTS pg_temp.reconciliation_staging"))
+    session.execute(text("CREATE TEMPORARY TABLE reconciliation_staging (line_no bigint GENERATED ALWAYS AS IDENTITY, "
+                         "reference text, type text, gross text, fee text, net text, currency text, batch_id text) "
+                         "ON COMMIT DROP"))
+    return session.connection().connection.driver_connection
+
+
+def _stage_file(session: Session, report: ReportFile) -> int:
+    """Stage the report's lines into ``reconciliation_staging``: a CSV's bytes as they are (``_stage_raw``), a
+    Stripe account's report (a JSON document of its payouts, app/reconciliation/stripe_lines.py) through its parser.
+    The number of lines."""
+    if credential_of(report.source) is not None:
+        return _stage_parsed(session, parse_stripe_report(report.content))
+    return _stage_raw(session, report)
+
+
+def _stage_parsed(session: Session, lines) -> int:
+    """COPY parsed lines into ``reconciliation_staging``, streamed (memory stays flat); checked afterwards by the
+    same statements as a CSV's."""
+    raw = _create_staging(session)
     count = 0
-    psp = psp_of(report.source)
-    # A Stripe account's report is the JSON document of its payouts (app/reconciliation/stripe_lines.py).
-    parsed = (parse_stripe_report(report.content) if credential_of(report.source) is not None
-              else parse_settlement_csv(report.content))
-    with raw.cursor() as cursor:
-        with cursor.copy("COPY reconciliation_lines (file_id, line_no, psp, livemode, report_date, batch_id, "
-                         "reference, type, gross, fee, net, currency, status) FROM STDIN") as copy:
-            for count, line in enumerate(parsed, start=1):
-                copy.write_row((report.id, count, psp, report.livemode, report.report_date, line.batch_id,
-                                line.reference, line.type, line.gross, line.fee, line.net, line.currency, "staged"))
+    with session.begin_nested(), raw.cursor() as cursor:
+        with cursor.copy(f"COPY reconciliation_staging ({_STAGING_COLUMNS}) FROM STDIN") as copy:
+            for count, line in enumerate(lines, start=1):
+                copy.write_row((line.reference, line.type, str(line.gross), str(line.fee), str(line.net),
+                                line.currency, line.batch_id))
+    return count
+
+
+def _stage_raw(session: Session, report: ReportFile) -> int:
+    """COPY the report's bytes, unparsed, into the session's temporary ``reconciliation_staging`` (dropped at
+    commit); its rows numbered in file order (1 = the first line after the header). The number of lines."""
+    content = memoryview(report.content)
+    newline = report.content.find(b"\n", 0, 4096)
+    first_line = report.content[:newline if newline >= 0 else 4096]
+    if first_line.rstrip(b"\r").decode("utf-8", "replace") != ",".join(SETTLEMENT_COLUMNS):
+        raise ReportFormatError(f"the header must be {','.join(SETTLEMENT_COLUMNS)}")
+    body = len(content)
+    while body and content[body - 1:body] in (b"\n", b"\r"):  # blank lines at the end: nothing to import
+        body -= 1
+    raw = _create_staging(session)
+    try:
+        with session.begin_nested(), raw.cursor() as cursor:
+            with cursor.copy(f"COPY reconciliation_staging ({_STAGING_COLUMNS}) FROM STDIN "
+                             "(FORMAT csv, HEADER true)") as copy:
+                for offset in range(0, body, _COPY_CHUNK):
+                    copy.write(content[offset:min(offset + _COPY_CHUNK, body)])
+            return max(cursor.rowcount, 0)
+    except psycopg.errors.DataError as exc:
+        # Postgres names the file's line (header = 1) in the COPY's context.
+        where = re.search(r"line (\d+)", exc.diag.context or "")
+        prefix = f"line {where.group(1)}: " if where else ""
+        if isinstance(exc, psycopg.errors.CharacterNotInRepertoire):
+            raise ReportFormatError(f"{prefix}the report is not UTF-8 text") from None
+        raise ReportFormatError(f"{prefix}expected {len(SETTLEMENT_COLUMNS)} columns "
+                                f"({exc.diag.message_primary})") from None
+
+
+# The staged text, typed and checked as parsing.check_settlement_row does (stricter on integers: only their plain
+# form, "-12" and not "+12", "012", "1_2" or "0x1f"). Per line only what costs little: the integers (cast once,
+# printed back) and the type; ``ok`` false refuses the file. ``text_ok`` (patterns: Postgres's regular expressions
+# cost microseconds per line) is the reference, batch id and currency: the first version checks the batch ids and
+# currencies per batch and book (a handful) and the references of the lines that matched nothing Kassa booked (a
+# matched reference is one Kassa stored); a corrected version, which is small, checks every line.
+_IDENTIFIER = "'^[A-Za-z0-9_.:-]+$'"  # (no {1,255}: the regex engine makes a state per count)
+_PARSED = f"""
+    SELECT line_no, reference, type, currency, batch_id, gross, fee, net,
+           coalesce(type IN ({", ".join(f"'{t}'" for t in LINE_TYPES)}) AND length(reference) <= 255
+                    AND length(batch_id) <= 255 AND gross IS NOT NULL AND fee IS NOT NULL AND net IS NOT NULL
+                    AND net = gross - fee, false) AS ok,
+           coalesce(reference ~ {_IDENTIFIER} AND batch_id ~ {_IDENTIFIER} AND currency ~ '^[A-Z][A-Z][A-Z]$',
+                    false) AS text_ok
+      FROM (SELECT line_no, reference, type, currency, batch_id,
+                   {_integer_sql("gross")} AS gross, {_integer_sql("fee")} AS fee, {_integer_sql("net")} AS net
+              FROM reconciliation_staging) typed
+"""
+
+
+def _refuse_bad_line(session: Session, line_no: int | None) -> None:
+    """ReportFormatError for the first line the SQL check refused, in the parser's words."""
+    if line_no is None:
+        return
+    row = session.execute(text(f"SELECT {_STAGING_COLUMNS} FROM reconciliation_staging WHERE line_no = :n"),
+                          {"n": line_no}).one()
+    check_settlement_row(list(row), line_no + 1)
+    raise ReportFormatError(f"line {line_no + 1}: amounts must be integers of minor units in their plain form "
+                            "(no sign but '-', no leading zero)")
+
+
+def _stage_lines(session: Session, report: ReportFile) -> int:
+    """Stage the report's lines into reconciliation_lines as 'staged' (a corrected version: its lines are paired
+    with the previous version's by the statements below)."""
+    count = _stage_file(session, report)
+    _refuse_bad_line(session, session.scalar(text(f"SELECT min(line_no) FROM ({_PARSED}) p "
+                                                  "WHERE NOT (ok AND text_ok)")))
+    session.execute(text(f"""
+        INSERT INTO reconciliation_lines (file_id, line_no, psp, livemode, report_date, batch_id, reference, type,
+                                          gross, fee, net, currency, status)
+        SELECT :f, line_no, :psp, :livemode, :day, batch_id, reference, type, gross, fee, net, currency, 'staged'
+          FROM ({_PARSED}) p"""), {"f": report.id, "psp": psp_of(report.source), "livemode": report.livemode,
+                                   "day": report.report_date})
     return count
 
 
@@ -259,6 +367,117 @@ def _match(session: Session, report: ReportFile) -> None:
     session.execute(_UNMATCHED, {"file_id": report.id})
 
 
+# A first version, in one pass over the staged lines: checked, ranked for duplicates (the second and later line of
+# the same movement in the file, or one an earlier report carried: as _DUPLICATES), matched (as _MATCH) into a
+# temporary table. A line with more than one candidate keeps one of them, as the UPDATE of _MATCH does.
+_MATCH_STAGED = text(f"""
+CREATE TEMPORARY TABLE reconciliation_matched ON COMMIT DROP AS
+WITH parsed AS (
+    SELECT line_no, reference, type, currency, batch_id, gross, fee, net, ok,
+           row_number() OVER (PARTITION BY reference, type, sign(gross) ORDER BY line_no) AS n
+      FROM ({_PARSED}) p),
+candidates AS ({_CANDIDATES}),
+booked AS (
+    SELECT c.* FROM candidates c
+     WHERE EXISTS (SELECT 1 FROM ledger_transactions t WHERE t.merchant_id = c.merchant_id
+                      AND t.livemode = :livemode AND t.business_key = c.business_key)),
+-- what an earlier report carried (not a superseded version's line)
+earlier AS (
+    SELECT DISTINCT e.reference, e.type, sign(e.gross) AS direction FROM reconciliation_lines e
+     WHERE e.psp = :psp AND e.livemode = :livemode AND e.file_id <> :file_id
+       AND e.status IN ('matched', 'mismatch', 'unchanged', 'refused')
+       AND e.file_id NOT IN (SELECT supersedes_id FROM reconciliation_files WHERE supersedes_id IS NOT NULL))
+SELECT l.line_no, l.ok AND (c.object_id IS NOT NULL OR l.reference ~ {_IDENTIFIER}) AS ok, l.reference, l.type, l.gross, l.fee, l.net, l.currency, l.batch_id, d.duplicate,
+       CASE WHEN NOT d.duplicate THEN c.merchant_id END AS merchant_id,
+       CASE WHEN NOT d.duplicate THEN c.object_type END AS object_type,
+       CASE WHEN NOT d.duplicate THEN c.object_id END AS object_id,
+       CASE WHEN NOT d.duplicate THEN c.expected END AS expected_amount,
+       CASE WHEN NOT d.duplicate THEN c.expected_currency END AS expected_currency,
+       CASE WHEN d.duplicate THEN 'duplicate'
+            WHEN c.object_id IS NULL THEN 'unmatched'
+            WHEN c.expected_currency <> l.currency THEN 'refused'
+            WHEN c.expected = CASE WHEN l.type = 'fee' THEN l.net ELSE l.gross END THEN 'matched'
+            ELSE 'mismatch' END AS status,
+       -- the book whose posting carries it: the platform's for what is no merchant's
+       CASE WHEN d.duplicate OR c.object_id IS NULL OR c.expected_currency <> l.currency THEN :platform
+            ELSE c.merchant_id END AS book
+  FROM parsed l
+  LEFT JOIN booked c ON c.reference = l.reference AND c.type = l.type
+        AND c.direction = CASE WHEN l.type = 'fee' THEN -1 WHEN l.gross < 0 THEN -1 ELSE 1 END
+  LEFT JOIN earlier e ON e.reference = l.reference AND e.type = l.type AND e.direction = sign(l.gross)
+  CROSS JOIN LATERAL (SELECT l.n > 1 OR e.reference IS NOT NULL AS duplicate) d
+""")
+# A line that met two candidates (the same PSP reference booked twice): one row kept.
+_ONE_ROW_PER_LINE = text("DELETE FROM reconciliation_matched a USING reconciliation_matched b "
+                         "WHERE a.line_no = b.line_no AND a.ctid > b.ctid")
+# The matched lines written once into reconciliation_lines, each with the posting of its batch and book.
+_INSERT_MATCHED = text("""
+INSERT INTO reconciliation_lines (file_id, line_no, psp, livemode, report_date, batch_id, reference, type, gross, fee,
+                                  net, currency, status, merchant_id, object_type, object_id, expected_amount,
+                                  expected_currency, transaction_id)
+SELECT :f, m.line_no, :psp, :livemode, :day, m.batch_id, m.reference, m.type, m.gross, m.fee, m.net, m.currency,
+       m.status, m.merchant_id, m.object_type, m.object_id, m.expected_amount, m.expected_currency, p.transaction_id
+  FROM reconciliation_matched m
+  LEFT JOIN unnest(CAST(:batches AS text[]), CAST(:books AS text[]), CAST(:transactions AS text[]))
+       AS p(batch_id, book, transaction_id)
+    ON p.batch_id = m.batch_id AND p.book = m.book
+""")
+# Sums per batch, book, currency and status of the matched lines (as _SETTLEMENT_SUMS), and the first line refused.
+_MATCHED_SUMS = text("""
+SELECT batch_id, book, currency, status, count(*) AS lines,
+       coalesce(sum(net), 0)::bigint AS net,
+       coalesce(sum(fee) FILTER (WHERE type <> 'fee'), 0)::bigint AS fee,
+       coalesce(sum(gross) FILTER (WHERE type <> 'fee'), 0)::bigint AS gross,
+       coalesce(sum(net) FILTER (WHERE type = 'fee'), 0)::bigint AS fee_lines_net,
+       min(line_no) FILTER (WHERE NOT ok) AS first_bad
+  FROM reconciliation_matched GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+""")
+
+
+def _match_staged(session: Session, params: dict, count: int) -> list:
+    """(Re)build ``reconciliation_matched`` from the staged lines; its sums (``_MATCHED_SUMS``)."""
+    session.execute(text("DROP TABLE IF EXISTS pg_temp.reconciliation_matched"))
+    matched = session.execute(_MATCH_STAGED, params).rowcount
+    if matched != count:
+        session.execute(_ONE_ROW_PER_LINE)
+    return session.execute(_MATCHED_SUMS).all()
+
+
+def _import_first_version(session: Session, report: ReportFile, hmac_key: bytes, result: RunResult,
+                          dispute_notices: "DisputeNotices | None" = None, now: datetime | None = None) -> int:
+    """Stage, check, match and post a first version: the number of lines. Each line is written once into
+    reconciliation_lines, after the postings, linked to the one of its batch and book. A dispute line that matched
+    nothing is looked up at the PSP first (``dispute_notices``): found, its notice is applied and the lines matched
+    again before posting; its ``dispute_notice_missed`` break is opened once the lines are written."""
+    count = _stage_file(session, report)
+    params = {"file_id": report.id, "psp": psp_of(report.source), "livemode": report.livemode,
+              "platform": PLATFORM_MERCHANT_ID}
+    # Sorts and hashes of a million lines in memory rather than in temporary files (this transaction only).
+    session.execute(text("SELECT set_config('work_mem', :mem, true)"), {"mem": IMPORT_WORK_MEM})
+    sums = _match_staged(session, params, count)
+    bad = [row.first_bad for row in sums if row.first_bad is not None]
+    for row in sums:  # batch ids and currencies: checked once per batch, book and currency
+        if not (plain_identifier(row.batch_id) and currency_code(row.currency)):
+            bad.append(session.scalar(text("SELECT min(line_no) FROM reconciliation_matched WHERE batch_id = :b "
+                                           "AND currency = :c"), {"b": row.batch_id, "c": row.currency}))
+    _refuse_bad_line(session, min(bad, default=None))
+    created = []
+    if dispute_notices is not None:
+        references = session.execute(text(
+            "SELECT DISTINCT reference FROM reconciliation_matched WHERE status = 'unmatched' AND type = 'dispute' "
+            "AND gross < 0 ORDER BY reference")).scalars().all()
+        created = _apply_missed_disputes(session, report, dispute_notices, references) if references else []
+        if created:  # the disputes are booked now: their lines match
+            sums = _match_staged(session, params, count)
+    links = _post_sums(session, report, sums, hmac_key, result, staged=True)
+    for row in sums:
+        result.statuses[row.status] = result.statuses.get(row.status, 0) + row.lines
+    session.execute(_INSERT_MATCHED, {"f": report.id, "psp": psp_of(report.source), "livemode": report.livemode,
+                                      "day": report.report_date, **links})
+    _missed_dispute_breaks(session, report, created, result, now or utcnow())
+    return count
+
+
 # The hook a connector's dispute notices come through (Dispute.psp): the sandbox's acquirers share one.
 def _notice_hook(connector: str) -> str:
     return "stripe" if connector.startswith("stripe") else "sandbox"
@@ -266,6 +485,24 @@ def _notice_hook(connector: str) -> str:
 
 def _missed_disputes(session: Session, report: ReportFile, notices: "DisputeNotices", result: RunResult,
                      now: datetime) -> None:
+    """A corrected version's dispute lines (in reconciliation_lines) that matched nothing: ``_apply_missed_disputes``,
+    their lines matched again, then ``_missed_dispute_breaks``."""
+    references = session.execute(text(
+        "SELECT DISTINCT reference FROM reconciliation_lines WHERE file_id = :f AND status = 'unmatched' "
+        "AND type = 'dispute' AND gross < 0 ORDER BY reference"), {"f": report.id}).scalars().all()
+    created = _apply_missed_disputes(session, report, notices, references)
+    if not created:
+        return
+    session.execute(text("UPDATE reconciliation_lines SET status = 'staged' WHERE file_id = :f "
+                         "AND status = 'unmatched' AND reference = ANY(CAST(:refs AS text[]))"),
+                    {"f": report.id, "refs": [reference for reference, *_ in created]})
+    session.execute(_MATCH, {"file_id": report.id, "psp": psp_of(report.source), "livemode": report.livemode})
+    session.execute(_UNMATCHED, {"file_id": report.id})
+    _missed_dispute_breaks(session, report, created, result, now)
+
+
+def _apply_missed_disputes(session: Session, report: ReportFile, notices: "DisputeNotices",
+                           references: list[str]) -> list:
     """A dispute line (funds taken) that matches nothing: Kassa missed the dispute's notice. The PSP is asked for
     the dispute; found, it is applied through the disputes service as if its notice had arrived (the dispute is
     created, its withdrawal and fee booked, the merchant told), its lines are matched again, and a
@@ -276,9 +513,6 @@ def _missed_disputes(session: Session, report: ReportFile, notices: "DisputeNoti
     from app.payments.models import Payment
     from app.psp.interfaces import CallbackEvent, LookupOutcome
 
-    references = session.execute(text(
-        "SELECT DISTINCT reference FROM reconciliation_lines WHERE file_id = :f AND status = 'unmatched' "
-        "AND type = 'dispute' AND gross < 0 ORDER BY reference"), {"f": report.id}).scalars().all()
     created = []
     psp = psp_of(report.source)
     credential = credential_of(report.source)  # a Stripe account's report: its disputes are asked of that account
@@ -308,13 +542,14 @@ def _missed_disputes(session: Session, report: ReportFile, notices: "DisputeNoti
         dispute = session.scalars(scope.select(Dispute, Dispute.psp == hook, Dispute.psp_reference == reference)
                                   ).one()
         created.append((reference, scope, dispute, payment))
-    if not created:
-        return
-    session.execute(text("UPDATE reconciliation_lines SET status = 'staged' WHERE file_id = :f "
-                         "AND status = 'unmatched' AND reference = ANY(CAST(:refs AS text[]))"),
-                    {"f": report.id, "refs": [reference for reference, *_ in created]})
-    session.execute(_MATCH, {"file_id": report.id, "psp": psp, "livemode": report.livemode})
-    session.execute(_UNMATCHED, {"file_id": report.id})
+    return created
+
+
+def _missed_dispute_breaks(session: Session, report: ReportFile, created: list, result: RunResult,
+                           now: datetime) -> None:
+    """A ``dispute_notice_missed`` break per dispute ``_apply_missed_disputes`` created, naming the file's lines
+    of it (once they are in reconciliation_lines)."""
+    psp = psp_of(report.source)
     for reference, scope, dispute, payment in created:
         line_nos = session.execute(select(ReportLine.line_no).where(
             ReportLine.file_id == report.id, ReportLine.reference == reference).order_by(ReportLine.line_no)
@@ -427,9 +662,24 @@ SELECT coalesce(r.payment_id, m.object_id) AS payment_id, sum(m.sign * m.fee)::b
 """)
 
 
-def _fee_changes(session: Session, report: ReportFile, batch: str, book: str, currency: str, fee: int) -> dict:
+# The same for a first version (``_import_first_version``), whose lines are not yet in reconciliation_lines when it
+# posts: read from its temporary ``reconciliation_matched``, per status (its sums are per batch, book, currency
+# and status).
+_FEES_BY_PAYMENT_STAGED = text("""
+SELECT coalesce(r.payment_id, m.object_id) AS payment_id, sum(m.fee)::bigint AS fee
+  FROM reconciliation_matched m
+  LEFT JOIN refunds r ON m.object_type = 'refund' AND r.id = m.object_id AND r.merchant_id = :book
+ WHERE m.status = :status AND m.book = :book AND m.batch_id = :batch AND m.currency = :currency
+   AND m.type <> 'fee' AND m.fee <> 0
+ GROUP BY 1 ORDER BY 1
+""")
+
+
+def _fee_changes(session: Session, report: ReportFile, batch: str, book: str, currency: str, fee: int,
+                 staged_status: str | None = None) -> dict:
     """Where a batch's fees in one book go (signed, normal direction): ``psp_fees`` when the platform bears them,
-    else each payment's fee split over its sellers' payables (a fee left on no seller stays in ``psp_fees``)."""
+    else each payment's fee split over its sellers' payables (a fee left on no seller stays in ``psp_fees``).
+    ``staged_status``: the fees of a first version's lines of that status, read from ``reconciliation_matched``."""
     from app.payouts.fees import SELLER, fee_bearer, payment_fee_shares
 
     scope = Scope(book, report.livemode)
@@ -437,8 +687,13 @@ def _fee_changes(session: Session, report: ReportFile, batch: str, book: str, cu
         return {accounts.psp_fees(currency): fee}
     changes: dict[str, int] = defaultdict(int)
     left = fee
-    for row in session.execute(_FEES_BY_PAYMENT, {"f": report.id, "old": report.supersedes_id or "", "book": book,
-                                                  "batch": batch, "currency": currency}):
+    if staged_status is not None:
+        fees = session.execute(_FEES_BY_PAYMENT_STAGED, {"status": staged_status, "book": book, "batch": batch,
+                                                         "currency": currency})
+    else:
+        fees = session.execute(_FEES_BY_PAYMENT, {"f": report.id, "old": report.supersedes_id or "", "book": book,
+                                                  "batch": batch, "currency": currency})
+    for row in fees:
         for seller, part in payment_fee_shares(session, scope, row.payment_id, row.fee).items():
             changes[accounts.seller_payable(seller, currency)] -= part
             left -= part
@@ -447,12 +702,14 @@ def _fee_changes(session: Session, report: ReportFile, batch: str, book: str, cu
     return changes
 
 
-def _post_settlement(session: Session, report: ReportFile, hmac_key: bytes, result: RunResult) -> None:
-    """One transaction per batch and book for this file's lines (and the reversal of superseded ones)."""
+def _post_sums(session: Session, report: ReportFile, sums, hmac_key: bytes, result: RunResult, *,
+               staged: bool = False) -> dict:
+    """Post one transaction per batch and book from the sums per batch, book and currency (``staged``: a first
+    version's, per status too, from ``reconciliation_matched``); the links {batches, books, transactions} of each
+    posting to its lines."""
     groups: dict[tuple[str, str], dict] = defaultdict(lambda: defaultdict(int))
     psp = psp_of(report.source)
-    for row in session.execute(_SETTLEMENT_SUMS, {"f": report.id, "old": report.supersedes_id or "",
-                                                  "platform": PLATFORM_MERCHANT_ID}):
+    for row in sums:
         changes = groups[(row.batch_id, row.book)]
         clearing = accounts.psp_clearing(psp, row.currency)
         if row.book == PLATFORM_MERCHANT_ID:
@@ -463,7 +720,8 @@ def _post_settlement(session: Session, report: ReportFile, hmac_key: bytes, resu
         # dispute-fee line: clearing by its net, receivable back up by as much.
         changes[clearing] += row.net
         if row.fee:
-            for code, change in _fee_changes(session, report, row.batch_id, row.book, row.currency, row.fee).items():
+            for code, change in _fee_changes(session, report, row.batch_id, row.book, row.currency, row.fee,
+                                             row.status if staged else None).items():
                 changes[code] += change
         changes[accounts.psp_receivable(psp, row.currency)] += -row.gross - row.fee_lines_net
     seq = f"{report.report_date:%Y%m%d}v{report.version}"
@@ -480,6 +738,14 @@ def _post_settlement(session: Session, report: ReportFile, hmac_key: bytes, resu
         result.transactions.append(posted.id)
         for key, value in (("batches", batch), ("books", merchant_id), ("transactions", posted.id)):
             links[key].append(value)
+    return links
+
+
+def _post_settlement(session: Session, report: ReportFile, hmac_key: bytes, result: RunResult) -> None:
+    """One transaction per batch and book for this file's lines (and the reversal of superseded ones)."""
+    sums = session.execute(_SETTLEMENT_SUMS, {"f": report.id, "old": report.supersedes_id or "",
+                                              "platform": PLATFORM_MERCHANT_ID}).all()  # (no status column)
+    links = _post_sums(session, report, sums, hmac_key, result)
     if links["batches"]:
         session.execute(_LINK_LINES, {"f": report.id, "platform": PLATFORM_MERCHANT_ID, **links})
     # An automatic match is the line itself (its book, object and transaction): a row per line in
@@ -649,7 +915,7 @@ def _close_superseded(session: Session, report: ReportFile, result: RunResult, n
     closed = session.execute(text("""
         UPDATE reconciliation_breaks b
            SET status = 'closed', closed_at = :now, dedupe_key = left(b.dedupe_key, 200) || ':superseded:' || :f
-         WHERE b.status = 'open' AND b.livemode = :livemode AND b.psp = :psp
+         WHERE b.status = 'open' AND b.livemode = :livemode AND b.psp = :psp_name
            AND b.reference IN (SELECT reference FROM reconciliation_lines WHERE file_id = :old AND status = 'superseded')
            AND EXISTS (SELECT 1 FROM jsonb_array_elements(b.lines) e
                         WHERE e->>'file' IN (SELECT id FROM reconciliation_files
@@ -657,7 +923,7 @@ def _close_superseded(session: Session, report: ReportFile, result: RunResult, n
                                                 AND report_date = :day AND id <> :f))
         RETURNING b.id"""), {"now": now, "f": report.id, "old": report.supersedes_id, "livemode": report.livemode,
                              # A break names the PSP (``stripe``), a file its source (``stripe:<credential>``).
-                             "psp": psp_of(report.source), "source": report.source,
+                             "psp_name": psp_of(report.source), "source": report.source,
                              "day": report.report_date}).scalars().all()
     result.breaks_closed.extend(closed)
 
@@ -676,7 +942,11 @@ def reconcile_settlement(session: Session, *, psp: str, livemode: bool, report_d
                                  content=content, filename=filename, uploaded_by=uploaded_by)
     failures.clear_failure(session, source=psp, kind="settlement", livemode=livemode, report_date=report_date)
     result = RunResult(report.id, created)
-    if created:
+    if created and report.supersedes_id is None:
+        report.line_count = _import_first_version(session, report, hmac_key, result, dispute_notices, now)
+    elif created:
+        # A corrected version pairs its lines with the previous version's (few lines, rarely): staged, then
+        # matched and posted by the statements on reconciliation_lines.
         report.line_count = _stage_lines(session, report)
         _match(session, report)
         if dispute_notices is not None:
@@ -684,6 +954,7 @@ def reconcile_settlement(session: Session, *, psp: str, livemode: bool, report_d
         report.differences = _differences(session, report)
         _close_superseded(session, report, result, now)
         _post_settlement(session, report, hmac_key, result)
+    if created:
         _line_breaks(session, report, result, now)
         _close_late(session, report, result, now)
         _missing_at_psp(session, report, grace_days, result, now)
@@ -693,8 +964,9 @@ def reconcile_settlement(session: Session, *, psp: str, livemode: bool, report_d
         record_event(session, platform_scope(livemode), "reconciliation.completed", "reconciliation_file", report.id,
                      {"id": report.id, "object": "reconciliation_file", "source": psp, "kind": "settlement",
                       "report_date": report_date.isoformat(), "version": report.version, **result.as_dict()})
-    result.statuses = dict(session.execute(
-        select(ReportLine.status, func.count()).where(ReportLine.file_id == report.id).group_by(ReportLine.status)).all())
+    if not (created and report.supersedes_id is None):  # (a first version counted its lines as it matched them)
+        result.statuses = dict(session.execute(select(ReportLine.status, func.count()).where(
+            ReportLine.file_id == report.id).group_by(ReportLine.status)).all())
     return result
 
 

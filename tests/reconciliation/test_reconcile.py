@@ -445,3 +445,23 @@ def test_merchant_a_s_breaks_and_missed_dispute_never_reach_merchant_b_s_api(app
     assert "dispute.created" in own_events and "reconciliation." not in own_events
     assert breaks(db_session, Scope(other.id, False)) == []
 
+
+
+def test_a_first_version_charges_each_fee_once_to_the_seller_when_matched_and_mismatched_lines_share_a_batch(
+        app, db_session, shop, sandbox):
+    # A first version posts from sums per status (a matched and a mismatched line of one batch and book are two
+    # rows); the seller-borne fees are read per status from its staged matches, so each line's fee moves once.
+    scope = shop["scope"]
+    altered = sandbox.capture(db_session, scope, 5000)
+    sandbox.capture(db_session, scope, 1200)
+    sandbox.faults.append({"reference": altered.psp_reference, "date": sandbox.day.isoformat(), "action": "alter",
+                           "amount": -100})
+    result = reconcile(db_session, sandbox)
+    assert result.statuses == {"matched": 1, "mismatch": 1}
+    fees = sum(line.fee for line in db_session.scalars(select(ReportLine).where(ReportLine.file_id == result.file_id)))
+    assert fees > 0
+    from app.payments.service import default_seller_id
+    seller = default_seller_id(db_session, scope)
+    assert balance(db_session, scope, accounts.psp_fees("USD")) == 0
+    assert balance(db_session, scope, accounts.seller_payable(seller, "USD")) == 6200 - fees
+    verify_ledger(app)
