@@ -173,6 +173,62 @@ def test_labels_come_from_live_outcomes_only(db_session, merchant):
     db_session.rollback()
 
 
+def test_the_chunked_loader_gives_the_one_shot_matrix(db_session, merchant, monkeypatch):
+    """``load_labels`` (server-side cursor, chunk by chunk, compact columns) gives exactly the rows, vocabulary and
+    feature matrix of ``labelled_payments`` encoded row by row."""
+    monkeypatch.setattr(features, "MIN_CATEGORY_COUNT", 2)
+    live = Scope(merchant.id, True)
+    now = utcnow()
+    odd = [{"amount": "999.999", "card_brand": "", "card_funding": "PREPAID", "ip_distinct_cards_1h": True,
+            "card_amount_24h": "12.5", "email_domain": "new.example"},
+           {"currency": "eur", "card_payments_10m": 70, "card_declines_24h": 2.7, "amount": "1000.00"}]
+    for i, signals in enumerate([r.signals for r in ROWS[:40]] + odd):
+        payment = _payment(db_session, live, created=now - timedelta(days=300, minutes=-i), signals=signals)
+        if i < 40 and ROWS[i].fraudulent or i == 40:
+            _fraud_refund(db_session, live, payment)
+    db_session.flush()
+    one_shot = training.labelled_payments(db_session, now=now)
+    chunked = training.load_labels(db_session, now=now, chunk=7)
+    assert len(one_shot) >= 42 and chunked.at == [row.at for row in one_shot]
+    assert chunked.fraudulent.tolist() == [row.fraudulent for row in one_shot]
+    vocabulary = features.fit_vocabulary(row.signals for row in one_shot[:30])
+    assert chunked.columns.vocabulary(30) == vocabulary and vocabulary["card_brand"]
+    encoder = features.Encoder(vocabulary)
+    assert chunked.columns.matrix(vocabulary).tolist() == [encoder.vector(row.signals) for row in one_shot]
+    db_session.rollback()
+
+
+def test_training_in_compact_form_equals_the_row_by_row_code():
+    """The columns' vocabulary and matrix, the vectorized test-set scoring and the fixed weights' scores equal the
+    row-by-row code (``fit_vocabulary``, ``Encoder.vector``, ``LearnedScorer.probability``, ``scoring.score``);
+    the boosting sample keeps every fraudulent payment."""
+    import numpy as np
+
+    from app.risk import scoring
+    from app.risk.learning.model import probability_to_score
+
+    labels = training.as_labels(ROWS, chunk=500)
+    assert labels.columns.vocabulary(2400) == features.fit_vocabulary(r.signals for r in ROWS[:2400])
+    vocabulary = labels.columns.vocabulary(2400)
+    encoder = features.Encoder(vocabulary)
+    x = labels.columns.matrix(vocabulary)
+    assert x.tolist() == [encoder.vector(r.signals) for r in ROWS]
+    y = labels.fraudulent
+    for parameters in (training.fit_logistic(x[:2400], y[:2400], encoder.names, vocabulary),
+                       training.fit_boosting(x[:2400], y[:2400], encoder.names, vocabulary, trees=20)):
+        model = LearnedScorer("m", parameters)
+        together = model.probabilities(x[2400:])
+        one_by_one = [model.probability(r.signals) for r in ROWS[2400:]]
+        assert np.allclose(together, one_by_one, rtol=0, atol=1e-12)
+        assert [probability_to_score(p) for p in together] == [probability_to_score(p) for p in one_by_one]
+    weights = scoring.Weights(version="t", intercept=-3000,
+                              weights={name: 700 + 100 * i for i, name in enumerate(scoring.features({}))})
+    assert training.fixed_scores(weights, labels.columns.fixed)[0] == [scoring.score(weights, r.signals)[0]
+                                                                          for r in ROWS]
+    sample = training.boosting_sample(y, limit=1000)
+    assert len(sample) == 1000 and y[sample].sum() == y.sum() and (np.diff(sample) > 0).all()
+
+
 def test_features_at_training_equal_features_at_scoring(db_session, merchant, redis):
     live = Scope(merchant.id, True)
     payment = live.new(Payment, id=new_id("pay"), amount=45000, currency="EUR", status="processing",

@@ -18,8 +18,8 @@ def train_command(demo: bool, size: int, window_days: int, no_boosting: bool) ->
     from app.risk.learning import training
 
     session = db.session
-    rows = training.demo_rows(size) if demo else training.labelled_payments(session, now=utcnow(),
-                                                                             window_days=window_days)
+    rows = training.demo_rows(size) if demo else training.load_labels(session, now=utcnow(),
+                                                                      window_days=window_days)
     try:
         trained = training.train(session, rows, actor="cli", demo=demo, boosting=not no_boosting,
                                  log=lambda message: click.echo(message))

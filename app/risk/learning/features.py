@@ -51,17 +51,22 @@ def _category(value: Any) -> str | None:
     return str(value).lower()
 
 
+def _log_amount(value: Any) -> float:
+    amount = _decimal(value)
+    return math.log10(1 + float(amount)) if amount is not None and amount > 0 else 0.0
+
+
+def _velocity(raw: Any) -> float:
+    return float(max(0, min(int(raw), _VELOCITY_CAP))) if isinstance(raw, (int, float)) else 0.0
+
+
 def numeric(signals: dict[str, Any]) -> dict[str, float]:
     # ``scoring.features`` reads the amount as a Decimal or its string (the stored form): both give the same.
     values: dict[str, float] = {name: float(value) for name, value in scoring.features(signals).items()}
-    amount = _decimal(signals.get("amount"))
-    values["amount_log10"] = math.log10(1 + float(amount)) if amount is not None and amount > 0 else 0.0
+    values["amount_log10"] = _log_amount(signals.get("amount"))
     for name in VELOCITY:
-        raw = signals.get(name)
-        values[name] = float(max(0, min(int(raw), _VELOCITY_CAP))) if isinstance(raw, (int, float)) else 0.0
-    card_amount = _decimal(signals.get("card_amount_24h"))
-    values["card_amount_24h_log10"] = math.log10(1 + float(card_amount)) \
-        if card_amount is not None and card_amount > 0 else 0.0
+        values[name] = _velocity(signals.get(name))
+    values["card_amount_24h_log10"] = _log_amount(signals.get("card_amount_24h"))
     return values
 
 
@@ -112,6 +117,121 @@ class Encoder:
         for name in CATEGORICAL:
             values[self._index[_column(name, _category(signals.get(name)), self._known[name])]] = 1.0
         return values
+
+
+_NUMERIC_NAMES = tuple(numeric({}).keys())
+
+
+class Columns:
+    """Many payments' signals in compact column form, appended chunk by chunk (training's memory stays bounded).
+
+    ``numeric`` is a float64 array, one row per payment, with ``numeric()``'s values computed column by column by
+    the same scalar code (so exactly ``Encoder.vector``'s numeric part); each categorical signal is an int32 code
+    per payment (-1 when missing) into ``values[name]``, its distinct values in first-seen order. ``matrix`` then
+    one-hot encodes any vocabulary into the same matrix ``Encoder.vector`` gives row by row. ``fixed`` keeps the fixed
+    weights' own features (``scoring.features``, small integers; some are replaced in ``numeric`` by the velocity
+    counter of the same name) to score the test part with the fixed weights.
+    """
+
+    def __init__(self):
+        self.values: dict[str, list[str]] = {name: [] for name in CATEGORICAL}
+        self._codes_of: dict[str, dict[str, int]] = {name: {} for name in CATEGORICAL}
+        self._numeric_parts: list = []
+        self._code_parts: list = []
+        self._fixed_parts: list = []
+        self.numeric = self.codes = self.fixed = None
+
+    def add(self, chunk: list[dict[str, Any]]) -> None:
+        import numpy as np
+
+        fixed_names = list(scoring.features({}).keys())
+        fixed = np.array([tuple(scoring.features(s).values()) for s in chunk], dtype=np.float64)
+        fixed = fixed.reshape(len(chunk), len(fixed_names))
+        # As ``numeric`` builds its dict: a velocity counter of the same name replaces the fixed feature's value.
+        by_name = {name: fixed[:, i] for i, name in enumerate(fixed_names)}
+        by_name["amount_log10"] = np.array([_log_amount(s.get("amount")) for s in chunk], dtype=np.float64)
+        for name in VELOCITY:
+            by_name[name] = np.array([_velocity(s.get(name)) for s in chunk], dtype=np.float64)
+        by_name["card_amount_24h_log10"] = np.array([_log_amount(s.get("card_amount_24h")) for s in chunk],
+                                                    dtype=np.float64)
+        columns = [by_name[name][:, None] for name in _NUMERIC_NAMES]
+        self._fixed_parts.append(fixed.astype(np.int16))
+        self._numeric_parts.append(np.hstack(columns))
+        codes = np.empty((len(chunk), len(CATEGORICAL)), dtype=np.int32)
+        for j, name in enumerate(CATEGORICAL):
+            known, values = self._codes_of[name], self.values[name]
+
+            def code(value, known=known, values=values):
+                if value is None:
+                    return -1
+                found = known.get(value)
+                if found is None:
+                    found = known[value] = len(values)
+                    values.append(value)
+                return found
+            codes[:, j] = [code(_category(s.get(name))) for s in chunk]
+        self._code_parts.append(codes)
+
+    def finish(self) -> "Columns":
+        import numpy as np
+
+        width = len(_NUMERIC_NAMES)
+        self.numeric = np.vstack(self._numeric_parts) if self._numeric_parts else np.empty((0, width))
+        self.codes = np.vstack(self._code_parts) if self._code_parts else np.empty((0, len(CATEGORICAL)), np.int32)
+        fixed_width = len(scoring.features({}))
+        self.fixed = np.vstack(self._fixed_parts) if self._fixed_parts else np.empty((0, fixed_width), np.int16)
+        self._numeric_parts, self._code_parts, self._fixed_parts = [], [], []
+        return self
+
+    def __len__(self) -> int:
+        return len(self.numeric)
+
+    def vocabulary(self, rows: int) -> dict[str, list[str]]:
+        """``fit_vocabulary`` of the first ``rows`` payments (same counts, same ties: first seen first)."""
+        import numpy as np
+
+        vocabulary = {}
+        for j, name in enumerate(CATEGORICAL):
+            codes = self.codes[:rows, j]
+            counts = np.bincount(codes[codes >= 0], minlength=len(self.values[name]))
+            ranked = sorted((code for code in range(len(counts)) if counts[code]), key=lambda c: (-counts[c], c))
+            vocabulary[name] = sorted(self.values[name][c] for c in ranked[:MAX_CATEGORIES]
+                                      if counts[c] >= MIN_CATEGORY_COUNT)
+        return vocabulary
+
+    def matrix(self, vocabulary: dict[str, list[str]], rows=slice(None), dtype=None):
+        """The features of ``rows`` (a slice or index array) in ``feature_names(vocabulary)`` order."""
+        import numpy as np
+
+        block = self.numeric[rows]
+        codes = self.codes[rows]
+        width = len(feature_names(vocabulary))
+        out = np.zeros((len(block), width), dtype=dtype or np.float64)
+        out[:, :block.shape[1]] = block
+        offset = block.shape[1]
+        every = np.arange(len(block))
+        for j, name in enumerate(CATEGORICAL):
+            known = vocabulary.get(name, [])
+            position = {value: i for i, value in enumerate(known)}
+            # code -> column within this signal's block; the last entry is code -1 (missing).
+            lookup = np.array([position.get(value, len(known)) for value in self.values[name]] + [len(known) + 1],
+                              dtype=np.int64)
+            out[every, offset + lookup[codes[:, j]]] = 1.0
+            offset += len(known) + 2
+        return out
+
+
+def columns(signals: Iterable[dict[str, Any]], chunk: int = 50_000) -> Columns:
+    """``Columns`` of an iterable of signals, read ``chunk`` at a time."""
+    result, part = Columns(), []
+    for item in signals:
+        part.append(item)
+        if len(part) >= chunk:
+            result.add(part)
+            part = []
+    if part:
+        result.add(part)
+    return result.finish()
 
 
 def vector(signals: dict[str, Any], vocabulary: dict[str, list[str]], names: list[str]) -> list[float]:
