@@ -397,7 +397,10 @@ def create_acquirer_app(sandbox: Sandbox, acquirer: str) -> Flask:
         given = request.headers.get("Authorization", "").encode("utf-8")
         if not hmac.compare_digest(given, expected_auth):
             raise SandboxError(401, "unauthorized", "Missing or wrong Bearer secret.")
-        failure = sandbox.before_acquirer_call(acquirer, request.method)
+        method = request.method
+        if method == "GET" and request.path.startswith("/v1/tokens/"):
+            method = "VAULT_READ"  # a card lookup, not a status query: read faults do not apply
+        failure = sandbox.before_acquirer_call(acquirer, method)
         if failure:
             raise injected_error(failure)
 

@@ -192,15 +192,17 @@ class Sandbox:
 
     def before_acquirer_call(self, acquirer: str, method: str) -> int | None:
         """Count a call and apply latency; the HTTP status this call must fail with, if any (503 for an
-        injected POST error, ``read_error_status`` for a GET)."""
+        injected POST error, ``read_error_status`` for a GET status query; none for the vault's VAULT_READ)."""
         with self._lock:
             faults = self.faults[acquirer]
             self.calls[acquirer] += 1
             latency_ms = faults.latency_ms
             if method == "POST":
                 fails = 503 if faults.next_post_fails() else None
-            else:
+            elif method == "GET":
                 fails = faults.read_error_status
+            else:  # the vault's card reads (VAULT_READ): not status queries, read faults leave them alone
+                fails = None
             if fails:
                 self.injected_errors[acquirer] += 1
         if latency_ms:

@@ -110,5 +110,5 @@ def downgrade():
     op.drop_index("ix_payouts_scope_id", table_name="payouts")
     op.drop_table("payouts")
     op.drop_table("payout_schedules")
-    op.drop_constraint("ck_merchants_fee_bearer", "merchants", type_="check")
+    op.drop_constraint(op.f("ck_merchants_fee_bearer"), "merchants", type_="check")
     op.drop_column("merchants", "fee_bearer")

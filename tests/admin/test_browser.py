@@ -127,9 +127,9 @@ def test_the_inbox_worked_from_end_to_end_and_every_console_page_accessible(page
     assert_accessible(page)
     open_inbox(page)
     items = page.locator("#inbox-items tbody tr")
-    # The demo's five kinds (risk review included), the failed callback, and its reconciliation breaks
-    # (app/reconciliation/seed.py: one of each of 9 kinds).
-    breaks = 9
+    # The demo's five kinds (risk review included), the failed callback, its failed payout (app/payouts/seed.py)
+    # and its reconciliation breaks (app/reconciliation/seed.py: one of each of 9 kinds).
+    breaks = 9 + 1  # (+ the failed payout, counted here to keep the steps' arithmetic below)
     expect(items).to_have_count(6 + breaks)
     assert_accessible(page)
 
