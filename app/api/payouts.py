@@ -3,8 +3,9 @@
 Bank accounts are changed only in the dashboard behind re-authentication (payouts-banks); the API reads payouts,
 creates manual ones (``amount`` ≤ available) and cancels pending ones.
 """
-from flask import current_app, g, jsonify, make_response
+from flask import current_app, g, jsonify, make_response, request
 
+from app.accounts.audit import audit
 from app.api import bp
 from app.api.auth import api_view
 from app.api.errors import invalid_param
@@ -175,8 +176,15 @@ def update_payout_schedule(subject: str):
     p.done()
     seller_id = _subject(subject)
     schedule = service.set_schedule(db.session, g.scope, seller_id, params)
+    details = {name: value for name, value in params.items() if value is not None}
     if fee_bearer:
-        db.session.get(Merchant, g.scope.merchant_id, with_for_update=True).fee_bearer = fee_bearer
+        merchant = db.session.get(Merchant, g.scope.merchant_id, with_for_update=True)
+        details["fee_bearer"] = {"from": merchant.fee_bearer, "to": fee_bearer}
+        merchant.fee_bearer = fee_bearer
+    # Who changed where money goes, and when (the dashboard's forms audit the same way).
+    audit(db.session, "payout_schedule.updated", merchant_id=g.scope.merchant_id, livemode=g.scope.livemode,
+          actor_label=f"api_key:{g.api_key.id}", target=subject, ip=request.remote_addr,
+          user_agent=request.headers.get("User-Agent"), request_id=g.get("request_id"), details=details)
     body = _schedule_object(subject, schedule)
     db.session.commit()
     return jsonify(body)

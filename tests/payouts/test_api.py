@@ -5,7 +5,9 @@ import datetime as dt
 import itertools
 
 import pytest
+from sqlalchemy import select
 
+from app.accounts.audit import AuditEntry
 from app.payouts import service
 from app.payouts.models import Payout
 from tests import factories
@@ -89,6 +91,13 @@ def test_schedule_api_and_bad_input(app, client, db_session, shop, auth):
     merchant = client.post("/v1/payout_schedules/merchant", headers=auth, json={"fee_bearer": "seller"}).json
     assert merchant["fee_bearer"] == "seller"
     assert client.get("/v1/payout_schedules/sel_nope", headers=auth).status_code == 404
+    # Each change is audited with the key that made it; the refused one left nothing.
+    entries = db_session.scalars(select(AuditEntry).where(AuditEntry.merchant_id == scope.merchant_id,
+                                                          AuditEntry.action == "payout_schedule.updated")
+                                 .order_by(AuditEntry.created_at, AuditEntry.id)).all()
+    assert [e.target for e in entries] == [a, "merchant"]
+    assert entries[0].details["interval"] == "weekly" and entries[0].actor_label.startswith("api_key:")
+    assert entries[1].details["fee_bearer"] == {"from": "platform", "to": "seller"}
 
 
 def test_merchant_a_cannot_see_or_cancel_b_payouts(app, client, db_session, shop, auth, sandbox, destinations,
