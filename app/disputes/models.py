@@ -89,6 +89,9 @@ class Dispute(Base):
     submitted_at: Mapped[datetime | None]
     accepted_at: Mapped[datetime | None]                                      # the merchant accepted (closed) it
     pending_action: Mapped[str | None] = mapped_column(String(16))
+    # The submission count when the pending action was requested: its idempotency key and the retry's check
+    # are derived from it, never from the count a PSP notice may raise while the action is on its way.
+    action_submission_count: Mapped[int | None] = mapped_column(Integer)
     action_tries: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     action_next_attempt_at: Mapped[datetime | None]
     action_lease_until: Mapped[datetime | None]

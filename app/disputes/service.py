@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from app.disputes import booking, evidence as evidence_rules
@@ -392,6 +392,7 @@ def close_dispute(session: Session, scope: Scope, dispute_id: str, deps: Payment
 
 def _stage(session: Session, dispute: Dispute, action: str, now: datetime, deps: PaymentsDeps) -> None:
     dispute.pending_action = action
+    dispute.action_submission_count = dispute.submission_count
     dispute.action_tries = 0
     dispute.action_error = None
     dispute.action_lease_until = None
@@ -414,7 +415,7 @@ class ActionClaim:
     tries: int
     connector: str | None
     psp_reference: str
-    submission_count: int
+    submission_count: int  # when the action was requested (Dispute.action_submission_count)
     evidence: dict[str, str]
     files: tuple[EvidenceFile, ...]
     # The credential the disputed payment was made with: the action goes to that account, no other.
@@ -445,7 +446,8 @@ def claim_action(session: Session, scope: Scope, dispute_id: str, deps: Payments
         .values(action_tries=Dispute.action_tries + 1, action_lease_until=now + deps.attempt_stuck_after,
                 action_next_attempt_at=now + deps.attempt_stuck_after)
         .returning(Dispute.pending_action, Dispute.action_tries, Dispute.connector, Dispute.psp_reference,
-                   Dispute.submission_count, Dispute.evidence, Dispute.payment_id)
+                   func.coalesce(Dispute.action_submission_count, Dispute.submission_count).label("submission_count"),
+                   Dispute.evidence, Dispute.payment_id)
         .execution_options(synchronize_session=False)).one_or_none()
     if row is None:
         return None
@@ -494,7 +496,8 @@ def apply_action_result(session: Session, claim: ActionClaim, result: PspResult,
         dispute.action_next_attempt_at = None
         dispute.action_error = None
         if claim.action == "submit":
-            dispute.submission_count = max(dispute.submission_count + 1,
+            # The claim's count, not the dispute's: a notice of this very submission may have raised it already.
+            dispute.submission_count = max(dispute.submission_count, claim.submission_count + 1,
                                            int((result.raw or {}).get("submission_count") or 0))
         dispute.updated_at = now
         session.flush()

@@ -173,6 +173,55 @@ def test_an_unanswered_retry_looks_up_first_and_never_sends_on_a_guess(client, a
     assert client.get(f"/v1/disputes/{dispute_id}", headers=auth).json["pending_action"] == "submit"
 
 
+def test_a_notice_of_the_submission_arriving_first_counts_it_once(client, auth, db_session, shop, disputed):
+    """The PSP's dispute.updated for this very submission is processed before the job applies the PSP's answer."""
+    payment, dispute_id = disputed
+    client.post(f"/v1/disputes/{dispute_id}", headers=auth,
+                json={"evidence": {"uncategorized_text": "text"}, "submit": True})
+
+    class NoticeFirst(ScriptedDisputes):
+        def submit_dispute_evidence(self, connector, reference, evidence, files, key, **owner):
+            deliver(db_session, payment, f"cb_first_{payment['id']}", "dispute.updated",
+                    dispute_data(reference, "under_review", 4000, submission_count=1))
+            return super().submit_dispute_evidence(connector, reference, evidence, files, key, **owner)
+
+    assert run_action(shop["scope"], dispute_id, deps(), NoticeFirst()) == "succeeded"
+    assert client.get(f"/v1/disputes/{dispute_id}", headers=auth).json["evidence_details"]["submission_count"] == 1
+
+
+def test_a_retry_keeps_its_key_when_a_notice_raised_the_count_meanwhile(client, auth, db_session, shop, disputed):
+    """The first try's answer is lost; the PSP's notice of that submission raises the count before the retry. The
+    retry asks first, sees the submission made, and never sends a second one under a new key."""
+    payment, dispute_id = disputed
+    reference = shop["scope"].get(db_session, Dispute, dispute_id).psp_reference
+    client.post(f"/v1/disputes/{dispute_id}", headers=auth,
+                json={"evidence": {"uncategorized_text": "text"}, "submit": True})
+    submitted = normalized({"id": reference, "amount": 4000, "currency": "USD", "reason": "fraudulent",
+                            "status": "needs_response", "created": int(time.time()),
+                            "evidence_details": {"due_by": None, "submission_count": 1},
+                            "balance_transactions": [{"type": "dispute", "amount": -4000, "fee": 1500}]})
+
+    class LostAnswer(ScriptedDisputes):
+        def retrieve_dispute(self, connector, reference, **owner):
+            self.calls.append(("retrieve", reference))
+            return Lookup.of(PspResult(Outcome.SUCCEEDED, "sandbox", reference, status="needs_response",
+                                       raw=submitted))
+
+    router = LostAnswer(answers=[PspResult(Outcome.UNKNOWN, "sandbox", error="read_timeout")])
+    run_action(shop["scope"], dispute_id, deps(), router)
+    deliver(db_session, payment, f"cb_meanwhile_{payment['id']}", "dispute.updated",
+            dispute_data(reference, "needs_response", 4000, submission_count=1))
+    row = shop["scope"].get(db_session, Dispute, dispute_id)
+    assert row.submission_count == 1 and row.pending_action == "submit"
+    row.action_next_attempt_at = row.action_lease_until = None  # due now
+    db_session.commit()
+    assert run_action(shop["scope"], dispute_id, deps(), router) == "succeeded"
+    assert [call[0] for call in router.calls] == ["submit", "retrieve"]  # found done: not sent again
+    assert router.calls[0][4] == f"kassa-{dispute_id}-submit-1"
+    body = client.get(f"/v1/disputes/{dispute_id}", headers=auth).json
+    assert (body["pending_action"], body["evidence_details"]["submission_count"]) == (None, 1)
+
+
 def test_accepting_closes_the_dispute(client, auth, db_session, shop, disputed):
     _payment, dispute_id = disputed
     accepted = client.post(f"/v1/disputes/{dispute_id}/close", headers=auth)
