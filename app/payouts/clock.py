@@ -1,6 +1,7 @@
 """Today for payouts: the sandbox clock's date in test mode (so that tests and demos move schedules, delays and
 reserves by moving the sandbox clock, never by sleeping), the real UTC date in live mode. No Flask: takes the config.
 """
+import logging
 from datetime import date
 
 import httpx
@@ -11,6 +12,8 @@ from app.models_base import utcnow
 # used (the sandbox clock only ever runs ahead in tests, where the sandbox is up).
 TIMEOUT = httpx.Timeout(1.0, connect=1.0)
 
+log = logging.getLogger(__name__)
+
 
 def payout_today(config, livemode: bool) -> date:
     """The date schedules and balances use: the sandbox's in test mode, else (or if it cannot be read) UTC's."""
@@ -18,8 +21,9 @@ def payout_today(config, livemode: bool) -> date:
         return utcnow().date()
     try:
         response = httpx.get(f"{config['SANDBOX_PSP_URL'].rstrip('/')}/_admin/clock", timeout=TIMEOUT)
-        if response.status_code == 200:
-            return date.fromisoformat(response.json()["date"])
-    except (httpx.HTTPError, KeyError, ValueError):
-        pass
-    return utcnow().date()
+        response.raise_for_status()
+        return date.fromisoformat(response.json()["date"])
+    except (httpx.HTTPError, KeyError, ValueError) as error:
+        fallback = utcnow().date()
+        log.warning("payouts: the sandbox clock could not be read (%s); using UTC's date %s", error, fallback)
+        return fallback

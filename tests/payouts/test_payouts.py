@@ -9,18 +9,17 @@ import itertools
 import threading
 
 import pytest
-from flask import current_app
 from sqlalchemy import select
 
 from app.extensions import db
 from app.ledger import accounts
-from app.payments.deps import deps_for
 from app.payouts import balances, service
 from app.payouts.models import Payout, PayoutItem
 from app.payouts.state import InvalidPayoutTransition
 from app.scoping import Scope
 from tests.disputes.helpers import seller, verify_ledger
 from tests.payouts.conftest import Destination
+from tests.payouts.helpers import key, split_capture
 from tests.reconciliation.helpers import FakeSandbox, balance, deposit, reconcile
 
 _days = itertools.count()
@@ -29,10 +28,6 @@ _days = itertools.count()
 @pytest.fixture
 def sandbox():
     return FakeSandbox(dt.date(2032, 1, 5) + dt.timedelta(days=40 * next(_days)))
-
-
-def key():
-    return deps_for(current_app).ledger_hmac_key
 
 
 def usd(session, scope, seller_id, today) -> balances.Balance:
@@ -51,27 +46,6 @@ def scheduled(session, scope, seller_id, today, currency="USD") -> service.Creat
                                    period=today)
     session.commit()
     return result
-
-
-def split_capture(session, scope, sandbox, a, b):
-    """100.00 split A 60.00 (fee 1.80) / B 40.00 (fee 1.20), captured in Kassa and the sandbox."""
-    from tests.disputes.helpers import captured
-    from app.payments.models import Payment
-    from sqlalchemy import text
-
-    body = captured(session, scope, [(a, 6000, 180), (b, 4000, 120)])
-    payment = scope.get(session, Payment, body["id"])
-    day = sandbox.day
-    session.execute(text("UPDATE payments SET captured_at = :t WHERE id = :id"),
-                    {"t": dt.datetime(day.year, day.month, day.day, 1, tzinfo=dt.UTC), "id": payment.id})
-    session.commit()
-    sandbox.conn.execute("INSERT OR IGNORE INTO tokens (id, brand, last4, exp_month, exp_year, fingerprint, outcome, "
-                         "created) VALUES ('tok', 'visa', '4242', 12, 2040, 'fp', 'ok', 0)")
-    sandbox.conn.execute(
-        "INSERT INTO authorizations (id, acquirer, token, outcome, status, amount, currency, captured_amount, "
-        "reference, card, created, captured_at) VALUES (?, 'sandbox', 'tok', 'ok', 'captured', 10000, 'USD', 10000, "
-        "?, '{}', ?, ?)", (payment.psp_reference, payment.id, sandbox.at(day), sandbox.at(day)))
-    return payment
 
 
 def test_platform_bearer_money_from_capture_to_paid(app, db_session, shop, sandbox, destinations):

@@ -7,17 +7,15 @@ from datetime import timedelta
 
 import pytest
 from defusedxml import ElementTree
-from flask import current_app
-from sqlalchemy import text
 
 from app.accounts.models import Merchant
 from app.ledger import accounts
-from app.payments.deps import deps_for
 from app.payouts import service
 from app.payouts.bank_accounts import Actor, payout_destination, set_bank_account
 from app.payouts.models import Payout
 from app.payouts.sepa import SepaExportError, due_payouts, export_due_payouts, settle_from_statement
-from tests.disputes.helpers import captured, seller, verify_ledger
+from tests.disputes.helpers import seller, verify_ledger
+from tests.payouts.helpers import key, split_capture
 from tests.reconciliation.helpers import FakeSandbox, balance, deposit, reconcile
 
 NS = {"p": "urn:iso:std:iso:20022:tech:xsd:pain.001.001.03"}
@@ -27,28 +25,6 @@ _days = itertools.count()
 @pytest.fixture
 def sandbox():
     return FakeSandbox(dt.date(2033, 3, 7) + dt.timedelta(days=40 * next(_days)))
-
-
-def key():
-    return deps_for(current_app).ledger_hmac_key
-
-
-def euro_capture(session, scope, sandbox, a, b):
-    """100.00 EUR split A 60.00 (fee 1.80) / B 40.00 (fee 1.20), captured in Kassa and the sandbox."""
-    from app.payments.models import Payment
-
-    body = captured(session, scope, [(a, 6000, 180), (b, 4000, 120)], currency="EUR")
-    payment = scope.get(session, Payment, body["id"])
-    day = sandbox.day
-    session.execute(text("UPDATE payments SET captured_at = :t WHERE id = :id"),
-                    {"t": dt.datetime(day.year, day.month, day.day, 1, tzinfo=dt.UTC), "id": payment.id})
-    session.commit()
-    sandbox.conn.execute("INSERT OR IGNORE INTO tokens (id, brand, last4, exp_month, exp_year, fingerprint, outcome, "
-                         "created) VALUES ('tok', 'visa', '4242', 12, 2040, 'fp', 'ok', 0)")
-    sandbox.conn.execute(
-        "INSERT INTO authorizations (id, acquirer, token, outcome, status, amount, currency, captured_amount, "
-        "reference, card, created, captured_at) VALUES (?, 'sandbox', 'tok', 'ok', 'captured', 10000, 'EUR', 10000, "
-        "?, '{}', ?, ?)", (payment.psp_reference, payment.id, sandbox.at(day), sandbox.at(day)))
 
 
 def on_sepa(db_session, scope, a, b):
@@ -63,7 +39,7 @@ def on_sepa(db_session, scope, a, b):
 def ready(db_session, scope, sandbox):
     a, b = seller(db_session, scope, "A"), seller(db_session, scope, "B")
     on_sepa(db_session, scope, a, b)
-    euro_capture(db_session, scope, sandbox, a, b)
+    split_capture(db_session, scope, sandbox, a, b, currency="EUR")
     reconcile(db_session, sandbox)
     day2 = sandbox.day + dt.timedelta(days=1)
     deposit(db_session, sandbox, day2)
