@@ -419,9 +419,9 @@ def mark_paid(session: Session, payout: Payout, *, hmac_key: bytes) -> None:
 
 
 def mark_failed(session: Session, payout: Payout, *, failure_code: str, failure_message: str | None = None,
-                hmac_key: bytes) -> None:
-    """The payout failed (before or after it was paid): reversed once back to the subject's account, the bank
-    account flagged and the owners told (payouts-banks' flag_after_failed_payout)."""
+                hmac_key: bytes, flag_account: bool = True) -> None:
+    """The payout failed (before or after it was paid): reversed once back to the subject's account, and, when the
+    bank refused it (``flag_account``), its bank account flagged and the owners told (flag_after_failed_payout)."""
     if payout.status in (PayoutStatus.FAILED, PayoutStatus.CANCELED):
         return
     was_paid = payout.status == PayoutStatus.PAID
@@ -441,7 +441,7 @@ def mark_failed(session: Session, payout: Payout, *, failure_code: str, failure_
                          reference=payout.id)
     else:
         _reverse(session, payout, hmac_key)
-    if payout.bank_account_id:
+    if payout.bank_account_id and flag_account:
         try:
             from app.payouts.bank_accounts import flag_after_failed_payout
         except ImportError:  # bank accounts not merged yet
@@ -503,7 +503,7 @@ def process_payout(session: Session, scope: Scope, payout_id: str, rail, *, hmac
             payout = get_payout(session, scope, payout_id, for_update=True)
             mark_failed(session, payout, failure_code="bank_account_changed",
                         failure_message="The bank account changed or was flagged after this payout was created.",
-                        hmac_key=hmac_key)
+                        hmac_key=hmac_key, flag_account=False)  # Kassa stopped it: no bank refused that account
             commit()
             return "failed"
         # Mark it handed to the rail, committed before the call: from now on a cancel is refused (the transfer may

@@ -421,6 +421,42 @@ def test_with_real_bank_accounts_cooling_is_honoured_and_a_failure_flags_the_acc
     assert scheduled(db_session, scope, a, day2 + dt.timedelta(days=1)).reason == "bank_account_flagged"
 
 
+def test_a_pending_payout_to_a_replaced_account_fails_without_flagging_it(app, db_session, shop, sandbox):
+    """The owners replaced A's bank account while a payout to the old one waited: Kassa fails the payout (money back
+    in the balance) and never sends it; no bank refused the old account, so nothing flags it or mails about it."""
+    from app.accounts.mail import MailMessage
+    from app.payouts.bank_account_models import BankAccount
+    from app.payouts.bank_accounts import Actor, set_bank_account
+
+    scope = shop["scope"]
+    a, day2 = _ready(db_session, scope, sandbox)
+    old = set_bank_account(db_session, scope, seller_id=a, holder_name="Ann Seller", country="DE", currency="EUR",
+                           iban="DE89370400440532013000", actor=Actor(None, "owner@example.com"),
+                           cooling=dt.timedelta(0))
+    db_session.commit()
+    payout = scheduled(db_session, scope, a, day2).payout
+    assert payout.bank_account_id == old.id
+    set_bank_account(db_session, scope, seller_id=a, holder_name="Ann Seller", country="FR", currency="EUR",
+                     iban="FR1420041010050500013M02606", actor=Actor(None, "owner@example.com"),
+                     cooling=dt.timedelta(0))
+    db_session.commit()
+
+    class NeverCalled:
+        def send(self, *args):
+            raise AssertionError("a payout to a replaced account must not be sent")
+
+    assert service.process_payout(db_session, scope, payout.id, NeverCalled(), hmac_key=key(),
+                                  commit=db_session.commit) == "failed"
+    failed = scope.get(db_session, Payout, payout.id)
+    assert (failed.status, failed.failure_code) == ("failed", "bank_account_changed")
+    kept = db_session.scalars(scope.select(BankAccount, BankAccount.id == old.id)).one()
+    assert kept.flagged_at is None
+    assert db_session.scalars(select(MailMessage).where(MailMessage.merchant_id == scope.merchant_id,
+                                                        MailMessage.kind == "bank_account_flagged")).all() == []
+    assert usd(db_session, scope, a, day2).available == payout.amount
+    verify_ledger(app)
+
+
 def test_dispute_after_payout_is_carried_negative_and_recovered(app, db_session, shop, sandbox, destinations):
     """A dispute opened after A was paid out takes A's share back (the platform bears the dispute fee): A owes it,
     nothing is paid while A owes, and A's next charge pays it back first."""
