@@ -9,10 +9,17 @@ _LIVE). For a ``payout_events`` account:
   app/reconciliation/stripe_lines.py): each book's share moves from ``psp_clearing`` to ``cash``
   (``deposit:<po>:<book>:paid``), as the bank statement's deposit would (app/reconciliation/service.py); a payout
   whose amount differs from its batch is a ``deposit_mismatch`` break, the money in the platform's suspense.
-* ``payout.failed`` opens a ``deposit_mismatch`` break (deposited 0: the batch was not paid).
+* ``payout.failed`` opens a ``deposit_mismatch`` break (deposited 0: the batch was not paid). Stripe also sends it
+  after ``payout.paid`` when the bank returns the money: then what the paid event moved is reversed first, in each
+  book by a transaction of its own (``deposit:<po>:<book>:failed``, the exact opposite legs of
+  ``deposit:<po>:<book>:paid`` and of an accepted resolution of the payout's earlier mismatch break,
+  ``resolve:<break id>``): the money is back in ``psp_clearing`` (reported by Stripe, not paid), or, for a payout that
+  had differed from its batch, out of the platform's cash and suspense again; an open mismatch break of the payout is
+  closed, since the failure's break now stands for it.
 
-Exactly once: a callback is stored once per Stripe event id (app/psp/callbacks.py), and a book whose deposit of the
-batch is posted already moves nothing again. Bound to the credential: the payout belongs to the account whose report
+Exactly once: a callback is stored once per Stripe event id (app/psp/callbacks.py), a book whose deposit of the
+batch is posted already moves nothing again, and a book whose deposit was reversed already is not reversed again
+(its ``:failed`` key). Bound to the credential: the payout belongs to the account whose report
 carried it; a callback verified with another account's secret is refused (``CallbackScope.refusal``) before anything
 is read in a book. A payout whose report is not imported yet waits: the handler raises and the callback sweep tries
 again (app/jobs/psp.py). For a ``bank_statement`` account the events change nothing (the statement confirms).
@@ -27,15 +34,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.ledger import accounts
-from app.ledger.models import JournalTransaction
-from app.ledger.service import post_transaction
+from app.ledger.models import Entry, JournalTransaction, LedgerAccount
+from app.ledger.service import CREDIT, DEBIT, Leg, post_transaction
 from app.models_base import utcnow
 from app.psp.callbacks import CALLBACK_HANDLERS, REFERENCE_RESOLVERS, CallbackOwner, CallbackScope, Recorded
 from app.psp.credentials import PAYOUT_EVENTS
 from app.psp.interfaces import CallbackEvent
 from app.psp.models import PspCredential
 from app.reconciliation import service
-from app.reconciliation.models import PLATFORM_MERCHANT_ID, ReportFile, ReportLine
+from app.reconciliation.models import PLATFORM_MERCHANT_ID, Break, ReportFile, ReportLine
 from app.reconciliation.stripe_lines import PLATFORM_CREDENTIAL, PSP, credential_of, source_of
 from app.scoping import Scope
 
@@ -98,6 +105,10 @@ def payout_paid(session: Session, *, credential: str, livemode: bool, payout: di
     if not shares:
         raise PayoutNotReported(f"no imported report of {source_of(credential)} carries payout {payout_id} yet")
     platform = service.platform_scope(livemode)
+    if session.scalars(platform.select(Break, Break.dedupe_key == f"payout_failed:{payout_id}")).first() is not None:
+        # Delivered after the payout's failure (Stripe does not promise the order): a failed payout stays failed.
+        log.info("payout.paid of %s ignored: the payout failed before", payout_id)
+        return []
     total = sum(share.total for share in shares)
     posted = []
     if {share.currency for share in shares} != {currency} or total != amount:
@@ -130,19 +141,72 @@ def payout_paid(session: Session, *, credential: str, livemode: bool, payout: di
     return posted
 
 
-def payout_failed(session: Session, *, credential: str, livemode: bool, payout: dict,
+def _reversal_legs(session: Session, scope: Scope, business_keys: list[str]) -> list[Leg]:
+    """The legs that undo every posting of ``business_keys`` in one book (netted per account)."""
+    rows = session.execute(
+        select(LedgerAccount.code, Entry.direction, Entry.amount, Entry.currency)
+        .join(JournalTransaction, JournalTransaction.id == Entry.transaction_id)
+        .join(LedgerAccount, LedgerAccount.id == Entry.account_id)
+        .where(JournalTransaction.merchant_id == scope.merchant_id, JournalTransaction.livemode == scope.livemode,
+               JournalTransaction.business_key.in_(business_keys),
+               Entry.merchant_id == scope.merchant_id, Entry.livemode == scope.livemode)).all()
+    net: dict[tuple[str, str], int] = {}
+    for code, direction, amount, currency in rows:
+        net[(code, currency)] = net.get((code, currency), 0) + (amount if direction == DEBIT else -amount)
+    return [Leg(code, CREDIT if debited > 0 else DEBIT, abs(debited), currency)
+            for (code, currency), debited in sorted(net.items()) if debited]
+
+
+def reverse_paid(session: Session, *, livemode: bool, payout_id: str, books: list[str], hmac_key: bytes) -> list[str]:
+    """Undo what ``payout.paid`` moved for a payout, once per book (the ids of the transactions posted)."""
+    platform = service.platform_scope(livemode)
+    # An accepted resolution of the payout's mismatch break moved the batch onwards (suspense and clearing to
+    # cash): undone with it.
+    resolved = [row.id for row in session.scalars(platform.select(
+        Break, Break.batch_id == payout_id, Break.type == "deposit_mismatch",
+        Break.dedupe_key.like("deposit_mismatch:%"), Break.resolution.in_(("accepted", "written_off"))))]
+    posted = []
+    for book in sorted(set(books) | {PLATFORM_MERCHANT_ID}):
+        scope = Scope(book, livemode)
+        key = f"deposit:{payout_id}:{service._book(scope)}:failed"
+        if _posted(session, scope, key):
+            continue
+        legs = _reversal_legs(session, scope, [f"deposit:{payout_id}:{service._book(scope)}:paid",
+                                               *(f"resolve:{break_id}" for break_id in resolved)])
+        if not legs:
+            continue
+        posted.append(post_transaction(session, scope, key, "deposit", legs, hmac_key=hmac_key, reference=payout_id,
+                                       description=f"Stripe payout {payout_id} failed after it was paid: "
+                                                   "its deposit reversed (payout.failed)").id)
+    return posted
+
+
+def payout_failed(session: Session, *, credential: str, livemode: bool, payout: dict, hmac_key: bytes,
                   now: datetime | None = None) -> str | None:
-    """The payout did not reach the bank: a deposit_mismatch break (deposited 0); its id, None if filed before."""
+    """The payout did not reach the bank, or the bank returned it: what a ``payout.paid`` of it moved is reversed
+    (money back to ``psp_clearing``), then a deposit_mismatch break (deposited 0); its id, None if filed before."""
+    now = now or utcnow()
     payout_id, currency = payout["id"], (payout.get("currency") or "").upper()
     shares = service.batch_shares(session, livemode, payout_id, source=source_of(credential))
     if not shares:
         raise PayoutNotReported(f"no imported report of {source_of(credential)} carries payout {payout_id} yet")
+    reversed_ = reverse_paid(session, livemode=livemode, payout_id=payout_id,
+                             books=[share.book for share in shares], hmac_key=hmac_key)
+    platform = service.platform_scope(livemode)
+    if reversed_:
+        # The paid event's own mismatch break (its money was in suspense, now reversed) gives way to this one.
+        for stale in session.scalars(platform.select(Break, Break.batch_id == payout_id, Break.status == "open",
+                                                     Break.dedupe_key.like("deposit_mismatch:%"))):
+            stale.status, stale.closed_at = "closed", now
     why = " ".join(part for part in (payout.get("failure_code"), payout.get("failure_message")) if part)
+    returned = (" after it was paid (the bank returned it): its deposit is reversed and the batch is back in "
+                "psp_clearing" if reversed_ else "")
     opened = service.open_break(
-        session, service.platform_scope(livemode), type_="deposit_mismatch", psp=PSP,
+        session, platform, type_="deposit_mismatch", psp=PSP,
         dedupe_key=f"payout_failed:{payout_id}", report_date=_day(payout.get("arrival_date")), currency=currency,
         kassa_amount=sum(share.total for share in shares), psp_amount=0, batch_id=payout_id, now=now,
-        detail=f"Stripe reports payout {payout_id} failed ({why or 'no reason given'}): the batch was not paid.")
+        detail=f"Stripe reports payout {payout_id} failed{returned} ({why or 'no reason given'}): "
+               "the batch was not paid.")
     return opened.id if opened is not None else None
 
 
@@ -162,7 +226,8 @@ def on_payout_event(session: Session, event: CallbackEvent, owner: CallbackOwner
         payout_paid(session, credential=owner.credential, livemode=owner.livemode, payout=event.data,
                     hmac_key=ledger_hmac_key())
     else:
-        payout_failed(session, credential=owner.credential, livemode=owner.livemode, payout=event.data)
+        payout_failed(session, credential=owner.credential, livemode=owner.livemode, payout=event.data,
+                      hmac_key=ledger_hmac_key())
     return None  # the callback's own psp.payout.* event is recorded in the owner's book
 
 
