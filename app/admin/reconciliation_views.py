@@ -26,6 +26,7 @@ from app.reconciliation import failures, fetch, uploads
 from app.reconciliation import resolution as resolutions
 from app.reconciliation.inbox import TITLES
 from app.reconciliation.models import BREAK_STATUSES, BREAK_TYPES, Break, ReportFile, ReportLine
+from app.reconciliation.queries import break_sources
 from app.reconciliation.service import break_object
 from app.reconciliation.stripe_lines import credential_of, psp_of
 from app.reporting.exports import csv_safe
@@ -79,9 +80,15 @@ def reconciliation():
             .group_by(ReportLine.currency)).all()
         lines = db.session.scalars(select(ReportLine).where(ReportLine.file_id == latest.id)
                                    .order_by(ReportLine.line_no).limit(LINES_SHOWN)).all()
-    # A source names an account (``stripe:<credential>``); breaks and ledger accounts name its PSP (``stripe``).
-    by_type = dict(db.session.execute(select(Break.type, func.count()).where(
-        Break.psp == psp_of(psp), Break.livemode == livemode, Break.report_date == day).group_by(Break.type)).all())
+    # A source names an account (``stripe:<credential>``); breaks and ledger accounts name its PSP (``stripe``):
+    # the day's breaks of that PSP are counted for the account they come from (app/reconciliation/queries.py).
+    day_breaks = db.session.scalars(select(Break).where(
+        Break.psp == psp_of(psp), Break.livemode == livemode, Break.report_date == day)).all()
+    sources = break_sources(db.session, day_breaks)
+    by_type: dict[str, int] = {}
+    for row in day_breaks:
+        if sources[row.id] == psp:
+            by_type[row.type] = by_type.get(row.type, 0) + 1
     statements = db.session.scalars(select(ReportFile).where(
         ReportFile.kind == "bank_statement", ReportFile.livemode == livemode, ReportFile.report_date == day)
         .order_by(ReportFile.version)).all()
@@ -90,7 +97,8 @@ def reconciliation():
                            by_type=by_type, titles=TITLES, statements=statements, break_psp=psp_of(psp),
                            balances=_balances(psp_of(psp), livemode),
                            names=merchant_names(line.merchant_id for line in lines),
-                           failing=failures.raised(db.session, utcnow()))
+                           failing=failures.raised(db.session, utcnow()),
+                           retired=fetch.retired_pending(db.session))
     db.session.rollback()
     return page
 

@@ -242,13 +242,38 @@ def test_the_day_of_a_merchants_stripe_account_shows_its_breaks_and_balances(app
     merchant, _owner, _developer = shop
     day = dt.date(2035, 5, 7)
     source = "stripe:pcred_console_day"
-    service.store_file(db_session, source=source, kind="settlement", livemode=False, report_date=day,
-                       content=b'{"payouts": []}')
+    report, _ = service.store_file(db_session, source=source, kind="settlement", livemode=False, report_date=day,
+                                   content=b'{"payouts": []}')
     service.open_break(db_session, Scope(merchant.id, False), type_="amount_mismatch", psp="stripe",
                        dedupe_key="amount_mismatch:stripe:pi_console_day:charge:+", report_date=day, currency="USD",
-                       kassa_amount=5000, psp_amount=4900, reference="pi_console_day")
+                       kassa_amount=5000, psp_amount=4900, reference="pi_console_day",
+                       lines=[{"file": report.id, "line": 1}])
+    # The platform's own Stripe account had two breaks that day: counted on its page, not on the merchant's.
+    platform_report, _ = service.store_file(db_session, source="stripe", kind="settlement", livemode=False,
+                                            report_date=day, content=b'{"payouts": [], "platform": true}')
+    for n in (1, 2):
+        service.open_break(db_session, Scope(merchant.id, False), type_="amount_mismatch", psp="stripe",
+                           dedupe_key=f"amount_mismatch:stripe:pi_console_platform{n}:charge:+", report_date=day,
+                           currency="USD", kassa_amount=5000, psp_amount=4900, reference=f"pi_console_platform{n}",
+                           lines=[{"file": platform_report.id, "line": n}])
     db_session.commit()
     html = admin_client.get(f"/admin/reconciliation?date={day.isoformat()}&psp={source}").get_data(as_text=True)
     assert "Amount differs from the PSP&#39;s report</a>: 1" in html
+    platform_html = admin_client.get(f"/admin/reconciliation?date={day.isoformat()}&psp=stripe").get_data(as_text=True)
+    assert "Amount differs from the PSP&#39;s report</a>: 2" in platform_html
     [link] = re.findall(r'href="(/admin/reconciliation/breaks\?[^"]*)"', html)
     assert "psp=stripe" in link and "psp=stripe%3A" not in link
+
+
+def test_the_console_lists_retired_stripe_accounts_still_fetched_with_what_is_missing(app, admin_client, db_session,
+                                                                                      shop):
+    from tests.reconciliation.test_stripe_source import connected, stripe_payment
+
+    merchant, _owner, _developer = shop
+    scope = Scope(merchant.id, False)
+    old = connected(app, db_session, scope, "console_retired")
+    stripe_payment(db_session, scope, 1200, "pi_console_retired", old.id, dt.date(2035, 7, 1))
+    connected(app, db_session, scope, "console_current")
+    html = admin_client.get("/admin/reconciliation").get_data(as_text=True)
+    [row] = re.findall(rf'<tr data-retired-credential="{old.id}">(.*?)</tr>', html)
+    assert f"stripe:{old.id}" in row and merchant.id in row and "<td>1</td><td>0</td>" in row
