@@ -310,7 +310,7 @@ def upload_reconciliation_file():
             report_date=form.report_date.data, content=content, filename=(upload.filename or "")[:255] or None,
             reason=form.reason.data, hmac_key=ledger_hmac_key(), actor_user_id=user.id, actor_label=user.email,
             grace_days=int(current_app.config.get("RECONCILIATION_GRACE_DAYS", 0) or 0),
-            audit_meta=meta().as_kwargs(), dispute_notices=dispute_notices())
+            audit_meta=meta().as_kwargs(), dispute_notices=dispute_notices(), config=current_app.config)
     except ReasonRequired as error:
         db.session.rollback()
         form.reason.errors = [*form.reason.errors, error.message]

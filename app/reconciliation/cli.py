@@ -37,6 +37,17 @@ def run_command(psp: str, day: str, path: str | None, live: bool) -> None:
     """Fetch (or read) one PSP's settlement report of one day and reconcile it; prints the outcome as JSON."""
     from app.jobs.reconciliation import run_day
 
+    from flask import current_app
+
+    from app.reconciliation.uploads import UploadRefused, check_mode
+
+    try:
+        check_mode(db.session, current_app.config, psp, live)
+    except UploadRefused as exc:
+        click.echo(f"not imported: {exc}", err=True)
+        sys.exit(1)
+    finally:
+        db.session.rollback()
     content = Path(path).read_bytes() if path else None
     try:
         result = run_day(psp, _day(day), content=content, livemode=live)
