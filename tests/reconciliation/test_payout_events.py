@@ -76,6 +76,12 @@ def test_a_payout_failed_after_it_was_paid_reverses_the_deposit_once_and_opens_a
     assert (opened.type, opened.status, opened.kassa_amount, opened.psp_amount) == ("deposit_mismatch", "open",
                                                                                     4850, 0)
     assert "after it was paid" in opened.detail and "account_closed" in opened.detail
+    # The console's day page counts it for the merchant's own Stripe account (the report that carried the batch).
+    from app.reconciliation.queries import break_sources
+
+    credential = callback(db_session, "evt_ret_failed").verified_with
+    assert break_sources(db_session, [opened]) == {opened.id: f"stripe:{credential}"}
+    db_session.commit()
     assert _count(db_session, "deposit:po_returned:%:failed") == 1
 
     # Redelivered (the same event) and told again (another event id): nothing moves twice, no second break.
