@@ -34,6 +34,7 @@ from app.scoping import Scope
 
 QUEUE_SIZE = 200
 LINES_SHOWN = 500
+SOURCE_CHUNK = 500
 
 
 def _day(value: str | None) -> date:
@@ -110,6 +111,8 @@ def _queue_query(args):
         query = query.where(Break.type == args["type"])
     if args.get("psp"):
         query = query.where(Break.psp == args["psp"])
+    if args.get("source"):  # an account's breaks are among its PSP's (the rows are then sorted out by _rows)
+        query = query.where(Break.psp == psp_of(args["source"].strip()))
     if args.get("merchant"):
         query = query.where(Break.merchant_id == args["merchant"].strip())
     age = args.get("min_age_days") or ""
@@ -118,12 +121,29 @@ def _queue_query(args):
     return query.order_by(Break.opened_at, Break.id), status
 
 
+def _rows(query, source: str | None, limit: int | None = None) -> list[Break]:
+    """The queue's rows, those of one report source only if given (app/reconciliation/queries.py break_sources:
+    a break keeps its PSP, not the account it came from), read a chunk at a time."""
+    if not source:
+        return db.session.scalars(query.limit(limit) if limit else query).all()
+    found: list[Break] = []
+    offset = 0
+    while limit is None or len(found) < limit:
+        chunk = db.session.scalars(query.offset(offset).limit(SOURCE_CHUNK)).all()
+        if not chunk:
+            break
+        sources = break_sources(db.session, chunk)
+        found += [row for row in chunk if sources[row.id] == source]
+        offset += SOURCE_CHUNK
+    return found[:limit] if limit else found
+
+
 @bp.get("/reconciliation/breaks")
 @platform_admin_required
 def reconciliation_breaks():
     """The breaks queue, oldest first, with filters."""
     query, status = _queue_query(request.args)
-    rows = db.session.scalars(query.limit(QUEUE_SIZE)).all()
+    rows = _rows(query, (request.args.get("source") or "").strip() or None, QUEUE_SIZE)
     page = render_template("admin/reconciliation_breaks.html", breaks=rows, status=status, types=BREAK_TYPES,
                            statuses=BREAK_STATUSES, titles=TITLES, args=request.args, now=utcnow(),
                            names=merchant_names(b.merchant_id for b in rows))
@@ -141,7 +161,7 @@ def reconciliation_breaks_csv():
     columns = ("id", "type", "status", "merchant", "livemode", "psp", "report_date", "reference", "batch", "currency",
                "kassa_amount", "psp_amount", "assigned_to", "opened_at", "resolution", "resolution_note")
     writer.writerow(columns)
-    for row in db.session.scalars(query):
+    for row in _rows(query, (request.args.get("source") or "").strip() or None):
         body = break_object(row)
         writer.writerow([csv_safe(body[c]) for c in columns])
     db.session.rollback()

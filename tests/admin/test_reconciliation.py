@@ -263,6 +263,11 @@ def test_the_day_of_a_merchants_stripe_account_shows_its_breaks_and_balances(app
     assert "Amount differs from the PSP&#39;s report</a>: 2" in platform_html
     [link] = re.findall(r'href="(/admin/reconciliation/breaks\?[^"]*)"', html)
     assert "psp=stripe" in link and "psp=stripe%3A" not in link
+    # The link's queue holds that account's break only, not the platform account's (nor does its CSV).
+    queue = admin_client.get(link.replace("&amp;", "&")).get_data(as_text=True)
+    assert "pi_console_day" in queue and "pi_console_platform" not in queue
+    exported = admin_client.get(link.replace("&amp;", "&").replace("/breaks?", "/breaks.csv?")).get_data(as_text=True)
+    assert "pi_console_day" in exported and "pi_console_platform" not in exported
 
 
 def test_the_console_lists_retired_stripe_accounts_still_fetched_with_what_is_missing(app, admin_client, db_session,
