@@ -34,6 +34,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.ledger import accounts
+from app.ledger.errors import InsufficientBalance
 from app.ledger.models import Entry, JournalTransaction, LedgerAccount
 from app.ledger.service import CREDIT, DEBIT, Leg, post_transaction
 from app.models_base import utcnow
@@ -157,8 +158,11 @@ def _reversal_legs(session: Session, scope: Scope, business_keys: list[str]) -> 
             for (code, currency), debited in sorted(net.items()) if debited]
 
 
-def reverse_paid(session: Session, *, livemode: bool, payout_id: str, books: list[str], hmac_key: bytes) -> list[str]:
-    """Undo what ``payout.paid`` moved for a payout, once per book (the ids of the transactions posted)."""
+def reverse_paid(session: Session, *, livemode: bool, payout_id: str, books: list[str], hmac_key: bytes,
+                 unreversed: list[str] | None = None) -> list[str]:
+    """Undo what ``payout.paid`` moved for a payout, once per book (the ids of the transactions posted). A book whose
+    ``cash`` no longer holds the money (spent since, and cash never goes negative) is left as it is and named in
+    ``unreversed``: the failure's break says so and an operator resolves it by hand."""
     platform = service.platform_scope(livemode)
     # An accepted resolution of the payout's mismatch break moved the batch onwards (suspense and clearing to
     # cash): undone with it.
@@ -175,9 +179,16 @@ def reverse_paid(session: Session, *, livemode: bool, payout_id: str, books: lis
                                                *(f"resolve:{break_id}" for break_id in resolved)])
         if not legs:
             continue
-        posted.append(post_transaction(session, scope, key, "deposit", legs, hmac_key=hmac_key, reference=payout_id,
-                                       description=f"Stripe payout {payout_id} failed after it was paid: "
-                                                   "its deposit reversed (payout.failed)").id)
+        try:
+            posted.append(post_transaction(session, scope, key, "deposit", legs, hmac_key=hmac_key,
+                                           reference=payout_id,
+                                           description=f"Stripe payout {payout_id} failed after it was paid: "
+                                                       "its deposit reversed (payout.failed)").id)
+        except InsufficientBalance:  # nothing was written; the session is still usable (app/ledger/service.py)
+            log.warning("payout %s failed after it was paid: the cash of %s no longer holds it; not reversed",
+                        payout_id, service._book(scope))
+            if unreversed is not None:
+                unreversed.append(book)
     return posted
 
 
@@ -190,10 +201,11 @@ def payout_failed(session: Session, *, credential: str, livemode: bool, payout: 
     shares = service.batch_shares(session, livemode, payout_id, source=source_of(credential))
     if not shares:
         raise PayoutNotReported(f"no imported report of {source_of(credential)} carries payout {payout_id} yet")
+    unreversed: list[str] = []
     reversed_ = reverse_paid(session, livemode=livemode, payout_id=payout_id,
-                             books=[share.book for share in shares], hmac_key=hmac_key)
+                             books=[share.book for share in shares], hmac_key=hmac_key, unreversed=unreversed)
     platform = service.platform_scope(livemode)
-    if reversed_:
+    if reversed_ and PLATFORM_MERCHANT_ID not in unreversed:
         # The paid event's own mismatch break (its money was in suspense, now reversed) gives way to this one.
         for stale in session.scalars(platform.select(Break, Break.batch_id == payout_id, Break.status == "open",
                                                      Break.dedupe_key.like("deposit_mismatch:%"))):
@@ -201,6 +213,10 @@ def payout_failed(session: Session, *, credential: str, livemode: bool, payout: 
     why = " ".join(part for part in (payout.get("failure_code"), payout.get("failure_message")) if part)
     returned = (" after it was paid (the bank returned it): its deposit is reversed and the batch is back in "
                 "psp_clearing" if reversed_ else "")
+    if unreversed:
+        returned += (f"{'' if reversed_ else ' after it was paid (the bank returned it)'}; the cash of "
+                     f"{', '.join(unreversed)} no longer holds its share, so that deposit is NOT reversed: move it "
+                     "back by hand")
     opened = service.open_break(
         session, platform, type_="deposit_mismatch", psp=PSP,
         dedupe_key=f"payout_failed:{payout_id}", report_date=_day(payout.get("arrival_date")), currency=currency,

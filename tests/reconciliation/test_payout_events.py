@@ -170,3 +170,28 @@ def test_an_open_paid_mismatch_gives_way_to_the_payout_s_failure(app, client, db
     asked = _resolve(db_session, rows["payout_failed:po_over"], "psp_asked", note="asked Stripe to pay it again")
     assert asked.resolution_transaction_id is None
     verify_ledger(app)
+
+
+def test_a_payout_failed_whose_cash_was_spent_since_opens_its_break_without_reversing(app, client, db_session, shop):
+    """Cash never goes negative: a book whose cash no longer holds the returned payout is not reversed; the break
+    says so, and the event does not fail again and again."""
+    from app.ledger import accounts
+    from app.ledger.service import post_transaction
+    from app.reconciliation.service import _currency, legs_from_changes
+
+    scope = shop["scope"]
+    _batch(app, db_session, scope, "recon_spent", dt.date(2026, 4, 10), "po_spent", 2000, 60)
+    _post(client, scope, "recon_spent", "payout.paid", payout("po_spent", 1940, status="paid"), "evt_spent_paid")
+    cash = books(db_session, scope).get("cash:USD")
+    post_transaction(db_session, scope, "test:spend:po_spent", "test_spend",
+                     legs_from_changes({accounts.cash("USD"): -cash, accounts.psp_fees("USD"): cash}, _currency),
+                     hmac_key=deps_for(current_app).ledger_hmac_key)
+    db_session.commit()
+
+    _post(client, scope, "recon_spent", "payout.failed", payout("po_spent", 1940, status="failed"), "evt_spent")
+    assert callback(db_session, "evt_spent").result == "applied"
+    [opened] = _breaks(db_session, "po_spent")
+    assert opened.status == "open" and "NOT reversed" in opened.detail and scope.merchant_id in opened.detail
+    assert _count(db_session, "deposit:po_spent:%:failed") == 0
+    assert not books(db_session, scope).get("psp_clearing:stripe:USD")
+    verify_ledger(app)
