@@ -16,6 +16,10 @@ _LIVE). For a ``payout_events`` account:
   ``resolve:<break id>``): the money is back in ``psp_clearing`` (reported by Stripe, not paid), or, for a payout that
   had differed from its batch, out of the platform's cash and suspense again; an open mismatch break of the payout is
   closed, since the failure's break now stands for it.
+* A later payout that pays a failed one's money again (a ``payout_failure`` balance transaction among its own, which
+  makes no line: app/reconciliation/stripe_lines.py) deposits the failed batch's shares too
+  (``deposit:<failed po>:<book>:repaid:<po>``) and closes the failure's break, when that break is open and the
+  amounts agree; otherwise the payout differs from what Kassa expects and is a ``deposit_mismatch``.
 
 Exactly once: a callback is stored once per Stripe event id (app/psp/callbacks.py), a book whose deposit of the
 batch is posted already moves nothing again, and a book whose deposit was reversed already is not reversed again
@@ -30,7 +34,7 @@ collaborators. Registered in app.psp.callbacks when app.reconciliation is import
 import logging
 from datetime import UTC, date, datetime
 
-from sqlalchemy import select
+from sqlalchemy import or_, select, text
 from sqlalchemy.orm import Session
 
 from app.ledger import accounts
@@ -44,7 +48,7 @@ from app.psp.interfaces import CallbackEvent
 from app.psp.models import PspCredential
 from app.reconciliation import service
 from app.reconciliation.models import PLATFORM_MERCHANT_ID, Break, ReportFile, ReportLine
-from app.reconciliation.stripe_lines import PLATFORM_CREDENTIAL, PSP, credential_of, source_of
+from app.reconciliation.stripe_lines import PLATFORM_CREDENTIAL, PSP, credential_of, returned_payouts, source_of
 from app.scoping import Scope
 
 log = logging.getLogger(__name__)
@@ -96,32 +100,77 @@ def _day(timestamp) -> date:
     return datetime.fromtimestamp(int(timestamp), UTC).date() if timestamp else utcnow().date()
 
 
+def _returned(session: Session, source: str, livemode: bool, payout_id: str) -> list[tuple[str, int, str]]:
+    """The failed payouts this payout pays again (``payout_failure`` balance transactions in its account's latest
+    reports), read from the stored documents that name it."""
+    contents = session.scalars(select(ReportFile.content).where(
+        ReportFile.source == source, ReportFile.kind == "settlement", ReportFile.livemode == livemode,
+        ReportFile.id.not_in(select(ReportFile.supersedes_id).where(ReportFile.supersedes_id.is_not(None))),
+        text("position(convert_to(:payout, 'UTF8') in reconciliation_files.content) > 0")
+        .bindparams(payout=payout_id))).all()
+    found: dict[str, tuple[str, int, str]] = {}
+    for content in contents:
+        for failed, amount, currency in returned_payouts(content, payout_id):
+            found[failed] = (failed, amount, currency)
+    return sorted(found.values())
+
+
+def _repayable(session: Session, livemode: bool, source: str, failed: str, amount: int, currency: str, paying: str):
+    """A failed payout's shares, when its open failure break and its reversed (or never posted) deposit let this
+    payout pay it again in full; else None."""
+    platform = service.platform_scope(livemode)
+    # Open, or closed by this very payout before (a redelivered payout.paid moves nothing again: its keys).
+    row = session.scalars(platform.select(Break, Break.dedupe_key == f"payout_failed:{failed}", or_(
+        Break.status == "open", (Break.status == "closed") & (Break.object_id == paying)))).one_or_none()
+    shares = service.batch_shares(session, livemode, failed, source=source)
+    if row is None or not shares or {share.currency for share in shares} != {currency} \
+            or sum(share.total for share in shares) != amount:
+        return None
+    for share in shares:
+        scope = Scope(share.book, livemode)
+        book = service._book(scope)
+        if _posted(session, scope, f"deposit:{failed}:{book}:paid") and \
+                not _posted(session, scope, f"deposit:{failed}:{book}:failed"):
+            return None  # its cash was never moved back to clearing
+    return row, shares
+
+
 def payout_paid(session: Session, *, credential: str, livemode: bool, payout: dict, hmac_key: bytes,
                 now: datetime | None = None) -> list[str]:
     """The payout reached the account's bank: the deposit of its batch (the ids of the transactions posted; none
-    when it was posted before). PayoutNotReported when the account's report of it is not imported yet."""
+    when it was posted before), and of the failed payouts it pays again (``deposit:<failed po>:<book>:repaid``,
+    each one's failure break closed). PayoutNotReported when the account's report of it is not imported yet."""
     now = now or utcnow()
     payout_id, amount, currency = payout["id"], int(payout.get("amount") or 0), (payout.get("currency") or "").upper()
-    shares = service.batch_shares(session, livemode, payout_id, source=source_of(credential))
-    if not shares:
-        raise PayoutNotReported(f"no imported report of {source_of(credential)} carries payout {payout_id} yet")
+    source = source_of(credential)
+    shares = service.batch_shares(session, livemode, payout_id, source=source)
+    returned = _returned(session, source, livemode, payout_id)
+    if not shares and not returned:
+        raise PayoutNotReported(f"no imported report of {source} carries payout {payout_id} yet")
     platform = service.platform_scope(livemode)
     if session.scalars(platform.select(Break, Break.dedupe_key == f"payout_failed:{payout_id}")).first() is not None:
         # Delivered after the payout's failure (Stripe does not promise the order): a failed payout stays failed.
         log.info("payout.paid of %s ignored: the payout failed before", payout_id)
         return []
-    total = sum(share.total for share in shares)
+    repaid = []
+    for failed, failed_amount, failed_currency in returned:
+        found = _repayable(session, livemode, source, failed, failed_amount, failed_currency, payout_id)
+        if found is not None:
+            repaid.append((failed, *found))
+    total = sum(share.total for share in shares) + sum(sum(s.total for s in found) for _, _, found in repaid)
+    currencies = {share.currency for share in shares} | {s.currency for _, _, found in repaid for s in found}
     posted = []
-    if {share.currency for share in shares} != {currency} or total != amount:
+    if currencies != {currency} or total != amount:
         key = f"deposit:{payout_id}:{service._book(platform)}:paid"
         if _posted(session, platform, key):
             return []
+        again = f" and the {len(returned)} failed payout(s) it pays again" if returned else ""
         service.open_break(session, platform, type_="deposit_mismatch", psp=PSP,
                            dedupe_key=f"deposit_mismatch:{payout_id}:{currency}", report_date=_day(
                                payout.get("arrival_date")), currency=currency, kassa_amount=total, psp_amount=amount,
                            batch_id=payout_id, now=now,
-                           detail=f"Stripe paid out {amount} {currency} for batch {payout_id}, whose lines total "
-                                  f"{total}; the payout is in suspense until resolved.")
+                           detail=f"Stripe paid out {amount} {currency} for batch {payout_id}, whose lines{again} "
+                                  f"total {total}; the payout is in suspense until resolved.")
         if amount:
             legs = service.legs_from_changes({accounts.cash(currency): amount,
                                               accounts.suspense(PSP, currency): amount}, service._currency)
@@ -129,16 +178,23 @@ def payout_paid(session: Session, *, credential: str, livemode: bool, payout: di
                                            reference=payout_id,
                                            description=f"Stripe payout {payout_id} differing from its batch").id)
         return posted
-    for share in shares:
+    moves = [(payout_id, share, "paid", f"Stripe payout {payout_id} paid (payout.paid)") for share in shares]
+    for failed, row, found in repaid:
+        moves += [(failed, share, f"repaid:{payout_id}",
+                   f"Stripe payout {failed}, failed, paid again in {payout_id} (payout.paid)") for share in found]
+        if row.status == "open":
+            row.status, row.closed_at = "closed", now
+            row.object_type, row.object_id = "payout", payout_id
+    for batch, share, suffix, description in moves:
         scope = Scope(share.book, livemode)
-        key = f"deposit:{payout_id}:{service._book(scope)}:paid"
+        key = f"deposit:{batch}:{service._book(scope)}:{suffix}"
         if not share.total or _posted(session, scope, key):
             continue
         legs = service.legs_from_changes({accounts.cash(share.currency): share.total,
                                           accounts.psp_clearing(share.psp, share.currency): -share.total},
                                          service._currency)
         posted.append(post_transaction(session, scope, key, "deposit", legs, hmac_key=hmac_key, reference=payout_id,
-                                       description=f"Stripe payout {payout_id} paid (payout.paid)").id)
+                                       description=description).id)
     return posted
 
 

@@ -195,3 +195,46 @@ def test_a_payout_failed_whose_cash_was_spent_since_opens_its_break_without_reve
     assert _count(db_session, "deposit:po_spent:%:failed") == 0
     assert not books(db_session, scope).get("psp_clearing:stripe:USD")
     verify_ledger(app)
+
+
+def failure_bt(failed: str, amount: int) -> dict:
+    """Stripe's balance transaction returning a failed payout's money to the balance (carried by the next payout)."""
+    from tests.psp.fake_stripe import stripe_fixture
+
+    bt = stripe_fixture("balance_transaction")
+    bt.update({"id": f"txn_failure_{failed}", "type": "payout_failure", "reporting_category": "payout_reversal",
+               "amount": amount, "fee": 0, "net": amount, "source": failed, "currency": "usd"})
+    return bt
+
+
+def test_a_failed_payout_paid_again_in_the_next_payout_reaches_cash_and_closes_its_break(app, client, db_session,
+                                                                                         shop):
+    scope = shop["scope"]
+    day = dt.date(2026, 4, 12)
+    credential = _batch(app, db_session, scope, "recon_again", day, "po_first", 3000, 90)
+    _post(client, scope, "recon_again", "payout.paid", payout("po_first", 2910, status="paid"), "evt_first_paid")
+    _post(client, scope, "recon_again", "payout.failed", payout("po_first", 2910, status="failed"), "evt_first_failed")
+    [failure] = _breaks(db_session, "po_first")
+    assert books(db_session, scope).get("psp_clearing:stripe:USD") == 2910
+
+    # The next day's payout carries a new charge and the failed payout's money (a payout_failure: no line).
+    stripe_payment(db_session, scope, 1000, "pi_next", credential.id, day + dt.timedelta(days=1))
+    result = import_account_report(app, db_session, credential.id, day + dt.timedelta(days=1),
+                                   [payout("po_next", 970 + 2910)],
+                                   {"po_next": [charge_bt("pi_next", 1000, 30, "po_next"),
+                                                failure_bt("po_first", 2910)]})
+    assert result.statuses == {"matched": 1}
+    _post(client, scope, "recon_again", "payout.paid", payout("po_next", 3880, status="paid"), "evt_next_paid")
+    held = books(db_session, scope)
+    assert held.get("cash:USD") == 3880 and not held.get("psp_clearing:stripe:USD")
+    db_session.rollback()
+    closed = db_session.get(Break, (failure.merchant_id, failure.id))
+    assert (closed.status, closed.object_id) == ("closed", "po_next")
+    db_session.commit()
+    assert _breaks(db_session, "po_next") == []
+
+    # Told again: nothing moves twice, no break.
+    _post(client, scope, "recon_again", "payout.paid", payout("po_next", 3880, status="paid"), "evt_next_paid_again")
+    assert books(db_session, scope).get("cash:USD") == 3880 and _breaks(db_session, "po_next") == []
+    assert _count(db_session, "deposit:po_first:%:repaid:po_next") == 1
+    verify_ledger(app)
