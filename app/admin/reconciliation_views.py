@@ -26,6 +26,7 @@ from app.reconciliation import failures, fetch, uploads
 from app.reconciliation import resolution as resolutions
 from app.reconciliation.inbox import TITLES
 from app.reconciliation.models import BREAK_STATUSES, BREAK_TYPES, Break, ReportFile, ReportLine
+from app.reconciliation.queries import break_sources
 from app.reconciliation.service import break_object
 from app.reconciliation.stripe_lines import credential_of, psp_of
 from app.reporting.exports import csv_safe
@@ -33,6 +34,7 @@ from app.scoping import Scope
 
 QUEUE_SIZE = 200
 LINES_SHOWN = 500
+SOURCE_CHUNK = 500
 
 
 def _day(value: str | None) -> date:
@@ -79,9 +81,15 @@ def reconciliation():
             .group_by(ReportLine.currency)).all()
         lines = db.session.scalars(select(ReportLine).where(ReportLine.file_id == latest.id)
                                    .order_by(ReportLine.line_no).limit(LINES_SHOWN)).all()
-    # A source names an account (``stripe:<credential>``); breaks and ledger accounts name its PSP (``stripe``).
-    by_type = dict(db.session.execute(select(Break.type, func.count()).where(
-        Break.psp == psp_of(psp), Break.livemode == livemode, Break.report_date == day).group_by(Break.type)).all())
+    # A source names an account (``stripe:<credential>``); breaks and ledger accounts name its PSP (``stripe``):
+    # the day's breaks of that PSP are counted for the account they come from (app/reconciliation/queries.py).
+    day_breaks = db.session.scalars(select(Break).where(
+        Break.psp == psp_of(psp), Break.livemode == livemode, Break.report_date == day)).all()
+    sources = break_sources(db.session, day_breaks)
+    by_type: dict[str, int] = {}
+    for row in day_breaks:
+        if sources[row.id] == psp:
+            by_type[row.type] = by_type.get(row.type, 0) + 1
     statements = db.session.scalars(select(ReportFile).where(
         ReportFile.kind == "bank_statement", ReportFile.livemode == livemode, ReportFile.report_date == day)
         .order_by(ReportFile.version)).all()
@@ -90,7 +98,8 @@ def reconciliation():
                            by_type=by_type, titles=TITLES, statements=statements, break_psp=psp_of(psp),
                            balances=_balances(psp_of(psp), livemode),
                            names=merchant_names(line.merchant_id for line in lines),
-                           failing=failures.raised(db.session, utcnow()))
+                           failing=failures.raised(db.session, utcnow()),
+                           retired=fetch.retired_pending(db.session))
     db.session.rollback()
     return page
 
@@ -102,6 +111,8 @@ def _queue_query(args):
         query = query.where(Break.type == args["type"])
     if args.get("psp"):
         query = query.where(Break.psp == args["psp"])
+    if args.get("source"):  # an account's breaks are among its PSP's (the rows are then sorted out by _rows)
+        query = query.where(Break.psp == psp_of(args["source"].strip()))
     if args.get("merchant"):
         query = query.where(Break.merchant_id == args["merchant"].strip())
     age = args.get("min_age_days") or ""
@@ -110,12 +121,29 @@ def _queue_query(args):
     return query.order_by(Break.opened_at, Break.id), status
 
 
+def _rows(query, source: str | None, limit: int | None = None) -> list[Break]:
+    """The queue's rows, those of one report source only if given (app/reconciliation/queries.py break_sources:
+    a break keeps its PSP, not the account it came from), read a chunk at a time."""
+    if not source:
+        return db.session.scalars(query.limit(limit) if limit else query).all()
+    found: list[Break] = []
+    offset = 0
+    while limit is None or len(found) < limit:
+        chunk = db.session.scalars(query.offset(offset).limit(SOURCE_CHUNK)).all()
+        if not chunk:
+            break
+        sources = break_sources(db.session, chunk)
+        found += [row for row in chunk if sources[row.id] == source]
+        offset += SOURCE_CHUNK
+    return found[:limit] if limit else found
+
+
 @bp.get("/reconciliation/breaks")
 @platform_admin_required
 def reconciliation_breaks():
     """The breaks queue, oldest first, with filters."""
     query, status = _queue_query(request.args)
-    rows = db.session.scalars(query.limit(QUEUE_SIZE)).all()
+    rows = _rows(query, (request.args.get("source") or "").strip() or None, QUEUE_SIZE)
     page = render_template("admin/reconciliation_breaks.html", breaks=rows, status=status, types=BREAK_TYPES,
                            statuses=BREAK_STATUSES, titles=TITLES, args=request.args, now=utcnow(),
                            names=merchant_names(b.merchant_id for b in rows))
@@ -133,7 +161,7 @@ def reconciliation_breaks_csv():
     columns = ("id", "type", "status", "merchant", "livemode", "psp", "report_date", "reference", "batch", "currency",
                "kassa_amount", "psp_amount", "assigned_to", "opened_at", "resolution", "resolution_note")
     writer.writerow(columns)
-    for row in db.session.scalars(query):
+    for row in _rows(query, (request.args.get("source") or "").strip() or None):
         body = break_object(row)
         writer.writerow([csv_safe(body[c]) for c in columns])
     db.session.rollback()
@@ -302,7 +330,7 @@ def upload_reconciliation_file():
             report_date=form.report_date.data, content=content, filename=(upload.filename or "")[:255] or None,
             reason=form.reason.data, hmac_key=ledger_hmac_key(), actor_user_id=user.id, actor_label=user.email,
             grace_days=int(current_app.config.get("RECONCILIATION_GRACE_DAYS", 0) or 0),
-            audit_meta=meta().as_kwargs(), dispute_notices=dispute_notices())
+            audit_meta=meta().as_kwargs(), dispute_notices=dispute_notices(), config=current_app.config)
     except ReasonRequired as error:
         db.session.rollback()
         form.reason.errors = [*form.reason.errors, error.message]

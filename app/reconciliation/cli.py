@@ -16,6 +16,7 @@ from app.reconciliation.models import BREAK_STATUSES, BREAK_TYPES, RESOLUTIONS, 
 from app.reconciliation.parsing import ReportFormatError
 from app.reconciliation.resolution import ResolutionError, resolve_break
 from app.reconciliation.service import break_object
+from app.reconciliation.stripe_lines import credential_of
 from app.scoping import Scope
 
 reconcile_cli = AppGroup("reconcile", help="Import PSP settlement reports and bank statements; list and resolve breaks.")
@@ -29,7 +30,8 @@ def _day(value: str) -> date:
 
 
 @reconcile_cli.command("run")
-@click.option("--psp", required=True, help="The connector whose report this is (sandbox, sandbox_b).")
+@click.option("--psp", required=True, help="The report's source: a sandbox acquirer (sandbox, sandbox_b), stripe (the "
+              "platform's account) or stripe:<credential id> (a merchant's).")
 @click.option("--date", "day", required=True, help="The report's day, YYYY-MM-DD.")
 @click.option("--file", "path", type=click.Path(exists=True, dir_okay=False), help="Import this file instead of fetching.")
 @click.option("--live", is_flag=True, help="A live-mode report (default: test mode).")
@@ -37,13 +39,46 @@ def run_command(psp: str, day: str, path: str | None, live: bool) -> None:
     """Fetch (or read) one PSP's settlement report of one day and reconcile it; prints the outcome as JSON."""
     from app.jobs.reconciliation import run_day
 
+    from flask import current_app
+
+    from app.reconciliation.uploads import UploadRefused, check_mode
+
+    try:
+        check_mode(db.session, current_app.config, psp, live)
+    except UploadRefused as exc:
+        click.echo(f"not imported: {exc}", err=True)
+        sys.exit(1)
+    finally:
+        db.session.rollback()
     content = Path(path).read_bytes() if path else None
     try:
-        result = run_day(psp, _day(day), content=content, livemode=live)
+        if content is None and credential_of(psp) is not None:
+            result = _run_stripe_day(psp, _day(day), live)
+        else:
+            result = run_day(psp, _day(day), content=content, livemode=live)
     except (FetchFailed, ReportFormatError) as exc:
         click.echo(f"not imported: {exc}", err=True)
         sys.exit(1)
     click.echo(json.dumps(result.as_dict() | {"statuses": result.statuses}))
+
+
+def _run_stripe_day(source: str, day: date, livemode: bool):
+    """Fetch and reconcile one Stripe account's day (``stripe``: the platform's, ``stripe:<credential>``: a
+    merchant's, retired ones included while their reports are incomplete), as the scheduled job does."""
+    from flask import current_app
+
+    from app.crypto import SecretBox
+    from app.jobs.reconciliation import run_stripe_day
+    from app.reconciliation import fetch
+
+    box = SecretBox(current_app.config.get("KASSA_ENCRYPTION_KEYS", ""))
+    accounts = [account for account in fetch.stripe_accounts(db.session, current_app.config, box)
+                if account.source == source and account.livemode == livemode]
+    db.session.rollback()
+    if not accounts:
+        raise FetchFailed(f"{source} is no Stripe account Kassa fetches in {'live' if livemode else 'test'} mode "
+                          "(no key configured, or a retired credential whose reports are complete)")
+    return run_stripe_day(accounts[0], day)
 
 
 @reconcile_cli.command("statement")

@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import httpx
 import stripe
-from sqlalchemy import select
+from sqlalchemy import or_, select, text
 from sqlalchemy.orm import Session
 
 from app.psp.sandbox import parse_acquirer_urls
@@ -74,9 +74,63 @@ class StripeAccount:
         return stripe_lines.source_of(self.credential)
 
 
+@dataclass(frozen=True)
+class RetiredPending:
+    """A retired Stripe credential whose reports are not complete: what it made that no report has carried yet."""
+
+    credential: str
+    merchant_id: str
+    livemode: bool
+    retired_at: datetime
+    payments: int                    # captures with no charge line
+    refunds: int                     # succeeded refunds with no refund line
+    oldest: datetime | None          # the oldest of them
+
+
+# What a credential made (captures, succeeded refunds) that no report line carries and no resolved missing_at_psp
+# break explains: while there is any, a retired credential's reports are not complete and it is still fetched.
+_RETIRED_PENDING = text("""
+WITH due AS (
+    SELECT p.merchant_id, p.livemode, p.credential, p.psp_reference, 'charge' AS type, p.captured_at AS booked_at
+      FROM payments p
+     WHERE p.connector = :psp AND p.amount_received > 0 AND p.psp_reference IS NOT NULL AND p.captured_at IS NOT NULL
+       AND p.credential IN (SELECT id FROM psp_credentials WHERE psp = :psp AND retired_at IS NOT NULL)
+    UNION ALL
+    SELECT r.merchant_id, r.livemode, coalesce(r.credential, p.credential), r.psp_reference, 'refund', r.finished_at
+      FROM refunds r JOIN payments p ON p.id = r.payment_id AND p.merchant_id = r.merchant_id
+     WHERE coalesce(r.connector, p.connector) = :psp AND r.status = 'succeeded' AND r.psp_reference IS NOT NULL
+       AND coalesce(r.credential, p.credential) IN (SELECT id FROM psp_credentials
+                                                     WHERE psp = :psp AND retired_at IS NOT NULL)
+)
+SELECT c.id AS credential, c.merchant_id, c.livemode, c.retired_at,
+       count(*) FILTER (WHERE d.type = 'charge') AS payments, count(*) FILTER (WHERE d.type = 'refund') AS refunds,
+       min(d.booked_at) AS oldest
+  FROM due d JOIN psp_credentials c ON c.id = d.credential AND c.merchant_id = d.merchant_id
+                                   AND c.livemode = d.livemode
+ WHERE NOT EXISTS (SELECT 1 FROM reconciliation_lines l
+                    WHERE l.psp = :psp AND l.livemode = d.livemode AND l.reference = d.psp_reference
+                      AND l.type = d.type AND l.status IN ('matched', 'mismatch', 'unchanged', 'refused'))
+   AND NOT EXISTS (SELECT 1 FROM reconciliation_breaks b
+                    WHERE b.merchant_id = d.merchant_id AND b.livemode = d.livemode
+                      AND b.dedupe_key = 'missing_at_psp:' || :psp || ':' || d.psp_reference || ':' || d.type
+                      AND b.status = 'resolved')
+ GROUP BY c.id, c.merchant_id, c.livemode, c.retired_at
+ ORDER BY c.livemode, c.merchant_id, c.retired_at
+""")
+
+
+def retired_pending(session: Session) -> list[RetiredPending]:
+    """The retired Stripe credentials whose reports are not complete yet (across merchants: the scheduled job's and
+    the console's view), with what is missing."""
+    return [RetiredPending(row.credential, row.merchant_id, row.livemode, row.retired_at, row.payments, row.refunds,
+                           row.oldest)
+            for row in session.execute(_RETIRED_PENDING, {"psp": stripe_lines.PSP})]
+
+
 def stripe_accounts(session: Session, config, box) -> list[StripeAccount]:
     """The platform's Stripe account in each mode that has a secret key, then every merchant's current Stripe
-    credential (a retired one is no longer fetched)."""
+    credential, then each retired one until its reports are complete (``retired_pending``: a key replaced or
+    removed still has payouts to come for the payments made with it)."""
     from app.psp.credentials import load_credential
     from app.psp.models import PspCredential
     from app.psp.stripe_keys import platform_stripe
@@ -88,11 +142,14 @@ def stripe_accounts(session: Session, config, box) -> list[StripeAccount]:
         if platform.api_key:
             found.append(StripeAccount(stripe_lines.PLATFORM_CREDENTIAL, livemode, None, platform.api_key,
                                        platform.deposit_confirmation))
+    pending = {row.credential for row in retired_pending(session)}
     # Across merchants on purpose: the scheduled job reconciles every account; each is read in its own scope.
     rows = session.execute(select(PspCredential.id, PspCredential.merchant_id, PspCredential.livemode,
                                   PspCredential.deposit_confirmation)
-                           .where(PspCredential.psp == stripe_lines.PSP, PspCredential.retired_at.is_(None))
-                           .order_by(PspCredential.livemode, PspCredential.merchant_id)).all()
+                           .where(PspCredential.psp == stripe_lines.PSP,
+                                  or_(PspCredential.retired_at.is_(None), PspCredential.id.in_(pending)))
+                           .order_by(PspCredential.retired_at.is_not(None), PspCredential.livemode,
+                                     PspCredential.merchant_id)).all()
     for row in rows:
         try:
             credentials = load_credential(session, Scope(row.merchant_id, row.livemode), box, stripe_lines.PSP, row.id)

@@ -9,10 +9,21 @@ _LIVE). For a ``payout_events`` account:
   app/reconciliation/stripe_lines.py): each book's share moves from ``psp_clearing`` to ``cash``
   (``deposit:<po>:<book>:paid``), as the bank statement's deposit would (app/reconciliation/service.py); a payout
   whose amount differs from its batch is a ``deposit_mismatch`` break, the money in the platform's suspense.
-* ``payout.failed`` opens a ``deposit_mismatch`` break (deposited 0: the batch was not paid).
+* ``payout.failed`` opens a ``deposit_mismatch`` break (deposited 0: the batch was not paid). Stripe also sends it
+  after ``payout.paid`` when the bank returns the money: then what the paid event moved is reversed first, in each
+  book by a transaction of its own (``deposit:<po>:<book>:failed``, the exact opposite legs of
+  ``deposit:<po>:<book>:paid`` and of an accepted resolution of the payout's earlier mismatch break,
+  ``resolve:<break id>``): the money is back in ``psp_clearing`` (reported by Stripe, not paid), or, for a payout that
+  had differed from its batch, out of the platform's cash and suspense again; an open mismatch break of the payout is
+  closed, since the failure's break now stands for it.
+* A later payout that pays a failed one's money again (a ``payout_failure`` balance transaction among its own, which
+  makes no line: app/reconciliation/stripe_lines.py) deposits the failed batch's shares too
+  (``deposit:<failed po>:<book>:repaid:<po>``) and closes the failure's break, when that break is open and the
+  amounts agree; otherwise the payout differs from what Kassa expects and is a ``deposit_mismatch``.
 
-Exactly once: a callback is stored once per Stripe event id (app/psp/callbacks.py), and a book whose deposit of the
-batch is posted already moves nothing again. Bound to the credential: the payout belongs to the account whose report
+Exactly once: a callback is stored once per Stripe event id (app/psp/callbacks.py), a book whose deposit of the
+batch is posted already moves nothing again, and a book whose deposit was reversed already is not reversed again
+(its ``:failed`` key). Bound to the credential: the payout belongs to the account whose report
 carried it; a callback verified with another account's secret is refused (``CallbackScope.refusal``) before anything
 is read in a book. A payout whose report is not imported yet waits: the handler raises and the callback sweep tries
 again (app/jobs/psp.py). For a ``bank_statement`` account the events change nothing (the statement confirms).
@@ -23,20 +34,21 @@ collaborators. Registered in app.psp.callbacks when app.reconciliation is import
 import logging
 from datetime import UTC, date, datetime
 
-from sqlalchemy import select
+from sqlalchemy import or_, select, text
 from sqlalchemy.orm import Session
 
 from app.ledger import accounts
-from app.ledger.models import JournalTransaction
-from app.ledger.service import post_transaction
+from app.ledger.errors import InsufficientBalance
+from app.ledger.models import Entry, JournalTransaction, LedgerAccount
+from app.ledger.service import CREDIT, DEBIT, Leg, post_transaction
 from app.models_base import utcnow
 from app.psp.callbacks import CALLBACK_HANDLERS, REFERENCE_RESOLVERS, CallbackOwner, CallbackScope, Recorded
 from app.psp.credentials import PAYOUT_EVENTS
 from app.psp.interfaces import CallbackEvent
 from app.psp.models import PspCredential
 from app.reconciliation import service
-from app.reconciliation.models import PLATFORM_MERCHANT_ID, ReportFile, ReportLine
-from app.reconciliation.stripe_lines import PLATFORM_CREDENTIAL, PSP, credential_of, source_of
+from app.reconciliation.models import PLATFORM_MERCHANT_ID, Break, ReportFile, ReportLine
+from app.reconciliation.stripe_lines import PLATFORM_CREDENTIAL, PSP, credential_of, returned_payouts, source_of
 from app.scoping import Scope
 
 log = logging.getLogger(__name__)
@@ -88,28 +100,77 @@ def _day(timestamp) -> date:
     return datetime.fromtimestamp(int(timestamp), UTC).date() if timestamp else utcnow().date()
 
 
+def _returned(session: Session, source: str, livemode: bool, payout_id: str) -> list[tuple[str, int, str]]:
+    """The failed payouts this payout pays again (``payout_failure`` balance transactions in its account's latest
+    reports), read from the stored documents that name it."""
+    contents = session.scalars(select(ReportFile.content).where(
+        ReportFile.source == source, ReportFile.kind == "settlement", ReportFile.livemode == livemode,
+        ReportFile.id.not_in(select(ReportFile.supersedes_id).where(ReportFile.supersedes_id.is_not(None))),
+        text("position(convert_to(:payout, 'UTF8') in reconciliation_files.content) > 0")
+        .bindparams(payout=payout_id))).all()
+    found: dict[str, tuple[str, int, str]] = {}
+    for content in contents:
+        for failed, amount, currency in returned_payouts(content, payout_id):
+            found[failed] = (failed, amount, currency)
+    return sorted(found.values())
+
+
+def _repayable(session: Session, livemode: bool, source: str, failed: str, amount: int, currency: str, paying: str):
+    """A failed payout's shares, when its open failure break and its reversed (or never posted) deposit let this
+    payout pay it again in full; else None."""
+    platform = service.platform_scope(livemode)
+    # Open, or closed by this very payout before (a redelivered payout.paid moves nothing again: its keys).
+    row = session.scalars(platform.select(Break, Break.dedupe_key == f"payout_failed:{failed}", or_(
+        Break.status == "open", (Break.status == "closed") & (Break.object_id == paying)))).one_or_none()
+    shares = service.batch_shares(session, livemode, failed, source=source)
+    if row is None or not shares or {share.currency for share in shares} != {currency} \
+            or sum(share.total for share in shares) != amount:
+        return None
+    for share in shares:
+        scope = Scope(share.book, livemode)
+        book = service._book(scope)
+        if _posted(session, scope, f"deposit:{failed}:{book}:paid") and \
+                not _posted(session, scope, f"deposit:{failed}:{book}:failed"):
+            return None  # its cash was never moved back to clearing
+    return row, shares
+
+
 def payout_paid(session: Session, *, credential: str, livemode: bool, payout: dict, hmac_key: bytes,
                 now: datetime | None = None) -> list[str]:
     """The payout reached the account's bank: the deposit of its batch (the ids of the transactions posted; none
-    when it was posted before). PayoutNotReported when the account's report of it is not imported yet."""
+    when it was posted before), and of the failed payouts it pays again (``deposit:<failed po>:<book>:repaid``,
+    each one's failure break closed). PayoutNotReported when the account's report of it is not imported yet."""
     now = now or utcnow()
     payout_id, amount, currency = payout["id"], int(payout.get("amount") or 0), (payout.get("currency") or "").upper()
-    shares = service.batch_shares(session, livemode, payout_id, source=source_of(credential))
-    if not shares:
-        raise PayoutNotReported(f"no imported report of {source_of(credential)} carries payout {payout_id} yet")
+    source = source_of(credential)
+    shares = service.batch_shares(session, livemode, payout_id, source=source)
+    returned = _returned(session, source, livemode, payout_id)
+    if not shares and not returned:
+        raise PayoutNotReported(f"no imported report of {source} carries payout {payout_id} yet")
     platform = service.platform_scope(livemode)
-    total = sum(share.total for share in shares)
+    if session.scalars(platform.select(Break, Break.dedupe_key == f"payout_failed:{payout_id}")).first() is not None:
+        # Delivered after the payout's failure (Stripe does not promise the order): a failed payout stays failed.
+        log.info("payout.paid of %s ignored: the payout failed before", payout_id)
+        return []
+    repaid = []
+    for failed, failed_amount, failed_currency in returned:
+        found = _repayable(session, livemode, source, failed, failed_amount, failed_currency, payout_id)
+        if found is not None:
+            repaid.append((failed, *found))
+    total = sum(share.total for share in shares) + sum(sum(s.total for s in found) for _, _, found in repaid)
+    currencies = {share.currency for share in shares} | {s.currency for _, _, found in repaid for s in found}
     posted = []
-    if {share.currency for share in shares} != {currency} or total != amount:
+    if currencies != {currency} or total != amount:
         key = f"deposit:{payout_id}:{service._book(platform)}:paid"
         if _posted(session, platform, key):
             return []
+        again = f" and the {len(returned)} failed payout(s) it pays again" if returned else ""
         service.open_break(session, platform, type_="deposit_mismatch", psp=PSP,
                            dedupe_key=f"deposit_mismatch:{payout_id}:{currency}", report_date=_day(
                                payout.get("arrival_date")), currency=currency, kassa_amount=total, psp_amount=amount,
                            batch_id=payout_id, now=now,
-                           detail=f"Stripe paid out {amount} {currency} for batch {payout_id}, whose lines total "
-                                  f"{total}; the payout is in suspense until resolved.")
+                           detail=f"Stripe paid out {amount} {currency} for batch {payout_id}, whose lines{again} "
+                                  f"total {total}; the payout is in suspense until resolved.")
         if amount:
             legs = service.legs_from_changes({accounts.cash(currency): amount,
                                               accounts.suspense(PSP, currency): amount}, service._currency)
@@ -117,32 +178,107 @@ def payout_paid(session: Session, *, credential: str, livemode: bool, payout: di
                                            reference=payout_id,
                                            description=f"Stripe payout {payout_id} differing from its batch").id)
         return posted
-    for share in shares:
+    moves = [(payout_id, share, "paid", f"Stripe payout {payout_id} paid (payout.paid)") for share in shares]
+    for failed, row, found in repaid:
+        moves += [(failed, share, f"repaid:{payout_id}",
+                   f"Stripe payout {failed}, failed, paid again in {payout_id} (payout.paid)") for share in found]
+        if row.status == "open":
+            row.status, row.closed_at = "closed", now
+            row.object_type, row.object_id = "payout", payout_id
+    for batch, share, suffix, description in moves:
         scope = Scope(share.book, livemode)
-        key = f"deposit:{payout_id}:{service._book(scope)}:paid"
+        key = f"deposit:{batch}:{service._book(scope)}:{suffix}"
         if not share.total or _posted(session, scope, key):
             continue
         legs = service.legs_from_changes({accounts.cash(share.currency): share.total,
                                           accounts.psp_clearing(share.psp, share.currency): -share.total},
                                          service._currency)
         posted.append(post_transaction(session, scope, key, "deposit", legs, hmac_key=hmac_key, reference=payout_id,
-                                       description=f"Stripe payout {payout_id} paid (payout.paid)").id)
+                                       description=description).id)
     return posted
 
 
-def payout_failed(session: Session, *, credential: str, livemode: bool, payout: dict,
+def _reversal_legs(session: Session, scope: Scope, business_keys: list[str]) -> list[Leg]:
+    """The legs that undo every posting of ``business_keys`` in one book (netted per account)."""
+    rows = session.execute(
+        select(LedgerAccount.code, Entry.direction, Entry.amount, Entry.currency)
+        .join(JournalTransaction, JournalTransaction.id == Entry.transaction_id)
+        .join(LedgerAccount, LedgerAccount.id == Entry.account_id)
+        .where(JournalTransaction.merchant_id == scope.merchant_id, JournalTransaction.livemode == scope.livemode,
+               JournalTransaction.business_key.in_(business_keys),
+               Entry.merchant_id == scope.merchant_id, Entry.livemode == scope.livemode)).all()
+    net: dict[tuple[str, str], int] = {}
+    for code, direction, amount, currency in rows:
+        net[(code, currency)] = net.get((code, currency), 0) + (amount if direction == DEBIT else -amount)
+    return [Leg(code, CREDIT if debited > 0 else DEBIT, abs(debited), currency)
+            for (code, currency), debited in sorted(net.items()) if debited]
+
+
+def reverse_paid(session: Session, *, livemode: bool, payout_id: str, books: list[str], hmac_key: bytes,
+                 unreversed: list[str] | None = None) -> list[str]:
+    """Undo what ``payout.paid`` moved for a payout, once per book (the ids of the transactions posted). A book whose
+    ``cash`` no longer holds the money (spent since, and cash never goes negative) is left as it is and named in
+    ``unreversed``: the failure's break says so and an operator resolves it by hand."""
+    platform = service.platform_scope(livemode)
+    # An accepted resolution of the payout's mismatch break moved the batch onwards (suspense and clearing to
+    # cash): undone with it.
+    resolved = [row.id for row in session.scalars(platform.select(
+        Break, Break.batch_id == payout_id, Break.type == "deposit_mismatch",
+        Break.dedupe_key.like("deposit_mismatch:%"), Break.resolution.in_(("accepted", "written_off"))))]
+    posted = []
+    for book in sorted(set(books) | {PLATFORM_MERCHANT_ID}):
+        scope = Scope(book, livemode)
+        key = f"deposit:{payout_id}:{service._book(scope)}:failed"
+        if _posted(session, scope, key):
+            continue
+        legs = _reversal_legs(session, scope, [f"deposit:{payout_id}:{service._book(scope)}:paid",
+                                               *(f"resolve:{break_id}" for break_id in resolved)])
+        if not legs:
+            continue
+        try:
+            posted.append(post_transaction(session, scope, key, "deposit", legs, hmac_key=hmac_key,
+                                           reference=payout_id,
+                                           description=f"Stripe payout {payout_id} failed after it was paid: "
+                                                       "its deposit reversed (payout.failed)").id)
+        except InsufficientBalance:  # nothing was written; the session is still usable (app/ledger/service.py)
+            log.warning("payout %s failed after it was paid: the cash of %s no longer holds it; not reversed",
+                        payout_id, service._book(scope))
+            if unreversed is not None:
+                unreversed.append(book)
+    return posted
+
+
+def payout_failed(session: Session, *, credential: str, livemode: bool, payout: dict, hmac_key: bytes,
                   now: datetime | None = None) -> str | None:
-    """The payout did not reach the bank: a deposit_mismatch break (deposited 0); its id, None if filed before."""
+    """The payout did not reach the bank, or the bank returned it: what a ``payout.paid`` of it moved is reversed
+    (money back to ``psp_clearing``), then a deposit_mismatch break (deposited 0); its id, None if filed before."""
+    now = now or utcnow()
     payout_id, currency = payout["id"], (payout.get("currency") or "").upper()
     shares = service.batch_shares(session, livemode, payout_id, source=source_of(credential))
     if not shares:
         raise PayoutNotReported(f"no imported report of {source_of(credential)} carries payout {payout_id} yet")
+    unreversed: list[str] = []
+    reversed_ = reverse_paid(session, livemode=livemode, payout_id=payout_id,
+                             books=[share.book for share in shares], hmac_key=hmac_key, unreversed=unreversed)
+    platform = service.platform_scope(livemode)
+    if reversed_ and PLATFORM_MERCHANT_ID not in unreversed:
+        # The paid event's own mismatch break (its money was in suspense, now reversed) gives way to this one.
+        for stale in session.scalars(platform.select(Break, Break.batch_id == payout_id, Break.status == "open",
+                                                     Break.dedupe_key.like("deposit_mismatch:%"))):
+            stale.status, stale.closed_at = "closed", now
     why = " ".join(part for part in (payout.get("failure_code"), payout.get("failure_message")) if part)
+    returned = (" after it was paid (the bank returned it): its deposit is reversed and the batch is back in "
+                "psp_clearing" if reversed_ else "")
+    if unreversed:
+        returned += (f"{'' if reversed_ else ' after it was paid (the bank returned it)'}; the cash of "
+                     f"{', '.join(unreversed)} no longer holds its share, so that deposit is NOT reversed: move it "
+                     "back by hand")
     opened = service.open_break(
-        session, service.platform_scope(livemode), type_="deposit_mismatch", psp=PSP,
+        session, platform, type_="deposit_mismatch", psp=PSP,
         dedupe_key=f"payout_failed:{payout_id}", report_date=_day(payout.get("arrival_date")), currency=currency,
         kassa_amount=sum(share.total for share in shares), psp_amount=0, batch_id=payout_id, now=now,
-        detail=f"Stripe reports payout {payout_id} failed ({why or 'no reason given'}): the batch was not paid.")
+        detail=f"Stripe reports payout {payout_id} failed{returned} ({why or 'no reason given'}): "
+               "the batch was not paid.")
     return opened.id if opened is not None else None
 
 
@@ -162,7 +298,8 @@ def on_payout_event(session: Session, event: CallbackEvent, owner: CallbackOwner
         payout_paid(session, credential=owner.credential, livemode=owner.livemode, payout=event.data,
                     hmac_key=ledger_hmac_key())
     else:
-        payout_failed(session, credential=owner.credential, livemode=owner.livemode, payout=event.data)
+        payout_failed(session, credential=owner.credential, livemode=owner.livemode, payout=event.data,
+                      hmac_key=ledger_hmac_key())
     return None  # the callback's own psp.payout.* event is recorded in the owner's book
 
 

@@ -61,3 +61,51 @@ def payment_settlement(session: Session, scope: Scope, payment_id: str) -> list[
            AND status IN ('matched', 'mismatch', 'unchanged')
          ORDER BY report_date, file_id, line_no"""), {"m": scope.merchant_id, "l": scope.livemode, "p": payment_id})
     return [dict(row._mapping) for row in rows]
+
+
+def break_sources(session: Session, rows) -> dict[str, str]:
+    """The report source (PSP account: ``stripe`` for the platform's, ``stripe:<credential>`` for a merchant's own,
+    a sandbox acquirer's name) each break comes from, by break id: its report line's file; else the settlement
+    report carrying its batch (a deposit break); else the credential of the payment, refund or dispute it names;
+    else its PSP. Breaks keep only their PSP (the ledger's subject), so a page per account asks here."""
+    from sqlalchemy import select
+
+    from app.disputes.models import Dispute
+    from app.payments.models import Payment, Refund
+    from app.reconciliation.models import ReportFile, ReportLine
+    from app.reconciliation.stripe_lines import source_of
+
+    rows = list(rows)
+    files = {ref["file"] for row in rows for ref in row.lines or [] if "line" in ref}
+    by_file = dict(session.execute(select(ReportFile.id, ReportFile.source).where(ReportFile.id.in_(files)))
+                   .all()) if files else {}
+    batches = {row.batch_id for row in rows if row.batch_id}
+    by_batch = {}
+    if batches:
+        for batch, livemode, source in session.execute(
+                select(ReportLine.batch_id, ReportLine.livemode, ReportFile.source)
+                .join(ReportFile, ReportFile.id == ReportLine.file_id)
+                .where(ReportLine.batch_id.in_(batches), ReportFile.kind == "settlement").distinct()):
+            by_batch[(batch, livemode)] = source
+    credentials: dict[tuple, str] = {}
+    for model, kind in ((Payment, "payment"), (Refund, "refund"), (Dispute, "dispute")):
+        wanted = [row for row in rows if row.object_type == kind and row.object_id]
+        for row in wanted:
+            scope = Scope(row.merchant_id, row.livemode)
+            found = scope.get(session, model, row.object_id)
+            if found is None:
+                continue
+            credential = getattr(found, "credential", None)
+            payment_id = getattr(found, "payment_id", None)
+            if credential is None and payment_id:
+                payment = scope.get(session, Payment, payment_id)
+                credential = payment.credential if payment is not None else None
+            credentials[(row.merchant_id, row.id)] = credential or "platform"
+    out = {}
+    for row in rows:
+        file_source = next((by_file[ref["file"]] for ref in row.lines or [] if ref.get("file") in by_file), None)
+        source = file_source or by_batch.get((row.batch_id, row.livemode))
+        if source is None and (row.merchant_id, row.id) in credentials and row.psp == "stripe":
+            source = source_of(credentials[(row.merchant_id, row.id)])
+        out[row.id] = source or row.psp
+    return out

@@ -8,9 +8,15 @@
 | accepted / written_off | a break whose money is in suspense (platform book) | ``suspense`` to the platform book's ``psp_fees`` (settlement differences the platform absorbs or gains) |
 | accepted / written_off | deposit_mismatch of a batch deposited already (another entry matched or accepted) | as a platform break in suspense (above) |
 | accepted / written_off | deposit_mismatch of a known batch (paid short or over) | the deposit is taken as the batch's payment: platform book ``suspense`` -> ``cash`` back out by the deposit; each book of the batch ``psp_clearing`` -> ``cash`` by its share, less its part of the shortfall (largest remainder over the positive shares) to ``psp_fees`` (the platform bears PSP fees and so what the PSP kept; an overpayment lowers them) |
+| accepted / written_off | deposit_mismatch from Stripe's payout events (no bank entry: ``payout.paid`` differing from its batch, or ``payout.failed``) | as a known batch's deposit (above), the payout's amount standing for the deposit: ``payout.paid``'s money leaves the platform's suspense and cash; each book's share leaves ``psp_clearing``, to ``cash`` less its part of the difference to ``psp_fees``. A failed payout (paid 0) so writes each book's whole share off to ``psp_fees``: accept it only when Stripe will not pay the batch again, else ask (psp_asked) or match it by hand to the payout that paid it |
 | accepted / written_off | other types (fee_mismatch, missing_at_psp)  | none: the posting already made stands |
 | psp_asked       | any                                            | none: the PSP's corrected report posts its own difference |
 | anything else   | currency_mismatch                              | refused until FX exists (its net is in the platform's suspense in the reported currency) |
+
+A difference shared across books (a deposit accepted short or over for a batch of several books) is allocated by
+the largest-remainder method (app.money.allocate) in proportion to each book's positive share, books in the order
+of their merchant ids, ties to the earlier book: the parts add up to the difference to the cent, and the same
+batch always splits the same way.
 
 Never edits history: a resolution only adds transactions and fills the break's resolution columns.
 """
@@ -193,26 +199,39 @@ def _deposited(session: Session, row: Break) -> bool:
         BankEntry.livemode == row.livemode, BankEntry.batch_id == row.batch_id, BankEntry.status == "matched")) > 0
 
 
-def _accept_deposit(session: Session, row: Break, hmac_key: bytes) -> str:
+def payout_event_break(row: Break) -> bool:
+    """A deposit break filed from Stripe's payout events (no bank entry behind it): ``payout.paid`` differing from
+    its batch, or ``payout.failed``."""
+    return row.type == "deposit_mismatch" and not any("entry" in ref for ref in row.lines or []) and (
+        row.dedupe_key.startswith("payout_failed:") or row.dedupe_key.count(":") == 2)
+
+
+def _accept_deposit(session: Session, row: Break, hmac_key: bytes) -> str | None:
     """A deposit that differs from its batch, accepted as the batch's payment (table above): the money leaves the
     platform's suspense and each book's share of the batch moves from clearing to cash, the shortfall (or excess)
     to ``psp_fees`` pro rata; the deposit then counts as the batch's (a later one is a duplicate)."""
-    ref = (row.lines or [{}])[0]
-    entry = session.get(BankEntry, (ref.get("file"), ref.get("entry")))
-    if entry is None or entry.batch_id != row.batch_id:
-        raise ResolutionError("This break has no bank entry of its batch to accept.", "break")
+    entry = None
+    if payout_event_break(row):
+        # No bank entry: Stripe's payout event is the deposit (app/reconciliation/payout_events.py); what it paid
+        # is the break's PSP side (0 for a failed payout) and sits in the platform's suspense and cash.
+        deposited, currency, what = row.psp_amount or 0, row.currency, f"payout {row.batch_id}"
+    else:
+        ref = (row.lines or [{}])[0]
+        entry = session.get(BankEntry, (ref.get("file"), ref.get("entry")))
+        if entry is None or entry.batch_id != row.batch_id:
+            raise ResolutionError("This break has no bank entry of its batch to accept.", "break")
+        deposited, currency, what = entry.amount, entry.currency, f"deposit {entry.bank_reference}"
     shares = [share for share in batch_shares(session, row.livemode, row.batch_id) if share.total]
-    if {share.currency for share in shares} != {entry.currency} or len({share.psp for share in shares}) != 1:
+    if {share.currency for share in shares} != {currency} or len({share.psp for share in shares}) != 1:
         raise ResolutionError("The batch and its deposit are in different currencies (or PSPs): accepting it "
                               "waits for FX. Ask the PSP or bank (psp_asked) or leave it open.", "resolution")
-    deposited = entry.amount
     total = sum(share.total for share in shares)
     positive = [max(share.total, 0) for share in shares]
     if deposited < 0 or total <= 0 or not any(positive):
         raise ResolutionError("Only a deposit into the bank for a batch the PSP owed can be accepted; ask the "
                               "PSP or bank (psp_asked).", "resolution")
     losses = allocate(total - deposited, positive)
-    psp, currency = shares[0].psp, entry.currency
+    psp = shares[0].psp
     books: dict[str, dict[str, int]] = {PLATFORM_MERCHANT_ID: {
         accounts.suspense(psp, currency): -deposited, accounts.cash(currency): -deposited}}
     for share, loss in zip(shares, losses):
@@ -228,8 +247,11 @@ def _accept_deposit(session: Session, row: Break, hmac_key: bytes) -> str:
             continue
         posted = post_transaction(session, Scope(book, row.livemode), f"resolve:{row.id}",
                                   "reconciliation_adjustment", legs, hmac_key=hmac_key, reference=row.batch_id,
-                                  description=f"Break {row.id}: deposit {entry.bank_reference} accepted for batch "
+                                  description=f"Break {row.id}: {what} accepted for batch "
                                               f"{row.batch_id} ({total - deposited} short to psp_fees)")
         posted_ids[book] = posted.id
-    entry.status = "matched"
+    if entry is not None:
+        entry.status = "matched"
+    if not posted_ids:
+        return None
     return posted_ids.get(PLATFORM_MERCHANT_ID) or next(iter(posted_ids.values()))

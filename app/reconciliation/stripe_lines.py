@@ -17,6 +17,7 @@ expanded source's ``payment_intent``.
 | adjustment (dispute)                    | dispute + fee | amount (negative) / 0 | 0 / fee |
 | adjustment (dispute_reversal)           | dispute + fee | amount / 0 | 0 / fee (negative: returned) |
 | payout                                  | (the batch itself: no line) | | |
+| payout_failure (payout_reversal)        | (no line: an earlier failed payout's money paid again in this one; ``returned_payouts``, app/reconciliation/payout_events.py) | | |
 
 A balance transaction in another currency than its source (``exchange_rate`` set) is refused until FX exists.
 """
@@ -95,7 +96,7 @@ def map_balance_transactions(transactions, payout_id: str) -> list[SettlementLin
     for bt in transactions:
         kind = bt.get("type")
         category = bt.get("reporting_category") or kind
-        if kind == "payout":
+        if kind in ("payout", "payout_failure"):
             continue
         if bt.get("exchange_rate") is not None:
             raise UnsupportedBalanceTransaction(
@@ -133,3 +134,20 @@ def lines_csv(lines: list[SettlementLine]) -> bytes:
     for line in lines:
         writer.writerow((line.reference, line.type, line.gross, line.fee, line.net, line.currency, line.batch_id))
     return out.getvalue().encode()
+
+
+def returned_payouts(content: bytes, payout_id: str) -> list[tuple[str, int, str]]:
+    """The failed payouts whose money a payout pays again, from a stored report document: (failed payout id,
+    amount, currency) of each of its ``payout_failure`` balance transactions (Stripe returns a failed payout's money
+    to the balance, and the next payout carries it)."""
+    try:
+        document = json.loads(content)
+    except ValueError:
+        return []
+    found = []
+    for bt in (document.get("balance_transactions") or {}).get(payout_id) or []:
+        if bt.get("type") != "payout_failure":
+            continue
+        currency = (bt.get("currency") or "").upper()
+        found.append((_source_id(bt), STRIPE.from_wire(int(bt.get("amount") or 0), currency), currency))
+    return found

@@ -123,10 +123,10 @@ def test_a_fetch_failing_for_more_than_a_day_shows_on_the_console_and_in_the_inb
 
 
 def _upload(client, token, content: bytes, *, kind="settlement", psp="sandbox", day=None, reason="Fetch down; file "
-            "sent by the PSP's support", filename="report.csv"):
+            "sent by the PSP's support", filename="report.csv", mode="test"):
     return client.post("/admin/reconciliation/upload", content_type="multipart/form-data", data={
         "csrf_token": token, "upload-kind": kind, "upload-psp": psp, "upload-report_date": day.isoformat(),
-        "upload-mode": "test", "upload-reason": reason, "upload-file": (io.BytesIO(content), filename)})
+        "upload-mode": mode, "upload-reason": reason, "upload-file": (io.BytesIO(content), filename)})
 
 
 def test_an_operator_uploads_a_report_and_a_statement_through_the_same_import(app, admin_client, db_session, shop,
@@ -242,13 +242,89 @@ def test_the_day_of_a_merchants_stripe_account_shows_its_breaks_and_balances(app
     merchant, _owner, _developer = shop
     day = dt.date(2035, 5, 7)
     source = "stripe:pcred_console_day"
-    service.store_file(db_session, source=source, kind="settlement", livemode=False, report_date=day,
-                       content=b'{"payouts": []}')
+    report, _ = service.store_file(db_session, source=source, kind="settlement", livemode=False, report_date=day,
+                                   content=b'{"payouts": []}')
     service.open_break(db_session, Scope(merchant.id, False), type_="amount_mismatch", psp="stripe",
                        dedupe_key="amount_mismatch:stripe:pi_console_day:charge:+", report_date=day, currency="USD",
-                       kassa_amount=5000, psp_amount=4900, reference="pi_console_day")
+                       kassa_amount=5000, psp_amount=4900, reference="pi_console_day",
+                       lines=[{"file": report.id, "line": 1}])
+    # The platform's own Stripe account had two breaks that day: counted on its page, not on the merchant's.
+    platform_report, _ = service.store_file(db_session, source="stripe", kind="settlement", livemode=False,
+                                            report_date=day, content=b'{"payouts": [], "platform": true}')
+    for n in (1, 2):
+        service.open_break(db_session, Scope(merchant.id, False), type_="amount_mismatch", psp="stripe",
+                           dedupe_key=f"amount_mismatch:stripe:pi_console_platform{n}:charge:+", report_date=day,
+                           currency="USD", kassa_amount=5000, psp_amount=4900, reference=f"pi_console_platform{n}",
+                           lines=[{"file": platform_report.id, "line": n}])
     db_session.commit()
     html = admin_client.get(f"/admin/reconciliation?date={day.isoformat()}&psp={source}").get_data(as_text=True)
     assert "Amount differs from the PSP&#39;s report</a>: 1" in html
+    platform_html = admin_client.get(f"/admin/reconciliation?date={day.isoformat()}&psp=stripe").get_data(as_text=True)
+    assert "Amount differs from the PSP&#39;s report</a>: 2" in platform_html
     [link] = re.findall(r'href="(/admin/reconciliation/breaks\?[^"]*)"', html)
     assert "psp=stripe" in link and "psp=stripe%3A" not in link
+    # The link's queue holds that account's break only, not the platform account's (nor does its CSV).
+    queue = admin_client.get(link.replace("&amp;", "&")).get_data(as_text=True)
+    assert "pi_console_day" in queue and "pi_console_platform" not in queue
+    exported = admin_client.get(link.replace("&amp;", "&").replace("/breaks?", "/breaks.csv?")).get_data(as_text=True)
+    assert "pi_console_day" in exported and "pi_console_platform" not in exported
+
+
+def test_the_console_lists_retired_stripe_accounts_still_fetched_with_what_is_missing(app, admin_client, db_session,
+                                                                                      shop):
+    from tests.reconciliation.test_stripe_source import connected, stripe_payment
+
+    merchant, _owner, _developer = shop
+    scope = Scope(merchant.id, False)
+    old = connected(app, db_session, scope, "console_retired")
+    stripe_payment(db_session, scope, 1200, "pi_console_retired", old.id, dt.date(2035, 7, 1))
+    connected(app, db_session, scope, "console_current")
+    html = admin_client.get("/admin/reconciliation").get_data(as_text=True)
+    [row] = re.findall(rf'<tr data-retired-credential="{old.id}">(.*?)</tr>', html)
+    assert f"stripe:{old.id}" in row and merchant.id in row and "<td>1</td><td>0</td>" in row
+
+
+def test_the_upload_refuses_a_mode_the_psp_cannot_have(app, admin_client, db_session, shop, admin):
+    """The sandbox acquirers are test mode only, a merchant's Stripe account has its credential's one mode: a report
+    uploaded as another is refused on the mode field, nothing stored, nothing audited; the CLI refuses it too."""
+    from tests.reconciliation.test_stripe_source import connected
+
+    merchant, _owner, _developer = shop
+    day = dt.date(2035, 8, 3)
+    sandbox = FakeSandbox(day)
+    sandbox.capture(db_session, Scope(merchant.id, False), 2000)
+    token = csrf_of(admin_client, f"/admin/reconciliation/upload?date={day.isoformat()}&psp=sandbox")
+
+    refused = _upload(admin_client, token, sandbox.report(), day=day, mode="live")
+    assert refused.status_code == 422
+    html = refused.get_data(as_text=True)
+    assert "sandbox has no live mode" in html and "Upload and import" in html
+    credential = connected(app, db_session, Scope(merchant.id, False), "upload_mode")
+    # A source the form offers: one a report came from before.
+    service.store_file(db_session, source=f"stripe:{credential.id}", kind="settlement", livemode=False,
+                       report_date=day - dt.timedelta(days=1), content=b'{"payouts": []}')
+    db_session.commit()
+    stripe_refused = _upload(admin_client, token, b'{"object": "kassa.stripe_settlement"}', day=day, mode="live",
+                             psp=f"stripe:{credential.id}")
+    assert stripe_refused.status_code == 422 and "has no live mode" in stripe_refused.get_data(as_text=True)
+    db_session.rollback()
+    assert db_session.scalars(select(ReportFile).where(ReportFile.report_date == day)).all() == []
+    db_session.commit()
+    assert [row for row in audit_rows(db_session, "reconciliation.file_uploaded")
+            if row.details["report_date"] == day.isoformat()] == []
+
+    path = io.BytesIO(sandbox.report())
+    import tempfile
+
+    with tempfile.NamedTemporaryFile(suffix=".csv") as handle:
+        handle.write(path.getvalue())
+        handle.flush()
+        cli = app.test_cli_runner().invoke(args=["reconcile", "run", "--psp", "sandbox", "--date", day.isoformat(),
+                                                 "--file", handle.name, "--live"])
+    assert cli.exit_code == 1 and "sandbox has no live mode" in cli.output
+    db_session.rollback()
+    assert db_session.scalars(select(ReportFile).where(ReportFile.report_date == day)).all() == []
+    db_session.commit()
+
+    # The mode it can have is taken.
+    assert _upload(admin_client, token, sandbox.report(), day=day).status_code == 303

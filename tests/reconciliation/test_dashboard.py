@@ -61,3 +61,24 @@ def test_the_payment_detail_shows_its_settlement_line_and_fee(app, client, db_se
     login_as(client, db_session, owner)
     html = client.get(f"/dashboard/{shop.id}/test/payments/{payment.id}").get_data(as_text=True)
     assert 'id="settlement-heading"' in html and "$1.46" in html and sandbox.batch() in html
+
+
+def test_the_settlement_csv_escapes_cells_a_spreadsheet_would_run(app, client, db_session):
+    """A connector named like a formula (an operator's PSP_CONNECTORS key) is exported as text."""
+    from app.reconciliation.models import ReportFile, ReportLine
+
+    shop = factories.merchant(db_session, name="Formula shop")
+    owner = factories.member(db_session, shop, role="owner")
+    db_session.commit()
+    day = DAY + dt.timedelta(days=80)
+    db_session.add(ReportFile(id="rfil_formula", source="=cmd|' /C calc'!A0", kind="settlement", livemode=False,
+                              report_date=day, version=1, checksum="0" * 64, content=b""))
+    db_session.flush()
+    db_session.add(ReportLine(file_id="rfil_formula", line_no=1, psp="=cmd|' /C calc'!A0", livemode=False,
+                              report_date=day, batch_id="b", reference="r", type="charge", gross=1000, fee=30,
+                              net=970, currency="USD", status="matched", merchant_id=shop.id))
+    db_session.commit()
+    login_as(client, db_session, owner)
+    rows = list(csv.DictReader(io.StringIO(client.get(f"/dashboard/{shop.id}/test/settlement.csv")
+                                           .get_data(as_text=True))))
+    assert [row["psp"] for row in rows] == ["'=cmd|' /C calc'!A0"]

@@ -465,3 +465,27 @@ def test_a_first_version_charges_each_fee_once_to_the_seller_when_matched_and_mi
     assert balance(db_session, scope, accounts.psp_fees("USD")) == 0
     assert balance(db_session, scope, accounts.seller_payable(seller, "USD")) == 6200 - fees
     verify_ledger(app)
+
+
+def test_a_run_records_reconciliation_completed_and_break_opened_in_the_platform_book_only(app, db_session, shop,
+                                                                                            sandbox):
+    from app.events import Event
+
+    scope = shop["scope"]
+    altered = sandbox.capture(db_session, scope, 3000)
+    sandbox.faults.append({"action": "alter", "reference": altered.psp_reference, "amount": -10})
+    result = reconcile(db_session, sandbox)
+    [opened] = breaks(db_session, scope)
+    events = db_session.scalars(PLATFORM.select(Event, Event.object_id.in_([result.file_id, opened.id]))).all()
+    by_type = {event.type: event for event in events}
+    assert set(by_type) == {"reconciliation.completed", "reconciliation.break_opened"}
+    completed = by_type["reconciliation.completed"].data
+    assert (completed["id"], completed["source"], completed["report_date"], completed["breaks_opened"]) == (
+        result.file_id, "sandbox", sandbox.day.isoformat(), 1)
+    assert by_type["reconciliation.break_opened"].data["type"] == "amount_mismatch"
+    assert db_session.scalars(scope.select(Event, Event.type.like("reconciliation.%"))).all() == []
+    db_session.commit()
+    # A re-run of the same file changes nothing and tells nothing again.
+    reconcile(db_session, sandbox)
+    assert len(db_session.scalars(PLATFORM.select(Event, Event.object_id == result.file_id)).all()) == 1
+    db_session.commit()

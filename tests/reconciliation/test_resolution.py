@@ -15,6 +15,7 @@ from app.payments.deps import deps_for
 from app.reconciliation import service
 from app.reconciliation.models import Break
 from app.reconciliation.resolution import ResolutionError, resolve_break
+from app.scoping import Scope
 from tests.disputes.helpers import verify_ledger
 from tests.reconciliation.helpers import PLATFORM, FakeSandbox, balance, reconcile
 
@@ -269,4 +270,35 @@ def test_a_batch_paid_in_two_parts_posts_both_and_is_deposited_once(app, db_sess
     assert balance(db_session, scope, accounts.psp_clearing("sandbox", "USD")) == 0
     assert balance(db_session, scope, accounts.cash("USD")) == total // 2
     assert balance(db_session, PLATFORM, accounts.suspense("sandbox", "USD")) == suspense_before
+    verify_ledger(app)
+
+
+def test_a_short_deposit_of_a_batch_of_several_books_splits_its_shortfall_by_largest_remainder(app, db_session,
+                                                                                                sandbox):
+    """Three merchants' equal shares of one batch, paid 1.00 short, accepted: 34 + 33 + 33 cents to each book's
+    psp_fees, the extra cent to the first book by merchant id; every cent of the batch is in cash or fees."""
+    from tests import factories
+    from tests.reconciliation.helpers import deposit
+
+    merchants = [factories.merchant(db_session, name=f"Split shop {n}") for n in range(3)]
+    db_session.commit()
+    scopes = sorted((Scope(merchant.id, False) for merchant in merchants), key=lambda scope: scope.merchant_id)
+    for scope in scopes:
+        sandbox.capture(db_session, scope, 10000)
+    reconcile(db_session, sandbox)
+    shares = [balance(db_session, scope, accounts.psp_clearing("sandbox", "USD")) for scope in scopes]
+    assert shares == [9680, 9680, 9680]
+    fees_before = [balance(db_session, scope, accounts.psp_fees("USD")) for scope in scopes]
+    sandbox.faults.append({"action": "short", "batch_id": sandbox.batch(), "amount": 100})
+    deposit(db_session, sandbox, sandbox.day + dt.timedelta(days=1))
+    row = one_break(db_session, PLATFORM, type="deposit_mismatch", batch_id=sandbox.batch())
+    assert (row.kassa_amount, row.psp_amount) == (29040, 28940)
+
+    resolve(db_session, PLATFORM, row, "accepted", note="PSP kept 1.00 across the batch")
+    losses = [balance(db_session, scope, accounts.psp_fees("USD")) - before
+              for scope, before in zip(scopes, fees_before)]
+    cash = [balance(db_session, scope, accounts.cash("USD")) for scope in scopes]
+    assert losses == [34, 33, 33]
+    assert cash == [9646, 9647, 9647] and sum(cash) == 28940
+    assert [balance(db_session, scope, accounts.psp_clearing("sandbox", "USD")) for scope in scopes] == [0, 0, 0]
     verify_ledger(app)

@@ -68,3 +68,17 @@ def test_a_stored_stripe_document_is_read_payout_by_payout_with_stripes_currency
     with pytest.raises(ReportFormatError, match="until FX"):
         list(parse_stripe_report(report_document("platform", False, (0, 1), [first],
                                                  {"po_isk": [bt | {"exchange_rate": "1.1"}]})))
+
+
+def test_a_failed_payout_s_money_paid_again_is_no_line_and_is_read_from_the_stored_document():
+    from app.reconciliation.stripe_lines import report_document, returned_payouts
+
+    charge = example("balance_transaction")
+    failure = example("balance_transaction") | {"id": "txn_fail", "type": "payout_failure",
+                                                "reporting_category": "payout_reversal", "amount": 2900, "fee": 0,
+                                                "net": 2900, "source": "po_failed", "currency": "isk"}
+    assert [line.type for line in map_balance_transactions([charge, failure], "po_next")] == ["charge"]
+    content = report_document("pcr_x", False, (0, 1), [{"id": "po_next"}], {"po_next": [charge, failure]})
+    # Read with Stripe's currency rules (ISK is written with two decimals).
+    assert returned_payouts(content, "po_next") == [("po_failed", 29, "ISK")]
+    assert returned_payouts(content, "po_other") == [] and returned_payouts(b"not json", "po_next") == []

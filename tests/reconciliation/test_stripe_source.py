@@ -379,3 +379,25 @@ def test_a_corrected_report_of_a_connected_account_closes_the_breaks_of_the_line
     assert db_session.get(Break, (scope.merchant_id, mismatch.id)).status == "closed"
     db_session.commit()
     verify_ledger(app)
+
+
+def test_the_cli_fetches_and_reconciles_a_stripe_account_s_day(app, db_session, shop, platform_stripe_at):
+    fake = platform_stripe_at
+    scope = shop["scope"]
+    day = dt.date(2026, 3, 22)
+    paid = stripe_payment(db_session, scope, 6000, "pi_recon_cli", PLATFORM, day)
+    fake.answer("GET", "/v1/payouts", page([payout("po_recon_cli", 5826)]))
+    fake.answer("GET", "/v1/balance_transactions",
+                page([charge_bt("pi_recon_cli", 6000, 174, "po_recon_cli"), payout_bt("po_recon_cli", 5826)],
+                     url="/v1/balance_transactions"))
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["reconcile", "run", "--psp", "stripe", "--date", day.isoformat()])
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.output)
+    assert body["created"] and body["statuses"] == {"matched": 1}
+    line = db_session.scalars(select(ReportLine).where(ReportLine.file_id == body["file"])).one()
+    assert (line.object_id, line.batch_id) == (paid.id, "po_recon_cli")
+    db_session.commit()
+    # An account Kassa does not fetch is refused with its reason, nothing imported.
+    unknown = runner.invoke(args=["reconcile", "run", "--psp", "stripe", "--date", day.isoformat(), "--live"])
+    assert unknown.exit_code == 1 and "no Stripe account Kassa fetches in live mode" in unknown.output

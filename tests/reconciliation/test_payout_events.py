@@ -1,0 +1,240 @@
+"""Stripe's payout events for accounts that confirm deposits by them: a payout.failed after payout.paid (the bank
+returned the money) reverses the deposit once and opens a break; the deposit breaks these events file are resolved
+like a bank deposit's (accepted with its adjustment, written off, matched by hand, PSP asked), the ledger verifying."""
+import datetime as dt
+
+from flask import current_app
+from sqlalchemy import func, select
+
+from app.ledger.models import JournalTransaction
+from app.payments.deps import deps_for
+from app.reconciliation.models import Break
+from app.reconciliation.resolution import payout_event_break, resolve_break
+from tests.disputes.helpers import books, verify_ledger
+from tests.reconciliation.helpers import PLATFORM
+from tests.reconciliation.test_stripe_source import (
+    callback,
+    charge_bt,
+    connected,
+    import_account_report,
+    payout,
+    signed,
+    stripe_payment,
+)
+
+
+def _batch(app, db_session, scope, secret: str, day: dt.date, payout_id: str, amount: int, fee: int):
+    credential = connected(app, db_session, scope, secret)
+    stripe_payment(db_session, scope, amount, f"pi_{payout_id}", credential.id, day)
+    import_account_report(app, db_session, credential.id, day, [payout(payout_id, amount - fee)],
+                          {payout_id: [charge_bt(f"pi_{payout_id}", amount, fee, payout_id)]})
+    return credential
+
+
+def _post(client, scope, secret: str, event_type: str, body: dict, event_id: str):
+    headers, data = signed(event_type, body, event_id, f"whsec_{secret}")
+    response = client.post(f"/hooks/stripe/{scope.merchant_id}", data=data, headers=headers)
+    assert response.status_code == 200
+    return response
+
+
+def _breaks(session, payout_id: str) -> list[Break]:
+    session.rollback()
+    rows = session.scalars(PLATFORM.select(Break, Break.batch_id == payout_id).order_by(Break.opened_at)).all()
+    session.commit()
+    return rows
+
+
+def _count(session, business_key_like: str) -> int:
+    value = session.scalar(select(func.count()).select_from(JournalTransaction).where(
+        JournalTransaction.business_key.like(business_key_like)))
+    session.commit()
+    return value
+
+
+def _resolve(session, row: Break, resolution: str, **extra) -> Break:
+    resolved = resolve_break(session, PLATFORM, row.id, resolution=resolution, note=extra.pop("note", "checked"),
+                             hmac_key=deps_for(current_app).ledger_hmac_key, actor_user_id=None,
+                             actor_label="ops@kassa.test", **extra)
+    session.commit()
+    return resolved
+
+
+def test_a_payout_failed_after_it_was_paid_reverses_the_deposit_once_and_opens_a_break(app, client, db_session, shop):
+    scope = shop["scope"]
+    _batch(app, db_session, scope, "recon_returned", dt.date(2026, 4, 2), "po_returned", 5000, 150)
+    _post(client, scope, "recon_returned", "payout.paid", payout("po_returned", 4850, status="paid"), "evt_ret_paid")
+    assert books(db_session, scope).get("cash:USD") == 4850
+    assert not books(db_session, scope).get("psp_clearing:stripe:USD")
+
+    failed = payout("po_returned", 4850, status="failed", failure_code="account_closed")
+    _post(client, scope, "recon_returned", "payout.failed", failed, "evt_ret_failed")
+    assert callback(db_session, "evt_ret_failed").result == "applied"
+    held = books(db_session, scope)
+    assert not held.get("cash:USD") and held.get("psp_clearing:stripe:USD") == 4850  # back where Stripe holds it
+    [opened] = _breaks(db_session, "po_returned")
+    assert (opened.type, opened.status, opened.kassa_amount, opened.psp_amount) == ("deposit_mismatch", "open",
+                                                                                    4850, 0)
+    assert "after it was paid" in opened.detail and "account_closed" in opened.detail
+    # The console's day page counts it for the merchant's own Stripe account (the report that carried the batch).
+    from app.reconciliation.queries import break_sources
+
+    credential = callback(db_session, "evt_ret_failed").verified_with
+    assert break_sources(db_session, [opened]) == {opened.id: f"stripe:{credential}"}
+    db_session.commit()
+    assert _count(db_session, "deposit:po_returned:%:failed") == 1
+
+    # Redelivered (the same event) and told again (another event id): nothing moves twice, no second break.
+    _post(client, scope, "recon_returned", "payout.failed", failed, "evt_ret_failed")
+    _post(client, scope, "recon_returned", "payout.failed", failed, "evt_ret_failed_again")
+    assert callback(db_session, "evt_ret_failed_again").result == "applied"
+    assert _count(db_session, "deposit:po_returned:%:failed") == 1
+    assert len(_breaks(db_session, "po_returned")) == 1
+    assert books(db_session, scope).get("psp_clearing:stripe:USD") == 4850
+    # A payout.paid delivered late (Stripe does not promise the order) does not pay a failed payout again.
+    _post(client, scope, "recon_returned", "payout.paid", payout("po_returned", 4850, status="paid"),
+          "evt_ret_paid_late")
+    assert not books(db_session, scope).get("cash:USD")
+    verify_ledger(app)
+
+
+def test_a_failed_payout_s_break_is_written_off_or_matched_by_hand(app, client, db_session, shop):
+    scope = shop["scope"]
+    _batch(app, db_session, scope, "recon_lost", dt.date(2026, 4, 4), "po_lost", 3000, 90)
+    _post(client, scope, "recon_lost", "payout.failed", payout("po_lost", 2910, status="failed"), "evt_lost")
+    [lost] = _breaks(db_session, "po_lost")
+    assert payout_event_break(lost)
+    fees_before = books(db_session, scope).get("psp_fees:USD") or 0
+
+    written_off = _resolve(db_session, lost, "written_off", note="bank account closed, Stripe will not pay again")
+    assert written_off.status == "resolved" and written_off.resolution_transaction_id
+    held = books(db_session, scope)
+    assert not held.get("psp_clearing:stripe:USD") and not held.get("cash:USD")
+    assert (held.get("psp_fees:USD") or 0) - fees_before == 2910
+    verify_ledger(app)
+
+    # Another failed payout, paid by Stripe in a later payout: matched by hand to it, nothing posted.
+    _batch(app, db_session, scope, "recon_repaid", dt.date(2026, 4, 5), "po_repaid", 2000, 60)
+    _post(client, scope, "recon_repaid", "payout.failed", payout("po_repaid", 1940, status="failed"), "evt_repaid")
+    [repaid] = _breaks(db_session, "po_repaid")
+    matched = _resolve(db_session, repaid, "matched_by_hand", target="po_repaid_later")
+    assert (matched.resolution, matched.object_id, matched.resolution_transaction_id) == (
+        "matched_by_hand", "po_repaid_later", None)
+    assert books(db_session, scope).get("psp_clearing:stripe:USD") == 1940
+    verify_ledger(app)
+
+
+def test_a_payout_paid_short_is_accepted_with_its_shortfall_to_fees_and_reversed_if_it_fails(app, client,
+                                                                                           db_session, shop):
+    scope = shop["scope"]
+    _batch(app, db_session, scope, "recon_short", dt.date(2026, 4, 6), "po_short", 10000, 300)
+    platform_before = books(db_session, PLATFORM)
+    _post(client, scope, "recon_short", "payout.paid", payout("po_short", 9650, status="paid"), "evt_short")
+    [short] = _breaks(db_session, "po_short")
+    assert (short.kassa_amount, short.psp_amount) == (9700, 9650) and payout_event_break(short)
+    assert books(db_session, PLATFORM).get("suspense:stripe:USD") - platform_before.get("suspense:stripe:USD") \
+        == 9650
+
+    accepted = _resolve(db_session, short, "accepted", note="Stripe kept 0.50, accepted")
+    assert accepted.status == "resolved"
+    held = books(db_session, scope)
+    assert held.get("cash:USD") == 9650 and not held.get("psp_clearing:stripe:USD")
+    platform_after = books(db_session, PLATFORM)
+    for code in ("suspense:stripe:USD", "cash:USD"):
+        assert platform_after.get(code) == platform_before.get(code)
+    verify_ledger(app)
+
+    # The bank returns it: the deposit and its accepted resolution are undone, the batch back in clearing.
+    _post(client, scope, "recon_short", "payout.failed", payout("po_short", 9650, status="failed"),
+          "evt_short_failed")
+    held = books(db_session, scope)
+    assert not held.get("cash:USD") and held.get("psp_clearing:stripe:USD") == 9700
+    platform_after = books(db_session, PLATFORM)
+    for code in ("suspense:stripe:USD", "cash:USD"):
+        assert platform_after.get(code) == platform_before.get(code)
+    failure = [row for row in _breaks(db_session, "po_short") if row.status == "open"]
+    assert [row.dedupe_key for row in failure] == ["payout_failed:po_short"]
+    verify_ledger(app)
+
+
+def test_an_open_paid_mismatch_gives_way_to_the_payout_s_failure(app, client, db_session, shop):
+    scope = shop["scope"]
+    _batch(app, db_session, scope, "recon_over", dt.date(2026, 4, 8), "po_over", 4000, 120)
+    _post(client, scope, "recon_over", "payout.paid", payout("po_over", 3900, status="paid"), "evt_over")
+    _post(client, scope, "recon_over", "payout.failed", payout("po_over", 3900, status="failed"), "evt_over_failed")
+    rows = {row.dedupe_key: row for row in _breaks(db_session, "po_over")}
+    assert rows["deposit_mismatch:po_over:USD"].status == "closed"
+    assert rows["payout_failed:po_over"].status == "open"
+    assert books(db_session, scope).get("psp_clearing:stripe:USD") == 3880
+    # PSP asked: resolved without a posting; the batch stays in clearing.
+    asked = _resolve(db_session, rows["payout_failed:po_over"], "psp_asked", note="asked Stripe to pay it again")
+    assert asked.resolution_transaction_id is None
+    verify_ledger(app)
+
+
+def test_a_payout_failed_whose_cash_was_spent_since_opens_its_break_without_reversing(app, client, db_session, shop):
+    """Cash never goes negative: a book whose cash no longer holds the returned payout is not reversed; the break
+    says so, and the event does not fail again and again."""
+    from app.ledger import accounts
+    from app.ledger.service import post_transaction
+    from app.reconciliation.service import _currency, legs_from_changes
+
+    scope = shop["scope"]
+    _batch(app, db_session, scope, "recon_spent", dt.date(2026, 4, 10), "po_spent", 2000, 60)
+    _post(client, scope, "recon_spent", "payout.paid", payout("po_spent", 1940, status="paid"), "evt_spent_paid")
+    cash = books(db_session, scope).get("cash:USD")
+    post_transaction(db_session, scope, "test:spend:po_spent", "test_spend",
+                     legs_from_changes({accounts.cash("USD"): -cash, accounts.psp_fees("USD"): cash}, _currency),
+                     hmac_key=deps_for(current_app).ledger_hmac_key)
+    db_session.commit()
+
+    _post(client, scope, "recon_spent", "payout.failed", payout("po_spent", 1940, status="failed"), "evt_spent")
+    assert callback(db_session, "evt_spent").result == "applied"
+    [opened] = _breaks(db_session, "po_spent")
+    assert opened.status == "open" and "NOT reversed" in opened.detail and scope.merchant_id in opened.detail
+    assert _count(db_session, "deposit:po_spent:%:failed") == 0
+    assert not books(db_session, scope).get("psp_clearing:stripe:USD")
+    verify_ledger(app)
+
+
+def failure_bt(failed: str, amount: int) -> dict:
+    """Stripe's balance transaction returning a failed payout's money to the balance (carried by the next payout)."""
+    from tests.psp.fake_stripe import stripe_fixture
+
+    bt = stripe_fixture("balance_transaction")
+    bt.update({"id": f"txn_failure_{failed}", "type": "payout_failure", "reporting_category": "payout_reversal",
+               "amount": amount, "fee": 0, "net": amount, "source": failed, "currency": "usd"})
+    return bt
+
+
+def test_a_failed_payout_paid_again_in_the_next_payout_reaches_cash_and_closes_its_break(app, client, db_session,
+                                                                                         shop):
+    scope = shop["scope"]
+    day = dt.date(2026, 4, 12)
+    credential = _batch(app, db_session, scope, "recon_again", day, "po_first", 3000, 90)
+    _post(client, scope, "recon_again", "payout.paid", payout("po_first", 2910, status="paid"), "evt_first_paid")
+    _post(client, scope, "recon_again", "payout.failed", payout("po_first", 2910, status="failed"), "evt_first_failed")
+    [failure] = _breaks(db_session, "po_first")
+    assert books(db_session, scope).get("psp_clearing:stripe:USD") == 2910
+
+    # The next day's payout carries a new charge and the failed payout's money (a payout_failure: no line).
+    stripe_payment(db_session, scope, 1000, "pi_next", credential.id, day + dt.timedelta(days=1))
+    result = import_account_report(app, db_session, credential.id, day + dt.timedelta(days=1),
+                                   [payout("po_next", 970 + 2910)],
+                                   {"po_next": [charge_bt("pi_next", 1000, 30, "po_next"),
+                                                failure_bt("po_first", 2910)]})
+    assert result.statuses == {"matched": 1}
+    _post(client, scope, "recon_again", "payout.paid", payout("po_next", 3880, status="paid"), "evt_next_paid")
+    held = books(db_session, scope)
+    assert held.get("cash:USD") == 3880 and not held.get("psp_clearing:stripe:USD")
+    db_session.rollback()
+    closed = db_session.get(Break, (failure.merchant_id, failure.id))
+    assert (closed.status, closed.object_id) == ("closed", "po_next")
+    db_session.commit()
+    assert _breaks(db_session, "po_next") == []
+
+    # Told again: nothing moves twice, no break.
+    _post(client, scope, "recon_again", "payout.paid", payout("po_next", 3880, status="paid"), "evt_next_paid_again")
+    assert books(db_session, scope).get("cash:USD") == 3880 and _breaks(db_session, "po_next") == []
+    assert _count(db_session, "deposit:po_first:%:repaid:po_next") == 1
+    verify_ledger(app)
