@@ -39,6 +39,8 @@ def upgrade():
     )
     op.create_index("ix_early_fraud_warnings_scope_payment", "early_fraud_warnings",
                     ["merchant_id", "livemode", "payment_id"])
+    # The app keeps the latest state of a warning (an update changes it); it never deletes one.
+    op.execute("GRANT SELECT, INSERT, UPDATE ON early_fraud_warnings TO kassa_app")
 
 
 def downgrade():
