@@ -13,10 +13,11 @@ import pytest
 from app.extensions import db
 from app.models_base import utcnow
 from app.risk.learning import training
-from tests.payments.conftest import live  # noqa: F401  (gunicorn + worker + sandbox on this module's database)
+from tests.payments import conftest as payments_fixtures
 from tests.payments.live_helpers import WAIT_SECONDS, Api, Sandbox, new_merchant_key
 
 LIVE_ENV = {"WEBHOOKS_ALLOW_PRIVATE": "true"}  # the merchant's endpoint is a local receiver on 127.0.0.1
+live = payments_fixtures.live  # gunicorn + worker + sandbox on this module's database
 EVENTS = ["radar.early_fraud_warning.created", "radar.early_fraud_warning.updated"]
 
 
@@ -48,7 +49,7 @@ def admin(sandbox: Sandbox, path: str, body: dict) -> dict:
     return response.json()
 
 
-def test_a_sandbox_warning_reaches_the_merchant_and_never_becomes_a_label(app, live, receiver):  # noqa: F811
+def test_a_sandbox_warning_reaches_the_merchant_and_never_becomes_a_label(app, live, receiver):
     _merchant_id, key = new_merchant_key(app, "Warned marketplace")
     _other_id, other_key = new_merchant_key(app, "Another marketplace")
     api, other, sandbox = Api(live.url, key), Api(live.url, other_key), Sandbox(live.sandbox_url)

@@ -16,7 +16,11 @@ from app.risk.learning import drift, training
 from app.risk.learning.tables import DriftReport, RiskModel
 from app.risk.models import Assessment
 from app.scoping import Scope
-from tests.admin.conftest import admin, app, audit_rows, csrf_of, login_as  # noqa: F401  (pytest fixtures)
+from tests.admin import conftest as admin_fixtures
+from tests.admin.conftest import audit_rows, csrf_of, login_as
+
+# The admin tests' fixtures: the app (no confirm wait, no rate limits) and a platform admin.
+app, admin = admin_fixtures.app, admin_fixtures.admin
 
 ROWS = training.demo_rows(3000, seed=23)
 
@@ -44,7 +48,7 @@ def _store_history(session, merchant_id: str) -> int:
     return len(warnings)
 
 
-def test_the_training_job_stores_a_candidate_the_console_shows(client, db_session, admin, merchant):  # noqa: F811
+def test_the_training_job_stores_a_candidate_the_console_shows(client, db_session, admin, merchant):
     fraudulent = _store_history(db_session, merchant.id)
     assert fraudulent >= training.MIN_FRAUD
     version = train_risk_model(admin.id)
@@ -60,7 +64,7 @@ def test_the_training_job_stores_a_candidate_the_console_shows(client, db_sessio
     assert f'data-model="{version}"' in page and str(model.metrics["candidate"]["roc_auc"]) in page
 
 
-def test_the_console_enqueues_the_training_job_after_its_commit(client, db_session, admin, redis):  # noqa: F811
+def test_the_console_enqueues_the_training_job_after_its_commit(client, db_session, admin, redis):
     login_as(client, db_session, admin)
     token = csrf_of(client, "/admin/risk/models")
     queue = Queue("default", connection=redis)
@@ -84,7 +88,7 @@ def test_the_training_job_refuses_at_cold_start_and_stores_nothing(db_session, m
 
 
 def test_the_weekly_drift_job_writes_last_weeks_report_once_and_the_console_shows_it(
-        client, db_session, admin, merchant):  # noqa: F811
+        client, db_session, admin, merchant):
     live = Scope(merchant.id, True)
     last_week = drift.week_start(utcnow()) - timedelta(days=3)
     for index in range(40):
