@@ -225,7 +225,7 @@ def _copy_history(env: dict, merchant_id: str, size: int) -> dict:
         conn.commit()
 
     total = size + size // 10
-    with psycopg.connect(env["DATABASE_OWNER_URL"]) as conn:
+    with psycopg.connect(payments_bench.libpq(env["DATABASE_OWNER_URL"])) as conn:
         for index, (at, signals, fraudulent) in enumerate(generate(total, seed=5)):
             payment_id = new_id("pay")
             labelled = index % 11 != 10  # every eleventh payment is not labelled

@@ -628,7 +628,7 @@ PAYOUT_ID = _id("po", "01JD3XW0H6K8M0P2R4T6V8X0ZA")
 EXAMPLE_IDS = {"payment_id": PAYMENT_ID, "refund_id": REFUND_ID, "seller_id": SELLER_ID, "event_id": EVENT_ID,
                "endpoint_id": ENDPOINT_ID, "session_id": SESSION_ID, "dispute_id": DISPUTE_ID, "file_id": FILE_ID,
                "review_id": REVIEW_ID, "value_list_id": VALUE_LIST_ID, "item_id": VALUE_LIST_ITEM_ID,
-               "payout_id": PAYOUT_ID, "subject": SELLER_ID}
+               "payout_id": PAYOUT_ID, "subject": SELLER_ID, "warning_id": "issfr_01JD3XW9K6N8Q0S2U4W6Y8A0CG"}
 
 
 def payment_example(**changes) -> dict:

@@ -33,10 +33,9 @@ from app.psp.callbacks import CALLBACK_HANDLERS, CallbackOwner, Recorded
 from app.psp.interfaces import CallbackEvent
 from app.scoping import Scope
 
-# The callback types (normalized by the connectors) and the merchant's events they become.
+# The callback types (normalized by the connectors); they become the merchant's events
+# radar.early_fraud_warning.created and .updated (``apply_notice``).
 NOTICE_TYPES = ("early_fraud_warning.created", "early_fraud_warning.updated")
-EVENT_CREATED = "radar.early_fraud_warning.created"
-EVENT_UPDATED = "radar.early_fraud_warning.updated"
 # Stripe's fraud types; the sandbox raises these too. Another value a PSP sends is stored as it is (a new
 # issuer category must not make the callback fail and be retried for a day), so the column has no CHECK.
 FRAUD_TYPES = ("card_never_received", "fraudulent_card_application", "made_with_counterfeit_card",
@@ -117,13 +116,13 @@ def apply_notice(session: Session, psp: str, event: CallbackEvent, scope: Scope,
                         actionable=actionable, psp_created=_created(data, event.created), psp_updated=noticed)
         session.add(row)
         session.flush()
-        event_type = EVENT_CREATED
+        event_type = "radar.early_fraud_warning.created"
     else:
         if noticed < row.psp_updated or (row.fraud_type, row.actionable) == (fraud_type, actionable):
             return []
         row.fraud_type, row.actionable, row.psp_updated = fraud_type, actionable, noticed
         session.flush()
-        event_type = EVENT_UPDATED
+        event_type = "radar.early_fraud_warning.updated"
     return [record_event(session, scope, event_type, "radar.early_fraud_warning", row.id, warning_object(row))]
 
 
