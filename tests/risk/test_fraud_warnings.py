@@ -199,3 +199,25 @@ def test_a_warning_acts_only_inside_the_scope_of_the_secret_that_verified_it(app
     assert kept.payment_id == test_payment.id and kept.livemode is False
     labels = {r.payment_id for r in training.labelled_payments(db_session, now=utcnow())}
     assert test_payment.id not in labels and live_payment.id not in labels  # the live one: too young, no outcome
+
+
+def test_a_merchants_own_stripe_secret_cannot_warn_about_another_merchants_payment(app, client, db_session):
+    from app.crypto import SecretBox
+    from app.psp.credentials import set_credentials
+
+    signer, victim = (factories.merchant(db_session, name=name) for name in ("Signing Shop", "Victim Shop"))
+    db_session.commit()
+    box = SecretBox(app.config["KASSA_ENCRYPTION_KEYS"])
+    set_credentials(db_session, Scope(signer.id, True), box, "stripe", secret_key="sk_live_signer",
+                    webhook_secret="whsec_signer_live")
+    db_session.commit()
+    victims = stripe_payment(db_session, Scope(victim.id, True), "pi_efw_victim")
+    headers, body = signed("radar.early_fraud_warning.created", warning(payment_intent="pi_efw_victim", id="issfr_v"),
+                           "evt_efw_forged", livemode=True, secret="whsec_signer_live")
+    assert client.post(f"/hooks/stripe/{signer.id}", data=body, headers=headers).status_code == 200
+    db_session.rollback()
+    forged = callback_row(db_session, "evt_efw_forged")
+    assert forged.result == "rejected" and "another merchant" in forged.last_error
+    assert db_session.scalars(select(EarlyFraudWarning).where(EarlyFraudWarning.payment_id == victims.id)).all() == []
+    labels = {r.payment_id: r.fraudulent for r in training.labelled_payments(db_session, now=utcnow())}
+    assert victims.id not in labels
