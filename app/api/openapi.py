@@ -1168,9 +1168,9 @@ def build_document() -> dict:
         "openapi": "3.1.0",
         "info": {"title": "Kassa API", "version": VERSION,
                  "description": "Payments, refunds, sellers, events, balances, hosted checkout sessions, "
-                                "webhook endpoints, disputes and evidence files, risk reviews and value lists, payouts and balance "
+                                "webhook endpoints, disputes and evidence files, risk reviews, value lists and early fraud warnings, payouts and balance "
                                 "transactions. Amounts are integers in minor units (2000 = 20.00 EUR); ids "
-                                "are prefixed (`pay_`, `re_`, `sel_`, `evt_`, `cs_`, `we_`, `dsp_`, `file_`, `prv_`, `rsl_`, `rsli_`, `po_`). POST parameters go "
+                                "are prefixed (`pay_`, `re_`, `sel_`, `evt_`, `cs_`, `we_`, `dsp_`, `file_`, `prv_`, `rsl_`, `rsli_`, `issfr_`, `po_`). POST parameters go "
                                 "in the body, as JSON (`Content-Type: application/json`) or form fields "
                                 "(`metadata[order]=1001`, `split[0][amount]=500`, `enabled_events[]=...`), never "
                                 "in the query string. Lists are newest first and paged with `limit` and "
