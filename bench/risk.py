@@ -29,8 +29,6 @@ import platform
 import random
 import statistics
 import sys
-import threading
-import time
 import uuid
 from datetime import date
 from types import SimpleNamespace
@@ -42,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 import psycopg  # noqa: E402
 
 from bench import payments as payments_bench  # noqa: E402
+from bench.timing import say, summary, timed_in_thread  # noqa: E402,F401  (shared with bench/risk_learned.py)
 
 SECTION_START = "<!-- risk:start -->"
 SECTION_END = "<!-- risk:end -->"
@@ -52,10 +51,6 @@ LISTS = (("bench_fingerprints", "card_fingerprint", lambda n: f"fp_bench{n:010d}
          ("bench_domains", "email_domain", lambda n: f"d{n}.bench.example", "email_domain"),
          ("bench_ips", "ip_address", lambda n: f"10.{(n >> 16) & 255}.{(n >> 8) & 255}.{n & 255}", "ip_address"),
          ("bench_bins", "card_bin", lambda n: f"{100000 + n:06d}", "card_bin"))
-
-
-def say(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
 def rule_texts() -> list[tuple[str, str]]:
@@ -114,35 +109,6 @@ def make_app(env: dict):
     os.environ.update({k: v for k, v in env.items() if isinstance(v, str)})
     return create_app({"SQLALCHEMY_DATABASE_URI": env["DATABASE_URL"].replace("postgresql://", "postgresql+psycopg://", 1),
                        "API_KEY_HMAC_KEY": env.get("API_KEY_HMAC_KEY", "bench")})
-
-
-def timed_in_thread(app, fn, count: int, cpu: list[float] | None = None) -> list[float]:
-    """``fn`` run ``count`` times in a dedicated thread (with its own app context and database session); each
-    call's duration in milliseconds (and, into ``cpu``, the thread's CPU time per call: what the machine's
-    load inflates least)."""
-    samples: list[float] = []
-
-    def run():
-        with app.app_context():
-            for _ in range(count):
-                started, used = time.perf_counter(), time.thread_time()
-                fn()
-                samples.append((time.perf_counter() - started) * 1000)
-                if cpu is not None:
-                    cpu.append((time.thread_time() - used) * 1000)
-            from app.extensions import db
-            db.session.remove()
-
-    thread = threading.Thread(target=run, name="risk-bench")
-    thread.start()
-    thread.join()
-    return samples
-
-
-def summary(samples: list[float]) -> dict:
-    ordered = sorted(samples)
-    return {"n": len(ordered), "p50": round(statistics.median(ordered), 3),
-            "p99": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))], 3), "max": round(ordered[-1], 3)}
 
 
 def evaluation(bench: payments_bench.Bench, count: int) -> dict:

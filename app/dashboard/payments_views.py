@@ -40,6 +40,7 @@ from app.payments.models import (
 )
 from app.reporting import listing, rollups
 from app.reporting.listing import CARD_BRANDS, RISK_LEVELS, RISK_OUTCOME_TYPES, PaymentFilters, RefundFilters
+from app.risk.fraud_warnings import warnings_for_payment
 from app.webhooks.models import WebhookDelivery, WebhookEndpoint
 
 # Home shows charts for this many currencies (the largest by volume); the figures table lists all.
@@ -243,7 +244,8 @@ def payment_context(payment: Payment) -> dict:
     refunds = session.scalars(scope.select(Refund, Refund.payment_id == payment.id)
                               .order_by(Refund.created_at, Refund.id)).all()
     disputes = payment_disputes(session, scope, payment.id)
-    object_ids = [payment.id] + [r.id for r in refunds] + [d.id for d in disputes]
+    fraud_warnings = warnings_for_payment(session, scope, payment.id)
+    object_ids = [payment.id] + [r.id for r in refunds] + [d.id for d in disputes] + [w.id for w in fraud_warnings]
     events = session.scalars(scope.select(Event, Event.object_id.in_(object_ids))
                              .order_by(Event.created_at, Event.id)).all()
     pending_refunds = sum(r.amount for r in refunds if r.status == RefundStatus.PENDING)
@@ -269,6 +271,7 @@ def payment_context(payment: Payment) -> dict:
         can_cancel=payment.status in CANCELABLE and not open_attempt,
         metadata=sorted((payment.metadata_ or {}).items()),
         risk=payment_risk(session, scope, payment),
+        fraud_warnings=fraud_warnings,  # issuers' early fraud warnings (app/risk/fraud_warnings.py)
     )
 
 

@@ -60,6 +60,10 @@ Modules and their service functions (``scope`` is an ``app.scoping.Scope``; ``ac
     ``actor`` is a user id (``usr_...``, audited as the user) or a label (``api_key:...``); ``acting_as`` is
     ``"platform"`` (admins: any review) or ``"merchant"`` (its own reviews only: NotReviewOwner otherwise).
 
+``app.risk.fraud_warnings`` — early fraud warnings PSPs report (table ``early_fraud_warnings``; issue 23)
+    ``apply_notice(session, psp, event, scope, payment_id) -> list[Event]`` (the ``early_fraud_warning.*`` callback
+    handler's work), ``warnings_for_payment(session, scope, payment_id)``, ``warning_object(row) -> dict``
+
 Errors (``app.risk.errors``, the payments error family: status, code, message, param): RiskInvalid (400;
 ``detail`` has the rule error's line, column, position), RiskNotFound (404), ReviewDecided (409
 ``review_closed``), PaymentInReview (409 ``payment_in_review``), NotReviewOwner (403 ``review_not_owned``).

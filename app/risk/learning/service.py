@@ -129,3 +129,11 @@ def rollback(session: Session, *, actor: str | None, note: Any = None, ip: str |
     audit(session, "risk.model.rolled_back", **_who(actor), target=target, ip=ip,
           details={"from": current, "to": target, "note": note, "learned": is_learned(target)})
     return target
+
+
+def request_training(session: Session, *, actor: str | None, note: str | None, ip: str | None = None) -> None:
+    """Record (audit) an operator's request to train a candidate now; the caller enqueues
+    ``app.jobs.risk.train_risk_model`` once this commits."""
+    audit(session, "risk.model.training_requested", **_who(actor), target="risk_models", ip=ip,
+          details={"note": _note(note)})
+    session.flush()
