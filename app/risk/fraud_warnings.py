@@ -1,6 +1,6 @@
 """Early fraud warnings (Stripe's ``radar.early_fraud_warning``): an issuer's notice that a payment was fraudulent,
 sent by the PSP before (and often instead of) a dispute. Table ``early_fraud_warnings`` (migration
-0032_early_fraud_warnings).
+0033_early_fraud_warnings).
 
 Where they come from: a PSP callback of type ``early_fraud_warning.created`` or ``early_fraud_warning.updated``
 (the Stripe connector maps ``radar.early_fraud_warning.*`` onto them, the sandbox sends them when

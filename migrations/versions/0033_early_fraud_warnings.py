@@ -2,15 +2,15 @@
 radar.early_fraud_warning, the sandbox's), one row per merchant, PSP and PSP warning id; a live payment with one is
 labelled fraudulent for the learned risk score. Merchant-owned: merchant_id leads every key.
 
-Revision ID: 0032_early_fraud_warnings
-Revises: 0031_recon_import_storage
+Revision ID: 0033_early_fraud_warnings
+Revises: 0032_dispute_action_number
 Create Date: 2026-12-08
 """
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0032_early_fraud_warnings"
-down_revision = "0031_recon_import_storage"
+revision = "0033_early_fraud_warnings"
+down_revision = "0032_dispute_action_number"
 branch_labels = None
 depends_on = None
 
