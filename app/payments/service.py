@@ -681,6 +681,10 @@ def create_refund(session: Session, scope: Scope, params: dict[str, Any], deps: 
         parts = {o.id: share for o, share in zip(orders, allocate(amount, weights), strict=True) if share}
     check_wire_amount(deps, payment.payment_method_vault, amount, payment.currency,
                       param="sellers" if requested and params.get("amount") is None else "amount")
+    if payment.review_id:
+        from app.risk.reviews import close_for_payment  # here: app.risk builds on payments
+
+        close_for_payment(session, payment, "refunded")  # a review still open on a refunded payment, as Radar's
     now = deps.now()
     refund_id = new_id("re")
     refund = scope.new(

@@ -11,14 +11,18 @@ from app.payments.models import Payment, PaymentAttempt
 from app.risk import reviews, rules
 from app.risk.models import Review
 from app.scoping import Scope
-from tests.dashboard.conftest import app, jobs, login_as, paid, shop  # noqa: F401  (fixtures)
+from tests.dashboard import conftest as dashboard
+from tests.dashboard.conftest import login_as, paid
 from tests.payments.conftest import mint_key
+
+# The dashboard tests' fixtures: its app (no confirm wait), the inline jobs and a merchant with a member per role.
+app, jobs, shop = dashboard.app, dashboard.jobs, dashboard.shop
 
 _CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 _TOKEN = re.compile(r'name="form_token"[^>]*value="([^"]+)"')
 
 
-def held(session, scope: Scope, jobs, *, platform: bool) -> Payment:  # noqa: F811
+def held(session, scope: Scope, jobs, *, platform: bool) -> Payment:
     """A payment a review rule (the platform's or the merchant's) held: authorized, its review open."""
     rule = rules.create_rule(session, None if platform else scope, action="review", predicate=":amount: > 4000")
     session.commit()
@@ -56,7 +60,7 @@ def bearer(key: str) -> dict:
 
 # -- API --------------------------------------------------------------------------------------------------------
 
-def test_the_api_refuses_cancel_and_capture_during_a_platform_review(client, db_session, shop, jobs):  # noqa: F811
+def test_the_api_refuses_cancel_and_capture_during_a_platform_review(client, db_session, shop, jobs):
     s = shop()
     payment = held(db_session, s.scope, jobs, platform=True)
     auth = bearer(mint_key(db_session, s.merchant.id))
@@ -80,7 +84,7 @@ def test_the_api_refuses_cancel_and_capture_during_a_platform_review(client, db_
     assert review_of(db_session, payment).closed_reason == "refunded"
 
 
-def test_the_api_cancel_of_the_merchants_own_review_closes_it_canceled(client, db_session, shop, jobs):  # noqa: F811
+def test_the_api_cancel_of_the_merchants_own_review_closes_it_canceled(client, db_session, shop, jobs):
     s = shop()
     payment = held(db_session, s.scope, jobs, platform=False)
     auth = bearer(mint_key(db_session, s.merchant.id))
@@ -93,7 +97,7 @@ def test_the_api_cancel_of_the_merchants_own_review_closes_it_canceled(client, d
     assert len(voids_of(db_session, payment)) == 1
 
 
-def test_the_authorization_expiry_sweep_still_voids_a_payment_in_a_platform_review(db_session, shop, jobs):  # noqa: F811
+def test_the_authorization_expiry_sweep_still_voids_a_payment_in_a_platform_review(db_session, shop, jobs):
     """The guard is the merchant's: the platform's own sweeps are not refused by the platform's review."""
     from datetime import timedelta
 
@@ -112,7 +116,7 @@ def test_the_authorization_expiry_sweep_still_voids_a_payment_in_a_platform_revi
 
 # -- Dashboard --------------------------------------------------------------------------------------------------
 
-def test_the_dashboard_refuses_cancel_and_capture_during_a_platform_review(client, db_session, shop, jobs):  # noqa: F811
+def test_the_dashboard_refuses_cancel_and_capture_during_a_platform_review(client, db_session, shop, jobs):
     s = shop()
     payment = held(db_session, s.scope, jobs, platform=True)
     login_as(client, db_session, s.users["owner"])
@@ -136,7 +140,7 @@ def test_the_dashboard_refuses_cancel_and_capture_during_a_platform_review(clien
     assert voids_of(db_session, payment) == [] and jobs.staged == []
 
 
-def test_the_dashboard_cancel_of_the_merchants_own_review_closes_it_canceled(client, db_session, shop, jobs):  # noqa: F811
+def test_the_dashboard_cancel_of_the_merchants_own_review_closes_it_canceled(client, db_session, shop, jobs):
     s = shop()
     payment = held(db_session, s.scope, jobs, platform=False)
     login_as(client, db_session, s.users["owner"])
