@@ -1,27 +1,35 @@
 """Risk end to end over HTTP: gunicorn, the worker (PSP dispatcher, scheduler) and the sandbox PSP.
 
 Block (the sandbox's fraud card never reaches an authorization), review (authorized and held; approve captures
-once, reject voids once), request_3ds (the sandbox challenges a card that would not need it), the shopper's IP
+once, reject voids once, a concurrent approve and reject decide once, a review left open is voided by the scheduled
+sweep with an alert), request_3ds (the sandbox challenges a card that would not need it), the shopper's IP
 from the checkout request and never from a forged X-Forwarded-For, and velocity counted across processes.
 """
+import logging
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
+from datetime import timedelta
 
 import pytest
 
 from app.extensions import db
 from app.payments.deps import deps_for
 from app.risk import reviews, rules
+from app.risk.errors import ReviewDecided
 from app.scoping import Scope
-from tests.payments.conftest import live  # noqa: F401  (gunicorn + worker + sandbox on this module's database)
+from tests.payments import conftest as payments_conftest
 from tests.payments.live_helpers import Api, Sandbox, new_merchant_key, session
 
 
+live = payments_conftest.live  # the fixture: gunicorn + worker + sandbox on this module's database
+
+
 @pytest.fixture(scope="module")
-def world(app, live):  # noqa: F811
+def world(app, live):
     merchant_id, key = new_merchant_key(app, "Risky shop")
     scope = Scope(merchant_id, False)
     with app.app_context():
@@ -84,6 +92,88 @@ def test_rejecting_a_review_voids_once(world):
     while sandbox.total("voids") < voids_before + 1 and time.monotonic() < deadline:
         time.sleep(0.1)  # the void runs in the worker; polled with a bound, no timing asserted
     assert sandbox.total("voids") == voids_before + 1
+
+
+def wait_sandbox(sandbox, counters: tuple[str, ...], total: int) -> int:
+    """The sandbox's counters summed, once they reach ``total`` (the worker's PSP calls), within a bound."""
+    deadline = time.monotonic() + 45
+    while sum(sandbox.total(c) for c in counters) < total and time.monotonic() < deadline:
+        time.sleep(0.1)  # the worker calls the sandbox; polled with a bound, no timing asserted
+    return sum(sandbox.total(c) for c in counters)
+
+
+def test_a_concurrent_approve_over_http_and_reject_decide_once(world):
+    """The merchant approves through the API while an operator rejects (the console's service call): one decision
+    wins, the other is refused 409, and the sandbox sees one capture or one void, never both."""
+    api, sandbox, app, scope = world["api"], world["sandbox"], world["app"], world["scope"]
+    before = sandbox.total("captures") + sandbox.total("voids")
+    body = pay(world, 12345)
+    review_id = api.wait_for(body["id"], "requires_capture")["review"]
+    barrier = threading.Barrier(2)
+    outcomes = {}
+
+    def approve():
+        barrier.wait()
+        outcomes["approve"] = api.post(f"/v1/reviews/{review_id}/approve", note="Known customer").status_code
+
+    def reject():
+        with app.app_context():
+            barrier.wait()
+            try:
+                reviews.decide(db.session, scope, review_id, "reject", actor=None, note="Stolen card",
+                               deps=deps_for(app))
+                db.session.commit()
+                outcomes["reject"] = 200
+            except ReviewDecided:
+                db.session.rollback()
+                outcomes["reject"] = 409
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=approve), threading.Thread(target=reject)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(outcomes.values()) == [200, 409], outcomes
+    approved = outcomes["approve"] == 200
+    api.wait_for(body["id"], "succeeded" if approved else "canceled")
+    review = api.get(f"/v1/reviews/{review_id}").json()
+    assert review["open"] is False and review["closed_reason"] == ("approved" if approved else "refunded")
+    assert wait_sandbox(sandbox, ("captures", "voids"), before + 1) == before + 1
+
+
+def test_a_review_left_open_is_voided_by_the_sweep_with_an_alert(world, caplog):
+    """The scheduled sweep (app.jobs.risk.expire_reviews) voids a review still open when it is due, before the
+    authorization would expire: the worker voids at the sandbox, the review closes timed_out, an ALERT is logged and
+    audited. Time is driven through the row (its expires_at), not waited for."""
+    from app.accounts.audit import AuditEntry
+    from app.jobs.risk import expire_reviews
+    from app.risk.models import Review
+
+    api, sandbox, app, scope = world["api"], world["sandbox"], world["app"], world["scope"]
+    voids_before = sandbox.total("voids")
+    body = pay(world, 12345)
+    payment = api.wait_for(body["id"], "requires_capture")
+    review_id = payment["review"]
+    assert api.get(f"/v1/reviews/{review_id}").json()["expires_at"] < payment["created"] + 7 * 86400
+    with app.app_context():
+        review = scope.get(db.session, Review, review_id)
+        review.expires_at = review.expires_at - timedelta(days=30)  # as if nobody decided for days
+        db.session.commit()
+        db.session.remove()
+    with caplog.at_level(logging.ERROR, logger="app.risk.reviews"), app.app_context():
+        assert review_id in expire_reviews()
+    assert any(record.levelno == logging.ERROR and record.getMessage().startswith(f"ALERT risk review {review_id}")
+               for record in caplog.records)
+    api.wait_for(body["id"], "canceled")
+    review = api.get(f"/v1/reviews/{review_id}").json()
+    assert review["open"] is False and review["closed_reason"] == "timed_out"
+    assert wait_sandbox(sandbox, ("voids",), voids_before + 1) == voids_before + 1
+    with app.app_context():
+        [entry] = db.session.query(AuditEntry).filter_by(action="risk.review.timed_out", target=review_id).all()
+        assert entry.merchant_id == scope.merchant_id and entry.details["payment"] == body["id"]
+        db.session.remove()
 
 
 def test_request_3ds_challenges_any_card(world):
