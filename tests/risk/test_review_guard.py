@@ -92,7 +92,8 @@ def test_the_api_cancel_of_the_merchants_own_review_closes_it_canceled(client, d
     assert canceled.status_code == 200 and canceled.json["status"] == "canceled", canceled.json
     review = review_of(db_session, payment)
     assert (review.status, review.closed_reason) == ("closed", "canceled")
-    closed = db_session.scalars(s.scope.select(Event, Event.object_id == review.id, Event.type == "review.closed")).one()
+    closed = db_session.scalars(s.scope.select(Event, Event.object_id == review.id,
+                                               Event.type == "review.closed")).one()
     assert closed.data["closed_reason"] == "canceled" and closed.data["open"] is False
     assert len(voids_of(db_session, payment)) == 1
 
