@@ -79,7 +79,9 @@ def payment_action(payment_id: str, action: str):
     """Step 1 (GET: the form; POST step=review: the review page) and step 2 (POST step=confirm)."""
     payment = row_or_404(Payment, payment_id)
     if action in ("capture", "cancel"):
-        try:  # the payments service's own guard, asked before any form: the platform's review decides
+        # The payments service's own guard, asked before any form and on every POST (the service asks it again,
+        # under the lock, when the operation runs): while the platform's review is open, it decides.
+        try:
             refuse_during_platform_review(db.session, payment, action, lock=False)
         except PaymentInReview as refused:
             db.session.rollback()
@@ -167,10 +169,6 @@ def _execute(action: str, payment: Payment, params: dict, token: str):
         db.session.rollback()
         flash("This form was already used for a different amount. Start again from the payment.", "error")
         return redirect(back, code=303)
-    except PaymentInReview as refused:  # a platform review opened since the form was shown
-        db.session.rollback()
-        return render("dashboard/payments/action.html", step="refused", payment=payment, action=action, spec=spec,
-                      refusal=refused), refused.status
     except PaymentError as error:
         db.session.rollback()
         flash(error.message, "error")
