@@ -5,6 +5,7 @@ before it, nor anything the page's JSON claims; an API confirmation takes only i
 import pytest
 
 from app.checkout import service
+from app.ids import new_id
 from app.payments.models import Payment
 from tests.conftest import app_config
 from tests.payments.conftest import mint_key
@@ -35,7 +36,7 @@ def checkout_payment(client, db_session, scope, headers: dict, **body) -> Paymen
     cs = service.create_session(db_session, scope, currency="EUR", line_items=[
         {"name": "Shoes", "quantity": 1, "unit_amount": 12900}], success_url="https://shop.example/thanks")
     db_session.commit()
-    answer = client.post(f"/c/{cs.id}/confirm", json={"token": f"tok_{cs.id}", "card": {"fingerprint": "fp_ip"},
+    answer = client.post(f"/c/{cs.id}/confirm", json={"token": new_id("tok"), "card": {"fingerprint": "fp_ip"},
                                                       **body},
                          headers=headers, environ_base={"REMOTE_ADDR": PROXY})
     assert answer.status_code == 200, answer.get_data(as_text=True)
