@@ -94,19 +94,32 @@ def test_rejecting_a_review_voids_once(world):
     assert sandbox.total("voids") == voids_before + 1
 
 
-def wait_sandbox(sandbox, counters: tuple[str, ...], total: int) -> int:
-    """The sandbox's counters summed, once they reach ``total`` (the worker's PSP calls), within a bound."""
+def follow_ups_done(api, payment_id: str) -> tuple[list[tuple[str, str]], dict]:
+    """The payment's captures and voids once the worker has run them (polled with a bound), and its
+    authorization attempt."""
     deadline = time.monotonic() + 45
-    while sum(sandbox.total(c) for c in counters) < total and time.monotonic() < deadline:
+    while True:
+        attempts = api.payment(payment_id)["attempts"]
+        follow_ups = [a for a in attempts if a["operation"] in ("capture", "void")]
+        if (follow_ups and all(a["status"] == "succeeded" for a in follow_ups)) or time.monotonic() > deadline:
+            return [(a["operation"], a["status"]) for a in follow_ups], attempts[0]
         time.sleep(0.1)  # the worker calls the sandbox; polled with a bound, no timing asserted
-    return sum(sandbox.total(c) for c in counters)
+
+
+def status_at_the_sandbox(world, authorization: dict) -> str:
+    """The authorization's status as its acquirer at the sandbox answers it (not a counter other tests move)."""
+    services = world["live"].services
+    port = {"sandbox": services.ports.sandbox_a, "sandbox_b": services.ports.sandbox_b}[authorization["connector"]]
+    answer = session().get(f"http://127.0.0.1:{port}/v1/authorizations/{authorization['psp_reference']}",
+                           headers={"Authorization": f"Bearer {services.env['SANDBOX_PSP_SECRET']}"}, timeout=10)
+    assert answer.status_code == 200, answer.text
+    return answer.json()["status"]
 
 
 def test_a_concurrent_approve_over_http_and_reject_decide_once(world):
     """The merchant approves through the API while an operator rejects (the console's service call): one decision
     wins, the other is refused 409, and the sandbox sees one capture or one void, never both."""
-    api, sandbox, app, scope = world["api"], world["sandbox"], world["app"], world["scope"]
-    before = sandbox.total("captures") + sandbox.total("voids")
+    api, app, scope = world["api"], world["app"], world["scope"]
     body = pay(world, 12345)
     review_id = api.wait_for(body["id"], "requires_capture")["review"]
     barrier = threading.Barrier(2)
@@ -140,7 +153,10 @@ def test_a_concurrent_approve_over_http_and_reject_decide_once(world):
     api.wait_for(body["id"], "succeeded" if approved else "canceled")
     review = api.get(f"/v1/reviews/{review_id}").json()
     assert review["open"] is False and review["closed_reason"] == ("approved" if approved else "refunded")
-    assert wait_sandbox(sandbox, ("captures", "voids"), before + 1) == before + 1
+    # One follow-up, the winner's, done at the sandbox; the authorization there is in the winner's state.
+    follow_ups, authorization = follow_ups_done(api, body["id"])
+    assert follow_ups == [("capture" if approved else "void", "succeeded")]
+    assert status_at_the_sandbox(world, authorization) == ("captured" if approved else "voided")
 
 
 def test_a_review_left_open_is_voided_by_the_sweep_with_an_alert(world, caplog):
@@ -151,8 +167,7 @@ def test_a_review_left_open_is_voided_by_the_sweep_with_an_alert(world, caplog):
     from app.jobs.risk import expire_reviews
     from app.risk.models import Review
 
-    api, sandbox, app, scope = world["api"], world["sandbox"], world["app"], world["scope"]
-    voids_before = sandbox.total("voids")
+    api, app, scope = world["api"], world["app"], world["scope"]
     body = pay(world, 12345)
     payment = api.wait_for(body["id"], "requires_capture")
     review_id = payment["review"]
@@ -169,7 +184,8 @@ def test_a_review_left_open_is_voided_by_the_sweep_with_an_alert(world, caplog):
     api.wait_for(body["id"], "canceled")
     review = api.get(f"/v1/reviews/{review_id}").json()
     assert review["open"] is False and review["closed_reason"] == "timed_out"
-    assert wait_sandbox(sandbox, ("voids",), voids_before + 1) == voids_before + 1
+    follow_ups, authorization = follow_ups_done(api, body["id"])
+    assert follow_ups == [("void", "succeeded")] and status_at_the_sandbox(world, authorization) == "voided"
     with app.app_context():
         [entry] = db.session.query(AuditEntry).filter_by(action="risk.review.timed_out", target=review_id).all()
         assert entry.merchant_id == scope.merchant_id and entry.details["payment"] == body["id"]
