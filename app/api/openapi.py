@@ -397,7 +397,7 @@ REVIEW = {
                    "(captured) or rejected (voided), so a rejected payment costs no refund and no refund fees. Events "
                    "`review.opened` and `review.closed` (`closed_reason`: approved, refunded, refunded_as_fraud, "
                    "disputed, canceled, timed_out). `owner` `platform`: only the platform decides it, and the "
-                   "merchant's capture is refused (409 `payment_in_review`).",
+                   "merchant's capture and cancel are refused (409 `payment_in_review`).",
     "required": ["id", "object", "livemode", "created", "payment", "open", "opened_reason", "closed_reason", "reason",
                  "ip_address", "owner"],
     "properties": {
@@ -594,7 +594,8 @@ ERROR_STATUSES = {
     "403": "A publishable key where a secret key is needed.",
     "404": "No such object for this merchant and mode.",
     "409": "A request with this Idempotency-Key is still in flight, or the object's state conflicts (a review "
-           "decided already: `review_closed`; a capture while the platform reviews the payment: `payment_in_review`).",
+           "decided already: `review_closed`; a capture or cancel while the platform reviews the payment: "
+           "`payment_in_review`).",
     "413": "Body too large.",
     "415": "Unsupported content type.",
     "429": "Rate limited.",
@@ -878,7 +879,9 @@ def _paths() -> dict:
         "/v1/payments/{payment_id}/cancel": {
             "post": _operation("cancelPayment", "Cancel (voids an authorization)", "Payment", PAYMENT_CANCELED,
                                description="The answer shows the payment canceled, with nothing left to capture "
-                                           "(`amount_capturable` 0), while the void reaches the PSP.",
+                                           "(`amount_capturable` 0), while the void reaches the PSP. A payment "
+                                           "held for a review the platform owns is refused (409 "
+                                           "`payment_in_review`): the platform's rejection voids it.",
                                path_id="payment_id", body=CANCEL,
                                body_example={"cancellation_reason": "requested_by_customer"},
                                idempotency_key="order-1001-cancel", **write)},

@@ -255,6 +255,11 @@ def payment_context(payment: Payment) -> dict:
         if payment.status == PaymentStatus.SUCCEEDED else 0
     fee = sum(o.fee_captured - o.fee_refunded for o in orders)
     open_attempt = any(a.status in OPEN_ATTEMPT_STATUSES for a in attempts)
+    risk = payment_risk(session, scope, payment)
+    # A platform-owned open review decides the payment: the merchant neither captures nor cancels it meanwhile
+    # (app/risk/reviews.py refuse_during_platform_review; the action routes answer 409 payment_in_review).
+    review = risk["review"] if risk else None
+    in_platform_review = review is not None and review.status == "open" and review.owner == "platform"
     return dict(
         payment=payment, orders=orders, sellers=sellers, attempts=attempts, refunds=refunds, events=events,
         needs_attention=attention.needing_attention(session, scope, payment_id=payment.id),
@@ -267,10 +272,11 @@ def payment_context(payment: Payment) -> dict:
         net=payment.amount_received - payment.amount_refunded - fee,
         can_refund=refundable > 0,
         can_capture=payment.status == PaymentStatus.REQUIRES_CAPTURE and not open_attempt
-        and payment.amount_capturable > 0,
-        can_cancel=payment.status in CANCELABLE and not open_attempt,
+        and payment.amount_capturable > 0 and not in_platform_review,
+        can_cancel=payment.status in CANCELABLE and not open_attempt and not in_platform_review,
+        in_platform_review=in_platform_review,
         metadata=sorted((payment.metadata_ or {}).items()),
-        risk=payment_risk(session, scope, payment),
+        risk=risk,
         fraud_warnings=fraud_warnings,  # issuers' early fraud warnings (app/risk/fraud_warnings.py)
     )
 

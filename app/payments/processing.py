@@ -828,7 +828,7 @@ def expire_authorizations(session: Session, deps: PaymentsDeps, *, batch: int = 
         try:
             with session.begin_nested():
                 cancel_payment(session, Scope(payment.merchant_id, payment.livemode), payment.id, deps,
-                               reason="expired", payment=payment)
+                               reason="expired", payment=payment, by_merchant=False)
             expired.append(payment.id)
         except InvalidTransition:
             log.warning("could not expire payment %s", payment.id, exc_info=True)

@@ -56,7 +56,11 @@ Modules and their service functions (``scope`` is an ``app.scoping.Scope``; ``ac
         of the merchant's own book)
     ``set_reviews_by_platform(session, merchant_id, value, *, actor, reason=None)`` (per-merchant setting)
     ``expire_due_reviews(session, deps, *, now=None) -> list[review id]`` (the scheduled sweep: voids, alerts)
-    ``check_capture(session, payment)``, ``close_for_payment(session, payment, reason)`` (used by payments)
+    ``refuse_during_platform_review(session, payment, "capture" | "cancel", lock=True)`` (the one guard of the
+        merchant's capture and cancel: PaymentInReview while a platform-owned review is open), used by
+        ``check_capture(session, payment)`` and ``check_cancel(session, payment)``;
+        ``close_for_payment(session, payment, reason)`` (a cancel, refund or dispute otherwise; used by payments
+        and disputes)
     ``actor`` is a user id (``usr_...``, audited as the user) or a label (``api_key:...``); ``acting_as`` is
     ``"platform"`` (admins: any review) or ``"merchant"`` (its own reviews only: NotReviewOwner otherwise).
 
