@@ -644,61 +644,81 @@ UPDATE reconciliation_lines l SET transaction_id = m.transaction_id
 """)
 
 
-# The fee of each payment in one batch and book of this file (refund lines through their refund's payment), minus
-# what superseded lines of the previous version had charged: read only for books whose sellers bear fees.
-_FEES_BY_PAYMENT = text("""
+# The fee of each payment per group of the sums being posted (batch, book and currency: ``g``, numbered ``grp``) of
+# this file (refund lines through their refund's payment), minus what superseded lines of the previous version had
+# charged: the ``fees`` of ``fee_parts_sql`` (app/payouts/fees.py), read only for books whose sellers bear fees.
+_GROUPS = ("unnest(CAST(:g_books AS text[]), CAST(:g_batches AS text[]), CAST(:g_currencies AS text[]), "
+           "CAST(:g_statuses AS text[])) WITH ORDINALITY AS g(book, batch_id, currency, status, grp)")
+_FEES_BY_PAYMENT = f"""
 WITH moved AS (
-    SELECT object_type, object_id, fee, 1 AS sign FROM reconciliation_lines
-     WHERE file_id = :f AND status IN ('matched', 'mismatch') AND merchant_id = :book AND batch_id = :batch
-       AND currency = :currency AND type <> 'fee' AND fee <> 0
+    SELECT g.grp, l.merchant_id AS book, l.object_type, l.object_id, l.fee, 1 AS sign
+      FROM reconciliation_lines l JOIN {_GROUPS}
+        ON g.book = l.merchant_id AND g.batch_id = l.batch_id AND g.currency = l.currency
+     WHERE l.file_id = :f AND l.status IN ('matched', 'mismatch') AND l.type <> 'fee' AND l.fee <> 0
     UNION ALL
-    SELECT l.object_type, l.object_id, l.fee, -1 FROM reconciliation_lines l
-      JOIN ledger_transactions t ON t.id = l.transaction_id
-     WHERE l.file_id = :old AND l.status = 'superseded' AND t.merchant_id = :book AND l.batch_id = :batch
-       AND l.currency = :currency AND l.type <> 'fee' AND l.fee <> 0)
-SELECT coalesce(r.payment_id, m.object_id) AS payment_id, sum(m.sign * m.fee)::bigint AS fee
-  FROM moved m LEFT JOIN refunds r ON m.object_type = 'refund' AND r.id = m.object_id AND r.merchant_id = :book
- GROUP BY 1 ORDER BY 1
-""")
+    SELECT g.grp, t.merchant_id, l.object_type, l.object_id, l.fee, -1
+      FROM reconciliation_lines l JOIN ledger_transactions t ON t.id = l.transaction_id
+      JOIN {_GROUPS} ON g.book = t.merchant_id AND g.batch_id = l.batch_id AND g.currency = l.currency
+     WHERE l.file_id = :old AND l.status = 'superseded' AND l.type <> 'fee' AND l.fee <> 0)
+SELECT m.grp, m.book AS merchant_id, coalesce(r.payment_id, m.object_id) AS payment_id,
+       sum(m.sign * m.fee)::bigint AS fee
+  FROM moved m LEFT JOIN refunds r ON m.object_type = 'refund' AND r.id = m.object_id AND r.merchant_id = m.book
+ GROUP BY 1, 2, 3
+"""
 
 
 # The same for a first version (``_import_first_version``), whose lines are not yet in reconciliation_lines when it
-# posts: read from its temporary ``reconciliation_matched``, per status (its sums are per batch, book, currency
-# and status).
-_FEES_BY_PAYMENT_STAGED = text("""
-SELECT coalesce(r.payment_id, m.object_id) AS payment_id, sum(m.fee)::bigint AS fee
+# posts: read from its temporary ``reconciliation_matched``, per status too (its sums are per batch, book, currency
+# and status). One pass over the staged lines for every book and batch.
+_FEES_BY_PAYMENT_STAGED = f"""
+SELECT g.grp, m.book AS merchant_id, coalesce(r.payment_id, m.object_id) AS payment_id, sum(m.fee)::bigint AS fee
   FROM reconciliation_matched m
-  LEFT JOIN refunds r ON m.object_type = 'refund' AND r.id = m.object_id AND r.merchant_id = :book
- WHERE m.status = :status AND m.book = :book AND m.batch_id = :batch AND m.currency = :currency
-   AND m.type <> 'fee' AND m.fee <> 0
- GROUP BY 1 ORDER BY 1
-""")
+  JOIN {_GROUPS} ON g.book = m.book AND g.batch_id = m.batch_id AND g.currency = m.currency AND g.status = m.status
+  LEFT JOIN refunds r ON m.object_type = 'refund' AND r.id = m.object_id AND r.merchant_id = m.book
+ WHERE m.type <> 'fee' AND m.fee <> 0
+ GROUP BY 1, 2, 3
+"""
 
 
-def _fee_changes(session: Session, report: ReportFile, batch: str, book: str, currency: str, fee: int,
-                 staged_status: str | None = None) -> dict:
-    """Where a batch's fees in one book go (signed, normal direction): ``psp_fees`` when the platform bears them,
-    else each payment's fee split over its sellers' payables (a fee left on no seller stays in ``psp_fees``).
-    ``staged_status``: the fees of a first version's lines of that status, read from ``reconciliation_matched``."""
-    from app.payouts.fees import SELLER, fee_bearer, payment_fee_shares
+def _fee_changes(session: Session, report: ReportFile, sums, staged: bool) -> dict[int, dict]:
+    """Where each sums row's fees go (signed, normal direction), by the row's index: ``psp_fees`` when the platform
+    bears the book's fees, else each payment's fee split over its sellers' payables (a fee left on no seller stays
+    in ``psp_fees``). The splits of every such row in one statement (``seller_fee_totals``); ``staged``: a first
+    version's lines, read from ``reconciliation_matched`` per status."""
+    from app.payouts.fees import SELLER, fee_bearer, seller_fee_totals
 
-    scope = Scope(book, report.livemode)
-    if fee_bearer(session, scope) != SELLER:
-        return {accounts.psp_fees(currency): fee}
-    changes: dict[str, int] = defaultdict(int)
-    left = fee
-    if staged_status is not None:
-        fees = session.execute(_FEES_BY_PAYMENT_STAGED, {"status": staged_status, "book": book, "batch": batch,
-                                                         "currency": currency})
-    else:
-        fees = session.execute(_FEES_BY_PAYMENT, {"f": report.id, "old": report.supersedes_id or "", "book": book,
-                                                  "batch": batch, "currency": currency})
-    for row in fees:
-        for seller, part in payment_fee_shares(session, scope, row.payment_id, row.fee).items():
-            changes[accounts.seller_payable(seller, currency)] -= part
-            left -= part
-    if left:
-        changes[accounts.psp_fees(currency)] += left
+    bearers: dict[str, str] = {}
+    changes: dict[int, dict] = {}
+    split = {"g_books": [], "g_batches": [], "g_currencies": [], "g_statuses": []}
+    rows = {}
+    for index, row in enumerate(sums):
+        if row.book == PLATFORM_MERCHANT_ID or not row.fee:
+            continue
+        if row.book not in bearers:
+            bearers[row.book] = fee_bearer(session, Scope(row.book, report.livemode))
+        if bearers[row.book] != SELLER:
+            changes[index] = {accounts.psp_fees(row.currency): row.fee}
+            continue
+        rows[len(split["g_books"]) + 1] = index  # its grp (WITH ORDINALITY counts from 1)
+        for key, value in (("g_books", row.book), ("g_batches", row.batch_id), ("g_currencies", row.currency),
+                           ("g_statuses", row.status if staged else "")):
+            split[key].append(value)
+    if rows:
+        if staged:
+            totals = seller_fee_totals(session, _FEES_BY_PAYMENT_STAGED, split)
+        else:
+            totals = seller_fee_totals(session, _FEES_BY_PAYMENT, {"f": report.id, "old": report.supersedes_id or "",
+                                                                   **split})
+        for grp, index in rows.items():
+            currency = sums[index].currency
+            own: dict[str, int] = defaultdict(int)
+            left = sums[index].fee
+            for seller, part in totals.get(grp, {}).items():
+                own[accounts.seller_payable(seller, currency)] -= part
+                left -= part
+            if left:
+                own[accounts.psp_fees(currency)] += left
+            changes[index] = own
     return changes
 
 
@@ -709,7 +729,8 @@ def _post_sums(session: Session, report: ReportFile, sums, hmac_key: bytes, resu
     posting to its lines."""
     groups: dict[tuple[str, str], dict] = defaultdict(lambda: defaultdict(int))
     psp = psp_of(report.source)
-    for row in sums:
+    fees = _fee_changes(session, report, sums, staged)
+    for index, row in enumerate(sums):
         changes = groups[(row.batch_id, row.book)]
         clearing = accounts.psp_clearing(psp, row.currency)
         if row.book == PLATFORM_MERCHANT_ID:
@@ -719,10 +740,8 @@ def _post_sums(session: Session, report: ReportFile, sums, hmac_key: bytes, resu
         # Charges, refunds, disputes (see _line_changes): clearing by net, fees by fee, receivable by -gross; a
         # dispute-fee line: clearing by its net, receivable back up by as much.
         changes[clearing] += row.net
-        if row.fee:
-            for code, change in _fee_changes(session, report, row.batch_id, row.book, row.currency, row.fee,
-                                             row.status if staged else None).items():
-                changes[code] += change
+        for code, change in fees.get(index, {}).items():
+            changes[code] += change
         changes[accounts.psp_receivable(psp, row.currency)] += -row.gross - row.fee_lines_net
     seq = f"{report.report_date:%Y%m%d}v{report.version}"
     links = {"batches": [], "books": [], "transactions": []}
