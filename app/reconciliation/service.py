@@ -422,6 +422,24 @@ SELECT :f, m.line_no, :psp, :livemode, :day, m.batch_id, m.reference, m.type, m.
        AS p(batch_id, book, transaction_id)
     ON p.batch_id = m.batch_id AND p.book = m.book
 """)
+# What this file's lines settled in each merchant's book, per PSP and currency (reconciliation_book_days: the
+# merchant's daily settlement page, app/reconciliation/queries.py), from the lines just written: a first version's
+# from its temporary reconciliation_matched (``_BOOK_DAYS_STAGED``), a corrected version's (its unchanged lines too)
+# from reconciliation_lines.
+_BOOK_DAY_SUMS = """
+SELECT merchant_id, CAST(:livemode AS boolean), CAST(:f AS text), CAST(:psp AS text), currency, CAST(:day AS date),
+       coalesce(sum(gross) FILTER (WHERE type = 'charge'), 0), coalesce(sum(fee) FILTER (WHERE type IN ('charge', 'fee')), 0),
+       coalesce(sum(gross) FILTER (WHERE type IN ('refund', 'refund_failure')), 0),
+       coalesce(sum(gross) FILTER (WHERE type = 'dispute'), 0), sum(net), count(*)
+  FROM {lines} WHERE status IN ('matched', 'mismatch', 'unchanged') AND merchant_id IS NOT NULL {more}
+ GROUP BY merchant_id, currency
+"""
+_BOOK_DAYS_INSERT = ("INSERT INTO reconciliation_book_days (merchant_id, livemode, file_id, psp, currency, report_date, "
+                     "gross, fees, refunds, disputes, net, lines) ")
+_BOOK_DAYS_STAGED = text(_BOOK_DAYS_INSERT + _BOOK_DAY_SUMS.format(lines="reconciliation_matched", more=""))
+_BOOK_DAYS = text(_BOOK_DAYS_INSERT + _BOOK_DAY_SUMS.format(lines="reconciliation_lines", more="AND file_id = :f"))
+
+
 # Sums per batch, book, currency and status of the matched lines (as _SETTLEMENT_SUMS), and the first line refused.
 _MATCHED_SUMS = text("""
 SELECT batch_id, book, currency, status, count(*) AS lines,
@@ -472,8 +490,9 @@ def _import_first_version(session: Session, report: ReportFile, hmac_key: bytes,
     links = _post_sums(session, report, sums, hmac_key, result, staged=True)
     for row in sums:
         result.statuses[row.status] = result.statuses.get(row.status, 0) + row.lines
-    session.execute(_INSERT_MATCHED, {"f": report.id, "psp": psp_of(report.source), "livemode": report.livemode,
-                                      "day": report.report_date, **links})
+    written = {"f": report.id, "psp": psp_of(report.source), "livemode": report.livemode, "day": report.report_date}
+    session.execute(_INSERT_MATCHED, {**written, **links})
+    session.execute(_BOOK_DAYS_STAGED, written)
     _missed_dispute_breaks(session, report, created, result, now or utcnow())
     return count
 
@@ -973,6 +992,8 @@ def reconcile_settlement(session: Session, *, psp: str, livemode: bool, report_d
         report.differences = _differences(session, report)
         _close_superseded(session, report, result, now)
         _post_settlement(session, report, hmac_key, result)
+        session.execute(_BOOK_DAYS, {"f": report.id, "psp": psp_of(report.source), "livemode": report.livemode,
+                                     "day": report.report_date})
     if created:
         _line_breaks(session, report, result, now)
         _close_late(session, report, result, now)
