@@ -146,8 +146,9 @@ def _integer_sql(column: str) -> str:
     return (f"CASE WHEN pg_input_is_valid({column}, 'bigint') THEN "
             f"CASE WHEN {column}::bigint::text = {column} THEN {column}::bigint END END")
 _COPY_CHUNK = 1 << 20
-# The import's work_mem (its own transaction): a million lines' sorts and hash joins fit in it.
-IMPORT_WORK_MEM = "128MB"
+# The import's work_mem (its own transaction): a million lines' sorts and hash joins fit in it (at 128MB the
+# matching statement's sorts spilled to disk and took 2 to 3 times as long: bench/RESULTS.md).
+IMPORT_WORK_MEM = "512MB"
 
 
 def _create_staging(session: Session):
@@ -310,31 +311,34 @@ UPDATE reconciliation_lines l SET status = 'duplicate'
 """)
 
 # What Kassa booked for each kind of line: the object, its book, the amount it booked (in the line's sign) and
-# the business key of the posting that booked it (a line whose posting is missing matches nothing).
+# the business key of the posting that booked it (a line whose posting is missing matches nothing); and the id whose
+# orders a line's fee is split over (app/payouts/fees.py): a refund's payment, else the object's own id.
 _CANDIDATES = """
     SELECT 'payment' AS object_type, p.id AS object_id, p.merchant_id, p.amount_received AS expected,
            p.currency AS expected_currency, p.psp_reference AS reference, 'charge' AS type, 1 AS direction,
-           'capture:' || p.id AS business_key
+           'capture:' || p.id AS business_key, p.id AS fee_payment_id
       FROM payments p WHERE p.connector = :psp AND p.livemode = :livemode AND p.psp_reference IS NOT NULL
     UNION ALL
-    SELECT 'refund', r.id, r.merchant_id, -r.amount, r.currency, r.psp_reference, 'refund', -1, 'refund:' || r.id
+    SELECT 'refund', r.id, r.merchant_id, -r.amount, r.currency, r.psp_reference, 'refund', -1, 'refund:' || r.id,
+           r.payment_id
       FROM refunds r JOIN payments p ON p.id = r.payment_id AND p.merchant_id = r.merchant_id
      WHERE coalesce(r.connector, p.connector) = :psp AND r.livemode = :livemode AND r.psp_reference IS NOT NULL
     UNION ALL
     SELECT 'refund', r.id, r.merchant_id, r.amount, r.currency, r.psp_reference, 'refund_failure', 1,
-           'refund_reversal:' || r.id
+           'refund_reversal:' || r.id, r.payment_id
       FROM refunds r JOIN payments p ON p.id = r.payment_id AND p.merchant_id = r.merchant_id
      WHERE coalesce(r.connector, p.connector) = :psp AND r.livemode = :livemode AND r.psp_reference IS NOT NULL
     UNION ALL
-    SELECT 'dispute', d.id, d.merchant_id, -d.amount, d.currency, d.psp_reference, 'dispute', -1, 'dispute:' || d.id
+    SELECT 'dispute', d.id, d.merchant_id, -d.amount, d.currency, d.psp_reference, 'dispute', -1, 'dispute:' || d.id,
+           d.id
       FROM disputes d WHERE coalesce(d.connector, d.psp) = :psp AND d.livemode = :livemode
     UNION ALL
     SELECT 'dispute', d.id, d.merchant_id, d.amount, d.currency, d.psp_reference, 'dispute', 1,
-           'dispute_reinstated:' || d.id
+           'dispute_reinstated:' || d.id, d.id
       FROM disputes d WHERE coalesce(d.connector, d.psp) = :psp AND d.livemode = :livemode
     UNION ALL
     SELECT 'dispute', d.id, d.merchant_id, -coalesce(d.fee, 0), coalesce(d.fee_currency, d.currency),
-           d.psp_reference, 'fee', -1, 'dispute_fee:' || d.id
+           d.psp_reference, 'fee', -1, 'dispute_fee:' || d.id, d.id
       FROM disputes d WHERE coalesce(d.connector, d.psp) = :psp AND d.livemode = :livemode
 """
 # Set-based: one statement matches every staged line of the file. A charge compares its gross, a fee line its
@@ -391,6 +395,7 @@ SELECT l.line_no, l.ok AND (c.object_id IS NOT NULL OR l.reference ~ {_IDENTIFIE
        CASE WHEN NOT d.duplicate THEN c.merchant_id END AS merchant_id,
        CASE WHEN NOT d.duplicate THEN c.object_type END AS object_type,
        CASE WHEN NOT d.duplicate THEN c.object_id END AS object_id,
+       CASE WHEN NOT d.duplicate THEN c.fee_payment_id END AS fee_payment_id,
        CASE WHEN NOT d.duplicate THEN c.expected END AS expected_amount,
        CASE WHEN NOT d.duplicate THEN c.expected_currency END AS expected_currency,
        CASE WHEN d.duplicate THEN 'duplicate'
@@ -470,8 +475,10 @@ def _import_first_version(session: Session, report: ReportFile, hmac_key: bytes,
     count = _stage_file(session, report)
     params = {"file_id": report.id, "psp": psp_of(report.source), "livemode": report.livemode,
               "platform": PLATFORM_MERCHANT_ID}
-    # Sorts and hashes of a million lines in memory rather than in temporary files (this transaction only).
+    # Sorts and hashes of a million lines in memory rather than in temporary files (this transaction only), and the
+    # staged table's real size for the planner (unanalysed, it guessed 400,000 rows and sorted where it could hash).
     session.execute(text("SELECT set_config('work_mem', :mem, true)"), {"mem": IMPORT_WORK_MEM})
+    session.execute(text("ANALYZE reconciliation_staging"))
     sums = _match_staged(session, params, count)
     bad = [row.first_bad for row in sums if row.first_bad is not None]
     for row in sums:  # batch ids and currencies: checked once per batch, book and currency
@@ -688,13 +695,14 @@ SELECT m.grp, m.book AS merchant_id, coalesce(r.payment_id, m.object_id) AS paym
 
 # The same for a first version (``_import_first_version``), whose lines are not yet in reconciliation_lines when it
 # posts: read from its temporary ``reconciliation_matched``, per status too (its sums are per batch, book, currency
-# and status). One pass over the staged lines for every book and batch.
+# and status), with the payment each line's fee is split over found as it matched (``fee_payment_id``). One pass
+# over the staged lines for every book and batch; only payments with orders are summed.
 _FEES_BY_PAYMENT_STAGED = f"""
-SELECT g.grp, m.book AS merchant_id, coalesce(r.payment_id, m.object_id) AS payment_id, sum(m.fee)::bigint AS fee
+SELECT g.grp, m.book AS merchant_id, m.fee_payment_id AS payment_id, sum(m.fee)::bigint AS fee
   FROM reconciliation_matched m
   JOIN {_GROUPS} ON g.book = m.book AND g.batch_id = m.batch_id AND g.currency = m.currency AND g.status = m.status
-  LEFT JOIN refunds r ON m.object_type = 'refund' AND r.id = m.object_id AND r.merchant_id = m.book
  WHERE m.type <> 'fee' AND m.fee <> 0
+   AND EXISTS (SELECT 1 FROM payment_orders o WHERE o.merchant_id = m.book AND o.payment_id = m.fee_payment_id)
  GROUP BY 1, 2, 3
 """
 
