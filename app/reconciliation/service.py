@@ -428,9 +428,8 @@ SELECT :f, m.line_no, :psp, :livemode, :day, m.batch_id, m.reference, m.type, m.
     ON p.batch_id = m.batch_id AND p.book = m.book
 """)
 # What this file's lines settled in each merchant's book, per PSP and currency (reconciliation_book_days: the
-# merchant's daily settlement page, app/reconciliation/queries.py), from the lines just written: a first version's
-# from its temporary reconciliation_matched (``_BOOK_DAYS_STAGED``), a corrected version's (its unchanged lines too)
-# from reconciliation_lines.
+# merchant's daily settlement page, app/reconciliation/queries.py): a first version's from its sums
+# (``_BOOK_DAYS_FROM_SUMS``), a corrected version's (its unchanged lines too) from reconciliation_lines.
 _BOOK_DAY_SUMS = """
 SELECT merchant_id, CAST(:livemode AS boolean), CAST(:f AS text), CAST(:psp AS text), currency, CAST(:day AS date),
        coalesce(sum(gross) FILTER (WHERE type = 'charge'), 0), coalesce(sum(fee) FILTER (WHERE type IN ('charge', 'fee')), 0),
@@ -441,7 +440,6 @@ SELECT merchant_id, CAST(:livemode AS boolean), CAST(:f AS text), CAST(:psp AS t
 """
 _BOOK_DAYS_INSERT = ("INSERT INTO reconciliation_book_days (merchant_id, livemode, file_id, psp, currency, report_date, "
                      "gross, fees, refunds, disputes, net, lines) ")
-_BOOK_DAYS_STAGED = text(_BOOK_DAYS_INSERT + _BOOK_DAY_SUMS.format(lines="reconciliation_matched", more=""))
 _BOOK_DAYS = text(_BOOK_DAYS_INSERT + _BOOK_DAY_SUMS.format(lines="reconciliation_lines", more="AND file_id = :f"))
 
 
@@ -452,8 +450,22 @@ SELECT batch_id, book, currency, status, count(*) AS lines,
        coalesce(sum(fee) FILTER (WHERE type <> 'fee'), 0)::bigint AS fee,
        coalesce(sum(gross) FILTER (WHERE type <> 'fee'), 0)::bigint AS gross,
        coalesce(sum(net) FILTER (WHERE type = 'fee'), 0)::bigint AS fee_lines_net,
-       min(line_no) FILTER (WHERE NOT ok) AS first_bad
+       min(line_no) FILTER (WHERE NOT ok) AS first_bad,
+       -- for reconciliation_book_days (``_BOOK_DAY_SUMS``'s columns, from the same pass)
+       coalesce(sum(gross) FILTER (WHERE type = 'charge'), 0)::bigint AS charges,
+       coalesce(sum(fee) FILTER (WHERE type IN ('charge', 'fee')), 0)::bigint AS fees,
+       coalesce(sum(gross) FILTER (WHERE type IN ('refund', 'refund_failure')), 0)::bigint AS refunds,
+       coalesce(sum(gross) FILTER (WHERE type = 'dispute'), 0)::bigint AS disputes
   FROM reconciliation_matched GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+""")
+# A first version's reconciliation_book_days from its sums (a matched or mismatched line's book is its merchant's).
+_BOOK_DAYS_FROM_SUMS = text(_BOOK_DAYS_INSERT + """
+SELECT merchant_id, CAST(:livemode AS boolean), CAST(:f AS text), CAST(:psp AS text), currency, CAST(:day AS date),
+       sum(charges), sum(fees), sum(refunds), sum(disputes), sum(net), sum(lines)
+  FROM unnest(CAST(:books AS text[]), CAST(:currencies AS text[]), CAST(:charges AS bigint[]),
+              CAST(:fees AS bigint[]), CAST(:refunds AS bigint[]), CAST(:disputes AS bigint[]), CAST(:nets AS bigint[]),
+              CAST(:lines AS bigint[])) AS s(merchant_id, currency, charges, fees, refunds, disputes, net, lines)
+ GROUP BY merchant_id, currency
 """)
 
 
@@ -499,7 +511,12 @@ def _import_first_version(session: Session, report: ReportFile, hmac_key: bytes,
         result.statuses[row.status] = result.statuses.get(row.status, 0) + row.lines
     written = {"f": report.id, "psp": psp_of(report.source), "livemode": report.livemode, "day": report.report_date}
     session.execute(_INSERT_MATCHED, {**written, **links})
-    session.execute(_BOOK_DAYS_STAGED, written)
+    booked = [row for row in sums if row.status in ("matched", "mismatch")]
+    if booked:
+        session.execute(_BOOK_DAYS_FROM_SUMS, {**written, **{
+            key: [getattr(row, column) for row in booked] for key, column in (
+                ("books", "book"), ("currencies", "currency"), ("charges", "charges"), ("fees", "fees"),
+                ("refunds", "refunds"), ("disputes", "disputes"), ("nets", "net"), ("lines", "lines"))}})
     _missed_dispute_breaks(session, report, created, result, now or utcnow())
     return count
 
@@ -836,7 +853,19 @@ def break_object(row: Break) -> dict:
             "resolution_transaction": row.resolution_transaction_id}
 
 
-def _line_breaks(session: Session, report: ReportFile, result: RunResult, now: datetime) -> None:
+# A first version's lines that can open a break, read from its temporary reconciliation_matched (what was just
+# written to reconciliation_lines, without an index scan of a million lines there).
+_SUSPICIOUS_STAGED = """
+SELECT line_no, reference, type, gross, fee, net, currency, batch_id, status, merchant_id, object_type, object_id,
+       expected_amount, expected_currency
+  FROM reconciliation_matched
+ WHERE status IN ('mismatch', 'unmatched', 'duplicate', 'refused') {fees}
+ ORDER BY line_no
+"""
+
+
+def _line_breaks(session: Session, report: ReportFile, result: RunResult, now: datetime,
+                 staged: bool = False) -> None:
     psp = psp_of(report.source)
     pricing = CONTRACTED_PRICING.get(psp)
     # Only lines that can open a break are read (a clean file of a million lines reads none): the fee check is SQL.
@@ -846,8 +875,14 @@ def _line_breaks(session: Session, report: ReportFile, result: RunResult, now: d
         contracted = (ReportLine.gross * per_mille + 500) // 1000 + fixed  # as sandbox_psp/settlement.py: half up
         suspicious = suspicious | ((ReportLine.status == "matched") & (ReportLine.type == "charge")
                                    & (func.abs(ReportLine.fee - contracted) > FEE_TOLERANCE))
-    rows = session.execute(select(ReportLine).where(ReportLine.file_id == report.id, suspicious)
-                           .order_by(ReportLine.line_no)).scalars().all()
+    if staged:  # (the same filter: SQL's integer division as the expression above renders it)
+        fees = ("OR (status = 'matched' AND type = 'charge' AND abs(fee - ((gross * :per_mille + 500) / 1000 + :fixed))"
+                " > :tolerance)") if pricing else ""
+        rows = session.execute(text(_SUSPICIOUS_STAGED.format(fees=fees)), {
+            "per_mille": pricing[0], "fixed": pricing[1], "tolerance": FEE_TOLERANCE} if pricing else {}).all()
+    else:
+        rows = session.execute(select(ReportLine).where(ReportLine.file_id == report.id, suspicious)
+                               .order_by(ReportLine.line_no)).scalars().all()
     for line in rows:
         where = [{"file": report.id, "line": line.line_no}]
         common = dict(psp=psp, report_date=report.report_date, reference=line.reference,
@@ -1003,7 +1038,7 @@ def reconcile_settlement(session: Session, *, psp: str, livemode: bool, report_d
         session.execute(_BOOK_DAYS, {"f": report.id, "psp": psp_of(report.source), "livemode": report.livemode,
                                      "day": report.report_date})
     if created:
-        _line_breaks(session, report, result, now)
+        _line_breaks(session, report, result, now, staged=report.supersedes_id is None)
         _close_late(session, report, result, now)
         _missing_at_psp(session, report, grace_days, result, now)
         session.flush()
