@@ -65,7 +65,7 @@ def test_the_payment_detail_shows_its_settlement_line_and_fee(app, client, db_se
 
 def test_the_settlement_csv_escapes_cells_a_spreadsheet_would_run(app, client, db_session):
     """A connector named like a formula (an operator's PSP_CONNECTORS key) is exported as text."""
-    from app.reconciliation.models import ReportFile, ReportLine
+    from app.reconciliation.models import BookDay, ReportFile, ReportLine
 
     shop = factories.merchant(db_session, name="Formula shop")
     owner = factories.member(db_session, shop, role="owner")
@@ -77,6 +77,10 @@ def test_the_settlement_csv_escapes_cells_a_spreadsheet_would_run(app, client, d
     db_session.add(ReportLine(file_id="rfil_formula", line_no=1, psp="=cmd|' /C calc'!A0", livemode=False,
                               report_date=day, batch_id="b", reference="r", type="charge", gross=1000, fee=30,
                               net=970, currency="USD", status="matched", merchant_id=shop.id))
+    # What the importer writes beside its lines, and what the settlement page and CSV read.
+    db_session.add(BookDay(merchant_id=shop.id, livemode=False, file_id="rfil_formula", psp="=cmd|' /C calc'!A0",
+                           currency="USD", report_date=day, gross=1000, fees=30, refunds=0, disputes=0, net=970,
+                           lines=1))
     db_session.commit()
     login_as(client, db_session, owner)
     rows = list(csv.DictReader(io.StringIO(client.get(f"/dashboard/{shop.id}/test/settlement.csv")
