@@ -9,7 +9,7 @@
 What it measures, each in the same run on the same machine, against fresh databases cloned from the template:
 
 1. Evaluation (``app.risk.evaluate.assess``: signals, every velocity counter recorded and read in Redis, the
-   score, the rules, the value-list lookups and the assessment's INSERT, flushed and rolled back) for a
+   score, the rules, the value-list lookups and the assessment's INSERT, then rolled back) for a
    merchant with 50 enabled rules (none matching, so every one runs) and 5 value lists of 100,000 items each
    that the rules name, plus the platform's built-in rules and lists. Timed in a dedicated thread
    (``perf_counter`` around each call) so that no other thread of the bench is scheduled inside a sample;
@@ -17,7 +17,9 @@ What it measures, each in the same run on the same machine, against fresh databa
    ``PING``, the round trips no evaluation can avoid) and the built-in rules alone (no merchant rules).
 2. End-to-end payments per second (``POST /v1/payments`` with ``confirm=true``, automatic capture, sandbox with
    no added latency, one worker, ``--clients`` closed-loop clients; bench/payments.py's harness) with the same
-   50 rules and 5 lists, risk screening on, then off (``RISK_SCREENING=false``) in the same run.
+   50 rules and 5 lists, risk screening on, then off (``RISK_SCREENING=false``) in the same run, with the CPU
+   each payment cost each process (web, worker, sandbox, PostgreSQL, Redis): on a shared machine the rates
+   move with the other work, the CPU per payment much less.
 
 ``--write`` replaces the "Risk" section of bench/RESULTS.md.
 """
@@ -276,6 +278,14 @@ def render(evaluations: dict, e2e: dict, args) -> str:
         row = e2e[key]
         lines.append(f"| {key} | {row['payments']} | {row['seconds']} | {row['per_second']} | "
                      f"{row['answered_processing']} | {row['errors']} |")
+    components = sorted({name for key in ("on", "off") for name in e2e[key].get("cpu_ms_per_payment", {})})
+    if components:
+        lines += ["", "CPU per payment (ms, each process's user + system time over the run / payments):", "",
+                  "| risk | " + " | ".join(components) + " | total |", "|---|" + "---|" * (len(components) + 1)]
+        for key in ("on", "off"):
+            cpu = e2e[key].get("cpu_ms_per_payment", {})
+            lines.append(f"| {key} | " + " | ".join(str(cpu.get(name, "")) for name in components)
+                         + f" | {round(sum(cpu.values()), 1)} |")
     ratio = e2e["on"]["per_second"] / e2e["off"]["per_second"] if e2e["off"]["per_second"] else 0
     lines += ["", f"Risk on / off: {ratio:.2f} (target ≥ 0.9); evaluation p99 {evaluations['full']['p99']} ms "
                   "(target < 5 ms). Risk on adds one vault read (GET /v1/tokens/<id>) and one short transaction "
