@@ -20,7 +20,11 @@ authorization attempt; the worker that claims it screens it right before its fir
   what is known (email, IP, amount...), the payment is held as for ``review``, in a review the platform owns,
   with ``outcome.reason`` and the assessment's ``reason`` ``card_facts_unavailable``.
 
-A retry of the same attempt reuses its assessment (never assessed or counted twice). After a 3-D Secure
+A retry of the same attempt reuses its assessment (never assessed or counted twice). The velocity counters and
+the screening's transaction: the evaluation records the confirmation in Redis as it reads the counters (one
+script; the members are named by the payment, so a screening rolled back and done again by the attempt's next
+run counts it once), and a block or a decline is counted only once its transaction commits
+(``count_decline_after_commit``): a rolled-back screening leaves no decline for its retry to see. After a 3-D Secure
 challenge succeeds, the rules that depend on it run again (``after_challenge``): a block then voids the
 authorization, a review holds it.
 """
