@@ -513,7 +513,7 @@ def _apply_authorize(session, scope, payment, attempt, result, deps, applied, no
         if payment.status == PaymentStatus.CANCELED:
             return
         if declined:
-            risk.note_declined(payment, attempt, deps)
+            risk.note_declined(session, payment, attempt, deps)
         payment.last_error = _error(result, declined)
         payment.next_action_url = None
         payment.connector = payment.psp_reference = payment.credential = None

@@ -36,7 +36,8 @@ Modules and their service functions (``scope`` is an ``app.scoping.Scope``; ``ac
 
 ``app.risk.evaluate`` — the engine (signals, velocity, score, rules; ``app.risk.velocity``, ``app.risk.scoring``)
     ``assess(session, payment, *, redis, card: dict | None, stage="confirmation", attempt_id=None,
-        three_d_secure_result=None, record_velocity=True) -> Decision`` (adds the Assessment; flushes)
+        three_d_secure_result=None, record_velocity=True) -> Decision`` (inserts the Assessment in the
+        caller's transaction; ``Decision.assessment`` holds its values, not an ORM instance)
     ``outcome_object(assessment, type_) -> dict`` (Stripe's charge ``outcome``)
     ``ip_country(ip) -> str | None`` (iptocc, offline)
     The payment side (screening before the PSP call, holding, after 3-D Secure) is ``app/payments/risk.py``.
