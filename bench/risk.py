@@ -32,6 +32,8 @@ import platform
 import random
 import statistics
 import sys
+import threading
+import time
 import uuid
 from datetime import date
 from types import SimpleNamespace
