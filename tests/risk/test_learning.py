@@ -2,6 +2,7 @@
 on a known fraud pattern, the model stored as data and loaded back, approval, rollback, the version on
 assessments, cold start, weekly drift."""
 import json
+import threading
 from datetime import timedelta
 
 import pytest
@@ -14,7 +15,7 @@ from app.risk import evaluate
 from app.risk.errors import RiskInvalid
 from app.risk.learning import drift, features, scorer, service, training
 from app.risk.learning.model import LearnedScorer, ModelFormatError
-from app.risk.learning.tables import DriftReport, RiskModel
+from app.risk.learning.tables import DriftReport, RiskModel, ScorerActivation
 from app.risk.models import Assessment, Review, RiskWeights
 from app.scoping import Scope
 from tests import factories
@@ -296,6 +297,65 @@ def test_approval_rollback_and_the_version_on_assessments(db_session, merchant, 
     assert _assess(db_session, scope, redis).weights_version == "v1"
     assert db_session.get(RiskModel, second.version).decision_note == "Same data, simpler model"
     db_session.rollback()
+
+
+def test_two_approvals_at_once_record_what_each_replaced(app, db_session, trained):
+    """Two operators approve two candidates at the same moment: the second waits for the first and records the
+    first's model as the one it replaced, so that rolling back returns to it (not to the scorer both saw)."""
+    from sqlalchemy.orm import Session
+
+    from app.extensions import db
+
+    other = RiskModel(version=training.next_version(db_session), status="candidate", trained_by="test",
+                      kind=trained.kind, parameters=trained.parameters, metrics=trained.metrics,
+                      baseline=trained.baseline)
+    db_session.add(other)
+    db_session.commit()
+    engine = db.engine
+    errors = []
+    with Session(engine) as first:
+        service.approve(first, trained.version, actor="test", note="first")
+        first.flush()
+
+        def second_operator():
+            try:
+                with app.app_context(), Session(engine) as second:
+                    service.approve(second, other.version, actor="test", note="second")
+                    second.commit()
+            except Exception as error:  # noqa: BLE001 - reported below
+                errors.append(error)
+
+        thread = threading.Thread(target=second_operator)
+        thread.start()
+        _wait_for_a_lock_waiter(engine, thread, errors)
+        first.commit()
+    thread.join(JOIN_SECONDS)
+    assert not thread.is_alive() and not errors, errors
+    assert scorer.active_version(db_session) == other.version
+    [activation] = db_session.scalars(select(ScorerActivation).where(ScorerActivation.version == other.version))
+    assert activation.previous_version == trained.version
+    assert service.rollback(db_session, actor="test", note="back") == trained.version
+    db_session.commit()
+
+
+JOIN_SECONDS = 60
+
+
+def _wait_for_a_lock_waiter(engine, thread, errors) -> None:
+    """Block until a session of this database waits on a lock (the second approval queues behind the first)."""
+    import time
+
+    from sqlalchemy import text
+
+    deadline = time.monotonic() + JOIN_SECONDS
+    with engine.connect() as conn:
+        while time.monotonic() < deadline and thread.is_alive():
+            if conn.execute(text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                                 "AND wait_event_type = 'Lock'")).scalar():
+                return
+            conn.rollback()
+            time.sleep(0.01)  # polling another session's state; not waiting for time to pass
+    raise AssertionError(f"the second approval never queued behind the first: {errors}")
 
 
 def test_a_rejected_candidate_never_scores(db_session, trained):

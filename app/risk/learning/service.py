@@ -65,10 +65,16 @@ def _note(note: Any) -> str | None:
     return note.strip()[:2000] or None
 
 
-def _activate(session: Session, version: str, *, action: str, actor: str | None, note: str | None) -> None:
-    previous = active_version(session)
-    # Lock the weights table's rows: two approvals or rollbacks at once activate one after the other.
+def _lock_scorer(session: Session) -> None:
+    """Lock the weights table's rows before reading which scorer is in use: two approvals or rollbacks at once then
+    run one after the other, and the second reads (and records as ``previous_version``) what the first activated,
+    not the scorer both saw before (a later rollback would skip the first one's model)."""
     session.execute(select(RiskWeights.version).with_for_update())
+
+
+def _activate(session: Session, version: str, *, action: str, actor: str | None, note: str | None) -> None:
+    _lock_scorer(session)
+    previous = active_version(session)
     session.execute(update(RiskWeights).where(RiskWeights.active.is_(True)).values(active=False))
     session.flush()
     row = session.get(RiskWeights, version)
@@ -84,6 +90,7 @@ def _activate(session: Session, version: str, *, action: str, actor: str | None,
 
 
 def approve(session: Session, version: str, *, actor: str | None, note: Any = None, ip: str | None = None) -> RiskModel:
+    _lock_scorer(session)  # first: what is in use is read (and checked against) under the lock
     model = get_model(session, version, for_update=True)
     note = _note(note)
     if model.status == "rejected":
@@ -113,6 +120,7 @@ def reject(session: Session, version: str, *, actor: str | None, note: Any = Non
 
 def rollback(session: Session, *, actor: str | None, note: Any = None, ip: str | None = None) -> str:
     """Return to the scorer in use before the latest activation; returns its version."""
+    _lock_scorer(session)
     current = active_version(session)
     # The approval that made the current scorer the one in use: rolling back returns to what it replaced, so
     # successive rollbacks walk back through the approvals (model-3 -> model-2 -> v1), never in a circle.
