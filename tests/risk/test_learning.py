@@ -338,6 +338,39 @@ def test_two_approvals_at_once_record_what_each_replaced(app, db_session, traine
     db_session.commit()
 
 
+def test_two_trainings_finishing_at_once_store_two_versions(app, db_session, trained):
+    """The second of two trainings that finish together waits for the first's version to be stored, then takes the
+    next one (it does not fail on the key after fitting for minutes)."""
+    from sqlalchemy.orm import Session
+
+    from app.extensions import db
+
+    engine = db.engine
+    taken, errors = [], []
+    with Session(engine) as first:
+        version = training.next_version(first)
+        first.add(RiskModel(version=version, status="candidate", trained_by="test", **_TRAINED))
+        first.flush()
+
+        def second_training():
+            try:
+                with app.app_context(), Session(engine) as second:
+                    taken.append(training.next_version(second))
+                    second.add(RiskModel(version=taken[-1], status="candidate", trained_by="test", **_TRAINED))
+                    second.commit()
+            except Exception as error:  # noqa: BLE001 - reported below
+                errors.append(error)
+
+        thread = threading.Thread(target=second_training)
+        thread.start()
+        _wait_for_a_lock_waiter(engine, thread, errors)
+        first.commit()
+    thread.join(JOIN_SECONDS)
+    assert not thread.is_alive() and not errors, errors
+    number = int(version.removeprefix(scorer.MODEL_PREFIX))
+    assert taken == [f"{scorer.MODEL_PREFIX}{number + 1}"]
+
+
 JOIN_SECONDS = 60
 
 
