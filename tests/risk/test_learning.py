@@ -130,6 +130,24 @@ def test_cold_start_refuses_with_a_message(db_session, app):
     assert db_session.scalar(select(func.count()).select_from(RiskModel)) == stored
 
 
+def test_the_dispute_window_is_configured_once_for_the_command_and_the_job(app, monkeypatch):
+    from app.config import load_config
+
+    assert load_config({"KASSA_ENV": "test", "RISK_DISPUTE_WINDOW_DAYS": "90"})["RISK_DISPUTE_WINDOW_DAYS"] == 90
+    assert load_config({"KASSA_ENV": "test"})["RISK_DISPUTE_WINDOW_DAYS"] == 120
+    asked = []
+
+    def load_labels(session, *, now, window_days, **_):
+        asked.append(window_days)
+        return training.as_labels(ROWS[:10])
+
+    monkeypatch.setattr(training, "load_labels", load_labels)
+    monkeypatch.setitem(app.config, "RISK_DISPUTE_WINDOW_DAYS", 90)
+    assert app.test_cli_runner().invoke(args=["risk", "train"]).exit_code != 0  # cold start: 10 labels
+    assert app.test_cli_runner().invoke(args=["risk", "train", "--window-days", "30"]).exit_code != 0
+    assert asked == [90, 30]
+
+
 def _payment(session, scope, *, created, status="succeeded", signals=None):
     payment = scope.new(Payment, id=new_id("pay"), amount=5000, currency="EUR", status=status,
                         capture_method="automatic", created_at=created, updated_at=created)
