@@ -437,6 +437,25 @@ def test_weekly_drift_report(db_session, merchant):
     assert db_session.scalar(select(DriftReport.id)) is None
 
 
+def test_the_drift_report_reads_the_scores_of_the_scorer_in_use_only(db_session, merchant):
+    """A week in which another scorer scored too (before a rollback, say): its scores are not drift."""
+    live = Scope(merchant.id, True)
+    now = utcnow()
+    last_week = drift.week_start(now) - timedelta(days=3)
+    for index in range(40):
+        rows = ((last_week - timedelta(days=14), 5 + index % 20, "v1"), (last_week, 5 + index % 20, "v1"),
+                (last_week, 70 + index % 20, "model-rolled-back"))
+        for created, score, version in rows:
+            db_session.add(live.new(Assessment, id=new_id("rska"), payment_id=new_id("pay"), stage="confirmation",
+                                    signals={}, score=score, level="normal", weights_version=version,
+                                    outcome="allow", created_at=created))
+    db_session.flush()
+    report = drift.report_week(db_session, now=now)
+    assert (report.version, report.assessments, report.psi_thousandths) == ("v1", 40, 0)
+    assert drift.level(report.psi_thousandths) == "stable"
+    db_session.rollback()
+
+
 def test_the_console_shows_candidates_and_decides_with_a_reason(client, db_session, admin, shop, trained):
     login_as(client, db_session, admin)
     page = client.get("/admin/risk/models").get_data(as_text=True)
