@@ -409,6 +409,21 @@ def _wait_for_a_lock_waiter(engine, thread, errors) -> None:
     raise AssertionError(f"the second approval never queued behind the first: {errors}")
 
 
+def test_a_model_this_code_cannot_score_is_never_approved(db_session, trained):
+    """A candidate whose features are not the ones this code computes (trained before an upgrade changed them) would
+    fail every confirmation once in use: approval refuses it, and the scorer in use stays."""
+    parameters = json.loads(json.dumps(trained.parameters))
+    parameters["names"] = parameters["names"][:-1] + ["a_feature_this_code_does_not_compute"]
+    stale = RiskModel(version=training.next_version(db_session), status="candidate", trained_by="test",
+                      kind=trained.kind, parameters=parameters, metrics=trained.metrics, baseline=trained.baseline)
+    db_session.add(stale)
+    db_session.commit()
+    with pytest.raises(RiskInvalid, match="cannot score with this version"):
+        service.approve(db_session, stale.version, actor="test", note="anyway")
+    db_session.rollback()
+    assert scorer.active_version(db_session) == "v1"
+
+
 def test_a_rejected_candidate_never_scores(db_session, trained):
     service.reject(db_session, trained.version, actor="test", note="Demo")
     db_session.commit()
