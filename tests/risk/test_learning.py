@@ -423,6 +423,21 @@ def test_a_model_this_code_cannot_score_is_never_approved(db_session, trained):
     db_session.rollback()
     assert scorer.active_version(db_session) == "v1"
 
+    # Nor does a rollback return to one: the scorer in use stays.
+    service.approve(db_session, trained.version, actor="test", note="first")
+    newer = RiskModel(version=training.next_version(db_session), status="candidate", trained_by="test",
+                      kind=trained.kind, parameters=trained.parameters, metrics=trained.metrics,
+                      baseline=trained.baseline)
+    db_session.add(newer)
+    db_session.flush()
+    service.approve(db_session, newer.version, actor="test", note="second")
+    db_session.get(RiskModel, trained.version).parameters = parameters
+    db_session.flush()
+    with pytest.raises(RiskInvalid, match="cannot score with this version"):
+        service.rollback(db_session, actor="test", note="back")
+    assert scorer.active_version(db_session) == newer.version
+    db_session.rollback()
+
 
 def test_a_rejected_candidate_never_scores(db_session, trained):
     service.reject(db_session, trained.version, actor="test", note="Demo")
