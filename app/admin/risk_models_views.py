@@ -12,6 +12,7 @@ from app.dashboard.context import platform_admin_required
 from app.dashboard.risk_forms import PlatformActionForm
 from app.extensions import db
 from app.jobs import enqueue_after_commit
+from app.jobs.risk import TRAINING_JOB_TIMEOUT_SECONDS
 from app.risk.errors import RiskInvalid, RiskNotFound
 from app.risk.learning import drift, service
 from app.risk.learning.scorer import active_version
@@ -104,7 +105,8 @@ def risk_model_train():
     except ReasonRequired as error:
         db.session.rollback()
         return _page(INVALID_FORM, error.message)
-    enqueue_after_commit(db.session, "app.jobs.risk.train_risk_model", operator().id)
+    enqueue_after_commit(db.session, "app.jobs.risk.train_risk_model", operator().id,
+                         job_timeout=TRAINING_JOB_TIMEOUT_SECONDS)
     db.session.commit()
     flash("Training started: the candidate appears below when it is done (too few labels: nothing is stored, "
           "see the worker's log).", "success")

@@ -15,6 +15,11 @@ from app.risk.reviews import expire_due_reviews
 
 log = logging.getLogger(__name__)
 
+# How long the training job may run before RQ stops it. RQ's default (180 s) is far below training on a large
+# history: reading and fitting 1,000,000 labelled payments takes about 7 minutes (bench/RESULTS.md), more on a
+# loaded machine. Whoever enqueues ``train_risk_model`` passes it as ``job_timeout``.
+TRAINING_JOB_TIMEOUT_SECONDS = 3 * 3600
+
 
 @job
 def expire_reviews() -> list[str]:

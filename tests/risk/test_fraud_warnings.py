@@ -221,3 +221,44 @@ def test_a_merchants_own_stripe_secret_cannot_warn_about_another_merchants_payme
     assert db_session.scalars(select(EarlyFraudWarning).where(EarlyFraudWarning.payment_id == victims.id)).all() == []
     labels = {r.payment_id: r.fraudulent for r in training.labelled_payments(db_session, now=utcnow())}
     assert victims.id not in labels
+
+
+def test_the_operators_payment_page_shows_the_payments_warnings(app, client, db_session):
+    merchant = factories.merchant(db_session, name="Operated Shop")
+    operator_user = factories.user(db_session, is_platform_admin=True, name="Efw Operator")
+    db_session.commit()
+    live = Scope(merchant.id, True)
+    warned = stripe_payment(db_session, live, "pi_efw_operator")
+    quiet = stripe_payment(db_session, live, "pi_efw_operator_quiet")
+    post(client, "radar.early_fraud_warning.created",
+         warning(payment_intent="pi_efw_operator", id="issfr_op", fraud_type="unauthorized_use_of_card"),
+         "evt_efw_operator")
+    db_session.rollback()
+    row = db_session.scalars(live.select(EarlyFraudWarning, EarlyFraudWarning.payment_id == warned.id)).one()
+
+    login_as(client, db_session, operator_user)
+    html = client.get(f"/admin/payments/{warned.id}").get_data(as_text=True)
+    assert f'data-fraud-warning-row="{row.id}"' in html and "unauthorized use of card" in html and "issfr_op" in html
+    html = client.get(f"/admin/payments/{quiet.id}").get_data(as_text=True)
+    assert "data-fraud-warning-row" not in html and "No early fraud warning." in html
+
+
+def test_the_refund_advice_is_not_shown_once_nothing_is_left_to_refund(app, client, db_session):
+    merchant = factories.merchant(db_session, name="Refunded Shop")
+    owner = factories.member(db_session, merchant, "owner", email=f"owner-{merchant.id.lower()}@example.com")
+    db_session.commit()
+    live = Scope(merchant.id, True)
+    payment = stripe_payment(db_session, live, "pi_efw_refunded")
+    post(client, "radar.early_fraud_warning.created", warning(payment_intent="pi_efw_refunded", id="issfr_rf"),
+         "evt_efw_refunded")
+    db_session.rollback()
+    row = db_session.scalars(live.select(EarlyFraudWarning, EarlyFraudWarning.payment_id == payment.id)).one()
+    assert row.actionable is True
+    login_as(client, db_session, owner)
+    path = f"/dashboard/{merchant.id}/live/payments/{payment.id}"
+    assert f'data-fraud-warning="{row.id}"' in client.get(path).get_data(as_text=True)
+    # Refunded in full (the PSP may not have marked the warning unactionable yet): listed, no advice to refund.
+    db_session.get(type(payment), payment.id).amount_refunded = payment.amount_received
+    db_session.commit()
+    html = client.get(path).get_data(as_text=True)
+    assert f'data-fraud-warning-row="{row.id}"' in html and f'data-fraud-warning="{row.id}"' not in html

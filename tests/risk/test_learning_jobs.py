@@ -8,7 +8,7 @@ from rq import Queue
 from sqlalchemy import func, insert, select
 
 from app.ids import new_id
-from app.jobs.risk import report_score_drift, train_risk_model
+from app.jobs.risk import TRAINING_JOB_TIMEOUT_SECONDS, report_score_drift, train_risk_model
 from app.models_base import utcnow
 from app.payments.models import Payment
 from app.risk.fraud_warnings import EarlyFraudWarning
@@ -75,6 +75,8 @@ def test_the_console_enqueues_the_training_job_after_its_commit(client, db_sessi
     assert started.status_code == 303
     [job] = queue.jobs
     assert job.func_name == "app.jobs.risk.train_risk_model" and job.args == (admin.id,)
+    # Not RQ's default 180 s: training a large history takes minutes, and RQ would kill it half way.
+    assert job.timeout == TRAINING_JOB_TIMEOUT_SECONDS > Queue.DEFAULT_TIMEOUT
     assert audit_rows(db_session, "risk.model.training_requested")[-1].details["note"] == "New outcomes this month"
     queue.empty()
 
