@@ -90,6 +90,27 @@ def test_a_stored_model_scores_identically_once_loaded(db_session, trained):
             LearnedScorer("bad", broken)
 
 
+def test_a_tree_models_explanations_name_only_the_categories_the_payment_has(db_session):
+    """A split on `email_domain=<a common domain>` that this payment does not have is credited to `email_domain`:
+    a payment's page never names a value (another merchant's domain, say) that is not its own."""
+    import numpy as np
+
+    rows = ROWS[:1500]
+    vocabulary = features.fit_vocabulary(r.signals for r in rows)
+    encoder = features.Encoder(vocabulary)
+    x = np.array([encoder.vector(r.signals) for r in rows])
+    boosted = LearnedScorer("gb", training.fit_boosting(x, np.array([r.fraudulent for r in rows]), encoder.names,
+                                                        vocabulary, trees=10))
+    named = 0
+    for row in rows[:300]:
+        own = {name for name, value in zip(encoder.names, encoder.vector(row.signals)) if value}
+        for name in boosted.score(row.signals)[2]:
+            if "=" in name:
+                assert name in own, (name, row.signals)
+                named += 1
+    assert named  # the payments' own categories are still named
+
+
 def test_both_kinds_match_scikit_learn(db_session):
     import numpy as np
     from sklearn.ensemble import HistGradientBoostingClassifier
