@@ -23,7 +23,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, PrimaryKeyConstraint, String, UniqueConstraint, text
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, PrimaryKeyConstraint, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from app.events import record_event
@@ -48,7 +48,8 @@ class EarlyFraudWarning(Base):
     __tablename__ = "early_fraud_warnings"
     __table_args__ = (
         PrimaryKeyConstraint("merchant_id", "id", name="pk_early_fraud_warnings"),
-        UniqueConstraint("merchant_id", "psp", "psp_reference", name="uq_early_fraud_warnings_merchant_psp_reference"),
+        UniqueConstraint("merchant_id", "livemode", "psp", "psp_reference",
+                         name="uq_early_fraud_warnings_merchant_psp_reference"),
         # The list (newest first) and the payment page / the labels query (by payment).
         Index("ix_early_fraud_warnings_scope_payment", "merchant_id", "livemode", "payment_id"),
     )
@@ -66,7 +67,7 @@ class EarlyFraudWarning(Base):
     # The PSP's times: when the issuer's warning was made, and of the newest notice applied (an older notice
     # arriving late does not undo a newer one).
     psp_created: Mapped[datetime]
-    psp_updated: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    psp_updated: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=text("now()"))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow, server_default=text("now()"))
 
