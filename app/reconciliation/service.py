@@ -1012,6 +1012,12 @@ def _close_superseded(session: Session, report: ReportFile, result: RunResult, n
 # ---------------------------------------------------------------------------------------------- runs
 
 
+def _lock_psp_lines(session: Session, psp: str, livemode: bool) -> None:
+    """Wait for any other import of this PSP's lines in this mode (a transaction-scoped advisory lock)."""
+    session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"),
+                    {"k": f"reconciliation-lines:{psp}:{livemode}"})
+
+
 def reconcile_settlement(session: Session, *, psp: str, livemode: bool, report_date: date, content: bytes,
                          hmac_key: bytes, grace_days: int = DEFAULT_GRACE_DAYS, filename: str | None = None,
                          uploaded_by: str | None = None, now: datetime | None = None,
@@ -1019,6 +1025,11 @@ def reconcile_settlement(session: Session, *, psp: str, livemode: bool, report_d
     """Import one settlement report and reconcile it: stage, match, post, file breaks. The same bytes again
     change nothing; a corrected version posts only its difference."""
     now = now or utcnow()
+    # One import of a PSP's lines at a time, whatever their day (store_file's lock serialises only the versions of
+    # one day): a line is a duplicate when an earlier report carried it, so an import of another day running at
+    # once must be waited for and seen (READ COMMITTED: the statements below see its commit). Taken before the
+    # day's lock, always in that order (a transaction importing several days holds it already).
+    _lock_psp_lines(session, psp_of(psp), livemode)
     report, created = store_file(session, source=psp, kind="settlement", livemode=livemode, report_date=report_date,
                                  content=content, filename=filename, uploaded_by=uploaded_by)
     failures.clear_failure(session, source=psp, kind="settlement", livemode=livemode, report_date=report_date)
