@@ -292,9 +292,18 @@ UPDATE reconciliation_lines o SET status = 'superseded'
 RETURNING o.line_no
 """)
 
+# The PSP references of payments an operator matched a line in suspense to by hand (app/reconciliation/resolution.py
+# ``_move_line_to_payment``: that line settled the payment): the payment's own charge line reported afterwards would
+# take its receivable down a second time, so it is a duplicate (in suspense, a break) like a line reported twice.
+_SETTLED_BY_HAND = """
+    SELECT p.psp_reference AS reference FROM reconciliation_matches h
+      JOIN payments p ON p.id = h.object_id AND p.merchant_id = h.merchant_id
+     WHERE h.object_type = 'payment' AND h.livemode = :livemode AND p.livemode = :livemode AND p.connector = :psp
+       AND p.psp_reference IS NOT NULL
+"""
 # The second and later line of the same movement (reference, type and direction) in this file, or a movement an
-# earlier report already carried (not a superseded version's line): a duplicate.
-_DUPLICATES = text("""
+# earlier report already carried (not a superseded version's line), or a payment settled by hand: a duplicate.
+_DUPLICATES = text(f"""
 WITH ranked AS (
     SELECT line_no, row_number() OVER (PARTITION BY reference, type, sign(gross) ORDER BY line_no) AS n
       FROM reconciliation_lines WHERE file_id = :file_id AND status = 'staged')
@@ -307,7 +316,9 @@ UPDATE reconciliation_lines l SET status = 'duplicate'
            AND sign(e.gross) = sign(l.gross) AND e.file_id <> l.file_id
            AND e.status IN ('matched', 'mismatch', 'unchanged', 'refused')
            -- a version corrected since is not a report that carried it: its kept lines live on in the correction
-           AND e.file_id NOT IN (SELECT supersedes_id FROM reconciliation_files WHERE supersedes_id IS NOT NULL)))
+           AND e.file_id NOT IN (SELECT supersedes_id FROM reconciliation_files WHERE supersedes_id IS NOT NULL))
+        OR (l.type = 'charge' AND l.gross > 0
+            AND l.reference IN (SELECT h.reference FROM ({_SETTLED_BY_HAND}) h)))
 """)
 
 # What Kassa booked for each kind of line: the object, its book, the amount it booked (in the line's sign) and
@@ -366,7 +377,7 @@ def _match(session: Session, report: ReportFile) -> None:
     if report.supersedes_id:
         session.execute(_PAIR_UNCHANGED, {"file_id": report.id, "old_id": report.supersedes_id})
         session.execute(_SUPERSEDE_OLD, {"file_id": report.id, "old_id": report.supersedes_id})
-    session.execute(_DUPLICATES, {"file_id": report.id})
+    session.execute(_DUPLICATES, params)
     session.execute(_MATCH, params)
     session.execute(_UNMATCHED, {"file_id": report.id})
 
@@ -385,12 +396,15 @@ booked AS (
     SELECT c.* FROM candidates c
      WHERE EXISTS (SELECT 1 FROM ledger_transactions t WHERE t.merchant_id = c.merchant_id
                       AND t.livemode = :livemode AND t.business_key = c.business_key)),
--- what an earlier report carried (not a superseded version's line)
+-- what an earlier report carried (not a superseded version's line), and the charges of payments an operator
+-- matched another line to by hand (_SETTLED_BY_HAND)
 earlier AS (
-    SELECT DISTINCT e.reference, e.type, sign(e.gross) AS direction FROM reconciliation_lines e
+    SELECT e.reference, e.type, sign(e.gross) AS direction FROM reconciliation_lines e
      WHERE e.psp = :psp AND e.livemode = :livemode AND e.file_id <> :file_id
        AND e.status IN ('matched', 'mismatch', 'unchanged', 'refused')
-       AND e.file_id NOT IN (SELECT supersedes_id FROM reconciliation_files WHERE supersedes_id IS NOT NULL))
+       AND e.file_id NOT IN (SELECT supersedes_id FROM reconciliation_files WHERE supersedes_id IS NOT NULL)
+    UNION
+    SELECT h.reference, 'charge', 1 FROM ({_SETTLED_BY_HAND}) h)
 SELECT l.line_no, l.ok AND (c.object_id IS NOT NULL OR l.reference ~ {_IDENTIFIER}) AS ok, l.reference, l.type, l.gross, l.fee, l.net, l.currency, l.batch_id, d.duplicate,
        CASE WHEN NOT d.duplicate THEN c.merchant_id END AS merchant_id,
        CASE WHEN NOT d.duplicate THEN c.object_type END AS object_type,
