@@ -161,7 +161,10 @@ def _move_line_to_payment(session: Session, row: Break, payment_id: str, hmac_ke
         ReportLine.status.in_(("matched", "mismatch", "unchanged")))) or session.scalar(
         select(func.count()).select_from(Match).where(
             Match.merchant_id == payment.merchant_id, Match.livemode == payment.livemode,
-            Match.object_type == "payment", Match.object_id == payment.id))
+            Match.object_type == "payment", Match.object_id == payment.id,
+            # (a line matched by hand that a corrected version dropped had its settlement reversed)
+            ~select(ReportLine.line_no).where(ReportLine.file_id == Match.file_id, ReportLine.line_no == Match.line_no,
+                                              ReportLine.status == "superseded").exists()))
     if settled:
         raise ResolutionError(f"Payment {payment.id} is settled already by another line.", "target")
     platform = Scope(PLATFORM_MERCHANT_ID, row.livemode)

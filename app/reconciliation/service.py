@@ -300,6 +300,9 @@ _SETTLED_BY_HAND = """
       JOIN payments p ON p.id = h.object_id AND p.merchant_id = h.merchant_id
      WHERE h.object_type = 'payment' AND h.livemode = :livemode AND p.livemode = :livemode AND p.connector = :psp
        AND p.psp_reference IS NOT NULL
+       -- (a corrected version that dropped the line reversed that settlement: the payment is not settled any more)
+       AND NOT EXISTS (SELECT 1 FROM reconciliation_lines x WHERE x.file_id = h.file_id AND x.line_no = h.line_no
+                          AND x.status = 'superseded')
 """
 # The second and later line of the same movement (reference, type and direction) in this file, or a movement an
 # earlier report already carried (not a superseded version's line), or a payment settled by hand: a duplicate.
@@ -681,8 +684,13 @@ WITH moved AS (
       FROM reconciliation_lines
      WHERE file_id = :f AND status IN ('matched', 'mismatch', 'unmatched', 'duplicate', 'refused')
     UNION ALL
-    SELECT l.batch_id, l.currency, l.type, l.gross, l.fee, l.net, -1, t.merchant_id
+    SELECT l.batch_id, l.currency, l.type, l.gross, l.fee, l.net, -1, coalesce(h.merchant_id, t.merchant_id)
       FROM reconciliation_lines l JOIN ledger_transactions t ON t.id = l.transaction_id
+      -- a line in suspense an operator moved to a payment's book (resolution.py): reversed in that book, where its
+      -- settlement now is (its fee was the book's psp_fees: it has no object whose sellers would bear it)
+      LEFT JOIN LATERAL (SELECT h.merchant_id FROM reconciliation_matches h
+                          WHERE h.file_id = l.file_id AND h.line_no = l.line_no AND h.livemode = l.livemode
+                            AND h.matched_by = 'operator' LIMIT 1) h ON true
      WHERE l.file_id = :old AND l.status = 'superseded')
 SELECT batch_id, book, currency,
        coalesce(sum(sign * net), 0)::bigint AS net,
