@@ -34,7 +34,7 @@ from app.money import allocate
 from app.payments.models import Payment
 from app.ids import new_id
 from app.reconciliation.models import PLATFORM_MERCHANT_ID, RESOLUTIONS, BankEntry, Break, Match, ReportLine
-from app.reconciliation.service import _currency, _line_changes, batch_shares, legs_from_changes
+from app.reconciliation.service import _currency, _line_changes, _lock_psp_lines, batch_shares, legs_from_changes
 from app.scoping import Scope
 
 NOTE_MAX = 2000
@@ -83,6 +83,14 @@ def resolve_break(session: Session, scope: Scope, break_id: str, *, resolution: 
         match = pan.find_card_number(text_) if isinstance(text_, str) else None
         if match is not None:  # the console's form refuses it too; the CLI comes straight here
             raise ResolutionError(pan.refusal(param, match), param)
+    if resolution == "matched_by_hand" and scope.merchant_id == PLATFORM_MERCHANT_ID:
+        # A line moved to a payment settles it: wait for any import of this PSP's lines (app/reconciliation/service.py
+        # ``_lock_psp_lines``, as the importer does) so that neither this check of "settled already" nor the importer's
+        # of "settled by hand" misses the other's uncommitted work. Before the break's row lock (the importer may
+        # close breaks while it holds its own), and without loading the break before that lock.
+        psp = session.scalar(scope.select(Break, Break.id == break_id).with_only_columns(Break.psp))
+        if psp is not None:
+            _lock_psp_lines(session, psp, scope.livemode)
     row = get_break(session, scope, break_id, for_update=True)
     if row is None:
         raise ResolutionError("No such break.", "break")
@@ -153,7 +161,10 @@ def _move_line_to_payment(session: Session, row: Break, payment_id: str, hmac_ke
         ReportLine.status.in_(("matched", "mismatch", "unchanged")))) or session.scalar(
         select(func.count()).select_from(Match).where(
             Match.merchant_id == payment.merchant_id, Match.livemode == payment.livemode,
-            Match.object_type == "payment", Match.object_id == payment.id))
+            Match.object_type == "payment", Match.object_id == payment.id,
+            # (a line matched by hand that a corrected version dropped had its settlement reversed)
+            ~select(ReportLine.line_no).where(ReportLine.file_id == Match.file_id, ReportLine.line_no == Match.line_no,
+                                              ReportLine.status == "superseded").exists()))
     if settled:
         raise ResolutionError(f"Payment {payment.id} is settled already by another line.", "target")
     platform = Scope(PLATFORM_MERCHANT_ID, row.livemode)

@@ -292,9 +292,21 @@ UPDATE reconciliation_lines o SET status = 'superseded'
 RETURNING o.line_no
 """)
 
+# The PSP references of payments an operator matched a line in suspense to by hand (app/reconciliation/resolution.py
+# ``_move_line_to_payment``: that line settled the payment): the payment's own charge line reported afterwards would
+# take its receivable down a second time, so it is a duplicate (in suspense, a break) like a line reported twice.
+_SETTLED_BY_HAND = """
+    SELECT p.psp_reference AS reference FROM reconciliation_matches h
+      JOIN payments p ON p.id = h.object_id AND p.merchant_id = h.merchant_id
+     WHERE h.object_type = 'payment' AND h.livemode = :livemode AND p.livemode = :livemode AND p.connector = :psp
+       AND p.psp_reference IS NOT NULL
+       -- (a corrected version that dropped the line reversed that settlement: the payment is not settled any more)
+       AND NOT EXISTS (SELECT 1 FROM reconciliation_lines x WHERE x.file_id = h.file_id AND x.line_no = h.line_no
+                          AND x.status = 'superseded')
+"""
 # The second and later line of the same movement (reference, type and direction) in this file, or a movement an
-# earlier report already carried (not a superseded version's line): a duplicate.
-_DUPLICATES = text("""
+# earlier report already carried (not a superseded version's line), or a payment settled by hand: a duplicate.
+_DUPLICATES = text(f"""
 WITH ranked AS (
     SELECT line_no, row_number() OVER (PARTITION BY reference, type, sign(gross) ORDER BY line_no) AS n
       FROM reconciliation_lines WHERE file_id = :file_id AND status = 'staged')
@@ -307,7 +319,9 @@ UPDATE reconciliation_lines l SET status = 'duplicate'
            AND sign(e.gross) = sign(l.gross) AND e.file_id <> l.file_id
            AND e.status IN ('matched', 'mismatch', 'unchanged', 'refused')
            -- a version corrected since is not a report that carried it: its kept lines live on in the correction
-           AND e.file_id NOT IN (SELECT supersedes_id FROM reconciliation_files WHERE supersedes_id IS NOT NULL)))
+           AND e.file_id NOT IN (SELECT supersedes_id FROM reconciliation_files WHERE supersedes_id IS NOT NULL))
+        OR (l.type = 'charge' AND l.gross > 0
+            AND l.reference IN (SELECT h.reference FROM ({_SETTLED_BY_HAND}) h)))
 """)
 
 # What Kassa booked for each kind of line: the object, its book, the amount it booked (in the line's sign) and
@@ -366,7 +380,7 @@ def _match(session: Session, report: ReportFile) -> None:
     if report.supersedes_id:
         session.execute(_PAIR_UNCHANGED, {"file_id": report.id, "old_id": report.supersedes_id})
         session.execute(_SUPERSEDE_OLD, {"file_id": report.id, "old_id": report.supersedes_id})
-    session.execute(_DUPLICATES, {"file_id": report.id})
+    session.execute(_DUPLICATES, params)
     session.execute(_MATCH, params)
     session.execute(_UNMATCHED, {"file_id": report.id})
 
@@ -385,12 +399,15 @@ booked AS (
     SELECT c.* FROM candidates c
      WHERE EXISTS (SELECT 1 FROM ledger_transactions t WHERE t.merchant_id = c.merchant_id
                       AND t.livemode = :livemode AND t.business_key = c.business_key)),
--- what an earlier report carried (not a superseded version's line)
+-- what an earlier report carried (not a superseded version's line), and the charges of payments an operator
+-- matched another line to by hand (_SETTLED_BY_HAND)
 earlier AS (
-    SELECT DISTINCT e.reference, e.type, sign(e.gross) AS direction FROM reconciliation_lines e
+    SELECT e.reference, e.type, sign(e.gross) AS direction FROM reconciliation_lines e
      WHERE e.psp = :psp AND e.livemode = :livemode AND e.file_id <> :file_id
        AND e.status IN ('matched', 'mismatch', 'unchanged', 'refused')
-       AND e.file_id NOT IN (SELECT supersedes_id FROM reconciliation_files WHERE supersedes_id IS NOT NULL))
+       AND e.file_id NOT IN (SELECT supersedes_id FROM reconciliation_files WHERE supersedes_id IS NOT NULL)
+    UNION
+    SELECT h.reference, 'charge', 1 FROM ({_SETTLED_BY_HAND}) h)
 SELECT l.line_no, l.ok AND (c.object_id IS NOT NULL OR l.reference ~ {_IDENTIFIER}) AS ok, l.reference, l.type, l.gross, l.fee, l.net, l.currency, l.batch_id, d.duplicate,
        CASE WHEN NOT d.duplicate THEN c.merchant_id END AS merchant_id,
        CASE WHEN NOT d.duplicate THEN c.object_type END AS object_type,
@@ -667,8 +684,13 @@ WITH moved AS (
       FROM reconciliation_lines
      WHERE file_id = :f AND status IN ('matched', 'mismatch', 'unmatched', 'duplicate', 'refused')
     UNION ALL
-    SELECT l.batch_id, l.currency, l.type, l.gross, l.fee, l.net, -1, t.merchant_id
+    SELECT l.batch_id, l.currency, l.type, l.gross, l.fee, l.net, -1, coalesce(h.merchant_id, t.merchant_id)
       FROM reconciliation_lines l JOIN ledger_transactions t ON t.id = l.transaction_id
+      -- a line in suspense an operator moved to a payment's book (resolution.py): reversed in that book, where its
+      -- settlement now is (its fee was the book's psp_fees: it has no object whose sellers would bear it)
+      LEFT JOIN LATERAL (SELECT h.merchant_id FROM reconciliation_matches h
+                          WHERE h.file_id = l.file_id AND h.line_no = l.line_no AND h.livemode = l.livemode
+                            AND h.matched_by = 'operator' LIMIT 1) h ON true
      WHERE l.file_id = :old AND l.status = 'superseded')
 SELECT batch_id, book, currency,
        coalesce(sum(sign * net), 0)::bigint AS net,
@@ -1012,6 +1034,12 @@ def _close_superseded(session: Session, report: ReportFile, result: RunResult, n
 # ---------------------------------------------------------------------------------------------- runs
 
 
+def _lock_psp_lines(session: Session, psp: str, livemode: bool) -> None:
+    """Wait for any other import of this PSP's lines in this mode (a transaction-scoped advisory lock)."""
+    session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"),
+                    {"k": f"reconciliation-lines:{psp}:{livemode}"})
+
+
 def reconcile_settlement(session: Session, *, psp: str, livemode: bool, report_date: date, content: bytes,
                          hmac_key: bytes, grace_days: int = DEFAULT_GRACE_DAYS, filename: str | None = None,
                          uploaded_by: str | None = None, now: datetime | None = None,
@@ -1019,6 +1047,11 @@ def reconcile_settlement(session: Session, *, psp: str, livemode: bool, report_d
     """Import one settlement report and reconcile it: stage, match, post, file breaks. The same bytes again
     change nothing; a corrected version posts only its difference."""
     now = now or utcnow()
+    # One import of a PSP's lines at a time, whatever their day (store_file's lock serialises only the versions of
+    # one day): a line is a duplicate when an earlier report carried it, so an import of another day running at
+    # once must be waited for and seen (READ COMMITTED: the statements below see its commit). Taken before the
+    # day's lock, always in that order (a transaction importing several days holds it already).
+    _lock_psp_lines(session, psp_of(psp), livemode)
     report, created = store_file(session, source=psp, kind="settlement", livemode=livemode, report_date=report_date,
                                  content=content, filename=filename, uploaded_by=uploaded_by)
     failures.clear_failure(session, source=psp, kind="settlement", livemode=livemode, report_date=report_date)

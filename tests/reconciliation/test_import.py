@@ -166,3 +166,60 @@ def test_every_line_has_its_file_and_files_cannot_be_deleted(app, db_session, sh
     db_session.rollback()
     assert db_session.scalar(text("SELECT count(*) FROM reconciliation_lines l WHERE NOT EXISTS "
                                   "(SELECT 1 FROM reconciliation_files f WHERE f.id = l.file_id)")) == 0
+
+
+def test_book_days_equal_the_lines_through_faults_a_missed_dispute_two_corrections_and_a_hand_match(
+        app, db_session, shop, sandbox):
+    # Every kind of line a first version can hold (matched, mismatch, duplicate, unknown, a refund, a dispute whose
+    # notice was missed, in two books), then two corrected versions and a line matched by hand: after each step
+    # each book's daily settlement from reconciliation_book_days is what its lines give, and no book shows another's.
+    from app.reconciliation.queries import daily_settlement
+    from app.reconciliation.resolution import resolve_break
+    from app.reconciliation.models import Break, PLATFORM_MERCHANT_ID
+    from app.payments.deps import deps_for
+    from flask import current_app
+    from tests import factories
+    from tests.disputes.helpers import verify_ledger
+
+    scope = shop["scope"]
+    other = factories.merchant(db_session, name="Book days other shop")
+    db_session.commit()
+    other_scope = Scope(other.id, False)
+    refunded, disputed, altered = (sandbox.capture(db_session, scope, amount) for amount in (5000, 1200, 3300))
+    theirs = sandbox.capture(db_session, other_scope, 7000)
+    sandbox.refund(db_session, scope, refunded, 1000)
+    sandbox.missed_dispute(disputed)
+    day = sandbox.day.isoformat()
+    sandbox.faults += [{"reference": altered.psp_reference, "date": day, "action": "alter", "amount": -100},
+                       {"reference": theirs.psp_reference, "date": day, "action": "duplicate"},
+                       {"action": "unknown", "date": day}]
+    db_session.commit()
+
+    def check():
+        for book in (scope, other_scope):
+            expected = [tuple(row) for row in db_session.execute(_DAILY_FROM_LINES,
+                                                                 {"merchant_id": book.merchant_id})]
+            got = [(d.day, d.psp, d.currency, d.gross, d.fees, d.refunds, d.disputes, d.net, d.lines)
+                   for d in daily_settlement(db_session, book)]
+            assert got == expected and got
+        assert daily_settlement(db_session, other_scope)[0].gross == 7000
+        db_session.commit()
+
+    first = reconcile(db_session, sandbox, notices=True)
+    assert {"matched", "mismatch", "duplicate", "unmatched"} <= set(first.statuses)
+    check()
+    sandbox.capture(db_session, scope, 900)  # a corrected version with one line more
+    reconcile(db_session, sandbox, notices=True)
+    check()
+    sandbox.faults = [{"action": "unknown", "date": day}]  # and one with the faults gone but the unknown line
+    reconcile(db_session, sandbox, notices=True)
+    check()
+    platform = Scope(PLATFORM_MERCHANT_ID, False)
+    unknown = db_session.scalars(platform.select(Break, Break.type == "missing_in_kassa", Break.status == "open")).all()
+    assert unknown
+    lost = sandbox.capture(db_session, scope, 2000)  # booked, never reported: an operator matches the line to it
+    resolve_break(db_session, platform, unknown[0].id, resolution="matched_by_hand", note="checked", target=lost.id,
+                  hmac_key=deps_for(current_app).ledger_hmac_key, actor_user_id=None, actor_label="ops@kassa.test")
+    db_session.commit()
+    check()
+    verify_ledger(app)

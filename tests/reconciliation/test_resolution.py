@@ -160,6 +160,75 @@ def test_a_line_cannot_be_matched_by_hand_to_a_payment_already_settled(app, db_s
     assert balance(db_session, scope, accounts.psp_clearing("sandbox", "USD")) == 3000 - 117
 
 
+@pytest.mark.parametrize("corrected", [False, True], ids=["next_day", "corrected_version"])
+def test_a_payment_matched_by_hand_is_not_settled_again_by_its_own_line_reported_later(app, db_session, shop, sandbox,
+                                                                                      corrected):
+    """The converse of the test above: a suspense line matched by hand to a payment settled it (its receivable down,
+    its clearing up); the payment's own line reported later (the next day's report, or a corrected version of the
+    day) is a duplicate waiting in suspense, not a second settlement of the payment."""
+    scope = shop["scope"]
+    payment = sandbox.capture(db_session, scope, 3000)
+    other = f"auth_other_{sandbox.day}"
+    sandbox.faults += [{"action": "drop", "reference": payment.psp_reference},
+                       {"action": "unknown", "date": sandbox.day.isoformat(), "reference": other, "amount": 3000}]
+    reconcile(db_session, sandbox)
+    row = one_break(db_session, PLATFORM, type="missing_in_kassa", reference=other)
+    resolve(db_session, PLATFORM, row, "matched_by_hand", target=payment.id, note="same charge, PSP's typo")
+    assert balance(db_session, scope, accounts.psp_receivable("sandbox", "USD")) == 0
+    assert balance(db_session, scope, accounts.psp_clearing("sandbox", "USD")) == 3000 - 117
+
+    sandbox.faults = [fault for fault in sandbox.faults if fault["action"] != "drop"]  # its own line now comes
+    if corrected:
+        result = reconcile(db_session, sandbox)
+    else:
+        result = reconcile(db_session, sandbox, day=sandbox.day + dt.timedelta(days=1),
+                           content=sandbox.report(sandbox.day))
+    from app.reconciliation.models import ReportLine
+
+    [line] = db_session.scalars(select(ReportLine).where(ReportLine.file_id == result.file_id,
+                                                         ReportLine.reference == payment.psp_reference)).all()
+    assert line.status == "duplicate" and line.merchant_id is None
+    assert balance(db_session, scope, accounts.psp_receivable("sandbox", "USD")) == 0
+    assert balance(db_session, scope, accounts.psp_clearing("sandbox", "USD")) == 3000 - 117
+    one_break(db_session, PLATFORM, type="duplicate", reference=payment.psp_reference)
+    db_session.commit()
+    verify_ledger(app)
+
+
+def test_a_line_matched_by_hand_that_a_corrected_version_drops_is_reversed_in_the_payment_s_book(app, db_session,
+                                                                                                 shop, sandbox):
+    """A suspense line moved by hand to a payment's book, then dropped by the day's corrected version: its posting is
+    reversed where the operator moved it (the payment's receivable back up, its clearing down), not once more in the
+    platform's suspense; the payment is no longer settled, so its own line reported later matches it."""
+    scope = shop["scope"]
+    payment = sandbox.capture(db_session, scope, 3000)
+    other = f"auth_other_{sandbox.day}"
+    sandbox.faults += [{"action": "drop", "reference": payment.psp_reference},
+                       {"action": "unknown", "date": sandbox.day.isoformat(), "reference": other, "amount": 3000}]
+    suspense_before = balance(db_session, PLATFORM, accounts.suspense("sandbox", "USD"))
+    clearing_before = balance(db_session, PLATFORM, accounts.psp_clearing("sandbox", "USD"))
+    reconcile(db_session, sandbox)
+    row = one_break(db_session, PLATFORM, type="missing_in_kassa", reference=other)
+    resolve(db_session, PLATFORM, row, "matched_by_hand", target=payment.id, note="same charge, PSP's typo")
+    assert balance(db_session, scope, accounts.psp_receivable("sandbox", "USD")) == 0
+
+    sandbox.faults = [fault for fault in sandbox.faults if fault["action"] == "drop"]  # the PSP takes the line back
+    reconcile(db_session, sandbox)
+    assert balance(db_session, PLATFORM, accounts.suspense("sandbox", "USD")) == suspense_before
+    assert balance(db_session, PLATFORM, accounts.psp_clearing("sandbox", "USD")) == clearing_before
+    assert balance(db_session, scope, accounts.psp_receivable("sandbox", "USD")) == 3000
+    assert balance(db_session, scope, accounts.psp_clearing("sandbox", "USD")) == 0
+    assert balance(db_session, scope, accounts.psp_fees("USD")) == 0
+
+    sandbox.faults = []  # a third version carries the payment's own line: it settles the payment
+    result = reconcile(db_session, sandbox)
+    assert result.statuses == {"matched": 1}
+    assert balance(db_session, scope, accounts.psp_receivable("sandbox", "USD")) == 0
+    assert balance(db_session, scope, accounts.psp_clearing("sandbox", "USD")) == 3000 - 117
+    db_session.commit()
+    verify_ledger(app)
+
+
 def test_accepting_a_short_deposit_settles_the_batch_and_books_the_shortfall_to_fees(app, db_session, shop, sandbox):
     """A batch paid 0.25 short, accepted: the deposit leaves the platform's suspense, the merchant's clearing moves
     to cash (what arrived), the 0.25 the PSP kept goes to psp_fees (the platform bears PSP fees); never the whole
