@@ -84,7 +84,7 @@ def test_a_reference_booked_in_two_books_matches_one_line_once(app, db_session, 
     db_session.commit()
 
 
-# The daily settlement as it was read from the lines themselves before reconciliation_book_days (migration 0032).
+# The daily settlement as it was read from the lines themselves before reconciliation_book_days (migration 0035).
 _DAILY_FROM_LINES = text("""
 SELECT report_date, psp, currency,
        coalesce(sum(gross) FILTER (WHERE type = 'charge'), 0)::bigint AS gross,
@@ -138,7 +138,7 @@ def test_book_days_give_the_daily_settlement_the_lines_give_across_a_corrected_v
 
 
 def test_every_line_has_its_file_and_files_cannot_be_deleted(app, db_session, shop, sandbox, database):
-    # reconciliation_lines has no foreign key to its file (migration 0032): the importer writes the lines in the
+    # reconciliation_lines has no foreign key to its file (migration 0035): the importer writes the lines in the
     # file's own transaction, and the application may neither delete a file nor change its id.
     import psycopg
 
