@@ -147,7 +147,9 @@ def _integer_sql(column: str) -> str:
             f"CASE WHEN {column}::bigint::text = {column} THEN {column}::bigint END END")
 _COPY_CHUNK = 1 << 20
 # The import's work_mem (its own transaction): a million lines' sorts and hash joins fit in it (at 128MB the
-# matching statement's sorts spilled to disk and took 2 to 3 times as long: bench/RESULTS.md).
+# matching statement's sorts spilled to disk and took 2 to 3 times as long: bench/RESULTS.md). The import runs
+# without parallel workers, so that a statement's hashes use this much once (a parallel plan multiplies work_mem
+# by its workers, on a server shared with the payments).
 IMPORT_WORK_MEM = "512MB"
 
 
@@ -506,7 +508,8 @@ def _import_first_version(session: Session, report: ReportFile, hmac_key: bytes,
               "platform": PLATFORM_MERCHANT_ID}
     # Sorts and hashes of a million lines in memory rather than in temporary files (this transaction only), and the
     # staged table's real size for the planner (unanalysed, it guessed 400,000 rows and sorted where it could hash).
-    session.execute(text("SELECT set_config('work_mem', :mem, true)"), {"mem": IMPORT_WORK_MEM})
+    session.execute(text("SELECT set_config('work_mem', :mem, true), "
+                         "set_config('max_parallel_workers_per_gather', '0', true)"), {"mem": IMPORT_WORK_MEM})
     session.execute(text("ANALYZE reconciliation_staging"))
     sums = _match_staged(session, params, count)
     bad = [row.first_bad for row in sums if row.first_bad is not None]
