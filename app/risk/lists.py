@@ -227,8 +227,7 @@ def create_value_list(session: Session, scope: Scope | None, *, alias: Any, name
     if not isinstance(alias, str) or not ALIAS.match(alias):
         raise RiskInvalid("alias must be letters, digits and underscores (at most 100), not starting with a digit.",
                           param="alias")
-    if scope is not None and alias.startswith(PLATFORM_PREFIX):
-        raise RiskInvalid(f"Aliases starting with '{PLATFORM_PREFIX}' belong to the platform's lists.", param="alias")
+    _check_owner_prefix(scope, alias)
     if not isinstance(name, str) or not name.strip() or len(name) > 200:
         raise RiskInvalid("name must be a non-empty string of at most 200 characters.", param="name")
     if item_type not in ITEM_TYPES:
@@ -245,15 +244,24 @@ def create_value_list(session: Session, scope: Scope | None, *, alias: Any, name
     return row
 
 
+def _check_owner_prefix(scope: Scope | None, alias: str) -> None:
+    """Platform aliases start with ``platform_`` and merchant aliases do not: a merchant's list can then never
+    take the alias of a platform list its rules name (its own would win the look-up)."""
+    if scope is not None and alias.startswith(PLATFORM_PREFIX):
+        raise RiskInvalid(f"Aliases starting with '{PLATFORM_PREFIX}' belong to the platform's lists.", param="alias")
+    if scope is None and not alias.startswith(PLATFORM_PREFIX):
+        raise RiskInvalid(f"A platform list's alias starts with '{PLATFORM_PREFIX}'.", param="alias")
+
+
 def update_value_list(session: Session, scope: Scope | None, list_id: str, *, alias: Any = None, name: Any = None,
                       metadata: dict | None = None):
     row = get_value_list(session, scope, list_id, for_update=True)
     if alias is not None and alias != row.alias:
         if row.builtin:
             raise RiskInvalid("A built-in list keeps its alias.", param="alias")
-        if not isinstance(alias, str) or not ALIAS.match(alias) or (
-                scope is not None and alias.startswith(PLATFORM_PREFIX)):
+        if not isinstance(alias, str) or not ALIAS.match(alias):
             raise RiskInvalid("alias must be letters, digits and underscores (at most 100).", param="alias")
+        _check_owner_prefix(scope, alias)
         model = _list_model(scope)
         if session.scalar(_select_lists(scope, model.alias == alias).limit(1)) is not None:
             raise RiskInvalid(f"A value list with the alias '{alias}' exists already.", param="alias",

@@ -264,14 +264,21 @@ def backtest(session: Session, scope: Scope | None, predicate: Any, *, days: int
     if book is not None:
         statement = statement.where(Assessment.merchant_id == book.merchant_id, Assessment.livemode == book.livemode)
     result = Backtest(days=days)
-    matched = []
+    # Counted per payment: a payment confirmed again (another card after a decline) has an assessment per
+    # confirmation; it counts once, as matched when any of its confirmations matches (newest first).
+    seen, matched, matched_keys = set(), [], set()
     for assessment in session.scalars(statement.order_by(Assessment.created_at.desc()).limit(limit)):
-        result.evaluated += 1
+        key = (assessment.merchant_id, assessment.payment_id)
+        seen.add(key)
+        if key in matched_keys:
+            continue
         signals = _revive(assessment.signals)
         pairs = [(ref, signals.get(name)) for name, ref in compiled.lookups]
         memberships = value_lists.lookup(session, Scope(assessment.merchant_id, assessment.livemode), pairs)
         if compiled.evaluate(signals, memberships):
             matched.append(assessment)
+            matched_keys.add(key)
+    result.evaluated = len(seen)
     result.matched = len(matched)
     if not matched:
         return result
