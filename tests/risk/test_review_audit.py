@@ -1,0 +1,53 @@
+"""Outside review of risk (issue 19): the backtest counts payments (not confirmations), platform list aliases
+keep their prefix, and IP literals in rules are read as addresses."""
+import pytest
+
+from app.ids import new_id
+from app.risk import lists, rules
+from app.risk.errors import RiskInvalid
+from app.risk.language import RuleError, compile_rule
+from app.risk.models import Assessment
+from tests.dashboard.conftest import app, jobs, shop, stored_payment  # noqa: F401  (fixtures)
+
+
+def _assess(session, scope, payment, amount: str):
+    session.add(scope.new(Assessment, id=new_id("rska"), payment_id=payment.id, stage="confirmation",
+                          signals={"amount": amount, "currency": "eur"}, contributions={}, score=40,
+                          level="normal", weights_version="v1", outcome="allow"))
+
+
+def test_the_backtest_counts_a_payment_confirmed_twice_once(db_session, shop):
+    s = shop()
+    twice = stored_payment(db_session, s.scope, amount=90000, currency="EUR", status="requires_payment_method")
+    once = stored_payment(db_session, s.scope, amount=1000, currency="EUR", status="requires_payment_method")
+    _assess(db_session, s.scope, twice, "900.00")   # declined by the issuer ...
+    _assess(db_session, s.scope, twice, "900.00")   # ... confirmed again with another card
+    _assess(db_session, s.scope, once, "10.00")
+    db_session.commit()
+    result = rules.backtest(db_session, s.scope, ":amount: > 500")
+    assert (result.matched, result.evaluated) == (1, 2)
+    assert [sample["payment"] for sample in result.sample] == [twice.id]
+
+
+def test_a_platform_list_alias_keeps_the_platform_prefix(db_session):
+    with pytest.raises(RiskInvalid) as refused:
+        lists.create_value_list(db_session, None, alias="blocked_emails", name="Blocked", item_type="email")
+    assert refused.value.param == "alias"
+    row = lists.create_value_list(db_session, None, alias="platform_audit_emails", name="Blocked", item_type="email")
+    with pytest.raises(RiskInvalid):
+        lists.update_value_list(db_session, None, row.id, alias="audit_emails")
+    db_session.rollback()
+
+
+@pytest.mark.parametrize("text", [":ip_address: = '2001:DB8:0:0::1'", ":ip_address: in ('10.0.0.1', '2001:db8::0:1')",
+                                  ":ip_address: != '::ffff:10.0.0.9' and :ip_address: = '2001:0db8::1'"])
+def test_an_ip_literal_is_read_as_an_address(text):
+    rule = compile_rule(text)
+    assert rule.evaluate({"ip_address": "2001:db8::1"}, lambda *a: False)
+
+
+@pytest.mark.parametrize("text", [":ip_address: = 'banana'", ":ip_address: in ('10.0.0.1', '10.0.0.256')"])
+def test_a_rule_with_an_ip_that_is_no_address_is_refused_with_its_position(text):
+    with pytest.raises(RuleError) as refused:
+        compile_rule(text)
+    assert refused.value.column is not None and "IP address" in refused.value.message
