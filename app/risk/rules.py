@@ -147,8 +147,12 @@ def update_rule(session: Session, scope: Scope | None, rule_id: str, *, predicat
     row = get_rule(session, scope, rule_id, for_update=True)
     if row.builtin and (predicate is not None or action is not None):
         raise RiskInvalid("A built-in rule can be enabled or disabled, not changed.", param="predicate")
-    if action is not None:
-        row.action = _check_action(action)
+    if action is not None and _check_action(action) != row.action:
+        # Moved to another action: last of its new group (its old position means nothing there, and a tie
+        # with a rule of the new group would make "first match wins" depend on ids).
+        model = _model(scope)
+        last = session.scalar(_select(scope, model.action == action).with_only_columns(func.max(model.position)))
+        row.action, row.position = action, (last or 0) + 10
     if predicate is not None:
         check_predicate(session, scope, predicate)
         row.predicate = predicate.strip()

@@ -51,3 +51,16 @@ def test_a_rule_with_an_ip_that_is_no_address_is_refused_with_its_position(text)
     with pytest.raises(RuleError) as refused:
         compile_rule(text)
     assert refused.value.column is not None and "IP address" in refused.value.message
+
+
+def test_a_rule_moved_to_another_action_goes_last_there(db_session, shop):
+    s = shop()
+    first = rules.create_rule(db_session, s.scope, action="review", predicate=":amount: > 100")
+    second = rules.create_rule(db_session, s.scope, action="review", predicate=":amount: > 200")
+    moved = rules.create_rule(db_session, s.scope, action="block", predicate=":amount: > 300")
+    assert moved.position == first.position  # both first of their action
+    rules.update_rule(db_session, s.scope, moved.id, action="review")
+    ordered = [row.id for row in rules.list_rules(db_session, s.scope) if row.action == "review"]
+    assert ordered == [first.id, second.id, moved.id]
+    assert len({row.position for row in rules.list_rules(db_session, s.scope)}) == 3
+    db_session.rollback()
