@@ -18,6 +18,7 @@ from functools import lru_cache
 from typing import Any, Iterable
 
 from sqlalchemy import delete, select, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.ids import new_id
@@ -314,8 +315,13 @@ def add_item(session: Session, scope: Scope | None, list_id: Any, value: Any, *,
                           code="value_list_full")
     values = dict(id=new_id("rsli"), value_list_id=value_list.id, value=stored, created_by=actor)
     item = item_model(**values) if scope is None else scope.new(ValueListItem, **values)
-    session.add(item)
-    session.flush()
+    try:
+        with session.begin_nested():  # the same value added meanwhile (a double submit, an API retry)
+            session.add(item)
+            session.flush()
+    except IntegrityError:
+        raise RiskInvalid(f"'{stored}' is in this list already.", param="value",
+                          code="resource_already_exists") from None
     return item
 
 

@@ -64,3 +64,32 @@ def test_a_rule_moved_to_another_action_goes_last_there(db_session, shop):
     assert ordered == [first.id, second.id, moved.id]
     assert len({row.position for row in rules.list_rules(db_session, s.scope)}) == 3
     db_session.rollback()
+
+
+def test_an_item_added_twice_at_once_is_refused_not_a_server_error(db_session, shop, client):
+    """Two adds of the same value race past the look-up: the second is told it exists (the unique key), not 500."""
+    from sqlalchemy import event
+    from sqlalchemy.orm import Session
+
+    from app.risk.models import ValueListItem
+    from tests.payments.conftest import mint_key
+
+    s = shop()
+    value_list = lists.create_value_list(db_session, s.scope, alias="racy", name="Racy", item_type="email")
+    db_session.commit()
+    other = Session(bind=db_session.get_bind())
+
+    def meanwhile(session, context, instances):
+        other.add(s.scope.new(ValueListItem, id=new_id("rsli"), value_list_id=value_list.id, value="a@b.example"))
+        other.commit()
+
+    event.listen(db_session(), "before_flush", meanwhile, once=True)
+    try:
+        answer = client.post("/v1/radar/value_list_items", headers={
+            "Authorization": f"Bearer {mint_key(db_session, s.merchant.id)}"},
+            data={"value_list": value_list.id, "value": "A@b.example"})
+    finally:
+        other.close()
+    assert answer.status_code == 400, answer.get_data(as_text=True)[:300]
+    assert answer.json["error"]["code"] == "resource_already_exists"
+    assert lists.item_count(db_session, s.scope, value_list.id) == 1
