@@ -7,6 +7,7 @@ sandbox refuses (it knows no such authorization); rejecting one voids. A real fl
 in test mode (the demo's review rule), or the fraud card 4100 0000 0000 0019 (blocked by the platform's rules).
 """
 from datetime import timedelta
+from decimal import Decimal
 
 from flask import current_app
 from sqlalchemy.orm import Session
@@ -87,7 +88,7 @@ def _held_payment(session, scope, amount, email, ip, owner, created, deps) -> No
     score = 71 if owner == "platform" else 48
     level = "elevated" if score >= 65 else "normal"
     assessment = scope.new(Assessment, id=new_id("rska"), payment_id=payment.id, attempt_id=attempt.id,
-                           stage="confirmation", signals={"amount": str(amount / 100), "currency": "eur",
+                           stage="confirmation", signals={"amount": str(Decimal(amount).scaleb(-2)), "currency": "eur",
                                                           "email": email, "email_domain": email.split("@")[1],
                                                           "ip_address": ip, "risk_score": score, "risk_level": level},
                            contributions={"card_first_seen": 400}, score=score, level=level, weights_version="v1",

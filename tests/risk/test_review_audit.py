@@ -7,7 +7,11 @@ from app.risk import lists, rules
 from app.risk.errors import RiskInvalid
 from app.risk.language import RuleError, compile_rule
 from app.risk.models import Assessment
-from tests.dashboard.conftest import app, jobs, shop, stored_payment  # noqa: F401  (fixtures)
+from tests.dashboard import conftest as dashboard
+from tests.dashboard.conftest import stored_payment
+
+# The dashboard tests' fixtures: its app, the inline jobs and a merchant with a member per role.
+app, jobs, shop = dashboard.app, dashboard.jobs, dashboard.shop
 
 
 def _assess(session, scope, payment, amount: str):
