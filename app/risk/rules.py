@@ -85,7 +85,8 @@ def _refuse_platform_wide(text: str, compiled: CompiledRule) -> None:
     wide = sorted(name for name in compiled.signals if SIGNALS[name].platform_wide)
     if not wide:
         return
-    position = min(text.find(f":{name}:") for name in wide)
+    lowered = text.lower()  # signal names are read in any case (":CARD_PAYMENTS_10M:")
+    position = min(found for name in wide if (found := lowered.find(f":{name}:")) >= 0)
     line = text.count("\n", 0, position) + 1
     column = position - (text.rfind("\n", 0, position) + 1) + 1
     raise RuleError(f":{wide[0]}: counts payments across every merchant of the platform; a merchant's rule "

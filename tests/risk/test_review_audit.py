@@ -103,3 +103,10 @@ def test_an_item_added_twice_at_once_is_refused_not_a_server_error(db_session, s
     assert raced and answer.status_code == 400, answer.get_data(as_text=True)[:300]
     assert answer.json["error"]["code"] == "resource_already_exists"
     assert lists.item_count(db_session, s.scope, value_list.id) == 1
+
+
+def test_a_platform_wide_counter_in_capitals_is_refused_where_it_is_written(db_session, shop):
+    s = shop()
+    with pytest.raises(RiskInvalid) as refused:
+        rules.check_predicate(db_session, s.scope, ":amount: > 1 and\n  :CARD_PAYMENTS_10M: > 3")
+    assert (refused.value.detail["line"], refused.value.detail["column"]) == (2, 3)
