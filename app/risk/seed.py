@@ -57,7 +57,8 @@ def seed_demo_risk(session: Session, merchant, _web_url: str) -> list[str]:
         rules.create_rule(session, scope, action=action, predicate=predicate, description=description)
     deps = deps_for(current_app._get_current_object())
     now = utcnow()
-    for amount, email, ip, owner, hours in DEMO_HELD:
+    # Oldest first: ids sort by creation, and the review queues list by id (oldest first).
+    for amount, email, ip, owner, hours in sorted(DEMO_HELD, key=lambda held: -held[4]):
         _held_payment(session, scope, amount, email, ip, owner, now - timedelta(hours=hours), deps)
     session.flush()
     return ["Risk: rules and value lists in test mode, and payments held for review (GET /v1/reviews; the "
