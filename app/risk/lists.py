@@ -240,8 +240,13 @@ def create_value_list(session: Session, scope: Scope | None, *, alias: Any, name
     values = dict(id=new_id("rsl"), alias=alias, name=name.strip(), item_type=item_type,
                   metadata_=dict(metadata or {}), created_by=actor)
     row = model(**values) if scope is None else scope.new(ValueList, **values)
-    session.add(row)
-    session.flush()
+    try:
+        with session.begin_nested():  # the same alias created meanwhile (a double submit, an API retry)
+            session.add(row)
+            session.flush()
+    except IntegrityError:
+        raise RiskInvalid(f"A value list with the alias '{alias}' exists already.", param="alias",
+                          code="resource_already_exists") from None
     return row
 
 

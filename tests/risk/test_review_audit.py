@@ -110,3 +110,33 @@ def test_a_platform_wide_counter_in_capitals_is_refused_where_it_is_written(db_s
     with pytest.raises(RiskInvalid) as refused:
         rules.check_predicate(db_session, s.scope, ":amount: > 1 and\n  :CARD_PAYMENTS_10M: > 3")
     assert (refused.value.detail["line"], refused.value.detail["column"]) == (2, 3)
+
+
+def test_a_list_created_twice_at_once_is_refused_not_a_server_error(db_session, shop, client):
+    from sqlalchemy import event
+    from sqlalchemy.orm import Session
+
+    from app.risk.models import ValueList
+    from tests.payments.conftest import mint_key
+
+    s = shop()
+    key = mint_key(db_session, s.merchant.id)
+    other = Session(bind=db_session.get_bind())
+    raced = []
+
+    def meanwhile(session, context, instances):  # right before this request's insert of the list
+        if raced or not any(isinstance(row, ValueList) for row in session.new):
+            return
+        raced.append(True)
+        other.add(s.scope.new(ValueList, id=new_id("rsl"), alias="twice", name="Twice", item_type="email"))
+        other.commit()
+
+    event.listen(db_session(), "before_flush", meanwhile)
+    try:
+        answer = client.post("/v1/radar/value_lists", headers={"Authorization": f"Bearer {key}"},
+                             data={"alias": "twice", "name": "Twice", "item_type": "email"})
+    finally:
+        other.close()
+        event.remove(db_session(), "before_flush", meanwhile)
+    assert raced and answer.status_code == 400, answer.get_data(as_text=True)[:300]
+    assert answer.json["error"]["code"] == "resource_already_exists"
