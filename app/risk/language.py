@@ -437,7 +437,8 @@ class _Compiler:
         if not (isinstance(literal, _Const) and literal.type == "string" and getattr(other, "type", None) == "ip"):
             return literal
         try:
-            return _Const(str(ipaddress.ip_address(literal.value.strip())), "string")
+            address = ipaddress.ip_address(literal.value.strip())
+            return _Const(str(getattr(address, "ipv4_mapped", None) or address), "string")  # ::ffff:a.b.c.d too
         except ValueError:
             token = node.children[0] if isinstance(node, Tree) and node.children else node
             raise _error_at(f"'{literal.value}' is not an IP address (IPv4 or IPv6; ranges go in an ip_address "

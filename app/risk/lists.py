@@ -59,7 +59,8 @@ def normalize(item_type: str, value: Any) -> str:
             raise RiskInvalid("An IP address or range: '203.0.113.7', '203.0.113.0/24' or an IPv6 one.",
                               param="value") from None
         if network.prefixlen == network.max_prefixlen:
-            return str(network.network_address)
+            address = network.network_address  # ::ffff:a.b.c.d is a.b.c.d, as the payment's address is stored
+            return str(getattr(address, "ipv4_mapped", None) or address)
         return str(network)
     return value  # card_fingerprint, case_sensitive_string
 

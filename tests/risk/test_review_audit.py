@@ -140,3 +140,19 @@ def test_a_list_created_twice_at_once_is_refused_not_a_server_error(db_session, 
         event.remove(db_session(), "before_flush", meanwhile)
     assert raced and answer.status_code == 400, answer.get_data(as_text=True)[:300]
     assert answer.json["error"]["code"] == "resource_already_exists"
+
+
+def test_an_ipv4_address_written_as_ipv6_is_the_ipv4_address(db_session, shop, client):
+    """A merchant's server on a dual-stack socket sees '::ffff:81.2.69.160': the shopper's address is 81.2.69.160
+    (its country known, its block-list items matching), in customer_ip and in value-list items alike."""
+    from app.risk.evaluate import ip_country
+    from tests.payments.conftest import mint_key
+
+    s = shop()
+    created = client.post("/v1/payments", headers={"Authorization": f"Bearer {mint_key(db_session, s.merchant.id)}"},
+                          data={"amount": 1000, "currency": "EUR", "customer_ip": "::ffff:81.2.69.160"})
+    assert created.status_code == 200 and created.json["customer_ip"] == "81.2.69.160"
+    assert ip_country(created.json["customer_ip"]) == "GB"
+    assert lists.normalize("ip_address", "::ffff:10.0.0.1") == "10.0.0.1"
+    assert compile_rule(":ip_address: = '::ffff:10.0.0.1'").evaluate({"ip_address": "10.0.0.1"}, lambda *a: False)
+    assert lists.normalize("ip_address", "::ffff:10.0.0.0/104") == "::ffff:a00:0/104"  # a range stays as written
