@@ -204,9 +204,11 @@ def _customer_ip(value: Any) -> str | None:
     if not isinstance(value, str) or len(value) > 45:
         raise InvalidRequest("customer_ip must be an IPv4 or IPv6 address.", param="customer_ip")
     try:
-        return str(ipaddress.ip_address(value.strip()))
+        address = ipaddress.ip_address(value.strip())
     except ValueError:
         raise InvalidRequest("customer_ip must be an IPv4 or IPv6 address.", param="customer_ip") from None
+    # An IPv4 address as a dual-stack socket reports it (::ffff:a.b.c.d) is that IPv4 address (its country, lists).
+    return str(getattr(address, "ipv4_mapped", None) or address)
 
 
 def _url(value: Any, param: str) -> str | None:

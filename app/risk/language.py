@@ -20,6 +20,7 @@ Numbers are decimals (``Decimal``), never floats: ``:amount:`` is in major units
 """
 from __future__ import annotations
 
+import ipaddress
 import operator
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -419,9 +420,11 @@ class _Compiler:
             return _Not(self.compile(tree.children[0], depth + 1))
         self._count(tree)
         if kind == "comparison":
-            left, op, right = tree.children
-            left, right = self.operand(left), self.operand(right)
+            left_node, op, right_node = tree.children
+            left, right = self.operand(left_node), self.operand(right_node)
             self._check_comparable(left, str(op), right, op)
+            left = self._ip_literal(left, right, left_node)
+            right = self._ip_literal(right, left, right_node)
             return _Compare(left, str(op), right)
         if kind in ("membership", "not_membership"):
             operand, listref = tree.children
@@ -439,6 +442,7 @@ class _Compiler:
             literals = [self.operand(v) for v in values]
             for literal in literals:
                 self._check_comparable(operand, "=", literal, getattr(values[0], "meta", tree.meta))
+            literals = [self._ip_literal(literal, operand, node) for literal, node in zip(literals, values)]
             return _InSet(operand, frozenset(_norm(v.value, v.type) for v in literals), kind == "not_inline_set")
         if kind == "truth":
             signal = self.operand(tree.children[0])
@@ -493,6 +497,20 @@ class _Compiler:
                             f"{' or '.join(allowed)}.", token)
         self.lists[alias] = ref
         return ref
+
+    @staticmethod
+    def _ip_literal(literal, other, node):
+        """A string compared with an IP signal is an address, in the canonical form the signal has
+        (``2001:DB8:0::1`` is ``2001:db8::1``); anything else is refused where it is written."""
+        if not (isinstance(literal, _Const) and literal.type == "string" and getattr(other, "type", None) == "ip"):
+            return literal
+        try:
+            address = ipaddress.ip_address(literal.value.strip())
+            return _Const(str(getattr(address, "ipv4_mapped", None) or address), "string")  # ::ffff:a.b.c.d too
+        except ValueError:
+            token = node.children[0] if isinstance(node, Tree) and node.children else node
+            raise _error_at(f"'{literal.value}' is not an IP address (IPv4 or IPv6; ranges go in an ip_address "
+                            f"value list).", token) from None
 
     @staticmethod
     def _check_comparable(left, op: str, right, where):

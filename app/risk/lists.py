@@ -19,6 +19,7 @@ from functools import lru_cache
 from typing import Any, Iterable
 
 from sqlalchemy import delete, select, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.ids import new_id
@@ -59,7 +60,8 @@ def normalize(item_type: str, value: Any) -> str:
             raise RiskInvalid("An IP address or range: '203.0.113.7', '203.0.113.0/24' or an IPv6 one.",
                               param="value") from None
         if network.prefixlen == network.max_prefixlen:
-            return str(network.network_address)
+            address = network.network_address  # ::ffff:a.b.c.d is a.b.c.d, as the payment's address is stored
+            return str(getattr(address, "ipv4_mapped", None) or address)
         return str(network)
     return value  # card_fingerprint, case_sensitive_string
 
@@ -232,8 +234,7 @@ def create_value_list(session: Session, scope: Scope | None, *, alias: Any, name
     if not isinstance(alias, str) or not ALIAS.match(alias):
         raise RiskInvalid("alias must be letters, digits and underscores (at most 100), not starting with a digit.",
                           param="alias")
-    if scope is not None and alias.startswith(PLATFORM_PREFIX):
-        raise RiskInvalid(f"Aliases starting with '{PLATFORM_PREFIX}' belong to the platform's lists.", param="alias")
+    _check_owner_prefix(scope, alias)
     if not isinstance(name, str) or not name.strip() or len(name) > 200:
         raise RiskInvalid("name must be a non-empty string of at most 200 characters.", param="name")
     if item_type not in ITEM_TYPES:
@@ -245,9 +246,23 @@ def create_value_list(session: Session, scope: Scope | None, *, alias: Any, name
     values = dict(id=new_id("rsl"), alias=alias, name=name.strip(), item_type=item_type,
                   metadata_=dict(metadata or {}), created_by=actor)
     row = model(**values) if scope is None else scope.new(ValueList, **values)
-    session.add(row)
-    session.flush()
+    try:
+        with session.begin_nested():  # the same alias created meanwhile (a double submit, an API retry)
+            session.add(row)
+            session.flush()
+    except IntegrityError:
+        raise RiskInvalid(f"A value list with the alias '{alias}' exists already.", param="alias",
+                          code="resource_already_exists") from None
     return row
+
+
+def _check_owner_prefix(scope: Scope | None, alias: str) -> None:
+    """Platform aliases start with ``platform_`` and merchant aliases do not: a merchant's list can then never
+    take the alias of a platform list its rules name (its own would win the look-up)."""
+    if scope is not None and alias.startswith(PLATFORM_PREFIX):
+        raise RiskInvalid(f"Aliases starting with '{PLATFORM_PREFIX}' belong to the platform's lists.", param="alias")
+    if scope is None and not alias.startswith(PLATFORM_PREFIX):
+        raise RiskInvalid(f"A platform list's alias starts with '{PLATFORM_PREFIX}'.", param="alias")
 
 
 def update_value_list(session: Session, scope: Scope | None, list_id: str, *, alias: Any = None, name: Any = None,
@@ -256,9 +271,9 @@ def update_value_list(session: Session, scope: Scope | None, list_id: str, *, al
     if alias is not None and alias != row.alias:
         if row.builtin:
             raise RiskInvalid("A built-in list keeps its alias.", param="alias")
-        if not isinstance(alias, str) or not ALIAS.match(alias) or (
-                scope is not None and alias.startswith(PLATFORM_PREFIX)):
+        if not isinstance(alias, str) or not ALIAS.match(alias):
             raise RiskInvalid("alias must be letters, digits and underscores (at most 100).", param="alias")
+        _check_owner_prefix(scope, alias)
         model = _list_model(scope)
         if session.scalar(_select_lists(scope, model.alias == alias).limit(1)) is not None:
             raise RiskInvalid(f"A value list with the alias '{alias}' exists already.", param="alias",
@@ -311,8 +326,13 @@ def add_item(session: Session, scope: Scope | None, list_id: Any, value: Any, *,
                           code="value_list_full")
     values = dict(id=new_id("rsli"), value_list_id=value_list.id, value=stored, created_by=actor)
     item = item_model(**values) if scope is None else scope.new(ValueListItem, **values)
-    session.add(item)
-    session.flush()
+    try:
+        with session.begin_nested():  # the same value added meanwhile (a double submit, an API retry)
+            session.add(item)
+            session.flush()
+    except IntegrityError:
+        raise RiskInvalid(f"'{stored}' is in this list already.", param="value",
+                          code="resource_already_exists") from None
     return item
 
 

@@ -85,7 +85,8 @@ def _refuse_platform_wide(text: str, compiled: CompiledRule) -> None:
     wide = sorted(name for name in compiled.signals if SIGNALS[name].platform_wide)
     if not wide:
         return
-    position = min(text.find(f":{name}:") for name in wide)
+    lowered = text.lower()  # signal names are read in any case (":CARD_PAYMENTS_10M:")
+    position = min(found for name in wide if (found := lowered.find(f":{name}:")) >= 0)
     line = text.count("\n", 0, position) + 1
     column = position - (text.rfind("\n", 0, position) + 1) + 1
     raise RuleError(f":{wide[0]}: counts payments across every merchant of the platform; a merchant's rule "
@@ -147,8 +148,12 @@ def update_rule(session: Session, scope: Scope | None, rule_id: str, *, predicat
     row = get_rule(session, scope, rule_id, for_update=True)
     if row.builtin and (predicate is not None or action is not None):
         raise RiskInvalid("A built-in rule can be enabled or disabled, not changed.", param="predicate")
-    if action is not None:
-        row.action = _check_action(action)
+    if action is not None and _check_action(action) != row.action:
+        # Moved to another action: last of its new group (its old position means nothing there, and a tie
+        # with a rule of the new group would make "first match wins" depend on ids).
+        model = _model(scope)
+        last = session.scalar(_select(scope, model.action == action).with_only_columns(func.max(model.position)))
+        row.action, row.position = action, (last or 0) + 10
     if predicate is not None:
         check_predicate(session, scope, predicate)
         row.predicate = predicate.strip()
@@ -264,14 +269,21 @@ def backtest(session: Session, scope: Scope | None, predicate: Any, *, days: int
     if book is not None:
         statement = statement.where(Assessment.merchant_id == book.merchant_id, Assessment.livemode == book.livemode)
     result = Backtest(days=days)
-    matched = []
+    # Counted per payment: a payment confirmed again (another card after a decline) has an assessment per
+    # confirmation; it counts once, as matched when any of its confirmations matches (newest first).
+    seen, matched, matched_keys = set(), [], set()
     for assessment in session.scalars(statement.order_by(Assessment.created_at.desc()).limit(limit)):
-        result.evaluated += 1
+        key = (assessment.merchant_id, assessment.payment_id)
+        seen.add(key)
+        if key in matched_keys:
+            continue
         signals = _revive(assessment.signals)
         pairs = [(ref, signals.get(name)) for name, ref in compiled.lookups]
         memberships = value_lists.lookup(session, Scope(assessment.merchant_id, assessment.livemode), pairs)
         if compiled.evaluate(signals, memberships):
             matched.append(assessment)
+            matched_keys.add(key)
+    result.evaluated = len(seen)
     result.matched = len(matched)
     if not matched:
         return result

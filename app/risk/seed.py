@@ -7,6 +7,7 @@ sandbox refuses (it knows no such authorization); rejecting one voids. A real fl
 in test mode (the demo's review rule), or the fraud card 4100 0000 0000 0019 (blocked by the platform's rules).
 """
 from datetime import timedelta
+from decimal import Decimal
 
 from flask import current_app
 from sqlalchemy.orm import Session
@@ -56,7 +57,8 @@ def seed_demo_risk(session: Session, merchant, _web_url: str) -> list[str]:
         rules.create_rule(session, scope, action=action, predicate=predicate, description=description)
     deps = deps_for(current_app._get_current_object())
     now = utcnow()
-    for amount, email, ip, owner, hours in DEMO_HELD:
+    # Oldest first: ids sort by creation, and the review queues list by id (oldest first).
+    for amount, email, ip, owner, hours in sorted(DEMO_HELD, key=lambda held: -held[4]):
         _held_payment(session, scope, amount, email, ip, owner, now - timedelta(hours=hours), deps)
     session.flush()
     return ["Risk: rules and value lists in test mode, and payments held for review (GET /v1/reviews; the "
@@ -87,7 +89,7 @@ def _held_payment(session, scope, amount, email, ip, owner, created, deps) -> No
     score = 71 if owner == "platform" else 48
     level = "elevated" if score >= 65 else "normal"
     assessment = scope.new(Assessment, id=new_id("rska"), payment_id=payment.id, attempt_id=attempt.id,
-                           stage="confirmation", signals={"amount": str(amount / 100), "currency": "eur",
+                           stage="confirmation", signals={"amount": str(Decimal(amount).scaleb(-2)), "currency": "eur",
                                                           "email": email, "email_domain": email.split("@")[1],
                                                           "ip_address": ip, "risk_score": score, "risk_level": level},
                            contributions={"card_first_seen": 400}, score=score, level=level, weights_version="v1",

@@ -17,6 +17,7 @@ def test_demo_risk_data(app, db_session):
     assert {row.alias for row in db_session.scalars(scope.select(ValueList))} >= {"disposable_domains"}
     held = reviews.list_reviews(db_session, scope)
     assert len(held) == 3 and {review.owner for review in held} == {"merchant", "platform"}
+    assert [review.created_at for review in held] == sorted(review.created_at for review in held)  # oldest first
     page = open_platform_reviews(db_session, InboxFilters(merchant_id=merchant.id))
     assert page.count == 1 and page.items[0].kind == "review"
     _merchant, again = seed_demo(db_session)
