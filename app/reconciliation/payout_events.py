@@ -23,7 +23,8 @@ _LIVE). For a ``payout_events`` account:
 
 Exactly once: a callback is stored once per Stripe event id (app/psp/callbacks.py), a book whose deposit of the
 batch is posted already moves nothing again, and a book whose deposit was reversed already is not reversed again
-(its ``:failed`` key). Bound to the credential: the payout belongs to the account whose report
+(its ``:failed`` key). One at a time per payout (``lock_payout``): two workers handling its paid and failed events
+at once, or an operator resolving its break meanwhile, each see what the other posted. Bound to the credential: the payout belongs to the account whose report
 carried it; a callback verified with another account's secret is refused (``CallbackScope.refusal``) before anything
 is read in a book. A payout whose report is not imported yet waits: the handler raises and the callback sweep tries
 again (app/jobs/psp.py). For a ``bank_statement`` account the events change nothing (the statement confirms).
@@ -90,6 +91,14 @@ def deposit_confirmation(session: Session, owner: CallbackOwner, platform_confir
         .deposit_confirmation
 
 
+def lock_payout(session: Session, livemode: bool, payout_id: str) -> None:
+    """One at a time per payout (a transaction-scoped lock): its paid and failed events, a later payout paying it
+    again and the resolution of its break each read what the others post (two sweep workers may take the paid and
+    the failed event at once); the second waits for the first's commit, then sees its postings."""
+    session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"),
+                    {"k": f"reconciliation:payout:{livemode}:{payout_id}"})
+
+
 def _posted(session: Session, scope: Scope, business_key: str) -> bool:
     return session.scalar(select(JournalTransaction.id).where(
         JournalTransaction.merchant_id == scope.merchant_id, JournalTransaction.livemode == scope.livemode,
@@ -142,9 +151,12 @@ def payout_paid(session: Session, *, credential: str, livemode: bool, payout: di
     each one's failure break closed). PayoutNotReported when the account's report of it is not imported yet."""
     now = now or utcnow()
     payout_id, amount, currency = payout["id"], int(payout.get("amount") or 0), (payout.get("currency") or "").upper()
+    lock_payout(session, livemode, payout_id)
     source = source_of(credential)
     shares = service.batch_shares(session, livemode, payout_id, source=source)
     returned = _returned(session, source, livemode, payout_id)
+    for failed in sorted({failed for failed, _, _ in returned} - {payout_id}):
+        lock_payout(session, livemode, failed)
     if not shares and not returned:
         raise PayoutNotReported(f"no imported report of {source} carries payout {payout_id} yet")
     platform = service.platform_scope(livemode)
@@ -254,6 +266,7 @@ def payout_failed(session: Session, *, credential: str, livemode: bool, payout: 
     (money back to ``psp_clearing``), then a deposit_mismatch break (deposited 0); its id, None if filed before."""
     now = now or utcnow()
     payout_id, currency = payout["id"], (payout.get("currency") or "").upper()
+    lock_payout(session, livemode, payout_id)
     shares = service.batch_shares(session, livemode, payout_id, source=source_of(credential))
     if not shares:
         raise PayoutNotReported(f"no imported report of {source_of(credential)} carries payout {payout_id} yet")

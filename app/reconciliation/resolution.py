@@ -83,6 +83,14 @@ def resolve_break(session: Session, scope: Scope, break_id: str, *, resolution: 
         match = pan.find_card_number(text_) if isinstance(text_, str) else None
         if match is not None:  # the console's form refuses it too; the CLI comes straight here
             raise ResolutionError(pan.refusal(param, match), param)
+    batch = session.scalar(scope.select(Break, Break.id == break_id, Break.type == "deposit_mismatch")
+                           .with_only_columns(Break.batch_id))
+    if batch:
+        # Before the break's row lock, as the payout events take them (app/reconciliation/payout_events.py): a
+        # payout.failed reversing this resolution's posting must see it committed, or wait for it.
+        from app.reconciliation.payout_events import lock_payout
+
+        lock_payout(session, scope.livemode, batch)
     row = get_break(session, scope, break_id, for_update=True)
     if row is None:
         raise ResolutionError("No such break.", "break")

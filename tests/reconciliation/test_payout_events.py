@@ -238,3 +238,59 @@ def test_a_failed_payout_paid_again_in_the_next_payout_reaches_cash_and_closes_i
     assert books(db_session, scope).get("cash:USD") == 3880 and _breaks(db_session, "po_next") == []
     assert _count(db_session, "deposit:po_first:%:repaid:po_next") == 1
     verify_ledger(app)
+
+
+def _wait_for_a_waiter_or(thread, engine) -> None:
+    """Return once another session of this database waits on a lock, or the thread is done (it did not wait)."""
+    import time
+
+    from sqlalchemy import text
+
+    deadline = time.monotonic() + 30
+    with engine.connect() as conn:
+        while time.monotonic() < deadline and thread.is_alive():
+            if conn.execute(text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                                 "AND wait_event_type = 'Lock'")).scalar():
+                return
+            conn.rollback()
+            time.sleep(0.01)  # polling another session's state; not waiting for time to pass
+
+
+def test_a_payout_s_failure_handled_while_its_paid_event_is_in_flight_still_reverses_the_deposit(
+        app, db_session, shop):
+    """Two sweep workers may take payout.paid and payout.failed of one payout at once (both waited for the report):
+    the failure must see the deposit the paid event posts, never leave the returned money in cash."""
+    import threading
+
+    from sqlalchemy.orm import Session
+
+    from app.extensions import db
+    from app.reconciliation.payout_events import payout_failed, payout_paid
+
+    scope = shop["scope"]
+    credential = _batch(app, db_session, scope, "recon_race", dt.date(2026, 4, 14), "po_race", 2000, 60)
+    db_session.commit()
+    key = deps_for(current_app).ledger_hmac_key
+    done: list[str] = []
+
+    def failure() -> None:
+        with app.app_context(), Session(db.engine) as session:
+            payout_failed(session, credential=credential.id, livemode=False,
+                          payout=payout("po_race", 1940, status="failed"), hmac_key=key)
+            session.commit()
+            done.append("failed")
+
+    with Session(db.engine) as first:
+        payout_paid(first, credential=credential.id, livemode=False, payout=payout("po_race", 1940, status="paid"),
+                    hmac_key=key)
+        thread = threading.Thread(target=failure)
+        thread.start()
+        _wait_for_a_waiter_or(thread, db.engine)
+        first.commit()
+    thread.join(timeout=30)
+    assert done == ["failed"]
+    held = books(db_session, scope)
+    assert not held.get("cash:USD") and held.get("psp_clearing:stripe:USD") == 1940
+    [opened] = _breaks(db_session, "po_race")
+    assert opened.status == "open" and "after it was paid" in opened.detail
+    verify_ledger(app)
