@@ -302,3 +302,56 @@ def test_a_short_deposit_of_a_batch_of_several_books_splits_its_shortfall_by_lar
     assert cash == [9646, 9647, 9647] and sum(cash) == 28940
     assert [balance(db_session, scope, accounts.psp_clearing("sandbox", "USD")) for scope in scopes] == [0, 0, 0]
     verify_ledger(app)
+
+
+def test_two_operators_resolving_one_break_at_once_the_second_is_refused(app, db_session, shop, sandbox):
+    """The console reads the break before it resolves it (a 404 check); the second operator's resolution must see
+    the first one's commit once it gets the row, not the break it read before, and change nothing."""
+    import threading
+    import time
+
+    from sqlalchemy import text
+    from sqlalchemy.orm import Session
+
+    from app.extensions import db
+
+    scope = shop["scope"]
+    payment = sandbox.capture(db_session, scope, 5000)
+    sandbox.faults.append({"action": "alter", "reference": payment.psp_reference, "amount": -40})
+    reconcile(db_session, sandbox)
+    row = one_break(db_session, scope, type="amount_mismatch")
+    key = deps_for(current_app).ledger_hmac_key
+    answers: list[str] = []
+
+    def second_operator(session: Session) -> None:
+        try:
+            resolve_break(session, scope, row.id, resolution="psp_asked", note="asking the PSP", hmac_key=key,
+                          actor_user_id=None, actor_label="second@kassa.test")
+            session.commit()
+            answers.append("resolved")
+        except ResolutionError as refused:
+            session.rollback()
+            answers.append(refused.message)
+
+    with app.app_context(), Session(db.engine) as first, Session(db.engine) as second:
+        assert second.get(Break, (scope.merchant_id, row.id)).status == "open"  # what the console read
+        resolve_break(first, scope, row.id, resolution="accepted", note="PSP kept 0.40", hmac_key=key,
+                      actor_user_id=None, actor_label="first@kassa.test")
+        thread = threading.Thread(target=second_operator, args=(second,))
+        thread.start()
+        deadline = time.monotonic() + 30
+        with db.engine.connect() as conn:
+            while thread.is_alive() and time.monotonic() < deadline and not conn.execute(text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock'")).scalar():
+                conn.rollback()
+                time.sleep(0.01)  # polling another session's state; not waiting for time to pass
+        first.commit()
+        thread.join(timeout=30)
+    assert answers == ["This break is resolved already."]
+    db_session.rollback()
+    final = db_session.get(Break, (scope.merchant_id, row.id))
+    assert (final.resolution, final.resolved_by) == ("accepted", "first@kassa.test")
+    assert final.resolution_transaction_id is not None
+    db_session.commit()
+    verify_ledger(app)
