@@ -7,7 +7,8 @@ _LIVE). For a ``payout_events`` account:
 
 * ``payout.paid`` is the deposit of the batch (the payout id is the batch of the account's report lines,
   app/reconciliation/stripe_lines.py): each book's share moves from ``psp_clearing`` to ``cash``
-  (``deposit:<po>:<book>:paid``), as the bank statement's deposit would (app/reconciliation/service.py); a payout
+  (``deposit:<po>:<book>:paid``), as the bank statement's deposit would (app/reconciliation/service.py; a negative
+  share its book's cash cannot give stays in clearing with a break, ``service.share_not_deposited``); a payout
   whose amount differs from its batch is a ``deposit_mismatch`` break, the money in the platform's suspense.
 * ``payout.failed`` opens a ``deposit_mismatch`` break (deposited 0: the batch was not paid). Stripe also sends it
   after ``payout.paid`` when the bank returns the money: then what the paid event moved is reversed first, in each
@@ -202,11 +203,13 @@ def payout_paid(session: Session, *, credential: str, livemode: bool, payout: di
         key = f"deposit:{batch}:{service._book(scope)}:{suffix}"
         if not share.total or _posted(session, scope, key):
             continue
-        legs = service.legs_from_changes({accounts.cash(share.currency): share.total,
-                                          accounts.psp_clearing(share.psp, share.currency): -share.total},
-                                         service._currency)
-        posted.append(post_transaction(session, scope, key, "deposit", legs, hmac_key=hmac_key, reference=payout_id,
-                                       description=description).id)
+        moved = service.deposit_share(session, scope, share, key, hmac_key=hmac_key, reference=payout_id,
+                                      description=description)
+        if moved is not None:
+            posted.append(moved.id)
+        else:  # a negative share its book's cash cannot give: left in clearing for an operator
+            service.share_not_deposited(session, scope, share, batch, dedupe=suffix,
+                                        report_date=_day(payout.get("arrival_date")), now=now)
     return posted
 
 

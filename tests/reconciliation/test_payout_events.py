@@ -294,3 +294,46 @@ def test_a_payout_s_failure_handled_while_its_paid_event_is_in_flight_still_reve
     [opened] = _breaks(db_session, "po_race")
     assert opened.status == "open" and "after it was paid" in opened.detail
     verify_ledger(app)
+
+
+def _refund_bt(reference: str, amount: int) -> dict:
+    """Stripe's balance transaction of a refund (its source expanded), here one Kassa never booked."""
+    from tests.psp.fake_stripe import stripe_fixture
+
+    refund = stripe_fixture("refund")
+    refund.update({"id": reference, "amount": amount})
+    bt = stripe_fixture("balance_transaction")
+    bt.update({"id": f"txn_{reference}", "type": "refund", "reporting_category": "refund", "amount": -amount,
+               "fee": 0, "net": -amount, "source": refund, "currency": "usd"})
+    return bt
+
+
+def test_a_payout_carrying_a_line_in_suspense_that_took_money_is_deposited_for_the_merchant(
+        app, client, db_session, shop):
+    """An unknown refund in a connected account's payout waits in the platform's suspense, its share of the batch
+    negative; the platform's cash cannot give it. payout.paid must still deposit the merchant's share (not fail and
+    be retried for a day), leaving the platform's share in clearing with a break."""
+    scope = shop["scope"]
+    day = dt.date(2026, 4, 16)
+    credential = connected(app, db_session, scope, "recon_negative")
+    stripe_payment(db_session, scope, 10000, "pi_negative", credential.id, day)
+    import_account_report(app, db_session, credential.id, day, [payout("po_negative", 9200)],
+                          {"po_negative": [charge_bt("pi_negative", 10000, 300, "po_negative"),
+                                           _refund_bt("re_recon_unknown", 500)]})
+    _post(client, scope, "recon_negative", "payout.paid", payout("po_negative", 9200, status="paid"), "evt_negative")
+    assert callback(db_session, "evt_negative").result == "applied"
+    held = books(db_session, scope)
+    assert held.get("cash:USD") == 9700 and not held.get("psp_clearing:stripe:USD")
+    assert books(db_session, PLATFORM).get("psp_clearing:stripe:USD") == -500
+    [unmoved] = [row for row in _breaks(db_session, "po_negative") if row.type == "deposit_mismatch"]
+    assert unmoved.status == "open" and "-500" in unmoved.detail
+    assert not payout_event_break(unmoved)
+    # Told again: nothing moves twice, no second break.
+    _post(client, scope, "recon_negative", "payout.paid", payout("po_negative", 9200, status="paid"),
+          "evt_negative_again")
+    assert books(db_session, scope).get("cash:USD") == 9700
+    assert [row.id for row in _breaks(db_session, "po_negative") if row.type == "deposit_mismatch"] == [unmoved.id]
+    # Accepted: nothing to post (the money is not in suspense); the ledger verifies.
+    resolved = _resolve(db_session, unmoved, "accepted", note="moved by hand")
+    assert resolved.resolution_transaction_id is None
+    verify_ledger(app)

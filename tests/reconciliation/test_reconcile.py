@@ -489,3 +489,28 @@ def test_a_run_records_reconciliation_completed_and_break_opened_in_the_platform
     reconcile(db_session, sandbox)
     assert len(db_session.scalars(PLATFORM.select(Event, Event.object_id == result.file_id)).all()) == 1
     db_session.commit()
+
+
+def test_a_batch_whose_platform_share_is_negative_is_deposited_and_the_share_left_for_an_operator(
+        app, db_session, shop, sandbox):
+    """A refund line reported twice waits in the platform's suspense, and the PSP took it out of the batch it paid:
+    the platform book's share is negative and its cash (never negative) cannot give it. The deposit of the batch
+    must still be imported (the merchants' shares to cash), the platform's share left in clearing with a break,
+    not the whole statement refused."""
+    scope = shop["scope"]
+    payment = sandbox.capture(db_session, scope, 10000)
+    refunded = sandbox.refund(db_session, scope, payment, 1000)
+    sandbox.faults.append({"action": "duplicate", "reference": refunded.psp_reference})
+    reconcile(db_session, sandbox)
+    assert balance(db_session, PLATFORM, accounts.psp_clearing("sandbox", "USD")) < 0
+    assert balance(db_session, PLATFORM, accounts.cash("USD")) == 0
+    clearing = balance(db_session, scope, accounts.psp_clearing("sandbox", "USD"))
+
+    paid = deposit(db_session, sandbox, sandbox.day + dt.timedelta(days=1))
+    assert paid.statuses == {"matched": 1}
+    assert balance(db_session, scope, accounts.cash("USD")) == clearing
+    assert balance(db_session, scope, accounts.psp_clearing("sandbox", "USD")) == 0
+    assert balance(db_session, PLATFORM, accounts.psp_clearing("sandbox", "USD")) == -1000
+    [unmoved] = breaks(db_session, PLATFORM, type="deposit_mismatch", batch_id=sandbox.batch())
+    assert unmoved.status == "open" and PLATFORM.merchant_id in unmoved.detail and "-1000" in unmoved.detail
+    verify_ledger(app)
