@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 from app import pan
 from app.accounts.audit import audit
 from app.ledger import accounts
+from app.ledger.errors import InsufficientBalance
 from app.ledger.service import post_transaction
 from app.models_base import utcnow
 from app.money import allocate
@@ -110,10 +111,14 @@ def resolve_break(session: Session, scope: Scope, break_id: str, *, resolution: 
         if row.merchant_id == PLATFORM_MERCHANT_ID and row.type == "missing_in_kassa":
             transaction_id = _move_line_to_payment(session, row, target, hmac_key)
     elif resolution in ("accepted", "written_off"):
-        if row.type == "deposit_mismatch" and row.kassa_amount is not None and not _deposited(session, row):
-            transaction_id = _accept_deposit(session, row, hmac_key)
-        else:
-            transaction_id = _adjust(session, row, hmac_key)
+        try:
+            if row.type == "deposit_mismatch" and row.kassa_amount is not None and not _deposited(session, row):
+                transaction_id = _accept_deposit(session, row, hmac_key)
+            else:
+                transaction_id = _adjust(session, row, hmac_key)
+        except InsufficientBalance as error:  # the caller rolls back what the other books' postings wrote
+            raise ResolutionError(f"This adjustment cannot be posted: {error}. A book of the batch cannot give its "
+                                  "share; move it by hand first, or ask the PSP (psp_asked).", "resolution") from None
     row.status = "resolved"
     row.resolution = resolution
     row.resolution_note = note
