@@ -357,25 +357,30 @@ def test_two_operators_resolving_one_break_at_once_the_second_is_refused(app, db
     verify_ledger(app)
 
 
+
 def test_accepting_a_deposit_whose_batch_has_a_share_cash_cannot_give_is_refused_with_a_message(
         app, db_session, shop, sandbox):
-    """Accepting a short deposit moves each book's share to cash; a negative share (a refund reported twice, in the
-    platform's suspense) that the book's cash cannot give is refused with a message, nothing posted, the break
-    open, instead of an error page."""
-    from app.reconciliation.service import platform_scope
+    """Accepting a short deposit moves each book's share to cash; a negative share (a book's refund netted in the
+    batch) that the book's cash cannot give is refused with a message, nothing posted, the break open, instead of
+    an error page."""
+    from tests import factories
     from tests.reconciliation.helpers import deposit
+    from tests.reconciliation.test_reconcile import refund_only_batch
 
     scope = shop["scope"]
-    payment = sandbox.capture(db_session, scope, 10000)
-    refunded = sandbox.refund(db_session, scope, payment, 1000)
-    sandbox.faults += [{"action": "duplicate", "reference": refunded.psp_reference},
-                       {"action": "short", "batch_id": sandbox.batch(), "amount": 25}]
+    refund_only_batch(db_session, scope, sandbox)
+    other = Scope(factories.merchant(db_session, name="Other Shop").id, False)
+    db_session.commit()
+    sandbox.capture(db_session, other, 5000)
+    sandbox.faults.append({"action": "short", "batch_id": sandbox.batch(), "amount": 25})
     reconcile(db_session, sandbox)
     deposit(db_session, sandbox, sandbox.day + dt.timedelta(days=1))
-    row = one_break(db_session, platform_scope(False), type="deposit_mismatch", batch_id=sandbox.batch())
-    with pytest.raises(ResolutionError, match="cash"):
+    row = one_break(db_session, PLATFORM, type="deposit_mismatch", batch_id=sandbox.batch())
+    with pytest.raises(ResolutionError, match="cannot be posted"):
         resolve(db_session, PLATFORM, row, "accepted", note="PSP kept 0.25")
     db_session.rollback()
     assert db_session.get(Break, (row.merchant_id, row.id)).status == "open"
+    assert db_session.scalars(select(JournalTransaction).where(
+        JournalTransaction.business_key == f"resolve:{row.id}")).all() == []
     db_session.commit()
     verify_ledger(app)
