@@ -341,3 +341,34 @@ def test_a_payout_carrying_a_line_in_suspense_that_took_money_is_deposited_for_t
     resolved = _resolve(db_session, unmoved, "accepted", note="moved by hand")
     assert resolved.resolution_transaction_id is None
     verify_ledger(app)
+
+
+def test_a_payout_in_a_currency_stripe_writes_with_two_extra_decimals_is_read_in_kassa_s_units(
+        app, client, db_session, shop):
+    """Stripe writes ISK with two decimals that are always 00 (app/psp/wire.py); its report lines are read with
+    that rule, and so must the payout's amount in payout.paid be, or every ISK payout is a deposit break."""
+    from sqlalchemy import text
+
+    from tests.disputes.helpers import captured
+
+    scope = shop["scope"]
+    day = dt.date(2026, 4, 18)
+    credential = connected(app, db_session, scope, "recon_isk")
+    body = captured(db_session, scope, amount=5000, currency="ISK")
+    db_session.execute(text("UPDATE payments SET connector = 'stripe', psp_reference = 'pi_recon_isk', "
+                            "credential = :c, captured_at = :t WHERE id = :id"),
+                       {"c": credential.id, "id": body["id"], "t": dt.datetime(2026, 4, 18, 1, tzinfo=dt.UTC)})
+    db_session.commit()
+    bt = charge_bt("pi_recon_isk", 500000, 15000, "po_isk")  # 5,000 ISK, fee 150 ISK, in Stripe's units
+    bt["currency"] = "isk"
+    import_account_report(app, db_session, credential.id, day, [payout("po_isk", 485000, currency="isk")],
+                          {"po_isk": [bt]})
+    assert books(db_session, scope).get("psp_clearing:stripe:ISK") == 4850
+
+    _post(client, scope, "recon_isk", "payout.paid", payout("po_isk", 485000, currency="isk", status="paid"),
+          "evt_isk_paid")
+    assert callback(db_session, "evt_isk_paid").result == "applied"
+    held = books(db_session, scope)
+    assert held.get("cash:ISK") == 4850 and not held.get("psp_clearing:stripe:ISK")
+    assert _breaks(db_session, "po_isk") == []
+    verify_ledger(app)
