@@ -27,11 +27,12 @@ class SettlementDay:
 
 
 # Lines carried in this book's postings, of each report's latest version only (a superseded version's lines were
-# reversed by the version that replaced them).
+# reversed by the version that replaced them). Every line's net is its gross less its fee, so fees are every line's
+# (a refund's too): net = gross - fees + refunds + disputes, to the cent.
 _DAILY = text("""
 SELECT report_date, psp, currency,
        coalesce(sum(gross) FILTER (WHERE type = 'charge'), 0)::bigint AS gross,
-       coalesce(sum(fee) FILTER (WHERE type IN ('charge', 'fee')), 0)::bigint AS fees,
+       coalesce(sum(fee), 0)::bigint AS fees,
        coalesce(sum(gross) FILTER (WHERE type IN ('refund', 'refund_failure')), 0)::bigint AS refunds,
        coalesce(sum(gross) FILTER (WHERE type = 'dispute'), 0)::bigint AS disputes,
        sum(net)::bigint AS net, count(*) AS lines
