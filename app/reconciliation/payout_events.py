@@ -19,8 +19,9 @@ _LIVE). For a ``payout_events`` account:
   closed, since the failure's break now stands for it.
 * A later payout that pays a failed one's money again (a ``payout_failure`` balance transaction among its own, which
   makes no line: app/reconciliation/stripe_lines.py) deposits the failed batch's shares too
-  (``deposit:<failed po>:<book>:repaid:<po>``) and closes the failure's break, when that break is open and the
-  amounts agree; otherwise the payout differs from what Kassa expects and is a ``deposit_mismatch``.
+  (``deposit:<failed po>:<book>:repaid:<po>``) and closes the failure's break, when that break is open (or resolved
+  with nothing posted, awaiting this payment: ``psp_asked``, or matched by hand to this payout) and the amounts
+  agree; otherwise the payout differs from what Kassa expects and is a ``deposit_mismatch``.
 
 Exactly once: a callback is stored once per Stripe event id (app/psp/callbacks.py), a book whose deposit of the
 batch is posted already moves nothing again, and a book whose deposit was reversed already is not reversed again
@@ -129,9 +130,14 @@ def _repayable(session: Session, livemode: bool, source: str, failed: str, amoun
     """A failed payout's shares, when its open failure break and its reversed (or never posted) deposit let this
     payout pay it again in full; else None."""
     platform = service.platform_scope(livemode)
-    # Open, or closed by this very payout before (a redelivered payout.paid moves nothing again: its keys).
+    # Open, or closed by this very payout before (a redelivered payout.paid moves nothing again: its keys), or
+    # resolved without a posting that awaits this payment: Stripe asked to pay it again (psp_asked), or matched by
+    # hand to this payout; the batch is still in clearing then (an accepted or written-off one is not).
     row = session.scalars(platform.select(Break, Break.dedupe_key == f"payout_failed:{failed}", or_(
-        Break.status == "open", (Break.status == "closed") & (Break.object_id == paying)))).one_or_none()
+        Break.status == "open", (Break.status == "closed") & (Break.object_id == paying),
+        (Break.status == "resolved") & Break.resolution_transaction_id.is_(None) & or_(
+            Break.resolution == "psp_asked",
+            (Break.resolution == "matched_by_hand") & (Break.object_id == paying))))).one_or_none()
     shares = service.batch_shares(session, livemode, failed, source=source)
     if row is None or not shares or {share.currency for share in shares} != {currency} \
             or sum(share.total for share in shares) != amount:

@@ -372,3 +372,36 @@ def test_a_payout_in_a_currency_stripe_writes_with_two_extra_decimals_is_read_in
     assert held.get("cash:ISK") == 4850 and not held.get("psp_clearing:stripe:ISK")
     assert _breaks(db_session, "po_isk") == []
     verify_ledger(app)
+
+
+def test_a_failed_payout_whose_break_was_sent_to_stripe_is_recognised_when_stripe_pays_it_again(
+        app, client, db_session, shop):
+    """An operator resolves a failed payout's break "PSP asked" (nothing posted: the batch stays in clearing);
+    when Stripe then pays it again in a later payout, that payout deposits the failed batch too, as it would for an
+    open break, instead of being a deposit break with its money in suspense."""
+    scope = shop["scope"]
+    day = dt.date(2026, 4, 20)
+    credential = _batch(app, db_session, scope, "recon_asked", day, "po_asked", 3000, 90)
+    _post(client, scope, "recon_asked", "payout.failed", payout("po_asked", 2910, status="failed"), "evt_asked")
+    [failure] = _breaks(db_session, "po_asked")
+    _resolve(db_session, failure, "psp_asked", note="asked Stripe to pay it again")
+    assert books(db_session, scope).get("psp_clearing:stripe:USD") == 2910
+
+    stripe_payment(db_session, scope, 1000, "pi_asked_next", credential.id, day + dt.timedelta(days=1))
+    import_account_report(app, db_session, credential.id, day + dt.timedelta(days=1),
+                          [payout("po_asked_next", 970 + 2910)],
+                          {"po_asked_next": [charge_bt("pi_asked_next", 1000, 30, "po_asked_next"),
+                                             failure_bt("po_asked", 2910)]})
+    _post(client, scope, "recon_asked", "payout.paid", payout("po_asked_next", 3880, status="paid"),
+          "evt_asked_next")
+    held = books(db_session, scope)
+    assert held.get("cash:USD") == 3880 and not held.get("psp_clearing:stripe:USD")
+    assert _breaks(db_session, "po_asked_next") == []
+    db_session.rollback()
+    assert db_session.get(Break, (failure.merchant_id, failure.id)).resolution == "psp_asked"
+    db_session.commit()
+    # Told again: nothing moves twice.
+    _post(client, scope, "recon_asked", "payout.paid", payout("po_asked_next", 3880, status="paid"),
+          "evt_asked_next_again")
+    assert books(db_session, scope).get("cash:USD") == 3880 and _breaks(db_session, "po_asked_next") == []
+    verify_ledger(app)
