@@ -103,3 +103,19 @@ def test_the_settlement_columns_add_up_to_the_net_when_a_refund_carries_a_fee(ap
     db_session.commit()
     assert (day.gross, day.fees, day.refunds, day.net) == (10000, 320 - 80, -2500, 10000 - 320 - 2500 + 80)
     assert day.gross - day.fees + day.refunds + day.disputes == day.net
+
+
+def test_the_settlement_page_limits_days_not_rows(app, db_session):
+    """The page shows the last N days: a day settled in two currencies is one day with two rows, not two days."""
+    from app.reconciliation.queries import daily_settlement
+
+    shop = factories.merchant(db_session, name="Two currency shop")
+    db_session.commit()
+    sandbox = FakeSandbox(DAY + dt.timedelta(days=120))
+    scope = Scope(shop.id, False)
+    sandbox.capture(db_session, scope, 10000)
+    sandbox.capture(db_session, scope, 8000, currency="EUR")
+    reconcile(db_session, sandbox)
+    rows = daily_settlement(db_session, scope, limit=1)
+    db_session.commit()
+    assert sorted((row.day, row.currency) for row in rows) == [(sandbox.day, "EUR"), (sandbox.day, "USD")]
