@@ -2,7 +2,7 @@
 
 | resolution      | break (book)                                   | posting (business key ``resolve:<break id>``) |
 |-----------------|------------------------------------------------|-----------------------------------------------|
-| matched_by_hand | a line in suspense (platform book), to a named payment of a merchant | platform: suspense -> psp_clearing; the payment's book: the line's settlement legs (``resolve:<break id>`` in both) |
+| matched_by_hand | a line in suspense (platform book), to a named payment of a merchant that captured the line's gross | platform: suspense -> psp_clearing; the payment's book: the line's settlement legs (``resolve:<break id>`` in both) |
 | matched_by_hand | anything else                                  | none: the named object is recorded |
 | accepted / written_off | amount_mismatch (merchant book)         | the difference left in ``psp_receivable`` to ``psp_fees`` |
 | accepted / written_off | a break whose money is in suspense (platform book) | ``suspense`` to the platform book's ``psp_fees`` (settlement differences the platform absorbs or gains) |
@@ -156,6 +156,10 @@ def _move_line_to_payment(session: Session, row: Break, payment_id: str, hmac_ke
         raise ResolutionError(f"The payment is in {payment.currency}, the line in {line.currency}.", "target")
     if payment.connector != line.psp:
         raise ResolutionError(f"The payment went through {payment.connector}, the line is {line.psp}'s.", "target")
+    if payment.amount_received != line.gross:
+        # The line's gross leaves the payment's receivable: another amount would leave that receivable wrong.
+        raise ResolutionError(f"The payment captured {payment.amount_received}, the line reports {line.gross} "
+                              f"{line.currency}: not the same charge (or ask the PSP to correct it).", "target")
     # A payment settled already (its own charge line matched, or a line matched to it by hand) would have its
     # receivable taken down twice.
     settled = session.scalar(select(func.count()).select_from(ReportLine).where(

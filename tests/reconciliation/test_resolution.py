@@ -384,3 +384,21 @@ def test_accepting_a_deposit_whose_batch_has_a_share_cash_cannot_give_is_refused
         JournalTransaction.business_key == f"resolve:{row.id}")).all() == []
     db_session.commit()
     verify_ledger(app)
+
+
+def test_a_line_is_not_matched_by_hand_to_a_payment_of_another_amount(app, db_session, shop, sandbox):
+    """Matching a line in suspense to a payment takes the line's gross out of the payment's receivable: to a
+    payment that captured another amount (a mistyped id), it would leave that receivable wrong; refused, nothing
+    posted."""
+    scope = shop["scope"]
+    payment = sandbox.capture(db_session, scope, 500)
+    sandbox.faults += [{"action": "drop", "reference": payment.psp_reference},
+                       {"action": "unknown", "date": sandbox.day.isoformat(), "reference": f"auth_big_{sandbox.day}",
+                        "amount": 3000}]
+    reconcile(db_session, sandbox)
+    row = one_break(db_session, PLATFORM, type="missing_in_kassa", reference=f"auth_big_{sandbox.day}")
+    with pytest.raises(ResolutionError, match="captured"):
+        resolve(db_session, PLATFORM, row, "matched_by_hand", target=payment.id, note="same charge?")
+    db_session.rollback()
+    assert balance(db_session, scope, accounts.psp_receivable("sandbox", "USD")) == 500
+    verify_ledger(app)
