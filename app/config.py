@@ -68,6 +68,9 @@ def load_config(env=os.environ) -> dict:
         # Days a booked capture or refund may be late in its PSP's report before it is a missing_at_psp break (after the
         # connector's own settlement delay, app/reconciliation/service.py). 0: the day it was due.
         "RECONCILIATION_GRACE_DAYS": int(env.get("RECONCILIATION_GRACE_DAYS", "0") or 0),
+        # The learned risk score's dispute window: a captured payment younger than this is not labelled
+        # legitimate yet (app/risk/learning/training.py; `flask risk train` and the training job).
+        "RISK_DISPUTE_WINDOW_DAYS": int(env.get("RISK_DISPUTE_WINDOW_DAYS", "120") or 120),
         # Hours a day's report or statement may keep failing to be fetched before it is raised in the operators'
         # inbox and on the console (app/reconciliation/failures.py): the issue's "after a day".
         "RECONCILIATION_FETCH_RAISE_HOURS": _float(env, "RECONCILIATION_FETCH_RAISE_HOURS", 24),

@@ -19,6 +19,7 @@ MERCHANT_EVENT_TYPES = (
     "dispute.created", "dispute.updated", "dispute.closed", "dispute.funds_withdrawn", "dispute.funds_reinstated",
     "checkout.session.completed", "checkout.session.expired",
     "review.opened", "review.closed",
+    "radar.early_fraud_warning.created", "radar.early_fraud_warning.updated",
     "payout.created", "payout.updated", "payout.paid", "payout.failed", "payout.canceled",
     "bank_account.created", "bank_account.updated",
     "webhook.test",

@@ -20,7 +20,8 @@ from app.risk.models import (  # noqa: F401
     Assessment, PlatformRiskRule, PlatformValueList, PlatformValueListItem, Review, RiskRule, RiskWeights, ValueList,
     ValueListItem,
 )
-from app.reconciliation.models import BankEntry, Break, Match, ReportFile, ReportLine  # noqa: F401
+from app.reconciliation.models import BankEntry, BookDay, Break, Match, ReportFile, ReportLine  # noqa: F401
 from app.payouts.models import Payout, PayoutItem, PayoutSchedule  # noqa: F401
 from app.payouts.bank_account_models import BankAccount, PayoutExport, PayoutExportItem  # noqa: F401
 from app.risk.learning.tables import DriftReport, RiskModel, ScorerActivation  # noqa: F401,E402  (issue 23)
+from app.risk.fraud_warnings import EarlyFraudWarning  # noqa: F401,E402  (issue 23: registers the early_fraud_warning.* handlers)

@@ -4,12 +4,12 @@
     REDIS_URL, KASSA_TEMPLATE_DB = a database migrated to head, secrets; `python3 kassa.py servers-only
     --ephemeral` prints one), then:
 
-    .venv/bin/python bench/risk.py [--evaluations 2000] [--seconds 20] [--clients 8] [--write]
+    .venv/bin/python bench/risk.py [--evaluations 2000] [--seconds 20] [--clients 8] [--rounds 4] [--write]
 
 What it measures, each in the same run on the same machine, against fresh databases cloned from the template:
 
 1. Evaluation (``app.risk.evaluate.assess``: signals, every velocity counter recorded and read in Redis, the
-   score, the rules, the value-list lookups and the assessment's INSERT, flushed and rolled back) for a
+   score, the rules, the value-list lookups and the assessment's INSERT, then rolled back) for a
    merchant with 50 enabled rules (none matching, so every one runs) and 5 value lists of 100,000 items each
    that the rules name, plus the platform's built-in rules and lists. Timed in a dedicated thread
    (``perf_counter`` around each call) so that no other thread of the bench is scheduled inside a sample;
@@ -17,7 +17,10 @@ What it measures, each in the same run on the same machine, against fresh databa
    ``PING``, the round trips no evaluation can avoid) and the built-in rules alone (no merchant rules).
 2. End-to-end payments per second (``POST /v1/payments`` with ``confirm=true``, automatic capture, sandbox with
    no added latency, one worker, ``--clients`` closed-loop clients; bench/payments.py's harness) with the same
-   50 rules and 5 lists, risk screening on, then off (``RISK_SCREENING=false``) in the same run.
+   50 rules and 5 lists, risk screening on and off (``RISK_SCREENING=false``) in the same run: both stacks
+   started first, then measured in ``--rounds`` alternating windows each (on, off, off, on...), with the CPU
+   each payment cost each process (web, worker, sandbox, PostgreSQL, Redis): on a shared machine the rates
+   move with the other work, the CPU per payment much less.
 
 ``--write`` replaces the "Risk" section of bench/RESULTS.md.
 """
@@ -42,6 +45,7 @@ sys.path.insert(0, str(ROOT))
 import psycopg  # noqa: E402
 
 from bench import payments as payments_bench  # noqa: E402
+from bench.timing import say, summary, timed_in_thread  # noqa: E402,F401  (shared with bench/risk_learned.py)
 
 SECTION_START = "<!-- risk:start -->"
 SECTION_END = "<!-- risk:end -->"
@@ -52,10 +56,6 @@ LISTS = (("bench_fingerprints", "card_fingerprint", lambda n: f"fp_bench{n:010d}
          ("bench_domains", "email_domain", lambda n: f"d{n}.bench.example", "email_domain"),
          ("bench_ips", "ip_address", lambda n: f"10.{(n >> 16) & 255}.{(n >> 8) & 255}.{n & 255}", "ip_address"),
          ("bench_bins", "card_bin", lambda n: f"{100000 + n:06d}", "card_bin"))
-
-
-def say(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
 def rule_texts() -> list[tuple[str, str]]:
@@ -114,35 +114,6 @@ def make_app(env: dict):
     os.environ.update({k: v for k, v in env.items() if isinstance(v, str)})
     return create_app({"SQLALCHEMY_DATABASE_URI": env["DATABASE_URL"].replace("postgresql://", "postgresql+psycopg://", 1),
                        "API_KEY_HMAC_KEY": env.get("API_KEY_HMAC_KEY", "bench")})
-
-
-def timed_in_thread(app, fn, count: int, cpu: list[float] | None = None) -> list[float]:
-    """``fn`` run ``count`` times in a dedicated thread (with its own app context and database session); each
-    call's duration in milliseconds (and, into ``cpu``, the thread's CPU time per call: what the machine's
-    load inflates least)."""
-    samples: list[float] = []
-
-    def run():
-        with app.app_context():
-            for _ in range(count):
-                started, used = time.perf_counter(), time.thread_time()
-                fn()
-                samples.append((time.perf_counter() - started) * 1000)
-                if cpu is not None:
-                    cpu.append((time.thread_time() - used) * 1000)
-            from app.extensions import db
-            db.session.remove()
-
-    thread = threading.Thread(target=run, name="risk-bench")
-    thread.start()
-    thread.join()
-    return samples
-
-
-def summary(samples: list[float]) -> dict:
-    ordered = sorted(samples)
-    return {"n": len(ordered), "p50": round(statistics.median(ordered), 3),
-            "p99": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))], 3), "max": round(ordered[-1], 3)}
 
 
 def evaluation(bench: payments_bench.Bench, count: int) -> dict:
@@ -244,16 +215,76 @@ class RiskBench(payments_bench.Bench):
 
 
 def end_to_end(args) -> dict:
-    results = {}
-    for label, screening in (("on", "true"), ("off", "false")):
-        bench = RiskBench(args)
-        bench.env["RISK_SCREENING"] = screening
-        try:
-            say(f"end to end, risk {label}")
-            results[label] = bench.throughput(1)
-        finally:
+    """Risk on and off, each its own stack (web, one worker, sandbox, fresh database with the 50 rules and 5
+    lists), both started first and then measured in alternating windows (on, off, off, on, ...), so that the
+    other work on a shared machine falls on both alike rather than on whichever ran second."""
+    stacks = {}
+    try:
+        for label, screening in (("on", "true"), ("off", "false")):
+            bench = RiskBench(args)
+            bench.env["RISK_SCREENING"] = screening
+            say(f"starting the risk-{label} stack")
+            stacks[label] = (bench, *bench.start(f"risk{label}", 1, int(args.throughput_seconds * 100)))
+        totals = {label: {"payments": 0, "seconds": 0.0, "answered_processing": 0, "errors": 0, "cpu": {}}
+                  for label in stacks}
+        window = args.throughput_seconds / args.rounds
+        for number in range(args.rounds):
+            for label in (("on", "off") if number % 2 == 0 else ("off", "on")):
+                bench, services, key, tokens = stacks[label]
+                say(f"round {number + 1}/{args.rounds}: risk {label}, {window:.1f} s")
+                measured = window_of(bench, services, key, tokens, window)
+                total = totals[label]
+                for name in ("payments", "seconds", "answered_processing", "errors"):
+                    total[name] += measured[name]
+                for name, used in measured["cpu"].items():
+                    total["cpu"][name] = total["cpu"].get(name, 0.0) + used
+    finally:
+        for bench, services, *_ in stacks.values():
+            services.stop()
             bench.drop_databases()
+    results = {}
+    for label, total in totals.items():
+        payments = max(total["payments"], 1)
+        results[label] = {"payments": total["payments"], "seconds": round(total["seconds"], 2),
+                          "per_second": round(total["payments"] / total["seconds"], 1) if total["seconds"] else 0,
+                          "answered_processing": total["answered_processing"], "errors": total["errors"],
+                          "cpu_ms_per_payment": {name: round(1000 * used / payments, 1)
+                                                 for name, used in total["cpu"].items()}}
     return results
+
+
+def window_of(bench: RiskBench, services, key: str, tokens, seconds: float) -> dict:
+    """bench/payments.py's closed loop for ``seconds`` on one stack, up to its last payment's success."""
+    url = services.web_url
+    counts = {"succeeded": 0, "processing": 0, "errors": 0}
+    lock = threading.Lock()
+    cpu_before = payments_bench.cpu_by_component(services)
+    started = time.monotonic()
+    stop_at = started + seconds
+
+    def client() -> None:
+        session = payments_bench.http()
+        session.headers["Authorization"] = f"Bearer {key}"
+        while time.monotonic() < stop_at:
+            response = session.post(f"{url}/v1/payments", json={
+                "amount": 1999, "currency": "usd", "payment_method": tokens.take(), "confirm": True},
+                headers={"Idempotency-Key": uuid.uuid4().hex}, timeout=payments_bench.HTTP_TIMEOUT)
+            with lock:
+                if response.status_code != 200:
+                    counts["errors"] += 1
+                    continue
+                counts["succeeded" if response.json()["status"] == "succeeded" else "processing"] += 1
+
+    threads = [threading.Thread(target=client) for _ in range(bench.args.clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = bench.wait_all_succeeded(services.env["DATABASE_URL"]) - started
+    cpu_after = payments_bench.cpu_by_component(services)
+    return {"payments": counts["succeeded"] + counts["processing"], "seconds": elapsed,
+            "answered_processing": counts["processing"], "errors": counts["errors"],
+            "cpu": {name: cpu_after[name] - cpu_before.get(name, 0.0) for name in cpu_after}}
 
 
 def render(evaluations: dict, e2e: dict, args) -> str:
@@ -261,7 +292,7 @@ def render(evaluations: dict, e2e: dict, args) -> str:
              f"{date.today().isoformat()}, {platform.machine()}, Python {platform.python_version()}, "
              f"{os.cpu_count()} CPUs shared with other work (load average {LOAD_BEFORE} before the run); "
              f"`bench/risk.py --evaluations {args.evaluations} "
-             f"--seconds {args.throughput_seconds} --clients {args.clients}`.", "",
+             f"--seconds {args.throughput_seconds} --clients {args.clients} --rounds {args.rounds}`.", "",
              "Evaluation per confirmation, in a dedicated thread (ms; CPU: the thread's own CPU time, median):", "",
              "| what | n | p50 | p99 | max | CPU p50 |", "|---|---|---|---|---|---|"]
     names = {"floor": "floor: `SELECT 1` + Redis `PING`", "builtin": "built-in platform rules only, all counters",
@@ -270,12 +301,21 @@ def render(evaluations: dict, e2e: dict, args) -> str:
         row = evaluations[key]
         lines.append(f"| {names[key]} | {row['n']} | {row['p50']} | {row['p99']} | {row['max']} | "
                      f"{row.get('cpu_p50', '')} |")
-    lines += ["", "End to end (1 worker, closed loop, sandbox without added latency), same 50 rules and lists:", "",
+    lines += ["", "End to end (1 worker each, closed loop, sandbox without added latency), same 50 rules and lists; "
+              f"both stacks up at once, measured in {args.rounds} alternating windows each:", "",
               "| risk | payments | seconds | payments/s | answered processing | errors |", "|---|---|---|---|---|---|"]
     for key in ("on", "off"):
         row = e2e[key]
         lines.append(f"| {key} | {row['payments']} | {row['seconds']} | {row['per_second']} | "
                      f"{row['answered_processing']} | {row['errors']} |")
+    components = sorted({name for key in ("on", "off") for name in e2e[key].get("cpu_ms_per_payment", {})})
+    if components:
+        lines += ["", "CPU per payment (ms, each process's user + system time over the run / payments):", "",
+                  "| risk | " + " | ".join(components) + " | total |", "|---|" + "---|" * (len(components) + 1)]
+        for key in ("on", "off"):
+            cpu = e2e[key].get("cpu_ms_per_payment", {})
+            lines.append(f"| {key} | " + " | ".join(str(cpu.get(name, "")) for name in components)
+                         + f" | {round(sum(cpu.values()), 1)} |")
     ratio = e2e["on"]["per_second"] / e2e["off"]["per_second"] if e2e["off"]["per_second"] else 0
     lines += ["", f"Risk on / off: {ratio:.2f} (target ≥ 0.9); evaluation p99 {evaluations['full']['p99']} ms "
                   "(target < 5 ms). Risk on adds one vault read (GET /v1/tokens/<id>) and one short transaction "
@@ -294,6 +334,8 @@ def main() -> int:
     parser.add_argument("--evaluations", type=int, default=2000)
     parser.add_argument("--seconds", dest="throughput_seconds", type=float, default=20.0)
     parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=4,
+                        help="alternating on/off windows the end-to-end seconds are split into (per stack)")
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
     global LOAD_BEFORE

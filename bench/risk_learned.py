@@ -13,9 +13,17 @@
    payments encoded chunk by chunk into compact columns, the vocabulary, logistic regression on the whole training
    part, gradient boosting on its stratified sample with early stopping, the whole test part scored by the stored
    form of each (vectorized); wall time of each step, peak memory, load average. The payments are generated in
-   memory, not read from PostgreSQL (``load_labels`` streams one indexed query through a server-side cursor).
+   memory here, to time training alone.
+3. Reading the labels from PostgreSQL (``--labels-size``, 1,000,000 by default): that many live payments with their
+   confirmation assessments (the same generated signals) COPYed into a fresh database, the fraudulent ones marked
+   by an early fraud warning, a fraudulent refund or a fraudulent dispute in turn, plus a tenth more payments that
+   are not labelled (too young, or canceled); then ``training.load_labels`` (the labels query streamed through a
+   server-side cursor in chunks, encoded into compact columns: what ``flask risk train`` and the training job
+   read) timed whole, and the query alone (rows fetched, nothing encoded) timed apart; load average before and
+   after.
 
-``--write`` replaces the "Learned risk score" section of bench/RESULTS.md.
+``--write`` replaces the "Learned risk score" section of bench/RESULTS.md; with ``--labels-only`` only step 3 runs
+and ``--write`` replaces its part of that section (between the risk-learned-labels markers).
 """
 from __future__ import annotations
 
@@ -32,10 +40,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench import payments as payments_bench  # noqa: E402
-from bench.risk import make_app, say, summary, timed_in_thread  # noqa: E402
+from bench.risk import make_app  # noqa: E402
+from bench.timing import load_average, say, summary, timed_in_thread  # noqa: E402
 
 SECTION_START = "<!-- risk-learned:start -->"
 SECTION_END = "<!-- risk-learned:end -->"
+LABELS_START = "<!-- risk-learned-labels:start -->"
+LABELS_END = "<!-- risk-learned-labels:end -->"
+# Rows per COPY batch when loading the payments (bounded memory; one COPY per table per batch).
+LOAD_BATCH = 100_000
 
 
 def scoring(bench: payments_bench.Bench, count: int) -> dict:
@@ -166,6 +179,161 @@ def training_time(size: int) -> dict:
             "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024, "load": os.getloadavg()}
 
 
+def labels_read(bench: payments_bench.Bench, size: int) -> dict:
+    """Step 3 (see the module's docstring) in a fresh database of its own."""
+    env = {**bench.env, **bench.fresh_database("risklabels")}
+    saved = dict(os.environ)
+    try:
+        return _labels_read(env, size)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _copy_history(env: dict, merchant_id: str, size: int) -> dict:
+    """COPY ``size`` labelled live payments (and a tenth more unlabelled ones) with their assessments and outcomes."""
+    import json
+    from datetime import datetime, timedelta, timezone
+
+    import psycopg
+
+    from app.ids import new_id
+    from app.risk.learning.demo import generate
+
+    counts = {"payments": 0, "fraud": 0, "efw": 0, "refund": 0, "dispute": 0, "unlabelled": 0}
+    recent = datetime.now(timezone.utc) - timedelta(days=10)
+    payments, assessments, warnings, refunds, disputes = [], [], [], [], []
+
+    def flush(conn) -> None:
+        with conn.cursor() as cur:
+            for table, columns, rows in (
+                ("payments", "id, merchant_id, livemode, amount, currency, status, capture_method, created_at, "
+                             "updated_at", payments),
+                ("risk_assessments", "id, merchant_id, livemode, payment_id, stage, signals, score, level, "
+                                     "weights_version, outcome, created_at", assessments),
+                ("early_fraud_warnings", "id, merchant_id, livemode, payment_id, psp, psp_reference, fraud_type, "
+                                         "actionable, psp_created", warnings),
+                ("refunds", "id, merchant_id, livemode, payment_id, amount, currency, status, reason, allocations, "
+                            "idempotency_key", refunds),
+                ("disputes", "merchant_id, livemode, id, psp, psp_reference, payment_id, amount, currency, reason, "
+                             "status, created_at", disputes)):
+                if rows:
+                    with cur.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+                        for row in rows:
+                            copy.write_row(row)
+                    rows.clear()
+        conn.commit()
+
+    total = size + size // 10
+    with psycopg.connect(payments_bench.libpq(env["DATABASE_OWNER_URL"])) as conn:
+        for index, (at, signals, fraudulent) in enumerate(generate(total, seed=5)):
+            payment_id = new_id("pay")
+            labelled = index % 11 != 10  # every eleventh payment is not labelled
+            status = "succeeded"
+            if not labelled:
+                counts["unlabelled"] += 1
+                fraudulent = False
+                if index % 2:
+                    at = recent           # too young to be legitimate yet
+                else:
+                    status = "canceled"   # never captured
+            payments.append((payment_id, merchant_id, True, 5000, "EUR", status, "automatic", at, at))
+            assessments.append((new_id("rska"), merchant_id, True, payment_id, "confirmation", json.dumps(signals),
+                                10, "normal", "v1", "allow", at))
+            if fraudulent:
+                counts["fraud"] += 1
+                kind = ("efw", "refund", "dispute")[counts["fraud"] % 3]
+                counts[kind] += 1
+                if kind == "efw":
+                    warnings.append((new_id("issfr"), merchant_id, True, payment_id, "stripe", new_id("issfr_psp"),
+                                     "made_with_stolen_card", True, at))
+                elif kind == "refund":
+                    refunds.append((new_id("re"), merchant_id, True, payment_id, 5000, "EUR", "succeeded",
+                                    "fraudulent", "[]", new_id("idem")))
+                else:
+                    disputes.append((merchant_id, True, new_id("dsp"), "stripe", new_id("dp"), payment_id, 5000,
+                                     "EUR", "fraudulent", "lost", at))
+            counts["payments"] += 1
+            if len(payments) >= LOAD_BATCH:
+                flush(conn)
+                say(f"{counts['payments']:,} of {total:,} payments stored")
+        flush(conn)
+        conn.autocommit = True
+        for table in ("payments", "risk_assessments", "early_fraud_warnings", "refunds", "disputes"):
+            conn.execute(f"ANALYZE {table}")
+    return counts
+
+
+def _labels_read(env: dict, size: int) -> dict:
+    import gc
+    from datetime import timedelta
+
+    app = make_app(env)
+    from app.accounts.models import Merchant
+    from app.extensions import db
+    from app.ids import new_id
+    from app.models_base import utcnow
+    from app.risk.learning import training
+
+    with app.app_context():
+        merchant = Merchant(id=new_id("mer"), name="Bench labels")
+        db.session.add(merchant)
+        db.session.commit()
+        merchant_id = merchant.id
+        db.session.remove()
+    say(f"storing {size:,} labelled live payments (and a tenth more unlabelled) with COPY")
+    started = time.perf_counter()
+    counts = _copy_history(env, merchant_id, size)
+    counts["store_seconds"] = time.perf_counter() - started
+    say(f"stored in {counts['store_seconds']:.1f} s: {counts}")
+    result = {"counts": counts, "load_before": load_average()}
+    with app.app_context():
+        now = utcnow()
+        session = db.session
+        # The query alone: every labelled row fetched through the same server-side cursor, nothing encoded.
+        statement = training._LABELS.execution_options(stream_results=True, max_row_buffer=training.LOAD_CHUNK)
+        started = time.perf_counter()
+        rows = fraud = 0
+        legit_before = now - timedelta(days=training.DISPUTE_WINDOW_DAYS)
+        for part in session.execute(statement, {"legit_before": legit_before}).partitions(training.LOAD_CHUNK):
+            rows += len(part)
+            fraud += sum(1 for row in part if row.fraudulent)
+        result["query_seconds"] = time.perf_counter() - started
+        session.rollback()
+        say(f"labels query: {rows:,} rows ({fraud:,} fraudulent) in {result['query_seconds']:.1f} s")
+        gc.collect()
+        started = time.perf_counter()
+        labels = training.load_labels(session, now=now)
+        result["load_seconds"] = time.perf_counter() - started
+        session.rollback()
+        result.update(rows=len(labels), fraud=int(labels.fraudulent.sum()), query_rows=rows, query_fraud=fraud)
+        say(f"load_labels: {len(labels):,} labels in {result['load_seconds']:.1f} s")
+        db.session.remove()
+        db.engine.dispose()
+    result["load_after"] = load_average()
+    return result
+
+
+def render_labels(read: dict, args) -> str:
+    counts = read["counts"]
+    return "\n".join([
+        LABELS_START,
+        f"Reading the labels from PostgreSQL ({date.today().isoformat()}, same machine, `bench/risk_learned.py "
+        f"--labels-only --labels-size {args.labels_size}`; load average {read['load_before']} before, "
+        f"{read['load_after']} after): {counts['payments']:,} live payments with their confirmation assessments "
+        f"COPYed into a fresh database ({counts['store_seconds']:.0f} s), of which {counts['unlabelled']:,} not "
+        f"labelled (too young or canceled) and {counts['fraud']:,} fraudulent, marked in turn by an early fraud "
+        f"warning ({counts['efw']:,}), a fraudulent refund ({counts['refund']:,}) or a fraudulent dispute "
+        f"({counts['dispute']:,}).", "",
+        "| what | labelled payments | fraudulent | wall time (s) |", "|---|---|---|---|",
+        f"| the labels query alone (server-side cursor, chunks of 50,000, rows fetched, nothing encoded) | "
+        f"{read['query_rows']:,} | {read['query_fraud']:,} | {read['query_seconds']:.1f} |",
+        f"| `training.load_labels` (the same query, each chunk encoded into compact columns: what `flask risk train` "
+        f"and the training job read before fitting) | {read['rows']:,} | {read['fraud']:,} | "
+        f"{read['load_seconds']:.1f} |",
+        LABELS_END])
+
+
 def render(scores: dict, trained: dict, args) -> str:
     lines = [SECTION_START, "## Learned risk score", "",
              f"{date.today().isoformat()}, {platform.machine()}, Python {platform.python_version()}, "
@@ -203,15 +371,24 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--evaluations", type=int, default=2000)
     parser.add_argument("--train-size", type=int, default=1_000_000)
+    parser.add_argument("--labels-size", type=int, default=1_000_000)
+    parser.add_argument("--labels-only", action="store_true", help="Only time reading the labels from PostgreSQL.")
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
     bench = payments_bench.Bench(SimpleNamespace(**vars(args), clients=1, throughput_seconds=1))
     try:
+        read = labels_read(bench, args.labels_size)
+        labels_text = render_labels(read, args)
+        if args.labels_only:
+            print(labels_text)
+            if args.write:
+                payments_bench.write_section(labels_text, LABELS_START, LABELS_END)
+            return 0
         scores = scoring(bench, args.evaluations)
     finally:
         bench.drop_databases()
     trained = training_time(args.train_size)
-    text = render(scores, trained, args)
+    text = render(scores, trained, args).replace(SECTION_END, labels_text + "\n" + SECTION_END)
     print(text)
     if args.write:
         payments_bench.write_section(text, SECTION_START, SECTION_END)

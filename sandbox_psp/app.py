@@ -13,7 +13,7 @@ import time
 from flask import Flask, Response, redirect, render_template, request
 from werkzeug.exceptions import HTTPException
 
-from . import disputes, transfers
+from . import disputes, fraud_warnings, transfers
 from . import operations as ops
 from . import store as store_mod
 from .callbacks import callback_object
@@ -274,6 +274,23 @@ def create_public_app(sandbox: Sandbox) -> Flask:
         with sandbox.write() as conn:
             dispute = disputes.withdraw(conn, dispute_id, sandbox.clock.now())
         return json_response(dispute)
+
+    @app.post("/_admin/early_fraud_warnings")
+    def raise_early_fraud_warning():
+        """Raise an issuer's early fraud warning: ``{"authorization", "fraud_type"?, "actionable"?}``; sends
+        ``early_fraud_warning.created``."""
+        body = _json_body()
+        with sandbox.write() as conn:
+            warning = fraud_warnings.raise_on_request(conn, body, sandbox.clock.now())
+        return json_response(warning)
+
+    @app.post("/_admin/early_fraud_warnings/<warning_id>")
+    def update_early_fraud_warning(warning_id):
+        """Change a warning: ``{"actionable"?, "fraud_type"?}``; sends ``early_fraud_warning.updated``."""
+        body = _json_body()
+        with sandbox.write() as conn:
+            warning = fraud_warnings.update_on_request(conn, warning_id, body, sandbox.clock.now())
+        return json_response(warning)
 
     @app.get("/_admin/settlement_faults")
     def get_settlement_faults():

@@ -125,6 +125,15 @@ CREATE TABLE IF NOT EXISTS bank_transfers (
     return_code TEXT,
     announced TEXT  -- the last status a callback announced (paid, failed); NULL: none yet
 );
+-- Issuers' early fraud warnings (sandbox_psp/fraud_warnings.py): raised by /_admin/early_fraud_warnings.
+CREATE TABLE IF NOT EXISTS early_fraud_warnings (
+    id TEXT PRIMARY KEY,
+    acquirer TEXT NOT NULL,
+    authorization_id TEXT NOT NULL REFERENCES authorizations(id),
+    fraud_type TEXT NOT NULL,
+    actionable INTEGER NOT NULL,
+    created INTEGER NOT NULL
+);
 """
 
 # (table, column, type) added to SCHEMA since its first version, for data folders made before.
@@ -152,7 +161,7 @@ BACKFILLS = {
 }
 
 # Tables emptied by a reset; ``meta`` keeps the vault key so fingerprints stay stable.
-DATA_TABLES = ("bank_transfers", "callbacks", "idempotency_keys", "disputes", "refunds", "authorizations", "tokens")
+DATA_TABLES = ("bank_transfers", "callbacks", "idempotency_keys", "early_fraud_warnings", "disputes", "refunds", "authorizations", "tokens")
 
 # How long a connection waits for SQLite's file lock before failing. Writers in this
 # process are already serialised by a lock, so this only matters if an outside process

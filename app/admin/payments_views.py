@@ -1,5 +1,5 @@
 """/admin/payments: find payments across merchants (each search audited as a read of other tenants' data);
-a payment's page with its attempts, refunds and disputes, where an outcome the PSP left unknown is worked:
+a payment's page with its attempts, refunds, disputes and issuers' early fraud warnings, where an outcome the PSP left unknown is worked:
 ask the PSP again, or record the outcome found at the PSP (app/payments/operator.py)."""
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
@@ -20,6 +20,7 @@ from app.payments import operator as payment_operator
 from app.payments.deps import deps_for
 from app.payments.models import Payment, PaymentAttempt, Refund
 from app.payments.platform_search import PaymentQuery, find_payments
+from app.risk.fraud_warnings import warnings_for_payment
 from app.scoping import Scope
 
 _LAST4_DIGITS = 4
@@ -101,9 +102,11 @@ def _payment_page(payment_id: str, forms: dict | None = None, status: int = 200,
     if audited:
         audit(db.session, "admin.payment_viewed", merchant_id=payment.merchant_id, livemode=payment.livemode,
               actor_user_id=operator().id, actor_label=operator().email, target=payment.id, **meta().as_kwargs())
-    risk = payment_risk(db.session, Scope(payment.merchant_id, payment.livemode), payment, show_platform_wide=True)
+    scope = Scope(payment.merchant_id, payment.livemode)
+    risk = payment_risk(db.session, scope, payment, show_platform_wide=True)
     page = render_template("admin/payment.html", payment=payment, attempts=attempts, refunds=refunds,
                            disputes=disputes, undecided=undecided, risk=risk,
+                           fraud_warnings=warnings_for_payment(db.session, scope, payment.id),
                            merchant=db.session.get(Merchant, payment.merchant_id))
     db.session.commit()
     return page, status

@@ -11,6 +11,8 @@ from app.admin.helpers import INVALID_FORM, meta, operator
 from app.dashboard.context import platform_admin_required
 from app.dashboard.risk_forms import PlatformActionForm
 from app.extensions import db
+from app.jobs import enqueue_after_commit
+from app.jobs.risk import TRAINING_JOB_TIMEOUT_SECONDS
 from app.risk.errors import RiskInvalid, RiskNotFound
 from app.risk.learning import drift, service
 from app.risk.learning.scorer import active_version
@@ -89,4 +91,23 @@ def risk_model_rollback():
         return _page(INVALID_FORM, error.message)
     db.session.commit()
     flash(f"Rolled back: {target} scores again.", "success")
+    return redirect(url_for("admin.risk_models"), code=303)
+
+
+@bp.post("/risk/models/train")
+@platform_admin_required
+def risk_model_train():
+    """Train a candidate now, in the background (app.jobs.risk.train_risk_model); it shows here when done."""
+    form = PlatformActionForm()
+    try:
+        reason = _reason(form)
+        service.request_training(db.session, actor=operator().id, note=reason, ip=meta().ip)
+    except ReasonRequired as error:
+        db.session.rollback()
+        return _page(INVALID_FORM, error.message)
+    enqueue_after_commit(db.session, "app.jobs.risk.train_risk_model", operator().id,
+                         job_timeout=TRAINING_JOB_TIMEOUT_SECONDS)
+    db.session.commit()
+    flash("Training started: the candidate appears below when it is done (too few labels: nothing is stored, "
+          "see the worker's log).", "success")
     return redirect(url_for("admin.risk_models"), code=303)

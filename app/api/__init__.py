@@ -12,3 +12,4 @@ from app.api import request_log  # noqa: E402,F401  (Developers > Logs: app/api/
 from app.api import webhook_endpoints  # noqa: E402,F401  (issue 7: app/api/webhook_endpoints.py)
 from app.api import risk  # noqa: E402,F401  (issue 19: reviews and Radar value lists, app/api/risk.py)
 from app.api import payouts  # noqa: E402,F401  (issue 22: payouts, balance transactions, schedules)
+from app.api import fraud_warnings  # noqa: E402,F401  (issue 23: /v1/radar/early_fraud_warnings)

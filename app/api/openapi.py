@@ -397,7 +397,7 @@ REVIEW = {
                    "(captured) or rejected (voided), so a rejected payment costs no refund and no refund fees. Events "
                    "`review.opened` and `review.closed` (`closed_reason`: approved, refunded, refunded_as_fraud, "
                    "disputed, canceled, timed_out). `owner` `platform`: only the platform decides it, and the "
-                   "merchant's capture is refused (409 `payment_in_review`).",
+                   "merchant's capture and cancel are refused (409 `payment_in_review`).",
     "required": ["id", "object", "livemode", "created", "payment", "open", "opened_reason", "closed_reason", "reason",
                  "ip_address", "owner"],
     "properties": {
@@ -415,6 +415,19 @@ VALUE_LIST_ITEM = {
     "properties": {"id": {"type": "string", "pattern": "^rsli_"}, "object": {"const": "radar.value_list_item"},
                    "value": STRING, "value_list": STRING, "created": UNIX, "created_by": _nullable(STRING),
                    "livemode": {"type": "boolean"}},
+}
+EARLY_FRAUD_WARNING = {
+    "type": "object",
+    "description": "An issuer's early fraud warning on a payment, as the PSP reported it (Stripe's "
+                   "`radar.early_fraud_warning`). Kassa has no charge objects: `charge` is null and the payment is "
+                   "`payment_intent`. Events `radar.early_fraud_warning.created` and `.updated`.",
+    "required": ["id", "object", "actionable", "charge", "created", "fraud_type", "livemode", "payment_intent"],
+    "properties": {
+        "id": {"type": "string", "pattern": "^issfr_"}, "object": {"const": "radar.early_fraud_warning"},
+        "actionable": {"type": "boolean"}, "charge": {"type": "null"}, "created": UNIX, "fraud_type": STRING,
+        "livemode": {"type": "boolean"}, "payment_intent": STRING, "payment": STRING, "psp": STRING,
+        "psp_reference": STRING, "psp_charge": _nullable(STRING),
+    },
 }
 VALUE_LIST = {
     "type": "object",
@@ -581,7 +594,8 @@ ERROR_STATUSES = {
     "403": "A publishable key where a secret key is needed.",
     "404": "No such object for this merchant and mode.",
     "409": "A request with this Idempotency-Key is still in flight, or the object's state conflicts (a review "
-           "decided already: `review_closed`; a capture while the platform reviews the payment: `payment_in_review`).",
+           "decided already: `review_closed`; a capture or cancel while the platform reviews the payment: "
+           "`payment_in_review`).",
     "413": "Body too large.",
     "415": "Unsupported content type.",
     "429": "Rate limited.",
@@ -615,7 +629,7 @@ PAYOUT_ID = _id("po", "01JD3XW0H6K8M0P2R4T6V8X0ZA")
 EXAMPLE_IDS = {"payment_id": PAYMENT_ID, "refund_id": REFUND_ID, "seller_id": SELLER_ID, "event_id": EVENT_ID,
                "endpoint_id": ENDPOINT_ID, "session_id": SESSION_ID, "dispute_id": DISPUTE_ID, "file_id": FILE_ID,
                "review_id": REVIEW_ID, "value_list_id": VALUE_LIST_ID, "item_id": VALUE_LIST_ITEM_ID,
-               "payout_id": PAYOUT_ID, "subject": SELLER_ID}
+               "payout_id": PAYOUT_ID, "subject": SELLER_ID, "warning_id": "issfr_01JD3XW9K6N8Q0S2U4W6Y8A0CG"}
 
 
 def payment_example(**changes) -> dict:
@@ -750,6 +764,13 @@ REVIEW_EXAMPLE = {
 }
 VALUE_LIST_ITEM_EXAMPLE = {"id": VALUE_LIST_ITEM_ID, "object": "radar.value_list_item", "value": "203.0.113.0/24",
                            "value_list": VALUE_LIST_ID, "created": CREATED, "created_by": "api", "livemode": False}
+EARLY_FRAUD_WARNING_ID = "issfr_01JD3XW9K6N8Q0S2U4W6Y8A0CG"
+EARLY_FRAUD_WARNING_EXAMPLE = {
+    "id": EARLY_FRAUD_WARNING_ID, "object": "radar.early_fraud_warning", "actionable": True, "charge": None,
+    "created": CREATED, "fraud_type": "made_with_stolen_card", "livemode": False, "payment_intent": PAYMENT_ID,
+    "payment": PAYMENT_ID, "psp": "stripe", "psp_reference": "issfr_1Pgc79B7WZ01zgkWxwDzEIPX",
+    "psp_charge": "ch_1234",
+}
 VALUE_LIST_EXAMPLE = {
     "id": VALUE_LIST_ID, "object": "radar.value_list", "alias": "custom_ip_blocklist", "name": "Custom IP Blocklist",
     "item_type": "ip_address", "created": CREATED, "created_by": "api", "livemode": False, "metadata": {},
@@ -858,7 +879,9 @@ def _paths() -> dict:
         "/v1/payments/{payment_id}/cancel": {
             "post": _operation("cancelPayment", "Cancel (voids an authorization)", "Payment", PAYMENT_CANCELED,
                                description="The answer shows the payment canceled, with nothing left to capture "
-                                           "(`amount_capturable` 0), while the void reaches the PSP.",
+                                           "(`amount_capturable` 0), while the void reaches the PSP. A payment "
+                                           "held for a review the platform owns is refused (409 "
+                                           "`payment_in_review`): the platform's rejection voids it.",
                                path_id="payment_id", body=CANCEL,
                                body_example={"cancellation_reason": "requested_by_customer"},
                                idempotency_key="order-1001-cancel", **write)},
@@ -1119,6 +1142,20 @@ def _paths() -> dict:
                                  {"id": VALUE_LIST_ITEM_ID, "object": "radar.value_list_item", "deleted": True},
                                  path_id="item_id"),
         },
+        "/v1/radar/early_fraud_warnings": {
+            "get": _operation("listEarlyFraudWarnings", "List early fraud warnings, newest first",
+                              "EarlyFraudWarningList",
+                              _list_example("/v1/radar/early_fraud_warnings", EARLY_FRAUD_WARNING_EXAMPLE),
+                              query=PAGE + [
+                                  {"name": "payment_intent", "in": "query", "schema": ID},
+                                  {"name": "charge", "in": "query", "schema": ID,
+                                   "description": "A payment id too (Kassa has no charges)."},
+                                  *({"name": f"created[{op}]", "in": "query",
+                                     "schema": {"type": "integer", "minimum": 0, "maximum": 2**32}}
+                                    for op in ("gte", "gt", "lte", "lt"))])},
+        "/v1/radar/early_fraud_warnings/{warning_id}": {
+            "get": _operation("retrieveEarlyFraudWarning", "Retrieve an early fraud warning", "EarlyFraudWarning",
+                              EARLY_FRAUD_WARNING_EXAMPLE, path_id="warning_id")},
         "/v1/openapi.json": {"get": {
             "operationId": "getOpenApiDocument", "summary": "This document (public: no API key needed)",
             "security": [], "parameters": [],
@@ -1134,9 +1171,9 @@ def build_document() -> dict:
         "openapi": "3.1.0",
         "info": {"title": "Kassa API", "version": VERSION,
                  "description": "Payments, refunds, sellers, events, balances, hosted checkout sessions, "
-                                "webhook endpoints, disputes and evidence files, risk reviews and value lists, payouts and balance "
+                                "webhook endpoints, disputes and evidence files, risk reviews, value lists and early fraud warnings, payouts and balance "
                                 "transactions. Amounts are integers in minor units (2000 = 20.00 EUR); ids "
-                                "are prefixed (`pay_`, `re_`, `sel_`, `evt_`, `cs_`, `we_`, `dsp_`, `file_`, `prv_`, `rsl_`, `rsli_`, `po_`). POST parameters go "
+                                "are prefixed (`pay_`, `re_`, `sel_`, `evt_`, `cs_`, `we_`, `dsp_`, `file_`, `prv_`, `rsl_`, `rsli_`, `issfr_`, `po_`). POST parameters go "
                                 "in the body, as JSON (`Content-Type: application/json`) or form fields "
                                 "(`metadata[order]=1001`, `split[0][amount]=500`, `enabled_events[]=...`), never "
                                 "in the query string. Lists are newest first and paged with `limit` and "
@@ -1165,6 +1202,7 @@ def build_document() -> dict:
                 "ValueListList": _list_of("ValueList"), "ValueListItem": VALUE_LIST_ITEM,
                 "ValueListItemList": _list_of("ValueListItem"), "ValueListDeleted": VALUE_LIST_DELETED,
                 "ValueListItemDeleted": VALUE_LIST_ITEM_DELETED,
+                "EarlyFraudWarning": EARLY_FRAUD_WARNING, "EarlyFraudWarningList": _list_of("EarlyFraudWarning"),
                 "Payout": PAYOUT, "PayoutList": _list_of("Payout"), "BalanceTransaction": BALANCE_TRANSACTION,
                 "BalanceTransactionList": _list_of("BalanceTransaction"), "PayoutSchedule": PAYOUT_SCHEDULE,
             },

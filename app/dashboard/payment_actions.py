@@ -10,6 +10,9 @@ same one the API uses): a double click, a reload that re-posts or a second tab s
 the operation runs once; a repeat gets the stored result (or "still in progress") and is not audited
 again. The operation commits its own phases; the audit entry follows in a transaction of its own,
 written only by the request that did the work.
+
+Capture and cancel of a payment held for a platform-owned risk review are refused with 409 and the reason, as
+the API refuses them (``payment_in_review``, the same guard: app/risk/reviews.py).
 """
 import logging
 import re
@@ -34,6 +37,8 @@ from app.payments import idempotency
 from app.payments.errors import IdempotencyInFlight, IdempotencyMismatch, PaymentError
 from app.payments.models import Payment, PaymentStatus
 from app.payments.service import CANCELLATION_REASONS, REFUND_REASONS
+from app.risk.errors import PaymentInReview
+from app.risk.reviews import refuse_during_platform_review
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +78,15 @@ def _available(action: str, context: dict) -> bool:
 def payment_action(payment_id: str, action: str):
     """Step 1 (GET: the form; POST step=review: the review page) and step 2 (POST step=confirm)."""
     payment = row_or_404(Payment, payment_id)
+    if action in ("capture", "cancel"):
+        # The payments service's own guard, asked before any form and on every POST (the service asks it again,
+        # under the lock, when the operation runs): while the platform's review is open, it decides.
+        try:
+            refuse_during_platform_review(db.session, payment, action, lock=False)
+        except PaymentInReview as refused:
+            db.session.rollback()
+            return render("dashboard/payments/action.html", step="refused", payment=payment, action=action,
+                          spec=ACTIONS[action], refusal=refused), refused.status
     context = payment_context(payment)
     if not _available(action, context):
         db.session.commit()

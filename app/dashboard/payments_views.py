@@ -40,6 +40,7 @@ from app.payments.models import (
 )
 from app.reporting import listing, rollups
 from app.reporting.listing import CARD_BRANDS, RISK_LEVELS, RISK_OUTCOME_TYPES, PaymentFilters, RefundFilters
+from app.risk.fraud_warnings import warnings_for_payment
 from app.webhooks.models import WebhookDelivery, WebhookEndpoint
 
 # Home shows charts for this many currencies (the largest by volume); the figures table lists all.
@@ -243,7 +244,8 @@ def payment_context(payment: Payment) -> dict:
     refunds = session.scalars(scope.select(Refund, Refund.payment_id == payment.id)
                               .order_by(Refund.created_at, Refund.id)).all()
     disputes = payment_disputes(session, scope, payment.id)
-    object_ids = [payment.id] + [r.id for r in refunds] + [d.id for d in disputes]
+    fraud_warnings = warnings_for_payment(session, scope, payment.id)
+    object_ids = [payment.id] + [r.id for r in refunds] + [d.id for d in disputes] + [w.id for w in fraud_warnings]
     events = session.scalars(scope.select(Event, Event.object_id.in_(object_ids))
                              .order_by(Event.created_at, Event.id)).all()
     pending_refunds = sum(r.amount for r in refunds if r.status == RefundStatus.PENDING)
@@ -253,6 +255,11 @@ def payment_context(payment: Payment) -> dict:
         if payment.status == PaymentStatus.SUCCEEDED else 0
     fee = sum(o.fee_captured - o.fee_refunded for o in orders)
     open_attempt = any(a.status in OPEN_ATTEMPT_STATUSES for a in attempts)
+    risk = payment_risk(session, scope, payment)
+    # A platform-owned open review decides the payment: the merchant neither captures nor cancels it meanwhile
+    # (app/risk/reviews.py refuse_during_platform_review; the action routes answer 409 payment_in_review).
+    review = risk["review"] if risk else None
+    in_platform_review = review is not None and review.status == "open" and review.owner == "platform"
     return dict(
         payment=payment, orders=orders, sellers=sellers, attempts=attempts, refunds=refunds, events=events,
         needs_attention=attention.needing_attention(session, scope, payment_id=payment.id),
@@ -265,10 +272,12 @@ def payment_context(payment: Payment) -> dict:
         net=payment.amount_received - payment.amount_refunded - fee,
         can_refund=refundable > 0,
         can_capture=payment.status == PaymentStatus.REQUIRES_CAPTURE and not open_attempt
-        and payment.amount_capturable > 0,
-        can_cancel=payment.status in CANCELABLE and not open_attempt,
+        and payment.amount_capturable > 0 and not in_platform_review,
+        can_cancel=payment.status in CANCELABLE and not open_attempt and not in_platform_review,
+        in_platform_review=in_platform_review,
         metadata=sorted((payment.metadata_ or {}).items()),
-        risk=payment_risk(session, scope, payment),
+        risk=risk,
+        fraud_warnings=fraud_warnings,  # issuers' early fraud warnings (app/risk/fraud_warnings.py)
     )
 
 

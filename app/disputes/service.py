@@ -159,6 +159,10 @@ def apply_notice(session: Session, psp: str, event: CallbackEvent, owner: Owner,
             types.append("dispute.closed" if dispute.status in CLOSED and not was_closed else "dispute.updated")
     postings = _money(session, dispute, data, payment, now, types, deps)
     session.flush()
+    if "dispute.created" in types and payment is not None and payment.review_id:
+        from app.risk.reviews import close_for_payment  # here: app.risk builds on payments and disputes
+
+        close_for_payment(session, payment, "disputed")  # its open review, as Radar closes it (review.closed)
     if "dispute.created" in types:
         from app.disputes.notifications import notify_opened
 

@@ -513,7 +513,7 @@ def _apply_authorize(session, scope, payment, attempt, result, deps, applied, no
         if payment.status == PaymentStatus.CANCELED:
             return
         if declined:
-            risk.note_declined(payment, attempt, deps)
+            risk.note_declined(session, payment, attempt, deps)
         payment.last_error = _error(result, declined)
         payment.next_action_url = None
         payment.connector = payment.psp_reference = payment.credential = None
@@ -828,7 +828,7 @@ def expire_authorizations(session: Session, deps: PaymentsDeps, *, batch: int = 
         try:
             with session.begin_nested():
                 cancel_payment(session, Scope(payment.merchant_id, payment.livemode), payment.id, deps,
-                               reason="expired", payment=payment)
+                               reason="expired", payment=payment, by_merchant=False)
             expired.append(payment.id)
         except InvalidTransition:
             log.warning("could not expire payment %s", payment.id, exc_info=True)

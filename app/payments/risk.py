@@ -20,7 +20,11 @@ authorization attempt; the worker that claims it screens it right before its fir
   what is known (email, IP, amount...), the payment is held as for ``review``, in a review the platform owns,
   with ``outcome.reason`` and the assessment's ``reason`` ``card_facts_unavailable``.
 
-A retry of the same attempt reuses its assessment (never assessed or counted twice). After a 3-D Secure
+A retry of the same attempt reuses its assessment (never assessed or counted twice). The velocity counters and
+the screening's transaction: the evaluation records the confirmation in Redis as it reads the counters (one
+script; the members are named by the payment, so a screening rolled back and done again by the attempt's next
+run counts it once), and a block or a decline is counted only once its transaction commits
+(``count_decline_after_commit``): a rolled-back screening leaves no decline for its retry to see. After a 3-D Secure
 challenge succeeds, the rules that depend on it run again (``after_challenge``): a block then voids the
 authorization, a review holds it.
 """
@@ -83,16 +87,16 @@ def screen(session: Session, claim, card: dict | None, deps, *, card_facts_unava
 
     ``card_facts_unavailable``: the vault could not be asked; unless a rule blocks on what is known, the payment
     is held for a review the platform owns (its card block lists were not checked)."""
-    from app.payments import state
+    from app.payments import processing, state
     from app.payments.idempotency import relaxed_commit
 
     # Lost in a crash, a screening is done again by the next run of the attempt (its lease runs out): nothing
     # was sent and no money moved, so its commit need not wait for the disk.
     relaxed_commit(session)
-    payment = session.scalars(select(Payment).where(Payment.id == claim.payment_id).with_for_update()
-                              .execution_options(populate_existing=True)).one()
-    attempt = session.scalars(select(PaymentAttempt).where(PaymentAttempt.id == claim.id).with_for_update()
-                              .execution_options(populate_existing=True)).one()
+    # The payment and its attempts, locked (payment first, the payments lock order) and current, in one
+    # statement, as every outcome's apply reads them; a block's event shows the attempts without a query.
+    payment, attempts = processing._locked_with_attempts(session, claim.payment_id)
+    attempt = next(row for row in attempts if row.id == claim.id)
     if attempt.status != AttemptStatus.PROCESSING or attempt.tries != claim.tries:
         return Screened(claim, [])  # resolved or overtaken meanwhile: the send path decides as before
     # An earlier run of this attempt may have screened it (and crashed before sending): its assessment stands.
@@ -103,9 +107,11 @@ def screen(session: Session, claim, card: dict | None, deps, *, card_facts_unava
         Assessment.stage == "confirmation"))
     if earlier is not None:
         return Screened(_adjusted(claim, earlier.outcome), [], outcome=earlier.outcome)
-    _card_summary(payment, card)
     decision = evaluate.assess(session, payment, redis=deps.redis, card=card, attempt_id=attempt.id,
                                card_facts_unavailable=card_facts_unavailable)
+    # After the assessment (which reads the card from ``card``, never from the row): the payment's row is then
+    # written once, by the flush below, with its card summary and risk fields together.
+    _card_summary(payment, card)
     assessment = decision.assessment
     payment.risk_score, payment.risk_level = assessment.score, assessment.level
     if decision.outcome == "block":
@@ -119,9 +125,7 @@ def screen(session: Session, claim, card: dict | None, deps, *, card_facts_unava
                               "message": BLOCKED_MESSAGE}
         payment.next_action_url = None
         event = state.transition(session, payment, PaymentStatus.REQUIRES_PAYMENT_METHOD)
-        Velocity(deps.redis).record_decline(
-            payment_id=payment.id, attempt_id=attempt.id, merchant_id=payment.merchant_id, livemode=payment.livemode,
-            fingerprint=payment.card_fingerprint, email=payment.customer_email, ip=payment.customer_ip)
+        count_decline_after_commit(session, payment, attempt, deps)
         session.flush()
         return Screened(None, [attempt.id], event.data if event is not None else None, outcome="block")
     outcome = evaluate.outcome_object(assessment, "manual_review" if decision.outcome == "review" else "authorized")
@@ -162,15 +166,26 @@ def open_review(session: Session, payment: Payment, deps) -> None:
                         opened_reason=reason if reason == "card_facts_unavailable" else "rule")
 
 
-def note_declined(payment: Payment, attempt: PaymentAttempt, deps) -> None:
-    """An issuer decline: the outcome says so and the velocity counters count it."""
+def count_decline_after_commit(session: Session, payment: Payment, attempt: PaymentAttempt, deps) -> None:
+    """Count a decline (or a block) in the velocity counters once this transaction commits, never if it rolls
+    back: a screening or an outcome that is rolled back is done again by the attempt's next run, which must
+    not see a decline that was never recorded (the member is the attempt's, so the next run counts it once).
+    Redis away then: logged, the decline goes uncounted (as any counter while Redis is away)."""
+    from app.jobs import call_after_commit
+
+    facts = dict(payment_id=payment.id, attempt_id=attempt.id, merchant_id=payment.merchant_id,
+                 livemode=payment.livemode, fingerprint=payment.card_fingerprint, email=payment.customer_email,
+                 ip=payment.customer_ip)
+    call_after_commit(session, lambda: Velocity(deps.redis).record_decline(**facts))
+
+
+def note_declined(session: Session, payment: Payment, attempt: PaymentAttempt, deps) -> None:
+    """An issuer decline: the outcome says so and the velocity counters count it (after the commit)."""
     if payment.risk_outcome:
         payment.risk_outcome = {**payment.risk_outcome, "type": "issuer_declined",
                                 "network_status": "declined_by_network",
                                 "seller_message": "The bank did not approve this payment."}
-    Velocity(deps.redis).record_decline(
-        payment_id=payment.id, attempt_id=attempt.id, merchant_id=payment.merchant_id, livemode=payment.livemode,
-        fingerprint=payment.card_fingerprint, email=payment.customer_email, ip=payment.customer_ip)
+    count_decline_after_commit(session, payment, attempt, deps)
 
 
 def after_challenge(session: Session, payment: Payment, attempt: PaymentAttempt, deps) -> str:
@@ -194,12 +209,9 @@ def after_challenge(session: Session, payment: Payment, attempt: PaymentAttempt,
     payment.risk_score, payment.risk_level = assessment.score, assessment.level
     if decision.outcome == "block":
         payment.risk_outcome = evaluate.outcome_object(assessment, "blocked")
-        # A block after the challenge is a decline like one before it: the velocity counters count it (once
-        # per attempt: the member is the attempt's, so applying the same outcome again changes nothing).
-        Velocity(deps.redis).record_decline(
-            payment_id=payment.id, attempt_id=attempt.id, merchant_id=payment.merchant_id,
-            livemode=payment.livemode, fingerprint=payment.card_fingerprint, email=payment.customer_email,
-            ip=payment.customer_ip)
+        # A block after the challenge is a decline like one before it: the velocity counters count it once the
+        # outcome commits (once per attempt: the member is the attempt's).
+        count_decline_after_commit(session, payment, attempt, deps)
         return "block"
     if decision.outcome == "review":
         payment.risk_outcome = {**evaluate.outcome_object(assessment, "manual_review"),

@@ -559,8 +559,14 @@ def start_capture(session: Session, scope: Scope, payment_id: str, deps: Payment
 
 def cancel_payment(session: Session, scope: Scope, payment_id: str, deps: PaymentsDeps, *,
                    reason: str | None = None, request_id: str | None = None,
-                   payment: Payment | None = None, closing_review: bool = True) -> Payment:
-    """Cancel; an authorization (or a pending 3-D Secure one) is voided at the PSP by a staged job."""
+                   payment: Payment | None = None, closing_review: bool = True, by_merchant: bool = True) -> Payment:
+    """Cancel; an authorization (or a pending 3-D Secure one) is voided at the PSP by a staged job.
+
+    The merchant's cancel (``by_merchant``, the default: the API's and the dashboard's) of a payment held for a
+    platform-owned risk review is refused (409 ``payment_in_review``), as its capture is; its own open review
+    closes ``canceled``. The platform's sweeps pass ``by_merchant=False``; a review decision that voids has
+    closed the review already (``closing_review=False``).
+    """
     if payment is None:
         payment = get_payment(session, scope, payment_id, for_update=True)
     if reason is not None and reason not in CANCELLATION_REASONS + SYSTEM_CANCELLATION_REASONS:
@@ -576,9 +582,12 @@ def cancel_payment(session: Session, scope: Scope, payment_id: str, deps: Paymen
         else:
             needs_void = False
     if closing_review and payment.review_id:
-        from app.risk.reviews import close_for_payment  # here: app.risk builds on payments
+        from app.risk.reviews import check_cancel, close_for_payment  # here: app.risk builds on payments
 
-        close_for_payment(session, payment, "canceled")
+        if by_merchant:
+            check_cancel(session, payment)
+        else:
+            close_for_payment(session, payment, "canceled")
     payment.cancellation_reason = reason
     payment.next_action_url = None
     # Nothing is capturable from here on, whether or not the void has reached the PSP yet: the response, the
@@ -672,6 +681,10 @@ def create_refund(session: Session, scope: Scope, params: dict[str, Any], deps: 
         parts = {o.id: share for o, share in zip(orders, allocate(amount, weights), strict=True) if share}
     check_wire_amount(deps, payment.payment_method_vault, amount, payment.currency,
                       param="sellers" if requested and params.get("amount") is None else "amount")
+    if payment.review_id:
+        from app.risk.reviews import close_for_payment  # here: app.risk builds on payments
+
+        close_for_payment(session, payment, "refunded")  # a review still open on a refunded payment, as Radar's
     now = deps.now()
     refund_id = new_id("re")
     refund = scope.new(

@@ -66,3 +66,48 @@ def split_over(fee: int, weights: dict[str, int]) -> dict[str, int]:
     if not sum(values):
         values = [1] * len(names)
     return {name: part for name, part in zip(names, allocate(fee, values), strict=True) if part}
+
+
+def fee_parts_sql(fees: str) -> str:
+    """SQL of ``payment_fee_shares`` for many payments in one statement (the settlement import's, which would
+    otherwise ask once per payment). ``fees`` is a query of rows (grp, merchant_id, payment_id, fee): one per payment
+    and group (``grp`` any key the caller sums by, e.g. a batch and book), the payment's fee in that group. The
+    statement's rows are (grp, payment_id, seller_id, part): each fee split over the payment's orders pro rata to what
+    each captured (its amount when it captured nothing; equal weights when all are zero), largest remainder with
+    ties to the earlier position, exactly as ``allocate`` does; a payment without orders or a zero fee has no rows."""
+    return f"""
+WITH fees AS ({fees}),
+orders AS (
+    SELECT f.grp, f.payment_id, f.fee, o.seller_id,
+           row_number() OVER (PARTITION BY f.grp, f.payment_id ORDER BY o.position, o.id) AS i,
+           coalesce(nullif(o.amount_captured, 0), o.amount)::numeric AS w
+      FROM fees f JOIN payment_orders o ON o.merchant_id = f.merchant_id AND o.payment_id = f.payment_id
+     WHERE f.fee <> 0),
+weighted AS (
+    SELECT grp, payment_id, fee, seller_id, i,
+           CASE WHEN sum(w) OVER (PARTITION BY grp, payment_id) = 0 THEN 1 ELSE w END AS w
+      FROM orders),
+floored AS (
+    SELECT grp, payment_id, fee, seller_id, i,
+           div(abs(fee) * w, sum(w) OVER g) AS floor, mod(abs(fee) * w, sum(w) OVER g) AS remainder
+      FROM weighted WINDOW g AS (PARTITION BY grp, payment_id))
+SELECT grp, payment_id, seller_id,
+       (sign(fee) * (floor + CASE WHEN row_number() OVER (PARTITION BY grp, payment_id ORDER BY remainder DESC, i)
+                                       <= abs(fee) - sum(floor) OVER (PARTITION BY grp, payment_id)
+                                  THEN 1 ELSE 0 END))::bigint AS part
+  FROM floored
+"""
+
+
+def seller_fee_totals(session: Session, fees: str, params: dict) -> dict:
+    """{grp: {seller_id: fee}}: the parts of ``fee_parts_sql(fees)`` summed per group and seller (zero sums
+    dropped), in one statement."""
+    from sqlalchemy import text
+
+    totals: dict = {}
+    rows = session.execute(text(f"SELECT grp, seller_id, sum(part)::bigint AS part FROM ({fee_parts_sql(fees)}) p "
+                                "GROUP BY grp, seller_id ORDER BY grp, seller_id"), params)
+    for row in rows:
+        if row.part:
+            totals.setdefault(row.grp, {})[row.seller_id] = row.part
+    return totals

@@ -127,8 +127,9 @@ def parse_sandbox_callback(headers: Mapping[str, str], body: bytes, secret: str,
         raise CallbackRejected(f"malformed callback body: {exc}") from None
     if not isinstance(callback_id, str) or not isinstance(type_, str) or not isinstance(data, dict):
         raise CallbackRejected("malformed callback body")
-    if type_.startswith(("dispute.", "refund.")):
-        reference = data.get("authorization")  # the disputed or refunded authorization: what maps to a payment
+    if type_.startswith(("dispute.", "refund.", "early_fraud_warning.")):
+        # the disputed, refunded or warned-about authorization: what maps to a payment
+        reference = data.get("authorization")
     else:
         reference = data.get("id")
     if type_.startswith("dispute."):

@@ -108,6 +108,9 @@ EVENT_TYPES = {
     # account whose deposits are confirmed by payout events, these stand in for the bank statement).
     "payout.paid": "payout.paid",
     "payout.failed": "payout.failed",
+    # An issuer's early fraud warning on a charge (app/risk/fraud_warnings.py); the object is the warning.
+    "radar.early_fraud_warning.created": "early_fraud_warning.created",
+    "radar.early_fraud_warning.updated": "early_fraud_warning.updated",
 }
 
 # Expanded in the confirm's and the status query's answer: the PaymentMethod object instead of its id,
@@ -148,6 +151,28 @@ def _as_dict(obj: Any) -> dict:
     if hasattr(obj, "to_dict"):
         return obj.to_dict()
     return dict(obj)
+
+
+def _object_id(value: Any) -> str | None:
+    """An id field of a Stripe object, whether it came as the id or expanded."""
+    if isinstance(value, dict):
+        value = value.get("id")
+    return value if isinstance(value, str) and value else None
+
+
+def warning_data(obj: Any) -> dict:
+    """A Stripe ``radar.early_fraud_warning`` as every connector normalizes a warning (app/risk/fraud_warnings.py):
+    ``id`` (the PSP's), ``charge`` (the PSP's charge), ``payment_intent``, ``fraud_type``, ``actionable``, ``created``.
+
+    The callback's PSP reference is its ``payment_intent`` (what Kassa's Stripe payments are known by); a warning
+    that names only its charge (API versions before the field, or a charge made without a PaymentIntent) matches
+    no payment and is stored ``unmatched`` for an operator: Kassa does not keep Stripe's charge ids, and asking
+    Stripe for the charge while processing the callback would hold the callback's row across a network call.
+    """
+    warning = _as_dict(obj)
+    return {"id": warning.get("id"), "charge": _object_id(warning.get("charge")),
+            "payment_intent": _object_id(warning.get("payment_intent")), "fraud_type": warning.get("fraud_type"),
+            "actionable": bool(warning.get("actionable")), "created": warning.get("created")}
 
 
 class StripeConnector:
@@ -429,9 +454,16 @@ class StripeConnector:
         type_ = EVENT_TYPES.get(stripe_type, stripe_type)
         if type_.startswith(("dispute.", "refund.")):
             reference = obj.get("payment_intent")  # the disputed or refunded payment: what maps to a merchant
+        elif type_.startswith("early_fraud_warning."):
+            reference = _object_id(obj.get("payment_intent")) or _object_id(obj.get("charge"))
         else:
             reference = obj.get("id")
-        data = self.dispute_data(obj) if type_.startswith("dispute.") else self._kassa_amounts(obj)
+        if type_.startswith("dispute."):
+            data = self.dispute_data(obj)
+        elif type_.startswith("early_fraud_warning."):
+            data = warning_data(obj)
+        else:
+            data = self._kassa_amounts(obj)
         return CallbackEvent(id=event.get("id") or "", type=type_, psp_reference=reference,
                              data={**data, "stripe_event_type": stripe_type},
                              created=event.get("created"),

@@ -77,14 +77,16 @@ class ReportLine(Base):
 
     __tablename__ = "reconciliation_lines"
     __table_args__ = (
+        # No foreign key to reconciliation_files (a trigger per line; migration 0035_recon_lines_lean): the importer
+        # writes a file's lines in the transaction that stores the file, and files are never deleted.
         PrimaryKeyConstraint("file_id", "line_no", name="pk_reconciliation_lines"),
-        ForeignKeyConstraint(["file_id"], ["reconciliation_files.id"], name="fk_reconciliation_lines_file"),
         CheckConstraint(f"type IN ({_in(LINE_TYPES)})", name="type"),
         CheckConstraint(f"status IN ({_in(LINE_STATUSES)})", name="status"),
         CheckConstraint("currency ~ '^[A-Z]{3}$'", name="currency"),
         Index("ix_reconciliation_lines_reference", "psp", "livemode", "reference", "type"),
         Index("ix_reconciliation_lines_batch", "psp", "livemode", "batch_id"),
-        Index("ix_reconciliation_lines_book", "merchant_id", "livemode", "report_date"),
+        # No index per book (0035): a book's daily settlement is read from reconciliation_book_days, a payment's
+        # lines through the reference index.
         # Written once, with its posting's id (migration 0031_recon_import_storage: the default fillfactor again).
         {"postgresql_with": {"fillfactor": 100}},
     )
@@ -109,6 +111,33 @@ class ReportLine(Base):
     expected_amount: Mapped[int | None]
     expected_currency: Mapped[str | None] = mapped_column(String(3))
     transaction_id: Mapped[str | None] = mapped_column(String)
+
+
+class BookDay(Base):
+    """What one file's lines settled in one book, per PSP and currency (the merchant's daily settlement page): written
+    by the importer with the lines, so that the page reads a row per file and not an index entry per line."""
+
+    __tablename__ = "reconciliation_book_days"
+    __table_args__ = (
+        PrimaryKeyConstraint("merchant_id", "livemode", "file_id", "psp", "currency",
+                             name="pk_reconciliation_book_days"),
+        ForeignKeyConstraint(["merchant_id"], ["merchants.id"], name="fk_reconciliation_book_days_merchant"),
+        ForeignKeyConstraint(["file_id"], ["reconciliation_files.id"], name="fk_reconciliation_book_days_file"),
+        Index("ix_reconciliation_book_days_day", "merchant_id", "livemode", "report_date"),
+    )
+
+    merchant_id: Mapped[str] = mapped_column(String)
+    livemode: Mapped[bool] = mapped_column(server_default=text("false"))
+    file_id: Mapped[str] = mapped_column(String)
+    psp: Mapped[str] = mapped_column(String(64))
+    currency: Mapped[str] = mapped_column(String(3))
+    report_date: Mapped[date]
+    gross: Mapped[int]
+    fees: Mapped[int]
+    refunds: Mapped[int]
+    disputes: Mapped[int]
+    net: Mapped[int]
+    lines: Mapped[int]
 
 
 class BankEntry(Base):

@@ -27,21 +27,17 @@ class SettlementDay:
 
 
 # Lines carried in this book's postings, of each report's latest version only (a superseded version's lines were
-# reversed by the version that replaced them). Every line's net is its gross less its fee, so fees are every line's
-# (a refund's too): net = gross - fees + refunds + disputes, to the cent.
+# reversed by the version that replaced them): summed per file when the importer wrote them
+# (reconciliation_book_days, a row per file, book, PSP and currency; no index per line).
 _DAILY = text("""
-SELECT report_date, psp, currency,
-       coalesce(sum(gross) FILTER (WHERE type = 'charge'), 0)::bigint AS gross,
-       coalesce(sum(fee), 0)::bigint AS fees,
-       coalesce(sum(gross) FILTER (WHERE type IN ('refund', 'refund_failure')), 0)::bigint AS refunds,
-       coalesce(sum(gross) FILTER (WHERE type = 'dispute'), 0)::bigint AS disputes,
-       sum(net)::bigint AS net, count(*) AS lines
-  FROM reconciliation_lines
- WHERE merchant_id = :merchant_id AND livemode = :livemode AND status IN ('matched', 'mismatch', 'unchanged')
+SELECT report_date, psp, currency, sum(gross)::bigint AS gross, sum(fees)::bigint AS fees,
+       sum(refunds)::bigint AS refunds, sum(disputes)::bigint AS disputes, sum(net)::bigint AS net,
+       sum(lines)::bigint AS lines
+  FROM reconciliation_book_days
+ WHERE merchant_id = :merchant_id AND livemode = :livemode
    AND file_id NOT IN (SELECT supersedes_id FROM reconciliation_files WHERE supersedes_id IS NOT NULL)
-   AND report_date IN (SELECT DISTINCT report_date FROM reconciliation_lines
+   AND report_date IN (SELECT DISTINCT report_date FROM reconciliation_book_days
                         WHERE merchant_id = :merchant_id AND livemode = :livemode
-                          AND status IN ('matched', 'mismatch', 'unchanged')
                           AND file_id NOT IN (SELECT supersedes_id FROM reconciliation_files
                                                WHERE supersedes_id IS NOT NULL)
                         ORDER BY report_date DESC LIMIT :limit)
@@ -60,12 +56,18 @@ def daily_settlement(session: Session, scope: Scope, limit: int = SETTLEMENT_DAY
 
 def payment_settlement(session: Session, scope: Scope, payment_id: str) -> list[dict]:
     """The settlement lines that carried one payment (its charge line and fee), for its detail page."""
+    # A line is matched to a payment by its PSP and reference (service._CANDIDATES): found through the reference
+    # index, not an index per book.
     rows = session.execute(text("""
-        SELECT report_date, psp, type, gross, fee, net, currency, batch_id, status, transaction_id
-          FROM reconciliation_lines
-         WHERE merchant_id = :m AND livemode = :l AND object_type = 'payment' AND object_id = :p
-           AND status IN ('matched', 'mismatch', 'unchanged')
-         ORDER BY report_date, file_id, line_no"""), {"m": scope.merchant_id, "l": scope.livemode, "p": payment_id})
+        SELECT l.report_date, l.psp, l.type, l.gross, l.fee, l.net, l.currency, l.batch_id, l.status, l.transaction_id
+          FROM payments p
+          JOIN reconciliation_lines l ON l.psp = p.connector AND l.livemode = p.livemode
+               AND l.reference = p.psp_reference AND l.type = 'charge'
+         WHERE p.merchant_id = :m AND p.livemode = :l AND p.id = :p
+           AND l.merchant_id = :m AND l.object_type = 'payment' AND l.object_id = :p
+           AND l.status IN ('matched', 'mismatch', 'unchanged')
+         ORDER BY l.report_date, l.file_id, l.line_no"""), {"m": scope.merchant_id, "l": scope.livemode,
+                                                            "p": payment_id})
     return [dict(row._mapping) for row in rows]
 
 

@@ -165,6 +165,8 @@ def _move_line_to_payment(session: Session, row: Break, payment_id: str, hmac_ke
     settled = session.scalar(select(func.count()).select_from(ReportLine).where(
         ReportLine.merchant_id == payment.merchant_id, ReportLine.livemode == payment.livemode,
         ReportLine.object_type == "payment", ReportLine.object_id == payment.id, ReportLine.type == "charge",
+        # (matched by PSP and reference: found through the reference index, lines have no index per book)
+        ReportLine.psp == payment.connector, ReportLine.reference == payment.psp_reference,
         ReportLine.status.in_(("matched", "mismatch", "unchanged")))) or session.scalar(
         select(func.count()).select_from(Match).where(
             Match.merchant_id == payment.merchant_id, Match.livemode == payment.livemode,

@@ -146,8 +146,9 @@ def _integer_sql(column: str) -> str:
     return (f"CASE WHEN pg_input_is_valid({column}, 'bigint') THEN "
             f"CASE WHEN {column}::bigint::text = {column} THEN {column}::bigint END END")
 _COPY_CHUNK = 1 << 20
-# The import's work_mem (its own transaction): a million lines' sorts and hash joins fit in it.
-IMPORT_WORK_MEM = "128MB"
+# The import's work_mem (its own transaction): a million lines' sorts and hash joins fit in it (at 128MB the
+# matching statement's sorts spilled to disk and took 2 to 3 times as long: bench/RESULTS.md).
+IMPORT_WORK_MEM = "512MB"
 
 
 def _create_staging(session: Session):
@@ -310,31 +311,34 @@ UPDATE reconciliation_lines l SET status = 'duplicate'
 """)
 
 # What Kassa booked for each kind of line: the object, its book, the amount it booked (in the line's sign) and
-# the business key of the posting that booked it (a line whose posting is missing matches nothing).
+# the business key of the posting that booked it (a line whose posting is missing matches nothing); and the id whose
+# orders a line's fee is split over (app/payouts/fees.py): a refund's payment, else the object's own id.
 _CANDIDATES = """
     SELECT 'payment' AS object_type, p.id AS object_id, p.merchant_id, p.amount_received AS expected,
            p.currency AS expected_currency, p.psp_reference AS reference, 'charge' AS type, 1 AS direction,
-           'capture:' || p.id AS business_key
+           'capture:' || p.id AS business_key, p.id AS fee_payment_id
       FROM payments p WHERE p.connector = :psp AND p.livemode = :livemode AND p.psp_reference IS NOT NULL
     UNION ALL
-    SELECT 'refund', r.id, r.merchant_id, -r.amount, r.currency, r.psp_reference, 'refund', -1, 'refund:' || r.id
+    SELECT 'refund', r.id, r.merchant_id, -r.amount, r.currency, r.psp_reference, 'refund', -1, 'refund:' || r.id,
+           r.payment_id
       FROM refunds r JOIN payments p ON p.id = r.payment_id AND p.merchant_id = r.merchant_id
      WHERE coalesce(r.connector, p.connector) = :psp AND r.livemode = :livemode AND r.psp_reference IS NOT NULL
     UNION ALL
     SELECT 'refund', r.id, r.merchant_id, r.amount, r.currency, r.psp_reference, 'refund_failure', 1,
-           'refund_reversal:' || r.id
+           'refund_reversal:' || r.id, r.payment_id
       FROM refunds r JOIN payments p ON p.id = r.payment_id AND p.merchant_id = r.merchant_id
      WHERE coalesce(r.connector, p.connector) = :psp AND r.livemode = :livemode AND r.psp_reference IS NOT NULL
     UNION ALL
-    SELECT 'dispute', d.id, d.merchant_id, -d.amount, d.currency, d.psp_reference, 'dispute', -1, 'dispute:' || d.id
+    SELECT 'dispute', d.id, d.merchant_id, -d.amount, d.currency, d.psp_reference, 'dispute', -1, 'dispute:' || d.id,
+           d.id
       FROM disputes d WHERE coalesce(d.connector, d.psp) = :psp AND d.livemode = :livemode
     UNION ALL
     SELECT 'dispute', d.id, d.merchant_id, d.amount, d.currency, d.psp_reference, 'dispute', 1,
-           'dispute_reinstated:' || d.id
+           'dispute_reinstated:' || d.id, d.id
       FROM disputes d WHERE coalesce(d.connector, d.psp) = :psp AND d.livemode = :livemode
     UNION ALL
     SELECT 'dispute', d.id, d.merchant_id, -coalesce(d.fee, 0), coalesce(d.fee_currency, d.currency),
-           d.psp_reference, 'fee', -1, 'dispute_fee:' || d.id
+           d.psp_reference, 'fee', -1, 'dispute_fee:' || d.id, d.id
       FROM disputes d WHERE coalesce(d.connector, d.psp) = :psp AND d.livemode = :livemode
 """
 # Set-based: one statement matches every staged line of the file. A charge compares its gross, a fee line its
@@ -391,6 +395,7 @@ SELECT l.line_no, l.ok AND (c.object_id IS NOT NULL OR l.reference ~ {_IDENTIFIE
        CASE WHEN NOT d.duplicate THEN c.merchant_id END AS merchant_id,
        CASE WHEN NOT d.duplicate THEN c.object_type END AS object_type,
        CASE WHEN NOT d.duplicate THEN c.object_id END AS object_id,
+       CASE WHEN NOT d.duplicate THEN c.fee_payment_id END AS fee_payment_id,
        CASE WHEN NOT d.duplicate THEN c.expected END AS expected_amount,
        CASE WHEN NOT d.duplicate THEN c.expected_currency END AS expected_currency,
        CASE WHEN d.duplicate THEN 'duplicate'
@@ -422,6 +427,22 @@ SELECT :f, m.line_no, :psp, :livemode, :day, m.batch_id, m.reference, m.type, m.
        AS p(batch_id, book, transaction_id)
     ON p.batch_id = m.batch_id AND p.book = m.book
 """)
+# What this file's lines settled in each merchant's book, per PSP and currency (reconciliation_book_days: the
+# merchant's daily settlement page, app/reconciliation/queries.py): a first version's from its sums
+# (``_BOOK_DAYS_FROM_SUMS``), a corrected version's (its unchanged lines too) from reconciliation_lines.
+_BOOK_DAY_SUMS = """
+SELECT merchant_id, CAST(:livemode AS boolean), CAST(:f AS text), CAST(:psp AS text), currency, CAST(:day AS date),
+       coalesce(sum(gross) FILTER (WHERE type = 'charge'), 0), coalesce(sum(fee) FILTER (WHERE type IN ('charge', 'fee')), 0),
+       coalesce(sum(gross) FILTER (WHERE type IN ('refund', 'refund_failure')), 0),
+       coalesce(sum(gross) FILTER (WHERE type = 'dispute'), 0), sum(net), count(*)
+  FROM {lines} WHERE status IN ('matched', 'mismatch', 'unchanged') AND merchant_id IS NOT NULL {more}
+ GROUP BY merchant_id, currency
+"""
+_BOOK_DAYS_INSERT = ("INSERT INTO reconciliation_book_days (merchant_id, livemode, file_id, psp, currency, report_date, "
+                     "gross, fees, refunds, disputes, net, lines) ")
+_BOOK_DAYS = text(_BOOK_DAYS_INSERT + _BOOK_DAY_SUMS.format(lines="reconciliation_lines", more="AND file_id = :f"))
+
+
 # Sums per batch, book, currency and status of the matched lines (as _SETTLEMENT_SUMS), and the first line refused.
 _MATCHED_SUMS = text("""
 SELECT batch_id, book, currency, status, count(*) AS lines,
@@ -429,8 +450,22 @@ SELECT batch_id, book, currency, status, count(*) AS lines,
        coalesce(sum(fee) FILTER (WHERE type <> 'fee'), 0)::bigint AS fee,
        coalesce(sum(gross) FILTER (WHERE type <> 'fee'), 0)::bigint AS gross,
        coalesce(sum(net) FILTER (WHERE type = 'fee'), 0)::bigint AS fee_lines_net,
-       min(line_no) FILTER (WHERE NOT ok) AS first_bad
+       min(line_no) FILTER (WHERE NOT ok) AS first_bad,
+       -- for reconciliation_book_days (``_BOOK_DAY_SUMS``'s columns, from the same pass)
+       coalesce(sum(gross) FILTER (WHERE type = 'charge'), 0)::bigint AS charges,
+       coalesce(sum(fee) FILTER (WHERE type IN ('charge', 'fee')), 0)::bigint AS fees,
+       coalesce(sum(gross) FILTER (WHERE type IN ('refund', 'refund_failure')), 0)::bigint AS refunds,
+       coalesce(sum(gross) FILTER (WHERE type = 'dispute'), 0)::bigint AS disputes
   FROM reconciliation_matched GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+""")
+# A first version's reconciliation_book_days from its sums (a matched or mismatched line's book is its merchant's).
+_BOOK_DAYS_FROM_SUMS = text(_BOOK_DAYS_INSERT + """
+SELECT merchant_id, CAST(:livemode AS boolean), CAST(:f AS text), CAST(:psp AS text), currency, CAST(:day AS date),
+       sum(charges), sum(fees), sum(refunds), sum(disputes), sum(net), sum(lines)
+  FROM unnest(CAST(:books AS text[]), CAST(:currencies AS text[]), CAST(:charges AS bigint[]),
+              CAST(:fees AS bigint[]), CAST(:refunds AS bigint[]), CAST(:disputes AS bigint[]), CAST(:nets AS bigint[]),
+              CAST(:lines AS bigint[])) AS s(merchant_id, currency, charges, fees, refunds, disputes, net, lines)
+ GROUP BY merchant_id, currency
 """)
 
 
@@ -452,8 +487,10 @@ def _import_first_version(session: Session, report: ReportFile, hmac_key: bytes,
     count = _stage_file(session, report)
     params = {"file_id": report.id, "psp": psp_of(report.source), "livemode": report.livemode,
               "platform": PLATFORM_MERCHANT_ID}
-    # Sorts and hashes of a million lines in memory rather than in temporary files (this transaction only).
+    # Sorts and hashes of a million lines in memory rather than in temporary files (this transaction only), and the
+    # staged table's real size for the planner (unanalysed, it guessed 400,000 rows and sorted where it could hash).
     session.execute(text("SELECT set_config('work_mem', :mem, true)"), {"mem": IMPORT_WORK_MEM})
+    session.execute(text("ANALYZE reconciliation_staging"))
     sums = _match_staged(session, params, count)
     bad = [row.first_bad for row in sums if row.first_bad is not None]
     for row in sums:  # batch ids and currencies: checked once per batch, book and currency
@@ -472,8 +509,14 @@ def _import_first_version(session: Session, report: ReportFile, hmac_key: bytes,
     links = _post_sums(session, report, sums, hmac_key, result, staged=True)
     for row in sums:
         result.statuses[row.status] = result.statuses.get(row.status, 0) + row.lines
-    session.execute(_INSERT_MATCHED, {"f": report.id, "psp": psp_of(report.source), "livemode": report.livemode,
-                                      "day": report.report_date, **links})
+    written = {"f": report.id, "psp": psp_of(report.source), "livemode": report.livemode, "day": report.report_date}
+    session.execute(_INSERT_MATCHED, {**written, **links})
+    booked = [row for row in sums if row.status in ("matched", "mismatch")]
+    if booked:
+        session.execute(_BOOK_DAYS_FROM_SUMS, {**written, **{
+            key: [getattr(row, column) for row in booked] for key, column in (
+                ("books", "book"), ("currencies", "currency"), ("charges", "charges"), ("fees", "fees"),
+                ("refunds", "refunds"), ("disputes", "disputes"), ("nets", "net"), ("lines", "lines"))}})
     _missed_dispute_breaks(session, report, created, result, now or utcnow())
     return count
 
@@ -644,61 +687,82 @@ UPDATE reconciliation_lines l SET transaction_id = m.transaction_id
 """)
 
 
-# The fee of each payment in one batch and book of this file (refund lines through their refund's payment), minus
-# what superseded lines of the previous version had charged: read only for books whose sellers bear fees.
-_FEES_BY_PAYMENT = text("""
+# The fee of each payment per group of the sums being posted (batch, book and currency: ``g``, numbered ``grp``) of
+# this file (refund lines through their refund's payment), minus what superseded lines of the previous version had
+# charged: the ``fees`` of ``fee_parts_sql`` (app/payouts/fees.py), read only for books whose sellers bear fees.
+_GROUPS = ("unnest(CAST(:g_books AS text[]), CAST(:g_batches AS text[]), CAST(:g_currencies AS text[]), "
+           "CAST(:g_statuses AS text[])) WITH ORDINALITY AS g(book, batch_id, currency, status, grp)")
+_FEES_BY_PAYMENT = f"""
 WITH moved AS (
-    SELECT object_type, object_id, fee, 1 AS sign FROM reconciliation_lines
-     WHERE file_id = :f AND status IN ('matched', 'mismatch') AND merchant_id = :book AND batch_id = :batch
-       AND currency = :currency AND type <> 'fee' AND fee <> 0
+    SELECT g.grp, l.merchant_id AS book, l.object_type, l.object_id, l.fee, 1 AS sign
+      FROM reconciliation_lines l JOIN {_GROUPS}
+        ON g.book = l.merchant_id AND g.batch_id = l.batch_id AND g.currency = l.currency
+     WHERE l.file_id = :f AND l.status IN ('matched', 'mismatch') AND l.type <> 'fee' AND l.fee <> 0
     UNION ALL
-    SELECT l.object_type, l.object_id, l.fee, -1 FROM reconciliation_lines l
-      JOIN ledger_transactions t ON t.id = l.transaction_id
-     WHERE l.file_id = :old AND l.status = 'superseded' AND t.merchant_id = :book AND l.batch_id = :batch
-       AND l.currency = :currency AND l.type <> 'fee' AND l.fee <> 0)
-SELECT coalesce(r.payment_id, m.object_id) AS payment_id, sum(m.sign * m.fee)::bigint AS fee
-  FROM moved m LEFT JOIN refunds r ON m.object_type = 'refund' AND r.id = m.object_id AND r.merchant_id = :book
- GROUP BY 1 ORDER BY 1
-""")
+    SELECT g.grp, t.merchant_id, l.object_type, l.object_id, l.fee, -1
+      FROM reconciliation_lines l JOIN ledger_transactions t ON t.id = l.transaction_id
+      JOIN {_GROUPS} ON g.book = t.merchant_id AND g.batch_id = l.batch_id AND g.currency = l.currency
+     WHERE l.file_id = :old AND l.status = 'superseded' AND l.type <> 'fee' AND l.fee <> 0)
+SELECT m.grp, m.book AS merchant_id, coalesce(r.payment_id, m.object_id) AS payment_id,
+       sum(m.sign * m.fee)::bigint AS fee
+  FROM moved m LEFT JOIN refunds r ON m.object_type = 'refund' AND r.id = m.object_id AND r.merchant_id = m.book
+ GROUP BY 1, 2, 3
+"""
 
 
 # The same for a first version (``_import_first_version``), whose lines are not yet in reconciliation_lines when it
-# posts: read from its temporary ``reconciliation_matched``, per status (its sums are per batch, book, currency
-# and status).
-_FEES_BY_PAYMENT_STAGED = text("""
-SELECT coalesce(r.payment_id, m.object_id) AS payment_id, sum(m.fee)::bigint AS fee
+# posts: read from its temporary ``reconciliation_matched``, per status too (its sums are per batch, book, currency
+# and status), with the payment each line's fee is split over found as it matched (``fee_payment_id``). One pass
+# over the staged lines for every book and batch; only payments with orders are summed.
+_FEES_BY_PAYMENT_STAGED = f"""
+SELECT g.grp, m.book AS merchant_id, m.fee_payment_id AS payment_id, sum(m.fee)::bigint AS fee
   FROM reconciliation_matched m
-  LEFT JOIN refunds r ON m.object_type = 'refund' AND r.id = m.object_id AND r.merchant_id = :book
- WHERE m.status = :status AND m.book = :book AND m.batch_id = :batch AND m.currency = :currency
-   AND m.type <> 'fee' AND m.fee <> 0
- GROUP BY 1 ORDER BY 1
-""")
+  JOIN {_GROUPS} ON g.book = m.book AND g.batch_id = m.batch_id AND g.currency = m.currency AND g.status = m.status
+ WHERE m.type <> 'fee' AND m.fee <> 0
+   AND EXISTS (SELECT 1 FROM payment_orders o WHERE o.merchant_id = m.book AND o.payment_id = m.fee_payment_id)
+ GROUP BY 1, 2, 3
+"""
 
 
-def _fee_changes(session: Session, report: ReportFile, batch: str, book: str, currency: str, fee: int,
-                 staged_status: str | None = None) -> dict:
-    """Where a batch's fees in one book go (signed, normal direction): ``psp_fees`` when the platform bears them,
-    else each payment's fee split over its sellers' payables (a fee left on no seller stays in ``psp_fees``).
-    ``staged_status``: the fees of a first version's lines of that status, read from ``reconciliation_matched``."""
-    from app.payouts.fees import SELLER, fee_bearer, payment_fee_shares
+def _fee_changes(session: Session, report: ReportFile, sums, staged: bool) -> dict[int, dict]:
+    """Where each sums row's fees go (signed, normal direction), by the row's index: ``psp_fees`` when the platform
+    bears the book's fees, else each payment's fee split over its sellers' payables (a fee left on no seller stays
+    in ``psp_fees``). The splits of every such row in one statement (``seller_fee_totals``); ``staged``: a first
+    version's lines, read from ``reconciliation_matched`` per status."""
+    from app.payouts.fees import SELLER, fee_bearer, seller_fee_totals
 
-    scope = Scope(book, report.livemode)
-    if fee_bearer(session, scope) != SELLER:
-        return {accounts.psp_fees(currency): fee}
-    changes: dict[str, int] = defaultdict(int)
-    left = fee
-    if staged_status is not None:
-        fees = session.execute(_FEES_BY_PAYMENT_STAGED, {"status": staged_status, "book": book, "batch": batch,
-                                                         "currency": currency})
-    else:
-        fees = session.execute(_FEES_BY_PAYMENT, {"f": report.id, "old": report.supersedes_id or "", "book": book,
-                                                  "batch": batch, "currency": currency})
-    for row in fees:
-        for seller, part in payment_fee_shares(session, scope, row.payment_id, row.fee).items():
-            changes[accounts.seller_payable(seller, currency)] -= part
-            left -= part
-    if left:
-        changes[accounts.psp_fees(currency)] += left
+    bearers: dict[str, str] = {}
+    changes: dict[int, dict] = {}
+    split = {"g_books": [], "g_batches": [], "g_currencies": [], "g_statuses": []}
+    rows = {}
+    for index, row in enumerate(sums):
+        if row.book == PLATFORM_MERCHANT_ID or not row.fee:
+            continue
+        if row.book not in bearers:
+            bearers[row.book] = fee_bearer(session, Scope(row.book, report.livemode))
+        if bearers[row.book] != SELLER:
+            changes[index] = {accounts.psp_fees(row.currency): row.fee}
+            continue
+        rows[len(split["g_books"]) + 1] = index  # its grp (WITH ORDINALITY counts from 1)
+        for key, value in (("g_books", row.book), ("g_batches", row.batch_id), ("g_currencies", row.currency),
+                           ("g_statuses", row.status if staged else "")):
+            split[key].append(value)
+    if rows:
+        if staged:
+            totals = seller_fee_totals(session, _FEES_BY_PAYMENT_STAGED, split)
+        else:
+            totals = seller_fee_totals(session, _FEES_BY_PAYMENT, {"f": report.id, "old": report.supersedes_id or "",
+                                                                   **split})
+        for grp, index in rows.items():
+            currency = sums[index].currency
+            own: dict[str, int] = defaultdict(int)
+            left = sums[index].fee
+            for seller, part in totals.get(grp, {}).items():
+                own[accounts.seller_payable(seller, currency)] -= part
+                left -= part
+            if left:
+                own[accounts.psp_fees(currency)] += left
+            changes[index] = own
     return changes
 
 
@@ -709,7 +773,8 @@ def _post_sums(session: Session, report: ReportFile, sums, hmac_key: bytes, resu
     posting to its lines."""
     groups: dict[tuple[str, str], dict] = defaultdict(lambda: defaultdict(int))
     psp = psp_of(report.source)
-    for row in sums:
+    fees = _fee_changes(session, report, sums, staged)
+    for index, row in enumerate(sums):
         changes = groups[(row.batch_id, row.book)]
         clearing = accounts.psp_clearing(psp, row.currency)
         if row.book == PLATFORM_MERCHANT_ID:
@@ -719,10 +784,8 @@ def _post_sums(session: Session, report: ReportFile, sums, hmac_key: bytes, resu
         # Charges, refunds, disputes (see _line_changes): clearing by net, fees by fee, receivable by -gross; a
         # dispute-fee line: clearing by its net, receivable back up by as much.
         changes[clearing] += row.net
-        if row.fee:
-            for code, change in _fee_changes(session, report, row.batch_id, row.book, row.currency, row.fee,
-                                             row.status if staged else None).items():
-                changes[code] += change
+        for code, change in fees.get(index, {}).items():
+            changes[code] += change
         changes[accounts.psp_receivable(psp, row.currency)] += -row.gross - row.fee_lines_net
     seq = f"{report.report_date:%Y%m%d}v{report.version}"
     links = {"batches": [], "books": [], "transactions": []}
@@ -790,7 +853,19 @@ def break_object(row: Break) -> dict:
             "resolution_transaction": row.resolution_transaction_id}
 
 
-def _line_breaks(session: Session, report: ReportFile, result: RunResult, now: datetime) -> None:
+# A first version's lines that can open a break, read from its temporary reconciliation_matched (what was just
+# written to reconciliation_lines, without an index scan of a million lines there).
+_SUSPICIOUS_STAGED = """
+SELECT line_no, reference, type, gross, fee, net, currency, batch_id, status, merchant_id, object_type, object_id,
+       expected_amount, expected_currency
+  FROM reconciliation_matched
+ WHERE status IN ('mismatch', 'unmatched', 'duplicate', 'refused') {fees}
+ ORDER BY line_no
+"""
+
+
+def _line_breaks(session: Session, report: ReportFile, result: RunResult, now: datetime,
+                 staged: bool = False) -> None:
     psp = psp_of(report.source)
     pricing = CONTRACTED_PRICING.get(psp)
     # Only lines that can open a break are read (a clean file of a million lines reads none): the fee check is SQL.
@@ -800,8 +875,14 @@ def _line_breaks(session: Session, report: ReportFile, result: RunResult, now: d
         contracted = (ReportLine.gross * per_mille + 500) // 1000 + fixed  # as sandbox_psp/settlement.py: half up
         suspicious = suspicious | ((ReportLine.status == "matched") & (ReportLine.type == "charge")
                                    & (func.abs(ReportLine.fee - contracted) > FEE_TOLERANCE))
-    rows = session.execute(select(ReportLine).where(ReportLine.file_id == report.id, suspicious)
-                           .order_by(ReportLine.line_no)).scalars().all()
+    if staged:  # (the same filter: SQL's integer division as the expression above renders it)
+        fees = ("OR (status = 'matched' AND type = 'charge' AND abs(fee - ((gross * :per_mille + 500) / 1000 + :fixed))"
+                " > :tolerance)") if pricing else ""
+        rows = session.execute(text(_SUSPICIOUS_STAGED.format(fees=fees)), {
+            "per_mille": pricing[0], "fixed": pricing[1], "tolerance": FEE_TOLERANCE} if pricing else {}).all()
+    else:
+        rows = session.execute(select(ReportLine).where(ReportLine.file_id == report.id, suspicious)
+                               .order_by(ReportLine.line_no)).scalars().all()
     for line in rows:
         where = [{"file": report.id, "line": line.line_no}]
         common = dict(psp=psp, report_date=report.report_date, reference=line.reference,
@@ -954,8 +1035,10 @@ def reconcile_settlement(session: Session, *, psp: str, livemode: bool, report_d
         report.differences = _differences(session, report)
         _close_superseded(session, report, result, now)
         _post_settlement(session, report, hmac_key, result)
+        session.execute(_BOOK_DAYS, {"f": report.id, "psp": psp_of(report.source), "livemode": report.livemode,
+                                     "day": report.report_date})
     if created:
-        _line_breaks(session, report, result, now)
+        _line_breaks(session, report, result, now, staged=report.supersedes_id is None)
         _close_late(session, report, result, now)
         _missing_at_psp(session, report, grace_days, result, now)
         session.flush()

@@ -36,7 +36,8 @@ Modules and their service functions (``scope`` is an ``app.scoping.Scope``; ``ac
 
 ``app.risk.evaluate`` — the engine (signals, velocity, score, rules; ``app.risk.velocity``, ``app.risk.scoring``)
     ``assess(session, payment, *, redis, card: dict | None, stage="confirmation", attempt_id=None,
-        three_d_secure_result=None, record_velocity=True) -> Decision`` (adds the Assessment; flushes)
+        three_d_secure_result=None, record_velocity=True) -> Decision`` (inserts the Assessment in the
+        caller's transaction; ``Decision.assessment`` holds its values, not an ORM instance)
     ``outcome_object(assessment, type_) -> dict`` (Stripe's charge ``outcome``)
     ``ip_country(ip) -> str | None`` (iptocc, offline)
     The payment side (screening before the PSP call, holding, after 3-D Secure) is ``app/payments/risk.py``.
@@ -56,9 +57,17 @@ Modules and their service functions (``scope`` is an ``app.scoping.Scope``; ``ac
         of the merchant's own book)
     ``set_reviews_by_platform(session, merchant_id, value, *, actor, reason=None)`` (per-merchant setting)
     ``expire_due_reviews(session, deps, *, now=None) -> list[review id]`` (the scheduled sweep: voids, alerts)
-    ``check_capture(session, payment)``, ``close_for_payment(session, payment, reason)`` (used by payments)
+    ``refuse_during_platform_review(session, payment, "capture" | "cancel", lock=True)`` (the one guard of the
+        merchant's capture and cancel: PaymentInReview while a platform-owned review is open), used by
+        ``check_capture(session, payment)`` and ``check_cancel(session, payment)``;
+        ``close_for_payment(session, payment, reason)`` (a cancel, refund or dispute otherwise; used by payments
+        and disputes)
     ``actor`` is a user id (``usr_...``, audited as the user) or a label (``api_key:...``); ``acting_as`` is
     ``"platform"`` (admins: any review) or ``"merchant"`` (its own reviews only: NotReviewOwner otherwise).
+
+``app.risk.fraud_warnings`` — early fraud warnings PSPs report (table ``early_fraud_warnings``; issue 23)
+    ``apply_notice(session, psp, event, scope, payment_id) -> list[Event]`` (the ``early_fraud_warning.*`` callback
+    handler's work), ``warnings_for_payment(session, scope, payment_id)``, ``warning_object(row) -> dict``
 
 Errors (``app.risk.errors``, the payments error family: status, code, message, param): RiskInvalid (400;
 ``detail`` has the rule error's line, column, position), RiskNotFound (404), ReviewDecided (409

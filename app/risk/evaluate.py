@@ -22,10 +22,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
+from types import SimpleNamespace
 from typing import Any
 
 import iptocc
-from sqlalchemy import select, text
+from sqlalchemy import insert, select, text
 from sqlalchemy.orm import Session
 
 from app.ids import new_id
@@ -41,9 +42,13 @@ from app.scoping import Scope
 log = logging.getLogger(__name__)
 
 
+class Assessed(SimpleNamespace):
+    """An inserted assessment's values, read like an ``Assessment`` row (``assessment.score``, ``.id``...)."""
+
+
 @dataclass
 class Decision:
-    assessment: Assessment
+    assessment: Assessed
     outcome: str                 # allow, block, review, request_3ds
     rule: LoadedRule | None
     signals: dict[str, Any]
@@ -162,11 +167,21 @@ class Configuration:
     platform_stamp: str | None = None
     merchant_stamp: str | None = None
     chains: dict[str, list[LoadedRule]] = field(default_factory=dict)
+    # Per stage: the (signal, list) lookups of its rules, each once, known before the score and after it.
+    lookups: dict[str, tuple[tuple, tuple]] = field(default_factory=dict)
 
     def chain(self, stage: str) -> list[LoadedRule]:
         if stage not in self.chains:
             self.chains[stage] = chain(self.platform, self.merchant, stage)
         return self.chains[stage]
+
+    def stage_lookups(self, stage: str) -> tuple[tuple, tuple]:
+        """(early, late): the stage's distinct (signal name, list) lookups, split by ``_LATE_SIGNALS``."""
+        if stage not in self.lookups:
+            pairs = dict.fromkeys(pair for rule in self.chain(stage) for pair in rule.compiled.lookups)
+            self.lookups[stage] = (tuple(p for p in pairs if p[0] not in _LATE_SIGNALS),
+                                   tuple(p for p in pairs if p[0] in _LATE_SIGNALS))
+        return self.lookups[stage]
 
 
 # Per process: (merchant, livemode) -> the compiled Configuration and the stamps it was read with. An evaluation
@@ -201,12 +216,6 @@ def configuration(session: Session, scope: Scope, payment_id: str, fingerprint: 
     return config
 
 
-def _early_pairs(ordered: list[LoadedRule], signals: dict[str, Any]) -> list[tuple[ListRef, Any]]:
-    """The (list, value) pairs of these rules whose values are known before the score."""
-    return [(ref, signals.get(name)) for rule in ordered for name, ref in rule.compiled.lookups
-            if name not in _LATE_SIGNALS]
-
-
 # Signals known only once the configuration's query answered (the first-seen fact) and the score computed.
 _LATE_SIGNALS = frozenset({"is_new_card", "risk_score", "risk_level"})
 
@@ -217,7 +226,8 @@ def _current(session: Session, scope: Scope, payment_id: str, fingerprint: str |
     round trip. A changed stamp (or nothing cached): the configuration's query, and memberships None."""
     cached = _CACHE.get((scope.merchant_id, scope.livemode))
     if cached is not None:
-        parameters, wanted = value_lists.lookup_parameters(scope, _early_pairs(cached.chain(stage), signals))
+        early, _ = cached.stage_lookups(stage)
+        parameters, wanted = value_lists.lookup_parameters(scope, [(ref, signals.get(name)) for name, ref in early])
         row = session.execute(_CURRENT, {**parameters, "livemode": scope.livemode, "fingerprint": fingerprint or "",
                                          "payment_id": payment_id}).one()
         if row.platform_stamp == cached.platform_stamp and row.merchant_stamp == cached.merchant_stamp:
@@ -248,7 +258,8 @@ def _stored(signals: dict[str, Any]) -> dict[str, Any]:
 def assess(session: Session, payment, *, redis: Any, card: dict | None, stage: str = "confirmation",
            attempt_id: str | None = None, three_d_secure_result: str | None = None,
            record_velocity: bool = True, card_facts_unavailable: bool = False) -> Decision:
-    """Evaluate one confirmation (or its 3-D Secure result) and add its Assessment; flushes, never commits.
+    """Evaluate one confirmation (or its 3-D Secure result) and insert its Assessment in the session's
+    transaction (``Decision.assessment``: its values, transient); never commits.
 
     ``card_facts_unavailable``: the vault could not be asked for the card (``card`` is None), so the platform's
     card block lists and card rules could not be checked. Could not ask is not an answer: unless a rule blocks
@@ -276,8 +287,7 @@ def assess(session: Session, payment, *, redis: Any, card: dict | None, stage: s
         memberships = value_lists.lookup(session, scope, [(ref, signals.get(name)) for rule in ordered
                                                           for name, ref in rule.compiled.lookups])
     else:
-        late = [(ref, signals.get(name)) for rule in ordered for name, ref in rule.compiled.lookups
-                if name in _LATE_SIGNALS]
+        late = [(ref, signals.get(name)) for name, ref in config.stage_lookups(stage)[1]]
         if late:  # a list of scores or levels (rare): one more round trip
             memberships.found |= value_lists.lookup(session, scope, late).found
     matched = next((rule for rule in ordered if rule.compiled.evaluate(signals, memberships)), None)
@@ -285,15 +295,19 @@ def assess(session: Session, payment, *, redis: Any, card: dict | None, stage: s
     reason = None
     if card_facts_unavailable and stage == "confirmation" and outcome != "block":
         outcome, matched, reason = "review", None, "card_facts_unavailable"
-    assessment = scope.new(
-        Assessment, id=new_id("rska"), payment_id=payment.id, attempt_id=attempt_id, stage=stage,
-        signals=_stored(signals), contributions=contributions, score=score, level=level,
-        weights_version=weights.version, outcome=outcome, rule_id=matched.id if matched else None,
+    values = dict(
+        merchant_id=scope.merchant_id, livemode=scope.livemode, id=new_id("rska"), payment_id=payment.id,
+        attempt_id=attempt_id, stage=stage, signals=_stored(signals), contributions=contributions, score=score,
+        level=level, weights_version=weights.version, outcome=outcome, rule_id=matched.id if matched else None,
         rule_owner=matched.owner if matched else None, rule_action=matched.action if matched else None,
         rule_predicate=matched.predicate if matched else None, redis_degraded=velocity is None, reason=reason)
-    session.add(assessment)
-    session.flush()
-    return Decision(assessment, outcome, matched, signals)
+    # A plain INSERT in the caller's transaction (no unit of work, no identity map, no ORM instance: the
+    # evaluation's hot path); the Decision carries the same values.
+    session.execute(_INSERT_ASSESSMENT, values)
+    return Decision(Assessed(**values), outcome, matched, signals)
+
+
+_INSERT_ASSESSMENT = insert(Assessment.__table__)
 
 
 # ---------------------------------------------------------------- Stripe's charge ``outcome``
@@ -313,7 +327,7 @@ _REASON_MESSAGES = {
 }
 
 
-def outcome_object(assessment: Assessment, type_: str) -> dict[str, Any]:
+def outcome_object(assessment: Assessment | Assessed, type_: str) -> dict[str, Any]:
     """Stripe's charge ``outcome`` for a payment assessed so: type, risk level and score, the rule, a message."""
     rule = None
     if assessment.rule_id:

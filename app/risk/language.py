@@ -20,11 +20,12 @@ Numbers are decimals (``Decimal``), never floats: ``:amount:`` is in major units
 """
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, Callable, Iterable
 
-from lark import Lark, Token, Tree
+from lark import Lark, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 MAX_LENGTH = 2000       # characters of a rule
@@ -311,6 +312,68 @@ class _Any:
         return any(part.test(signals, membership) for part in self.parts)
 
 
+# ---------------------------------------------------------------- the nodes as closures (the engine's hot path)
+
+_OPERATORS = {"=": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt,
+              ">=": operator.ge}
+
+
+def _closure(node) -> Callable[[dict, Membership], bool]:
+    """The node's ``test`` as nested closures: the same answers for every input (the nodes' ``test`` methods
+    stay the reference), without the per-term method dispatch, value_of calls and operator table look-ups.
+    Only the fixed node types above are turned into closures; nothing here runs text."""
+    kind = type(node)
+    if kind is _All:
+        parts = tuple(_closure(part) for part in node.parts)
+
+        def every(signals, membership):
+            for part in parts:
+                if not part(signals, membership):
+                    return False
+            return True
+        return every
+    if kind is _Any:
+        parts = tuple(_closure(part) for part in node.parts)
+
+        def some(signals, membership):
+            for part in parts:
+                if part(signals, membership):
+                    return True
+            return False
+        return some
+    if kind is _Not:
+        inner = _closure(node.inner)
+        return lambda signals, membership: not inner(signals, membership)
+    if kind is _Compare and type(node.left) is _Signal and type(node.right) is _Const:
+        name, compare = node.left.name, _OPERATORS[node.op]
+        constant = _norm(node.right.value, node.right.type)
+        if node.left.type in STRINGLIKE:
+            def compare_text(signals, membership):
+                value = signals.get(name)
+                if value is None:
+                    return False
+                return compare(value.casefold() if isinstance(value, str) else value, constant)
+            return compare_text
+
+        def compare_value(signals, membership):
+            value = signals.get(name)
+            return value is not None and compare(value, constant)
+        return compare_value
+    if kind is _InSet and type(node.operand) is _Signal:
+        name, values, negate = node.operand.name, node.values, node.negate
+        fold = node.operand.type in STRINGLIKE
+
+        def in_set(signals, membership):
+            value = signals.get(name)
+            if value is None:
+                return False
+            if fold and isinstance(value, str):
+                value = value.casefold()
+            return (value in values) != negate
+        return in_set
+    return node.test  # _InList, _Truth, _IsMissing, comparisons of two signals: already one call
+
+
 @dataclass
 class CompiledRule:
     """A checked rule: evaluate it against signals; the lists and signals it uses are known."""
@@ -321,13 +384,18 @@ class CompiledRule:
     lists: tuple[ListRef, ...]
     # (signal name, list) pairs: what the engine looks up in one batch before evaluating.
     lookups: tuple[tuple[str, ListRef], ...] = field(default_factory=tuple)
+    # The root's test as closures (``_closure``), built on first use.
+    _test: Any = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def uses_3ds(self) -> bool:
         return any(SIGNALS[name].depends_on_3ds for name in self.signals)
 
     def evaluate(self, signals: dict, membership: Membership) -> bool:
-        return bool(self.root.test(signals, membership))
+        test = self._test
+        if test is None:
+            test = self._test = _closure(self.root)
+        return bool(test(signals, membership))
 
 
 # ---------------------------------------------------------------- compiler

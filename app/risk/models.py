@@ -109,6 +109,8 @@ class ValueList(_ListColumns, Base):
     __table_args__ = (
         PrimaryKeyConstraint("merchant_id", "id", name="pk_risk_value_lists"),
         UniqueConstraint("merchant_id", "livemode", "alias", name="uq_risk_value_lists_scope_alias"),
+        # The target of the items' key: an item is in its list's mode (migration 0034_risk_list_item_mode).
+        UniqueConstraint("merchant_id", "livemode", "id", name="uq_risk_value_lists_scope_id"),
         CheckConstraint(f"item_type IN ({_in(ITEM_TYPES)})", name="item_type"),
     )
 
@@ -123,7 +125,9 @@ class ValueListItem(Base):
     __table_args__ = (
         PrimaryKeyConstraint("merchant_id", "id", name="pk_risk_value_list_items"),
         UniqueConstraint("merchant_id", "value_list_id", "value", name="uq_risk_value_list_items_list_value"),
-        ForeignKeyConstraint(["merchant_id", "value_list_id"], ["risk_value_lists.merchant_id", "risk_value_lists.id"],
+        # livemode in the key: the database refuses an item whose mode is not its list's.
+        ForeignKeyConstraint(["merchant_id", "livemode", "value_list_id"],
+                             ["risk_value_lists.merchant_id", "risk_value_lists.livemode", "risk_value_lists.id"],
                              name="fk_risk_value_list_items_list", ondelete="CASCADE"),
         Index("ix_risk_value_list_items_list_created", "merchant_id", "value_list_id", "created_at"),
     )

@@ -3,7 +3,8 @@
 Who decides: ``owner`` ``platform`` (a platform rule opened it, or the merchant leaves review to the
 platform: ``merchants.risk_reviews_by_platform``) or ``merchant``. Platform admins may decide any review;
 a merchant only its own (``acting_as="merchant"``), and its capture of a payment whose platform-owned review
-is open is refused (409 ``payment_in_review``, ``check_capture``).
+is open is refused (409 ``payment_in_review``), and so is its cancel: one guard, ``refuse_during_platform_review``,
+used by ``check_capture`` and ``check_cancel``.
 
 Decisions (``approve``, ``reject``) lock the review row and require it open: a concurrent approve and reject
 decide once (the second gets 409 ``review_closed``). Approve captures (or leaves the payment for the
@@ -219,7 +220,7 @@ def decide(session: Session, scope: Scope, review_id: str, decision: str, *, act
         _close(session, review, reason, actor=actor, note=entry, request_id=request_id)
         if payment.status == PaymentStatus.REQUIRES_CAPTURE:
             service.cancel_payment(session, scope, payment.id, deps, reason="fraudulent", request_id=request_id,
-                                   payment=payment, closing_review=False)
+                                   payment=payment, closing_review=False, by_merchant=False)
         elif payment.status == PaymentStatus.SUCCEEDED and payment.amount_received > payment.amount_refunded:
             service.create_refund(session, scope, {"payment": payment.id, "reason": "fraudulent"}, deps,
                                   request_id=request_id)
@@ -256,19 +257,44 @@ def bulk_decide(session: Session, items: list[tuple[Scope, str]], decision: str,
     return results
 
 
+# What the merchant is told when its own action meets a platform-owned open review (409 ``payment_in_review``).
+_IN_REVIEW = {
+    "capture": "This payment is held for review by the platform: it can be captured once the review is approved.",
+    "cancel": "This payment is held for review by the platform: it cannot be canceled while the review is open "
+              "(the platform's rejection voids the authorization).",
+}
+
+
+def refuse_during_platform_review(session: Session, payment, action: str, *, lock: bool = True) -> Review | None:
+    """The one guard of a merchant's own ``capture`` or ``cancel`` of a payment: PaymentInReview (409
+    ``payment_in_review``) while a platform-owned review of it is open; otherwise its open merchant-owned review
+    (the caller's action decides it) or None. ``lock=False`` only to tell a screen beforehand (nothing decided)."""
+    if not payment.review_id:
+        return None
+    review = Scope(payment.merchant_id, payment.livemode).get(session, Review, payment.review_id, for_update=lock)
+    if review is None or review.status != "open":
+        return None
+    if review.owner == "platform":
+        raise PaymentInReview(_IN_REVIEW[action])
+    return review
+
+
 def check_capture(session: Session, payment) -> None:
     """Before a merchant's capture: refused while a platform-owned review is open; a merchant-owned open review
     is approved by the capture itself (the merchant decided)."""
-    if not payment.review_id:
+    review = refuse_during_platform_review(session, payment, "capture")
+    if review is None:
         return
-    review = Scope(payment.merchant_id, payment.livemode).get(session, Review, payment.review_id, for_update=True)
-    if review is None or review.status != "open":
-        return
-    if review.owner == "platform":
-        raise PaymentInReview("This payment is held for review by the platform: it can be captured once the "
-                              "review is approved.")
     _close(session, review, "approved", actor=None, note=_note(None, "Captured by the merchant."))
     _outcome_approved(payment)
+
+
+def check_cancel(session: Session, payment) -> None:
+    """Before a merchant's cancel: refused while a platform-owned review is open; a merchant-owned open review
+    closes ``canceled`` (the merchant decided)."""
+    review = refuse_during_platform_review(session, payment, "cancel")
+    if review is not None:
+        _close(session, review, "canceled", actor=None, note=None)
 
 
 def _outcome_approved(payment) -> None:
@@ -315,7 +341,7 @@ def expire_due_reviews(session: Session, deps, *, now: datetime | None = None, b
                        note=_note(None, "Nobody decided before the authorization would expire: voided."))
                 if payment.status == PaymentStatus.REQUIRES_CAPTURE:
                     service.cancel_payment(session, scope, payment.id, deps, reason="expired", payment=payment,
-                                           closing_review=False)
+                                           closing_review=False, by_merchant=False)
                 audit(session, "risk.review.timed_out", merchant_id=review.merchant_id, livemode=review.livemode,
                       actor_label="system", target=review.id, details={"payment": payment.id})
             log.error("ALERT risk review %s of payment %s (merchant %s) timed out undecided: the authorization "

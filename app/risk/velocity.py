@@ -29,8 +29,9 @@ RETENTION_SECONDS = 86400
 EXPIRE_SECONDS = RETENTION_SECONDS + 3600
 
 # KEYS: counters; ARGV[1] now (seconds, decimal), ARGV[2] retention, ARGV[3] expiry, then per key a member
-# to add ("" to only read). Returns per key: counts in each window (10m, 1h, 24h); for "amount" keys the sum
-# over 24 hours of the members' amounts instead.
+# to add ("" to only read). Returns one string of integers separated by spaces, three per key: counts in each
+# window (10m, 1h, 24h); for "amount" keys the sum over 24 hours of the members' amounts, 0, 0 instead (one
+# bulk reply: parsing a nested array of integers costs the client more than the script's work).
 _SCRIPT = """
 local now = tonumber(ARGV[1])
 local retention = tonumber(ARGV[2])
@@ -49,13 +50,14 @@ for i, key in ipairs(KEYS) do
       local amount = tonumber(string.match(m, ':(%d+)$'))
       if amount then total = total + amount end
     end
-    table.insert(out, {total, 0, 0})
+    table.insert(out, string.format('%d 0 0', total))
   else
-    table.insert(out, {redis.call('ZCOUNT', key, now - 600, '+inf'), redis.call('ZCOUNT', key, now - 3600, '+inf'),
-                       redis.call('ZCOUNT', key, now - 86400, '+inf')})
+    table.insert(out, string.format('%d %d %d', redis.call('ZCOUNT', key, now - 600, '+inf'),
+                                    redis.call('ZCOUNT', key, now - 3600, '+inf'),
+                                    redis.call('ZCOUNT', key, now - 86400, '+inf')))
   end
 end
-return out
+return table.concat(out, ' ')
 """
 
 
@@ -116,10 +118,12 @@ class Velocity:
         if not keys:
             return {}
         try:
-            rows = self._script(keys=keys, args=[repr(float(now)), RETENTION_SECONDS, EXPIRE_SECONDS, *members])
+            reply = self._script(keys=keys, args=[repr(float(now)), RETENTION_SECONDS, EXPIRE_SECONDS, *members])
+            numbers = [int(number) for number in reply.split()]
         except Exception:  # noqa: BLE001 - any Redis failure: go on without counters, and say so
             log.warning("risk velocity counters unavailable (Redis)", exc_info=True)
             return None
+        rows = [numbers[index:index + 3] for index in range(0, len(numbers), 3)]
         signals: dict[str, int] = {}
         for (subject, counter), row in zip(names, rows):
             if counter == "amount":

@@ -82,3 +82,87 @@ def test_a_reference_booked_in_two_books_matches_one_line_once(app, db_session, 
         [(shop["scope"].merchant_id, payment.id)], [(other.id, twin["id"])])
     assert lines[0].transaction_id == result.transactions[0]
     db_session.commit()
+
+
+# The daily settlement as it was read from the lines themselves before reconciliation_book_days (migration 0032).
+_DAILY_FROM_LINES = text("""
+SELECT report_date, psp, currency,
+       coalesce(sum(gross) FILTER (WHERE type = 'charge'), 0)::bigint AS gross,
+       coalesce(sum(fee) FILTER (WHERE type IN ('charge', 'fee')), 0)::bigint AS fees,
+       coalesce(sum(gross) FILTER (WHERE type IN ('refund', 'refund_failure')), 0)::bigint AS refunds,
+       coalesce(sum(gross) FILTER (WHERE type = 'dispute'), 0)::bigint AS disputes,
+       sum(net)::bigint AS net, count(*) AS lines
+  FROM reconciliation_lines
+ WHERE merchant_id = :merchant_id AND livemode = false AND status IN ('matched', 'mismatch', 'unchanged')
+   AND file_id NOT IN (SELECT supersedes_id FROM reconciliation_files WHERE supersedes_id IS NOT NULL)
+ GROUP BY report_date, psp, currency
+ ORDER BY report_date DESC, psp, currency
+""")
+
+
+def test_book_days_give_the_daily_settlement_the_lines_give_across_a_corrected_version(app, db_session, shop,
+                                                                                      sandbox):
+    from app.reconciliation.queries import daily_settlement
+    from tests import factories
+
+    scope = shop["scope"]
+    other = factories.merchant(db_session, name="Other book shop")
+    db_session.commit()
+    other_scope = Scope(other.id, False)
+    paid = [sandbox.capture(db_session, scope, amount) for amount in (1000, 2500, 4000)]
+    sandbox.capture(db_session, other_scope, 7000)
+    sandbox.refund(db_session, scope, paid[0], 300)
+    first = sandbox.report()
+    reconcile(db_session, sandbox, content=first)
+    # A corrected version of the same day: one charge line gone, one amount changed (a mismatch), one line more.
+    lines = first.decode().splitlines(keepends=True)
+    dropped = next(i for i, line in enumerate(lines) if line.startswith(paid[1].psp_reference + ","))
+    changed = next(i for i, line in enumerate(lines) if line.startswith(paid[2].psp_reference + ","))
+    ref, kind, gross, fee, net, currency, batch = lines[changed].strip().split(",")
+    lines[changed] = f"{ref},{kind},{int(gross) + 1},{fee},{int(net) + 1},{currency},{batch}\n"
+    later = sandbox.capture(db_session, scope, 900)
+    del lines[dropped]
+    lines += [line for line in sandbox.report().decode().splitlines(keepends=True)
+              if line.startswith(later.psp_reference + ",")]
+    corrected = "".join(lines).encode()
+    assert later.psp_reference.encode() in corrected
+    result = reconcile(db_session, sandbox, content=corrected)
+    assert result.created and set(result.statuses) >= {"unchanged", "mismatch"}
+    for book in (scope, other_scope):
+        expected = [tuple(row) for row in db_session.execute(_DAILY_FROM_LINES, {"merchant_id": book.merchant_id})]
+        got = [(d.day, d.psp, d.currency, d.gross, d.fees, d.refunds, d.disputes, d.net, d.lines)
+               for d in daily_settlement(db_session, book)]
+        assert got == expected and got
+    mine = daily_settlement(db_session, scope)[0]
+    assert (mine.gross, mine.refunds, mine.lines) == (1000 + 4001 + 900, -300, 4)
+
+
+def test_every_line_has_its_file_and_files_cannot_be_deleted(app, db_session, shop, sandbox, database):
+    # reconciliation_lines has no foreign key to its file (migration 0032): the importer writes the lines in the
+    # file's own transaction, and the application may neither delete a file nor change its id.
+    import psycopg
+
+    from tests.conftest import app_connect
+
+    payment = sandbox.capture(db_session, shop["scope"], 1200)
+    first = reconcile(db_session, sandbox)
+    sandbox.capture(db_session, shop["scope"], 800)
+    corrected = reconcile(db_session, sandbox)
+    assert corrected.created and first.file_id != corrected.file_id
+    orphans = db_session.scalar(text("SELECT count(*) FROM reconciliation_lines l WHERE NOT EXISTS "
+                                     "(SELECT 1 FROM reconciliation_files f WHERE f.id = l.file_id)"))
+    assert orphans == 0
+    assert db_session.scalar(select(func.count()).select_from(ReportLine).where(
+        ReportLine.file_id.in_((first.file_id, corrected.file_id)))) == 3
+    db_session.commit()
+    for statement in ("DELETE FROM reconciliation_files WHERE id = %s",
+                      "UPDATE reconciliation_files SET id = id || 'x' WHERE id = %s"):
+        with app_connect(database) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(statement, (first.file_id,))
+    # A refused file leaves no line behind either (its transaction rolled back with the file).
+    with pytest.raises(ReportFormatError):
+        reconcile(db_session, sandbox, day=sandbox.day + dt.timedelta(days=1),
+                  content=sandbox.report() + f"{payment.psp_reference},charge,1,2,3,USD,x\n".encode())
+    db_session.rollback()
+    assert db_session.scalar(text("SELECT count(*) FROM reconciliation_lines l WHERE NOT EXISTS "
+                                  "(SELECT 1 FROM reconciliation_files f WHERE f.id = l.file_id)")) == 0

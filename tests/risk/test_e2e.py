@@ -1,27 +1,35 @@
 """Risk end to end over HTTP: gunicorn, the worker (PSP dispatcher, scheduler) and the sandbox PSP.
 
 Block (the sandbox's fraud card never reaches an authorization), review (authorized and held; approve captures
-once, reject voids once), request_3ds (the sandbox challenges a card that would not need it), the shopper's IP
+once, reject voids once, a concurrent approve and reject decide once, a review left open is voided by the scheduled
+sweep with an alert), request_3ds (the sandbox challenges a card that would not need it), the shopper's IP
 from the checkout request and never from a forged X-Forwarded-For, and velocity counted across processes.
 """
+import logging
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
+from datetime import timedelta
 
 import pytest
 
 from app.extensions import db
 from app.payments.deps import deps_for
 from app.risk import reviews, rules
+from app.risk.errors import ReviewDecided
 from app.scoping import Scope
-from tests.payments.conftest import live  # noqa: F401  (gunicorn + worker + sandbox on this module's database)
+from tests.payments import conftest as payments_conftest
 from tests.payments.live_helpers import Api, Sandbox, new_merchant_key, session
 
 
+live = payments_conftest.live  # the fixture: gunicorn + worker + sandbox on this module's database
+
+
 @pytest.fixture(scope="module")
-def world(app, live):  # noqa: F811
+def world(app, live):
     merchant_id, key = new_merchant_key(app, "Risky shop")
     scope = Scope(merchant_id, False)
     with app.app_context():
@@ -51,24 +59,45 @@ def test_the_fraud_card_is_blocked_and_never_authorized(world):
     assert world["sandbox"].authorizations(f"kassa-{attempt['id']}") == 0
 
 
+def follow_ups_done(api, payment_id: str) -> tuple[list[tuple[str, str]], dict]:
+    """The payment's captures and voids once the worker has run them (polled with a bound), and its
+    authorization attempt."""
+    deadline = time.monotonic() + 45
+    while True:
+        attempts = api.payment(payment_id)["attempts"]
+        follow_ups = [a for a in attempts if a["operation"] in ("capture", "void")]
+        if (follow_ups and all(a["status"] == "succeeded" for a in follow_ups)) or time.monotonic() > deadline:
+            return [(a["operation"], a["status"]) for a in follow_ups], attempts[0]
+        time.sleep(0.1)  # the worker calls the sandbox; polled with a bound, no timing asserted
+
+
+def status_at_the_sandbox(world, authorization: dict) -> str:
+    """The authorization's status as its acquirer at the sandbox answers it (not a counter other tests move)."""
+    services = world["live"].services
+    port = {"sandbox": services.ports.sandbox_a, "sandbox_b": services.ports.sandbox_b}[authorization["connector"]]
+    answer = session().get(f"http://127.0.0.1:{port}/v1/authorizations/{authorization['psp_reference']}",
+                           headers={"Authorization": f"Bearer {services.env['SANDBOX_PSP_SECRET']}"}, timeout=10)
+    assert answer.status_code == 200, answer.text
+    return answer.json()["status"]
+
+
 def test_review_holds_the_capture_and_approval_captures_once(world):
-    api, sandbox = world["api"], world["sandbox"]
-    captures_before = sandbox.total("captures")
+    api = world["api"]
     body = pay(world, 12345)
     payment = api.wait_for(body["id"], "requires_capture")
     assert payment["capture_method"] == "automatic" and payment["review"]
     assert payment["outcome"]["type"] == "manual_review"
-    assert sandbox.total("captures") == captures_before  # authorized, not captured
+    assert status_at_the_sandbox(world, payment["attempts"][0]) == "authorized"  # authorized, not captured
     approved = api.post(f"/v1/reviews/{payment['review']}/approve", note="Called the customer")
     assert approved.status_code == 200, approved.text
     assert api.post(f"/v1/reviews/{payment['review']}/approve").status_code == 409
     assert api.wait_for(body["id"], "succeeded")["amount_received"] == 12345
-    assert sandbox.total("captures") == captures_before + 1
+    follow_ups, authorization = follow_ups_done(api, body["id"])
+    assert follow_ups == [("capture", "succeeded")] and status_at_the_sandbox(world, authorization) == "captured"
 
 
 def test_rejecting_a_review_voids_once(world):
-    api, sandbox = world["api"], world["sandbox"]
-    voids_before = sandbox.total("voids")
+    api = world["api"]
     body = pay(world, 12345)
     payment = api.wait_for(body["id"], "requires_capture")
     app = world["app"]
@@ -80,10 +109,84 @@ def test_rejecting_a_review_voids_once(world):
     api.wait_for(body["id"], "canceled")
     review = api.get(f"/v1/reviews/{payment['review']}").json()
     assert review["open"] is False and review["closed_reason"] == "refunded_as_fraud"
-    deadline = time.monotonic() + 45
-    while sandbox.total("voids") < voids_before + 1 and time.monotonic() < deadline:
-        time.sleep(0.1)  # the void runs in the worker; polled with a bound, no timing asserted
-    assert sandbox.total("voids") == voids_before + 1
+    follow_ups, authorization = follow_ups_done(api, body["id"])
+    assert follow_ups == [("void", "succeeded")] and status_at_the_sandbox(world, authorization) == "voided"
+
+
+def test_a_concurrent_approve_over_http_and_reject_decide_once(world):
+    """The merchant approves through the API while an operator rejects (the console's service call): one decision
+    wins, the other is refused 409, and the sandbox sees one capture or one void, never both."""
+    api, app, scope = world["api"], world["app"], world["scope"]
+    body = pay(world, 12345)
+    review_id = api.wait_for(body["id"], "requires_capture")["review"]
+    barrier = threading.Barrier(2)
+    outcomes = {}
+
+    def approve():
+        barrier.wait()
+        outcomes["approve"] = api.post(f"/v1/reviews/{review_id}/approve", note="Known customer").status_code
+
+    def reject():
+        with app.app_context():
+            barrier.wait()
+            try:
+                reviews.decide(db.session, scope, review_id, "reject", actor=None, note="Stolen card",
+                               deps=deps_for(app))
+                db.session.commit()
+                outcomes["reject"] = 200
+            except ReviewDecided:
+                db.session.rollback()
+                outcomes["reject"] = 409
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=approve), threading.Thread(target=reject)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(outcomes.values()) == [200, 409], outcomes
+    approved = outcomes["approve"] == 200
+    api.wait_for(body["id"], "succeeded" if approved else "canceled")
+    review = api.get(f"/v1/reviews/{review_id}").json()
+    assert review["open"] is False and review["closed_reason"] == ("approved" if approved else "refunded")
+    # One follow-up, the winner's, done at the sandbox; the authorization there is in the winner's state.
+    follow_ups, authorization = follow_ups_done(api, body["id"])
+    assert follow_ups == [("capture" if approved else "void", "succeeded")]
+    assert status_at_the_sandbox(world, authorization) == ("captured" if approved else "voided")
+
+
+def test_a_review_left_open_is_voided_by_the_sweep_with_an_alert(world, caplog):
+    """The scheduled sweep (app.jobs.risk.expire_reviews) voids a review still open when it is due, before the
+    authorization would expire: the worker voids at the sandbox, the review closes timed_out, an ALERT is logged and
+    audited. Time is driven through the row (its expires_at), not waited for."""
+    from app.accounts.audit import AuditEntry
+    from app.jobs.risk import expire_reviews
+    from app.risk.models import Review
+
+    api, app, scope = world["api"], world["app"], world["scope"]
+    body = pay(world, 12345)
+    payment = api.wait_for(body["id"], "requires_capture")
+    review_id = payment["review"]
+    assert api.get(f"/v1/reviews/{review_id}").json()["expires_at"] < payment["created"] + 7 * 86400
+    with app.app_context():
+        review = scope.get(db.session, Review, review_id)
+        review.expires_at = review.expires_at - timedelta(days=30)  # as if nobody decided for days
+        db.session.commit()
+        db.session.remove()
+    with caplog.at_level(logging.ERROR, logger="app.risk.reviews"), app.app_context():
+        assert review_id in expire_reviews()
+    assert any(record.levelno == logging.ERROR and record.getMessage().startswith(f"ALERT risk review {review_id}")
+               for record in caplog.records)
+    api.wait_for(body["id"], "canceled")
+    review = api.get(f"/v1/reviews/{review_id}").json()
+    assert review["open"] is False and review["closed_reason"] == "timed_out"
+    follow_ups, authorization = follow_ups_done(api, body["id"])
+    assert follow_ups == [("void", "succeeded")] and status_at_the_sandbox(world, authorization) == "voided"
+    with app.app_context():
+        [entry] = db.session.query(AuditEntry).filter_by(action="risk.review.timed_out", target=review_id).all()
+        assert entry.merchant_id == scope.merchant_id and entry.details["payment"] == body["id"]
+        db.session.remove()
 
 
 def test_request_3ds_challenges_any_card(world):
@@ -109,7 +212,6 @@ def test_a_block_after_the_challenge_voids_counts_a_decline_and_never_captures(w
         db.session.commit()
         db.session.remove()
     try:
-        captures_before, voids_before = sandbox.total("captures"), sandbox.total("voids")
         body = pay(world, 8888, "visa", return_url="https://shop.example/back", customer_ip="81.2.69.160")
         payment = api.wait_for(body["id"], "requires_action")
         assert payment["capture_method"] == "automatic"
@@ -117,12 +219,9 @@ def test_a_block_after_the_challenge_voids_counts_a_decline_and_never_captures(w
         payment = api.wait_for(body["id"], "requires_payment_method")
         assert payment["last_payment_error"]["code"] == "blocked" and payment["outcome"]["type"] == "blocked"
         assert payment["amount_received"] == 0
-        for _ in range(300):
-            if sandbox.total("voids") > voids_before:
-                break
-            time.sleep(0.1)  # the void runs in the worker; polled with a bound, no timing asserted
-        assert sandbox.total("voids") == voids_before + 1
-        assert sandbox.total("captures") == captures_before
+        follow_ups, authorization = follow_ups_done(api, body["id"])
+        assert follow_ups == [("void", "succeeded")]  # and no capture
+        assert status_at_the_sandbox(world, authorization) == "voided"
         with app.app_context():
             fingerprint = db.session.get(Payment, body["id"]).card_fingerprint
             db.session.remove()

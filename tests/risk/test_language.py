@@ -114,3 +114,36 @@ def test_any_text_either_compiles_or_is_refused_with_a_position(text):
     else:
         # Whatever compiled evaluates to a boolean without touching anything but the signals.
         assert rule.evaluate({}, lambda *args: False) in (True, False)
+
+
+TERMS = [":amount: > 500", ":amount: <= 10.5", ":risk_score: >= 65", ":email_payments_1h: != 3", ":currency: = 'EUR'",
+         ":card_country: != :ip_country:", ":card_country: = 'us'", ":ip_country: in ('KP', 'ir', 'X1')",
+         ":email_domain: not in ('Example.com', 'b.example')", ":amount: in (1, 2.50, 500)", ":is_3d_secure:",
+         "is_missing(:ip_address:)", ":email_domain: in @disposable_domains", ":ip_address: not in @bad_ips",
+         ":card_brand: = :card_funding:", ":three_d_secure_result: = 'Authenticated'"]
+SIGNAL_VALUES = {
+    "amount": st.sampled_from([None, Decimal(0), Decimal("10.5"), Decimal("500"), Decimal("500.01"), Decimal(2.5)]),
+    "risk_score": st.sampled_from([None, 0, 64, 65, 99]),
+    "email_payments_1h": st.sampled_from([None, 0, 3, 4]),
+    "currency": st.sampled_from([None, "eur", "EUR", "usd"]),
+    "card_country": st.sampled_from([None, "US", "us", "GB"]),
+    "ip_country": st.sampled_from([None, "US", "GB", "KP", "Ir"]),
+    "email_domain": st.sampled_from([None, "example.com", "EXAMPLE.COM", "mailinator.com"]),
+    "is_3d_secure": st.sampled_from([None, True, False]),
+    "ip_address": st.sampled_from([None, "203.0.113.7"]),
+    "card_brand": st.sampled_from([None, "visa", "Visa"]),
+    "card_funding": st.sampled_from([None, "visa", "credit"]),
+    "three_d_secure_result": st.sampled_from(["not_attempted", "authenticated"]),
+}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.recursive(st.sampled_from(TERMS),
+                    lambda inner: st.one_of(st.tuples(inner, st.sampled_from([" and ", " or "]), inner).map(
+                        lambda t: f"({t[0]}{t[1]}{t[2]})"), inner.map(lambda t: f"not ({t})")), max_leaves=8),
+       st.fixed_dictionaries(SIGNAL_VALUES), st.booleans())
+def test_the_compiled_closures_answer_as_the_rule_nodes_do(text, signals, listed):
+    """The engine runs a rule as closures (language._closure); the node tree's ``test`` is the reference."""
+    rule = compile_rule(text, lists=LISTS.get)
+    membership = lambda ref, name, value: listed  # noqa: E731
+    assert rule.evaluate(signals, membership) is bool(rule.root.test(signals, membership))

@@ -2,6 +2,7 @@
 on a known fraud pattern, the model stored as data and loaded back, approval, rollback, the version on
 assessments, cold start, weekly drift."""
 import json
+import threading
 from datetime import timedelta
 
 import pytest
@@ -14,7 +15,7 @@ from app.risk import evaluate
 from app.risk.errors import RiskInvalid
 from app.risk.learning import drift, features, scorer, service, training
 from app.risk.learning.model import LearnedScorer, ModelFormatError
-from app.risk.learning.tables import DriftReport, RiskModel
+from app.risk.learning.tables import DriftReport, RiskModel, ScorerActivation
 from app.risk.models import Assessment, Review, RiskWeights
 from app.scoping import Scope
 from tests import factories
@@ -89,6 +90,27 @@ def test_a_stored_model_scores_identically_once_loaded(db_session, trained):
             LearnedScorer("bad", broken)
 
 
+def test_a_tree_models_explanations_name_only_the_categories_the_payment_has(db_session):
+    """A split on `email_domain=<a common domain>` that this payment does not have is credited to `email_domain`:
+    a payment's page never names a value (another merchant's domain, say) that is not its own."""
+    import numpy as np
+
+    rows = ROWS[:1500]
+    vocabulary = features.fit_vocabulary(r.signals for r in rows)
+    encoder = features.Encoder(vocabulary)
+    x = np.array([encoder.vector(r.signals) for r in rows])
+    boosted = LearnedScorer("gb", training.fit_boosting(x, np.array([r.fraudulent for r in rows]), encoder.names,
+                                                        vocabulary, trees=10))
+    named = 0
+    for row in rows[:300]:
+        own = {name for name, value in zip(encoder.names, encoder.vector(row.signals)) if value}
+        for name in boosted.score(row.signals)[2]:
+            if "=" in name:
+                assert name in own, (name, row.signals)
+                named += 1
+    assert named  # the payments' own categories are still named
+
+
 def test_both_kinds_match_scikit_learn(db_session):
     import numpy as np
     from sklearn.ensemble import HistGradientBoostingClassifier
@@ -127,6 +149,24 @@ def test_cold_start_refuses_with_a_message(db_session, app):
     result = app.test_cli_runner().invoke(args=["risk", "train"])
     assert result.exit_code != 0 and "Too few labels to train: 0 labelled live payments" in result.output
     assert db_session.scalar(select(func.count()).select_from(RiskModel)) == stored
+
+
+def test_the_dispute_window_is_configured_once_for_the_command_and_the_job(app, monkeypatch):
+    from app.config import load_config
+
+    assert load_config({"KASSA_ENV": "test", "RISK_DISPUTE_WINDOW_DAYS": "90"})["RISK_DISPUTE_WINDOW_DAYS"] == 90
+    assert load_config({"KASSA_ENV": "test"})["RISK_DISPUTE_WINDOW_DAYS"] == 120
+    asked = []
+
+    def load_labels(session, *, now, window_days, **_):
+        asked.append(window_days)
+        return training.as_labels(ROWS[:10])
+
+    monkeypatch.setattr(training, "load_labels", load_labels)
+    monkeypatch.setitem(app.config, "RISK_DISPUTE_WINDOW_DAYS", 90)
+    assert app.test_cli_runner().invoke(args=["risk", "train"]).exit_code != 0  # cold start: 10 labels
+    assert app.test_cli_runner().invoke(args=["risk", "train", "--window-days", "30"]).exit_code != 0
+    assert asked == [90, 30]
 
 
 def _payment(session, scope, *, created, status="succeeded", signals=None):
@@ -298,6 +338,128 @@ def test_approval_rollback_and_the_version_on_assessments(db_session, merchant, 
     db_session.rollback()
 
 
+def test_two_approvals_at_once_record_what_each_replaced(app, db_session, trained):
+    """Two operators approve two candidates at the same moment: the second waits for the first and records the
+    first's model as the one it replaced, so that rolling back returns to it (not to the scorer both saw)."""
+    from sqlalchemy.orm import Session
+
+    from app.extensions import db
+
+    other = RiskModel(version=training.next_version(db_session), status="candidate", trained_by="test",
+                      kind=trained.kind, parameters=trained.parameters, metrics=trained.metrics,
+                      baseline=trained.baseline)
+    db_session.add(other)
+    db_session.commit()
+    engine = db.engine
+    errors = []
+    with Session(engine) as first:
+        service.approve(first, trained.version, actor="test", note="first")
+        first.flush()
+
+        def second_operator():
+            try:
+                with app.app_context(), Session(engine) as second:
+                    service.approve(second, other.version, actor="test", note="second")
+                    second.commit()
+            except Exception as error:  # noqa: BLE001 - reported below
+                errors.append(error)
+
+        thread = threading.Thread(target=second_operator)
+        thread.start()
+        _wait_for_a_lock_waiter(engine, thread, errors)
+        first.commit()
+    thread.join(JOIN_SECONDS)
+    assert not thread.is_alive() and not errors, errors
+    assert scorer.active_version(db_session) == other.version
+    [activation] = db_session.scalars(select(ScorerActivation).where(ScorerActivation.version == other.version))
+    assert activation.previous_version == trained.version
+    assert service.rollback(db_session, actor="test", note="back") == trained.version
+    db_session.commit()
+
+
+def test_two_trainings_finishing_at_once_store_two_versions(app, db_session, trained):
+    """The second of two trainings that finish together waits for the first's version to be stored, then takes the
+    next one (it does not fail on the key after fitting for minutes)."""
+    from sqlalchemy.orm import Session
+
+    from app.extensions import db
+
+    engine = db.engine
+    taken, errors = [], []
+    with Session(engine) as first:
+        version = training.next_version(first)
+        first.add(RiskModel(version=version, status="candidate", trained_by="test", **_TRAINED))
+        first.flush()
+
+        def second_training():
+            try:
+                with app.app_context(), Session(engine) as second:
+                    taken.append(training.next_version(second))
+                    second.add(RiskModel(version=taken[-1], status="candidate", trained_by="test", **_TRAINED))
+                    second.commit()
+            except Exception as error:  # noqa: BLE001 - reported below
+                errors.append(error)
+
+        thread = threading.Thread(target=second_training)
+        thread.start()
+        _wait_for_a_lock_waiter(engine, thread, errors)
+        first.commit()
+    thread.join(JOIN_SECONDS)
+    assert not thread.is_alive() and not errors, errors
+    number = int(version.removeprefix(scorer.MODEL_PREFIX))
+    assert taken == [f"{scorer.MODEL_PREFIX}{number + 1}"]
+
+
+JOIN_SECONDS = 60
+
+
+def _wait_for_a_lock_waiter(engine, thread, errors) -> None:
+    """Block until a session of this database waits on a lock (the second approval queues behind the first)."""
+    import time
+
+    from sqlalchemy import text
+
+    deadline = time.monotonic() + JOIN_SECONDS
+    with engine.connect() as conn:
+        while time.monotonic() < deadline and thread.is_alive():
+            if conn.execute(text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                                 "AND wait_event_type = 'Lock'")).scalar():
+                return
+            conn.rollback()
+            time.sleep(0.01)  # polling another session's state; not waiting for time to pass
+    raise AssertionError(f"the second approval never queued behind the first: {errors}")
+
+
+def test_a_model_this_code_cannot_score_is_never_approved(db_session, trained):
+    """A candidate whose features are not the ones this code computes (trained before an upgrade changed them) would
+    fail every confirmation once in use: approval refuses it, and the scorer in use stays."""
+    parameters = json.loads(json.dumps(trained.parameters))
+    parameters["names"] = parameters["names"][:-1] + ["a_feature_this_code_does_not_compute"]
+    stale = RiskModel(version=training.next_version(db_session), status="candidate", trained_by="test",
+                      kind=trained.kind, parameters=parameters, metrics=trained.metrics, baseline=trained.baseline)
+    db_session.add(stale)
+    db_session.commit()
+    with pytest.raises(RiskInvalid, match="cannot score with this version"):
+        service.approve(db_session, stale.version, actor="test", note="anyway")
+    db_session.rollback()
+    assert scorer.active_version(db_session) == "v1"
+
+    # Nor does a rollback return to one: the scorer in use stays.
+    service.approve(db_session, trained.version, actor="test", note="first")
+    newer = RiskModel(version=training.next_version(db_session), status="candidate", trained_by="test",
+                      kind=trained.kind, parameters=trained.parameters, metrics=trained.metrics,
+                      baseline=trained.baseline)
+    db_session.add(newer)
+    db_session.flush()
+    service.approve(db_session, newer.version, actor="test", note="second")
+    db_session.get(RiskModel, trained.version).parameters = parameters
+    db_session.flush()
+    with pytest.raises(RiskInvalid, match="cannot score with this version"):
+        service.rollback(db_session, actor="test", note="back")
+    assert scorer.active_version(db_session) == newer.version
+    db_session.rollback()
+
+
 def test_a_rejected_candidate_never_scores(db_session, trained):
     service.reject(db_session, trained.version, actor="test", note="Demo")
     db_session.commit()
@@ -324,6 +486,25 @@ def test_weekly_drift_report(db_session, merchant):
     assert drift.report_week(db_session, now=now) is None
     db_session.rollback()
     assert db_session.scalar(select(DriftReport.id)) is None
+
+
+def test_the_drift_report_reads_the_scores_of_the_scorer_in_use_only(db_session, merchant):
+    """A week in which another scorer scored too (before a rollback, say): its scores are not drift."""
+    live = Scope(merchant.id, True)
+    now = utcnow()
+    last_week = drift.week_start(now) - timedelta(days=3)
+    for index in range(40):
+        rows = ((last_week - timedelta(days=14), 5 + index % 20, "v1"), (last_week, 5 + index % 20, "v1"),
+                (last_week, 70 + index % 20, "model-rolled-back"))
+        for created, score, version in rows:
+            db_session.add(live.new(Assessment, id=new_id("rska"), payment_id=new_id("pay"), stage="confirmation",
+                                    signals={}, score=score, level="normal", weights_version=version,
+                                    outcome="allow", created_at=created))
+    db_session.flush()
+    report = drift.report_week(db_session, now=now)
+    assert (report.version, report.assessments, report.psi_thousandths) == ("v1", 40, 0)
+    assert drift.level(report.psi_thousandths) == "stable"
+    db_session.rollback()
 
 
 def test_the_console_shows_candidates_and_decides_with_a_reason(client, db_session, admin, shop, trained):

@@ -394,3 +394,54 @@ def test_a_retried_attempt_reuses_its_screening(db_session, scope, deps):
         Assessment.merchant_id == scope.merchant_id, Assessment.attempt_id == attempt_id)) == 1
     payment = payment_row(db_session, body["id"])
     assert payment.status == "requires_capture" and payment.review_id
+
+
+def test_a_screening_rolled_back_leaves_no_decline_and_its_retry_counts_once(db_session, scope, deps, monkeypatch):
+    """Velocity and the screening's transaction: the confirmation's own counts are members named by the payment
+    (a retry of the same attempt adds nothing), and a block's decline is counted only once its transaction
+    commits, so a rolled-back screening leaves no decline for its retry to see."""
+    import uuid
+
+    from sqlalchemy import text
+
+    from app.payments import state
+    from app.risk.velocity import Velocity
+
+    card = {**FRAUD, "fingerprint": f"fp_rollback_{uuid.uuid4().hex}"}
+    gateway = RiskGateway(cards={"tok_rollback": card})
+    body = confirm(db_session, scope, deps, "tok_rollback", customer_email=f"{uuid.uuid4().hex}@example.com")
+    attempt_id = body["attempts"][0]["id"]
+
+    def counters():
+        return Velocity(deps.redis).record_and_read(
+            payment_id=body["id"], merchant_id=scope.merchant_id, livemode=False, fingerprint=card["fingerprint"],
+            email=body["customer_email"], ip=None, currency="EUR", amount=70000, record=False)
+
+    real_transition = state.transition
+
+    def failing_transition(*args, **kwargs):
+        real_transition(*args, **kwargs)
+        raise RuntimeError("the screening's transaction fails after the block was decided")
+
+    monkeypatch.setattr(state, "transition", failing_transition)
+    with pytest.raises(RuntimeError):
+        _run_attempt(attempt_id, deps, gateway)
+    db_session.rollback()
+    first = counters()
+    assert first["card_payments_24h"] == 1 and first["email_payments_24h"] == 1
+    assert first["card_declines_24h"] == 0 and first["email_declines_24h"] == 0  # nothing committed, nothing counted
+    assert first["card_amount_24h_minor"] == 70000
+    assert db_session.scalar(select(Assessment.id).where(Assessment.attempt_id == attempt_id)) is None
+
+    monkeypatch.setattr(state, "transition", real_transition)
+    db_session.execute(text("UPDATE payment_attempts SET lease_until = now() - interval '1 second', "
+                            "next_attempt_at = now() - interval '1 second' WHERE id = :id"), {"id": attempt_id})
+    db_session.commit()
+    assert _run_attempt(attempt_id, deps, gateway) == "blocked"
+    again = counters()
+    # The retry is the same confirmation: counted once, its amount once; its block is one decline.
+    assert again["card_payments_24h"] == 1 and again["email_payments_24h"] == 1
+    assert again["card_amount_24h_minor"] == 70000
+    assert again["card_declines_24h"] == 1 and again["email_declines_24h"] == 1
+    assert payment_row(db_session, body["id"]).status == "requires_payment_method"
+    assert [call[0] for call in gateway.calls] == ["card_facts", "card_facts"]  # never sent to the PSP

@@ -8,16 +8,20 @@ risk_cli = AppGroup("risk", help="The learned risk score: train candidates, repo
 @risk_cli.command("train")
 @click.option("--demo", is_flag=True, help="Train on generated history (a demo model, marked as such), not live outcomes.")
 @click.option("--size", default=20000, show_default=True, help="With --demo: how many generated payments.")
-@click.option("--window-days", default=120, show_default=True, help="The dispute window: younger payments are "
-              "not labelled legitimate yet.")
+@click.option("--window-days", type=int, default=None, help="The dispute window: younger payments are not labelled "
+              "legitimate yet.  [default: RISK_DISPUTE_WINDOW_DAYS, 120]")
 @click.option("--no-boosting", is_flag=True, help="Fit logistic regression only.")
-def train_command(demo: bool, size: int, window_days: int, no_boosting: bool) -> None:
+def train_command(demo: bool, size: int, window_days: int | None, no_boosting: bool) -> None:
     """Fit a candidate model, evaluate it against the scorer in use, store it for an operator's approval."""
+    from flask import current_app
+
     from app.extensions import db
     from app.models_base import utcnow
     from app.risk.learning import training
 
     session = db.session
+    if window_days is None:  # as the training job reads it
+        window_days = int(current_app.config.get("RISK_DISPUTE_WINDOW_DAYS", training.DISPUTE_WINDOW_DAYS))
     rows = training.demo_rows(size) if demo else training.load_labels(session, now=utcnow(),
                                                                       window_days=window_days)
     try:

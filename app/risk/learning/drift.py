@@ -1,4 +1,5 @@
-"""Weekly score drift: the population stability index of last week's live scores against a reference.
+"""Weekly score drift: the population stability index of last week's live scores by the scorer in use (the
+assessments it scored: ``weights_version``) against a reference.
 
 PSI = sum over 10 score bins (0-9, 10-19, ..., 90-99) of (current - reference) * ln(current / reference), shares
 floored at 0.0001. Reference: the scorer in use's test-set distribution when it is a learned model (stored at
@@ -22,16 +23,19 @@ STABLE_BELOW = 0.1
 SIGNIFICANT_ABOVE = 0.25
 _FLOOR = 0.0001
 
+# The scores of one scorer only: in a week when an approval or a rollback changed the scorer, the other scorer's
+# scores are another distribution altogether, and mixing them in would read as drift.
 _HISTOGRAM = text("""
 SELECT least(score / 10, 9) AS bin, count(*) AS n FROM risk_assessments
  WHERE livemode AND stage = 'confirmation' AND created_at >= :since AND created_at < :until
+   AND weights_version = :version
  GROUP BY 1
 """)
 
 
-def _shares(session: Session, since: datetime, until: datetime) -> tuple[list[float], int]:
+def _shares(session: Session, since: datetime, until: datetime, version: str) -> tuple[list[float], int]:
     counts = [0] * 10
-    for row in session.execute(_HISTOGRAM, {"since": since, "until": until}):
+    for row in session.execute(_HISTOGRAM, {"since": since, "until": until, "version": version}):
         counts[int(row.bin)] = int(row.n)
     total = sum(counts)
     return ([count / total for count in counts] if total else counts), total
@@ -67,14 +71,14 @@ def report_week(session: Session, *, now: datetime | None = None) -> DriftReport
     label = f"{year}-W{week:02d}"
     if session.scalar(select(DriftReport.id).where(DriftReport.week == label)) is not None:
         return None
-    current, total = _shares(session, since, until)
     version = active_version(session)
+    current, total = _shares(session, since, until, version)
     baseline = session.scalar(select(RiskModel.baseline).where(RiskModel.version == version)) \
         if is_learned(version) else None
     if baseline:
         reference, reference_name = baseline, "model_test_set"
     else:
-        reference, _ = _shares(session, since - timedelta(days=28), since)
+        reference, _ = _shares(session, since - timedelta(days=28), since, version)
         reference_name = "previous_4_weeks"
     value = round(psi(reference, current) * 1000) if total and any(reference) else None
     report = DriftReport(id=new_id("rsdr"), week=label, version=version, reference=reference_name,

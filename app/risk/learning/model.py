@@ -77,6 +77,10 @@ class LearnedScorer:
                 child = left[node] if values[feature[node]] <= threshold[node] else right[node]
                 delta = rate * (value[child] - value[node])
                 name = names[feature[node]]
+                if "=" in name and not values[feature[node]]:
+                    # A category this payment does not have: credited to the category itself, never named by a
+                    # value (another merchant's common email domain must not show on this payment's page).
+                    name = name.split("=", 1)[0]
                 contributions[name] = contributions.get(name, 0.0) + delta
                 z += delta
                 node = child

@@ -17,6 +17,7 @@ from app.accounts.audit import audit
 from app.ids import new_id
 from app.models_base import utcnow
 from app.risk.errors import RiskInvalid, RiskNotFound
+from app.risk.learning.model import LearnedScorer, ModelFormatError
 from app.risk.learning.scorer import active_version, is_learned
 from app.risk.learning.tables import RiskModel, ScorerActivation
 from app.risk.models import RiskWeights
@@ -65,10 +66,26 @@ def _note(note: Any) -> str | None:
     return note.strip()[:2000] or None
 
 
-def _activate(session: Session, version: str, *, action: str, actor: str | None, note: str | None) -> None:
-    previous = active_version(session)
-    # Lock the weights table's rows: two approvals or rollbacks at once activate one after the other.
+def _lock_scorer(session: Session) -> None:
+    """Lock the weights table's rows before reading which scorer is in use: two approvals or rollbacks at once then
+    run one after the other, and the second reads (and records as ``previous_version``) what the first activated,
+    not the scorer both saw before (a later rollback would skip the first one's model)."""
     session.execute(select(RiskWeights.version).with_for_update())
+
+
+def _check_loadable(version: str, parameters: Any) -> None:
+    """Refuse to make a model the scorer unless this code scores it: every confirmation loads the scorer in use, and
+    one this code refuses (a candidate trained before an upgrade changed the features, say) would fail them all."""
+    try:
+        LearnedScorer(version, parameters)
+    except ModelFormatError as error:
+        raise RiskInvalid(f"Model {version} cannot score with this version of Kassa ({error}): train a new one.",
+                          param="version") from None
+
+
+def _activate(session: Session, version: str, *, action: str, actor: str | None, note: str | None) -> None:
+    _lock_scorer(session)
+    previous = active_version(session)
     session.execute(update(RiskWeights).where(RiskWeights.active.is_(True)).values(active=False))
     session.flush()
     row = session.get(RiskWeights, version)
@@ -84,12 +101,14 @@ def _activate(session: Session, version: str, *, action: str, actor: str | None,
 
 
 def approve(session: Session, version: str, *, actor: str | None, note: Any = None, ip: str | None = None) -> RiskModel:
+    _lock_scorer(session)  # first: what is in use is read (and checked against) under the lock
     model = get_model(session, version, for_update=True)
     note = _note(note)
     if model.status == "rejected":
         raise RiskInvalid("A rejected model cannot be approved; train a new one.", param="version")
     if active_version(session) == model.version:
         raise RiskInvalid("This model is in use already.", param="version")
+    _check_loadable(model.version, model.parameters)
     why = needs_note(session, model)
     if why and not note:
         raise RiskInvalid(f"A note is required to approve this model: {why}.", param="note")
@@ -113,6 +132,7 @@ def reject(session: Session, version: str, *, actor: str | None, note: Any = Non
 
 def rollback(session: Session, *, actor: str | None, note: Any = None, ip: str | None = None) -> str:
     """Return to the scorer in use before the latest activation; returns its version."""
+    _lock_scorer(session)
     current = active_version(session)
     # The approval that made the current scorer the one in use: rolling back returns to what it replaced, so
     # successive rollbacks walk back through the approvals (model-3 -> model-2 -> v1), never in a circle.
@@ -124,8 +144,18 @@ def rollback(session: Session, *, actor: str | None, note: Any = None, ip: str |
     target = latest.previous_version
     if session.get(RiskWeights, target) is None:
         raise RiskInvalid(f"The previous scorer {target} no longer exists.")
+    if is_learned(target):
+        _check_loadable(target, get_model(session, target).parameters)
     note = _note(note)
     _activate(session, target, action="rollback", actor=actor, note=note)
     audit(session, "risk.model.rolled_back", **_who(actor), target=target, ip=ip,
           details={"from": current, "to": target, "note": note, "learned": is_learned(target)})
     return target
+
+
+def request_training(session: Session, *, actor: str | None, note: str | None, ip: str | None = None) -> None:
+    """Record (audit) an operator's request to train a candidate now; the caller enqueues
+    ``app.jobs.risk.train_risk_model`` once this commits."""
+    audit(session, "risk.model.training_requested", **_who(actor), target="risk_models", ip=ip,
+          details={"note": _note(note)})
+    session.flush()

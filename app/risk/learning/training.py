@@ -2,9 +2,9 @@
 
 Labels (live mode only: test mode is full of deliberate fraud cards, and its rows are never read here):
 
-- fraudulent: a review rejected as fraud (closed ``refunded_as_fraud``), a refund with reason ``fraudulent``, or
-  a dispute with reason ``fraudulent`` (Kassa has no early fraud warnings from PSPs yet; they join this list
-  when a connector reports them);
+- fraudulent: a review rejected as fraud (closed ``refunded_as_fraud``), a refund with reason ``fraudulent``,
+  a dispute with reason ``fraudulent``, or an early fraud warning a PSP reported (``early_fraud_warnings``,
+  app/risk/fraud_warnings.py; actionable or not: the issuer said fraud either way);
 - legitimate: a succeeded (captured) payment created before the dispute window (``RISK_DISPUTE_WINDOW_DAYS``,
   120) with none of those;
 - anything else (recent, canceled, declined, never assessed) is not used.
@@ -84,7 +84,9 @@ WITH first_assessment AS (
           OR EXISTS (SELECT 1 FROM refunds rf WHERE rf.merchant_id = p.merchant_id AND rf.livemode
                        AND rf.payment_id = p.id AND rf.reason = 'fraudulent')
           OR EXISTS (SELECT 1 FROM disputes d WHERE d.merchant_id = p.merchant_id AND d.livemode
-                       AND d.payment_id = p.id AND d.reason = 'fraudulent')) AS fraudulent,
+                       AND d.payment_id = p.id AND d.reason = 'fraudulent')
+          OR EXISTS (SELECT 1 FROM early_fraud_warnings w WHERE w.merchant_id = p.merchant_id AND w.livemode
+                       AND w.payment_id = p.id)) AS fraudulent,
          p.status, p.created_at < :legit_before AS past_window
     FROM payments p
     JOIN first_assessment f ON f.merchant_id = p.merchant_id AND f.payment_id = p.id
@@ -316,6 +318,10 @@ def fit_and_evaluate(labels: Labels, *, boosting: bool = True, log=lambda messag
 
 
 def next_version(session: Session) -> str:
+    """The next ``model-N``, reserved until the caller's transaction ends: two trainings finishing at once (two
+    workers, the console's job beside ``flask risk train``) take turns here instead of both storing ``model-N`` and
+    the second failing on the key after its minutes of fitting."""
+    session.execute(text("SELECT pg_advisory_xact_lock(hashtext('risk_models.version'))"))
     numbers = session.scalars(text("SELECT version FROM risk_models")).all()
     taken = [int(v[len(MODEL_PREFIX):]) for v in numbers if v.startswith(MODEL_PREFIX) and v[len(MODEL_PREFIX):].isdigit()]
     return f"{MODEL_PREFIX}{max(taken, default=0) + 1}"
