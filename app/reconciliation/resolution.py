@@ -218,6 +218,13 @@ def _deposited(session: Session, row: Break) -> bool:
         BankEntry.livemode == row.livemode, BankEntry.batch_id == row.batch_id, BankEntry.status == "matched")) > 0
 
 
+def _balance(session: Session, scope: Scope, code: str) -> int:
+    from app.ledger.models import LedgerAccount
+
+    return session.scalar(scope.select(LedgerAccount, LedgerAccount.code == code)
+                          .with_only_columns(LedgerAccount.balance)) or 0
+
+
 def payout_event_break(row: Break) -> bool:
     """A deposit break filed from Stripe's payout events (no bank entry behind it): ``payout.paid`` differing from
     its batch, or ``payout.failed``."""
@@ -244,6 +251,16 @@ def _accept_deposit(session: Session, row: Break, hmac_key: bytes) -> str | None
     if {share.currency for share in shares} != {currency} or len({share.psp for share in shares}) != 1:
         raise ResolutionError("The batch and its deposit are in different currencies (or PSPs): accepting it "
                               "waits for FX. Ask the PSP or bank (psp_asked) or leave it open.", "resolution")
+    if payout_event_break(row) and row.dedupe_key.startswith("payout_failed:"):
+        # Paid 0: each book's whole share leaves psp_clearing. A payout returned after its cash was spent kept its
+        # deposit (app/reconciliation/payout_events.py reverse_paid): that clearing was emptied already.
+        short = [share.book for share in shares
+                 if share.total > 0 and _balance(session, Scope(share.book, row.livemode),
+                                                 accounts.psp_clearing(share.psp, share.currency)) < share.total]
+        if short:
+            raise ResolutionError(f"The deposit of {', '.join(short)} was not reversed when the payout failed (its "
+                                  "cash was spent): its psp_clearing does not hold the share to write off. Move it "
+                                  "back by hand first, or ask the PSP (psp_asked).", "resolution")
     total = sum(share.total for share in shares)
     positive = [max(share.total, 0) for share in shares]
     if deposited < 0 or total <= 0 or not any(positive):

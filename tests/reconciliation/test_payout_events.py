@@ -405,3 +405,37 @@ def test_a_failed_payout_whose_break_was_sent_to_stripe_is_recognised_when_strip
           "evt_asked_next_again")
     assert books(db_session, scope).get("cash:USD") == 3880 and _breaks(db_session, "po_asked_next") == []
     verify_ledger(app)
+
+
+def test_a_failed_payout_whose_deposit_was_not_reversed_is_not_written_off_before_it_is_moved_back(
+        app, client, db_session, shop):
+    """A payout returned after its cash was spent keeps its deposit (the break says so): writing the failure off
+    would take its share out of a psp_clearing the deposit already emptied (negative, the money counted twice).
+    Refused until an operator has moved it back by hand; asking Stripe stays possible."""
+    import pytest
+
+    from app.ledger import accounts
+    from app.ledger.service import post_transaction
+    from app.reconciliation.resolution import ResolutionError
+    from app.reconciliation.service import _currency, legs_from_changes
+
+    scope = shop["scope"]
+    _batch(app, db_session, scope, "recon_kept", dt.date(2026, 4, 22), "po_kept", 2000, 60)
+    _post(client, scope, "recon_kept", "payout.paid", payout("po_kept", 1940, status="paid"), "evt_kept_paid")
+    cash = books(db_session, scope).get("cash:USD")
+    post_transaction(db_session, scope, "test:spend:po_kept", "test_spend",
+                     legs_from_changes({accounts.cash("USD"): -cash, accounts.psp_fees("USD"): cash}, _currency),
+                     hmac_key=deps_for(current_app).ledger_hmac_key)
+    db_session.commit()
+    _post(client, scope, "recon_kept", "payout.failed", payout("po_kept", 1940, status="failed"), "evt_kept")
+    [opened] = _breaks(db_session, "po_kept")
+    assert "NOT reversed" in opened.detail
+
+    for resolution in ("written_off", "accepted"):
+        with pytest.raises(ResolutionError, match="not reversed"):
+            _resolve(db_session, opened, resolution, note="Stripe will not pay it again")
+        db_session.rollback()
+    assert not books(db_session, scope).get("psp_clearing:stripe:USD")
+    asked = _resolve(db_session, opened, "psp_asked", note="asked Stripe")
+    assert asked.status == "resolved"
+    verify_ledger(app)
