@@ -144,13 +144,14 @@ def fetch_due_reports() -> dict:
 
 def run_stripe_day(account: fetch.StripeAccount, day) -> service.RunResult:
     """Fetch and reconcile one Stripe account's report of one day (its payouts created that day), in its own
-    transaction."""
+    transaction; a dispute line whose notice Kassa missed is asked of that account, as for any report."""
     config = current_app.config
     content = fetch.fetch_stripe_settlement(config, account, day)
     with commit_or_rollback(db.session):
         return service.reconcile_settlement(db.session, psp=account.source, livemode=account.livemode,
                                             report_date=day, content=content, hmac_key=ledger_hmac_key(),
-                                            grace_days=int(config.get("RECONCILIATION_GRACE_DAYS", 0) or 0))
+                                            grace_days=int(config.get("RECONCILIATION_GRACE_DAYS", 0) or 0),
+                                            dispute_notices=dispute_notices())
 
 
 def _fetch_stripe_days(today, done: list, failed: list) -> None:

@@ -7,7 +7,8 @@ _LIVE). For a ``payout_events`` account:
 
 * ``payout.paid`` is the deposit of the batch (the payout id is the batch of the account's report lines,
   app/reconciliation/stripe_lines.py): each book's share moves from ``psp_clearing`` to ``cash``
-  (``deposit:<po>:<book>:paid``), as the bank statement's deposit would (app/reconciliation/service.py); a payout
+  (``deposit:<po>:<book>:paid``), as the bank statement's deposit would (app/reconciliation/service.py; a negative
+  share its book's cash cannot give stays in clearing with a break, ``service.share_not_deposited``); a payout
   whose amount differs from its batch is a ``deposit_mismatch`` break, the money in the platform's suspense.
 * ``payout.failed`` opens a ``deposit_mismatch`` break (deposited 0: the batch was not paid). Stripe also sends it
   after ``payout.paid`` when the bank returns the money: then what the paid event moved is reversed first, in each
@@ -18,12 +19,14 @@ _LIVE). For a ``payout_events`` account:
   closed, since the failure's break now stands for it.
 * A later payout that pays a failed one's money again (a ``payout_failure`` balance transaction among its own, which
   makes no line: app/reconciliation/stripe_lines.py) deposits the failed batch's shares too
-  (``deposit:<failed po>:<book>:repaid:<po>``) and closes the failure's break, when that break is open and the
-  amounts agree; otherwise the payout differs from what Kassa expects and is a ``deposit_mismatch``.
+  (``deposit:<failed po>:<book>:repaid:<po>``) and closes the failure's break, when that break is open (or resolved
+  with nothing posted, awaiting this payment: ``psp_asked``, or matched by hand to this payout) and the amounts
+  agree; otherwise the payout differs from what Kassa expects and is a ``deposit_mismatch``.
 
 Exactly once: a callback is stored once per Stripe event id (app/psp/callbacks.py), a book whose deposit of the
 batch is posted already moves nothing again, and a book whose deposit was reversed already is not reversed again
-(its ``:failed`` key). Bound to the credential: the payout belongs to the account whose report
+(its ``:failed`` key). One at a time per payout (``lock_payout``): two workers handling its paid and failed events
+at once, or an operator resolving its break meanwhile, each see what the other posted. Bound to the credential: the payout belongs to the account whose report
 carried it; a callback verified with another account's secret is refused (``CallbackScope.refusal``) before anything
 is read in a book. A payout whose report is not imported yet waits: the handler raises and the callback sweep tries
 again (app/jobs/psp.py). For a ``bank_statement`` account the events change nothing (the statement confirms).
@@ -90,6 +93,14 @@ def deposit_confirmation(session: Session, owner: CallbackOwner, platform_confir
         .deposit_confirmation
 
 
+def lock_payout(session: Session, livemode: bool, payout_id: str) -> None:
+    """One at a time per payout (a transaction-scoped lock): its paid and failed events, a later payout paying it
+    again and the resolution of its break each read what the others post (two sweep workers may take the paid and
+    the failed event at once); the second waits for the first's commit, then sees its postings."""
+    session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"),
+                    {"k": f"reconciliation:payout:{livemode}:{payout_id}"})
+
+
 def _posted(session: Session, scope: Scope, business_key: str) -> bool:
     return session.scalar(select(JournalTransaction.id).where(
         JournalTransaction.merchant_id == scope.merchant_id, JournalTransaction.livemode == scope.livemode,
@@ -119,9 +130,14 @@ def _repayable(session: Session, livemode: bool, source: str, failed: str, amoun
     """A failed payout's shares, when its open failure break and its reversed (or never posted) deposit let this
     payout pay it again in full; else None."""
     platform = service.platform_scope(livemode)
-    # Open, or closed by this very payout before (a redelivered payout.paid moves nothing again: its keys).
+    # Open, or closed by this very payout before (a redelivered payout.paid moves nothing again: its keys), or
+    # resolved without a posting that awaits this payment: Stripe asked to pay it again (psp_asked), or matched by
+    # hand to this payout; the batch is still in clearing then (an accepted or written-off one is not).
     row = session.scalars(platform.select(Break, Break.dedupe_key == f"payout_failed:{failed}", or_(
-        Break.status == "open", (Break.status == "closed") & (Break.object_id == paying)))).one_or_none()
+        Break.status == "open", (Break.status == "closed") & (Break.object_id == paying),
+        (Break.status == "resolved") & Break.resolution_transaction_id.is_(None) & or_(
+            Break.resolution == "psp_asked",
+            (Break.resolution == "matched_by_hand") & (Break.object_id == paying))))).one_or_none()
     shares = service.batch_shares(session, livemode, failed, source=source)
     if row is None or not shares or {share.currency for share in shares} != {currency} \
             or sum(share.total for share in shares) != amount:
@@ -142,9 +158,12 @@ def payout_paid(session: Session, *, credential: str, livemode: bool, payout: di
     each one's failure break closed). PayoutNotReported when the account's report of it is not imported yet."""
     now = now or utcnow()
     payout_id, amount, currency = payout["id"], int(payout.get("amount") or 0), (payout.get("currency") or "").upper()
+    lock_payout(session, livemode, payout_id)
     source = source_of(credential)
     shares = service.batch_shares(session, livemode, payout_id, source=source)
     returned = _returned(session, source, livemode, payout_id)
+    for failed in sorted({failed for failed, _, _ in returned} - {payout_id}):
+        lock_payout(session, livemode, failed)
     if not shares and not returned:
         raise PayoutNotReported(f"no imported report of {source} carries payout {payout_id} yet")
     platform = service.platform_scope(livemode)
@@ -190,11 +209,13 @@ def payout_paid(session: Session, *, credential: str, livemode: bool, payout: di
         key = f"deposit:{batch}:{service._book(scope)}:{suffix}"
         if not share.total or _posted(session, scope, key):
             continue
-        legs = service.legs_from_changes({accounts.cash(share.currency): share.total,
-                                          accounts.psp_clearing(share.psp, share.currency): -share.total},
-                                         service._currency)
-        posted.append(post_transaction(session, scope, key, "deposit", legs, hmac_key=hmac_key, reference=payout_id,
-                                       description=description).id)
+        moved = service.deposit_share(session, scope, share, key, hmac_key=hmac_key, reference=payout_id,
+                                      description=description)
+        if moved is not None:
+            posted.append(moved.id)
+        else:  # a negative share its book's cash cannot give: left in clearing for an operator
+            service.share_not_deposited(session, scope, share, batch, dedupe=suffix,
+                                        report_date=_day(payout.get("arrival_date")), now=now)
     return posted
 
 
@@ -254,6 +275,7 @@ def payout_failed(session: Session, *, credential: str, livemode: bool, payout: 
     (money back to ``psp_clearing``), then a deposit_mismatch break (deposited 0); its id, None if filed before."""
     now = now or utcnow()
     payout_id, currency = payout["id"], (payout.get("currency") or "").upper()
+    lock_payout(session, livemode, payout_id)
     shares = service.batch_shares(session, livemode, payout_id, source=source_of(credential))
     if not shares:
         raise PayoutNotReported(f"no imported report of {source_of(credential)} carries payout {payout_id} yet")

@@ -36,14 +36,18 @@ SELECT report_date, psp, currency, sum(gross)::bigint AS gross, sum(fees)::bigin
   FROM reconciliation_book_days
  WHERE merchant_id = :merchant_id AND livemode = :livemode
    AND file_id NOT IN (SELECT supersedes_id FROM reconciliation_files WHERE supersedes_id IS NOT NULL)
+   AND report_date IN (SELECT DISTINCT report_date FROM reconciliation_book_days
+                        WHERE merchant_id = :merchant_id AND livemode = :livemode
+                          AND file_id NOT IN (SELECT supersedes_id FROM reconciliation_files
+                                               WHERE supersedes_id IS NOT NULL)
+                        ORDER BY report_date DESC LIMIT :limit)
  GROUP BY report_date, psp, currency
  ORDER BY report_date DESC, psp, currency
- LIMIT :limit
 """)
 
 
 def daily_settlement(session: Session, scope: Scope, limit: int = SETTLEMENT_DAYS) -> list[SettlementDay]:
-    """A book's settlement per day, PSP and currency, newest first."""
+    """A book's settlement per day, PSP and currency, newest first: the last ``limit`` days (each with all its rows)."""
     return [SettlementDay(row.report_date, row.psp, row.currency, row.gross, row.fees, row.refunds, row.disputes,
                           row.net, row.lines)
             for row in session.execute(_DAILY, {"merchant_id": scope.merchant_id, "livemode": scope.livemode,

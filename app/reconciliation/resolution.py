@@ -2,7 +2,7 @@
 
 | resolution      | break (book)                                   | posting (business key ``resolve:<break id>``) |
 |-----------------|------------------------------------------------|-----------------------------------------------|
-| matched_by_hand | a line in suspense (platform book), to a named payment of a merchant | platform: suspense -> psp_clearing; the payment's book: the line's settlement legs (``resolve:<break id>`` in both) |
+| matched_by_hand | a line in suspense (platform book), to a named payment of a merchant that captured the line's gross | platform: suspense -> psp_clearing; the payment's book: the line's settlement legs (``resolve:<break id>`` in both) |
 | matched_by_hand | anything else                                  | none: the named object is recorded |
 | accepted / written_off | amount_mismatch (merchant book)         | the difference left in ``psp_receivable`` to ``psp_fees`` |
 | accepted / written_off | a break whose money is in suspense (platform book) | ``suspense`` to the platform book's ``psp_fees`` (settlement differences the platform absorbs or gains) |
@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 from app import pan
 from app.accounts.audit import audit
 from app.ledger import accounts
+from app.ledger.errors import InsufficientBalance
 from app.ledger.service import post_transaction
 from app.models_base import utcnow
 from app.money import allocate
@@ -91,6 +92,14 @@ def resolve_break(session: Session, scope: Scope, break_id: str, *, resolution: 
         psp = session.scalar(scope.select(Break, Break.id == break_id).with_only_columns(Break.psp))
         if psp is not None:
             _lock_psp_lines(session, psp, scope.livemode)
+    batch = session.scalar(scope.select(Break, Break.id == break_id, Break.type == "deposit_mismatch")
+                           .with_only_columns(Break.batch_id))
+    if batch:
+        # Before the break's row lock, as the payout events take them (app/reconciliation/payout_events.py): a
+        # payout.failed reversing this resolution's posting must see it committed, or wait for it.
+        from app.reconciliation.payout_events import lock_payout
+
+        lock_payout(session, scope.livemode, batch)
     row = get_break(session, scope, break_id, for_update=True)
     if row is None:
         raise ResolutionError("No such break.", "break")
@@ -110,10 +119,14 @@ def resolve_break(session: Session, scope: Scope, break_id: str, *, resolution: 
         if row.merchant_id == PLATFORM_MERCHANT_ID and row.type == "missing_in_kassa":
             transaction_id = _move_line_to_payment(session, row, target, hmac_key)
     elif resolution in ("accepted", "written_off"):
-        if row.type == "deposit_mismatch" and row.kassa_amount is not None and not _deposited(session, row):
-            transaction_id = _accept_deposit(session, row, hmac_key)
-        else:
-            transaction_id = _adjust(session, row, hmac_key)
+        try:
+            if row.type == "deposit_mismatch" and row.kassa_amount is not None and not _deposited(session, row):
+                transaction_id = _accept_deposit(session, row, hmac_key)
+            else:
+                transaction_id = _adjust(session, row, hmac_key)
+        except InsufficientBalance as error:  # the caller rolls back what the other books' postings wrote
+            raise ResolutionError(f"This adjustment cannot be posted: {error}. A book of the batch cannot give its "
+                                  "share; move it by hand first, or ask the PSP (psp_asked).", "resolution") from None
     row.status = "resolved"
     row.resolution = resolution
     row.resolution_note = note
@@ -151,6 +164,10 @@ def _move_line_to_payment(session: Session, row: Break, payment_id: str, hmac_ke
         raise ResolutionError(f"The payment is in {payment.currency}, the line in {line.currency}.", "target")
     if payment.connector != line.psp:
         raise ResolutionError(f"The payment went through {payment.connector}, the line is {line.psp}'s.", "target")
+    if payment.amount_received != line.gross:
+        # The line's gross leaves the payment's receivable: another amount would leave that receivable wrong.
+        raise ResolutionError(f"The payment captured {payment.amount_received}, the line reports {line.gross} "
+                              f"{line.currency}: not the same charge (or ask the PSP to correct it).", "target")
     # A payment settled already (its own charge line matched, or a line matched to it by hand) would have its
     # receivable taken down twice.
     settled = session.scalar(select(func.count()).select_from(ReportLine).where(
@@ -212,6 +229,13 @@ def _deposited(session: Session, row: Break) -> bool:
         BankEntry.livemode == row.livemode, BankEntry.batch_id == row.batch_id, BankEntry.status == "matched")) > 0
 
 
+def _balance(session: Session, scope: Scope, code: str) -> int:
+    from app.ledger.models import LedgerAccount
+
+    return session.scalar(scope.select(LedgerAccount, LedgerAccount.code == code)
+                          .with_only_columns(LedgerAccount.balance)) or 0
+
+
 def payout_event_break(row: Break) -> bool:
     """A deposit break filed from Stripe's payout events (no bank entry behind it): ``payout.paid`` differing from
     its batch, or ``payout.failed``."""
@@ -238,6 +262,16 @@ def _accept_deposit(session: Session, row: Break, hmac_key: bytes) -> str | None
     if {share.currency for share in shares} != {currency} or len({share.psp for share in shares}) != 1:
         raise ResolutionError("The batch and its deposit are in different currencies (or PSPs): accepting it "
                               "waits for FX. Ask the PSP or bank (psp_asked) or leave it open.", "resolution")
+    if payout_event_break(row) and row.dedupe_key.startswith("payout_failed:"):
+        # Paid 0: each book's whole share leaves psp_clearing. A payout returned after its cash was spent kept its
+        # deposit (app/reconciliation/payout_events.py reverse_paid): that clearing was emptied already.
+        short = [share.book for share in shares
+                 if share.total > 0 and _balance(session, Scope(share.book, row.livemode),
+                                                 accounts.psp_clearing(share.psp, share.currency)) < share.total]
+        if short:
+            raise ResolutionError(f"The deposit of {', '.join(short)} was not reversed when the payout failed (its "
+                                  "cash was spent): its psp_clearing does not hold the share to write off. Move it "
+                                  "back by hand first, or ask the PSP (psp_asked).", "resolution")
     total = sum(share.total for share in shares)
     positive = [max(share.total, 0) for share in shares]
     if deposited < 0 or total <= 0 or not any(positive):

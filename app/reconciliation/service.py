@@ -1265,10 +1265,47 @@ def _deposit(session: Session, statement: ReportFile, entry: BankEntry, seq: str
         if not share.total:
             continue
         scope = Scope(share.book, statement.livemode)
-        legs = legs_from_changes({accounts.cash(share.currency): share.total,
-                                  accounts.psp_clearing(share.psp, share.currency): -share.total}, _currency)
-        posted = post_transaction(session, scope, f"deposit:{entry.batch_id}:{_book(scope)}:{seq}", "deposit", legs,
-                                  hmac_key=hmac_key, reference=entry.batch_id,
-                                  description=f"Deposit of batch {entry.batch_id} ({entry.bank_reference})")
-        result.transactions.append(posted.id)
+        posted = deposit_share(session, scope, share, f"deposit:{entry.batch_id}:{_book(scope)}:{seq}",
+                               hmac_key=hmac_key, reference=entry.batch_id,
+                               description=f"Deposit of batch {entry.batch_id} ({entry.bank_reference})")
+        if posted is not None:
+            result.transactions.append(posted.id)
+            continue
+        opened = share_not_deposited(session, scope, share, entry.batch_id, dedupe=f"{statement.id}:{entry.entry_no}",
+                                     report_date=statement.report_date, lines=entry_ref, now=now)
+        if opened is not None:
+            result.breaks_opened.append(opened.id)
     return "matched"
+
+
+def deposit_share(session: Session, scope: Scope, share, business_key: str, *, hmac_key: bytes, reference: str,
+                  description: str):
+    """Move one book's share of a deposited batch from ``psp_clearing`` to ``cash``; None when the book's cash
+    cannot give a negative share (its refunds, or lines waiting in suspense, exceed what the batch took in for it,
+    and cash never goes negative): nothing is written then (app/ledger/service.py) and the caller files the
+    share for an operator (``share_not_deposited``) instead of refusing the whole deposit."""
+    from app.ledger.errors import InsufficientBalance
+
+    legs = legs_from_changes({accounts.cash(share.currency): share.total,
+                              accounts.psp_clearing(share.psp, share.currency): -share.total}, _currency)
+    try:
+        return post_transaction(session, scope, business_key, "deposit", legs, hmac_key=hmac_key,
+                                reference=reference, description=description)
+    except InsufficientBalance:
+        if share.total >= 0:
+            raise
+        return None
+
+
+def share_not_deposited(session: Session, scope: Scope, share, batch_id: str, *, dedupe: str, report_date: date,
+                        lines: list[dict] | None = None, now: datetime | None = None) -> Break | None:
+    """The platform's ``deposit_mismatch`` break for a book's negative share that its cash could not give: the share
+    stays in that book's ``psp_clearing`` (the other books' shares are deposited) until an operator moves it. No
+    amounts on the break (nothing for an acceptance to post: the money is not in suspense); the detail says them."""
+    return open_break(
+        session, platform_scope(scope.livemode), type_="deposit_mismatch", psp=share.psp,
+        dedupe_key=f"deposit_share:{batch_id}:{scope.merchant_id}:{dedupe}", report_date=report_date,
+        currency=share.currency, kassa_amount=None, psp_amount=None, batch_id=batch_id, lines=lines, now=now,
+        detail=f"Batch {batch_id} was deposited, but the cash of {scope.merchant_id} ({scope.mode}) cannot give its "
+               f"share {share.total} {share.currency} (its refunds or lines in suspense exceed what the batch took in "
+               "for it; cash never goes negative): that share stays in its psp_clearing. Move it by hand.")

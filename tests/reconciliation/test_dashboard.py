@@ -4,6 +4,8 @@ import csv
 import datetime as dt
 import io
 
+import pytest
+
 from app.reconciliation.models import Break
 from app.scoping import Scope
 from tests import factories
@@ -86,3 +88,43 @@ def test_the_settlement_csv_escapes_cells_a_spreadsheet_would_run(app, client, d
     rows = list(csv.DictReader(io.StringIO(client.get(f"/dashboard/{shop.id}/test/settlement.csv")
                                            .get_data(as_text=True))))
     assert [row["psp"] for row in rows] == ["'=cmd|' /C calc'!A0"]
+
+
+@pytest.mark.xfail(strict=True, reason="the importer's reconciliation_book_days sums (service._BOOK_DAY_SUMS, "
+                   "_MATCHED_SUMS: fees FILTER type IN ('charge', 'fee')) leave a refund's fee out; the import "
+                   "fast path is being rewritten by another engineer, who owns this fix")
+def test_the_settlement_columns_add_up_to_the_net_when_a_refund_carries_a_fee(app, db_session):
+    """Net is gross less fees plus refunds and disputes: a refund line's fee (a PSP returning part of its fee, or
+    charging one) is among the fees, or the day's columns do not add up to what was paid."""
+    from app.reconciliation.queries import daily_settlement
+
+    shop = factories.merchant(db_session, name="Rebated shop")
+    db_session.commit()
+    sandbox = FakeSandbox(DAY + dt.timedelta(days=80))
+    scope = Scope(shop.id, False)
+    payment = sandbox.capture(db_session, scope, 10000)
+    refunded = sandbox.refund(db_session, scope, payment, 2500)
+    report = sandbox.report().decode().replace(f"{refunded.psp_reference},refund,-2500,0,-2500,",
+                                               f"{refunded.psp_reference},refund,-2500,-80,-2420,")
+    assert "-2420" in report
+    reconcile(db_session, sandbox, content=report.encode())
+    [day] = daily_settlement(db_session, scope)
+    db_session.commit()
+    assert (day.gross, day.fees, day.refunds, day.net) == (10000, 320 - 80, -2500, 10000 - 320 - 2500 + 80)
+    assert day.gross - day.fees + day.refunds + day.disputes == day.net
+
+
+def test_the_settlement_page_limits_days_not_rows(app, db_session):
+    """The page shows the last N days: a day settled in two currencies is one day with two rows, not two days."""
+    from app.reconciliation.queries import daily_settlement
+
+    shop = factories.merchant(db_session, name="Two currency shop")
+    db_session.commit()
+    sandbox = FakeSandbox(DAY + dt.timedelta(days=120))
+    scope = Scope(shop.id, False)
+    sandbox.capture(db_session, scope, 10000)
+    sandbox.capture(db_session, scope, 8000, currency="EUR")
+    reconcile(db_session, sandbox)
+    rows = daily_settlement(db_session, scope, limit=1)
+    db_session.commit()
+    assert sorted((row.day, row.currency) for row in rows) == [(sandbox.day, "EUR"), (sandbox.day, "USD")]

@@ -238,3 +238,204 @@ def test_a_failed_payout_paid_again_in_the_next_payout_reaches_cash_and_closes_i
     assert books(db_session, scope).get("cash:USD") == 3880 and _breaks(db_session, "po_next") == []
     assert _count(db_session, "deposit:po_first:%:repaid:po_next") == 1
     verify_ledger(app)
+
+
+def _wait_for_a_waiter_or(thread, engine) -> None:
+    """Return once another session of this database waits on a lock, or the thread is done (it did not wait)."""
+    import time
+
+    from sqlalchemy import text
+
+    deadline = time.monotonic() + 30
+    with engine.connect() as conn:
+        while time.monotonic() < deadline and thread.is_alive():
+            if conn.execute(text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                                 "AND wait_event_type = 'Lock'")).scalar():
+                return
+            conn.rollback()
+            time.sleep(0.01)  # polling another session's state; not waiting for time to pass
+
+
+def test_a_payout_s_failure_handled_while_its_paid_event_is_in_flight_still_reverses_the_deposit(
+        app, db_session, shop):
+    """Two sweep workers may take payout.paid and payout.failed of one payout at once (both waited for the report):
+    the failure must see the deposit the paid event posts, never leave the returned money in cash."""
+    import threading
+
+    from sqlalchemy.orm import Session
+
+    from app.extensions import db
+    from app.reconciliation.payout_events import payout_failed, payout_paid
+
+    scope = shop["scope"]
+    credential = _batch(app, db_session, scope, "recon_race", dt.date(2026, 4, 14), "po_race", 2000, 60)
+    db_session.commit()
+    key = deps_for(current_app).ledger_hmac_key
+    done: list[str] = []
+
+    def failure() -> None:
+        with app.app_context(), Session(db.engine) as session:
+            payout_failed(session, credential=credential.id, livemode=False,
+                          payout=payout("po_race", 1940, status="failed"), hmac_key=key)
+            session.commit()
+            done.append("failed")
+
+    with Session(db.engine) as first:
+        payout_paid(first, credential=credential.id, livemode=False, payout=payout("po_race", 1940, status="paid"),
+                    hmac_key=key)
+        thread = threading.Thread(target=failure)
+        thread.start()
+        _wait_for_a_waiter_or(thread, db.engine)
+        first.commit()
+    thread.join(timeout=30)
+    assert done == ["failed"]
+    held = books(db_session, scope)
+    assert not held.get("cash:USD") and held.get("psp_clearing:stripe:USD") == 1940
+    [opened] = _breaks(db_session, "po_race")
+    assert opened.status == "open" and "after it was paid" in opened.detail
+    verify_ledger(app)
+
+
+def _refund_bt(reference: str, amount: int) -> dict:
+    """Stripe's balance transaction of a refund (its source expanded), here one Kassa never booked."""
+    from tests.psp.fake_stripe import stripe_fixture
+
+    refund = stripe_fixture("refund")
+    refund.update({"id": reference, "amount": amount})
+    bt = stripe_fixture("balance_transaction")
+    bt.update({"id": f"txn_{reference}", "type": "refund", "reporting_category": "refund", "amount": -amount,
+               "fee": 0, "net": -amount, "source": refund, "currency": "usd"})
+    return bt
+
+
+def test_a_payout_carrying_a_line_in_suspense_that_took_money_is_deposited_for_the_merchant(
+        app, client, db_session, shop):
+    """An unknown refund in a connected account's payout waits in the platform's suspense, its share of the batch
+    negative; the platform's cash cannot give it. payout.paid must still deposit the merchant's share (not fail and
+    be retried for a day), leaving the platform's share in clearing with a break."""
+    from tests.reconciliation.test_reconcile import spend_cash
+
+    scope = shop["scope"]
+    if books(db_session, PLATFORM).get("cash:USD"):
+        spend_cash(db_session, PLATFORM)  # what other tests of the module left in the platform's cash is gone
+    day = dt.date(2026, 4, 16)
+    credential = connected(app, db_session, scope, "recon_negative")
+    stripe_payment(db_session, scope, 10000, "pi_negative", credential.id, day)
+    import_account_report(app, db_session, credential.id, day, [payout("po_negative", 9200)],
+                          {"po_negative": [charge_bt("pi_negative", 10000, 300, "po_negative"),
+                                           _refund_bt("re_recon_unknown", 500)]})
+    _post(client, scope, "recon_negative", "payout.paid", payout("po_negative", 9200, status="paid"), "evt_negative")
+    assert callback(db_session, "evt_negative").result == "applied"
+    held = books(db_session, scope)
+    assert held.get("cash:USD") == 9700 and not held.get("psp_clearing:stripe:USD")
+    assert books(db_session, PLATFORM).get("psp_clearing:stripe:USD") == -500
+    [unmoved] = [row for row in _breaks(db_session, "po_negative") if row.type == "deposit_mismatch"]
+    assert unmoved.status == "open" and "-500" in unmoved.detail
+    assert not payout_event_break(unmoved)
+    # Told again: nothing moves twice, no second break.
+    _post(client, scope, "recon_negative", "payout.paid", payout("po_negative", 9200, status="paid"),
+          "evt_negative_again")
+    assert books(db_session, scope).get("cash:USD") == 9700
+    assert [row.id for row in _breaks(db_session, "po_negative") if row.type == "deposit_mismatch"] == [unmoved.id]
+    # Accepted: nothing to post (the money is not in suspense); the ledger verifies.
+    resolved = _resolve(db_session, unmoved, "accepted", note="moved by hand")
+    assert resolved.resolution_transaction_id is None
+    verify_ledger(app)
+
+
+def test_a_payout_in_a_currency_stripe_writes_with_two_extra_decimals_is_read_in_kassa_s_units(
+        app, client, db_session, shop):
+    """Stripe writes ISK with two decimals that are always 00 (app/psp/wire.py); its report lines are read with
+    that rule, and so must the payout's amount in payout.paid be, or every ISK payout is a deposit break."""
+    from sqlalchemy import text
+
+    from tests.disputes.helpers import captured
+
+    scope = shop["scope"]
+    day = dt.date(2026, 4, 18)
+    credential = connected(app, db_session, scope, "recon_isk")
+    body = captured(db_session, scope, amount=5000, currency="ISK")
+    db_session.execute(text("UPDATE payments SET connector = 'stripe', psp_reference = 'pi_recon_isk', "
+                            "credential = :c, captured_at = :t WHERE id = :id"),
+                       {"c": credential.id, "id": body["id"], "t": dt.datetime(2026, 4, 18, 1, tzinfo=dt.UTC)})
+    db_session.commit()
+    bt = charge_bt("pi_recon_isk", 500000, 15000, "po_isk")  # 5,000 ISK, fee 150 ISK, in Stripe's units
+    bt["currency"] = "isk"
+    import_account_report(app, db_session, credential.id, day, [payout("po_isk", 485000, currency="isk")],
+                          {"po_isk": [bt]})
+    assert books(db_session, scope).get("psp_clearing:stripe:ISK") == 4850
+
+    _post(client, scope, "recon_isk", "payout.paid", payout("po_isk", 485000, currency="isk", status="paid"),
+          "evt_isk_paid")
+    assert callback(db_session, "evt_isk_paid").result == "applied"
+    held = books(db_session, scope)
+    assert held.get("cash:ISK") == 4850 and not held.get("psp_clearing:stripe:ISK")
+    assert _breaks(db_session, "po_isk") == []
+    verify_ledger(app)
+
+
+def test_a_failed_payout_whose_break_was_sent_to_stripe_is_recognised_when_stripe_pays_it_again(
+        app, client, db_session, shop):
+    """An operator resolves a failed payout's break "PSP asked" (nothing posted: the batch stays in clearing);
+    when Stripe then pays it again in a later payout, that payout deposits the failed batch too, as it would for an
+    open break, instead of being a deposit break with its money in suspense."""
+    scope = shop["scope"]
+    day = dt.date(2026, 4, 20)
+    credential = _batch(app, db_session, scope, "recon_asked", day, "po_asked", 3000, 90)
+    _post(client, scope, "recon_asked", "payout.failed", payout("po_asked", 2910, status="failed"), "evt_asked")
+    [failure] = _breaks(db_session, "po_asked")
+    _resolve(db_session, failure, "psp_asked", note="asked Stripe to pay it again")
+    assert books(db_session, scope).get("psp_clearing:stripe:USD") == 2910
+
+    stripe_payment(db_session, scope, 1000, "pi_asked_next", credential.id, day + dt.timedelta(days=1))
+    import_account_report(app, db_session, credential.id, day + dt.timedelta(days=1),
+                          [payout("po_asked_next", 970 + 2910)],
+                          {"po_asked_next": [charge_bt("pi_asked_next", 1000, 30, "po_asked_next"),
+                                             failure_bt("po_asked", 2910)]})
+    _post(client, scope, "recon_asked", "payout.paid", payout("po_asked_next", 3880, status="paid"),
+          "evt_asked_next")
+    held = books(db_session, scope)
+    assert held.get("cash:USD") == 3880 and not held.get("psp_clearing:stripe:USD")
+    assert _breaks(db_session, "po_asked_next") == []
+    db_session.rollback()
+    assert db_session.get(Break, (failure.merchant_id, failure.id)).resolution == "psp_asked"
+    db_session.commit()
+    # Told again: nothing moves twice.
+    _post(client, scope, "recon_asked", "payout.paid", payout("po_asked_next", 3880, status="paid"),
+          "evt_asked_next_again")
+    assert books(db_session, scope).get("cash:USD") == 3880 and _breaks(db_session, "po_asked_next") == []
+    verify_ledger(app)
+
+
+def test_a_failed_payout_whose_deposit_was_not_reversed_is_not_written_off_before_it_is_moved_back(
+        app, client, db_session, shop):
+    """A payout returned after its cash was spent keeps its deposit (the break says so): writing the failure off
+    would take its share out of a psp_clearing the deposit already emptied (negative, the money counted twice).
+    Refused until an operator has moved it back by hand; asking Stripe stays possible."""
+    import pytest
+
+    from app.ledger import accounts
+    from app.ledger.service import post_transaction
+    from app.reconciliation.resolution import ResolutionError
+    from app.reconciliation.service import _currency, legs_from_changes
+
+    scope = shop["scope"]
+    _batch(app, db_session, scope, "recon_kept", dt.date(2026, 4, 22), "po_kept", 2000, 60)
+    _post(client, scope, "recon_kept", "payout.paid", payout("po_kept", 1940, status="paid"), "evt_kept_paid")
+    cash = books(db_session, scope).get("cash:USD")
+    post_transaction(db_session, scope, "test:spend:po_kept", "test_spend",
+                     legs_from_changes({accounts.cash("USD"): -cash, accounts.psp_fees("USD"): cash}, _currency),
+                     hmac_key=deps_for(current_app).ledger_hmac_key)
+    db_session.commit()
+    _post(client, scope, "recon_kept", "payout.failed", payout("po_kept", 1940, status="failed"), "evt_kept")
+    [opened] = _breaks(db_session, "po_kept")
+    assert "NOT reversed" in opened.detail
+
+    for resolution in ("written_off", "accepted"):
+        with pytest.raises(ResolutionError, match="not reversed"):
+            _resolve(db_session, opened, resolution, note="Stripe will not pay it again")
+        db_session.rollback()
+    assert not books(db_session, scope).get("psp_clearing:stripe:USD")
+    asked = _resolve(db_session, opened, "psp_asked", note="asked Stripe")
+    assert asked.status == "resolved"
+    verify_ledger(app)

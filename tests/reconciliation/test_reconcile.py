@@ -5,6 +5,7 @@ sandbox's own code writes for the payments the test captured (helpers.FakeSandbo
 """
 import datetime as dt
 import itertools
+import uuid
 
 import pytest
 from sqlalchemy import select
@@ -489,3 +490,54 @@ def test_a_run_records_reconciliation_completed_and_break_opened_in_the_platform
     reconcile(db_session, sandbox)
     assert len(db_session.scalars(PLATFORM.select(Event, Event.object_id == result.file_id)).all()) == 1
     db_session.commit()
+
+
+
+def spend_cash(session, scope: Scope) -> None:
+    """The book's cash leaves (as a payout to its sellers would take it): nothing left to give back."""
+    from flask import current_app
+
+    from app.ledger.service import post_transaction
+    from app.payments.deps import deps_for
+    from app.reconciliation.service import _currency, legs_from_changes
+
+    cash = balance(session, scope, accounts.cash("USD"))
+    post_transaction(session, scope, f"test:spend:{uuid.uuid4().hex}", "test_spend",
+                     legs_from_changes({accounts.cash("USD"): -cash, accounts.psp_fees("USD"): cash}, _currency),
+                     hmac_key=deps_for(current_app).ledger_hmac_key)
+    session.commit()
+
+
+def refund_only_batch(session, scope: Scope, sandbox: FakeSandbox) -> None:
+    """A capture settled and deposited, its cash spent; the next day's batch carries only a refund of it, so the
+    book's share of that batch is negative and its cash cannot give it."""
+    payment = sandbox.capture(session, scope, 10000)
+    reconcile(session, sandbox)
+    deposit(session, sandbox, sandbox.day + dt.timedelta(days=1))
+    assert balance(session, scope, accounts.cash("USD")) > 0
+    spend_cash(session, scope)
+    sandbox.day += dt.timedelta(days=1)
+    sandbox.refund(session, scope, payment, 1000)
+
+
+def test_a_batch_with_a_negative_share_its_cash_cannot_give_is_deposited_and_the_share_left_for_an_operator(
+        app, db_session, shop, sandbox):
+    """The PSP nets a book's refunds against the batch it pays; a book whose share is negative and whose cash
+    (never negative) cannot give it must not refuse the whole bank statement: the other shares are deposited, that
+    one stays in its clearing with a break for an operator."""
+    scope = shop["scope"]
+    refund_only_batch(db_session, scope, sandbox)
+    reconcile(db_session, sandbox)
+    assert balance(db_session, scope, accounts.psp_clearing("sandbox", "USD")) == -1000
+
+    paid = deposit(db_session, sandbox, sandbox.day + dt.timedelta(days=1))
+    assert paid.statuses == {"matched": 1}
+    assert balance(db_session, scope, accounts.psp_clearing("sandbox", "USD")) == -1000
+    assert balance(db_session, scope, accounts.cash("USD")) == 0
+    [unmoved] = breaks(db_session, PLATFORM, type="deposit_mismatch", batch_id=sandbox.batch())
+    assert unmoved.status == "open" and scope.merchant_id in unmoved.detail and "-1000" in unmoved.detail
+    assert (unmoved.kassa_amount, unmoved.psp_amount) == (None, None)
+    # The same statement again: nothing moves, no second break.
+    deposit(db_session, sandbox, sandbox.day + dt.timedelta(days=1))
+    assert [row.id for row in breaks(db_session, PLATFORM, batch_id=sandbox.batch())] == [unmoved.id]
+    verify_ledger(app)

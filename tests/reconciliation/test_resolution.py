@@ -371,3 +371,103 @@ def test_a_short_deposit_of_a_batch_of_several_books_splits_its_shortfall_by_lar
     assert cash == [9646, 9647, 9647] and sum(cash) == 28940
     assert [balance(db_session, scope, accounts.psp_clearing("sandbox", "USD")) for scope in scopes] == [0, 0, 0]
     verify_ledger(app)
+
+
+def test_two_operators_resolving_one_break_at_once_the_second_is_refused(app, db_session, shop, sandbox):
+    """The console reads the break before it resolves it (a 404 check); the second operator's resolution must see
+    the first one's commit once it gets the row, not the break it read before, and change nothing."""
+    import threading
+    import time
+
+    from sqlalchemy import text
+    from sqlalchemy.orm import Session
+
+    from app.extensions import db
+
+    scope = shop["scope"]
+    payment = sandbox.capture(db_session, scope, 5000)
+    sandbox.faults.append({"action": "alter", "reference": payment.psp_reference, "amount": -40})
+    reconcile(db_session, sandbox)
+    row = one_break(db_session, scope, type="amount_mismatch")
+    key = deps_for(current_app).ledger_hmac_key
+    answers: list[str] = []
+
+    def second_operator(session: Session) -> None:
+        try:
+            resolve_break(session, scope, row.id, resolution="psp_asked", note="asking the PSP", hmac_key=key,
+                          actor_user_id=None, actor_label="second@kassa.test")
+            session.commit()
+            answers.append("resolved")
+        except ResolutionError as refused:
+            session.rollback()
+            answers.append(refused.message)
+
+    with app.app_context(), Session(db.engine) as first, Session(db.engine) as second:
+        assert second.get(Break, (scope.merchant_id, row.id)).status == "open"  # what the console read
+        resolve_break(first, scope, row.id, resolution="accepted", note="PSP kept 0.40", hmac_key=key,
+                      actor_user_id=None, actor_label="first@kassa.test")
+        thread = threading.Thread(target=second_operator, args=(second,))
+        thread.start()
+        deadline = time.monotonic() + 30
+        with db.engine.connect() as conn:
+            while thread.is_alive() and time.monotonic() < deadline and not conn.execute(text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock'")).scalar():
+                conn.rollback()
+                time.sleep(0.01)  # polling another session's state; not waiting for time to pass
+        first.commit()
+        thread.join(timeout=30)
+    assert answers == ["This break is resolved already."]
+    db_session.rollback()
+    final = db_session.get(Break, (scope.merchant_id, row.id))
+    assert (final.resolution, final.resolved_by) == ("accepted", "first@kassa.test")
+    assert final.resolution_transaction_id is not None
+    db_session.commit()
+    verify_ledger(app)
+
+
+
+def test_accepting_a_deposit_whose_batch_has_a_share_cash_cannot_give_is_refused_with_a_message(
+        app, db_session, shop, sandbox):
+    """Accepting a short deposit moves each book's share to cash; a negative share (a book's refund netted in the
+    batch) that the book's cash cannot give is refused with a message, nothing posted, the break open, instead of
+    an error page."""
+    from tests import factories
+    from tests.reconciliation.helpers import deposit
+    from tests.reconciliation.test_reconcile import refund_only_batch
+
+    scope = shop["scope"]
+    refund_only_batch(db_session, scope, sandbox)
+    other = Scope(factories.merchant(db_session, name="Other Shop").id, False)
+    db_session.commit()
+    sandbox.capture(db_session, other, 5000)
+    sandbox.faults.append({"action": "short", "batch_id": sandbox.batch(), "amount": 25})
+    reconcile(db_session, sandbox)
+    deposit(db_session, sandbox, sandbox.day + dt.timedelta(days=1))
+    row = one_break(db_session, PLATFORM, type="deposit_mismatch", batch_id=sandbox.batch())
+    with pytest.raises(ResolutionError, match="cannot be posted"):
+        resolve(db_session, PLATFORM, row, "accepted", note="PSP kept 0.25")
+    db_session.rollback()
+    assert db_session.get(Break, (row.merchant_id, row.id)).status == "open"
+    assert db_session.scalars(select(JournalTransaction).where(
+        JournalTransaction.business_key == f"resolve:{row.id}")).all() == []
+    db_session.commit()
+    verify_ledger(app)
+
+
+def test_a_line_is_not_matched_by_hand_to_a_payment_of_another_amount(app, db_session, shop, sandbox):
+    """Matching a line in suspense to a payment takes the line's gross out of the payment's receivable: to a
+    payment that captured another amount (a mistyped id), it would leave that receivable wrong; refused, nothing
+    posted."""
+    scope = shop["scope"]
+    payment = sandbox.capture(db_session, scope, 500)
+    sandbox.faults += [{"action": "drop", "reference": payment.psp_reference},
+                       {"action": "unknown", "date": sandbox.day.isoformat(), "reference": f"auth_big_{sandbox.day}",
+                        "amount": 3000}]
+    reconcile(db_session, sandbox)
+    row = one_break(db_session, PLATFORM, type="missing_in_kassa", reference=f"auth_big_{sandbox.day}")
+    with pytest.raises(ResolutionError, match="captured"):
+        resolve(db_session, PLATFORM, row, "matched_by_hand", target=payment.id, note="same charge?")
+    db_session.rollback()
+    assert balance(db_session, scope, accounts.psp_receivable("sandbox", "USD")) == 500
+    verify_ledger(app)

@@ -401,3 +401,46 @@ def test_the_cli_fetches_and_reconciles_a_stripe_account_s_day(app, db_session, 
     # An account Kassa does not fetch is refused with its reason, nothing imported.
     unknown = runner.invoke(args=["reconcile", "run", "--psp", "stripe", "--date", day.isoformat(), "--live"])
     assert unknown.exit_code == 1 and "no Stripe account Kassa fetches in live mode" in unknown.output
+
+
+def test_a_stripe_report_s_dispute_line_whose_notice_was_missed_creates_the_dispute(app, db_session, shop,
+                                                                                    platform_stripe_at):
+    """The scheduled fetch of a Stripe account asks Stripe for a dispute its report carries and Kassa never heard
+    of, as a sandbox acquirer's import does: the dispute is created and a dispute_notice_missed break opened."""
+    from app.disputes.models import Dispute
+
+    fake = platform_stripe_at
+    scope = shop["scope"]
+    day = dt.date(2026, 3, 20)
+    paid = stripe_payment(db_session, scope, 5000, "pi_recon_dsp", PLATFORM, day)
+    db_session.commit()
+    dispute = stripe_fixture("dispute")
+    dispute.update({"id": "du_recon_missed", "payment_intent": "pi_recon_dsp", "charge": "ch_pi_recon_dsp",
+                    "amount": 5000, "currency": "usd", "status": "needs_response"})
+    dispute_bt = stripe_fixture("balance_transaction")
+    dispute_bt.update({"id": "txn_du_recon_missed", "type": "adjustment", "reporting_category": "dispute",
+                       "amount": -5000, "fee": 1500, "net": -6500, "source": "du_recon_missed", "currency": "usd"})
+    dispute["balance_transactions"] = [dict(dispute_bt)]  # the funds taken, as Stripe's dispute lists them
+    dispute_bt = dict(dispute_bt, source=dispute)
+    fake.answer("GET", "/v1/payouts", page([payout("po_recon_dsp", 4850 - 6500)]))
+    fake.answer("GET", "/v1/balance_transactions",
+                page([charge_bt("pi_recon_dsp", 5000, 150, "po_recon_dsp"), dispute_bt],
+                     url="/v1/balance_transactions"))
+    fake.answer("GET", "/v1/disputes/du_recon_missed", (200, dispute))
+
+    try:
+        result = jobs.run_stripe_day(platform_account(db_session, app), day)
+    finally:  # the app's router asked the stand-in: its connections closed before the stand-in stops
+        router = app.extensions.pop("psp_router", None)
+        if router is not None:
+            router.close()
+    assert result.created
+    assert any(request.path == "/v1/disputes/du_recon_missed" for request in fake.requests)
+    db_session.rollback()
+    created = db_session.scalars(scope.select(Dispute, Dispute.psp_reference == "du_recon_missed")).one()
+    assert created.payment_id == paid.id
+    found = db_session.scalars(select(Break).where(Break.reference == "du_recon_missed")).all()
+    kinds = {row.type for row in found}
+    assert kinds == {"dispute_notice_missed"}
+    db_session.commit()
+    verify_ledger(app)
