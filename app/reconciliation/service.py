@@ -451,7 +451,7 @@ SELECT :f, m.line_no, :psp, :livemode, :day, m.batch_id, m.reference, m.type, m.
 # (``_BOOK_DAYS_FROM_SUMS``), a corrected version's (its unchanged lines too) from reconciliation_lines.
 _BOOK_DAY_SUMS = """
 SELECT merchant_id, CAST(:livemode AS boolean), CAST(:f AS text), CAST(:psp AS text), currency, CAST(:day AS date),
-       coalesce(sum(gross) FILTER (WHERE type = 'charge'), 0), coalesce(sum(fee) FILTER (WHERE type IN ('charge', 'fee')), 0),
+       coalesce(sum(gross) FILTER (WHERE type = 'charge'), 0), coalesce(sum(fee), 0),
        coalesce(sum(gross) FILTER (WHERE type IN ('refund', 'refund_failure')), 0),
        coalesce(sum(gross) FILTER (WHERE type = 'dispute'), 0), sum(net), count(*)
   FROM {lines} WHERE status IN ('matched', 'mismatch', 'unchanged') AND merchant_id IS NOT NULL {more}
@@ -472,7 +472,7 @@ SELECT batch_id, book, currency, status, count(*) AS lines,
        min(line_no) FILTER (WHERE NOT ok) AS first_bad,
        -- for reconciliation_book_days (``_BOOK_DAY_SUMS``'s columns, from the same pass)
        coalesce(sum(gross) FILTER (WHERE type = 'charge'), 0)::bigint AS charges,
-       coalesce(sum(fee) FILTER (WHERE type IN ('charge', 'fee')), 0)::bigint AS fees,
+       coalesce(sum(fee), 0)::bigint AS fees,  -- every line's fee (a refund's, a dispute's)
        coalesce(sum(gross) FILTER (WHERE type IN ('refund', 'refund_failure')), 0)::bigint AS refunds,
        coalesce(sum(gross) FILTER (WHERE type = 'dispute'), 0)::bigint AS disputes
   FROM reconciliation_matched GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4

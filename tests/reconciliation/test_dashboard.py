@@ -90,9 +90,6 @@ def test_the_settlement_csv_escapes_cells_a_spreadsheet_would_run(app, client, d
     assert [row["psp"] for row in rows] == ["'=cmd|' /C calc'!A0"]
 
 
-@pytest.mark.xfail(strict=True, reason="the importer's reconciliation_book_days sums (service._BOOK_DAY_SUMS, "
-                   "_MATCHED_SUMS: fees FILTER type IN ('charge', 'fee')) leave a refund's fee out; the import "
-                   "fast path is being rewritten by another engineer, who owns this fix")
 def test_the_settlement_columns_add_up_to_the_net_when_a_refund_carries_a_fee(app, db_session):
     """Net is gross less fees plus refunds and disputes: a refund line's fee (a PSP returning part of its fee, or
     charging one) is among the fees, or the day's columns do not add up to what was paid."""

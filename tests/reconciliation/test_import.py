@@ -217,7 +217,7 @@ def test_book_days_equal_the_lines_through_faults_a_missed_dispute_two_correctio
     platform = Scope(PLATFORM_MERCHANT_ID, False)
     unknown = db_session.scalars(platform.select(Break, Break.type == "missing_in_kassa", Break.status == "open")).all()
     assert unknown
-    lost = sandbox.capture(db_session, scope, 2000)  # booked, never reported: an operator matches the line to it
+    lost = sandbox.capture(db_session, scope, 1000)  # booked, never reported: an operator matches the line to it
     resolve_break(db_session, platform, unknown[0].id, resolution="matched_by_hand", note="checked", target=lost.id,
                   hmac_key=deps_for(current_app).ledger_hmac_key, actor_user_id=None, actor_label="ops@kassa.test")
     db_session.commit()
