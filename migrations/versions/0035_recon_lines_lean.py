@@ -49,7 +49,7 @@ def upgrade():
                                               refunds, disputes, net, lines)
         SELECT merchant_id, livemode, file_id, psp, currency, report_date,
                coalesce(sum(gross) FILTER (WHERE type = 'charge'), 0),
-               coalesce(sum(fee) FILTER (WHERE type IN ('charge', 'fee')), 0),
+               coalesce(sum(fee), 0),
                coalesce(sum(gross) FILTER (WHERE type IN ('refund', 'refund_failure')), 0),
                coalesce(sum(gross) FILTER (WHERE type = 'dispute'), 0),
                sum(net), count(*)
