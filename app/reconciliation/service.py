@@ -32,6 +32,7 @@ import psycopg
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
+from app import pan
 from app.ids import new_id
 from app.ledger import accounts
 from app.ledger.service import CREDIT, DEBIT, Leg, post_transaction
@@ -109,10 +110,31 @@ def _book(scope: Scope) -> str:
 # ---------------------------------------------------------------------------------------------- files
 
 
+# Thirteen digits or more, possibly grouped by spaces or dashes: a file without such a run holds no card number
+# (a C-speed scan of the bytes; only a file with one is decoded and searched by app/pan.py's rules).
+_LONG_DIGIT_RUN = re.compile(rb"\d(?:[ -]?\d){12}")
+
+
+def refuse_card_numbers(content: bytes) -> None:
+    """ReportFormatError naming the line when a file holds what looks like a card number: no card number enters
+    Kassa, not even inside a PSP's report or a bank statement (nothing of such a file is stored)."""
+    if _LONG_DIGIT_RUN.search(content) is None:
+        return
+    decoded = content.decode("utf-8", errors="replace")
+    match = pan.find_card_number(decoded)
+    if match is not None:
+        line = decoded.count("\n", 0, match.start) + 1
+        raise ReportFormatError(f"line {line} contains what looks like a {match.brand} card number; card numbers "
+                                "must never be sent to Kassa. Nothing of this file was stored: ask the sender for "
+                                "a report without it.")
+
+
 def store_file(session: Session, *, source: str, kind: str, livemode: bool, report_date: date, content: bytes,
                filename: str | None = None, uploaded_by: str | None = None) -> tuple[ReportFile, bool]:
     """Keep a file exactly as received: the same bytes again for the same day return the stored file (created
-    False); other bytes for the same source, kind and day become its next version."""
+    False); other bytes for the same source, kind and day become its next version. A file holding a card number
+    is refused (``refuse_card_numbers``)."""
+    refuse_card_numbers(content)
     checksum = hashlib.sha256(content).hexdigest()
     # One import of a day at a time (a transaction-scoped lock on the day): two imports at once must neither both
     # store the same bytes nor both take version 2; the second waits, then (READ COMMITTED: a new statement sees

@@ -328,3 +328,33 @@ def test_the_upload_refuses_a_mode_the_psp_cannot_have(app, admin_client, db_ses
 
     # The mode it can have is taken.
     assert _upload(admin_client, token, sandbox.report(), day=day).status_code == 303
+
+
+def test_a_file_holding_a_card_number_is_refused_and_nothing_of_it_stored(app, admin_client, db_session, shop, admin):
+    """A card number inside a report (a reference, say, grouped or not) or a bank statement never enters Kassa: the
+    upload is refused naming the line, not the number, and nothing is stored or audited; the fetch's path
+    (service.reconcile_settlement, store_file) refuses it the same way."""
+    merchant, _owner, _developer = shop
+    day = dt.date(2035, 9, 14)
+    sandbox = FakeSandbox(day)
+    sandbox.capture(db_session, Scope(merchant.id, False), 2000)
+    token = csrf_of(admin_client, f"/admin/reconciliation/upload?date={day.isoformat()}&psp=sandbox")
+    lines = sandbox.report().decode().splitlines()
+    for card in ("4242424242424242", "4242 4242 4242 4242"):
+        leaked = "\n".join(lines + [lines[-1].replace(lines[-1].split(",")[0], card, 1)]) + "\n"
+        refused = _upload(admin_client, token, leaked.encode(), day=day)
+        assert refused.status_code == 422, refused.status_code
+        html = refused.get_data(as_text=True)
+        assert f"line {len(lines) + 1} contains what looks like a visa card number" in html.lower()
+        assert "4242" not in html.replace('value="', "")
+    statement = "<Document><Ustrd>card 5555-5555-5555-4444</Ustrd><IBAN>DE89370400440532013000</IBAN></Document>"
+    refused = _upload(admin_client, token, statement.encode(), kind="bank_statement", day=day, filename="camt.xml")
+    assert refused.status_code == 422 and "line 1 contains what looks like a mastercard card number" in \
+        refused.get_data(as_text=True).lower()
+    db_session.rollback()
+    assert db_session.scalars(select(ReportFile).where(ReportFile.report_date == day)).all() == []
+    assert [row for row in audit_rows(db_session, "reconciliation.file_uploaded")
+            if row.details["report_date"] == day.isoformat()] == []
+    # An IBAN or a long reference mixed with letters is no card number: the clean report imports.
+    accepted = _upload(admin_client, token, sandbox.report(), day=day)
+    assert accepted.status_code == 303, accepted.status_code
