@@ -55,6 +55,8 @@ class Screened:
     notify: list[str]
     snapshot: dict[str, Any] | None = None
     outcome: str = "allow"
+    # The payment's risk fields, written with the PSP's answer (``apply_fields``); None for a block (written).
+    risk: dict[str, Any] | None = None
 
 
 def needs_screening(claim) -> bool:
@@ -106,15 +108,15 @@ def screen(session: Session, claim, card: dict | None, deps, *, card_facts_unava
         Assessment.merchant_id == payment.merchant_id, Assessment.attempt_id == attempt.id,
         Assessment.stage == "confirmation"))
     if earlier is not None:
-        return Screened(_adjusted(claim, earlier.outcome), [], outcome=earlier.outcome)
+        return Screened(_adjusted(claim, earlier.outcome), [], outcome=earlier.outcome,
+                        risk=screened_fields(session, payment, earlier))
     decision = evaluate.assess(session, payment, redis=deps.redis, card=card, attempt_id=attempt.id,
                                card_facts_unavailable=card_facts_unavailable)
-    # After the assessment (which reads the card from ``card``, never from the row): the payment's row is then
-    # written once, by the flush below, with its card summary and risk fields together.
-    _card_summary(payment, card)
     assessment = decision.assessment
-    payment.risk_score, payment.risk_level = assessment.score, assessment.level
     if decision.outcome == "block":
+        # A block moves the payment now (it never reaches the PSP): its card summary and risk fields go with it.
+        _card_summary(payment, card)
+        payment.risk_score, payment.risk_level = assessment.score, assessment.level
         now = deps.now()
         attempt.status = AttemptStatus.FAILED
         attempt.decline_code = "blocked"
@@ -128,16 +130,76 @@ def screen(session: Session, claim, card: dict | None, deps, *, card_facts_unava
         count_decline_after_commit(session, payment, attempt, deps)
         session.flush()
         return Screened(None, [attempt.id], event.data if event is not None else None, outcome="block")
-    outcome = evaluate.outcome_object(assessment, "manual_review" if decision.outcome == "review" else "authorized")
-    if decision.outcome == "review":
-        # The platform's own lists went unchecked: the platform decides, as for its own rules.
-        owner = "platform" if assessment.reason == "card_facts_unavailable" else decision.rule_owner
-        outcome["review_owner"] = review_owner(session, payment, owner)
-    payment.risk_outcome = outcome  # a new dict: JSONB columns see assignments, not mutations
-    if decision.outcome == "request_3ds":
-        payment.request_three_d_secure = True
+    # Any other outcome leaves the payment row alone: the assessment inserted above is the decision (what a
+    # retry of this attempt reuses, what the API shows meanwhile: ``pending_outcome``), and the payment's risk
+    # fields are written with the PSP's answer, in the UPDATE the payment gets then anyway (``apply_fields``).
+    # (``ix_payments_scope_risk_level_id`` indexes risk_level: an UPDATE of it here could not be HOT and would
+    # write every index of payments a second time per authorization.)
     session.flush()
-    return Screened(_adjusted(claim, decision.outcome), [], outcome=decision.outcome)
+    return Screened(_adjusted(claim, decision.outcome), [], outcome=decision.outcome,
+                    risk={**screened_fields(session, payment, assessment), "card": card})
+
+
+def screened_fields(session: Session, payment: Payment, assessment) -> dict[str, Any]:
+    """The payment's risk fields for a confirmation assessed so (an ``Assessment`` row or the values just
+    inserted), blocks aside: what ``apply_fields`` writes with the PSP's answer."""
+    if assessment.outcome == "review":
+        outcome = evaluate.outcome_object(assessment, "manual_review")
+        # The platform's own lists went unchecked: the platform decides, as for its own rules.
+        owner = "platform" if assessment.reason == "card_facts_unavailable" else assessment.rule_owner
+        outcome["review_owner"] = review_owner(session, payment, owner)
+    else:
+        outcome = evaluate.outcome_object(
+            assessment, "blocked" if assessment.outcome == "block" else "authorized")
+    return {"risk_score": assessment.score, "risk_level": assessment.level, "risk_outcome": outcome,
+            "request_three_d_secure": assessment.outcome == "request_3ds"}
+
+
+def apply_fields(payment: Payment, fields: dict[str, Any]) -> None:
+    """Write a screening's risk fields on the payment (in the transaction applying the PSP's answer), and the
+    card summary the vault gave it (the PSP's answer, applied after, has the last word)."""
+    _card_summary(payment, fields.get("card"))
+    payment.risk_score, payment.risk_level = fields["risk_score"], fields["risk_level"]
+    payment.risk_outcome = dict(fields["risk_outcome"])  # a new dict: JSONB columns see assignments
+    if fields["request_three_d_secure"]:
+        payment.request_three_d_secure = True
+
+
+def _confirmation_assessment(session: Session, payment: Payment, attempt_id: str):
+    return session.scalar(select(Assessment).where(
+        Assessment.merchant_id == payment.merchant_id, Assessment.livemode == payment.livemode,
+        Assessment.payment_id == payment.id, Assessment.attempt_id == attempt_id,
+        Assessment.stage == "confirmation"))
+
+
+def unwritten(payment: Payment, attempt: PaymentAttempt) -> bool:
+    """This authorization's screening may be decided without the payment showing it yet: the confirmation
+    cleared the last outcome, and the screening writes it only with the PSP's answer (or a block)."""
+    from app.payments.models import AttemptOperation
+
+    return (payment.risk_outcome is None and attempt.operation == AttemptOperation.AUTHORIZE
+            and attempt.tries >= 1 and payment.latest_attempt_id == attempt.id)
+
+
+def fields_from_assessment(session: Session, payment: Payment, attempt: PaymentAttempt) -> dict[str, Any] | None:
+    """The risk fields of an authorization screened but not yet written on its payment, read from its
+    assessment (the source of truth: a crash between the screening and the PSP's answer loses nothing)."""
+    if not unwritten(payment, attempt):
+        return None
+    assessment = _confirmation_assessment(session, payment, attempt.id)
+    return None if assessment is None else screened_fields(session, payment, assessment)
+
+
+def pending_outcome(session: Session, payment: Payment, attempts) -> dict[str, Any] | None:
+    """The outcome the API shows for a payment whose open authorization was screened and not yet answered
+    (its risk fields are written with the answer): its assessment's. None when there is none."""
+    if payment.risk_outcome is not None or payment.status != PaymentStatus.PROCESSING or not attempts:
+        return payment.risk_outcome
+    latest = next((a for a in reversed(attempts) if a.id == payment.latest_attempt_id), None)
+    if latest is None or latest.status not in (AttemptStatus.PROCESSING, AttemptStatus.UNKNOWN):
+        return None
+    fields = fields_from_assessment(session, payment, latest)
+    return None if fields is None else fields["risk_outcome"]
 
 
 def review_owner(session: Session, payment: Payment, rule_owner: str | None) -> str:

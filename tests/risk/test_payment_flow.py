@@ -445,3 +445,92 @@ def test_a_screening_rolled_back_leaves_no_decline_and_its_retry_counts_once(db_
     assert again["card_declines_24h"] == 1 and again["email_declines_24h"] == 1
     assert payment_row(db_session, body["id"]).status == "requires_payment_method"
     assert [call[0] for call in gateway.calls] == ["card_facts", "card_facts"]  # never sent to the PSP
+
+
+@dataclass
+class WatchingGateway(RiskGateway):
+    """Looks at the payment as another connection sees it while the PSP is being asked (screening committed)."""
+
+    payment_id: str = ""
+    seen: dict = field(default_factory=dict)
+
+    def authorize(self, vault, request):
+        from sqlalchemy.orm import Session as OrmSession
+
+        from app.payments.serializers import payment_object
+
+        with OrmSession(db.engine) as other:
+            row = other.execute(select(Payment.risk_outcome, Payment.risk_level, text_xmin())
+                                .where(Payment.id == self.payment_id)).one()
+            self.seen = {"row_outcome": row[0], "row_level": row[1], "xmin": row[2],
+                         "api": payment_object(other, other.get(Payment, self.payment_id))}
+        return super().authorize(vault, request)
+
+
+def text_xmin():
+    from sqlalchemy import literal_column
+
+    return literal_column("payments.xmin::text")
+
+
+def test_the_screening_leaves_the_payment_row_to_the_answer_and_the_api_shows_its_outcome_meanwhile(
+        db_session, scope, deps):
+    """An allowed or held authorization's screening writes only its assessment (the payment's risk fields go in
+    the UPDATE the PSP's answer gives it anyway: no second, non-HOT UPDATE of payments per authorization); in
+    between, the API shows the outcome from the assessment."""
+    rules.create_rule(db_session, scope, action="review", predicate=":amount: >= 700")
+    db_session.commit()
+    gateway = WatchingGateway(cards={"tok_watch": GOOD})
+    body = confirm(db_session, scope, deps, "tok_watch")
+    gateway.payment_id = body["id"]
+    xmin = db_session.scalar(select(text_xmin()).where(Payment.id == body["id"]))
+    db_session.commit()
+    _run_attempt(body["attempts"][0]["id"], deps, gateway)
+    assessment = db_session.scalars(select(Assessment).where(
+        Assessment.merchant_id == scope.merchant_id, Assessment.payment_id == body["id"])).one()
+    seen = gateway.seen
+    assert seen["xmin"] == xmin  # the screening did not write the payment's row
+    assert seen["row_outcome"] is None and seen["row_level"] is None
+    assert seen["api"]["status"] == "processing"
+    assert seen["api"]["outcome"]["type"] == "manual_review"
+    assert seen["api"]["outcome"]["assessment"] == assessment.id
+    assert seen["api"]["outcome"]["review_owner"] == "merchant"
+    payment = payment_row(db_session, body["id"])
+    assert payment.status == "requires_capture" and payment.review_id
+    assert payment.risk_outcome == seen["api"]["outcome"]
+    assert (payment.risk_score, payment.risk_level) == (assessment.score, assessment.level)
+    assert payment.card_fingerprint == "fp_1"  # the PSP's answer has the last word on the card summary
+
+
+@dataclass
+class LostAnswerGateway(RiskGateway):
+    """The PSP authorizes, and the worker dies before applying the answer (once)."""
+
+    def authorize(self, vault, request):
+        super().authorize(vault, request)
+        raise RuntimeError("worker killed before applying the answer")
+
+
+def test_an_answer_applied_without_its_screening_reads_the_outcome_from_the_assessment(db_session, scope, deps):
+    """A crash between the screening and the PSP's answer loses no outcome: the answer, applied later by
+    another path (a callback, the janitor's status query), writes the risk fields from the assessment, and the
+    review still holds the capture."""
+    rules.create_rule(db_session, scope, action="review", predicate=":amount: >= 700")
+    db_session.commit()
+    gateway = LostAnswerGateway(cards={"tok_lost": GOOD}, authorize_results=[authorized("auth_lost")])
+    body = confirm(db_session, scope, deps, "tok_lost")
+    attempt_id = body["attempts"][0]["id"]
+    with pytest.raises(RuntimeError):
+        _run_attempt(attempt_id, deps, gateway)
+    db_session.rollback()
+    assert payment_row(db_session, body["id"]).risk_outcome is None
+    processing.apply_attempt_result(db_session, attempt_id, authorized("auth_lost"), deps)
+    db_session.commit()
+    payment = payment_row(db_session, body["id"])
+    assessment = db_session.scalars(select(Assessment).where(
+        Assessment.merchant_id == scope.merchant_id, Assessment.attempt_id == attempt_id)).one()
+    assert payment.status == "requires_capture" and payment.review_id
+    assert payment.risk_outcome["type"] == "manual_review" and payment.risk_outcome["assessment"] == assessment.id
+    assert payment.risk_level == assessment.level
+    review = reviews.get_review(db_session, scope, payment.review_id)
+    assert review.status == "open" and review.assessment_id == assessment.id
