@@ -32,9 +32,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
+from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from app.payments.models import AttemptStatus, CaptureMethod, Payment, PaymentAttempt, PaymentStatus
@@ -88,56 +89,86 @@ def screen(session: Session, claim, card: dict | None, deps, *, card_facts_unava
     """Assess a claimed authorization before its first send and apply the outcome; flushes, never commits.
 
     ``card_facts_unavailable``: the vault could not be asked; unless a rule blocks on what is known, the payment
-    is held for a review the platform owns (its card block lists were not checked)."""
-    from app.payments import processing, state
-    from app.payments.idempotency import relaxed_commit
+    is held for a review the platform owns (its card block lists were not checked).
 
+    The transaction of an allowed, held or 3-D Secure outcome only reads and inserts: one statement reads what
+    the evaluation needs of the payment and checks that the attempt is still this claim's (no row lock: the
+    claim's lease keeps other runners away, and the PSP's idempotency key makes an overlap past it harmless, as
+    for the send), then the evaluation and its assessment. Only a block locks the payment (``_block``)."""
     # Lost in a crash, a screening is done again by the next run of the attempt (its lease runs out): nothing
-    # was sent and no money moved, so its commit need not wait for the disk.
-    relaxed_commit(session)
-    # The payment and its attempts, locked (payment first, the payments lock order) and current, in one
-    # statement, as every outcome's apply reads them; a block's event shows the attempts without a query.
-    payment, attempts = processing._locked_with_attempts(session, claim.payment_id)
-    attempt = next(row for row in attempts if row.id == claim.id)
-    if attempt.status != AttemptStatus.PROCESSING or attempt.tries != claim.tries:
+    # was sent and no money moved, so its commit need not wait for the disk (``relaxed_commit``, set by the
+    # read itself: one round trip less).
+    row = session.execute(_SCREENING_READ, {"attempt_id": claim.id, "merchant_id": claim.merchant_id}).one_or_none()
+    if row is None or row.attempt_status != AttemptStatus.PROCESSING or row.tries != claim.tries:
         return Screened(claim, [])  # resolved or overtaken meanwhile: the send path decides as before
+    payment = SimpleNamespace(id=row.id, merchant_id=row.merchant_id, livemode=row.livemode, amount=row.amount,
+                              currency=row.currency, customer_email=row.customer_email,
+                              customer_ip=row.customer_ip)
     # An earlier run of this attempt may have screened it (and crashed before sending): its assessment stands.
     # The first claim of an attempt (tries 1) has no earlier run: each claim increments tries and screens only
     # while it still holds the attempt (checked above), so the look-up is skipped (one round trip less).
-    earlier = None if attempt.tries <= 1 else session.scalar(select(Assessment).where(
-        Assessment.merchant_id == payment.merchant_id, Assessment.attempt_id == attempt.id,
+    earlier = None if row.tries <= 1 else session.scalar(select(Assessment).where(
+        Assessment.merchant_id == row.merchant_id, Assessment.attempt_id == claim.id,
         Assessment.stage == "confirmation"))
     if earlier is not None:
+        if earlier.outcome == "block":  # decided, then overtaken before its block was applied
+            return _block(session, claim, card, earlier, deps)
         return Screened(_adjusted(claim, earlier.outcome), [], outcome=earlier.outcome,
                         risk=screened_fields(session, payment, earlier))
-    decision = evaluate.assess(session, payment, redis=deps.redis, card=card, attempt_id=attempt.id,
+    decision = evaluate.assess(session, payment, redis=deps.redis, card=card, attempt_id=claim.id,
                                card_facts_unavailable=card_facts_unavailable)
     assessment = decision.assessment
     if decision.outcome == "block":
-        # A block moves the payment now (it never reaches the PSP): its card summary and risk fields go with it.
-        _card_summary(payment, card)
-        payment.risk_score, payment.risk_level = assessment.score, assessment.level
-        now = deps.now()
-        attempt.status = AttemptStatus.FAILED
-        attempt.decline_code = "blocked"
-        attempt.error_message = BLOCKED_MESSAGE
-        attempt.finished_at, attempt.next_attempt_at, attempt.lease_until = now, None, None
-        payment.risk_outcome = evaluate.outcome_object(assessment, "blocked")
-        payment.last_error = {"type": "card_error", "code": "blocked", "decline_code": None,
-                              "message": BLOCKED_MESSAGE}
-        payment.next_action_url = None
-        event = state.transition(session, payment, PaymentStatus.REQUIRES_PAYMENT_METHOD)
-        count_decline_after_commit(session, payment, attempt, deps)
-        session.flush()
-        return Screened(None, [attempt.id], event.data if event is not None else None, outcome="block")
+        return _block(session, claim, card, assessment, deps)
     # Any other outcome leaves the payment row alone: the assessment inserted above is the decision (what a
     # retry of this attempt reuses, what the API shows meanwhile: ``pending_outcome``), and the payment's risk
     # fields are written with the PSP's answer, in the UPDATE the payment gets then anyway (``apply_fields``).
     # (``ix_payments_scope_risk_level_id`` indexes risk_level: an UPDATE of it here could not be HOT and would
     # write every index of payments a second time per authorization.)
-    session.flush()
     return Screened(_adjusted(claim, decision.outcome), [], outcome=decision.outcome,
                     risk={**screened_fields(session, payment, assessment), "card": card})
+
+
+def _block(session: Session, claim, card: dict | None, assessment, deps) -> Screened:
+    """A block: the attempt fails with code ``blocked`` (nothing is sent) and the payment returns to
+    ``requires_payment_method`` with its outcome, in the screening's transaction. The payment and its
+    attempts are locked first (the payments lock order) and the claim checked again under the lock: overtaken
+    since the read, this run sends nothing and leaves the block (its assessment) to the attempt's next run."""
+    from app.payments import processing, state
+
+    # The payment and its attempts, locked and current, in one statement; the event shows the attempts.
+    payment, attempts = processing._locked_with_attempts(session, claim.payment_id)
+    attempt = next(row for row in attempts if row.id == claim.id)
+    if attempt.status != AttemptStatus.PROCESSING or attempt.tries != claim.tries:
+        return Screened(None, [])
+    _card_summary(payment, card)
+    payment.risk_score, payment.risk_level = assessment.score, assessment.level
+    now = deps.now()
+    attempt.status = AttemptStatus.FAILED
+    attempt.decline_code = "blocked"
+    attempt.error_message = BLOCKED_MESSAGE
+    attempt.finished_at, attempt.next_attempt_at, attempt.lease_until = now, None, None
+    payment.risk_outcome = evaluate.outcome_object(assessment, "blocked")
+    payment.last_error = {"type": "card_error", "code": "blocked", "decline_code": None,
+                          "message": BLOCKED_MESSAGE}
+    payment.next_action_url = None
+    event = state.transition(session, payment, PaymentStatus.REQUIRES_PAYMENT_METHOD)
+    count_decline_after_commit(session, payment, attempt, deps)
+    session.flush()
+    return Screened(None, [attempt.id], event.data if event is not None else None, outcome="block")
+
+
+_PAYMENTS, _ATTEMPTS = Payment.__table__, PaymentAttempt.__table__
+# The screening's read (built once): the payment's columns the evaluation reads and the attempt's claim, with
+# ``synchronous_commit`` off for the transaction (what ``app.payments.idempotency.relaxed_commit`` sets).
+_SCREENING_READ = (
+    select(func.set_config("synchronous_commit", "off", True).label("relaxed"), _PAYMENTS.c.id,
+           _PAYMENTS.c.merchant_id, _PAYMENTS.c.livemode, _PAYMENTS.c.amount, _PAYMENTS.c.currency,
+           _PAYMENTS.c.customer_email, _PAYMENTS.c.customer_ip, _ATTEMPTS.c.status.label("attempt_status"),
+           _ATTEMPTS.c.tries)
+    .select_from(_ATTEMPTS.join(_PAYMENTS, (_PAYMENTS.c.id == _ATTEMPTS.c.payment_id)
+                                & (_PAYMENTS.c.merchant_id == _ATTEMPTS.c.merchant_id)))
+    .where(_ATTEMPTS.c.id == bindparam("attempt_id"), _ATTEMPTS.c.merchant_id == bindparam("merchant_id")))
 
 
 def screened_fields(session: Session, payment: Payment, assessment) -> dict[str, Any]:

@@ -534,3 +534,31 @@ def test_an_answer_applied_without_its_screening_reads_the_outcome_from_the_asse
     assert payment.risk_level == assessment.level
     review = reviews.get_review(db_session, scope, payment.review_id)
     assert review.status == "open" and review.assessment_id == assessment.id
+
+
+def test_a_block_overtaken_before_its_lock_is_applied_by_the_attempts_next_run(db_session, scope, deps, monkeypatch):
+    """The screening reads without a lock and locks the payment only to apply a block; a run overtaken in
+    between sends nothing, and the attempt's next run applies the block its assessment decided (never sends)."""
+    from sqlalchemy import func, text
+
+    from app.payments import risk as payment_risk
+    from app.payments.risk import Screened
+
+    gateway = RiskGateway(cards={"tok_overtaken": FRAUD})
+    body = confirm(db_session, scope, deps, "tok_overtaken")
+    attempt_id = body["attempts"][0]["id"]
+    real_block = payment_risk._block
+    monkeypatch.setattr(payment_risk, "_block", lambda *args, **kwargs: Screened(None, []))
+    assert _run_attempt(attempt_id, deps, gateway) == "blocked"
+    assert payment_row(db_session, body["id"]).status == "processing"
+    monkeypatch.setattr(payment_risk, "_block", real_block)
+    db_session.execute(text("UPDATE payment_attempts SET lease_until = now() - interval '1 second', "
+                            "next_attempt_at = now() - interval '1 second' WHERE id = :id"), {"id": attempt_id})
+    db_session.commit()
+    assert _run_attempt(attempt_id, deps, gateway) == "blocked"
+    payment = payment_row(db_session, body["id"])
+    assert payment.status == "requires_payment_method" and payment.risk_outcome["type"] == "blocked"
+    assert payment.last_error["code"] == "blocked"
+    assert "authorize" not in [call[0] for call in gateway.calls]
+    assert db_session.scalar(select(func.count()).select_from(Assessment).where(
+        Assessment.merchant_id == scope.merchant_id, Assessment.attempt_id == attempt_id)) == 1
