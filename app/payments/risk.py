@@ -5,8 +5,10 @@ authorization attempt; the worker that claims it screens it right before its fir
 
 * the card's facts come from the vault (``Gateway.card_facts``: GET /v1/tokens/<id> at the sandbox), asked with
   no transaction open;
-* then, in one transaction (``screen``): the payment row is locked, the attempt checked to be still this
-  claim's, the risk engine assesses it and the outcome is applied:
+* then, in one transaction (``screen``): the attempt checked to be still this claim's (one read, no lock), the
+  risk engine assesses it (its assessment inserted) and the outcome is applied; but for a block, the payment's
+  row is not written then: its risk fields go with the PSP's answer (``apply_fields``, in
+  ``processing.apply_attempt_result``), and the API shows the assessment's outcome meanwhile (``pending_outcome``):
 
   - ``block``: the attempt fails with code ``blocked`` and nothing is sent; the payment returns to
     ``requires_payment_method`` (event ``payment.failed``) with ``outcome.type = blocked``;
