@@ -78,6 +78,9 @@ def _drive(pending: list, deps: PaymentsDeps, gateway: Gateway) -> str:
             if claim is None:
                 outcome = "blocked"
                 continue
+        elif deps.risk_screening and risk.was_screened(claim):
+            with commit_or_rollback(session):
+                claim = risk.earlier_screening(session, claim)
         result = call_attempt(gateway, claim, renew_lease=lease_renewer(session, claim, deps))
         if result is None:
             log.warning("attempt %s: lease lost before sending; the runner holding it goes on", claim.id)

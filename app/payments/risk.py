@@ -68,6 +68,23 @@ def needs_screening(claim) -> bool:
     return claim.operation == AttemptOperation.AUTHORIZE and claim.status == AttemptStatus.PROCESSING
 
 
+def was_screened(claim) -> bool:
+    """A retry of an authorization left ``unknown`` (no definite answer): screened before its first send, never
+    again (it may be authorized already); its screening's outcome still shapes the request if it is sent again."""
+    from app.payments.models import AttemptOperation
+
+    return claim.operation == AttemptOperation.AUTHORIZE and claim.status == AttemptStatus.UNKNOWN
+
+
+def earlier_screening(session: Session, claim):
+    """The claim of an ``unknown`` authorization shaped by its assessment (held for review: no sale; 3-D Secure
+    asked), so that a send again after the PSP answered it has none keeps the hold; unchanged without one."""
+    outcome = session.scalar(select(Assessment.outcome).where(
+        Assessment.merchant_id == claim.merchant_id, Assessment.attempt_id == claim.id,
+        Assessment.stage == "confirmation"))
+    return claim if outcome is None else _adjusted(claim, outcome)
+
+
 def _card_summary(payment: Payment, card: dict | None) -> None:
     """What Kassa may keep of the card, known from the vault before the authorization answers."""
     if not card:

@@ -562,3 +562,29 @@ def test_a_block_overtaken_before_its_lock_is_applied_by_the_attempts_next_run(d
     assert "authorize" not in [call[0] for call in gateway.calls]
     assert db_session.scalar(select(func.count()).select_from(Assessment).where(
         Assessment.merchant_id == scope.merchant_id, Assessment.attempt_id == attempt_id)) == 1
+
+
+def test_a_held_authorization_sent_again_after_a_timeout_is_still_no_sale(db_session, scope, deps):
+    """An authorization left ``unknown`` (a timeout) that the PSP then says it never got is sent again under its
+    screening's outcome: held for review, so no sale, and the payment ends held with its review open."""
+    from sqlalchemy import text
+
+    rules.create_rule(db_session, scope, action="review", predicate=":amount: >= 700")
+    db_session.commit()
+    gateway = RiskGateway(cards={"tok_timeout": GOOD}, authorize_results=[result(Outcome.UNKNOWN)])
+    body = confirm(db_session, scope, deps, "tok_timeout")
+    attempt_id = body["attempts"][0]["id"]
+    _run_attempt(attempt_id, deps, gateway)
+    assert db_session.get(PaymentAttempt, attempt_id).status == "unknown"
+    db_session.execute(text("UPDATE payment_attempts SET lease_until = NULL, "
+                            "next_attempt_at = now() - interval '1 second' WHERE id = :id"), {"id": attempt_id})
+    db_session.commit()
+    _run_attempt(attempt_id, deps, gateway)
+    kinds = [call[0] for call in gateway.calls]
+    # Screened once; the second run asks the PSP first (each connector of the vault), then sends again.
+    assert kinds[:2] == ["card_facts", "authorize"] and kinds[-1] == "authorize"
+    assert kinds.count("card_facts") == 1 and set(kinds[2:-1]) == {"retrieve"}
+    assert [request.capture for request in gateway.authorize_requests] == [False, False]
+    payment = payment_row(db_session, body["id"])
+    assert payment.status == "requires_capture" and payment.review_id
+    assert payment.risk_outcome["type"] == "manual_review"
