@@ -78,6 +78,9 @@ def _drive(pending: list, deps: PaymentsDeps, gateway: Gateway) -> str:
             if claim is None:
                 outcome = "blocked"
                 continue
+        elif deps.risk_screening and risk.was_screened(claim):
+            with commit_or_rollback(session):
+                claim = risk.earlier_screening(session, claim)
         result = call_attempt(gateway, claim, renew_lease=lease_renewer(session, claim, deps))
         if result is None:
             log.warning("attempt %s: lease lost before sending; the runner holding it goes on", claim.id)
@@ -85,7 +88,8 @@ def _drive(pending: list, deps: PaymentsDeps, gateway: Gateway) -> str:
         try:
             with commit_or_rollback(session):
                 applied = processing.apply_attempt_result(session, claim.id, result, deps, lease_follow_ups=True,
-                                                          payment_id=claim.payment_id, claim_tries=claim.tries)
+                                                          payment_id=claim.payment_id, claim_tries=claim.tries,
+                                                          risk_fields=claim.risk)
         except Exception:
             log.exception("could not apply the outcome of attempt %s; it is due again when its lease ends",
                           claim.id)
@@ -116,6 +120,9 @@ def screen_claim(session, claim: processing.AttemptClaim, deps: PaymentsDeps, ga
         screened = risk.screen(session, claim, card, deps, card_facts_unavailable=unavailable)
     if screened.notify:
         notify_outcome(deps.redis, screened.notify, screened.snapshot)
+    if screened.claim is not None and screened.risk is not None:
+        # Its outcome travels with the claim to the transaction applying the PSP's answer, which writes it.
+        return replace(screened.claim, risk=screened.risk)
     return screened.claim
 
 

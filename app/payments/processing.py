@@ -86,6 +86,8 @@ class AttemptClaim:
     started_at: datetime | None = None   # the first try: when the PSP may first have seen the key
     claimed_at: datetime | None = None   # this claim
     three_d_secure: bool = False         # a risk rule asked for 3-D Secure (app/payments/risk.py)
+    # The screening's risk fields (app/payments/risk.py, ``Screened.risk``): written with the PSP's answer.
+    risk: dict[str, Any] | None = field(default=None, compare=False, repr=False)
 
     @property
     def sale(self) -> bool:
@@ -366,7 +368,8 @@ def _schedule_unknown(attempt: PaymentAttempt, result: PspResult, now: datetime,
 
 def apply_attempt_result(session: Session, attempt_id: str, result: PspResult, deps: PaymentsDeps, *,
                          request_id: str | None = None, lease_follow_ups: bool = False,
-                         payment_id: str | None = None, claim_tries: int | None = None) -> Applied:
+                         payment_id: str | None = None, claim_tries: int | None = None,
+                         risk_fields: dict[str, Any] | None = None) -> Applied:
     """Apply one PSP answer to an attempt and its payment, once; a repeat changes nothing.
 
     ``lease_follow_ups``: the caller (a job) runs the follow-ups itself right after the commit, so
@@ -374,6 +377,8 @@ def apply_attempt_result(session: Session, attempt_id: str, result: PspResult, d
     ``claim_tries``: the caller's claim (a job's); None for answers that hold no claim (callbacks).
     A claim overtaken by a newer one (its runner stalled past its lease) may still report a definite
     outcome, which is a fact; an ambiguous answer of its is left to the current runner.
+    ``risk_fields``: the screening's outcome for the payment (the job that screened the claim has it); the
+    first definite answer of a screened authorization writes it, read from its assessment when not given.
     """
     if payment_id is None:
         payment_id = session.scalar(select(PaymentAttempt.payment_id).where(PaymentAttempt.id == attempt_id))
@@ -405,6 +410,14 @@ def apply_attempt_result(session: Session, attempt_id: str, result: PspResult, d
     handler = {AttemptOperation.AUTHORIZE: _apply_authorize, AttemptOperation.CAPTURE: _apply_capture,
                AttemptOperation.VOID: _apply_void}[AttemptOperation(attempt.operation)]
     before = (attempt.status, payment.status)
+    if (attempt.operation == AttemptOperation.AUTHORIZE and result.outcome not in (Outcome.UNKNOWN, Outcome.PENDING)
+            and risk.unwritten(payment, attempt)):
+        # The screening wrote only its assessment: its outcome goes on the payment now, in the UPDATE this
+        # answer gives it anyway, before anything reads it (the hold for review, the events, the decline).
+        if risk_fields is None and deps.risk_screening:
+            risk_fields = risk.fields_from_assessment(session, payment, attempt)
+        if risk_fields is not None:
+            risk.apply_fields(payment, risk_fields)
     handler(session, scope, payment, attempt, result, deps, applied, now, request_id, attempts)
     if attempt.status != AttemptStatus.UNKNOWN:
         attention.clear(attempt)  # a definite answer (even "3-D Secure pending") ends the doubt

@@ -5,8 +5,10 @@ authorization attempt; the worker that claims it screens it right before its fir
 
 * the card's facts come from the vault (``Gateway.card_facts``: GET /v1/tokens/<id> at the sandbox), asked with
   no transaction open;
-* then, in one transaction (``screen``): the payment row is locked, the attempt checked to be still this
-  claim's, the risk engine assesses it and the outcome is applied:
+* then, in one transaction (``screen``): the attempt checked to be still this claim's (one read, no lock), the
+  risk engine assesses it (its assessment inserted) and the outcome is applied; but for a block, the payment's
+  row is not written then: its risk fields go with the PSP's answer (``apply_fields``, in
+  ``processing.apply_attempt_result``), and the API shows the assessment's outcome meanwhile (``pending_outcome``):
 
   - ``block``: the attempt fails with code ``blocked`` and nothing is sent; the payment returns to
     ``requires_payment_method`` (event ``payment.failed``) with ``outcome.type = blocked``;
@@ -32,9 +34,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
+from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from app.payments.models import AttemptStatus, CaptureMethod, Payment, PaymentAttempt, PaymentStatus
@@ -55,12 +58,31 @@ class Screened:
     notify: list[str]
     snapshot: dict[str, Any] | None = None
     outcome: str = "allow"
+    # The payment's risk fields, written with the PSP's answer (``apply_fields``); None for a block (written).
+    risk: dict[str, Any] | None = None
 
 
 def needs_screening(claim) -> bool:
     from app.payments.models import AttemptOperation
 
     return claim.operation == AttemptOperation.AUTHORIZE and claim.status == AttemptStatus.PROCESSING
+
+
+def was_screened(claim) -> bool:
+    """A retry of an authorization left ``unknown`` (no definite answer): screened before its first send, never
+    again (it may be authorized already); its screening's outcome still shapes the request if it is sent again."""
+    from app.payments.models import AttemptOperation
+
+    return claim.operation == AttemptOperation.AUTHORIZE and claim.status == AttemptStatus.UNKNOWN
+
+
+def earlier_screening(session: Session, claim):
+    """The claim of an ``unknown`` authorization shaped by its assessment (held for review: no sale; 3-D Secure
+    asked), so that a send again after the PSP answered it has none keeps the hold; unchanged without one."""
+    outcome = session.scalar(select(Assessment.outcome).where(
+        Assessment.merchant_id == claim.merchant_id, Assessment.attempt_id == claim.id,
+        Assessment.stage == "confirmation"))
+    return claim if outcome is None else _adjusted(claim, outcome)
 
 
 def _card_summary(payment: Payment, card: dict | None) -> None:
@@ -86,58 +108,148 @@ def screen(session: Session, claim, card: dict | None, deps, *, card_facts_unava
     """Assess a claimed authorization before its first send and apply the outcome; flushes, never commits.
 
     ``card_facts_unavailable``: the vault could not be asked; unless a rule blocks on what is known, the payment
-    is held for a review the platform owns (its card block lists were not checked)."""
-    from app.payments import processing, state
-    from app.payments.idempotency import relaxed_commit
+    is held for a review the platform owns (its card block lists were not checked).
 
+    The transaction of an allowed, held or 3-D Secure outcome only reads and inserts: one statement reads what
+    the evaluation needs of the payment and checks that the attempt is still this claim's (no row lock: the
+    claim's lease keeps other runners away, and the PSP's idempotency key makes an overlap past it harmless, as
+    for the send), then the evaluation and its assessment. Only a block locks the payment (``_block``)."""
     # Lost in a crash, a screening is done again by the next run of the attempt (its lease runs out): nothing
-    # was sent and no money moved, so its commit need not wait for the disk.
-    relaxed_commit(session)
-    # The payment and its attempts, locked (payment first, the payments lock order) and current, in one
-    # statement, as every outcome's apply reads them; a block's event shows the attempts without a query.
-    payment, attempts = processing._locked_with_attempts(session, claim.payment_id)
-    attempt = next(row for row in attempts if row.id == claim.id)
-    if attempt.status != AttemptStatus.PROCESSING or attempt.tries != claim.tries:
+    # was sent and no money moved, so its commit need not wait for the disk (``relaxed_commit``, set by the
+    # read itself: one round trip less).
+    row = session.execute(_SCREENING_READ, {"attempt_id": claim.id, "merchant_id": claim.merchant_id}).one_or_none()
+    if row is None or row.attempt_status != AttemptStatus.PROCESSING or row.tries != claim.tries:
         return Screened(claim, [])  # resolved or overtaken meanwhile: the send path decides as before
+    payment = SimpleNamespace(id=row.id, merchant_id=row.merchant_id, livemode=row.livemode, amount=row.amount,
+                              currency=row.currency, customer_email=row.customer_email,
+                              customer_ip=row.customer_ip)
     # An earlier run of this attempt may have screened it (and crashed before sending): its assessment stands.
     # The first claim of an attempt (tries 1) has no earlier run: each claim increments tries and screens only
     # while it still holds the attempt (checked above), so the look-up is skipped (one round trip less).
-    earlier = None if attempt.tries <= 1 else session.scalar(select(Assessment).where(
-        Assessment.merchant_id == payment.merchant_id, Assessment.attempt_id == attempt.id,
+    earlier = None if row.tries <= 1 else session.scalar(select(Assessment).where(
+        Assessment.merchant_id == row.merchant_id, Assessment.attempt_id == claim.id,
         Assessment.stage == "confirmation"))
     if earlier is not None:
-        return Screened(_adjusted(claim, earlier.outcome), [], outcome=earlier.outcome)
-    decision = evaluate.assess(session, payment, redis=deps.redis, card=card, attempt_id=attempt.id,
+        if earlier.outcome == "block":  # decided, then overtaken before its block was applied
+            return _block(session, claim, card, earlier, deps)
+        return Screened(_adjusted(claim, earlier.outcome), [], outcome=earlier.outcome,
+                        risk=screened_fields(session, payment, earlier))
+    decision = evaluate.assess(session, payment, redis=deps.redis, card=card, attempt_id=claim.id,
                                card_facts_unavailable=card_facts_unavailable)
-    # After the assessment (which reads the card from ``card``, never from the row): the payment's row is then
-    # written once, by the flush below, with its card summary and risk fields together.
-    _card_summary(payment, card)
     assessment = decision.assessment
-    payment.risk_score, payment.risk_level = assessment.score, assessment.level
     if decision.outcome == "block":
-        now = deps.now()
-        attempt.status = AttemptStatus.FAILED
-        attempt.decline_code = "blocked"
-        attempt.error_message = BLOCKED_MESSAGE
-        attempt.finished_at, attempt.next_attempt_at, attempt.lease_until = now, None, None
-        payment.risk_outcome = evaluate.outcome_object(assessment, "blocked")
-        payment.last_error = {"type": "card_error", "code": "blocked", "decline_code": None,
-                              "message": BLOCKED_MESSAGE}
-        payment.next_action_url = None
-        event = state.transition(session, payment, PaymentStatus.REQUIRES_PAYMENT_METHOD)
-        count_decline_after_commit(session, payment, attempt, deps)
-        session.flush()
-        return Screened(None, [attempt.id], event.data if event is not None else None, outcome="block")
-    outcome = evaluate.outcome_object(assessment, "manual_review" if decision.outcome == "review" else "authorized")
-    if decision.outcome == "review":
-        # The platform's own lists went unchecked: the platform decides, as for its own rules.
-        owner = "platform" if assessment.reason == "card_facts_unavailable" else decision.rule_owner
-        outcome["review_owner"] = review_owner(session, payment, owner)
-    payment.risk_outcome = outcome  # a new dict: JSONB columns see assignments, not mutations
-    if decision.outcome == "request_3ds":
-        payment.request_three_d_secure = True
+        return _block(session, claim, card, assessment, deps)
+    # Any other outcome leaves the payment row alone: the assessment inserted above is the decision (what a
+    # retry of this attempt reuses, what the API shows meanwhile: ``pending_outcome``), and the payment's risk
+    # fields are written with the PSP's answer, in the UPDATE the payment gets then anyway (``apply_fields``).
+    # (``ix_payments_scope_risk_level_id`` indexes risk_level: an UPDATE of it here could not be HOT and would
+    # write every index of payments a second time per authorization.)
+    return Screened(_adjusted(claim, decision.outcome), [], outcome=decision.outcome,
+                    risk={**screened_fields(session, payment, assessment), "card": card})
+
+
+def _block(session: Session, claim, card: dict | None, assessment, deps) -> Screened:
+    """A block: the attempt fails with code ``blocked`` (nothing is sent) and the payment returns to
+    ``requires_payment_method`` with its outcome, in the screening's transaction. The payment and its
+    attempts are locked first (the payments lock order) and the claim checked again under the lock: overtaken
+    since the read, this run sends nothing and leaves the block (its assessment) to the attempt's next run."""
+    from app.payments import processing, state
+
+    # The payment and its attempts, locked and current, in one statement; the event shows the attempts.
+    payment, attempts = processing._locked_with_attempts(session, claim.payment_id)
+    attempt = next(row for row in attempts if row.id == claim.id)
+    if attempt.status != AttemptStatus.PROCESSING or attempt.tries != claim.tries:
+        return Screened(None, [])
+    _card_summary(payment, card)
+    payment.risk_score, payment.risk_level = assessment.score, assessment.level
+    now = deps.now()
+    attempt.status = AttemptStatus.FAILED
+    attempt.decline_code = "blocked"
+    attempt.error_message = BLOCKED_MESSAGE
+    attempt.finished_at, attempt.next_attempt_at, attempt.lease_until = now, None, None
+    payment.risk_outcome = evaluate.outcome_object(assessment, "blocked")
+    payment.last_error = {"type": "card_error", "code": "blocked", "decline_code": None,
+                          "message": BLOCKED_MESSAGE}
+    payment.next_action_url = None
+    event = state.transition(session, payment, PaymentStatus.REQUIRES_PAYMENT_METHOD)
+    count_decline_after_commit(session, payment, attempt, deps)
     session.flush()
-    return Screened(_adjusted(claim, decision.outcome), [], outcome=decision.outcome)
+    return Screened(None, [attempt.id], event.data if event is not None else None, outcome="block")
+
+
+_PAYMENTS, _ATTEMPTS = Payment.__table__, PaymentAttempt.__table__
+# The screening's read (built once): the payment's columns the evaluation reads and the attempt's claim, with
+# ``synchronous_commit`` off for the transaction (what ``app.payments.idempotency.relaxed_commit`` sets).
+_SCREENING_READ = (
+    select(func.set_config("synchronous_commit", "off", True).label("relaxed"), _PAYMENTS.c.id,
+           _PAYMENTS.c.merchant_id, _PAYMENTS.c.livemode, _PAYMENTS.c.amount, _PAYMENTS.c.currency,
+           _PAYMENTS.c.customer_email, _PAYMENTS.c.customer_ip, _ATTEMPTS.c.status.label("attempt_status"),
+           _ATTEMPTS.c.tries)
+    .select_from(_ATTEMPTS.join(_PAYMENTS, (_PAYMENTS.c.id == _ATTEMPTS.c.payment_id)
+                                & (_PAYMENTS.c.merchant_id == _ATTEMPTS.c.merchant_id)))
+    .where(_ATTEMPTS.c.id == bindparam("attempt_id"), _ATTEMPTS.c.merchant_id == bindparam("merchant_id")))
+
+
+def screened_fields(session: Session, payment: Payment, assessment) -> dict[str, Any]:
+    """The payment's risk fields for a confirmation assessed so (an ``Assessment`` row or the values just
+    inserted), blocks aside: what ``apply_fields`` writes with the PSP's answer."""
+    if assessment.outcome == "review":
+        outcome = evaluate.outcome_object(assessment, "manual_review")
+        # The platform's own lists went unchecked: the platform decides, as for its own rules.
+        owner = "platform" if assessment.reason == "card_facts_unavailable" else assessment.rule_owner
+        outcome["review_owner"] = review_owner(session, payment, owner)
+    else:
+        outcome = evaluate.outcome_object(
+            assessment, "blocked" if assessment.outcome == "block" else "authorized")
+    return {"risk_score": assessment.score, "risk_level": assessment.level, "risk_outcome": outcome,
+            "request_three_d_secure": assessment.outcome == "request_3ds"}
+
+
+def apply_fields(payment: Payment, fields: dict[str, Any]) -> None:
+    """Write a screening's risk fields on the payment (in the transaction applying the PSP's answer), and the
+    card summary the vault gave it (the PSP's answer, applied after, has the last word)."""
+    _card_summary(payment, fields.get("card"))
+    payment.risk_score, payment.risk_level = fields["risk_score"], fields["risk_level"]
+    payment.risk_outcome = dict(fields["risk_outcome"])  # a new dict: JSONB columns see assignments
+    if fields["request_three_d_secure"]:
+        payment.request_three_d_secure = True
+
+
+def _confirmation_assessment(session: Session, payment: Payment, attempt_id: str):
+    return session.scalar(select(Assessment).where(
+        Assessment.merchant_id == payment.merchant_id, Assessment.livemode == payment.livemode,
+        Assessment.payment_id == payment.id, Assessment.attempt_id == attempt_id,
+        Assessment.stage == "confirmation"))
+
+
+def unwritten(payment: Payment, attempt: PaymentAttempt) -> bool:
+    """This authorization's screening may be decided without the payment showing it yet: the confirmation
+    cleared the last outcome, and the screening writes it only with the PSP's answer (or a block)."""
+    from app.payments.models import AttemptOperation
+
+    return (payment.risk_outcome is None and attempt.operation == AttemptOperation.AUTHORIZE
+            and attempt.tries >= 1 and payment.latest_attempt_id == attempt.id)
+
+
+def fields_from_assessment(session: Session, payment: Payment, attempt: PaymentAttempt) -> dict[str, Any] | None:
+    """The risk fields of an authorization screened but not yet written on its payment, read from its
+    assessment (the source of truth: a crash between the screening and the PSP's answer loses nothing)."""
+    if not unwritten(payment, attempt):
+        return None
+    assessment = _confirmation_assessment(session, payment, attempt.id)
+    return None if assessment is None else screened_fields(session, payment, assessment)
+
+
+def pending_outcome(session: Session, payment: Payment, attempts) -> dict[str, Any] | None:
+    """The outcome the API shows for a payment whose open authorization was screened and not yet answered
+    (its risk fields are written with the answer): its assessment's. None when there is none."""
+    if payment.risk_outcome is not None or payment.status != PaymentStatus.PROCESSING or not attempts:
+        return payment.risk_outcome
+    latest = next((a for a in reversed(attempts) if a.id == payment.latest_attempt_id), None)
+    if latest is None or latest.status not in (AttemptStatus.PROCESSING, AttemptStatus.UNKNOWN):
+        return None
+    fields = fields_from_assessment(session, payment, latest)
+    return None if fields is None else fields["risk_outcome"]
 
 
 def review_owner(session: Session, payment: Payment, rule_owner: str | None) -> str:

@@ -87,6 +87,12 @@ def payment_object(session: Session, payment: Payment, *, orders: list[PaymentOr
 
         disputes = payment_disputes(session, Scope(payment.merchant_id, payment.livemode), payment.id)
         dispute = summary_object(disputes[-1]) if disputes else None
+    outcome = payment.risk_outcome
+    if outcome is None and payment.status == "processing" and attempts:
+        # Screened, the PSP's answer awaited: the outcome is its assessment's (app/payments/risk.py).
+        from app.payments.risk import pending_outcome  # here, as the disputes below: no import cycle
+
+        outcome = pending_outcome(session, payment, attempts)
     next_action = None
     if payment.status == "requires_action" and payment.next_action_url:
         next_action = {"type": "redirect_to_url",
@@ -119,7 +125,7 @@ def payment_object(session: Session, payment: Payment, *, orders: list[PaymentOr
         "disputed": dispute is not None,
         "dispute": dispute,
         # Risk (app/risk): Stripe's charge ``outcome``, the review holding the capture, the shopper's IP.
-        "outcome": payment.risk_outcome,
+        "outcome": outcome,
         "review": payment.review_id,
         "customer_ip": payment.customer_ip,
     }

@@ -445,3 +445,146 @@ def test_a_screening_rolled_back_leaves_no_decline_and_its_retry_counts_once(db_
     assert again["card_declines_24h"] == 1 and again["email_declines_24h"] == 1
     assert payment_row(db_session, body["id"]).status == "requires_payment_method"
     assert [call[0] for call in gateway.calls] == ["card_facts", "card_facts"]  # never sent to the PSP
+
+
+@dataclass
+class WatchingGateway(RiskGateway):
+    """Looks at the payment as another connection sees it while the PSP is being asked (screening committed)."""
+
+    payment_id: str = ""
+    seen: dict = field(default_factory=dict)
+
+    def authorize(self, vault, request):
+        from sqlalchemy.orm import Session as OrmSession
+
+        from app.payments.serializers import payment_object
+
+        with OrmSession(db.engine) as other:
+            row = other.execute(select(Payment.risk_outcome, Payment.risk_level, text_xmin())
+                                .where(Payment.id == self.payment_id)).one()
+            self.seen = {"row_outcome": row[0], "row_level": row[1], "xmin": row[2],
+                         "api": payment_object(other, other.get(Payment, self.payment_id))}
+        return super().authorize(vault, request)
+
+
+def text_xmin():
+    from sqlalchemy import literal_column
+
+    return literal_column("payments.xmin::text")
+
+
+def test_the_screening_leaves_the_payment_row_to_the_answer_and_the_api_shows_its_outcome_meanwhile(
+        db_session, scope, deps):
+    """An allowed or held authorization's screening writes only its assessment (the payment's risk fields go in
+    the UPDATE the PSP's answer gives it anyway: no second, non-HOT UPDATE of payments per authorization); in
+    between, the API shows the outcome from the assessment."""
+    rules.create_rule(db_session, scope, action="review", predicate=":amount: >= 700")
+    db_session.commit()
+    gateway = WatchingGateway(cards={"tok_watch": GOOD})
+    body = confirm(db_session, scope, deps, "tok_watch")
+    gateway.payment_id = body["id"]
+    xmin = db_session.scalar(select(text_xmin()).where(Payment.id == body["id"]))
+    db_session.commit()
+    _run_attempt(body["attempts"][0]["id"], deps, gateway)
+    assessment = db_session.scalars(select(Assessment).where(
+        Assessment.merchant_id == scope.merchant_id, Assessment.payment_id == body["id"])).one()
+    seen = gateway.seen
+    assert seen["xmin"] == xmin  # the screening did not write the payment's row
+    assert seen["row_outcome"] is None and seen["row_level"] is None
+    assert seen["api"]["status"] == "processing"
+    assert seen["api"]["outcome"]["type"] == "manual_review"
+    assert seen["api"]["outcome"]["assessment"] == assessment.id
+    assert seen["api"]["outcome"]["review_owner"] == "merchant"
+    payment = payment_row(db_session, body["id"])
+    assert payment.status == "requires_capture" and payment.review_id
+    assert payment.risk_outcome == seen["api"]["outcome"]
+    assert (payment.risk_score, payment.risk_level) == (assessment.score, assessment.level)
+    assert payment.card_fingerprint == "fp_1"  # the PSP's answer has the last word on the card summary
+
+
+@dataclass
+class LostAnswerGateway(RiskGateway):
+    """The PSP authorizes, and the worker dies before applying the answer (once)."""
+
+    def authorize(self, vault, request):
+        super().authorize(vault, request)
+        raise RuntimeError("worker killed before applying the answer")
+
+
+def test_an_answer_applied_without_its_screening_reads_the_outcome_from_the_assessment(db_session, scope, deps):
+    """A crash between the screening and the PSP's answer loses no outcome: the answer, applied later by
+    another path (a callback, the janitor's status query), writes the risk fields from the assessment, and the
+    review still holds the capture."""
+    rules.create_rule(db_session, scope, action="review", predicate=":amount: >= 700")
+    db_session.commit()
+    gateway = LostAnswerGateway(cards={"tok_lost": GOOD}, authorize_results=[authorized("auth_lost")])
+    body = confirm(db_session, scope, deps, "tok_lost")
+    attempt_id = body["attempts"][0]["id"]
+    with pytest.raises(RuntimeError):
+        _run_attempt(attempt_id, deps, gateway)
+    db_session.rollback()
+    assert payment_row(db_session, body["id"]).risk_outcome is None
+    processing.apply_attempt_result(db_session, attempt_id, authorized("auth_lost"), deps)
+    db_session.commit()
+    payment = payment_row(db_session, body["id"])
+    assessment = db_session.scalars(select(Assessment).where(
+        Assessment.merchant_id == scope.merchant_id, Assessment.attempt_id == attempt_id)).one()
+    assert payment.status == "requires_capture" and payment.review_id
+    assert payment.risk_outcome["type"] == "manual_review" and payment.risk_outcome["assessment"] == assessment.id
+    assert payment.risk_level == assessment.level
+    review = reviews.get_review(db_session, scope, payment.review_id)
+    assert review.status == "open" and review.assessment_id == assessment.id
+
+
+def test_a_block_overtaken_before_its_lock_is_applied_by_the_attempts_next_run(db_session, scope, deps, monkeypatch):
+    """The screening reads without a lock and locks the payment only to apply a block; a run overtaken in
+    between sends nothing, and the attempt's next run applies the block its assessment decided (never sends)."""
+    from sqlalchemy import func, text
+
+    from app.payments import risk as payment_risk
+    from app.payments.risk import Screened
+
+    gateway = RiskGateway(cards={"tok_overtaken": FRAUD})
+    body = confirm(db_session, scope, deps, "tok_overtaken")
+    attempt_id = body["attempts"][0]["id"]
+    real_block = payment_risk._block
+    monkeypatch.setattr(payment_risk, "_block", lambda *args, **kwargs: Screened(None, []))
+    assert _run_attempt(attempt_id, deps, gateway) == "blocked"
+    assert payment_row(db_session, body["id"]).status == "processing"
+    monkeypatch.setattr(payment_risk, "_block", real_block)
+    db_session.execute(text("UPDATE payment_attempts SET lease_until = now() - interval '1 second', "
+                            "next_attempt_at = now() - interval '1 second' WHERE id = :id"), {"id": attempt_id})
+    db_session.commit()
+    assert _run_attempt(attempt_id, deps, gateway) == "blocked"
+    payment = payment_row(db_session, body["id"])
+    assert payment.status == "requires_payment_method" and payment.risk_outcome["type"] == "blocked"
+    assert payment.last_error["code"] == "blocked"
+    assert "authorize" not in [call[0] for call in gateway.calls]
+    assert db_session.scalar(select(func.count()).select_from(Assessment).where(
+        Assessment.merchant_id == scope.merchant_id, Assessment.attempt_id == attempt_id)) == 1
+
+
+def test_a_held_authorization_sent_again_after_a_timeout_is_still_no_sale(db_session, scope, deps):
+    """An authorization left ``unknown`` (a timeout) that the PSP then says it never got is sent again under its
+    screening's outcome: held for review, so no sale, and the payment ends held with its review open."""
+    from sqlalchemy import text
+
+    rules.create_rule(db_session, scope, action="review", predicate=":amount: >= 700")
+    db_session.commit()
+    gateway = RiskGateway(cards={"tok_timeout": GOOD}, authorize_results=[result(Outcome.UNKNOWN)])
+    body = confirm(db_session, scope, deps, "tok_timeout")
+    attempt_id = body["attempts"][0]["id"]
+    _run_attempt(attempt_id, deps, gateway)
+    assert db_session.get(PaymentAttempt, attempt_id).status == "unknown"
+    db_session.execute(text("UPDATE payment_attempts SET lease_until = NULL, "
+                            "next_attempt_at = now() - interval '1 second' WHERE id = :id"), {"id": attempt_id})
+    db_session.commit()
+    _run_attempt(attempt_id, deps, gateway)
+    kinds = [call[0] for call in gateway.calls]
+    # Screened once; the second run asks the PSP first (each connector of the vault), then sends again.
+    assert kinds[:2] == ["card_facts", "authorize"] and kinds[-1] == "authorize"
+    assert kinds.count("card_facts") == 1 and set(kinds[2:-1]) == {"retrieve"}
+    assert [request.capture for request in gateway.authorize_requests] == [False, False]
+    payment = payment_row(db_session, body["id"])
+    assert payment.status == "requires_capture" and payment.review_id
+    assert payment.risk_outcome["type"] == "manual_review"
