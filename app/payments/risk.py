@@ -14,7 +14,9 @@ authorization attempt; the worker that claims it screens it right before its fir
     ``requires_payment_method`` (event ``payment.failed``) with ``outcome.type = blocked``;
   - ``review``: the authorization is sent without a sale; once authorized the payment stops at
     ``requires_capture`` with its review open (``hold_for_review``), even with automatic capture;
-  - ``request_3ds``: the authorization asks the PSP for a 3-D Secure challenge whatever the card;
+  - ``request_3ds``: the authorization asks the PSP for a 3-D Secure challenge whatever the card (a matching
+    ``request_3ds`` does not stop the other actions: a block among them refuses as above, without a challenge;
+    a review or an allow waits for the challenge, after which the whole chain runs again);
   - ``allow``: as before.
 
   The vault could not be asked for the card's facts (``CardFactsUnavailable``, or any failure of the read):
@@ -27,8 +29,8 @@ the screening's transaction: the evaluation records the confirmation in Redis as
 script; the members are named by the payment, so a screening rolled back and done again by the attempt's next
 run counts it once), and a block or a decline is counted only once its transaction commits
 (``count_decline_after_commit``): a rolled-back screening leaves no decline for its retry to see. After a 3-D Secure
-challenge succeeds, the rules that depend on it run again (``after_challenge``): a block then voids the
-authorization, a review holds it.
+challenge succeeds, the whole chain (the platform's blocks, then allow -> block -> review) runs again with its
+result (``after_challenge``): a block then voids the authorization, a review holds it.
 """
 from __future__ import annotations
 
@@ -301,7 +303,8 @@ def note_declined(session: Session, payment: Payment, attempt: PaymentAttempt, d
 
 
 def after_challenge(session: Session, payment: Payment, attempt: PaymentAttempt, deps) -> str:
-    """3-D Secure succeeded: run the rules that depend on it again. Returns ``block``, ``review`` or ``allow``.
+    """3-D Secure succeeded: the whole chain runs again with its result (the platform's blocks, then allow ->
+    block -> review; ``evaluate.decide``). Returns ``block``, ``review`` or ``allow``.
 
     The payment's card facts are as the authorization left them; velocity is read, not counted again.
     """

@@ -1,13 +1,18 @@
 """The engine: gather a confirmation's signals, score them, run the rules in order, write the Assessment.
 
-Order (first match wins): the platform's ``block`` rules (built-in block lists included) first, which no
-merchant rule can override; then Radar's order over the platform's and the merchant's rules, the platform's
-first within each action: ``request_3ds`` -> ``allow`` -> ``block`` (the merchant's) -> ``review``. Nothing
-matched: ``allow``. A merchant's ``allow`` therefore skips the review rules (the platform's too) but never a
-platform block.
+Order: the platform's ``block`` rules (built-in block lists included) first, which no merchant rule can
+override; then, per Radar's order, ``request_3ds`` -> ``allow`` -> ``block`` (the merchant's) -> ``review``,
+first match wins *within each action* (the platform's rules before the merchant's), so a matching
+``request_3ds`` does not stop the rest: it is one decision (whether to challenge), and allow -> block -> review
+another (``decide``). A merchant's ``allow`` skips the merchant's blocks and every review rule (the
+platform's too), never a platform block. Nothing matched: ``allow``.
 
-After 3-D Secure (stage ``after_3ds``) only the rules that depend on it (``:is_3d_secure:``,
-``:three_d_secure_result:``) run again, without ``request_3ds``; their block then voids the authorization.
+At confirmation, a matched ``request_3ds`` leaves out of the other actions the rules that depend on 3-D Secure
+(``:is_3d_secure:``, ``:three_d_secure_result:``: not known until the challenge); a block among the rest still
+refuses before any PSP call (outcome ``block``, no challenge needed); otherwise the outcome is ``request_3ds``.
+After 3-D Secure (stage ``after_3ds``) the whole chain (the platform's blocks, then allow -> block -> review)
+runs again with the 3-D Secure signals, without ``request_3ds``: a block then voids the authorization, a review
+holds its capture.
 
 Nothing here calls the network except Redis for the velocity counters (bounded by its client's timeouts; away,
 the evaluation goes on without them and the assessment says so) and the database session it is given.
@@ -166,19 +171,19 @@ class Configuration:
     seen_before: bool | None
     platform_stamp: str | None = None
     merchant_stamp: str | None = None
-    chains: dict[str, list[LoadedRule]] = field(default_factory=dict)
+    plans: dict[str, Plan] = field(default_factory=dict)
     # Per stage: the (signal, list) lookups of its rules, each once, known before the score and after it.
     lookups: dict[str, tuple[tuple, tuple]] = field(default_factory=dict)
 
-    def chain(self, stage: str) -> list[LoadedRule]:
-        if stage not in self.chains:
-            self.chains[stage] = chain(self.platform, self.merchant, stage)
-        return self.chains[stage]
+    def plan(self, stage: str) -> Plan:
+        if stage not in self.plans:
+            self.plans[stage] = plan(self.platform, self.merchant, stage)
+        return self.plans[stage]
 
     def stage_lookups(self, stage: str) -> tuple[tuple, tuple]:
         """(early, late): the stage's distinct (signal name, list) lookups, split by ``_LATE_SIGNALS``."""
         if stage not in self.lookups:
-            pairs = dict.fromkeys(pair for rule in self.chain(stage) for pair in rule.compiled.lookups)
+            pairs = dict.fromkeys(pair for rule in self.plan(stage).rules for pair in rule.compiled.lookups)
             self.lookups[stage] = (tuple(p for p in pairs if p[0] not in _LATE_SIGNALS),
                                    tuple(p for p in pairs if p[0] in _LATE_SIGNALS))
         return self.lookups[stage]
@@ -236,19 +241,50 @@ def _current(session: Session, scope: Scope, payment_id: str, fingerprint: str |
     return configuration(session, scope, payment_id, fingerprint), None
 
 
-def chain(platform: list[LoadedRule], merchant: list[LoadedRule], stage: str) -> list[LoadedRule]:
-    """The rules in evaluation order for a stage (see the module's docstring)."""
-    def of(rules, action):
-        return [rule for rule in rules if rule.action == action]
+@dataclass(frozen=True)
+class Plan:
+    """A stage's rules in evaluation order (see the module's docstring), grouped as ``decide`` runs them."""
 
-    ordered = of(platform, "block")
-    if stage == "confirmation":
-        ordered += of(platform, "request_3ds") + of(merchant, "request_3ds")
-    ordered += of(platform, "allow") + of(merchant, "allow") + of(merchant, "block")
-    ordered += of(platform, "review") + of(merchant, "review")
-    if stage == "after_3ds":
-        ordered = [rule for rule in ordered if rule.compiled.uses_3ds]
-    return ordered
+    blocks: tuple[LoadedRule, ...]     # the platform's blocks
+    requests: tuple[LoadedRule, ...]   # request_3ds, the platform's first (at confirmation only)
+    rest: tuple[LoadedRule, ...]       # allow -> block (the merchant's) -> review, the platform's first in each
+    # The same without the rules that depend on 3-D Secure: what is known before a requested challenge.
+    known_blocks: tuple[LoadedRule, ...]
+    known_rest: tuple[LoadedRule, ...]
+
+    @property
+    def rules(self) -> tuple[LoadedRule, ...]:
+        return self.blocks + self.requests + self.rest
+
+
+def plan(platform: list[LoadedRule], merchant: list[LoadedRule], stage: str) -> Plan:
+    """The stage's rules, grouped and ordered (see the module's docstring)."""
+    def of(rules, action):
+        return tuple(rule for rule in rules if rule.action == action)
+
+    def known(rules):
+        return tuple(rule for rule in rules if not rule.compiled.uses_3ds)
+
+    blocks = of(platform, "block")
+    requests = of(platform, "request_3ds") + of(merchant, "request_3ds") if stage == "confirmation" else ()
+    rest = (of(platform, "allow") + of(merchant, "allow") + of(merchant, "block")
+            + of(platform, "review") + of(merchant, "review"))
+    return Plan(blocks, requests, rest, known(blocks), known(rest))
+
+
+def decide(plan_: Plan, signals: dict[str, Any], memberships) -> LoadedRule | None:
+    """The deciding rule (None: nothing matched, ``allow``). ``request_3ds`` is decided on its own: a match
+    does not stop allow -> block -> review, which then run over what is known before the challenge (the rules
+    that depend on 3-D Secure wait for the stage ``after_3ds``); a block among them wins (refused before any
+    PSP call), any other match waits for the challenge's result, when the whole chain runs again."""
+    def first(rules):
+        return next((rule for rule in rules if rule.compiled.evaluate(signals, memberships)), None)
+
+    requested = first(plan_.requests)
+    if requested is None:
+        return first(plan_.blocks) or first(plan_.rest)
+    matched = first(plan_.known_blocks) or first(plan_.known_rest)
+    return matched if matched is not None and matched.action == "block" else requested
 
 
 def _stored(signals: dict[str, Any]) -> dict[str, Any]:
@@ -282,15 +318,15 @@ def assess(session: Session, payment, *, redis: Any, card: dict | None, stage: s
     score, level, contributions = scorer.score(session, weights, signals)
     signals["risk_score"] = score
     signals["risk_level"] = level
-    ordered = config.chain(stage)
+    stage_plan = config.plan(stage)
     if memberships is None:  # the configuration was read again: its lookups now, all at once
-        memberships = value_lists.lookup(session, scope, [(ref, signals.get(name)) for rule in ordered
+        memberships = value_lists.lookup(session, scope, [(ref, signals.get(name)) for rule in stage_plan.rules
                                                           for name, ref in rule.compiled.lookups])
     else:
         late = [(ref, signals.get(name)) for name, ref in config.stage_lookups(stage)[1]]
         if late:  # a list of scores or levels (rare): one more round trip
             memberships.found |= value_lists.lookup(session, scope, late).found
-    matched = next((rule for rule in ordered if rule.compiled.evaluate(signals, memberships)), None)
+    matched = decide(stage_plan, signals, memberships)
     outcome = matched.action if matched else "allow"
     reason = None
     if card_facts_unavailable and stage == "confirmation" and outcome != "block":
