@@ -465,7 +465,7 @@ def _apply_authorize(session, scope, payment, attempt, result, deps, applied, no
             _ensure_void(session, payment, deps, applied)
             return
         if payment.status == PaymentStatus.REQUIRES_ACTION and payment.risk_outcome is not None:
-            # 3-D Secure succeeded: the risk rules that depend on it run again (app/payments/risk.py).
+            # 3-D Secure succeeded: the whole rule chain runs again with its result (app/payments/risk.py).
             if risk.after_challenge(session, payment, attempt, deps) == "block":
                 payment.last_error = {"type": "card_error", "code": "blocked", "decline_code": None,
                                       "message": risk.BLOCKED_MESSAGE}

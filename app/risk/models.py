@@ -32,7 +32,7 @@ LEVELS = ("normal", "elevated", "highest")
 OUTCOME_TYPES = ("authorized", "manual_review", "blocked", "issuer_declined")
 # What an assessment decided: a rule's action, or "allow" by default when nothing matched.
 OUTCOMES = ("allow", "block", "review", "request_3ds")
-# Stage of an assessment: at confirmation, or again after 3-D Secure (rules that depend on it).
+# Stage of an assessment: at confirmation, or again after 3-D Secure (the whole chain, with its result).
 STAGES = ("confirmation", "after_3ds")
 REVIEW_STATUSES = ("open", "closed")
 # Stripe's review reasons: why it opened, why it closed.

@@ -1,4 +1,4 @@
-"""Rules that depend on 3-D Secure run again after the challenge: a review rule then holds the authorization (the
+"""The rules run again after the challenge, with its result: a review rule then holds the authorization (the
 payment ends requires_capture with its review open, even with automatic capture, and no capture is staged). The
 block after the challenge: test_payment_flow.py and, end to end, test_e2e.py."""
 from sqlalchemy import select
