@@ -22,7 +22,7 @@ Never edits history: a resolution only adds transactions and fills the break's r
 """
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from app import pan
@@ -199,6 +199,12 @@ def _move_line_to_payment(session: Session, row: Break, payment_id: str, hmac_ke
         description=f"Break {row.id}: settlement line {line.reference} matched by hand to payment {payment.id}")
     session.add(book.new(Match, id=new_id("rmat"), file_id=line.file_id, line_no=line.line_no, object_type="payment",
                          object_id=payment.id, transaction_id=moved.id, matched_by="operator"))
+    # The payment's "booked, not reported" break is answered: this line is its report.
+    session.execute(update(Break).where(
+        Break.merchant_id == payment.merchant_id, Break.livemode == payment.livemode, Break.status == "open",
+        Break.type == "missing_at_psp",
+        Break.dedupe_key == f"missing_at_psp:{payment.connector}:{payment.psp_reference}:charge")
+        .values(status="closed", closed_at=utcnow()).execution_options(synchronize_session=False))
     return moved.id
 
 

@@ -1006,6 +1006,8 @@ def _missing_at_psp(session: Session, report: ReportFile, grace_days: int, resul
          WHERE NOT EXISTS (SELECT 1 FROM reconciliation_lines l
                             WHERE l.psp = :psp AND l.livemode = :livemode AND l.reference = d.psp_reference
                               AND l.type = d.type AND l.status IN ('matched', 'mismatch', 'unchanged', 'refused'))
+           -- a payment an operator matched a line to by hand is settled by that line
+           AND NOT (d.type = 'charge' AND d.psp_reference IN (SELECT h.reference FROM ({_SETTLED_BY_HAND}) h))
          ORDER BY d.booked_at, d.id"""), {"psp": psp, "livemode": report.livemode, "cutoff": cutoff,
                                           "credential": credential_of(report.source),
                                           "since": cutoff - timedelta(days=MISSING_LOOKBACK_DAYS)}).all()

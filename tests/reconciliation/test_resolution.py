@@ -95,6 +95,36 @@ def test_an_unknown_line_matched_by_hand_leaves_suspense_for_the_payment_s_book(
     verify_ledger(app)
 
 
+def test_a_hand_match_answers_the_payment_s_missing_at_psp_break_before_or_after_it_is_filed(app, db_session, shop,
+                                                                                              sandbox):
+    """A payment whose line came under another reference is reported, by that line: its "booked, not reported"
+    break closes when the line is matched to it by hand, and none is filed for a payment matched by hand earlier."""
+    scope = shop["scope"]
+    filed = sandbox.capture(db_session, scope, 3000)
+    unfiled = sandbox.capture(db_session, scope, 4000, day=sandbox.day + dt.timedelta(days=1))  # not due yet
+    sandbox.faults += [{"action": "drop", "reference": filed.psp_reference}]
+    for reference, amount in (("auth_typo_a", 3000), ("auth_typo_b", 4000)):
+        sandbox.faults.append({"action": "unknown", "date": sandbox.day.isoformat(), "reference": reference,
+                               "amount": amount})
+    reconcile(db_session, sandbox)
+    missing = db_session.scalars(scope.select(Break, Break.type == "missing_at_psp",
+                                              Break.reference == filed.psp_reference)).one()
+    for reference, payment in (("auth_typo_a", filed), ("auth_typo_b", unfiled)):
+        line = db_session.scalars(PLATFORM.select(Break, Break.type == "missing_in_kassa",
+                                                  Break.reference == reference)).one()
+        resolve(db_session, PLATFORM, line, "matched_by_hand", target=payment.id, note="the PSP's typo")
+    db_session.commit()
+    db_session.refresh(missing)
+    assert missing.status == "closed"
+    # Days later, past the delay and grace: the hand-matched payment not yet due before is settled, nothing filed.
+    later = sandbox.day + dt.timedelta(days=10)
+    service.reconcile_settlement(db_session, psp="sandbox", livemode=False, report_date=later,
+                                 content=sandbox.report(later), hmac_key=deps_for(current_app).ledger_hmac_key)
+    db_session.commit()
+    assert db_session.scalars(scope.select(Break, Break.type == "missing_at_psp",
+                                           Break.reference == unfiled.psp_reference)).all() == []
+
+
 def test_writing_off_a_duplicate_and_asking_the_psp(app, db_session, shop, sandbox):
     scope = shop["scope"]
     payment = sandbox.capture(db_session, scope, 2000)
