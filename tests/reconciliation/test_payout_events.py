@@ -12,15 +12,30 @@ from app.reconciliation.models import Break
 from app.reconciliation.resolution import payout_event_break, resolve_break
 from tests.disputes.helpers import books, verify_ledger
 from tests.reconciliation.helpers import PLATFORM
-from tests.reconciliation.test_stripe_source import (
+import pytest
+
+from tests.reconciliation.test_stripe_source import (  # noqa: F401 - fake, stripe_api: fixtures
     callback,
     charge_bt,
     connected,
+    fake,
     import_account_report,
     payout,
     signed,
+    stripe_api,
+    stripe_knows,
     stripe_payment,
 )
+
+# The stand-in for Stripe's API the handler asks for each payout (tests/psp/fake_stripe.py), set by ``_stand_in``.
+_stripe: list = []
+
+
+@pytest.fixture(autouse=True)
+def _stand_in(stripe_api):
+    _stripe[:] = [stripe_api]
+    yield stripe_api
+    _stripe.clear()
 
 
 def _batch(app, db_session, scope, secret: str, day: dt.date, payout_id: str, amount: int, fee: int):
@@ -31,7 +46,9 @@ def _batch(app, db_session, scope, secret: str, day: dt.date, payout_id: str, am
     return credential
 
 
-def _post(client, scope, secret: str, event_type: str, body: dict, event_id: str):
+def _post(client, scope, secret: str, event_type: str, body: dict, event_id: str, *, stripe: dict | None = None):
+    """Deliver a signed event; Stripe's API has the payout as ``stripe`` says, else as the event says (true)."""
+    stripe_knows(_stripe[0], stripe or body)
     headers, data = signed(event_type, body, event_id, f"whsec_{secret}")
     response = client.post(f"/hooks/stripe/{scope.merchant_id}", data=data, headers=headers)
     assert response.status_code == 200
