@@ -2,6 +2,7 @@
 through the official library from a local stand-in for Stripe's API (tests/psp/fake_stripe.py, answering with
 Stripe's own example objects), imported as the JSON document received; and, for accounts whose deposits are
 confirmed by payout events, payout.paid / payout.failed standing in for the bank deposit, through /hooks/stripe."""
+import contextlib
 import datetime as dt
 import hashlib
 import hmac
@@ -53,16 +54,26 @@ def platform_stripe_at(app, fake, monkeypatch):
 
 @pytest.fixture
 def stripe_api(app, fake, monkeypatch):
-    """Stripe's API at the stand-in for every account (the merchants' own keys included): a payout event's handler
-    asks it for the payout (app/reconciliation/payout_events.py). The app's router is built afresh against it and
-    closed before the stand-in stops."""
+    """Stripe's API at the stand-in for every account (the merchants' own keys included)."""
+    with stripe_api_at(app, fake, monkeypatch):
+        yield fake
+
+
+@contextlib.contextmanager
+def stripe_api_at(app, fake, monkeypatch):
+    """Stripe's API at the stand-in for every account: a payout event's handler asks it for the payout
+    (app/reconciliation/payout_events.py). The app's router is built afresh against it and closed before the
+    stand-in stops."""
     monkeypatch.setitem(app.config, "STRIPE_API_BASE", fake.url)
-    _drop_router(app)
-    yield fake
-    _drop_router(app)
+    drop_router(app)
+    try:
+        yield fake
+    finally:
+        drop_router(app)
 
 
-def _drop_router(app) -> None:
+def drop_router(app) -> None:
+    """Close the app's router (built again at its next use, with the configuration then)."""
     router = app.extensions.pop("psp_router", None)
     if router is not None:
         router.close()
