@@ -465,6 +465,13 @@ class Router:
         return self._lookup(connector, "retrieve_dispute", lambda c: c.retrieve_dispute(psp_dispute_reference),
                             merchant_id=merchant_id, livemode=livemode, credential=credential)
 
+    def retrieve_payout(self, connector: str, psp_payout_reference: str, *, merchant_id: str | None = None,
+                        livemode: bool | None = None, credential: str | None = None) -> Lookup:
+        """A payout as its account's PSP has it (Stripe: app/reconciliation/payout_events.py): FOUND, ABSENT or
+        UNKNOWN (a connector without payouts answers UNKNOWN)."""
+        return self._lookup(connector, "retrieve_payout", lambda c: c.retrieve_payout(psp_payout_reference),
+                            merchant_id=merchant_id, livemode=livemode, credential=credential)
+
     def idempotency_window(self, name: str) -> timedelta | None:
         """How long connector ``name``'s PSP keeps an idempotency key (None: for ever); a connector that
         does not say is taken to keep it DEFAULT_IDEMPOTENCY_WINDOW."""

@@ -547,6 +547,18 @@ class StripeConnector:
         return self._lookup(lambda: self._client.v1.disputes.retrieve(psp_dispute_reference),
                             lambda dispute: Lookup.of(self._dispute_result(dispute)))
 
+    def retrieve_payout(self, psp_payout_reference: str) -> Lookup:
+        """A payout as Stripe has it (``GET /v1/payouts/<id>``): FOUND with ``found.raw`` the payout, its amounts in
+        Kassa's minor units (the shape of a payout event's ``CallbackEvent.data``), ``found.status`` Stripe's status.
+        What a payout event's handler believes instead of the event's body (app/reconciliation/payout_events.py)."""
+
+        def found(answer: Any) -> Lookup:
+            payout = self._kassa_amounts(_plain(answer))
+            return Lookup.of(PspResult(outcome=Outcome.SUCCEEDED, connector=self.name, psp_reference=payout.get("id"),
+                                       amount=payout.get("amount"), status=payout.get("status"), raw=payout))
+
+        return self._lookup(lambda: self._client.v1.payouts.retrieve(psp_payout_reference), found)
+
     def _dispute_result(self, obj: Any) -> PspResult:
         data = self.dispute_data(obj)
         return PspResult(outcome=Outcome.SUCCEEDED, connector=self.name, psp_reference=data.get("id"),

@@ -31,6 +31,15 @@ carried it; a callback verified with another account's secret is refused (``Call
 is read in a book. A payout whose report is not imported yet waits: the handler raises and the callback sweep tries
 again (app/jobs/psp.py). For a ``bank_statement`` account the events change nothing (the statement confirms).
 
+Never the event's word for it: a merchant connected with its own Stripe account holds that account's webhook secret
+and could sign a ``payout.paid`` of any amount (issue 21). Before anything is read in a book, the payout is asked of
+Stripe with the credential's own key (``stripe_payout``: the router's ``retrieve_payout``, its timeouts, breaker and
+bounded retries), and what Stripe answers is applied: its amount, currency, status and arrival date (a ``paid``
+payout deposits, a ``failed`` one opens the failure's break, whatever the event's type said; any other status, or a
+payout Stripe surely does not have, drops the event with a log line and an audit entry, nothing posted). When Stripe
+could not tell (unreachable, a timeout, a 5xx, a rate limit, an open breaker) the handler raises
+(``PayoutUnconfirmed``): nothing is posted and the callback sweep asks again.
+
 No Flask in the service functions; the handler takes the running app's ledger key, as the other handlers take their
 collaborators. Registered in app.psp.callbacks when app.reconciliation is imported.
 """
@@ -40,6 +49,7 @@ from datetime import UTC, date, datetime
 from sqlalchemy import or_, select, text
 from sqlalchemy.orm import Session
 
+from app.accounts.audit import audit
 from app.ledger import accounts
 from app.ledger.errors import InsufficientBalance
 from app.ledger.models import Entry, JournalTransaction, LedgerAccount
@@ -47,7 +57,7 @@ from app.ledger.service import CREDIT, DEBIT, Leg, post_transaction
 from app.models_base import utcnow
 from app.psp.callbacks import CALLBACK_HANDLERS, REFERENCE_RESOLVERS, CallbackOwner, CallbackScope, Recorded
 from app.psp.credentials import PAYOUT_EVENTS
-from app.psp.interfaces import CallbackEvent
+from app.psp.interfaces import CallbackEvent, Lookup, LookupOutcome
 from app.psp.models import PspCredential
 from app.reconciliation import service
 from app.reconciliation.models import PLATFORM_MERCHANT_ID, Break, ReportFile, ReportLine
@@ -62,6 +72,44 @@ PAYOUT_TYPES = (PAID, FAILED)
 
 class PayoutNotReported(RuntimeError):
     """The payout's report is not imported yet: the callback is retried later (the sweep's backoff)."""
+
+
+class PayoutUnconfirmed(RuntimeError):
+    """Stripe could not tell what the payout is (unreachable, timed out, 5xx, rate limited, open breaker): nothing is
+    posted and the callback is retried later (the sweep's backoff)."""
+
+
+# Stripe's payout statuses that move money in a book; any other (pending, in_transit, canceled) moves nothing yet.
+APPLIED_STATUSES = {"paid": PAID, "failed": FAILED}
+
+
+def confirmed_payout(session: Session, event: CallbackEvent, owner: CallbackOwner, lookup: Lookup) -> dict | None:
+    """The payout as Stripe answered ``lookup`` (its amounts in Kassa's units), to apply instead of the event's body;
+    None when the event is dropped (Stripe surely has no such payout, or its status moves no money): logged and
+    audited in the owner's scope. PayoutUnconfirmed when Stripe could not tell."""
+    payout_id = event.psp_reference
+    if lookup.outcome == LookupOutcome.UNKNOWN:
+        raise PayoutUnconfirmed(f"Stripe could not tell payout {payout_id} of {owner.credential} "
+                                f"({lookup.error or 'unknown'}: {lookup.message or 'no answer'}); asked again later")
+    payout = (lookup.found.raw if lookup.outcome == LookupOutcome.FOUND and lookup.found is not None else None)
+    if payout is not None and payout.get("id") != payout_id:
+        raise PayoutUnconfirmed(f"Stripe answered payout {payout.get('id')!r} when asked for {payout_id}")
+    if payout is not None and payout.get("status") in APPLIED_STATUSES:
+        return payout
+    if payout is None:
+        reason, status = "Stripe has no such payout for this account", None
+    else:
+        status = payout.get("status")
+        reason = f"Stripe's payout is {status!r}: it moves no money yet"
+    log.warning("payout event %s (%s of %s, credential %s) dropped: %s", event.id, event.type, payout_id,
+                owner.credential, reason)
+    claimed = event.data or {}
+    audit(session, "reconciliation.payout_event_dropped", merchant_id=owner.merchant_id, livemode=owner.livemode,
+          actor_label=f"{PSP} webhook", target=payout_id,
+          details={"event": event.id, "type": event.type, "credential": owner.credential, "reason": reason,
+                   "stripe_status": status, "claimed_amount": claimed.get("amount"),
+                   "claimed_currency": claimed.get("currency"), "claimed_status": claimed.get("status")})
+    return None
 
 
 def payout_owner(session: Session, scope: CallbackScope, event: CallbackEvent) -> CallbackOwner | None:
@@ -304,9 +352,22 @@ def payout_failed(session: Session, *, credential: str, livemode: bool, payout: 
     return opened.id if opened is not None else None
 
 
+def stripe_payout(owner: CallbackOwner, payout_id: str) -> Lookup:
+    """Ask Stripe for the payout with the owner's own credential (the platform's account, or the merchant's), through
+    the running app's router: found, surely absent or unknown."""
+    from flask import current_app
+
+    from app.psp.router import router_for_app
+
+    merchant_id = None if owner.credential == PLATFORM_CREDENTIAL else owner.merchant_id
+    return router_for_app(current_app._get_current_object()).retrieve_payout(
+        PSP, payout_id, merchant_id=merchant_id, livemode=owner.livemode, credential=owner.credential)
+
+
 def on_payout_event(session: Session, event: CallbackEvent, owner: CallbackOwner) -> Recorded | None:
-    """payout.paid / payout.failed of an admitted account: applied when the account confirms deposits by payout
-    events; nothing for an account whose bank statement confirms them."""
+    """payout.paid / payout.failed of an admitted account: applied, as Stripe has the payout (never as the event's
+    body says), when the account confirms deposits by payout events; nothing for an account whose bank statement
+    confirms them."""
     from flask import current_app
 
     from app.ledger.integration import ledger_hmac_key
@@ -316,11 +377,14 @@ def on_payout_event(session: Session, event: CallbackEvent, owner: CallbackOwner
     if deposit_confirmation(session, owner, platform) != PAYOUT_EVENTS:
         log.info("payout event %s of %s ignored: the bank statement confirms its deposits", event.id, owner.credential)
         return Recorded(None)
-    if event.type == PAID:
-        payout_paid(session, credential=owner.credential, livemode=owner.livemode, payout=event.data,
+    payout = confirmed_payout(session, event, owner, stripe_payout(owner, event.psp_reference))
+    if payout is None:
+        return Recorded(None)  # dropped (logged and audited): no psp.payout.* event of a payout Stripe denies
+    if APPLIED_STATUSES[payout["status"]] == PAID:
+        payout_paid(session, credential=owner.credential, livemode=owner.livemode, payout=payout,
                     hmac_key=ledger_hmac_key())
     else:
-        payout_failed(session, credential=owner.credential, livemode=owner.livemode, payout=event.data,
+        payout_failed(session, credential=owner.credential, livemode=owner.livemode, payout=payout,
                       hmac_key=ledger_hmac_key())
     return None  # the callback's own psp.payout.* event is recorded in the owner's book
 

@@ -441,3 +441,21 @@ def test_a_refund_is_found_by_the_key_it_was_created_with(fake, stripe_connector
 
 def test_stripe_forgets_idempotency_keys_after_24_hours(stripe_connector):
     assert StripeConnector.idempotency_window == stripe_connector.idempotency_window == timedelta(hours=24)
+
+
+def test_retrieve_payout_answers_stripe_s_payout_in_kassa_units_absent_or_unknown(fake, stripe_connector):
+    """What a payout event's handler believes instead of the event (app/reconciliation/payout_events.py): the payout
+    as Stripe has it, its amount in Kassa's minor units (ISK: Stripe's two extra decimals dropped); ABSENT only on
+    Stripe's 404 resource_missing; a 5xx is UNKNOWN."""
+    body = stripe_fixture("payout")
+    body.update({"id": "po_kassa_1", "amount": 485000, "currency": "isk", "status": "paid"})
+    fake.answer("GET", "/v1/payouts/po_kassa_1", (200, body))
+    found = stripe_connector.retrieve_payout("po_kassa_1")
+    assert found.outcome == LookupOutcome.FOUND
+    assert (found.found.psp_reference, found.found.status, found.found.amount) == ("po_kassa_1", "paid", 4850)
+    assert found.found.raw["amount"] == 4850 and found.found.raw["currency"] == "isk"
+    assert fake.requests[-1].headers.get("Authorization") == f"Bearer {API_KEY}"
+
+    assert stripe_connector.retrieve_payout("po_kassa_none").outcome == LookupOutcome.ABSENT  # the stand-in's 404
+    fake.answer("GET", "/v1/payouts/po_kassa_down", (500, {"error": {"type": "api_error", "message": "down"}}))
+    assert stripe_connector.retrieve_payout("po_kassa_down").outcome == LookupOutcome.UNKNOWN

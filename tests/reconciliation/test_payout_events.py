@@ -12,15 +12,36 @@ from app.reconciliation.models import Break
 from app.reconciliation.resolution import payout_event_break, resolve_break
 from tests.disputes.helpers import books, verify_ledger
 from tests.reconciliation.helpers import PLATFORM
+import pytest
+
+from tests.psp.fake_stripe import FakeStripe
 from tests.reconciliation.test_stripe_source import (
     callback,
     charge_bt,
     connected,
+    drop_router,
     import_account_report,
     payout,
     signed,
+    stripe_api_at,
+    stripe_knows,
     stripe_payment,
 )
+
+# The stand-in for Stripe's API the handler asks for each payout (tests/psp/fake_stripe.py), set by ``_stand_in``.
+_stripe: list = []
+
+
+@pytest.fixture(autouse=True)
+def _stand_in(app, monkeypatch):
+    server = FakeStripe()
+    try:
+        with stripe_api_at(app, server, monkeypatch):
+            _stripe[:] = [server]
+            yield server
+    finally:
+        _stripe.clear()
+        server.close()
 
 
 def _batch(app, db_session, scope, secret: str, day: dt.date, payout_id: str, amount: int, fee: int):
@@ -31,7 +52,9 @@ def _batch(app, db_session, scope, secret: str, day: dt.date, payout_id: str, am
     return credential
 
 
-def _post(client, scope, secret: str, event_type: str, body: dict, event_id: str):
+def _post(client, scope, secret: str, event_type: str, body: dict, event_id: str, *, stripe: dict | None = None):
+    """Deliver a signed event; Stripe's API has the payout as ``stripe`` says, else as the event says (true)."""
+    stripe_knows(_stripe[0], stripe or body)
     headers, data = signed(event_type, body, event_id, f"whsec_{secret}")
     response = client.post(f"/hooks/stripe/{scope.merchant_id}", data=data, headers=headers)
     assert response.status_code == 200
@@ -438,4 +461,112 @@ def test_a_failed_payout_whose_deposit_was_not_reversed_is_not_written_off_befor
     assert not books(db_session, scope).get("psp_clearing:stripe:USD")
     asked = _resolve(db_session, opened, "psp_asked", note="asked Stripe")
     assert asked.status == "resolved"
+    verify_ledger(app)
+
+
+def _asked(stand_in, payout_id: str) -> list:
+    """What the stand-in was asked about the payout: each request's Authorization (the key it was asked with)."""
+    return [request.headers.get("Authorization") for request in stand_in.requests
+            if request.method == "GET" and request.path == f"/v1/payouts/{payout_id}"]
+
+
+def _dropped(session, payout_id: str) -> list:
+    from app.accounts.audit import AuditEntry
+
+    session.rollback()
+    rows = session.scalars(select(AuditEntry).where(AuditEntry.action == "reconciliation.payout_event_dropped",
+                                                    AuditEntry.target == payout_id)).all()
+    session.commit()
+    return rows
+
+
+def test_a_payout_paid_signed_with_a_forged_amount_is_applied_as_stripe_has_the_payout(app, client, db_session,
+                                                                                       shop, _stand_in):
+    """A merchant holds its own account's webhook secret and signs a payout.paid of a million: Stripe, asked with the
+    credential's own key, says 48.50; that is what is deposited, no mismatch break, nothing in the platform's
+    suspense."""
+    scope = shop["scope"]
+    _batch(app, db_session, scope, "recon_forged", dt.date(2026, 4, 24), "po_forged", 5000, 150)
+    platform_before = books(db_session, PLATFORM)
+    _post(client, scope, "recon_forged", "payout.paid", payout("po_forged", 100_000_000, status="paid"),
+          "evt_forged", stripe=payout("po_forged", 4850, status="paid"))
+    assert callback(db_session, "evt_forged").result == "applied"
+    assert _asked(_stand_in, "po_forged") == ["Bearer sk_test_recon_forged"]
+    held = books(db_session, scope)
+    assert held.get("cash:USD") == 4850 and not held.get("psp_clearing:stripe:USD")
+    assert _breaks(db_session, "po_forged") == []
+    platform_after = books(db_session, PLATFORM)
+    for code in ("suspense:stripe:USD", "cash:USD"):
+        assert platform_after.get(code) == platform_before.get(code)
+
+    # A forged payout.failed of a payout Stripe has paid reverses nothing either.
+    _post(client, scope, "recon_forged", "payout.failed", payout("po_forged", 4850, status="failed"),
+          "evt_forged_failed", stripe=payout("po_forged", 4850, status="paid"))
+    assert books(db_session, scope).get("cash:USD") == 4850 and _breaks(db_session, "po_forged") == []
+    assert _count(db_session, "deposit:po_forged:%") == 1
+    verify_ledger(app)
+
+
+def test_a_payout_event_of_a_payout_stripe_does_not_have_or_has_not_paid_posts_nothing(app, client, db_session,
+                                                                                       shop, _stand_in):
+    """Surely absent at Stripe (its 404 resource_missing), or not paid yet (in transit): the event is dropped, logged
+    and audited, nothing posted and no break; the callback is done (not retried)."""
+    scope = shop["scope"]
+    _batch(app, db_session, scope, "recon_ghost", dt.date(2026, 4, 26), "po_ghost", 3000, 90)
+    platform_before = books(db_session, PLATFORM)
+    headers, data = signed("payout.paid", payout("po_ghost", 2910, status="paid"), "evt_ghost", "whsec_recon_ghost")
+    assert client.post(f"/hooks/stripe/{scope.merchant_id}", data=data, headers=headers).status_code == 200
+    row = callback(db_session, "evt_ghost")
+    assert row.result == "applied" and row.processed_at is not None and row.event_id is None
+    assert len(_asked(_stand_in, "po_ghost")) == 1
+
+    _post(client, scope, "recon_ghost", "payout.paid", payout("po_ghost", 2910, status="paid"), "evt_ghost_early",
+          stripe=payout("po_ghost", 2910, status="in_transit"))
+    assert callback(db_session, "evt_ghost_early").result == "applied"
+    held = books(db_session, scope)
+    assert not held.get("cash:USD") and held.get("psp_clearing:stripe:USD") == 2910
+    assert _breaks(db_session, "po_ghost") == [] and _count(db_session, "deposit:po_ghost:%") == 0
+    platform_after = books(db_session, PLATFORM)
+    for code in ("suspense:stripe:USD", "cash:USD"):
+        assert platform_after.get(code) == platform_before.get(code)
+    dropped = _dropped(db_session, "po_ghost")
+    assert sorted(entry.details["event"] for entry in dropped) == ["evt_ghost", "evt_ghost_early"]
+    assert {entry.merchant_id for entry in dropped} == {scope.merchant_id}
+    assert {entry.details["stripe_status"] for entry in dropped} == {None, "in_transit"}
+    verify_ledger(app)
+
+
+def test_a_payout_event_stripe_cannot_be_asked_about_posts_nothing_and_is_retried(app, client, db_session, shop,
+                                                                                  _stand_in, monkeypatch):
+    """Stripe unreachable (its API refuses connections): the callback fails and waits for the sweep, nothing posted;
+    once Stripe answers, the retry applies Stripe's payout."""
+    import socket
+
+    from app.psp.callbacks import process_callback
+
+    scope = shop["scope"]
+    _batch(app, db_session, scope, "recon_down", dt.date(2026, 4, 28), "po_down", 2000, 60)
+    with socket.socket() as probe:  # a port nobody listens on once closed
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    monkeypatch.setitem(app.config, "STRIPE_API_BASE", f"http://127.0.0.1:{closed}")
+    monkeypatch.setitem(app.config, "PSP_MAX_TRIES", 1)
+    drop_router(app)
+    headers, data = signed("payout.paid", payout("po_down", 999_999, status="paid"), "evt_down", "whsec_recon_down")
+    assert client.post(f"/hooks/stripe/{scope.merchant_id}", data=data, headers=headers).status_code == 200
+    row = callback(db_session, "evt_down")
+    assert row.processed_at is None and "po_down" in row.last_error and "Stripe could not tell" in row.last_error
+    held = books(db_session, scope)
+    assert not held.get("cash:USD") and held.get("psp_clearing:stripe:USD") == 1940
+    assert _breaks(db_session, "po_down") == [] and _dropped(db_session, "po_down") == []
+
+    # Stripe answers again: the sweep's retry deposits what Stripe paid, not what the event said.
+    monkeypatch.setitem(app.config, "STRIPE_API_BASE", _stand_in.url)
+    drop_router(app)
+    stripe_knows(_stand_in, payout("po_down", 1940, status="paid"))
+    assert process_callback(db_session, row.id) == "applied"
+    db_session.commit()
+    held = books(db_session, scope)
+    assert held.get("cash:USD") == 1940 and not held.get("psp_clearing:stripe:USD")
+    assert _breaks(db_session, "po_down") == []
     verify_ledger(app)

@@ -2,6 +2,7 @@
 through the official library from a local stand-in for Stripe's API (tests/psp/fake_stripe.py, answering with
 Stripe's own example objects), imported as the JSON document received; and, for accounts whose deposits are
 confirmed by payout events, payout.paid / payout.failed standing in for the bank deposit, through /hooks/stripe."""
+import contextlib
 import datetime as dt
 import hashlib
 import hmac
@@ -49,6 +50,38 @@ def platform_stripe_at(app, fake, monkeypatch):
     monkeypatch.setitem(app.config, "STRIPE_WEBHOOK_SECRET_TEST", PLATFORM_WEBHOOK_SECRET)
     monkeypatch.setitem(app.config, "STRIPE_API_BASE", fake.url)
     return fake
+
+
+@pytest.fixture
+def stripe_api(app, fake, monkeypatch):
+    """Stripe's API at the stand-in for every account (the merchants' own keys included)."""
+    with stripe_api_at(app, fake, monkeypatch):
+        yield fake
+
+
+@contextlib.contextmanager
+def stripe_api_at(app, fake, monkeypatch):
+    """Stripe's API at the stand-in for every account: a payout event's handler asks it for the payout
+    (app/reconciliation/payout_events.py). The app's router is built afresh against it and closed before the
+    stand-in stops."""
+    monkeypatch.setitem(app.config, "STRIPE_API_BASE", fake.url)
+    drop_router(app)
+    try:
+        yield fake
+    finally:
+        drop_router(app)
+
+
+def drop_router(app) -> None:
+    """Close the app's router (built again at its next use, with the configuration then)."""
+    router = app.extensions.pop("psp_router", None)
+    if router is not None:
+        router.close()
+
+
+def stripe_knows(fake, *payouts: dict) -> None:
+    """The stand-in answers GET /v1/payouts/<id> with each payout (Stripe's shape and units); the last repeats."""
+    fake.answer("GET", f"/v1/payouts/{payouts[0]['id']}", *((200, body) for body in payouts))
 
 
 def stripe_payment(session, scope: Scope, amount: int, reference: str, credential: str, day: dt.date) -> Payment:
@@ -214,7 +247,7 @@ def callback(session, event_id: str) -> PspCallback:
 
 
 def test_payout_paid_settles_a_connected_accounts_batch_once_and_payout_failed_opens_the_deposit_break(
-        app, client, db_session, shop):
+        app, client, db_session, shop, stripe_api):
     scope = shop["scope"]
     day = dt.date(2026, 3, 10)
     credential = connected(app, db_session, scope, "recon_own")
@@ -228,6 +261,9 @@ def test_payout_paid_settles_a_connected_accounts_batch_once_and_payout_failed_o
     assert result.statuses == {"matched": 2}
     assert books(db_session, scope).get("psp_clearing:stripe:USD") == 4850 + 1940
     hook = f"/hooks/stripe/{scope.merchant_id}"
+    stripe_knows(stripe_api, payout("po_own_paid", 4850, status="paid"))
+    stripe_knows(stripe_api, payout("po_own_failed", 1940, status="failed", failure_code="account_closed",
+                                    failure_message="The bank account has been closed"))
 
     headers, body = signed("payout.paid", payout("po_own_paid", 4850, status="paid"), "evt_po_paid", "whsec_recon_own")
     assert client.post(hook, data=body, headers=headers).json == {"received": True, "duplicate": False}
@@ -299,10 +335,12 @@ def test_a_payout_event_signed_for_another_credential_is_refused(app, client, db
 
 
 def test_a_payout_before_its_report_waits_and_a_bank_statement_account_ignores_payout_events(app, client,
-                                                                                             db_session, shop):
+                                                                                             db_session, shop,
+                                                                                             stripe_api):
     scope = shop["scope"]
     day = dt.date(2026, 3, 14)
     own = connected(app, db_session, scope, "recon_early")
+    stripe_knows(stripe_api, payout("po_early", 3880, status="paid"))
     stripe_payment(db_session, scope, 4000, "pi_early", own.id, day)
     headers, body = signed("payout.paid", payout("po_early", 3880, status="paid"), "evt_po_early", "whsec_recon_early")
     assert client.post(f"/hooks/stripe/{scope.merchant_id}", data=body, headers=headers).status_code == 200
