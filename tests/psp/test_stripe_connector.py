@@ -359,7 +359,7 @@ def test_webhook_rejected_when_wrong_or_stale(stripe_connector, case):
     now = int(time.time())
     headers = {
         "wrong_secret": {"Stripe-Signature": stripe_signature(body, "whsec_other", now)},
-        "stale": {"Stripe-Signature": stripe_signature(body, WEBHOOK_SECRET, now - 301)},
+        "stale": {"Stripe-Signature": stripe_signature(body, WEBHOOK_SECRET, now - 360)},
         "tampered": {"Stripe-Signature": stripe_signature(body, WEBHOOK_SECRET, now)},
         "missing": {},
         "garbage": {"Stripe-Signature": "nonsense"},
