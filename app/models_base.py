@@ -20,6 +20,13 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def lock_until_commit(session, key: str) -> None:
+    """Wait for, then hold until the transaction ends, the advisory lock named ``key``: work on one thing (a
+    payout, a PSP's lines, a day's file) taken in turns by transactions that would otherwise miss each other's
+    uncommitted rows."""
+    session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": key})
+
+
 class Base(DeclarativeBase):
     registry = registry(
         metadata=MetaData(naming_convention=NAMING_CONVENTION),

@@ -8,7 +8,7 @@ has its default seller bear them whatever the setting, so that what it is paid o
 The places that book fees ask here: reconciliation's settlement posting (charge fees and refund fee rebates,
 app/reconciliation/service.py) and the dispute fee (app/disputes/booking.py).
 """
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from app.money import allocate
@@ -102,8 +102,6 @@ SELECT grp, payment_id, seller_id,
 def seller_fee_totals(session: Session, fees: str, params: dict) -> dict:
     """{grp: {seller_id: fee}}: the parts of ``fee_parts_sql(fees)`` summed per group and seller (zero sums
     dropped), in one statement."""
-    from sqlalchemy import text
-
     totals: dict = {}
     rows = session.execute(text(f"SELECT grp, seller_id, sum(part)::bigint AS part FROM ({fee_parts_sql(fees)}) p "
                                 "GROUP BY grp, seller_id ORDER BY grp, seller_id"), params)

@@ -54,7 +54,7 @@ from app.ledger import accounts
 from app.ledger.errors import InsufficientBalance
 from app.ledger.models import Entry, JournalTransaction, LedgerAccount
 from app.ledger.service import CREDIT, DEBIT, Leg, post_transaction
-from app.models_base import utcnow
+from app.models_base import lock_until_commit, utcnow
 from app.psp.callbacks import CALLBACK_HANDLERS, REFERENCE_RESOLVERS, CallbackOwner, CallbackScope, Recorded
 from app.psp.credentials import PAYOUT_EVENTS
 from app.psp.interfaces import CallbackEvent, Lookup, LookupOutcome
@@ -145,8 +145,7 @@ def lock_payout(session: Session, livemode: bool, payout_id: str) -> None:
     """One at a time per payout (a transaction-scoped lock): its paid and failed events, a later payout paying it
     again and the resolution of its break each read what the others post (two sweep workers may take the paid and
     the failed event at once); the second waits for the first's commit, then sees its postings."""
-    session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"),
-                    {"k": f"reconciliation:payout:{livemode}:{payout_id}"})
+    lock_until_commit(session, f"reconciliation:payout:{livemode}:{payout_id}")
 
 
 def _posted(session: Session, scope: Scope, business_key: str) -> bool:

@@ -29,6 +29,7 @@ from app import pan
 from app.accounts.audit import audit
 from app.ledger import accounts
 from app.ledger.errors import InsufficientBalance
+from app.ledger.queries import account_balance
 from app.ledger.service import post_transaction
 from app.models_base import utcnow
 from app.money import allocate
@@ -235,13 +236,6 @@ def _deposited(session: Session, row: Break) -> bool:
         BankEntry.livemode == row.livemode, BankEntry.batch_id == row.batch_id, BankEntry.status == "matched")) > 0
 
 
-def _balance(session: Session, scope: Scope, code: str) -> int:
-    from app.ledger.models import LedgerAccount
-
-    return session.scalar(scope.select(LedgerAccount, LedgerAccount.code == code)
-                          .with_only_columns(LedgerAccount.balance)) or 0
-
-
 def payout_event_break(row: Break) -> bool:
     """A deposit break filed from Stripe's payout events (no bank entry behind it): ``payout.paid`` differing from
     its batch, or ``payout.failed``."""
@@ -272,8 +266,9 @@ def _accept_deposit(session: Session, row: Break, hmac_key: bytes) -> str | None
         # Paid 0: each book's whole share leaves psp_clearing. A payout returned after its cash was spent kept its
         # deposit (app/reconciliation/payout_events.py reverse_paid): that clearing was emptied already.
         short = [share.book for share in shares
-                 if share.total > 0 and _balance(session, Scope(share.book, row.livemode),
-                                                 accounts.psp_clearing(share.psp, share.currency)) < share.total]
+                 if share.total > 0 and account_balance(session, Scope(share.book, row.livemode),
+                                                        accounts.psp_clearing(share.psp, share.currency)).amount
+                 < share.total]
         if short:
             raise ResolutionError(f"The deposit of {', '.join(short)} was not reversed when the payout failed (its "
                                   "cash was spent): its psp_clearing does not hold the share to write off. Move it "

@@ -36,7 +36,7 @@ from app import pan
 from app.ids import new_id
 from app.ledger import accounts
 from app.ledger.service import CREDIT, DEBIT, Leg, post_transaction
-from app.models_base import utcnow
+from app.models_base import lock_until_commit, utcnow
 from app.reconciliation import failures
 from app.reconciliation.models import PLATFORM_MERCHANT_ID, BankEntry, Break, ReportFile, ReportLine
 from app.reconciliation.parsing import LINE_TYPES, SETTLEMENT_COLUMNS, ReportFormatError, check_settlement_row, \
@@ -139,8 +139,7 @@ def store_file(session: Session, *, source: str, kind: str, livemode: bool, repo
     # One import of a day at a time (a transaction-scoped lock on the day): two imports at once must neither both
     # store the same bytes nor both take version 2; the second waits, then (READ COMMITTED: a new statement sees
     # the first one's commit) finds the file or numbers its version after it.
-    session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"),
-                    {"k": f"reconciliation:{source}:{kind}:{livemode}:{report_date}"})
+    lock_until_commit(session, f"reconciliation:{source}:{kind}:{livemode}:{report_date}")
     existing = session.scalars(select(ReportFile).where(
         ReportFile.source == source, ReportFile.kind == kind, ReportFile.livemode == livemode,
         ReportFile.report_date == report_date, ReportFile.checksum == checksum)).one_or_none()
@@ -1063,8 +1062,7 @@ def _close_superseded(session: Session, report: ReportFile, result: RunResult, n
 
 def _lock_psp_lines(session: Session, psp: str, livemode: bool) -> None:
     """Wait for any other import of this PSP's lines in this mode (a transaction-scoped advisory lock)."""
-    session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"),
-                    {"k": f"reconciliation-lines:{psp}:{livemode}"})
+    lock_until_commit(session, f"reconciliation-lines:{psp}:{livemode}")
 
 
 def reconcile_settlement(session: Session, *, psp: str, livemode: bool, report_date: date, content: bytes,

@@ -32,6 +32,7 @@ from typing import Any, Iterable
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from app.models_base import lock_until_commit
 from app.risk import scoring
 from app.risk.learning import features as feature_code
 from app.risk.learning.model import LearnedScorer, probability_to_score
@@ -321,7 +322,7 @@ def next_version(session: Session) -> str:
     """The next ``model-N``, reserved until the caller's transaction ends: two trainings finishing at once (two
     workers, the console's job beside ``flask risk train``) take turns here instead of both storing ``model-N`` and
     the second failing on the key after its minutes of fitting."""
-    session.execute(text("SELECT pg_advisory_xact_lock(hashtext('risk_models.version'))"))
+    lock_until_commit(session, "risk_models.version")
     numbers = session.scalars(text("SELECT version FROM risk_models")).all()
     taken = [int(v[len(MODEL_PREFIX):]) for v in numbers if v.startswith(MODEL_PREFIX) and v[len(MODEL_PREFIX):].isdigit()]
     return f"{MODEL_PREFIX}{max(taken, default=0) + 1}"
