@@ -81,10 +81,8 @@ def was_screened(claim) -> bool:
 def earlier_screening(session: Session, claim):
     """The claim of an ``unknown`` authorization shaped by its assessment (held for review: no sale; 3-D Secure
     asked), so that a send again after the PSP answered it has none keeps the hold; unchanged without one."""
-    outcome = session.scalar(select(Assessment.outcome).where(
-        Assessment.merchant_id == claim.merchant_id, Assessment.attempt_id == claim.id,
-        Assessment.stage == "confirmation"))
-    return claim if outcome is None else _adjusted(claim, outcome)
+    earlier = confirmation_assessment(session, claim.merchant_id, claim.livemode, claim.payment_id, claim.id)
+    return claim if earlier is None else _adjusted(claim, earlier.outcome)
 
 
 def _card_summary(payment: Payment, card: dict | None) -> None:
@@ -128,9 +126,8 @@ def screen(session: Session, claim, card: dict | None, deps, *, card_facts_unava
     # An earlier run of this attempt may have screened it (and crashed before sending): its assessment stands.
     # The first claim of an attempt (tries 1) has no earlier run: each claim increments tries and screens only
     # while it still holds the attempt (checked above), so the look-up is skipped (one round trip less).
-    earlier = None if row.tries <= 1 else session.scalar(select(Assessment).where(
-        Assessment.merchant_id == row.merchant_id, Assessment.attempt_id == claim.id,
-        Assessment.stage == "confirmation"))
+    earlier = None if row.tries <= 1 else confirmation_assessment(session, row.merchant_id, row.livemode, row.id,
+                                                                  claim.id)
     if earlier is not None:
         if earlier.outcome == "block":  # decided, then overtaken before its block was applied
             return _block(session, claim, card, earlier, deps)
@@ -217,11 +214,11 @@ def apply_fields(payment: Payment, fields: dict[str, Any]) -> None:
         payment.request_three_d_secure = True
 
 
-def _confirmation_assessment(session: Session, payment: Payment, attempt_id: str):
+def confirmation_assessment(session: Session, merchant_id: str, livemode: bool, payment_id: str, attempt_id: str):
+    """An authorization attempt's assessment at confirmation, or None (found through the payment's index)."""
     return session.scalar(select(Assessment).where(
-        Assessment.merchant_id == payment.merchant_id, Assessment.livemode == payment.livemode,
-        Assessment.payment_id == payment.id, Assessment.attempt_id == attempt_id,
-        Assessment.stage == "confirmation"))
+        Assessment.merchant_id == merchant_id, Assessment.livemode == livemode, Assessment.payment_id == payment_id,
+        Assessment.attempt_id == attempt_id, Assessment.stage == "confirmation"))
 
 
 def unwritten(payment: Payment, attempt: PaymentAttempt) -> bool:
@@ -238,7 +235,7 @@ def fields_from_assessment(session: Session, payment: Payment, attempt: PaymentA
     assessment (the source of truth: a crash between the screening and the PSP's answer loses nothing)."""
     if not unwritten(payment, attempt):
         return None
-    assessment = _confirmation_assessment(session, payment, attempt.id)
+    assessment = confirmation_assessment(session, payment.merchant_id, payment.livemode, payment.id, attempt.id)
     return None if assessment is None else screened_fields(session, payment, assessment)
 
 
@@ -309,9 +306,7 @@ def after_challenge(session: Session, payment: Payment, attempt: PaymentAttempt,
     The payment's card facts are as the authorization left them; velocity is read, not counted again.
     """
     card = {"brand": payment.card_brand, "fingerprint": payment.card_fingerprint}
-    earlier = session.scalar(select(Assessment).where(
-        Assessment.merchant_id == payment.merchant_id, Assessment.attempt_id == attempt.id,
-        Assessment.stage == "confirmation"))
+    earlier = confirmation_assessment(session, payment.merchant_id, payment.livemode, payment.id, attempt.id)
     if earlier is not None:
         stored = earlier.signals
         card.update({"funding": stored.get("card_funding"), "country": stored.get("card_country"),
